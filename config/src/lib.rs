@@ -1,0 +1,267 @@
+//! relive's configuration file, `/etc/relive/relive.toml`.
+//!
+//! Every key is optional; a missing key takes the default documented on its
+//! field (and in relive(8)). An invalid file is reported with its line and
+//! column, and the defaults are used instead: a bad config never stops a boot.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where relive looks for its configuration unless `--config` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/relive/relive.toml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub manager: ManagerConfig,
+    pub pids: PidConfig,
+}
+
+/// `[manager]`: defaults for every unit and for PID 1 itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagerConfig {
+    /// Target started at boot when none is given with `--target`.
+    /// Default: "" (default.target if it exists, else multi-user.target).
+    pub default_target: String,
+    /// Log level: error, warn, info, debug or trace. Default: "info".
+    pub log_level: String,
+    /// TimeoutStartSec= for units that do not set it, in seconds. Default: 90.
+    pub default_timeout_start_sec: f64,
+    /// TimeoutStopSec= for units that do not set it, in seconds. Default: 90.
+    pub default_timeout_stop_sec: f64,
+    /// StartLimitIntervalSec= for units that do not set it, in seconds. Default: 10.
+    pub default_start_limit_interval_sec: f64,
+    /// StartLimitBurst= for units that do not set it. Default: 5.
+    pub default_start_limit_burst: u32,
+    /// Output lines kept per unit for `relivectl status`. Default: 50.
+    pub status_output_lines: usize,
+    /// Seconds given to processes that outlive their units at shutdown,
+    /// after SIGTERM and before SIGKILL. Default: 5.
+    pub shutdown_kill_timeout_sec: f64,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            default_target: String::new(),
+            log_level: "info".into(),
+            default_timeout_start_sec: 90.0,
+            default_timeout_stop_sec: 90.0,
+            default_start_limit_interval_sec: 10.0,
+            default_start_limit_burst: 5,
+            status_output_lines: 50,
+            shutdown_kill_timeout_sec: 5.0,
+        }
+    }
+}
+
+/// `[pids]`: the PID space, prepared so that restored services keep their PIDs.
+///
+/// After a kexec the new kernel's own threads and early tasks take the low
+/// PIDs; services that started above `floor` never collide with them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PidConfig {
+    /// kernel.pid_max is raised to at least this. Default: 4194304 (the
+    /// 64-bit kernel's maximum).
+    pub pid_max: u32,
+    /// ns_last_pid is moved to at least this before services start.
+    /// Default: 20000. 0 disables the move.
+    pub floor: u32,
+}
+
+impl Default for PidConfig {
+    fn default() -> Self {
+        PidConfig {
+            pid_max: 4_194_304,
+            floor: 20_000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            manager: ManagerConfig::default(),
+            pids: PidConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or a key has the wrong type or is unknown.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A key has a value of the right type but out of range.
+    #[error("{path}: {key} = {value}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads `path`. A missing file is not an error: it yields the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses `text`; `path` only names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unwrap_or((0, 0));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, value: String, reason| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            value,
+            reason,
+        };
+        let m = &self.manager;
+        for (key, secs) in [
+            (
+                "manager.default_timeout_start_sec",
+                m.default_timeout_start_sec,
+            ),
+            (
+                "manager.default_timeout_stop_sec",
+                m.default_timeout_stop_sec,
+            ),
+            (
+                "manager.default_start_limit_interval_sec",
+                m.default_start_limit_interval_sec,
+            ),
+            (
+                "manager.shutdown_kill_timeout_sec",
+                m.shutdown_kill_timeout_sec,
+            ),
+        ] {
+            if !(secs.is_finite() && secs >= 0.0) {
+                return Err(invalid(
+                    key,
+                    secs.to_string(),
+                    "must be a number of seconds >= 0",
+                ));
+            }
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&m.log_level.as_str()) {
+            return Err(invalid(
+                "manager.log_level",
+                m.log_level.clone(),
+                "must be one of error, warn, info, debug, trace",
+            ));
+        }
+        let pid_max = self.pids.pid_max;
+        if !(301..=4_194_304).contains(&pid_max) {
+            return Err(invalid(
+                "pids.pid_max",
+                pid_max.to_string(),
+                "must be in 301..=4194304",
+            ));
+        }
+        if self.pids.floor >= pid_max {
+            return Err(invalid(
+                "pids.floor",
+                self.pids.floor.to_string(),
+                "must be below pids.pid_max",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column of byte offset `at` in `text`.
+fn line_and_column(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/relive/relive.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn keys_override_defaults() {
+        let c = parse("[manager]\ndefault_timeout_stop_sec = 3\n[pids]\nfloor = 50000\n").unwrap();
+        assert_eq!(c.manager.default_timeout_stop_sec, 3.0);
+        assert_eq!(c.pids.floor, 50000);
+        assert_eq!(c.manager.default_start_limit_burst, 5);
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let e =
+            parse("[manager]\nlog_level = \"info\"\ndefault_timeout_stop_sec = = 3\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("/etc/relive/relive.toml:3:"), "{text}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let e = parse("[manager]\n\nbogus_key = 1\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("/etc/relive/relive.toml:3:"), "{text}");
+        assert!(text.contains("bogus_key"), "{text}");
+    }
+
+    #[test]
+    fn out_of_range_value_is_named() {
+        let e = parse("[pids]\npid_max = 1000\nfloor = 2000\n").unwrap_err();
+        assert!(e.to_string().contains("pids.floor = 2000"), "{e}");
+        let e = parse("[manager]\nlog_level = \"loud\"\n").unwrap_err();
+        assert!(e.to_string().contains("manager.log_level = loud"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let c = Config::load(Path::new("/nonexistent/relive.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+}

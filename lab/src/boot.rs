@@ -1,0 +1,211 @@
+//! `relive-lab boot`: start the image in QEMU in the background and return
+//! once the guest is ready, or fail with the serial log's tail (the guard in
+//! `Qemu` kills the guest on every failure path).
+
+use crate::accel;
+use crate::guest::{Guest, Init};
+use crate::image;
+use crate::paths::Paths;
+use crate::qemu::{self, Qemu};
+use crate::signals::Interrupt;
+use crate::ssh;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The line relive prints on the serial console once the default target is
+/// reached (relive's readiness signal; systemd's is sshd answering).
+pub const RELIVE_READY_LINE: &str = "relive: reached target multi-user.target";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// "6.1" or "6.12".
+    pub kernel: String,
+    /// None: relive when the image has it, else systemd.
+    pub init: Option<Init>,
+    /// Boot a writable copy of the disk instead of `-snapshot`.
+    pub writable: bool,
+    pub timeout: Duration,
+}
+
+/// What "ready" means, checked in order.
+#[derive(Debug, Clone, Copy)]
+enum Readiness {
+    /// This line has appeared in the serial log.
+    SerialLine(&'static str),
+    /// sshd accepts the lab key and runs `true`.
+    Ssh,
+}
+
+fn readiness(init: Init) -> &'static [Readiness] {
+    match init {
+        // The `ssh` verb must work right after `boot`, so ssh is checked
+        // after relive's own line too.
+        Init::Relive => &[Readiness::SerialLine(RELIVE_READY_LINE), Readiness::Ssh],
+        Init::Systemd => &[Readiness::Ssh],
+    }
+}
+
+pub fn boot(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Guest> {
+    if let Some(guest) = Guest::load(paths)? {
+        if guest.alive() {
+            bail!(
+                "a guest is already running (QEMU pid {}, kernel {}): `relive-lab stop` first",
+                guest.qemu_pid,
+                guest.kernel_release
+            );
+        }
+        Guest::clear(paths)?;
+    }
+
+    let image = image::build_or_reuse(paths, false)?;
+    let kernel = image.kernel(&opts.kernel)?.clone();
+    let init = match opts.init {
+        Some(Init::Relive) if !image.has_relive => {
+            bail!("the image has no /usr/sbin/relive: build relive (target/release/relive), then `relive-lab image`")
+        }
+        Some(init) => init,
+        None if image.has_relive => Init::Relive,
+        None => Init::Systemd,
+    };
+    let accel = accel::detect(paths, &kernel)?;
+
+    std::fs::create_dir_all(paths.logs())?;
+    std::fs::create_dir_all(paths.run_dir())?;
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let run_name = format!("{stamp}-{}-{init:?}", kernel.release).to_lowercase();
+    let serial_log = paths.logs().join(format!("serial-{run_name}.log"));
+    let qemu_stderr = paths.logs().join(format!("qemu-{run_name}.stderr"));
+
+    let disk = if opts.writable {
+        let copy = paths.run_dir().join("disk.raw");
+        copy_sparse(&image.disk, &copy)?;
+        copy
+    } else {
+        image.disk.clone()
+    };
+
+    let config = qemu::Config {
+        accel,
+        kernel: kernel.vmlinuz.clone(),
+        initrd: kernel.initrd.clone(),
+        // net.ifnames=0: the NIC is eth0 under both inits (no udev rename
+        // racing relive-net.service). panic=-1 with QEMU's -no-reboot: a
+        // dying PID 1 ends QEMU at once instead of hanging until timeout.
+        append: format!(
+            "console=ttyS0 quiet root=/dev/vda rw net.ifnames=0 panic=-1 init={}",
+            init.path()
+        ),
+        disk: disk.clone(),
+        snapshot: !opts.writable,
+        ssh_port: qemu::free_port()?,
+        serial_log: serial_log.clone(),
+        stderr_log: qemu_stderr.clone(),
+    };
+    eprintln!(
+        "relive-lab: booting {} with init={} ({accel:?}), serial log {}",
+        kernel.release,
+        init.path(),
+        serial_log.display()
+    );
+    let started = Instant::now();
+    let mut qemu = Qemu::spawn(config)?;
+    // Recorded before waiting, so that a guest whose driver was SIGKILLed
+    // is still found (and stopped) by the next invocation.
+    let mut guest = Guest {
+        qemu_pid: qemu.pid(),
+        ssh_port: qemu.config.ssh_port,
+        serial_log,
+        qemu_stderr,
+        kernel_series: opts.kernel.clone(),
+        kernel_release: kernel.release,
+        init,
+        accel,
+        disk,
+        snapshot: !opts.writable,
+        ready_secs: None,
+    };
+    guest.save(paths)?;
+    if let Err(e) = wait_ready(
+        paths,
+        &mut qemu,
+        readiness(init),
+        started,
+        opts.timeout,
+        interrupt,
+    ) {
+        let report = failure_report(&qemu);
+        drop(qemu); // kills the guest
+        Guest::clear(paths)?;
+        return Err(anyhow!("{e:#}\n{report}"));
+    }
+    guest.ready_secs = Some(started.elapsed().as_secs_f64());
+    guest.save(paths)?;
+    qemu.detach();
+    Ok(guest)
+}
+
+fn wait_ready(
+    paths: &Paths,
+    qemu: &mut Qemu,
+    steps: &[Readiness],
+    started: Instant,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<()> {
+    for step in steps {
+        loop {
+            interrupt.check()?;
+            if let Some(status) = qemu.try_wait()? {
+                bail!("QEMU exited ({status}) before the guest was ready");
+            }
+            let done = match step {
+                Readiness::SerialLine(line) => std::fs::read_to_string(&qemu.config.serial_log)
+                    .is_ok_and(|log| log.contains(line)),
+                Readiness::Ssh => ssh::probe(paths, qemu.config.ssh_port),
+            };
+            if done {
+                eprintln!(
+                    "relive-lab: {step:?} after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                break;
+            }
+            if started.elapsed() > timeout {
+                bail!("timed out after {timeout:?} waiting for {step:?}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    Ok(())
+}
+
+/// The serial log's tail and QEMU's stderr, for a failed boot.
+fn failure_report(qemu: &Qemu) -> String {
+    let log = std::fs::read_to_string(&qemu.config.serial_log).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    format!(
+        "serial log {} ends with:\n{tail}\nQEMU stderr:\n{}",
+        qemu.config.serial_log.display(),
+        qemu.stderr()
+    )
+}
+
+fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
+    let status = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(from)
+        .arg(to)
+        .status()
+        .context("running cp")?;
+    if !status.success() {
+        bail!(
+            "copying {} to {} failed ({status})",
+            from.display(),
+            to.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! `relive-lab image`: the mkosi tree, then the ext4 disk, each rebuilt only
+//! when its inputs change.
+//!
+//! Two cache levels, because they cost very different amounts:
+//! - the tree (mkosi: debootstrap, packages, initrds; minutes) is keyed by
+//!   the mkosi/ configuration, the mirror and the resolved kernel packages;
+//! - the disk (mkfs.ext4 -d; seconds) is keyed by the tree and the overlay:
+//!   the lab's ssh key and the relive and workload binaries from
+//!   target/release, copied into the tree just before mkfs.
+
+use crate::apt;
+use crate::paths::Paths;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Bump when the way the driver calls mkosi changes, to force a rebuild.
+const TREE_RECIPE: &str = "tree-v1";
+/// Size of the sparse ext4 disk (the tree uses ~1.1 GB; the rest is room
+/// for CRIU images and logs).
+const DISK_SIZE: &str = "3G";
+
+/// relive's binaries: from target/release into the image's /usr/sbin.
+const RELIVE_BINARIES: &[&str] = &["relive", "relivectl"];
+/// The lab's workload programs, copied into /usr/local/bin when built.
+/// Add each workload binary's name here as its crate lands (their units go
+/// into mkosi/mkosi.extra/).
+const WORKLOAD_BINARIES: &[&str] = &[];
+
+/// What `image` produced, saved as lab/out/image.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Image {
+    pub tree_hash: String,
+    pub disk_hash: String,
+    pub disk: PathBuf,
+    pub kernels: Vec<Kernel>,
+    /// /usr/sbin/relive is in the disk: boots default to init=relive.
+    pub has_relive: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kernel {
+    /// `uname -r` of this kernel, e.g. 6.1.0-47-amd64.
+    pub release: String,
+    pub vmlinuz: PathBuf,
+    pub initrd: PathBuf,
+}
+
+impl Image {
+    /// The kernel of a series ("6.1", "6.12"), matching whole components so
+    /// that 6.1 does not pick 6.12.
+    pub fn kernel(&self, series: &str) -> Result<&Kernel> {
+        let prefix = format!("{series}.");
+        self.kernels
+            .iter()
+            .find(|k| k.release.starts_with(&prefix))
+            .with_context(|| {
+                let have: Vec<&str> = self.kernels.iter().map(|k| k.release.as_str()).collect();
+                format!(
+                    "no {series} kernel in the image (it has: {})",
+                    have.join(", ")
+                )
+            })
+    }
+}
+
+/// A file the driver adds to the tree before making the disk.
+struct OverlayFile {
+    src: PathBuf,
+    /// Relative to the tree's root.
+    dest: String,
+    mode: u32,
+}
+
+/// Builds what is stale and returns the image; `force` rebuilds the tree.
+pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
+    let started = Instant::now();
+    crate::ssh::ensure_key(paths)?;
+
+    let mirror = apt::debian_mirror();
+    let pins = apt::read_kernel_pins(&paths.mkosi_config().join("kernels.list"))?;
+    let kernels = pins
+        .iter()
+        .map(apt::resolve_kernel)
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut tree = Sha256::new();
+    tree.update(TREE_RECIPE);
+    tree.update(&mirror);
+    for kernel in &kernels {
+        tree.update(kernel);
+    }
+    hash_dir(&mut tree, &paths.mkosi_config(), Path::new(""))?;
+    let tree_hash = hex(&tree.finalize());
+
+    let tree_stamp = paths.mkosi_out().join("tree.hash");
+    let tree_fresh = !force
+        && paths.tree().join("usr").is_dir()
+        && std::fs::read_to_string(&tree_stamp).is_ok_and(|h| h.trim() == tree_hash);
+    if tree_fresh {
+        eprintln!(
+            "relive-lab: mkosi tree is up to date ({})",
+            &tree_hash[..12]
+        );
+    } else {
+        let _ = std::fs::remove_file(&tree_stamp);
+        run_mkosi(paths, &mirror, &kernels)?;
+        std::fs::write(&tree_stamp, &tree_hash)?;
+        eprintln!("relive-lab: mkosi tree built in {:.0?}", started.elapsed());
+    }
+
+    let overlay = overlay(paths)?;
+    let mut disk = Sha256::new();
+    disk.update(&tree_hash);
+    for file in &overlay {
+        disk.update(&file.dest);
+        disk.update(file.mode.to_le_bytes());
+        disk.update(
+            std::fs::read(&file.src).with_context(|| format!("reading {}", file.src.display()))?,
+        );
+    }
+    let disk_hash = hex(&disk.finalize());
+
+    if let Ok(image) = load(paths) {
+        if image.disk_hash == disk_hash && image.disk.is_file() && tree_fresh {
+            eprintln!(
+                "relive-lab: disk image is up to date ({})",
+                &disk_hash[..12]
+            );
+            return Ok(image);
+        }
+    }
+
+    let has_relive = overlay.iter().any(|f| f.dest == "usr/sbin/relive");
+    apply_overlay(paths, &overlay)?;
+    let mkfs_started = Instant::now();
+    make_disk(paths)?;
+    let kernels = extract_boot(paths)?;
+    eprintln!(
+        "relive-lab: disk image made in {:.0?}",
+        mkfs_started.elapsed()
+    );
+
+    let image = Image {
+        tree_hash,
+        disk_hash,
+        disk: paths.disk(),
+        kernels,
+        has_relive,
+    };
+    std::fs::write(paths.image_stamp(), serde_json::to_string_pretty(&image)?)?;
+    Ok(image)
+}
+
+/// The image last built, without checking whether it is stale.
+pub fn load(paths: &Paths) -> Result<Image> {
+    let text = std::fs::read_to_string(paths.image_stamp())
+        .context("no image yet: run `relive-lab image`")?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Runs mkosi in a private mount namespace with a tmpfs over
+/// /run/systemd/nspawn: /run is not a tmpfs on these hosts and nspawn would
+/// leave a directory behind there on every call.
+fn run_mkosi(paths: &Paths, mirror: &str, kernels: &[String]) -> Result<()> {
+    std::fs::create_dir_all(paths.mkosi_out())?;
+    std::fs::create_dir_all("/run/systemd/nspawn")?;
+    let out = paths.mkosi_out();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs tmpfs /run/systemd/nspawn && exec \"$@\"")
+        .args(["sh", "mkosi", "--force"])
+        .arg(format!("--mirror={mirror}"))
+        .arg(format!("--output={}", paths.tree().display()))
+        .arg("--workspace-dir")
+        .arg(&out);
+    for kernel in kernels {
+        cmd.arg(format!("--package={kernel}"));
+    }
+    cmd.arg("build").current_dir(paths.mkosi_config());
+    // mkosi's progress goes to our stderr: stdout is for results.
+    cmd.stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?));
+    eprintln!(
+        "relive-lab: building the image with mkosi (kernels: {})",
+        kernels.join(", ")
+    );
+    let status = cmd.status().context("running mkosi")?;
+    if !status.success() {
+        bail!("mkosi failed ({status}); its output is above");
+    }
+    Ok(())
+}
+
+fn overlay(paths: &Paths) -> Result<Vec<OverlayFile>> {
+    let mut files = vec![OverlayFile {
+        src: paths.ssh_key().with_extension("pub"),
+        dest: "root/.ssh/authorized_keys".into(),
+        mode: 0o600,
+    }];
+    let release = paths.target().join("release");
+    for name in RELIVE_BINARIES {
+        let src = release.join(name);
+        if src.is_file() {
+            files.push(OverlayFile {
+                src,
+                dest: format!("usr/sbin/{name}"),
+                mode: 0o755,
+            });
+        }
+    }
+    for name in WORKLOAD_BINARIES {
+        let src = release.join(name);
+        if src.is_file() {
+            files.push(OverlayFile {
+                src,
+                dest: format!("usr/local/bin/{name}"),
+                mode: 0o755,
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Removes every overlay destination (so a binary deleted from target/
+/// leaves the image too), then copies in the current ones.
+fn apply_overlay(paths: &Paths, files: &[OverlayFile]) -> Result<()> {
+    let tree = paths.tree();
+    let known = RELIVE_BINARIES
+        .iter()
+        .map(|n| format!("usr/sbin/{n}"))
+        .chain(
+            WORKLOAD_BINARIES
+                .iter()
+                .map(|n| format!("usr/local/bin/{n}")),
+        );
+    for dest in known {
+        let _ = std::fs::remove_file(tree.join(dest));
+    }
+    for file in files {
+        let dest = tree.join(&file.dest);
+        let parent = dest.parent().context("overlay path has no parent")?;
+        std::fs::create_dir_all(parent)?;
+        if file.dest.starts_with("root/.ssh/") {
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+        }
+        std::fs::copy(&file.src, &dest)
+            .with_context(|| format!("copying {} to {}", file.src.display(), dest.display()))?;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(file.mode))?;
+    }
+    Ok(())
+}
+
+/// `mkfs.ext4 -d` makes the disk from the tree without a loop mount. The
+/// inode tables are initialised now so the guest's ext4lazyinit thread does
+/// not spend TCG time on them.
+fn make_disk(paths: &Paths) -> Result<()> {
+    let tmp = paths.disk().with_extension("raw.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let status = Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-L",
+            "relive-root",
+            "-E",
+            "lazy_itable_init=0,lazy_journal_init=0",
+            "-d",
+        ])
+        .arg(paths.tree())
+        .arg(&tmp)
+        .arg(DISK_SIZE)
+        .status()
+        .context("running mkfs.ext4")?;
+    if !status.success() {
+        bail!("mkfs.ext4 -d {} failed ({status})", paths.tree().display());
+    }
+    std::fs::rename(&tmp, paths.disk())?;
+    Ok(())
+}
+
+/// Copies /boot's kernels and initrds out of the tree for QEMU's direct
+/// kernel boot.
+fn extract_boot(paths: &Paths) -> Result<Vec<Kernel>> {
+    let boot = paths.boot();
+    let _ = std::fs::remove_dir_all(&boot);
+    std::fs::create_dir_all(&boot)?;
+    let tree_boot = paths.tree().join("boot");
+    let mut kernels = Vec::new();
+    for entry in
+        std::fs::read_dir(&tree_boot).with_context(|| format!("reading {}", tree_boot.display()))?
+    {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let Some(release) = name.strip_prefix("vmlinuz-") else {
+            continue;
+        };
+        let initrd_name = format!("initrd.img-{release}");
+        if !tree_boot.join(&initrd_name).is_file() {
+            bail!(
+                "{} has no initrd ({initrd_name})",
+                tree_boot.join(&name).display()
+            );
+        }
+        let vmlinuz = boot.join(&name);
+        let initrd = boot.join(&initrd_name);
+        std::fs::copy(tree_boot.join(&name), &vmlinuz)?;
+        std::fs::copy(tree_boot.join(&initrd_name), &initrd)?;
+        kernels.push(Kernel {
+            release: release.to_owned(),
+            vmlinuz,
+            initrd,
+        });
+    }
+    if kernels.is_empty() {
+        bail!("no kernel in {}", tree_boot.display());
+    }
+    kernels.sort_by(|a, b| apt::version_cmp(&a.release, &b.release));
+    Ok(kernels)
+}
+
+/// Hashes a directory's names, types, modes and contents, in sorted order
+/// (README files left out).
+fn hash_dir(hasher: &mut Sha256, dir: &Path, rel: &Path) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        // Documentation does not change the image.
+        if entry.file_name().to_string_lossy().ends_with(".md") {
+            continue;
+        }
+        let path = entry.path();
+        let rel = rel.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(&path)?;
+        hasher.update(rel.as_os_str().as_encoded_bytes());
+        hasher.update(meta.mode().to_le_bytes());
+        if meta.is_dir() {
+            hash_dir(hasher, &path, &rel)?;
+        } else if meta.is_symlink() {
+            hasher.update(std::fs::read_link(&path)?.as_os_str().as_encoded_bytes());
+        } else {
+            hasher.update(std::fs::read(&path)?);
+        }
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,193 @@
+//! relive-lab: the QEMU lab for relive. Builds the mkosi image, boots it
+//! (systemd or relive as PID 1, kernel 6.1 or 6.12), runs commands in the
+//! guest over ssh and stops it. Progress goes to stderr, results to stdout.
+
+mod accel;
+mod apt;
+mod boot;
+mod guest;
+mod image;
+mod paths;
+mod prereq;
+mod qemu;
+mod signals;
+mod ssh;
+mod stop;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use guest::{Guest, Init};
+use paths::Paths;
+use std::os::unix::process::CommandExt;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(name = "relive-lab", about = "The QEMU lab for relive")]
+struct Cli {
+    #[command(subcommand)]
+    command: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Build the image (mkosi tree, ext4 disk, kernels), or reuse it when
+    /// its inputs have not changed.
+    Image {
+        /// Rebuild the mkosi tree even if it looks up to date.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Boot the image in the background; return once the guest is ready.
+    Boot {
+        /// Kernel series.
+        #[arg(long, value_parser = ["6.1", "6.12"])]
+        kernel: String,
+        /// PID 1 (default: relive if the image has it, else systemd).
+        #[arg(long, value_enum)]
+        init: Option<Init>,
+        /// Boot a writable copy of the disk instead of a -snapshot overlay
+        /// (`stop` then checks its file system).
+        #[arg(long)]
+        writable: bool,
+        /// Seconds to wait for readiness.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Run a command in the running guest (an interactive shell without one).
+    Ssh {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Power the guest off (its init's poweroff) and wait for QEMU to exit.
+    Stop {
+        /// Seconds to wait before killing QEMU.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Show the running guest.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            // Not `{e:?}`: that adds a backtrace whenever RUST_BACKTRACE is set.
+            eprintln!("relive-lab: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(verb: Verb) -> Result<ExitCode> {
+    let paths = Paths::discover();
+    match verb {
+        Verb::Image { force } => {
+            prereq::ensure_prerequisites()?;
+            std::fs::create_dir_all(&paths.out)?;
+            let started = Instant::now();
+            let image = image::build_or_reuse(&paths, force)?;
+            eprintln!(
+                "relive-lab: image ready in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            println!("disk: {}", image.disk.display());
+            for kernel in &image.kernels {
+                println!("kernel: {}", kernel.release);
+            }
+            println!(
+                "relive: {}",
+                if image.has_relive {
+                    "installed"
+                } else {
+                    "absent (boots with systemd)"
+                }
+            );
+        }
+        Verb::Boot {
+            kernel,
+            init,
+            writable,
+            timeout,
+        } => {
+            prereq::ensure_prerequisites()?;
+            std::fs::create_dir_all(&paths.out)?;
+            let interrupt = signals::Interrupt::install()?;
+            let opts = boot::Options {
+                kernel,
+                init,
+                writable,
+                timeout: Duration::from_secs(timeout),
+            };
+            let guest = boot::boot(&paths, &opts, &interrupt)?;
+            println!(
+                "ready in {:.1} s: kernel {}, init {:?}, ssh port {}, serial log {}",
+                guest.ready_secs.unwrap_or_default(),
+                guest.kernel_release,
+                guest.init,
+                guest.ssh_port,
+                guest.serial_log.display()
+            );
+        }
+        Verb::Ssh { command } => {
+            let guest = Guest::running(&paths)?;
+            let mut ssh = ssh::command(&paths, guest.ssh_port);
+            if command.is_empty() {
+                ssh.arg("-t");
+            } else {
+                ssh.arg("--").args(command);
+            }
+            // exec: the guest command's exit status becomes ours.
+            let err = ssh.exec();
+            bail!("running ssh: {err}");
+        }
+        Verb::Stop { timeout } => match stop::stop(&paths, Duration::from_secs(timeout))? {
+            None => println!("no guest running"),
+            Some(stopped) => {
+                println!(
+                    "stopped in {:.1} s; kernel power-down message: {}",
+                    stopped.secs,
+                    if stopped.powered_off { "yes" } else { "no" }
+                );
+                if let Some(clean) = stopped.fsck_clean {
+                    println!("file system: {}", if clean { "clean" } else { "NOT clean" });
+                }
+                if !stopped.powered_off || stopped.fsck_clean == Some(false) {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        },
+        Verb::Status { json } => match Guest::load(&paths)?.filter(Guest::alive) {
+            None if json => println!("{{\"running\":false}}"),
+            None => println!("no guest running"),
+            Some(guest) if json => {
+                let mut value = serde_json::to_value(&guest)?;
+                value["running"] = true.into();
+                println!("{value}");
+            }
+            Some(guest) => println!(
+                "{}: QEMU pid {}, kernel {}, init {:?}, {:?}, ssh port {}, serial log {}",
+                if guest.ready_secs.is_some() {
+                    "running"
+                } else {
+                    "booting"
+                },
+                guest.qemu_pid,
+                guest.kernel_release,
+                guest.init,
+                guest.accel,
+                guest.ssh_port,
+                guest.serial_log.display()
+            ),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}

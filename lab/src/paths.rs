@@ -1,0 +1,70 @@
+//! Where the lab keeps things. Everything it generates lives under
+//! `lab/out/` (gitignored).
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The workspace root (holds `mkosi/`, `lab/`, `target/`).
+    pub root: PathBuf,
+    /// `lab/out/`.
+    pub out: PathBuf,
+}
+
+impl Paths {
+    /// The workspace this binary was built from (or `$RELIVE_ROOT`).
+    pub fn discover() -> Paths {
+        let root = std::env::var_os("RELIVE_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+        let root = root.canonicalize().unwrap_or(root);
+        let out = root.join("lab/out");
+        Paths { root, out }
+    }
+
+    /// The committed mkosi configuration.
+    pub fn mkosi_config(&self) -> PathBuf {
+        self.root.join("mkosi")
+    }
+    /// mkosi's output and workspace directory.
+    pub fn mkosi_out(&self) -> PathBuf {
+        self.out.join("mkosi")
+    }
+    /// The image as a directory tree (mkosi's `Format=directory` output).
+    pub fn tree(&self) -> PathBuf {
+        self.mkosi_out().join("image")
+    }
+    /// The ext4 disk made from the tree.
+    pub fn disk(&self) -> PathBuf {
+        self.out.join("disk.raw")
+    }
+    /// Kernels and initrds copied out of the tree's /boot.
+    pub fn boot(&self) -> PathBuf {
+        self.out.join("boot")
+    }
+    /// What `image` built last (hashes, kernels): see image.rs.
+    pub fn image_stamp(&self) -> PathBuf {
+        self.out.join("image.json")
+    }
+    /// The lab's ssh key pair (generated, never committed).
+    pub fn ssh_key(&self) -> PathBuf {
+        self.out.join("ssh/id_ed25519")
+    }
+    /// State of the running guest, for later invocations.
+    pub fn run_dir(&self) -> PathBuf {
+        self.out.join("run")
+    }
+    pub fn guest_state(&self) -> PathBuf {
+        self.run_dir().join("guest.json")
+    }
+    /// Serial console logs and QEMU's stderr, one pair per run.
+    pub fn logs(&self) -> PathBuf {
+        self.out.join("logs")
+    }
+    /// Cargo's target directory, where relive's binaries come from.
+    pub fn target(&self) -> PathBuf {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.root.join("target"))
+    }
+}

@@ -1,0 +1,93 @@
+//! `relive-lab stop`: power the guest off from inside (its init's poweroff
+//! command over ssh) and wait for QEMU to exit; kill QEMU if it does not.
+
+use crate::guest::Guest;
+use crate::paths::Paths;
+use crate::qemu;
+use crate::ssh;
+use anyhow::{bail, Context, Result};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What the kernel prints last when it powers the machine off.
+const POWER_DOWN_LINE: &str = "reboot: Power down";
+
+#[derive(Debug)]
+pub struct Stopped {
+    pub secs: f64,
+    /// The serial log ends with the kernel's power-down message.
+    pub powered_off: bool,
+    /// `e2fsck -fn` of a writable disk after shutdown: clean or not.
+    pub fsck_clean: Option<bool>,
+}
+
+pub fn stop(paths: &Paths, timeout: Duration) -> Result<Option<Stopped>> {
+    let Some(guest) = Guest::load(paths)? else {
+        return Ok(None);
+    };
+    if !guest.alive() {
+        Guest::clear(paths)?;
+        eprintln!("relive-lab: QEMU (pid {}) was already gone", guest.qemu_pid);
+        return Ok(None);
+    }
+    if guest.ready_secs.is_none() {
+        // Never became ready (its `boot` died): nobody to ask to power off.
+        qemu::kill_pid(guest.qemu_pid, &guest.serial_log);
+        Guest::clear(paths)?;
+        bail!(
+            "the guest (QEMU pid {}) never became ready; QEMU was killed",
+            guest.qemu_pid
+        );
+    }
+    let started = Instant::now();
+    let command = guest.init.poweroff_command();
+    eprintln!("relive-lab: `{command}` in the guest");
+    // The connection usually drops as the guest goes down: ssh's own
+    // status says little, QEMU exiting says it all.
+    let _ = ssh::command(paths, guest.ssh_port)
+        .arg(command)
+        .stdin(Stdio::null())
+        .status();
+
+    let deadline = Instant::now() + timeout;
+    while guest.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if guest.alive() {
+        qemu::kill_pid(guest.qemu_pid, &guest.serial_log);
+        Guest::clear(paths)?;
+        bail!(
+            "the guest did not power off within {timeout:?} after `{command}`; QEMU (pid {}) was killed; serial log {}",
+            guest.qemu_pid,
+            guest.serial_log.display()
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Guest::clear(paths)?;
+
+    let log = std::fs::read_to_string(&guest.serial_log).unwrap_or_default();
+    let powered_off = log.contains(POWER_DOWN_LINE);
+    let fsck_clean = if guest.snapshot {
+        None
+    } else {
+        Some(fsck_clean(&guest)?)
+    };
+    Ok(Some(Stopped {
+        secs,
+        powered_off,
+        fsck_clean,
+    }))
+}
+
+/// Read-only forced check of the writable disk the guest used.
+fn fsck_clean(guest: &Guest) -> Result<bool> {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&guest.disk)
+        .output()
+        .context("running e2fsck")?;
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(out.status.success())
+}

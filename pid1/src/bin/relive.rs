@@ -1,0 +1,205 @@
+//! relive: the init system. Runs as PID 1 of a machine (started by the
+//! kernel), of a PID namespace (the test sandbox), or as a plain process.
+
+use clap::Parser;
+use relive::api::DEFAULT_SOCKET;
+use relive::event_loop::EventLoop;
+use relive::manager::state::JobKind;
+use relive::manager::Manager;
+use relive::sys::cgroup::CgroupFs;
+use relive::sys::machine::{self, Scope};
+use relive::sys::{mounts, RealKernel};
+use relive_config::{Config, DEFAULT_CONFIG_PATH};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where services send sd_notify messages.
+const DEFAULT_NOTIFY_SOCKET: &str = "/run/relive/notify";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "relive",
+    version,
+    about = "An init system built for live kernel upgrades"
+)]
+struct Args {
+    /// Read units from DIR instead of the systemd search path (repeatable;
+    /// the first has the highest priority).
+    #[arg(long = "units-dir", value_name = "DIR")]
+    units_dirs: Vec<PathBuf>,
+    /// The control socket relivectl talks to.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    control_socket: PathBuf,
+    /// The sd_notify socket given to services as NOTIFY_SOCKET.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_NOTIFY_SOCKET)]
+    notify_socket: PathBuf,
+    /// The configuration file.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// The unit to start instead of the default target.
+    #[arg(long, value_name = "UNIT")]
+    target: Option<String>,
+    /// error, warn, info, debug or trace (overrides the config file).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let scope = machine::detect_scope();
+    // The kernel passes unknown command-line words to init: as PID 1 they
+    // are reported and ignored, never fatal.
+    let (args, arg_error) = match Args::try_parse() {
+        Ok(args) => (args, None),
+        Err(e) if scope == Scope::Process => e.exit(),
+        Err(e) => (Args::parse_from(["relive"]), Some(e.to_string())),
+    };
+    let mount_errors = if scope == Scope::Process {
+        Vec::new()
+    } else {
+        mounts::mount_api_filesystems()
+    };
+    let (config, config_error) = match Config::load(&args.config) {
+        Ok(c) => (c, None),
+        Err(e) => (Config::default(), Some(e)),
+    };
+    let known_level =
+        |l: &String| ["error", "warn", "info", "debug", "trace"].contains(&l.as_str());
+    let bad_level = args.log_level.clone().filter(|l| !known_level(l));
+    let level = args
+        .log_level
+        .clone()
+        .filter(known_level)
+        .unwrap_or_else(|| config.manager.log_level.clone());
+    relive::logging::init(&level, scope == Scope::Machine);
+    relive::logging::install_panic_hook();
+    tracing::info!(
+        "relive {} starting as {:?}",
+        env!("CARGO_PKG_VERSION"),
+        scope
+    );
+    if let Some(e) = arg_error {
+        tracing::warn!(
+            "ignoring the command line: {}",
+            e.lines().next().unwrap_or_default()
+        );
+    }
+    for (target, e) in mount_errors {
+        tracing::error!("cannot mount {target}: {e}");
+    }
+    if let Some(l) = bad_level {
+        tracing::warn!(
+            "--log-level {l:?} is not one of error, warn, info, debug, trace; using {level}"
+        );
+    }
+    if let Some(e) = config_error {
+        tracing::error!("{e}; using the defaults");
+    }
+    if scope != Scope::Process {
+        prepare_system(&config, scope);
+    }
+    match run(args, config, scope) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if scope == Scope::Machine => {
+            tracing::error!("{e:#}");
+            last_resort()
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Hostname, PID space, ctrl-alt-del: what only an init does.
+fn prepare_system(config: &Config, scope: Scope) {
+    match machine::set_hostname_from_file(std::path::Path::new("/etc/hostname")) {
+        Ok(Some(name)) => tracing::info!("hostname set to {name}"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cannot set the hostname from /etc/hostname: {e}"),
+    }
+    let sysctls = relive_restore::pid_space::PidSysctls::default();
+    // pid_max is not per namespace: in the sandbox only our own counter moves.
+    let pid_max = if scope == Scope::Machine {
+        config.pids.pid_max
+    } else {
+        0
+    };
+    match sysctls.prepare(pid_max, config.pids.floor) {
+        Ok(p) => tracing::info!(
+            "PID space: pid_max {}, services start above PID {}",
+            p.pid_max,
+            p.last_pid_after
+        ),
+        Err(e) => tracing::warn!("cannot prepare the PID space: {e}"),
+    }
+    if scope == Scope::Machine {
+        // ctrl-alt-del sends SIGINT to PID 1 instead of rebooting at once.
+        let _ = nix::sys::reboot::set_cad_enabled(false);
+    }
+}
+
+fn run(args: Args, config: Config, scope: Scope) -> anyhow::Result<()> {
+    let unit_dirs = if args.units_dirs.is_empty() {
+        relive_units::SYSTEM_UNIT_PATH
+            .iter()
+            .map(PathBuf::from)
+            .collect()
+    } else {
+        args.units_dirs.clone()
+    };
+    let kernel = RealKernel {
+        cgroups: CgroupFs::new("/sys/fs/cgroup"),
+    };
+    let manager = Manager::new(
+        config,
+        unit_dirs,
+        Box::new(kernel),
+        args.notify_socket.clone(),
+    );
+    let mut event_loop = EventLoop::new(manager)
+        .map_err(|e| anyhow::anyhow!("cannot set up the event loop: {e}"))?;
+    if let Err(e) = relive::dbus::serve(&args.control_socket, event_loop.sender()) {
+        // Without the API the system still boots; it just cannot be steered.
+        tracing::error!(
+            "cannot serve the control socket {}: {e}",
+            args.control_socket.display()
+        );
+    }
+    let target = args
+        .target
+        .clone()
+        .unwrap_or_else(|| event_loop.manager.default_target());
+    tracing::info!("starting {target}");
+    if let Err(e) = event_loop.manager.request(&target, JobKind::Start) {
+        tracing::error!("cannot start {target}: {e}");
+    }
+    let kind = event_loop.run();
+    // Let the API threads send their last answers (the poweroff call's own).
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    if scope != Scope::Process {
+        // kill(-1) reaches every process of our PID namespace: only an init
+        // may do that (as a plain process it would hit the whole host).
+        tracing::info!("all units stopped; ending remaining processes");
+        event_loop.kill_remaining();
+    }
+    match scope {
+        Scope::Machine => {
+            tracing::info!("{}", kind.verb());
+            let e = machine::end_machine(kind);
+            Err(anyhow::anyhow!("reboot(2) failed: {e}"))
+        }
+        _ => {
+            tracing::info!("{}: exiting", kind.verb());
+            Ok(())
+        }
+    }
+}
+
+/// PID 1 of a machine must not exit: keep reaping orphans forever.
+fn last_resort() -> ! {
+    tracing::error!("relive cannot continue normally; reaping orphans until the machine is reset");
+    loop {
+        let _ = nix::sys::wait::wait();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,286 @@
+//! The control API: D-Bus, peer-to-peer, on a private root-only socket.
+//!
+//! Each client connection gets its own thread and zbus connection. Every
+//! method checks the caller's uid (SO_PEERCRED, taken when the connection
+//! was accepted), then hands a closure to the manager's loop and awaits the
+//! answer: the manager stays owned by one thread.
+
+use crate::api::{UnitStatus, UnitSummary, OBJECT_PATH};
+use crate::event_loop::CommandSender;
+use crate::manager::state::JobKind;
+use crate::manager::{JobOutcome, ManagerError};
+use crate::sys::machine::ShutdownKind;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use zbus::names::ErrorName;
+use zbus::DBusError;
+
+/// Errors as D-Bus error names; the message is the human explanation.
+#[derive(Debug)]
+pub enum ApiError {
+    AccessDenied(String),
+    NoSuchUnit(String),
+    JobFailed(String),
+    Refused(String),
+    ZBus(zbus::Error),
+}
+
+impl From<zbus::Error> for ApiError {
+    fn from(e: zbus::Error) -> Self {
+        ApiError::ZBus(e)
+    }
+}
+
+impl From<ManagerError> for ApiError {
+    fn from(e: ManagerError) -> Self {
+        let text = e.to_string();
+        match e {
+            ManagerError::NoSuchUnit { .. } => ApiError::NoSuchUnit(text),
+            ManagerError::JobFailed(_) => ApiError::JobFailed(text),
+            ManagerError::Refused(_) => ApiError::Refused(text),
+        }
+    }
+}
+
+impl zbus::DBusError for ApiError {
+    fn create_reply(&self, header: &zbus::message::Header<'_>) -> zbus::Result<zbus::Message> {
+        zbus::Message::error(header, self.name())?.build(&(self.description().unwrap_or_default(),))
+    }
+
+    fn name(&self) -> ErrorName<'_> {
+        ErrorName::from_static_str_unchecked(match self {
+            ApiError::AccessDenied(_) => "org.freedesktop.DBus.Error.AccessDenied",
+            ApiError::NoSuchUnit(_) => "org.relive.Error.NoSuchUnit",
+            ApiError::JobFailed(_) => "org.relive.Error.JobFailed",
+            ApiError::Refused(_) => "org.relive.Error.Refused",
+            ApiError::ZBus(_) => "org.freedesktop.DBus.Error.Failed",
+        })
+    }
+
+    fn description(&self) -> Option<&str> {
+        match self {
+            ApiError::AccessDenied(m)
+            | ApiError::NoSuchUnit(m)
+            | ApiError::JobFailed(m)
+            | ApiError::Refused(m) => Some(m),
+            ApiError::ZBus(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::ZBus(e) => write!(f, "{e}"),
+            other => write!(f, "{}", other.description().unwrap_or_default()),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The object served to one client.
+struct ManagerApi {
+    uid: u32,
+    commands: CommandSender,
+}
+
+impl ManagerApi {
+    fn require_root(&self) -> Result<(), ApiError> {
+        if self.uid == 0 {
+            Ok(())
+        } else {
+            Err(ApiError::AccessDenied(format!(
+                "uid {} may not use relive's control API: root only",
+                self.uid
+            )))
+        }
+    }
+
+    async fn job(&self, name: String, kind: JobKind) -> Result<(), ApiError> {
+        self.require_root()?;
+        let queued = self.commands.call(move |m| m.request(&name, kind)).await?;
+        let outcome: JobOutcome = queued?
+            .recv()
+            .await
+            .map_err(|_| ApiError::Refused("the job was dropped".into()))?;
+        Ok(outcome?)
+    }
+}
+
+#[zbus::interface(name = "org.relive.Manager1")]
+impl ManagerApi {
+    async fn list_units(&self) -> Result<Vec<UnitSummary>, ApiError> {
+        self.require_root()?;
+        Ok(self.commands.call(|m| m.list_units()).await?)
+    }
+
+    async fn get_unit(&self, name: String) -> Result<UnitStatus, ApiError> {
+        self.require_root()?;
+        let status = self
+            .commands
+            .call(move |m| {
+                let canonical = m.load(&name);
+                m.unit_status(&canonical)
+                    .filter(|s| s.load_state != "not-found")
+                    .ok_or(ManagerError::NoSuchUnit {
+                        reason: "no unit file of that name in the unit search path".into(),
+                        name,
+                    })
+            })
+            .await??;
+        Ok(status)
+    }
+
+    async fn start_unit(&self, name: String) -> Result<(), ApiError> {
+        self.job(name, JobKind::Start).await
+    }
+
+    async fn stop_unit(&self, name: String) -> Result<(), ApiError> {
+        self.job(name, JobKind::Stop).await
+    }
+
+    async fn restart_unit(&self, name: String) -> Result<(), ApiError> {
+        self.job(name, JobKind::Restart).await
+    }
+
+    async fn reload_unit(&self, name: String) -> Result<(), ApiError> {
+        self.job(name, JobKind::Reload).await
+    }
+
+    async fn daemon_reload(&self) -> Result<(), ApiError> {
+        self.require_root()?;
+        Ok(self.commands.call(|m| m.daemon_reload()).await?)
+    }
+
+    async fn power_off(&self) -> Result<(), ApiError> {
+        self.shutdown(ShutdownKind::PowerOff).await
+    }
+
+    async fn reboot(&self) -> Result<(), ApiError> {
+        self.shutdown(ShutdownKind::Reboot).await
+    }
+
+    async fn halt(&self) -> Result<(), ApiError> {
+        self.shutdown(ShutdownKind::Halt).await
+    }
+}
+
+impl ManagerApi {
+    async fn shutdown(&self, kind: ShutdownKind) -> Result<(), ApiError> {
+        self.require_root()?;
+        Ok(self
+            .commands
+            .call(move |m| m.begin_shutdown(kind))
+            .await??)
+    }
+}
+
+impl From<crate::event_loop::LoopGone> for ApiError {
+    fn from(_: crate::event_loop::LoopGone) -> Self {
+        ApiError::Refused("relive's main loop is not answering".into())
+    }
+}
+
+/// Binds the control socket (root-only) and serves it from a thread.
+pub fn serve(path: &Path, commands: CommandSender) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::thread::Builder::new()
+        .name("dbus-accept".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                match stream {
+                    Ok(stream) => {
+                        let commands = commands.clone();
+                        let spawned = std::thread::Builder::new()
+                            .name("dbus-client".into())
+                            .spawn(move || serve_client(stream, commands));
+                        if let Err(e) = spawned {
+                            tracing::error!("control socket: cannot start a client thread: {e}");
+                        }
+                    }
+                    Err(e) => tracing::warn!("control socket: accept failed: {e}"),
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn serve_client(stream: UnixStream, commands: CommandSender) {
+    let uid =
+        match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
+            Ok(cred) => cred.uid(),
+            Err(e) => {
+                tracing::warn!("control socket: no peer credentials: {e}");
+                return;
+            }
+        };
+    let socket = match async_io::Async::new(stream) {
+        Ok(s) => std::sync::Arc::new(s),
+        Err(e) => {
+            tracing::warn!("control socket: {e}");
+            return;
+        }
+    };
+    let read = KnownPeer {
+        stream: socket.clone(),
+        uid,
+    };
+    let split: zbus::connection::socket::BoxedSplit =
+        zbus::connection::socket::Split::new(Box::new(read), Box::new(socket));
+    let connection = zbus::blocking::connection::Builder::socket(split)
+        .server(zbus::Guid::generate())
+        .map(|b| b.p2p())
+        .and_then(|b| b.serve_at(OBJECT_PATH, ManagerApi { uid, commands }))
+        .and_then(|b| b.build());
+    let connection = match connection {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("control socket: handshake failed: {e}");
+            return;
+        }
+    };
+    // The object server answers calls on zbus's own executor; this thread
+    // only keeps the connection open until the client goes away.
+    for message in zbus::blocking::MessageIterator::from(&connection) {
+        if message.is_err() {
+            break;
+        }
+    }
+}
+
+/// The read half of an accepted connection, with the peer's uid taken at
+/// accept time. zbus's own lookup of peer credentials fails for a client in
+/// an ancestor PID namespace (SO_PEERCRED reports PID 0 there, e.g. the host
+/// steering a sandbox) and resolves group lists through NSS, which PID 1
+/// must not call: the uid is all the EXTERNAL authentication needs.
+#[derive(Debug)]
+struct KnownPeer {
+    stream: std::sync::Arc<async_io::Async<UnixStream>>,
+    uid: u32,
+}
+
+#[async_trait::async_trait]
+impl zbus::connection::socket::ReadHalf for KnownPeer {
+    async fn recvmsg(&mut self, buf: &mut [u8]) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+        zbus::connection::socket::ReadHalf::recvmsg(&mut self.stream, buf).await
+    }
+
+    fn can_pass_unix_fd(&self) -> bool {
+        true
+    }
+
+    async fn peer_credentials(&mut self) -> io::Result<zbus::fdo::ConnectionCredentials> {
+        Ok(zbus::fdo::ConnectionCredentials::default().set_unix_user_id(self.uid))
+    }
+}

@@ -1,0 +1,256 @@
+//! The one thread that owns the manager.
+//!
+//! It sleeps in poll(2) on: a self-pipe the signal handlers write to, the
+//! notify socket, an eventfd that D-Bus threads ring when they queue a
+//! command, and the service output pipes; the timeout is the nearest unit
+//! deadline. Each wake-up is handled inside `catch_unwind`: a bug in one
+//! handler is logged and the loop goes on (PID 1 must never exit).
+
+use crate::manager::notify::NotifySocket;
+use crate::manager::{ExitStatus, Manager};
+use crate::sys::machine::ShutdownKind;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+/// Work sent to the loop by other threads.
+pub type Command = Box<dyn FnOnce(&mut Manager) + Send>;
+
+/// The loop stopped answering (it only happens while PID 1 ends).
+#[derive(Debug)]
+pub struct LoopGone;
+
+/// A handle other threads use to run code on the manager's thread.
+#[derive(Clone, Debug)]
+pub struct CommandSender {
+    tx: mpsc::Sender<Command>,
+    wake: Arc<OwnedFd>,
+}
+
+impl CommandSender {
+    /// Runs `f` on the loop's thread and returns its result.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Manager) -> R + Send + 'static,
+    ) -> Result<R, LoopGone> {
+        let (reply_tx, reply_rx) = async_channel::bounded(1);
+        let command: Command = Box::new(move |m| {
+            let _ = reply_tx.try_send(f(m));
+        });
+        self.tx.send(command).map_err(|_| LoopGone)?;
+        let _ = nix::unistd::write(&*self.wake, &1u64.to_ne_bytes());
+        reply_rx.recv().await.map_err(|_| LoopGone)
+    }
+}
+
+/// The signals PID 1 acts on, each with a flag set by its handler.
+struct Signals {
+    pipe_read: OwnedFd,
+    child: Arc<AtomicBool>,
+    poweroff: Arc<AtomicBool>,
+    reboot: Arc<AtomicBool>,
+    halt: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        let (pipe_read, pipe_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        let flag = |signals: &[i32]| -> std::io::Result<Arc<AtomicBool>> {
+            let flag = Arc::new(AtomicBool::new(false));
+            for &sig in signals {
+                signal_hook::flag::register(sig, flag.clone())?;
+                // The write end is non-blocking: a handler must never block.
+                signal_hook::low_level::pipe::register(sig, pipe_write.try_clone()?)?;
+            }
+            Ok(flag)
+        };
+        let rtmin = libc::SIGRTMIN();
+        Ok(Signals {
+            child: flag(&[libc::SIGCHLD])?,
+            // systemd's meanings: SIGTERM and SIGPWR power off here (there is
+            // no re-exec on SIGTERM), SIGINT is ctrl-alt-del (reboot), and the
+            // SIGRTMIN+3/4/5 of systemd's halt/poweroff/reboot.
+            poweroff: flag(&[libc::SIGTERM, libc::SIGPWR, rtmin + 4])?,
+            reboot: flag(&[libc::SIGINT, rtmin + 5])?,
+            halt: flag(&[rtmin + 3])?,
+            pipe_read,
+        })
+    }
+
+    fn drain_pipe(&self) {
+        let mut buf = [0u8; 64];
+        while matches!(nix::unistd::read(&self.pipe_read, &mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+pub struct EventLoop {
+    pub manager: Manager,
+    signals: Signals,
+    notify: NotifySocket,
+    commands: mpsc::Receiver<Command>,
+    wake: Arc<OwnedFd>,
+    sender: CommandSender,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop").finish_non_exhaustive()
+    }
+}
+
+impl EventLoop {
+    pub fn new(manager: Manager) -> std::io::Result<EventLoop> {
+        let signals = Signals::install()?;
+        let notify = NotifySocket::bind(&manager.rt.notify_socket_path)?;
+        let (tx, commands) = mpsc::channel();
+        let wake = Arc::new(
+            nix::sys::eventfd::EventFd::from_value_and_flags(
+                0,
+                nix::sys::eventfd::EfdFlags::EFD_CLOEXEC
+                    | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+            )?
+            .into(),
+        );
+        Ok(EventLoop {
+            manager,
+            signals,
+            notify,
+            commands,
+            sender: CommandSender {
+                tx,
+                wake: Arc::clone(&wake),
+            },
+            wake,
+        })
+    }
+
+    pub fn sender(&self) -> CommandSender {
+        self.sender.clone()
+    }
+
+    /// Runs until a shutdown has stopped every unit; returns its kind.
+    pub fn run(&mut self) -> ShutdownKind {
+        loop {
+            let ready = self.wait();
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(&ready)));
+            if outcome.is_err() {
+                tracing::error!("recovered from a panic in the event loop; continuing");
+            }
+            if let Some(kind) = self.manager.shutdown_done() {
+                return kind;
+            }
+        }
+    }
+
+    /// Sleeps until something happens; returns the output pipes that are readable.
+    fn wait(&self) -> Vec<std::os::fd::RawFd> {
+        let timeout = match self.manager.next_deadline() {
+            Some(deadline) => {
+                let now = crate::manager::clock::now();
+                let ms = deadline.saturating_sub(now).div_ceil(1_000_000);
+                PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
+        let outputs = self.manager.rt.outputs.fds();
+        let mut fds = vec![
+            PollFd::new(self.signals.pipe_read.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.notify.fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
+        ];
+        fds.extend(outputs.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) => fds[3..]
+                .iter()
+                .filter(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                .map(|p| p.as_fd().as_raw_fd())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn handle(&mut self, readable_outputs: &[std::os::fd::RawFd]) {
+        self.signals.drain_pipe();
+        // Notify messages first: a READY=1 sent just before exiting must be
+        // seen before the exit.
+        for (pid, text) in self.notify.receive_all() {
+            self.manager.notify_message(pid, &text);
+        }
+        for fd in readable_outputs {
+            for (unit, line) in self.manager.rt.outputs.read(*fd) {
+                self.manager.output_line(&unit, line);
+            }
+        }
+        if self.signals.child.swap(false, Ordering::SeqCst) {
+            self.reap_children();
+        }
+        for (flag, kind) in [
+            (&self.signals.poweroff, ShutdownKind::PowerOff),
+            (&self.signals.reboot, ShutdownKind::Reboot),
+            (&self.signals.halt, ShutdownKind::Halt),
+        ] {
+            if flag.swap(false, Ordering::SeqCst) {
+                tracing::info!("received the signal for {}", kind.verb());
+                let _ = self.manager.begin_shutdown(kind);
+            }
+        }
+        let mut buf = [0u8; 8];
+        let _ = nix::unistd::read(&*self.wake, &mut buf);
+        while let Ok(command) = self.commands.try_recv() {
+            command(&mut self.manager);
+        }
+        self.manager.fire_timers();
+        self.manager.dispatch();
+    }
+
+    /// Reaps every child that has exited, orphans included. Main and
+    /// control processes are attributed by PID (PID 1 is their parent, so a
+    /// PID cannot be reused before this reaps it).
+    fn reap_children(&mut self) {
+        loop {
+            let status = match nix::sys::wait::waitpid(
+                None,
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Exited(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, ExitStatus::Signaled(sig as i32)),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            self.manager.child_exited(status.0.as_raw(), status.1);
+        }
+    }
+
+    /// After the units: TERM, then KILL, whatever is left, reaping as it goes.
+    pub fn kill_remaining(&mut self) {
+        let grace = std::time::Duration::from_secs_f64(
+            self.manager.config.manager.shutdown_kill_timeout_sec,
+        );
+        for (signal, wait) in [
+            (libc::SIGTERM, grace),
+            (libc::SIGKILL, std::time::Duration::from_secs(5)),
+        ] {
+            crate::sys::machine::signal_everyone(signal);
+            let start = std::time::Instant::now();
+            loop {
+                match nix::sys::wait::waitpid(
+                    None,
+                    Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+                ) {
+                    Err(nix::errno::Errno::ECHILD) => return,
+                    Ok(WaitStatus::StillAlive) => {
+                        if start.elapsed() >= wait {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

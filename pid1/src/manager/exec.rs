@@ -1,0 +1,253 @@
+//! Turning an Exec*= line into a process: environment, credentials,
+//! output, cgroup. Everything is resolved here, before the fork.
+
+use super::Manager;
+use crate::sys::spawn::{SpawnRequest, Stdio};
+use relive_units::{ExecCommand, OutputTarget, ServiceSection};
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// systemd's search path for Exec lines without an absolute path.
+const EXEC_SEARCH_PATH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl Manager {
+    /// Spawns `cmd` for unit `name` in its cgroup; returns the PID.
+    pub(super) fn spawn_command(&mut self, name: &str, cmd: &ExecCommand) -> Result<i32, String> {
+        let svc = self.service_config(name).ok_or("not a service")?;
+        let main_pid = self.state.units[name].main_pid;
+        let env = self.environment(name, &svc, cmd, main_pid)?;
+        let lookup = |key: &str| {
+            env.iter()
+                .rev()
+                .find_map(|(k, v)| (k == key).then(|| v.clone()))
+        };
+        let argv = if cmd.no_env_expand {
+            cmd.argv.clone()
+        } else {
+            relive_units::exec::expand_argv(&cmd.argv, &lookup)
+        };
+        let path = resolve_program(&cmd.path)?;
+        let user = if cmd.privileged || (svc.user.is_none() && svc.group.is_none()) {
+            None
+        } else {
+            Some(
+                self.accounts()
+                    .resolve(
+                        svc.user.as_deref(),
+                        svc.group.as_deref(),
+                        &svc.supplementary_groups,
+                    )
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let (stdout, stderr) = self.output_for(name, &svc)?;
+        let request = SpawnRequest {
+            path: cstring(path.as_os_str().to_string_lossy().as_ref())?,
+            argv: argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
+            env: env
+                .iter()
+                .map(|(k, v)| cstring(&format!("{k}={v}")))
+                .collect::<Result<_, _>>()?,
+            cgroup: Some(crate::sys::cgroup::unit_cgroup(name)),
+            stdout,
+            stderr,
+            credentials: user.map(|u| u.credentials),
+            umask: svc.umask,
+            nofile: svc.limit_nofile,
+            working_directory: svc
+                .working_directory
+                .as_ref()
+                .map(|d| cstring(&d.to_string_lossy()))
+                .transpose()?,
+            working_directory_optional: svc.working_directory_optional,
+        };
+        let pid = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
+        tracing::debug!("{name}: spawned {} as PID {pid}", argv.join(" "));
+        Ok(pid)
+    }
+
+    /// The process environment: a base, the unit's Environment= and
+    /// EnvironmentFile= (later wins), the user's identity, and the manager's
+    /// variables (NOTIFY_SOCKET, MAINPID).
+    fn environment(
+        &self,
+        name: &str,
+        svc: &ServiceSection,
+        cmd: &ExecCommand,
+        main_pid: Option<i32>,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut env: Vec<(String, String)> = vec![split_once_eq(DEFAULT_PATH)];
+        if let Some(user) = &svc.user {
+            if !cmd.privileged {
+                if let Ok(u) = self.accounts().resolve(Some(user), None, &[]) {
+                    env.push(("USER".into(), u.name.clone()));
+                    env.push(("LOGNAME".into(), u.name));
+                    env.push(("HOME".into(), u.home));
+                    env.push(("SHELL".into(), u.shell));
+                }
+            }
+        }
+        env.extend(svc.environment.iter().cloned());
+        for (path, optional) in &svc.environment_files {
+            match std::fs::read_to_string(path) {
+                Ok(text) => env.extend(relive_units::exec::parse_environment_file(&text)),
+                Err(_) if *optional => {}
+                Err(e) => return Err(format!("EnvironmentFile {}: {e}", path.display())),
+            }
+        }
+        if let Some(first) = svc.runtime_directory.first() {
+            env.push(("RUNTIME_DIRECTORY".into(), format!("/run/{first}")));
+        }
+        env.push((
+            "NOTIFY_SOCKET".into(),
+            self.rt.notify_socket_path.to_string_lossy().into_owned(),
+        ));
+        if let Some(pid) = main_pid {
+            env.push(("MAINPID".into(), pid.to_string()));
+        }
+        env.push(("RELIVE_UNIT".into(), name.to_owned()));
+        // One entry per key: the last assignment wins.
+        let mut seen = std::collections::HashSet::new();
+        let mut dedup: Vec<(String, String)> = env
+            .into_iter()
+            .rev()
+            .filter(|(k, _)| seen.insert(k.clone()))
+            .collect();
+        dedup.reverse();
+        Ok(dedup)
+    }
+
+    /// StandardOutput=/StandardError= as open descriptors.
+    fn output_for(&mut self, name: &str, svc: &ServiceSection) -> Result<(Stdio, Stdio), String> {
+        let mut capture: Option<Arc<std::os::fd::OwnedFd>> = None;
+        let mut open = |target: &OutputTarget, this: &mut Self| -> Result<Option<Stdio>, String> {
+            Ok(Some(match target {
+                OutputTarget::Capture => {
+                    if capture.is_none() {
+                        capture = Some(Arc::new(
+                            this.rt
+                                .outputs
+                                .open_pipe(name)
+                                .map_err(|e| format!("cannot create output pipe: {e}"))?,
+                        ));
+                    }
+                    Stdio::Fd(capture.clone().expect("just set"))
+                }
+                OutputTarget::Inherit => return Ok(None),
+                OutputTarget::Null => Stdio::Null,
+                OutputTarget::Tty => Stdio::Inherit,
+                OutputTarget::File(p) => open_file(p, false, false)?,
+                OutputTarget::Append(p) => open_file(p, true, false)?,
+                OutputTarget::Truncate(p) => open_file(p, false, true)?,
+            }))
+        };
+        let stdout = match open(&svc.standard_output, self)? {
+            Some(s) => s,
+            // inherit for stdout means stdin's target, which is /dev/null.
+            None => Stdio::Null,
+        };
+        let stderr = match open(&svc.standard_error, self)? {
+            Some(s) => s,
+            None => match &stdout {
+                Stdio::Fd(fd) => Stdio::Fd(fd.clone()),
+                Stdio::Null => Stdio::Null,
+                Stdio::Inherit => Stdio::Inherit,
+            },
+        };
+        Ok((stdout, stderr))
+    }
+
+    /// Before a start: the cgroup and RuntimeDirectory=.
+    pub(super) fn prepare_unit_resources(
+        &mut self,
+        name: &str,
+        svc: &ServiceSection,
+    ) -> Result<(), String> {
+        let cgroup = crate::sys::cgroup::unit_cgroup(name);
+        self.rt
+            .kernel
+            .cgroup_create(&cgroup)
+            .map_err(|e| format!("cannot create cgroup: {e}"))?;
+        if svc.runtime_directory.is_empty() {
+            return Ok(());
+        }
+        let owner = match &svc.user {
+            Some(_) => Some(
+                self.accounts()
+                    .resolve(svc.user.as_deref(), svc.group.as_deref(), &[])
+                    .map_err(|e| e.to_string())?
+                    .credentials,
+            ),
+            None => None,
+        };
+        for dir in &svc.runtime_directory {
+            let path = Path::new("/run").join(dir);
+            std::fs::create_dir_all(&path)
+                .map_err(|e| format!("RuntimeDirectory {}: {e}", path.display()))?;
+            std::fs::set_permissions(
+                &path,
+                std::fs::Permissions::from_mode(svc.runtime_directory_mode),
+            )
+            .map_err(|e| format!("RuntimeDirectory {}: {e}", path.display()))?;
+            if let Some(c) = &owner {
+                std::os::unix::fs::chown(&path, Some(c.uid), Some(c.gid))
+                    .map_err(|e| format!("RuntimeDirectory {}: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a stop: RuntimeDirectory= (unless preserved) and the empty cgroup.
+    pub(super) fn release_unit_resources(&mut self, name: &str, svc: &ServiceSection) {
+        if !svc.runtime_directory_preserve {
+            for dir in &svc.runtime_directory {
+                let _ = std::fs::remove_dir_all(Path::new("/run").join(dir));
+            }
+        }
+        self.rt
+            .kernel
+            .cgroup_remove(&crate::sys::cgroup::unit_cgroup(name));
+    }
+}
+
+fn split_once_eq(s: &str) -> (String, String) {
+    let (k, v) = s.split_once('=').unwrap_or((s, ""));
+    (k.to_owned(), v.to_owned())
+}
+
+fn cstring(s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("argument contains a NUL byte: {s:?}"))
+}
+
+/// An absolute path as is; a bare name searched like systemd does.
+fn resolve_program(program: &str) -> Result<PathBuf, String> {
+    if program.starts_with('/') {
+        return Ok(PathBuf::from(program));
+    }
+    EXEC_SEARCH_PATH
+        .iter()
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{program}: not found in {}", EXEC_SEARCH_PATH.join(":")))
+}
+
+fn open_file(path: &Path, append: bool, truncate: bool) -> Result<Stdio, String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(truncate)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Stdio::Fd(Arc::new(std::os::fd::OwnedFd::from(file))))
+}

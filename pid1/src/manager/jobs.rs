@@ -1,0 +1,517 @@
+//! Jobs: what was asked of a unit, run in dependency order.
+//!
+//! Ordering (After=/Before=) only matters between units that both have a
+//! job, as in systemd: a start job waits for the start jobs of the units it
+//! is ordered after; a stop job waits for the stop jobs of the units ordered
+//! after it. Requirement (Requires=/BindsTo=) decides failure: when a start
+//! job fails, the start jobs of the units that require it fail too.
+
+use super::state::*;
+use super::{Manager, ManagerError};
+use relive_units::UnitKind;
+
+/// What a waiting caller learns.
+pub type JobOutcome = Result<(), ManagerError>;
+
+impl Manager {
+    /// Queues `kind` on `name` and everything it pulls in. Returns the job
+    /// id of the unit's own job, to wait on; None when there is nothing to do.
+    pub fn enqueue(&mut self, name: &str, kind: JobKind) -> Result<Option<u64>, ManagerError> {
+        if self.state.shutdown.is_some() && kind != JobKind::Stop {
+            return Err(ManagerError::Refused("the system is shutting down".into()));
+        }
+        let canonical = self.load(name);
+        let unit = &self.state.units[&canonical];
+        if unit.load != LoadState::Loaded && kind != JobKind::Stop {
+            return Err(ManagerError::NoSuchUnit {
+                name: name.to_owned(),
+                reason: unit
+                    .load_error
+                    .clone()
+                    .unwrap_or_else(|| unit.load.as_str().to_owned()),
+            });
+        }
+        let id = match kind {
+            JobKind::Start => {
+                let mut pulled = Vec::new();
+                self.collect_start(&canonical, &mut pulled);
+                for dep in pulled {
+                    self.add_job(&dep, JobKind::Start);
+                }
+                self.add_job(&canonical, JobKind::Start)
+            }
+            JobKind::Stop => {
+                for dep in self.requirers_transitive(&canonical) {
+                    if self.state.units[&dep].active != ActiveState::Inactive {
+                        self.add_job(&dep, JobKind::Stop);
+                    }
+                }
+                self.add_job(&canonical, JobKind::Stop)
+            }
+            JobKind::Restart => self.add_job(&canonical, JobKind::Restart),
+            JobKind::Reload => {
+                let u = &self.state.units[&canonical];
+                if !matches!(u.active, ActiveState::Active) {
+                    return Err(ManagerError::JobFailed(format!(
+                        "Unit {canonical} cannot be reloaded: it is not active"
+                    )));
+                }
+                if u.config
+                    .as_ref()
+                    .and_then(|c| c.service.as_ref())
+                    .is_none_or(|s| s.exec_reload.is_empty())
+                {
+                    return Err(ManagerError::JobFailed(format!(
+                        "Unit {canonical} has no ExecReload= and cannot be reloaded"
+                    )));
+                }
+                self.add_job(&canonical, JobKind::Reload)
+            }
+        };
+        Ok(id)
+    }
+
+    /// Queues a job, registers the caller as waiting on it, and runs what
+    /// can run. The receiver yields the outcome of the unit's own job.
+    pub fn request(
+        &mut self,
+        name: &str,
+        kind: JobKind,
+    ) -> Result<async_channel::Receiver<JobOutcome>, ManagerError> {
+        let id = self.enqueue(name, kind)?;
+        let (tx, rx) = async_channel::bounded(1);
+        match id {
+            Some(id) => self.rt.waiters.entry(id).or_default().push(tx),
+            None => {
+                let _ = tx.try_send(Ok(()));
+            }
+        }
+        self.dispatch();
+        Ok(rx)
+    }
+
+    /// The units a start of `name` pulls in (Requires, Wants, BindsTo,
+    /// transitively), loading them, plus stop jobs for what it conflicts with.
+    fn collect_start(&mut self, name: &str, out: &mut Vec<String>) {
+        let mut queue = vec![name.to_owned()];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(current) = queue.pop() {
+            if !seen.insert(current.clone()) {
+                continue;
+            }
+            let Some(cfg) = self
+                .state
+                .units
+                .get(&current)
+                .and_then(|u| u.config.clone())
+            else {
+                continue;
+            };
+            for conflict in &cfg.unit.conflicts {
+                let c = self.load(conflict);
+                if self.state.units[&c].is_up() {
+                    self.add_job(&c, JobKind::Stop);
+                }
+            }
+            let deps = cfg
+                .unit
+                .requires
+                .iter()
+                .chain(&cfg.unit.wants)
+                .chain(&cfg.unit.binds_to);
+            for dep in deps {
+                let canonical = self.load(dep);
+                if canonical != name {
+                    out.push(canonical.clone());
+                }
+                queue.push(canonical);
+            }
+        }
+    }
+
+    /// Units that Requires= or BindsTo= `name`, directly.
+    pub(super) fn requirers(&self, name: &str) -> Vec<String> {
+        self.state
+            .units
+            .values()
+            .filter(|u| {
+                u.config.as_ref().is_some_and(|c| {
+                    c.unit
+                        .requires
+                        .iter()
+                        .chain(&c.unit.binds_to)
+                        .any(|d| self.resolves_to(d, name))
+                })
+            })
+            .map(|u| u.name.clone())
+            .collect()
+    }
+
+    pub(super) fn binders(&self, name: &str) -> Vec<String> {
+        self.state
+            .units
+            .values()
+            .filter(|u| {
+                u.config
+                    .as_ref()
+                    .is_some_and(|c| c.unit.binds_to.iter().any(|d| self.resolves_to(d, name)))
+            })
+            .map(|u| u.name.clone())
+            .collect()
+    }
+
+    fn requirers_transitive(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut queue = vec![name.to_owned()];
+        while let Some(current) = queue.pop() {
+            for r in self.requirers(&current) {
+                if r != name && !out.contains(&r) {
+                    out.push(r.clone());
+                    queue.push(r);
+                }
+            }
+        }
+        out
+    }
+
+    fn resolves_to(&self, reference: &str, canonical: &str) -> bool {
+        reference == canonical
+            || self
+                .state
+                .aliases
+                .get(reference)
+                .is_some_and(|c| c == canonical)
+    }
+
+    /// Units `name` is ordered after (its After= and others' Before=).
+    fn ordered_before(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(cfg) = self.state.units.get(name).and_then(|u| u.config.as_ref()) {
+            out.extend(cfg.unit.after.iter().map(|a| self.canonical(a)));
+        }
+        for u in self.state.units.values() {
+            if u.config
+                .as_ref()
+                .is_some_and(|c| c.unit.before.iter().any(|b| self.resolves_to(b, name)))
+            {
+                out.push(u.name.clone());
+            }
+        }
+        out
+    }
+
+    /// Units ordered after `name`.
+    fn ordered_after(&self, name: &str) -> Vec<String> {
+        self.state
+            .units
+            .keys()
+            .filter(|other| self.ordered_before(other).iter().any(|b| b == name))
+            .cloned()
+            .collect()
+    }
+
+    fn canonical(&self, name: &str) -> String {
+        self.state
+            .aliases
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_owned())
+    }
+
+    /// Puts a job on the unit, merging with one already there.
+    fn add_job(&mut self, name: &str, kind: JobKind) -> Option<u64> {
+        let unit = self.state.units.get_mut(name)?;
+        if let Some(job) = &unit.job {
+            // A second request of the same kind joins the first.
+            if job.kind == kind || (kind == JobKind::Start && job.kind == JobKind::Restart) {
+                return Some(job.id);
+            }
+            if job.running {
+                // Let the running job finish its phase; the new one replaces it afterwards.
+                tracing::info!("{name}: {:?} job replaces running {:?} job", kind, job.kind);
+            }
+            let old = job.id;
+            self.rt.complete_waiters(
+                old,
+                Err(ManagerError::JobFailed(format!(
+                    "Job for {name} was replaced by a {kind:?} job"
+                ))),
+            );
+        }
+        let is_up = unit.is_up();
+        let noop = match kind {
+            JobKind::Start => is_up && unit.job.is_none(),
+            JobKind::Stop => {
+                !is_up
+                    && unit.active != ActiveState::Deactivating
+                    && unit.job.is_none()
+                    && unit.sub != SubState::AutoRestart
+            }
+            _ => false,
+        };
+        if noop {
+            return None;
+        }
+        let id = self.rt.next_job_id;
+        self.rt.next_job_id += 1;
+        let unit = self.state.units.get_mut(name)?;
+        let running = unit.job.as_ref().is_some_and(|j| j.running) && kind == JobKind::Stop;
+        unit.job = Some(Job {
+            kind,
+            id,
+            running: false,
+        });
+        if running {
+            // A stop replacing a running start acts at once.
+            self.begin_stop(name);
+            if let Some(j) = self.state.units.get_mut(name).and_then(|u| u.job.as_mut()) {
+                j.running = true;
+            }
+        }
+        Some(id)
+    }
+
+    /// Starts every job whose ordering constraints are met, repeatedly,
+    /// until no more can start.
+    pub fn dispatch(&mut self) {
+        loop {
+            let ready: Vec<(String, JobKind)> = self
+                .state
+                .units
+                .values()
+                .filter_map(|u| {
+                    u.job
+                        .as_ref()
+                        .filter(|j| !j.running)
+                        .map(|j| (u.name.clone(), j.kind))
+                })
+                .filter(|(name, kind)| self.job_runnable(name, *kind))
+                .collect();
+            let ready = if ready.is_empty() {
+                match self.stuck_job() {
+                    Some(stuck) => {
+                        tracing::warn!(
+                            "{}: ordering cycle among queued jobs; running this job to break it",
+                            stuck.0
+                        );
+                        vec![stuck]
+                    }
+                    None => return,
+                }
+            } else {
+                ready
+            };
+            for (name, kind) in ready {
+                if let Some(job) = self.state.units.get_mut(&name).and_then(|u| u.job.as_mut()) {
+                    job.running = true;
+                }
+                self.run_job(&name, kind);
+            }
+        }
+    }
+
+    /// Jobs wait only on other queued jobs; if none runs and none can
+    /// start, they wait on each other in a cycle. systemd breaks such a
+    /// cycle by dropping a job; relive runs one (nothing is left undone).
+    fn stuck_job(&self) -> Option<(String, JobKind)> {
+        let any_running = self
+            .state
+            .units
+            .values()
+            .any(|u| u.job.as_ref().is_some_and(|j| j.running));
+        if any_running {
+            return None;
+        }
+        self.state
+            .units
+            .values()
+            .find_map(|u| u.job.as_ref().map(|j| (u.name.clone(), j.kind)))
+    }
+
+    fn job_runnable(&self, name: &str, kind: JobKind) -> bool {
+        let waiting_on = |other: &String, kinds: &[JobKind]| {
+            self.state
+                .units
+                .get(other)
+                .and_then(|u| u.job.as_ref())
+                .is_some_and(|j| kinds.contains(&j.kind))
+        };
+        match kind {
+            JobKind::Start | JobKind::Restart => {
+                !self
+                    .ordered_before(name)
+                    .iter()
+                    .any(|o| waiting_on(o, &[JobKind::Start, JobKind::Restart]))
+                    && !self
+                        .ordered_after(name)
+                        .iter()
+                        .any(|o| waiting_on(o, &[JobKind::Stop]))
+            }
+            JobKind::Stop => !self
+                .ordered_after(name)
+                .iter()
+                .any(|o| waiting_on(o, &[JobKind::Stop])),
+            JobKind::Reload => true,
+        }
+    }
+
+    fn run_job(&mut self, name: &str, kind: JobKind) {
+        let kind_of_unit = self.state.units[name].config.as_ref().map(|c| c.kind);
+        match kind {
+            JobKind::Start => {
+                if let Some(failed) = self.failed_requirement(name) {
+                    self.set_result(name, UnitResult::Dependency);
+                    self.finish_job(
+                        name,
+                        Err(ManagerError::JobFailed(format!(
+                            "Dependency failed for {name}: {failed} did not start"
+                        ))),
+                    );
+                    return;
+                }
+                match kind_of_unit {
+                    Some(UnitKind::Service) => self.begin_start(name),
+                    Some(UnitKind::Target) => {
+                        tracing::info!("reached target {name}");
+                        self.set_state(name, ActiveState::Active, SubState::Running);
+                    }
+                    // Not runnable here: the job succeeds without activating it.
+                    _ => self.finish_job(name, Ok(())),
+                }
+            }
+            JobKind::Stop | JobKind::Restart => match kind_of_unit {
+                Some(UnitKind::Service) => self.begin_stop(name),
+                _ => self.set_state(name, ActiveState::Inactive, SubState::Dead),
+            },
+            JobKind::Reload => self.begin_reload(name),
+        }
+    }
+
+    /// A required unit that failed (or cannot be loaded), if any.
+    fn failed_requirement(&self, name: &str) -> Option<String> {
+        let cfg = self.state.units[name].config.as_ref()?;
+        cfg.unit
+            .requires
+            .iter()
+            .chain(&cfg.unit.binds_to)
+            .find_map(|dep| {
+                let u = self.unit(dep)?;
+                let bad = match u.load {
+                    LoadState::Loaded => {
+                        u.active == ActiveState::Failed
+                            || (u.active == ActiveState::Inactive
+                                && u.result != UnitResult::Success)
+                    }
+                    _ => true,
+                };
+                bad.then(|| u.name.clone())
+            })
+    }
+
+    /// Called on every state change: completes the unit's job when the new
+    /// state is what the job waited for.
+    pub(super) fn job_progress(&mut self, name: &str) {
+        let Some(unit) = self.state.units.get(name) else {
+            return;
+        };
+        let Some(job) = unit.job.clone().filter(|j| j.running) else {
+            return;
+        };
+        let outcome: Option<Result<(), ManagerError>> = match (job.kind, unit.active) {
+            (JobKind::Start, ActiveState::Active) => Some(Ok(())),
+            (JobKind::Start, ActiveState::Failed) => Some(Err(self.failure_message(name))),
+            (JobKind::Start, ActiveState::Inactive) if unit.sub != SubState::AutoRestart => {
+                if unit.result == UnitResult::Success {
+                    Some(Ok(()))
+                } else {
+                    Some(Err(self.failure_message(name)))
+                }
+            }
+            (JobKind::Stop, ActiveState::Inactive | ActiveState::Failed) => Some(Ok(())),
+            (JobKind::Restart, ActiveState::Inactive | ActiveState::Failed) => {
+                // Stopped: now the start half.
+                let unit = self.state.units.get_mut(name).expect("checked above");
+                unit.job = Some(Job {
+                    kind: JobKind::Start,
+                    id: job.id,
+                    running: false,
+                });
+                unit.restarts = 0;
+                return;
+            }
+            (JobKind::Reload, ActiveState::Active) => Some(Ok(())),
+            (JobKind::Reload, ActiveState::Failed | ActiveState::Inactive) => Some(Err(
+                ManagerError::JobFailed(format!("Reload of {name} failed: the unit stopped")),
+            )),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            self.finish_job(name, outcome);
+        }
+    }
+
+    fn failure_message(&self, name: &str) -> ManagerError {
+        let u = &self.state.units[name];
+        let why = match &u.result {
+            UnitResult::Resources(msg) => format!("resources ({msg})"),
+            UnitResult::ExitCode(c) => format!("exit-code (status={c})"),
+            UnitResult::Signal(s) => format!("signal ({})", super::signal_name(*s)),
+            r => r.as_str().to_owned(),
+        };
+        ManagerError::JobFailed(format!(
+            "Job for {name} failed: {why}. See \"relivectl status {name}\" for details."
+        ))
+    }
+
+    pub(super) fn finish_job(&mut self, name: &str, outcome: JobOutcome) {
+        let Some(job) = self.state.units.get_mut(name).and_then(|u| u.job.take()) else {
+            return;
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!("{e}");
+            if job.kind == JobKind::Start {
+                // Units that need this one cannot start either.
+                for requirer in self.requirers(name) {
+                    let waiting = self.state.units[&requirer]
+                        .job
+                        .as_ref()
+                        .is_some_and(|j| j.kind == JobKind::Start && !j.running);
+                    if waiting {
+                        self.set_result(&requirer, UnitResult::Dependency);
+                        self.finish_job(
+                            &requirer,
+                            Err(ManagerError::JobFailed(format!(
+                                "Dependency failed for {requirer}: {name} did not start"
+                            ))),
+                        );
+                    }
+                }
+            }
+        }
+        self.rt.complete_waiters(job.id, outcome);
+    }
+
+    pub(super) fn set_result(&mut self, name: &str, result: UnitResult) {
+        if let Some(u) = self.state.units.get_mut(name) {
+            u.result = result;
+            if u.result == UnitResult::Dependency {
+                u.active = ActiveState::Failed;
+                u.sub = SubState::Failed;
+                u.state_change_usec = super::clock::wall_usec();
+                tracing::warn!("{name}: failed (dependency)");
+            }
+        }
+    }
+
+    pub fn has_jobs(&self) -> bool {
+        self.state.units.values().any(|u| u.job.is_some())
+    }
+}
+
+impl super::Runtime {
+    pub(super) fn complete_waiters(&mut self, id: u64, outcome: JobOutcome) {
+        for tx in self.waiters.remove(&id).unwrap_or_default() {
+            let _ = tx.try_send(outcome.clone());
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The manager: units, jobs and services, driven by events from the loop.
+//!
+//! One thread owns a `Manager`. Events (a child exited, a notify message, a
+//! timer, a request from D-Bus) change the state, then `dispatch` runs queued
+//! jobs until nothing changes any more (a fixed point, without recursion).
+
+pub mod clock;
+mod exec;
+mod jobs;
+pub mod notify;
+pub mod output;
+mod service;
+mod shutdown;
+pub mod state;
+mod status;
+
+use crate::sys::users::Accounts;
+use crate::sys::Kernel;
+use relive_config::Config;
+use relive_units::{LoadError, Loader, UnitKind};
+use state::*;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+pub use jobs::JobOutcome;
+
+/// Errors returned to API callers.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ManagerError {
+    #[error("Unit {name} not found: {reason}")]
+    NoSuchUnit { name: String, reason: String },
+    #[error("{0}")]
+    JobFailed(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What the manager can't serialize: open files, the kernel, callers.
+pub struct Runtime {
+    pub kernel: Box<dyn Kernel>,
+    pub outputs: output::Outputs,
+    /// Job id → callers waiting for its outcome.
+    pub waiters: HashMap<u64, Vec<async_channel::Sender<JobOutcome>>>,
+    pub notify_socket_path: PathBuf,
+    next_job_id: u64,
+    /// (file, line, key) already warned about: each warning is logged once.
+    warned: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("waiters", &self.waiters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct Manager {
+    pub state: ManagerState,
+    pub rt: Runtime,
+    pub config: Config,
+    pub unit_dirs: Vec<PathBuf>,
+    loader: Loader,
+}
+
+impl Manager {
+    pub fn new(
+        config: Config,
+        unit_dirs: Vec<PathBuf>,
+        kernel: Box<dyn Kernel>,
+        notify_socket_path: PathBuf,
+    ) -> Manager {
+        let loader = Loader::new(unit_dirs.clone());
+        Manager {
+            state: ManagerState::default(),
+            rt: Runtime {
+                kernel,
+                outputs: output::Outputs::default(),
+                waiters: HashMap::new(),
+                notify_socket_path,
+                next_job_id: 1,
+                warned: BTreeSet::new(),
+            },
+            config,
+            unit_dirs,
+            loader,
+        }
+    }
+
+    /// The target to boot into: the config's, else default.target's, else
+    /// multi-user.target.
+    pub fn default_target(&self) -> String {
+        if self.config.manager.default_target.is_empty() {
+            self.loader.default_target()
+        } else {
+            self.config.manager.default_target.clone()
+        }
+    }
+
+    /// The canonical name for `name` (resolving aliases), loading it if new.
+    pub fn load(&mut self, name: &str) -> String {
+        if let Some(canonical) = self.state.aliases.get(name) {
+            return canonical.clone();
+        }
+        if self.state.units.contains_key(name) {
+            return name.to_owned();
+        }
+        let mut unit = UnitState::new(name);
+        match self.loader.load(name) {
+            Ok(config) => {
+                let canonical = config.name.clone();
+                if canonical != name {
+                    self.state
+                        .aliases
+                        .insert(name.to_owned(), canonical.clone());
+                    if self.state.units.contains_key(&canonical) {
+                        return canonical;
+                    }
+                    unit = UnitState::new(&canonical);
+                }
+                for alias in &config.aliases {
+                    if alias != &canonical {
+                        self.state.aliases.insert(alias.clone(), canonical.clone());
+                    }
+                }
+                for warning in &config.warnings {
+                    if self.rt.warned.insert(warning.to_string()) {
+                        tracing::warn!("{warning}");
+                    }
+                }
+                if config.kind == UnitKind::Unsupported {
+                    tracing::warn!("{canonical}: relive does not run this unit type; dependencies on it are ignored");
+                }
+                unit.load = LoadState::Loaded;
+                unit.config = Some(config);
+                self.state.units.insert(canonical.clone(), unit);
+                return canonical;
+            }
+            Err(LoadError::NotFound { .. }) => unit.load = LoadState::NotFound,
+            Err(LoadError::Masked { .. }) => unit.load = LoadState::Masked,
+            Err(e) => {
+                tracing::error!("{e}");
+                unit.load = LoadState::Error;
+                unit.load_error = Some(e.to_string());
+            }
+        }
+        if unit.load_error.is_none() && unit.load == LoadState::NotFound {
+            unit.load_error = Some(format!("{name}: unit file not found"));
+        }
+        self.state.units.insert(name.to_owned(), unit);
+        name.to_owned()
+    }
+
+    /// Re-reads every unit file. Running units keep their processes and
+    /// state; their configuration is replaced.
+    pub fn daemon_reload(&mut self) {
+        self.loader = Loader::new(self.unit_dirs.clone());
+        self.state.aliases.clear();
+        let names: Vec<String> = self.state.units.keys().cloned().collect();
+        for name in names {
+            let Some(old) = self.state.units.remove(&name) else {
+                continue;
+            };
+            let canonical = self.load(&name);
+            if let Some(new) = self.state.units.get_mut(&canonical) {
+                let (load, load_error, config) =
+                    (new.load, new.load_error.take(), new.config.take());
+                *new = UnitState {
+                    load,
+                    load_error,
+                    config,
+                    ..old
+                };
+            }
+        }
+        tracing::info!(
+            "reloaded unit files from {} directories",
+            self.unit_dirs.len()
+        );
+    }
+
+    /// Accounts are read per spawn: a package may have added a user since boot.
+    fn accounts(&self) -> Accounts {
+        Accounts::read(std::path::Path::new("/etc"))
+    }
+
+    pub fn unit(&self, name: &str) -> Option<&UnitState> {
+        let canonical = self
+            .state
+            .aliases
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or(name);
+        self.state.units.get(canonical)
+    }
+
+    /// The earliest deadline of any unit, for the loop's poll timeout.
+    pub fn next_deadline(&self) -> Option<Monotonic> {
+        self.state.units.values().filter_map(|u| u.deadline).min()
+    }
+
+    /// Fires every deadline that has passed.
+    pub fn fire_timers(&mut self) {
+        let now = clock::now();
+        let due: Vec<String> = self
+            .state
+            .units
+            .values()
+            .filter(|u| u.deadline.is_some_and(|d| d <= now))
+            .map(|u| u.name.clone())
+            .collect();
+        for name in due {
+            if let Some(u) = self.state.units.get_mut(&name) {
+                u.deadline = None;
+            }
+            self.service_timeout(&name);
+        }
+    }
+
+    /// A child process exited (already reaped): route it to its unit.
+    pub fn child_exited(&mut self, pid: i32, status: ExitStatus) {
+        let owner = self.state.units.values().find_map(|u| {
+            if u.main_pid == Some(pid) {
+                Some((u.name.clone(), true))
+            } else if u.control_pid == Some(pid) {
+                Some((u.name.clone(), false))
+            } else {
+                None
+            }
+        });
+        match owner {
+            Some((name, true)) => self.main_exited(&name, status),
+            Some((name, false)) => self.control_exited(&name, status),
+            None => {
+                // Another process of a unit (or an orphan): a stopping unit
+                // may now be empty.
+                let stopping: Vec<String> = self
+                    .state
+                    .units
+                    .values()
+                    .filter(|u| matches!(u.sub, SubState::StopSigterm | SubState::StopSigkill))
+                    .map(|u| u.name.clone())
+                    .collect();
+                for name in stopping {
+                    self.check_stopped(&name);
+                }
+            }
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    pub fn describe(self) -> String {
+        match self {
+            ExitStatus::Exited(c) => format!("status={c}"),
+            ExitStatus::Signaled(s) => format!("signal={}", signal_name(s)),
+        }
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().trim_start_matches("SIG").to_owned())
+        .unwrap_or_else(|_| sig.to_string())
+}

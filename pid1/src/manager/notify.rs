@@ -1,0 +1,182 @@
+//! The sd_notify protocol: one datagram socket for every service.
+//!
+//! Messages are attributed by the sender's credentials (SO_PASSCRED): its
+//! PID's cgroup names the unit. Messages without credentials are dropped,
+//! and the loop reads this socket before it reaps children, so a READY=1
+//! sent just before exiting is never lost.
+
+use super::state::*;
+use super::Manager;
+use relive_units::{NotifyAccess, ServiceType};
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
+};
+
+/// Bound notify socket; `NOTIFY_SOCKET` names its path.
+#[derive(Debug)]
+pub struct NotifySocket {
+    pub fd: OwnedFd,
+}
+
+impl NotifySocket {
+    pub fn bind(path: &Path) -> std::io::Result<NotifySocket> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let _ = std::fs::remove_file(path);
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )?;
+        socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+        socket::setsockopt(&fd, sockopt::PassCred, &true)?;
+        // Many services may report at once during boot.
+        let _ = socket::setsockopt(&fd, sockopt::RcvBufForce, &(8 * 1024 * 1024));
+        Ok(NotifySocket { fd })
+    }
+
+    /// Every pending message as (sender PID, text).
+    pub fn receive_all(&self) -> Vec<(i32, String)> {
+        let mut out = Vec::new();
+        loop {
+            let mut buf = vec![0u8; 4096];
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+            let msg = match socket::recvmsg::<UnixAddr>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(m) => m,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            };
+            if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+                tracing::warn!("notify: dropped a truncated message");
+                continue;
+            }
+            let pid = msg.cmsgs().ok().and_then(|mut c| {
+                c.find_map(|m| match m {
+                    ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid()),
+                    _ => None,
+                })
+            });
+            let len = msg.bytes;
+            let Some(pid) = pid.filter(|p| *p > 0) else {
+                tracing::warn!("notify: dropped a message without credentials");
+                continue;
+            };
+            out.push((pid, String::from_utf8_lossy(&buf[..len]).into_owned()));
+        }
+        out
+    }
+}
+
+impl Manager {
+    /// Handles one sd_notify message from `pid`.
+    pub fn notify_message(&mut self, pid: i32, text: &str) {
+        let Some(name) = self.unit_of_pid(pid) else {
+            tracing::debug!("notify: message from PID {pid}, which belongs to no unit");
+            return;
+        };
+        let Some(svc) = self.service_config(&name) else {
+            return;
+        };
+        let u = &self.state.units[&name];
+        let allowed = match svc.notify_access {
+            NotifyAccess::None => false,
+            NotifyAccess::Main => {
+                u.main_pid == Some(pid)
+                    || svc.service_type == ServiceType::Notify && u.main_pid.is_none()
+            }
+            NotifyAccess::Exec | NotifyAccess::All => true,
+        };
+        if !allowed {
+            tracing::warn!("{name}: notify message from PID {pid} refused (NotifyAccess=)");
+            return;
+        }
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            match key {
+                "READY" if value == "1" => self.notify_ready(&name),
+                "STATUS" => {
+                    self.state
+                        .units
+                        .get_mut(&name)
+                        .expect("unit exists")
+                        .status_text = Some(value.to_owned())
+                }
+                "MAINPID" => self.notify_main_pid(&name, value),
+                "RELOADING" if value == "1" => {
+                    let u = self.state.units.get_mut(&name).expect("unit exists");
+                    u.reloading = true;
+                    if u.active == ActiveState::Active {
+                        self.set_state(&name, ActiveState::Reloading, SubState::Reload);
+                    }
+                }
+                "STOPPING" if value == "1" => {
+                    let u = &self.state.units[&name];
+                    if matches!(u.active, ActiveState::Active | ActiveState::Reloading) {
+                        tracing::info!("{name}: service reports it is stopping");
+                        self.set_state(&name, ActiveState::Deactivating, SubState::StopSigterm);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn notify_ready(&mut self, name: &str) {
+        let u = self.state.units.get_mut(name).expect("unit exists");
+        u.ready = true;
+        let was_reloading = std::mem::take(&mut u.reloading);
+        match u.sub {
+            SubState::Start if u.control_pid.is_none() => {
+                self.set_state(name, ActiveState::Activating, SubState::StartPost);
+                self.run_phase(name, ExecPhase::StartPost, 0);
+            }
+            SubState::Reload if was_reloading && u.control_pid.is_none() => {
+                self.set_state(name, ActiveState::Active, SubState::Running);
+            }
+            _ => {}
+        }
+    }
+
+    fn notify_main_pid(&mut self, name: &str, value: &str) {
+        let Ok(pid) = value.trim().parse::<i32>() else {
+            return;
+        };
+        if self.unit_of_pid(pid).as_deref() == Some(name) {
+            self.state
+                .units
+                .get_mut(name)
+                .expect("unit exists")
+                .main_pid = Some(pid);
+        } else {
+            tracing::warn!("{name}: MAINPID={pid} refused: not a process of the unit");
+        }
+    }
+
+    /// The unit a process belongs to: by main/control PID, else by cgroup.
+    pub fn unit_of_pid(&self, pid: i32) -> Option<String> {
+        if let Some(u) = self
+            .state
+            .units
+            .values()
+            .find(|u| u.main_pid == Some(pid) || u.control_pid == Some(pid))
+        {
+            return Some(u.name.clone());
+        }
+        let cgroup = self.rt.kernel.cgroup_of(pid)?;
+        crate::sys::cgroup::unit_of_cgroup(&cgroup).map(str::to_owned)
+    }
+}

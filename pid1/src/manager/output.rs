@@ -1,0 +1,116 @@
+//! Service output: one pipe per spawned process, read by the loop, split
+//! into lines, logged with the unit's name and kept for `relivectl status`.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// The longest line kept whole; longer ones are cut (a service cannot make
+/// PID 1 buffer without bound).
+const MAX_LINE: usize = 4096;
+
+#[derive(Debug)]
+struct Pipe {
+    read_end: OwnedFd,
+    unit: String,
+    partial: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pipes: HashMap<RawFd, Pipe>,
+}
+
+impl Outputs {
+    /// A new pipe for `unit`; returns the write end for the child.
+    pub fn open_pipe(&mut self, unit: &str) -> io::Result<OwnedFd> {
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        nix::fcntl::fcntl(
+            &read_end,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )?;
+        self.pipes.insert(
+            read_end.as_raw_fd(),
+            Pipe {
+                read_end,
+                unit: unit.to_owned(),
+                partial: Vec::new(),
+            },
+        );
+        Ok(write_end)
+    }
+
+    /// The read ends to poll.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.pipes.values().map(|p| p.read_end.as_fd()).collect()
+    }
+
+    /// Reads what `fd` has; returns complete lines as (unit, line). On EOF
+    /// the pipe is closed and a trailing partial line is returned too.
+    pub fn read(&mut self, fd: RawFd) -> Vec<(String, String)> {
+        let mut lines = Vec::new();
+        let Some(pipe) = self.pipes.get_mut(&fd) else {
+            return lines;
+        };
+        let mut buf = [0u8; 8192];
+        let mut eof = false;
+        loop {
+            match nix::unistd::read(&pipe.read_end, &mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => pipe.partial.extend_from_slice(&buf[..n]),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        while let Some(pos) = pipe.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pipe.partial.drain(..=pos).collect();
+            lines.push((pipe.unit.clone(), clean(&line[..line.len() - 1])));
+        }
+        if pipe.partial.len() > MAX_LINE || (eof && !pipe.partial.is_empty()) {
+            let line = std::mem::take(&mut pipe.partial);
+            lines.push((pipe.unit.clone(), clean(&line)));
+        }
+        if eof {
+            self.pipes.remove(&fd);
+        }
+        lines
+    }
+}
+
+fn clean(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(MAX_LINE)];
+    String::from_utf8_lossy(cut)
+        .trim_end_matches('\r')
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_and_the_tail_comes_at_eof() {
+        let mut outputs = Outputs::default();
+        let write_end = outputs.open_pipe("a.service").unwrap();
+        let fd = outputs.fds()[0].as_raw_fd();
+        nix::unistd::write(&write_end, b"one\ntwo\nthr").unwrap();
+        let got = outputs.read(fd);
+        assert_eq!(
+            got,
+            vec![
+                ("a.service".into(), "one".into()),
+                ("a.service".into(), "two".into())
+            ]
+        );
+        drop(write_end);
+        assert_eq!(outputs.read(fd), vec![("a.service".into(), "thr".into())]);
+        assert!(outputs.fds().is_empty());
+    }
+}

@@ -1,0 +1,49 @@
+//! The orderly end: every unit stops in reverse dependency order.
+
+use super::state::*;
+use super::{Manager, ManagerError};
+use crate::sys::machine::ShutdownKind;
+
+impl Manager {
+    /// Begins stopping everything. Start jobs still queued are cancelled.
+    /// A second request while one runs changes nothing but is not an error.
+    pub fn begin_shutdown(&mut self, kind: ShutdownKind) -> Result<(), ManagerError> {
+        if let Some(current) = self.state.shutdown {
+            tracing::info!(
+                "{} requested while {} is in progress",
+                kind.verb(),
+                current.verb()
+            );
+            return Ok(());
+        }
+        tracing::info!("{}: stopping all units", kind.verb());
+        self.state.shutdown = Some(kind);
+        let names: Vec<String> = self.state.units.keys().cloned().collect();
+        for name in &names {
+            let u = self.state.units.get_mut(name).expect("listed above");
+            if let Some(job) = u.job.take_if(|j| j.kind != JobKind::Stop) {
+                self.rt.complete_waiters(
+                    job.id,
+                    Err(ManagerError::Refused(
+                        "cancelled: the system is shutting down".into(),
+                    )),
+                );
+            }
+        }
+        for name in &names {
+            let u = &self.state.units[name];
+            let has_processes = u.main_pid.is_some() || u.control_pid.is_some();
+            if u.is_up() || u.active == ActiveState::Deactivating || has_processes {
+                let _ = self.enqueue(name, JobKind::Stop);
+            }
+        }
+        self.dispatch();
+        Ok(())
+    }
+
+    /// The shutdown has stopped every unit.
+    pub fn shutdown_done(&self) -> Option<ShutdownKind> {
+        let kind = self.state.shutdown?;
+        (!self.has_jobs()).then_some(kind)
+    }
+}

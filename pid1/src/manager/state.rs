@@ -1,0 +1,243 @@
+//! PID 1's runtime state, all in one serializable place.
+//!
+//! Everything a re-exec or a kexec handover must carry lives here: units,
+//! their processes, counters and timers (as absolute monotonic deadlines).
+//! What cannot be serialized (open pipes, waiting D-Bus callers) lives in
+//! `Runtime` beside it and is rebuilt after a handover.
+
+use relive_units::Unit;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Nanoseconds of CLOCK_MONOTONIC; survives a re-exec, not a kexec.
+pub type Monotonic = u64;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ManagerState {
+    /// Every unit relive has heard of, by canonical name.
+    pub units: BTreeMap<String, UnitState>,
+    /// Alias name → canonical name.
+    pub aliases: BTreeMap<String, String>,
+    /// The target started at boot.
+    pub default_target: String,
+    /// Set once a shutdown has begun.
+    pub shutdown: Option<crate::sys::machine::ShutdownKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadState {
+    Loaded,
+    NotFound,
+    Error,
+    Masked,
+}
+
+impl LoadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadState::Loaded => "loaded",
+            LoadState::NotFound => "not-found",
+            LoadState::Error => "error",
+            LoadState::Masked => "masked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActiveState {
+    Inactive,
+    Activating,
+    Active,
+    Reloading,
+    Deactivating,
+    Failed,
+}
+
+impl ActiveState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActiveState::Inactive => "inactive",
+            ActiveState::Activating => "activating",
+            ActiveState::Active => "active",
+            ActiveState::Reloading => "reloading",
+            ActiveState::Deactivating => "deactivating",
+            ActiveState::Failed => "failed",
+        }
+    }
+}
+
+/// Finer state, named as systemd names a service's sub-states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubState {
+    Dead,
+    Condition,
+    StartPre,
+    Start,
+    StartPost,
+    Running,
+    Exited,
+    Reload,
+    Stop,
+    StopSigterm,
+    StopSigkill,
+    StopPost,
+    AutoRestart,
+    Failed,
+}
+
+impl SubState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubState::Dead => "dead",
+            SubState::Condition => "condition",
+            SubState::StartPre => "start-pre",
+            SubState::Start => "start",
+            SubState::StartPost => "start-post",
+            SubState::Running => "running",
+            SubState::Exited => "exited",
+            SubState::Reload => "reload",
+            SubState::Stop => "stop",
+            SubState::StopSigterm => "stop-sigterm",
+            SubState::StopSigkill => "stop-sigkill",
+            SubState::StopPost => "stop-post",
+            SubState::AutoRestart => "auto-restart",
+            SubState::Failed => "failed",
+        }
+    }
+}
+
+/// Why a unit last stopped or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnitResult {
+    Success,
+    ExitCode(i32),
+    Signal(i32),
+    Timeout,
+    StartLimitHit,
+    Dependency,
+    /// Setting up the unit failed (cgroup, user, exec): the message says what.
+    Resources(String),
+    /// A Type=forking service left no main process to follow, or a notify
+    /// service exited before READY=1.
+    Protocol,
+    /// An Assert*= did not hold.
+    Assert,
+}
+
+impl UnitResult {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UnitResult::Success => "success",
+            UnitResult::ExitCode(_) => "exit-code",
+            UnitResult::Signal(_) => "signal",
+            UnitResult::Timeout => "timeout",
+            UnitResult::StartLimitHit => "start-limit-hit",
+            UnitResult::Dependency => "dependency",
+            UnitResult::Resources(_) => "resources",
+            UnitResult::Protocol => "protocol",
+            UnitResult::Assert => "assert",
+        }
+    }
+}
+
+/// Which Exec*= list a control process is running, and which entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecPhase {
+    StartPre,
+    /// Type=forking's ExecStart, or Type=oneshot's ExecStart lines.
+    Start,
+    StartPost,
+    Reload,
+    Stop,
+    StopPost,
+}
+
+/// A pending request on a unit. At most one per unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobKind {
+    Start,
+    Stop,
+    /// Stop, then start.
+    Restart,
+    Reload,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub kind: JobKind,
+    /// Job id, to match D-Bus callers waiting on it (kept in `Runtime`).
+    pub id: u64,
+    /// Set once the job has begun acting on the unit.
+    pub running: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnitState {
+    pub name: String,
+    pub load: LoadState,
+    /// file:line: message, when loading failed.
+    pub load_error: Option<String>,
+    pub config: Option<Unit>,
+    pub active: ActiveState,
+    pub sub: SubState,
+    pub result: UnitResult,
+    pub job: Option<Job>,
+    pub main_pid: Option<i32>,
+    pub control_pid: Option<i32>,
+    /// What the control process runs: the phase and the index in its list.
+    pub control: Option<(ExecPhase, usize)>,
+    /// Automatic restarts since the last start by request.
+    pub restarts: u32,
+    /// Start times within the rate-limit window.
+    pub start_times: VecDeque<Monotonic>,
+    /// Timeout of the current phase, or the time of a pending auto-restart.
+    pub deadline: Option<Monotonic>,
+    /// STATUS= from sd_notify.
+    pub status_text: Option<String>,
+    /// Wall clock (µs since the epoch) of the last active-state change.
+    pub state_change_usec: u64,
+    /// The last lines its processes wrote.
+    pub output: VecDeque<String>,
+    /// A notify service said RELOADING=1 and has not said READY=1 since.
+    pub reloading: bool,
+    /// A notify service said READY=1 before its start finished.
+    pub ready: bool,
+}
+
+impl UnitState {
+    pub fn new(name: &str) -> UnitState {
+        UnitState {
+            name: name.to_owned(),
+            load: LoadState::NotFound,
+            load_error: None,
+            config: None,
+            active: ActiveState::Inactive,
+            sub: SubState::Dead,
+            result: UnitResult::Success,
+            job: None,
+            main_pid: None,
+            control_pid: None,
+            control: None,
+            restarts: 0,
+            start_times: VecDeque::new(),
+            deadline: None,
+            status_text: None,
+            state_change_usec: 0,
+            output: VecDeque::new(),
+            reloading: false,
+            ready: false,
+        }
+    }
+
+    pub fn is_service(&self) -> bool {
+        self.config.as_ref().is_some_and(|c| c.service.is_some())
+    }
+
+    /// Active, or on its way there: nothing to start.
+    pub fn is_up(&self) -> bool {
+        matches!(
+            self.active,
+            ActiveState::Active | ActiveState::Reloading | ActiveState::Activating
+        )
+    }
+}

@@ -1,0 +1,348 @@
+//! Starting a service process from a multi-threaded PID 1.
+//!
+//! Everything is prepared before the fork (argv, environment, credentials,
+//! open files): after `clone3` the child may only make async-signal-safe
+//! calls until `execve`, because another thread of PID 1 may hold a lock
+//! (the allocator's, say) that the child would inherit locked. `clone3` with
+//! CLONE_INTO_CGROUP puts the child in its unit's cgroup atomically, so no
+//! process of a unit ever runs outside it. An exec-status pipe (close-on-exec)
+//! tells the parent whether the exec worked, and if not, which step failed.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Where one of the child's standard streams goes.
+#[derive(Debug)]
+pub enum Stdio {
+    /// /dev/null.
+    Null,
+    /// PID 1's own (the console).
+    Inherit,
+    /// An open file or pipe end.
+    Fd(std::sync::Arc<OwnedFd>),
+}
+
+/// Credentials a service runs with (User=/Group=), resolved beforehand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+#[derive(Debug)]
+pub struct SpawnRequest {
+    /// Absolute path of the program.
+    pub path: CString,
+    pub argv: Vec<CString>,
+    /// `KEY=VALUE` strings, the whole environment.
+    pub env: Vec<CString>,
+    /// cgroup path relative to the cgroup2 root; None: stay in PID 1's.
+    pub cgroup: Option<String>,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    pub credentials: Option<Credentials>,
+    pub umask: u32,
+    /// RLIMIT_NOFILE (soft, hard).
+    pub nofile: Option<(u64, u64)>,
+    pub working_directory: Option<CString>,
+    /// A missing working directory is not an error (WorkingDirectory=-/x).
+    pub working_directory_optional: bool,
+}
+
+/// The step of the child's setup that failed, as systemd numbers them in
+/// exit statuses (EXIT_CHDIR=200 ...), so `status` output reads familiar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ChildStep {
+    Chdir = 200,
+    Limits = 205,
+    Setsid = 220,
+    Stdio = 208,
+    Group = 216,
+    User = 217,
+    Exec = 203,
+}
+
+impl ChildStep {
+    fn from_code(code: i32) -> &'static str {
+        match code {
+            200 => "changing to the working directory",
+            205 => "setting resource limits",
+            220 => "creating a session",
+            208 => "setting up standard input/output",
+            216 => "setting the group",
+            217 => "setting the user",
+            _ => "executing the program",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The unit's cgroup could not be opened.
+    #[error("cannot open cgroup {path}: {source}")]
+    Cgroup { path: String, source: io::Error },
+    /// fork/clone3 or the status pipe failed in PID 1 itself.
+    #[error("cannot fork: {0}")]
+    Fork(io::Error),
+    /// The child reported a failed setup step.
+    #[error("{program}: failed {step}: {source}")]
+    Child {
+        program: String,
+        step: &'static str,
+        source: io::Error,
+    },
+}
+
+/// CLONE_INTO_CGROUP (linux/sched.h); libc's constant is a deprecated c_int.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The kernel's `struct clone_args` (linux/sched.h), version 2 (with cgroup).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Starts the process; returns its PID after a successful exec.
+pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<i32, SpawnError> {
+    let program = request.path.to_string_lossy().into_owned();
+    let (status_read, status_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Fork(e.into()))?;
+    let devnull = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| SpawnError::Fork(e.into()))?;
+
+    // Raw pointers for the child, built now: the child must not allocate.
+    let mut argv: Vec<*const libc::c_char> = request.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = request.env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let plan = ChildPlan {
+        path: request.path.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        devnull: devnull.as_raw_fd(),
+        stdout: stdio_fd(&request.stdout, devnull.as_raw_fd()),
+        stderr: stdio_fd(&request.stderr, devnull.as_raw_fd()),
+        credentials: request.credentials.as_ref(),
+        umask: request.umask,
+        nofile: request.nofile,
+        cwd: request.working_directory.as_ref().map(|c| c.as_ptr()),
+        cwd_optional: request.working_directory_optional,
+        status_fd: status_write.as_raw_fd(),
+    };
+
+    let pid = clone_into(cgroup_dir.map(|fd| fd.as_raw_fd()), &plan)?;
+    drop(status_write);
+
+    // Wait for the exec (EOF) or the child's report of a failed step.
+    let mut report = [0u8; 8];
+    let mut got = 0;
+    while got < report.len() {
+        match nix::unistd::read(&status_read, &mut report[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(SpawnError::Fork(e.into())),
+        }
+    }
+    if got == 0 {
+        return Ok(pid);
+    }
+    let step = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+    let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+    // The child has exited with `step` as its status; the manager's loop reaps it.
+    Err(SpawnError::Child {
+        program,
+        step: ChildStep::from_code(step),
+        source: io::Error::from_raw_os_error(errno),
+    })
+}
+
+fn stdio_fd(stdio: &Stdio, devnull: RawFd) -> RawFd {
+    match stdio {
+        Stdio::Null => devnull,
+        Stdio::Inherit => -1,
+        Stdio::Fd(fd) => fd.as_raw_fd(),
+    }
+}
+
+/// What the child needs, as raw values prepared by the parent.
+struct ChildPlan<'a> {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    devnull: RawFd,
+    /// -1: keep PID 1's.
+    stdout: RawFd,
+    stderr: RawFd,
+    credentials: Option<&'a Credentials>,
+    umask: u32,
+    nofile: Option<(u64, u64)>,
+    cwd: Option<*const libc::c_char>,
+    cwd_optional: bool,
+    status_fd: RawFd,
+}
+
+/// clone3 into the cgroup; falls back to fork + joining the cgroup from the
+/// child on kernels without clone3/CLONE_INTO_CGROUP (before 5.7).
+fn clone_into(cgroup_dir: Option<RawFd>, plan: &ChildPlan) -> Result<i32, SpawnError> {
+    let mut args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(fd) = cgroup_dir {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork:
+    // the child gets a copy of the address space. `args` is a valid
+    // clone_args of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let pid = if rc < 0 {
+        let err = io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::E2BIG)) {
+            return Err(SpawnError::Fork(err));
+        }
+        let procs = match cgroup_dir {
+            Some(fd) => Some(open_procs_file(fd).map_err(SpawnError::Fork)?),
+            None => None,
+        };
+        // SAFETY: the child only runs `child_main`, which is async-signal-safe.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            if let Some(procs) = &procs {
+                // SAFETY: write(2) of a static buffer to an open fd.
+                unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+            }
+            child_main(plan);
+        }
+        if pid < 0 {
+            return Err(SpawnError::Fork(io::Error::last_os_error()));
+        }
+        pid
+    } else {
+        if rc == 0 {
+            child_main(plan);
+        }
+        rc as i32
+    };
+    Ok(pid)
+}
+
+fn open_procs_file(cgroup_dir: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: openat with a valid dirfd and a NUL-terminated literal path.
+    let fd = unsafe {
+        libc::openat(
+            cgroup_dir,
+            c"cgroup.procs".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by openat and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The child between fork and exec: only async-signal-safe calls, no
+/// allocation, no locks. Never returns.
+fn child_main(plan: &ChildPlan) -> ! {
+    // SAFETY: every call below is an async-signal-safe system call on values
+    // prepared by the parent before the fork (see `ChildPlan`); pointers in
+    // the plan point into the parent's memory, copied into this child.
+    unsafe {
+        // Signal handlers are reset by exec, but ignored signals are not:
+        // Rust ignores SIGPIPE, which services must not inherit.
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+
+        if libc::setsid() < 0 {
+            fail(plan, ChildStep::Setsid);
+        }
+        if libc::dup2(plan.devnull, 0) < 0
+            || (plan.stdout >= 0 && libc::dup2(plan.stdout, 1) < 0)
+            || (plan.stderr >= 0 && libc::dup2(plan.stderr, 2) < 0)
+        {
+            fail(plan, ChildStep::Stdio);
+        }
+        // Every other descriptor closes at exec (the status pipe must live until then).
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+
+        if let Some((soft, hard)) = plan.nofile {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) < 0 {
+                fail(plan, ChildStep::Limits);
+            }
+        }
+        libc::umask(plan.umask as libc::mode_t);
+        if let Some(creds) = plan.credentials {
+            if libc::setgroups(creds.groups.len(), creds.groups.as_ptr()) < 0
+                || libc::setresgid(creds.gid, creds.gid, creds.gid) < 0
+            {
+                fail(plan, ChildStep::Group);
+            }
+            if libc::setresuid(creds.uid, creds.uid, creds.uid) < 0 {
+                fail(plan, ChildStep::User);
+            }
+        }
+        let cwd = plan.cwd.unwrap_or(c"/".as_ptr());
+        if libc::chdir(cwd) < 0 && !plan.cwd_optional {
+            fail(plan, ChildStep::Chdir);
+        }
+        libc::execve(plan.path, plan.argv, plan.envp);
+        fail(plan, ChildStep::Exec);
+    }
+}
+
+/// Reports the failed step and errno on the status pipe, then exits with the
+/// step's code.
+fn fail(plan: &ChildPlan, step: ChildStep) -> ! {
+    // SAFETY: errno read, write(2) of a stack buffer, _exit(2): all
+    // async-signal-safe.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let mut report = [0u8; 8];
+        report[..4].copy_from_slice(&(step as i32).to_ne_bytes());
+        report[4..].copy_from_slice(&errno.to_ne_bytes());
+        libc::write(plan.status_fd, report.as_ptr().cast(), report.len());
+        libc::_exit(step as i32)
+    }
+}

@@ -1,0 +1,137 @@
+//! Per-task CPU time, to tell which tasks ran between two samples.
+//!
+//! `/proc/PID/task/TID/schedstat` holds the time spent on the CPU in
+//! nanoseconds as its first field. A task whose figure did not change between
+//! two samples executed no code in between.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// CPU time in nanoseconds per thread id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivitySample {
+    pub cpu_ns: BTreeMap<u32, u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivityError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: unexpected content {content:?}")]
+    Format { path: PathBuf, content: String },
+}
+
+impl ActivitySample {
+    /// Samples every thread of every process in `pids`, reading from `proc`
+    /// (normally `/proc`). A process that exited meanwhile is skipped.
+    pub fn take(proc: &Path, pids: &[u32]) -> Result<ActivitySample, ActivityError> {
+        let mut sample = ActivitySample::default();
+        for pid in pids {
+            let task_dir = proc.join(pid.to_string()).join("task");
+            let entries = match fs::read_dir(&task_dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(ActivityError::Io {
+                        path: task_dir,
+                        source,
+                    })
+                }
+            };
+            for entry in entries.flatten() {
+                let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                    continue;
+                };
+                if let Some(ns) = read_cpu_ns(&entry.path().join("schedstat"))? {
+                    sample.cpu_ns.insert(tid, ns);
+                }
+            }
+        }
+        Ok(sample)
+    }
+
+    /// Threads that ran since `earlier`, or that are new since then.
+    pub fn ran_since(&self, earlier: &ActivitySample) -> Vec<u32> {
+        self.cpu_ns
+            .iter()
+            .filter(|(tid, ns)| earlier.cpu_ns.get(tid) != Some(ns))
+            .map(|(tid, _)| *tid)
+            .collect()
+    }
+}
+
+fn read_cpu_ns(path: &Path) -> Result<Option<u64>, ActivityError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // A thread that exits while being read gives ESRCH.
+        Err(e) if e.raw_os_error() == Some(3) => return Ok(None),
+        Err(source) => {
+            return Err(ActivityError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    match text.split_whitespace().next().and_then(|f| f.parse().ok()) {
+        Some(ns) => Ok(Some(ns)),
+        None => Err(ActivityError::Format {
+            path: path.to_owned(),
+            content: text,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_busy_thread_shows_as_running_and_a_sleeping_one_does_not() {
+        let proc = Path::new("/proc");
+        let sleeper = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = sleeper.id();
+        // Let the sleeper reach its sleep.
+        std::thread::sleep(Duration::from_millis(100));
+        let me = std::process::id();
+        let before = ActivitySample::take(proc, &[pid, me]).unwrap();
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        std::hint::black_box(x);
+        let after = ActivitySample::take(proc, &[pid, me]).unwrap();
+        let ran = after.ran_since(&before);
+        let mut sleeper = sleeper;
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(
+            !ran.contains(&pid),
+            "sleeping process counted as running: {ran:?}"
+        );
+        assert!(
+            ran.contains(&current_tid()),
+            "busy thread not seen: {ran:?}"
+        );
+    }
+
+    /// The test harness runs each test on its own thread.
+    fn current_tid() -> u32 {
+        let link = fs::read_link("/proc/thread-self").unwrap();
+        link.file_name().unwrap().to_str().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn exited_process_is_skipped() {
+        let sample = ActivitySample::take(Path::new("/proc"), &[u32::MAX - 1]).unwrap();
+        assert!(sample.cpu_ns.is_empty());
+    }
+}

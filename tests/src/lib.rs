@@ -1,0 +1,350 @@
+//! A sandbox that boots relive as PID 1 of fresh PID, mount, UTS and cgroup
+//! namespaces on the host, with test units, and drives it with relivectl.
+//!
+//! The sandbox touches nothing of the host: its mounts are private, its
+//! hostname is its own, reboot(2) only ends the namespace, and its cgroup
+//! tree is a fresh child of the host's cgroup2 hierarchy, removed afterwards.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+static BUILD: Once = Once::new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The workspace's target directory, where relive and relivectl are built.
+fn bin_dir() -> PathBuf {
+    // tests run from target/<profile>/deps/<test-binary>
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_owned()
+}
+
+/// Path of a workspace binary, built once per test run (cargo builds a
+/// package's own binaries for its tests, not other packages').
+pub fn binary(name: &str) -> PathBuf {
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = bin_dir().ends_with("release");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "relive", "--bins"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p relive failed");
+    });
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// Why the sandbox cannot run here, if it cannot (not root, no cgroup2).
+pub fn unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("the namespace sandbox needs root".into());
+    }
+    if cgroup2_root().is_none() {
+        return Some("no cgroup2 hierarchy is mounted on this host".into());
+    }
+    None
+}
+
+/// Skips the calling test, printing why, when the sandbox cannot run.
+#[macro_export]
+macro_rules! require_sandbox {
+    () => {
+        if let Some(reason) = $crate::unavailable() {
+            eprintln!("SKIPPED: {reason}");
+            return;
+        }
+    };
+}
+
+fn cgroup2_root() -> Option<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let point = left.split(' ').nth(4)?;
+        right.starts_with("cgroup2 ").then(|| PathBuf::from(point))
+    })
+}
+
+#[derive(Debug)]
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub units: PathBuf,
+    pub socket: PathBuf,
+    cgroup: PathBuf,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Sandbox {
+    /// Writes `units` (file name, content) and `config` (relive.toml text),
+    /// then boots relive with them.
+    pub fn boot(units: &[(&str, &str)], config: &str) -> Sandbox {
+        Sandbox::boot_with_args(units, config, &[])
+    }
+
+    pub fn boot_with_args(units: &[(&str, &str)], config: &str, extra: &[&str]) -> Sandbox {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("relive-test-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(&tag);
+        let _ = fs::remove_dir_all(&dir);
+        let units_dir = dir.join("units");
+        fs::create_dir_all(&units_dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        for (name, text) in units {
+            let path = units_dir.join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, text).unwrap();
+        }
+        fs::write(dir.join("relive.toml"), config).unwrap();
+        let cgroup = cgroup2_root().expect("cgroup2").join(&tag);
+        fs::create_dir_all(&cgroup).unwrap();
+        let socket = dir.join("control");
+        let relive = binary("relive");
+        let script = format!(
+            "echo $$ > {cg}/cgroup.procs && exec unshare --pid --kill-child --mount-proc --uts --cgroup --mount --propagation private {relive} --units-dir {units} --control-socket {sock} --config {config} {extra}",
+            cg = cgroup.display(),
+            relive = relive.display(),
+            units = units_dir.display(),
+            sock = socket.display(),
+            config = dir.join("relive.toml").display(),
+            extra = extra.join(" "),
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the sandbox");
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = log.clone();
+            std::thread::spawn(move || collect(stream, log));
+        }
+        let sandbox = Sandbox {
+            dir,
+            units: units_dir,
+            socket,
+            cgroup,
+            child: Some(child),
+            log,
+        };
+        sandbox.wait_for("the control socket", Duration::from_secs(20), || {
+            sandbox.socket.exists()
+        });
+        sandbox
+    }
+
+    /// Runs relivectl against this sandbox.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(binary("relivectl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run relivectl")
+    }
+
+    /// relivectl's stdout, asserting success.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "relivectl {args:?} failed: {}\n{}\n--- relive log ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The unit's status as JSON.
+    pub fn status(&self, unit: &str) -> serde_json::Value {
+        let out = self.ctl(&["--json", "status", unit]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "status {unit}: not JSON ({e}): {text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        match value {
+            serde_json::Value::Array(mut v) if !v.is_empty() => v.remove(0),
+            other => other,
+        }
+    }
+
+    pub fn active_state(&self, unit: &str) -> String {
+        self.status(unit)["active_state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Waits until `unit` is in `state` (e.g. "active"), failing with the log.
+    pub fn wait_state(&self, unit: &str, state: &str, timeout: Duration) {
+        self.wait_for(&format!("{unit} to be {state}"), timeout, || {
+            self.active_state(unit) == state
+        });
+    }
+
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n--- relive log ---\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything relive wrote to stdout/stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Lines of the log that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Asks for a poweroff and waits for PID 1 to exit; returns its status.
+    pub fn poweroff(mut self) -> (ExitStatus, String) {
+        self.ctl_ok(&["poweroff"]);
+        let status = self.wait_exit(Duration::from_secs(60));
+        (status, self.log())
+    }
+
+    /// Waits for the sandbox's PID 1 to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                // Let the log readers drain.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if start.elapsed() > timeout {
+                panic!("relive did not exit within {timeout:?}\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a signal to the sandbox's PID 1 (through unshare's child).
+    pub fn signal_pid1(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("running").id();
+        // The sh process exec'd unshare, whose only child is relive.
+        let children =
+            fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let init: i32 = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("relive's host PID");
+        // SAFETY: kill(2) with plain integers.
+        unsafe { libc::kill(init, signal) };
+    }
+
+    /// Host PIDs of the processes in a unit's cgroup.
+    pub fn cgroup_pids(&self, unit: &str) -> Vec<u32> {
+        let path = self
+            .cgroup
+            .join("system.slice")
+            .join(unit)
+            .join("cgroup.procs");
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    }
+}
+
+fn collect(mut stream: Box<dyn Read + Send>, log: Arc<Mutex<String>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        log.lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        remove_cgroup_tree(&self.cgroup);
+        if std::env::var_os("RELIVE_KEEP_SANDBOX").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Removes a cgroup and its children, deepest first (processes are gone).
+fn remove_cgroup_tree(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(entries) = fs::read_dir(path) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_cgroup_tree(&e.path());
+                }
+            }
+        }
+        if fs::remove_dir(path).is_ok() || !path.exists() || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A test workload built by this package (tests/src/bin).
+pub fn workload(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build relive-tests' binaries",
+        path.display()
+    );
+    path
+}

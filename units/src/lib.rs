@@ -1,0 +1,26 @@
+//! systemd unit files for relive.
+//!
+//! - [`parse`]: the ini-like syntax (sections, continuations, comments) with line numbers.
+//! - [`exec`]: Exec*= command lines: prefixes, quoting, `$VAR` expansion.
+//! - [`specifier`]: `%n`, `%N`, `%i`, `%%` and friends.
+//! - [`model`]: the typed unit that PID 1 acts on.
+//! - [`load`]: the search path, drop-ins, `.wants/`/`.requires/`, aliases, templates.
+//! - [`graph`]: dependency closure and start/stop ordering as pure functions.
+//! - [`unit_name`]: unit name validity, templates and instances, escaping.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod exec;
+pub mod graph;
+pub mod load;
+pub mod model;
+pub mod parse;
+pub mod specifier;
+pub mod unit_name;
+
+pub use error::LoadError;
+pub use graph::{CycleError, Graph};
+pub use load::{Loader, SYSTEM_UNIT_PATH};
+pub use model::*;
+pub use specifier::SpecifierContext;

@@ -1,0 +1,387 @@
+//! Turns parsed files (fragment, then drop-ins, in order) into the typed
+//! [`Unit`]: one directive at a time, like systemd's `config_parse()` with
+//! the `load-fragment-gperf` table, then defaults and checks.
+//!
+//! Policy: a directive relive supports must have a valid value (else
+//! `LoadError::Invalid`; systemd often only warns). Directives relive does
+//! not implement, and unknown sections, are one `Warning` each. Keys and
+//! sections starting with `X-` are ignored silently, as in systemd.
+
+use super::service::ServiceBuilder;
+use super::values::{parse_bool, parse_timespan};
+use crate::error::LoadError;
+use crate::exec::split_words;
+use crate::model::*;
+use crate::parse::{RawSection, RawUnit};
+use crate::specifier::Specifiers;
+use crate::unit_name::{self, NameKind, UnitName};
+
+/// What every directive handler needs: specifier resolution and a place
+/// for warnings.
+pub(crate) struct Ctx<'a> {
+    pub spec: Specifiers<'a>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Ctx<'_> {
+    pub fn warn(&mut self, location: &Location, message: impl Into<String>) {
+        self.warnings.push(Warning {
+            location: location.clone(),
+            message: message.into(),
+        });
+    }
+
+    /// `invalid Key= value "v"`, the message every bad value gets.
+    pub fn bad(&self, key: &str, value: &str, loc: &Location) -> LoadError {
+        LoadError::invalid(loc, format!("invalid {key}= value \"{value}\""))
+    }
+
+    pub fn bad_because(&self, key: &str, value: &str, loc: &Location, why: &str) -> LoadError {
+        LoadError::invalid(loc, format!("invalid {key}= value \"{value}\": {why}"))
+    }
+
+    pub fn resolve(&self, key: &str, value: &str, loc: &Location) -> Result<String, LoadError> {
+        self.spec
+            .resolve(value)
+            .map_err(|e| self.bad_because(key, value, loc, &e.to_string()))
+    }
+
+    /// Splits a list value (systemd quoting) and resolves specifiers in
+    /// each word, which is the order systemd does it in.
+    pub fn words(&self, key: &str, value: &str, loc: &Location) -> Result<Vec<String>, LoadError> {
+        split_words(value)
+            .map_err(|e| self.bad_because(key, value, loc, &e))?
+            .iter()
+            .map(|w| self.resolve(key, w, loc))
+            .collect()
+    }
+
+    pub fn unsupported(&mut self, key: &str, loc: &Location) {
+        if !key.starts_with("X-") {
+            self.warn(
+                loc,
+                format!("unsupported directive {key}= ignored (relive does not implement it)"),
+            );
+        }
+    }
+}
+
+/// The type-specific section of unit types relive does not run.
+fn type_section(suffix: &str) -> Option<&'static str> {
+    Some(match suffix {
+        "socket" => "Socket",
+        "mount" => "Mount",
+        "automount" => "Automount",
+        "swap" => "Swap",
+        "timer" => "Timer",
+        "path" => "Path",
+        "slice" => "Slice",
+        "scope" => "Scope",
+        _ => return None,
+    })
+}
+
+pub(crate) struct Builder<'a> {
+    pub name: String,
+    pub kind: UnitKind,
+    pub ctx: Ctx<'a>,
+    pub unit: UnitSection,
+    pub install: InstallSection,
+    pub service: Option<ServiceBuilder>,
+    pub(super) mode: Option<UpgradeMode>,
+    pub(super) priority: Option<u16>,
+    /// SuccessAction= set to something other than `none`: systemd then
+    /// accepts a service without any command (e.g. systemd-poweroff).
+    success_action: bool,
+    /// Loading `foo@.service` itself (empty instance).
+    is_template: bool,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(name: &str, kind: UnitKind, spec: Specifiers<'a>) -> Self {
+        Builder {
+            name: name.to_string(),
+            kind,
+            ctx: Ctx {
+                spec,
+                warnings: Vec::new(),
+            },
+            unit: UnitSection {
+                default_dependencies: true,
+                ..UnitSection::default()
+            },
+            install: InstallSection::default(),
+            service: (kind == UnitKind::Service).then(ServiceBuilder::default),
+            mode: None,
+            priority: None,
+            success_action: false,
+            is_template: UnitName::parse(name).is_some_and(|n| n.kind() == NameKind::Template),
+        }
+    }
+
+    /// Applies one file's directives (the fragment or a drop-in).
+    pub fn apply(&mut self, raw: &RawUnit) -> Result<(), LoadError> {
+        for section in &raw.sections {
+            self.section(section)?;
+        }
+        Ok(())
+    }
+
+    fn section(&mut self, section: &RawSection) -> Result<(), LoadError> {
+        let suffix = unit_name::suffix(&self.name).unwrap_or("");
+        match section.name.as_str() {
+            "Unit" => self.each(section, Self::unit_directive),
+            "Install" => self.each(section, Self::install_directive),
+            "X-LiveUpgrade" => self.each(section, Self::live_directive),
+            "Service" if self.service.is_some() => self.each(section, |b, k, v, l| {
+                if k.starts_with("StartLimit") {
+                    return b.unit_directive(k, v, l);
+                }
+                let ctx = &mut b.ctx;
+                b.service
+                    .as_mut()
+                    .map_or(Ok(()), |s| s.directive(ctx, k, v, l))
+            }),
+            name if name.starts_with("X-") => Ok(()),
+            name if Some(name) == type_section(suffix) => {
+                self.ctx.warn(
+                    &section.location,
+                    format!("relive does not run .{suffix} units"),
+                );
+                Ok(())
+            }
+            name => {
+                self.ctx.warn(
+                    &section.location,
+                    format!("unknown section [{name}] ignored"),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn each(
+        &mut self,
+        section: &RawSection,
+        mut f: impl FnMut(&mut Self, &str, &str, &Location) -> Result<(), LoadError>,
+    ) -> Result<(), LoadError> {
+        for e in &section.entries {
+            f(self, &e.key, &e.value, &e.location)?;
+        }
+        Ok(())
+    }
+
+    fn unit_directive(&mut self, key: &str, value: &str, loc: &Location) -> Result<(), LoadError> {
+        match key {
+            "Description" => {
+                let v = self.ctx.resolve(key, value, loc)?;
+                self.unit.description = (!v.is_empty()).then_some(v);
+            }
+            "Documentation" if value.is_empty() => self.unit.documentation.clear(),
+            "Documentation" => {
+                let words = self.ctx.words(key, value, loc)?;
+                self.unit.documentation.extend(words);
+            }
+            "After" | "Before" | "Requires" | "Wants" | "BindsTo" | "Conflicts" => {
+                // An empty value is a no-op: systemd cannot reset dependencies.
+                let names = self.dependency_names(key, value, loc)?;
+                let u = &mut self.unit;
+                let list = match key {
+                    "After" => &mut u.after,
+                    "Before" => &mut u.before,
+                    "Requires" => &mut u.requires,
+                    "Wants" => &mut u.wants,
+                    "BindsTo" => &mut u.binds_to,
+                    _ => &mut u.conflicts,
+                };
+                list.extend(names);
+            }
+            "StartLimitIntervalSec" | "StartLimitInterval" if value.is_empty() => {
+                self.unit.start_limit_interval = None;
+            }
+            "StartLimitIntervalSec" | "StartLimitInterval" => {
+                let span = parse_timespan(value).ok_or_else(|| self.ctx.bad(key, value, loc))?;
+                self.unit.start_limit_interval = Some(span.saturating());
+            }
+            "StartLimitBurst" if value.is_empty() => self.unit.start_limit_burst = None,
+            "StartLimitBurst" => {
+                let n = value.parse().map_err(|_| self.ctx.bad(key, value, loc))?;
+                self.unit.start_limit_burst = Some(n);
+            }
+            "DefaultDependencies" if value.is_empty() => self.unit.default_dependencies = true,
+            "DefaultDependencies" => {
+                let v = parse_bool(value).ok_or_else(|| self.ctx.bad(key, value, loc))?;
+                self.unit.default_dependencies = v;
+            }
+            _ if condition_kind(key).is_some() => self.condition(key, value, loc)?,
+            "SuccessAction" => {
+                self.success_action = !value.is_empty() && value != "none";
+                self.ctx.unsupported(key, loc);
+            }
+            _ => self.ctx.unsupported(key, loc),
+        }
+        Ok(())
+    }
+
+    /// Unit names in a dependency directive. A template loaded on its own
+    /// (empty instance, for checking) drops names that need the instance,
+    /// like `foo@%i.service`, with a warning instead of failing.
+    fn dependency_names(
+        &mut self,
+        key: &str,
+        value: &str,
+        loc: &Location,
+    ) -> Result<Vec<String>, LoadError> {
+        let mut names = self.ctx.words(key, value, loc)?;
+        let mut dropped = Vec::new();
+        for n in &names {
+            match UnitName::parse(n).map(|u| u.kind()) {
+                Some(NameKind::Plain | NameKind::Instance) => {}
+                _ if self.is_template => dropped.push(n.clone()),
+                _ => {
+                    return Err(self.ctx.bad_because(
+                        key,
+                        value,
+                        loc,
+                        &format!("'{n}' is not a unit name"),
+                    ))
+                }
+            }
+        }
+        for n in dropped {
+            names.retain(|m| *m != n);
+            self.ctx.warn(
+                loc,
+                format!("{key}=: '{n}' needs an instance, dropped while loading the template"),
+            );
+        }
+        Ok(names)
+    }
+
+    fn condition(&mut self, key: &str, value: &str, loc: &Location) -> Result<(), LoadError> {
+        let Some((kind, assert)) = condition_kind(key) else {
+            return Ok(());
+        };
+        if value.is_empty() {
+            // As systemd: an empty Condition*= resets all conditions (an
+            // empty Assert*= all assertions).
+            self.unit.conditions.retain(|c| c.assert != assert);
+            return Ok(());
+        }
+        let blanks: &[char] = &[' ', '\t', '\n', '\r'];
+        let mut rest = value;
+        let trigger = rest.starts_with('|');
+        if trigger {
+            rest = rest[1..].trim_start_matches(blanks);
+        }
+        let negate = rest.starts_with('!');
+        if negate {
+            rest = rest[1..].trim_start_matches(blanks);
+        }
+        let path = self.ctx.resolve(key, rest, loc)?;
+        if !path.starts_with('/') {
+            return Err(self
+                .ctx
+                .bad_because(key, value, loc, "path is not absolute"));
+        }
+        self.unit.conditions.push(Condition {
+            kind,
+            negate,
+            trigger,
+            assert,
+            path: path.into(),
+            location: loc.clone(),
+        });
+        Ok(())
+    }
+
+    /// Defaults, checks and implicit dependencies once every file is applied.
+    /// `fragment` locates unit-wide errors. Target ordering on wanted units
+    /// needs the other units, so `load` adds it.
+    pub fn finish(mut self, fragment: &Location) -> Result<Built, LoadError> {
+        let service = match self.service.take() {
+            Some(s) => Some(s.finish(fragment, self.success_action)?),
+            None => None,
+        };
+        let u = &mut self.unit;
+        if u.default_dependencies {
+            match self.kind {
+                // systemd also adds Requires=sysinit.target to services;
+                // relive orders only, so that a failed sysinit.target does
+                // not take every service down with it.
+                UnitKind::Service => {
+                    u.after
+                        .extend(["sysinit.target".into(), "basic.target".into()]);
+                    u.before.push("shutdown.target".into());
+                    u.conflicts.push("shutdown.target".into());
+                }
+                UnitKind::Target if self.name != "shutdown.target" => {
+                    u.before.push("shutdown.target".into());
+                    u.conflicts.push("shutdown.target".into());
+                }
+                _ => {}
+            }
+        }
+        for list in [
+            &mut u.after,
+            &mut u.before,
+            &mut u.requires,
+            &mut u.wants,
+            &mut u.binds_to,
+            &mut u.conflicts,
+        ] {
+            dedup(list);
+        }
+        let mode = self.mode.unwrap_or(match &service {
+            Some(s) if s.service_type == ServiceType::Oneshot => UpgradeMode::Rerun,
+            Some(_) => UpgradeMode::Preserve,
+            None => UpgradeMode::Restart,
+        });
+        let live = LiveUpgrade {
+            mode,
+            priority: self.priority.unwrap_or(500),
+            mode_explicit: self.mode.is_some(),
+        };
+        Ok(Built {
+            unit: self.unit,
+            service,
+            install: self.install,
+            live_upgrade: live,
+            warnings: self.ctx.warnings,
+        })
+    }
+}
+
+/// A unit's sections once every file is applied.
+pub(crate) struct Built {
+    pub unit: UnitSection,
+    pub service: Option<ServiceSection>,
+    pub install: InstallSection,
+    pub live_upgrade: LiveUpgrade,
+    pub warnings: Vec<Warning>,
+}
+
+/// Keeps the first occurrence of each name, in order.
+pub(crate) fn dedup(list: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    list.retain(|n| seen.insert(n.clone()));
+}
+
+/// `ConditionPathExists` → (PathExists, false); `AssertPathExists` → (.., true).
+fn condition_kind(key: &str) -> Option<(ConditionKind, bool)> {
+    let (name, assert) = match key.strip_prefix("Condition") {
+        Some(n) => (n, false),
+        None => (key.strip_prefix("Assert")?, true),
+    };
+    let kind = match name {
+        "PathExists" => ConditionKind::PathExists,
+        "PathIsDirectory" => ConditionKind::PathIsDirectory,
+        "PathExistsGlob" => ConditionKind::PathExistsGlob,
+        "FileNotEmpty" => ConditionKind::FileNotEmpty,
+        "DirectoryNotEmpty" => ConditionKind::DirectoryNotEmpty,
+        "FileIsExecutable" => ConditionKind::FileIsExecutable,
+        "PathIsSymbolicLink" => ConditionKind::PathIsSymbolicLink,
+        _ => return None,
+    };
+    Some((kind, assert))
+}

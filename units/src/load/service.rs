@@ -1,0 +1,396 @@
+//! The [Service] section: directives, then systemd's defaults
+//! (`service_add_extras()`) and checks (`service_verify()`).
+
+use super::build::Ctx;
+use super::values::{
+    parse_bool, parse_exit_status, parse_mode, parse_rlimit, parse_signal, parse_timespan, TimeSpan,
+};
+use crate::error::LoadError;
+use crate::exec::{parse_environment_with, parse_exec_with};
+use crate::model::*;
+
+#[derive(Debug, Default)]
+pub(crate) struct ServiceBuilder {
+    s: ServiceSection,
+    type_set: bool,
+    start_timeout_set: bool,
+}
+
+impl ServiceBuilder {
+    pub fn directive(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        value: &str,
+        loc: &Location,
+    ) -> Result<(), LoadError> {
+        let s = &mut self.s;
+        let bad = |ctx: &Ctx<'_>| ctx.bad(key, value, loc);
+        let empty = value.is_empty();
+        match key {
+            "Type" => {
+                self.type_set = !empty;
+                s.service_type = match value {
+                    "" | "simple" => ServiceType::Simple,
+                    "exec" => ServiceType::Exec,
+                    "forking" => ServiceType::Forking,
+                    "oneshot" => ServiceType::Oneshot,
+                    "notify" => ServiceType::Notify,
+                    "dbus" | "idle" => {
+                        ctx.warn(loc, format!("Type={value} is run as Type=simple (relive does not implement {value})"));
+                        ServiceType::Simple
+                    }
+                    _ => return Err(bad(ctx)),
+                };
+            }
+            "ExecStartPre" | "ExecStart" | "ExecStartPost" | "ExecStop" | "ExecStopPost"
+            | "ExecReload" => {
+                let list = match key {
+                    "ExecStartPre" => &mut s.exec_start_pre,
+                    "ExecStart" => &mut s.exec_start,
+                    "ExecStartPost" => &mut s.exec_start_post,
+                    "ExecStop" => &mut s.exec_stop,
+                    "ExecStopPost" => &mut s.exec_stop_post,
+                    _ => &mut s.exec_reload,
+                };
+                if empty {
+                    list.clear();
+                    return Ok(());
+                }
+                let spec = &ctx.spec;
+                let parsed =
+                    parse_exec_with(value, loc, &|w| spec.resolve(w).map_err(|e| e.to_string()));
+                match parsed {
+                    Ok(parsed) => {
+                        list.push(parsed.command);
+                        for w in parsed.warnings {
+                            ctx.warn(loc, format!("{key}=: {w}"));
+                        }
+                    }
+                    // The '-' prefix makes systemd drop a bad line, not the unit.
+                    Err(e) if e.ignorable => {
+                        ctx.warn(loc, format!("{key}= line ignored: {}", e.message))
+                    }
+                    Err(e) => return Err(ctx.bad_because(key, value, loc, &e.message)),
+                }
+            }
+            "PIDFile" if empty => s.pid_file = None,
+            "PIDFile" => {
+                let mut p = ctx.resolve(key, value, loc)?;
+                if let Some(rest) = p.strip_prefix("/var/run/") {
+                    p = format!("/run/{rest}");
+                    ctx.warn(loc, format!("PIDFile= below legacy /var/run/, using {p}"));
+                } else if !p.starts_with('/') {
+                    p = format!("/run/{p}");
+                    ctx.warn(loc, format!("PIDFile= is not absolute, using {p}"));
+                }
+                s.pid_file = Some(p.into());
+            }
+            "RemainAfterExit" => {
+                s.remain_after_exit = empty_or(value, false, parse_bool).ok_or_else(|| bad(ctx))?
+            }
+            "Restart" => {
+                s.restart = match value {
+                    "" | "no" => RestartPolicy::No,
+                    "on-success" => RestartPolicy::OnSuccess,
+                    "on-failure" => RestartPolicy::OnFailure,
+                    "on-abnormal" => RestartPolicy::OnAbnormal,
+                    "on-abort" => RestartPolicy::OnAbort,
+                    "on-watchdog" => RestartPolicy::OnWatchdog,
+                    "always" => RestartPolicy::Always,
+                    _ => return Err(bad(ctx)),
+                }
+            }
+            "RestartSec" if empty => s.restart_sec = ServiceSection::default().restart_sec,
+            "RestartSec" => {
+                s.restart_sec = parse_timespan(value).ok_or_else(|| bad(ctx))?.saturating()
+            }
+            "TimeoutSec" | "TimeoutStartSec" | "TimeoutStopSec" => {
+                let t = if empty {
+                    Timeout::Default
+                } else {
+                    timeout(value).ok_or_else(|| bad(ctx))?
+                };
+                if key != "TimeoutStopSec" {
+                    s.timeout_start = t;
+                    self.start_timeout_set = !empty;
+                }
+                if key != "TimeoutStartSec" {
+                    s.timeout_stop = t;
+                }
+            }
+            "RestartPreventExitStatus" | "SuccessExitStatus" => {
+                let (codes, signals) = if key == "SuccessExitStatus" {
+                    (&mut s.success_exit_status, &mut s.success_signals)
+                } else {
+                    (
+                        &mut s.restart_prevent_exit_status,
+                        &mut s.restart_prevent_signals,
+                    )
+                };
+                if empty {
+                    codes.clear();
+                    signals.clear();
+                }
+                for w in value.split_ascii_whitespace() {
+                    if let Some(code) = parse_exit_status(w) {
+                        codes.push(code);
+                    } else if let Some(sig) = parse_signal(w) {
+                        signals.push(sig);
+                    } else {
+                        return Err(ctx.bad_because(
+                            key,
+                            value,
+                            loc,
+                            &format!("'{w}' is neither an exit status nor a signal"),
+                        ));
+                    }
+                }
+            }
+            "KillMode" => {
+                s.kill_mode = match value {
+                    "" | "control-group" => KillMode::ControlGroup,
+                    "process" => KillMode::Process,
+                    "mixed" => KillMode::Mixed,
+                    "none" => KillMode::None,
+                    _ => return Err(bad(ctx)),
+                }
+            }
+            "KillSignal" => {
+                s.kill_signal = empty_or(value, 15, parse_signal).ok_or_else(|| bad(ctx))?
+            }
+            "SendSIGKILL" => {
+                s.send_sigkill = empty_or(value, true, parse_bool).ok_or_else(|| bad(ctx))?
+            }
+            "User" | "Group" => {
+                let name = ctx.resolve(key, value, loc)?;
+                if !name.is_empty() && !user_group_name_ok(&name) {
+                    return Err(bad(ctx));
+                }
+                let v = (!name.is_empty()).then_some(name);
+                if key == "User" {
+                    s.user = v;
+                } else {
+                    s.group = v;
+                }
+            }
+            "SupplementaryGroups" if empty => s.supplementary_groups.clear(),
+            "SupplementaryGroups" => {
+                let groups = ctx.words(key, value, loc)?;
+                if groups.iter().any(|g| !user_group_name_ok(g)) {
+                    return Err(bad(ctx));
+                }
+                s.supplementary_groups.extend(groups);
+            }
+            "UMask" => s.umask = empty_or(value, 0o022, parse_mode).ok_or_else(|| bad(ctx))?,
+            "LimitNOFILE" if empty => s.limit_nofile = None,
+            "LimitNOFILE" => s.limit_nofile = Some(parse_rlimit(value).ok_or_else(|| bad(ctx))?),
+            "WorkingDirectory" => {
+                let (optional, rest) = match value.strip_prefix('-') {
+                    Some(rest) => (true, rest),
+                    None => (false, value),
+                };
+                let dir = ctx.resolve(key, rest, loc)?;
+                if !dir.is_empty() && dir != "~" && !dir.starts_with('/') {
+                    return Err(ctx.bad_because(key, value, loc, "not an absolute path"));
+                }
+                s.working_directory_optional = optional && !dir.is_empty();
+                s.working_directory = (!dir.is_empty()).then(|| dir.into());
+            }
+            "Environment" if empty => s.environment.clear(),
+            "Environment" => {
+                let spec = &ctx.spec;
+                let vars =
+                    parse_environment_with(value, &|w| spec.resolve(w).map_err(|e| e.to_string()))
+                        .map_err(|e| ctx.bad_because(key, value, loc, &e))?;
+                s.environment.extend(vars);
+            }
+            "EnvironmentFile" if empty => s.environment_files.clear(),
+            "EnvironmentFile" => {
+                let (optional, rest) = match value.strip_prefix('-') {
+                    Some(rest) => (true, rest),
+                    None => (false, value),
+                };
+                let path = ctx.resolve(key, rest, loc)?;
+                if !path.starts_with('/') {
+                    return Err(ctx.bad_because(key, value, loc, "not an absolute path"));
+                }
+                s.environment_files.push((path.into(), optional));
+            }
+            "RuntimeDirectory" if empty => s.runtime_directory.clear(),
+            "RuntimeDirectory" => {
+                for w in ctx.words(key, value, loc)? {
+                    let dir = match w.split_once(':') {
+                        Some((dir, _)) => {
+                            ctx.warn(loc, format!("RuntimeDirectory=: symlink in '{w}' ignored"));
+                            dir.to_string()
+                        }
+                        None => w,
+                    };
+                    if !relative_normalized(&dir) {
+                        return Err(ctx.bad_because(
+                            key,
+                            value,
+                            loc,
+                            &format!("'{dir}' is not a relative, normalized path"),
+                        ));
+                    }
+                    s.runtime_directory.push(dir);
+                }
+            }
+            "RuntimeDirectoryMode" => {
+                s.runtime_directory_mode =
+                    empty_or(value, 0o755, parse_mode).ok_or_else(|| bad(ctx))?
+            }
+            "RuntimeDirectoryPreserve" => {
+                s.runtime_directory_preserve = match value {
+                    "restart" => {
+                        ctx.warn(loc, "RuntimeDirectoryPreserve=restart is treated as no");
+                        false
+                    }
+                    v => empty_or(v, false, parse_bool).ok_or_else(|| bad(ctx))?,
+                }
+            }
+            "StandardOutput" | "StandardError" => {
+                let default = if key == "StandardOutput" {
+                    OutputTarget::Capture
+                } else {
+                    OutputTarget::Inherit
+                };
+                let target = if empty {
+                    default
+                } else {
+                    output(ctx, key, value, loc)?
+                };
+                if key == "StandardOutput" {
+                    s.standard_output = target;
+                } else {
+                    s.standard_error = target;
+                }
+            }
+            "NotifyAccess" => {
+                s.notify_access = match value {
+                    "" | "none" => NotifyAccess::None,
+                    "main" => NotifyAccess::Main,
+                    "exec" => NotifyAccess::Exec,
+                    "all" => NotifyAccess::All,
+                    _ => return Err(bad(ctx)),
+                }
+            }
+            _ => ctx.unsupported(key, loc),
+        }
+        Ok(())
+    }
+
+    /// systemd's defaults and refusals, in systemd's words.
+    pub fn finish(
+        self,
+        fragment: &Location,
+        success_action: bool,
+    ) -> Result<ServiceSection, LoadError> {
+        let mut s = self.s;
+        if !self.type_set {
+            s.service_type = if s.exec_start.is_empty() {
+                ServiceType::Oneshot
+            } else {
+                ServiceType::Simple
+            };
+        }
+        let oneshot = s.service_type == ServiceType::Oneshot;
+        if oneshot && !self.start_timeout_set {
+            s.timeout_start = Timeout::Infinity;
+        }
+        if s.notify_access == NotifyAccess::None && s.service_type == ServiceType::Notify {
+            s.notify_access = NotifyAccess::Main;
+        }
+        let refuse = |m: &str| Err(LoadError::invalid(fragment, m));
+        if !oneshot && s.exec_start.is_empty() {
+            return refuse("Service has no ExecStart= setting, which is only allowed for Type=oneshot services. Refusing.");
+        }
+        if s.exec_start.is_empty() && s.exec_stop.is_empty() && !success_action {
+            return refuse("Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.");
+        }
+        if s.exec_start.is_empty() && !success_action && !s.remain_after_exit {
+            return refuse("Service has no ExecStart= and no SuccessAction= settings and does not have RemainAfterExit=yes set. Refusing.");
+        }
+        if !oneshot && s.exec_start.len() > 1 {
+            return refuse("Service has more than one ExecStart= setting, which is only allowed for Type=oneshot services. Refusing.");
+        }
+        if oneshot && matches!(s.restart, RestartPolicy::Always | RestartPolicy::OnSuccess) {
+            return refuse("Service has Restart= set to either always or on-success, which isn't allowed for Type=oneshot services. Refusing.");
+        }
+        Ok(s)
+    }
+}
+
+/// An empty value means the default; otherwise parse it.
+fn empty_or<T>(value: &str, default: T, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    if value.is_empty() {
+        Some(default)
+    } else {
+        parse(value)
+    }
+}
+
+/// TimeoutStartSec= and friends: `0` and `infinity` both disable it.
+fn timeout(value: &str) -> Option<Timeout> {
+    Some(match parse_timespan(value)? {
+        TimeSpan::Infinity => Timeout::Infinity,
+        TimeSpan::Finite(d) if d.is_zero() => Timeout::Infinity,
+        TimeSpan::Finite(d) => Timeout::After(d),
+    })
+}
+
+/// A user or group name or number as User=/Group= accept it (resolved
+/// later by PID 1): no blanks, `:` or `/`, no control characters.
+fn user_group_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '/')
+}
+
+/// RuntimeDirectory= entries: relative, no `.`/`..`/empty components.
+fn relative_normalized(dir: &str) -> bool {
+    !dir.is_empty()
+        && !dir.starts_with('/')
+        && dir
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+fn output(
+    ctx: &mut Ctx<'_>,
+    key: &str,
+    value: &str,
+    loc: &Location,
+) -> Result<OutputTarget, LoadError> {
+    let path = |ctx: &Ctx<'_>, p: &str| -> Result<std::path::PathBuf, LoadError> {
+        let p = ctx.resolve(key, p, loc)?;
+        if p.starts_with('/') {
+            Ok(p.into())
+        } else {
+            Err(ctx.bad_because(key, value, loc, "not an absolute path"))
+        }
+    };
+    Ok(match value {
+        "inherit" => OutputTarget::Inherit,
+        "null" => OutputTarget::Null,
+        "tty" => OutputTarget::Tty,
+        "journal" | "kmsg" | "syslog" | "journal+console" | "kmsg+console" | "syslog+console" => {
+            OutputTarget::Capture
+        }
+        v if v.starts_with("file:") => OutputTarget::File(path(ctx, &v[5..])?),
+        v if v.starts_with("append:") => OutputTarget::Append(path(ctx, &v[7..])?),
+        v if v.starts_with("truncate:") => OutputTarget::Truncate(path(ctx, &v[9..])?),
+        v if v == "socket" || v.starts_with("fd:") => {
+            ctx.warn(
+                loc,
+                format!("{key}={v} is not supported, output is captured instead"),
+            );
+            OutputTarget::Capture
+        }
+        _ => return Err(ctx.bad(key, value, loc)),
+    })
+}

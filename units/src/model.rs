@@ -1,0 +1,326 @@
+//! The typed model of a loaded unit: what relive acts on.
+//!
+//! Everything here is plain data (serde) so that PID 1 can serialize it into
+//! its handover state. Parsing fills it in (see `parse` and `load`).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a directive came from, for messages of the form `file:line: ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Location {
+    /// `file:line`, or just `file` when `line` is 0 (a finding about the
+    /// whole file, e.g. "Service has no ExecStart= setting").
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.file.display())
+        } else {
+            write!(f, "{}:{}", self.file.display(), self.line)
+        }
+    }
+}
+
+/// A non-fatal finding while loading a unit (e.g. a directive relive does not
+/// implement). Displayed as `file:line: message`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Warning {
+    pub location: Location,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UnitKind {
+    Service,
+    Target,
+    /// A unit type relive does not run yet (.socket, .mount, .timer, ...):
+    /// loaded so that dependencies on it resolve, never started.
+    Unsupported,
+}
+
+/// A fully loaded unit: fragment + drop-ins + .wants/.requires directories.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    /// Canonical name, e.g. `ssh.service` or `getty@tty1.service`.
+    pub name: String,
+    pub kind: UnitKind,
+    /// Other names this unit answers to (Alias= and alias symlinks).
+    pub aliases: Vec<String>,
+    /// The main unit file.
+    pub fragment: PathBuf,
+    /// Drop-in files applied, in the order applied.
+    pub dropins: Vec<PathBuf>,
+    pub unit: UnitSection,
+    /// Present for services (defaults filled in), `None` for targets.
+    pub service: Option<ServiceSection>,
+    pub install: InstallSection,
+    pub live_upgrade: LiveUpgrade,
+    /// Unsupported directives and other non-fatal findings, one per occurrence.
+    pub warnings: Vec<Warning>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnitSection {
+    pub description: Option<String>,
+    pub documentation: Vec<String>,
+    pub after: Vec<String>,
+    pub before: Vec<String>,
+    /// Requires= plus the unit's `.requires/` directories.
+    pub requires: Vec<String>,
+    /// Wants= plus the unit's `.wants/` directories.
+    pub wants: Vec<String>,
+    pub binds_to: Vec<String>,
+    pub conflicts: Vec<String>,
+    pub conditions: Vec<Condition>,
+    /// StartLimitIntervalSec= (None: manager default; `0` disables rate
+    /// limiting; `infinity` is `Duration::MAX`).
+    pub start_limit_interval: Option<Duration>,
+    /// StartLimitBurst= (None: manager default).
+    pub start_limit_burst: Option<u32>,
+    /// DefaultDependencies= (default true).
+    pub default_dependencies: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionKind {
+    PathExists,
+    PathIsDirectory,
+    PathExistsGlob,
+    FileNotEmpty,
+    DirectoryNotEmpty,
+    FileIsExecutable,
+    PathIsSymbolicLink,
+}
+
+/// `ConditionPathExists=!/x`: kind PathExists, negate true, path /x.
+/// `Assert*` variants are parsed into the same type with `assert` set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    pub kind: ConditionKind,
+    pub negate: bool,
+    /// `|` prefix: triggering condition (any one of the triggering ones suffices).
+    pub trigger: bool,
+    pub assert: bool,
+    pub path: PathBuf,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceType {
+    Simple,
+    Exec,
+    Forking,
+    Oneshot,
+    Notify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    No,
+    OnSuccess,
+    OnFailure,
+    OnAbnormal,
+    OnAbort,
+    OnWatchdog,
+    Always,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KillMode {
+    ControlGroup,
+    Process,
+    Mixed,
+    None,
+}
+
+/// StandardOutput= / StandardError=.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputTarget {
+    /// journal, kmsg, syslog (and +console variants): captured by relive.
+    Capture,
+    /// inherit: stdout for StandardError=; for StandardOutput= the input (null → capture).
+    Inherit,
+    Null,
+    Tty,
+    File(PathBuf),
+    Append(PathBuf),
+    Truncate(PathBuf),
+}
+
+/// One Exec*= line. `argv[0]` is the path to execute (after the '@' rule:
+/// with '@', argv0 is the second word). Words are not yet variable-expanded:
+/// `$VAR`/`${VAR}` are expanded at spawn time by `exec::expand_argv`.
+/// Specifiers (%n, %i, ...) are already resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecCommand {
+    pub path: String,
+    pub argv: Vec<String>,
+    /// '-' prefix: a failure exit status is ignored.
+    pub ignore_failure: bool,
+    /// '+' / '!' prefix: run with full privileges (User= etc. not applied).
+    /// '!!' does not set this: on kernels with ambient capabilities (all
+    /// that relive supports) systemd applies User= for '!!' too.
+    pub privileged: bool,
+    /// ':' prefix: no environment variable expansion.
+    pub no_env_expand: bool,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSection {
+    pub service_type: ServiceType,
+    pub exec_start_pre: Vec<ExecCommand>,
+    pub exec_start: Vec<ExecCommand>,
+    pub exec_start_post: Vec<ExecCommand>,
+    pub exec_stop: Vec<ExecCommand>,
+    pub exec_stop_post: Vec<ExecCommand>,
+    pub exec_reload: Vec<ExecCommand>,
+    pub pid_file: Option<PathBuf>,
+    pub remain_after_exit: bool,
+    pub restart: RestartPolicy,
+    /// RestartSec= (default 100ms; `infinity` is `Duration::MAX`).
+    pub restart_sec: Duration,
+    /// TimeoutStartSec= / TimeoutSec=. Not set: `Default` (the manager's
+    /// default), except Type=oneshot, where systemd disables it: `Infinity`.
+    pub timeout_start: Timeout,
+    /// TimeoutStopSec= / TimeoutSec=.
+    pub timeout_stop: Timeout,
+    /// Exit statuses (numbers) and signal numbers listed in RestartPreventExitStatus=.
+    pub restart_prevent_exit_status: Vec<i32>,
+    pub restart_prevent_signals: Vec<i32>,
+    /// SuccessExitStatus= extra exit codes counted as success.
+    pub success_exit_status: Vec<i32>,
+    /// SuccessExitStatus= signal numbers counted as a clean exit (besides
+    /// SIGHUP, SIGINT, SIGTERM and SIGPIPE, which always are).
+    pub success_signals: Vec<i32>,
+    pub kill_mode: KillMode,
+    /// Signal number, default SIGTERM (15).
+    pub kill_signal: i32,
+    /// SendSIGKILL= (default true).
+    pub send_sigkill: bool,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub supplementary_groups: Vec<String>,
+    /// Default 0o022.
+    pub umask: u32,
+    /// LimitNOFILE= as (soft, hard); None = inherit.
+    pub limit_nofile: Option<(u64, u64)>,
+    /// Absolute path, or `~` for the home directory of User=.
+    pub working_directory: Option<PathBuf>,
+    /// `-` prefix on WorkingDirectory=: missing directory is not an error.
+    pub working_directory_optional: bool,
+    /// Environment= assignments in order (later wins).
+    pub environment: Vec<(String, String)>,
+    /// EnvironmentFile= paths; bool = optional ('-' prefix).
+    pub environment_files: Vec<(PathBuf, bool)>,
+    /// RuntimeDirectory= names, relative to /run.
+    pub runtime_directory: Vec<String>,
+    /// Default 0o755.
+    pub runtime_directory_mode: u32,
+    /// RuntimeDirectoryPreserve=yes keeps it after stop (default no).
+    pub runtime_directory_preserve: bool,
+    pub standard_output: OutputTarget,
+    pub standard_error: OutputTarget,
+    /// NotifyAccess= (main|all|exec|none); relive accepts any process of the unit's cgroup for all/exec.
+    pub notify_access: NotifyAccess,
+}
+
+/// A start or stop timeout. systemd treats `0` like `infinity` for these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Timeout {
+    /// Not set: use the manager's default (DefaultTimeoutStartSec= etc.).
+    Default,
+    /// `infinity` or `0`: no timeout.
+    Infinity,
+    After(Duration),
+}
+
+impl Default for ServiceSection {
+    /// systemd's defaults for a service whose unit file sets nothing.
+    fn default() -> Self {
+        ServiceSection {
+            service_type: ServiceType::Simple,
+            exec_start_pre: Vec::new(),
+            exec_start: Vec::new(),
+            exec_start_post: Vec::new(),
+            exec_stop: Vec::new(),
+            exec_stop_post: Vec::new(),
+            exec_reload: Vec::new(),
+            pid_file: None,
+            remain_after_exit: false,
+            restart: RestartPolicy::No,
+            restart_sec: Duration::from_millis(100),
+            timeout_start: Timeout::Default,
+            timeout_stop: Timeout::Default,
+            restart_prevent_exit_status: Vec::new(),
+            restart_prevent_signals: Vec::new(),
+            success_exit_status: Vec::new(),
+            success_signals: Vec::new(),
+            kill_mode: KillMode::ControlGroup,
+            kill_signal: 15,
+            send_sigkill: true,
+            user: None,
+            group: None,
+            supplementary_groups: Vec::new(),
+            umask: 0o022,
+            limit_nofile: None,
+            working_directory: None,
+            working_directory_optional: false,
+            environment: Vec::new(),
+            environment_files: Vec::new(),
+            runtime_directory: Vec::new(),
+            runtime_directory_mode: 0o755,
+            runtime_directory_preserve: false,
+            standard_output: OutputTarget::Capture,
+            standard_error: OutputTarget::Inherit,
+            notify_access: NotifyAccess::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotifyAccess {
+    None,
+    Main,
+    Exec,
+    All,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSection {
+    pub wanted_by: Vec<String>,
+    pub required_by: Vec<String>,
+    pub alias: Vec<String>,
+    pub also: Vec<String>,
+}
+
+/// relive's own section, `[X-LiveUpgrade]`, ignored by systemd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpgradeMode {
+    /// Checkpoint before the kexec, restore after it (same PIDs).
+    Preserve,
+    /// Stop cleanly before the kexec, start fresh after it.
+    Restart,
+    /// Run again early in the new kernel (oneshot setup: network, sysctl).
+    Rerun,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveUpgrade {
+    pub mode: UpgradeMode,
+    /// 0..=1000, higher = more critical: frozen last, restored first. Default 500.
+    pub priority: u16,
+    /// Whether Mode= was set explicitly (else derived from the service type).
+    pub mode_explicit: bool,
+}

@@ -1,0 +1,314 @@
+//! Loading single units: defaults, values, errors and warnings.
+
+mod common;
+
+use common::{invalid, one, Tree};
+use relive_units::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[test]
+fn simple_service_gets_systemd_defaults() {
+    let u = one("[Unit]\nDescription=A\n[Service]\nExecStart=/bin/a\n").unwrap();
+    assert_eq!(u.name, "a.service");
+    assert_eq!(u.kind, UnitKind::Service);
+    assert_eq!(u.unit.description.as_deref(), Some("A"));
+    let s = u.service.as_ref().unwrap();
+    assert_eq!(s.service_type, ServiceType::Simple);
+    assert_eq!(s.restart, RestartPolicy::No);
+    assert_eq!(s.restart_sec, Duration::from_millis(100));
+    assert_eq!(
+        (s.timeout_start, s.timeout_stop),
+        (Timeout::Default, Timeout::Default)
+    );
+    assert_eq!(
+        (s.kill_mode, s.kill_signal, s.send_sigkill),
+        (KillMode::ControlGroup, 15, true)
+    );
+    assert_eq!((s.umask, s.runtime_directory_mode), (0o022, 0o755));
+    assert_eq!(
+        (&s.standard_output, &s.standard_error),
+        (&OutputTarget::Capture, &OutputTarget::Inherit)
+    );
+    assert_eq!(s.notify_access, NotifyAccess::None);
+    assert_eq!(u.unit.after, ["sysinit.target", "basic.target"]);
+    assert_eq!(u.unit.before, ["shutdown.target"]);
+    assert_eq!(u.unit.conflicts, ["shutdown.target"]);
+    assert!(
+        u.unit.requires.is_empty(),
+        "no Requires=sysinit.target in relive"
+    );
+    assert_eq!(
+        u.live_upgrade,
+        LiveUpgrade {
+            mode: UpgradeMode::Preserve,
+            priority: 500,
+            mode_explicit: false
+        }
+    );
+    assert!(u.warnings.is_empty(), "{:?}", u.warnings);
+}
+
+#[test]
+fn no_default_dependencies() {
+    let u = one("[Unit]\nDefaultDependencies=no\nAfter=x.service\n[Service]\nExecStart=/bin/a\n")
+        .unwrap();
+    assert_eq!(u.unit.after, ["x.service"]);
+    assert!(u.unit.before.is_empty() && u.unit.conflicts.is_empty());
+}
+
+#[test]
+fn every_supported_directive() {
+    let u = one(
+        "[Unit]\nDocumentation=man:a(8) https://x\nRequires=r.service\nWants=w.service w2.service\nBindsTo=b.service\n\
+         Conflicts=c.service\nBefore=z.target\nStartLimitIntervalSec=1min 30s\nStartLimitBurst=7\n\
+         [Service]\nType=forking\nPIDFile=/var/run/a.pid\nExecStartPre=-/bin/pre\nExecStart=@/bin/a a0 --x\n\
+         ExecStartPost=/bin/post\nExecStop=/bin/stop $MAINPID\nExecStopPost=+/bin/stoppost\nExecReload=/bin/kill -HUP $MAINPID\n\
+         RemainAfterExit=yes\nRestart=on-abnormal\nRestartSec=5s\nTimeoutSec=90\nTimeoutStopSec=infinity\n\
+         RestartPreventExitStatus=255 SIGKILL\nSuccessExitStatus=1 DATAERR SIGUSR1\nKillMode=mixed\nKillSignal=INT\n\
+         SendSIGKILL=off\nUser=www\nGroup=www\nSupplementaryGroups=a b\nUMask=0077\nLimitNOFILE=1024:4096\n\
+         WorkingDirectory=-/srv\nEnvironment=\"A=1 2\" B=x\nEnvironmentFile=-/etc/default/a\nEnvironmentFile=/etc/a.env\n\
+         RuntimeDirectory=a a/sub\nRuntimeDirectoryMode=0750\nRuntimeDirectoryPreserve=yes\n\
+         StandardOutput=append:/var/log/a.log\nStandardError=null\nNotifyAccess=all\n\
+         [Install]\nWantedBy=multi-user.target\nRequiredBy=x.target\nAlias=b.service\nAlso=c.service\n",
+    )
+    .unwrap();
+    assert_eq!(u.warnings.len(), 1, "{:?}", u.warnings);
+    assert!(u.warnings[0].message.contains("/run/a.pid"));
+    assert_eq!(u.unit.documentation, ["man:a(8)", "https://x"]);
+    assert_eq!(u.unit.wants, ["w.service", "w2.service"]);
+    assert_eq!(u.unit.start_limit_interval, Some(Duration::from_secs(90)));
+    assert_eq!(u.unit.start_limit_burst, Some(7));
+    let s = u.service.unwrap();
+    assert_eq!(s.service_type, ServiceType::Forking);
+    assert_eq!(s.pid_file, Some(PathBuf::from("/run/a.pid")));
+    assert!(s.exec_start_pre[0].ignore_failure);
+    assert_eq!(
+        (s.exec_start[0].path.as_str(), &s.exec_start[0].argv[..]),
+        ("/bin/a", &["a0".to_string(), "--x".to_string()][..])
+    );
+    assert!(s.exec_stop_post[0].privileged);
+    assert_eq!(s.exec_reload[0].argv, ["/bin/kill", "-HUP", "$MAINPID"]);
+    assert!(s.remain_after_exit);
+    assert_eq!(s.restart, RestartPolicy::OnAbnormal);
+    assert_eq!(s.restart_sec, Duration::from_secs(5));
+    assert_eq!(s.timeout_start, Timeout::After(Duration::from_secs(90)));
+    assert_eq!(s.timeout_stop, Timeout::Infinity);
+    assert_eq!(
+        (s.restart_prevent_exit_status, s.restart_prevent_signals),
+        (vec![255], vec![9])
+    );
+    assert_eq!(
+        (s.success_exit_status, s.success_signals),
+        (vec![1, 65], vec![10])
+    );
+    assert_eq!(
+        (s.kill_mode, s.kill_signal, s.send_sigkill),
+        (KillMode::Mixed, 2, false)
+    );
+    assert_eq!(
+        (s.user.as_deref(), s.group.as_deref()),
+        (Some("www"), Some("www"))
+    );
+    assert_eq!(s.supplementary_groups, ["a", "b"]);
+    assert_eq!(s.umask, 0o077);
+    assert_eq!(s.limit_nofile, Some((1024, 4096)));
+    assert_eq!(
+        (s.working_directory, s.working_directory_optional),
+        (Some(PathBuf::from("/srv")), true)
+    );
+    assert_eq!(
+        s.environment,
+        [
+            ("A".to_string(), "1 2".to_string()),
+            ("B".to_string(), "x".to_string())
+        ]
+    );
+    assert_eq!(
+        s.environment_files,
+        [
+            (PathBuf::from("/etc/default/a"), true),
+            (PathBuf::from("/etc/a.env"), false)
+        ]
+    );
+    assert_eq!(s.runtime_directory, ["a", "a/sub"]);
+    assert_eq!(
+        (s.runtime_directory_mode, s.runtime_directory_preserve),
+        (0o750, true)
+    );
+    assert_eq!(
+        s.standard_output,
+        OutputTarget::Append("/var/log/a.log".into())
+    );
+    assert_eq!(
+        (s.standard_error, s.notify_access),
+        (OutputTarget::Null, NotifyAccess::All)
+    );
+    assert_eq!(u.install.wanted_by, ["multi-user.target"]);
+    assert_eq!(u.aliases, ["b.service"]);
+}
+
+#[test]
+fn service_types_and_exec_start_rules() {
+    let notify = one("[Service]\nType=notify\nExecStart=/bin/a\n").unwrap();
+    assert_eq!(notify.service.unwrap().notify_access, NotifyAccess::Main);
+
+    let u =
+        one("[Service]\nExecStart=/bin/a\nExecStart=/bin/b\nType=oneshot\nRestart=on-failure\n")
+            .unwrap();
+    let s = u.service.unwrap();
+    assert_eq!(
+        (s.exec_start.len(), s.timeout_start),
+        (2, Timeout::Infinity)
+    );
+    assert_eq!(u.live_upgrade.mode, UpgradeMode::Rerun);
+
+    // No ExecStart=: Type defaults to oneshot, which then needs ExecStop= and RemainAfterExit=.
+    let u = one("[Service]\nExecStop=/bin/s\nRemainAfterExit=yes\n").unwrap();
+    assert_eq!(u.service.unwrap().service_type, ServiceType::Oneshot);
+    assert!(invalid("[Service]\nExecStop=/bin/s\n")
+        .1
+        .contains("RemainAfterExit=yes"));
+    assert!(invalid("[Service]\nUser=x\n")
+        .1
+        .starts_with("Service has no ExecStart=, ExecStop=, or SuccessAction="));
+    // SuccessAction= alone is enough (systemd-poweroff.service).
+    let u = one("[Unit]\nSuccessAction=poweroff-force\n[Service]\nType=oneshot\n").unwrap();
+    assert_eq!(u.warnings.len(), 1);
+
+    let (line, msg) = invalid("[Service]\nType=simple\n");
+    assert_eq!(line, 0);
+    assert!(
+        msg.starts_with("Service has no ExecStart= setting"),
+        "{msg}"
+    );
+    assert!(invalid("[Service]\nExecStart=/a\nExecStart=/b\n")
+        .1
+        .contains("more than one ExecStart="));
+    assert!(
+        invalid("[Service]\nType=oneshot\nExecStart=/a\nRestart=always\n")
+            .1
+            .contains("Restart=")
+    );
+    // An empty ExecStart= resets the list.
+    let u = one("[Service]\nExecStart=/a\nExecStart=\nExecStart=/b\n").unwrap();
+    assert_eq!(u.service.unwrap().exec_start[0].path, "/b");
+}
+
+#[test]
+fn dbus_and_idle_run_as_simple_with_a_warning() {
+    let u = one("[Service]\nType=idle\nExecStart=/a\n").unwrap();
+    assert_eq!(u.service.unwrap().service_type, ServiceType::Simple);
+    assert_eq!(u.warnings.len(), 1);
+}
+
+#[test]
+fn unsupported_directives_and_sections_warn_once_each() {
+    let u = one(
+        "[Unit]\nPartOf=x.service\n[Service]\nExecStart=/a\nProtectSystem=full\nPrivateTmp=yes\nPrivateTmp=no\n\
+         X-Custom=1\n[Foo]\nA=1\nB=2\n[X-Mine]\nC=3\n",
+    )
+    .unwrap();
+    let msgs: Vec<String> = u.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(msgs.len(), 5, "{msgs:?}");
+    assert!(
+        msgs[1].ends_with(
+            ":5: unsupported directive ProtectSystem= ignored (relive does not implement it)"
+        ),
+        "{}",
+        msgs[1]
+    );
+    assert_eq!(u.warnings[2].location.line, 6);
+    assert!(
+        msgs[4].ends_with(":9: unknown section [Foo] ignored"),
+        "{}",
+        msgs[4]
+    );
+}
+
+#[test]
+fn conditions_with_prefixes_and_reset() {
+    let u = one(
+        "[Unit]\nConditionPathExists=!/etc/x\nConditionPathExists=|!/y\nConditionPathIsDirectory=| /d\n\
+         AssertFileNotEmpty=/f\n[Service]\nExecStart=/a\n",
+    )
+    .unwrap();
+    let c = &u.unit.conditions;
+    assert_eq!(c.len(), 4);
+    assert_eq!(
+        (
+            c[0].kind.clone(),
+            c[0].negate,
+            c[0].trigger,
+            c[0].path.clone()
+        ),
+        (ConditionKind::PathExists, true, false, "/etc/x".into())
+    );
+    assert!(c[1].negate && c[1].trigger);
+    assert_eq!(
+        (c[2].kind.clone(), c[2].path.to_str()),
+        (ConditionKind::PathIsDirectory, Some("/d"))
+    );
+    assert!(c[3].assert && c[3].kind == ConditionKind::FileNotEmpty);
+    assert_eq!(c[3].location.line, 5);
+    let u = one("[Unit]\nConditionPathExists=/a\nAssertPathExists=/b\nConditionPathExists=\n[Service]\nExecStart=/a\n").unwrap();
+    assert_eq!(u.unit.conditions.len(), 1);
+    assert!(u.unit.conditions[0].assert);
+}
+
+#[test]
+fn dependencies_are_not_reset_by_empty_values() {
+    let u =
+        one("[Unit]\nWants=a.service\nWants=\nWants=b.service\n[Service]\nExecStart=/a\n").unwrap();
+    assert_eq!(u.unit.wants, ["a.service", "b.service"]);
+}
+
+#[test]
+fn specifiers_everywhere_but_live_upgrade() {
+    let t = Tree::new();
+    t.write(
+        "lib/web@.service",
+        "[Unit]\nDescription=Web %i on %H\n[Service]\nExecStart=/bin/web --name=%n %I\nUser=%i\n\
+         Environment=INST=%I\nRuntimeDirectory=web/%i\n[X-LiveUpgrade]\nPriority=900\n",
+    );
+    let u = t.loader(&["lib"]).load("web@a\\x20b.service").unwrap();
+    assert_eq!(
+        u.unit.description.as_deref(),
+        Some("Web a\\x20b on host.example")
+    );
+    let s = u.service.unwrap();
+    assert_eq!(
+        s.exec_start[0].argv,
+        ["/bin/web", "--name=web@a\\x20b.service", "a b"]
+    );
+    assert_eq!(s.environment[0].1, "a b");
+    assert_eq!(u.live_upgrade.priority, 900);
+}
+
+#[test]
+fn live_upgrade_defaults_and_explicit() {
+    let u = one("[Service]\nExecStart=/a\n[X-LiveUpgrade]\nMode=restart\nPriority=0\n").unwrap();
+    assert_eq!(
+        u.live_upgrade,
+        LiveUpgrade {
+            mode: UpgradeMode::Restart,
+            priority: 0,
+            mode_explicit: true
+        }
+    );
+    let t = Tree::new();
+    t.write("lib/x.target", "[Unit]\nDescription=X\n");
+    t.write("lib/y.socket", "[Unit]\nDescription=Y\n[Socket]\nListenStream=1\nAccept=no\n[Install]\nWantedBy=sockets.target\n");
+    let l = t.loader(&["lib"]);
+    let x = l.load("x.target").unwrap();
+    assert_eq!(
+        (x.kind, x.live_upgrade.mode, x.service.is_none()),
+        (UnitKind::Target, UpgradeMode::Restart, true)
+    );
+    assert_eq!(x.unit.before, ["shutdown.target"]);
+    let y = l.load("y.socket").unwrap();
+    assert_eq!(y.kind, UnitKind::Unsupported);
+    assert_eq!(y.warnings.len(), 1, "{:?}", y.warnings);
+    assert_eq!(y.warnings[0].message, "relive does not run .socket units");
+    assert_eq!(y.install.wanted_by, ["sockets.target"]);
+}

@@ -1,0 +1,120 @@
+//! Loading errors: bad values, bad names, bad files.
+
+mod common;
+
+use common::{invalid, one, Tree};
+use relive_units::*;
+
+#[test]
+fn invalid_values_name_directive_value_and_line() {
+    let t = Tree::new();
+    let path = t.write(
+        "lib/a.service",
+        "[Service]\nExecStart=/a\nRestart=sometimes\n",
+    );
+    let err = t.loader(&["lib"]).load("a.service").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}:3: invalid Restart= value \"sometimes\"", path.display())
+    );
+
+    for (text, line, needle) in [
+        ("[Service]\nType=bogus\nExecStart=/a\n", 2, "Type="),
+        ("[Service]\nExecStart=/a\n\nUMask=999\n", 4, "UMask="),
+        (
+            "[Service]\nExecStart=/a\nRestartSec=abc\n",
+            3,
+            "RestartSec=",
+        ),
+        ("[Service]\nExecStart=/a 'open\n", 2, "unbalanced"),
+        (
+            "[Service]\nExecStart=/a\nKillSignal=SIGNOPE\n",
+            3,
+            "KillSignal=",
+        ),
+        (
+            "[Service]\nExecStart=/a\nLimitNOFILE=lots\n",
+            3,
+            "LimitNOFILE=",
+        ),
+        (
+            "[Service]\nExecStart=/a\nWorkingDirectory=rel\n",
+            3,
+            "WorkingDirectory=",
+        ),
+        (
+            "[Service]\nExecStart=/a\nEnvironment=NOEQ\n",
+            3,
+            "Environment=",
+        ),
+        (
+            "[Service]\nExecStart=/a\nRemainAfterExit=perhaps\n",
+            3,
+            "RemainAfterExit=",
+        ),
+        (
+            "[Unit]\nAfter=not-a-unit\n[Service]\nExecStart=/a\n",
+            2,
+            "After=",
+        ),
+        (
+            "[Unit]\nDescription=%z\n[Service]\nExecStart=/a\n",
+            2,
+            "unknown specifier %z",
+        ),
+        (
+            "[Unit]\nConditionPathExists=relative\n[Service]\nExecStart=/a\n",
+            2,
+            "absolute",
+        ),
+        (
+            "[X-LiveUpgrade]\nPriority=1001\n[Service]\nExecStart=/a\n",
+            2,
+            "Priority=",
+        ),
+        (
+            "[X-LiveUpgrade]\nMode=freeze\n[Service]\nExecStart=/a\n",
+            2,
+            "Mode=",
+        ),
+        (
+            "[X-LiveUpgrade]\nPriorty=5\n[Service]\nExecStart=/a\n",
+            2,
+            "unknown directive Priorty=",
+        ),
+    ] {
+        let (l, msg) = invalid(text);
+        assert_eq!(l, line, "{text:?}: {msg}");
+        assert!(msg.contains(needle), "{text:?}: {msg}");
+    }
+}
+
+#[test]
+fn names_errors() {
+    let t = Tree::new();
+    t.write("lib/a.service", "[Service]\nExecStart=/a\n");
+    let l = t.loader(&["lib"]);
+    assert_eq!(
+        l.load("nope.service").unwrap_err().to_string(),
+        "nope.service: unit file not found"
+    );
+    assert_eq!(
+        l.load("bad name").unwrap_err().to_string(),
+        "bad name: invalid unit name"
+    );
+    assert!(matches!(
+        l.load("a.bogus"),
+        Err(LoadError::InvalidName { .. })
+    ));
+    let t = Tree::new();
+    t.write("lib/s.service", "[Service]\nExecStart=/a\n[Unit\n");
+    assert!(
+        matches!(t.loader(&["lib"]).load("s.service"), Err(LoadError::Syntax { location, .. }) if location.line == 3)
+    );
+}
+#[test]
+fn bad_exec_line_with_dash_is_dropped_with_a_warning() {
+    let u = one("[Service]\nExecStart=/a\nExecStartPre=-/x/ y\n").unwrap();
+    assert!(u.service.unwrap().exec_start_pre.is_empty());
+    assert!(u.warnings[0].message.contains("ExecStartPre= line ignored"));
+}
