@@ -96,6 +96,18 @@ impl Sandbox {
     }
 
     pub fn boot_with_args(units: &[(&str, &str)], config: &str, extra: &[&str]) -> Sandbox {
+        Sandbox::boot_full(units, config, extra, false)
+    }
+
+    /// `own_network`: also a fresh network namespace (only a loopback, down
+    /// until a unit brings it up), for services that listen on ports.
+    /// `extra` args go to relive (e.g. more `--units-dir`s, `--target`).
+    pub fn boot_full(
+        units: &[(&str, &str)],
+        config: &str,
+        extra: &[&str],
+        own_network: bool,
+    ) -> Sandbox {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let tag = format!("relive-test-{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(&tag);
@@ -114,8 +126,9 @@ impl Sandbox {
         let socket = dir.join("control");
         let relive = binary("relive");
         let script = format!(
-            "echo $$ > {cg}/cgroup.procs && exec unshare --pid --kill-child --mount-proc --uts --cgroup --mount --propagation private {relive} --units-dir {units} --control-socket {sock} --config {config} {extra}",
+            "echo $$ > {cg}/cgroup.procs && exec unshare --pid --kill-child --mount-proc --uts --cgroup --mount --propagation private {net} {relive} --units-dir {units} --control-socket {sock} --config {config} {extra}",
             cg = cgroup.display(),
+            net = if own_network { "--net" } else { "" },
             relive = relive.display(),
             units = units_dir.display(),
             sock = socket.display(),
@@ -265,19 +278,35 @@ impl Sandbox {
         }
     }
 
-    /// Sends a signal to the sandbox's PID 1 (through unshare's child).
-    pub fn signal_pid1(&self, signal: i32) {
+    /// The host PID of the sandbox's PID 1 (relive).
+    pub fn pid1(&self) -> i32 {
         let pid = self.child.as_ref().expect("running").id();
         // The sh process exec'd unshare, whose only child is relive.
         let children =
             fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        let init: i32 = children
+        children
             .split_whitespace()
             .next()
             .and_then(|p| p.parse().ok())
-            .expect("relive's host PID");
+            .expect("relive's host PID")
+    }
+
+    /// Sends a signal to the sandbox's PID 1.
+    pub fn signal_pid1(&self, signal: i32) {
         // SAFETY: kill(2) with plain integers.
-        unsafe { libc::kill(init, signal) };
+        unsafe { libc::kill(self.pid1(), signal) };
+    }
+
+    /// Runs a command in the sandbox's network namespace.
+    pub fn in_network(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg("-t")
+            .arg(self.pid1().to_string())
+            .arg("-n")
+            .arg(program)
+            .args(args)
+            .output()
+            .expect("run nsenter")
     }
 
     /// Host PIDs of the processes in a unit's cgroup.

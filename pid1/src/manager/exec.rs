@@ -63,7 +63,7 @@ impl Manager {
             stderr,
             credentials: user.map(|u| u.credentials),
             umask: svc.umask,
-            nofile: svc.limit_nofile,
+            nofile: svc.limit_nofile.map(|limit| grantable_nofile(name, limit)),
             working_directory: svc
                 .working_directory
                 .as_ref()
@@ -250,4 +250,36 @@ fn open_file(path: &Path, append: bool, truncate: bool) -> Result<Stdio, String>
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Stdio::Fd(Arc::new(std::os::fd::OwnedFd::from(file))))
+}
+
+/// LimitNOFILE= as far as it can be granted. Raising a hard limit needs
+/// CAP_SYS_RESOURCE, which a relive in a container may lack: then the
+/// service gets the highest limit possible (with a warning) instead of
+/// failing to start.
+fn grantable_nofile(name: &str, (soft, hard): (u64, u64)) -> (u64, u64) {
+    let Ok((_, own_hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    else {
+        return (soft, hard);
+    };
+    if hard <= own_hard {
+        return (soft, hard);
+    }
+    // Try raising PID 1's own limit: if that works, the child can too.
+    if nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_NOFILE,
+        own_hard.min(soft),
+        hard,
+    )
+    .is_ok()
+    {
+        let _ = nix::sys::resource::setrlimit(
+            nix::sys::resource::Resource::RLIMIT_NOFILE,
+            own_hard.min(soft),
+            own_hard,
+        );
+        return (soft, hard);
+    }
+    tracing::warn!("{name}: LimitNOFILE={hard} is above the hard limit relive may grant ({own_hard}); using {own_hard}");
+    (soft.min(own_hard), own_hard)
 }

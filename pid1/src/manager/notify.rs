@@ -35,6 +35,9 @@ impl NotifySocket {
             None,
         )?;
         socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+        // Services running as other users must be able to send: anyone may
+        // write, and the kernel-checked credentials say who did.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
         socket::setsockopt(&fd, sockopt::PassCred, &true)?;
         // Many services may report at once during boot.
         let _ = socket::setsockopt(&fd, sockopt::RcvBufForce, &(8 * 1024 * 1024));
@@ -99,7 +102,9 @@ impl Manager {
             NotifyAccess::Exec | NotifyAccess::All => true,
         };
         if !allowed {
-            tracing::warn!("{name}: notify message from PID {pid} refused (NotifyAccess=)");
+            // Tools that always notify (NotifyAccess=none is the default for
+            // non-notify services) are common: not worth a warning.
+            tracing::debug!("{name}: notify message from PID {pid} ignored (NotifyAccess=)");
             return;
         }
         for line in text.lines() {
