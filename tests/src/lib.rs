@@ -19,12 +19,14 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The workspace's target directory, where relive and relivectl are built.
 fn bin_dir() -> PathBuf {
-    // tests run from target/<profile>/deps/<test-binary>
+    // Tests run from target/<profile>/deps/, benchmarks from target/<profile>/.
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_owned()
+    let dir = exe.parent().expect("target/<profile>");
+    if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>").to_owned()
+    } else {
+        dir.to_owned()
+    }
 }
 
 /// Path of a workspace binary, built once per test run (cargo builds a

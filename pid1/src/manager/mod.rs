@@ -271,3 +271,6 @@ pub fn signal_name(sig: i32) -> String {
         .map(|s| s.as_str().trim_start_matches("SIG").to_owned())
         .unwrap_or_else(|_| sig.to_string())
 }
+
+#[cfg(test)]
+mod tests;

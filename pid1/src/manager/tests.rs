@@ -1,0 +1,312 @@
+//! The state machine against a recording fake kernel: no processes, no
+//! cgroups, deterministic.
+
+use super::state::*;
+use super::*;
+use crate::sys::{SpawnError, SpawnRequest};
+use std::sync::{Arc, Mutex};
+
+/// What the manager asked of the kernel, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Spawn {
+        unit: String,
+        argv: Vec<String>,
+        pid: i32,
+    },
+    Kill {
+        pid: i32,
+        signal: i32,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Recorder {
+    calls: Vec<Call>,
+    next_pid: i32,
+    /// Programs whose spawn fails, as exec would.
+    failing: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FakeKernel(Arc<Mutex<Recorder>>);
+
+impl Kernel for FakeKernel {
+    fn spawn(&mut self, request: SpawnRequest) -> Result<i32, SpawnError> {
+        let mut r = self.0.lock().unwrap();
+        let argv: Vec<String> = request
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        if r.failing.contains(&argv[0]) {
+            return Err(SpawnError::Child {
+                program: argv[0].clone(),
+                step: "executing the program",
+                source: std::io::Error::from_raw_os_error(libc::ENOENT),
+            });
+        }
+        r.next_pid += 1;
+        let pid = 1000 + r.next_pid;
+        let unit = request
+            .cgroup
+            .unwrap_or_default()
+            .trim_start_matches("/system.slice/")
+            .to_owned();
+        r.calls.push(Call::Spawn { unit, argv, pid });
+        Ok(pid)
+    }
+    fn kill(&mut self, pid: i32, signal: i32) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .unwrap()
+            .calls
+            .push(Call::Kill { pid, signal });
+        Ok(())
+    }
+    fn cgroup_create(&mut self, _: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn cgroup_pids(&self, _: &str) -> std::io::Result<Vec<i32>> {
+        Ok(Vec::new())
+    }
+    fn cgroup_kill(&mut self, _: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn cgroup_remove(&mut self, _: &str) {}
+    fn cgroup_of(&self, _: i32) -> Option<String> {
+        None
+    }
+}
+
+fn manager(units: &[(&str, &str)]) -> (Manager, FakeKernel, tempdir::Dir) {
+    let dir = tempdir::Dir::new();
+    for (name, text) in units {
+        std::fs::write(dir.path.join(name), text).unwrap();
+    }
+    let kernel = FakeKernel::default();
+    let m = Manager::new(
+        Config::default(),
+        vec![dir.path.clone()],
+        Box::new(kernel.clone()),
+        dir.path.join("notify"),
+    );
+    (m, kernel, dir)
+}
+
+/// A throw-away directory, removed on drop.
+mod tempdir {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+
+    #[derive(Debug)]
+    pub struct Dir {
+        pub path: std::path::PathBuf,
+    }
+
+    impl Dir {
+        pub fn new() -> Dir {
+            let n = N.fetch_add(1, Ordering::SeqCst);
+            let path = std::env::temp_dir()
+                .join(format!("relive-manager-test-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir { path }
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn spawned_units(k: &FakeKernel) -> Vec<String> {
+    k.0.lock()
+        .unwrap()
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Spawn { unit, .. } => Some(unit.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn main_pid(m: &Manager, unit: &str) -> i32 {
+    m.unit(unit).and_then(|u| u.main_pid).expect("main PID")
+}
+
+#[test]
+fn ordering_decides_the_spawn_order() {
+    let (mut m, k, _dir) = manager(&[
+        (
+            "a.service",
+            "[Unit]\nAfter=b.service\n[Service]\nExecStart=/bin/a\n",
+        ),
+        (
+            "b.service",
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/b\n",
+        ),
+        ("t.target", "[Unit]\nWants=a.service b.service\n"),
+    ]);
+    m.request("t.target", JobKind::Start).unwrap();
+    // b is a oneshot still running: a waits for it.
+    assert_eq!(spawned_units(&k), ["b.service"]);
+    let b_pid = m.unit("b.service").unwrap().control_pid.unwrap();
+    m.child_exited(b_pid, ExitStatus::Exited(0));
+    m.dispatch();
+    assert_eq!(spawned_units(&k), ["b.service", "a.service"]);
+    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Active);
+    assert_eq!(m.unit("t.target").unwrap().active, ActiveState::Active);
+}
+
+#[test]
+fn a_failed_main_process_is_restarted_with_on_failure() {
+    let (mut m, k, _dir) = manager(&[(
+        "a.service",
+        "[Service]\nExecStart=/bin/a\nRestart=on-failure\nRestartSec=0\n",
+    )]);
+    m.request("a.service", JobKind::Start).unwrap();
+    let first = main_pid(&m, "a.service");
+    m.child_exited(first, ExitStatus::Exited(1));
+    let u = m.unit("a.service").unwrap();
+    assert_eq!(
+        (u.active, u.sub),
+        (ActiveState::Activating, SubState::AutoRestart)
+    );
+    m.fire_timers();
+    let second = main_pid(&m, "a.service");
+    assert_ne!(first, second);
+    assert_eq!(m.unit("a.service").unwrap().restarts, 1);
+    assert_eq!(spawned_units(&k).len(), 2);
+}
+
+#[test]
+fn a_clean_exit_is_not_restarted_with_on_failure() {
+    let (mut m, k, _dir) = manager(&[(
+        "a.service",
+        "[Service]\nExecStart=/bin/a\nRestart=on-failure\nRestartSec=0\n",
+    )]);
+    m.request("a.service", JobKind::Start).unwrap();
+    m.child_exited(main_pid(&m, "a.service"), ExitStatus::Exited(0));
+    m.fire_timers();
+    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Inactive);
+    assert_eq!(spawned_units(&k).len(), 1);
+}
+
+#[test]
+fn stop_sends_the_kill_signal_then_waits_for_the_exit() {
+    let (mut m, k, _dir) = manager(&[(
+        "a.service",
+        "[Service]\nExecStart=/bin/a\nKillSignal=SIGINT\n",
+    )]);
+    m.request("a.service", JobKind::Start).unwrap();
+    let pid = main_pid(&m, "a.service");
+    let done = m.request("a.service", JobKind::Stop).unwrap();
+    assert!(k.0.lock().unwrap().calls.contains(&Call::Kill {
+        pid,
+        signal: libc::SIGINT
+    }));
+    assert_eq!(
+        m.unit("a.service").unwrap().active,
+        ActiveState::Deactivating
+    );
+    assert!(
+        done.try_recv().is_err(),
+        "stop finished before the process exited"
+    );
+    m.child_exited(pid, ExitStatus::Signaled(libc::SIGINT));
+    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Inactive);
+    assert_eq!(done.try_recv().unwrap(), Ok(()));
+}
+
+#[test]
+fn exec_failure_fails_the_unit_and_its_requirers() {
+    let (mut m, k, _dir) = manager(&[
+        ("a.service", "[Service]\nExecStart=/bin/missing\n"),
+        (
+            "b.service",
+            "[Unit]\nRequires=a.service\nAfter=a.service\n[Service]\nExecStart=/bin/b\n",
+        ),
+    ]);
+    k.0.lock().unwrap().failing.push("/bin/missing".into());
+    let outcome = m.request("b.service", JobKind::Start).unwrap();
+    let a = m.unit("a.service").unwrap();
+    assert_eq!(a.active, ActiveState::Failed);
+    assert!(matches!(a.result, UnitResult::Resources(_)));
+    let b = m.unit("b.service").unwrap();
+    assert_eq!(
+        (b.active, b.result.clone()),
+        (ActiveState::Failed, UnitResult::Dependency)
+    );
+    assert!(matches!(
+        outcome.try_recv().unwrap(),
+        Err(ManagerError::JobFailed(_))
+    ));
+    assert!(spawned_units(&k).is_empty());
+}
+
+#[test]
+fn notify_service_is_activating_until_ready() {
+    let (mut m, _k, _dir) = manager(&[("n.service", "[Service]\nType=notify\nExecStart=/bin/n\n")]);
+    let done = m.request("n.service", JobKind::Start).unwrap();
+    let pid = main_pid(&m, "n.service");
+    assert_eq!(m.unit("n.service").unwrap().active, ActiveState::Activating);
+    m.notify_message(pid, "STATUS=almost\nREADY=1\n");
+    let u = m.unit("n.service").unwrap();
+    assert_eq!(u.active, ActiveState::Active);
+    assert_eq!(u.status_text.as_deref(), Some("almost"));
+    assert_eq!(done.try_recv().unwrap(), Ok(()));
+}
+
+#[test]
+fn shutdown_stops_in_reverse_order() {
+    let (mut m, k, _dir) = manager(&[
+        ("a.service", "[Service]\nExecStart=/bin/a\n"),
+        (
+            "b.service",
+            "[Unit]\nAfter=a.service\n[Service]\nExecStart=/bin/b\n",
+        ),
+        ("t.target", "[Unit]\nWants=a.service b.service\n"),
+    ]);
+    m.request("t.target", JobKind::Start).unwrap();
+    let (a, b) = (main_pid(&m, "a.service"), main_pid(&m, "b.service"));
+    m.begin_shutdown(crate::sys::machine::ShutdownKind::PowerOff)
+        .unwrap();
+    let kills = |k: &FakeKernel| -> Vec<i32> {
+        k.0.lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Kill { pid, signal } if *signal == libc::SIGTERM => Some(*pid),
+                _ => None,
+            })
+            .collect()
+    };
+    // b is ordered after a: it stops first, and a waits for it.
+    assert_eq!(kills(&k), [b]);
+    m.child_exited(b, ExitStatus::Signaled(libc::SIGTERM));
+    m.dispatch();
+    assert_eq!(kills(&k), [b, a]);
+    m.child_exited(a, ExitStatus::Signaled(libc::SIGTERM));
+    m.dispatch();
+    assert_eq!(
+        m.shutdown_done(),
+        Some(crate::sys::machine::ShutdownKind::PowerOff)
+    );
+}
+
+#[test]
+fn state_serializes_and_comes_back() {
+    let (mut m, _k, _dir) = manager(&[("a.service", "[Service]\nExecStart=/bin/a\n")]);
+    m.request("a.service", JobKind::Start).unwrap();
+    let json = serde_json::to_string(&m.state).unwrap();
+    let back: ManagerState = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        back.units["a.service"].main_pid,
+        m.unit("a.service").unwrap().main_pid
+    );
+    assert_eq!(back.units["a.service"].active, ActiveState::Active);
+}
