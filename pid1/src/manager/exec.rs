@@ -64,10 +64,9 @@ impl Manager {
             credentials: user.map(|u| u.credentials),
             umask: svc.umask,
             nofile: svc.limit_nofile.map(|limit| grantable_nofile(name, limit)),
-            working_directory: svc
-                .working_directory
-                .as_ref()
-                .map(|d| cstring(&d.to_string_lossy()))
+            working_directory: self
+                .working_directory(&svc)?
+                .map(|d| cstring(&d))
                 .transpose()?,
             working_directory_optional: svc.working_directory_optional,
         };
@@ -125,6 +124,21 @@ impl Manager {
             .collect();
         dedup.reverse();
         Ok(dedup)
+    }
+
+    /// WorkingDirectory=, with `~` as the home of User= (root's without one).
+    fn working_directory(&self, svc: &ServiceSection) -> Result<Option<String>, String> {
+        match &svc.working_directory {
+            Some(dir) if dir.as_os_str() == "~" => {
+                let user = self
+                    .accounts()
+                    .resolve(svc.user.as_deref(), None, &[])
+                    .map_err(|e| e.to_string())?;
+                Ok(Some(user.home))
+            }
+            Some(dir) => Ok(Some(dir.to_string_lossy().into_owned())),
+            None => Ok(None),
+        }
     }
 
     /// StandardOutput=/StandardError= as open descriptors.

@@ -107,8 +107,12 @@ impl Manager {
             else {
                 continue;
             };
-            for conflict in &cfg.unit.conflicts {
-                let c = self.load(conflict);
+            // Conflicts= works both ways: what this unit names, and the
+            // loaded units that name it.
+            let mut conflicts: Vec<String> =
+                cfg.unit.conflicts.iter().map(|c| self.load(c)).collect();
+            conflicts.extend(self.conflicting_with(&current));
+            for c in conflicts {
                 if self.state.units[&c].is_up() {
                     self.add_job(&c, JobKind::Stop);
                 }
@@ -127,6 +131,20 @@ impl Manager {
                 queue.push(canonical);
             }
         }
+    }
+
+    /// Loaded units whose Conflicts= names `name`.
+    fn conflicting_with(&self, name: &str) -> Vec<String> {
+        self.state
+            .units
+            .values()
+            .filter(|u| {
+                u.config
+                    .as_ref()
+                    .is_some_and(|c| c.unit.conflicts.iter().any(|d| self.resolves_to(d, name)))
+            })
+            .map(|u| u.name.clone())
+            .collect()
     }
 
     /// Units that Requires= or BindsTo= `name`, directly.

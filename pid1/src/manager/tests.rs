@@ -310,3 +310,28 @@ fn state_serializes_and_comes_back() {
     );
     assert_eq!(back.units["a.service"].active, ActiveState::Active);
 }
+
+#[test]
+fn conflicts_work_in_both_directions() {
+    let (mut m, _k, _dir) = manager(&[
+        (
+            "a.service",
+            "[Unit]\nConflicts=b.service\n[Service]\nExecStart=/bin/a\n",
+        ),
+        ("b.service", "[Service]\nExecStart=/bin/b\n"),
+    ]);
+    m.request("a.service", JobKind::Start).unwrap();
+    // Starting b stops a, although only a names the conflict.
+    m.request("b.service", JobKind::Start).unwrap();
+    assert_eq!(
+        m.unit("a.service").unwrap().active,
+        ActiveState::Deactivating
+    );
+    m.child_exited(
+        main_pid(&m, "a.service"),
+        ExitStatus::Signaled(libc::SIGTERM),
+    );
+    m.dispatch();
+    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Inactive);
+    assert_eq!(m.unit("b.service").unwrap().active, ActiveState::Active);
+}
