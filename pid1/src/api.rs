@@ -81,6 +81,9 @@ pub trait Manager1 {
     fn reload_unit(&self, name: &str) -> zbus::Result<()>;
     /// Re-reads every unit file; running services are untouched.
     fn daemon_reload(&self) -> zbus::Result<()>;
+    /// Serializes relive's state and re-executes its binary (possibly a newer
+    /// one); every service keeps running untouched. The connection closes.
+    fn daemon_reexec(&self) -> zbus::Result<()>;
     /// Begins the shutdown; returns once it has been accepted.
     fn power_off(&self) -> zbus::Result<()>;
     fn reboot(&self) -> zbus::Result<()>;

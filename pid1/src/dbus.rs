@@ -11,6 +11,7 @@ use crate::manager::state::JobKind;
 use crate::manager::{JobOutcome, ManagerError};
 use crate::sys::machine::ShutdownKind;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -155,6 +156,11 @@ impl ManagerApi {
         Ok(self.commands.call(|m| m.daemon_reload()).await?)
     }
 
+    async fn daemon_reexec(&self) -> Result<(), ApiError> {
+        self.require_root()?;
+        Ok(self.commands.call(|m| m.request_reexec()).await??)
+    }
+
     async fn power_off(&self) -> Result<(), ApiError> {
         self.shutdown(ShutdownKind::PowerOff).await
     }
@@ -185,7 +191,8 @@ impl From<crate::event_loop::LoopGone> for ApiError {
 }
 
 /// Binds the control socket (root-only) and serves it from a thread.
-pub fn serve(path: &Path, commands: CommandSender) -> io::Result<()> {
+/// Returns the listening socket's descriptor, which a re-exec hands on.
+pub fn serve(path: &Path, commands: CommandSender) -> io::Result<RawFd> {
     if let Some(dir) = path.parent() {
         if !dir.exists() {
             std::fs::create_dir_all(dir)?;
@@ -195,6 +202,12 @@ pub fn serve(path: &Path, commands: CommandSender) -> io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    serve_listener(listener, commands)
+}
+
+/// Serves an already bound socket (one inherited across a re-exec).
+pub fn serve_listener(listener: UnixListener, commands: CommandSender) -> io::Result<RawFd> {
+    let fd = listener.as_raw_fd();
     std::thread::Builder::new()
         .name("dbus-accept".into())
         .spawn(move || {
@@ -213,7 +226,7 @@ pub fn serve(path: &Path, commands: CommandSender) -> io::Result<()> {
                 }
             }
         })?;
-    Ok(())
+    Ok(fd)
 }
 
 fn serve_client(stream: UnixStream, commands: CommandSender) {

@@ -86,6 +86,20 @@ impl Signals {
     }
 }
 
+/// Why the loop returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopExit {
+    Shutdown(ShutdownKind),
+    Reexec,
+}
+
+/// The notify socket's descriptor, for a re-exec.
+impl EventLoop {
+    pub fn notify_fd(&self) -> std::os::fd::RawFd {
+        self.notify.fd.as_raw_fd()
+    }
+}
+
 pub struct EventLoop {
     pub manager: Manager,
     signals: Signals,
@@ -102,9 +116,8 @@ impl std::fmt::Debug for EventLoop {
 }
 
 impl EventLoop {
-    pub fn new(manager: Manager) -> std::io::Result<EventLoop> {
+    pub fn new(manager: Manager, notify: NotifySocket) -> std::io::Result<EventLoop> {
         let signals = Signals::install()?;
-        let notify = NotifySocket::bind(&manager.rt.notify_socket_path)?;
         let (tx, commands) = mpsc::channel();
         let wake = Arc::new(
             nix::sys::eventfd::EventFd::from_value_and_flags(
@@ -131,8 +144,8 @@ impl EventLoop {
         self.sender.clone()
     }
 
-    /// Runs until a shutdown has stopped every unit; returns its kind.
-    pub fn run(&mut self) -> ShutdownKind {
+    /// Runs until a shutdown has stopped every unit, or a re-exec is due.
+    pub fn run(&mut self) -> LoopExit {
         loop {
             let ready = self.wait();
             let outcome =
@@ -141,7 +154,10 @@ impl EventLoop {
                 tracing::error!("recovered from a panic in the event loop; continuing");
             }
             if let Some(kind) = self.manager.shutdown_done() {
-                return kind;
+                return LoopExit::Shutdown(kind);
+            }
+            if std::mem::take(&mut self.manager.rt.reexec_requested) {
+                return LoopExit::Reexec;
             }
         }
     }
@@ -210,7 +226,7 @@ impl EventLoop {
     /// Reaps every child that has exited, orphans included. Main and
     /// control processes are attributed by PID (PID 1 is their parent, so a
     /// PID cannot be reused before this reaps it).
-    fn reap_children(&mut self) {
+    pub fn reap_children(&mut self) {
         loop {
             let status = match nix::sys::wait::waitpid(
                 None,

@@ -11,4 +11,5 @@ pub mod dbus;
 pub mod event_loop;
 pub mod logging;
 pub mod manager;
+pub mod reexec;
 pub mod sys;

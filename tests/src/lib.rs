@@ -83,6 +83,8 @@ fn cgroup2_root() -> Option<PathBuf> {
 #[derive(Debug)]
 pub struct Sandbox {
     pub dir: PathBuf,
+    /// The relive binary it runs.
+    pub relive: PathBuf,
     pub units: PathBuf,
     pub socket: PathBuf,
     cgroup: PathBuf,
@@ -110,6 +112,25 @@ impl Sandbox {
         extra: &[&str],
         own_network: bool,
     ) -> Sandbox {
+        Sandbox::boot_inner(units, config, extra, own_network, &binary("relive"))
+    }
+
+    /// Boots a copy of relive kept in the sandbox's directory, which a test
+    /// may replace (as a package upgrade would) before a re-exec.
+    pub fn boot_own_binary(units: &[(&str, &str)], config: &str) -> Sandbox {
+        let n = COUNTER.load(Ordering::SeqCst);
+        let copy = std::env::temp_dir().join(format!("relive-bin-{}-{n}", std::process::id()));
+        fs::copy(binary("relive"), &copy).unwrap();
+        Sandbox::boot_inner(units, config, &[], false, &copy)
+    }
+
+    fn boot_inner(
+        units: &[(&str, &str)],
+        config: &str,
+        extra: &[&str],
+        own_network: bool,
+        relive: &Path,
+    ) -> Sandbox {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let tag = format!("relive-test-{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(&tag);
@@ -126,7 +147,6 @@ impl Sandbox {
         let cgroup = cgroup2_root().expect("cgroup2").join(&tag);
         fs::create_dir_all(&cgroup).unwrap();
         let socket = dir.join("control");
-        let relive = binary("relive");
         let script = format!(
             "echo $$ > {cg}/cgroup.procs && exec unshare --pid --kill-child --mount-proc --uts --cgroup --mount --propagation private {net} {relive} --units-dir {units} --control-socket {sock} --config {config} {extra}",
             cg = cgroup.display(),
@@ -163,6 +183,7 @@ impl Sandbox {
         }
         let sandbox = Sandbox {
             dir,
+            relive: relive.to_owned(),
             units: units_dir,
             socket,
             cgroup,

@@ -3,7 +3,8 @@
 
 use clap::Parser;
 use relive::api::DEFAULT_SOCKET;
-use relive::event_loop::EventLoop;
+use relive::event_loop::{EventLoop, LoopExit};
+use relive::manager::notify::NotifySocket;
 use relive::manager::state::JobKind;
 use relive::manager::Manager;
 use relive::sys::cgroup::CgroupFs;
@@ -42,6 +43,10 @@ struct Args {
     /// error, warn, info, debug or trace (overrides the config file).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Internal: resume from the state a previous relive handed over in
+    /// this descriptor (set by `relivectl daemon-reexec`).
+    #[arg(long, value_name = "FD", hide = true)]
+    deserialize: Option<i32>,
 }
 
 fn main() -> ExitCode {
@@ -53,7 +58,8 @@ fn main() -> ExitCode {
         Err(e) if scope == Scope::Process => e.exit(),
         Err(e) => (Args::parse_from(["relive"]), Some(e.to_string())),
     };
-    let mount_errors = if scope == Scope::Process {
+    let resuming = args.deserialize.is_some();
+    let mount_errors = if scope == Scope::Process || resuming {
         Vec::new()
     } else {
         mounts::mount_api_filesystems()
@@ -94,7 +100,7 @@ fn main() -> ExitCode {
     if let Some(e) = config_error {
         tracing::error!("{e}; using the defaults");
     }
-    if scope != Scope::Process {
+    if scope != Scope::Process && !resuming {
         prepare_system(&config, scope);
     }
     match run(args, config, scope) {
@@ -150,30 +156,100 @@ fn run(args: Args, config: Config, scope: Scope) -> anyhow::Result<()> {
     let kernel = RealKernel {
         cgroups: CgroupFs::new("/sys/fs/cgroup"),
     };
-    let manager = Manager::new(
+    let mut manager = Manager::new(
         config,
         unit_dirs,
         Box::new(kernel),
         args.notify_socket.clone(),
     );
-    let mut event_loop = EventLoop::new(manager)
+    let handover = args
+        .deserialize
+        .and_then(|fd| match relive::reexec::read_handover(fd) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                // The services still run, but their state is lost: boot afresh.
+                tracing::error!("{e}; starting afresh");
+                None
+            }
+        });
+    let (notify, inherited_control) = match &handover {
+        Some(h) => {
+            manager.state = h.state.clone();
+            manager.rt.next_job_id = h.next_job_id;
+            for (fd, unit) in &h.outputs {
+                // SAFETY: the previous relive passed these open descriptors on to us alone.
+                manager
+                    .rt
+                    .outputs
+                    .adopt(unsafe { relive::reexec::adopt_fd(*fd) }, unit);
+            }
+            // SAFETY: as above.
+            let notify = NotifySocket::from_fd(unsafe { relive::reexec::adopt_fd(h.notify_fd) });
+            // SAFETY: as above.
+            let control = h
+                .control_fd
+                .map(|fd| unsafe { relive::reexec::adopt_fd(fd) });
+            let lag = relive::manager::clock::wall_usec().saturating_sub(h.written_at_usec);
+            tracing::info!(
+                "resumed {} units from the previous relive ({} µs after it handed over)",
+                h.state.units.len(),
+                lag
+            );
+            (notify, control)
+        }
+        None => (
+            NotifySocket::bind(&args.notify_socket)
+                .map_err(|e| anyhow::anyhow!("cannot bind the notify socket: {e}"))?,
+            None,
+        ),
+    };
+    let mut event_loop = EventLoop::new(manager, notify)
         .map_err(|e| anyhow::anyhow!("cannot set up the event loop: {e}"))?;
-    if let Err(e) = relive::dbus::serve(&args.control_socket, event_loop.sender()) {
-        // Without the API the system still boots; it just cannot be steered.
-        tracing::error!(
-            "cannot serve the control socket {}: {e}",
-            args.control_socket.display()
-        );
+    let served = match inherited_control {
+        Some(fd) => relive::dbus::serve_listener(
+            std::os::unix::net::UnixListener::from(fd),
+            event_loop.sender(),
+        ),
+        None => relive::dbus::serve(&args.control_socket, event_loop.sender()),
+    };
+    let control_fd = match served {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            // Without the API the system still runs; it just cannot be steered.
+            tracing::error!(
+                "cannot serve the control socket {}: {e}",
+                args.control_socket.display()
+            );
+            None
+        }
+    };
+    if handover.is_some() {
+        // Children that exited during the exec sent SIGCHLD to nobody.
+        event_loop.reap_children();
+        event_loop.manager.dispatch();
+    } else {
+        let target = args
+            .target
+            .clone()
+            .unwrap_or_else(|| event_loop.manager.default_target());
+        tracing::info!("starting {target}");
+        if let Err(e) = event_loop.manager.request(&target, JobKind::Start) {
+            tracing::error!("cannot start {target}: {e}");
+        }
     }
-    let target = args
-        .target
-        .clone()
-        .unwrap_or_else(|| event_loop.manager.default_target());
-    tracing::info!("starting {target}");
-    if let Err(e) = event_loop.manager.request(&target, JobKind::Start) {
-        tracing::error!("cannot start {target}: {e}");
-    }
-    let kind = event_loop.run();
+    let kind = loop {
+        match event_loop.run() {
+            LoopExit::Shutdown(kind) => break kind,
+            LoopExit::Reexec => {
+                // Let the caller's answer go out before the exec.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let binary = relive::reexec::own_binary();
+                let argv: Vec<String> = std::env::args().skip(1).collect();
+                let e = relive::reexec::exec_self(&mut event_loop, control_fd, &binary, &argv);
+                tracing::error!("re-exec of {binary} failed: {e}; carrying on");
+            }
+        }
+    };
     // Let the API threads send their last answers (the poweroff call's own).
     std::thread::sleep(std::time::Duration::from_millis(100));
     if scope != Scope::Process {

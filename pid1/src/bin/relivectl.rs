@@ -104,7 +104,25 @@ fn run(global: &Global, command: Option<&Command>, io: &mut Io<'_>) -> Result<Ex
     // --no-pager is only there so that systemctl habits do not fail.
     let _ = global.no_pager;
     let client = Client::connect(&global.socket)?;
-    dispatch(&client, command, io)
+    let exit = dispatch(&client, command, io)?;
+    if matches!(command, Some(Command::DaemonReexec)) {
+        wait_for_manager(&global.socket)?;
+    }
+    Ok(exit)
+}
+
+/// After a re-exec: the new relive answers on the same socket once it has
+/// taken over.
+fn wait_for_manager(socket: &std::path::Path) -> Result<(), CtlError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answer = Client::connect(socket).and_then(|c| c.list_units());
+        match answer {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
 }
 
 fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result<Exit, CtlError> {
@@ -120,6 +138,7 @@ fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result
         Some(Command::Restart(u)) => jobs(api, Job::Restart, &u.units, io),
         Some(Command::Reload(u)) => jobs(api, Job::Reload, &u.units, io),
         Some(Command::DaemonReload) => manager(api, ManagerCall::DaemonReload),
+        Some(Command::DaemonReexec) => manager(api, ManagerCall::DaemonReexec),
         Some(Command::Poweroff) => manager(api, ManagerCall::PowerOff),
         Some(Command::Reboot) => manager(api, ManagerCall::Reboot),
         Some(Command::Halt) => manager(api, ManagerCall::Halt),

@@ -73,6 +73,9 @@ pub enum Command {
     Reload(UnitArgs),
     /// Re-read every unit file; running services are untouched.
     DaemonReload,
+    /// Re-execute relive (possibly a newer binary) with its state; running
+    /// services are untouched. Waits until relive answers again.
+    DaemonReexec,
     /// Shut down and power off the machine.
     Poweroff,
     /// Shut down and reboot the machine.

@@ -33,6 +33,7 @@ pub enum Job {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManagerCall {
     DaemonReload,
+    DaemonReexec,
     PowerOff,
     Reboot,
     Halt,
@@ -95,6 +96,7 @@ impl Api for Client {
         let p = &self.proxy;
         let result = match call {
             ManagerCall::DaemonReload => p.daemon_reload(),
+            ManagerCall::DaemonReexec => p.daemon_reexec(),
             ManagerCall::PowerOff => p.power_off(),
             ManagerCall::Reboot => p.reboot(),
             ManagerCall::Halt => p.halt(),

@@ -42,7 +42,9 @@ pub struct Runtime {
     /// Job id → callers waiting for its outcome.
     pub waiters: HashMap<u64, Vec<async_channel::Sender<JobOutcome>>>,
     pub notify_socket_path: PathBuf,
-    next_job_id: u64,
+    pub next_job_id: u64,
+    /// `relivectl daemon-reexec` asked for a re-exec: the loop hands over.
+    pub reexec_requested: bool,
     /// (file, line, key) already warned about: each warning is logged once.
     warned: BTreeSet<String>,
 }
@@ -80,6 +82,7 @@ impl Manager {
                 waiters: HashMap::new(),
                 notify_socket_path,
                 next_job_id: 1,
+                reexec_requested: false,
                 warned: BTreeSet::new(),
             },
             config,
@@ -150,6 +153,16 @@ impl Manager {
         }
         self.state.units.insert(name.to_owned(), unit);
         name.to_owned()
+    }
+
+    /// Asks the loop to hand over to a fresh relive binary.
+    pub fn request_reexec(&mut self) -> Result<(), ManagerError> {
+        if self.state.shutdown.is_some() {
+            return Err(ManagerError::Refused("the system is shutting down".into()));
+        }
+        tracing::info!("re-executing relive");
+        self.rt.reexec_requested = true;
+        Ok(())
     }
 
     /// Re-reads every unit file. Running units keep their processes and

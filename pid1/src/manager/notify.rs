@@ -44,6 +44,11 @@ impl NotifySocket {
         Ok(NotifySocket { fd })
     }
 
+    /// A socket bound before a re-exec.
+    pub fn from_fd(fd: OwnedFd) -> NotifySocket {
+        NotifySocket { fd }
+    }
+
     /// Every pending message as (sender PID, text).
     pub fn receive_all(&self) -> Vec<(i32, String)> {
         let mut out = Vec::new();

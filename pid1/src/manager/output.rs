@@ -40,6 +40,31 @@ impl Outputs {
         Ok(write_end)
     }
 
+    /// Hands every pipe over (for a re-exec): (descriptor, unit). The
+    /// descriptors stay open; the caller owns them from now on.
+    pub fn export(&mut self) -> Vec<(RawFd, String)> {
+        self.pipes
+            .drain()
+            .map(|(_, p)| (std::os::fd::IntoRawFd::into_raw_fd(p.read_end), p.unit))
+            .collect()
+    }
+
+    /// Takes a pipe back after a re-exec.
+    pub fn adopt(&mut self, read_end: OwnedFd, unit: &str) {
+        let _ = nix::fcntl::fcntl(
+            &read_end,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        self.pipes.insert(
+            read_end.as_raw_fd(),
+            Pipe {
+                read_end,
+                unit: unit.to_owned(),
+                partial: Vec::new(),
+            },
+        );
+    }
+
     /// The read ends to poll.
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
         self.pipes.values().map(|p| p.read_end.as_fd()).collect()
