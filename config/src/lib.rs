@@ -15,6 +15,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/relive/relive.toml";
 pub struct Config {
     pub manager: ManagerConfig,
     pub pids: PidConfig,
+    pub upgrade: UpgradeConfig,
 }
 
 /// `[manager]`: defaults for every unit and for PID 1 itself.
@@ -80,11 +81,36 @@ impl Default for PidConfig {
     }
 }
 
+/// `[upgrade]`: live kernel upgrades.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpgradeConfig {
+    /// Where images and relive's state are kept across the kexec (root
+    /// only: images hold process memory). Default: /var/lib/relive/upgrade.
+    pub store_dir: PathBuf,
+    /// The CRIU binary. Default: /usr/sbin/criu.
+    pub criu: PathBuf,
+    /// Free space required in the store beyond the estimated image size,
+    /// as a fraction of it. Default: 0.25.
+    pub store_headroom: f64,
+}
+
+impl Default for UpgradeConfig {
+    fn default() -> Self {
+        UpgradeConfig {
+            store_dir: "/var/lib/relive/upgrade".into(),
+            criu: "/usr/sbin/criu".into(),
+            store_headroom: 0.25,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             manager: ManagerConfig::default(),
             pids: PidConfig::default(),
+            upgrade: UpgradeConfig::default(),
         }
     }
 }
@@ -193,6 +219,21 @@ impl Config {
                 "pids.pid_max",
                 pid_max.to_string(),
                 "must be in 301..=4194304",
+            ));
+        }
+        let headroom = self.upgrade.store_headroom;
+        if !(headroom.is_finite() && headroom >= 0.0) {
+            return Err(invalid(
+                "upgrade.store_headroom",
+                headroom.to_string(),
+                "must be a fraction >= 0",
+            ));
+        }
+        if !self.upgrade.store_dir.is_absolute() {
+            return Err(invalid(
+                "upgrade.store_dir",
+                self.upgrade.store_dir.display().to_string(),
+                "must be an absolute path",
             ));
         }
         if self.pids.floor >= pid_max {

@@ -84,6 +84,17 @@ pub trait Manager1 {
     /// Serializes relive's state and re-executes its binary (possibly a newer
     /// one); every service keeps running untouched. The connection closes.
     fn daemon_reexec(&self) -> zbus::Result<()>;
+    /// Plans a live kernel upgrade and runs its preflight. Returns the plan
+    /// as JSON (see `relive::upgrade::plan::Plan`). `initrd` and `append`
+    /// may be empty. Only `dry_run = true` is implemented so far.
+    fn live_upgrade(
+        &self,
+        kernel: &str,
+        initrd: &str,
+        append: &str,
+        reuse_cmdline: bool,
+        dry_run: bool,
+    ) -> zbus::Result<String>;
     /// Begins the shutdown; returns once it has been accepted.
     fn power_off(&self) -> zbus::Result<()>;
     fn reboot(&self) -> zbus::Result<()>;

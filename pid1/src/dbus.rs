@@ -10,6 +10,7 @@ use crate::event_loop::CommandSender;
 use crate::manager::state::JobKind;
 use crate::manager::{JobOutcome, ManagerError};
 use crate::sys::machine::ShutdownKind;
+use crate::upgrade::preflight::{self, UpgradeRequest};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -159,6 +160,41 @@ impl ManagerApi {
     async fn daemon_reexec(&self) -> Result<(), ApiError> {
         self.require_root()?;
         Ok(self.commands.call(|m| m.request_reexec()).await??)
+    }
+
+    async fn live_upgrade(
+        &self,
+        kernel: String,
+        initrd: String,
+        append: String,
+        reuse_cmdline: bool,
+        dry_run: bool,
+    ) -> Result<String, ApiError> {
+        self.require_root()?;
+        if !dry_run {
+            return Err(ApiError::Refused(
+                "only --dry-run is available so far: the upgrade itself (freeze, CRIU dump, kexec, restore) is not built yet".into(),
+            ));
+        }
+        let request = UpgradeRequest {
+            kernel: kernel.into(),
+            initrd: (!initrd.is_empty()).then(|| initrd.into()),
+            append,
+            reuse_cmdline,
+            dry_run,
+        };
+        let (mut plan, scope, config) = self
+            .commands
+            .call(|m| (m.upgrade_plan(), m.rt.scope, m.config.upgrade.clone()))
+            .await?;
+        // Loading a kernel takes a second or two: not on the executor.
+        let plan = blocking::unblock(move || {
+            preflight::run(&mut plan, &request, scope, &config, false);
+            plan
+        })
+        .await;
+        serde_json::to_string(&plan)
+            .map_err(|e| ApiError::Refused(format!("cannot encode the plan: {e}")))
     }
 
     async fn power_off(&self) -> Result<(), ApiError> {

@@ -13,3 +13,4 @@ pub mod logging;
 pub mod manager;
 pub mod reexec;
 pub mod sys;
+pub mod upgrade;

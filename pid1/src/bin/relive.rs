@@ -162,6 +162,7 @@ fn run(args: Args, config: Config, scope: Scope) -> anyhow::Result<()> {
         Box::new(kernel),
         args.notify_socket.clone(),
     );
+    manager.rt.scope = scope;
     let handover = args
         .deserialize
         .and_then(|fd| match relive::reexec::read_handover(fd) {

@@ -139,6 +139,7 @@ fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result
         Some(Command::Reload(u)) => jobs(api, Job::Reload, &u.units, io),
         Some(Command::DaemonReload) => manager(api, ManagerCall::DaemonReload),
         Some(Command::DaemonReexec) => manager(api, ManagerCall::DaemonReexec),
+        Some(Command::LiveUpgrade(args)) => live_upgrade(api, args, io),
         Some(Command::Poweroff) => manager(api, ManagerCall::PowerOff),
         Some(Command::Reboot) => manager(api, ManagerCall::Reboot),
         Some(Command::Halt) => manager(api, ManagerCall::Halt),
@@ -277,6 +278,25 @@ fn jobs(api: &dyn Api, job: Job, units: &[String], io: &mut Io<'_>) -> Result<Ex
         }
     }
     Ok(exit)
+}
+
+/// The plan (and preflight) of a live upgrade; fails if a check failed.
+fn live_upgrade(
+    api: &dyn Api,
+    args: &ctl::cli::LiveUpgradeArgs,
+    io: &mut Io<'_>,
+) -> Result<Exit, CtlError> {
+    let plan = api.live_upgrade(args)?;
+    if io.json {
+        io.print_json(&plan)?;
+    } else {
+        io.print(&ctl::upgrade::render(&plan))?;
+    }
+    Ok(if plan.passed() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
 }
 
 fn manager(api: &dyn Api, call: ManagerCall) -> Result<Exit, CtlError> {
@@ -430,6 +450,44 @@ mod tests {
             self.calls.borrow_mut().push(format!("{call:?}"));
             Ok(())
         }
+
+        fn live_upgrade(
+            &self,
+            args: &ctl::cli::LiveUpgradeArgs,
+        ) -> Result<relive::upgrade::plan::Plan, CtlError> {
+            self.check_root()?;
+            self.calls.borrow_mut().push(format!(
+                "LiveUpgrade {} dry_run={}",
+                args.kernel.display(),
+                args.dry_run
+            ));
+            Ok(relive::upgrade::plan::Plan {
+                checks: vec![relive::upgrade::plan::Check {
+                    name: "kexec".into(),
+                    ok: args.dry_run,
+                    detail: String::new(),
+                }],
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn live_upgrade_prints_the_plan_and_fails_on_a_failed_check() {
+        let fake = Fake::with(&[]);
+        let (exit, out, _) = run_with(
+            &fake,
+            &["live-upgrade", "--kernel", "/boot/vmlinuz", "--dry-run"],
+        );
+        assert_eq!(exit, Exit::Success);
+        assert!(out.contains("Preflight:"), "{out}");
+        let (exit, _, _) = run_with(&fake, &["live-upgrade", "--kernel", "/boot/vmlinuz"]);
+        assert_eq!(exit, Exit::Failure);
+        let (_, out, _) = run_with(
+            &fake,
+            &["--json", "live-upgrade", "--kernel", "/k", "--dry-run"],
+        );
+        assert!(out.starts_with('{') && out.contains("\"checks\""), "{out}");
     }
 
     /// Runs a command line against the fake: (exit, stdout, stderr).

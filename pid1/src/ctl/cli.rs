@@ -76,12 +76,34 @@ pub enum Command {
     /// Re-execute relive (possibly a newer binary) with its state; running
     /// services are untouched. Waits until relive answers again.
     DaemonReexec,
+    /// Upgrade the kernel live: preserved services keep running across a
+    /// kexec (so far only --dry-run: the plan and the preflight).
+    LiveUpgrade(LiveUpgradeArgs),
     /// Shut down and power off the machine.
     Poweroff,
     /// Shut down and reboot the machine.
     Reboot,
     /// Shut down and halt the machine.
     Halt,
+}
+
+#[derive(Debug, Args)]
+pub struct LiveUpgradeArgs {
+    /// The kernel image to boot.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+    /// Its initramfs.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (added to the current one with --reuse-cmdline).
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    pub append: String,
+    /// Start from the running kernel's command line.
+    #[arg(long)]
+    pub reuse_cmdline: bool,
+    /// Stop after the preflight and print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

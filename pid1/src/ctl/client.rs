@@ -10,7 +10,9 @@ use relive::api::{Manager1Proxy, UnitStatus, UnitSummary, INTERFACE, OBJECT_PATH
 use zbus::blocking::connection::Builder;
 use zbus::proxy::CacheProperties;
 
+use super::cli::LiveUpgradeArgs;
 use super::error::CtlError;
+use relive::upgrade::plan::Plan;
 
 /// The methods of `org.relive.Manager1`, with errors already sorted.
 pub trait Api {
@@ -20,6 +22,8 @@ pub trait Api {
     fn unit_job(&self, job: Job, name: &str) -> Result<(), CtlError>;
     /// Performs a verb that concerns the whole manager.
     fn manager_call(&self, call: ManagerCall) -> Result<(), CtlError>;
+    /// Plans (and with `dry_run = false`, performs) a live kernel upgrade.
+    fn live_upgrade(&self, args: &LiveUpgradeArgs) -> Result<Plan, CtlError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,26 @@ impl Client {
 }
 
 impl Api for Client {
+    fn live_upgrade(&self, a: &LiveUpgradeArgs) -> Result<Plan, CtlError> {
+        let path = |p: &std::path::Path| p.display().to_string();
+        let initrd = a.initrd.as_deref().map(path).unwrap_or_default();
+        let json = self
+            .proxy
+            .live_upgrade(
+                &path(&a.kernel),
+                &initrd,
+                &a.append,
+                a.reuse_cmdline,
+                a.dry_run,
+            )
+            .map_err(CtlError::from_call)?;
+        serde_json::from_str(&json).map_err(|e| {
+            CtlError::Protocol(format!(
+                "relive sent a plan this relivectl cannot read: {e}"
+            ))
+        })
+    }
+
     fn list_units(&self) -> Result<Vec<UnitSummary>, CtlError> {
         self.proxy.list_units().map_err(CtlError::from_call)
     }

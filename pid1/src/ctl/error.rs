@@ -53,6 +53,10 @@ pub enum CtlError {
     #[error("call to relive failed")]
     Call(#[source] Box<zbus::Error>),
 
+    /// The answer could not be understood (a relive of another version?).
+    #[error("{0}")]
+    Protocol(String),
+
     /// Writing the results failed (other than a closed pipe).
     #[error("cannot write to standard output")]
     Output(#[source] io::Error),

@@ -9,3 +9,4 @@ pub mod list;
 pub mod procfs;
 pub mod status;
 pub mod time;
+pub mod upgrade;

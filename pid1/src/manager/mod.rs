@@ -45,6 +45,8 @@ pub struct Runtime {
     pub next_job_id: u64,
     /// `relivectl daemon-reexec` asked for a re-exec: the loop hands over.
     pub reexec_requested: bool,
+    /// Machine init, namespace init or plain process: what relive may do.
+    pub scope: crate::sys::machine::Scope,
     /// (file, line, key) already warned about: each warning is logged once.
     warned: BTreeSet<String>,
 }
@@ -83,6 +85,7 @@ impl Manager {
                 notify_socket_path,
                 next_job_id: 1,
                 reexec_requested: false,
+                scope: crate::sys::machine::Scope::Process,
                 warned: BTreeSet::new(),
             },
             config,

@@ -3,6 +3,7 @@
 //! the implementation on a live system.
 
 pub mod cgroup;
+pub mod kexec;
 pub mod machine;
 pub mod mounts;
 pub mod spawn;

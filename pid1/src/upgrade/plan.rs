@@ -1,0 +1,157 @@
+//! The plan of a live upgrade: which units are preserved (and in which
+//! order), restarted or rerun, how big their images will be, and which TCP
+//! connections cannot survive. `relivectl live-upgrade --dry-run` prints it.
+
+use super::connections::{self, Connection};
+use crate::manager::state::{ActiveState, UnitState};
+use crate::manager::Manager;
+use relive_units::{UnitKind, UpgradeMode};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Preserved units in freeze order: ascending priority, so the most
+    /// critical is frozen last and (in reverse) restored first.
+    pub preserved: Vec<PlannedUnit>,
+    /// Stopped cleanly before the kexec and started fresh after it.
+    pub restarted: Vec<String>,
+    /// Run again early in the new kernel (network, sysctl...).
+    pub rerun: Vec<String>,
+    /// Sum of the preserved units' estimates.
+    pub estimated_image_bytes: u64,
+    /// Connections of preserved units that will be reset.
+    pub doomed_connections: Vec<DoomedConnection>,
+    /// Preflight checks, in the order run.
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedUnit {
+    pub name: String,
+    pub priority: u16,
+    pub pids: Vec<u32>,
+    /// Anonymous memory of its processes: roughly what CRIU writes.
+    pub estimated_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoomedConnection {
+    pub unit: String,
+    pub pid: u32,
+    pub local: String,
+    pub remote: String,
+    /// Why it will not survive.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Plan {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+impl Manager {
+    /// Builds the plan from the units' state and /proc. Runs on the loop's
+    /// thread (it reads the manager), and takes milliseconds.
+    pub fn upgrade_plan(&self) -> Plan {
+        let mut plan = Plan::default();
+        let mut preserved: Vec<PlannedUnit> = Vec::new();
+        for u in self.state.units.values().filter(|u| is_running_service(u)) {
+            let cfg = u.config.as_ref().expect("a running service is loaded");
+            match cfg.live_upgrade.mode {
+                UpgradeMode::Preserve => {
+                    let cgroup = crate::sys::cgroup::unit_cgroup(&u.name);
+                    let pids: Vec<u32> = self
+                        .rt
+                        .kernel
+                        .cgroup_pids(&cgroup)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|p| p as u32)
+                        .collect();
+                    let estimated_bytes = pids.iter().map(|p| anonymous_bytes(*p)).sum();
+                    preserved.push(PlannedUnit {
+                        name: u.name.clone(),
+                        priority: cfg.live_upgrade.priority,
+                        pids,
+                        estimated_bytes,
+                    });
+                }
+                UpgradeMode::Restart => plan.restarted.push(u.name.clone()),
+                UpgradeMode::Rerun => plan.rerun.push(u.name.clone()),
+            }
+        }
+        preserved.sort_by(|a, b| {
+            a.priority
+                .cmp(&b.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        plan.estimated_image_bytes = preserved.iter().map(|p| p.estimated_bytes).sum();
+        plan.doomed_connections = doomed_connections(&preserved, &self.state.units);
+        plan.preserved = preserved;
+        plan
+    }
+}
+
+fn is_running_service(u: &UnitState) -> bool {
+    u.config
+        .as_ref()
+        .is_some_and(|c| c.kind == UnitKind::Service)
+        && matches!(u.active, ActiveState::Active | ActiveState::Reloading)
+}
+
+/// Connections of preserved processes whose local peer is not preserved.
+fn doomed_connections(
+    preserved: &[PlannedUnit],
+    units: &std::collections::BTreeMap<String, UnitState>,
+) -> Vec<DoomedConnection> {
+    let owner_unit: HashMap<u32, &str> = preserved
+        .iter()
+        .flat_map(|p| p.pids.iter().map(move |pid| (*pid, p.name.as_str())))
+        .collect();
+    let pids: Vec<u32> = owner_unit.keys().copied().collect();
+    let sockets = connections::all_sockets();
+    let owners = connections::socket_owners();
+    connections::connections_of(&pids, &sockets, &owners)
+        .into_iter()
+        .filter_map(|c: Connection| {
+            let peer = c.peer_pid?;
+            if owner_unit.contains_key(&peer) {
+                return None;
+            }
+            let peer_unit = crate::sys::cgroup::cgroup_of(peer as i32)
+                .as_deref()
+                .and_then(crate::sys::cgroup::unit_of_cgroup)
+                .filter(|u| units.contains_key(*u))
+                .map(|u| format!("{u} (not preserved)"))
+                .unwrap_or_else(|| format!("PID {peer}, outside any preserved unit"));
+            Some(DoomedConnection {
+                unit: owner_unit[&c.pid].to_owned(),
+                pid: c.pid,
+                local: c.local,
+                remote: c.remote,
+                reason: format!("its local peer is {peer_unit}: the connection will be reset"),
+            })
+        })
+        .collect()
+}
+
+/// The process's anonymous memory (smaps_rollup), which is what a
+/// checkpoint mostly consists of.
+fn anonymous_bytes(pid: u32) -> u64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("Anonymous:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

@@ -1,0 +1,193 @@
+//! Preflight: everything that can be checked before anything changes.
+//! A failed check leaves the system as it was (a loaded kernel is unloaded).
+
+use super::plan::{Check, Plan};
+use crate::sys::kexec;
+use crate::sys::machine::Scope;
+use relive_config::UpgradeConfig;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// What the caller asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeRequest {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub append: String,
+    pub reuse_cmdline: bool,
+    pub dry_run: bool,
+}
+
+/// Runs every check, recording each in the plan. With `keep_loaded`, a
+/// kernel that loaded stays loaded (for the upgrade that follows), unless
+/// another check failed.
+pub fn run(
+    plan: &mut Plan,
+    request: &UpgradeRequest,
+    scope: Scope,
+    config: &UpgradeConfig,
+    keep_loaded: bool,
+) {
+    let mut check = |name: &str, result: Result<String, String>| {
+        let (ok, detail) = match result {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        plan.checks.push(Check {
+            name: name.into(),
+            ok,
+            detail,
+        });
+    };
+    let is_machine = scope == Scope::Machine;
+    check(
+        "init",
+        if is_machine {
+            Ok("relive is the machine's init".into())
+        } else {
+            Err("relive is not the machine's init (it runs as PID 1 of a PID namespace, or as a process): a live upgrade would kexec the host".into())
+        },
+    );
+    check("kernel", kernel_image(&request.kernel));
+    if let Some(initrd) = &request.initrd {
+        check("initrd", readable(initrd));
+    }
+    let cmdline = kexec::next_cmdline(
+        &std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
+        request.reuse_cmdline,
+        &request.append,
+        &format!("relive.handover={}", config.store_dir.display()),
+    );
+    let loaded = if is_machine {
+        let result = kexec::load(&request.kernel, request.initrd.as_deref(), &cmdline)
+            .map(|()| format!("loaded with kexec_file_load; command line: {cmdline}"))
+            .map_err(|e| e.to_string());
+        let ok = result.is_ok();
+        check("kexec", result);
+        ok
+    } else {
+        check(
+            "kexec",
+            Err("skipped: relive is not the machine's init".into()),
+        );
+        false
+    };
+    check("criu", executable(&config.criu));
+    check(
+        "store",
+        store_capacity(
+            &config.store_dir,
+            plan.estimated_image_bytes,
+            config.store_headroom,
+        ),
+    );
+    let passed = plan.checks.iter().all(|c| c.ok);
+    if loaded && !(keep_loaded && passed) {
+        if let Err(e) = kexec::unload() {
+            plan.checks.push(Check {
+                name: "kexec unload".into(),
+                ok: false,
+                detail: e.to_string(),
+            });
+        }
+    }
+}
+
+/// A bzImage carries "HdrS" at offset 0x202 (the x86 boot protocol).
+fn kernel_image(path: &Path) -> Result<String, String> {
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut head = vec![0u8; 0x206];
+    file.read_exact(&mut head)
+        .map_err(|_| format!("{}: too short to be a kernel image", path.display()))?;
+    if &head[0x202..0x206] != b"HdrS" {
+        return Err(format!(
+            "{}: not an x86 kernel image (no boot protocol header)",
+            path.display()
+        ));
+    }
+    Ok(format!("{}: x86 kernel image", path.display()))
+}
+
+fn readable(path: &Path) -> Result<String, String> {
+    std::fs::File::open(path)
+        .map(|_| format!("{} is readable", path.display()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn executable(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+            Ok(format!("{} is present", path.display()))
+        }
+        Ok(_) => Err(format!("{} is not an executable file", path.display())),
+        Err(e) => Err(format!(
+            "{}: {e} (install Debian's criu package)",
+            path.display()
+        )),
+    }
+}
+
+/// Free space where the store is (or will be created) against the estimate.
+fn store_capacity(store: &Path, estimate: u64, headroom: f64) -> Result<String, String> {
+    let existing = store
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let stat =
+        nix::sys::statvfs::statvfs(existing).map_err(|e| format!("{}: {e}", existing.display()))?;
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    let needed = estimate + (estimate as f64 * headroom) as u64;
+    let text = format!(
+        "{} free at {}, {} needed",
+        human(free),
+        existing.display(),
+        human(needed)
+    );
+    if free >= needed {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+pub fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_kernel_is_refused() {
+        let e = kernel_image(Path::new("/bin/sh")).unwrap_err();
+        assert!(e.contains("not an x86 kernel image"), "{e}");
+        let e = kernel_image(Path::new("/nonexistent")).unwrap_err();
+        assert!(e.starts_with("/nonexistent:"), "{e}");
+    }
+
+    #[test]
+    fn capacity_compares_free_space_with_the_estimate() {
+        assert!(store_capacity(Path::new("/tmp/relive-no-such-store/x"), 1024, 0.25).is_ok());
+        let e = store_capacity(Path::new("/tmp"), u64::MAX / 4, 0.25).unwrap_err();
+        assert!(e.contains("needed"), "{e}");
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(3 * 1024 * 1024), "3.0 MiB");
+    }
+}

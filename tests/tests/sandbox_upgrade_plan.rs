@@ -1,0 +1,113 @@
+//! `relivectl live-upgrade --dry-run` in the sandbox: the plan (what is
+//! preserved, in which order, restarted, rerun; image size; connections
+//! that cannot survive) and a preflight that refuses to kexec the host.
+
+use relive_tests::{require_sandbox, Sandbox};
+use std::time::Duration;
+
+const LOOPBACK: &str = "[Unit]\nBefore=network.target\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/sbin/ip link set lo up\n";
+const SERVER: &str = "[Unit]\nAfter=loopback.service\n[Service]\nExecStart=/usr/bin/python3 -c 'import socket,time\\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"127.0.0.1\", 7100)); s.listen()\\nconns=[]\\nwhile True: conns.append(s.accept()[0])'\n[X-LiveUpgrade]\nMode=preserve\nPriority=900\n";
+const CLIENT: &str = "[Unit]\nAfter=server.service\n[Service]\nExecStart=/usr/bin/python3 -c 'import socket,time\\nwhile True:\\n  try:\\n    c=socket.create_connection((\"127.0.0.1\", 7100)); break\\n  except OSError: time.sleep(0.1)\\nprint(\"connected\", flush=True)\\ntime.sleep(1000)'\n[X-LiveUpgrade]\nMode=restart\n";
+const KEEPER: &str = "[Service]\nExecStart=/usr/bin/python3 -c 'import time; b=bytearray(8<<20); time.sleep(1000)'\n[X-LiveUpgrade]\nPriority=100\n";
+const TARGET: &str =
+    "[Unit]\nWants=loopback.service server.service client.service keeper.service\n";
+
+#[test]
+fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
+    require_sandbox!();
+    let sandbox = Sandbox::boot_full(
+        &[
+            ("loopback.service", LOOPBACK),
+            ("server.service", SERVER),
+            ("client.service", CLIENT),
+            ("keeper.service", KEEPER),
+            ("multi-user.target", TARGET),
+        ],
+        "",
+        &[],
+        true,
+    );
+    for unit in ["server.service", "client.service", "keeper.service"] {
+        sandbox.wait_state(unit, "active", Duration::from_secs(20));
+    }
+    sandbox.wait_for("the client to connect", Duration::from_secs(10), || {
+        !sandbox.log_lines("client.service: connected").is_empty()
+    });
+
+    let out = sandbox.ctl(&["--json", "live-upgrade", "--kernel", "/bin/sh", "--dry-run"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed preflight fails the command"
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the plan as JSON");
+    let preserved: Vec<&str> = plan["preserved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    // Ascending priority: the critical server is frozen last.
+    assert_eq!(preserved, ["keeper.service", "server.service"], "{plan}");
+    assert_eq!(plan["restarted"], serde_json::json!(["client.service"]));
+    assert_eq!(plan["rerun"], serde_json::json!(["loopback.service"]));
+    // The keeper holds 8 MiB of anonymous memory.
+    assert!(
+        plan["estimated_image_bytes"].as_u64().unwrap() >= 8 << 20,
+        "{plan}"
+    );
+    let doomed = plan["doomed_connections"].as_array().unwrap();
+    assert_eq!(doomed.len(), 1, "{plan}");
+    assert_eq!(doomed[0]["unit"], "server.service");
+    assert!(
+        doomed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("client.service (not preserved)"),
+        "{plan}"
+    );
+    let check = |name: &str| {
+        plan["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(check("init")["ok"], false);
+    assert!(check("init")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("would kexec the host"));
+    assert_eq!(check("kernel")["ok"], false, "/bin/sh is no kernel");
+    assert!(check("kexec")["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("skipped"));
+
+    // The same plan for people.
+    let text = String::from_utf8_lossy(
+        &sandbox
+            .ctl(&["live-upgrade", "--kernel", "/bin/sh", "--dry-run"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        text.contains("Preserved (frozen in this order") && text.contains("FAIL init"),
+        "{text}"
+    );
+
+    // Without --dry-run: refused, nothing changes.
+    let out = sandbox.ctl(&["live-upgrade", "--kernel", "/bin/sh"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dry-run"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for unit in ["server.service", "client.service", "keeper.service"] {
+        assert_eq!(sandbox.active_state(unit), "active");
+    }
+    let _ = sandbox.poweroff();
+}
