@@ -7,3 +7,4 @@
 pub mod connections;
 pub mod plan;
 pub mod preflight;
+pub mod store;

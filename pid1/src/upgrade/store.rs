@@ -1,0 +1,309 @@
+//! The handover store on disk: what crosses the kexec.
+//!
+//! ```text
+//! STORE/                 mode 0700: images hold process memory
+//!   state.bin            relive's state in the handover envelope
+//!   manifest.json        SHA-256 of every image file, per unit
+//!   images/UNIT/...      CRIU's images and log for each preserved unit
+//!   lock/UNIT.nft        the network lock CRIU left for the unit's connections
+//! ```
+//!
+//! Everything is written, then synced, before the kexec; after it, the
+//! state is checked (envelope) and each unit's images are checked against
+//! the manifest before anything is restored from them.
+
+use relive_restore::handover::{self, HandoverError, HandoverKind};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    Envelope {
+        path: PathBuf,
+        source: HandoverError,
+    },
+    #[error("{path}: expected a {expected:?} handover")]
+    WrongKind {
+        path: PathBuf,
+        expected: HandoverKind,
+    },
+    #[error("{unit}: image file {file} {problem}")]
+    Corrupt {
+        unit: String,
+        file: String,
+        problem: String,
+    },
+    #[error("{path}: bad manifest: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// SHA-256 (hex) of each file, by path relative to the unit's image dir.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub units: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    pub fn at(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    /// An empty store, root-only, replacing whatever a previous upgrade left.
+    pub fn create(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let store = Store::at(root);
+        store.wipe()?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&store.root)
+            .map_err(io_err(&store.root))?;
+        fs::set_permissions(&store.root, fs::Permissions::from_mode(0o700))
+            .map_err(io_err(&store.root))?;
+        for dir in [store.root.join("images"), store.root.join("lock")] {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err(&dir))?;
+        }
+        Ok(store)
+    }
+
+    /// Removes everything (after a restore, or an abort).
+    pub fn wipe(&self) -> Result<(), StoreError> {
+        match fs::remove_dir_all(&self.root) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io {
+                path: self.root.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The directory CRIU writes a unit's images into (created, 0700).
+    pub fn unit_dir(&self, unit: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.root.join("images").join(unit);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err(&dir))?;
+        Ok(dir)
+    }
+
+    pub fn lock_file(&self, unit: &str) -> PathBuf {
+        self.root.join("lock").join(format!("{unit}.nft"))
+    }
+
+    /// Writes the state envelope and syncs it.
+    pub fn write_state(&self, payload: &[u8]) -> Result<(), StoreError> {
+        let path = self.root.join("state.bin");
+        write_synced(&path, &handover::encode(HandoverKind::Kexec, payload))
+    }
+
+    /// Reads and checks the state envelope.
+    pub fn read_state(&self) -> Result<Vec<u8>, StoreError> {
+        let path = self.root.join("state.bin");
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let (kind, payload) = handover::decode(&bytes).map_err(|source| StoreError::Envelope {
+            path: path.clone(),
+            source,
+        })?;
+        if kind != HandoverKind::Kexec {
+            return Err(StoreError::WrongKind {
+                path,
+                expected: HandoverKind::Kexec,
+            });
+        }
+        Ok(payload.to_vec())
+    }
+
+    /// Checksums every image file and writes the manifest (synced).
+    pub fn seal(&self) -> Result<Manifest, StoreError> {
+        let images = self.root.join("images");
+        let mut manifest = Manifest::default();
+        for entry in fs::read_dir(&images).map_err(io_err(&images))? {
+            let entry = entry.map_err(io_err(&images))?;
+            let unit = entry.file_name().to_string_lossy().into_owned();
+            manifest.units.insert(unit, checksums(&entry.path())?);
+        }
+        let path = self.root.join("manifest.json");
+        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Manifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_synced(&path, &text)?;
+        Ok(manifest)
+    }
+
+    /// Checks a unit's images against the manifest: every file present,
+    /// none changed, none added.
+    pub fn verify_unit(&self, unit: &str) -> Result<(), StoreError> {
+        let path = self.root.join("manifest.json");
+        let text = fs::read(&path).map_err(io_err(&path))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&text).map_err(|e| StoreError::Manifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let expected = manifest
+            .units
+            .get(unit)
+            .ok_or_else(|| StoreError::Manifest {
+                path: path.clone(),
+                reason: format!("no entry for {unit}"),
+            })?;
+        let actual = checksums(&self.root.join("images").join(unit))?;
+        for (file, sum) in expected {
+            match actual.get(file) {
+                None => {
+                    return Err(StoreError::Corrupt {
+                        unit: unit.into(),
+                        file: file.clone(),
+                        problem: "is missing".into(),
+                    })
+                }
+                Some(s) if s != sum => {
+                    return Err(StoreError::Corrupt {
+                        unit: unit.into(),
+                        file: file.clone(),
+                        problem: "does not match its checksum".into(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(extra) = actual.keys().find(|f| !expected.contains_key(*f)) {
+            return Err(StoreError::Corrupt {
+                unit: unit.into(),
+                file: extra.clone(),
+                problem: "is not in the manifest".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes of a unit's images.
+    pub fn unit_bytes(&self, unit: &str) -> u64 {
+        let dir = self.root.join("images").join(unit);
+        fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn checksums(dir: &Path) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut sums = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if !entry.file_type().map_err(io_err(dir))?.is_file() {
+            continue;
+        }
+        let path = entry.path();
+        let mut file = fs::File::open(&path).map_err(io_err(&path))?;
+        let mut hasher = Sha256::new();
+        io::copy(&mut file, &mut hasher).map_err(io_err(&path))?;
+        let hex: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        sums.insert(entry.file_name().to_string_lossy().into_owned(), hex);
+    }
+    Ok(sums)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("relive-store-{tag}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn state_and_images_round_trip_and_damage_is_found() {
+        let store = Store::create(temp("round")).unwrap();
+        assert_eq!(
+            fs::metadata(&store.root).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        store.write_state(b"{\"units\":{}}").unwrap();
+        assert_eq!(store.read_state().unwrap(), b"{\"units\":{}}");
+        let dir = store.unit_dir("a.service").unwrap();
+        fs::write(dir.join("pages-1.img"), vec![7u8; 4096]).unwrap();
+        fs::write(dir.join("core-1.img"), b"core").unwrap();
+        store.seal().unwrap();
+        store.verify_unit("a.service").unwrap();
+        assert_eq!(store.unit_bytes("a.service"), 4100);
+
+        let mut pages = fs::read(dir.join("pages-1.img")).unwrap();
+        pages[100] ^= 1;
+        fs::write(dir.join("pages-1.img"), pages).unwrap();
+        let e = store.verify_unit("a.service").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a.service: image file pages-1.img does not match its checksum"
+        );
+        fs::remove_file(dir.join("core-1.img")).unwrap();
+        assert!(store
+            .verify_unit("a.service")
+            .unwrap_err()
+            .to_string()
+            .contains("core-1.img is missing"));
+        store.wipe().unwrap();
+        assert!(!store.root.exists());
+    }
+
+    #[test]
+    fn a_torn_state_file_is_refused() {
+        let store = Store::create(temp("torn")).unwrap();
+        store.write_state(b"state").unwrap();
+        let path = store.root.join("state.bin");
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        let e = store.read_state().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("payload is 4 bytes, the header says 5"),
+            "{e}"
+        );
+        store.wipe().unwrap();
+    }
+}
