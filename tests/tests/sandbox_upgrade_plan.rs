@@ -85,6 +85,10 @@ fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
         .as_str()
         .unwrap()
         .starts_with("skipped"));
+    // criu check ran over RPC (on this host's kernel it may fail: its reason is shown).
+    let criu = check("criu");
+    assert!(criu["detail"].as_str().unwrap().contains("CRIU"), "{criu}");
+    eprintln!("criu check: {criu}");
 
     // The same plan for people.
     let text = String::from_utf8_lossy(

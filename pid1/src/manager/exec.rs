@@ -69,6 +69,7 @@ impl Manager {
                 .map(|d| cstring(&d))
                 .transpose()?,
             working_directory_optional: svc.working_directory_optional,
+            keep_fds: Vec::new(),
         };
         let pid = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
         tracing::debug!("{name}: spawned {} as PID {pid}", argv.join(" "));

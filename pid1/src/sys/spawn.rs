@@ -49,6 +49,9 @@ pub struct SpawnRequest {
     pub working_directory: Option<CString>,
     /// A missing working directory is not an error (WorkingDirectory=-/x).
     pub working_directory_optional: bool,
+    /// Descriptors the program inherits under their own numbers (e.g. the
+    /// socket `criu swrk FD` talks over); all others close at exec.
+    pub keep_fds: Vec<RawFd>,
 }
 
 /// The step of the child's setup that failed, as systemd numbers them in
@@ -145,6 +148,7 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<i32
         nofile: request.nofile,
         cwd: request.working_directory.as_ref().map(|c| c.as_ptr()),
         cwd_optional: request.working_directory_optional,
+        keep_fds: &request.keep_fds,
         status_fd: status_write.as_raw_fd(),
     };
 
@@ -197,6 +201,7 @@ struct ChildPlan<'a> {
     nofile: Option<(u64, u64)>,
     cwd: Option<*const libc::c_char>,
     cwd_optional: bool,
+    keep_fds: &'a [RawFd],
     status_fd: RawFd,
 }
 
@@ -302,6 +307,11 @@ fn child_main(plan: &ChildPlan) -> ! {
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
+        for fd in plan.keep_fds {
+            if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
+                fail(plan, ChildStep::Stdio);
+            }
+        }
 
         if let Some((soft, hard)) = plan.nofile {
             let limit = libc::rlimit {

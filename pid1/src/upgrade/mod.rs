@@ -5,6 +5,7 @@
 //! is being built on top of them.
 
 pub mod connections;
+pub mod criu;
 pub mod plan;
 pub mod preflight;
 pub mod store;

@@ -8,6 +8,9 @@ use relive_config::UpgradeConfig;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// Where `criu check` keeps its log (tmpfs, root only).
+const CRIU_WORK_DIR: &str = "/run/relive/criu-check";
+
 /// What the caller asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeRequest {
@@ -72,7 +75,11 @@ pub fn run(
         );
         false
     };
-    check("criu", executable(&config.criu));
+    check(
+        "criu",
+        executable(&config.criu)
+            .and_then(|_| super::criu::check(&config.criu, Path::new(CRIU_WORK_DIR))),
+    );
     check(
         "store",
         store_capacity(

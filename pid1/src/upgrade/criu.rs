@@ -1,0 +1,78 @@
+//! CRIU from PID 1: `criu swrk` started with relive's own spawner (so the
+//! main loop reaps it like any child), and the checks the preflight runs.
+
+use crate::sys::spawn::{self, SpawnRequest, Stdio};
+use relive_snapshot::criu::{CheckOptions, Criu, Spawner};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+/// Starts `criu swrk FD` as a child of relive, in relive's own cgroup.
+#[derive(Debug, Default)]
+pub struct Pid1Spawner;
+
+impl Spawner for Pid1Spawner {
+    fn spawn_swrk(
+        &self,
+        criu: &Path,
+        sock: BorrowedFd<'_>,
+        keep: &[BorrowedFd<'_>],
+    ) -> io::Result<i32> {
+        let cstr = |s: &str| {
+            CString::new(s)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
+        };
+        let criu_path = cstr(&criu.to_string_lossy())?;
+        let request = SpawnRequest {
+            path: criu_path.clone(),
+            argv: vec![
+                criu_path,
+                cstr("swrk")?,
+                cstr(&sock.as_raw_fd().to_string())?,
+            ],
+            env: vec![cstr(
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )?],
+            cgroup: None,
+            stdout: Stdio::Null,
+            // CRIU's own messages go to its log file; stray ones to the console.
+            stderr: Stdio::Inherit,
+            credentials: None,
+            umask: 0o077,
+            nofile: None,
+            working_directory: None,
+            working_directory_optional: false,
+            keep_fds: std::iter::once(sock.as_raw_fd())
+                .chain(keep.iter().map(|fd| fd.as_raw_fd()))
+                .collect(),
+        };
+        spawn::spawn(&request, None).map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+/// `criu check` over RPC, its log in `work_dir` (created, root-only).
+pub fn check(criu: &Path, work_dir: &Path) -> Result<String, String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(work_dir)
+        .map_err(|e| format!("{}: {e}", work_dir.display()))?;
+    let dir = std::fs::File::open(work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
+    let client = Criu {
+        path: criu.to_owned(),
+        ..Criu::default()
+    };
+    let version = client
+        .start(&Pid1Spawner)
+        .and_then(|s| s.version())
+        .map_err(|e| e.to_string())?;
+    let mut options = CheckOptions::new(dir.as_fd());
+    options.log_file = Some("check.log".into());
+    client
+        .start(&Pid1Spawner)
+        .and_then(|s| s.check(&options))
+        .map_err(|e| e.to_string())?;
+    Ok(format!("CRIU {version}: criu check passed"))
+}
