@@ -84,9 +84,12 @@ pub trait Manager1 {
     /// Serializes relive's state and re-executes its binary (possibly a newer
     /// one); every service keeps running untouched. The connection closes.
     fn daemon_reexec(&self) -> zbus::Result<()>;
-    /// Plans a live kernel upgrade and runs its preflight. Returns the plan
-    /// as JSON (see `relive::upgrade::plan::Plan`). `initrd` and `append`
-    /// may be empty. Only `dry_run = true` is implemented so far.
+    /// Plans a live kernel upgrade and runs its preflight; with `dry_run`
+    /// returns the plan as JSON (`relive::upgrade::plan::Plan`). Without,
+    /// performs the upgrade: progress arrives as `Progress` signals, and
+    /// on success the machine kexecs (the call never returns); on failure
+    /// everything is put back and the error says why. `initrd` and
+    /// `append` may be empty.
     fn live_upgrade(
         &self,
         kernel: &str,
@@ -95,6 +98,18 @@ pub trait Manager1 {
         reuse_cmdline: bool,
         dry_run: bool,
     ) -> zbus::Result<String>;
+    /// The last completed upgrade's report, as JSON
+    /// (`relive::upgrade::record::UpgradeReport`).
+    fn upgrade_report(&self) -> zbus::Result<String>;
+    /// One step of a running live upgrade.
+    #[zbus(signal)]
+    fn progress(
+        &self,
+        phase: String,
+        unit: String,
+        bytes: u64,
+        message: String,
+    ) -> zbus::Result<()>;
     /// Begins the shutdown; returns once it has been accepted.
     fn power_off(&self) -> zbus::Result<()>;
     fn reboot(&self) -> zbus::Result<()>;

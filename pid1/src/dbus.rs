@@ -11,12 +11,15 @@ use crate::manager::state::JobKind;
 use crate::manager::{JobOutcome, ManagerError};
 use crate::sys::machine::ShutdownKind;
 use crate::upgrade::preflight::{self, UpgradeRequest};
+use crate::upgrade::resume::REPORT_PATH;
+use crate::upgrade::{park, Progress};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use zbus::names::ErrorName;
+use zbus::object_server::SignalEmitter;
 use zbus::DBusError;
 
 /// Errors as D-Bus error names; the message is the human explanation.
@@ -164,6 +167,7 @@ impl ManagerApi {
 
     async fn live_upgrade(
         &self,
+        #[zbus(connection)] connection: &zbus::Connection,
         kernel: String,
         initrd: String,
         append: String,
@@ -171,11 +175,6 @@ impl ManagerApi {
         dry_run: bool,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        if !dry_run {
-            return Err(ApiError::Refused(
-                "only --dry-run is available so far: the upgrade itself (freeze, CRIU dump, kexec, restore) is not built yet".into(),
-            ));
-        }
         let request = UpgradeRequest {
             kernel: kernel.into(),
             initrd: (!initrd.is_empty()).then(|| initrd.into()),
@@ -183,19 +182,55 @@ impl ManagerApi {
             reuse_cmdline,
             dry_run,
         };
-        let (mut plan, scope, config) = self
+        let (scope, config) = self
             .commands
-            .call(|m| (m.upgrade_plan(), m.rt.scope, m.config.upgrade.clone()))
+            .call(|m| (m.rt.scope, m.config.upgrade.clone()))
             .await?;
-        // Loading a kernel takes a second or two: not on the executor.
-        let plan = blocking::unblock(move || {
-            preflight::run(&mut plan, &request, scope, &config, false);
-            plan
+        if dry_run {
+            let mut plan = self.commands.call(|m| m.upgrade_plan()).await?;
+            // Loading a kernel takes a second or two: not on the executor.
+            let plan = blocking::unblock(move || {
+                preflight::run(&mut plan, &request, scope, &config, false);
+                plan
+            })
+            .await;
+            return serde_json::to_string(&plan)
+                .map_err(|e| ApiError::Refused(format!("cannot encode the plan: {e}")));
+        }
+        // The upgrade runs on its own thread; its progress reaches the
+        // caller as Progress signals. On success the machine kexecs and
+        // this call never returns.
+        let emitter = SignalEmitter::new(connection, OBJECT_PATH)?.into_owned();
+        let commands = self.commands.clone();
+        let (_plan, error) = blocking::unblock(move || {
+            park::perform(&commands, &request, &config, scope, &|p: Progress| {
+                tracing::info!("live upgrade: {} {} {}", p.phase, p.unit, p.message);
+                let _ = async_io::block_on(ManagerApi::progress(
+                    &emitter, &p.phase, &p.unit, p.bytes, &p.message,
+                ));
+            })
         })
         .await;
-        serde_json::to_string(&plan)
-            .map_err(|e| ApiError::Refused(format!("cannot encode the plan: {e}")))
+        Err(ApiError::JobFailed(format!(
+            "live upgrade not done: {error}"
+        )))
     }
+
+    async fn upgrade_report(&self) -> Result<String, ApiError> {
+        self.require_root()?;
+        std::fs::read_to_string(REPORT_PATH)
+            .map_err(|e| ApiError::Refused(format!("no upgrade report ({REPORT_PATH}: {e}): no live upgrade has completed on this machine")))
+    }
+
+    /// One step of a running live upgrade.
+    #[zbus(signal)]
+    async fn progress(
+        emitter: &SignalEmitter<'_>,
+        phase: &str,
+        unit: &str,
+        bytes: u64,
+        message: &str,
+    ) -> zbus::Result<()>;
 
     async fn power_off(&self) -> Result<(), ApiError> {
         self.shutdown(ShutdownKind::PowerOff).await

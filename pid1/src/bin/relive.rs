@@ -10,6 +10,9 @@ use relive::manager::Manager;
 use relive::sys::cgroup::CgroupFs;
 use relive::sys::machine::{self, Scope};
 use relive::sys::{mounts, RealKernel};
+use relive::upgrade::record::KexecHandover;
+use relive::upgrade::resume;
+use relive::upgrade::store::Store;
 use relive_config::{Config, DEFAULT_CONFIG_PATH};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,10 +103,23 @@ fn main() -> ExitCode {
     if let Some(e) = config_error {
         tracing::error!("{e}; using the defaults");
     }
+    // After a live upgrade's kexec: the previous kernel's handover.
+    let kexec_handover = if scope == Scope::Machine && !resuming {
+        kexec_handover()
+    } else {
+        None
+    };
     if scope != Scope::Process && !resuming {
-        prepare_system(&config, scope);
+        // Until the preserved services are back, new processes take PIDs
+        // below the floor, so that none takes a PID a restore needs.
+        let floor = if kexec_handover.is_some() {
+            config.pids.floor / 2
+        } else {
+            config.pids.floor
+        };
+        prepare_system(&config, scope, floor);
     }
-    match run(args, config, scope) {
+    match run(args, config, scope, kexec_handover) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if scope == Scope::Machine => {
             tracing::error!("{e:#}");
@@ -117,7 +133,7 @@ fn main() -> ExitCode {
 }
 
 /// Hostname, PID space, ctrl-alt-del: what only an init does.
-fn prepare_system(config: &Config, scope: Scope) {
+fn prepare_system(config: &Config, scope: Scope, pid_floor: u32) {
     match machine::set_hostname_from_file(std::path::Path::new("/etc/hostname")) {
         Ok(Some(name)) => tracing::info!("hostname set to {name}"),
         Ok(None) => {}
@@ -130,7 +146,7 @@ fn prepare_system(config: &Config, scope: Scope) {
     } else {
         0
     };
-    match sysctls.prepare(pid_max, config.pids.floor) {
+    match sysctls.prepare(pid_max, pid_floor) {
         Ok(p) => tracing::info!(
             "PID space: pid_max {}, services start above PID {}",
             p.pid_max,
@@ -144,7 +160,40 @@ fn prepare_system(config: &Config, scope: Scope) {
     }
 }
 
-fn run(args: Args, config: Config, scope: Scope) -> anyhow::Result<()> {
+/// The store named by `relive.handover=` on the kernel command line, if
+/// it holds a valid handover. A store that does not is wiped: its images
+/// are never used.
+fn kexec_handover() -> Option<(Store, KexecHandover)> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let path = resume::marker(&cmdline)?;
+    let store = Store::at(&path);
+    match resume::read(&store) {
+        Ok(handover) => {
+            tracing::info!(
+                "live upgrade from {}: resuming {} preserved units",
+                handover.kernel_from,
+                handover.units.len()
+            );
+            Some((store, handover))
+        }
+        Err(e) => {
+            tracing::error!(
+                "live upgrade handover in {} refused: {e}; booting afresh",
+                path.display()
+            );
+            let _ = store.wipe();
+            None
+        }
+    }
+}
+
+fn run(
+    args: Args,
+    config: Config,
+    scope: Scope,
+    kexec_handover: Option<(Store, KexecHandover)>,
+) -> anyhow::Result<()> {
+    let resumed_usec = relive::manager::clock::wall_usec();
     let unit_dirs = if args.units_dirs.is_empty() {
         relive_units::SYSTEM_UNIT_PATH
             .iter()
@@ -228,6 +277,14 @@ fn run(args: Args, config: Config, scope: Scope) -> anyhow::Result<()> {
         // Children that exited during the exec sent SIGCHLD to nobody.
         event_loop.reap_children();
         event_loop.manager.dispatch();
+    } else if let Some((store, kexec)) = kexec_handover {
+        event_loop.manager.state = resume::state_for_new_kernel(&kexec);
+        let commands = event_loop.sender();
+        let config = event_loop.manager.config.clone();
+        std::thread::Builder::new()
+            .name("upgrade-resume".into())
+            .spawn(move || resume::resume(&commands, store, kexec, &config, resumed_usec))
+            .map_err(|e| anyhow::anyhow!("cannot start the resume thread: {e}"))?;
     } else {
         let target = args
             .target

@@ -140,6 +140,7 @@ fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result
         Some(Command::DaemonReload) => manager(api, ManagerCall::DaemonReload),
         Some(Command::DaemonReexec) => manager(api, ManagerCall::DaemonReexec),
         Some(Command::LiveUpgrade(args)) => live_upgrade(api, args, io),
+        Some(Command::UpgradeReport) => upgrade_report(api, io),
         Some(Command::Poweroff) => manager(api, ManagerCall::PowerOff),
         Some(Command::Reboot) => manager(api, ManagerCall::Reboot),
         Some(Command::Halt) => manager(api, ManagerCall::Halt),
@@ -280,12 +281,36 @@ fn jobs(api: &dyn Api, job: Job, units: &[String], io: &mut Io<'_>) -> Result<Ex
     Ok(exit)
 }
 
-/// The plan (and preflight) of a live upgrade; fails if a check failed.
+/// With --dry-run: the plan and preflight, failing if a check failed.
+/// Without: the upgrade itself, its progress shown as it happens.
 fn live_upgrade(
     api: &dyn Api,
     args: &ctl::cli::LiveUpgradeArgs,
     io: &mut Io<'_>,
 ) -> Result<Exit, CtlError> {
+    if !args.dry_run {
+        let json = io.json;
+        api.live_upgrade_run(
+            args,
+            Box::new(move |p| {
+                // JSON lines for machines on stdout; a live log for people on stderr.
+                if json {
+                    println!("{}", serde_json::to_string(&p).unwrap_or_default());
+                } else {
+                    let bytes = if p.bytes > 0 {
+                        format!(" ({})", relive::upgrade::preflight::human(p.bytes))
+                    } else {
+                        String::new()
+                    };
+                    eprintln!("{:<10} {:<28} {}{bytes}", p.phase, p.unit, p.message);
+                }
+            }),
+        )?;
+        if !io.json {
+            io.print("The machine is booting the new kernel; `relivectl upgrade-report` shows the outcome once it is back.\n")?;
+        }
+        return Ok(Exit::Success);
+    }
     let plan = api.live_upgrade(args)?;
     if io.json {
         io.print_json(&plan)?;
@@ -297,6 +322,16 @@ fn live_upgrade(
     } else {
         Exit::Failure
     })
+}
+
+fn upgrade_report(api: &dyn Api, io: &mut Io<'_>) -> Result<Exit, CtlError> {
+    let report = api.upgrade_report()?;
+    if io.json {
+        io.print_json(&report)?;
+    } else {
+        io.print(&ctl::upgrade::render_report(&report))?;
+    }
+    Ok(Exit::Success)
 }
 
 fn manager(api: &dyn Api, call: ManagerCall) -> Result<Exit, CtlError> {
@@ -451,6 +486,32 @@ mod tests {
             Ok(())
         }
 
+        fn live_upgrade_run(
+            &self,
+            _: &ctl::cli::LiveUpgradeArgs,
+            on_progress: Box<dyn Fn(relive::upgrade::Progress) + Send>,
+        ) -> Result<(), CtlError> {
+            self.check_root()?;
+            on_progress(relive::upgrade::Progress::new(
+                "freeze",
+                "a.service",
+                0,
+                "freezing",
+            ));
+            Err(CtlError::JobFailed(
+                "live upgrade not done: a.service: CRIU dump failed".into(),
+            ))
+        }
+
+        fn upgrade_report(&self) -> Result<relive::upgrade::record::UpgradeReport, CtlError> {
+            self.check_root()?;
+            Ok(relive::upgrade::record::UpgradeReport {
+                kernel_from: "6.1.0-47-amd64".into(),
+                kernel_to: "6.12.117+deb12-amd64".into(),
+                ..Default::default()
+            })
+        }
+
         fn live_upgrade(
             &self,
             args: &ctl::cli::LiveUpgradeArgs,
@@ -481,8 +542,15 @@ mod tests {
         );
         assert_eq!(exit, Exit::Success);
         assert!(out.contains("Preflight:"), "{out}");
-        let (exit, _, _) = run_with(&fake, &["live-upgrade", "--kernel", "/boot/vmlinuz"]);
+        let (exit, _, err) = run_with(&fake, &["live-upgrade", "--kernel", "/boot/vmlinuz"]);
         assert_eq!(exit, Exit::Failure);
+        assert!(err.contains("CRIU dump failed"), "{err}");
+        let (exit, out, _) = run_with(&fake, &["upgrade-report"]);
+        assert_eq!(exit, Exit::Success);
+        assert!(
+            out.contains("6.1.0-47-amd64 -> 6.12.117+deb12-amd64"),
+            "{out}"
+        );
         let (_, out, _) = run_with(
             &fake,
             &["--json", "live-upgrade", "--kernel", "/k", "--dry-run"],

@@ -77,8 +77,10 @@ pub enum Command {
     /// services are untouched. Waits until relive answers again.
     DaemonReexec,
     /// Upgrade the kernel live: preserved services keep running across a
-    /// kexec (so far only --dry-run: the plan and the preflight).
+    /// kexec (with --dry-run: only the plan and the preflight).
     LiveUpgrade(LiveUpgradeArgs),
+    /// Show the report of the last completed live upgrade.
+    UpgradeReport,
     /// Shut down and power off the machine.
     Poweroff,
     /// Shut down and reboot the machine.
@@ -99,7 +101,7 @@ pub struct LiveUpgradeArgs {
     #[arg(long, value_name = "ARGS", default_value = "")]
     pub append: String,
     /// Start from the running kernel's command line.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "append")]
     pub reuse_cmdline: bool,
     /// Stop after the preflight and print the plan; change nothing.
     #[arg(long)]

@@ -13,6 +13,8 @@ use zbus::proxy::CacheProperties;
 use super::cli::LiveUpgradeArgs;
 use super::error::CtlError;
 use relive::upgrade::plan::Plan;
+use relive::upgrade::record::UpgradeReport;
+use relive::upgrade::Progress;
 
 /// The methods of `org.relive.Manager1`, with errors already sorted.
 pub trait Api {
@@ -22,8 +24,17 @@ pub trait Api {
     fn unit_job(&self, job: Job, name: &str) -> Result<(), CtlError>;
     /// Performs a verb that concerns the whole manager.
     fn manager_call(&self, call: ManagerCall) -> Result<(), CtlError>;
-    /// Plans (and with `dry_run = false`, performs) a live kernel upgrade.
+    /// Plans a live kernel upgrade (`--dry-run`).
     fn live_upgrade(&self, args: &LiveUpgradeArgs) -> Result<Plan, CtlError>;
+    /// Performs it, passing each progress step on as it comes. Returns
+    /// Ok when the connection closed because the machine is kexecing.
+    fn live_upgrade_run(
+        &self,
+        args: &LiveUpgradeArgs,
+        on_progress: Box<dyn Fn(Progress) + Send>,
+    ) -> Result<(), CtlError>;
+    /// The last completed upgrade's report.
+    fn upgrade_report(&self) -> Result<UpgradeReport, CtlError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +88,49 @@ impl Client {
 }
 
 impl Api for Client {
+    fn live_upgrade_run(
+        &self,
+        a: &LiveUpgradeArgs,
+        on_progress: Box<dyn Fn(Progress) + Send>,
+    ) -> Result<(), CtlError> {
+        // Subscribe before the call, so that no step is missed.
+        let signals = self.proxy.receive_progress().map_err(CtlError::from_call)?;
+        std::thread::spawn(move || {
+            for signal in signals {
+                if let Ok(args) = signal.args() {
+                    on_progress(Progress::new(
+                        args.phase(),
+                        args.unit(),
+                        *args.bytes(),
+                        args.message(),
+                    ));
+                }
+            }
+        });
+        let path = |p: &std::path::Path| p.display().to_string();
+        let initrd = a.initrd.as_deref().map(path).unwrap_or_default();
+        match self
+            .proxy
+            .live_upgrade(&path(&a.kernel), &initrd, &a.append, a.reuse_cmdline, false)
+        {
+            // The machine went down into the new kernel.
+            Err(zbus::Error::InputOutput(_)) => Ok(()),
+            Err(e) => Err(CtlError::from_call(e)),
+            Ok(_) => Err(CtlError::Protocol(
+                "relive answered a live upgrade without performing it".into(),
+            )),
+        }
+    }
+
+    fn upgrade_report(&self) -> Result<UpgradeReport, CtlError> {
+        let json = self.proxy.upgrade_report().map_err(CtlError::from_call)?;
+        serde_json::from_str(&json).map_err(|e| {
+            CtlError::Protocol(format!(
+                "relive sent a report this relivectl cannot read: {e}"
+            ))
+        })
+    }
+
     fn live_upgrade(&self, a: &LiveUpgradeArgs) -> Result<Plan, CtlError> {
         let path = |p: &std::path::Path| p.display().to_string();
         let initrd = a.initrd.as_deref().map(path).unwrap_or_default();

@@ -2,6 +2,7 @@
 
 use relive::upgrade::plan::Plan;
 use relive::upgrade::preflight::human;
+use relive::upgrade::record::UpgradeReport;
 use std::fmt::Write;
 
 /// The plan as text: what happens to each unit, in which order, what it
@@ -62,6 +63,66 @@ pub fn render(plan: &Plan) -> String {
             c.detail
         );
     }
+    out
+}
+
+/// The report of the last upgrade: per unit, then the totals.
+pub fn render_report(r: &UpgradeReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Kernel: {} -> {}", r.kernel_from, r.kernel_to);
+    let ms = |a: u64, b: u64| {
+        if a > 0 && b >= a {
+            format!("{:.1} s", (b - a) as f64 / 1e6)
+        } else {
+            "-".into()
+        }
+    };
+    let _ = writeln!(
+        out,
+        "Upgrade: {} from start to kexec, {} from kexec to relive running again, {} in all",
+        ms(r.started_usec, r.kexec_usec),
+        ms(r.kexec_usec, r.resumed_usec),
+        ms(r.started_usec, r.finished_usec)
+    );
+    let _ = writeln!(
+        out,
+        "{:<28} {:<8} {:>4} {:>10} {:>9} {:>10} {:>10}  {}",
+        "UNIT", "MODE", "PRIO", "IMAGE", "DUMP", "RESTORE", "STOPPAGE", "OUTCOME / PIDS"
+    );
+    let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} ms"));
+    for u in &r.units {
+        let pids: Vec<String> = u.pids.iter().map(u32::to_string).collect();
+        let image = if u.image_bytes > 0 {
+            human(u.image_bytes)
+        } else {
+            "-".into()
+        };
+        let dump = if u.dump_ms > 0.0 {
+            format!("{:.0} ms", u.dump_ms)
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(
+            out,
+            "{:<28} {:<8} {:>4} {:>10} {:>9} {:>10} {:>10}  {} {}",
+            u.name,
+            u.mode,
+            u.priority,
+            image,
+            dump,
+            opt(u.restore_ms),
+            opt(u.stoppage_ms()),
+            u.outcome,
+            pids.join(" ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Total image size: {}; longest stoppage: {:.0} ms",
+        human(r.total_image_bytes),
+        r.longest_stoppage_ms
+    );
+    let _ = writeln!(out, "Clock: {}", r.clock);
     out
 }
 

@@ -22,6 +22,11 @@ impl Manager {
         }
         let canonical = self.load(name);
         let unit = &self.state.units[&canonical];
+        if unit.parked {
+            return Err(ManagerError::Refused(format!(
+                "{canonical} is being carried across a live upgrade"
+            )));
+        }
         if unit.load != LoadState::Loaded && kind != JobKind::Stop {
             return Err(ManagerError::NoSuchUnit {
                 name: name.to_owned(),

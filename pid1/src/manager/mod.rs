@@ -13,6 +13,7 @@ mod service;
 mod shutdown;
 pub mod state;
 mod status;
+pub mod upgrade;
 
 use crate::sys::users::Accounts;
 use crate::sys::Kernel;
@@ -43,6 +44,8 @@ pub struct Runtime {
     pub waiters: HashMap<u64, Vec<async_channel::Sender<JobOutcome>>>,
     pub notify_socket_path: PathBuf,
     pub next_job_id: u64,
+    /// Helpers (nft, ...) whose exit someone waits for, by PID.
+    pub pid_waiters: HashMap<i32, async_channel::Sender<ExitStatus>>,
     /// `relivectl daemon-reexec` asked for a re-exec: the loop hands over.
     pub reexec_requested: bool,
     /// Machine init, namespace init or plain process: what relive may do.
@@ -84,6 +87,7 @@ impl Manager {
                 waiters: HashMap::new(),
                 notify_socket_path,
                 next_job_id: 1,
+                pid_waiters: HashMap::new(),
                 reexec_requested: false,
                 scope: crate::sys::machine::Scope::Process,
                 warned: BTreeSet::new(),
@@ -236,6 +240,27 @@ impl Manager {
 
     /// A child process exited (already reaped): route it to its unit.
     pub fn child_exited(&mut self, pid: i32, status: ExitStatus) {
+        if let Some(waiter) = self.rt.pid_waiters.remove(&pid) {
+            let _ = waiter.try_send(status);
+            return;
+        }
+        if let Some(u) = self
+            .state
+            .units
+            .values_mut()
+            .find(|u| u.parked && (u.main_pid == Some(pid) || u.control_pid == Some(pid)))
+        {
+            // CRIU ended it after the checkpoint: expected, nothing to do.
+            tracing::debug!(
+                "{}: parked process {pid} ended, {}",
+                u.name,
+                status.describe()
+            );
+            if u.main_pid == Some(pid) {
+                u.main_pid = None;
+            }
+            return;
+        }
         let owner = self.state.units.values().find_map(|u| {
             if u.main_pid == Some(pid) {
                 Some((u.name.clone(), true))

@@ -65,6 +65,17 @@ impl Outputs {
         );
     }
 
+    /// The pipe inodes of a unit's outputs (what its processes see as
+    /// `pipe:[INODE]`), to hand the same pipes back after a restore.
+    pub fn inodes_of(&self, unit: &str) -> Vec<u64> {
+        self.pipes
+            .values()
+            .filter(|p| p.unit == unit)
+            .filter_map(|p| nix::sys::stat::fstat(&p.read_end).ok())
+            .map(|st| st.st_ino)
+            .collect()
+    }
+
     /// The read ends to poll.
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
         self.pipes.values().map(|p| p.read_end.as_fd()).collect()

@@ -22,6 +22,9 @@ pub struct ManagerState {
     pub default_target: String,
     /// Set once a shutdown has begun.
     pub shutdown: Option<crate::sys::machine::ShutdownKind>,
+    /// Set while a live upgrade runs (one at a time).
+    #[serde(default)]
+    pub upgrading: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +205,11 @@ pub struct UnitState {
     pub reloading: bool,
     /// A notify service said READY=1 before its start finished.
     pub ready: bool,
+    /// Checkpointed (or being checkpointed) for a live upgrade: its
+    /// processes end because CRIU ends them, not because they failed, and
+    /// nothing restarts it; a restore brings them back.
+    #[serde(default)]
+    pub parked: bool,
 }
 
 impl UnitState {
@@ -226,6 +234,7 @@ impl UnitState {
             output: VecDeque::new(),
             reloading: false,
             ready: false,
+            parked: false,
         }
     }
 

@@ -1,7 +1,6 @@
 //! The state machine against a recording fake kernel: no processes, no
 //! cgroups, deterministic.
 
-use super::state::*;
 use super::*;
 use crate::sys::{SpawnError, SpawnRequest};
 use std::sync::{Arc, Mutex};

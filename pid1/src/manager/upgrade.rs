@@ -1,0 +1,116 @@
+//! The manager's side of a live upgrade: the upgrade worker asks the loop
+//! (through these methods) to park, adopt and start units, so the state
+//! stays owned by the loop's thread.
+
+use super::state::*;
+use super::{ExitStatus, Manager, ManagerError};
+use crate::sys::SpawnRequest;
+use serde::{Deserialize, Serialize};
+use std::os::fd::OwnedFd;
+
+/// What the worker needs to checkpoint a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkInfo {
+    pub main_pid: i32,
+    /// Relative to the cgroup2 root.
+    pub cgroup: String,
+    /// Inodes of the output pipes its processes write to.
+    pub pipes: Vec<u64>,
+}
+
+impl Manager {
+    /// Marks the upgrade as running; refuses a second one, or one during shutdown.
+    pub fn begin_upgrade(&mut self) -> Result<(), ManagerError> {
+        if self.state.shutdown.is_some() {
+            return Err(ManagerError::Refused("the system is shutting down".into()));
+        }
+        if self.state.upgrading {
+            return Err(ManagerError::Refused(
+                "a live upgrade is already running".into(),
+            ));
+        }
+        self.state.upgrading = true;
+        Ok(())
+    }
+
+    pub fn end_upgrade(&mut self) {
+        self.state.upgrading = false;
+        for u in self.state.units.values_mut() {
+            u.parked = false;
+        }
+    }
+
+    /// Takes a running service out of supervision for its checkpoint.
+    pub fn park(&mut self, name: &str) -> Result<ParkInfo, String> {
+        let pipes = self.rt.outputs.inodes_of(name);
+        let u = self
+            .state
+            .units
+            .get_mut(name)
+            .ok_or_else(|| format!("{name}: no such unit"))?;
+        let main_pid = u
+            .main_pid
+            .ok_or_else(|| format!("{name}: has no main process to checkpoint"))?;
+        if u.active != ActiveState::Active || u.job.is_some() {
+            return Err(format!(
+                "{name}: is {} ({}), not settled",
+                u.active.as_str(),
+                u.sub.as_str()
+            ));
+        }
+        u.parked = true;
+        u.deadline = None;
+        Ok(ParkInfo {
+            main_pid,
+            cgroup: crate::sys::cgroup::unit_cgroup(name),
+            pipes,
+        })
+    }
+
+    /// Puts a parked unit back under supervision (the upgrade was aborted
+    /// before its checkpoint, or it was restored): `pid` is its main PID.
+    pub fn unpark(&mut self, name: &str, pid: i32, outputs: Vec<OwnedFd>) {
+        for fd in outputs {
+            self.rt.outputs.adopt(fd, name);
+        }
+        if let Some(u) = self.state.units.get_mut(name) {
+            u.parked = false;
+            u.main_pid = Some(pid);
+            u.control_pid = None;
+            u.control = None;
+            u.deadline = None;
+            u.active = ActiveState::Active;
+            u.sub = SubState::Running;
+        }
+        // It may have exited between the restore and now: check.
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::warn!("{name}: main process {pid} is gone right after its restore");
+            self.main_exited(name, ExitStatus::Exited(255));
+        }
+    }
+
+    /// A parked unit whose state was lost: it starts afresh like any unit.
+    pub fn forget_parked(&mut self, name: &str, reason: &str) {
+        if let Some(u) = self.state.units.get_mut(name) {
+            tracing::warn!("{name}: state lost ({reason}); starting it afresh");
+            u.parked = false;
+            u.main_pid = None;
+            u.control_pid = None;
+            u.control = None;
+            u.active = ActiveState::Inactive;
+            u.sub = SubState::Dead;
+        }
+    }
+
+    /// Starts a helper program (nft, ...) on the loop's thread, so its
+    /// exit cannot be reaped before someone waits for it.
+    pub fn run_helper(
+        &mut self,
+        request: SpawnRequest,
+    ) -> Result<async_channel::Receiver<ExitStatus>, String> {
+        let pid = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
+        let (tx, rx) = async_channel::bounded(1);
+        self.rt.pid_waiters.insert(pid, tx);
+        Ok(rx)
+    }
+}

@@ -1,0 +1,298 @@
+//! Before the kexec: stop the restart units, freeze and checkpoint the
+//! preserved ones in ascending priority, save relive's state, kexec.
+//!
+//! Any failure before the kexec undoes everything: checkpointed units are
+//! restored from their images on this same kernel, frozen ones are thawed,
+//! stopped ones started again, the kernel unloaded, the store wiped.
+
+use super::criu::Pid1Spawner;
+use super::plan::Plan;
+use super::preflight::{self, UpgradeRequest};
+use super::record::{kernel_release, KexecHandover, UnitRecord};
+use super::store::Store;
+use super::{helper, revive, Progress};
+use crate::event_loop::CommandSender;
+use crate::manager::clock::wall_usec;
+use crate::manager::state::JobKind;
+use crate::sys::kexec;
+use crate::sys::machine::Scope;
+use relive_config::UpgradeConfig;
+use relive_snapshot::criu::{CgroupMode, Criu, DumpOptions, LogLevel, NetworkLock};
+use relive_snapshot::freezer;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the whole pre-kexec part. Returns only if the upgrade did not
+/// happen: with the plan (for a failed preflight) and why.
+pub fn perform(
+    commands: &CommandSender,
+    request: &UpgradeRequest,
+    config: &UpgradeConfig,
+    scope: Scope,
+    progress: &dyn Fn(Progress),
+) -> (Plan, String) {
+    let call = |f: Box<dyn FnOnce(&mut crate::manager::Manager) -> Result<(), String> + Send>| {
+        async_io::block_on(commands.call(f)).unwrap_or_else(|_| Err("relive's loop is gone".into()))
+    };
+    if let Err(e) = call(Box::new(|m| m.begin_upgrade().map_err(|e| e.to_string()))) {
+        return (Plan::default(), e);
+    }
+    let mut plan = async_io::block_on(commands.call(|m| m.upgrade_plan())).unwrap_or_default();
+    progress(Progress::new("preflight", "", 0, "checking"));
+    preflight::run(&mut plan, request, scope, config, true);
+    if !plan.passed() {
+        let failed: Vec<String> = plan
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        let _ = call(Box::new(|m| Ok(m.end_upgrade())));
+        return (plan, format!("preflight failed: {}", failed.join("; ")));
+    }
+    let mut parking = Parking {
+        commands,
+        config,
+        progress,
+        records: Vec::new(),
+        frozen_only: None,
+        stopped: Vec::new(),
+    };
+    let error = match parking.run(&plan, request) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    tracing::error!("live upgrade aborted: {error}");
+    progress(Progress::new("abort", "", 0, &error));
+    parking.undo();
+    let _ = kexec::unload();
+    let _ = Store::at(&config.store_dir).wipe();
+    let _ = call(Box::new(|m| Ok(m.end_upgrade())));
+    progress(Progress::new(
+        "aborted",
+        "",
+        0,
+        "every service runs on the old kernel again",
+    ));
+    (plan, error)
+}
+
+struct Parking<'a> {
+    commands: &'a CommandSender,
+    config: &'a UpgradeConfig,
+    progress: &'a dyn Fn(Progress),
+    /// Units checkpointed so far (their processes are gone).
+    records: Vec<UnitRecord>,
+    /// A unit frozen but not checkpointed (the dump failed): (name, main PID, cgroup).
+    frozen_only: Option<(String, i32, String)>,
+    /// Restart units stopped so far.
+    stopped: Vec<String>,
+}
+
+impl Parking<'_> {
+    fn run(
+        &mut self,
+        plan: &Plan,
+        request: &UpgradeRequest,
+    ) -> Result<std::convert::Infallible, String> {
+        let started_usec = wall_usec();
+        let store = Store::create(&self.config.store_dir).map_err(|e| e.to_string())?;
+        for name in &plan.restarted {
+            (self.progress)(Progress::new("stop", name, 0, "stopping (Mode=restart)"));
+            self.job(name, JobKind::Stop)?;
+            self.stopped.push(name.clone());
+        }
+        for unit in &plan.preserved {
+            self.checkpoint(&store, &unit.name, unit.priority, &unit.pids)?;
+        }
+        (self.progress)(Progress::new("handover", "", 0, "saving relive's state"));
+        let state = async_io::block_on(self.commands.call(|m| m.state.clone()))
+            .map_err(|_| "relive's loop is gone".to_owned())?;
+        let handover = KexecHandover {
+            state,
+            plan: plan.clone(),
+            units: self.records.clone(),
+            kernel_from: kernel_release(),
+            kernel_to: request.kernel.display().to_string(),
+            started_usec,
+            kexec_usec: wall_usec(),
+        };
+        let payload = serde_json::to_vec(&handover).map_err(|e| e.to_string())?;
+        store.write_state(&payload).map_err(|e| e.to_string())?;
+        store.seal().map_err(|e| e.to_string())?;
+        (self.progress)(Progress::new(
+            "kexec",
+            "",
+            0,
+            &format!("booting {}", request.kernel.display()),
+        ));
+        nix::unistd::sync();
+        // kexec unmounts nothing: let the root filesystem be clean if it can.
+        let _ = nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
+            None::<&str>,
+        );
+        nix::unistd::sync();
+        let e = kexec::boot_loaded();
+        let _ = nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REMOUNT,
+            None::<&str>,
+        );
+        Err(format!("kexec failed: {e}"))
+    }
+
+    fn job(&self, name: &str, kind: JobKind) -> Result<(), String> {
+        let unit = name.to_owned();
+        let waiting = async_io::block_on(self.commands.call(move |m| m.request(&unit, kind)))
+            .map_err(|_| "relive's loop is gone".to_owned())?
+            .map_err(|e| e.to_string())?;
+        async_io::block_on(waiting.recv())
+            .map_err(|_| format!("{name}: job dropped"))?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Freeze, dump (CRIU ends the processes), save the network lock.
+    fn checkpoint(
+        &mut self,
+        store: &Store,
+        name: &str,
+        priority: u16,
+        pids: &[u32],
+    ) -> Result<(), String> {
+        let unit = name.to_owned();
+        let info = async_io::block_on(self.commands.call(move |m| m.park(&unit)))
+            .map_err(|_| "relive's loop is gone".to_owned())??;
+        let cgroup_dir = Path::new(CGROUP_ROOT).join(info.cgroup.trim_start_matches('/'));
+        (self.progress)(Progress::new("freeze", name, 0, "freezing"));
+        let frozen_usec = wall_usec();
+        self.frozen_only = Some((name.to_owned(), info.main_pid, info.cgroup.clone()));
+        freezer::freeze(&cgroup_dir, FREEZE_TIMEOUT).map_err(|e| format!("{name}: {e}"))?;
+        (self.progress)(Progress::new("dump", name, 0, "checkpointing"));
+        let dir_path = store.unit_dir(name).map_err(|e| e.to_string())?;
+        let dir =
+            std::fs::File::open(&dir_path).map_err(|e| format!("{}: {e}", dir_path.display()))?;
+        let mut options = DumpOptions::new(info.main_pid, dir.as_fd());
+        options.leave_running = false;
+        options.tcp_established = true;
+        options.ext_unix_sk = true;
+        options.file_locks = true;
+        options.freeze_cgroup = Some(cgroup_dir.clone());
+        options.manage_cgroups = Some(CgroupMode::Soft);
+        options.network_lock = Some(NetworkLock::Nftables);
+        options.log_file = Some("dump.log".into());
+        options.log_level = LogLevel::Info;
+        let started = Instant::now();
+        let client = Criu {
+            path: self.config.criu.clone(),
+            ..Criu::default()
+        };
+        client
+            .start(&Pid1Spawner)
+            .and_then(|session| session.dump(&options, |_| {}))
+            .map_err(|e| format!("{name}: CRIU dump failed: {e}"))?;
+        let dump_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // From here on the processes are gone: undoing means restoring.
+        self.frozen_only = None;
+        let mut record = UnitRecord {
+            name: name.to_owned(),
+            mode: "preserve".into(),
+            priority,
+            main_pid: info.main_pid,
+            pids: pids.to_vec(),
+            cgroup: info.cgroup,
+            pipes: info.pipes,
+            image_bytes: store.unit_bytes(name),
+            frozen_usec,
+            dump_ms,
+            ..UnitRecord::default()
+        };
+        self.records.push(record.clone());
+        record.lock_saved = save_lock(self.commands, store, name, info.main_pid)?;
+        *self.records.last_mut().expect("just pushed") = record.clone();
+        (self.progress)(Progress::new(
+            "dumped",
+            name,
+            record.image_bytes,
+            &format!("{:.0} ms", dump_ms),
+        ));
+        Ok(())
+    }
+
+    /// Puts everything back as it was before the upgrade.
+    fn undo(&mut self) {
+        let store = Store::at(&self.config.store_dir);
+        if let Some((name, pid, cgroup)) = self.frozen_only.take() {
+            let dir = Path::new(CGROUP_ROOT).join(cgroup.trim_start_matches('/'));
+            if let Err(e) = freezer::thaw(&dir, FREEZE_TIMEOUT) {
+                tracing::error!("{name}: cannot thaw: {e}");
+            }
+            let _ = async_io::block_on(
+                self.commands
+                    .call(move |m| m.unpark(&name, pid, Vec::new())),
+            );
+        }
+        let records = std::mem::take(&mut self.records);
+        for record in records.into_iter().rev() {
+            match revive::restore(&store, &record, &self.config.criu, Path::new(CGROUP_ROOT)) {
+                Ok(revived) => {
+                    tracing::info!("{}: restored on the old kernel", record.name);
+                    let name = record.name.clone();
+                    let _ = async_io::block_on(
+                        self.commands
+                            .call(move |m| m.unpark(&name, revived.pid, revived.outputs)),
+                    );
+                }
+                Err(e) => {
+                    let name = record.name.clone();
+                    let reason = format!("could not be restored after the aborted upgrade: {e}");
+                    let _ = async_io::block_on(self.commands.call(move |m| {
+                        m.forget_parked(&name, &reason);
+                        let _ = m.request(&name, JobKind::Start);
+                    }));
+                }
+            }
+        }
+        let stopped = std::mem::take(&mut self.stopped);
+        for name in stopped.into_iter().rev() {
+            if let Err(e) = self.job(&name, JobKind::Start) {
+                tracing::error!("{name}: cannot start again: {e}");
+            }
+        }
+    }
+}
+
+/// Saves the nftables table CRIU left to hold the unit's TCP connections
+/// (`inet CRIU-<pid>`): the new kernel must have it before its network
+/// comes up, or it answers the peers with RST. No table: no connections.
+fn save_lock(
+    commands: &CommandSender,
+    store: &Store,
+    name: &str,
+    pid: i32,
+) -> Result<bool, String> {
+    let table = format!("CRIU-{pid}");
+    let out = helper::run(
+        commands,
+        &["/usr/sbin/nft", "list", "table", "inet", &table],
+    )?;
+    if out.status != crate::manager::ExitStatus::Exited(0) || !out.stdout.contains("table inet") {
+        tracing::debug!(
+            "{name}: no network lock table {table}: {}",
+            out.stderr.trim()
+        );
+        return Ok(false);
+    }
+    let path = store.lock_file(name);
+    std::fs::write(&path, out.stdout).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(true)
+}

@@ -1,0 +1,211 @@
+//! After the kexec: relive finds the handover, reruns the rerun units,
+//! restores the preserved ones (most critical first), starts the rest and
+//! writes the report.
+
+use super::park::CGROUP_ROOT;
+use super::record::{kernel_release, KexecHandover, UpgradeReport, CLOCK_NOTE};
+use super::store::Store;
+use super::{helper, revive};
+use crate::event_loop::CommandSender;
+use crate::manager::clock::wall_usec;
+use crate::manager::state::{ActiveState, JobKind, ManagerState, SubState};
+use relive_config::Config;
+use std::path::{Path, PathBuf};
+
+/// Where the last upgrade's report is kept.
+pub const REPORT_PATH: &str = "/var/lib/relive/last-upgrade.json";
+
+/// `relive.handover=PATH` on the kernel command line.
+pub fn marker(cmdline: &str) -> Option<PathBuf> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("relive.handover="))
+        .map(PathBuf::from)
+}
+
+/// Reads and checks the handover the previous kernel left.
+pub fn read(store: &Store) -> Result<KexecHandover, String> {
+    let payload = store.read_state().map_err(|e| e.to_string())?;
+    serde_json::from_slice(&payload).map_err(|e| format!("cannot decode the handover: {e}"))
+}
+
+/// The manager's state to start from: the old one, with everything that
+/// belonged to the old kernel (PIDs, deadlines, jobs) cleared; preserved
+/// units parked until their restore.
+pub fn state_for_new_kernel(handover: &KexecHandover) -> ManagerState {
+    let mut state = handover.state.clone();
+    state.upgrading = true;
+    state.shutdown = None;
+    for u in state.units.values_mut() {
+        u.main_pid = None;
+        u.control_pid = None;
+        u.control = None;
+        u.job = None;
+        u.deadline = None;
+        u.start_times.clear();
+        u.parked = handover.units.iter().any(|r| r.name == u.name);
+        if !u.parked {
+            u.active = ActiveState::Inactive;
+            u.sub = SubState::Dead;
+        }
+    }
+    state
+}
+
+/// Runs the resume on the upgrade worker thread, with the loop running.
+pub fn resume(
+    commands: &CommandSender,
+    store: Store,
+    mut handover: KexecHandover,
+    config: &Config,
+    resumed_usec: u64,
+) {
+    // The network lock CRIU held on the old kernel, before any address is up.
+    for record in handover.units.iter().filter(|r| r.lock_saved) {
+        let file = store.lock_file(&record.name);
+        if let Err(e) = helper::run_ok(
+            commands,
+            &["/usr/sbin/nft", "-f", &file.display().to_string()],
+        ) {
+            tracing::error!("{}: cannot restore its network lock: {e}", record.name);
+        }
+    }
+    for name in &handover.plan.rerun {
+        if let Err(e) = start(commands, name) {
+            tracing::error!("{name}: rerun failed: {e}");
+        }
+    }
+    let upgrade = &config.upgrade;
+    let mut records = std::mem::take(&mut handover.units);
+    // Most critical first.
+    for record in records.iter_mut().rev() {
+        match revive::restore(&store, record, &upgrade.criu, Path::new(CGROUP_ROOT)) {
+            Ok(revived) => {
+                record.restore_ms = Some(revived.elapsed_ms);
+                record.running_usec = Some(wall_usec());
+                record.outcome = "restored".into();
+                tracing::info!(
+                    "{}: restored as PID {} in {:.0} ms",
+                    record.name,
+                    revived.pid,
+                    revived.elapsed_ms
+                );
+                let name = record.name.clone();
+                let _ = async_io::block_on(
+                    commands.call(move |m| m.unpark(&name, revived.pid, revived.outputs)),
+                );
+            }
+            Err(e) => {
+                record.outcome = format!("state lost: {e}; started afresh");
+                let name = record.name.clone();
+                let reason = e.clone();
+                let _ = async_io::block_on(commands.call(move |m| m.forget_parked(&name, &reason)));
+                if let Err(e) = start(commands, &record.name) {
+                    tracing::error!("{}: cannot start afresh either: {e}", record.name);
+                }
+            }
+        }
+    }
+    // Services started from now on take PIDs above the floor again.
+    let sysctls = relive_restore::pid_space::PidSysctls::default();
+    if let Err(e) = sysctls.prepare(0, config.pids.floor) {
+        tracing::warn!("cannot move the PID counter: {e}");
+    }
+    let _ = async_io::block_on(commands.call(|m| m.end_upgrade()));
+    let target =
+        async_io::block_on(commands.call(|m| m.state.default_target.clone())).unwrap_or_default();
+    let target = if target.is_empty() {
+        async_io::block_on(commands.call(|m| m.default_target())).unwrap_or_default()
+    } else {
+        target
+    };
+    for name in &handover.plan.restarted {
+        let _ = start(commands, name).map_err(|e| tracing::error!("{name}: {e}"));
+    }
+    if let Err(e) = start(commands, &target) {
+        tracing::error!("{target}: {e}");
+    }
+    let mut units = records;
+    units.extend(
+        handover
+            .plan
+            .restarted
+            .iter()
+            .map(|n| super::record::UnitRecord {
+                name: n.clone(),
+                mode: "restart".into(),
+                outcome: "restarted".into(),
+                ..Default::default()
+            }),
+    );
+    units.extend(
+        handover
+            .plan
+            .rerun
+            .iter()
+            .map(|n| super::record::UnitRecord {
+                name: n.clone(),
+                mode: "rerun".into(),
+                outcome: "rerun".into(),
+                ..Default::default()
+            }),
+    );
+    let report = UpgradeReport {
+        kernel_from: handover.kernel_from.clone(),
+        kernel_to: kernel_release(),
+        started_usec: handover.started_usec,
+        kexec_usec: handover.kexec_usec,
+        resumed_usec,
+        finished_usec: wall_usec(),
+        total_image_bytes: units.iter().map(|u| u.image_bytes).sum(),
+        longest_stoppage_ms: units
+            .iter()
+            .filter_map(|u| u.stoppage_ms())
+            .fold(0.0, f64::max),
+        units,
+        clock: CLOCK_NOTE.into(),
+    };
+    match serde_json::to_vec_pretty(&report) {
+        Ok(text) => {
+            let _ = std::fs::create_dir_all(Path::new(REPORT_PATH).parent().expect("has a parent"));
+            if let Err(e) = std::fs::write(REPORT_PATH, text) {
+                tracing::error!("{REPORT_PATH}: {e}");
+            }
+        }
+        Err(e) => tracing::error!("cannot encode the upgrade report: {e}"),
+    }
+    tracing::info!(
+        "live upgrade {} -> {} complete; longest stoppage {:.0} ms",
+        report.kernel_from,
+        report.kernel_to,
+        report.longest_stoppage_ms
+    );
+    // The images hold process memory: not kept a moment longer than needed.
+    if let Err(e) = store.wipe() {
+        tracing::error!("cannot wipe the upgrade store: {e}");
+    }
+}
+
+fn start(commands: &CommandSender, name: &str) -> Result<(), String> {
+    let unit = name.to_owned();
+    let waiting = async_io::block_on(commands.call(move |m| m.request(&unit, JobKind::Start)))
+        .map_err(|_| "relive's loop is gone".to_owned())?
+        .map_err(|e| e.to_string())?;
+    async_io::block_on(waiting.recv())
+        .map_err(|_| format!("{name}: job dropped"))?
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_is_found_on_the_command_line() {
+        assert_eq!(
+            marker("console=ttyS0 relive.handover=/var/lib/relive/upgrade quiet"),
+            Some(PathBuf::from("/var/lib/relive/upgrade"))
+        );
+        assert_eq!(marker("console=ttyS0 quiet"), None);
+    }
+}

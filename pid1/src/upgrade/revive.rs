@@ -1,0 +1,85 @@
+//! Restoring one unit from its images, with the same PIDs, into its
+//! cgroup, as a child of relive; its output pipes handed back to relive.
+//! Used after the kexec, and on the old kernel when an upgrade aborts.
+
+use super::criu::Pid1Spawner;
+use super::record::UnitRecord;
+use super::store::Store;
+use relive_snapshot::criu::{Criu, InheritFd, LogLevel, RestoreOptions};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::Instant;
+
+/// A unit back alive: its root PID and the read ends of its output pipes.
+#[derive(Debug)]
+pub struct Revived {
+    pub pid: i32,
+    pub outputs: Vec<OwnedFd>,
+    pub elapsed_ms: f64,
+}
+
+pub fn restore(
+    store: &Store,
+    record: &UnitRecord,
+    criu: &Path,
+    cgroup_root: &Path,
+) -> Result<Revived, String> {
+    store
+        .verify_unit(&record.name)
+        .map_err(|e| format!("images refused: {e}"))?;
+    let cgroup = cgroup_root.join(record.cgroup.trim_start_matches('/'));
+    std::fs::create_dir_all(&cgroup).map_err(|e| format!("{}: {e}", cgroup.display()))?;
+    let dir_path = store.root.join("images").join(&record.name);
+    let dir = std::fs::File::open(&dir_path).map_err(|e| format!("{}: {e}", dir_path.display()))?;
+    // New pipes stand in for the ones the unit wrote to: CRIU gives the
+    // restored processes our write ends, we keep the read ends.
+    let mut reads = Vec::new();
+    let mut writes = Vec::new();
+    for _ in &record.pipes {
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        reads.push(r);
+        writes.push(w);
+    }
+    let keep: Vec<_> = writes.iter().map(|w| w.as_fd()).collect();
+    let client = Criu {
+        path: criu.to_owned(),
+        ..Criu::default()
+    };
+    let started = Instant::now();
+    let session = client
+        .start_keeping(&Pid1Spawner, &keep)
+        .map_err(|e| e.to_string())?;
+    let mut options = RestoreOptions::new(dir.as_fd());
+    options.tcp_established = true;
+    options.ext_unix_sk = true;
+    options.file_locks = true;
+    options.log_file = Some("restore.log".into());
+    options.log_level = LogLevel::Info;
+    options.inherit_fds = record
+        .pipes
+        .iter()
+        .zip(&writes)
+        .map(|(inode, w)| InheritFd {
+            key: format!("pipe:[{inode}]"),
+            fd: w.as_fd(),
+        })
+        .collect();
+    let outcome = session
+        .restore(&options, |_| {})
+        .map_err(|e| e.to_string())?;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if outcome.pid != record.main_pid {
+        tracing::warn!(
+            "{}: restored as PID {} (was {})",
+            record.name,
+            outcome.pid,
+            record.main_pid
+        );
+    }
+    Ok(Revived {
+        pid: outcome.pid,
+        outputs: reads,
+        elapsed_ms,
+    })
+}
