@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Where relive looks for its configuration unless `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/relive/relive.toml";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub manager: ManagerConfig,
@@ -101,16 +101,6 @@ impl Default for UpgradeConfig {
             store_dir: "/var/lib/relive/upgrade".into(),
             criu: "/usr/sbin/criu".into(),
             store_headroom: 0.25,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            manager: ManagerConfig::default(),
-            pids: PidConfig::default(),
-            upgrade: UpgradeConfig::default(),
         }
     }
 }

@@ -86,8 +86,8 @@ pub fn render_report(r: &UpgradeReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<28} {:<8} {:>4} {:>10} {:>9} {:>10} {:>10}  {}",
-        "UNIT", "MODE", "PRIO", "IMAGE", "DUMP", "RESTORE", "STOPPAGE", "OUTCOME / PIDS"
+        "{:<28} {:<8} {:>4} {:>10} {:>9} {:>10} {:>10}  OUTCOME / PIDS",
+        "UNIT", "MODE", "PRIO", "IMAGE", "DUMP", "RESTORE", "STOPPAGE"
     );
     let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} ms"));
     for u in &r.units {

@@ -565,12 +565,10 @@ impl Manager {
                 };
                 self.fail_start(name, result);
             }
-            SubState::StartPre | SubState::Start | SubState::StartPost => {
-                if !clean {
-                    self.fail_start(name, failure_result(status));
-                }
-                // A clean exit during StartPost: `phase_done` notices no main is left.
+            SubState::StartPre | SubState::Start | SubState::StartPost if !clean => {
+                self.fail_start(name, failure_result(status));
             }
+            // A clean exit during StartPost: `phase_done` notices no main is left.
             SubState::Running | SubState::Reload => {
                 if clean && svc.remain_after_exit {
                     self.set_state(name, ActiveState::Active, SubState::Exited);

@@ -34,3 +34,25 @@ impl Progress {
         }
     }
 }
+
+/// Runs `f` on the manager's thread and waits for its result (for the
+/// upgrade's worker threads, which never touch the manager themselves).
+pub fn on_loop<R: Send + 'static>(
+    commands: &crate::event_loop::CommandSender,
+    f: impl FnOnce(&mut crate::manager::Manager) -> R + Send + 'static,
+) -> Result<R, String> {
+    async_io::block_on(commands.call(f)).map_err(|_| "relive's loop is gone".to_owned())
+}
+
+/// Queues a job and waits until it is done.
+pub fn run_job(
+    commands: &crate::event_loop::CommandSender,
+    name: &str,
+    kind: crate::manager::state::JobKind,
+) -> Result<(), String> {
+    let unit = name.to_owned();
+    let waiting = on_loop(commands, move |m| m.request(&unit, kind))?.map_err(|e| e.to_string())?;
+    async_io::block_on(waiting.recv())
+        .map_err(|_| format!("{name}: job dropped"))?
+        .map_err(|e| e.to_string())
+}

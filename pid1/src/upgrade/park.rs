@@ -10,7 +10,7 @@ use super::plan::Plan;
 use super::preflight::{self, UpgradeRequest};
 use super::record::{kernel_release, KexecHandover, UnitRecord};
 use super::store::Store;
-use super::{helper, revive, Progress};
+use super::{helper, on_loop, revive, run_job, Progress};
 use crate::event_loop::CommandSender;
 use crate::manager::clock::wall_usec;
 use crate::manager::state::JobKind;
@@ -35,13 +35,12 @@ pub fn perform(
     scope: Scope,
     progress: &dyn Fn(Progress),
 ) -> (Plan, String) {
-    let call = |f: Box<dyn FnOnce(&mut crate::manager::Manager) -> Result<(), String> + Send>| {
-        async_io::block_on(commands.call(f)).unwrap_or_else(|_| Err("relive's loop is gone".into()))
-    };
-    if let Err(e) = call(Box::new(|m| m.begin_upgrade().map_err(|e| e.to_string()))) {
-        return (Plan::default(), e);
+    match on_loop(commands, |m| m.begin_upgrade()) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return (Plan::default(), e.to_string()),
+        Err(e) => return (Plan::default(), e),
     }
-    let mut plan = async_io::block_on(commands.call(|m| m.upgrade_plan())).unwrap_or_default();
+    let mut plan = on_loop(commands, |m| m.upgrade_plan()).unwrap_or_default();
     progress(Progress::new("preflight", "", 0, "checking"));
     preflight::run(&mut plan, request, scope, config, true);
     if !plan.passed() {
@@ -51,7 +50,7 @@ pub fn perform(
             .filter(|c| !c.ok)
             .map(|c| format!("{}: {}", c.name, c.detail))
             .collect();
-        let _ = call(Box::new(|m| Ok(m.end_upgrade())));
+        let _ = on_loop(commands, |m| m.end_upgrade());
         return (plan, format!("preflight failed: {}", failed.join("; ")));
     }
     let mut parking = Parking {
@@ -71,7 +70,7 @@ pub fn perform(
     parking.undo();
     let _ = kexec::unload();
     let _ = Store::at(&config.store_dir).wipe();
-    let _ = call(Box::new(|m| Ok(m.end_upgrade())));
+    let _ = on_loop(commands, |m| m.end_upgrade());
     progress(Progress::new(
         "aborted",
         "",
@@ -103,7 +102,7 @@ impl Parking<'_> {
         let store = Store::create(&self.config.store_dir).map_err(|e| e.to_string())?;
         for name in &plan.restarted {
             (self.progress)(Progress::new("stop", name, 0, "stopping (Mode=restart)"));
-            self.job(name, JobKind::Stop)?;
+            run_job(self.commands, name, JobKind::Stop)?;
             self.stopped.push(name.clone());
         }
         for unit in &plan.preserved {
@@ -151,16 +150,6 @@ impl Parking<'_> {
         Err(format!("kexec failed: {e}"))
     }
 
-    fn job(&self, name: &str, kind: JobKind) -> Result<(), String> {
-        let unit = name.to_owned();
-        let waiting = async_io::block_on(self.commands.call(move |m| m.request(&unit, kind)))
-            .map_err(|_| "relive's loop is gone".to_owned())?
-            .map_err(|e| e.to_string())?;
-        async_io::block_on(waiting.recv())
-            .map_err(|_| format!("{name}: job dropped"))?
-            .map_err(|e| e.to_string())
-    }
-
     /// Freeze, dump (CRIU ends the processes), save the network lock.
     fn checkpoint(
         &mut self,
@@ -170,8 +159,7 @@ impl Parking<'_> {
         pids: &[u32],
     ) -> Result<(), String> {
         let unit = name.to_owned();
-        let info = async_io::block_on(self.commands.call(move |m| m.park(&unit)))
-            .map_err(|_| "relive's loop is gone".to_owned())??;
+        let info = on_loop(self.commands, move |m| m.park(&unit))??;
         let cgroup_dir = Path::new(CGROUP_ROOT).join(info.cgroup.trim_start_matches('/'));
         (self.progress)(Progress::new("freeze", name, 0, "freezing"));
         let frozen_usec = wall_usec();
@@ -255,16 +243,16 @@ impl Parking<'_> {
                 Err(e) => {
                     let name = record.name.clone();
                     let reason = format!("could not be restored after the aborted upgrade: {e}");
-                    let _ = async_io::block_on(self.commands.call(move |m| {
+                    let _ = on_loop(self.commands, move |m| {
                         m.forget_parked(&name, &reason);
                         let _ = m.request(&name, JobKind::Start);
-                    }));
+                    });
                 }
             }
         }
         let stopped = std::mem::take(&mut self.stopped);
         for name in stopped.into_iter().rev() {
-            if let Err(e) = self.job(&name, JobKind::Start) {
+            if let Err(e) = run_job(self.commands, &name, JobKind::Start) {
                 tracing::error!("{name}: cannot start again: {e}");
             }
         }

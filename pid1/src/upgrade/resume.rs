@@ -5,7 +5,7 @@
 use super::park::CGROUP_ROOT;
 use super::record::{kernel_release, KexecHandover, UpgradeReport, CLOCK_NOTE};
 use super::store::Store;
-use super::{helper, revive};
+use super::{helper, on_loop, revive, run_job};
 use crate::event_loop::CommandSender;
 use crate::manager::clock::wall_usec;
 use crate::manager::state::{ActiveState, JobKind, ManagerState, SubState};
@@ -71,7 +71,7 @@ pub fn resume(
         }
     }
     for name in &handover.plan.rerun {
-        if let Err(e) = start(commands, name) {
+        if let Err(e) = run_job(commands, name, JobKind::Start) {
             tracing::error!("{name}: rerun failed: {e}");
         }
     }
@@ -99,8 +99,8 @@ pub fn resume(
                 record.outcome = format!("state lost: {e}; started afresh");
                 let name = record.name.clone();
                 let reason = e.clone();
-                let _ = async_io::block_on(commands.call(move |m| m.forget_parked(&name, &reason)));
-                if let Err(e) = start(commands, &record.name) {
+                let _ = on_loop(commands, move |m| m.forget_parked(&name, &reason));
+                if let Err(e) = run_job(commands, &record.name, JobKind::Start) {
                     tracing::error!("{}: cannot start afresh either: {e}", record.name);
                 }
             }
@@ -111,7 +111,7 @@ pub fn resume(
     if let Err(e) = sysctls.prepare(0, config.pids.floor) {
         tracing::warn!("cannot move the PID counter: {e}");
     }
-    let _ = async_io::block_on(commands.call(|m| m.end_upgrade()));
+    let _ = on_loop(commands, |m| m.end_upgrade());
     let target =
         async_io::block_on(commands.call(|m| m.state.default_target.clone())).unwrap_or_default();
     let target = if target.is_empty() {
@@ -120,9 +120,9 @@ pub fn resume(
         target
     };
     for name in &handover.plan.restarted {
-        let _ = start(commands, name).map_err(|e| tracing::error!("{name}: {e}"));
+        let _ = run_job(commands, name, JobKind::Start).map_err(|e| tracing::error!("{name}: {e}"));
     }
-    if let Err(e) = start(commands, &target) {
+    if let Err(e) = run_job(commands, &target, JobKind::Start) {
         tracing::error!("{target}: {e}");
     }
     let mut units = records;
@@ -184,16 +184,6 @@ pub fn resume(
     if let Err(e) = store.wipe() {
         tracing::error!("cannot wipe the upgrade store: {e}");
     }
-}
-
-fn start(commands: &CommandSender, name: &str) -> Result<(), String> {
-    let unit = name.to_owned();
-    let waiting = async_io::block_on(commands.call(move |m| m.request(&unit, JobKind::Start)))
-        .map_err(|_| "relive's loop is gone".to_owned())?
-        .map_err(|e| e.to_string())?;
-    async_io::block_on(waiting.recv())
-        .map_err(|_| format!("{name}: job dropped"))?
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
