@@ -138,49 +138,37 @@ impl Manager {
         }
     }
 
-    /// Loaded units whose Conflicts= names `name`.
-    fn conflicting_with(&self, name: &str) -> Vec<String> {
+    /// Loaded units whose dependency list (chosen by `deps`) names `name`.
+    fn units_naming(
+        &self,
+        name: &str,
+        deps: impl Fn(&relive_units::UnitSection) -> Vec<&String>,
+    ) -> Vec<String> {
         self.state
             .units
             .values()
             .filter(|u| {
                 u.config
                     .as_ref()
-                    .is_some_and(|c| c.unit.conflicts.iter().any(|d| self.resolves_to(d, name)))
+                    .is_some_and(|c| deps(&c.unit).iter().any(|d| self.resolves_to(d, name)))
             })
             .map(|u| u.name.clone())
             .collect()
+    }
+
+    /// Loaded units whose Conflicts= names `name`.
+    fn conflicting_with(&self, name: &str) -> Vec<String> {
+        self.units_naming(name, |u| u.conflicts.iter().collect())
     }
 
     /// Units that Requires= or BindsTo= `name`, directly.
     pub(super) fn requirers(&self, name: &str) -> Vec<String> {
-        self.state
-            .units
-            .values()
-            .filter(|u| {
-                u.config.as_ref().is_some_and(|c| {
-                    c.unit
-                        .requires
-                        .iter()
-                        .chain(&c.unit.binds_to)
-                        .any(|d| self.resolves_to(d, name))
-                })
-            })
-            .map(|u| u.name.clone())
-            .collect()
+        self.units_naming(name, |u| u.requires.iter().chain(&u.binds_to).collect())
     }
 
+    /// Units that BindsTo= `name`: they stop whenever it goes down.
     pub(super) fn binders(&self, name: &str) -> Vec<String> {
-        self.state
-            .units
-            .values()
-            .filter(|u| {
-                u.config
-                    .as_ref()
-                    .is_some_and(|c| c.unit.binds_to.iter().any(|d| self.resolves_to(d, name)))
-            })
-            .map(|u| u.name.clone())
-            .collect()
+        self.units_naming(name, |u| u.binds_to.iter().collect())
     }
 
     fn requirers_transitive(&self, name: &str) -> Vec<String> {

@@ -126,11 +126,16 @@ fn unmount_all() {
             );
         }
     }
-    let _ = nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
-        None::<&str>,
-    );
+    let _ = remount_root(true);
+}
+
+/// Remounts / read-only (so that it is clean for whatever boots next) or
+/// read-write again.
+pub fn remount_root(read_only: bool) -> nix::Result<()> {
+    let flags = if read_only {
+        nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY
+    } else {
+        nix::mount::MsFlags::MS_REMOUNT
+    };
+    nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
 }

@@ -131,22 +131,10 @@ impl Parking<'_> {
         ));
         nix::unistd::sync();
         // kexec unmounts nothing: let the root filesystem be clean if it can.
-        let _ = nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
-            None::<&str>,
-        );
+        let _ = crate::sys::machine::remount_root(true);
         nix::unistd::sync();
         let e = kexec::boot_loaded();
-        let _ = nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            nix::mount::MsFlags::MS_REMOUNT,
-            None::<&str>,
-        );
+        let _ = crate::sys::machine::remount_root(false);
         Err(format!("kexec failed: {e}"))
     }
 
