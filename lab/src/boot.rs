@@ -3,20 +3,23 @@
 //! `Qemu` kills the guest on every failure path).
 
 use crate::accel;
+use crate::disk;
 use crate::guest::{Guest, Init};
 use crate::image;
 use crate::paths::Paths;
 use crate::qemu::{self, Qemu};
 use crate::signals::Interrupt;
 use crate::ssh;
-use anyhow::{anyhow, bail, Context, Result};
-use std::path::Path;
-use std::process::Command;
+use anyhow::{anyhow, bail, Result};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The line relive prints on the serial console once the default target is
 /// reached (relive's readiness signal; systemd's is sshd answering).
-pub const RELIVE_READY_LINE: &str = "relive: reached target multi-user.target";
+pub const RELIVE_READY_LINE: &str = "reached target multi-user.target";
+
+/// Between readiness probes (a failed ssh probe costs ~0.1 s of host time
+/// and nothing in the guest: see `ssh::probe_command`).
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -27,6 +30,33 @@ pub struct Options {
     /// Boot a writable copy of the disk instead of `-snapshot`.
     pub writable: bool,
     pub timeout: Duration,
+    /// Units written into the writable copy before it boots (tests only:
+    /// the image itself stays the same for every boot).
+    pub extra_units: Vec<disk::ExtraUnit>,
+    pub ready_when: ReadyWhen,
+}
+
+impl Options {
+    pub fn new(kernel: &str, init: Option<Init>) -> Options {
+        Options {
+            kernel: kernel.to_owned(),
+            init,
+            writable: false,
+            timeout: Duration::from_secs(300),
+            extra_units: Vec::new(),
+            ready_when: ReadyWhen::Usable,
+        }
+    }
+}
+
+/// When `start` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyWhen {
+    /// relive: its serial line, then ssh answering; systemd: ssh answering.
+    Usable,
+    /// The same test for both inits, for bench-boot: an ssh command in
+    /// which the init says multi-user.target is active succeeds.
+    TargetActive,
 }
 
 /// What "ready" means, checked in order.
@@ -36,18 +66,40 @@ enum Readiness {
     SerialLine(&'static str),
     /// sshd accepts the lab key and runs `true`.
     Ssh,
+    /// sshd answers and the init reports multi-user.target active.
+    TargetActive(Init),
 }
 
-fn readiness(init: Init) -> &'static [Readiness] {
-    match init {
+fn readiness(init: Init, when: ReadyWhen) -> Vec<Readiness> {
+    match (when, init) {
+        (ReadyWhen::TargetActive, init) => vec![Readiness::TargetActive(init)],
         // The `ssh` verb must work right after `boot`, so ssh is checked
         // after relive's own line too.
-        Init::Relive => &[Readiness::SerialLine(RELIVE_READY_LINE), Readiness::Ssh],
-        Init::Systemd => &[Readiness::Ssh],
+        (ReadyWhen::Usable, Init::Relive) => {
+            vec![Readiness::SerialLine(RELIVE_READY_LINE), Readiness::Ssh]
+        }
+        (ReadyWhen::Usable, Init::Systemd) => vec![Readiness::Ssh],
     }
 }
 
+/// A ready guest whose QEMU this process owns: dropping it kills QEMU.
+#[derive(Debug)]
+pub struct Booted {
+    pub qemu: Qemu,
+    pub guest: Guest,
+}
+
+/// `relive-lab boot`: starts the guest and leaves it running for later
+/// invocations (found through guest.json).
 pub fn boot(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Guest> {
+    let booted = start(paths, opts, interrupt)?;
+    booted.qemu.detach();
+    Ok(booted.guest)
+}
+
+/// Boots a guest and waits until it is ready; the caller owns QEMU (and
+/// must `Guest::clear` once done with it).
+pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Booted> {
     if let Some(guest) = Guest::load(paths)? {
         if guest.alive() {
             bail!(
@@ -78,14 +130,19 @@ pub fn boot(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Gues
     let serial_log = paths.logs().join(format!("serial-{run_name}.log"));
     let qemu_stderr = paths.logs().join(format!("qemu-{run_name}.stderr"));
 
+    if !opts.extra_units.is_empty() && !opts.writable {
+        bail!("extra units need a writable disk");
+    }
     let disk = if opts.writable {
-        let copy = paths.run_dir().join("disk.raw");
-        copy_sparse(&image.disk, &copy)?;
+        let copy = paths.writable_disk();
+        disk::copy_sparse(&image.disk, &copy)?;
+        disk::add_units(paths, &copy, &opts.extra_units)?;
         copy
     } else {
         image.disk.clone()
     };
 
+    let (ssh_port, echo_port) = qemu::free_ports()?;
     let config = qemu::Config {
         accel,
         kernel: kernel.vmlinuz.clone(),
@@ -99,7 +156,8 @@ pub fn boot(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Gues
         ),
         disk: disk.clone(),
         snapshot: !opts.writable,
-        ssh_port: qemu::free_port()?,
+        ssh_port,
+        echo_port,
         serial_log: serial_log.clone(),
         stderr_log: qemu_stderr.clone(),
     };
@@ -116,6 +174,7 @@ pub fn boot(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Gues
     let mut guest = Guest {
         qemu_pid: qemu.pid(),
         ssh_port: qemu.config.ssh_port,
+        echo_port: qemu.config.echo_port,
         serial_log,
         qemu_stderr,
         kernel_series: opts.kernel.clone(),
@@ -130,7 +189,7 @@ pub fn boot(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Gues
     if let Err(e) = wait_ready(
         paths,
         &mut qemu,
-        readiness(init),
+        &readiness(init, opts.ready_when),
         started,
         opts.timeout,
         interrupt,
@@ -142,8 +201,7 @@ pub fn boot(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Gues
     }
     guest.ready_secs = Some(started.elapsed().as_secs_f64());
     guest.save(paths)?;
-    qemu.detach();
-    Ok(guest)
+    Ok(Booted { qemu, guest })
 }
 
 fn wait_ready(
@@ -164,6 +222,9 @@ fn wait_ready(
                 Readiness::SerialLine(line) => std::fs::read_to_string(&qemu.config.serial_log)
                     .is_ok_and(|log| log.contains(line)),
                 Readiness::Ssh => ssh::probe(paths, qemu.config.ssh_port),
+                Readiness::TargetActive(init) => {
+                    ssh::probe_command(paths, qemu.config.ssh_port, init.target_active_command())
+                }
             };
             if done {
                 eprintln!(
@@ -175,14 +236,14 @@ fn wait_ready(
             if started.elapsed() > timeout {
                 bail!("timed out after {timeout:?} waiting for {step:?}");
             }
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
     Ok(())
 }
 
 /// The serial log's tail and QEMU's stderr, for a failed boot.
-fn failure_report(qemu: &Qemu) -> String {
+pub fn failure_report(qemu: &Qemu) -> String {
     let log = std::fs::read_to_string(&qemu.config.serial_log).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     let tail = lines[lines.len().saturating_sub(40)..].join("\n");
@@ -191,21 +252,4 @@ fn failure_report(qemu: &Qemu) -> String {
         qemu.config.serial_log.display(),
         qemu.stderr()
     )
-}
-
-fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
-    let status = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(from)
-        .arg(to)
-        .status()
-        .context("running cp")?;
-    if !status.success() {
-        bail!(
-            "copying {} to {} failed ({status})",
-            from.display(),
-            to.display()
-        );
-    }
-    Ok(())
 }

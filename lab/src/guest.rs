@@ -24,6 +24,15 @@ impl Init {
         }
     }
 
+    /// A command that succeeds once the init has reached (and still has)
+    /// multi-user.target active: the same question asked of both inits.
+    pub fn target_active_command(self) -> &'static str {
+        match self {
+            Init::Systemd => "systemctl is-active --quiet multi-user.target",
+            Init::Relive => "relivectl is-active --quiet multi-user.target",
+        }
+    }
+
     /// What powers the guest off cleanly.
     pub fn poweroff_command(self) -> &'static str {
         match self {
@@ -39,6 +48,9 @@ impl Init {
 pub struct Guest {
     pub qemu_pid: u32,
     pub ssh_port: u16,
+    /// Host port forwarded to relive-echo in the guest (0: none).
+    #[serde(default)]
+    pub echo_port: u16,
     pub serial_log: PathBuf,
     pub qemu_stderr: PathBuf,
     /// "6.1" or "6.12", as given to `boot --kernel`.

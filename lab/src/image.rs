@@ -27,10 +27,9 @@ const DISK_SIZE: &str = "3G";
 
 /// relive's binaries: from target/release into the image's /usr/sbin.
 const RELIVE_BINARIES: &[&str] = &["relive", "relivectl"];
-/// The lab's workload programs, copied into /usr/local/bin when built.
-/// Add each workload binary's name here as its crate lands (their units go
-/// into mkosi/mkosi.extra/).
-const WORKLOAD_BINARIES: &[&str] = &[];
+/// The lab's workload programs (crate workloads/), copied into
+/// /usr/local/bin; their units are in mkosi/mkosi.extra/etc/systemd/system/.
+const WORKLOAD_BINARIES: &[&str] = &["relive-counter", "relive-echo"];
 
 /// What `image` produced, saved as lab/out/image.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,6 +273,8 @@ fn make_disk(paths: &Paths) -> Result<()> {
         .arg(paths.tree())
         .arg(&tmp)
         .arg(DISK_SIZE)
+        // It names the file it creates on stdout, which is for results.
+        .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
         .status()
         .context("running mkfs.ext4")?;
     if !status.success() {

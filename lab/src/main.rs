@@ -1,10 +1,16 @@
 //! relive-lab: the QEMU lab for relive. Builds the mkosi image, boots it
 //! (systemd or relive as PID 1, kernel 6.1 or 6.12), runs commands in the
-//! guest over ssh and stops it. Progress goes to stderr, results to stdout.
+//! guest over ssh and stops it; runs the lab tests (`check`), the demo and
+//! the boot benchmark. Progress goes to stderr, results to stdout.
 
 mod accel;
 mod apt;
+mod bench;
 mod boot;
+mod build;
+mod check;
+mod demo;
+mod disk;
 mod guest;
 mod image;
 mod paths;
@@ -70,6 +76,28 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// The lab tests: boot each kernel with relive, check the guest, power
+    /// it off and check QEMU's exit status and the file system.
+    Check {
+        /// Kernel series to check (repeatable; default: 6.1 and 6.12).
+        #[arg(long, value_parser = ["6.1", "6.12"])]
+        kernel: Vec<String>,
+    },
+    /// Boot 6.1 with relive, show `relivectl list-units` and `uname -r`,
+    /// power off.
+    Demo,
+    /// Boot the same image with systemd, then with relive, N rounds; print
+    /// time to multi-user.target and PID 1's memory, medians and ratios.
+    BenchBoot {
+        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.1")]
+        kernel: String,
+        /// Rounds (each boots both inits once).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Print the samples as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +120,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
     match verb {
         Verb::Image { force } => {
             prereq::ensure_prerequisites()?;
+            build::build_binaries(&paths)?;
             std::fs::create_dir_all(&paths.out)?;
             let started = Instant::now();
             let image = image::build_or_reuse(&paths, force)?;
@@ -118,22 +147,20 @@ fn run(verb: Verb) -> Result<ExitCode> {
             writable,
             timeout,
         } => {
-            prereq::ensure_prerequisites()?;
-            std::fs::create_dir_all(&paths.out)?;
-            let interrupt = signals::Interrupt::install()?;
+            let interrupt = prepare(&paths)?;
             let opts = boot::Options {
-                kernel,
-                init,
                 writable,
                 timeout: Duration::from_secs(timeout),
+                ..boot::Options::new(&kernel, init)
             };
             let guest = boot::boot(&paths, &opts, &interrupt)?;
             println!(
-                "ready in {:.1} s: kernel {}, init {:?}, ssh port {}, serial log {}",
+                "ready in {:.1} s: kernel {}, init {:?}, ssh port {}, echo port {}, serial log {}",
                 guest.ready_secs.unwrap_or_default(),
                 guest.kernel_release,
                 guest.init,
                 guest.ssh_port,
+                guest.echo_port,
                 guest.serial_log.display()
             );
         }
@@ -188,6 +215,69 @@ fn run(verb: Verb) -> Result<ExitCode> {
                 guest.serial_log.display()
             ),
         },
+        Verb::Check { kernel } => {
+            if let Some(reason) = check::cannot_run() {
+                println!("relive-lab check: SKIPPED: {reason}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let interrupt = prepare(&paths)?;
+            let kernels = if kernel.is_empty() {
+                vec!["6.1".to_owned(), "6.12".to_owned()]
+            } else {
+                kernel
+            };
+            let started = Instant::now();
+            let mut failed = Vec::new();
+            for kernel in &kernels {
+                match check::check_kernel(&paths, kernel, &interrupt) {
+                    Ok(verdicts) => failed.extend(
+                        verdicts
+                            .into_iter()
+                            .filter(|v| !v.ok)
+                            .map(|v| format!("{kernel} {}", v.name)),
+                    ),
+                    Err(e) => {
+                        println!("FAIL {kernel} boot: {e:#}");
+                        failed.push(format!("{kernel} boot"));
+                    }
+                }
+                interrupt.check()?;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            if failed.is_empty() {
+                println!("lab checks passed on {} in {secs:.0} s", kernels.join(", "));
+            } else {
+                println!("lab checks FAILED in {secs:.0} s: {}", failed.join(", "));
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Verb::Demo => {
+            let interrupt = prepare(&paths)?;
+            demo::demo(&paths, &interrupt)?;
+        }
+        Verb::BenchBoot {
+            kernel,
+            rounds,
+            json,
+        } => {
+            let interrupt = prepare(&paths)?;
+            let samples = bench::bench(&paths, &kernel, rounds, &interrupt)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&samples)?);
+            } else {
+                bench::print_table(&kernel, &samples);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What every verb that boots a guest needs first: the host tools, fresh
+/// binaries, the output directory and the interrupt flag. (The image
+/// itself is built or reused by the boot.)
+fn prepare(paths: &Paths) -> Result<signals::Interrupt> {
+    prereq::ensure_prerequisites()?;
+    build::build_binaries(paths)?;
+    std::fs::create_dir_all(&paths.out)?;
+    signals::Interrupt::install()
 }

@@ -54,6 +54,10 @@ impl Paths {
     pub fn run_dir(&self) -> PathBuf {
         self.out.join("run")
     }
+    /// The disk copy a `--writable` boot runs on.
+    pub fn writable_disk(&self) -> PathBuf {
+        self.run_dir().join("disk.raw")
+    }
     pub fn guest_state(&self) -> PathBuf {
         self.run_dir().join("guest.json")
     }

@@ -18,6 +18,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("systemd-nspawn", "systemd-container"),
     ("mkfs.ext4", "e2fsprogs"),
     ("e2fsck", "e2fsprogs"),
+    ("debugfs", "e2fsprogs"),
     ("ssh", "openssh-client"),
     ("ssh-keygen", "openssh-client"),
     ("unshare", "util-linux"),

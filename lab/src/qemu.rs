@@ -18,6 +18,9 @@ pub enum Accel {
     Tcg,
 }
 
+/// Where relive-echo (workloads/) listens in the guest.
+pub const GUEST_ECHO_PORT: u16 = 7000;
+
 /// One guest's QEMU command line, in parts.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -30,6 +33,8 @@ pub struct Config {
     /// pristine.
     pub snapshot: bool,
     pub ssh_port: u16,
+    /// Host port forwarded to the guest's relive-echo (port 7000).
+    pub echo_port: u16,
     pub serial_log: PathBuf,
     pub stderr_log: PathBuf,
 }
@@ -65,8 +70,8 @@ impl Config {
             .arg(format!("file={},if=virtio,format=raw", self.disk.display()))
             .arg("-netdev")
             .arg(format!(
-                "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22",
-                self.ssh_port
+                "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22,hostfwd=tcp:127.0.0.1:{}-:{GUEST_ECHO_PORT}",
+                self.ssh_port, self.echo_port
             ))
             .args(["-device", "virtio-net-pci,netdev=net0"]);
         if self.snapshot {
@@ -181,11 +186,13 @@ pub fn kill_pid(pid: u32, serial_log: &Path) {
     }
 }
 
-/// A free TCP port on 127.0.0.1 for a hostfwd (the kernel picks it; QEMU
-/// binds it a moment later).
-pub fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+/// Two distinct free TCP ports on 127.0.0.1 for the hostfwds (the kernel
+/// picks them, both held at once so they differ; QEMU binds them a moment
+/// later).
+pub fn free_ports() -> Result<(u16, u16)> {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port");
+    let (a, b) = (bind()?, bind()?);
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
 }
 
 #[cfg(test)]
@@ -206,6 +213,7 @@ mod tests {
             disk: PathBuf::new(),
             snapshot: true,
             ssh_port: 0,
+            echo_port: 0,
             serial_log: PathBuf::new(),
             stderr_log: PathBuf::new(),
         };

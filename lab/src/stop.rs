@@ -1,16 +1,22 @@
 //! `relive-lab stop`: power the guest off from inside (its init's poweroff
 //! command over ssh) and wait for QEMU to exit; kill QEMU if it does not.
 
+use crate::boot::Booted;
 use crate::guest::Guest;
 use crate::paths::Paths;
 use crate::qemu;
+use crate::signals::Interrupt;
 use crate::ssh;
 use anyhow::{bail, Context, Result};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// What the kernel prints last when it powers the machine off.
 const POWER_DOWN_LINE: &str = "reboot: Power down";
+/// A dying PID 1 (or any panic) with `panic=-1 -no-reboot` also ends QEMU
+/// with status 0: the serial log tells the two apart.
+const PANIC_LINE: &str = "Kernel panic";
 
 #[derive(Debug)]
 pub struct Stopped {
@@ -70,7 +76,7 @@ pub fn stop(paths: &Paths, timeout: Duration) -> Result<Option<Stopped>> {
     let fsck_clean = if guest.snapshot {
         None
     } else {
-        Some(fsck_clean(&guest)?)
+        Some(fsck_clean(&guest.disk)?)
     };
     Ok(Some(Stopped {
         secs,
@@ -80,14 +86,89 @@ pub fn stop(paths: &Paths, timeout: Duration) -> Result<Option<Stopped>> {
 }
 
 /// Read-only forced check of the writable disk the guest used.
-fn fsck_clean(guest: &Guest) -> Result<bool> {
+fn fsck_clean(disk: &Path) -> Result<bool> {
     let out = Command::new("e2fsck")
         .arg("-fn")
-        .arg(&guest.disk)
+        .arg(disk)
         .output()
         .context("running e2fsck")?;
     if !out.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     }
     Ok(out.status.success())
+}
+
+/// How a guest this process owns went down.
+#[derive(Debug)]
+pub struct PoweredOff {
+    /// From the poweroff command to QEMU's exit.
+    pub secs: f64,
+    pub status: ExitStatus,
+    /// The kernel's power-down message is in the serial log.
+    pub power_down_line: bool,
+    /// A kernel panic is in the serial log.
+    pub panicked: bool,
+    /// `e2fsck -fn` of a writable disk: clean or not.
+    pub fsck_clean: Option<bool>,
+}
+
+impl PoweredOff {
+    /// QEMU exited 0 after the kernel's power-down, no panic, and the
+    /// file system (when writable) is clean.
+    pub fn clean(&self) -> bool {
+        self.status.success()
+            && self.power_down_line
+            && !self.panicked
+            && self.fsck_clean != Some(false)
+    }
+}
+
+/// Runs the init's poweroff in a guest whose QEMU we own and waits on
+/// QEMU's exit status; on timeout the guard kills QEMU.
+pub fn poweroff(
+    paths: &Paths,
+    booted: Booted,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<PoweredOff> {
+    let Booted { mut qemu, guest } = booted;
+    let command = guest.init.poweroff_command();
+    eprintln!("relive-lab: `{command}` in the guest");
+    let started = Instant::now();
+    // The connection may drop as the guest goes down: QEMU's exit is the
+    // verdict, not ssh's status.
+    let _ = ssh::run(paths, guest.ssh_port, command);
+    let status = loop {
+        if let Some(status) = qemu.try_wait()? {
+            break status;
+        }
+        if let Err(e) = interrupt.check() {
+            Guest::clear(paths)?;
+            return Err(e);
+        }
+        if started.elapsed() > timeout {
+            drop(qemu);
+            Guest::clear(paths)?;
+            bail!(
+                "the guest did not power off within {timeout:?} after `{command}`; QEMU was killed; serial log {}",
+                guest.serial_log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    Guest::clear(paths)?;
+    let log = std::fs::read_to_string(&guest.serial_log).unwrap_or_default();
+    let fsck_clean = if guest.snapshot {
+        None
+    } else {
+        Some(fsck_clean(&guest.disk)?)
+    };
+    Ok(PoweredOff {
+        secs,
+        status,
+        power_down_line: log.contains(POWER_DOWN_LINE),
+        panicked: log.contains(PANIC_LINE),
+        fsck_clean,
+    })
 }

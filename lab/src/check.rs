@@ -1,0 +1,318 @@
+//! `relive-lab check`: the lab tests. For each kernel: boot a writable copy
+//! of the image with relive as PID 1 (plus one deliberately failing unit),
+//! check the guest over ssh, power it off with `relivectl poweroff`, and
+//! check QEMU's exit status and the file system. This process owns QEMU
+//! from start to exit, so QEMU's own exit status is the poweroff verdict.
+
+use crate::boot::{self, Options};
+use crate::disk::ExtraUnit;
+use crate::guest::{Guest, Init};
+use crate::paths::Paths;
+use crate::signals::Interrupt;
+use crate::ssh;
+use crate::stop;
+use anyhow::Result;
+use relive_workloads::Report;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// The failing unit: wanted by multi-user.target, must end up failed
+/// without keeping the target from being reached.
+const FAIL_UNIT: &str = "relive-lab-fail.service";
+const FAIL_UNIT_TEXT: &str = "\
+# Added by relive-lab check to its own disk copy: a unit that fails.
+[Unit]
+Description=relive lab: a unit that fails on purpose
+
+[Service]
+Type=oneshot
+ExecStart=/bin/false
+";
+
+/// Debian's unit files that must run unchanged: (package, path as listed
+/// in the package's md5sums, unit name).
+const PACKAGED_UNITS: &[(&str, &str, &str)] = &[
+    (
+        "openssh-server",
+        "lib/systemd/system/ssh.service",
+        "ssh.service",
+    ),
+    (
+        "redis-server",
+        "lib/systemd/system/redis-server.service",
+        "redis-server.service",
+    ),
+];
+
+const SERVICES: &[&str] = &[
+    "ssh.service",
+    "redis-server.service",
+    "relive-echo.service",
+    "relive-counter.service",
+];
+
+/// One check's verdict.
+#[derive(Debug)]
+pub struct Verdict {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Why the lab cannot run here at all (the only reason to skip it).
+pub fn cannot_run() -> Option<String> {
+    if std::env::consts::ARCH != "x86_64" {
+        return Some(format!(
+            "the lab boots x86_64 Debian kernels; this host is {}",
+            std::env::consts::ARCH
+        ));
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root: building the image (mkosi, nspawn) needs root".into());
+    }
+    None
+}
+
+/// Boots `kernel` with relive, runs every check, powers off; prints each
+/// verdict as it comes and returns them all. An error means the guest
+/// could not be booted at all.
+pub fn check_kernel(paths: &Paths, kernel: &str, interrupt: &Interrupt) -> Result<Vec<Verdict>> {
+    let started = Instant::now();
+    let opts = Options {
+        writable: true,
+        extra_units: vec![ExtraUnit {
+            name: FAIL_UNIT.into(),
+            text: FAIL_UNIT_TEXT.into(),
+        }],
+        ..Options::new(kernel, Some(Init::Relive))
+    };
+    let booted = boot::start(paths, &opts, interrupt)?;
+    let mut verdicts = Vec::new();
+    let mut record = |verdict: Verdict| {
+        println!(
+            "{} {kernel} {}: {}",
+            if verdict.ok { "ok  " } else { "FAIL" },
+            verdict.name,
+            verdict.detail
+        );
+        verdicts.push(verdict);
+    };
+    record(boot_verdict(&booted.guest));
+    for verdict in guest_checks(paths, &booted.guest, interrupt) {
+        record(verdict);
+    }
+    record(echo_check(&booted.guest));
+
+    let off = stop::poweroff(paths, booted, Duration::from_secs(120), interrupt);
+    record(match off {
+        Ok(off) => Verdict {
+            name: "relivectl poweroff".into(),
+            ok: off.clean(),
+            detail: format!(
+                "QEMU exited in {:.1} s with {}; kernel power-down message: {}; panic: {}; e2fsck -fn: {}",
+                off.secs,
+                off.status,
+                yes_no(off.power_down_line),
+                yes_no(off.panicked),
+                match off.fsck_clean {
+                    Some(true) => "clean",
+                    Some(false) => "NOT clean",
+                    None => "not run",
+                }
+            ),
+        },
+        Err(e) => Verdict {
+            name: "relivectl poweroff".into(),
+            ok: false,
+            detail: format!("{e:#}"),
+        },
+    });
+    // The writable copy (~1 GB in use) is only evidence while debugging.
+    if verdicts.iter().all(|v| v.ok) {
+        let _ = std::fs::remove_file(paths.writable_disk());
+    }
+    eprintln!(
+        "relive-lab: {kernel} checked in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(verdicts)
+}
+
+/// The boot verdict, printed like the others.
+fn boot_verdict(guest: &Guest) -> Verdict {
+    Verdict {
+        name: "boot".into(),
+        ok: true,
+        detail: format!(
+            "{} reached `{}` and ssh answered after {:.1} s",
+            guest.kernel_release,
+            boot::RELIVE_READY_LINE,
+            guest.ready_secs.unwrap_or_default()
+        ),
+    }
+}
+
+/// Checks made over ssh while the guest runs.
+fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verdict> {
+    let run = |script: &str| ssh::run(paths, guest.ssh_port, script);
+    let mut out = Vec::new();
+    let mut check = |name: &str, script: &str, judge: &dyn Fn(&ssh::Output) -> bool| {
+        // After Ctrl-C, skip the rest: the poweroff step reports it.
+        if interrupt.check().is_err() {
+            return;
+        }
+        let verdict = match run(script) {
+            Ok(output) => Verdict {
+                name: name.into(),
+                ok: judge(&output),
+                detail: summarize(&output),
+            },
+            Err(e) => Verdict {
+                name: name.into(),
+                ok: false,
+                detail: format!("{e:#}"),
+            },
+        };
+        out.push(verdict);
+    };
+
+    check("PID 1 is relive", "cat /proc/1/comm", &|o| {
+        o.success() && o.stdout.trim() == "relive"
+    });
+    let release = guest.kernel_release.clone();
+    check("uname -r", "uname -r", &|o| {
+        o.success() && o.stdout.trim() == release
+    });
+    check(
+        "multi-user.target active",
+        "relivectl is-active multi-user.target",
+        &|o| o.success() && o.stdout.trim() == "active",
+    );
+    let services = SERVICES.join(" ");
+    check(
+        "services active",
+        &format!("relivectl is-active {services}"),
+        &|o| o.success() && o.stdout.lines().all(|l| l.trim() == "active"),
+    );
+    for (package, path, unit) in PACKAGED_UNITS {
+        // md5sum -c against the package's own list proves the file is the
+        // packaged one; `Loaded:` proves relive loaded that very file (no
+        // copy in /etc/systemd/system shadows it, no drop-in extends it).
+        let script = format!(
+            "set -e; cd /; grep ' {path}$' /var/lib/dpkg/info/{package}.md5sums | md5sum -c; \
+             sha256sum /{path}; dpkg --verify {package} | grep systemd/system || true; \
+             relivectl status -n 0 {unit} | grep -E '^ *(Loaded|Drop-In):'"
+        );
+        let path = path.to_string();
+        check(
+            &format!("{unit} is Debian's, unchanged"),
+            &script,
+            &move |o| {
+                o.success()
+                    && o.stdout.contains(&format!("{path}: OK"))
+                    && o.stdout.contains(&format!("Loaded: loaded (/usr/{path})"))
+                    && !o.stdout.contains("Drop-In")
+                    && o.stdout.lines().count() == 3
+            },
+        );
+    }
+    check("relivectl list-units", "relivectl list-units", &|o| {
+        o.success() && o.stdout.contains("ssh.service") && o.stdout.contains("multi-user.target")
+    });
+    check(
+        "relivectl status",
+        "relivectl status -n 0 ssh.service",
+        &|o| o.success() && o.stdout.contains("Active: active (running)"),
+    );
+    check(
+        &format!("{FAIL_UNIT} failed"),
+        &format!("relivectl is-failed {FAIL_UNIT}"),
+        &|o| o.success() && o.stdout.trim() == "failed",
+    );
+    // Every other unit of the boot is fine: the masks (mkosi/README.md)
+    // cover what relive cannot run.
+    check(
+        "no other failed unit",
+        "relivectl list-units --failed --quiet",
+        &|o| {
+            o.success()
+                && o.stdout.lines().filter(|l| !l.trim().is_empty()).count() == 1
+                && o.stdout.contains(FAIL_UNIT)
+        },
+    );
+    // The workloads' [X-LiveUpgrade] sections, as relive read them.
+    check(
+        "upgrade policies",
+        "relivectl status -n 0 relive-echo relive-counter | grep -E '^ *(●|Upgrade:)'",
+        &|o| {
+            let text: String = o.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+            o.success()
+                && text.contains("relive-echo.service")
+                && text.contains("Upgrade: preserve, priority 900 ● relive-counter.service")
+                && text.ends_with("Upgrade: preserve, priority 500")
+        },
+    );
+    check(
+        "relive-counter report",
+        "echo report | nc -q1 127.0.0.1 7001",
+        &|o| {
+            o.success()
+                && Report::parse(o.stdout.trim()).is_some_and(|r| r.matches() && r.counter > 0)
+        },
+    );
+    out
+}
+
+/// Through QEMU's port forward, as a host-side client of a live upgrade
+/// would: send a line, read the same line back.
+fn echo_check(guest: &Guest) -> Verdict {
+    let line = format!("relive-lab echo check {}\n", std::process::id());
+    let result = (|| -> std::io::Result<String> {
+        let stream = TcpStream::connect(("127.0.0.1", guest.echo_port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        (&stream).write_all(line.as_bytes())?;
+        let mut back = String::new();
+        BufReader::new(&stream).read_line(&mut back)?;
+        Ok(back)
+    })();
+    match result {
+        Ok(back) => Verdict {
+            name: "relive-echo from the host".into(),
+            ok: back == line,
+            detail: format!("sent {:?}, got {back:?}", line.trim_end()),
+        },
+        Err(e) => Verdict {
+            name: "relive-echo from the host".into(),
+            ok: false,
+            detail: format!("127.0.0.1:{}: {e}", guest.echo_port),
+        },
+    }
+}
+
+/// A command's output on one line, for the verdict.
+fn summarize(output: &ssh::Output) -> String {
+    let text = if output.stdout.trim().is_empty() {
+        output.stderr.trim()
+    } else {
+        output.stdout.trim()
+    };
+    let mut lines: Vec<&str> = text.lines().map(str::trim).collect();
+    if lines.len() > 4 {
+        let more = lines.len() - 4;
+        lines.truncate(4);
+        return format!("{} … (+{more} lines)", lines.join(" | "));
+    }
+    match output.code {
+        Some(0) => lines.join(" | "),
+        code => format!("exit {code:?}: {}", lines.join(" | ")),
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
