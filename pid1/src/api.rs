@@ -98,6 +98,16 @@ pub trait Manager1 {
         reuse_cmdline: bool,
         dry_run: bool,
     ) -> zbus::Result<String>;
+    /// Like `live_upgrade`, but returns the plan (JSON) once the preflight
+    /// passed; the upgrade proceeds when every control client has
+    /// disconnected. For callers inside a preserved unit (an ssh session).
+    fn start_live_upgrade(
+        &self,
+        kernel: &str,
+        initrd: &str,
+        append: &str,
+        reuse_cmdline: bool,
+    ) -> zbus::Result<String>;
     /// The last completed upgrade's report, as JSON
     /// (`relive::upgrade::record::UpgradeReport`).
     fn upgrade_report(&self) -> zbus::Result<String>;

@@ -216,6 +216,50 @@ impl ManagerApi {
         )))
     }
 
+    /// Like LiveUpgrade, but returns the plan as soon as the preflight
+    /// passed; the upgrade goes on once every control client has
+    /// disconnected (progress in relive's log only).
+    async fn start_live_upgrade(
+        &self,
+        kernel: String,
+        initrd: String,
+        append: String,
+        reuse_cmdline: bool,
+    ) -> Result<String, ApiError> {
+        self.require_root()?;
+        let request = UpgradeRequest {
+            kernel: kernel.into(),
+            initrd: (!initrd.is_empty()).then(|| initrd.into()),
+            append,
+            reuse_cmdline,
+            dry_run: false,
+        };
+        let (scope, config) = self
+            .commands
+            .call(|m| (m.rt.scope, m.config.upgrade.clone()))
+            .await?;
+        let commands = self.commands.clone();
+        let log =
+            |p: Progress| tracing::info!("live upgrade: {} {} {}", p.phase, p.unit, p.message);
+        let (plan, request, config) = blocking::unblock(move || {
+            park::prepare(&commands, &request, &config, scope, &log)
+                .map(|plan| (plan, request, config))
+        })
+        .await
+        .map_err(|(_, e)| ApiError::JobFailed(format!("live upgrade not started: {e}")))?;
+        let answer = serde_json::to_string(&plan)
+            .map_err(|e| ApiError::Refused(format!("cannot encode the plan: {e}")))?;
+        let commands = self.commands.clone();
+        std::thread::Builder::new()
+            .name("upgrade".into())
+            .spawn(move || {
+                park::wait_for_clients_to_leave(&log);
+                park::execute(&commands, &plan, &request, &config, &log);
+            })
+            .map_err(|e| ApiError::Refused(format!("cannot start the upgrade thread: {e}")))?;
+        Ok(answer)
+    }
+
     async fn upgrade_report(&self) -> Result<String, ApiError> {
         self.require_root()?;
         std::fs::read_to_string(REPORT_PATH)
@@ -300,7 +344,32 @@ pub fn serve_listener(listener: UnixListener, commands: CommandSender) -> io::Re
     Ok(fd)
 }
 
+/// Open control connections (see `control_clients`).
+static CONTROL_CLIENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many control connections are open right now.
+pub fn control_clients() -> usize {
+    CONTROL_CLIENTS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Counts a connection for as long as it lives.
+struct ClientCount;
+
+impl ClientCount {
+    fn new() -> ClientCount {
+        CONTROL_CLIENTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ClientCount
+    }
+}
+
+impl Drop for ClientCount {
+    fn drop(&mut self) {
+        CONTROL_CLIENTS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 fn serve_client(stream: UnixStream, commands: CommandSender) {
+    let _counted = ClientCount::new();
     let uid =
         match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
             Ok(cred) => cred.uid(),

@@ -288,6 +288,16 @@ fn live_upgrade(
     args: &ctl::cli::LiveUpgradeArgs,
     io: &mut Io<'_>,
 ) -> Result<Exit, CtlError> {
+    if args.detach {
+        let plan = api.start_live_upgrade(args)?;
+        if io.json {
+            io.print_json(&plan)?;
+        } else {
+            io.print(&ctl::upgrade::render(&plan))?;
+            io.print("Upgrade started: relive goes on once this command has exited; `relivectl upgrade-report` shows the outcome.\n")?;
+        }
+        return Ok(Exit::Success);
+    }
     if !args.dry_run {
         let json = io.json;
         api.live_upgrade_run(
@@ -501,6 +511,14 @@ mod tests {
             Err(CtlError::JobFailed(
                 "live upgrade not done: a.service: CRIU dump failed".into(),
             ))
+        }
+
+        fn start_live_upgrade(
+            &self,
+            _: &ctl::cli::LiveUpgradeArgs,
+        ) -> Result<relive::upgrade::plan::Plan, CtlError> {
+            self.check_root()?;
+            Ok(relive::upgrade::plan::Plan::default())
         }
 
         fn upgrade_report(&self) -> Result<relive::upgrade::record::UpgradeReport, CtlError> {

@@ -106,6 +106,11 @@ pub struct LiveUpgradeArgs {
     /// Stop after the preflight and print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Return once the preflight passed; relive goes on when this command
+    /// has exited. Needed when relivectl runs inside a preserved unit (an
+    /// ssh session): CRIU cannot checkpoint its connection to relive.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub detach: bool,
 }
 
 #[derive(Debug, Args)]

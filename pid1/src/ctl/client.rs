@@ -33,6 +33,8 @@ pub trait Api {
         args: &LiveUpgradeArgs,
         on_progress: Box<dyn Fn(Progress) + Send>,
     ) -> Result<(), CtlError>;
+    /// Starts it detached: the plan once the preflight passed.
+    fn start_live_upgrade(&self, args: &LiveUpgradeArgs) -> Result<Plan, CtlError>;
     /// The last completed upgrade's report.
     fn upgrade_report(&self) -> Result<UpgradeReport, CtlError>;
 }
@@ -120,6 +122,20 @@ impl Api for Client {
                 "relive answered a live upgrade without performing it".into(),
             )),
         }
+    }
+
+    fn start_live_upgrade(&self, a: &LiveUpgradeArgs) -> Result<Plan, CtlError> {
+        let path = |p: &std::path::Path| p.display().to_string();
+        let initrd = a.initrd.as_deref().map(path).unwrap_or_default();
+        let json = self
+            .proxy
+            .start_live_upgrade(&path(&a.kernel), &initrd, &a.append, a.reuse_cmdline)
+            .map_err(CtlError::from_call)?;
+        serde_json::from_str(&json).map_err(|e| {
+            CtlError::Protocol(format!(
+                "relive sent a plan this relivectl cannot read: {e}"
+            ))
+        })
     }
 
     fn upgrade_report(&self) -> Result<UpgradeReport, CtlError> {

@@ -183,7 +183,7 @@ impl Manager {
     }
 
     /// Before a start: the cgroup and RuntimeDirectory=.
-    pub(super) fn prepare_unit_resources(
+    pub fn prepare_unit_resources(
         &mut self,
         name: &str,
         svc: &ServiceSection,

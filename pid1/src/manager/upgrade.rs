@@ -16,6 +16,9 @@ pub struct ParkInfo {
     pub cgroup: String,
     /// Inodes of the output pipes its processes write to.
     pub pipes: Vec<u64>,
+    /// Its RuntimeDirectory= names (under /run, which the next kernel
+    /// starts empty).
+    pub runtime_dirs: Vec<String>,
 }
 
 impl Manager {
@@ -43,6 +46,10 @@ impl Manager {
     /// Takes a running service out of supervision for its checkpoint.
     pub fn park(&mut self, name: &str) -> Result<ParkInfo, String> {
         let pipes = self.rt.outputs.inodes_of(name);
+        let runtime_dirs = self
+            .service_config(name)
+            .map(|s| s.runtime_directory)
+            .unwrap_or_default();
         let u = self
             .state
             .units
@@ -64,6 +71,7 @@ impl Manager {
             main_pid,
             cgroup: crate::sys::cgroup::unit_cgroup(name),
             pipes,
+            runtime_dirs,
         })
     }
 
@@ -87,6 +95,15 @@ impl Manager {
             tracing::warn!("{name}: main process {pid} is gone right after its restore");
             self.main_exited(name, ExitStatus::Exited(255));
         }
+    }
+
+    /// Before a restore: the unit's cgroup and RuntimeDirectory= (owner,
+    /// mode), as a start would make them.
+    pub fn prepare_restore(&mut self, name: &str) -> Result<(), String> {
+        let svc = self
+            .service_config(name)
+            .ok_or_else(|| format!("{name}: not a service"))?;
+        self.prepare_unit_resources(name, &svc)
     }
 
     /// A parked unit whose state was lost: it starts afresh like any unit.

@@ -13,6 +13,7 @@ pub mod preflight;
 pub mod record;
 pub mod resume;
 pub mod revive;
+pub mod rundir;
 pub mod store;
 
 /// A step of the upgrade, shown live by `relivectl live-upgrade`.

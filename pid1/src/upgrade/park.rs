@@ -35,10 +35,28 @@ pub fn perform(
     scope: Scope,
     progress: &dyn Fn(Progress),
 ) -> (Plan, String) {
+    match prepare(commands, request, config, scope, progress) {
+        Ok(plan) => {
+            let error = execute(commands, &plan, request, config, progress);
+            (plan, error)
+        }
+        Err(failed) => failed,
+    }
+}
+
+/// Marks the upgrade as running, plans it and runs the preflight (the
+/// kernel stays loaded). On failure nothing has changed.
+pub fn prepare(
+    commands: &CommandSender,
+    request: &UpgradeRequest,
+    config: &UpgradeConfig,
+    scope: Scope,
+    progress: &dyn Fn(Progress),
+) -> Result<Plan, (Plan, String)> {
     match on_loop(commands, |m| m.begin_upgrade()) {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return (Plan::default(), e.to_string()),
-        Err(e) => return (Plan::default(), e),
+        Ok(Err(e)) => return Err((Plan::default(), e.to_string())),
+        Err(e) => return Err((Plan::default(), e)),
     }
     let mut plan = on_loop(commands, |m| m.upgrade_plan()).unwrap_or_default();
     progress(Progress::new("preflight", "", 0, "checking"));
@@ -51,8 +69,20 @@ pub fn perform(
             .map(|c| format!("{}: {}", c.name, c.detail))
             .collect();
         let _ = on_loop(commands, |m| m.end_upgrade());
-        return (plan, format!("preflight failed: {}", failed.join("; ")));
+        return Err((plan, format!("preflight failed: {}", failed.join("; "))));
     }
+    Ok(plan)
+}
+
+/// After a passed preflight: park every unit and kexec. Returns only on
+/// failure, once everything is undone, with the reason.
+pub fn execute(
+    commands: &CommandSender,
+    plan: &Plan,
+    request: &UpgradeRequest,
+    config: &UpgradeConfig,
+    progress: &dyn Fn(Progress),
+) -> String {
     let mut parking = Parking {
         commands,
         config,
@@ -61,7 +91,7 @@ pub fn perform(
         frozen_only: None,
         stopped: Vec::new(),
     };
-    let error = match parking.run(&plan, request) {
+    let error = match parking.run(plan, request) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -77,7 +107,25 @@ pub fn perform(
         0,
         "every service runs on the old kernel again",
     ));
-    (plan, error)
+    error
+}
+
+/// A relivectl that asked for a detached upgrade may live in a unit about
+/// to be checkpointed (an ssh session): CRIU cannot dump its connection to
+/// relive. Wait (a little) until every control client has gone.
+pub fn wait_for_clients_to_leave(progress: &dyn Fn(Progress)) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    if crate::dbus::control_clients() > 0 {
+        progress(Progress::new(
+            "wait",
+            "",
+            0,
+            "waiting for control clients to disconnect",
+        ));
+    }
+    while crate::dbus::control_clients() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 struct Parking<'a> {
@@ -122,7 +170,6 @@ impl Parking<'_> {
         };
         let payload = serde_json::to_vec(&handover).map_err(|e| e.to_string())?;
         store.write_state(&payload).map_err(|e| e.to_string())?;
-        store.seal().map_err(|e| e.to_string())?;
         (self.progress)(Progress::new(
             "kexec",
             "",
@@ -187,12 +234,16 @@ impl Parking<'_> {
             pids: pids.to_vec(),
             cgroup: info.cgroup,
             pipes: info.pipes,
+            runtime_dirs: info.runtime_dirs.clone(),
             image_bytes: store.unit_bytes(name),
             frozen_usec,
             dump_ms,
             ..UnitRecord::default()
         };
         self.records.push(record.clone());
+        store.seal_unit(name).map_err(|e| e.to_string())?;
+        super::rundir::save(Path::new("/run"), &info.runtime_dirs, &store.run_dir(name))
+            .map_err(|e| format!("{name}: saving its runtime directories: {e}"))?;
         record.lock_saved = save_lock(self.commands, store, name, info.main_pid)?;
         *self.records.last_mut().expect("just pushed") = record.clone();
         (self.progress)(Progress::new(

@@ -18,6 +18,9 @@ pub struct UnitRecord {
     pub cgroup: String,
     /// Inodes of the output pipes its processes wrote to.
     pub pipes: Vec<u64>,
+    /// Its RuntimeDirectory= names, carried in the store.
+    #[serde(default)]
+    pub runtime_dirs: Vec<String>,
     pub image_bytes: u64,
     /// Wall clock (µs since the epoch) when it was frozen.
     pub frozen_usec: u64,

@@ -79,6 +79,10 @@ pub fn resume(
     let mut records = std::mem::take(&mut handover.units);
     // Most critical first.
     for record in records.iter_mut().rev() {
+        let name = record.name.clone();
+        if let Err(e) = on_loop(commands, move |m| m.prepare_restore(&name)).and_then(|r| r) {
+            tracing::warn!("{}: {e}", record.name);
+        }
         match revive::restore(&store, record, &upgrade.criu, Path::new(CGROUP_ROOT)) {
             Ok(revived) => {
                 record.restore_ms = Some(revived.elapsed_ms);

@@ -6,6 +6,7 @@
 //!   manifest.json        SHA-256 of every image file, per unit
 //!   images/UNIT/...      CRIU's images and log for each preserved unit
 //!   lock/UNIT.nft        the network lock CRIU left for the unit's connections
+//!   run/UNIT/...         the unit's RuntimeDirectory= content (/run is a tmpfs)
 //! ```
 //!
 //! Everything is written, then synced, before the kexec; after it, the
@@ -110,6 +111,11 @@ impl Store {
         Ok(dir)
     }
 
+    /// Where a unit's RuntimeDirectory= content is kept.
+    pub fn run_dir(&self, unit: &str) -> PathBuf {
+        self.root.join("run").join(unit)
+    }
+
     pub fn lock_file(&self, unit: &str) -> PathBuf {
         self.root.join("lock").join(format!("{unit}.nft"))
     }
@@ -137,22 +143,27 @@ impl Store {
         Ok(payload.to_vec())
     }
 
-    /// Checksums every image file and writes the manifest (synced).
-    pub fn seal(&self) -> Result<Manifest, StoreError> {
-        let images = self.root.join("images");
-        let mut manifest = Manifest::default();
-        for entry in fs::read_dir(&images).map_err(io_err(&images))? {
-            let entry = entry.map_err(io_err(&images))?;
-            let unit = entry.file_name().to_string_lossy().into_owned();
-            manifest.units.insert(unit, checksums(&entry.path())?);
-        }
+    /// Checksums a unit's image files into the manifest (synced): right
+    /// after its dump, so that an abort can already check what it restores.
+    pub fn seal_unit(&self, unit: &str) -> Result<(), StoreError> {
         let path = self.root.join("manifest.json");
+        let mut manifest = match fs::read(&path) {
+            Ok(text) => serde_json::from_slice(&text).map_err(|e| StoreError::Manifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest::default(),
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        manifest.units.insert(
+            unit.to_owned(),
+            checksums(&self.root.join("images").join(unit))?,
+        );
         let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Manifest {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        write_synced(&path, &text)?;
-        Ok(manifest)
+        write_synced(&path, &text)
     }
 
     /// Checks a unit's images against the manifest: every file present,
@@ -269,7 +280,7 @@ mod tests {
         let dir = store.unit_dir("a.service").unwrap();
         fs::write(dir.join("pages-1.img"), vec![7u8; 4096]).unwrap();
         fs::write(dir.join("core-1.img"), b"core").unwrap();
-        store.seal().unwrap();
+        store.seal_unit("a.service").unwrap();
         store.verify_unit("a.service").unwrap();
         assert_eq!(store.unit_bytes("a.service"), 4100);
 

@@ -1,0 +1,86 @@
+//! RuntimeDirectory= content across the kexec.
+//!
+//! /run is a tmpfs: the new kernel starts it empty, yet restored services
+//! expect their runtime directories (sshd refuses connections without
+//! /run/sshd) and what they wrote there (PID files). Regular files and
+//! directories are copied into the store and back, with modes and owners;
+//! sockets and FIFOs are not (CRIU re-creates bound sockets itself).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Files larger than this are not carried (a runtime directory holding
+/// that much is not state a PID file-sized copy should move).
+const MAX_FILE: u64 = 16 << 20;
+
+/// Copies `/run/NAME` for each name into `dest/NAME`.
+pub fn save(run: &Path, names: &[String], dest: &Path) -> io::Result<()> {
+    for name in names {
+        let from = run.join(name);
+        if from.is_dir() {
+            copy_tree(&from, &dest.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies everything saved in `saved` back under `run`.
+pub fn restore(saved: &Path, run: &Path) -> io::Result<()> {
+    if !saved.is_dir() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(saved)? {
+        let entry = entry?;
+        copy_tree(&entry.path(), &run.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    if meta.is_dir() {
+        fs::create_dir_all(to)?;
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if meta.is_file() && meta.len() <= MAX_FILE {
+        fs::copy(from, to)?;
+    } else {
+        return Ok(());
+    }
+    fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    std::os::unix::fs::chown(to, Some(meta.uid()), Some(meta.gid()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_and_modes_come_back_sockets_do_not() {
+        let base = std::env::temp_dir().join(format!("relive-rundir-{}", std::process::id()));
+        let run = base.join("run");
+        fs::create_dir_all(run.join("svc/sub")).unwrap();
+        fs::write(run.join("svc/svc.pid"), "123\n").unwrap();
+        fs::set_permissions(run.join("svc"), fs::Permissions::from_mode(0o2755)).unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(run.join("svc/s.sock")).unwrap();
+        save(&run, &["svc".into(), "absent".into()], &base.join("store")).unwrap();
+        fs::remove_dir_all(&run).unwrap();
+        fs::create_dir_all(&run).unwrap();
+        restore(&base.join("store"), &run).unwrap();
+        assert_eq!(
+            fs::read_to_string(run.join("svc/svc.pid")).unwrap(),
+            "123\n"
+        );
+        assert!(run.join("svc/sub").is_dir());
+        assert!(!run.join("svc/s.sock").exists());
+        assert_eq!(
+            fs::metadata(run.join("svc")).unwrap().permissions().mode() & 0o7777,
+            0o2755
+        );
+        fs::remove_dir_all(base).unwrap();
+    }
+}
