@@ -6,6 +6,7 @@
 
 pub mod connections;
 pub mod criu;
+pub mod fault;
 pub mod helper;
 pub mod park;
 pub mod plan;

@@ -214,6 +214,12 @@ impl Parking<'_> {
         options.network_lock = Some(NetworkLock::Nftables);
         options.log_file = Some("dump.log".into());
         options.log_level = LogLevel::Info;
+        if super::fault::injected("dump-fail", name) {
+            return Err(format!(
+                "{name}: CRIU dump failed: injected fault ({})",
+                super::fault::FAULT_FILE
+            ));
+        }
         let started = Instant::now();
         let client = Criu {
             path: self.config.criu.clone(),
