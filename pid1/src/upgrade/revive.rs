@@ -27,6 +27,9 @@ pub fn restore(
     store
         .verify_unit(&record.name)
         .map_err(|e| format!("images refused: {e}"))?;
+    // /run starts empty in a new kernel: what the unit kept there comes back first.
+    super::rundir::restore(&store.run_dir(&record.name), Path::new("/run"))
+        .map_err(|e| format!("restoring its runtime directories: {e}"))?;
     let cgroup = cgroup_root.join(record.cgroup.trim_start_matches('/'));
     std::fs::create_dir_all(&cgroup).map_err(|e| format!("{}: {e}", cgroup.display()))?;
     let dir_path = store.root.join("images").join(&record.name);
