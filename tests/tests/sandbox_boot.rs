@@ -166,6 +166,11 @@ fn non_root_callers_are_refused() {
         &["stop", "sleeper.service"][..],
         &["list-units"][..],
         &["poweroff"][..],
+        &["daemon-reexec"][..],
+        &["live-upgrade", "--kernel", "/bin/sh", "--dry-run"][..],
+        &["live-upgrade", "--kernel", "/bin/sh"][..],
+        &["live-upgrade", "--kernel", "/bin/sh", "--detach"][..],
+        &["upgrade-report"][..],
     ] {
         let out = as_nobody(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
