@@ -99,7 +99,11 @@ pub fn execute(
     progress(Progress::new("abort", "", 0, &error));
     parking.undo();
     let _ = kexec::unload();
-    let _ = Store::at(&config.store_dir).wipe();
+    let store = Store::at(&config.store_dir);
+    if let Err(e) = store.keep_logs(Path::new(super::resume::CRIU_LOGS)) {
+        tracing::warn!("cannot keep CRIU's logs: {e}");
+    }
+    let _ = store.wipe();
     let _ = on_loop(commands, |m| m.end_upgrade());
     progress(Progress::new(
         "aborted",

@@ -30,6 +30,9 @@ pub struct Plan {
 pub struct PlannedUnit {
     pub name: String,
     pub priority: u16,
+    /// The root of the process tree CRIU dumps.
+    #[serde(default)]
+    pub main_pid: u32,
     pub pids: Vec<u32>,
     /// Anonymous memory of its processes: roughly what CRIU writes.
     pub estimated_bytes: u64,
@@ -80,6 +83,7 @@ impl Manager {
                     let estimated_bytes = pids.iter().map(|p| anonymous_bytes(*p)).sum();
                     preserved.push(PlannedUnit {
                         name: u.name.clone(),
+                        main_pid: u.main_pid.unwrap_or(0) as u32,
                         priority: cfg.live_upgrade.priority,
                         pids,
                         estimated_bytes,

@@ -75,6 +75,12 @@ pub fn run(
         );
         false
     };
+    for unit in plan.preserved.clone() {
+        check(
+            &format!("unit {}", unit.name),
+            one_tree(unit.main_pid, &unit.pids),
+        );
+    }
     check(
         "criu",
         executable(&config.criu)
@@ -97,6 +103,49 @@ pub fn run(
                 detail: e.to_string(),
             });
         }
+    }
+}
+
+/// CRIU dumps the tree under one process: every process of the unit
+/// must descend from its main process.
+fn one_tree(main_pid: u32, pids: &[u32]) -> Result<String, String> {
+    if main_pid == 0 {
+        return Err("no main process to checkpoint".into());
+    }
+    let mut tree = vec![main_pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let pid = tree[i];
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for task in tasks {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            tree.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+        i += 1;
+    }
+    let outside: Vec<String> = pids
+        .iter()
+        .filter(|p| !tree.contains(p))
+        .map(u32::to_string)
+        .collect();
+    if outside.is_empty() {
+        Ok(format!(
+            "{} processes under main PID {main_pid}",
+            pids.len()
+        ))
+    } else {
+        Err(format!(
+            "PIDs {} are not descendants of main PID {main_pid}: CRIU checkpoints one process tree",
+            outside.join(" ")
+        ))
     }
 }
 
@@ -190,6 +239,21 @@ mod tests {
         assert!(store_capacity(Path::new("/tmp/relive-no-such-store/x"), 1024, 0.25).is_ok());
         let e = store_capacity(Path::new("/tmp"), u64::MAX / 4, 0.25).unwrap_err();
         assert!(e.contains("needed"), "{e}");
+    }
+
+    #[test]
+    fn a_process_outside_the_main_tree_is_refused() {
+        let me = std::process::id();
+        let child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert!(one_tree(me, &[me, child.id()]).is_ok());
+        let e = one_tree(child.id(), &[child.id(), me]).unwrap_err();
+        assert!(e.contains(&format!("PIDs {me} are not descendants")), "{e}");
+        let mut child = child;
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

@@ -12,6 +12,9 @@ use crate::manager::state::{ActiveState, JobKind, ManagerState, SubState};
 use relive_config::Config;
 use std::path::{Path, PathBuf};
 
+/// Where CRIU's logs of the last upgrade are kept.
+pub const CRIU_LOGS: &str = "/var/log/relive/upgrade";
+
 /// Where the last upgrade's report is kept.
 pub const REPORT_PATH: &str = "/var/lib/relive/last-upgrade.json";
 
@@ -184,6 +187,9 @@ pub fn resume(
         report.kernel_to,
         report.longest_stoppage_ms
     );
+    if let Err(e) = store.keep_logs(Path::new(CRIU_LOGS)) {
+        tracing::warn!("cannot keep CRIU's logs: {e}");
+    }
     // The images hold process memory: not kept a moment longer than needed.
     if let Err(e) = store.wipe() {
         tracing::error!("cannot wipe the upgrade store: {e}");

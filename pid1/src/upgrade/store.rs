@@ -213,6 +213,31 @@ impl Store {
         Ok(())
     }
 
+    /// Copies CRIU's logs (dump.log, restore.log) of every unit to `dest`
+    /// as UNIT-dump.log..., before the store (and its images) is wiped:
+    /// the logs hold no process memory and explain what happened.
+    pub fn keep_logs(&self, dest: &Path) -> Result<(), StoreError> {
+        let images = self.root.join("images");
+        let Ok(units) = fs::read_dir(&images) else {
+            return Ok(());
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dest)
+            .map_err(io_err(dest))?;
+        for unit in units.flatten() {
+            for log in ["dump.log", "restore.log"] {
+                let from = unit.path().join(log);
+                if from.exists() {
+                    let to = dest.join(format!("{}-{log}", unit.file_name().to_string_lossy()));
+                    fs::copy(&from, &to).map_err(io_err(&to))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes of a unit's images.
     pub fn unit_bytes(&self, unit: &str) -> u64 {
         let dir = self.root.join("images").join(unit);
