@@ -38,7 +38,7 @@ export DEBIAN_FRONTEND=noninteractive
 "${APT[@]}" install --no-install-recommends -t bookworm-backports qemu-system-x86
 "${APT[@]}" install --no-install-recommends \
 	mkosi debootstrap systemd-container e2fsprogs zstd openssh-client util-linux \
-	ca-certificates
+	ca-certificates criu protobuf-compiler
 
 qemu-system-x86_64 --version | head -1
 mkosi --version

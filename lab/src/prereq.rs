@@ -23,6 +23,10 @@ const TOOLS: &[(&str, &str)] = &[
     ("ssh-keygen", "openssh-client"),
     ("unshare", "util-linux"),
     ("apt-cache", "apt"),
+    // Building relive itself: its CRIU client is generated from Debian's
+    // /usr/include/criu/rpc.proto with protoc.
+    ("criu", "criu"),
+    ("protoc", "protobuf-compiler"),
 ];
 
 /// Looks a program up in $PATH and the sbin directories (which a non-login
