@@ -1,9 +1,13 @@
 //! Fault injection for tests of the abort path: inert unless the file
 //! /run/relive/fault-inject exists (root only: /run/relive is relive's).
 //!
-//! Each line names a fault and a unit, e.g. `dump-fail relive-counter.service`:
-//! the dump of that unit fails as if CRIU had refused it, after the units
-//! before it were checkpointed, so that the undo path runs for real.
+//! Each line names a fault and a unit:
+//! - `dump-fail UNIT`: the dump of that unit fails as if CRIU had refused
+//!   it, after the units before it were checkpointed, so that the undo path
+//!   runs for real;
+//! - `restore-fail UNIT`: its restore fails (after the kexec, or on the old
+//!   kernel during an undo), so the unit starts afresh and the report says
+//!   its state was lost. The file travels in the store across the kexec.
 
 use std::path::Path;
 
@@ -14,7 +18,7 @@ pub fn injected(fault: &str, unit: &str) -> bool {
     injected_in(Path::new(FAULT_FILE), fault, unit)
 }
 
-fn injected_in(file: &Path, fault: &str, unit: &str) -> bool {
+pub fn injected_in(file: &Path, fault: &str, unit: &str) -> bool {
     let Ok(text) = std::fs::read_to_string(file) else {
         return false;
     };

@@ -152,6 +152,10 @@ impl Parking<'_> {
     ) -> Result<std::convert::Infallible, String> {
         let started_usec = wall_usec();
         let store = Store::create(&self.config.store_dir).map_err(|e| e.to_string())?;
+        // Injected faults for the new kernel travel with the store.
+        if Path::new(super::fault::FAULT_FILE).exists() {
+            let _ = std::fs::copy(super::fault::FAULT_FILE, store.root.join("fault-inject"));
+        }
         for name in &plan.restarted {
             (self.progress)(Progress::new("stop", name, 0, "stopping (Mode=restart)"));
             run_job(self.commands, name, JobKind::Stop)?;
