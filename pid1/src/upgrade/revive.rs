@@ -24,6 +24,13 @@ pub fn restore(
     criu: &Path,
     cgroup_root: &Path,
 ) -> Result<Revived, String> {
+    if super::fault::injected_in(
+        &store.root.join("fault-inject"),
+        "restore-fail",
+        &record.name,
+    ) {
+        return Err("injected fault (restore-fail)".into());
+    }
     store
         .verify_unit(&record.name)
         .map_err(|e| format!("images refused: {e}"))?;
