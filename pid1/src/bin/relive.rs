@@ -155,6 +155,11 @@ fn prepare_system(config: &Config, scope: Scope, pid_floor: u32) {
         Err(e) => tracing::warn!("cannot prepare the PID space: {e}"),
     }
     if scope == Scope::Machine {
+        match machine::ensure_machine_id(std::path::Path::new("/etc/machine-id")) {
+            Ok(Some(id)) => tracing::info!("machine ID initialized: {id}"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot initialize /etc/machine-id: {e}"),
+        }
         // ctrl-alt-del sends SIGINT to PID 1 instead of rebooting at once.
         let _ = nix::sys::reboot::set_cad_enabled(false);
     }

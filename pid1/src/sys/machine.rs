@@ -139,3 +139,45 @@ pub fn remount_root(read_only: bool) -> nix::Result<()> {
     };
     nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
 }
+
+/// Gives the machine an ID if /etc/machine-id is missing, empty or
+/// "uninitialized" (an image's first boot): 128 random bits as 32 hex
+/// digits, written in place so that it stays the same across reboots and
+/// live upgrades. Returns the new ID, or None if there already was one.
+pub fn ensure_machine_id(path: &std::path::Path) -> io::Result<Option<String>> {
+    let current = fs::read_to_string(path).unwrap_or_default();
+    let current = current.trim();
+    if current.len() == 32 && current.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
+    // A version 4 UUID, as systemd makes them.
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    fs::write(path, format!("{id}\n"))?;
+    fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
+    Ok(Some(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_uninitialized_machine_id_is_replaced_once() {
+        let path = std::env::temp_dir().join(format!("relive-machine-id-{}", std::process::id()));
+        fs::write(&path, "uninitialized\n").unwrap();
+        let id = ensure_machine_id(&path).unwrap().expect("a new ID");
+        assert_eq!(id.len(), 32);
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{id}\n"));
+        assert_eq!(
+            ensure_machine_id(&path).unwrap(),
+            None,
+            "a valid ID is kept"
+        );
+        let _ = fs::remove_file(path);
+    }
+}
