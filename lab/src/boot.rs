@@ -34,6 +34,9 @@ pub struct Options {
     /// the image itself stays the same for every boot).
     pub extra_units: Vec<disk::ExtraUnit>,
     pub ready_when: ReadyWhen,
+    /// Without QEMU's -no-reboot: a guest reboot boots the same kernel
+    /// again in the same QEMU (and panic=-1 would loop: bench only).
+    pub allow_reboot: bool,
 }
 
 impl Options {
@@ -45,6 +48,7 @@ impl Options {
             timeout: Duration::from_secs(300),
             extra_units: Vec::new(),
             ready_when: ReadyWhen::Usable,
+            allow_reboot: false,
         }
     }
 }
@@ -160,6 +164,7 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
         echo_port,
         serial_log: serial_log.clone(),
         stderr_log: qemu_stderr.clone(),
+        allow_reboot: opts.allow_reboot,
     };
     eprintln!(
         "relive-lab: booting {} with init={} ({accel:?}), serial log {}",

@@ -104,8 +104,26 @@ pub fn check_kernel(paths: &Paths, kernel: &str, interrupt: &Interrupt) -> Resul
     }
     record(echo_check(&booted.guest));
 
-    let off = stop::poweroff(paths, booted, Duration::from_secs(120), interrupt);
-    record(match off {
+    record(poweroff_verdict(stop::poweroff(
+        paths,
+        booted,
+        Duration::from_secs(120),
+        interrupt,
+    )));
+    // The writable copy (~1 GB in use) is only evidence while debugging.
+    if verdicts.iter().all(|v| v.ok) {
+        let _ = std::fs::remove_file(paths.writable_disk());
+    }
+    eprintln!(
+        "relive-lab: {kernel} checked in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(verdicts)
+}
+
+/// QEMU's exit after `relivectl poweroff`, as a verdict.
+pub fn poweroff_verdict(off: Result<stop::PoweredOff>) -> Verdict {
+    match off {
         Ok(off) => Verdict {
             name: "relivectl poweroff".into(),
             ok: off.clean(),
@@ -127,20 +145,11 @@ pub fn check_kernel(paths: &Paths, kernel: &str, interrupt: &Interrupt) -> Resul
             ok: false,
             detail: format!("{e:#}"),
         },
-    });
-    // The writable copy (~1 GB in use) is only evidence while debugging.
-    if verdicts.iter().all(|v| v.ok) {
-        let _ = std::fs::remove_file(paths.writable_disk());
     }
-    eprintln!(
-        "relive-lab: {kernel} checked in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(verdicts)
 }
 
 /// The boot verdict, printed like the others.
-fn boot_verdict(guest: &Guest) -> Verdict {
+pub fn boot_verdict(guest: &Guest) -> Verdict {
     Verdict {
         name: "boot".into(),
         ok: true,

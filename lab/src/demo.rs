@@ -1,37 +1,92 @@
-//! `relive-lab demo`: boot kernel 6.1 with relive as PID 1, show what it
-//! runs, power off. (The live upgrade joins here once relive can do it.)
+//! `relive-lab demo`: boot kernel 6.1 with relive as PID 1, start the
+//! workloads, show what runs, live-upgrade to 6.12 (detached: the ssh
+//! session that asks is itself in a preserved unit), show relive's upgrade
+//! report and the new `uname -r`, power off.
 
 use crate::boot::{self, Options};
 use crate::guest::Init;
+use crate::image;
 use crate::paths::Paths;
 use crate::signals::Interrupt;
 use crate::ssh;
 use crate::stop;
+use crate::upgrade;
 use anyhow::{bail, Result};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-const KERNEL: &str = "6.1";
+const FROM: &str = "6.1";
+const TO: &str = "6.12";
 
 pub fn demo(paths: &Paths, interrupt: &Interrupt) -> Result<()> {
-    let booted = boot::start(paths, &Options::new(KERNEL, Some(Init::Relive)), interrupt)?;
+    let to_release = image::build_or_reuse(paths, false)?
+        .kernel(TO)?
+        .release
+        .clone();
+    let mut booted = boot::start(paths, &Options::new(FROM, Some(Init::Relive)), interrupt)?;
+    let port = booted.guest.ssh_port;
     eprintln!(
         "relive-lab: {} is up with relive after {:.1} s",
         booted.guest.kernel_release,
         booted.guest.ready_secs.unwrap_or_default()
     );
-    for command in ["relivectl list-units", "uname -r"] {
+    show(
+        paths,
+        port,
+        &[
+            "relivectl list-units",
+            "uname -r",
+            "echo report | nc -q1 127.0.0.1 7001",
+        ],
+    )?;
+
+    let command = format!(
+        "relivectl live-upgrade --detach {}",
+        upgrade::kernel_args(&to_release)
+    );
+    println!("guest# {command}");
+    let mark = upgrade::serial_mark(&booted);
+    let started = Instant::now();
+    println!("{}", upgrade::start_detached(paths, port, &to_release)?);
+    upgrade::wait_serial(
+        &mut booted,
+        mark,
+        &[upgrade::COMPLETE_LINE],
+        &[upgrade::ABORTED_LINE],
+        interrupt,
+    )?;
+    upgrade::wait_ssh(paths, port, interrupt)?;
+    eprintln!(
+        "relive-lab: upgraded; ssh answers {:.1} s after the request",
+        started.elapsed().as_secs_f64()
+    );
+    show(
+        paths,
+        port,
+        &[
+            "relivectl upgrade-report",
+            "uname -r",
+            "echo report | nc -q1 127.0.0.1 7001",
+        ],
+    )?;
+
+    let off = stop::poweroff(paths, booted, Duration::from_secs(120), interrupt)?;
+    println!("powered off in {:.1} s (QEMU {})", off.secs, off.status);
+    if !off.clean() {
+        bail!("the guest did not power off cleanly: {off:?}");
+    }
+    Ok(())
+}
+
+/// Runs each command in the guest, printing it and its output.
+fn show(paths: &Paths, port: u16, commands: &[&str]) -> Result<()> {
+    for command in commands {
         println!("guest# {command}");
-        let out = ssh::run(paths, booted.guest.ssh_port, command)?;
+        let out = ssh::run(paths, port, command)?;
         print!("{}", out.stdout);
         eprint!("{}", out.stderr);
         if !out.success() {
             bail!("`{command}` failed in the guest (exit {:?})", out.code);
         }
-    }
-    let off = stop::poweroff(paths, booted, Duration::from_secs(120), interrupt)?;
-    println!("powered off in {:.1} s (QEMU {})", off.secs, off.status);
-    if !off.clean() {
-        bail!("the guest did not power off cleanly: {off:?}");
     }
     Ok(())
 }

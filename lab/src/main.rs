@@ -11,14 +11,19 @@ mod build;
 mod check;
 mod demo;
 mod disk;
+mod echo_client;
 mod guest;
 mod image;
 mod paths;
 mod prereq;
 mod qemu;
+mod shell;
 mod signals;
 mod ssh;
 mod stop;
+mod upgrade;
+mod upgrade_bench;
+mod upgrade_check;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -83,9 +88,27 @@ enum Verb {
         #[arg(long, value_parser = ["6.1", "6.12"])]
         kernel: Vec<String>,
     },
+    /// A live upgrade under load: an injected dump failure first (all
+    /// undone on the old kernel), then the real one; checks the workloads,
+    /// an echo connection, an ssh session, PIDs, the report. Without
+    /// --from/--to: 6.1 -> 6.12, then 6.12 -> 6.1.
+    UpgradeCheck {
+        #[arg(long, value_parser = ["6.1", "6.12"], requires = "to")]
+        from: Option<String>,
+        #[arg(long, value_parser = ["6.1", "6.12"], requires = "from")]
+        to: Option<String>,
+    },
     /// Boot 6.1 with relive, show `relivectl list-units` and `uname -r`,
-    /// power off.
+    /// live-upgrade to 6.12, show the upgrade report and `uname -r`, power
+    /// off.
     Demo,
+    /// One live upgrade (6.1 -> 6.12) and one cold reboot of the same VM:
+    /// per-unit stoppage, the echo client's largest gap, blackout ratio.
+    BenchUpgrade {
+        /// Print the figures as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Boot the same image with systemd, then with relive, N rounds; print
     /// time to multi-user.target and PID 1's memory, medians and ratios.
     BenchBoot {
@@ -249,6 +272,51 @@ fn run(verb: Verb) -> Result<ExitCode> {
             } else {
                 println!("lab checks FAILED in {secs:.0} s: {}", failed.join(", "));
                 return Ok(ExitCode::FAILURE);
+            }
+        }
+        Verb::UpgradeCheck { from, to } => {
+            if let Some(reason) = check::cannot_run() {
+                println!("relive-lab upgrade-check: SKIPPED: {reason}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let interrupt = prepare(&paths)?;
+            let pairs = match (from, to) {
+                (Some(from), Some(to)) if from == to => {
+                    bail!("--from and --to are the same kernel")
+                }
+                (Some(from), Some(to)) => vec![(from, to)],
+                _ => vec![("6.1".into(), "6.12".into()), ("6.12".into(), "6.1".into())],
+            };
+            let mut passed = true;
+            for (from, to) in &pairs {
+                let started = Instant::now();
+                let label = format!("{from} -> {to}");
+                match upgrade_check::upgrade_check(&paths, from, to, &interrupt) {
+                    Ok(verdicts) => {
+                        passed &= upgrade_check::summarize(
+                            &label,
+                            &verdicts,
+                            started.elapsed().as_secs_f64(),
+                        )
+                    }
+                    Err(e) => {
+                        println!("FAIL {label} boot: {e:#}");
+                        passed = false;
+                    }
+                }
+                interrupt.check()?;
+            }
+            if !passed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Verb::BenchUpgrade { json } => {
+            let interrupt = prepare(&paths)?;
+            let figures = upgrade_bench::bench(&paths, &interrupt)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            } else {
+                upgrade_bench::print_table(&figures);
             }
         }
         Verb::Demo => {

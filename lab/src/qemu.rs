@@ -37,6 +37,9 @@ pub struct Config {
     pub echo_port: u16,
     pub serial_log: PathBuf,
     pub stderr_log: PathBuf,
+    /// A guest reboot restarts the guest in the same QEMU (bench-upgrade's
+    /// cold reboot) instead of ending QEMU.
+    pub allow_reboot: bool,
 }
 
 impl Config {
@@ -56,8 +59,6 @@ impl Config {
                 "-monitor",
                 "none",
             ])
-            // Guest reboots end QEMU instead of looping; kexec is not a reset.
-            .arg("-no-reboot")
             .arg("-serial")
             .arg(format!("file:{}", self.serial_log.display()))
             .arg("-kernel")
@@ -76,6 +77,10 @@ impl Config {
             .args(["-device", "virtio-net-pci,netdev=net0"]);
         if self.snapshot {
             cmd.arg("-snapshot");
+        }
+        if !self.allow_reboot {
+            // Guest reboots end QEMU instead of looping; kexec is not a reset.
+            cmd.arg("-no-reboot");
         }
         cmd
     }
@@ -216,6 +221,7 @@ mod tests {
             echo_port: 0,
             serial_log: PathBuf::new(),
             stderr_log: PathBuf::new(),
+            allow_reboot: false,
         };
         let result = std::panic::catch_unwind(move || {
             let _qemu = Qemu {

@@ -41,6 +41,29 @@ pub fn command(paths: &Paths, port: u16) -> Command {
 const PROBE_CONNECT_TIMEOUT_SECS: u32 = 3;
 
 fn command_with_timeout(paths: &Paths, port: u16, connect_timeout: u32) -> Command {
+    let mut cmd = base(paths, port, connect_timeout);
+    // A dead guest ends the command within 30 s.
+    cmd.args([
+        "-o",
+        "ServerAliveInterval=5",
+        "-o",
+        "ServerAliveCountMax=6",
+        "root@127.0.0.1",
+    ]);
+    cmd
+}
+
+/// An interactive login session that must outlive a live upgrade: no keepalive (the guest is
+/// silent for tens of seconds under TCG while its sshd is parked; QEMU's
+/// user network holds the host side of the connection meanwhile).
+pub fn interactive(paths: &Paths, port: u16) -> Command {
+    let mut cmd = base(paths, port, 10);
+    // -tt: a pty in the guest although our stdin is a pipe.
+    cmd.args(["-o", "ServerAliveInterval=0", "-tt", "root@127.0.0.1"]);
+    cmd
+}
+
+fn base(paths: &Paths, port: u16, connect_timeout: u32) -> Command {
     let mut cmd = Command::new("ssh");
     cmd.arg("-i")
         .arg(paths.ssh_key())
@@ -58,11 +81,6 @@ fn command_with_timeout(paths: &Paths, port: u16, connect_timeout: u32) -> Comma
             "LogLevel=ERROR",
             "-o",
             &format!("ConnectTimeout={connect_timeout}"),
-            "-o",
-            "ServerAliveInterval=5",
-            "-o",
-            "ServerAliveCountMax=6",
-            "root@127.0.0.1",
         ]);
     cmd
 }

@@ -84,9 +84,16 @@ pub fn render_report(r: &UpgradeReport) -> String {
         ms(r.kexec_usec, r.resumed_usec),
         ms(r.started_usec, r.finished_usec)
     );
+    let width = r
+        .units
+        .iter()
+        .map(|u| u.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     let _ = writeln!(
         out,
-        "{:<28} {:<8} {:>4} {:>10} {:>9} {:>10} {:>10}  OUTCOME / PIDS",
+        "{:<width$} {:<8} {:>4} {:>10} {:>9} {:>10} {:>10}  OUTCOME / PIDS",
         "UNIT", "MODE", "PRIO", "IMAGE", "DUMP", "RESTORE", "STOPPAGE"
     );
     let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} ms"));
@@ -104,7 +111,7 @@ pub fn render_report(r: &UpgradeReport) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<28} {:<8} {:>4} {:>10} {:>9} {:>10} {:>10}  {} {}",
+            "{:<width$} {:<8} {:>4} {:>10} {:>9} {:>10} {:>10}  {} {}",
             u.name,
             u.mode,
             u.priority,

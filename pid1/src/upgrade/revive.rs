@@ -75,9 +75,12 @@ pub fn restore(
             fd: w.as_fd(),
         })
         .collect();
-    let outcome = session
-        .restore(&options, |_| {})
-        .map_err(|e| e.to_string())?;
+    let outcome = {
+        let _unscaled = WindowScalingOff::new();
+        session
+            .restore(&options, |_| {})
+            .map_err(|e| e.to_string())?
+    };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if outcome.pid != record.main_pid {
         tracing::warn!(
@@ -92,4 +95,39 @@ pub fn restore(
         outputs: reads,
         elapsed_ms,
     })
+}
+
+/// TCP window scaling off for the duration of a restore.
+///
+/// CRIU 3.17.1 restores the window-scale option only for connections that
+/// negotiated it. A restored connection that did not (QEMU's user network
+/// never does) otherwise gets the new kernel's own receive scale: it then
+/// advertises a window shrunk by that shift to a peer that never agreed to
+/// scaling — a few bytes — and the connection crawls (an ssh session stalls).
+/// With scaling off while the sockets are created, their scale is 0, as
+/// negotiated; connections that did negotiate scaling get theirs from CRIU.
+struct WindowScalingOff {
+    previous: Option<String>,
+}
+
+const WINDOW_SCALING: &str = "/proc/sys/net/ipv4/tcp_window_scaling";
+
+impl WindowScalingOff {
+    fn new() -> WindowScalingOff {
+        let previous = std::fs::read_to_string(WINDOW_SCALING).ok();
+        if previous.as_deref().map(str::trim) != Some("0") {
+            if let Err(e) = std::fs::write(WINDOW_SCALING, "0") {
+                tracing::warn!("{WINDOW_SCALING}: {e}");
+            }
+        }
+        WindowScalingOff { previous }
+    }
+}
+
+impl Drop for WindowScalingOff {
+    fn drop(&mut self) {
+        if let Some(previous) = &self.previous {
+            let _ = std::fs::write(WINDOW_SCALING, previous.trim());
+        }
+    }
 }

@@ -1,0 +1,319 @@
+//! What `upgrade-check`, `demo` and `bench-upgrade` share: starting a
+//! detached live upgrade in the guest, waiting for its outcome on the
+//! serial console, relive's upgrade report, and the preserved units' PIDs.
+
+use crate::boot::Booted;
+use crate::paths::Paths;
+use crate::signals::Interrupt;
+use crate::ssh;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// The lab's preserved units (mkosi/README.md), in no particular order.
+pub const PRESERVED: &[&str] = &[
+    "ssh.service",
+    "redis-server.service",
+    "relive-echo.service",
+    "relive-counter.service",
+];
+
+/// relive's serial lines (pid1/src/upgrade/): the end of an upgrade on the
+/// new kernel, and of an abort on the old one.
+pub const COMPLETE_LINE: &str = "complete; longest stoppage";
+pub const ABORTED_LINE: &str = "live upgrade aborted";
+pub const UNDONE_LINE: &str = "every service runs on the old kernel again";
+
+/// Under TCG an upgrade takes ~50 s; a slow host triples that.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(400);
+
+/// The guest's paths of a kernel and its initrd (the image's /boot).
+pub fn kernel_args(release: &str) -> String {
+    format!("--kernel /boot/vmlinuz-{release} --initrd /boot/initrd.img-{release} --reuse-cmdline")
+}
+
+/// `relivectl live-upgrade --detach`: returns after relive's preflight
+/// (which must pass); relive goes on once this ssh session is gone. The
+/// session runs inside ssh.service, a preserved unit, so it cannot wait for
+/// the outcome: the serial console tells it (`wait_serial`).
+pub fn start_detached(paths: &Paths, port: u16, release: &str) -> Result<String> {
+    let out = ssh::run(
+        paths,
+        port,
+        &format!("relivectl live-upgrade --detach {}", kernel_args(release)),
+    )?;
+    if !out.success() {
+        bail!(
+            "relivectl live-upgrade --detach failed (exit {:?}): {}{}",
+            out.code,
+            out.stdout,
+            out.stderr
+        );
+    }
+    Ok(format!("{}{}", out.stdout, out.stderr).trim().to_owned())
+}
+
+/// The serial log's length now: later waits look only past it.
+pub fn serial_mark(booted: &Booted) -> usize {
+    std::fs::read(&booted.qemu.config.serial_log).map_or(0, |b| b.len())
+}
+
+/// Waits until every one of `needles` appears in the serial log after
+/// `mark`; fails early on an `unwanted` line, a kernel panic or QEMU's exit.
+pub fn wait_serial(
+    booted: &mut Booted,
+    mark: usize,
+    needles: &[&str],
+    unwanted: &[&str],
+    interrupt: &Interrupt,
+) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        interrupt.check()?;
+        let log = std::fs::read(&booted.qemu.config.serial_log).unwrap_or_default();
+        let new = String::from_utf8_lossy(log.get(mark..).unwrap_or_default());
+        if needles.iter().all(|n| new.contains(n)) {
+            return Ok(started.elapsed());
+        }
+        if let Some(line) = new.lines().find(|l| unwanted.iter().any(|u| l.contains(u))) {
+            bail!(
+                "waiting for {needles:?}, the serial log said: {}",
+                line.trim()
+            );
+        }
+        if new.contains("Kernel panic") {
+            bail!(
+                "kernel panic (serial log {})",
+                booted.guest.serial_log.display()
+            );
+        }
+        if let Some(status) = booted.qemu.try_wait()? {
+            bail!("QEMU exited ({status}) during the upgrade");
+        }
+        if started.elapsed() > UPGRADE_TIMEOUT {
+            bail!(
+                "no {needles:?} in the serial log {} after {UPGRADE_TIMEOUT:?}",
+                booted.guest.serial_log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Waits until sshd answers again (after the upgrade's stoppage).
+pub fn wait_ssh(paths: &Paths, port: u16, interrupt: &Interrupt) -> Result<()> {
+    let started = Instant::now();
+    while !ssh::probe(paths, port) {
+        interrupt.check()?;
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("ssh does not answer after the upgrade");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// `relivectl --json upgrade-report` (pid1/src/upgrade/report.rs).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Report {
+    pub kernel_from: String,
+    pub kernel_to: String,
+    pub started_usec: u64,
+    #[serde(default)]
+    pub kexec_usec: u64,
+    #[serde(default)]
+    pub resumed_usec: u64,
+    #[serde(default)]
+    pub finished_usec: u64,
+    pub units: Vec<UnitReport>,
+    #[serde(default)]
+    pub total_image_bytes: u64,
+    #[serde(default)]
+    pub longest_stoppage_ms: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UnitReport {
+    pub name: String,
+    pub mode: String,
+    #[serde(default)]
+    pub priority: u32,
+    #[serde(default)]
+    pub main_pid: u32,
+    #[serde(default)]
+    pub image_bytes: u64,
+    #[serde(default)]
+    pub dump_ms: f64,
+    pub restore_ms: Option<f64>,
+    #[serde(default)]
+    pub frozen_usec: u64,
+    pub running_usec: Option<u64>,
+    pub outcome: String,
+}
+
+impl UnitReport {
+    /// Frozen on the old kernel until running on the new one.
+    pub fn stoppage_ms(&self) -> Option<f64> {
+        let running = self.running_usec?;
+        (self.frozen_usec > 0 && running > self.frozen_usec)
+            .then(|| (running - self.frozen_usec) as f64 / 1000.0)
+    }
+}
+
+pub fn report(paths: &Paths, port: u16) -> Result<Report> {
+    let out = ssh::run(paths, port, "relivectl --json upgrade-report")?;
+    if !out.success() {
+        bail!("relivectl upgrade-report failed: {}", out.stderr.trim());
+    }
+    serde_json::from_str(out.stdout.trim()).context("parsing relivectl --json upgrade-report")
+}
+
+/// The preserved units' main PIDs and cgroup PIDs, and the PIDs of the ssh
+/// session that asked (transient: they are gone once it ends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pids {
+    pub units: BTreeMap<String, (u32, BTreeSet<u32>)>,
+    pub transient: BTreeSet<u32>,
+}
+
+impl Pids {
+    pub fn read(paths: &Paths, port: u16) -> Result<Pids> {
+        // Transient, besides the asking shell's ancestry up to the
+        // listener (sshd's session process, bash): relivectl itself, a
+        // child of that shell in ssh.service's cgroup (its PID is printed
+        // first: `exec` keeps it). The listener is not transient: it is
+        // ssh.service's main PID, kept out below.
+        let script = format!(
+            "sh -c 'echo $$; exec relivectl --json status {}'; echo @@; p=$$; while [ \"$p\" -gt 1 ]; do echo $p; \
+             p=$(awk '/^PPid:/{{print $2}}' /proc/$p/status); done",
+            PRESERVED.join(" ")
+        );
+        let out = ssh::run(paths, port, &script)?;
+        let (json, ancestry) = out
+            .stdout
+            .split_once("@@")
+            .context("relivectl status printed nothing")?;
+        let (relivectl, json) = json
+            .trim()
+            .split_once('\n')
+            .context("relivectl status printed nothing")?;
+        let statuses: Vec<serde_json::Value> =
+            serde_json::from_str(json.trim()).context("parsing relivectl --json status")?;
+        let mut units = BTreeMap::new();
+        for s in statuses {
+            let name = s["name"].as_str().unwrap_or_default().to_owned();
+            let main = s["main_pid"].as_u64().unwrap_or(0) as u32;
+            let pids = s["pids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_u64())
+                        .map(|p| p as u32)
+                        .collect()
+                })
+                .unwrap_or_default();
+            units.insert(name, (main, pids));
+        }
+        let mains: BTreeSet<u32> = units.values().map(|(m, _)| *m).collect();
+        let transient = ancestry
+            .split_whitespace()
+            .chain([relivectl.trim()])
+            .filter_map(|p| p.parse().ok())
+            .filter(|p| !mains.contains(p))
+            .collect();
+        Ok(Pids { units, transient })
+    }
+
+    /// Each unit's PIDs without the asking session's.
+    pub fn lasting(&self) -> BTreeMap<String, (u32, BTreeSet<u32>)> {
+        self.units
+            .iter()
+            .map(|(name, (main, pids))| {
+                (
+                    name.clone(),
+                    (*main, pids.difference(&self.transient).copied().collect()),
+                )
+            })
+            .collect()
+    }
+
+    /// "" when `after` has the same main PIDs and lasting PIDs; else what
+    /// differs.
+    pub fn differences(&self, after: &Pids) -> String {
+        let (before, after) = (self.lasting(), after.lasting());
+        let mut diffs = Vec::new();
+        for (name, (main, pids)) in &before {
+            match after.get(name) {
+                None => diffs.push(format!("{name}: gone")),
+                Some((main2, pids2)) => {
+                    if main != main2 || *main == 0 {
+                        diffs.push(format!("{name}: main PID {main} -> {main2}"));
+                    }
+                    if pids != pids2 {
+                        diffs.push(format!("{name}: PIDs {pids:?} -> {pids2:?}"));
+                    }
+                }
+            }
+        }
+        diffs.join("; ")
+    }
+
+    pub fn summary(&self) -> String {
+        self.lasting()
+            .iter()
+            .map(|(name, (main, pids))| format!("{name} {main} {pids:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// relive-counter's report (workloads/), asked in the guest.
+pub fn counter(paths: &Paths, port: u16) -> Result<relive_workloads::Report> {
+    let out = ssh::run(paths, port, "echo report | nc -q1 127.0.0.1 7001")?;
+    relive_workloads::Report::parse(out.stdout.trim())
+        .with_context(|| format!("relive-counter said {:?}", out.stdout.trim()))
+}
+
+/// The upgrade report as a table: per unit, mode, outcome, images, dump,
+/// restore and stoppage.
+pub fn print_report(report: &Report) {
+    println!(
+        "upgrade {} -> {}: {} units, images {:.1} MiB, longest stoppage {:.0} ms, \
+         freeze-to-finish {:.1} s (kexec at +{:.1} s, resumed at +{:.1} s)",
+        report.kernel_from,
+        report.kernel_to,
+        report.units.len(),
+        report.total_image_bytes as f64 / 1048576.0,
+        report.longest_stoppage_ms,
+        secs_between(report.started_usec, report.finished_usec),
+        secs_between(report.started_usec, report.kexec_usec),
+        secs_between(report.started_usec, report.resumed_usec),
+    );
+    println!(
+        "  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  outcome",
+        "unit", "mode", "prio", "pid", "image KiB", "dump ms", "restore ms", "stoppage ms"
+    );
+    for u in &report.units {
+        println!(
+            "  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  {}",
+            u.name,
+            u.mode,
+            u.priority,
+            u.main_pid,
+            u.image_bytes / 1024,
+            format!("{:.0}", u.dump_ms),
+            u.restore_ms.map_or("-".into(), |r| format!("{r:.0}")),
+            u.stoppage_ms().map_or("-".into(), |s| format!("{s:.0}")),
+            u.outcome
+        );
+    }
+}
+
+fn secs_between(from: u64, to: u64) -> f64 {
+    if to > from {
+        (to - from) as f64 / 1e6
+    } else {
+        0.0
+    }
+}

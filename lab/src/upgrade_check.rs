@@ -1,0 +1,463 @@
+//! `relive-lab upgrade-check --from A --to B`: a live upgrade under load,
+//! first made to fail (an injected dump failure: everything must be undone
+//! on the old kernel), then for real. One process owns QEMU throughout; the
+//! guest runs on a writable disk copy, so the poweroff at the end is also
+//! checked with `e2fsck -fn` after two kernels have used the file system.
+//!
+//! Watched across both attempts: relive-counter (same PID, counting on,
+//! buffer checksum intact), redis keys (persistence off: memory only), a
+//! host-side echo client on one TCP connection (every line back, in order),
+//! an interactive ssh session, and every preserved unit's PIDs.
+
+use crate::boot::{self, Booted, Options};
+use crate::check::{self, Verdict};
+use crate::echo_client::EchoClient;
+use crate::guest::Init;
+use crate::image;
+use crate::paths::Paths;
+use crate::shell::Shell;
+use crate::signals::Interrupt;
+use crate::ssh;
+use crate::stop;
+use crate::upgrade::{self, Pids};
+use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
+
+const REDIS_KEYS: &str = "relive:a 1 relive:b two relive:c 3";
+const REDIS_VALUES: &str = "1\ntwo\n3";
+const FAULT_FILE: &str = "/run/relive/fault-inject";
+
+/// Prints each verdict as it comes (`ok`/`FAIL`, like `check`).
+struct Verdicts {
+    label: String,
+    all: Vec<Verdict>,
+}
+
+impl Verdicts {
+    fn record(&mut self, name: &str, ok: bool, detail: impl Into<String>) -> bool {
+        let verdict = Verdict {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        };
+        println!(
+            "{} {} {}: {}",
+            if ok { "ok  " } else { "FAIL" },
+            self.label,
+            verdict.name,
+            verdict.detail
+        );
+        self.all.push(verdict);
+        ok
+    }
+
+    fn push(&mut self, verdict: Verdict) {
+        let Verdict { name, ok, detail } = verdict;
+        self.record(&name, ok, detail);
+    }
+}
+
+/// Everything watched across the upgrades.
+struct Watch {
+    echo: EchoClient,
+    shell: Shell,
+    pids: Pids,
+}
+
+pub fn upgrade_check(
+    paths: &Paths,
+    from: &str,
+    to: &str,
+    interrupt: &Interrupt,
+) -> Result<Vec<Verdict>> {
+    let started = Instant::now();
+    let image = image::build_or_reuse(paths, false)?;
+    let (from_release, to_release) = (
+        image.kernel(from)?.release.clone(),
+        image.kernel(to)?.release.clone(),
+    );
+    let opts = Options {
+        writable: true,
+        ..Options::new(from, Some(Init::Relive))
+    };
+    let mut booted = boot::start(paths, &opts, interrupt)?;
+    let mut verdicts = Verdicts {
+        label: format!("{from}->{to}"),
+        all: Vec::new(),
+    };
+    verdicts.push(check::boot_verdict(&booted.guest));
+    let run = Run {
+        paths,
+        from_release: &from_release,
+        to_release: &to_release,
+        interrupt,
+    };
+    // A step that cannot go on (ssh gone, guest dead) ends the scenario;
+    // the poweroff below still runs and says how the guest ended.
+    if let Err(e) = run.scenario(&mut booted, &mut verdicts) {
+        verdicts.record("scenario", false, format!("stopped: {e:#}"));
+    }
+    verdicts.push(check::poweroff_verdict(stop::poweroff(
+        paths,
+        booted,
+        Duration::from_secs(120),
+        interrupt,
+    )));
+    if verdicts.all.iter().all(|v| v.ok) {
+        let _ = std::fs::remove_file(paths.writable_disk());
+    }
+    eprintln!(
+        "relive-lab: upgrade {from} -> {to} checked in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(verdicts.all)
+}
+
+struct Run<'a> {
+    paths: &'a Paths,
+    from_release: &'a str,
+    to_release: &'a str,
+    interrupt: &'a Interrupt,
+}
+
+impl Run<'_> {
+    fn sh(&self, booted: &Booted, script: &str) -> Result<ssh::Output> {
+        self.interrupt.check()?;
+        ssh::run(self.paths, booted.guest.ssh_port, script)
+    }
+
+    fn scenario(&self, booted: &mut Booted, v: &mut Verdicts) -> Result<()> {
+        let port = booted.guest.ssh_port;
+        // Memory-only redis: keys that survive prove the process did.
+        let out = self.sh(
+            booted,
+            &format!(
+                "redis-cli config set save '' >/dev/null && redis-cli config set appendonly no >/dev/null \
+                 && redis-cli mset {REDIS_KEYS}"
+            ),
+        )?;
+        v.record(
+            "redis keys set (no persistence)",
+            out.stdout.trim() == "OK",
+            out.stdout.trim(),
+        );
+        let counter0 = upgrade::counter(self.paths, port)?;
+        v.record(
+            "counter before",
+            counter0.matches(),
+            counter_line(&counter0),
+        );
+        let echo = EchoClient::start(booted.guest.echo_port)?;
+        let mut shell = Shell::open(self.paths, port)?;
+        let release = shell.ask("uname -r", Duration::from_secs(30))?;
+        v.record(
+            "interactive ssh session open",
+            release == self.from_release,
+            format!("uname -r: {release}"),
+        );
+        let pids = Pids::read(self.paths, port)?;
+        v.record(
+            "preserved units' PIDs",
+            pids.units.len() == upgrade::PRESERVED.len(),
+            pids.summary(),
+        );
+        let mut watch = Watch { echo, shell, pids };
+
+        self.abort(booted, v, &mut watch, &counter0)?;
+        self.upgrade(booted, v, &mut watch)?;
+
+        // (b) over the whole run: one connection, every line back in order.
+        let Watch { echo, shell, .. } = watch;
+        let stats = echo.finish();
+        v.record(
+            "(b) echo client, both attempts",
+            stats.error.is_none() && stats.echoed == stats.sent && stats.sent > 0,
+            stats.summary(),
+        );
+        shell.close();
+        Ok(())
+    }
+
+    /// (g) An injected dump failure of a unit frozen after others: relive
+    /// must restore the dumped ones from their images on the old kernel.
+    fn abort(
+        &self,
+        booted: &mut Booted,
+        v: &mut Verdicts,
+        watch: &mut Watch,
+        counter0: &relive_workloads::Report,
+    ) -> Result<()> {
+        let port = booted.guest.ssh_port;
+        let plan = self.sh(
+            booted,
+            &format!(
+                "relivectl live-upgrade --dry-run --json {}",
+                upgrade::kernel_args(self.to_release)
+            ),
+        )?;
+        let plan: serde_json::Value =
+            serde_json::from_str(plan.stdout.trim()).context("parsing the --dry-run plan")?;
+        let order: Vec<String> = plan["preserved"]
+            .as_array()
+            .context("plan has no `preserved`")?
+            .iter()
+            .filter_map(|u| u["name"].as_str().map(str::to_owned))
+            .collect();
+        // Not the first one frozen (then nothing would be undone), not ssh
+        // (our own sessions).
+        let victim = order
+            .iter()
+            .skip(1)
+            .find(|u| *u != "ssh.service")
+            .context("the plan has fewer than two preserved units")?
+            .clone();
+        v.record(
+            "fault target",
+            true,
+            format!("freeze order {}; dump-fail {victim}", order.join(", ")),
+        );
+        self.sh(booted, &format!("echo 'dump-fail {victim}' > {FAULT_FILE}"))?;
+        let mark = upgrade::serial_mark(booted);
+        upgrade::start_detached(self.paths, port, self.to_release)?;
+        let waited = upgrade::wait_serial(
+            booted,
+            mark,
+            &[upgrade::ABORTED_LINE, upgrade::UNDONE_LINE],
+            &[upgrade::COMPLETE_LINE],
+            self.interrupt,
+        )?;
+        let log = std::fs::read(&booted.guest.serial_log).unwrap_or_default();
+        let log = String::from_utf8_lossy(&log[mark.min(log.len())..]).into_owned();
+        let aborted = log
+            .lines()
+            .find(|l| l.contains(upgrade::ABORTED_LINE))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        v.record(
+            "abort: relive undid the upgrade",
+            aborted.contains(&victim),
+            format!("after {:.1} s: {aborted}", waited.as_secs_f64()),
+        );
+        self.sh(booted, &format!("rm -f {FAULT_FILE}"))?;
+        upgrade::wait_ssh(self.paths, port, self.interrupt)?;
+
+        let out = self.sh(
+            booted,
+            "uname -r; cat /sys/kernel/kexec_loaded; test -e /var/lib/relive/upgrade && echo store-left || echo store-gone",
+        )?;
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        v.record(
+            "abort: old kernel, kexec unloaded, store wiped",
+            lines == [self.from_release, "0", "store-gone"],
+            out.stdout.trim().replace('\n', " | "),
+        );
+        self.common_checks(booted, v, watch, counter0, "abort")?;
+        Ok(())
+    }
+
+    /// The real upgrade, then (a)–(h).
+    fn upgrade(&self, booted: &mut Booted, v: &mut Verdicts, watch: &mut Watch) -> Result<()> {
+        let port = booted.guest.ssh_port;
+        let counter1 = upgrade::counter(self.paths, port)?;
+        let mark = upgrade::serial_mark(booted);
+        let started = Instant::now();
+        let said = upgrade::start_detached(self.paths, port, self.to_release)?;
+        eprintln!("relive-lab: relivectl live-upgrade --detach: {said}");
+        upgrade::wait_serial(
+            booted,
+            mark,
+            &[upgrade::COMPLETE_LINE],
+            &[upgrade::ABORTED_LINE],
+            self.interrupt,
+        )?;
+        upgrade::wait_ssh(self.paths, port, self.interrupt)?;
+        v.record(
+            "upgrade: complete, ssh answers",
+            true,
+            format!("{:.1} s after the request", started.elapsed().as_secs_f64()),
+        );
+        let out = self.sh(booted, "uname -r")?;
+        v.record(
+            "upgrade: uname -r",
+            out.stdout.trim() == self.to_release,
+            out.stdout.trim(),
+        );
+        self.common_checks(booted, v, watch, &counter1, "upgrade")?;
+
+        // (f) the report.
+        let report = upgrade::report(self.paths, port)?;
+        v.record(
+            "report: kernels",
+            report.kernel_from == self.from_release && report.kernel_to == self.to_release,
+            format!("{} -> {}", report.kernel_from, report.kernel_to),
+        );
+        let outcome = |name: &str| {
+            report
+                .units
+                .iter()
+                .find(|u| u.name == name)
+                .map_or("absent".to_owned(), |u| u.outcome.clone())
+        };
+        let preserved: Vec<String> = upgrade::PRESERVED
+            .iter()
+            .map(|u| format!("{u} {}", outcome(u)))
+            .collect();
+        v.record(
+            "report: preserved units restored",
+            upgrade::PRESERVED.iter().all(|u| outcome(u) == "restored"),
+            preserved.join(", "),
+        );
+        let (udevd, net) = (
+            outcome("systemd-udevd.service"),
+            outcome("relive-net.service"),
+        );
+        let active = self.sh(booted, "relivectl is-active relive-net.service")?;
+        v.record(
+            "report: udevd restarted, relive-net rerun and active",
+            udevd == "restarted" && net == "rerun" && active.stdout.trim() == "active",
+            format!(
+                "systemd-udevd.service {udevd}, relive-net.service {net} ({})",
+                active.stdout.trim()
+            ),
+        );
+        let lost: Vec<String> = report
+            .units
+            .iter()
+            .filter(|u| u.outcome.starts_with("state lost"))
+            .map(|u| format!("{}: {}", u.name, u.outcome))
+            .collect();
+        v.record("report: no state lost", lost.is_empty(), lost.join("; "));
+
+        // (h) the control socket is root's only.
+        let out = self.sh(
+            booted,
+            &format!(
+                "setpriv --reuid=65534 --regid=65534 --clear-groups relivectl live-upgrade --dry-run {} 2>&1; echo exit=$?",
+                upgrade::kernel_args(self.to_release)
+            ),
+        )?;
+        let text = out.stdout.trim().replace('\n', " | ");
+        v.record(
+            "non-root caller refused",
+            !text.ends_with("exit=0") && text.contains("exit="),
+            text,
+        );
+
+        upgrade::print_report(&report);
+        Ok(())
+    }
+
+    /// What must hold after the abort and after the upgrade alike.
+    fn common_checks(
+        &self,
+        booted: &Booted,
+        v: &mut Verdicts,
+        watch: &mut Watch,
+        counter_before: &relive_workloads::Report,
+        phase: &str,
+    ) -> Result<()> {
+        let port = booted.guest.ssh_port;
+        // (a)
+        let counter = upgrade::counter(self.paths, port)?;
+        v.record(
+            &format!("{phase}: (a) counter continues"),
+            counter.matches()
+                && counter.pid == counter_before.pid
+                && counter.started_unix == counter_before.started_unix
+                && counter.counter >= counter_before.counter,
+            format!(
+                "before: {}; after: {}",
+                counter_line(counter_before),
+                counter_line(&counter)
+            ),
+        );
+        // (b) so far
+        let stats = watch.echo.wait_more(3, Duration::from_secs(60));
+        v.record(
+            &format!("{phase}: (b) echo connection alive"),
+            stats.is_ok(),
+            stats.map_or_else(|e| format!("{e:#}"), |s| s.summary()),
+        );
+        // (c)
+        let answer = watch.shell.ask("uname -r", Duration::from_secs(60));
+        let want = if phase == "abort" {
+            self.from_release
+        } else {
+            self.to_release
+        };
+        let detail = match &answer {
+            Ok(a) => format!("uname -r in the session opened before: {a}"),
+            // The guest's view of the session's connection, as evidence.
+            Err(e) => format!(
+                "{e:#}; guest sockets: {}",
+                self.sh(
+                    booted,
+                    "ss -tnmi state established '( sport = :22 or sport = :7000 )'"
+                )
+                .map_or_else(
+                    |e| format!("{e:#}"),
+                    |o| o.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+                )
+            ),
+        };
+        v.record(
+            &format!("{phase}: (c) interactive ssh session"),
+            answer.as_deref().is_ok_and(|a| a == want),
+            detail,
+        );
+        // (d)
+        let keys = self.sh(booted, "redis-cli mget relive:a relive:b relive:c")?;
+        v.record(
+            &format!("{phase}: (d) redis keys"),
+            keys.stdout.trim() == REDIS_VALUES,
+            keys.stdout.trim().replace('\n', " "),
+        );
+        // (e) The sessions that ran our commands (and the one that asked
+        // for the upgrade) come and go; everything else must stay.
+        let active = self.sh(
+            booted,
+            &format!("relivectl is-active {}", upgrade::PRESERVED.join(" ")),
+        )?;
+        let pids = Pids::read(self.paths, port)?;
+        let diff = watch.pids.differences(&pids);
+        v.record(
+            &format!("{phase}: (e) preserved units active, same PIDs"),
+            active.success() && diff.is_empty(),
+            if diff.is_empty() {
+                pids.summary()
+            } else {
+                format!("{diff} ({})", active.stdout.trim().replace('\n', " "))
+            },
+        );
+        Ok(())
+    }
+}
+
+fn counter_line(r: &relive_workloads::Report) -> String {
+    format!(
+        "counter={} pid={} match={}",
+        r.counter,
+        r.pid,
+        if r.matches() { "yes" } else { "no" }
+    )
+}
+
+/// `check`-style summary line for the verb; true when all passed.
+pub fn summarize(label: &str, verdicts: &[Verdict], secs: f64) -> bool {
+    let failed: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| !v.ok)
+        .map(|v| v.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        println!("upgrade check {label} passed in {secs:.0} s");
+        true
+    } else {
+        println!(
+            "upgrade check {label} FAILED in {secs:.0} s: {}",
+            failed.join(", ")
+        );
+        false
+    }
+}
