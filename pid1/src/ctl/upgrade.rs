@@ -144,12 +144,14 @@ mod tests {
             preserved: vec![
                 PlannedUnit {
                     name: "counter.service".into(),
+                    main_pid: 20001,
                     priority: 500,
                     pids: vec![20001],
                     estimated_bytes: 16 << 20,
                 },
                 PlannedUnit {
                     name: "echo.service".into(),
+                    main_pid: 20002,
                     priority: 900,
                     pids: vec![20002, 20003],
                     estimated_bytes: 1 << 20,
