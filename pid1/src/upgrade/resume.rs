@@ -80,6 +80,7 @@ pub fn resume(
     }
     let upgrade = &config.upgrade;
     let mut records = std::mem::take(&mut handover.units);
+    let mut lost: Vec<String> = Vec::new();
     // Most critical first.
     for record in records.iter_mut().rev() {
         let name = record.name.clone();
@@ -107,9 +108,8 @@ pub fn resume(
                 let name = record.name.clone();
                 let reason = e.clone();
                 let _ = on_loop(commands, move |m| m.forget_parked(&name, &reason));
-                if let Err(e) = run_job(commands, &record.name, JobKind::Start) {
-                    tracing::error!("{}: cannot start afresh either: {e}", record.name);
-                }
+                // Started below, once new processes take PIDs above the floor again.
+                lost.push(record.name.clone());
             }
         }
     }
@@ -117,6 +117,11 @@ pub fn resume(
     let sysctls = relive_restore::pid_space::PidSysctls::default();
     if let Err(e) = sysctls.prepare(0, config.pids.floor) {
         tracing::warn!("cannot move the PID counter: {e}");
+    }
+    for name in &lost {
+        if let Err(e) = run_job(commands, name, JobKind::Start) {
+            tracing::error!("{name}: cannot start afresh either: {e}");
+        }
     }
     let _ = on_loop(commands, |m| m.end_upgrade());
     let target =
