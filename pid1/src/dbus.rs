@@ -175,13 +175,7 @@ impl ManagerApi {
         dry_run: bool,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        let request = UpgradeRequest {
-            kernel: kernel.into(),
-            initrd: (!initrd.is_empty()).then(|| initrd.into()),
-            append,
-            reuse_cmdline,
-            dry_run,
-        };
+        let request = UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, dry_run);
         let (scope, config) = self
             .commands
             .call(|m| (m.rt.scope, m.config.upgrade.clone()))
@@ -227,13 +221,7 @@ impl ManagerApi {
         reuse_cmdline: bool,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        let request = UpgradeRequest {
-            kernel: kernel.into(),
-            initrd: (!initrd.is_empty()).then(|| initrd.into()),
-            append,
-            reuse_cmdline,
-            dry_run: false,
-        };
+        let request = UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, false);
         let (scope, config) = self
             .commands
             .call(|m| (m.rt.scope, m.config.upgrade.clone()))

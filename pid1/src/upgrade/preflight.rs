@@ -21,6 +21,25 @@ pub struct UpgradeRequest {
     pub dry_run: bool,
 }
 
+impl UpgradeRequest {
+    /// From the D-Bus arguments, where an empty initrd means none.
+    pub fn new(
+        kernel: String,
+        initrd: String,
+        append: String,
+        reuse_cmdline: bool,
+        dry_run: bool,
+    ) -> UpgradeRequest {
+        UpgradeRequest {
+            kernel: kernel.into(),
+            initrd: (!initrd.is_empty()).then(|| initrd.into()),
+            append,
+            reuse_cmdline,
+            dry_run,
+        }
+    }
+}
+
 /// Runs every check, recording each in the plan. With `keep_loaded`, a
 /// kernel that loaded stays loaded (for the upgrade that follows), unless
 /// another check failed.
