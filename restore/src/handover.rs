@@ -36,7 +36,9 @@ pub enum HandoverError {
     Truncated(usize),
     #[error("not a relive handover (bad magic)")]
     BadMagic,
-    #[error("handover format version {found} is not supported (this relive reads version {VERSION})")]
+    #[error(
+        "handover format version {found} is not supported (this relive reads version {VERSION})"
+    )]
     UnsupportedVersion { found: u32 },
     #[error("unknown handover kind {0}")]
     UnknownKind(u32),
@@ -79,7 +81,10 @@ pub fn decode(bytes: &[u8]) -> Result<(HandoverKind, &[u8]), HandoverError> {
     let expected = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
     let payload = &bytes[HEADER_LEN..];
     if payload.len() as u64 != expected {
-        return Err(HandoverError::LengthMismatch { expected, found: payload.len() as u64 });
+        return Err(HandoverError::LengthMismatch {
+            expected,
+            found: payload.len() as u64,
+        });
     }
     if Sha256::digest(payload).as_slice() != &bytes[24..56] {
         return Err(HandoverError::ChecksumMismatch);
@@ -95,7 +100,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let bytes = encode(HandoverKind::Reexec, b"{\"units\":{}}");
-        assert_eq!(decode(&bytes).unwrap(), (HandoverKind::Reexec, &b"{\"units\":{}}"[..]));
+        assert_eq!(
+            decode(&bytes).unwrap(),
+            (HandoverKind::Reexec, &b"{\"units\":{}}"[..])
+        );
     }
 
     #[test]
@@ -107,10 +115,19 @@ mod tests {
         assert_eq!(decode(&bad), Err(HandoverError::BadMagic));
         let mut bad = good.clone();
         bad[8] = 9;
-        assert_eq!(decode(&bad), Err(HandoverError::UnsupportedVersion { found: 9 }));
+        assert_eq!(
+            decode(&bad),
+            Err(HandoverError::UnsupportedVersion { found: 9 })
+        );
         let mut bad = good.clone();
         bad.push(0);
-        assert_eq!(decode(&bad), Err(HandoverError::LengthMismatch { expected: 5, found: 6 }));
+        assert_eq!(
+            decode(&bad),
+            Err(HandoverError::LengthMismatch {
+                expected: 5,
+                found: 6
+            })
+        );
         let mut bad = good.clone();
         *bad.last_mut().unwrap() ^= 1;
         assert_eq!(decode(&bad), Err(HandoverError::ChecksumMismatch));
