@@ -25,18 +25,7 @@ impl Outputs {
     /// A new pipe for `unit`; returns the write end for the child.
     pub fn open_pipe(&mut self, unit: &str) -> io::Result<OwnedFd> {
         let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        nix::fcntl::fcntl(
-            &read_end,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )?;
-        self.pipes.insert(
-            read_end.as_raw_fd(),
-            Pipe {
-                read_end,
-                unit: unit.to_owned(),
-                partial: Vec::new(),
-            },
-        );
+        self.adopt(read_end, unit);
         Ok(write_end)
     }
 
@@ -49,7 +38,8 @@ impl Outputs {
             .collect()
     }
 
-    /// Takes a pipe back after a re-exec.
+    /// Reads `read_end` for `unit` from now on (a new pipe, one handed
+    /// over by a re-exec, or one given to a restored service).
     pub fn adopt(&mut self, read_end: OwnedFd, unit: &str) {
         let _ = nix::fcntl::fcntl(
             &read_end,
