@@ -41,10 +41,15 @@ impl Outputs {
     /// Reads `read_end` for `unit` from now on (a new pipe, one handed
     /// over by a re-exec, or one given to a restored service).
     pub fn adopt(&mut self, read_end: OwnedFd, unit: &str) {
-        let _ = nix::fcntl::fcntl(
+        // The loop reads until EAGAIN: a blocking pipe would hang PID 1.
+        let nonblocking = nix::fcntl::fcntl(
             &read_end,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
+        if let Err(e) = nonblocking {
+            tracing::error!("{unit}: cannot read its output: {e}");
+            return;
+        }
         self.pipes.insert(
             read_end.as_raw_fd(),
             Pipe {
