@@ -12,7 +12,7 @@ use crate::ssh;
 use crate::stop;
 use crate::upgrade;
 use anyhow::{bail, Result};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const FROM: &str = "6.1";
 const TO: &str = "6.12";
@@ -44,20 +44,11 @@ pub fn demo(paths: &Paths, interrupt: &Interrupt) -> Result<()> {
         upgrade::kernel_args(&to_release)
     );
     println!("guest# {command}");
-    let mark = upgrade::serial_mark(&booted);
-    let started = Instant::now();
-    println!("{}", upgrade::start_detached(paths, port, &to_release)?);
-    upgrade::wait_serial(
-        &mut booted,
-        mark,
-        &[upgrade::COMPLETE_LINE],
-        &[upgrade::ABORTED_LINE],
-        interrupt,
-    )?;
-    upgrade::wait_ssh(paths, port, interrupt)?;
+    let (said, took) = upgrade::run_detached(&mut booted, paths, &to_release, interrupt)?;
+    println!("{said}");
     eprintln!(
         "relive-lab: upgraded; ssh answers {:.1} s after the request",
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     show(
         paths,

@@ -59,6 +59,24 @@ pub fn serial_mark(booted: &Booted) -> usize {
     std::fs::read(&booted.qemu.config.serial_log).map_or(0, |b| b.len())
 }
 
+/// Starts a detached upgrade to `release` and waits until relive reports
+/// it complete and ssh answers again; returns what `relivectl` said and the
+/// time from the request until ssh answered.
+pub fn run_detached(
+    booted: &mut Booted,
+    paths: &Paths,
+    release: &str,
+    interrupt: &Interrupt,
+) -> Result<(String, Duration)> {
+    let port = booted.guest.ssh_port;
+    let mark = serial_mark(booted);
+    let started = Instant::now();
+    let said = start_detached(paths, port, release)?;
+    wait_serial(booted, mark, &[COMPLETE_LINE], &[ABORTED_LINE], interrupt)?;
+    wait_ssh(paths, port, interrupt)?;
+    Ok((said, started.elapsed()))
+}
+
 /// Waits until every one of `needles` appears in the serial log after
 /// `mark`; fails early on an `unwanted` line, a kernel panic or QEMU's exit.
 pub fn wait_serial(

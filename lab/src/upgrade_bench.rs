@@ -77,17 +77,8 @@ pub fn bench(paths: &Paths, interrupt: &Interrupt) -> Result<Figures> {
     // The live upgrade, with the echo client on one connection.
     let echo = EchoClient::start(booted.guest.echo_port)?;
     echo.wait_more(5, Duration::from_secs(30))?;
-    let mark = upgrade::serial_mark(&booted);
     eprintln!("relive-lab: live upgrade {FROM} -> {TO}");
-    upgrade::start_detached(paths, port, &to_release)?;
-    upgrade::wait_serial(
-        &mut booted,
-        mark,
-        &[upgrade::COMPLETE_LINE],
-        &[upgrade::ABORTED_LINE],
-        interrupt,
-    )?;
-    upgrade::wait_ssh(paths, port, interrupt)?;
+    upgrade::run_detached(&mut booted, paths, &to_release, interrupt)?;
     echo.wait_more(5, Duration::from_secs(60))?;
     let stats = echo.finish();
     if let Some(e) = &stats.error {

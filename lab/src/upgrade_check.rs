@@ -260,22 +260,13 @@ impl Run<'_> {
     fn upgrade(&self, booted: &mut Booted, v: &mut Verdicts, watch: &mut Watch) -> Result<()> {
         let port = booted.guest.ssh_port;
         let counter1 = upgrade::counter(self.paths, port)?;
-        let mark = upgrade::serial_mark(booted);
-        let started = Instant::now();
-        let said = upgrade::start_detached(self.paths, port, self.to_release)?;
+        let (said, took) =
+            upgrade::run_detached(booted, self.paths, self.to_release, self.interrupt)?;
         eprintln!("relive-lab: relivectl live-upgrade --detach: {said}");
-        upgrade::wait_serial(
-            booted,
-            mark,
-            &[upgrade::COMPLETE_LINE],
-            &[upgrade::ABORTED_LINE],
-            self.interrupt,
-        )?;
-        upgrade::wait_ssh(self.paths, port, self.interrupt)?;
         v.record(
             "upgrade: complete, ssh answers",
             true,
-            format!("{:.1} s after the request", started.elapsed().as_secs_f64()),
+            format!("{:.1} s after the request", took.as_secs_f64()),
         );
         let out = self.sh(booted, "uname -r")?;
         v.record(

@@ -295,6 +295,8 @@ fn run(
             .target
             .clone()
             .unwrap_or_else(|| event_loop.manager.default_target());
+        // Remembered, so that after a live upgrade the same target comes back.
+        event_loop.manager.state.default_target = target.clone();
         tracing::info!("starting {target}");
         if let Err(e) = event_loop.manager.request(&target, JobKind::Start) {
             tracing::error!("cannot start {target}: {e}");

@@ -108,6 +108,16 @@ impl Manager {
         }
     }
 
+    /// The target this boot started (kept across a live upgrade), else
+    /// the default one.
+    pub fn boot_target(&self) -> String {
+        if self.state.default_target.is_empty() {
+            self.default_target()
+        } else {
+            self.state.default_target.clone()
+        }
+    }
+
     /// The canonical name for `name` (resolving aliases), loading it if new.
     pub fn load(&mut self, name: &str) -> String {
         if let Some(canonical) = self.state.aliases.get(name) {

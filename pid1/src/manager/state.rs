@@ -18,7 +18,7 @@ pub struct ManagerState {
     pub units: BTreeMap<String, UnitState>,
     /// Alias name → canonical name.
     pub aliases: BTreeMap<String, String>,
-    /// The target started at boot.
+    /// The target started at boot (empty until then).
     pub default_target: String,
     /// Set once a shutdown has begun.
     pub shutdown: Option<crate::sys::machine::ShutdownKind>,

@@ -124,13 +124,7 @@ pub fn resume(
         }
     }
     let _ = on_loop(commands, |m| m.end_upgrade());
-    let target =
-        async_io::block_on(commands.call(|m| m.state.default_target.clone())).unwrap_or_default();
-    let target = if target.is_empty() {
-        async_io::block_on(commands.call(|m| m.default_target())).unwrap_or_default()
-    } else {
-        target
-    };
+    let target = on_loop(commands, |m| m.boot_target()).unwrap_or_default();
     for name in &handover.plan.restarted {
         let _ = run_job(commands, name, JobKind::Start).map_err(|e| tracing::error!("{name}: {e}"));
     }
