@@ -93,6 +93,29 @@ pub struct UpgradeConfig {
     /// Free space required in the store beyond the estimated image size,
     /// as a fraction of it. Default: 0.25.
     pub store_headroom: f64,
+    /// Two-phase snapshot: pre-dump the preserved units in the background
+    /// before the stoppage, so the final dump writes only what changed
+    /// since. `relivectl live-upgrade --single-phase` skips it once.
+    /// Default: true.
+    pub pre_dump: bool,
+    /// Pre-dump rounds per unit at most. Default: 8 (P.Haul's cap).
+    pub pre_dump_max_rounds: u32,
+    /// A round that writes fewer pages than this has converged. Default: 64.
+    pub pre_dump_min_dirty_pages: u64,
+    /// A round that writes more than this fraction above the previous one
+    /// is diverging: stop. Default: 0.10.
+    pub pre_dump_max_growth: f64,
+    /// How CRIU reads memory in a pre-dump: "read" (process_vm_readv while
+    /// the tasks run again, the shortest freeze) or "splice" (pages
+    /// spliced while the tasks stay frozen). Default: "read".
+    pub pre_dump_mode: String,
+    /// Run pre-dump CRIU workers at SCHED_IDLE and in the idle I/O class,
+    /// so the services keep the CPU and the disk. Default: true.
+    pub pre_dump_idle_priority: bool,
+    /// Keep a warm snapshot: refresh the pre-dumps every this many seconds,
+    /// so an upgrade only tops them up. The images then stay in the store
+    /// (root-only) between upgrades. Default: 0 (off).
+    pub warm_snapshot_interval_sec: u64,
 }
 
 impl Default for UpgradeConfig {
@@ -101,6 +124,13 @@ impl Default for UpgradeConfig {
             store_dir: "/var/lib/relive/upgrade".into(),
             criu: "/usr/sbin/criu".into(),
             store_headroom: 0.25,
+            pre_dump: true,
+            pre_dump_max_rounds: 8,
+            pre_dump_min_dirty_pages: 64,
+            pre_dump_max_growth: 0.10,
+            pre_dump_mode: "read".into(),
+            pre_dump_idle_priority: true,
+            warm_snapshot_interval_sec: 0,
         }
     }
 }
@@ -219,6 +249,28 @@ impl Config {
                 "must be a fraction >= 0",
             ));
         }
+        let u = &self.upgrade;
+        if !(1..=64).contains(&u.pre_dump_max_rounds) {
+            return Err(invalid(
+                "upgrade.pre_dump_max_rounds",
+                u.pre_dump_max_rounds.to_string(),
+                "must be in 1..=64 (pre_dump = false turns pre-dumps off)",
+            ));
+        }
+        if !(u.pre_dump_max_growth.is_finite() && u.pre_dump_max_growth >= 0.0) {
+            return Err(invalid(
+                "upgrade.pre_dump_max_growth",
+                u.pre_dump_max_growth.to_string(),
+                "must be a fraction >= 0",
+            ));
+        }
+        if !["read", "splice"].contains(&u.pre_dump_mode.as_str()) {
+            return Err(invalid(
+                "upgrade.pre_dump_mode",
+                u.pre_dump_mode.clone(),
+                "must be \"read\" or \"splice\"",
+            ));
+        }
         if !self.upgrade.store_dir.is_absolute() {
             return Err(invalid(
                 "upgrade.store_dir",
@@ -286,6 +338,16 @@ mod tests {
     fn out_of_range_value_is_named() {
         let e = parse("[pids]\npid_max = 1000\nfloor = 2000\n").unwrap_err();
         assert!(e.to_string().contains("pids.floor = 2000"), "{e}");
+        let e = parse("[upgrade]\npre_dump_mode = \"fast\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("upgrade.pre_dump_mode = fast"),
+            "{e}"
+        );
+        let e = parse("[upgrade]\npre_dump_max_rounds = 0\n").unwrap_err();
+        assert!(
+            e.to_string().contains("upgrade.pre_dump_max_rounds = 0"),
+            "{e}"
+        );
         let e = parse("[manager]\nlog_level = \"loud\"\n").unwrap_err();
         assert!(e.to_string().contains("manager.log_level = loud"), "{e}");
     }

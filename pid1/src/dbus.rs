@@ -165,6 +165,8 @@ impl ManagerApi {
         Ok(self.commands.call(|m| m.request_reexec()).await??)
     }
 
+    // The arguments are the method's D-Bus signature.
+    #[allow(clippy::too_many_arguments)]
     async fn live_upgrade(
         &self,
         #[zbus(connection)] connection: &zbus::Connection,
@@ -173,9 +175,11 @@ impl ManagerApi {
         append: String,
         reuse_cmdline: bool,
         dry_run: bool,
+        single_phase: bool,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        let request = UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, dry_run);
+        let request =
+            UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, dry_run, single_phase);
         let (scope, config) = self
             .commands
             .call(|m| (m.rt.scope, m.config.upgrade.clone()))
@@ -219,9 +223,11 @@ impl ManagerApi {
         initrd: String,
         append: String,
         reuse_cmdline: bool,
+        single_phase: bool,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        let request = UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, false);
+        let request =
+            UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, false, single_phase);
         let (scope, config) = self
             .commands
             .call(|m| (m.rt.scope, m.config.upgrade.clone()))
@@ -229,6 +235,7 @@ impl ManagerApi {
         let commands = self.commands.clone();
         let log =
             |p: Progress| tracing::info!("live upgrade: {} {} {}", p.phase, p.unit, p.message);
+        #[allow(clippy::result_large_err)] // once per upgrade
         let (plan, request, config) = blocking::unblock(move || {
             park::prepare(&commands, &request, &config, scope, &log)
                 .map(|plan| (plan, request, config))
@@ -246,6 +253,32 @@ impl ManagerApi {
             })
             .map_err(|e| ApiError::Refused(format!("cannot start the upgrade thread: {e}")))?;
         Ok(answer)
+    }
+
+    /// Runs phase 1 now and keeps it as a warm snapshot (JSON), which the
+    /// next upgrade tops up. Returns when the pre-dumps are done.
+    async fn prepare_live_upgrade(&self) -> Result<String, ApiError> {
+        self.require_root()?;
+        let config = self.commands.call(|m| m.config.upgrade.clone()).await?;
+        let commands = self.commands.clone();
+        let log =
+            |p: Progress| tracing::info!("warm snapshot: {} {} {}", p.phase, p.unit, p.message);
+        let warm =
+            blocking::unblock(move || crate::upgrade::warm::prepare(&commands, &config, &log))
+                .await
+                .map_err(|e| ApiError::JobFailed(format!("no warm snapshot: {e}")))?;
+        serde_json::to_string(&warm)
+            .map_err(|e| ApiError::Refused(format!("cannot encode the snapshot: {e}")))
+    }
+
+    /// Wipes the warm snapshot; true if there was one.
+    async fn discard_live_upgrade(&self) -> Result<bool, ApiError> {
+        self.require_root()?;
+        let config = self.commands.call(|m| m.config.upgrade.clone()).await?;
+        let commands = self.commands.clone();
+        blocking::unblock(move || crate::upgrade::warm::discard(&commands, &config))
+            .await
+            .map_err(ApiError::Refused)
     }
 
     async fn upgrade_report(&self) -> Result<String, ApiError> {

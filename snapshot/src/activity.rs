@@ -63,6 +63,27 @@ impl ActivitySample {
     }
 }
 
+/// Whether every thread of `pids` is asleep right now (state S, D, I, T
+/// or t in /proc/PID/task/TID/stat): such a unit is pre-dumped first,
+/// since freezing it costs it nothing. Threads that vanish are skipped.
+pub fn all_asleep(proc: &Path, pids: &[u32]) -> bool {
+    pids.iter().all(|pid| {
+        let Ok(tasks) = fs::read_dir(proc.join(pid.to_string()).join("task")) else {
+            return true;
+        };
+        tasks.flatten().all(|task| {
+            let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
+                return true;
+            };
+            // "TID (comm) STATE ...": comm may hold spaces and parentheses.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim().chars().next());
+            state != Some('R')
+        })
+    })
+}
+
 fn read_cpu_ns(path: &Path) -> Result<Option<u64>, ActivityError> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
@@ -127,6 +148,22 @@ mod tests {
     fn current_tid() -> u32 {
         let link = fs::read_link("/proc/thread-self").unwrap();
         link.file_name().unwrap().to_str().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_sleeper_is_asleep_and_a_spinning_thread_is_not() {
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let asleep = all_asleep(Path::new("/proc"), &[sleeper.id()]);
+        // This test's own thread is running while it reads its own state.
+        let me_asleep = all_asleep(Path::new("/proc"), &[std::process::id()]);
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(asleep);
+        assert!(!me_asleep);
     }
 
     #[test]

@@ -323,4 +323,16 @@ pub struct LiveUpgrade {
     pub priority: u16,
     /// Whether Mode= was set explicitly (else derived from the service type).
     pub mode_explicit: bool,
+    /// PreDump=: whether the unit is pre-dumped in the background before
+    /// the stoppage (two-phase snapshot). Default yes.
+    #[serde(default = "yes")]
+    pub pre_dump: bool,
+    /// PreDumpMaxRounds=: this unit's cap on pre-dump rounds, below the
+    /// global one (`upgrade.pre_dump_max_rounds`). Default: none.
+    #[serde(default)]
+    pub pre_dump_max_rounds: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
 }

@@ -43,7 +43,9 @@ fn simple_service_gets_systemd_defaults() {
         LiveUpgrade {
             mode: UpgradeMode::Preserve,
             priority: 500,
-            mode_explicit: false
+            mode_explicit: false,
+            pre_dump: true,
+            pre_dump_max_rounds: None,
         }
     );
     assert!(u.warnings.is_empty(), "{:?}", u.warnings);
@@ -293,9 +295,15 @@ fn live_upgrade_defaults_and_explicit() {
         LiveUpgrade {
             mode: UpgradeMode::Restart,
             priority: 0,
-            mode_explicit: true
+            mode_explicit: true,
+            pre_dump: true,
+            pre_dump_max_rounds: None,
         }
     );
+    let u =
+        one("[Service]\nExecStart=/a\n[X-LiveUpgrade]\nPreDump=no\nPreDumpMaxRounds=3\n").unwrap();
+    assert!(!u.live_upgrade.pre_dump);
+    assert_eq!(u.live_upgrade.pre_dump_max_rounds, Some(3));
     let t = Tree::new();
     t.write("lib/x.target", "[Unit]\nDescription=X\n");
     t.write("lib/y.socket", "[Unit]\nDescription=Y\n[Socket]\nListenStream=1\nAccept=no\n[Install]\nWantedBy=sockets.target\n");

@@ -78,6 +78,16 @@ fn invalid_values_name_directive_value_and_line() {
             "Mode=",
         ),
         (
+            "[X-LiveUpgrade]\nPreDumpMaxRounds=0\n[Service]\nExecStart=/a\n",
+            2,
+            "PreDumpMaxRounds=",
+        ),
+        (
+            "[X-LiveUpgrade]\nPreDump=maybe\n[Service]\nExecStart=/a\n",
+            2,
+            "PreDump=",
+        ),
+        (
             "[X-LiveUpgrade]\nPriorty=5\n[Service]\nExecStart=/a\n",
             2,
             "unknown directive Priorty=",

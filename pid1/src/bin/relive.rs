@@ -297,9 +297,22 @@ fn run(
             .unwrap_or_else(|| event_loop.manager.default_target());
         // Remembered, so that after a live upgrade the same target comes back.
         event_loop.manager.state.default_target = target.clone();
+        if scope == Scope::Machine {
+            relive::upgrade::warm::wipe_leftover(&event_loop.manager.config.upgrade.store_dir);
+        }
         tracing::info!("starting {target}");
         if let Err(e) = event_loop.manager.request(&target, JobKind::Start) {
             tracing::error!("cannot start {target}: {e}");
+        }
+    }
+    let upgrade_config = event_loop.manager.config.upgrade.clone();
+    if scope == Scope::Machine && upgrade_config.warm_snapshot_interval_sec > 0 {
+        let commands = event_loop.sender();
+        if let Err(e) = std::thread::Builder::new()
+            .name("warm-snapshot".into())
+            .spawn(move || relive::upgrade::warm::keep_warm(commands, upgrade_config))
+        {
+            tracing::error!("cannot start the warm snapshot thread: {e}");
         }
     }
     let kind = loop {

@@ -288,6 +288,24 @@ fn live_upgrade(
     args: &ctl::cli::LiveUpgradeArgs,
     io: &mut Io<'_>,
 ) -> Result<Exit, CtlError> {
+    if args.prepare {
+        let warm = api.prepare_live_upgrade()?;
+        if io.json {
+            io.print_json(&warm)?;
+        } else {
+            io.print(&ctl::upgrade::render_warm(&warm))?;
+        }
+        return Ok(Exit::Success);
+    }
+    if args.discard {
+        let existed = api.discard_live_upgrade()?;
+        io.print(if existed {
+            "Warm snapshot wiped.\n"
+        } else {
+            "No warm snapshot; the store is empty.\n"
+        })?;
+        return Ok(Exit::Success);
+    }
     if args.detach {
         let plan = api.start_live_upgrade(args)?;
         if io.json {
@@ -530,6 +548,18 @@ mod tests {
             })
         }
 
+        fn prepare_live_upgrade(&self) -> Result<relive::upgrade::warm::Warm, CtlError> {
+            self.check_root()?;
+            self.calls.borrow_mut().push("PrepareLiveUpgrade".into());
+            Ok(relive::upgrade::warm::Warm::default())
+        }
+
+        fn discard_live_upgrade(&self) -> Result<bool, CtlError> {
+            self.check_root()?;
+            self.calls.borrow_mut().push("DiscardLiveUpgrade".into());
+            Ok(false)
+        }
+
         fn live_upgrade(
             &self,
             args: &ctl::cli::LiveUpgradeArgs,
@@ -537,7 +567,10 @@ mod tests {
             self.check_root()?;
             self.calls.borrow_mut().push(format!(
                 "LiveUpgrade {} dry_run={}",
-                args.kernel.display(),
+                args.kernel
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display(),
                 args.dry_run
             ));
             Ok(relive::upgrade::plan::Plan {
@@ -549,6 +582,30 @@ mod tests {
                 ..Default::default()
             })
         }
+    }
+
+    #[test]
+    fn prepare_and_discard_need_no_kernel_and_exclude_an_upgrade() {
+        let fake = Fake::with(&[]);
+        let (exit, out, _) = run_with(&fake, &["live-upgrade", "--prepare"]);
+        assert_eq!(exit, Exit::Success);
+        assert!(out.contains("Warm snapshot"), "{out}");
+        let (exit, out, _) = run_with(&fake, &["live-upgrade", "--discard"]);
+        assert_eq!(exit, Exit::Success);
+        assert!(out.contains("No warm snapshot"), "{out}");
+        assert_eq!(
+            *fake.calls.borrow(),
+            ["PrepareLiveUpgrade", "DiscardLiveUpgrade"]
+        );
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("relivectl").chain(args.iter().copied()))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let err = parse(&["live-upgrade", "--prepare", "--kernel", "/k"]).unwrap_err();
+        assert!(err.contains("cannot be used with"), "{err}");
+        let err = parse(&["live-upgrade"]).unwrap_err();
+        assert!(err.contains("--kernel"), "{err}");
     }
 
     #[test]

@@ -92,8 +92,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct LiveUpgradeArgs {
     /// The kernel image to boot.
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["prepare", "discard"])]
+    pub kernel: Option<PathBuf>,
     /// Its initramfs.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
@@ -111,6 +111,17 @@ pub struct LiveUpgradeArgs {
     /// ssh session): CRIU cannot checkpoint its connection to relive.
     #[arg(long, conflicts_with = "dry_run")]
     pub detach: bool,
+    /// Dump everything during the stoppage: no background pre-dumps first
+    /// (the two-phase snapshot is the default; see upgrade.pre_dump).
+    #[arg(long)]
+    pub single_phase: bool,
+    /// Run phase 1 now and keep it (a warm snapshot in the store, root
+    /// only): the next upgrade only tops it up.
+    #[arg(long, conflicts_with_all = ["kernel", "dry_run", "detach", "single_phase", "discard"])]
+    pub prepare: bool,
+    /// Wipe a warm snapshot left by --prepare.
+    #[arg(long, conflicts_with_all = ["kernel", "dry_run", "detach", "single_phase"])]
+    pub discard: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ use super::cli::LiveUpgradeArgs;
 use super::error::CtlError;
 use relive::upgrade::plan::Plan;
 use relive::upgrade::record::UpgradeReport;
+use relive::upgrade::warm::Warm;
 use relive::upgrade::Progress;
 
 /// The methods of `org.relive.Manager1`, with errors already sorted.
@@ -37,6 +38,10 @@ pub trait Api {
     fn start_live_upgrade(&self, args: &LiveUpgradeArgs) -> Result<Plan, CtlError>;
     /// The last completed upgrade's report.
     fn upgrade_report(&self) -> Result<UpgradeReport, CtlError>;
+    /// Takes or refreshes the warm snapshot (`--prepare`).
+    fn prepare_live_upgrade(&self) -> Result<Warm, CtlError>;
+    /// Wipes it (`--discard`); true if there was one.
+    fn discard_live_upgrade(&self) -> Result<bool, CtlError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,10 +116,14 @@ impl Api for Client {
         });
         let path = |p: &std::path::Path| p.display().to_string();
         let initrd = a.initrd.as_deref().map(path).unwrap_or_default();
-        match self
-            .proxy
-            .live_upgrade(&path(&a.kernel), &initrd, &a.append, a.reuse_cmdline, false)
-        {
+        match self.proxy.live_upgrade(
+            &a.kernel.as_deref().map(path).unwrap_or_default(),
+            &initrd,
+            &a.append,
+            a.reuse_cmdline,
+            false,
+            a.single_phase,
+        ) {
             // The machine went down into the new kernel.
             Err(zbus::Error::InputOutput(_)) => Ok(()),
             Err(e) => Err(CtlError::from_call(e)),
@@ -129,13 +138,37 @@ impl Api for Client {
         let initrd = a.initrd.as_deref().map(path).unwrap_or_default();
         let json = self
             .proxy
-            .start_live_upgrade(&path(&a.kernel), &initrd, &a.append, a.reuse_cmdline)
+            .start_live_upgrade(
+                &a.kernel.as_deref().map(path).unwrap_or_default(),
+                &initrd,
+                &a.append,
+                a.reuse_cmdline,
+                a.single_phase,
+            )
             .map_err(CtlError::from_call)?;
         serde_json::from_str(&json).map_err(|e| {
             CtlError::Protocol(format!(
                 "relive sent a plan this relivectl cannot read: {e}"
             ))
         })
+    }
+
+    fn prepare_live_upgrade(&self) -> Result<Warm, CtlError> {
+        let json = self
+            .proxy
+            .prepare_live_upgrade()
+            .map_err(CtlError::from_call)?;
+        serde_json::from_str(&json).map_err(|e| {
+            CtlError::Protocol(format!(
+                "relive sent a snapshot summary this relivectl cannot read: {e}"
+            ))
+        })
+    }
+
+    fn discard_live_upgrade(&self) -> Result<bool, CtlError> {
+        self.proxy
+            .discard_live_upgrade()
+            .map_err(CtlError::from_call)
     }
 
     fn upgrade_report(&self) -> Result<UpgradeReport, CtlError> {
@@ -153,11 +186,12 @@ impl Api for Client {
         let json = self
             .proxy
             .live_upgrade(
-                &path(&a.kernel),
+                &a.kernel.as_deref().map(path).unwrap_or_default(),
                 &initrd,
                 &a.append,
                 a.reuse_cmdline,
                 a.dry_run,
+                a.single_phase,
             )
             .map_err(CtlError::from_call)?;
         serde_json::from_str(&json).map_err(|e| {

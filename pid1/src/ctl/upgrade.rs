@@ -3,6 +3,7 @@
 use relive::upgrade::plan::Plan;
 use relive::upgrade::preflight::human;
 use relive::upgrade::record::UpgradeReport;
+use relive::upgrade::warm::Warm;
 use std::fmt::Write;
 
 /// The plan as text: what happens to each unit, in which order, what it
@@ -18,12 +19,18 @@ pub fn render(plan: &Plan) -> String {
     }
     for u in &plan.preserved {
         let pids: Vec<String> = u.pids.iter().map(u32::to_string).collect();
+        let pre_dump = match (u.pre_dump, u.pre_dump_max_rounds) {
+            (false, _) => "no pre-dump".to_owned(),
+            (true, Some(n)) => format!("pre-dump <= {n} rounds"),
+            (true, None) => "pre-dump".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "  {:<32} priority {:>4}  ~{:>10}  PIDs {}",
+            "  {:<32} priority {:>4}  ~{:>10}  {:<22} PIDs {}",
             u.name,
             u.priority,
             human(u.estimated_bytes),
+            pre_dump,
             pids.join(" ")
         );
     }
@@ -66,6 +73,26 @@ pub fn render(plan: &Plan) -> String {
     out
 }
 
+/// A warm snapshot, for people: per unit, its rounds so far.
+pub fn render_warm(warm: &Warm) -> String {
+    let mut out = format!(
+        "Warm snapshot of {} units; the next live upgrade tops it up (`--discard` wipes it).\n",
+        warm.units.len()
+    );
+    for (name, unit) in &warm.units {
+        let bytes: u64 = unit.chain.rounds.iter().map(|r| r.bytes).sum();
+        let _ = writeln!(
+            out,
+            "  {name:<32} main PID {:<7} {} rounds, {}: {}",
+            unit.main_pid,
+            unit.chain.rounds.len(),
+            human(bytes),
+            unit.chain.convergence
+        );
+    }
+    out
+}
+
 /// The report of the last upgrade: per unit, then the totals.
 pub fn render_report(r: &UpgradeReport) -> String {
     let mut out = String::new();
@@ -84,6 +111,14 @@ pub fn render_report(r: &UpgradeReport) -> String {
         ms(r.kexec_usec, r.resumed_usec),
         ms(r.started_usec, r.finished_usec)
     );
+    if !r.mode.is_empty() {
+        let _ = writeln!(
+            out,
+            "Mode: {}; phase 1 (background pre-dumps) {}",
+            r.mode,
+            ms(r.phase1_started_usec, r.phase1_ended_usec)
+        );
+    }
     let width = r
         .units
         .iter()
@@ -93,8 +128,17 @@ pub fn render_report(r: &UpgradeReport) -> String {
         .max(4);
     let _ = writeln!(
         out,
-        "{:<width$} {:<8} {:>4} {:>10} {:>9} {:>10} {:>10}  OUTCOME / PIDS",
-        "UNIT", "MODE", "PRIO", "IMAGE", "DUMP", "RESTORE", "STOPPAGE"
+        "{:<width$} {:<8} {:>4} {:>10} {:>6} {:<11} {:>10} {:>9} {:>10} {:>10}  OUTCOME / PIDS",
+        "UNIT",
+        "MODE",
+        "PRIO",
+        "IMAGE",
+        "ROUNDS",
+        "FINAL DUMP",
+        "IN STOP",
+        "DUMP",
+        "RESTORE",
+        "STOPPAGE"
     );
     let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} ms"));
     for u in &r.units {
@@ -109,19 +153,52 @@ pub fn render_report(r: &UpgradeReport) -> String {
         } else {
             "-".into()
         };
+        let in_stoppage = if u.mode == "preserve" {
+            human(u.stoppage_bytes)
+        } else {
+            "-".into()
+        };
         let _ = writeln!(
             out,
-            "{:<width$} {:<8} {:>4} {:>10} {:>9} {:>10} {:>10}  {} {}",
+            "{:<width$} {:<8} {:>4} {:>10} {:>6} {:<11} {:>10} {:>9} {:>10} {:>10}  {} {}",
             u.name,
             u.mode,
             u.priority,
             image,
+            u.pre_dumps.len(),
+            if u.final_dump.is_empty() {
+                "-"
+            } else {
+                &u.final_dump
+            },
+            in_stoppage,
             dump,
             opt(u.restore_ms),
             opt(u.stoppage_ms()),
             u.outcome,
             pids.join(" ")
         );
+    }
+    for u in r.units.iter().filter(|u| !u.convergence.is_empty()) {
+        let _ = writeln!(out, "{}: {}", u.name, u.convergence);
+        for round in &u.pre_dumps {
+            let _ = writeln!(
+                out,
+                "  round {}: {} pages ({}) in {:.0} ms, frozen {}{}",
+                round.round,
+                round.pages_written,
+                human(round.bytes),
+                round.duration_ms,
+                round
+                    .frozen_ms
+                    .map_or("?".to_owned(), |f| format!("{f:.1} ms")),
+                if round.ran {
+                    ""
+                } else {
+                    ", tasks idle since the previous round"
+                }
+            );
+        }
     }
     let _ = writeln!(
         out,
@@ -148,6 +225,8 @@ mod tests {
                     priority: 500,
                     pids: vec![20001],
                     estimated_bytes: 16 << 20,
+                    pre_dump: true,
+                    pre_dump_max_rounds: Some(3),
                 },
                 PlannedUnit {
                     name: "echo.service".into(),
@@ -155,6 +234,8 @@ mod tests {
                     priority: 900,
                     pids: vec![20002, 20003],
                     estimated_bytes: 1 << 20,
+                    pre_dump: false,
+                    pre_dump_max_rounds: None,
                 },
             ],
             restarted: vec!["web.service".into()],
@@ -184,5 +265,57 @@ mod tests {
         assert!(text.contains("Estimated image size: 17.0 MiB"), "{text}");
         assert!(text.contains("FAIL kexec"), "{text}");
         assert!(text.contains("will be reset"), "{text}");
+        assert!(text.contains("pre-dump <= 3 rounds"), "{text}");
+        assert!(text.contains("no pre-dump"), "{text}");
+    }
+
+    #[test]
+    fn the_report_shows_rounds_and_the_final_dump() {
+        use relive::upgrade::record::{PreDumpRound, UnitRecord};
+        let report = UpgradeReport {
+            mode: "two-phase".into(),
+            phase1_started_usec: 1_000_000,
+            phase1_ended_usec: 3_500_000,
+            units: vec![UnitRecord {
+                name: "idle.service".into(),
+                mode: "preserve".into(),
+                final_dump: "clean-skip".into(),
+                stoppage_bytes: 8192,
+                convergence: "converged: round 2 wrote 0 pages (< 64)".into(),
+                pre_dumps: vec![
+                    PreDumpRound {
+                        round: 1,
+                        pages_written: 8192,
+                        bytes: 32 << 20,
+                        duration_ms: 900.0,
+                        frozen_ms: Some(12.0),
+                        ran: true,
+                        ..PreDumpRound::default()
+                    },
+                    PreDumpRound {
+                        round: 2,
+                        frozen_ms: None,
+                        ..PreDumpRound::default()
+                    },
+                ],
+                ..UnitRecord::default()
+            }],
+            ..UpgradeReport::default()
+        };
+        let text = render_report(&report);
+        assert!(
+            text.contains("Mode: two-phase; phase 1 (background pre-dumps) 2.5 s"),
+            "{text}"
+        );
+        assert!(text.contains("clean-skip"), "{text}");
+        assert!(
+            text.contains("round 1: 8192 pages (32.0 MiB) in 900 ms, frozen 12.0 ms\n"),
+            "{text}"
+        );
+        assert!(text.contains("round 2: 0 pages"), "{text}");
+        assert!(
+            text.contains("tasks idle since the previous round"),
+            "{text}"
+        );
     }
 }

@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod kexec;
 pub mod machine;
 pub mod mounts;
+pub mod sched;
 pub mod spawn;
 pub mod users;
 

@@ -52,6 +52,29 @@ impl Spawner for Pid1Spawner {
     }
 }
 
+/// [`Pid1Spawner`], and CRIU then runs at background priority
+/// (SCHED_IDLE, idle I/O class): for the pre-dumps, which must not take
+/// the CPU or the disk from the services they copy.
+#[derive(Debug, Default)]
+pub struct IdleSpawner;
+
+impl Spawner for IdleSpawner {
+    fn spawn_swrk(
+        &self,
+        criu: &Path,
+        sock: BorrowedFd<'_>,
+        keep: &[BorrowedFd<'_>],
+    ) -> io::Result<i32> {
+        let pid = Pid1Spawner.spawn_swrk(criu, sock, keep)?;
+        // CRIU waits for its first request, so nothing has run yet at the
+        // normal priority. Failing to lower it only costs the services.
+        if let Err(e) = crate::sys::sched::make_idle(pid) {
+            tracing::warn!("criu swrk {pid}: cannot lower its priority: {e}");
+        }
+        Ok(pid)
+    }
+}
+
 /// `criu check` over RPC, its log in `work_dir` (created, root-only).
 pub fn check(criu: &Path, work_dir: &Path) -> Result<String, String> {
     std::fs::DirBuilder::new()

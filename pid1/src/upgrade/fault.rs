@@ -5,6 +5,8 @@
 //! - `dump-fail UNIT`: the dump of that unit fails as if CRIU had refused
 //!   it, after the units before it were checkpointed, so that the undo path
 //!   runs for real;
+//! - `pre-dump-fail UNIT`: every background pre-dump of that unit fails;
+//!   its final dump is then full and the upgrade goes on;
 //! - `restore-fail UNIT`: its restore fails (after the kexec, or on the old
 //!   kernel during an undo), so the unit starts afresh and the report says
 //!   its state was lost. The file travels in the store across the kexec.

@@ -10,12 +10,14 @@ pub mod fault;
 pub mod helper;
 pub mod park;
 pub mod plan;
+pub mod predump;
 pub mod preflight;
 pub mod record;
 pub mod resume;
 pub mod revive;
 pub mod rundir;
 pub mod store;
+pub mod warm;
 
 /// A step of the upgrade, shown live by `relivectl live-upgrade`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -6,7 +6,8 @@
 //! stopped ones started again, the kernel unloaded, the store wiped.
 
 use super::criu::Pid1Spawner;
-use super::plan::Plan;
+use super::plan::{Plan, PlannedUnit};
+use super::predump::{self, Chain};
 use super::preflight::{self, UpgradeRequest};
 use super::record::{kernel_release, KexecHandover, UnitRecord};
 use super::store::Store;
@@ -17,10 +18,12 @@ use crate::manager::state::JobKind;
 use crate::sys::kexec;
 use crate::sys::machine::Scope;
 use relive_config::UpgradeConfig;
+use relive_snapshot::activity::ActivitySample;
 use relive_snapshot::criu::{CgroupMode, Criu, DumpOptions, LogLevel, NetworkLock};
 use relive_snapshot::freezer;
+use std::collections::BTreeMap;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -46,6 +49,7 @@ pub fn perform(
 
 /// Marks the upgrade as running, plans it and runs the preflight (the
 /// kernel stays loaded). On failure nothing has changed.
+#[allow(clippy::result_large_err)] // once per upgrade; the plan explains the failure
 pub fn prepare(
     commands: &CommandSender,
     request: &UpgradeRequest,
@@ -151,18 +155,55 @@ impl Parking<'_> {
         request: &UpgradeRequest,
     ) -> Result<std::convert::Infallible, String> {
         let started_usec = wall_usec();
-        let store = Store::create(&self.config.store_dir).map_err(|e| e.to_string())?;
+        // A warm snapshot (`--prepare`) is topped up rather than redone.
+        let (store, warm) = super::warm::open(self.config, plan, false)?;
         // Injected faults for the new kernel travel with the store.
         if Path::new(super::fault::FAULT_FILE).exists() {
             let _ = std::fs::copy(super::fault::FAULT_FILE, store.root.join("fault-inject"));
         }
+        let phase1_started_usec = wall_usec();
+        let two_phase = self.config.pre_dump && !request.single_phase;
+        let chains = if two_phase {
+            let units: Vec<_> = plan
+                .preserved
+                .iter()
+                .filter(|u| u.pre_dump)
+                .cloned()
+                .collect();
+            (self.progress)(Progress::new(
+                "phase1",
+                "",
+                0,
+                &format!("pre-dumping {} units in the background", units.len()),
+            ));
+            let policy = predump::Policy::from_config(self.config);
+            let chains = predump::run(&store, &units, &policy, self.config, self.progress, warm);
+            // Checksummed now, so the stoppage hashes only the final dumps.
+            for name in chains.keys() {
+                store.seal_unit(name).map_err(|e| e.to_string())?;
+            }
+            chains
+        } else {
+            // Single-phase: everything is dumped in the stoppage, so a warm
+            // snapshot's images are of no use.
+            for name in warm.keys() {
+                store.forget_unit(name).map_err(|e| e.to_string())?;
+            }
+            BTreeMap::new()
+        };
+        let phase1_ended_usec = wall_usec();
+        (self.progress)(Progress::new("phase2", "", 0, "stoppage begins"));
         for name in &plan.restarted {
             (self.progress)(Progress::new("stop", name, 0, "stopping (Mode=restart)"));
             run_job(self.commands, name, JobKind::Stop)?;
             self.stopped.push(name.clone());
         }
         for unit in &plan.preserved {
-            self.checkpoint(&store, &unit.name, unit.priority, &unit.pids)?;
+            let chain = chains.get(&unit.name).cloned().unwrap_or_else(|| Chain {
+                convergence: no_pre_dump_reason(two_phase, self.config, unit),
+                ..Chain::default()
+            });
+            self.checkpoint(&store, unit, chain)?;
         }
         (self.progress)(Progress::new("handover", "", 0, "saving relive's state"));
         let state = async_io::block_on(self.commands.call(|m| m.state.clone()))
@@ -175,6 +216,14 @@ impl Parking<'_> {
             kernel_to: request.kernel.display().to_string(),
             started_usec,
             kexec_usec: wall_usec(),
+            mode: if two_phase {
+                "two-phase"
+            } else {
+                "single-phase"
+            }
+            .into(),
+            phase1_started_usec,
+            phase1_ended_usec,
         };
         let payload = serde_json::to_vec(&handover).map_err(|e| e.to_string())?;
         store.write_state(&payload).map_err(|e| e.to_string())?;
@@ -197,13 +246,23 @@ impl Parking<'_> {
     fn checkpoint(
         &mut self,
         store: &Store,
-        name: &str,
-        priority: u16,
-        pids: &[u32],
+        planned: &PlannedUnit,
+        chain: Chain,
     ) -> Result<(), String> {
+        let name = planned.name.as_str();
         let unit = name.to_owned();
         let info = on_loop(self.commands, move |m| m.park(&unit))??;
         let cgroup_dir = Path::new(CGROUP_ROOT).join(info.cgroup.trim_start_matches('/'));
+        // Sampled before freezing: entering the freezer costs every task a
+        // little CPU time.
+        let now = ActivitySample::take(Path::new("/proc"), &predump::cgroup_pids(name)).ok();
+        let final_dump = match (&chain.parent, &chain.baseline, &now) {
+            (None, _, _) => "full",
+            (Some(_), Some(baseline), Some(now)) if now.ran_since(baseline).is_empty() => {
+                "clean-skip"
+            }
+            (Some(_), _, _) => "incremental",
+        };
         (self.progress)(Progress::new("freeze", name, 0, "freezing"));
         let frozen_usec = wall_usec();
         self.frozen_only = Some((name.to_owned(), info.main_pid, info.cgroup.clone()));
@@ -222,6 +281,10 @@ impl Parking<'_> {
         options.network_lock = Some(NetworkLock::Nftables);
         options.log_file = Some("dump.log".into());
         options.log_level = LogLevel::Info;
+        // Only the pages dirtied since the last pre-dump are written; the
+        // rest are found in the parent images at restore.
+        options.parent_img = chain.parent.as_ref().map(PathBuf::from);
+        options.track_mem = chain.parent.is_some();
         if super::fault::injected("dump-fail", name) {
             return Err(format!(
                 "{name}: CRIU dump failed: injected fault ({})",
@@ -243,15 +306,19 @@ impl Parking<'_> {
         let mut record = UnitRecord {
             name: name.to_owned(),
             mode: "preserve".into(),
-            priority,
+            priority: planned.priority,
             main_pid: info.main_pid,
-            pids: pids.to_vec(),
+            pids: planned.pids.clone(),
             cgroup: info.cgroup,
             pipes: info.pipes,
             runtime_dirs: info.runtime_dirs.clone(),
             image_bytes: store.unit_bytes(name),
             frozen_usec,
             dump_ms,
+            stoppage_bytes: relive_snapshot::criu::images_size(&dir_path).unwrap_or(0),
+            final_dump: final_dump.into(),
+            pre_dumps: chain.rounds,
+            convergence: chain.convergence,
             ..UnitRecord::default()
         };
         self.records.push(record.clone());
@@ -264,7 +331,10 @@ impl Parking<'_> {
             "dumped",
             name,
             record.image_bytes,
-            &format!("{:.0} ms", dump_ms),
+            &format!(
+                "{:.0} ms, {final_dump}, {} bytes written in the stoppage",
+                dump_ms, record.stoppage_bytes
+            ),
         ));
         Ok(())
     }
@@ -336,4 +406,17 @@ fn save_lock(
     let path = store.lock_file(name);
     std::fs::write(&path, out.stdout).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(true)
+}
+
+/// Why a preserved unit had no pre-dumps, for the report.
+fn no_pre_dump_reason(two_phase: bool, config: &UpgradeConfig, unit: &PlannedUnit) -> String {
+    if !config.pre_dump {
+        "no pre-dumps: pre_dump = false in relive.toml".into()
+    } else if !two_phase {
+        "no pre-dumps: single-phase upgrade requested".into()
+    } else if !unit.pre_dump {
+        "no pre-dumps: PreDump=no".into()
+    } else {
+        "no pre-dumps".into()
+    }
 }

@@ -36,6 +36,12 @@ pub struct PlannedUnit {
     pub pids: Vec<u32>,
     /// Anonymous memory of its processes: roughly what CRIU writes.
     pub estimated_bytes: u64,
+    /// PreDump= (phase 1 copies it in the background first).
+    #[serde(default)]
+    pub pre_dump: bool,
+    /// PreDumpMaxRounds=.
+    #[serde(default)]
+    pub pre_dump_max_rounds: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +93,8 @@ impl Manager {
                         priority: cfg.live_upgrade.priority,
                         pids,
                         estimated_bytes,
+                        pre_dump: cfg.live_upgrade.pre_dump,
+                        pre_dump_max_rounds: cfg.live_upgrade.pre_dump_max_rounds,
                     });
                 }
                 UpgradeMode::Restart => plan.restarted.push(u.name.clone()),

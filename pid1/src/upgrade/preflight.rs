@@ -19,6 +19,9 @@ pub struct UpgradeRequest {
     pub append: String,
     pub reuse_cmdline: bool,
     pub dry_run: bool,
+    /// Skip phase 1 (the background pre-dumps): everything is dumped
+    /// during the stoppage.
+    pub single_phase: bool,
 }
 
 impl UpgradeRequest {
@@ -29,6 +32,7 @@ impl UpgradeRequest {
         append: String,
         reuse_cmdline: bool,
         dry_run: bool,
+        single_phase: bool,
     ) -> UpgradeRequest {
         UpgradeRequest {
             kernel: kernel.into(),
@@ -36,6 +40,7 @@ impl UpgradeRequest {
             append,
             reuse_cmdline,
             dry_run,
+            single_phase,
         }
     }
 }

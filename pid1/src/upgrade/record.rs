@@ -32,6 +32,39 @@ pub struct UnitRecord {
     pub running_usec: Option<u64>,
     /// restored, restarted, rerun, or "state lost: REASON" (started afresh).
     pub outcome: String,
+    /// Phase 1: the background pre-dump rounds, in order.
+    #[serde(default)]
+    pub pre_dumps: Vec<PreDumpRound>,
+    /// Why the pre-dump rounds stopped (or why there were none).
+    #[serde(default)]
+    pub convergence: String,
+    /// The final dump: "clean-skip" (pre-dumped, and none of its tasks ran
+    /// since the last pre-dump), "incremental" (pre-dumped, tasks ran) or
+    /// "full" (no usable pre-dump).
+    #[serde(default)]
+    pub final_dump: String,
+    /// Bytes CRIU wrote in the final dump, i.e. during the stoppage.
+    #[serde(default)]
+    pub stoppage_bytes: u64,
+}
+
+/// One background pre-dump of one unit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PreDumpRound {
+    pub round: u32,
+    /// Wall clock when it started.
+    pub started_usec: u64,
+    pub duration_ms: f64,
+    /// How long CRIU kept the tasks frozen (its stats), when known.
+    pub frozen_ms: Option<f64>,
+    /// Pages written in this round: all of them in the first, the ones
+    /// dirtied since the previous round afterwards.
+    pub pages_written: u64,
+    /// Bytes of this round's images.
+    pub bytes: u64,
+    /// Whether any of the unit's tasks had used the CPU since the previous
+    /// round (always true for the first).
+    pub ran: bool,
 }
 
 impl UnitRecord {
@@ -53,6 +86,15 @@ pub struct KexecHandover {
     pub kernel_to: String,
     pub started_usec: u64,
     pub kexec_usec: u64,
+    /// "two-phase" or "single-phase".
+    #[serde(default)]
+    pub mode: String,
+    /// Phase 1 (background pre-dumps) began; it ended when the stoppage
+    /// began (the first unit stopped or frozen).
+    #[serde(default)]
+    pub phase1_started_usec: u64,
+    #[serde(default)]
+    pub phase1_ended_usec: u64,
 }
 
 /// `relivectl upgrade-report`.
@@ -66,6 +108,13 @@ pub struct UpgradeReport {
     pub resumed_usec: u64,
     pub finished_usec: u64,
     pub units: Vec<UnitRecord>,
+    /// "two-phase" or "single-phase".
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub phase1_started_usec: u64,
+    #[serde(default)]
+    pub phase1_ended_usec: u64,
     pub total_image_bytes: u64,
     pub longest_stoppage_ms: f64,
     /// How times across the kexec were measured, and their error.

@@ -163,6 +163,9 @@ pub fn resume(
         kexec_usec: handover.kexec_usec,
         resumed_usec,
         finished_usec: wall_usec(),
+        mode: handover.mode.clone(),
+        phase1_started_usec: handover.phase1_started_usec,
+        phase1_ended_usec: handover.phase1_ended_usec,
         total_image_bytes: units.iter().map(|u| u.image_bytes).sum(),
         longest_stoppage_ms: units
             .iter()

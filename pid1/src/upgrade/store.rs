@@ -120,6 +120,35 @@ impl Store {
         self.root.join("lock").join(format!("{unit}.nft"))
     }
 
+    /// Writes a file at the store's top (root-only, synced).
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        write_synced(&self.root.join(name), bytes)
+    }
+
+    /// Removes a unit's images and its manifest entry.
+    pub fn forget_unit(&self, unit: &str) -> Result<(), StoreError> {
+        let dir = self.root.join("images").join(unit);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&dir)(e)),
+            _ => {}
+        }
+        let path = self.root.join("manifest.json");
+        let Ok(text) = fs::read(&path) else {
+            return Ok(());
+        };
+        let mut manifest: Manifest =
+            serde_json::from_slice(&text).map_err(|e| StoreError::Manifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        manifest.units.remove(unit);
+        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Manifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_synced(&path, &text)
+    }
+
     /// Writes the state envelope and syncs it.
     pub fn write_state(&self, payload: &[u8]) -> Result<(), StoreError> {
         let path = self.root.join("state.bin");
@@ -145,6 +174,8 @@ impl Store {
 
     /// Checksums a unit's image files into the manifest (synced): right
     /// after its dump, so that an abort can already check what it restores.
+    /// Files already in the manifest (its pre-dumps, sealed at the end of
+    /// phase 1) are not read again: the stoppage pays only for new files.
     pub fn seal_unit(&self, unit: &str) -> Result<(), StoreError> {
         let path = self.root.join("manifest.json");
         let mut manifest = match fs::read(&path) {
@@ -155,10 +186,14 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest::default(),
             Err(e) => return Err(StoreError::Io { path, source: e }),
         };
-        manifest.units.insert(
-            unit.to_owned(),
-            checksums(&self.root.join("images").join(unit))?,
-        );
+        let sums = manifest.units.entry(unit.to_owned()).or_default();
+        let dir = self.root.join("images").join(unit);
+        for file in files(&dir, "")? {
+            if let std::collections::btree_map::Entry::Vacant(entry) = sums.entry(file) {
+                let sum = checksum(&dir.join(entry.key()))?;
+                entry.insert(sum);
+            }
+        }
         let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Manifest {
             path: path.clone(),
             reason: e.to_string(),
@@ -183,7 +218,12 @@ impl Store {
                 path: path.clone(),
                 reason: format!("no entry for {unit}"),
             })?;
-        let actual = checksums(&self.root.join("images").join(unit))?;
+        let dir = self.root.join("images").join(unit);
+        let mut actual = BTreeMap::new();
+        for file in files(&dir, "")? {
+            let sum = checksum(&dir.join(&file))?;
+            actual.insert(file, sum);
+        }
         for (file, sum) in expected {
             match actual.get(file) {
                 None => {
@@ -238,39 +278,45 @@ impl Store {
         Ok(())
     }
 
-    /// Bytes of a unit's images.
+    /// Bytes of a unit's images, its pre-dumps included.
     pub fn unit_bytes(&self, unit: &str) -> u64 {
         let dir = self.root.join("images").join(unit);
-        fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
+        files(&dir, "")
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|f| fs::metadata(dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum()
     }
 }
 
-fn checksums(dir: &Path) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut sums = BTreeMap::new();
+/// Regular files under `dir`, as paths relative to it (`pre-1/pages-1.img`).
+/// Symbolic links (CRIU's `parent`) are not followed.
+fn files(dir: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let mut found = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
-        if !entry.file_type().map_err(io_err(dir))?.is_file() {
-            continue;
+        let kind = entry.file_type().map_err(io_err(dir))?;
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        if kind.is_file() {
+            found.push(name);
+        } else if kind.is_dir() {
+            found.extend(files(&entry.path(), &format!("{name}/"))?);
         }
-        let path = entry.path();
-        let mut file = fs::File::open(&path).map_err(io_err(&path))?;
-        let mut hasher = Sha256::new();
-        io::copy(&mut file, &mut hasher).map_err(io_err(&path))?;
-        let hex: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        sums.insert(entry.file_name().to_string_lossy().into_owned(), hex);
     }
-    Ok(sums)
+    Ok(found)
+}
+
+/// SHA-256 of a file, lowercase hex.
+fn checksum(path: &Path) -> Result<String, StoreError> {
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).map_err(io_err(path))?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -325,6 +371,28 @@ mod tests {
             .contains("core-1.img is missing"));
         store.wipe().unwrap();
         assert!(!store.root.exists());
+    }
+
+    #[test]
+    fn a_pre_dump_chain_is_sealed_in_two_steps_and_checked_whole() {
+        let store = Store::create(temp("chain")).unwrap();
+        let dir = store.unit_dir("a.service").unwrap();
+        fs::create_dir(dir.join("pre-1")).unwrap();
+        fs::write(dir.join("pre-1/pages-1.img"), vec![1u8; 8192]).unwrap();
+        // Phase 1 ends: the chain is sealed.
+        store.seal_unit("a.service").unwrap();
+        fs::write(dir.join("pages-1.img"), vec![2u8; 4096]).unwrap();
+        std::os::unix::fs::symlink("pre-1", dir.join("parent")).unwrap();
+        // The final dump: only its own files are new.
+        store.seal_unit("a.service").unwrap();
+        store.verify_unit("a.service").unwrap();
+        assert_eq!(store.unit_bytes("a.service"), 8192 + 4096);
+        fs::write(dir.join("pre-1/pages-1.img"), vec![9u8; 8192]).unwrap();
+        assert_eq!(
+            store.verify_unit("a.service").unwrap_err().to_string(),
+            "a.service: image file pre-1/pages-1.img does not match its checksum"
+        );
+        store.wipe().unwrap();
     }
 
     #[test]

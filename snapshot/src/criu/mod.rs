@@ -28,6 +28,7 @@ mod options;
 mod proto;
 mod session;
 mod spawn;
+mod stats;
 mod transport;
 
 pub use error::{CriuError, Request};
@@ -38,6 +39,7 @@ pub use options::{
 };
 pub use session::{Criu, CriuVersion, DumpOutcome, Notification, RestoreOutcome, Session};
 pub use spawn::{CommandSpawner, Spawner};
+pub use stats::{read_dump_stats, DumpStats, StatsError};
 
 #[cfg(test)]
 mod host_tests;

@@ -20,6 +20,8 @@ fn unit(name: &str, edit: impl FnOnce(&mut UnitSection)) -> Unit {
             mode: UpgradeMode::Preserve,
             priority: 500,
             mode_explicit: false,
+            pre_dump: true,
+            pre_dump_max_rounds: None,
         },
         warnings: Vec::new(),
     }

@@ -90,6 +90,8 @@ pub(crate) struct Builder<'a> {
     pub service: Option<ServiceBuilder>,
     pub(super) mode: Option<UpgradeMode>,
     pub(super) priority: Option<u16>,
+    pub(super) pre_dump: Option<bool>,
+    pub(super) pre_dump_max_rounds: Option<u32>,
     /// SuccessAction= set to something other than `none`: systemd then
     /// accepts a service without any command (e.g. systemd-poweroff).
     success_action: bool,
@@ -114,6 +116,8 @@ impl<'a> Builder<'a> {
             service: (kind == UnitKind::Service).then(ServiceBuilder::default),
             mode: None,
             priority: None,
+            pre_dump: None,
+            pre_dump_max_rounds: None,
             success_action: false,
             is_template: UnitName::parse(name).is_some_and(|n| n.kind() == NameKind::Template),
         }
@@ -341,6 +345,8 @@ impl<'a> Builder<'a> {
             mode,
             priority: self.priority.unwrap_or(500),
             mode_explicit: self.mode.is_some(),
+            pre_dump: self.pre_dump.unwrap_or(true),
+            pre_dump_max_rounds: self.pre_dump_max_rounds,
         };
         Ok(Built {
             unit: self.unit,

@@ -74,11 +74,28 @@ impl Builder<'_> {
                     ))
                 }
             },
+            "PreDump" if value.is_empty() => self.pre_dump = None,
+            "PreDump" => match super::values::parse_bool(value) {
+                Some(b) => self.pre_dump = Some(b),
+                None => return Err(self.ctx.bad_because(key, value, loc, "expected yes or no")),
+            },
+            "PreDumpMaxRounds" if value.is_empty() => self.pre_dump_max_rounds = None,
+            "PreDumpMaxRounds" => match value.parse::<u32>() {
+                Ok(n) if (1..=64).contains(&n) => self.pre_dump_max_rounds = Some(n),
+                _ => {
+                    return Err(self.ctx.bad_because(
+                        key,
+                        value,
+                        loc,
+                        "expected a number of rounds from 1 to 64 (PreDump=no turns pre-dumps off)",
+                    ))
+                }
+            },
             _ => {
                 return Err(LoadError::invalid(
                     loc,
                     format!(
-                        "unknown directive {key}= in [X-LiveUpgrade] (expected Mode= or Priority=)"
+                        "unknown directive {key}= in [X-LiveUpgrade] (expected Mode=, Priority=, PreDump= or PreDumpMaxRounds=)"
                     ),
                 ))
             }

@@ -1,0 +1,381 @@
+//! Phase 1 of an upgrade, before any stoppage: pre-dump the preserved
+//! units in the background, round after round, until what each round
+//! dirties has converged. The final dump (phase 2) then writes only the
+//! pages changed since a unit's last pre-dump.
+//!
+//! Each round is one `criu pre-dump` with memory tracking (soft-dirty) and
+//! the previous round as parent, by a CRIU at idle CPU and I/O priority,
+//! into `images/UNIT/pre-N`. The tasks are frozen only while CRIU collects
+//! their mappings; in the "read" mode it copies the memory while they run.
+//! A unit stops when a round writes fewer pages than the threshold, when a
+//! round writes more than the previous one by more than the growth limit
+//! (it dirties faster than it can be copied), or at its round cap.
+//! A failed pre-dump only costs the unit its pre-dumps: its chain is
+//! dropped (the soft-dirty state may be half reset) and its final dump is
+//! full.
+
+use super::criu::IdleSpawner;
+use super::plan::PlannedUnit;
+use super::record::PreDumpRound;
+use super::store::Store;
+use super::Progress;
+use crate::manager::clock::wall_usec;
+use relive_config::UpgradeConfig;
+use relive_snapshot::activity::{self, ActivitySample};
+use relive_snapshot::criu::{self, Criu, DumpOptions, LogLevel, PreDumpMode, Spawner};
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A page, for converting CRIU's page counts.
+const PAGE: u64 = 4096;
+/// After a pre-dump the tasks finish the system call CRIU interrupted;
+/// the activity baseline is taken once that is done.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// When the rounds stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub max_rounds: u32,
+    pub min_dirty_pages: u64,
+    pub max_growth: f64,
+    pub mode: PreDumpMode,
+    pub idle_priority: bool,
+}
+
+impl Policy {
+    pub fn from_config(config: &UpgradeConfig) -> Policy {
+        Policy {
+            max_rounds: config.pre_dump_max_rounds,
+            min_dirty_pages: config.pre_dump_min_dirty_pages,
+            max_growth: config.pre_dump_max_growth,
+            mode: if config.pre_dump_mode == "splice" {
+                PreDumpMode::Splice
+            } else {
+                PreDumpMode::Read
+            },
+            idle_priority: config.pre_dump_idle_priority,
+        }
+    }
+
+    /// Why a unit's rounds stop after `rounds` (this run's), or None to go on.
+    pub fn stop_reason(&self, rounds: &[PreDumpRound], cap: u32) -> Option<String> {
+        let last = rounds.last()?;
+        if last.pages_written < self.min_dirty_pages {
+            return Some(format!(
+                "converged: round {} wrote {} pages (< {})",
+                last.round, last.pages_written, self.min_dirty_pages
+            ));
+        }
+        if let [.., previous, _] = rounds {
+            let limit = previous.pages_written as f64 * (1.0 + self.max_growth);
+            if previous.round > 1 && last.pages_written as f64 > limit {
+                return Some(format!(
+                    "diverging: round {} wrote {} pages, more than {:.0} % above round {} ({})",
+                    last.round,
+                    last.pages_written,
+                    self.max_growth * 100.0,
+                    previous.round,
+                    previous.pages_written
+                ));
+            }
+        }
+        (rounds.len() as u32 >= cap).then(|| format!("round cap ({cap}) reached"))
+    }
+}
+
+/// One unit's pre-dumps so far.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Chain {
+    pub rounds: Vec<PreDumpRound>,
+    /// Why the rounds stopped.
+    pub convergence: String,
+    /// Its tasks' CPU time after the last pre-dump: the final dump
+    /// compares against it.
+    pub baseline: Option<ActivitySample>,
+    /// The last good round's directory name (`pre-N`), parent of the final
+    /// dump. None: no usable chain, the final dump is full.
+    pub parent: Option<String>,
+}
+
+struct Unit<'a> {
+    planned: &'a PlannedUnit,
+    cap: u32,
+    chain: Chain,
+    /// Rounds before this index come from a warm snapshot: the policy
+    /// judges only this run's rounds.
+    first_new: usize,
+    done: bool,
+}
+
+/// Runs phase 1 over `units` (the plan's preserved units with pre-dumps
+/// on) and returns each one's chain, by unit name. A unit with a chain in
+/// `warm` continues it.
+pub fn run(
+    store: &Store,
+    units: &[PlannedUnit],
+    policy: &Policy,
+    config: &UpgradeConfig,
+    progress: &dyn Fn(Progress),
+    mut warm: BTreeMap<String, Chain>,
+) -> BTreeMap<String, Chain> {
+    let mut units: Vec<Unit> = units
+        .iter()
+        .map(|planned| {
+            let chain = warm.remove(&planned.name).unwrap_or_default();
+            Unit {
+                planned,
+                cap: planned
+                    .pre_dump_max_rounds
+                    .map_or(policy.max_rounds, |c| c.min(policy.max_rounds)),
+                first_new: chain.rounds.len(),
+                chain,
+                done: false,
+            }
+        })
+        .collect();
+    for _ in 1..=policy.max_rounds {
+        let mut pending: Vec<&mut Unit> = units.iter_mut().filter(|u| !u.done).collect();
+        if pending.is_empty() {
+            break;
+        }
+        // Sleeping units first: freezing them costs them nothing. Then
+        // the least critical first, so the critical ones' last pre-dump is
+        // the freshest when the stoppage begins.
+        pending.sort_by_key(|u| {
+            let pids = cgroup_pids(&u.planned.name);
+            (
+                !activity::all_asleep(Path::new("/proc"), &pids),
+                u.planned.priority,
+            )
+        });
+        for unit in pending {
+            let round = unit.chain.rounds.last().map_or(1, |r| r.round + 1);
+            pre_dump_round(store, unit, round, policy, config, progress);
+        }
+    }
+    units
+        .into_iter()
+        .map(|u| (u.planned.name.clone(), u.chain))
+        .collect()
+}
+
+fn pre_dump_round(
+    store: &Store,
+    unit: &mut Unit,
+    round: u32,
+    policy: &Policy,
+    config: &UpgradeConfig,
+    progress: &dyn Fn(Progress),
+) {
+    let name = &unit.planned.name;
+    let started_usec = wall_usec();
+    let before = ActivitySample::take(Path::new("/proc"), &cgroup_pids(name)).ok();
+    let ran = match (&unit.chain.baseline, &before) {
+        (Some(baseline), Some(now)) => !now.ran_since(baseline).is_empty(),
+        _ => true,
+    };
+    progress(Progress::new(
+        "pre-dump",
+        name,
+        0,
+        &format!("round {round}: copying memory in the background"),
+    ));
+    let dir_name = format!("pre-{round}");
+    let result = pre_dump(store, unit, &dir_name, policy, config);
+    let dir = match result {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::warn!("{name}: pre-dump round {round} failed: {e}");
+            drop_chain(store, name);
+            unit.chain = Chain {
+                rounds: std::mem::take(&mut unit.chain.rounds),
+                convergence: format!("pre-dump round {round} failed: {e}; the final dump is full"),
+                baseline: None,
+                parent: None,
+            };
+            unit.done = true;
+            progress(Progress::new("pre-dump", name, 0, &unit.chain.convergence));
+            return;
+        }
+    };
+    let duration_ms = (wall_usec().saturating_sub(started_usec)) as f64 / 1000.0;
+    let stats = criu::read_dump_stats(&dir);
+    let bytes = criu::images_size(&dir).unwrap_or(0);
+    let pages_written = match &stats {
+        Ok(s) => s.pages_written,
+        Err(_) => bytes / PAGE,
+    };
+    let record = PreDumpRound {
+        round,
+        started_usec,
+        duration_ms,
+        frozen_ms: stats
+            .as_ref()
+            .ok()
+            .map(|s| s.frozen_time_us as f64 / 1000.0),
+        pages_written,
+        bytes,
+        ran,
+    };
+    progress(Progress::new(
+        "pre-dump",
+        name,
+        bytes,
+        &format!(
+            "round {round}: {pages_written} pages written, frozen {}, {duration_ms:.0} ms",
+            record
+                .frozen_ms
+                .map_or("?".to_owned(), |ms| format!("{ms:.1} ms"))
+        ),
+    ));
+    unit.chain.rounds.push(record);
+    unit.chain.parent = Some(dir_name);
+    std::thread::sleep(SETTLE);
+    unit.chain.baseline = ActivitySample::take(Path::new("/proc"), &cgroup_pids(name)).ok();
+    if let Some(reason) = policy.stop_reason(&unit.chain.rounds[unit.first_new..], unit.cap) {
+        progress(Progress::new("pre-dump", name, 0, &reason));
+        unit.chain.convergence = reason;
+        unit.done = true;
+    }
+}
+
+/// One `criu pre-dump` into `images/UNIT/DIR_NAME`; returns that directory.
+fn pre_dump(
+    store: &Store,
+    unit: &Unit,
+    dir_name: &str,
+    policy: &Policy,
+    config: &UpgradeConfig,
+) -> Result<PathBuf, String> {
+    let name = &unit.planned.name;
+    if super::fault::injected("pre-dump-fail", name) {
+        return Err(format!("injected fault ({})", super::fault::FAULT_FILE));
+    }
+    let dir_path = store
+        .unit_dir(name)
+        .map_err(|e| e.to_string())?
+        .join(dir_name);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir_path)
+        .map_err(|e| format!("{}: {e}", dir_path.display()))?;
+    let dir = std::fs::File::open(&dir_path).map_err(|e| format!("{}: {e}", dir_path.display()))?;
+    let mut options = DumpOptions::new(unit.planned.main_pid as i32, dir.as_fd());
+    options.track_mem = true;
+    options.parent_img = unit
+        .chain
+        .parent
+        .as_ref()
+        .map(|p| PathBuf::from("..").join(p));
+    options.pre_dump_mode = Some(policy.mode);
+    options.log_file = Some("pre-dump.log".into());
+    options.log_level = LogLevel::Info;
+    let client = Criu {
+        path: config.criu.clone(),
+        ..Criu::default()
+    };
+    let spawner: &dyn Spawner = if policy.idle_priority {
+        &IdleSpawner
+    } else {
+        &super::criu::Pid1Spawner
+    };
+    // CRIU waits for another PRE_DUMP or the DUMP after a pre-dump; the
+    // session is dropped instead, which ends it: the final dump runs in a
+    // CRIU of its own, at normal priority, reading this chain.
+    let mut session = client.start(spawner).map_err(|e| e.to_string())?;
+    session
+        .pre_dump(&options, |_| {})
+        .map_err(|e| e.to_string())?;
+    Ok(dir_path)
+}
+
+/// Removes a unit's pre-dump directories.
+fn drop_chain(store: &Store, name: &str) {
+    let Ok(dir) = store.unit_dir(name) else {
+        return;
+    };
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("pre-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The unit's processes now (they may have forked since the plan).
+pub fn cgroup_pids(unit: &str) -> Vec<u32> {
+    let path = Path::new(super::park::CGROUP_ROOT)
+        .join(crate::sys::cgroup::unit_cgroup(unit).trim_start_matches('/'))
+        .join("cgroup.procs");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            max_rounds: 8,
+            min_dirty_pages: 64,
+            max_growth: 0.10,
+            mode: PreDumpMode::Read,
+            idle_priority: true,
+        }
+    }
+
+    fn rounds(pages: &[u64]) -> Vec<PreDumpRound> {
+        pages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PreDumpRound {
+                round: i as u32 + 1,
+                pages_written: *p,
+                ..PreDumpRound::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stops_when_a_round_writes_few_pages() {
+        let reason = policy().stop_reason(&rounds(&[8192, 300, 12]), 8).unwrap();
+        assert!(
+            reason.starts_with("converged: round 3 wrote 12 pages"),
+            "{reason}"
+        );
+        assert_eq!(policy().stop_reason(&rounds(&[8192, 300]), 8), None);
+    }
+
+    #[test]
+    fn stops_when_the_dirty_set_grows() {
+        // Round 2 is always smaller than the full first round; growth is
+        // judged from round 2 on.
+        let reason = policy()
+            .stop_reason(&rounds(&[8192, 1000, 1200]), 8)
+            .unwrap();
+        assert!(reason.starts_with("diverging: round 3"), "{reason}");
+        assert_eq!(policy().stop_reason(&rounds(&[8192, 1000, 1090]), 8), None);
+    }
+
+    #[test]
+    fn stops_at_the_cap_when_the_dirty_set_stays_large() {
+        let r = rounds(&[4096, 4096, 4096]);
+        assert_eq!(policy().stop_reason(&r[..2], 3), None);
+        assert_eq!(
+            policy().stop_reason(&r, 3).unwrap(),
+            "round cap (3) reached"
+        );
+    }
+
+    #[test]
+    fn a_tiny_unit_converges_in_one_round() {
+        let reason = policy().stop_reason(&rounds(&[40]), 8).unwrap();
+        assert!(reason.starts_with("converged: round 1"), "{reason}");
+    }
+}

@@ -1,0 +1,181 @@
+//! A warm snapshot: phase 1 run ahead of the upgrade (`relivectl
+//! live-upgrade --prepare`, or every `upgrade.warm_snapshot_interval_sec`)
+//! and kept in the store, so that the upgrade's own phase 1 only tops it
+//! up with the pages dirtied since.
+//!
+//! The store then holds process memory until the upgrade: it stays
+//! root-only, `--discard` wipes it, and relive wipes it on a boot that is
+//! not a live upgrade's.
+
+use super::plan::Plan;
+use super::predump::{self, Chain};
+use super::store::Store;
+use super::{on_loop, Progress};
+use crate::event_loop::CommandSender;
+use crate::manager::clock::wall_usec;
+use relive_config::UpgradeConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const WARM_FILE: &str = "warm.json";
+/// A warm chain this long is started again from a full pre-dump when it is
+/// refreshed: every restore walks the whole chain.
+const MAX_CHAIN: usize = 32;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Warm {
+    /// When it was last refreshed (wall clock, µs).
+    pub taken_usec: u64,
+    pub units: BTreeMap<String, WarmUnit>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WarmUnit {
+    /// The tree's root when it was pre-dumped: a chain only fits the same
+    /// process tree.
+    pub main_pid: u32,
+    pub chain: Chain,
+}
+
+/// Takes or refreshes the warm snapshot. Refused while an upgrade runs.
+pub fn prepare(
+    commands: &CommandSender,
+    config: &UpgradeConfig,
+    progress: &dyn Fn(Progress),
+) -> Result<Warm, String> {
+    on_loop(commands, |m| m.begin_upgrade())?.map_err(|e| e.to_string())?;
+    let result = take(commands, config, progress);
+    let _ = on_loop(commands, |m| m.end_upgrade());
+    if result.is_err() {
+        let _ = Store::at(&config.store_dir).wipe();
+    }
+    result
+}
+
+fn take(
+    commands: &CommandSender,
+    config: &UpgradeConfig,
+    progress: &dyn Fn(Progress),
+) -> Result<Warm, String> {
+    if !config.pre_dump {
+        return Err("pre-dumps are off (upgrade.pre_dump = false in relive.toml)".into());
+    }
+    let plan = on_loop(commands, |m| m.upgrade_plan())?;
+    let (store, chains) = open(config, &plan, true)?;
+    let units: Vec<_> = plan
+        .preserved
+        .iter()
+        .filter(|u| u.pre_dump)
+        .cloned()
+        .collect();
+    let policy = predump::Policy::from_config(config);
+    let chains = predump::run(&store, &units, &policy, config, progress, chains);
+    let mut warm = Warm {
+        taken_usec: wall_usec(),
+        units: BTreeMap::new(),
+    };
+    for unit in &units {
+        let Some(chain) = chains.get(&unit.name).filter(|c| c.parent.is_some()) else {
+            continue;
+        };
+        store.seal_unit(&unit.name).map_err(|e| e.to_string())?;
+        warm.units.insert(
+            unit.name.clone(),
+            WarmUnit {
+                main_pid: unit.main_pid,
+                chain: chain.clone(),
+            },
+        );
+    }
+    let text = serde_json::to_vec(&warm).map_err(|e| e.to_string())?;
+    store
+        .write_file(WARM_FILE, &text)
+        .map_err(|e| e.to_string())?;
+    Ok(warm)
+}
+
+/// The store for phase 1. With a warm snapshot in it: that store, and the
+/// chains of the units whose process tree is still the one pre-dumped
+/// (the others' images are removed). Without: a new, empty store.
+/// `refresh`: a chain grown past `MAX_CHAIN` is started again.
+pub fn open(
+    config: &UpgradeConfig,
+    plan: &Plan,
+    refresh: bool,
+) -> Result<(Store, BTreeMap<String, Chain>), String> {
+    let store = Store::at(&config.store_dir);
+    let Some(warm) = read(&store) else {
+        let store = Store::create(&config.store_dir).map_err(|e| e.to_string())?;
+        return Ok((store, BTreeMap::new()));
+    };
+    let mut chains = BTreeMap::new();
+    for (name, unit) in warm.units {
+        let same_tree = plan
+            .preserved
+            .iter()
+            .any(|p| p.name == name && p.main_pid == unit.main_pid && p.pre_dump);
+        let too_long = refresh && unit.chain.rounds.len() >= MAX_CHAIN;
+        if same_tree && !too_long && unit.chain.parent.is_some() {
+            chains.insert(name, unit.chain);
+        } else {
+            tracing::info!(
+                "{name}: warm snapshot dropped (process tree changed or chain too long)"
+            );
+            store.forget_unit(&name).map_err(|e| e.to_string())?;
+        }
+    }
+    let _ = std::fs::remove_file(store.root.join(WARM_FILE));
+    Ok((store, chains))
+}
+
+fn read(store: &Store) -> Option<Warm> {
+    let text = std::fs::read(store.root.join(WARM_FILE)).ok()?;
+    match serde_json::from_slice(&text) {
+        Ok(warm) => Some(warm),
+        Err(e) => {
+            tracing::warn!(
+                "{}: {e}; the warm snapshot is not used",
+                store.root.join(WARM_FILE).display()
+            );
+            None
+        }
+    }
+}
+
+/// Wipes a warm snapshot (`relivectl live-upgrade --discard`). Refused
+/// while an upgrade runs: its images would go with it.
+pub fn discard(commands: &CommandSender, config: &UpgradeConfig) -> Result<bool, String> {
+    on_loop(commands, |m| m.begin_upgrade())?.map_err(|e| e.to_string())?;
+    let store = Store::at(&config.store_dir);
+    let existed = store.root.join(WARM_FILE).exists();
+    let result = store.wipe().map_err(|e| e.to_string());
+    let _ = on_loop(commands, |m| m.end_upgrade());
+    result.map(|()| existed)
+}
+
+/// Refreshes the warm snapshot every `interval_sec`, for ever (a thread of
+/// its own; an upgrade running at that moment just skips a refresh).
+pub fn keep_warm(commands: CommandSender, config: UpgradeConfig) {
+    let interval = std::time::Duration::from_secs(config.warm_snapshot_interval_sec);
+    let log = |p: Progress| tracing::debug!("warm snapshot: {} {} {}", p.phase, p.unit, p.message);
+    loop {
+        std::thread::sleep(interval);
+        match prepare(&commands, &config, &log) {
+            Ok(warm) => tracing::info!("warm snapshot refreshed: {} units", warm.units.len()),
+            Err(e) => tracing::warn!("warm snapshot not refreshed: {e}"),
+        }
+    }
+}
+
+/// A store left by an upgrade that never happened (a warm snapshot, an
+/// interrupted upgrade) is wiped on a fresh boot: its images hold process
+/// memory and fit no process any more.
+pub fn wipe_leftover(store_dir: &Path) {
+    if store_dir.exists() {
+        match Store::at(store_dir).wipe() {
+            Ok(()) => tracing::info!("{}: leftover upgrade store wiped", store_dir.display()),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+}
