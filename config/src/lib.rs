@@ -88,6 +88,14 @@ pub struct UpgradeConfig {
     /// Where images and relive's state are kept across the kexec (root
     /// only: images hold process memory). Default: /var/lib/relive/upgrade.
     pub store_dir: PathBuf,
+    /// Where the handover travels: "memory" (a region reserved with
+    /// memmap=SIZE!OFFSET, seen as `memory_device`, kept across the kexec),
+    /// "disk" (`store_dir`), or "auto": memory when the running and the next
+    /// kernel's command lines reserve the same region, else disk.
+    /// Default: "auto".
+    pub store: String,
+    /// The memory store's device. Default: /dev/pmem0.
+    pub memory_device: PathBuf,
     /// The CRIU binary. Default: /usr/sbin/criu.
     pub criu: PathBuf,
     /// Free space required in the store beyond the estimated image size,
@@ -122,6 +130,8 @@ impl Default for UpgradeConfig {
     fn default() -> Self {
         UpgradeConfig {
             store_dir: "/var/lib/relive/upgrade".into(),
+            store: "auto".into(),
+            memory_device: "/dev/pmem0".into(),
             criu: "/usr/sbin/criu".into(),
             store_headroom: 0.25,
             pre_dump: true,
@@ -262,6 +272,13 @@ impl Config {
                 "upgrade.pre_dump_max_growth",
                 u.pre_dump_max_growth.to_string(),
                 "must be a fraction >= 0",
+            ));
+        }
+        if !["auto", "memory", "disk"].contains(&u.store.as_str()) {
+            return Err(invalid(
+                "upgrade.store",
+                u.store.clone(),
+                "must be \"auto\", \"memory\" or \"disk\"",
             ));
         }
         if !["read", "splice"].contains(&u.pre_dump_mode.as_str()) {

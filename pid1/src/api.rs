@@ -86,11 +86,13 @@ pub trait Manager1 {
     fn daemon_reexec(&self) -> zbus::Result<()>;
     /// Plans a live kernel upgrade and runs its preflight; with `dry_run`
     /// returns the plan as JSON (`relive::upgrade::plan::Plan`). Without,
-    /// performs the upgrade (`single_phase`: without the background
-    /// pre-dumps): progress arrives as `Progress` signals, and
+    /// performs the upgrade: progress arrives as `Progress` signals, and
     /// on success the machine kexecs (the call never returns); on failure
     /// everything is put back and the error says why. `initrd` and
     /// `append` may be empty.
+    /// `options` (any of): "single-phase" = "yes" (no background
+    /// pre-dumps), "store" = "memory" | "disk" | "auto" (instead of
+    /// upgrade.store).
     fn live_upgrade(
         &self,
         kernel: &str,
@@ -98,7 +100,7 @@ pub trait Manager1 {
         append: &str,
         reuse_cmdline: bool,
         dry_run: bool,
-        single_phase: bool,
+        options: &std::collections::HashMap<&str, &str>,
     ) -> zbus::Result<String>;
     /// Like `live_upgrade`, but returns the plan (JSON) once the preflight
     /// passed; the upgrade proceeds when every control client has
@@ -109,7 +111,7 @@ pub trait Manager1 {
         initrd: &str,
         append: &str,
         reuse_cmdline: bool,
-        single_phase: bool,
+        options: &std::collections::HashMap<&str, &str>,
     ) -> zbus::Result<String>;
     /// Runs phase 1 of an upgrade now (background pre-dumps) and keeps it
     /// as a warm snapshot for the next upgrade; returns it as JSON

@@ -13,6 +13,7 @@ use crate::sys::machine::ShutdownKind;
 use crate::upgrade::preflight::{self, UpgradeRequest};
 use crate::upgrade::resume::REPORT_PATH;
 use crate::upgrade::{park, Progress};
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -175,11 +176,11 @@ impl ManagerApi {
         append: String,
         reuse_cmdline: bool,
         dry_run: bool,
-        single_phase: bool,
+        options: HashMap<String, String>,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        let request =
-            UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, dry_run, single_phase);
+        let request = UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, dry_run, &options)
+            .map_err(ApiError::Refused)?;
         let (scope, config) = self
             .commands
             .call(|m| (m.rt.scope, m.config.upgrade.clone()))
@@ -223,11 +224,11 @@ impl ManagerApi {
         initrd: String,
         append: String,
         reuse_cmdline: bool,
-        single_phase: bool,
+        options: HashMap<String, String>,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        let request =
-            UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, false, single_phase);
+        let request = UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, false, &options)
+            .map_err(ApiError::Refused)?;
         let (scope, config) = self
             .commands
             .call(|m| (m.rt.scope, m.config.upgrade.clone()))

@@ -11,8 +11,8 @@ use relive::sys::cgroup::CgroupFs;
 use relive::sys::machine::{self, Scope};
 use relive::sys::{mounts, RealKernel};
 use relive::upgrade::record::KexecHandover;
-use relive::upgrade::resume;
 use relive::upgrade::store::Store;
+use relive::upgrade::{memstore, resume};
 use relive_config::{Config, DEFAULT_CONFIG_PATH};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,6 +103,16 @@ fn main() -> ExitCode {
     if let Some(e) = config_error {
         tracing::error!("{e}; using the defaults");
     }
+    // A region reserved for the memory store: its device must exist for an
+    // upgrade's preflight, and for this boot's resume.
+    if scope == Scope::Machine && !resuming && config.upgrade.store != "disk" {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        if !memstore::reservations(&cmdline).is_empty() {
+            if let Err(e) = memstore::attach(&config.upgrade.memory_device) {
+                tracing::error!("memory store: {e}; live upgrades use the disk store");
+            }
+        }
+    }
     // After a live upgrade's kexec: the previous kernel's handover.
     let kexec_handover = if scope == Scope::Machine && !resuming {
         kexec_handover()
@@ -171,6 +181,13 @@ fn prepare_system(config: &Config, scope: Scope, pid_floor: u32) {
 fn kexec_handover() -> Option<(Store, KexecHandover)> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let path = resume::marker(&cmdline)?;
+    if let Some(device) = memstore::device_of(&cmdline) {
+        // The memory store: the same region, as the previous kernel left it.
+        if let Err(e) = memstore::attach(&device).and_then(|()| memstore::mount(&device)) {
+            tracing::error!("live upgrade handover in memory unreadable: {e}; booting afresh");
+            return None;
+        }
+    }
     let store = Store::at(&path);
     match resume::read(&store) {
         Ok(handover) => {

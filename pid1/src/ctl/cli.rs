@@ -115,6 +115,10 @@ pub struct LiveUpgradeArgs {
     /// (the two-phase snapshot is the default; see upgrade.pre_dump).
     #[arg(long)]
     pub single_phase: bool,
+    /// Where the images and relive's state travel: memory (the region
+    /// reserved with memmap=SIZE!OFFSET), disk, or auto (upgrade.store).
+    #[arg(long, value_parser = ["memory", "disk", "auto"])]
+    pub store: Option<String>,
     /// Run phase 1 now and keep it (a warm snapshot in the store, root
     /// only): the next upgrade only tops it up.
     #[arg(long, conflicts_with_all = ["kernel", "dry_run", "detach", "single_phase", "discard"])]

@@ -122,7 +122,7 @@ impl Api for Client {
             &a.append,
             a.reuse_cmdline,
             false,
-            a.single_phase,
+            &upgrade_options(a),
         ) {
             // The machine went down into the new kernel.
             Err(zbus::Error::InputOutput(_)) => Ok(()),
@@ -143,7 +143,7 @@ impl Api for Client {
                 &initrd,
                 &a.append,
                 a.reuse_cmdline,
-                a.single_phase,
+                &upgrade_options(a),
             )
             .map_err(CtlError::from_call)?;
         serde_json::from_str(&json).map_err(|e| {
@@ -191,7 +191,7 @@ impl Api for Client {
                 &a.append,
                 a.reuse_cmdline,
                 a.dry_run,
-                a.single_phase,
+                &upgrade_options(a),
             )
             .map_err(CtlError::from_call)?;
         serde_json::from_str(&json).map_err(|e| {
@@ -238,4 +238,16 @@ impl Api for Client {
             other => other.map_err(CtlError::from_call),
         }
     }
+}
+
+/// The D-Bus options of an upgrade from the command line's flags.
+fn upgrade_options(a: &LiveUpgradeArgs) -> std::collections::HashMap<&str, &str> {
+    let mut options = std::collections::HashMap::new();
+    if a.single_phase {
+        options.insert("single-phase", "yes");
+    }
+    if let Some(store) = &a.store {
+        options.insert("store", store.as_str());
+    }
+    options
 }

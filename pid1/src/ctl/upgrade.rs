@@ -48,6 +48,9 @@ pub fn render(plan: &Plan) -> String {
         "Estimated image size: {}",
         human(plan.estimated_image_bytes)
     );
+    if let Some(store) = &plan.store {
+        let _ = writeln!(out, "Store: {} ({})", store.note, store.dir.display());
+    }
     if plan.doomed_connections.is_empty() {
         let _ = writeln!(out, "Connections that cannot survive: none");
     } else {
@@ -111,6 +114,9 @@ pub fn render_report(r: &UpgradeReport) -> String {
         ms(r.kexec_usec, r.resumed_usec),
         ms(r.started_usec, r.finished_usec)
     );
+    if !r.store.is_empty() {
+        let _ = writeln!(out, "Store: {}", r.store);
+    }
     if !r.mode.is_empty() {
         let _ = writeln!(
             out,
@@ -255,6 +261,7 @@ mod tests {
                 ok: false,
                 detail: "skipped".into(),
             }],
+            store: None,
         };
         let text = render(&plan);
         let counter = text.find("counter.service").unwrap();

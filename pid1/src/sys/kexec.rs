@@ -118,7 +118,7 @@ pub fn next_cmdline(current: &str, reuse: bool, append: &str, marker: &str) -> S
         words.extend(
             current
                 .split_whitespace()
-                .filter(|w| !w.starts_with("relive.handover=")),
+                .filter(|w| !w.starts_with("relive.handover")),
         );
     }
     words.extend(append.split_whitespace());

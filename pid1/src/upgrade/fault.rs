@@ -7,6 +7,9 @@
 //!   runs for real;
 //! - `pre-dump-fail UNIT`: every background pre-dump of that unit fails;
 //!   its final dump is then full and the upgrade goes on;
+//! - `corrupt-image UNIT`: one byte of that unit's page images is flipped
+//!   after they were checksummed, just before the kexec, so that the new
+//!   kernel must refuse them (the unit starts afresh, the report says why);
 //! - `restore-fail UNIT`: its restore fails (after the kexec, or on the old
 //!   kernel during an undo), so the unit starts afresh and the report says
 //!   its state was lost. The file travels in the store across the kexec.
@@ -28,6 +31,31 @@ pub fn injected_in(file: &Path, fault: &str, unit: &str) -> bool {
         let mut words = l.split_whitespace();
         words.next() == Some(fault) && words.next() == Some(unit)
     })
+}
+
+/// Flips one byte in the middle of the unit's first page image (`corrupt-image`).
+pub fn corrupt_images(images_dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    let mut pages: Vec<_> = std::fs::read_dir(images_dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("pages-") && n.ends_with(".img"))
+        })
+        .collect();
+    pages.sort();
+    let path = pages
+        .into_iter()
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no page image to corrupt")
+        })?;
+    let mut bytes = std::fs::read(&path)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, bytes)?;
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod connections;
 pub mod criu;
 pub mod fault;
 pub mod helper;
+pub mod memstore;
 pub mod park;
 pub mod plan;
 pub mod predump;

@@ -6,6 +6,7 @@
 //! stopped ones started again, the kernel unloaded, the store wiped.
 
 use super::criu::Pid1Spawner;
+use super::memstore::{self, StoreChoice};
 use super::plan::{Plan, PlannedUnit};
 use super::predump::{self, Chain};
 use super::preflight::{self, UpgradeRequest};
@@ -87,9 +88,11 @@ pub fn execute(
     config: &UpgradeConfig,
     progress: &dyn Fn(Progress),
 ) -> String {
+    let choice = store_choice(plan, config);
     let mut parking = Parking {
         commands,
         config,
+        store_dir: choice.dir.clone(),
         progress,
         records: Vec::new(),
         frozen_only: None,
@@ -103,11 +106,14 @@ pub fn execute(
     progress(Progress::new("abort", "", 0, &error));
     parking.undo();
     let _ = kexec::unload();
-    let store = Store::at(&config.store_dir);
+    let store = Store::at(&choice.dir);
     if let Err(e) = store.keep_logs(Path::new(super::resume::CRIU_LOGS)) {
         tracing::warn!("cannot keep CRIU's logs: {e}");
     }
     let _ = store.wipe();
+    if choice.device.is_some() {
+        memstore::unmount();
+    }
     let _ = on_loop(commands, |m| m.end_upgrade());
     progress(Progress::new(
         "aborted",
@@ -139,6 +145,8 @@ pub fn wait_for_clients_to_leave(progress: &dyn Fn(Progress)) {
 struct Parking<'a> {
     commands: &'a CommandSender,
     config: &'a UpgradeConfig,
+    /// The chosen store's directory.
+    store_dir: PathBuf,
     progress: &'a dyn Fn(Progress),
     /// Units checkpointed so far (their processes are gone).
     records: Vec<UnitRecord>,
@@ -155,8 +163,12 @@ impl Parking<'_> {
         request: &UpgradeRequest,
     ) -> Result<std::convert::Infallible, String> {
         let started_usec = wall_usec();
+        let choice = store_choice(plan, self.config);
+        (self.progress)(Progress::new("store", "", 0, &choice.note));
+        super::warm::wipe_other(&choice, self.config);
+        memstore::open(self.commands, &choice)?;
         // A warm snapshot (`--prepare`) is topped up rather than redone.
-        let (store, warm) = super::warm::open(self.config, plan, false)?;
+        let (store, warm) = super::warm::open(&choice.dir, plan, false)?;
         // Injected faults for the new kernel travel with the store.
         if Path::new(super::fault::FAULT_FILE).exists() {
             let _ = std::fs::copy(super::fault::FAULT_FILE, store.root.join("fault-inject"));
@@ -205,6 +217,16 @@ impl Parking<'_> {
             });
             self.checkpoint(&store, unit, chain)?;
         }
+        for record in &self.records {
+            if super::fault::injected("corrupt-image", &record.name) {
+                // Both the final dump and (for a busy unit) its parents hold pages.
+                let dir = store.root.join("images").join(&record.name);
+                match super::fault::corrupt_images(&dir) {
+                    Ok(path) => tracing::warn!("injected fault: corrupted {}", path.display()),
+                    Err(e) => tracing::warn!("injected fault corrupt-image {}: {e}", record.name),
+                }
+            }
+        }
         (self.progress)(Progress::new("handover", "", 0, "saving relive's state"));
         let state = async_io::block_on(self.commands.call(|m| m.state.clone()))
             .map_err(|_| "relive's loop is gone".to_owned())?;
@@ -224,6 +246,7 @@ impl Parking<'_> {
             .into(),
             phase1_started_usec,
             phase1_ended_usec,
+            store: choice.note.clone(),
         };
         let payload = serde_json::to_vec(&handover).map_err(|e| e.to_string())?;
         store.write_state(&payload).map_err(|e| e.to_string())?;
@@ -234,11 +257,18 @@ impl Parking<'_> {
             &format!("booting {}", request.kernel.display()),
         ));
         nix::unistd::sync();
+        if choice.device.is_some() {
+            // The next kernel mounts it again: it must be clean.
+            memstore::unmount_checked()?;
+        }
         // kexec unmounts nothing: let the root filesystem be clean if it can.
         let _ = crate::sys::machine::remount_root(true);
         nix::unistd::sync();
         let e = kexec::boot_loaded();
         let _ = crate::sys::machine::remount_root(false);
+        if let Some(device) = &choice.device {
+            let _ = memstore::mount(device);
+        }
         Err(format!("kexec failed: {e}"))
     }
 
@@ -341,7 +371,7 @@ impl Parking<'_> {
 
     /// Puts everything back as it was before the upgrade.
     fn undo(&mut self) {
-        let store = Store::at(&self.config.store_dir);
+        let store = Store::at(&self.store_dir);
         if let Some((name, pid, cgroup)) = self.frozen_only.take() {
             let dir = Path::new(CGROUP_ROOT).join(cgroup.trim_start_matches('/'));
             if let Err(e) = freezer::thaw(&dir, FREEZE_TIMEOUT) {
@@ -419,4 +449,11 @@ fn no_pre_dump_reason(two_phase: bool, config: &UpgradeConfig, unit: &PlannedUni
     } else {
         "no pre-dumps".into()
     }
+}
+
+/// The store the preflight chose (the disk store for a plan without one).
+fn store_choice(plan: &Plan, config: &UpgradeConfig) -> StoreChoice {
+    plan.store
+        .clone()
+        .unwrap_or_else(|| StoreChoice::disk(&config.store_dir, "disk store".into()))
 }

@@ -24,6 +24,9 @@ pub struct Plan {
     pub doomed_connections: Vec<DoomedConnection>,
     /// Preflight checks, in the order run.
     pub checks: Vec<Check>,
+    /// Where the images travel (decided by the preflight).
+    #[serde(default)]
+    pub store: Option<super::memstore::StoreChoice>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Preflight: everything that can be checked before anything changes.
 //! A failed check leaves the system as it was (a loaded kernel is unloaded).
 
+use super::memstore::{self, StoreChoice};
 use super::plan::{Check, Plan};
 use crate::sys::kexec;
 use crate::sys::machine::Scope;
@@ -22,26 +23,46 @@ pub struct UpgradeRequest {
     /// Skip phase 1 (the background pre-dumps): everything is dumped
     /// during the stoppage.
     pub single_phase: bool,
+    /// "memory" or "disk" instead of `upgrade.store`.
+    pub store: Option<String>,
 }
 
 impl UpgradeRequest {
     /// From the D-Bus arguments, where an empty initrd means none.
+    /// `options`: "single-phase" = "yes"|"no", "store" = "memory"|"disk"|"auto".
     pub fn new(
         kernel: String,
         initrd: String,
         append: String,
         reuse_cmdline: bool,
         dry_run: bool,
-        single_phase: bool,
-    ) -> UpgradeRequest {
-        UpgradeRequest {
+        options: &std::collections::HashMap<String, String>,
+    ) -> Result<UpgradeRequest, String> {
+        let mut request = UpgradeRequest {
             kernel: kernel.into(),
             initrd: (!initrd.is_empty()).then(|| initrd.into()),
             append,
             reuse_cmdline,
             dry_run,
-            single_phase,
+            single_phase: false,
+            store: None,
+        };
+        for (key, value) in options {
+            match (key.as_str(), value.as_str()) {
+                ("single-phase", "yes") => request.single_phase = true,
+                ("single-phase", "no") => request.single_phase = false,
+                ("store", "memory" | "disk" | "auto") => request.store = Some(value.clone()),
+                ("single-phase" | "store", _) => {
+                    return Err(format!("option {key}: invalid value {value:?}"))
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown option {key:?} (expected single-phase or store)"
+                    ))
+                }
+            }
         }
+        Ok(request)
     }
 }
 
@@ -79,11 +100,30 @@ pub fn run(
     if let Some(initrd) = &request.initrd {
         check("initrd", readable(initrd));
     }
+    let current = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let without_marker = kexec::next_cmdline(&current, request.reuse_cmdline, &request.append, "");
+    let wanted = request.store.as_deref().unwrap_or(&config.store);
+    let choice = memstore::choose(
+        wanted,
+        &config.store_dir,
+        &config.memory_device,
+        &current,
+        &without_marker,
+    );
+    check(
+        "store",
+        choice
+            .as_ref()
+            .map(|c| c.note.clone())
+            .map_err(Clone::clone),
+    );
+    let choice =
+        choice.unwrap_or_else(|_| StoreChoice::disk(&config.store_dir, "not usable".into()));
     let cmdline = kexec::next_cmdline(
-        &std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
+        &current,
         request.reuse_cmdline,
         &request.append,
-        &format!("relive.handover={}", config.store_dir.display()),
+        &choice.marker(),
     );
     let loaded = if is_machine {
         let result = kexec::load(&request.kernel, request.initrd.as_deref(), &cmdline)
@@ -110,14 +150,25 @@ pub fn run(
         executable(&config.criu)
             .and_then(|_| super::criu::check(&config.criu, Path::new(CRIU_WORK_DIR))),
     );
+    let needed = plan.estimated_image_bytes
+        + (plan.estimated_image_bytes as f64 * config.store_headroom) as u64;
     check(
-        "store",
-        store_capacity(
-            &config.store_dir,
-            plan.estimated_image_bytes,
-            config.store_headroom,
-        ),
+        "capacity",
+        match choice.capacity {
+            Some(capacity) if capacity >= needed => Ok(format!(
+                "{} in memory, {} needed",
+                human(capacity),
+                human(needed)
+            )),
+            Some(capacity) => Err(format!(
+                "{} in memory, {} needed: reserve a larger region, or use --store disk",
+                human(capacity),
+                human(needed)
+            )),
+            None => store_capacity(&choice.dir, needed),
+        },
     );
+    plan.store = Some(choice);
     let passed = plan.checks.iter().all(|c| c.ok);
     if loaded && !(keep_loaded && passed) {
         if let Err(e) = kexec::unload() {
@@ -208,8 +259,8 @@ fn executable(path: &Path) -> Result<String, String> {
     }
 }
 
-/// Free space where the store is (or will be created) against the estimate.
-fn store_capacity(store: &Path, estimate: u64, headroom: f64) -> Result<String, String> {
+/// Free space where the store is (or will be created) against `needed`.
+fn store_capacity(store: &Path, needed: u64) -> Result<String, String> {
     let existing = store
         .ancestors()
         .find(|p| p.exists())
@@ -217,7 +268,6 @@ fn store_capacity(store: &Path, estimate: u64, headroom: f64) -> Result<String, 
     let stat =
         nix::sys::statvfs::statvfs(existing).map_err(|e| format!("{}: {e}", existing.display()))?;
     let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
-    let needed = estimate + (estimate as f64 * headroom) as u64;
     let text = format!(
         "{} free at {}, {} needed",
         human(free),
@@ -260,8 +310,8 @@ mod tests {
 
     #[test]
     fn capacity_compares_free_space_with_the_estimate() {
-        assert!(store_capacity(Path::new("/tmp/relive-no-such-store/x"), 1024, 0.25).is_ok());
-        let e = store_capacity(Path::new("/tmp"), u64::MAX / 4, 0.25).unwrap_err();
+        assert!(store_capacity(Path::new("/tmp/relive-no-such-store/x"), 1280).is_ok());
+        let e = store_capacity(Path::new("/tmp"), u64::MAX / 2).unwrap_err();
         assert!(e.contains("needed"), "{e}");
     }
 

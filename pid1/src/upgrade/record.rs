@@ -95,6 +95,9 @@ pub struct KexecHandover {
     pub phase1_started_usec: u64,
     #[serde(default)]
     pub phase1_ended_usec: u64,
+    /// Which store carried the images, and why.
+    #[serde(default)]
+    pub store: String,
 }
 
 /// `relivectl upgrade-report`.
@@ -115,6 +118,9 @@ pub struct UpgradeReport {
     pub phase1_started_usec: u64,
     #[serde(default)]
     pub phase1_ended_usec: u64,
+    /// Which store carried the images, and why.
+    #[serde(default)]
+    pub store: String,
     pub total_image_bytes: u64,
     pub longest_stoppage_ms: f64,
     /// How times across the kexec were measured, and their error.

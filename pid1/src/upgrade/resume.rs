@@ -166,6 +166,7 @@ pub fn resume(
         mode: handover.mode.clone(),
         phase1_started_usec: handover.phase1_started_usec,
         phase1_ended_usec: handover.phase1_ended_usec,
+        store: handover.store.clone(),
         total_image_bytes: units.iter().map(|u| u.image_bytes).sum(),
         longest_stoppage_ms: units
             .iter()
@@ -195,6 +196,9 @@ pub fn resume(
     // The images hold process memory: not kept a moment longer than needed.
     if let Err(e) = store.wipe() {
         tracing::error!("cannot wipe the upgrade store: {e}");
+    }
+    if store.root.starts_with(super::memstore::MOUNT_POINT) {
+        super::memstore::unmount();
     }
 }
 

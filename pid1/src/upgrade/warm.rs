@@ -7,6 +7,7 @@
 //! root-only, `--discard` wipes it, and relive wipes it on a boot that is
 //! not a live upgrade's.
 
+use super::memstore::{self, StoreChoice};
 use super::plan::Plan;
 use super::predump::{self, Chain};
 use super::store::Store;
@@ -45,16 +46,30 @@ pub fn prepare(
     progress: &dyn Fn(Progress),
 ) -> Result<Warm, String> {
     on_loop(commands, |m| m.begin_upgrade())?.map_err(|e| e.to_string())?;
-    let result = take(commands, config, progress);
+    // The next kernel's command line is not known yet: the running one's
+    // stands in (an upgrade with --reuse-cmdline keeps the reservation).
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let result = memstore::choose(
+        &config.store,
+        &config.store_dir,
+        &config.memory_device,
+        &cmdline,
+        &cmdline,
+    )
+    .and_then(|choice| {
+        wipe_other(&choice, config);
+        memstore::open(commands, &choice)?;
+        take(commands, &choice.dir, config, progress).inspect_err(|_| {
+            let _ = Store::at(&choice.dir).wipe();
+        })
+    });
     let _ = on_loop(commands, |m| m.end_upgrade());
-    if result.is_err() {
-        let _ = Store::at(&config.store_dir).wipe();
-    }
     result
 }
 
 fn take(
     commands: &CommandSender,
+    dir: &Path,
     config: &UpgradeConfig,
     progress: &dyn Fn(Progress),
 ) -> Result<Warm, String> {
@@ -62,7 +77,7 @@ fn take(
         return Err("pre-dumps are off (upgrade.pre_dump = false in relive.toml)".into());
     }
     let plan = on_loop(commands, |m| m.upgrade_plan())?;
-    let (store, chains) = open(config, &plan, true)?;
+    let (store, chains) = open(dir, &plan, true)?;
     let units: Vec<_> = plan
         .preserved
         .iter()
@@ -100,13 +115,13 @@ fn take(
 /// (the others' images are removed). Without: a new, empty store.
 /// `refresh`: a chain grown past `MAX_CHAIN` is started again.
 pub fn open(
-    config: &UpgradeConfig,
+    dir: &Path,
     plan: &Plan,
     refresh: bool,
 ) -> Result<(Store, BTreeMap<String, Chain>), String> {
-    let store = Store::at(&config.store_dir);
+    let store = Store::at(dir);
     let Some(warm) = read(&store) else {
-        let store = Store::create(&config.store_dir).map_err(|e| e.to_string())?;
+        let store = Store::create(dir).map_err(|e| e.to_string())?;
         return Ok((store, BTreeMap::new()));
     };
     let mut chains = BTreeMap::new();
@@ -147,11 +162,28 @@ fn read(store: &Store) -> Option<Warm> {
 /// while an upgrade runs: its images would go with it.
 pub fn discard(commands: &CommandSender, config: &UpgradeConfig) -> Result<bool, String> {
     on_loop(commands, |m| m.begin_upgrade())?.map_err(|e| e.to_string())?;
-    let store = Store::at(&config.store_dir);
-    let existed = store.root.join(WARM_FILE).exists();
-    let result = store.wipe().map_err(|e| e.to_string());
+    let disk = Store::at(&config.store_dir);
+    let memory = Store::at(memstore::store_dir());
+    let existed = [&disk, &memory]
+        .iter()
+        .any(|s| s.root.join(WARM_FILE).exists());
+    let result = disk
+        .wipe()
+        .and_then(|()| memory.wipe())
+        .map_err(|e| e.to_string());
+    memstore::unmount();
     let _ = on_loop(commands, |m| m.end_upgrade());
     result.map(|()| existed)
+}
+
+/// Wipes what a warm snapshot left in the store not chosen this time.
+pub fn wipe_other(choice: &StoreChoice, config: &UpgradeConfig) {
+    if choice.device.is_some() {
+        let _ = Store::at(&config.store_dir).wipe();
+    } else if memstore::is_mounted() {
+        let _ = Store::at(memstore::store_dir()).wipe();
+        memstore::unmount();
+    }
 }
 
 /// Refreshes the warm snapshot every `interval_sec`, for ever (a thread of
