@@ -10,8 +10,14 @@ use crate::paths::Paths;
 use crate::qemu::{self, Qemu};
 use crate::signals::Interrupt;
 use crate::ssh;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The memory store's region: 512 MiB at 1 GiB, inside the RAM of every
+/// lab VM (at least 2 GiB).
+pub const MEMORY_STORE: &str = "512M!1G";
 
 /// The line relive prints on the serial console once the default target is
 /// reached (relive's readiness signal; systemd's is sshd answering).
@@ -37,6 +43,11 @@ pub struct Options {
     /// Without QEMU's -no-reboot: a guest reboot boots the same kernel
     /// again in the same QEMU (and panic=-1 would loop: bench only).
     pub allow_reboot: bool,
+    /// Guest RAM, QEMU's `-m` syntax.
+    pub memory: String,
+    /// Grow the writable copy's file system to this many bytes before the
+    /// boot (room for big CRIU images); never shrinks.
+    pub disk_bytes: Option<u64>,
 }
 
 impl Options {
@@ -49,6 +60,8 @@ impl Options {
             extra_units: Vec::new(),
             ready_when: ReadyWhen::Usable,
             allow_reboot: false,
+            memory: "2G".into(),
+            disk_bytes: None,
         }
     }
 }
@@ -134,12 +147,15 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
     let serial_log = paths.logs().join(format!("serial-{run_name}.log"));
     let qemu_stderr = paths.logs().join(format!("qemu-{run_name}.stderr"));
 
-    if !opts.extra_units.is_empty() && !opts.writable {
-        bail!("extra units need a writable disk");
+    if (!opts.extra_units.is_empty() || opts.disk_bytes.is_some()) && !opts.writable {
+        bail!("extra units and a disk size need a writable disk");
     }
     let disk = if opts.writable {
         let copy = paths.writable_disk();
         disk::copy_sparse(&image.disk, &copy)?;
+        if let Some(bytes) = opts.disk_bytes {
+            grow_disk(&copy, bytes)?;
+        }
         disk::add_units(paths, &copy, &opts.extra_units)?;
         copy
     } else {
@@ -154,8 +170,10 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
         // net.ifnames=0: the NIC is eth0 under both inits (no udev rename
         // racing relive-net.service). panic=-1 with QEMU's -no-reboot: a
         // dying PID 1 ends QEMU at once instead of hanging until timeout.
+        // memmap=: RAM the kernel leaves alone, relive's memory store for
+        // live upgrades (/dev/pmem0; 128 MiB aligned inside usable RAM).
         append: format!(
-            "console=ttyS0 quiet root=/dev/vda rw net.ifnames=0 panic=-1 init={}",
+            "console=ttyS0 quiet root=/dev/vda rw net.ifnames=0 panic=-1 memmap={MEMORY_STORE} init={}",
             init.path()
         ),
         disk: disk.clone(),
@@ -165,6 +183,7 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
         serial_log: serial_log.clone(),
         stderr_log: qemu_stderr.clone(),
         allow_reboot: opts.allow_reboot,
+        memory: opts.memory.clone(),
     };
     eprintln!(
         "relive-lab: booting {} with init={} ({accel:?}), serial log {}",
@@ -207,6 +226,44 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
     guest.ready_secs = Some(started.elapsed().as_secs_f64());
     guest.save(paths)?;
     Ok(Booted { qemu, guest })
+}
+
+/// Grows the (unmounted) ext4 disk file to `bytes`, sparse, and its file
+/// system with it; a disk already that big is left alone.
+fn grow_disk(disk: &Path, bytes: u64) -> Result<()> {
+    if std::fs::metadata(disk)?.len() >= bytes {
+        return Ok(());
+    }
+    eprintln!(
+        "relive-lab: growing {} to {} MiB",
+        disk.display(),
+        bytes >> 20
+    );
+    // resize2fs wants a freshly checked file system; -p repairs nothing
+    // that needs a human (and a fresh copy needs nothing).
+    let steps: [(&str, Vec<String>); 3] = [
+        ("e2fsck", vec!["-fp".into()]),
+        ("truncate", vec!["-s".into(), bytes.to_string()]),
+        ("resize2fs", vec![]),
+    ];
+    for (program, args) in steps {
+        let out = Command::new(program)
+            .args(&args)
+            .arg(disk)
+            .output()
+            .with_context(|| format!("running {program}"))?;
+        // e2fsck exits 1 when it corrected something: still usable.
+        let ok = out.status.success() || (program == "e2fsck" && out.status.code() == Some(1));
+        if !ok {
+            bail!(
+                "{program} {} failed ({}): {}",
+                disk.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn wait_ready(
@@ -257,4 +314,57 @@ pub fn failure_report(qemu: &Qemu) -> String {
         qemu.config.serial_log.display(),
         qemu.stderr()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small ext4 file grows, file system included; a bigger size than
+    /// asked is left alone.
+    #[test]
+    fn grow_disk_grows_the_file_system() {
+        if crate::prereq::which("mkfs.ext4").is_none()
+            || crate::prereq::which("resize2fs").is_none()
+        {
+            eprintln!("skipped: no e2fsprogs");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("relive-lab-grow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let disk = dir.join("disk.raw");
+        let made = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&disk)
+            .arg("32M")
+            .output()
+            .unwrap();
+        assert!(made.status.success());
+        grow_disk(&disk, 64 << 20).unwrap();
+        assert_eq!(std::fs::metadata(&disk).unwrap().len(), 64 << 20);
+        let out = Command::new("dumpe2fs")
+            .arg("-h")
+            .arg(&disk)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let blocks: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Block count:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let size: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Block size:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(blocks * size, 64 << 20);
+        grow_disk(&disk, 48 << 20).unwrap();
+        assert_eq!(std::fs::metadata(&disk).unwrap().len(), 64 << 20);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

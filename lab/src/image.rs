@@ -29,7 +29,7 @@ const DISK_SIZE: &str = "3G";
 const RELIVE_BINARIES: &[&str] = &["relive", "relivectl"];
 /// The lab's workload programs (crate workloads/), copied into
 /// /usr/local/bin; their units are in mkosi/mkosi.extra/etc/systemd/system/.
-const WORKLOAD_BINARIES: &[&str] = &["relive-counter", "relive-echo"];
+const WORKLOAD_BINARIES: &[&str] = &["relive-counter", "relive-echo", "relive-dirty"];
 
 /// What `image` produced, saved as lab/out/image.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! relive-lab: the QEMU lab for relive. Builds the mkosi image, boots it
 //! (systemd or relive as PID 1, kernel 6.1 or 6.12), runs commands in the
 //! guest over ssh and stops it; runs the lab tests (`check`), the demo and
-//! the boot benchmark. Progress goes to stderr, results to stdout.
+//! the benchmarks. Progress goes to stderr, results to stdout.
 
 mod accel;
 mod apt;
@@ -15,12 +15,16 @@ mod echo_client;
 mod guest;
 mod image;
 mod paths;
+mod phase_check;
 mod prereq;
 mod qemu;
 mod shell;
 mod signals;
 mod ssh;
 mod stop;
+mod svg;
+mod twophase_bench;
+mod twophase_figures;
 mod upgrade;
 mod upgrade_bench;
 mod upgrade_check;
@@ -30,6 +34,7 @@ use clap::{Parser, Subcommand};
 use guest::{Guest, Init};
 use paths::Paths;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -108,6 +113,36 @@ enum Verb {
         /// Print the figures as JSON instead of the table.
         #[arg(long)]
         json: bool,
+    },
+    /// The two-phase stoppage benchmark: per memory size, dirty rate and
+    /// snapshot mode, a fresh 6.1 guest with two relive-dirty units
+    /// (bench-critical, Priority=900; bench-normal, 100) live-upgraded to
+    /// 6.12. Prints each unit's stoppage single- vs two-phase, against the
+    /// floor (kexec + its restore), pre-dump rounds, the final dump, the
+    /// bytes written in the stoppage, and the targets met or not; writes
+    /// all figures as JSON and an SVG plot. Every page must come back
+    /// intact. Takes hours under TCG: start with `--sizes 64M --rates idle`.
+    Bench {
+        /// Memory per bench unit, comma-separated (M or G suffix).
+        #[arg(long, default_value = "64M,256M,1G,2G")]
+        sizes: String,
+        /// Dirty rates in MiB/s, comma-separated: idle, 1M, 50M, ...
+        #[arg(long, default_value = "idle,1M,50M")]
+        rates: String,
+        /// Snapshot modes, comma-separated: single (`relivectl live-upgrade
+        /// --single-phase`), two.
+        #[arg(long, default_value = "single,two")]
+        modes: String,
+        /// Where the images travel (`relivectl live-upgrade --store`): only
+        /// "disk" for now.
+        #[arg(long, default_value = "disk")]
+        store: String,
+        /// The figures as JSON [default: lab/out/bench-twophase.json].
+        #[arg(long, value_name = "PATH")]
+        json_out: Option<PathBuf>,
+        /// The SVG plot [default: the JSON's path with .svg].
+        #[arg(long, value_name = "PATH")]
+        svg_out: Option<PathBuf>,
     },
     /// Boot the same image with systemd, then with relive, N rounds; print
     /// time to multi-user.target and PID 1's memory, medians and ratios.
@@ -317,6 +352,24 @@ fn run(verb: Verb) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&figures)?);
             } else {
                 upgrade_bench::print_table(&figures);
+            }
+        }
+        Verb::Bench {
+            sizes,
+            rates,
+            modes,
+            store,
+            json_out,
+            svg_out,
+        } => {
+            // Parsed before anything boots: a typo fails at once.
+            let matrix = twophase_figures::Matrix::parse(&sizes, &rates, &modes, &store)?;
+            let outputs = twophase_bench::Outputs::new(&paths, json_out, svg_out);
+            let interrupt = prepare(&paths)?;
+            let runs = twophase_bench::bench(&paths, &matrix, &outputs, &interrupt)?;
+            twophase_bench::print_summary(&matrix, &runs, &outputs);
+            if !twophase_bench::all_good(&runs) {
+                return Ok(ExitCode::FAILURE);
             }
         }
         Verb::Demo => {

@@ -40,6 +40,8 @@ pub struct Config {
     /// A guest reboot restarts the guest in the same QEMU (bench-upgrade's
     /// cold reboot) instead of ending QEMU.
     pub allow_reboot: bool,
+    /// Guest RAM in QEMU's `-m` syntax ("2G", "5632M").
+    pub memory: String,
 }
 
 impl Config {
@@ -50,7 +52,7 @@ impl Config {
             // /dev/kvm on these hosts cannot run a stock guest (LAB.md).
             Accel::Tcg => cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
         };
-        cmd.args(["-smp", "2", "-m", "2G"])
+        cmd.args(["-smp", "2", "-m", &self.memory])
             .args([
                 "-nodefaults",
                 "-no-user-config",
@@ -222,6 +224,7 @@ mod tests {
             serial_log: PathBuf::new(),
             stderr_log: PathBuf::new(),
             allow_reboot: false,
+            memory: "2G".into(),
         };
         let result = std::panic::catch_unwind(move || {
             let _qemu = Qemu {

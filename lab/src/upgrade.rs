@@ -38,10 +38,18 @@ pub fn kernel_args(release: &str) -> String {
 /// session runs inside ssh.service, a preserved unit, so it cannot wait for
 /// the outcome: the serial console tells it (`wait_serial`).
 pub fn start_detached(paths: &Paths, port: u16, release: &str) -> Result<String> {
+    start_detached_with(paths, port, release, "")
+}
+
+/// As [`start_detached`], with more `relivectl live-upgrade` flags.
+pub fn start_detached_with(paths: &Paths, port: u16, release: &str, flags: &str) -> Result<String> {
     let out = ssh::run(
         paths,
         port,
-        &format!("relivectl live-upgrade --detach {}", kernel_args(release)),
+        &format!(
+            "relivectl live-upgrade --detach {} {flags}",
+            kernel_args(release)
+        ),
     )?;
     if !out.success() {
         bail!(
@@ -68,10 +76,21 @@ pub fn run_detached(
     release: &str,
     interrupt: &Interrupt,
 ) -> Result<(String, Duration)> {
+    run_detached_with(booted, paths, release, "", interrupt)
+}
+
+/// As [`run_detached`], with more `relivectl live-upgrade` flags.
+pub fn run_detached_with(
+    booted: &mut Booted,
+    paths: &Paths,
+    release: &str,
+    flags: &str,
+    interrupt: &Interrupt,
+) -> Result<(String, Duration)> {
     let port = booted.guest.ssh_port;
     let mark = serial_mark(booted);
     let started = Instant::now();
-    let said = start_detached(paths, port, release)?;
+    let said = start_detached_with(paths, port, release, flags)?;
     wait_serial(booted, mark, &[COMPLETE_LINE], &[ABORTED_LINE], interrupt)?;
     wait_ssh(paths, port, interrupt)?;
     Ok((said, started.elapsed()))
@@ -149,6 +168,18 @@ pub struct Report {
     pub total_image_bytes: u64,
     #[serde(default)]
     pub longest_stoppage_ms: f64,
+    /// "two-phase" or "single-phase".
+    #[serde(default)]
+    pub mode: String,
+    /// Phase 1 (background pre-dumps) began; it ended when the stoppage
+    /// began.
+    #[serde(default)]
+    pub phase1_started_usec: u64,
+    #[serde(default)]
+    pub phase1_ended_usec: u64,
+    /// Which store carried the images, and why.
+    #[serde(default)]
+    pub store: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +199,37 @@ pub struct UnitReport {
     pub frozen_usec: u64,
     pub running_usec: Option<u64>,
     pub outcome: String,
+    /// Phase 1: the background pre-dump rounds, in order.
+    #[serde(default)]
+    pub pre_dumps: Vec<PreDumpRound>,
+    /// Why the pre-dump rounds stopped (or why there were none).
+    #[serde(default)]
+    pub convergence: String,
+    /// "clean-skip", "incremental" or "full".
+    #[serde(default)]
+    pub final_dump: String,
+    /// Bytes CRIU wrote during the stoppage.
+    #[serde(default)]
+    pub stoppage_bytes: u64,
+}
+
+/// One background pre-dump of one unit (pid1/src/upgrade/record.rs).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+pub struct PreDumpRound {
+    #[serde(default)]
+    pub round: u32,
+    #[serde(default)]
+    pub started_usec: u64,
+    #[serde(default)]
+    pub duration_ms: f64,
+    #[serde(default)]
+    pub frozen_ms: Option<f64>,
+    #[serde(default)]
+    pub pages_written: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub ran: bool,
 }
 
 impl UnitReport {

@@ -15,6 +15,7 @@ use crate::echo_client::EchoClient;
 use crate::guest::Init;
 use crate::image;
 use crate::paths::Paths;
+use crate::phase_check::{self, Variant};
 use crate::shell::Shell;
 use crate::signals::Interrupt;
 use crate::ssh;
@@ -90,6 +91,7 @@ pub fn upgrade_check(
         paths,
         from_release: &from_release,
         to_release: &to_release,
+        variant: Variant::for_direction(from),
         interrupt,
     };
     // A step that cannot go on (ssh gone, guest dead) ends the scenario;
@@ -117,6 +119,7 @@ struct Run<'a> {
     paths: &'a Paths,
     from_release: &'a str,
     to_release: &'a str,
+    variant: Variant,
     interrupt: &'a Interrupt,
 }
 
@@ -260,9 +263,38 @@ impl Run<'_> {
     fn upgrade(&self, booted: &mut Booted, v: &mut Verdicts, watch: &mut Watch) -> Result<()> {
         let port = booted.guest.ssh_port;
         let counter1 = upgrade::counter(self.paths, port)?;
-        let (said, took) =
-            upgrade::run_detached(booted, self.paths, self.to_release, self.interrupt)?;
-        eprintln!("relive-lab: relivectl live-upgrade --detach: {said}");
+        let workloads = phase_check::parse_workloads(
+            &self.sh(booted, &phase_check::workload_script())?.stdout,
+        )?;
+        match self.variant {
+            Variant::TwoPhaseMemory => {
+                let out = self.sh(booted, "relivectl live-upgrade --prepare")?;
+                v.record(
+                    "warm snapshot (--prepare)",
+                    out.success() && out.stdout.starts_with("Warm snapshot of"),
+                    format!("{}{}", out.stdout, out.stderr)
+                        .trim()
+                        .replace('\n', " | "),
+                );
+            }
+            Variant::SinglePhaseDisk => {
+                self.sh(
+                    booted,
+                    &format!("echo 'corrupt-image {}' > {FAULT_FILE}", phase_check::IDLE),
+                )?;
+            }
+        }
+        let (said, took) = upgrade::run_detached_with(
+            booted,
+            self.paths,
+            self.to_release,
+            self.variant.flags(),
+            self.interrupt,
+        )?;
+        eprintln!(
+            "relive-lab: relivectl live-upgrade --detach {}: {said}",
+            self.variant.flags()
+        );
         v.record(
             "upgrade: complete, ssh answers",
             true,
@@ -312,10 +344,20 @@ impl Run<'_> {
                 active.stdout.trim()
             ),
         );
+        for (name, ok, detail) in phase_check::report_findings(self.variant, &report) {
+            v.record(&name, ok, detail);
+        }
+        let after = phase_check::parse_workloads(
+            &self.sh(booted, &phase_check::workload_script())?.stdout,
+        )?;
+        for (name, ok, detail) in phase_check::workload_findings(self.variant, &workloads, &after) {
+            v.record(&name, ok, detail);
+        }
         let lost: Vec<String> = report
             .units
             .iter()
             .filter(|u| u.outcome.starts_with("state lost"))
+            .filter(|u| self.variant.sacrificed() != Some(u.name.as_str()))
             .map(|u| format!("{}: {}", u.name, u.outcome))
             .collect();
         v.record("report: no state lost", lost.is_empty(), lost.join("; "));

@@ -1,10 +1,13 @@
 //! Shared pieces of the lab's workload programs (src/bin/): the counter's
-//! deterministic buffer and its checksum, and the report line.
+//! deterministic buffer and its checksum, and the report line;
+//! relive-dirty's self-checking pages and JSON reports (`dirty`).
 //!
 //! The workloads exist to be preserved across a live kernel upgrade; a
 //! later check compares what they report before and after.
 
 use sha2::{Digest, Sha256};
+
+pub mod dirty;
 
 /// Fills a buffer of `len` bytes with a pattern that depends only on `len`
 /// (xorshift64* from a fixed seed), so every run, before and after an

@@ -1,0 +1,648 @@
+//! `relive-lab bench`: the two-phase snapshot's stoppage against memory
+//! size and dirty rate, next to single-phase and to the floor.
+//!
+//! For each (size, rate, mode) one fresh guest: 6.1 with relive, a
+//! writable disk grown for the images, RAM for the memory held. Two
+//! relive-dirty units are added over ssh, bench-critical (Priority=900,
+//! parked last) and bench-normal (100), each holding `size` and dirtying
+//! `rate`; in two-phase runs with a non-idle rate also bench-busy (64 MiB,
+//! --busy, 500), whose ops/s tell what phase 1 costs a busy service. Once
+//! every unit answers `report` (its memory is filled) and 10 s have passed:
+//! a detached live upgrade to 6.12 (`--single-phase` for single), relive's
+//! report, each unit's `report` and `verify` (every page must be intact,
+//! same PID), poweroff.
+//!
+//! Per unit: stoppage = frozen until running again; floor = kexec until
+//! relive resumed plus the unit's own restore (what no snapshot scheme
+//! saves); pre-dump rounds, the final dump's kind and the bytes written in
+//! the stoppage. The figures go to stdout (table, targets), to JSON and to
+//! an SVG plot; a run that fails is recorded and the next one goes on.
+
+use crate::boot::{self, Booted, Options};
+use crate::guest::Init;
+use crate::image;
+use crate::paths::Paths;
+use crate::signals::Interrupt;
+use crate::ssh;
+use crate::stop;
+use crate::svg;
+use crate::twophase_figures::{
+    disk_bytes, phase1_throughput, rate_label, size_label, table, targets, unit_text,
+    vm_memory_mib, Matrix, Mode, Run, Target, UnitFigures, BUSY_MIB,
+};
+use crate::upgrade;
+use anyhow::{bail, Context, Result};
+use relive_workloads::dirty::{DirtyReport, VerifyReport};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const FROM: &str = "6.1";
+const TO: &str = "6.12";
+/// The workloads run this long before the upgrade, so that bench-busy has
+/// a steady "before" to compare phase 1 with.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// One relive-dirty unit of a run.
+#[derive(Debug, Clone)]
+struct BenchUnit {
+    role: &'static str,
+    name: &'static str,
+    size_mib: u64,
+    rate: f64,
+    busy: bool,
+    port: u16,
+    priority: u32,
+}
+
+fn bench_units(size_mib: u64, rate: f64, mode: Mode) -> Vec<BenchUnit> {
+    let mut units = vec![
+        BenchUnit {
+            role: "critical",
+            name: "bench-critical.service",
+            size_mib,
+            rate,
+            busy: false,
+            port: 7010,
+            priority: 900,
+        },
+        BenchUnit {
+            role: "normal",
+            name: "bench-normal.service",
+            size_mib,
+            rate,
+            busy: false,
+            port: 7011,
+            priority: 100,
+        },
+    ];
+    if mode == Mode::Two && rate > 0.0 {
+        units.push(BenchUnit {
+            role: "busy",
+            name: "bench-busy.service",
+            size_mib: BUSY_MIB,
+            rate,
+            busy: true,
+            port: 7012,
+            priority: 500,
+        });
+    }
+    units
+}
+
+/// Where the figures go.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    pub json: PathBuf,
+    pub svg: PathBuf,
+}
+
+impl Outputs {
+    /// lab/out/bench-twophase.json and .svg unless given.
+    pub fn new(paths: &Paths, json: Option<PathBuf>, svg: Option<PathBuf>) -> Outputs {
+        let json = json.unwrap_or_else(|| paths.out.join("bench-twophase.json"));
+        let svg = svg.unwrap_or_else(|| json.with_extension("svg"));
+        Outputs { json, svg }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Document<'a> {
+    matrix: &'a Matrix,
+    runs: &'a [Run],
+    targets: Vec<Target>,
+}
+
+/// Runs the whole matrix; the JSON and the SVG are rewritten after each
+/// run, so an interrupted benchmark keeps what it measured.
+pub fn bench(
+    paths: &Paths,
+    matrix: &Matrix,
+    outputs: &Outputs,
+    interrupt: &Interrupt,
+) -> Result<Vec<Run>> {
+    let to_release = image::build_or_reuse(paths, false)?
+        .kernel(TO)?
+        .release
+        .clone();
+    let total = matrix.sizes_mib.len() * matrix.rates.len() * matrix.modes.len();
+    let mut runs = Vec::new();
+    for &size in &matrix.sizes_mib {
+        for &rate in &matrix.rates {
+            for &mode in &matrix.modes {
+                eprintln!(
+                    "relive-lab bench: run {}/{total}: {} per unit, {}, {}-phase",
+                    runs.len() + 1,
+                    size_label(size),
+                    rate_label(rate),
+                    mode.label()
+                );
+                let started = Instant::now();
+                let mut run = empty_run(size, rate, mode);
+                let result = run_one(paths, &mut run, &matrix.store, &to_release, interrupt);
+                // QEMU is gone by now (powered off, or killed by its guard).
+                // The disk copy grows with the size (up to 12 GiB) and the
+                // next run makes its own: not kept.
+                let _ = std::fs::remove_file(paths.writable_disk());
+                if let Err(e) = result {
+                    interrupt.check()?;
+                    eprintln!("relive-lab bench: run FAILED: {e:#}");
+                    run.error = Some(format!("{e:#}"));
+                }
+                eprintln!(
+                    "relive-lab bench: run done in {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+                runs.push(run);
+                write_outputs(matrix, &runs, outputs)?;
+            }
+        }
+    }
+    Ok(runs)
+}
+
+fn empty_run(size: u64, rate: f64, mode: Mode) -> Run {
+    Run {
+        size_mib: size,
+        rate_mib_per_sec: rate,
+        mode,
+        error: None,
+        report_mode: String::new(),
+        store: String::new(),
+        phase1_secs: 0.0,
+        vm_memory_mib: vm_memory_mib(size),
+        disk_bytes: disk_bytes(size),
+        units: Vec::new(),
+        throughput: None,
+    }
+}
+
+/// One guest, one upgrade; fills `run` as it goes.
+fn run_one(
+    paths: &Paths,
+    run: &mut Run,
+    store: &str,
+    to_release: &str,
+    interrupt: &Interrupt,
+) -> Result<()> {
+    let opts = Options {
+        writable: true,
+        memory: format!("{}M", run.vm_memory_mib),
+        disk_bytes: Some(run.disk_bytes),
+        ..Options::new(FROM, Some(Init::Relive))
+    };
+    let mut booted = boot::start(paths, &opts, interrupt)?;
+    let port = booted.guest.ssh_port;
+    let units = bench_units(run.size_mib, run.rate_mib_per_sec, run.mode);
+    install(paths, port, &units)?;
+    let mut before = Vec::new();
+    for unit in &units {
+        before.push(wait_report(paths, port, unit, interrupt)?);
+    }
+    eprintln!("relive-lab bench: memory filled; running {SETTLE:?}");
+    let settle = Instant::now();
+    while settle.elapsed() < SETTLE {
+        interrupt.check()?;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // The more memory, the longer the dumps and restores under TCG.
+    let held: u64 = units.iter().map(|u| u.size_mib).sum();
+    let timeout = Duration::from_secs(600 + held / 2);
+    let took = live_upgrade(
+        &mut booted,
+        paths,
+        to_release,
+        run.mode,
+        store,
+        timeout,
+        interrupt,
+    )?;
+    eprintln!("relive-lab bench: upgraded in {:.0} s", took.as_secs_f64());
+    let report = upgrade::report(paths, port)?;
+    run.report_mode = report.mode.clone();
+    run.store = report.store.clone();
+    if report.phase1_ended_usec > report.phase1_started_usec && report.phase1_started_usec > 0 {
+        run.phase1_secs = (report.phase1_ended_usec - report.phase1_started_usec) as f64 / 1e6;
+    }
+
+    for (unit, before) in units.iter().zip(&before) {
+        let after = ask::<DirtyReport>(paths, port, unit.port, "report");
+        let verify = ask::<VerifyReport>(paths, port, unit.port, "verify");
+        for (what, e) in [
+            ("report", after.as_ref().err()),
+            ("verify", verify.as_ref().err()),
+        ] {
+            if let Some(e) = e {
+                eprintln!(
+                    "relive-lab bench: {} {what} after the upgrade: {e:#}",
+                    unit.name
+                );
+            }
+        }
+        let after = after.ok();
+        if unit.busy {
+            run.throughput = after.as_ref().and_then(|a| {
+                phase1_throughput(
+                    &a.ops_per_sec,
+                    report.phase1_started_usec,
+                    report.phase1_ended_usec,
+                )
+            });
+        }
+        let figures = unit_figures(unit, &report, before, after.as_ref(), verify.ok().as_ref());
+        if !figures.intact {
+            eprintln!(
+                "relive-lab bench: {} NOT INTACT: {} corrupt pages (first {:?}), PID {} -> {}",
+                unit.name,
+                figures.corrupt_pages,
+                figures.first_corrupt,
+                figures.pid_before,
+                figures.pid_after
+            );
+        }
+        run.units.push(figures);
+    }
+
+    let off = stop::poweroff(paths, booted, Duration::from_secs(300), interrupt)?;
+    if !off.clean() {
+        bail!("the guest did not power off cleanly: {off:?}");
+    }
+    Ok(())
+}
+
+/// Writes the units into the guest and starts them.
+fn install(paths: &Paths, port: u16, units: &[BenchUnit]) -> Result<()> {
+    let mut script = String::from("set -e\n");
+    for u in units {
+        let text = unit_text(u.role, u.size_mib, u.rate, u.busy, u.port, u.priority);
+        script += &format!(
+            "cat >/etc/systemd/system/{} <<'RELIVE_LAB_EOF'\n{text}RELIVE_LAB_EOF\n",
+            u.name
+        );
+    }
+    let names: Vec<&str> = units.iter().map(|u| u.name).collect();
+    script += &format!(
+        "relivectl daemon-reload\nrelivectl start {}\n",
+        names.join(" ")
+    );
+    let out = ssh::run(paths, port, &script)?;
+    if !out.success() {
+        bail!(
+            "installing the bench units failed (exit {:?}): {}{}",
+            out.code,
+            out.stdout,
+            out.stderr
+        );
+    }
+    Ok(())
+}
+
+/// Asks relive-dirty in the guest. `nc -N` closes its side after the
+/// request and exits when relive-dirty closes its own: a request sent
+/// while the memory is still being filled waits for the fill, and a
+/// `verify` of GiBs under TCG is not cut short (as `-q1` would).
+fn ask<T: DeserializeOwned>(paths: &Paths, port: u16, guest_port: u16, request: &str) -> Result<T> {
+    let out = ssh::run(
+        paths,
+        port,
+        &format!("echo {request} | timeout 900 nc -N 127.0.0.1 {guest_port}"),
+    )?;
+    let line = out.stdout.trim();
+    if !out.success() || line.is_empty() {
+        bail!(
+            "`{request}` to 127.0.0.1:{guest_port}: exit {:?}, {:?} {}",
+            out.code,
+            line,
+            out.stderr.trim()
+        );
+    }
+    serde_json::from_str(line).with_context(|| format!("parsing relive-dirty's answer {line:?}"))
+}
+
+/// The unit's first report: its memory is filled and it answers.
+fn wait_report(
+    paths: &Paths,
+    port: u16,
+    unit: &BenchUnit,
+    interrupt: &Interrupt,
+) -> Result<DirtyReport> {
+    let started = Instant::now();
+    loop {
+        interrupt.check()?;
+        match ask::<DirtyReport>(paths, port, unit.port, "report") {
+            Ok(report) => {
+                eprintln!(
+                    "relive-lab bench: {} answers (pid {}, {} MiB) after {:.0} s",
+                    unit.name,
+                    report.pid,
+                    report.size_mib,
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(report);
+            }
+            Err(e) if started.elapsed() > Duration::from_secs(900) => {
+                return Err(e.context(format!("{} never answered `report`", unit.name)))
+            }
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// A detached live upgrade to `release`, until relive says it is
+/// complete and ssh answers: upgrade::run_detached_with, with a timeout
+/// that grows with the memory held instead of its fixed 400 s.
+fn live_upgrade(
+    booted: &mut Booted,
+    paths: &Paths,
+    release: &str,
+    mode: Mode,
+    store: &str,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<Duration> {
+    let port = booted.guest.ssh_port;
+    let mark = upgrade::serial_mark(booted);
+    let started = Instant::now();
+    // The store named, not relive's "auto": every run measures the same.
+    let flags = match mode {
+        Mode::Single => format!("--single-phase --store {store}"),
+        Mode::Two => format!("--store {store}"),
+    };
+    eprintln!("relive-lab bench: live upgrade to {release} {flags}");
+    upgrade::start_detached_with(paths, port, release, &flags)?;
+    loop {
+        interrupt.check()?;
+        let log = std::fs::read(&booted.qemu.config.serial_log).unwrap_or_default();
+        let new = String::from_utf8_lossy(log.get(mark..).unwrap_or_default());
+        if new.contains(upgrade::COMPLETE_LINE) {
+            break;
+        }
+        if let Some(line) = new.lines().find(|l| l.contains(upgrade::ABORTED_LINE)) {
+            bail!("the upgrade failed: {}", line.trim());
+        }
+        if new.contains("Kernel panic") {
+            bail!(
+                "kernel panic (serial log {})",
+                booted.guest.serial_log.display()
+            );
+        }
+        if let Some(status) = booted.qemu.try_wait()? {
+            bail!("QEMU exited ({status}) during the upgrade");
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "the upgrade did not complete within {timeout:?} (serial log {})",
+                booted.guest.serial_log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    upgrade::wait_ssh(paths, port, interrupt)?;
+    Ok(started.elapsed())
+}
+
+fn unit_figures(
+    unit: &BenchUnit,
+    report: &upgrade::Report,
+    before: &DirtyReport,
+    after: Option<&DirtyReport>,
+    verify: Option<&VerifyReport>,
+) -> UnitFigures {
+    let mut f = UnitFigures {
+        role: unit.role.into(),
+        name: unit.name.into(),
+        outcome: "missing from relive's report".into(),
+        pid_before: before.pid,
+        pid_after: after.map_or(0, |a| a.pid),
+        verified_pages: verify.map_or(0, |v| v.verified_pages),
+        corrupt_pages: verify.map_or(0, |v| v.corrupt_pages),
+        first_corrupt: verify.and_then(|v| v.first_corrupt),
+        ..UnitFigures::default()
+    };
+    f.intact = verify.is_some_and(|v| v.corrupt_pages == 0 && v.verified_pages == before.pages)
+        && f.pid_after == f.pid_before;
+    let Some(u) = report.units.iter().find(|u| u.name == unit.name) else {
+        return f;
+    };
+    f.outcome = u.outcome.clone();
+    f.stoppage_ms = u.stoppage_ms();
+    f.floor_ms = u.restore_ms.and_then(|restore| {
+        (report.resumed_usec > report.kexec_usec && report.kexec_usec > 0)
+            .then(|| (report.resumed_usec - report.kexec_usec) as f64 / 1000.0 + restore)
+    });
+    f.stoppage_over_floor = match (f.stoppage_ms, f.floor_ms) {
+        (Some(s), Some(floor)) if floor > 0.0 => Some(s / floor),
+        _ => None,
+    };
+    f.pre_dump_rounds = u.pre_dumps.len();
+    f.pre_dumps = u.pre_dumps.clone();
+    f.convergence = u.convergence.clone();
+    f.final_dump = u.final_dump.clone();
+    f.stoppage_bytes = u.stoppage_bytes;
+    f.image_bytes = u.image_bytes;
+    f.dump_ms = u.dump_ms;
+    f.restore_ms = u.restore_ms;
+    f
+}
+
+fn write_outputs(matrix: &Matrix, runs: &[Run], outputs: &Outputs) -> Result<()> {
+    let doc = Document {
+        matrix,
+        runs,
+        targets: targets(runs),
+    };
+    write(&outputs.json, &serde_json::to_string_pretty(&doc)?)?;
+    write(&outputs.svg, &plot(matrix, runs))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// One chart per rate: stoppage (s) against size, a line per (mode,
+/// unit), the critical unit's floor dashed.
+pub fn plot(matrix: &Matrix, runs: &[Run]) -> String {
+    let labels: Vec<String> = matrix.sizes_mib.iter().map(|&s| size_label(s)).collect();
+    let value = |size: u64, rate: f64, mode: Mode, role: &str, floor: bool| {
+        let run = runs.iter().find(|r| {
+            r.size_mib == size && r.rate_mib_per_sec == rate && r.mode == mode && r.error.is_none()
+        })?;
+        let unit = run.unit(role)?;
+        let ms = if floor {
+            unit.floor_ms
+        } else {
+            unit.stoppage_ms
+        }?;
+        Some(ms / 1000.0)
+    };
+    let lines: [(Mode, &str, &'static str); 4] = [
+        (Mode::Single, "critical", "#d62728"),
+        (Mode::Single, "normal", "#ff9896"),
+        (Mode::Two, "critical", "#1f77b4"),
+        (Mode::Two, "normal", "#9ecae1"),
+    ];
+    let charts: Vec<svg::Chart> = matrix
+        .rates
+        .iter()
+        .map(|&rate| {
+            let mut series: Vec<svg::Series> = lines
+                .iter()
+                .filter(|(mode, _, _)| matrix.modes.contains(mode))
+                .map(|&(mode, role, color)| svg::Series {
+                    label: format!("{}-phase {role}", mode.label()),
+                    color,
+                    dashed: false,
+                    points: matrix
+                        .sizes_mib
+                        .iter()
+                        .map(|&s| value(s, rate, mode, role, false))
+                        .collect(),
+                })
+                .collect();
+            // The floor of the two-phase run (single's where there is none).
+            series.push(svg::Series {
+                label: "floor (kexec + restore), critical".into(),
+                color: "#444444",
+                dashed: true,
+                points: matrix
+                    .sizes_mib
+                    .iter()
+                    .map(|&s| {
+                        value(s, rate, Mode::Two, "critical", true)
+                            .or_else(|| value(s, rate, Mode::Single, "critical", true))
+                    })
+                    .collect(),
+            });
+            svg::Chart {
+                title: format!("dirty rate {}", rate_label(rate)),
+                series,
+            }
+        })
+        .collect();
+    let text = svg::Labels {
+        title: "live-upgrade stoppage per unit vs memory size (relive-lab bench)",
+        x: "memory per unit",
+        y: "stoppage (s)",
+    };
+    svg::render(text, &labels, &charts)
+}
+
+/// The table, then one line per target.
+pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
+    println!();
+    println!(
+        "two-phase vs single-phase stoppage, {FROM} -> {TO}, store {} (seconds; floor = kexec to relive resumed + the unit's restore)",
+        matrix.store
+    );
+    println!(
+        "floor, rounds, final dump and stop MiB (written in the stoppage) are the two-phase run's"
+    );
+    print!("{}", table(matrix, runs));
+    for run in runs {
+        if let Some(e) = &run.error {
+            println!(
+                "FAILED {} {} {}-phase: {e}",
+                size_label(run.size_mib),
+                rate_label(run.rate_mib_per_sec),
+                run.mode.label()
+            );
+        }
+    }
+    println!();
+    for target in targets(runs) {
+        println!("{}", target.line());
+    }
+    println!();
+    println!("figures: {}", outputs.json.display());
+    println!("plot:    {}", outputs.svg.display());
+}
+
+/// Every run completed and every unit came back intact.
+pub fn all_good(runs: &[Run]) -> bool {
+    runs.iter()
+        .all(|r| r.error.is_none() && r.units.iter().all(|u| u.intact))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_unit_only_in_two_phase_runs_with_a_rate() {
+        let roles = |rate, mode| -> Vec<&str> {
+            bench_units(1024, rate, mode)
+                .iter()
+                .map(|u| u.role)
+                .collect()
+        };
+        assert_eq!(roles(0.0, Mode::Two), ["critical", "normal"]);
+        assert_eq!(roles(50.0, Mode::Single), ["critical", "normal"]);
+        assert_eq!(roles(50.0, Mode::Two), ["critical", "normal", "busy"]);
+        let busy = &bench_units(1024, 50.0, Mode::Two)[2];
+        assert_eq!(
+            (busy.size_mib, busy.port, busy.priority),
+            (BUSY_MIB, 7012, 500)
+        );
+    }
+
+    #[test]
+    fn the_plot_has_a_chart_per_rate_and_a_line_per_mode_and_unit() {
+        let matrix = Matrix::parse("64M,1G", "idle,50M", "single,two", "disk").unwrap();
+        let mut runs = Vec::new();
+        for &size in &matrix.sizes_mib {
+            for &rate in &matrix.rates {
+                for &mode in &matrix.modes {
+                    let mut run = empty_run(size, rate, mode);
+                    for role in ["critical", "normal"] {
+                        run.units.push(UnitFigures {
+                            role: role.into(),
+                            stoppage_ms: Some(size as f64 * 10.0),
+                            floor_ms: Some(1000.0),
+                            intact: true,
+                            ..UnitFigures::default()
+                        });
+                    }
+                    runs.push(run);
+                }
+            }
+        }
+        let svg = plot(&matrix, &runs);
+        assert!(svg.contains(">dirty rate idle<") && svg.contains(">dirty rate 50M/s<"));
+        for label in [
+            "single-phase critical",
+            "single-phase normal",
+            "two-phase critical",
+            "two-phase normal",
+            "floor (kexec + restore), critical",
+        ] {
+            // One line per chart (no gaps here).
+            assert_eq!(
+                svg.matches(&format!(r#"data-label="{label}""#)).count(),
+                2,
+                "{label}"
+            );
+        }
+        assert!(svg.contains(">64M<") && svg.contains(">1G<"));
+        // 1G at 10 ms/MiB is the largest value: 10.24 s, under the top tick.
+        assert!(svg.contains(">12<") || svg.contains(">10<"), "{svg}");
+        assert!(all_good(&runs));
+    }
+
+    #[test]
+    fn outputs_default_next_to_each_other() {
+        let paths = Paths {
+            root: PathBuf::from("/r"),
+            out: PathBuf::from("/r/lab/out"),
+        };
+        let o = Outputs::new(&paths, None, None);
+        assert_eq!(o.json, PathBuf::from("/r/lab/out/bench-twophase.json"));
+        assert_eq!(o.svg, PathBuf::from("/r/lab/out/bench-twophase.svg"));
+        let o = Outputs::new(&paths, Some("/tmp/x.json".into()), None);
+        assert_eq!(o.svg, PathBuf::from("/tmp/x.svg"));
+    }
+}
