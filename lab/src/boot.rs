@@ -45,6 +45,9 @@ pub struct Options {
     pub allow_reboot: bool,
     /// Guest RAM, QEMU's `-m` syntax.
     pub memory: String,
+    /// The memory store's `memmap=` region (SIZE!OFFSET) on the kernel
+    /// command line.
+    pub memory_store: String,
     /// Grow the writable copy's file system to this many bytes before the
     /// boot (room for big CRIU images); never shrinks.
     pub disk_bytes: Option<u64>,
@@ -61,6 +64,7 @@ impl Options {
             ready_when: ReadyWhen::Usable,
             allow_reboot: false,
             memory: "2G".into(),
+            memory_store: MEMORY_STORE.into(),
             disk_bytes: None,
         }
     }
@@ -173,7 +177,8 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
         // memmap=: RAM the kernel leaves alone, relive's memory store for
         // live upgrades (/dev/pmem0; 128 MiB aligned inside usable RAM).
         append: format!(
-            "console=ttyS0 quiet root=/dev/vda rw net.ifnames=0 panic=-1 memmap={MEMORY_STORE} init={}",
+            "console=ttyS0 quiet root=/dev/vda rw net.ifnames=0 panic=-1 memmap={} init={}",
+            opts.memory_store,
             init.path()
         ),
         disk: disk.clone(),

@@ -133,8 +133,9 @@ enum Verb {
         /// --single-phase`), two.
         #[arg(long, default_value = "single,two")]
         modes: String,
-        /// Where the images travel (`relivectl live-upgrade --store`): only
-        /// "disk" for now.
+        /// Where the images travel (`relivectl live-upgrade --store`),
+        /// comma-separated: disk, memory (a memmap= region sized for the
+        /// run, at 4 GiB). With both, the ratios disk/memory are printed.
         #[arg(long, default_value = "disk")]
         store: String,
         /// The figures as JSON [default: lab/out/bench-twophase.json].

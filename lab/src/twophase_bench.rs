@@ -27,8 +27,8 @@ use crate::ssh;
 use crate::stop;
 use crate::svg;
 use crate::twophase_figures::{
-    disk_bytes, phase1_throughput, rate_label, size_label, table, targets, unit_text,
-    vm_memory_mib, Matrix, Mode, Run, Target, UnitFigures, BUSY_MIB,
+    disk_bytes, phase1_throughput, rate_label, size_label, store_ratios, table, targets, unit_text,
+    vm_memory_mib, Matrix, MemoryStore, Mode, Run, Target, UnitFigures, BUSY_MIB,
 };
 use crate::upgrade;
 use anyhow::{bail, Context, Result};
@@ -126,43 +126,50 @@ pub fn bench(
         .kernel(TO)?
         .release
         .clone();
-    let total = matrix.sizes_mib.len() * matrix.rates.len() * matrix.modes.len();
+    let total =
+        matrix.stores.len() * matrix.sizes_mib.len() * matrix.rates.len() * matrix.modes.len();
     let mut runs = Vec::new();
-    for &size in &matrix.sizes_mib {
-        for &rate in &matrix.rates {
-            for &mode in &matrix.modes {
-                eprintln!(
-                    "relive-lab bench: run {}/{total}: {} per unit, {}, {}-phase",
+    for store in &matrix.stores {
+        for &size in &matrix.sizes_mib {
+            for &rate in &matrix.rates {
+                for &mode in &matrix.modes {
+                    eprintln!(
+                    "relive-lab bench: run {}/{total}: {} per unit, {}, {}-phase, {store} store",
                     runs.len() + 1,
                     size_label(size),
                     rate_label(rate),
                     mode.label()
                 );
-                let started = Instant::now();
-                let mut run = empty_run(size, rate, mode);
-                let result = run_one(paths, &mut run, &matrix.store, &to_release, interrupt);
-                // QEMU is gone by now (powered off, or killed by its guard).
-                // The disk copy grows with the size (up to 12 GiB) and the
-                // next run makes its own: not kept.
-                let _ = std::fs::remove_file(paths.writable_disk());
-                if let Err(e) = result {
-                    interrupt.check()?;
-                    eprintln!("relive-lab bench: run FAILED: {e:#}");
-                    run.error = Some(format!("{e:#}"));
+                    let started = Instant::now();
+                    let mut run = empty_run(size, rate, mode, store);
+                    let result = run_one(paths, &mut run, store, &to_release, interrupt);
+                    // QEMU is gone by now (powered off, or killed by its guard).
+                    // The disk copy grows with the size (up to 12 GiB) and the
+                    // next run makes its own: not kept.
+                    let _ = std::fs::remove_file(paths.writable_disk());
+                    if let Err(e) = result {
+                        interrupt.check()?;
+                        eprintln!("relive-lab bench: run FAILED: {e:#}");
+                        run.error = Some(format!("{e:#}"));
+                    }
+                    eprintln!(
+                        "relive-lab bench: run done in {:.0} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    runs.push(run);
+                    write_outputs(matrix, &runs, outputs)?;
                 }
-                eprintln!(
-                    "relive-lab bench: run done in {:.0} s",
-                    started.elapsed().as_secs_f64()
-                );
-                runs.push(run);
-                write_outputs(matrix, &runs, outputs)?;
             }
         }
     }
     Ok(runs)
 }
 
-fn empty_run(size: u64, rate: f64, mode: Mode) -> Run {
+fn empty_run(size: u64, rate: f64, mode: Mode, store: &str) -> Run {
+    let vm_memory_mib = match store {
+        "memory" => MemoryStore::for_size(size).vm_memory_mib,
+        _ => vm_memory_mib(size),
+    };
     Run {
         size_mib: size,
         rate_mib_per_sec: rate,
@@ -170,8 +177,9 @@ fn empty_run(size: u64, rate: f64, mode: Mode) -> Run {
         error: None,
         report_mode: String::new(),
         store: String::new(),
+        store_requested: store.to_owned(),
         phase1_secs: 0.0,
-        vm_memory_mib: vm_memory_mib(size),
+        vm_memory_mib,
         disk_bytes: disk_bytes(size),
         units: Vec::new(),
         throughput: None,
@@ -186,12 +194,15 @@ fn run_one(
     to_release: &str,
     interrupt: &Interrupt,
 ) -> Result<()> {
-    let opts = Options {
+    let mut opts = Options {
         writable: true,
         memory: format!("{}M", run.vm_memory_mib),
         disk_bytes: Some(run.disk_bytes),
         ..Options::new(FROM, Some(Init::Relive))
     };
+    if store == "memory" {
+        opts.memory_store = MemoryStore::for_size(run.size_mib).memmap();
+    }
     let mut booted = boot::start(paths, &opts, interrupt)?;
     let port = booted.guest.ssh_port;
     let units = bench_units(run.size_mib, run.rate_mib_per_sec, run.mode);
@@ -464,13 +475,17 @@ fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// One chart per rate: stoppage (s) against size, a line per (mode,
-/// unit), the critical unit's floor dashed.
+/// One chart per (store, rate): stoppage (s) against size, a line per
+/// (mode, unit), the critical unit's floor dashed.
 pub fn plot(matrix: &Matrix, runs: &[Run]) -> String {
     let labels: Vec<String> = matrix.sizes_mib.iter().map(|&s| size_label(s)).collect();
-    let value = |size: u64, rate: f64, mode: Mode, role: &str, floor: bool| {
+    let value = |store: &str, size: u64, rate: f64, mode: Mode, role: &str, floor: bool| {
         let run = runs.iter().find(|r| {
-            r.size_mib == size && r.rate_mib_per_sec == rate && r.mode == mode && r.error.is_none()
+            r.store_requested == store
+                && r.size_mib == size
+                && r.rate_mib_per_sec == rate
+                && r.mode == mode
+                && r.error.is_none()
         })?;
         let unit = run.unit(role)?;
         let ms = if floor {
@@ -486,10 +501,14 @@ pub fn plot(matrix: &Matrix, runs: &[Run]) -> String {
         (Mode::Two, "critical", "#1f77b4"),
         (Mode::Two, "normal", "#9ecae1"),
     ];
-    let charts: Vec<svg::Chart> = matrix
-        .rates
+    let cells: Vec<(&str, f64)> = matrix
+        .stores
         .iter()
-        .map(|&rate| {
+        .flat_map(|s| matrix.rates.iter().map(move |&r| (s.as_str(), r)))
+        .collect();
+    let charts: Vec<svg::Chart> = cells
+        .iter()
+        .map(|&(store, rate)| {
             let mut series: Vec<svg::Series> = lines
                 .iter()
                 .filter(|(mode, _, _)| matrix.modes.contains(mode))
@@ -500,7 +519,7 @@ pub fn plot(matrix: &Matrix, runs: &[Run]) -> String {
                     points: matrix
                         .sizes_mib
                         .iter()
-                        .map(|&s| value(s, rate, mode, role, false))
+                        .map(|&s| value(store, s, rate, mode, role, false))
                         .collect(),
                 })
                 .collect();
@@ -513,13 +532,13 @@ pub fn plot(matrix: &Matrix, runs: &[Run]) -> String {
                     .sizes_mib
                     .iter()
                     .map(|&s| {
-                        value(s, rate, Mode::Two, "critical", true)
-                            .or_else(|| value(s, rate, Mode::Single, "critical", true))
+                        value(store, s, rate, Mode::Two, "critical", true)
+                            .or_else(|| value(store, s, rate, Mode::Single, "critical", true))
                     })
                     .collect(),
             });
             svg::Chart {
-                title: format!("dirty rate {}", rate_label(rate)),
+                title: format!("{store} store, dirty rate {}", rate_label(rate)),
                 series,
             }
         })
@@ -535,14 +554,30 @@ pub fn plot(matrix: &Matrix, runs: &[Run]) -> String {
 /// The table, then one line per target.
 pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
     println!();
-    println!(
-        "two-phase vs single-phase stoppage, {FROM} -> {TO}, store {} (seconds; floor = kexec to relive resumed + the unit's restore)",
-        matrix.store
-    );
-    println!(
-        "floor, rounds, final dump and stop MiB (written in the stoppage) are the two-phase run's"
-    );
-    print!("{}", table(matrix, runs));
+    for store in &matrix.stores {
+        let runs: Vec<Run> = runs
+            .iter()
+            .filter(|r| &r.store_requested == store)
+            .cloned()
+            .collect();
+        println!(
+            "two-phase vs single-phase stoppage, {FROM} -> {TO}, {store} store (seconds; floor = kexec to relive resumed + the unit's restore)"
+        );
+        println!(
+            "floor, rounds, final dump and stop MiB (written in the stoppage) are the two-phase run's"
+        );
+        print!("{}", table(matrix, &runs));
+        println!();
+        for target in targets(&runs) {
+            println!("{store} store {}", target.line());
+        }
+        println!();
+    }
+    if matrix.stores.len() > 1 {
+        println!("memory store vs disk store, same runs otherwise");
+        print!("{}", store_ratios(matrix, runs));
+        println!();
+    }
     for run in runs {
         if let Some(e) = &run.error {
             println!(
@@ -553,11 +588,6 @@ pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
             );
         }
     }
-    println!();
-    for target in targets(runs) {
-        println!("{}", target.line());
-    }
-    println!();
     println!("figures: {}", outputs.json.display());
     println!("plot:    {}", outputs.svg.display());
 }
@@ -597,7 +627,7 @@ mod tests {
         for &size in &matrix.sizes_mib {
             for &rate in &matrix.rates {
                 for &mode in &matrix.modes {
-                    let mut run = empty_run(size, rate, mode);
+                    let mut run = empty_run(size, rate, mode, "disk");
                     for role in ["critical", "normal"] {
                         run.units.push(UnitFigures {
                             role: role.into(),
@@ -612,7 +642,10 @@ mod tests {
             }
         }
         let svg = plot(&matrix, &runs);
-        assert!(svg.contains(">dirty rate idle<") && svg.contains(">dirty rate 50M/s<"));
+        assert!(
+            svg.contains(">disk store, dirty rate idle<")
+                && svg.contains(">disk store, dirty rate 50M/s<")
+        );
         for label in [
             "single-phase critical",
             "single-phase normal",

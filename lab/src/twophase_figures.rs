@@ -33,14 +33,12 @@ pub struct Matrix {
     /// MiB/s; 0 is idle.
     pub rates: Vec<f64>,
     pub modes: Vec<Mode>,
-    pub store: String,
+    /// "disk" and/or "memory" (`relivectl live-upgrade --store`).
+    pub stores: Vec<String>,
 }
 
 impl Matrix {
-    pub fn parse(sizes: &str, rates: &str, modes: &str, store: &str) -> Result<Matrix> {
-        if store != "disk" {
-            bail!("--store {store:?}: only \"disk\" is supported for now (the memory store comes later)");
-        }
+    pub fn parse(sizes: &str, rates: &str, modes: &str, stores: &str) -> Result<Matrix> {
         let list = |s: &str| -> Vec<String> {
             s.split(',')
                 .map(|w| w.trim().to_owned())
@@ -63,14 +61,21 @@ impl Matrix {
                 other => bail!("mode {other:?}: expected single or two"),
             })
             .collect::<Result<Vec<_>>>()?;
-        if sizes_mib.is_empty() || rates.is_empty() || modes.is_empty() {
-            bail!("--sizes, --rates and --modes each need at least one value");
+        let stores = list(stores);
+        if let Some(bad) = stores
+            .iter()
+            .find(|s| !["disk", "memory"].contains(&s.as_str()))
+        {
+            bail!("store {bad:?}: expected disk or memory");
+        }
+        if sizes_mib.is_empty() || rates.is_empty() || modes.is_empty() || stores.is_empty() {
+            bail!("--sizes, --rates, --modes and --store each need at least one value");
         }
         Ok(Matrix {
             sizes_mib,
             rates,
             modes,
-            store: store.to_owned(),
+            stores,
         })
     }
 }
@@ -127,6 +132,32 @@ pub fn rate_label(mib_per_sec: f64) -> String {
 /// The bench-busy unit (two-phase runs with a non-idle rate) holds this
 /// much, whatever the size under test.
 pub const BUSY_MIB: u64 = 64;
+
+/// The memory store for a run: a region for every unit's images with
+/// their pre-dumps (twice the bench units' memory) and the lab's own
+/// units, placed at 4 GiB (above QEMU's PCI hole, 128 MiB aligned), and
+/// the guest RAM that holds it beside what the run needs anyway (at least
+/// 3.5 GiB, so that RAM below 4 GiB ends at 3 GiB and the rest starts at 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemoryStore {
+    pub region_mib: u64,
+    pub vm_memory_mib: u64,
+}
+
+impl MemoryStore {
+    pub fn for_size(size_mib: u64) -> MemoryStore {
+        let region_mib = (2 * size_mib * 2 + 2 * BUSY_MIB + 512).div_ceil(128) * 128;
+        MemoryStore {
+            region_mib,
+            vm_memory_mib: vm_memory_mib(size_mib).max(3584) + region_mib,
+        }
+    }
+
+    /// The kernel's `memmap=` value.
+    pub fn memmap(&self) -> String {
+        format!("{}M!4G", self.region_mib)
+    }
+}
 
 /// Guest RAM: both bench units' memory twice over (CRIU's pages in flight
 /// and the page cache of the images) plus 1.5 GiB for the system, in
@@ -260,6 +291,8 @@ pub struct Run {
     /// relive's own words: "two-phase" or "single-phase", and the store.
     pub report_mode: String,
     pub store: String,
+    /// The store asked for: "disk" or "memory".
+    pub store_requested: String,
     pub phase1_secs: f64,
     pub vm_memory_mib: u64,
     pub disk_bytes: u64,
@@ -364,6 +397,48 @@ pub fn table(matrix: &Matrix, runs: &[Run]) -> String {
                         u.stoppage_bytes as f64 / 1048576.0
                     )),
                 );
+            }
+        }
+    }
+    out
+}
+
+/// The same runs with the memory store and with the disk store, side by
+/// side: disk stoppage / memory stoppage per (size, rate, mode, unit).
+pub fn store_ratios(matrix: &Matrix, runs: &[Run]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>5} {:>8} {:<6} {:<9} {:>8} {:>9} {:>11}",
+        "size", "rate", "mode", "unit", "disk s", "memory s", "disk/memory"
+    );
+    let pick = |store: &str, size, rate, mode| {
+        runs.iter().find(|r| {
+            r.store_requested == store
+                && r.size_mib == size
+                && r.rate_mib_per_sec == rate
+                && r.mode == mode
+                && r.error.is_none()
+        })
+    };
+    for &size in &matrix.sizes_mib {
+        for &rate in &matrix.rates {
+            for &mode in &matrix.modes {
+                for role in ["critical", "normal"] {
+                    let stoppage = |store| pick(store, size, rate, mode)?.unit(role)?.stoppage_ms;
+                    let (disk, memory) = (stoppage("disk"), stoppage("memory"));
+                    let _ = writeln!(
+                        out,
+                        "{:>5} {:>8} {:<6} {:<9} {:>8} {:>9} {:>11}",
+                        size_label(size),
+                        rate_label(rate),
+                        mode.label(),
+                        role,
+                        secs(disk),
+                        secs(memory),
+                        ratio(div(disk, memory))
+                    );
+                }
             }
         }
     }
@@ -510,8 +585,8 @@ mod tests {
         assert!(parse_rate("-1M").is_err());
         assert!(Matrix::parse("64M", "idle", "three", "disk").is_err());
         assert!(Matrix::parse("", "idle", "two", "disk").is_err());
-        let err = Matrix::parse("64M", "idle", "two", "memory").unwrap_err();
-        assert!(err.to_string().contains("only \"disk\""), "{err}");
+        let err = Matrix::parse("64M", "idle", "two", "nfs").unwrap_err();
+        assert!(err.to_string().contains("expected disk or memory"), "{err}");
     }
 
     #[test]
@@ -581,6 +656,7 @@ mod tests {
             error: None,
             report_mode: String::new(),
             store: "disk".into(),
+            store_requested: "disk".into(),
             phase1_secs: 0.0,
             vm_memory_mib: 0,
             disk_bytes: 0,
@@ -650,5 +726,32 @@ mod tests {
         assert!(critical.ends_with("ok"), "{critical}");
         let normal = text.lines().find(|l| l.contains("normal")).unwrap();
         assert!(normal.contains("NOT INTACT (2 corrupt"), "{normal}");
+    }
+
+    #[test]
+    fn the_memory_store_region_holds_the_images_above_the_pci_hole() {
+        let m = MemoryStore::for_size(1024);
+        assert_eq!(m.region_mib, 4736);
+        assert_eq!(m.memmap(), "4736M!4G");
+        // RAM above 4 GiB is vm - 3 GiB: the region fits, with room to spare.
+        assert!(m.vm_memory_mib - 3072 >= m.region_mib + 512, "{m:?}");
+        assert!(Matrix::parse("64M", "idle", "two", "disk,tape").is_err());
+        assert_eq!(
+            Matrix::parse("64M", "idle", "two", "disk,memory")
+                .unwrap()
+                .stores,
+            ["disk", "memory"]
+        );
+    }
+
+    #[test]
+    fn store_ratios_put_disk_over_memory() {
+        let matrix = Matrix::parse("1G", "idle", "two", "disk,memory").unwrap();
+        let disk = run(1024, 0.0, Mode::Two, 30_000.0, 10_000.0);
+        let mut memory = run(1024, 0.0, Mode::Two, 15_000.0, 10_000.0);
+        memory.store_requested = "memory".into();
+        let text = store_ratios(&matrix, &[disk, memory]);
+        let critical = text.lines().find(|l| l.contains("critical")).unwrap();
+        assert!(critical.trim_end().ends_with("2.00"), "{text}");
     }
 }
