@@ -7,9 +7,10 @@
 //!   pre-dump copies) an incremental one after exactly its round cap, the
 //!   critical relive-echo must be frozen after and running before the
 //!   less critical relive-counter, and both workloads' memory must verify.
-//! - backward: a single-phase upgrade forced onto the disk store, with one
-//!   image of relive-idle corrupted after its checksum: the new kernel
-//!   must refuse it, say so in the report and start relive-idle afresh.
+//! - backward: a single-phase upgrade, memory store too, with one image of
+//!   relive-idle corrupted after its checksum: the new kernel must refuse
+//!   it, say so in the report and start relive-idle afresh. (Then
+//!   upgrade_check goes back once more, falling back to the disk store.)
 
 use crate::upgrade::{Report, UnitReport};
 use anyhow::{Context, Result};
@@ -24,7 +25,7 @@ const BUSY_ROUNDS: usize = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     TwoPhaseMemory,
-    SinglePhaseDisk,
+    SinglePhaseMemory,
 }
 
 impl Variant {
@@ -32,7 +33,7 @@ impl Variant {
         if from == "6.1" {
             Variant::TwoPhaseMemory
         } else {
-            Variant::SinglePhaseDisk
+            Variant::SinglePhaseMemory
         }
     }
 
@@ -40,7 +41,7 @@ impl Variant {
     pub fn flags(self) -> &'static str {
         match self {
             Variant::TwoPhaseMemory => "--store memory",
-            Variant::SinglePhaseDisk => "--single-phase --store disk",
+            Variant::SinglePhaseMemory => "--single-phase --store memory",
         }
     }
 
@@ -48,7 +49,7 @@ impl Variant {
     pub fn sacrificed(self) -> Option<&'static str> {
         match self {
             Variant::TwoPhaseMemory => None,
-            Variant::SinglePhaseDisk => Some(IDLE),
+            Variant::SinglePhaseMemory => Some(IDLE),
         }
     }
 }
@@ -166,10 +167,10 @@ pub fn report_findings(variant: Variant, report: &Report) -> Vec<Finding> {
                     .join("; "),
             );
         }
-        Variant::SinglePhaseDisk => {
+        Variant::SinglePhaseMemory => {
             add(
                 "single-phase: mode and store",
-                report.mode == "single-phase" && report.store.starts_with("disk store"),
+                report.mode == "single-phase" && report.store.starts_with("memory store"),
                 format!("{}; {}", report.mode, report.store),
             );
             let full = preserved

@@ -33,6 +33,23 @@ pub fn kernel_args(release: &str) -> String {
     format!("--kernel /boot/vmlinuz-{release} --initrd /boot/initrd.img-{release} --reuse-cmdline")
 }
 
+/// The lab's kernel command line without the memory store's reservation
+/// (boot.rs has the rest): for `--append`, to make the memory store
+/// unusable for the next kernel.
+pub const CMDLINE_WITHOUT_STORE: &str =
+    "console=ttyS0 quiet root=/dev/vda rw net.ifnames=0 panic=-1 init=/usr/sbin/relive";
+
+/// `relivectl live-upgrade` to `release` with `flags`; the running
+/// kernel's command line is reused unless the flags give one (--append).
+pub fn upgrade_command(release: &str, flags: &str) -> String {
+    let kernel = if flags.contains("--append") {
+        format!("--kernel /boot/vmlinuz-{release} --initrd /boot/initrd.img-{release}")
+    } else {
+        kernel_args(release)
+    };
+    format!("relivectl live-upgrade {kernel} {flags}")
+}
+
 /// `relivectl live-upgrade --detach`: returns after relive's preflight
 /// (which must pass); relive goes on once this ssh session is gone. The
 /// session runs inside ssh.service, a preserved unit, so it cannot wait for
@@ -46,10 +63,7 @@ pub fn start_detached_with(paths: &Paths, port: u16, release: &str, flags: &str)
     let out = ssh::run(
         paths,
         port,
-        &format!(
-            "relivectl live-upgrade --detach {} {flags}",
-            kernel_args(release)
-        ),
+        &upgrade_command(release, &format!("--detach {flags}")),
     )?;
     if !out.success() {
         bail!(

@@ -166,8 +166,12 @@ impl Run<'_> {
         );
         let mut watch = Watch { echo, shell, pids };
 
+        self.store_decisions(booted, v)?;
         self.abort(booted, v, &mut watch, &counter0)?;
         self.upgrade(booted, v, &mut watch)?;
+        if self.variant == Variant::SinglePhaseMemory {
+            self.fallback(booted, v, &mut watch)?;
+        }
 
         // (b) over the whole run: one connection, every line back in order.
         let Watch { echo, shell, .. } = watch;
@@ -247,12 +251,20 @@ impl Run<'_> {
 
         let out = self.sh(
             booted,
-            "uname -r; cat /sys/kernel/kexec_loaded; test -e /var/lib/relive/upgrade && echo store-left || echo store-gone",
+            "uname -r; cat /sys/kernel/kexec_loaded; \
+             test -e /var/lib/relive/upgrade -o -e /run/relive/handover/upgrade && echo store-left || echo store-gone; \
+             grep -q ' /run/relive/handover ' /proc/mounts && echo memory-store-mounted || echo memory-store-unmounted",
         )?;
         let lines: Vec<&str> = out.stdout.lines().collect();
         v.record(
             "abort: old kernel, kexec unloaded, store wiped",
-            lines == [self.from_release, "0", "store-gone"],
+            lines
+                == [
+                    self.from_release,
+                    "0",
+                    "store-gone",
+                    "memory-store-unmounted",
+                ],
             out.stdout.trim().replace('\n', " | "),
         );
         self.common_checks(booted, v, watch, counter0, "abort")?;
@@ -277,7 +289,7 @@ impl Run<'_> {
                         .replace('\n', " | "),
                 );
             }
-            Variant::SinglePhaseDisk => {
+            Variant::SinglePhaseMemory => {
                 self.sh(
                     booted,
                     &format!("echo 'corrupt-image {}' > {FAULT_FILE}", phase_check::IDLE),
@@ -381,6 +393,106 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The store the preflight picks (dry runs): memory with the same
+    /// reservation on the next command line; with a command line that
+    /// lacks it, `auto` falls back to disk and `--store memory` is refused.
+    fn store_decisions(&self, booted: &Booted, v: &mut Verdicts) -> Result<()> {
+        let plan = |flags: &str| -> Result<(bool, serde_json::Value)> {
+            let out = self.sh(
+                booted,
+                &upgrade::upgrade_command(self.to_release, &format!("--dry-run --json {flags}")),
+            )?;
+            let plan = serde_json::from_str(out.stdout.trim())
+                .with_context(|| format!("parsing the --dry-run plan: {}", out.stderr.trim()))?;
+            Ok((out.success(), plan))
+        };
+        let store = |plan: &serde_json::Value| {
+            format!(
+                "{} ({})",
+                plan["store"]["kind"].as_str().unwrap_or("?"),
+                plan["store"]["note"].as_str().unwrap_or("?")
+            )
+        };
+        let (ok, same) = plan("")?;
+        v.record(
+            "store: memory when the next kernel reserves the same region",
+            ok && same["store"]["kind"] == "memory",
+            store(&same),
+        );
+        let append = format!("--append '{}'", upgrade::CMDLINE_WITHOUT_STORE);
+        let (ok, other) = plan(&append)?;
+        v.record(
+            "store: disk when the next kernel does not reserve it (auto)",
+            ok && other["store"]["kind"] == "disk"
+                && store(&other).contains("does not reserve the same region"),
+            store(&other),
+        );
+        let (ok, refused) = plan(&format!("{append} --store memory"))?;
+        let failed: Vec<String> = refused["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["ok"] == false)
+            .map(|c| format!("{}: {}", c["name"], c["detail"]))
+            .collect();
+        v.record(
+            "store: --store memory refused without the reservation",
+            !ok && failed.iter().any(|f| f.contains("memory store unusable")),
+            failed.join("; "),
+        );
+        Ok(())
+    }
+
+    /// After the upgrade, back to the first kernel with a command line
+    /// that does not reserve the region: the handover must fall back to
+    /// the disk store on its own, and everything come back.
+    fn fallback(&self, booted: &mut Booted, v: &mut Verdicts, watch: &mut Watch) -> Result<()> {
+        let port = booted.guest.ssh_port;
+        let counter = upgrade::counter(self.paths, port)?;
+        let flags = format!("--append '{}'", upgrade::CMDLINE_WITHOUT_STORE);
+        let (_, took) = upgrade::run_detached_with(
+            booted,
+            self.paths,
+            self.from_release,
+            &flags,
+            self.interrupt,
+        )?;
+        v.record(
+            "fallback: complete, ssh answers",
+            true,
+            format!("{:.1} s after the request", took.as_secs_f64()),
+        );
+        self.common_checks(booted, v, watch, &counter, "fallback")?;
+        let report = upgrade::report(self.paths, port)?;
+        let restored = report
+            .units
+            .iter()
+            .filter(|u| u.mode == "preserve")
+            .all(|u| u.outcome == "restored");
+        v.record(
+            "fallback: disk store used, every preserved unit restored",
+            report.kernel_to == self.from_release
+                && report
+                    .store
+                    .starts_with("disk store (memory store unusable")
+                && restored,
+            format!(
+                "{} -> {}; {}; {}",
+                report.kernel_from,
+                report.kernel_to,
+                report.store,
+                report
+                    .units
+                    .iter()
+                    .filter(|u| u.mode == "preserve")
+                    .map(|u| format!("{} {}", u.name, u.outcome))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        Ok(())
+    }
+
     /// What must hold after the abort and after the upgrade alike.
     fn common_checks(
         &self,
@@ -414,10 +526,9 @@ impl Run<'_> {
         );
         // (c)
         let answer = watch.shell.ask("uname -r", Duration::from_secs(60));
-        let want = if phase == "abort" {
-            self.from_release
-        } else {
-            self.to_release
+        let want = match phase {
+            "abort" | "fallback" => self.from_release,
+            _ => self.to_release,
         };
         let detail = match &answer {
             Ok(a) => format!("uname -r in the session opened before: {a}"),
