@@ -180,6 +180,9 @@ pub struct Report {
     /// Which store carried the images, and why.
     #[serde(default)]
     pub store: String,
+    /// What the user should know (unit files edited meanwhile...).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

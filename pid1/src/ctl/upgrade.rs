@@ -212,6 +212,9 @@ pub fn render_report(r: &UpgradeReport) -> String {
         human(r.total_image_bytes),
         r.longest_stoppage_ms
     );
+    for note in &r.notes {
+        let _ = writeln!(out, "Note: {note}");
+    }
     let _ = writeln!(out, "Clock: {}", r.clock);
     out
 }
@@ -262,6 +265,7 @@ mod tests {
                 detail: "skipped".into(),
             }],
             store: None,
+            unit_files: Vec::new(),
         };
         let text = render(&plan);
         let counter = text.find("counter.service").unwrap();

@@ -98,6 +98,9 @@ pub struct KexecHandover {
     /// Which store carried the images, and why.
     #[serde(default)]
     pub store: String,
+    /// What the user should know (unit files edited meanwhile...).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// `relivectl upgrade-report`.
@@ -121,6 +124,8 @@ pub struct UpgradeReport {
     /// Which store carried the images, and why.
     #[serde(default)]
     pub store: String,
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub total_image_bytes: u64,
     pub longest_stoppage_ms: f64,
     /// How times across the kexec were measured, and their error.
