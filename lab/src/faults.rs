@@ -39,6 +39,9 @@ enum Expect {
     Undone,
     /// The upgrade completes; some units may be started afresh, reported.
     Completed,
+    /// The new kernel cannot restore a unit with OnRestoreFailure=rollback:
+    /// the machine goes back to the old kernel, every unit restored there.
+    RolledBack,
 }
 
 struct Scenario {
@@ -133,6 +136,14 @@ fn scenarios() -> Vec<Scenario> {
             args: None,
             expect: Expect::Completed,
             cause: "relive-idle.service: state lost: images refused",
+        },
+        Scenario {
+            name: "a rollback unit fails to restore in the new kernel",
+            faults: &["restore-fail-new relive-counter.service"],
+            setup: "mkdir -p /etc/systemd/system/relive-counter.service.d && printf '[X-LiveUpgrade]\nOnRestoreFailure=rollback\n' > /etc/systemd/system/relive-counter.service.d/rollback.conf && relivectl daemon-reload",
+            args: None,
+            expect: Expect::RolledBack,
+            cause: "relive-counter.service could not be restored",
         },
         Scenario {
             name: "a panic in relive's resume code",
@@ -255,6 +266,23 @@ fn run(
         Expect::Refused => {
             cause_named = !said.ends_with("exit=0") && said.contains(scenario.cause);
             observed = format!("refused: {}", last_line_with(&said, scenario.cause));
+        }
+        Expect::RolledBack if said.ends_with("exit=0") => {
+            upgrade::wait_serial(
+                booted,
+                mark,
+                &[upgrade::COMPLETE_LINE],
+                &[upgrade::ABORTED_LINE],
+                interrupt,
+            )?;
+            upgrade::wait_ssh(paths, port, interrupt)?;
+            sh("rm -rf /etc/systemd/system/relive-counter.service.d && relivectl daemon-reload")?;
+            let report = upgrade::report(paths, port)?;
+            let why = report.rolled_back.clone().unwrap_or_default();
+            let back_home =
+                before.get("uname").map(|(r, _)| r.as_str()) == Some(report.kernel_to.as_str());
+            cause_named = why.contains(scenario.cause) && back_home;
+            observed = format!("on {} again: {why}", report.kernel_to);
         }
         Expect::Undone | Expect::Completed if said.ends_with("exit=0") => {
             if scenario.expect == Expect::Completed {

@@ -183,6 +183,9 @@ pub struct Report {
     /// What the user should know (unit files edited meanwhile...).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Why the upgrade went back to the previous kernel, if it did.
+    #[serde(default)]
+    pub rolled_back: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -212,6 +212,9 @@ pub fn render_report(r: &UpgradeReport) -> String {
         human(r.total_image_bytes),
         r.longest_stoppage_ms
     );
+    if let Some(why) = &r.rolled_back {
+        let _ = writeln!(out, "Rolled back: {why}");
+    }
     for note in &r.notes {
         let _ = writeln!(out, "Note: {note}");
     }
@@ -236,6 +239,7 @@ mod tests {
                     estimated_bytes: 16 << 20,
                     pre_dump: true,
                     pre_dump_max_rounds: Some(3),
+                    rollback: false,
                 },
                 PlannedUnit {
                     name: "echo.service".into(),
@@ -245,6 +249,7 @@ mod tests {
                     estimated_bytes: 1 << 20,
                     pre_dump: false,
                     pre_dump_max_rounds: None,
+                    rollback: false,
                 },
             ],
             restarted: vec!["web.service".into()],

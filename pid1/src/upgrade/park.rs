@@ -271,6 +271,8 @@ impl Parking<'_> {
             phase1_ended_usec,
             store: choice.note.clone(),
             notes,
+            previous: super::record::PreviousKernel::running(),
+            rolled_back: None,
         };
         let payload = serde_json::to_vec(&handover).map_err(|e| e.to_string())?;
         store.write_state(&payload).map_err(|e| e.to_string())?;
@@ -381,6 +383,7 @@ impl Parking<'_> {
             final_dump: final_dump.into(),
             pre_dumps: chain.rounds,
             convergence: chain.convergence,
+            rollback: planned.rollback,
             ..UnitRecord::default()
         };
         self.records.push(record.clone());

@@ -49,6 +49,9 @@ pub struct PlannedUnit {
     /// PreDumpMaxRounds=.
     #[serde(default)]
     pub pre_dump_max_rounds: Option<u32>,
+    /// OnRestoreFailure=rollback.
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +105,7 @@ impl Manager {
                         estimated_bytes,
                         pre_dump: cfg.live_upgrade.pre_dump,
                         pre_dump_max_rounds: cfg.live_upgrade.pre_dump_max_rounds,
+                        rollback: cfg.live_upgrade.rollback_on_restore_failure,
                     });
                 }
                 UpgradeMode::Restart => plan.restarted.push(u.name.clone()),

@@ -139,9 +139,21 @@ fn resume_units(
     }
     let upgrade = &config.upgrade;
     let mut lost: Vec<String> = Vec::new();
+    // OnRestoreFailure=rollback units first: their failure sends the
+    // machine back to the previous kernel (once).
+    if handover.rolled_back.is_none() && records.iter().any(|r| r.rollback) {
+        if let Err(e) =
+            super::rollback::restore_first(commands, store, handover, records, &upgrade.criu)
+        {
+            tracing::error!("{e}");
+        }
+    }
     // Most critical first.
     let fault_file = store.root.join("fault-inject");
     for record in records.iter_mut().rev() {
+        if record.outcome == "restored" {
+            continue;
+        }
         if super::fault::injected_in(&fault_file, "panic-resume", &record.name) {
             panic!("injected fault (panic-resume {})", record.name);
         }
@@ -239,6 +251,7 @@ fn finish(
         phase1_ended_usec: handover.phase1_ended_usec,
         store: handover.store.clone(),
         notes: handover.notes.clone(),
+        rolled_back: handover.rolled_back.clone(),
         total_image_bytes: units.iter().map(|u| u.image_bytes).sum(),
         longest_stoppage_ms: units
             .iter()
