@@ -12,6 +12,7 @@ mod check;
 mod demo;
 mod disk;
 mod echo_client;
+mod faults;
 mod guest;
 mod image;
 mod paths;
@@ -102,6 +103,18 @@ enum Verb {
         from: Option<String>,
         #[arg(long, value_parser = ["6.1", "6.12"], requires = "from")]
         to: Option<String>,
+    },
+    /// The fault matrix: on one guest, inject each fault or bad input
+    /// (corrupt or foreign kernel, missing initrd, an init that is not
+    /// relive, CRIU errors and kills, a full store, a corrupt image, a
+    /// restore error, panics in relive's upgrade and resume code) and check
+    /// that no service is lost, the error names the cause and the upgrade
+    /// can be tried again. Prints a table and the services lost (must be 0).
+    Faults {
+        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.1")]
+        from: String,
+        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.12")]
+        to: String,
     },
     /// Boot 6.1 with relive, show `relivectl list-units` and `uname -r`,
     /// live-upgrade to 6.12, show the upgrade report and `uname -r`, power
@@ -307,6 +320,20 @@ fn run(verb: Verb) -> Result<ExitCode> {
                 println!("lab checks passed on {} in {secs:.0} s", kernels.join(", "));
             } else {
                 println!("lab checks FAILED in {secs:.0} s: {}", failed.join(", "));
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Verb::Faults { from, to } => {
+            if let Some(reason) = check::cannot_run() {
+                println!("relive-lab faults: SKIPPED: {reason}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            if from == to {
+                bail!("--from and --to are the same kernel");
+            }
+            let interrupt = prepare(&paths)?;
+            let outcomes = faults::faults(&paths, &from, &to, &interrupt)?;
+            if !faults::print_table(&outcomes) {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -194,6 +194,12 @@ pub struct Report {
     /// Which store carried the images, and why.
     #[serde(default)]
     pub store: String,
+    /// What the user should know (unit files edited meanwhile...).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Why the upgrade went back to the previous kernel, if it did.
+    #[serde(default)]
+    pub rolled_back: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -211,7 +211,9 @@ impl EventLoop {
         ] {
             if flag.swap(false, Ordering::SeqCst) {
                 tracing::info!("received the signal for {}", kind.verb());
-                let _ = self.manager.begin_shutdown(kind);
+                if let Err(e) = self.manager.begin_shutdown(kind) {
+                    tracing::warn!("{e}");
+                }
             }
         }
         let mut buf = [0u8; 8];

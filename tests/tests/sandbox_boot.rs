@@ -164,9 +164,18 @@ fn non_root_callers_are_refused() {
     .unwrap();
     for args in [
         &["stop", "sleeper.service"][..],
+        &["start", "sleeper.service"][..],
+        &["restart", "sleeper.service"][..],
+        &["reload", "sleeper.service"][..],
         &["list-units"][..],
+        &["status", "sleeper.service"][..],
         &["poweroff"][..],
+        &["reboot"][..],
+        &["halt"][..],
+        &["daemon-reload"][..],
         &["daemon-reexec"][..],
+        &["live-upgrade", "--prepare"][..],
+        &["live-upgrade", "--discard"][..],
         &["live-upgrade", "--kernel", "/bin/sh", "--dry-run"][..],
         &["live-upgrade", "--kernel", "/bin/sh"][..],
         &["live-upgrade", "--kernel", "/bin/sh", "--detach"][..],

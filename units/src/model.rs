@@ -331,6 +331,11 @@ pub struct LiveUpgrade {
     /// global one (`upgrade.pre_dump_max_rounds`). Default: none.
     #[serde(default)]
     pub pre_dump_max_rounds: Option<u32>,
+    /// OnRestoreFailure=rollback: when the unit cannot be restored in the
+    /// new kernel, relive goes back to the previous one and restores
+    /// everything there. Default: restart (started afresh).
+    #[serde(default)]
+    pub rollback_on_restore_failure: bool,
 }
 
 fn yes() -> bool {

@@ -46,6 +46,7 @@ fn simple_service_gets_systemd_defaults() {
             mode_explicit: false,
             pre_dump: true,
             pre_dump_max_rounds: None,
+            rollback_on_restore_failure: false,
         }
     );
     assert!(u.warnings.is_empty(), "{:?}", u.warnings);
@@ -298,12 +299,15 @@ fn live_upgrade_defaults_and_explicit() {
             mode_explicit: true,
             pre_dump: true,
             pre_dump_max_rounds: None,
+            rollback_on_restore_failure: false,
         }
     );
     let u =
         one("[Service]\nExecStart=/a\n[X-LiveUpgrade]\nPreDump=no\nPreDumpMaxRounds=3\n").unwrap();
     assert!(!u.live_upgrade.pre_dump);
     assert_eq!(u.live_upgrade.pre_dump_max_rounds, Some(3));
+    let u = one("[Service]\nExecStart=/a\n[X-LiveUpgrade]\nOnRestoreFailure=rollback\n").unwrap();
+    assert!(u.live_upgrade.rollback_on_restore_failure);
     let t = Tree::new();
     t.write("lib/x.target", "[Unit]\nDescription=X\n");
     t.write("lib/y.socket", "[Unit]\nDescription=Y\n[Socket]\nListenStream=1\nAccept=no\n[Install]\nWantedBy=sockets.target\n");

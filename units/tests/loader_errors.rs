@@ -83,6 +83,11 @@ fn invalid_values_name_directive_value_and_line() {
             "PreDumpMaxRounds=",
         ),
         (
+            "[X-LiveUpgrade]\nOnRestoreFailure=pray\n[Service]\nExecStart=/a\n",
+            2,
+            "OnRestoreFailure=",
+        ),
+        (
             "[X-LiveUpgrade]\nPreDump=maybe\n[Service]\nExecStart=/a\n",
             2,
             "PreDump=",

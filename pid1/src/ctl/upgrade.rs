@@ -212,6 +212,12 @@ pub fn render_report(r: &UpgradeReport) -> String {
         human(r.total_image_bytes),
         r.longest_stoppage_ms
     );
+    if let Some(why) = &r.rolled_back {
+        let _ = writeln!(out, "Rolled back: {why}");
+    }
+    for note in &r.notes {
+        let _ = writeln!(out, "Note: {note}");
+    }
     let _ = writeln!(out, "Clock: {}", r.clock);
     out
 }
@@ -233,6 +239,7 @@ mod tests {
                     estimated_bytes: 16 << 20,
                     pre_dump: true,
                     pre_dump_max_rounds: Some(3),
+                    rollback: false,
                 },
                 PlannedUnit {
                     name: "echo.service".into(),
@@ -242,6 +249,7 @@ mod tests {
                     estimated_bytes: 1 << 20,
                     pre_dump: false,
                     pre_dump_max_rounds: None,
+                    rollback: false,
                 },
             ],
             restarted: vec!["web.service".into()],
@@ -262,6 +270,7 @@ mod tests {
                 detail: "skipped".into(),
             }],
             store: None,
+            unit_files: Vec::new(),
         };
         let text = render(&plan);
         let counter = text.find("counter.service").unwrap();

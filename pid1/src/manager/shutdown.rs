@@ -8,6 +8,15 @@ impl Manager {
     /// Begins stopping everything. Start jobs still queued are cancelled.
     /// A second request while one runs changes nothing but is not an error.
     pub fn begin_shutdown(&mut self, kind: ShutdownKind) -> Result<(), ManagerError> {
+        if self.state.upgrading {
+            // Parked units are frozen or exist only as images: stopping
+            // "everything" now would lose them. The upgrade ends soon,
+            // either way; the caller can ask again then.
+            return Err(ManagerError::Refused(format!(
+                "{} refused: a live upgrade is running; ask again once it has completed or been undone",
+                kind.verb()
+            )));
+        }
         if let Some(current) = self.state.shutdown {
             tracing::info!(
                 "{} requested while {} is in progress",

@@ -334,3 +334,23 @@ fn conflicts_work_in_both_directions() {
     assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Inactive);
     assert_eq!(m.unit("b.service").unwrap().active, ActiveState::Active);
 }
+
+#[test]
+fn no_shutdown_during_an_upgrade_and_no_upgrade_during_a_shutdown() {
+    use crate::sys::machine::ShutdownKind;
+    let (mut m, _k, _dir) = manager(&[("a.service", "[Service]\nExecStart=/bin/a\n")]);
+    m.request("a.service", JobKind::Start).unwrap();
+    m.begin_upgrade().unwrap();
+    let e = m.begin_upgrade().unwrap_err().to_string();
+    assert!(e.contains("already running"), "{e}");
+    let e = m
+        .begin_shutdown(ShutdownKind::PowerOff)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a live upgrade is running"), "{e}");
+    assert_eq!(m.state.units["a.service"].active, ActiveState::Active);
+    m.end_upgrade();
+    m.begin_shutdown(ShutdownKind::PowerOff).unwrap();
+    let e = m.begin_upgrade().unwrap_err().to_string();
+    assert!(e.contains("shutting down"), "{e}");
+}

@@ -10,6 +10,15 @@
 //! - `corrupt-image UNIT`: one byte of that unit's page images is flipped
 //!   after they were checksummed, just before the kexec, so that the new
 //!   kernel must refuse them (the unit starts afresh, the report says why);
+//! - `criu-kill-pre-dump UNIT`, `criu-kill-dump UNIT`: CRIU is killed
+//!   while it pre-dumps (the unit's chain is dropped, its final dump is
+//!   full) or dumps that unit (the upgrade is undone);
+//! - `panic UNIT`: relive's upgrade code panics right after freezing that
+//!   unit (the upgrade is undone); `panic-resume UNIT`: the resume code
+//!   panics before restoring it in the new kernel (the rest is started
+//!   afresh);
+//! - `store-full ANY`: once the preflight passed, the store's file system
+//!   is filled up to the last MiB (the dumps fail, the upgrade is undone);
 //! - `restore-fail UNIT`: its restore fails (after the kexec, or on the old
 //!   kernel during an undo), so the unit starts afresh and the report says
 //!   its state was lost. The file travels in the store across the kexec.
@@ -33,17 +42,47 @@ pub fn injected_in(file: &Path, fault: &str, unit: &str) -> bool {
     })
 }
 
-/// Flips one byte in the middle of the unit's first page image (`corrupt-image`).
+/// SIGKILLs `pid` (a CRIU) a moment from now, while it works
+/// (`criu-kill-pre-dump`, `criu-kill-dump`).
+pub fn kill_soon(pid: i32) {
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        tracing::warn!("injected fault: killing CRIU (PID {pid})");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+}
+
+/// Fills the file system under `dir` but for 1 MiB, with one file in
+/// `dir` (wiped with the store) (`store-full`). Returns its size.
+pub fn fill(dir: &Path) -> std::io::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir)?;
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    let size = free.saturating_sub(1 << 20);
+    let file = std::fs::File::create(dir.join("fault-fill"))?;
+    nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, size as i64)?;
+    Ok(size)
+}
+
+/// Flips one byte in the middle of the unit's first non-empty page image,
+/// its final dump's or a pre-dump's (`corrupt-image`).
 pub fn corrupt_images(images_dir: &Path) -> std::io::Result<std::path::PathBuf> {
-    let mut pages: Vec<_> = std::fs::read_dir(images_dir)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("pages-") && n.ends_with(".img"))
-        })
-        .collect();
+    let mut pages = Vec::new();
+    let mut dirs = vec![images_dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if kind.is_dir() {
+                dirs.push(path);
+            } else if kind.is_file() && name.starts_with("pages-") && name.ends_with(".img") {
+                pages.push(path);
+            }
+        }
+    }
     pages.sort();
     let path = pages
         .into_iter()

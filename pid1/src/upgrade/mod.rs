@@ -16,6 +16,7 @@ pub mod preflight;
 pub mod record;
 pub mod resume;
 pub mod revive;
+pub mod rollback;
 pub mod rundir;
 pub mod store;
 pub mod warm;

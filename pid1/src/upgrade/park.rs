@@ -98,9 +98,13 @@ pub fn execute(
         frozen_only: None,
         stopped: Vec::new(),
     };
-    let error = match parking.run(plan, request) {
-        Ok(never) => match never {},
-        Err(e) => e,
+    // A bug in this code must not leave services frozen or as images:
+    // a panic is undone like any failure.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parking.run(plan, request)));
+    let error = match run {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => e,
+        Err(panic) => format!("relive's upgrade code panicked: {}", panic_message(&panic)),
     };
     tracing::error!("live upgrade aborted: {error}");
     progress(Progress::new("abort", "", 0, &error));
@@ -169,6 +173,12 @@ impl Parking<'_> {
         memstore::open(self.commands, &choice)?;
         // A warm snapshot (`--prepare`) is topped up rather than redone.
         let (store, warm) = super::warm::open(&choice.dir, plan, false)?;
+        if super::fault::injected("store-full", "any") {
+            match super::fault::fill(&store.root) {
+                Ok(bytes) => tracing::warn!("injected fault: store filled with {bytes} bytes"),
+                Err(e) => tracing::warn!("injected fault store-full: {e}"),
+            }
+        }
         // Injected faults for the new kernel travel with the store.
         if Path::new(super::fault::FAULT_FILE).exists() {
             let _ = std::fs::copy(super::fault::FAULT_FILE, store.root.join("fault-inject"));
@@ -227,6 +237,19 @@ impl Parking<'_> {
                 }
             }
         }
+        // The handover carries the configuration the services run with;
+        // files edited meanwhile are applied by a daemon-reload, not now.
+        let notes: Vec<String> = super::plan::edited_unit_files(plan)
+            .iter()
+            .map(|path| {
+                let note = format!(
+                    "{} was edited during the upgrade: the services keep the configuration they ran with; `relivectl daemon-reload` applies the new file",
+                    path.display()
+                );
+                tracing::warn!("{note}");
+                note
+            })
+            .collect();
         (self.progress)(Progress::new("handover", "", 0, "saving relive's state"));
         let state = async_io::block_on(self.commands.call(|m| m.state.clone()))
             .map_err(|_| "relive's loop is gone".to_owned())?;
@@ -247,6 +270,9 @@ impl Parking<'_> {
             phase1_started_usec,
             phase1_ended_usec,
             store: choice.note.clone(),
+            notes,
+            previous: super::record::PreviousKernel::running(),
+            rolled_back: None,
         };
         let payload = serde_json::to_vec(&handover).map_err(|e| e.to_string())?;
         store.write_state(&payload).map_err(|e| e.to_string())?;
@@ -297,6 +323,9 @@ impl Parking<'_> {
         let frozen_usec = wall_usec();
         self.frozen_only = Some((name.to_owned(), info.main_pid, info.cgroup.clone()));
         freezer::freeze(&cgroup_dir, FREEZE_TIMEOUT).map_err(|e| format!("{name}: {e}"))?;
+        if super::fault::injected("panic", name) {
+            panic!("injected fault (panic {name})");
+        }
         (self.progress)(Progress::new("dump", name, 0, "checkpointing"));
         let dir_path = store.unit_dir(name).map_err(|e| e.to_string())?;
         let dir =
@@ -328,7 +357,12 @@ impl Parking<'_> {
         };
         client
             .start(&Pid1Spawner)
-            .and_then(|session| session.dump(&options, |_| {}))
+            .and_then(|session| {
+                if super::fault::injected("criu-kill-dump", name) {
+                    super::fault::kill_soon(session.pid());
+                }
+                session.dump(&options, |_| {})
+            })
             .map_err(|e| format!("{name}: CRIU dump failed: {e}"))?;
         let dump_ms = started.elapsed().as_secs_f64() * 1000.0;
         // From here on the processes are gone: undoing means restoring.
@@ -349,6 +383,7 @@ impl Parking<'_> {
             final_dump: final_dump.into(),
             pre_dumps: chain.rounds,
             convergence: chain.convergence,
+            rollback: planned.rollback,
             ..UnitRecord::default()
         };
         self.records.push(record.clone());
@@ -456,4 +491,13 @@ fn store_choice(plan: &Plan, config: &UpgradeConfig) -> StoreChoice {
     plan.store
         .clone()
         .unwrap_or_else(|| StoreChoice::disk(&config.store_dir, "disk store".into()))
+}
+
+/// The text of a caught panic.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }

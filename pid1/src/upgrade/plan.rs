@@ -27,6 +27,10 @@ pub struct Plan {
     /// Where the images travel (decided by the preflight).
     #[serde(default)]
     pub store: Option<super::memstore::StoreChoice>,
+    /// The unit files of every unit the upgrade touches, with their
+    /// modification times, to tell which were edited meanwhile.
+    #[serde(default)]
+    pub unit_files: Vec<(std::path::PathBuf, u128)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +49,9 @@ pub struct PlannedUnit {
     /// PreDumpMaxRounds=.
     #[serde(default)]
     pub pre_dump_max_rounds: Option<u32>,
+    /// OnRestoreFailure=rollback.
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +105,7 @@ impl Manager {
                         estimated_bytes,
                         pre_dump: cfg.live_upgrade.pre_dump,
                         pre_dump_max_rounds: cfg.live_upgrade.pre_dump_max_rounds,
+                        rollback: cfg.live_upgrade.rollback_on_restore_failure,
                     });
                 }
                 UpgradeMode::Restart => plan.restarted.push(u.name.clone()),
@@ -110,6 +118,18 @@ impl Manager {
                 .then_with(|| a.name.cmp(&b.name))
         });
         plan.estimated_image_bytes = preserved.iter().map(|p| p.estimated_bytes).sum();
+        let touched: Vec<&str> = preserved
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(plan.restarted.iter().map(String::as_str))
+            .chain(plan.rerun.iter().map(String::as_str))
+            .collect();
+        plan.unit_files = touched
+            .iter()
+            .filter_map(|name| self.state.units.get(*name)?.config.as_ref())
+            .flat_map(|c| std::iter::once(&c.fragment).chain(&c.dropins))
+            .map(|path| (path.clone(), modified_ns(path)))
+            .collect();
         plan.doomed_connections = doomed_connections(&preserved, &self.state.units);
         plan.preserved = preserved;
         plan
@@ -169,4 +189,22 @@ fn anonymous_bytes(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("Anonymous:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// A file's modification time in nanoseconds (0 when it cannot be read).
+pub fn modified_ns(path: &std::path::Path) -> u128 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The unit files changed since the plan was made.
+pub fn edited_unit_files(plan: &Plan) -> Vec<std::path::PathBuf> {
+    plan.unit_files
+        .iter()
+        .filter(|(path, then)| modified_ns(path) != *then)
+        .map(|(path, _)| path.clone())
+        .collect()
 }

@@ -286,6 +286,9 @@ fn pre_dump(
     // session is dropped instead, which ends it: the final dump runs in a
     // CRIU of its own, at normal priority, reading this chain.
     let mut session = client.start(spawner).map_err(|e| e.to_string())?;
+    if super::fault::injected("criu-kill-pre-dump", name) {
+        super::fault::kill_soon(session.pid());
+    }
     session
         .pre_dump(&options, |_| {})
         .map_err(|e| e.to_string())?;

@@ -125,7 +125,17 @@ pub fn run(
         &request.append,
         &choice.marker(),
     );
-    let loaded = if is_machine {
+    let own_exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    let cmdline_ok = command_line(
+        &cmdline,
+        &current,
+        &request.append,
+        &own_exe,
+        Path::new("/"),
+    );
+    let cmdline_passed = cmdline_ok.is_ok();
+    check("cmdline", cmdline_ok);
+    let loaded = if is_machine && cmdline_passed {
         let result = kexec::load(&request.kernel, request.initrd.as_deref(), &cmdline)
             .map(|()| format!("loaded with kexec_file_load; command line: {cmdline}"))
             .map_err(|e| e.to_string());
@@ -133,10 +143,12 @@ pub fn run(
         check("kexec", result);
         ok
     } else {
-        check(
-            "kexec",
-            Err("skipped: relive is not the machine's init".into()),
-        );
+        let why = if is_machine {
+            "skipped: the command line is refused"
+        } else {
+            "skipped: relive is not the machine's init"
+        };
+        check("kexec", Err(why.into()));
         false
     };
     for unit in plan.preserved.clone() {
@@ -296,6 +308,63 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+/// The longest command line an x86 kernel takes (COMMAND_LINE_SIZE).
+const COMMAND_LINE_SIZE: usize = 2048;
+
+/// Whether the next kernel's command line can bring relive back: short
+/// enough, printable, the marker relive's own, a root file system when the
+/// running kernel names one, and an init that is relive (else the
+/// services could never be restored). `root` is where paths resolve.
+fn command_line(
+    next: &str,
+    current: &str,
+    append: &str,
+    own_exe: &Path,
+    root: &Path,
+) -> Result<String, String> {
+    if next.len() >= COMMAND_LINE_SIZE {
+        return Err(format!(
+            "the command line is {} bytes, the kernel takes {} at most",
+            next.len(),
+            COMMAND_LINE_SIZE - 1
+        ));
+    }
+    if let Some(c) = next.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(format!(
+            "--append holds a character the kernel command line cannot carry: {c:?}"
+        ));
+    }
+    if let Some(w) = append
+        .split_whitespace()
+        .find(|w| w.starts_with("relive.handover"))
+    {
+        return Err(format!("--append: {w} is relive's own, set by the upgrade"));
+    }
+    let value = |key: &str| {
+        next.split_whitespace()
+            .rev()
+            .find_map(|w| w.strip_prefix(key))
+    };
+    let has_root = |cmdline: &str| cmdline.split_whitespace().any(|w| w.starts_with("root="));
+    if has_root(current) && !has_root(next) {
+        return Err(
+            "no root= on the next kernel's command line: it would not find the root file system"
+                .into(),
+        );
+    }
+    let init = value("init=").unwrap_or("/sbin/init");
+    let resolved = std::fs::canonicalize(root.join(init.trim_start_matches('/')));
+    let own = std::fs::canonicalize(own_exe);
+    match (resolved, own) {
+        (Ok(a), Ok(b)) if a == b => Ok(format!("{} bytes; init {init} is relive", next.len())),
+        (Ok(a), _) => Err(format!(
+            "the next kernel would start {} (init={init}), not relive: the services could not be restored",
+            a.display()
+        )),
+        (Err(e), _) => Err(format!("init={init}: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +403,38 @@ mod tests {
     fn sizes_read_well() {
         assert_eq!(human(512), "512 B");
         assert_eq!(human(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn the_next_command_line_must_bring_relive_back() {
+        let root = std::env::temp_dir().join(format!("relive-cmdline-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        std::fs::write(root.join("usr/sbin/relive"), b"relive").unwrap();
+        std::fs::write(root.join("sbin/other-init"), b"other").unwrap();
+        std::os::unix::fs::symlink("../usr/sbin/relive", root.join("sbin/init")).unwrap();
+        let own = root.join("usr/sbin/relive");
+        let current = "root=/dev/vda init=/usr/sbin/relive";
+        let check = |next: &str, append: &str| command_line(next, current, append, &own, &root);
+        assert!(check("root=/dev/vda init=/usr/sbin/relive", "").is_ok());
+        // Without init=, /sbin/init: here a link to relive.
+        assert!(check("root=/dev/vda quiet", "quiet").is_ok());
+        let e = check(
+            "root=/dev/vda init=/sbin/other-init",
+            "init=/sbin/other-init",
+        )
+        .unwrap_err();
+        assert!(e.contains("not relive"), "{e}");
+        let e = check("root=/dev/vda init=/nope", "init=/nope").unwrap_err();
+        assert!(e.starts_with("init=/nope"), "{e}");
+        let e = check("init=/usr/sbin/relive", "init=/usr/sbin/relive").unwrap_err();
+        assert!(e.contains("no root="), "{e}");
+        let e = check("root=/dev/vda a\tb", "a\tb").unwrap_err();
+        assert!(e.contains("'\\t'"), "{e}");
+        let long = format!("root=/dev/vda {}", "x".repeat(3000));
+        assert!(check(&long, "").unwrap_err().contains("2047 at most"));
+        let e = check("root=/dev/vda relive.handover=/x", "relive.handover=/x").unwrap_err();
+        assert!(e.contains("relive's own"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

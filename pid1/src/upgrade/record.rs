@@ -46,6 +46,9 @@ pub struct UnitRecord {
     /// Bytes CRIU wrote in the final dump, i.e. during the stoppage.
     #[serde(default)]
     pub stoppage_bytes: u64,
+    /// OnRestoreFailure=rollback.
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 /// One background pre-dump of one unit.
@@ -98,6 +101,47 @@ pub struct KexecHandover {
     /// Which store carried the images, and why.
     #[serde(default)]
     pub store: String,
+    /// What the user should know (unit files edited meanwhile...).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// The kernel to go back to if a unit with OnRestoreFailure=rollback
+    /// cannot be restored.
+    #[serde(default)]
+    pub previous: Option<PreviousKernel>,
+    /// Set when this handover comes back from the new kernel: why it
+    /// rolled back. There is no second rollback.
+    #[serde(default)]
+    pub rolled_back: Option<String>,
+}
+
+/// The running kernel, for a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousKernel {
+    pub release: String,
+    pub kernel: std::path::PathBuf,
+    pub initrd: Option<std::path::PathBuf>,
+    /// Its command line without relive's handover words.
+    pub cmdline: String,
+}
+
+impl PreviousKernel {
+    /// The running kernel, if its image is where Debian puts it.
+    pub fn running() -> Option<PreviousKernel> {
+        let release = kernel_release();
+        let kernel = std::path::PathBuf::from(format!("/boot/vmlinuz-{release}"));
+        let initrd = std::path::PathBuf::from(format!("/boot/initrd.img-{release}"));
+        let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
+        kernel.is_file().then(|| PreviousKernel {
+            release,
+            kernel,
+            initrd: initrd.is_file().then_some(initrd),
+            cmdline: cmdline
+                .split_whitespace()
+                .filter(|w| !w.starts_with("relive.handover"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+    }
 }
 
 /// `relivectl upgrade-report`.
@@ -121,6 +165,11 @@ pub struct UpgradeReport {
     /// Which store carried the images, and why.
     #[serde(default)]
     pub store: String,
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Why the upgrade went back to the previous kernel, if it did.
+    #[serde(default)]
+    pub rolled_back: Option<String>,
     pub total_image_bytes: u64,
     pub longest_stoppage_ms: f64,
     /// How times across the kexec were measured, and their error.

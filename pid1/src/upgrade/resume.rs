@@ -56,6 +56,8 @@ pub fn state_for_new_kernel(handover: &KexecHandover) -> ManagerState {
 }
 
 /// Runs the resume on the upgrade worker thread, with the loop running.
+/// A panic in it is survived: what was restored runs on, every other unit
+/// is started afresh, and the report says so.
 pub fn resume(
     commands: &CommandSender,
     store: Store,
@@ -63,8 +65,65 @@ pub fn resume(
     config: &Config,
     resumed_usec: u64,
 ) {
+    let mut records = std::mem::take(&mut handover.units);
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        resume_units(commands, &store, &handover, &mut records, config)
+    }));
+    if let Err(panic) = run {
+        let reason = format!(
+            "relive's resume code panicked: {}",
+            super::park::panic_message(&panic)
+        );
+        tracing::error!("{reason}; starting every unit not running yet");
+        for record in records.iter_mut().filter(|r| r.outcome.is_empty()) {
+            record.outcome = format!("state lost: {reason}; started afresh");
+        }
+        let mut names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+        names.extend(handover.plan.restarted.iter().cloned());
+        let _ = on_loop(commands, move |m| {
+            for name in &names {
+                if m.state.units.get(name).is_some_and(|u| u.parked) {
+                    m.forget_parked(name, &reason);
+                }
+            }
+            m.end_upgrade();
+            let target = m.boot_target();
+            for name in names.iter().chain(std::iter::once(&target)) {
+                let _ = m.request(name, JobKind::Start);
+            }
+        });
+    }
+    drop_stale_locks(commands, &records);
+    finish(&store, &handover, records, resumed_usec);
+}
+
+/// The network lock of a unit that was not restored holds connections
+/// that are gone: its table goes (CRIU removes it after a restore).
+fn drop_stale_locks(commands: &CommandSender, records: &[super::record::UnitRecord]) {
+    for record in records
+        .iter()
+        .filter(|r| r.lock_saved && r.outcome != "restored")
+    {
+        let table = format!("CRIU-{}", record.main_pid);
+        if let Err(e) = helper::run_ok(
+            commands,
+            &["/usr/sbin/nft", "delete", "table", "inet", &table],
+        ) {
+            tracing::warn!("{}: {e}", record.name);
+        }
+    }
+}
+
+/// Reruns, restores (filling `records` in as it goes), starts the rest.
+fn resume_units(
+    commands: &CommandSender,
+    store: &Store,
+    handover: &KexecHandover,
+    records: &mut [super::record::UnitRecord],
+    config: &Config,
+) {
     // The network lock CRIU held on the old kernel, before any address is up.
-    for record in handover.units.iter().filter(|r| r.lock_saved) {
+    for record in records.iter().filter(|r| r.lock_saved) {
         let file = store.lock_file(&record.name);
         if let Err(e) = helper::run_ok(
             commands,
@@ -79,15 +138,30 @@ pub fn resume(
         }
     }
     let upgrade = &config.upgrade;
-    let mut records = std::mem::take(&mut handover.units);
     let mut lost: Vec<String> = Vec::new();
+    // OnRestoreFailure=rollback units first: their failure sends the
+    // machine back to the previous kernel (once).
+    if handover.rolled_back.is_none() && records.iter().any(|r| r.rollback) {
+        if let Err(e) =
+            super::rollback::restore_first(commands, store, handover, records, &upgrade.criu)
+        {
+            tracing::error!("{e}");
+        }
+    }
     // Most critical first.
+    let fault_file = store.root.join("fault-inject");
     for record in records.iter_mut().rev() {
+        if record.outcome == "restored" {
+            continue;
+        }
+        if super::fault::injected_in(&fault_file, "panic-resume", &record.name) {
+            panic!("injected fault (panic-resume {})", record.name);
+        }
         let name = record.name.clone();
         if let Err(e) = on_loop(commands, move |m| m.prepare_restore(&name)).and_then(|r| r) {
             tracing::warn!("{}: {e}", record.name);
         }
-        match revive::restore(&store, record, &upgrade.criu, Path::new(CGROUP_ROOT)) {
+        match revive::restore(store, record, &upgrade.criu, Path::new(CGROUP_ROOT)) {
             Ok(revived) => {
                 record.restore_ms = Some(revived.elapsed_ms);
                 record.running_usec = Some(wall_usec());
@@ -131,6 +205,15 @@ pub fn resume(
     if let Err(e) = run_job(commands, &target, JobKind::Start) {
         tracing::error!("{target}: {e}");
     }
+}
+
+/// Writes the report, keeps CRIU's logs and wipes the store.
+fn finish(
+    store: &Store,
+    handover: &KexecHandover,
+    records: Vec<super::record::UnitRecord>,
+    resumed_usec: u64,
+) {
     let mut units = records;
     units.extend(
         handover
@@ -167,6 +250,8 @@ pub fn resume(
         phase1_started_usec: handover.phase1_started_usec,
         phase1_ended_usec: handover.phase1_ended_usec,
         store: handover.store.clone(),
+        notes: handover.notes.clone(),
+        rolled_back: handover.rolled_back.clone(),
         total_image_bytes: units.iter().map(|u| u.image_bytes).sum(),
         longest_stoppage_ms: units
             .iter()

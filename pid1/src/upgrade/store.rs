@@ -54,9 +54,41 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 }
 
 /// SHA-256 (hex) of each file, by path relative to the unit's image dir.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The manifest's format; a relive that does not know it refuses it.
+    pub version: u32,
     pub units: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The manifest format this relive writes and reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+impl Default for Manifest {
+    fn default() -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION,
+            units: BTreeMap::new(),
+        }
+    }
+}
+
+/// Parses a manifest, refusing another format version.
+fn parse_manifest(path: &Path, text: &[u8]) -> Result<Manifest, StoreError> {
+    let manifest: Manifest = serde_json::from_slice(text).map_err(|e| StoreError::Manifest {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if manifest.version != MANIFEST_VERSION {
+        return Err(StoreError::Manifest {
+            path: path.to_owned(),
+            reason: format!(
+                "format version {}, this relive reads version {MANIFEST_VERSION}",
+                manifest.version
+            ),
+        });
+    }
+    Ok(manifest)
 }
 
 #[derive(Debug, Clone)]
@@ -136,11 +168,7 @@ impl Store {
         let Ok(text) = fs::read(&path) else {
             return Ok(());
         };
-        let mut manifest: Manifest =
-            serde_json::from_slice(&text).map_err(|e| StoreError::Manifest {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut manifest = parse_manifest(&path, &text)?;
         manifest.units.remove(unit);
         let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Manifest {
             path: path.clone(),
@@ -179,10 +207,7 @@ impl Store {
     pub fn seal_unit(&self, unit: &str) -> Result<(), StoreError> {
         let path = self.root.join("manifest.json");
         let mut manifest = match fs::read(&path) {
-            Ok(text) => serde_json::from_slice(&text).map_err(|e| StoreError::Manifest {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?,
+            Ok(text) => parse_manifest(&path, &text)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest::default(),
             Err(e) => return Err(StoreError::Io { path, source: e }),
         };
@@ -206,11 +231,7 @@ impl Store {
     pub fn verify_unit(&self, unit: &str) -> Result<(), StoreError> {
         let path = self.root.join("manifest.json");
         let text = fs::read(&path).map_err(io_err(&path))?;
-        let manifest: Manifest =
-            serde_json::from_slice(&text).map_err(|e| StoreError::Manifest {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let manifest = parse_manifest(&path, &text)?;
         let expected = manifest
             .units
             .get(unit)
@@ -391,6 +412,24 @@ mod tests {
         assert_eq!(
             store.verify_unit("a.service").unwrap_err().to_string(),
             "a.service: image file pre-1/pages-1.img does not match its checksum"
+        );
+        store.wipe().unwrap();
+    }
+
+    #[test]
+    fn a_manifest_of_another_format_is_refused() {
+        let store = Store::create(temp("version")).unwrap();
+        let dir = store.unit_dir("a.service").unwrap();
+        fs::write(dir.join("pages-1.img"), b"pages").unwrap();
+        store.seal_unit("a.service").unwrap();
+        let path = store.root.join("manifest.json");
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"version\": 1"), "{text}");
+        fs::write(&path, text.replace("\"version\": 1", "\"version\": 2")).unwrap();
+        let e = store.verify_unit("a.service").unwrap_err().to_string();
+        assert!(
+            e.contains("format version 2, this relive reads version 1"),
+            "{e}"
         );
         store.wipe().unwrap();
     }

@@ -22,6 +22,7 @@ fn unit(name: &str, edit: impl FnOnce(&mut UnitSection)) -> Unit {
             mode_explicit: false,
             pre_dump: true,
             pre_dump_max_rounds: None,
+            rollback_on_restore_failure: false,
         },
         warnings: Vec::new(),
     }

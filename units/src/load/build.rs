@@ -92,6 +92,7 @@ pub(crate) struct Builder<'a> {
     pub(super) priority: Option<u16>,
     pub(super) pre_dump: Option<bool>,
     pub(super) pre_dump_max_rounds: Option<u32>,
+    pub(super) rollback: Option<bool>,
     /// SuccessAction= set to something other than `none`: systemd then
     /// accepts a service without any command (e.g. systemd-poweroff).
     success_action: bool,
@@ -118,6 +119,7 @@ impl<'a> Builder<'a> {
             priority: None,
             pre_dump: None,
             pre_dump_max_rounds: None,
+            rollback: None,
             success_action: false,
             is_template: UnitName::parse(name).is_some_and(|n| n.kind() == NameKind::Template),
         }
@@ -347,6 +349,7 @@ impl<'a> Builder<'a> {
             mode_explicit: self.mode.is_some(),
             pre_dump: self.pre_dump.unwrap_or(true),
             pre_dump_max_rounds: self.pre_dump_max_rounds,
+            rollback_on_restore_failure: self.rollback.unwrap_or(false),
         };
         Ok(Built {
             unit: self.unit,

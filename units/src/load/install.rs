@@ -79,6 +79,13 @@ impl Builder<'_> {
                 Some(b) => self.pre_dump = Some(b),
                 None => return Err(self.ctx.bad_because(key, value, loc, "expected yes or no")),
             },
+            "OnRestoreFailure" => match value {
+                "" | "restart" => self.rollback = Some(false),
+                "rollback" => self.rollback = Some(true),
+                _ => {
+                    return Err(self.ctx.bad_because(key, value, loc, "expected restart or rollback"))
+                }
+            },
             "PreDumpMaxRounds" if value.is_empty() => self.pre_dump_max_rounds = None,
             "PreDumpMaxRounds" => match value.parse::<u32>() {
                 Ok(n) if (1..=64).contains(&n) => self.pre_dump_max_rounds = Some(n),
@@ -95,7 +102,7 @@ impl Builder<'_> {
                 return Err(LoadError::invalid(
                     loc,
                     format!(
-                        "unknown directive {key}= in [X-LiveUpgrade] (expected Mode=, Priority=, PreDump= or PreDumpMaxRounds=)"
+                        "unknown directive {key}= in [X-LiveUpgrade] (expected Mode=, Priority=, PreDump=, PreDumpMaxRounds= or OnRestoreFailure=)"
                     ),
                 ))
             }
