@@ -75,6 +75,15 @@ impl Spawner for IdleSpawner {
     }
 }
 
+/// How long CRIU may stay silent while it dumps, pre-dumps or restores
+/// `bytes` of memory: CRIU answers only at the end, and a pre-dump at idle
+/// priority of 2 GiB under emulation took more than two minutes. At least
+/// CRIU's default; beyond it, 4 MiB/s.
+pub fn timeout_for(bytes: u64) -> std::time::Duration {
+    let secs = 30 + bytes / (4 << 20);
+    Criu::DEFAULT_REPLY_TIMEOUT.max(std::time::Duration::from_secs(secs))
+}
+
 /// `criu check` over RPC, its log in `work_dir` (created, root-only).
 pub fn check(criu: &Path, work_dir: &Path) -> Result<String, String> {
     std::fs::DirBuilder::new()
@@ -98,4 +107,15 @@ pub fn check(criu: &Path, work_dir: &Path) -> Result<String, String> {
         .and_then(|s| s.check(&options))
         .map_err(|e| e.to_string())?;
     Ok(format!("CRIU {version}: criu check passed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_trees_get_longer_to_answer() {
+        assert_eq!(timeout_for(0), Criu::DEFAULT_REPLY_TIMEOUT);
+        assert_eq!(timeout_for(2 << 30).as_secs(), 30 + 512);
+    }
 }

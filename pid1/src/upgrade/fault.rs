@@ -59,7 +59,8 @@ pub fn kill_soon(pid: i32) {
 /// `dir` (wiped with the store) (`store-full`). Returns its size.
 pub fn fill(dir: &Path) -> std::io::Result<u64> {
     let stat = nix::sys::statvfs::statvfs(dir)?;
-    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    // Free blocks, root's reserve included: CRIU runs as root.
+    let free = stat.blocks_free() as u64 * stat.fragment_size() as u64;
     let size = free.saturating_sub(1 << 20);
     let file = std::fs::File::create(dir.join("fault-fill"))?;
     nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, size as i64)?;

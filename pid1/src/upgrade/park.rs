@@ -106,6 +106,10 @@ pub fn execute(
         Ok(Err(e)) => e,
         Err(panic) => format!("relive's upgrade code panicked: {}", panic_message(&panic)),
     };
+    let error = match store_full(&choice.dir) {
+        Some(full) => format!("{error} ({full})"),
+        None => error,
+    };
     tracing::error!("live upgrade aborted: {error}");
     progress(Progress::new("abort", "", 0, &error));
     parking.undo();
@@ -200,10 +204,13 @@ impl Parking<'_> {
             ));
             let policy = predump::Policy::from_config(self.config);
             let chains = predump::run(&store, &units, &policy, self.config, self.progress, warm);
-            // Checksummed now, so the stoppage hashes only the final dumps.
+            // Checksummed now, so the stoppage hashes only the final dumps;
+            // and written out now, so the sync before the kexec flushes
+            // only them.
             for name in chains.keys() {
                 store.seal_unit(name).map_err(|e| e.to_string())?;
             }
+            nix::unistd::sync();
             chains
         } else {
             // Single-phase: everything is dumped in the stoppage, so a warm
@@ -353,17 +360,41 @@ impl Parking<'_> {
         let started = Instant::now();
         let client = Criu {
             path: self.config.criu.clone(),
-            ..Criu::default()
+            reply_timeout: super::criu::timeout_for(planned.estimated_bytes),
         };
-        client
-            .start(&Pid1Spawner)
-            .and_then(|session| {
-                if super::fault::injected("criu-kill-dump", name) {
-                    super::fault::kill_soon(session.pid());
-                }
-                session.dump(&options, |_| {})
-            })
-            .map_err(|e| format!("{name}: CRIU dump failed: {e}"))?;
+        let dump = |options: &DumpOptions| {
+            client
+                .start(&Pid1Spawner)
+                .and_then(|session| {
+                    if super::fault::injected("criu-kill-dump", name) {
+                        super::fault::kill_soon(session.pid());
+                    }
+                    session.dump(options, |_| {})
+                })
+                .map_err(|e| format!("{name}: CRIU dump failed: {e}"))
+        };
+        let mut final_dump = final_dump;
+        if let Err(first) = dump(&options) {
+            // A passing process CRIU cannot seize (ssh's pre-auth child
+            // has no file descriptors to spare) fails a dump for a moment:
+            // one more try, the tasks running in between. Full this time:
+            // the failed dump may have reset the memory tracking.
+            tracing::warn!("{first}; trying once more");
+            (self.progress)(Progress::new(
+                "dump",
+                name,
+                0,
+                &format!("{first}; trying once more"),
+            ));
+            freezer::thaw(&cgroup_dir, FREEZE_TIMEOUT).map_err(|e| format!("{name}: {e}"))?;
+            std::thread::sleep(Duration::from_secs(1));
+            freezer::freeze(&cgroup_dir, FREEZE_TIMEOUT).map_err(|e| format!("{name}: {e}"))?;
+            clear_top_level_images(&dir_path);
+            options.parent_img = None;
+            options.track_mem = false;
+            final_dump = "full";
+            dump(&options).map_err(|second| format!("{second} (and before: {first})"))?;
+        }
         let dump_ms = started.elapsed().as_secs_f64() * 1000.0;
         // From here on the processes are gone: undoing means restoring.
         self.frozen_only = None;
@@ -500,4 +531,28 @@ pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Removes the files of a failed dump (its pre-dumps stay).
+fn clear_top_level_images(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| !t.is_dir()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether the store's file system is (all but) full: the likely cause of
+/// a failed dump, said with the error.
+fn store_full(dir: &Path) -> Option<String> {
+    let existing = dir.ancestors().find(|p| p.exists())?;
+    let stat = nix::sys::statvfs::statvfs(existing).ok()?;
+    let free = stat.blocks_free() as u64 * stat.fragment_size() as u64;
+    (free < 16 << 20).then(|| {
+        format!(
+            "the store's file system at {} is full: {} free",
+            existing.display(),
+            super::preflight::human(free)
+        )
+    })
 }

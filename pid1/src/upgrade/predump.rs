@@ -275,7 +275,7 @@ fn pre_dump(
     options.log_level = LogLevel::Info;
     let client = Criu {
         path: config.criu.clone(),
-        ..Criu::default()
+        reply_timeout: super::criu::timeout_for(unit.planned.estimated_bytes),
     };
     let spawner: &dyn Spawner = if policy.idle_priority {
         &IdleSpawner
@@ -289,9 +289,17 @@ fn pre_dump(
     if super::fault::injected("criu-kill-pre-dump", name) {
         super::fault::kill_soon(session.pid());
     }
-    session
-        .pre_dump(&options, |_| {})
-        .map_err(|e| e.to_string())?;
+    if let Err(e) = session.pre_dump(&options, |_| {}) {
+        if matches!(e, relive_snapshot::criu::CriuError::Timeout { .. }) {
+            // A CRIU that timed out still holds the tasks: it goes (it has
+            // not exited, so its PID is still its own).
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(session.pid()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        return Err(e.to_string());
+    }
     Ok(dir_path)
 }
 

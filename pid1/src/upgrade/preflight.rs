@@ -248,6 +248,27 @@ fn kernel_image(path: &Path) -> Result<String, String> {
             path.display()
         ));
     }
+    // The boot protocol header says how long the image is: the setup
+    // sectors (0 meaning 4) and syssize, in 16-byte paragraphs. A shorter
+    // file is truncated; kexec_file_load does not notice it.
+    let setup_sects = match head[0x1f1] {
+        0 => 4,
+        n => u64::from(n),
+    };
+    let syssize = u64::from(u32::from_le_bytes(
+        head[0x1f4..0x1f8].try_into().expect("4 bytes"),
+    ));
+    let expected = (setup_sects + 1) * 512 + syssize * 16;
+    let actual = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if actual < expected {
+        return Err(format!(
+            "{}: truncated x86 kernel image ({actual} bytes, its header says {expected})",
+            path.display()
+        ));
+    }
     Ok(format!("{}: x86 kernel image", path.display()))
 }
 
@@ -375,6 +396,28 @@ mod tests {
         assert!(e.contains("not an x86 kernel image"), "{e}");
         let e = kernel_image(Path::new("/nonexistent")).unwrap_err();
         assert!(e.starts_with("/nonexistent:"), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_kernel_is_refused() {
+        // A boot protocol header: 1 setup sector past the boot sector,
+        // syssize 0x100 paragraphs: 1024 + 4096 bytes in all.
+        let mut image = vec![0u8; 1024 + 4096];
+        image[0x1f1] = 1;
+        image[0x1f4..0x1f8].copy_from_slice(&0x100u32.to_le_bytes());
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        let path = std::env::temp_dir().join(format!("relive-bzimage-{}", std::process::id()));
+        std::fs::write(&path, &image).unwrap();
+        let whole = kernel_image(&path);
+        std::fs::write(&path, &image[..3000]).unwrap();
+        let cut = kernel_image(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert!(whole.is_ok(), "{whole:?}");
+        let e = cut.unwrap_err();
+        assert!(
+            e.contains("truncated x86 kernel image (3000 bytes, its header says 5120)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn restore(
     let keep: Vec<_> = writes.iter().map(|w| w.as_fd()).collect();
     let client = Criu {
         path: criu.to_owned(),
-        ..Criu::default()
+        reply_timeout: super::criu::timeout_for(record.image_bytes),
     };
     let started = Instant::now();
     let session = client
