@@ -207,7 +207,7 @@ impl Parking<'_> {
             // Checksummed now, so the stoppage hashes only the final dumps;
             // and written out now, so the sync before the kexec flushes
             // only them.
-            for name in chains.keys() {
+            for (name, _) in chains.iter().filter(|(_, c)| c.parent.is_some()) {
                 store.seal_unit(name).map_err(|e| e.to_string())?;
             }
             nix::unistd::sync();
@@ -548,7 +548,8 @@ fn store_full(dir: &Path) -> Option<String> {
     let existing = dir.ancestors().find(|p| p.exists())?;
     let stat = nix::sys::statvfs::statvfs(existing).ok()?;
     let free = stat.blocks_free() as u64 * stat.fragment_size() as u64;
-    (free < 16 << 20).then(|| {
+    let size = stat.blocks() as u64 * stat.fragment_size() as u64;
+    (free < (size / 100).max(16 << 20)).then(|| {
         format!(
             "the store's file system at {} is full: {} free",
             existing.display(),
