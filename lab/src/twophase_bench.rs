@@ -362,8 +362,8 @@ fn wait_report(
 }
 
 /// A detached live upgrade to `release`, until relive says it is
-/// complete and ssh answers: upgrade::run_detached_with, with a timeout
-/// that grows with the memory held instead of its fixed 400 s.
+/// complete and ssh answers, with a timeout that grows with the memory
+/// held instead of upgrade::run_detached_with's fixed 400 s.
 fn live_upgrade(
     booted: &mut Booted,
     paths: &Paths,
@@ -383,33 +383,14 @@ fn live_upgrade(
     };
     eprintln!("relive-lab bench: live upgrade to {release} {flags}");
     upgrade::start_detached_with(paths, port, release, &flags)?;
-    loop {
-        interrupt.check()?;
-        let log = std::fs::read(&booted.qemu.config.serial_log).unwrap_or_default();
-        let new = String::from_utf8_lossy(log.get(mark..).unwrap_or_default());
-        if new.contains(upgrade::COMPLETE_LINE) {
-            break;
-        }
-        if let Some(line) = new.lines().find(|l| l.contains(upgrade::ABORTED_LINE)) {
-            bail!("the upgrade failed: {}", line.trim());
-        }
-        if new.contains("Kernel panic") {
-            bail!(
-                "kernel panic (serial log {})",
-                booted.guest.serial_log.display()
-            );
-        }
-        if let Some(status) = booted.qemu.try_wait()? {
-            bail!("QEMU exited ({status}) during the upgrade");
-        }
-        if started.elapsed() > timeout {
-            bail!(
-                "the upgrade did not complete within {timeout:?} (serial log {})",
-                booted.guest.serial_log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    upgrade::wait_serial_within(
+        booted,
+        mark,
+        &[upgrade::COMPLETE_LINE],
+        &[upgrade::ABORTED_LINE],
+        timeout,
+        interrupt,
+    )?;
     upgrade::wait_ssh(paths, port, interrupt)?;
     Ok(started.elapsed())
 }

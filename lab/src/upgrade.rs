@@ -119,6 +119,18 @@ pub fn wait_serial(
     unwanted: &[&str],
     interrupt: &Interrupt,
 ) -> Result<Duration> {
+    wait_serial_within(booted, mark, needles, unwanted, UPGRADE_TIMEOUT, interrupt)
+}
+
+/// As [`wait_serial`], for at most `timeout` (big guests take longer).
+pub fn wait_serial_within(
+    booted: &mut Booted,
+    mark: usize,
+    needles: &[&str],
+    unwanted: &[&str],
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<Duration> {
     let started = Instant::now();
     loop {
         interrupt.check()?;
@@ -142,9 +154,9 @@ pub fn wait_serial(
         if let Some(status) = booted.qemu.try_wait()? {
             bail!("QEMU exited ({status}) during the upgrade");
         }
-        if started.elapsed() > UPGRADE_TIMEOUT {
+        if started.elapsed() > timeout {
             bail!(
-                "no {needles:?} in the serial log {} after {UPGRADE_TIMEOUT:?}",
+                "no {needles:?} in the serial log {} after {timeout:?}",
                 booted.guest.serial_log.display()
             );
         }

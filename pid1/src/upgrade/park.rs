@@ -190,26 +190,16 @@ impl Parking<'_> {
         let phase1_started_usec = wall_usec();
         let two_phase = self.config.pre_dump && !request.single_phase;
         let chains = if two_phase {
-            let units: Vec<_> = plan
-                .preserved
-                .iter()
-                .filter(|u| u.pre_dump)
-                .cloned()
-                .collect();
+            let count = plan.preserved.iter().filter(|u| u.pre_dump).count();
             (self.progress)(Progress::new(
                 "phase1",
                 "",
                 0,
-                &format!("pre-dumping {} units in the background", units.len()),
+                &format!("pre-dumping {count} units in the background"),
             ));
-            let policy = predump::Policy::from_config(self.config);
-            let chains = predump::run(&store, &units, &policy, self.config, self.progress, warm);
-            // Checksummed now, so the stoppage hashes only the final dumps;
-            // and written out now, so the sync before the kexec flushes
-            // only them.
-            for (name, _) in chains.iter().filter(|(_, c)| c.parent.is_some()) {
-                store.seal_unit(name).map_err(|e| e.to_string())?;
-            }
+            let chains = predump::phase1(&store, plan, self.config, self.progress, warm)?;
+            // Written out now, so the sync before the kexec flushes only
+            // the final dumps.
             nix::unistd::sync();
             chains
         } else {
@@ -289,20 +279,7 @@ impl Parking<'_> {
             0,
             &format!("booting {}", request.kernel.display()),
         ));
-        nix::unistd::sync();
-        if choice.device.is_some() {
-            // The next kernel mounts it again: it must be clean.
-            memstore::unmount_checked()?;
-        }
-        // kexec unmounts nothing: let the root filesystem be clean if it can.
-        let _ = crate::sys::machine::remount_root(true);
-        nix::unistd::sync();
-        let e = kexec::boot_loaded();
-        let _ = crate::sys::machine::remount_root(false);
-        if let Some(device) = &choice.device {
-            let _ = memstore::mount(device);
-        }
-        Err(format!("kexec failed: {e}"))
+        Err(boot_loaded_kernel(choice.device.as_deref()))
     }
 
     /// Freeze, dump (CRIU ends the processes), save the network lock.
@@ -556,4 +533,25 @@ fn store_full(dir: &Path) -> Option<String> {
             super::preflight::human(free)
         )
     })
+}
+
+/// Boots the loaded kernel with the store written: syncs, unmounts the
+/// memory store on `memory_device` (the next kernel mounts it again: it
+/// must be clean), remounts / read-only (kexec unmounts nothing). Returns
+/// only on failure, with everything mounted as before, and why.
+pub fn boot_loaded_kernel(memory_device: Option<&Path>) -> String {
+    nix::unistd::sync();
+    if memory_device.is_some() {
+        if let Err(e) = memstore::unmount_checked() {
+            return e;
+        }
+    }
+    let _ = crate::sys::machine::remount_root(true);
+    nix::unistd::sync();
+    let e = kexec::boot_loaded();
+    let _ = crate::sys::machine::remount_root(false);
+    if let Some(device) = memory_device {
+        let _ = memstore::mount(device);
+    }
+    format!("kexec failed: {e}")
 }

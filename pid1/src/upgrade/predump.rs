@@ -110,10 +110,40 @@ struct Unit<'a> {
     done: bool,
 }
 
+/// Phase 1 for the plan's preserved units that allow pre-dumps: the
+/// rounds, then each chain checksummed into the manifest (so the stoppage
+/// hashes only the final dumps).
+pub fn phase1(
+    store: &Store,
+    plan: &super::plan::Plan,
+    config: &UpgradeConfig,
+    progress: &dyn Fn(Progress),
+    warm: BTreeMap<String, Chain>,
+) -> Result<BTreeMap<String, Chain>, String> {
+    let units: Vec<PlannedUnit> = plan
+        .preserved
+        .iter()
+        .filter(|u| u.pre_dump)
+        .cloned()
+        .collect();
+    let chains = run(
+        store,
+        &units,
+        &Policy::from_config(config),
+        config,
+        progress,
+        warm,
+    );
+    for (name, _) in chains.iter().filter(|(_, c)| c.parent.is_some()) {
+        store.seal_unit(name).map_err(|e| e.to_string())?;
+    }
+    Ok(chains)
+}
+
 /// Runs phase 1 over `units` (the plan's preserved units with pre-dumps
 /// on) and returns each one's chain, by unit name. A unit with a chain in
 /// `warm` continues it.
-pub fn run(
+fn run(
     store: &Store,
     units: &[PlannedUnit],
     policy: &Policy,
@@ -144,7 +174,8 @@ pub fn run(
         // Sleeping units first: freezing them costs them nothing. Then
         // the least critical first, so the critical ones' last pre-dump is
         // the freshest when the stoppage begins.
-        pending.sort_by_key(|u| {
+        // Cached: the key reads /proc, once per unit.
+        pending.sort_by_cached_key(|u| {
             let pids = cgroup_pids(&u.planned.name);
             (
                 !activity::all_asleep(Path::new("/proc"), &pids),
@@ -317,13 +348,11 @@ fn drop_chain(store: &Store, name: &str) {
 
 /// The unit's processes now (they may have forked since the plan).
 pub fn cgroup_pids(unit: &str) -> Vec<u32> {
-    let path = Path::new(super::park::CGROUP_ROOT)
-        .join(crate::sys::cgroup::unit_cgroup(unit).trim_start_matches('/'))
-        .join("cgroup.procs");
-    std::fs::read_to_string(path)
+    crate::sys::cgroup::CgroupFs::new(super::park::CGROUP_ROOT)
+        .pids(&crate::sys::cgroup::unit_cgroup(unit))
         .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
+        .into_iter()
+        .map(|pid| pid as u32)
         .collect()
 }
 

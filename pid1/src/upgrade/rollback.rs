@@ -66,7 +66,7 @@ pub fn restore_first(
                 for &h in &held {
                     put_down(commands, &records[h]);
                 }
-                let error = go_back(commands, store, handover, records, &reason);
+                let error = go_back(store, handover, records, &reason);
                 tracing::error!("rollback impossible: {error}; going on in this kernel");
                 // Still here: the units put down are parked again, and the
                 // caller restores them (and tries the failed one) as usual.
@@ -130,7 +130,6 @@ fn put_down(commands: &CommandSender, record: &UnitRecord) {
 /// Kexecs into the previous kernel with the same store and a handover that
 /// says why. Returns only if that failed, with the reason.
 fn go_back(
-    commands: &CommandSender,
     store: &Store,
     handover: &KexecHandover,
     records: &[UnitRecord],
@@ -172,21 +171,9 @@ fn go_back(
         let _ = kexec::unload();
         return e.to_string();
     }
-    let _ = on_loop(commands, |_| ());
-    nix::unistd::sync();
-    let on_memory = store.root.starts_with(memstore::MOUNT_POINT);
-    if on_memory {
-        if let Err(e) = memstore::unmount_checked() {
-            let _ = kexec::unload();
-            return e;
-        }
-    }
-    let _ = crate::sys::machine::remount_root(true);
-    nix::unistd::sync();
-    let e = kexec::boot_loaded();
-    let _ = crate::sys::machine::remount_root(false);
-    if let (true, Some(device)) = (on_memory, memstore::device_of(&cmdline_now)) {
-        let _ = memstore::mount(&device);
-    }
-    format!("kexec failed: {e}")
+    let device =
+        memstore::device_of(&cmdline_now).filter(|_| store.root.starts_with(memstore::MOUNT_POINT));
+    let error = super::park::boot_loaded_kernel(device.as_deref());
+    let _ = kexec::unload();
+    error
 }

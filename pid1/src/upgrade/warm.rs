@@ -78,23 +78,15 @@ fn take(
     }
     let plan = on_loop(commands, |m| m.upgrade_plan())?;
     let (store, chains) = open(dir, &plan, true)?;
-    let units: Vec<_> = plan
-        .preserved
-        .iter()
-        .filter(|u| u.pre_dump)
-        .cloned()
-        .collect();
-    let policy = predump::Policy::from_config(config);
-    let chains = predump::run(&store, &units, &policy, config, progress, chains);
+    let chains = predump::phase1(&store, &plan, config, progress, chains)?;
     let mut warm = Warm {
         taken_usec: wall_usec(),
         units: BTreeMap::new(),
     };
-    for unit in &units {
+    for unit in &plan.preserved {
         let Some(chain) = chains.get(&unit.name).filter(|c| c.parent.is_some()) else {
             continue;
         };
-        store.seal_unit(&unit.name).map_err(|e| e.to_string())?;
         warm.units.insert(
             unit.name.clone(),
             WarmUnit {
