@@ -2,9 +2,9 @@
 //! faults (relive's /run/relive/fault-inject, inert otherwise) or bad
 //! input, asks for a live upgrade, and checks what a user would: no
 //! service lost (every preserved unit active, on its old PIDs unless the
-//! report says its state was lost and it was started afresh), an error
-//! naming the cause, and a machine that can attempt the upgrade again
-//! (the preflight passes afterwards). Prints one line per scenario and the
+//! report or the abort says its state was lost and it was started
+//! afresh), an error naming the cause, and a machine that can attempt the
+//! upgrade again (the preflight passes afterwards). Prints one line per scenario and the
 //! total of services lost, which must be 0.
 
 use crate::boot::{self, Booted, Options};
@@ -110,6 +110,14 @@ fn scenarios() -> Vec<Scenario> {
             cause: "relive-counter.service: CRIU dump failed",
         },
         Scenario {
+            name: "a failed final dump takes the process with it",
+            faults: &["dump-kills relive-counter.service"],
+            setup: "",
+            args: None,
+            expect: Expect::Undone,
+            cause: "relive-counter.service: state lost: its main process",
+        },
+        Scenario {
             name: "the store full",
             faults: &["store-full any"],
             setup: "",
@@ -126,11 +134,12 @@ fn scenarios() -> Vec<Scenario> {
             cause: "panicked: injected fault (panic relive-busy.service)",
         },
         Scenario {
-            name: "CRIU killed during a pre-dump; a corrupt image; a restore error",
+            name: "CRIU killed in a pre-dump; a fatal pre-dump; a corrupt image; a restore error",
             faults: &[
                 "criu-kill-pre-dump relive-busy.service",
                 "corrupt-image relive-idle.service",
                 "restore-fail relive-counter.service",
+                "pre-dump-kills redis-server.service",
             ],
             setup: "",
             args: None,
@@ -166,7 +175,13 @@ pub struct Outcome {
     pub ok: bool,
 }
 
-pub fn faults(paths: &Paths, from: &str, to: &str, interrupt: &Interrupt) -> Result<Vec<Outcome>> {
+pub fn faults(
+    paths: &Paths,
+    from: &str,
+    to: &str,
+    only: Option<&str>,
+    interrupt: &Interrupt,
+) -> Result<Vec<Outcome>> {
     let image = image::build_or_reuse(paths, false)?;
     let releases = [
         image.kernel(from)?.release.clone(),
@@ -180,7 +195,10 @@ pub fn faults(paths: &Paths, from: &str, to: &str, interrupt: &Interrupt) -> Res
     let mut outcomes = Vec::new();
     // Completed upgrades flip the kernel: the next one goes back.
     let mut running = 0;
-    for scenario in scenarios() {
+    let chosen = scenarios()
+        .into_iter()
+        .filter(|s| only.is_none_or(|text| s.name.contains(text)));
+    for scenario in chosen {
         interrupt.check()?;
         eprintln!("relive-lab faults: {}", scenario.name);
         let target = &releases[1 - running];
@@ -439,8 +457,9 @@ fn lost_units(
             } else {
                 pids_before == pids_after
             };
-            let reported =
-                expect == Expect::Completed && observed.contains(&format!("{u}: state lost"));
+            // Started afresh with the loss reported counts as kept.
+            let reported = matches!(expect, Expect::Completed | Expect::Undone)
+                && observed.contains(&format!("{u}: state lost"));
             state != "active" || (!same && !reported)
         })
         .map(|u| u.to_string())

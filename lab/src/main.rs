@@ -115,6 +115,9 @@ enum Verb {
         from: String,
         #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.12")]
         to: String,
+        /// Only the scenarios whose name contains this text.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Boot 6.1 with relive, show `relivectl list-units` and `uname -r`,
     /// live-upgrade to 6.12, show the upgrade report and `uname -r`, power
@@ -323,7 +326,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Verb::Faults { from, to } => {
+        Verb::Faults { from, to, only } => {
             if let Some(reason) = check::cannot_run() {
                 println!("relive-lab faults: SKIPPED: {reason}");
                 return Ok(ExitCode::SUCCESS);
@@ -332,7 +335,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
                 bail!("--from and --to are the same kernel");
             }
             let interrupt = prepare(&paths)?;
-            let outcomes = faults::faults(&paths, &from, &to, &interrupt)?;
+            let outcomes = faults::faults(&paths, &from, &to, only.as_deref(), &interrupt)?;
             if !faults::print_table(&outcomes) {
                 return Ok(ExitCode::FAILURE);
             }

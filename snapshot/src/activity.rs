@@ -71,17 +71,24 @@ pub fn all_asleep(proc: &Path, pids: &[u32]) -> bool {
         let Ok(tasks) = fs::read_dir(proc.join(pid.to_string()).join("task")) else {
             return true;
         };
-        tasks.flatten().all(|task| {
-            let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
-                return true;
-            };
-            // "TID (comm) STATE ...": comm may hold spaces and parentheses.
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim().chars().next());
-            state != Some('R')
-        })
+        tasks
+            .flatten()
+            .all(|task| state_in(&task.path().join("stat")) != Some('R'))
     })
+}
+
+/// Whether process `pid` exists and has not exited (a zombie or a dying
+/// process is not alive).
+pub fn alive(proc: &Path, pid: u32) -> bool {
+    matches!(state_in(&proc.join(pid.to_string()).join("stat")), Some(s) if s != 'Z' && s != 'X')
+}
+
+/// The state letter of a `/proc/.../stat` file; None if it is gone.
+fn state_in(stat: &Path) -> Option<char> {
+    let stat = fs::read_to_string(stat).ok()?;
+    // "TID (comm) STATE ...": comm may hold spaces and parentheses.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim().chars().next())
 }
 
 fn read_cpu_ns(path: &Path) -> Result<Option<u64>, ActivityError> {
@@ -164,6 +171,23 @@ mod tests {
         sleeper.wait().unwrap();
         assert!(asleep);
         assert!(!me_asleep);
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive_and_a_running_process_is() {
+        let proc = Path::new("/proc");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not reaped yet: a zombie once it has exited.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(proc, pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!alive(proc, pid), "an exited, unreaped child is a zombie");
+        assert!(proc.join(pid.to_string()).exists());
+        child.wait().unwrap();
+        assert!(!alive(proc, pid));
+        assert!(alive(proc, std::process::id()));
     }
 
     #[test]

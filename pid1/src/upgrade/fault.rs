@@ -11,8 +11,15 @@
 //!   after they were checksummed, just before the kexec, so that the new
 //!   kernel must refuse them (the unit starts afresh, the report says why);
 //! - `criu-kill-pre-dump UNIT`, `criu-kill-dump UNIT`: CRIU is killed
-//!   while it pre-dumps (the unit's chain is dropped, its final dump is
-//!   full) or dumps that unit (the upgrade is undone);
+//!   while its parasite code is in that unit's main process, during a
+//!   pre-dump (the unit's chain is dropped, its final dump is full) or its
+//!   final dump (the upgrade is undone). A process left with the parasite
+//!   dies; relive then starts the unit afresh and reports its state lost;
+//! - `pre-dump-kills UNIT`, `dump-kills UNIT`: a pre-dump or the final
+//!   dump of that unit fails and takes its main process with it (SIGKILL),
+//!   as when CRIU dies while it is injecting its code into the process;
+//!   relive starts the unit afresh and reports its state lost (the
+//!   upgrade goes on after a pre-dump, is undone after the final dump);
 //! - `panic UNIT`: relive's upgrade code panics right after freezing that
 //!   unit (the upgrade is undone); `panic-resume UNIT`: the resume code
 //!   panics before restoring it in the new kernel (the rest is started
@@ -42,17 +49,39 @@ pub fn injected_in(file: &Path, fault: &str, unit: &str) -> bool {
     })
 }
 
-/// SIGKILLs `pid` (a CRIU) a moment from now, while it works
-/// (`criu-kill-pre-dump`, `criu-kill-dump`).
-pub fn kill_soon(pid: i32) {
+/// SIGKILLs `criu` while its parasite code is inside `target`
+/// (`criu-kill-pre-dump`, `criu-kill-dump`): CRIU maps that code into the
+/// process as a memfd named CRIUMFD. That is the worst case: the process,
+/// left with the parasite and no tracer, dies of SIGTRAP.
+pub fn kill_with_parasite_in(criu: i32, target: i32) {
+    use std::time::{Duration, Instant};
     std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(150));
-        tracing::warn!("injected fault: killing CRIU (PID {pid})");
+        let maps = format!("/proc/{target}/maps");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline
+            && std::fs::read_to_string(&maps).is_ok_and(|m| !m.contains("CRIUMFD"))
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        tracing::warn!(
+            "injected fault: killing CRIU (PID {criu}) while its parasite is in PID {target}"
+        );
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
+            nix::unistd::Pid::from_raw(criu),
             nix::sys::signal::Signal::SIGKILL,
         );
     });
+}
+
+/// A failed CRIU that took the process with it (`pre-dump-kills`,
+/// `dump-kills`): kills `pid` and returns the error to report.
+pub fn kill_process(fault: &str, pid: i32) -> String {
+    tracing::warn!("injected fault {fault}: killing PID {pid}");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    format!("injected fault ({fault}): CRIU failed and PID {pid} died")
 }
 
 /// Fills the file system under `dir` but for 1 MiB, with one file in

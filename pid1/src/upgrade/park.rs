@@ -110,9 +110,14 @@ pub fn execute(
         Some(full) => format!("{error} ({full})"),
         None => error,
     };
-    tracing::error!("live upgrade aborted: {error}");
     progress(Progress::new("abort", "", 0, &error));
-    parking.undo();
+    let lost = parking.undo();
+    let error = if lost.is_empty() {
+        error
+    } else {
+        format!("{error}; {}", lost.join("; "))
+    };
+    tracing::error!("live upgrade aborted: {error}");
     let _ = kexec::unload();
     let store = Store::at(&choice.dir);
     if let Err(e) = store.keep_logs(Path::new(super::resume::CRIU_LOGS)) {
@@ -123,12 +128,11 @@ pub fn execute(
         memstore::unmount();
     }
     let _ = on_loop(commands, |m| m.end_upgrade());
-    progress(Progress::new(
-        "aborted",
-        "",
-        0,
-        "every service runs on the old kernel again",
-    ));
+    let undone = match lost.len() {
+        0 => "every service runs on the old kernel again".to_owned(),
+        n => format!("every service runs on the old kernel again ({n} started afresh)"),
+    };
+    progress(Progress::new("aborted", "", 0, &undone));
     error
 }
 
@@ -188,6 +192,7 @@ impl Parking<'_> {
             let _ = std::fs::copy(super::fault::FAULT_FILE, store.root.join("fault-inject"));
         }
         let phase1_started_usec = wall_usec();
+        let mut lost = Vec::new();
         let two_phase = self.config.pre_dump && !request.single_phase;
         let chains = if two_phase {
             let count = plan.preserved.iter().filter(|u| u.pre_dump).count();
@@ -198,6 +203,7 @@ impl Parking<'_> {
                 &format!("pre-dumping {count} units in the background"),
             ));
             let chains = predump::phase1(&store, plan, self.config, self.progress, warm)?;
+            lost = predump::start_lost(self.commands, &chains, self.progress)?;
             // Written out now, so the sync before the kexec flushes only
             // the final dumps.
             nix::unistd::sync();
@@ -236,8 +242,9 @@ impl Parking<'_> {
         }
         // The handover carries the configuration the services run with;
         // files edited meanwhile are applied by a daemon-reload, not now.
-        let notes: Vec<String> = super::plan::edited_unit_files(plan)
-            .iter()
+        let notes: Vec<String> = lost
+            .into_iter()
+            .chain(super::plan::edited_unit_files(plan).iter()
             .map(|path| {
                 let note = format!(
                     "{} was edited during the upgrade: the services keep the configuration they ran with; `relivectl daemon-reload` applies the new file",
@@ -245,7 +252,7 @@ impl Parking<'_> {
                 );
                 tracing::warn!("{note}");
                 note
-            })
+            }))
             .collect();
         (self.progress)(Progress::new("handover", "", 0, "saving relive's state"));
         let state = async_io::block_on(self.commands.call(|m| m.state.clone()))
@@ -295,7 +302,8 @@ impl Parking<'_> {
         let cgroup_dir = Path::new(CGROUP_ROOT).join(info.cgroup.trim_start_matches('/'));
         // Sampled before freezing: entering the freezer costs every task a
         // little CPU time.
-        let now = ActivitySample::take(Path::new("/proc"), &predump::cgroup_pids(name)).ok();
+        let frozen_pids = predump::cgroup_pids(name);
+        let now = ActivitySample::take(Path::new("/proc"), &frozen_pids).ok();
         let final_dump = match (&chain.parent, &chain.baseline, &now) {
             (None, _, _) => "full",
             (Some(_), Some(baseline), Some(now)) if now.ran_since(baseline).is_empty() => {
@@ -340,11 +348,15 @@ impl Parking<'_> {
             reply_timeout: super::criu::timeout_for(planned.estimated_bytes),
         };
         let dump = |options: &DumpOptions| {
+            if super::fault::injected("dump-kills", name) {
+                let error = super::fault::kill_process("dump-kills", info.main_pid);
+                return Err(format!("{name}: CRIU dump failed: {error}"));
+            }
             client
                 .start(&Pid1Spawner)
                 .and_then(|session| {
                     if super::fault::injected("criu-kill-dump", name) {
-                        super::fault::kill_soon(session.pid());
+                        super::fault::kill_with_parasite_in(session.pid(), info.main_pid);
                     }
                     session.dump(options, |_| {})
                 })
@@ -365,6 +377,14 @@ impl Parking<'_> {
             ));
             freezer::thaw(&cgroup_dir, FREEZE_TIMEOUT).map_err(|e| format!("{name}: {e}"))?;
             std::thread::sleep(Duration::from_secs(1));
+            if !alive(info.main_pid) {
+                // A CRIU killed with its parasite inside takes the process
+                // with it: nothing left to dump; the undo starts it afresh.
+                return Err(format!(
+                    "{first}; its main process {} died with the failed dump",
+                    info.main_pid
+                ));
+            }
             freezer::freeze(&cgroup_dir, FREEZE_TIMEOUT).map_err(|e| format!("{name}: {e}"))?;
             clear_top_level_images(&dir_path);
             options.parent_img = None;
@@ -380,7 +400,7 @@ impl Parking<'_> {
             mode: "preserve".into(),
             priority: planned.priority,
             main_pid: info.main_pid,
-            pids: planned.pids.clone(),
+            pids: frozen_pids,
             cgroup: info.cgroup,
             pipes: info.pipes,
             runtime_dirs: info.runtime_dirs.clone(),
@@ -412,18 +432,30 @@ impl Parking<'_> {
         Ok(())
     }
 
-    /// Puts everything back as it was before the upgrade.
-    fn undo(&mut self) {
+    /// Puts everything back as it was before the upgrade. Returns the
+    /// units whose state was lost on the way (started afresh), with why.
+    fn undo(&mut self) -> Vec<String> {
         let store = Store::at(&self.store_dir);
+        let mut lost = Vec::new();
         if let Some((name, pid, cgroup)) = self.frozen_only.take() {
             let dir = Path::new(CGROUP_ROOT).join(cgroup.trim_start_matches('/'));
             if let Err(e) = freezer::thaw(&dir, FREEZE_TIMEOUT) {
                 tracing::error!("{name}: cannot thaw: {e}");
             }
-            let _ = async_io::block_on(
-                self.commands
-                    .call(move |m| m.unpark(&name, pid, Vec::new())),
-            );
+            // A process CRIU's parasite was in when CRIU died ends as soon
+            // as it runs again.
+            std::thread::sleep(Duration::from_millis(200));
+            if alive(pid) {
+                let _ = async_io::block_on(
+                    self.commands
+                        .call(move |m| m.unpark(&name, pid, Vec::new())),
+                );
+            } else {
+                lost.push(self.start_afresh(
+                    &name,
+                    &format!("its main process {pid} died during the failed dump"),
+                ));
+            }
         }
         let records = std::mem::take(&mut self.records);
         for record in records.into_iter().rev() {
@@ -436,14 +468,10 @@ impl Parking<'_> {
                             .call(move |m| m.unpark(&name, revived.pid, revived.outputs)),
                     );
                 }
-                Err(e) => {
-                    let name = record.name.clone();
-                    let reason = format!("could not be restored after the aborted upgrade: {e}");
-                    let _ = on_loop(self.commands, move |m| {
-                        m.forget_parked(&name, &reason);
-                        let _ = m.request(&name, JobKind::Start);
-                    });
-                }
+                Err(e) => lost.push(self.start_afresh(
+                    &record.name,
+                    &format!("could not be restored after the aborted upgrade: {e}"),
+                )),
             }
         }
         let stopped = std::mem::take(&mut self.stopped);
@@ -452,7 +480,24 @@ impl Parking<'_> {
                 tracing::error!("{name}: cannot start again: {e}");
             }
         }
+        lost
     }
+
+    /// A parked unit whose processes are gone: back under supervision,
+    /// started like any unit. Returns the loss, for the report.
+    fn start_afresh(&self, name: &str, why: &str) -> String {
+        let unit = name.to_owned();
+        let reason = why.to_owned();
+        let _ = on_loop(self.commands, move |m| {
+            m.forget_parked(&unit, &reason);
+            let _ = m.request(&unit, JobKind::Start);
+        });
+        format!("{name}: state lost: {why}; started afresh")
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    relive_snapshot::activity::alive(Path::new("/proc"), pid as u32)
 }
 
 /// Saves the nftables table CRIU left to hold the unit's TCP connections

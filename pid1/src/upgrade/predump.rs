@@ -98,6 +98,11 @@ pub struct Chain {
     /// The last good round's directory name (`pre-N`), parent of the final
     /// dump. None: no usable chain, the final dump is full.
     pub parent: Option<String>,
+    /// Set when the unit's main process died with a failed pre-dump (a
+    /// CRIU killed with its parasite inside): why. The unit is started
+    /// afresh and the loss reported.
+    #[serde(default)]
+    pub lost: Option<String>,
 }
 
 struct Unit<'a> {
@@ -138,6 +143,28 @@ pub fn phase1(
         store.seal_unit(name).map_err(|e| e.to_string())?;
     }
     Ok(chains)
+}
+
+/// Starts afresh the units whose main process died with a failed pre-dump
+/// (their Restart= may have done it already) and returns the losses, for
+/// the report.
+pub fn start_lost(
+    commands: &crate::event_loop::CommandSender,
+    chains: &BTreeMap<String, Chain>,
+    progress: &dyn Fn(Progress),
+) -> Result<Vec<String>, String> {
+    let mut notes = Vec::new();
+    for (name, chain) in chains {
+        let Some(why) = &chain.lost else {
+            continue;
+        };
+        let note = format!("{name}: state lost: {why}; started afresh");
+        tracing::warn!("{note}");
+        progress(Progress::new("pre-dump", name, 0, &note));
+        super::run_job(commands, name, crate::manager::state::JobKind::Start)?;
+        notes.push(note);
+    }
+    Ok(notes)
 }
 
 /// Runs phase 1 over `units` (the plan's preserved units with pre-dumps
@@ -221,11 +248,19 @@ fn pre_dump_round(
         Err(e) => {
             tracing::warn!("{name}: pre-dump round {round} failed: {e}");
             drop_chain(store, name);
+            // A process CRIU's parasite was in when CRIU died ends as soon
+            // as it runs again.
+            std::thread::sleep(Duration::from_millis(200));
+            let main_pid = unit.planned.main_pid;
+            let lost = (!activity::alive(Path::new("/proc"), main_pid)).then(|| {
+                format!("its main process {main_pid} died when pre-dump round {round} failed ({e})")
+            });
             unit.chain = Chain {
                 rounds: std::mem::take(&mut unit.chain.rounds),
                 convergence: format!("pre-dump round {round} failed: {e}; the final dump is full"),
                 baseline: None,
                 parent: None,
+                lost,
             };
             unit.done = true;
             progress(Progress::new("pre-dump", name, 0, &unit.chain.convergence));
@@ -285,6 +320,12 @@ fn pre_dump(
     if super::fault::injected("pre-dump-fail", name) {
         return Err(format!("injected fault ({})", super::fault::FAULT_FILE));
     }
+    if super::fault::injected("pre-dump-kills", name) {
+        return Err(super::fault::kill_process(
+            "pre-dump-kills",
+            unit.planned.main_pid as i32,
+        ));
+    }
     let dir_path = store
         .unit_dir(name)
         .map_err(|e| e.to_string())?
@@ -318,7 +359,7 @@ fn pre_dump(
     // CRIU of its own, at normal priority, reading this chain.
     let mut session = client.start(spawner).map_err(|e| e.to_string())?;
     if super::fault::injected("criu-kill-pre-dump", name) {
-        super::fault::kill_soon(session.pid());
+        super::fault::kill_with_parasite_in(session.pid(), unit.planned.main_pid as i32);
     }
     if let Err(e) = session.pre_dump(&options, |_| {}) {
         if matches!(e, relive_snapshot::criu::CriuError::Timeout { .. }) {

@@ -79,6 +79,7 @@ fn take(
     let plan = on_loop(commands, |m| m.upgrade_plan())?;
     let (store, chains) = open(dir, &plan, true)?;
     let chains = predump::phase1(&store, &plan, config, progress, chains)?;
+    predump::start_lost(commands, &chains, progress)?;
     let mut warm = Warm {
         taken_usec: wall_usec(),
         units: BTreeMap::new(),
