@@ -111,7 +111,7 @@ pub struct UpgradeConfig {
     /// A round that writes fewer pages than this has converged. Default: 64.
     pub pre_dump_min_dirty_pages: u64,
     /// A round that writes more than this fraction above the previous one
-    /// is diverging: stop. Default: 0.10.
+    /// is diverging, one within it is steady: either way, stop. Default: 0.10.
     pub pre_dump_max_growth: f64,
     /// How CRIU reads memory in a pre-dump: "read" (process_vm_readv while
     /// the tasks run again, the shortest freeze) or "splice" (pages

@@ -187,6 +187,9 @@ pub struct Report {
     pub kexec_usec: u64,
     #[serde(default)]
     pub resumed_usec: u64,
+    /// Network locks and rerun units done: the restores began.
+    #[serde(default)]
+    pub restores_started_usec: u64,
     #[serde(default)]
     pub finished_usec: u64,
     pub units: Vec<UnitReport>,
@@ -392,7 +395,7 @@ pub fn counter(paths: &Paths, port: u16) -> Result<relive_workloads::Report> {
 pub fn print_report(report: &Report) {
     println!(
         "upgrade {} -> {}: {} units, images {:.1} MiB, longest stoppage {:.0} ms, \
-         freeze-to-finish {:.1} s (kexec at +{:.1} s, resumed at +{:.1} s)",
+         freeze-to-finish {:.1} s (kexec at +{:.1} s, resumed at +{:.1} s, restoring from +{:.1} s)",
         report.kernel_from,
         report.kernel_to,
         report.units.len(),
@@ -401,6 +404,7 @@ pub fn print_report(report: &Report) {
         secs_between(report.started_usec, report.finished_usec),
         secs_between(report.started_usec, report.kexec_usec),
         secs_between(report.started_usec, report.resumed_usec),
+        secs_between(report.started_usec, report.restores_started_usec),
     );
     println!(
         "  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  outcome",

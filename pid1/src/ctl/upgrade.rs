@@ -109,9 +109,10 @@ pub fn render_report(r: &UpgradeReport) -> String {
     };
     let _ = writeln!(
         out,
-        "Upgrade: {} from start to kexec, {} from kexec to relive running again, {} in all",
+        "Upgrade: {} from start to kexec, {} from kexec to relive running again, {} to the first restore (network locks, rerun units), {} in all",
         ms(r.started_usec, r.kexec_usec),
         ms(r.kexec_usec, r.resumed_usec),
+        ms(r.resumed_usec, r.restores_started_usec),
         ms(r.started_usec, r.finished_usec)
     );
     if !r.store.is_empty() {

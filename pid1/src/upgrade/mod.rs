@@ -62,3 +62,40 @@ pub fn run_job(
         .map_err(|_| format!("{name}: job dropped"))?
         .map_err(|e| e.to_string())
 }
+
+/// Queues a start of each unit at once (the manager runs them in their
+/// After= order, the independent ones side by side) and waits until all
+/// are done. Returns the units that failed, with why.
+pub fn start_together(
+    commands: &crate::event_loop::CommandSender,
+    names: &[String],
+) -> Vec<(String, String)> {
+    let units = names.to_vec();
+    let queued = match on_loop(commands, move |m| {
+        units
+            .iter()
+            .map(|name| {
+                (
+                    name.clone(),
+                    m.request(name, crate::manager::state::JobKind::Start),
+                )
+            })
+            .collect::<Vec<_>>()
+    }) {
+        Ok(queued) => queued,
+        Err(e) => return names.iter().map(|n| (n.clone(), e.clone())).collect(),
+    };
+    let mut failed = Vec::new();
+    for (name, job) in queued {
+        let done = match job {
+            Ok(waiting) => async_io::block_on(waiting.recv())
+                .map_err(|_| "job dropped".to_owned())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = done {
+            failed.push((name, e));
+        }
+    }
+    failed
+}

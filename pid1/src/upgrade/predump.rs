@@ -69,20 +69,46 @@ impl Policy {
                 last.round, last.pages_written, self.min_dirty_pages
             ));
         }
-        if let [.., previous, _] = rounds {
-            let limit = previous.pages_written as f64 * (1.0 + self.max_growth);
-            if previous.round > 1 && last.pages_written as f64 > limit {
-                return Some(format!(
-                    "diverging: round {} wrote {} pages, more than {:.0} % above round {} ({})",
-                    last.round,
-                    last.pages_written,
-                    self.max_growth * 100.0,
-                    previous.round,
-                    previous.pages_written
-                ));
-            }
+        let previous = match rounds {
+            [.., previous, _] => previous,
+            _ => return (rounds.len() as u32 >= cap).then(|| format!("round cap ({cap}) reached")),
+        };
+        // CRIU's own code writes to every thread's stack in each round: a
+        // transparent huge page there comes back dirty whole (512 pages)
+        // although the service did nothing.
+        if !last.ran {
+            return Some(format!(
+                "converged: no task ran since round {} (round {} wrote {} pages: CRIU's own writes)",
+                previous.round, last.round, last.pages_written
+            ));
         }
-        (rounds.len() as u32 >= cap).then(|| format!("round cap ({cap}) reached"))
+        // A run's first round catches up (everything, or all since a warm
+        // snapshot): the dirty set is judged from the run's third round on.
+        let judged = rounds.len() >= 3;
+        let (now, before) = (last.pages_written as f64, previous.pages_written as f64);
+        if judged && now > before * (1.0 + self.max_growth) {
+            return Some(format!(
+                "diverging: round {} wrote {} pages, more than {:.0} % above round {} ({})",
+                last.round,
+                last.pages_written,
+                self.max_growth * 100.0,
+                previous.round,
+                previous.pages_written
+            ));
+        }
+        if rounds.len() as u32 >= cap {
+            return Some(format!("round cap ({cap}) reached"));
+        }
+        (judged && now >= before * (1.0 - self.max_growth)).then(|| {
+            format!(
+                "steady: round {} wrote {} pages, within {:.0} % of round {} ({}): more rounds would not shrink the final dump",
+                last.round,
+                last.pages_written,
+                self.max_growth * 100.0,
+                previous.round,
+                previous.pages_written
+            )
+        })
     }
 }
 
@@ -418,6 +444,7 @@ mod tests {
             .map(|(i, p)| PreDumpRound {
                 round: i as u32 + 1,
                 pages_written: *p,
+                ran: true,
                 ..PreDumpRound::default()
             })
             .collect()
@@ -441,7 +468,28 @@ mod tests {
             .stop_reason(&rounds(&[8192, 1000, 1200]), 8)
             .unwrap();
         assert!(reason.starts_with("diverging: round 3"), "{reason}");
-        assert_eq!(policy().stop_reason(&rounds(&[8192, 1000, 1090]), 8), None);
+        assert_eq!(policy().stop_reason(&rounds(&[8192, 1000, 500]), 8), None);
+    }
+
+    #[test]
+    fn stops_when_the_dirty_set_no_longer_shrinks() {
+        let reason = policy()
+            .stop_reason(&rounds(&[8192, 1000, 950]), 8)
+            .unwrap();
+        assert!(reason.starts_with("steady: round 3 wrote 950"), "{reason}");
+        // Round 2 against the full round 1 is not judged.
+        assert_eq!(policy().stop_reason(&rounds(&[1000, 990]), 8), None);
+    }
+
+    #[test]
+    fn stops_when_no_task_ran_since_the_last_round() {
+        let mut r = rounds(&[8192, 514]);
+        r[1].ran = false;
+        let reason = policy().stop_reason(&r, 8).unwrap();
+        assert!(
+            reason.starts_with("converged: no task ran since round 1"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub struct UpgradeReport {
     pub kexec_usec: u64,
     /// relive started in the new kernel.
     pub resumed_usec: u64,
+    /// The network locks and the rerun units done: the restores began.
+    #[serde(default)]
+    pub restores_started_usec: u64,
     pub finished_usec: u64,
     pub units: Vec<UnitRecord>,
     /// "two-phase" or "single-phase".
