@@ -436,6 +436,14 @@ fn unit_figures(
     f.image_bytes = u.image_bytes;
     f.dump_ms = u.dump_ms;
     f.restore_ms = u.restore_ms;
+    f.verify_ms = u.verify_ms;
+    let ms = |from: u64, to: u64| (from > 0 && to >= from).then(|| (to - from) as f64 / 1000.0);
+    f.frozen_to_kexec_ms = ms(u.frozen_usec, report.kexec_usec);
+    f.resumed_to_restore_ms = match (u.running_usec, u.restore_ms) {
+        (Some(running), Some(restore)) => ms(report.resumed_usec, running)
+            .map(|since| since - restore - u.verify_ms.unwrap_or(0.0)),
+        _ => None,
+    };
     f
 }
 

@@ -223,6 +223,12 @@ pub struct UnitFigures {
     pub image_bytes: u64,
     pub dump_ms: f64,
     pub restore_ms: Option<f64>,
+    /// Where the stoppage went besides the floor: from its freeze to the
+    /// kexec, checking its images, and from relive resumed to its restore
+    /// beginning (network locks, rerun units, the restores before it).
+    pub verify_ms: Option<f64>,
+    pub frozen_to_kexec_ms: Option<f64>,
+    pub resumed_to_restore_ms: Option<f64>,
     /// relive-dirty's `verify` after the upgrade.
     pub verified_pages: u64,
     pub corrupt_pages: u64,

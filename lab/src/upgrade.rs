@@ -230,6 +230,9 @@ pub struct UnitReport {
     #[serde(default)]
     pub dump_ms: f64,
     pub restore_ms: Option<f64>,
+    /// Checking its images before the restore.
+    #[serde(default)]
+    pub verify_ms: Option<f64>,
     #[serde(default)]
     pub frozen_usec: u64,
     pub running_usec: Option<u64>,

@@ -1,8 +1,8 @@
-//! Live kernel upgrades.
-//!
-//! So far: the plan and the preflight, which `relivectl live-upgrade
-//! --dry-run` shows. The upgrade itself (freeze, CRIU dump, kexec, restore)
-//! is being built on top of them.
+//! Live kernel upgrades: the plan and the preflight (`relivectl
+//! live-upgrade --dry-run`), phase 1's background pre-dumps (`predump`,
+//! `warm`), the stoppage (`park`: freeze, CRIU dump, kexec), the store
+//! that carries the images (`store`, `memstore`), and the resume in the
+//! new kernel (`resume`, `verifier`, `revive`, `rollback`).
 
 pub mod connections;
 pub mod criu;
@@ -19,6 +19,7 @@ pub mod revive;
 pub mod rollback;
 pub mod rundir;
 pub mod store;
+pub mod verifier;
 pub mod warm;
 
 /// A step of the upgrade, shown live by `relivectl live-upgrade`.

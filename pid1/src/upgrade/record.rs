@@ -28,6 +28,10 @@ pub struct UnitRecord {
     /// A network-lock table was saved for its connections.
     pub lock_saved: bool,
     pub restore_ms: Option<f64>,
+    /// Checking its images against the manifest, before the restore (not
+    /// in restore_ms).
+    #[serde(default)]
+    pub verify_ms: Option<f64>,
     /// Wall clock when it ran again.
     pub running_usec: Option<u64>,
     /// restored, restarted, rerun, or "state lost: REASON" (started afresh).

@@ -137,6 +137,16 @@ fn resume_units(
     config: &Config,
     restores_started_usec: &mut u64,
 ) {
+    // Rollback units are restored first, each checked on the spot; the
+    // others are checked ahead, most critical first.
+    let rollback_first = handover.rolled_back.is_none() && records.iter().any(|r| r.rollback);
+    let ahead: Vec<String> = records
+        .iter()
+        .rev()
+        .filter(|r| !(rollback_first && r.rollback))
+        .map(|r| r.name.clone())
+        .collect();
+    let verifier = super::verifier::Verifier::start(store, ahead);
     // The network lock CRIU held on the old kernel, before any address is up.
     for record in records.iter().filter(|r| r.lock_saved) {
         let file = store.lock_file(&record.name);
@@ -157,7 +167,7 @@ fn resume_units(
     let mut lost: Vec<String> = Vec::new();
     // OnRestoreFailure=rollback units first: their failure sends the
     // machine back to the previous kernel (once).
-    if handover.rolled_back.is_none() && records.iter().any(|r| r.rollback) {
+    if rollback_first {
         if let Err(e) =
             super::rollback::restore_first(commands, store, handover, records, &upgrade.criu)
         {
@@ -177,9 +187,19 @@ fn resume_units(
         if let Err(e) = on_loop(commands, move |m| m.prepare_restore(&name)).and_then(|r| r) {
             tracing::warn!("{}: {e}", record.name);
         }
-        match revive::restore(store, record, &upgrade.criu, Path::new(CGROUP_ROOT)) {
+        let restored = verifier.wait(&record.name).and_then(|verify_ms| {
+            revive::restore_verified(
+                store,
+                record,
+                &upgrade.criu,
+                Path::new(CGROUP_ROOT),
+                verify_ms,
+            )
+        });
+        match restored {
             Ok(revived) => {
                 record.restore_ms = Some(revived.elapsed_ms);
+                record.verify_ms = Some(revived.verify_ms);
                 record.running_usec = Some(wall_usec());
                 record.outcome = "restored".into();
                 tracing::info!(

@@ -16,13 +16,38 @@ pub struct Revived {
     pub pid: i32,
     pub outputs: Vec<OwnedFd>,
     pub elapsed_ms: f64,
+    /// Spent checking the images before the restore.
+    pub verify_ms: f64,
 }
 
+/// Checks the unit's images against the store's manifest; returns how
+/// long that took (ms). Never restore from images that fail it.
+pub fn verify(store: &Store, name: &str) -> Result<f64, String> {
+    let verifying = Instant::now();
+    store
+        .verify_unit(name)
+        .map_err(|e| format!("images refused: {e}"))?;
+    Ok(verifying.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Verifies, then restores.
 pub fn restore(
     store: &Store,
     record: &UnitRecord,
     criu: &Path,
     cgroup_root: &Path,
+) -> Result<Revived, String> {
+    let verify_ms = verify(store, &record.name)?;
+    restore_verified(store, record, criu, cgroup_root, verify_ms)
+}
+
+/// Restores a unit whose images `verify` passed (in `verify_ms`).
+pub fn restore_verified(
+    store: &Store,
+    record: &UnitRecord,
+    criu: &Path,
+    cgroup_root: &Path,
+    verify_ms: f64,
 ) -> Result<Revived, String> {
     if super::fault::injected_in(
         &store.root.join("fault-inject"),
@@ -31,9 +56,6 @@ pub fn restore(
     ) {
         return Err("injected fault (restore-fail)".into());
     }
-    store
-        .verify_unit(&record.name)
-        .map_err(|e| format!("images refused: {e}"))?;
     // /run starts empty in a new kernel: what the unit kept there comes back first.
     super::rundir::restore(&store.run_dir(&record.name), Path::new("/run"))
         .map_err(|e| format!("restoring its runtime directories: {e}"))?;
@@ -94,6 +116,7 @@ pub fn restore(
         pid: outcome.pid,
         outputs: reads,
         elapsed_ms,
+        verify_ms,
     })
 }
 

@@ -53,6 +53,7 @@ pub fn restore_first(
             Ok(revived) => {
                 hold(commands, store, record);
                 record.restore_ms = Some(revived.elapsed_ms);
+                record.verify_ms = Some(revived.verify_ms);
                 record.outcome = "restored".into();
                 let name = record.name.clone();
                 let _ = on_loop(commands, move |m| {
