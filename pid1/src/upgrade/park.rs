@@ -242,18 +242,15 @@ impl Parking<'_> {
         }
         // The handover carries the configuration the services run with;
         // files edited meanwhile are applied by a daemon-reload, not now.
-        let notes: Vec<String> = lost
-            .into_iter()
-            .chain(super::plan::edited_unit_files(plan).iter()
-            .map(|path| {
-                let note = format!(
-                    "{} was edited during the upgrade: the services keep the configuration they ran with; `relivectl daemon-reload` applies the new file",
-                    path.display()
-                );
-                tracing::warn!("{note}");
-                note
-            }))
-            .collect();
+        let edited = super::plan::edited_unit_files(plan).into_iter().map(|path| {
+            let note = format!(
+                "{} was edited during the upgrade: the services keep the configuration they ran with; `relivectl daemon-reload` applies the new file",
+                path.display()
+            );
+            tracing::warn!("{note}");
+            note
+        });
+        let notes: Vec<String> = lost.into_iter().chain(edited).collect();
         (self.progress)(Progress::new("handover", "", 0, "saving relive's state"));
         let state = async_io::block_on(self.commands.call(|m| m.state.clone()))
             .map_err(|_| "relive's loop is gone".to_owned())?;
