@@ -135,7 +135,7 @@ pub fn render_report(r: &UpgradeReport) -> String {
         .max(4);
     let _ = writeln!(
         out,
-        "{:<width$} {:<8} {:>4} {:>10} {:>6} {:<11} {:>10} {:>9} {:>10} {:>10}  OUTCOME / PIDS",
+        "{:<width$} {:<8} {:>4} {:>10} {:>6} {:<11} {:>10} {:>9} {:>10} {:>10} {:>10}  OUTCOME / PIDS",
         "UNIT",
         "MODE",
         "PRIO",
@@ -144,6 +144,7 @@ pub fn render_report(r: &UpgradeReport) -> String {
         "FINAL DUMP",
         "IN STOP",
         "DUMP",
+        "CHECK",
         "RESTORE",
         "STOPPAGE"
     );
@@ -167,7 +168,7 @@ pub fn render_report(r: &UpgradeReport) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<width$} {:<8} {:>4} {:>10} {:>6} {:<11} {:>10} {:>9} {:>10} {:>10}  {} {}",
+            "{:<width$} {:<8} {:>4} {:>10} {:>6} {:<11} {:>10} {:>9} {:>10} {:>10} {:>10}  {} {}",
             u.name,
             u.mode,
             u.priority,
@@ -180,6 +181,7 @@ pub fn render_report(r: &UpgradeReport) -> String {
             },
             in_stoppage,
             dump,
+            opt(u.verify_ms),
             opt(u.restore_ms),
             opt(u.stoppage_ms()),
             u.outcome,
@@ -298,6 +300,8 @@ mod tests {
                 mode: "preserve".into(),
                 final_dump: "clean-skip".into(),
                 stoppage_bytes: 8192,
+                verify_ms: Some(1234.4),
+                restore_ms: Some(567.0),
                 convergence: "converged: round 2 wrote 0 pages (< 64)".into(),
                 pre_dumps: vec![
                     PreDumpRound {
@@ -325,6 +329,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("clean-skip"), "{text}");
+        assert!(text.contains("CHECK"), "{text}");
+        assert!(text.contains("1234 ms     567 ms"), "{text}");
         assert!(
             text.contains("round 1: 8192 pages (32.0 MiB) in 900 ms, frozen 12.0 ms\n"),
             "{text}"
