@@ -57,11 +57,21 @@ pub fn kill_with_parasite_in(criu: i32, target: i32) {
     use std::time::{Duration, Instant};
     std::thread::spawn(move || {
         let maps = format!("/proc/{target}/maps");
+        let proc = std::path::Path::new("/proc");
+        let infected = || std::fs::read_to_string(&maps).is_ok_and(|m| m.contains("CRIUMFD"));
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline
-            && std::fs::read_to_string(&maps).is_ok_and(|m| !m.contains("CRIUMFD"))
+            && relive_snapshot::activity::alive(proc, criu as u32)
+            && relive_snapshot::activity::alive(proc, target as u32)
+            && !infected()
         {
             std::thread::sleep(Duration::from_millis(2));
+        }
+        // A CRIU that is done (its PID may soon be another process's) or
+        // a target that is gone: nothing to kill.
+        if !infected() || !relive_snapshot::activity::alive(proc, criu as u32) {
+            tracing::warn!("injected fault: CRIU (PID {criu}) never held PID {target}");
+            return;
         }
         tracing::warn!(
             "injected fault: killing CRIU (PID {criu}) while its parasite is in PID {target}"
