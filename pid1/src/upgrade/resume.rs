@@ -138,15 +138,17 @@ fn resume_units(
     restores_started_usec: &mut u64,
 ) {
     // Rollback units are restored first, each checked on the spot; the
-    // others are checked ahead, most critical first.
+    // others are checked ahead, most critical first. With rollback units,
+    // only once they are back: a rollback unmounts the memory store, which
+    // the checks would keep busy.
     let rollback_first = handover.rolled_back.is_none() && records.iter().any(|r| r.rollback);
     let ahead: Vec<String> = records
         .iter()
         .rev()
-        .filter(|r| !(rollback_first && r.rollback))
+        .filter(|r| !r.rollback || !rollback_first)
         .map(|r| r.name.clone())
         .collect();
-    let verifier = super::verifier::Verifier::start(store, ahead);
+    let early = (!rollback_first).then(|| super::verifier::Verifier::start(store, ahead.clone()));
     // The network lock CRIU held on the old kernel, before any address is up.
     for record in records.iter().filter(|r| r.lock_saved) {
         let file = store.lock_file(&record.name);
@@ -174,6 +176,7 @@ fn resume_units(
             tracing::error!("{e}");
         }
     }
+    let verifier = early.unwrap_or_else(|| super::verifier::Verifier::start(store, ahead));
     // Most critical first.
     let fault_file = store.root.join("fault-inject");
     for record in records.iter_mut().rev() {

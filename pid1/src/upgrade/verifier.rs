@@ -18,12 +18,17 @@ struct Results {
     done: HashMap<String, Result<f64, String>>,
     /// The thread has ended (normally or not).
     finished: bool,
+    /// Asked to stop after the unit it is checking.
+    stop: bool,
 }
 
+/// Dropped, it stops the thread and waits for it: the store may be
+/// unmounted right after (a rollback, the end of a resume).
 #[derive(Debug)]
 pub struct Verifier {
     store: Store,
     shared: Arc<(Mutex<Results>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Marks the thread finished however it ends, so no waiter blocks forever.
@@ -48,6 +53,14 @@ impl Verifier {
             .spawn(move || {
                 let _finish = Finish(Arc::clone(&thread_shared));
                 for name in units {
+                    let stop = thread_shared
+                        .0
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .stop;
+                    if stop {
+                        break;
+                    }
                     let result = revive::verify(&thread_store, &name);
                     let (lock, ready) = &*thread_shared;
                     lock.lock()
@@ -57,13 +70,18 @@ impl Verifier {
                     ready.notify_all();
                 }
             });
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start the image check thread ({e}): checking inline");
-            shared.0.lock().unwrap_or_else(|e| e.into_inner()).finished = true;
-        }
+        let thread = match spawned {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                tracing::warn!("cannot start the image check thread ({e}): checking inline");
+                shared.0.lock().unwrap_or_else(|e| e.into_inner()).finished = true;
+                None
+            }
+        };
         Verifier {
             store: store.clone(),
             shared,
+            thread,
         }
     }
 
@@ -81,6 +99,15 @@ impl Verifier {
                 return revive::verify(&self.store, name);
             }
             results = ready.wait(results).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
