@@ -1,0 +1,161 @@
+//! The plan of a live upgrade: which units are preserved (and in which
+//! order), restarted or rerun, how big their images will be, which TCP
+//! connections cannot survive, and how the preflight went.
+//! `relivectl live-upgrade --dry-run` prints it.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Preserved units in freeze order: ascending priority, so the most
+    /// critical is frozen last and (in reverse) restored first.
+    pub preserved: Vec<PlannedUnit>,
+    /// Stopped cleanly before the kexec and started fresh after it.
+    pub restarted: Vec<String>,
+    /// Run again early in the new kernel (network, sysctl...).
+    pub rerun: Vec<String>,
+    /// Sum of the preserved units' estimates.
+    pub estimated_image_bytes: u64,
+    /// Connections of preserved units that will be reset.
+    pub doomed_connections: Vec<DoomedConnection>,
+    /// Preflight checks, in the order run.
+    pub checks: Vec<Check>,
+    /// Where the images travel (decided by the preflight).
+    #[serde(default)]
+    pub store: Option<StoreChoice>,
+    /// The unit files of every unit the upgrade touches, with their
+    /// modification times, to tell which were edited meanwhile.
+    #[serde(default)]
+    pub unit_files: Vec<(PathBuf, u128)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedUnit {
+    pub name: String,
+    pub priority: u16,
+    /// The root of the process tree CRIU dumps.
+    #[serde(default)]
+    pub main_pid: u32,
+    pub pids: Vec<u32>,
+    /// Anonymous memory of its processes: roughly what CRIU writes.
+    pub estimated_bytes: u64,
+    /// PreDump= (phase 1 copies it in the background first).
+    #[serde(default)]
+    pub pre_dump: bool,
+    /// PreDumpMaxRounds=.
+    #[serde(default)]
+    pub pre_dump_max_rounds: Option<u32>,
+    /// OnRestoreFailure=rollback.
+    #[serde(default)]
+    pub rollback: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoomedConnection {
+    pub unit: String,
+    pub pid: u32,
+    pub local: String,
+    pub remote: String,
+    /// Why it will not survive.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Plan {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    /// The failed checks as `name: detail`.
+    pub fn failures(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect()
+    }
+}
+
+/// Where the images of an upgrade travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A `memmap=` region the next kernel leaves alone, as a pmem device.
+    Memory,
+    /// A directory on the root file system.
+    Disk,
+}
+
+/// What `upgrade.store` or `--store` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreWanted {
+    Memory,
+    Disk,
+    /// The memory store when it can be used, else the disk store.
+    Auto,
+}
+
+impl std::str::FromStr for StoreWanted {
+    type Err = String;
+    fn from_str(s: &str) -> Result<StoreWanted, String> {
+        match s {
+            "memory" => Ok(StoreWanted::Memory),
+            "disk" => Ok(StoreWanted::Disk),
+            "auto" => Ok(StoreWanted::Auto),
+            other => Err(format!(
+                "invalid store {other:?} (expected memory, disk or auto)"
+            )),
+        }
+    }
+}
+
+/// Which store an upgrade uses, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreChoice {
+    pub kind: StoreKind,
+    /// Where the store's files are (the memory store's mount point).
+    pub dir: PathBuf,
+    /// The memory store's block device.
+    pub device: Option<PathBuf>,
+    /// The region, or why the disk store is used.
+    pub note: String,
+    /// Bytes the store can hold (memory store only).
+    pub capacity: Option<u64>,
+}
+
+/// The kernel command-line word that names the memory store's device.
+pub const DEVICE_WORD: &str = "relive.handover_device=";
+/// The kernel command-line word that names the store.
+pub const STORE_WORD: &str = "relive.handover=";
+
+impl StoreChoice {
+    pub fn disk(dir: &Path, note: String) -> StoreChoice {
+        StoreChoice {
+            kind: StoreKind::Disk,
+            dir: dir.to_owned(),
+            device: None,
+            note,
+            capacity: None,
+        }
+    }
+
+    /// The words the next kernel's command line carries for it.
+    pub fn marker(&self) -> String {
+        match &self.device {
+            Some(device) => format!(
+                "{STORE_WORD}{} {DEVICE_WORD}{}",
+                self.dir.display(),
+                device.display()
+            ),
+            None => format!("{STORE_WORD}{}", self.dir.display()),
+        }
+    }
+}

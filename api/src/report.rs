@@ -1,0 +1,375 @@
+//! What an upgrade did, unit by unit: `relivectl upgrade-report`, kept in
+//! /var/lib/relive/last-upgrade.json and carried across the kexec.
+//!
+//! The JSON is a compatibility promise (docs/ARCHITECTURE.md, "The
+//! handover format"): enums are written as the strings relive 0.1 wrote
+//! (`"two-phase"`, `"clean-skip"`, `"state lost: REASON; started
+//! afresh"`), and a field that is not set yet is written as the empty
+//! string it was, so an older relive or relivectl still reads it.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// A unit's [X-LiveUpgrade] Mode=.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitMode {
+    /// Checkpointed before the kexec and restored after it.
+    #[default]
+    Preserve,
+    /// Stopped before the kexec and started after it.
+    Restart,
+    /// Run again early in the new kernel (network, sysctl).
+    Rerun,
+}
+
+impl UnitMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitMode::Preserve => "preserve",
+            UnitMode::Restart => "restart",
+            UnitMode::Rerun => "rerun",
+        }
+    }
+}
+
+impl fmt::Display for UnitMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the upgrade snapshotted its units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeMode {
+    /// Background pre-dumps, then only what changed in the stoppage.
+    TwoPhase,
+    /// Everything dumped in the stoppage.
+    SinglePhase,
+}
+
+impl UpgradeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpgradeMode::TwoPhase => "two-phase",
+            UpgradeMode::SinglePhase => "single-phase",
+        }
+    }
+}
+
+impl fmt::Display for UpgradeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a unit's final dump (in the stoppage) had to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FinalDump {
+    /// Pre-dumped, and none of its tasks ran since the last pre-dump.
+    CleanSkip,
+    /// Pre-dumped; its tasks ran: the pages dirtied since.
+    Incremental,
+    /// No usable pre-dump: everything.
+    Full,
+}
+
+impl FinalDump {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinalDump::CleanSkip => "clean-skip",
+            FinalDump::Incremental => "incremental",
+            FinalDump::Full => "full",
+        }
+    }
+}
+
+impl fmt::Display for FinalDump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a unit came through the upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its processes run on, restored from their images.
+    Restored,
+    /// Mode=restart: stopped and started again.
+    Restarted,
+    /// Mode=rerun: run again in the new kernel.
+    Rerun,
+    /// Its state could not be carried: it was started afresh.
+    Lost { reason: String },
+}
+
+const LOST_PREFIX: &str = "state lost: ";
+const LOST_SUFFIX: &str = "; started afresh";
+
+impl Outcome {
+    pub fn is_restored(&self) -> bool {
+        matches!(self, Outcome::Restored)
+    }
+
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Outcome::Lost { .. })
+    }
+
+    /// Reads the text relive writes; anything unknown is a loss (an
+    /// outcome relivectl cannot vouch for).
+    pub fn parse(text: &str) -> Outcome {
+        match text {
+            "restored" => Outcome::Restored,
+            "restarted" => Outcome::Restarted,
+            "rerun" => Outcome::Rerun,
+            other => {
+                let reason = other.strip_prefix(LOST_PREFIX).unwrap_or(other);
+                let reason = reason.strip_suffix(LOST_SUFFIX).unwrap_or(reason);
+                Outcome::Lost {
+                    reason: reason.to_owned(),
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Restored => f.write_str("restored"),
+            Outcome::Restarted => f.write_str("restarted"),
+            Outcome::Rerun => f.write_str("rerun"),
+            Outcome::Lost { reason } => write!(f, "{LOST_PREFIX}{reason}{LOST_SUFFIX}"),
+        }
+    }
+}
+
+/// `None` as `""`, as relive 0.1 wrote a field not set yet.
+mod empty_as_none {
+    use super::*;
+    use serde::de::IntoDeserializer;
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => v.serialize(s),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let de: serde::de::value::StringDeserializer<D::Error> = text.into_deserializer();
+        T::deserialize(de).map(Some)
+    }
+}
+
+/// An [`Outcome`] as its text, `None` as `""`.
+mod outcome_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &Option<Outcome>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(o) => s.collect_str(o),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Outcome>, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok((!text.is_empty()).then(|| Outcome::parse(&text)))
+    }
+}
+
+/// One unit's journey through the upgrade.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnitRecord {
+    pub name: String,
+    pub mode: UnitMode,
+    #[serde(default)]
+    pub priority: u16,
+    #[serde(default)]
+    pub main_pid: i32,
+    #[serde(default)]
+    pub pids: Vec<u32>,
+    /// Relative to the cgroup2 root.
+    #[serde(default)]
+    pub cgroup: String,
+    /// Inodes of the output pipes its processes wrote to.
+    #[serde(default)]
+    pub pipes: Vec<u64>,
+    /// Its RuntimeDirectory= names, carried in the store.
+    #[serde(default)]
+    pub runtime_dirs: Vec<String>,
+    #[serde(default)]
+    pub image_bytes: u64,
+    /// Wall clock (µs since the epoch) when it was frozen.
+    #[serde(default)]
+    pub frozen_usec: u64,
+    #[serde(default)]
+    pub dump_ms: f64,
+    /// A network-lock table was saved for its connections.
+    #[serde(default)]
+    pub lock_saved: bool,
+    #[serde(default)]
+    pub restore_ms: Option<f64>,
+    /// Checking its images against the manifest, before the restore (not
+    /// in restore_ms).
+    #[serde(default)]
+    pub verify_ms: Option<f64>,
+    /// Wall clock when it ran again.
+    #[serde(default)]
+    pub running_usec: Option<u64>,
+    /// None until the new kernel has dealt with it.
+    #[serde(default, with = "outcome_text")]
+    pub outcome: Option<Outcome>,
+    /// Phase 1: the background pre-dump rounds, in order.
+    #[serde(default)]
+    pub pre_dumps: Vec<PreDumpRound>,
+    /// Why the pre-dump rounds stopped (or why there were none).
+    #[serde(default)]
+    pub convergence: String,
+    /// None for a unit that was not dumped.
+    #[serde(default, with = "empty_as_none")]
+    pub final_dump: Option<FinalDump>,
+    /// Bytes CRIU wrote in the final dump, i.e. during the stoppage.
+    #[serde(default)]
+    pub stoppage_bytes: u64,
+    /// OnRestoreFailure=rollback.
+    #[serde(default)]
+    pub rollback: bool,
+}
+
+/// One background pre-dump of one unit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PreDumpRound {
+    pub round: u32,
+    /// Wall clock when it started.
+    pub started_usec: u64,
+    pub duration_ms: f64,
+    /// How long CRIU kept the tasks frozen (its stats), when known.
+    pub frozen_ms: Option<f64>,
+    /// Pages written in this round: all of them in the first, the ones
+    /// dirtied since the previous round afterwards.
+    pub pages_written: u64,
+    /// Bytes of this round's images.
+    pub bytes: u64,
+    /// Whether any of the unit's tasks had used the CPU since the previous
+    /// round (always true for the first).
+    pub ran: bool,
+}
+
+impl UnitRecord {
+    /// Frozen → running again, in milliseconds (wall clock).
+    pub fn stoppage_ms(&self) -> Option<f64> {
+        let running = self.running_usec?;
+        (self.frozen_usec > 0).then(|| running.saturating_sub(self.frozen_usec) as f64 / 1000.0)
+    }
+
+    /// A record for a unit that was not checkpointed (restart, rerun).
+    pub fn not_dumped(name: &str, mode: UnitMode, outcome: Outcome) -> UnitRecord {
+        UnitRecord {
+            name: name.to_owned(),
+            mode,
+            outcome: Some(outcome),
+            ..UnitRecord::default()
+        }
+    }
+}
+
+/// `relivectl upgrade-report`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeReport {
+    pub kernel_from: String,
+    pub kernel_to: String,
+    pub started_usec: u64,
+    pub kexec_usec: u64,
+    /// relive started in the new kernel.
+    pub resumed_usec: u64,
+    /// The network locks and the rerun units done: the restores began.
+    #[serde(default)]
+    pub restores_started_usec: u64,
+    pub finished_usec: u64,
+    pub units: Vec<UnitRecord>,
+    #[serde(default, with = "empty_as_none")]
+    pub mode: Option<UpgradeMode>,
+    #[serde(default)]
+    pub phase1_started_usec: u64,
+    #[serde(default)]
+    pub phase1_ended_usec: u64,
+    /// Which store carried the images, and why.
+    #[serde(default)]
+    pub store: String,
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Why the upgrade went back to the previous kernel, if it did.
+    #[serde(default)]
+    pub rolled_back: Option<String>,
+    pub total_image_bytes: u64,
+    pub longest_stoppage_ms: f64,
+    /// How times across the kexec were measured, and their error.
+    pub clock: String,
+}
+
+impl UpgradeReport {
+    /// The units whose state was lost, with why.
+    pub fn lost(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.units.iter().filter_map(|u| match &u.outcome {
+            Some(Outcome::Lost { reason }) => Some((u.name.as_str(), reason.as_str())),
+            _ => None,
+        })
+    }
+}
+
+pub const CLOCK_NOTE: &str =
+    "wall clock (CLOCK_REALTIME); across the kexec the new kernel sets it from the RTC, \
+so times that span the kexec carry an error of up to about 1 s";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_read_back_from_their_text() {
+        for o in [
+            Outcome::Restored,
+            Outcome::Restarted,
+            Outcome::Rerun,
+            Outcome::Lost {
+                reason: "images refused: pages-1.img does not match".into(),
+            },
+        ] {
+            assert_eq!(Outcome::parse(&o.to_string()), o);
+        }
+    }
+
+    #[test]
+    fn unset_fields_are_written_as_relive_0_1_wrote_them() {
+        let record = UnitRecord {
+            name: "a.service".into(),
+            ..UnitRecord::default()
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["outcome"], "");
+        assert_eq!(json["final_dump"], "");
+        assert_eq!(json["mode"], "preserve");
+        let back: UnitRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, record);
+        let lost = UnitRecord {
+            outcome: Some(Outcome::Lost {
+                reason: "x".into(),
+            }),
+            final_dump: Some(FinalDump::CleanSkip),
+            ..record
+        };
+        let json = serde_json::to_value(&lost).unwrap();
+        assert_eq!(json["outcome"], "state lost: x; started afresh");
+        assert_eq!(json["final_dump"], "clean-skip");
+    }
+}

@@ -1,0 +1,55 @@
+//! One unit, as `relivectl list-units` and `relivectl status` show it.
+
+use serde::{Deserialize, Serialize};
+use zvariant::Type;
+
+/// One line of `relivectl list-units`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct UnitSummary {
+    pub name: String,
+    pub description: String,
+    /// loaded, not-found, error, masked
+    pub load_state: String,
+    /// active, reloading, inactive, failed, activating, deactivating
+    pub active_state: String,
+    /// running, exited, dead, start-pre, start, stop-sigterm, auto-restart, ...
+    pub sub_state: String,
+    /// 0 when there is none.
+    pub main_pid: u32,
+}
+
+/// Everything `relivectl status UNIT` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct UnitStatus {
+    pub name: String,
+    pub description: String,
+    pub load_state: String,
+    /// Why loading failed (file:line: message), empty if it did not.
+    pub load_error: String,
+    /// The unit file and its drop-ins.
+    pub fragment: String,
+    pub dropins: Vec<String>,
+    pub active_state: String,
+    pub sub_state: String,
+    /// success, exit-code, signal, timeout, core-dump, start-limit-hit,
+    /// dependency, resources, condition, protocol.
+    pub result: String,
+    /// Wall-clock time of the last active-state change, µs since the epoch.
+    pub state_change_usec: u64,
+    pub main_pid: u32,
+    /// The cgroup path relative to the cgroup2 root, e.g. /system.slice/ssh.service.
+    pub cgroup: String,
+    /// PIDs currently in the cgroup.
+    pub pids: Vec<u32>,
+    /// Automatic restarts since the unit was last started by request.
+    pub restarts: u32,
+    /// Last STATUS= sent over sd_notify.
+    pub status_text: String,
+    /// The [X-LiveUpgrade] policy: preserve, restart or rerun, and its priority.
+    pub upgrade_mode: String,
+    pub upgrade_priority: u16,
+    /// Load warnings (unsupported directives) as file:line: message.
+    pub warnings: Vec<String>,
+    /// The most recent lines the unit's processes wrote to stdout/stderr.
+    pub output: Vec<String>,
+}
