@@ -362,9 +362,7 @@ mod tests {
         let back: UnitRecord = serde_json::from_value(json).unwrap();
         assert_eq!(back, record);
         let lost = UnitRecord {
-            outcome: Some(Outcome::Lost {
-                reason: "x".into(),
-            }),
+            outcome: Some(Outcome::Lost { reason: "x".into() }),
             final_dump: Some(FinalDump::CleanSkip),
             ..record
         };

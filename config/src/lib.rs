@@ -81,6 +81,18 @@ impl Default for PidConfig {
     }
 }
 
+pub use relive_api::plan::StoreWanted;
+
+/// How CRIU reads memory in a pre-dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PreDumpMode {
+    /// process_vm_readv while the tasks run again: the shortest freeze.
+    Read,
+    /// Pages spliced while the tasks stay frozen.
+    Splice,
+}
+
 /// `[upgrade]`: live kernel upgrades.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -93,7 +105,7 @@ pub struct UpgradeConfig {
     /// "disk" (`store_dir`), or "auto": memory when the running and the next
     /// kernel's command lines reserve the same region, else disk.
     /// Default: "auto".
-    pub store: String,
+    pub store: StoreWanted,
     /// The memory store's device. Default: /dev/pmem0.
     pub memory_device: PathBuf,
     /// The CRIU binary. Default: /usr/sbin/criu.
@@ -116,7 +128,7 @@ pub struct UpgradeConfig {
     /// How CRIU reads memory in a pre-dump: "read" (process_vm_readv while
     /// the tasks run again, the shortest freeze) or "splice" (pages
     /// spliced while the tasks stay frozen). Default: "read".
-    pub pre_dump_mode: String,
+    pub pre_dump_mode: PreDumpMode,
     /// Run pre-dump CRIU workers at SCHED_IDLE and in the idle I/O class,
     /// so the services keep the CPU and the disk. Default: true.
     pub pre_dump_idle_priority: bool,
@@ -130,7 +142,7 @@ impl Default for UpgradeConfig {
     fn default() -> Self {
         UpgradeConfig {
             store_dir: "/var/lib/relive/upgrade".into(),
-            store: "auto".into(),
+            store: StoreWanted::Auto,
             memory_device: "/dev/pmem0".into(),
             criu: "/usr/sbin/criu".into(),
             store_headroom: 0.25,
@@ -138,7 +150,7 @@ impl Default for UpgradeConfig {
             pre_dump_max_rounds: 8,
             pre_dump_min_dirty_pages: 64,
             pre_dump_max_growth: 0.10,
-            pre_dump_mode: "read".into(),
+            pre_dump_mode: PreDumpMode::Read,
             pre_dump_idle_priority: true,
             warm_snapshot_interval_sec: 0,
         }
@@ -274,20 +286,6 @@ impl Config {
                 "must be a fraction >= 0",
             ));
         }
-        if !["auto", "memory", "disk"].contains(&u.store.as_str()) {
-            return Err(invalid(
-                "upgrade.store",
-                u.store.clone(),
-                "must be \"auto\", \"memory\" or \"disk\"",
-            ));
-        }
-        if !["read", "splice"].contains(&u.pre_dump_mode.as_str()) {
-            return Err(invalid(
-                "upgrade.pre_dump_mode",
-                u.pre_dump_mode.clone(),
-                "must be \"read\" or \"splice\"",
-            ));
-        }
         if !self.upgrade.store_dir.is_absolute() {
             return Err(invalid(
                 "upgrade.store_dir",
@@ -356,10 +354,12 @@ mod tests {
         let e = parse("[pids]\npid_max = 1000\nfloor = 2000\n").unwrap_err();
         assert!(e.to_string().contains("pids.floor = 2000"), "{e}");
         let e = parse("[upgrade]\npre_dump_mode = \"fast\"\n").unwrap_err();
-        assert!(
-            e.to_string().contains("upgrade.pre_dump_mode = fast"),
-            "{e}"
-        );
+        let text = e.to_string();
+        assert!(text.starts_with("/etc/relive/relive.toml:2:"), "{text}");
+        assert!(text.contains("fast") && text.contains("splice"), "{text}");
+        let e = parse("[upgrade]\nstore = \"tape\"\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("tape") && text.contains("memory"), "{text}");
         let e = parse("[upgrade]\npre_dump_max_rounds = 0\n").unwrap_err();
         assert!(
             e.to_string().contains("upgrade.pre_dump_max_rounds = 0"),

@@ -18,18 +18,25 @@ pub fn build_binaries(paths: &Paths) -> Result<()> {
     }
     // `cargo run` exports CARGO: the cargo (and toolchain) that built us.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("relive-lab: cargo build --release -p relive -p relive-workloads --bins");
+    // The lab's relive carries the fault injection its fault matrix uses
+    // (inert without /run/relive/fault-inject); a plain release build has none.
+    let args = [
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "relive",
+        "-p",
+        "relive-ctl",
+        "-p",
+        "relive-workloads",
+        "--features",
+        "relive/fault-injection",
+        "--bins",
+    ];
+    eprintln!("relive-lab: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "relive",
-            "-p",
-            "relive-workloads",
-            "--bins",
-        ])
+        .args(args)
         .current_dir(&paths.root)
         // Cargo's progress is not a result: stderr, not stdout.
         .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))

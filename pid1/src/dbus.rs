@@ -2,17 +2,19 @@
 //!
 //! Each client connection gets its own thread and zbus connection. Every
 //! method checks the caller's uid (SO_PEERCRED, taken when the connection
-//! was accepted), then hands a closure to the manager's loop and awaits the
-//! answer: the manager stays owned by one thread.
+//! was accepted), then hands a closure to the manager's loop, or a request
+//! to [`crate::upgrade::Upgrades`], and awaits the answer: this module only
+//! translates between D-Bus and those calls.
 
-use crate::api::{UnitStatus, UnitSummary, OBJECT_PATH};
 use crate::event_loop::CommandSender;
 use crate::manager::state::JobKind;
 use crate::manager::{JobOutcome, ManagerError};
-use crate::sys::machine::ShutdownKind;
-use crate::upgrade::preflight::{self, UpgradeRequest};
-use crate::upgrade::resume::REPORT_PATH;
-use crate::upgrade::{park, Progress};
+use crate::upgrade::{Upgrades, REPORT_PATH};
+use relive_api::names::{errors, OBJECT_PATH};
+use relive_api::progress::Progress;
+use relive_api::units::{UnitStatus, UnitSummary};
+use relive_snapshot::UpgradeRequest;
+use relive_sys::machine::ShutdownKind;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -57,11 +59,11 @@ impl zbus::DBusError for ApiError {
 
     fn name(&self) -> ErrorName<'_> {
         ErrorName::from_static_str_unchecked(match self {
-            ApiError::AccessDenied(_) => "org.freedesktop.DBus.Error.AccessDenied",
-            ApiError::NoSuchUnit(_) => "org.relive.Error.NoSuchUnit",
-            ApiError::JobFailed(_) => "org.relive.Error.JobFailed",
-            ApiError::Refused(_) => "org.relive.Error.Refused",
-            ApiError::ZBus(_) => "org.freedesktop.DBus.Error.Failed",
+            ApiError::AccessDenied(_) => errors::ACCESS_DENIED,
+            ApiError::NoSuchUnit(_) => errors::NO_SUCH_UNIT,
+            ApiError::JobFailed(_) => errors::JOB_FAILED,
+            ApiError::Refused(_) => errors::REFUSED,
+            ApiError::ZBus(_) => errors::FAILED,
         })
     }
 
@@ -180,32 +182,28 @@ impl ManagerApi {
     ) -> Result<String, ApiError> {
         self.require_root()?;
         let request = UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, dry_run, &options)
-            .map_err(ApiError::Refused)?;
-        let (scope, config) = self
-            .commands
-            .call(|m| (m.rt.scope, m.config.upgrade.clone()))
-            .await?;
+            .map_err(|e| ApiError::Refused(e.to_string()))?;
+        let upgrades = self.upgrades().await?;
         if dry_run {
-            let mut plan = self.commands.call(|m| m.upgrade_plan()).await?;
             // Loading a kernel takes a second or two: not on the executor.
-            let plan = blocking::unblock(move || {
-                preflight::run(&mut plan, &request, scope, &config, false);
-                plan
-            })
-            .await;
-            return serde_json::to_string(&plan)
-                .map_err(|e| ApiError::Refused(format!("cannot encode the plan: {e}")));
+            let plan = blocking::unblock(move || upgrades.dry_run(&request))
+                .await
+                .map_err(|e| ApiError::Refused(e.to_string()))?;
+            return encode(&plan);
         }
         // The upgrade runs on its own thread; its progress reaches the
         // caller as Progress signals. On success the machine kexecs and
         // this call never returns.
         let emitter = SignalEmitter::new(connection, OBJECT_PATH)?.into_owned();
-        let commands = self.commands.clone();
-        let (_plan, error) = blocking::unblock(move || {
-            park::perform(&commands, &request, &config, scope, &|p: Progress| {
+        let error = blocking::unblock(move || {
+            upgrades.perform(&request, &|p: Progress| {
                 tracing::info!("live upgrade: {} {} {}", p.phase, p.unit, p.message);
                 let _ = async_io::block_on(ManagerApi::progress(
-                    &emitter, &p.phase, &p.unit, p.bytes, &p.message,
+                    &emitter,
+                    p.phase.as_str(),
+                    &p.unit,
+                    p.bytes,
+                    &p.message,
                 ));
             })
         })
@@ -228,58 +226,32 @@ impl ManagerApi {
     ) -> Result<String, ApiError> {
         self.require_root()?;
         let request = UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, false, &options)
-            .map_err(ApiError::Refused)?;
-        let (scope, config) = self
-            .commands
-            .call(|m| (m.rt.scope, m.config.upgrade.clone()))
-            .await?;
-        let commands = self.commands.clone();
-        let log =
-            |p: Progress| tracing::info!("live upgrade: {} {} {}", p.phase, p.unit, p.message);
-        #[allow(clippy::result_large_err)] // once per upgrade
-        let (plan, request, config) = blocking::unblock(move || {
-            park::prepare(&commands, &request, &config, scope, &log)
-                .map(|plan| (plan, request, config))
-        })
-        .await
-        .map_err(|(_, e)| ApiError::JobFailed(format!("live upgrade not started: {e}")))?;
-        let answer = serde_json::to_string(&plan)
-            .map_err(|e| ApiError::Refused(format!("cannot encode the plan: {e}")))?;
-        let commands = self.commands.clone();
-        std::thread::Builder::new()
-            .name("upgrade".into())
-            .spawn(move || {
-                park::wait_for_clients_to_leave(&log);
-                park::execute(&commands, &plan, &request, &config, &log);
-            })
-            .map_err(|e| ApiError::Refused(format!("cannot start the upgrade thread: {e}")))?;
-        Ok(answer)
+            .map_err(|e| ApiError::Refused(e.to_string()))?;
+        let upgrades = self.upgrades().await?;
+        let plan = blocking::unblock(move || upgrades.start_detached(request))
+            .await
+            .map_err(|e| ApiError::JobFailed(format!("live upgrade not started: {e}")))?;
+        encode(&plan)
     }
 
     /// Runs phase 1 now and keeps it as a warm snapshot (JSON), which the
     /// next upgrade tops up. Returns when the pre-dumps are done.
     async fn prepare_live_upgrade(&self) -> Result<String, ApiError> {
         self.require_root()?;
-        let config = self.commands.call(|m| m.config.upgrade.clone()).await?;
-        let commands = self.commands.clone();
-        let log =
-            |p: Progress| tracing::info!("warm snapshot: {} {} {}", p.phase, p.unit, p.message);
-        let warm =
-            blocking::unblock(move || crate::upgrade::warm::prepare(&commands, &config, &log))
-                .await
-                .map_err(|e| ApiError::JobFailed(format!("no warm snapshot: {e}")))?;
-        serde_json::to_string(&warm)
-            .map_err(|e| ApiError::Refused(format!("cannot encode the snapshot: {e}")))
+        let upgrades = self.upgrades().await?;
+        let warm = blocking::unblock(move || upgrades.prepare_warm())
+            .await
+            .map_err(|e| ApiError::JobFailed(format!("no warm snapshot: {e}")))?;
+        encode(&warm)
     }
 
     /// Wipes the warm snapshot; true if there was one.
     async fn discard_live_upgrade(&self) -> Result<bool, ApiError> {
         self.require_root()?;
-        let config = self.commands.call(|m| m.config.upgrade.clone()).await?;
-        let commands = self.commands.clone();
-        blocking::unblock(move || crate::upgrade::warm::discard(&commands, &config))
+        let upgrades = self.upgrades().await?;
+        blocking::unblock(move || upgrades.discard_warm())
             .await
-            .map_err(ApiError::Refused)
+            .map_err(|e| ApiError::Refused(e.to_string()))
     }
 
     async fn upgrade_report(&self) -> Result<String, ApiError> {
@@ -311,7 +283,25 @@ impl ManagerApi {
     }
 }
 
+/// A plan, a warm snapshot: JSON for the caller.
+fn encode(value: &impl serde::Serialize) -> Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|e| ApiError::Refused(format!("cannot encode: {e}")))
+}
+
 impl ManagerApi {
+    /// The upgrade operations, with the manager's configuration.
+    async fn upgrades(&self) -> Result<Upgrades, ApiError> {
+        let (scope, config) = self
+            .commands
+            .call(|m| (m.rt.scope, m.config.upgrade.clone()))
+            .await?;
+        Ok(Upgrades {
+            commands: self.commands.clone(),
+            config,
+            scope,
+        })
+    }
+
     async fn shutdown(&self, kind: ShutdownKind) -> Result<(), ApiError> {
         self.require_root()?;
         Ok(self
@@ -366,32 +356,8 @@ pub fn serve_listener(listener: UnixListener, commands: CommandSender) -> io::Re
     Ok(fd)
 }
 
-/// Open control connections (see `control_clients`).
-static CONTROL_CLIENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// How many control connections are open right now.
-pub fn control_clients() -> usize {
-    CONTROL_CLIENTS.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// Counts a connection for as long as it lives.
-struct ClientCount;
-
-impl ClientCount {
-    fn new() -> ClientCount {
-        CONTROL_CLIENTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        ClientCount
-    }
-}
-
-impl Drop for ClientCount {
-    fn drop(&mut self) {
-        CONTROL_CLIENTS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 fn serve_client(stream: UnixStream, commands: CommandSender) {
-    let _counted = ClientCount::new();
+    let _counted = crate::clients::Counted::new();
     let uid =
         match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
             Ok(cred) => cred.uid(),

@@ -8,9 +8,9 @@
 
 use crate::manager::notify::NotifySocket;
 use crate::manager::{ExitStatus, Manager};
-use crate::sys::machine::ShutdownKind;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use relive_sys::machine::ShutdownKind;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -252,7 +252,7 @@ impl EventLoop {
             (libc::SIGTERM, grace),
             (libc::SIGKILL, std::time::Duration::from_secs(5)),
         ] {
-            crate::sys::machine::signal_everyone(signal);
+            relive_sys::machine::signal_everyone(signal);
             let start = std::time::Instant::now();
             loop {
                 match nix::sys::wait::waitpid(

@@ -1,16 +1,21 @@
 //! relive: an init system (PID 1) built for live kernel upgrades.
 //!
-//! - [`sys`]: the kernel behind small seams (spawn, cgroups, mounts, machine).
 //! - [`manager`]: units, jobs and the service state machine; all state in one
 //!   serializable [`manager::state::ManagerState`].
 //! - [`event_loop`]: the one thread that owns the manager.
-//! - [`dbus`]: the control API on a private socket; [`api`] its types.
+//! - [`dbus`]: the control API on a private socket (types in `relive-api`);
+//!   it only turns requests into calls on the manager or on [`upgrade`].
+//! - [`upgrade`]: PID 1's side of a live upgrade (the upgrade itself is in
+//!   the `relive-snapshot` and `relive-restore` crates).
+//! - [`reexec`]: handing the state to a fresh relive binary.
+//! - [`clients`], [`logging`]: control connections, the log.
+//!
+//! The kernel interfaces (spawn, cgroups, mounts) are in `relive-sys`.
 
-pub mod api;
+pub mod clients;
 pub mod dbus;
 pub mod event_loop;
 pub mod logging;
 pub mod manager;
 pub mod reexec;
-pub mod sys;
 pub mod upgrade;

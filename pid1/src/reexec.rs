@@ -4,12 +4,12 @@
 //! The processes are untouched because the PID does not change across
 //! execve(2): relive stays their parent. What must travel is the manager's
 //! state (in a memfd, wrapped in the handover envelope of
-//! `relive_restore::handover`) and the descriptors that services or clients
+//! `relive_store::envelope`) and the descriptors that services or clients
 //! use: the notify socket, the control socket, the output pipes.
 
 use crate::event_loop::EventLoop;
 use crate::manager::state::ManagerState;
-use relive_restore::handover::{self, HandoverKind};
+use relive_store::envelope::{self as handover, HandoverKind};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::io::{self, Read, Seek, Write};
@@ -135,7 +135,12 @@ pub fn read_handover(fd: RawFd) -> Result<Handover, ReexecError> {
     let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
-    let (kind, payload) = handover::decode(&bytes)?;
+    decode(&bytes)
+}
+
+/// Checks the envelope and decodes the state in it.
+pub fn decode(bytes: &[u8]) -> Result<Handover, ReexecError> {
+    let (kind, payload) = handover::decode(bytes)?;
     if kind != HandoverKind::Reexec {
         return Err(ReexecError::WrongKind(kind));
     }
@@ -194,6 +199,44 @@ mod tests {
             strip_deserialize(&args),
             ["--units-dir", "/u", "--target", "t"]
         );
+    }
+
+    /// The handover format is a compatibility promise: what relive 0.1
+    /// handed to its successor (a fixture written by that code) decodes.
+    #[test]
+    fn a_re_exec_handover_written_by_relive_0_1_decodes() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../store/tests/fixtures/reexec-handover.bin"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back.next_job_id, 17);
+        assert_eq!((back.notify_fd, back.control_fd), (5, Some(6)));
+        assert_eq!(back.outputs, [(7, "counter.service".to_owned())]);
+        let counter = &back.state.units["counter.service"];
+        assert_eq!(counter.active, crate::manager::state::ActiveState::Active);
+        assert!(counter.config.as_ref().unwrap().service.is_some());
+        assert_eq!(back.state.default_target, "multi-user.target");
+    }
+
+    /// The kexec handover's manager state, written by relive 0.1, is read
+    /// back by this relive's resume.
+    #[test]
+    fn a_kexec_handover_written_by_relive_0_1_resumes() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../store/tests/fixtures/kexec-handover.bin"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let (_, payload) = handover::decode(&bytes).unwrap();
+        let kexec: relive_store::KexecHandover = serde_json::from_slice(payload).unwrap();
+        let state = crate::upgrade::state_for_new_kernel(&kexec).unwrap();
+        let counter = &state.units["counter.service"];
+        assert!(counter.parked, "preserved: parked until its restore");
+        assert_eq!(counter.main_pid, None, "PIDs belong to the old kernel");
+        let cron = &state.units["cron.service"];
+        assert_eq!(cron.active, crate::manager::state::ActiveState::Inactive);
     }
 
     #[test]

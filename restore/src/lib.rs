@@ -1,11 +1,51 @@
-//! The restore side of a live upgrade.
+//! After the kexec: relive finds the handover, puts the network locks
+//! back, reruns the rerun units, checks each unit's images and restores it
+//! with CRIU (most critical first), starts the rest, and writes the
+//! report. A unit that cannot be restored starts afresh, or sends the
+//! machine back to its previous kernel (OnRestoreFailure=rollback).
 //!
-//! - [`handover`]: the envelope PID 1's state travels in, across a re-exec
-//!   now and a kexec later: versioned, length-prefixed, checksummed.
-//! - [`pid_space`]: a restored process must get back its old PID, so that
-//!   PID must be free in the new kernel. The new kernel's own threads and
-//!   early tasks take the low PIDs, so relive starts every service above a
-//!   floor (moving `ns_last_pid`), on both sides of an upgrade.
+//! - [`resume`]: the order of it all, and the report;
+//! - [`verifier`]: checking images ahead of their restores, on a thread;
+//! - [`revive`]: restoring one unit ([`revive::Restorer`], CRIU or a fake),
+//!   also used on the old kernel when an upgrade is undone;
+//! - [`rollback`]: the rollback units, and going back;
+//! - [`netlock`]: the nftables tables CRIU locks TCP connections with.
+//!
+//! Everything outside the process goes through [`Seams`]: PID 1 (a
+//! [`relive_host::UnitHost`]), CRIU, the freezer and kexec, so that the
+//! orders and the failure policies are tested in-process.
 
-pub mod handover;
-pub mod pid_space;
+pub mod error;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fake;
+pub mod netlock;
+pub mod resume;
+pub mod revive;
+pub mod rollback;
+pub mod verifier;
+
+pub use error::RestoreError;
+
+use relive_host::UnitHost;
+use relive_store::kexec::Kexec;
+use relive_sys::freezer::Freezer;
+
+/// What the restore side acts through.
+#[derive(Clone, Copy)]
+pub struct Seams<'a> {
+    pub host: &'a dyn UnitHost,
+    pub restorer: &'a dyn revive::Restorer,
+    pub freezer: &'a dyn Freezer,
+    pub kexec: &'a dyn Kexec,
+}
+
+impl std::fmt::Debug for Seams<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seams")
+    }
+}
+
+/// The cgroup directory of a cgroup path relative to the cgroup2 root.
+pub fn cgroup_dir(cgroup: &str) -> std::path::PathBuf {
+    std::path::Path::new(relive_sys::cgroup::ROOT).join(cgroup.trim_start_matches('/'))
+}

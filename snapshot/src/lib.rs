@@ -1,11 +1,65 @@
-//! The snapshot side of a live upgrade.
+//! Before the kexec: the plan and its preflight, phase 1's background
+//! pre-dumps (and the warm snapshot that keeps them between upgrades),
+//! then the stoppage: stop the restart units, freeze and dump the
+//! preserved ones in ascending priority, write the handover, kexec. Any
+//! failure is undone: the units run on, on the old kernel.
 //!
-//! - [`freezer`]: freezing a unit's cgroup (the stoppage starts here);
-//! - [`activity`]: each task's CPU time (a task that did not run since its
-//!   pre-dump needs no memory re-dump);
-//! - [`criu`]: relive's own client of CRIU's RPC (`criu swrk`), with
-//!   pre-dump, dump, restore and check.
+//! - [`request`]: what the caller asked for;
+//! - [`plan`], [`connections`]: the parts of the plan that read /proc;
+//! - [`preflight`]: every check that can be made before anything changes;
+//! - [`predump`], [`warm`]: phase 1;
+//! - [`park`]: phase 2, the kexec, and the undo;
+//! - [`dump`]: CRIU, behind the [`dump::Dumper`] trait.
+//!
+//! Everything outside the process goes through [`Seams`], so that the
+//! parking order and every undo path are tested in-process.
 
-pub mod activity;
-pub mod criu;
-pub mod freezer;
+pub mod connections;
+pub mod dump;
+pub mod error;
+pub mod park;
+pub mod plan;
+pub mod predump;
+pub mod preflight;
+pub mod request;
+pub mod warm;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::UpgradeError;
+pub use request::UpgradeRequest;
+
+use relive_host::UnitHost;
+use relive_restore::revive::Restorer;
+use relive_store::kexec::Kexec;
+use relive_sys::freezer::Freezer;
+
+/// What the snapshot side acts through: PID 1, CRIU both ways, the
+/// freezer and kexec.
+#[derive(Clone, Copy)]
+pub struct Seams<'a> {
+    pub host: &'a dyn UnitHost,
+    pub dumper: &'a dyn dump::Dumper,
+    pub restorer: &'a dyn Restorer,
+    pub freezer: &'a dyn Freezer,
+    pub kexec: &'a dyn Kexec,
+}
+
+impl std::fmt::Debug for Seams<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seams")
+    }
+}
+
+impl<'a> Seams<'a> {
+    /// The same, for the restore side (an undo restores on the old kernel).
+    pub fn restore(&self) -> relive_restore::Seams<'a> {
+        relive_restore::Seams {
+            host: self.host,
+            restorer: self.restorer,
+            freezer: self.freezer,
+            kexec: self.kexec,
+        }
+    }
+}

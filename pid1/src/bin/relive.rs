@@ -2,18 +2,18 @@
 //! kernel), of a PID namespace (the test sandbox), or as a plain process.
 
 use clap::Parser;
-use relive::api::DEFAULT_SOCKET;
 use relive::event_loop::{EventLoop, LoopExit};
 use relive::manager::notify::NotifySocket;
-use relive::manager::state::JobKind;
+use relive::manager::state::{JobKind, ManagerState};
 use relive::manager::Manager;
-use relive::sys::cgroup::CgroupFs;
-use relive::sys::machine::{self, Scope};
-use relive::sys::{mounts, RealKernel};
-use relive::upgrade::record::KexecHandover;
-use relive::upgrade::store::Store;
-use relive::upgrade::{memstore, resume};
+use relive::upgrade::Upgrades;
+use relive_api::names::DEFAULT_SOCKET;
+use relive_api::plan::StoreWanted;
 use relive_config::{Config, DEFAULT_CONFIG_PATH};
+use relive_store::{handover, memory, KexecHandover, Store};
+use relive_sys::cgroup::CgroupFs;
+use relive_sys::machine::{self, Scope};
+use relive_sys::{mounts, RealKernel};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -105,10 +105,10 @@ fn main() -> ExitCode {
     }
     // A region reserved for the memory store: its device must exist for an
     // upgrade's preflight, and for this boot's resume.
-    if scope == Scope::Machine && !resuming && config.upgrade.store != "disk" {
+    if scope == Scope::Machine && !resuming && config.upgrade.store != StoreWanted::Disk {
         let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        if !memstore::reservations(&cmdline).is_empty() {
-            if let Err(e) = memstore::attach(&config.upgrade.memory_device) {
+        if !memory::reservations(&cmdline).is_empty() {
+            if let Err(e) = memory::attach(&config.upgrade.memory_device) {
                 tracing::error!("memory store: {e}; live upgrades use the disk store");
             }
         }
@@ -149,7 +149,7 @@ fn prepare_system(config: &Config, scope: Scope, pid_floor: u32) {
         Ok(None) => {}
         Err(e) => tracing::warn!("cannot set the hostname from /etc/hostname: {e}"),
     }
-    let sysctls = relive_restore::pid_space::PidSysctls::default();
+    let sysctls = relive_sys::pid_space::PidSysctls::default();
     // pid_max is not per namespace: in the sandbox only our own counter moves.
     let pid_max = if scope == Scope::Machine {
         config.pids.pid_max
@@ -178,25 +178,34 @@ fn prepare_system(config: &Config, scope: Scope, pid_floor: u32) {
 /// The store named by `relive.handover=` on the kernel command line, if
 /// it holds a valid handover. A store that does not is wiped: its images
 /// are never used.
-fn kexec_handover() -> Option<(Store, KexecHandover)> {
+fn kexec_handover() -> Option<(Store, KexecHandover, ManagerState)> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let path = resume::marker(&cmdline)?;
-    if let Some(device) = memstore::device_of(&cmdline) {
+    let path = handover::marker(&cmdline)?;
+    if let Some(device) = memory::device_of(&cmdline) {
         // The memory store: the same region, as the previous kernel left it.
-        if let Err(e) = memstore::attach(&device).and_then(|()| memstore::mount(&device)) {
+        if let Err(e) = memory::attach(&device).and_then(|()| memory::mount(&device)) {
             tracing::error!("live upgrade handover in memory unreadable: {e}; booting afresh");
             return None;
         }
     }
     let store = Store::at(&path);
-    match resume::read(&store) {
-        Ok(handover) => {
+    let read = store.read_handover().and_then(|handover| {
+        let state = relive::upgrade::state_for_new_kernel(&handover).map_err(|source| {
+            relive_store::StoreError::Decode {
+                path: store.root.join("state.bin"),
+                source,
+            }
+        })?;
+        Ok((handover, state))
+    });
+    match read {
+        Ok((handover, state)) => {
             tracing::info!(
                 "live upgrade from {}: resuming {} preserved units",
                 handover.kernel_from,
                 handover.units.len()
             );
-            Some((store, handover))
+            Some((store, handover, state))
         }
         Err(e) => {
             tracing::error!(
@@ -213,7 +222,7 @@ fn run(
     args: Args,
     config: Config,
     scope: Scope,
-    kexec_handover: Option<(Store, KexecHandover)>,
+    kexec_handover: Option<(Store, KexecHandover, ManagerState)>,
 ) -> anyhow::Result<()> {
     let resumed_usec = relive::manager::clock::wall_usec();
     let unit_dirs = if args.units_dirs.is_empty() {
@@ -299,14 +308,16 @@ fn run(
         // Children that exited during the exec sent SIGCHLD to nobody.
         event_loop.reap_children();
         event_loop.manager.dispatch();
-    } else if let Some((store, kexec)) = kexec_handover {
-        event_loop.manager.state = resume::state_for_new_kernel(&kexec);
-        let commands = event_loop.sender();
-        let config = event_loop.manager.config.clone();
-        std::thread::Builder::new()
-            .name("upgrade-resume".into())
-            .spawn(move || resume::resume(&commands, store, kexec, &config, resumed_usec))
-            .map_err(|e| anyhow::anyhow!("cannot start the resume thread: {e}"))?;
+    } else if let Some((store, kexec, state)) = kexec_handover {
+        event_loop.manager.state = state;
+        relive::upgrade::resume_after_kexec(
+            &event_loop.sender(),
+            &event_loop.manager.config.upgrade,
+            store,
+            kexec,
+            resumed_usec,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot start the resume thread: {e}"))?;
     } else {
         let target = args
             .target
@@ -315,20 +326,20 @@ fn run(
         // Remembered, so that after a live upgrade the same target comes back.
         event_loop.manager.state.default_target = target.clone();
         if scope == Scope::Machine {
-            relive::upgrade::warm::wipe_leftover(&event_loop.manager.config.upgrade.store_dir);
+            relive_snapshot::warm::wipe_leftover(&event_loop.manager.config.upgrade.store_dir);
         }
         tracing::info!("starting {target}");
         if let Err(e) = event_loop.manager.request(&target, JobKind::Start) {
             tracing::error!("cannot start {target}: {e}");
         }
     }
-    let upgrade_config = event_loop.manager.config.upgrade.clone();
-    if scope == Scope::Machine && upgrade_config.warm_snapshot_interval_sec > 0 {
-        let commands = event_loop.sender();
-        if let Err(e) = std::thread::Builder::new()
-            .name("warm-snapshot".into())
-            .spawn(move || relive::upgrade::warm::keep_warm(commands, upgrade_config))
-        {
+    let upgrades = Upgrades {
+        commands: event_loop.sender(),
+        config: event_loop.manager.config.upgrade.clone(),
+        scope,
+    };
+    if scope == Scope::Machine && upgrades.config.warm_snapshot_interval_sec > 0 {
+        if let Err(e) = upgrades.keep_warm() {
             tracing::error!("cannot start the warm snapshot thread: {e}");
         }
     }

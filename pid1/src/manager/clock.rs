@@ -13,9 +13,4 @@ pub fn after(from: Monotonic, d: Duration) -> Monotonic {
     from.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-pub fn wall_usec() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
+pub use relive_sys::wall_usec;

@@ -2,7 +2,7 @@
 //! output, cgroup. Everything is resolved here, before the fork.
 
 use super::Manager;
-use crate::sys::spawn::{SpawnRequest, Stdio};
+use relive_sys::spawn::{SpawnRequest, Stdio};
 use relive_units::{ExecCommand, OutputTarget, ServiceSection};
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -58,7 +58,7 @@ impl Manager {
                 .iter()
                 .map(|(k, v)| cstring(&format!("{k}={v}")))
                 .collect::<Result<_, _>>()?,
-            cgroup: Some(crate::sys::cgroup::unit_cgroup(name)),
+            cgroup: Some(relive_sys::cgroup::unit_cgroup(name)),
             stdout,
             stderr,
             credentials: user.map(|u| u.credentials),
@@ -188,7 +188,7 @@ impl Manager {
         name: &str,
         svc: &ServiceSection,
     ) -> Result<(), String> {
-        let cgroup = crate::sys::cgroup::unit_cgroup(name);
+        let cgroup = relive_sys::cgroup::unit_cgroup(name);
         self.rt
             .kernel
             .cgroup_create(&cgroup)
@@ -231,7 +231,7 @@ impl Manager {
         }
         self.rt
             .kernel
-            .cgroup_remove(&crate::sys::cgroup::unit_cgroup(name));
+            .cgroup_remove(&relive_sys::cgroup::unit_cgroup(name));
     }
 }
 

@@ -9,15 +9,16 @@ mod exec;
 mod jobs;
 pub mod notify;
 pub mod output;
+mod plan;
 mod service;
 mod shutdown;
 pub mod state;
 mod status;
 pub mod upgrade;
 
-use crate::sys::users::Accounts;
-use crate::sys::Kernel;
 use relive_config::Config;
+use relive_sys::users::Accounts;
+use relive_sys::Kernel;
 use relive_units::{LoadError, Loader, UnitKind};
 use state::*;
 use std::collections::{BTreeSet, HashMap};
@@ -49,7 +50,7 @@ pub struct Runtime {
     /// `relivectl daemon-reexec` asked for a re-exec: the loop hands over.
     pub reexec_requested: bool,
     /// Machine init, namespace init or plain process: what relive may do.
-    pub scope: crate::sys::machine::Scope,
+    pub scope: relive_sys::machine::Scope,
     /// (file, line, key) already warned about: each warning is logged once.
     warned: BTreeSet<String>,
 }
@@ -89,7 +90,7 @@ impl Manager {
                 next_job_id: 1,
                 pid_waiters: HashMap::new(),
                 reexec_requested: false,
-                scope: crate::sys::machine::Scope::Process,
+                scope: relive_sys::machine::Scope::Process,
                 warned: BTreeSet::new(),
             },
             config,
@@ -301,27 +302,7 @@ impl Manager {
     }
 }
 
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    Exited(i32),
-    Signaled(i32),
-}
-
-impl ExitStatus {
-    pub fn describe(self) -> String {
-        match self {
-            ExitStatus::Exited(c) => format!("status={c}"),
-            ExitStatus::Signaled(s) => format!("signal={}", signal_name(s)),
-        }
-    }
-}
-
-pub fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map(|s| s.as_str().trim_start_matches("SIG").to_owned())
-        .unwrap_or_else(|_| sig.to_string())
-}
+pub use relive_sys::{signal_name, ExitStatus};
 
 #[cfg(test)]
 mod tests;

@@ -187,6 +187,6 @@ impl Manager {
             return Some(u.name.clone());
         }
         let cgroup = self.rt.kernel.cgroup_of(pid)?;
-        crate::sys::cgroup::unit_of_cgroup(&cgroup).map(str::to_owned)
+        relive_sys::cgroup::unit_of_cgroup(&cgroup).map(str::to_owned)
     }
 }

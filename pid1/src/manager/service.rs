@@ -276,7 +276,7 @@ impl Manager {
             }
             pid
         } else {
-            let cgroup = crate::sys::cgroup::unit_cgroup(name);
+            let cgroup = relive_sys::cgroup::unit_cgroup(name);
             let pids = self.rt.kernel.cgroup_pids(&cgroup).unwrap_or_default();
             match pids.as_slice() {
                 [one] => *one,
@@ -380,7 +380,7 @@ impl Manager {
     ) {
         let mut targets: Vec<i32> = main.into_iter().chain(control).collect();
         if svc.kill_mode == KillMode::ControlGroup {
-            let cgroup = crate::sys::cgroup::unit_cgroup(name);
+            let cgroup = relive_sys::cgroup::unit_cgroup(name);
             targets.extend(self.rt.kernel.cgroup_pids(&cgroup).unwrap_or_default());
         }
         if svc.kill_mode == KillMode::None {
@@ -411,7 +411,7 @@ impl Manager {
             return;
         }
         if matches!(svc.kill_mode, KillMode::ControlGroup | KillMode::Mixed) {
-            let cgroup = crate::sys::cgroup::unit_cgroup(name);
+            let cgroup = relive_sys::cgroup::unit_cgroup(name);
             if !self
                 .rt
                 .kernel
@@ -509,7 +509,7 @@ impl Manager {
                     let _ = self
                         .rt
                         .kernel
-                        .cgroup_kill(&crate::sys::cgroup::unit_cgroup(name));
+                        .cgroup_kill(&relive_sys::cgroup::unit_cgroup(name));
                 }
                 self.signal_unit(name, &svc, libc::SIGKILL, main, control);
                 self.mark_timeout(name);

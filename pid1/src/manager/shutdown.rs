@@ -2,7 +2,7 @@
 
 use super::state::*;
 use super::{Manager, ManagerError};
-use crate::sys::machine::ShutdownKind;
+use relive_sys::machine::ShutdownKind;
 
 impl Manager {
     /// Begins stopping everything. Start jobs still queued are cancelled.

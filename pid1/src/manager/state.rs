@@ -21,7 +21,7 @@ pub struct ManagerState {
     /// The target started at boot (empty until then).
     pub default_target: String,
     /// Set once a shutdown has begun.
-    pub shutdown: Option<crate::sys::machine::ShutdownKind>,
+    pub shutdown: Option<relive_sys::machine::ShutdownKind>,
     /// Set while a live upgrade runs (one at a time).
     #[serde(default)]
     pub upgrading: bool,

@@ -2,7 +2,7 @@
 
 use super::state::*;
 use super::Manager;
-use crate::api::{UnitStatus, UnitSummary};
+use relive_api::units::{UnitStatus, UnitSummary};
 use relive_units::{Condition, ConditionKind, Unit, UpgradeMode};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -103,7 +103,7 @@ impl Manager {
     pub fn unit_status(&self, name: &str) -> Option<UnitStatus> {
         let u = self.unit(name)?;
         let cfg = u.config.as_ref();
-        let cgroup = crate::sys::cgroup::unit_cgroup(&u.name);
+        let cgroup = relive_sys::cgroup::unit_cgroup(&u.name);
         let pids = if u.is_service() {
             self.rt
                 .kernel

@@ -2,7 +2,7 @@
 //! cgroups, deterministic.
 
 use super::*;
-use crate::sys::{SpawnError, SpawnRequest};
+use relive_sys::{SpawnError, SpawnRequest};
 use std::sync::{Arc, Mutex};
 
 /// What the manager asked of the kernel, in order.
@@ -271,7 +271,7 @@ fn shutdown_stops_in_reverse_order() {
     ]);
     m.request("t.target", JobKind::Start).unwrap();
     let (a, b) = (main_pid(&m, "a.service"), main_pid(&m, "b.service"));
-    m.begin_shutdown(crate::sys::machine::ShutdownKind::PowerOff)
+    m.begin_shutdown(relive_sys::machine::ShutdownKind::PowerOff)
         .unwrap();
     let kills = |k: &FakeKernel| -> Vec<i32> {
         k.0.lock()
@@ -293,7 +293,7 @@ fn shutdown_stops_in_reverse_order() {
     m.dispatch();
     assert_eq!(
         m.shutdown_done(),
-        Some(crate::sys::machine::ShutdownKind::PowerOff)
+        Some(relive_sys::machine::ShutdownKind::PowerOff)
     );
 }
 
@@ -337,7 +337,7 @@ fn conflicts_work_in_both_directions() {
 
 #[test]
 fn no_shutdown_during_an_upgrade_and_no_upgrade_during_a_shutdown() {
-    use crate::sys::machine::ShutdownKind;
+    use relive_sys::machine::ShutdownKind;
     let (mut m, _k, _dir) = manager(&[("a.service", "[Service]\nExecStart=/bin/a\n")]);
     m.request("a.service", JobKind::Start).unwrap();
     m.begin_upgrade().unwrap();

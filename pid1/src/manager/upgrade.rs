@@ -4,22 +4,9 @@
 
 use super::state::*;
 use super::{ExitStatus, Manager, ManagerError};
-use crate::sys::SpawnRequest;
-use serde::{Deserialize, Serialize};
+use relive_host::ParkInfo;
+use relive_sys::SpawnRequest;
 use std::os::fd::OwnedFd;
-
-/// What the worker needs to checkpoint a unit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParkInfo {
-    pub main_pid: i32,
-    /// Relative to the cgroup2 root.
-    pub cgroup: String,
-    /// Inodes of the output pipes its processes write to.
-    pub pipes: Vec<u64>,
-    /// Its RuntimeDirectory= names (under /run, which the next kernel
-    /// starts empty).
-    pub runtime_dirs: Vec<String>,
-}
 
 impl Manager {
     /// Marks the upgrade as running; refuses a second one, or one during shutdown.
@@ -44,7 +31,7 @@ impl Manager {
     }
 
     /// Takes a running service out of supervision for its checkpoint.
-    pub fn park(&mut self, name: &str) -> Result<ParkInfo, String> {
+    pub fn park(&mut self, name: &str) -> Result<ParkInfo, ManagerError> {
         let pipes = self.rt.outputs.inodes_of(name);
         let runtime_dirs = self
             .service_config(name)
@@ -54,22 +41,22 @@ impl Manager {
             .state
             .units
             .get_mut(name)
-            .ok_or_else(|| format!("{name}: no such unit"))?;
-        let main_pid = u
-            .main_pid
-            .ok_or_else(|| format!("{name}: has no main process to checkpoint"))?;
+            .ok_or_else(|| ManagerError::Refused(format!("{name}: no such unit")))?;
+        let main_pid = u.main_pid.ok_or_else(|| {
+            ManagerError::Refused(format!("{name}: has no main process to checkpoint"))
+        })?;
         if u.active != ActiveState::Active || u.job.is_some() {
-            return Err(format!(
+            return Err(ManagerError::Refused(format!(
                 "{name}: is {} ({}), not settled",
                 u.active.as_str(),
                 u.sub.as_str()
-            ));
+            )));
         }
         u.parked = true;
         u.deadline = None;
         Ok(ParkInfo {
             main_pid,
-            cgroup: crate::sys::cgroup::unit_cgroup(name),
+            cgroup: relive_sys::cgroup::unit_cgroup(name),
             pipes,
             runtime_dirs,
         })
@@ -99,11 +86,12 @@ impl Manager {
 
     /// Before a restore: the unit's cgroup and RuntimeDirectory= (owner,
     /// mode), as a start would make them.
-    pub fn prepare_restore(&mut self, name: &str) -> Result<(), String> {
+    pub fn prepare_restore(&mut self, name: &str) -> Result<(), ManagerError> {
         let svc = self
             .service_config(name)
-            .ok_or_else(|| format!("{name}: not a service"))?;
+            .ok_or_else(|| ManagerError::Refused(format!("{name}: not a service")))?;
         self.prepare_unit_resources(name, &svc)
+            .map_err(ManagerError::Refused)
     }
 
     /// A parked unit whose state was lost: it starts afresh like any unit.
@@ -125,6 +113,7 @@ impl Manager {
         &mut self,
         request: SpawnRequest,
     ) -> Result<async_channel::Receiver<ExitStatus>, String> {
+        // The text is the helper's error, which the upgrade wraps.
         let pid = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
         let (tx, rx) = async_channel::bounded(1);
         self.rt.pid_waiters.insert(pid, tx);

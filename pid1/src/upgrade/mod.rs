@@ -1,102 +1,191 @@
-//! Live kernel upgrades: the plan and the preflight (`relivectl
-//! live-upgrade --dry-run`), phase 1's background pre-dumps (`predump`,
-//! `warm`), the stoppage (`park`: freeze, CRIU dump, kexec), the store
-//! that carries the images (`store`, `memstore`), and the resume in the
-//! new kernel (`resume`, `verifier`, `revive`, `rollback`).
+//! PID 1's side of a live upgrade. The upgrade itself lives in the
+//! `relive-snapshot` (before the kexec) and `relive-restore` (after it)
+//! crates; here PID 1 lends them its loop ([`host::LoopHost`]), chooses
+//! the real seams (CRIU, the cgroup freezer, kexec) and runs each
+//! operation on a worker thread of its own ([`Upgrades`]), so that the
+//! D-Bus adapters only translate requests.
 
-pub mod connections;
-pub mod criu;
-pub mod fault;
-pub mod helper;
-pub mod memstore;
-pub mod park;
-pub mod plan;
-pub mod predump;
-pub mod preflight;
-pub mod record;
-pub mod resume;
-pub mod revive;
-pub mod rollback;
-pub mod rundir;
-pub mod store;
-pub mod verifier;
-pub mod warm;
+mod helper;
+pub mod host;
 
-/// A step of the upgrade, shown live by `relivectl live-upgrade`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Progress {
-    pub phase: String,
-    pub unit: String,
-    pub bytes: u64,
-    pub message: String,
+use crate::event_loop::CommandSender;
+use crate::manager::state::{ActiveState, ManagerState, SubState};
+use host::LoopHost;
+use relive_api::plan::Plan;
+use relive_api::progress::Progress;
+use relive_config::UpgradeConfig;
+use relive_restore::revive::CriuRestorer;
+use relive_snapshot::dump::CriuDumper;
+use relive_snapshot::warm::Warm;
+use relive_snapshot::{park, preflight, warm, Seams, UpgradeError, UpgradeRequest};
+use relive_store::kexec::LiveKexec;
+use relive_store::{KexecHandover, Store};
+use relive_sys::freezer::CgroupFreezer;
+use relive_sys::machine::Scope;
+
+pub use relive_restore::resume::REPORT_PATH;
+
+/// The live system's seams: PID 1's loop, CRIU, the cgroup freezer, kexec.
+#[derive(Debug)]
+struct Live {
+    host: LoopHost,
+    dumper: CriuDumper,
+    restorer: CriuRestorer,
+    freezer: CgroupFreezer,
+    kexec: LiveKexec,
 }
 
-impl Progress {
-    pub fn new(phase: &str, unit: &str, bytes: u64, message: &str) -> Progress {
-        Progress {
-            phase: phase.into(),
-            unit: unit.into(),
-            bytes,
-            message: message.into(),
+impl Live {
+    fn new(commands: &CommandSender, config: &UpgradeConfig) -> Live {
+        Live {
+            host: LoopHost {
+                commands: commands.clone(),
+            },
+            dumper: CriuDumper::new(&config.criu),
+            restorer: CriuRestorer::new(&config.criu),
+            freezer: CgroupFreezer::default(),
+            kexec: LiveKexec,
+        }
+    }
+
+    fn seams(&self) -> Seams<'_> {
+        Seams {
+            host: &self.host,
+            dumper: &self.dumper,
+            restorer: &self.restorer,
+            freezer: &self.freezer,
+            kexec: &self.kexec,
         }
     }
 }
 
-/// Runs `f` on the manager's thread and waits for its result (for the
-/// upgrade's worker threads, which never touch the manager themselves).
-pub fn on_loop<R: Send + 'static>(
-    commands: &crate::event_loop::CommandSender,
-    f: impl FnOnce(&mut crate::manager::Manager) -> R + Send + 'static,
-) -> Result<R, String> {
-    async_io::block_on(commands.call(f)).map_err(|_| "relive's loop is gone".to_owned())
+/// The upgrade operations the control API offers. Each blocks its caller
+/// (run them off the D-Bus executor) or starts a thread of its own.
+#[derive(Debug, Clone)]
+pub struct Upgrades {
+    pub commands: CommandSender,
+    pub config: UpgradeConfig,
+    pub scope: Scope,
 }
 
-/// Queues a job and waits until it is done.
-pub fn run_job(
-    commands: &crate::event_loop::CommandSender,
-    name: &str,
-    kind: crate::manager::state::JobKind,
-) -> Result<(), String> {
-    let unit = name.to_owned();
-    let waiting = on_loop(commands, move |m| m.request(&unit, kind))?.map_err(|e| e.to_string())?;
-    async_io::block_on(waiting.recv())
-        .map_err(|_| format!("{name}: job dropped"))?
-        .map_err(|e| e.to_string())
-}
+impl Upgrades {
+    /// `--dry-run`: the plan and the preflight; nothing stays loaded.
+    pub fn dry_run(&self, request: &UpgradeRequest) -> Result<Plan, UpgradeError> {
+        let live = Live::new(&self.commands, &self.config);
+        let mut plan = relive_host::UnitHost::plan(&live.host).map_err(UpgradeError::Refused)?;
+        preflight::run(
+            &mut plan,
+            request,
+            self.scope,
+            &self.config,
+            (&live.kexec, &live.dumper),
+            false,
+        );
+        Ok(plan)
+    }
 
-/// Queues a start of each unit at once (the manager runs them in their
-/// After= order, the independent ones side by side) and waits until all
-/// are done. Returns the units that failed, with why.
-pub fn start_together(
-    commands: &crate::event_loop::CommandSender,
-    names: &[String],
-) -> Vec<(String, String)> {
-    let units = names.to_vec();
-    let queued = match on_loop(commands, move |m| {
-        units
-            .iter()
-            .map(|name| {
-                (
-                    name.clone(),
-                    m.request(name, crate::manager::state::JobKind::Start),
-                )
+    /// The whole upgrade. Returns only if it did not happen, with why
+    /// (on success the machine kexecs).
+    pub fn perform(&self, request: &UpgradeRequest, progress: &dyn Fn(Progress)) -> String {
+        let live = Live::new(&self.commands, &self.config);
+        let (_plan, error) =
+            park::perform(&live.seams(), request, &self.config, self.scope, progress);
+        error
+    }
+
+    /// Plans and checks the upgrade, then performs it on a thread of its
+    /// own once every control client has left (the caller may be in a
+    /// unit about to be checkpointed). Returns the plan.
+    pub fn start_detached(&self, request: UpgradeRequest) -> Result<Plan, UpgradeError> {
+        let log =
+            |p: Progress| tracing::info!("live upgrade: {} {} {}", p.phase, p.unit, p.message);
+        let live = Live::new(&self.commands, &self.config);
+        let plan = park::prepare(&live.seams(), &request, &self.config, self.scope, &log)
+            .map_err(|failed| failed.error)?;
+        let (config, answer) = (self.config.clone(), plan.clone());
+        let spawned = std::thread::Builder::new()
+            .name("upgrade".into())
+            .spawn(move || {
+                let seams = live.seams();
+                park::wait_for_clients_to_leave(&seams, &log);
+                park::execute(&seams, &plan, &request, &config, &log);
+            });
+        if let Err(e) = spawned {
+            relive_host::UnitHost::end_upgrade(&Live::new(&self.commands, &self.config).host);
+            return Err(UpgradeError::Refused(relive_host::HostError::Manager(
+                format!("cannot start the upgrade thread: {e}"),
+            )));
+        }
+        Ok(answer)
+    }
+
+    /// Runs phase 1 now and keeps it as a warm snapshot.
+    pub fn prepare_warm(&self) -> Result<Warm, UpgradeError> {
+        let live = Live::new(&self.commands, &self.config);
+        let log =
+            |p: Progress| tracing::info!("warm snapshot: {} {} {}", p.phase, p.unit, p.message);
+        warm::prepare(&live.seams(), &self.config, &log)
+    }
+
+    /// Wipes the warm snapshot; true if there was one.
+    pub fn discard_warm(&self) -> Result<bool, UpgradeError> {
+        let live = Live::new(&self.commands, &self.config);
+        warm::discard(&live.host, &self.config)
+    }
+
+    /// Refreshes the warm snapshot every `warm_snapshot_interval_sec`, on
+    /// a thread of its own.
+    pub fn keep_warm(&self) -> std::io::Result<()> {
+        let (commands, config) = (self.commands.clone(), self.config.clone());
+        std::thread::Builder::new()
+            .name("warm-snapshot".into())
+            .spawn(move || {
+                let live = Live::new(&commands, &config);
+                warm::keep_warm(&live.seams(), &config);
             })
-            .collect::<Vec<_>>()
-    }) {
-        Ok(queued) => queued,
-        Err(e) => return names.iter().map(|n| (n.clone(), e.clone())).collect(),
-    };
-    let mut failed = Vec::new();
-    for (name, job) in queued {
-        let done = match job {
-            Ok(waiting) => async_io::block_on(waiting.recv())
-                .map_err(|_| "job dropped".to_owned())
-                .and_then(|r| r.map_err(|e| e.to_string())),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = done {
-            failed.push((name, e));
+            .map(drop)
+    }
+}
+
+/// After a kexec: resumes on a thread of its own (the loop must run
+/// meanwhile: the restores ask it to adopt the units).
+pub fn resume_after_kexec(
+    commands: &CommandSender,
+    config: &UpgradeConfig,
+    store: Store,
+    handover: KexecHandover,
+    resumed_usec: u64,
+) -> std::io::Result<()> {
+    let live = Live::new(commands, config);
+    std::thread::Builder::new()
+        .name("upgrade-resume".into())
+        .spawn(move || {
+            let seams = live.seams().restore();
+            let report = relive_restore::resume::resume(seams, &store, handover, resumed_usec);
+            relive_restore::resume::finish(&store, &report);
+        })
+        .map(drop)
+}
+
+/// The manager's state to start from in the new kernel: the old one, with
+/// everything that belonged to the old kernel (PIDs, deadlines, jobs)
+/// cleared; preserved units parked until their restore.
+pub fn state_for_new_kernel(handover: &KexecHandover) -> Result<ManagerState, serde_json::Error> {
+    let mut state: ManagerState = serde_json::from_value(handover.state.clone())?;
+    state.upgrading = true;
+    state.shutdown = None;
+    for u in state.units.values_mut() {
+        u.main_pid = None;
+        u.control_pid = None;
+        u.control = None;
+        u.job = None;
+        u.deadline = None;
+        u.start_times.clear();
+        u.parked = handover.units.iter().any(|r| r.name == u.name);
+        if !u.parked {
+            u.active = ActiveState::Inactive;
+            u.sub = SubState::Dead;
         }
     }
-    failed
+    Ok(state)
 }

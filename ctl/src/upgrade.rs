@@ -1,0 +1,340 @@
+//! `relivectl live-upgrade`: the plan, for people.
+
+use relive_api::human;
+use relive_api::plan::Plan;
+use relive_api::report::{FinalDump, Outcome, UnitMode, UpgradeReport};
+use relive_api::warm::Warm;
+use std::fmt::Write;
+
+/// The plan as text: what happens to each unit, in which order, what it
+/// costs, what will not survive, and how the preflight went.
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Preserved (frozen in this order, restored in reverse):"
+    );
+    if plan.preserved.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for u in &plan.preserved {
+        let pids: Vec<String> = u.pids.iter().map(u32::to_string).collect();
+        let pre_dump = match (u.pre_dump, u.pre_dump_max_rounds) {
+            (false, _) => "no pre-dump".to_owned(),
+            (true, Some(n)) => format!("pre-dump <= {n} rounds"),
+            (true, None) => "pre-dump".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<32} priority {:>4}  ~{:>10}  {:<22} PIDs {}",
+            u.name,
+            u.priority,
+            human(u.estimated_bytes),
+            pre_dump,
+            pids.join(" ")
+        );
+    }
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "(none)".to_owned()
+        } else {
+            names.join(" ")
+        }
+    };
+    let _ = writeln!(out, "Restarted: {}", list(&plan.restarted));
+    let _ = writeln!(out, "Rerun:     {}", list(&plan.rerun));
+    let _ = writeln!(
+        out,
+        "Estimated image size: {}",
+        human(plan.estimated_image_bytes)
+    );
+    if let Some(store) = &plan.store {
+        let _ = writeln!(out, "Store: {} ({})", store.note, store.dir.display());
+    }
+    if plan.doomed_connections.is_empty() {
+        let _ = writeln!(out, "Connections that cannot survive: none");
+    } else {
+        let _ = writeln!(out, "Connections that cannot survive:");
+        for c in &plan.doomed_connections {
+            let _ = writeln!(
+                out,
+                "  {} (PID {}) {} -> {}: {}",
+                c.unit, c.pid, c.local, c.remote, c.reason
+            );
+        }
+    }
+    let _ = writeln!(out, "Preflight:");
+    for c in &plan.checks {
+        let _ = writeln!(
+            out,
+            "  {} {:<8} {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    out
+}
+
+/// A warm snapshot, for people: per unit, its rounds so far.
+pub fn render_warm(warm: &Warm) -> String {
+    let mut out = format!(
+        "Warm snapshot of {} units; the next live upgrade tops it up (`--discard` wipes it).\n",
+        warm.units.len()
+    );
+    for (name, unit) in &warm.units {
+        let bytes: u64 = unit.chain.rounds.iter().map(|r| r.bytes).sum();
+        let _ = writeln!(
+            out,
+            "  {name:<32} main PID {:<7} {} rounds, {}: {}",
+            unit.main_pid,
+            unit.chain.rounds.len(),
+            human(bytes),
+            unit.chain.convergence
+        );
+    }
+    out
+}
+
+/// The report of the last upgrade: per unit, then the totals.
+pub fn render_report(r: &UpgradeReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Kernel: {} -> {}", r.kernel_from, r.kernel_to);
+    let ms = |a: u64, b: u64| {
+        if a > 0 && b >= a {
+            format!("{:.1} s", (b - a) as f64 / 1e6)
+        } else {
+            "-".into()
+        }
+    };
+    let _ = writeln!(
+        out,
+        "Upgrade: {} from start to kexec, {} from kexec to relive running again, {} to the first restore (network locks, rerun units), {} in all",
+        ms(r.started_usec, r.kexec_usec),
+        ms(r.kexec_usec, r.resumed_usec),
+        ms(r.resumed_usec, r.restores_started_usec),
+        ms(r.started_usec, r.finished_usec)
+    );
+    if !r.store.is_empty() {
+        let _ = writeln!(out, "Store: {}", r.store);
+    }
+    if let Some(mode) = r.mode {
+        let _ = writeln!(
+            out,
+            "Mode: {mode}; phase 1 (background pre-dumps) {}",
+            ms(r.phase1_started_usec, r.phase1_ended_usec)
+        );
+    }
+    let width = r
+        .units
+        .iter()
+        .map(|u| u.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "{:<width$} {:<8} {:>4} {:>10} {:>6} {:<11} {:>10} {:>9} {:>10} {:>10} {:>10}  OUTCOME / PIDS",
+        "UNIT",
+        "MODE",
+        "PRIO",
+        "IMAGE",
+        "ROUNDS",
+        "FINAL DUMP",
+        "IN STOP",
+        "DUMP",
+        "CHECK",
+        "RESTORE",
+        "STOPPAGE"
+    );
+    let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} ms"));
+    for u in &r.units {
+        let pids: Vec<String> = u.pids.iter().map(u32::to_string).collect();
+        let image = if u.image_bytes > 0 {
+            human(u.image_bytes)
+        } else {
+            "-".into()
+        };
+        let dump = if u.dump_ms > 0.0 {
+            format!("{:.0} ms", u.dump_ms)
+        } else {
+            "-".into()
+        };
+        let in_stoppage = if u.mode == UnitMode::Preserve {
+            human(u.stoppage_bytes)
+        } else {
+            "-".into()
+        };
+        let _ =
+            writeln!(
+            out,
+            "{:<width$} {:<8} {:>4} {:>10} {:>6} {:<11} {:>10} {:>9} {:>10} {:>10} {:>10}  {} {}",
+            u.name,
+            u.mode,
+            u.priority,
+            image,
+            u.pre_dumps.len(),
+            u.final_dump.map_or("-", FinalDump::as_str),
+            in_stoppage,
+            dump,
+            opt(u.verify_ms),
+            opt(u.restore_ms),
+            opt(u.stoppage_ms()),
+            u.outcome.as_ref().map_or("-".to_owned(), Outcome::to_string),
+            pids.join(" ")
+        );
+    }
+    for u in r.units.iter().filter(|u| !u.convergence.is_empty()) {
+        let _ = writeln!(out, "{}: {}", u.name, u.convergence);
+        for round in &u.pre_dumps {
+            let _ = writeln!(
+                out,
+                "  round {}: {} pages ({}) in {:.0} ms, frozen {}{}",
+                round.round,
+                round.pages_written,
+                human(round.bytes),
+                round.duration_ms,
+                round
+                    .frozen_ms
+                    .map_or("?".to_owned(), |f| format!("{f:.1} ms")),
+                if round.ran {
+                    ""
+                } else {
+                    ", tasks idle since the previous round"
+                }
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Total image size: {}; longest stoppage: {:.0} ms",
+        human(r.total_image_bytes),
+        r.longest_stoppage_ms
+    );
+    if let Some(why) = &r.rolled_back {
+        let _ = writeln!(out, "Rolled back: {why}");
+    }
+    for note in &r.notes {
+        let _ = writeln!(out, "Note: {note}");
+    }
+    let _ = writeln!(out, "Clock: {}", r.clock);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relive_api::plan::{Check, DoomedConnection, PlannedUnit};
+
+    #[test]
+    fn the_plan_reads_in_order() {
+        let plan = Plan {
+            preserved: vec![
+                PlannedUnit {
+                    name: "counter.service".into(),
+                    main_pid: 20001,
+                    priority: 500,
+                    pids: vec![20001],
+                    estimated_bytes: 16 << 20,
+                    pre_dump: true,
+                    pre_dump_max_rounds: Some(3),
+                    rollback: false,
+                },
+                PlannedUnit {
+                    name: "echo.service".into(),
+                    main_pid: 20002,
+                    priority: 900,
+                    pids: vec![20002, 20003],
+                    estimated_bytes: 1 << 20,
+                    pre_dump: false,
+                    pre_dump_max_rounds: None,
+                    rollback: false,
+                },
+            ],
+            restarted: vec!["web.service".into()],
+            rerun: vec![],
+            estimated_image_bytes: 17 << 20,
+            doomed_connections: vec![DoomedConnection {
+                unit: "echo.service".into(),
+                pid: 20002,
+                local: "127.0.0.1:7000".into(),
+                remote: "127.0.0.1:40000".into(),
+                reason:
+                    "its local peer is web.service (not preserved): the connection will be reset"
+                        .into(),
+            }],
+            checks: vec![Check {
+                name: "kexec".into(),
+                ok: false,
+                detail: "skipped".into(),
+            }],
+            store: None,
+            unit_files: Vec::new(),
+        };
+        let text = render(&plan);
+        let counter = text.find("counter.service").unwrap();
+        let echo = text.find("echo.service").unwrap();
+        assert!(counter < echo, "{text}");
+        assert!(text.contains("Restarted: web.service"), "{text}");
+        assert!(text.contains("Rerun:     (none)"), "{text}");
+        assert!(text.contains("Estimated image size: 17.0 MiB"), "{text}");
+        assert!(text.contains("FAIL kexec"), "{text}");
+        assert!(text.contains("will be reset"), "{text}");
+        assert!(text.contains("pre-dump <= 3 rounds"), "{text}");
+        assert!(text.contains("no pre-dump"), "{text}");
+    }
+
+    #[test]
+    fn the_report_shows_rounds_and_the_final_dump() {
+        use relive_api::report::{PreDumpRound, UnitRecord};
+        let report = UpgradeReport {
+            mode: Some(relive_api::report::UpgradeMode::TwoPhase),
+            phase1_started_usec: 1_000_000,
+            phase1_ended_usec: 3_500_000,
+            units: vec![UnitRecord {
+                name: "idle.service".into(),
+                mode: UnitMode::Preserve,
+                final_dump: Some(FinalDump::CleanSkip),
+                stoppage_bytes: 8192,
+                verify_ms: Some(1234.4),
+                restore_ms: Some(567.0),
+                convergence: "converged: round 2 wrote 0 pages (< 64)".into(),
+                pre_dumps: vec![
+                    PreDumpRound {
+                        round: 1,
+                        pages_written: 8192,
+                        bytes: 32 << 20,
+                        duration_ms: 900.0,
+                        frozen_ms: Some(12.0),
+                        ran: true,
+                        ..PreDumpRound::default()
+                    },
+                    PreDumpRound {
+                        round: 2,
+                        frozen_ms: None,
+                        ..PreDumpRound::default()
+                    },
+                ],
+                ..UnitRecord::default()
+            }],
+            ..UpgradeReport::default()
+        };
+        let text = render_report(&report);
+        assert!(
+            text.contains("Mode: two-phase; phase 1 (background pre-dumps) 2.5 s"),
+            "{text}"
+        );
+        assert!(text.contains("clean-skip"), "{text}");
+        assert!(text.contains("CHECK"), "{text}");
+        assert!(text.contains("1234 ms     567 ms"), "{text}");
+        assert!(
+            text.contains("round 1: 8192 pages (32.0 MiB) in 900 ms, frozen 12.0 ms\n"),
+            "{text}"
+        );
+        assert!(text.contains("round 2: 0 pages"), "{text}");
+        assert!(
+            text.contains("tasks idle since the previous round"),
+            "{text}"
+        );
+    }
+}

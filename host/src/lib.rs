@@ -1,0 +1,132 @@
+//! What the live upgrade asks of PID 1, as a trait.
+//!
+//! The snapshot and restore crates never touch the manager: they run on
+//! worker threads and ask PID 1 (the loop thread that owns every unit) to
+//! park, unpark, start or stop units, run a helper program, or hand over
+//! its state, through [`UnitHost`]. PID 1 implements it by sending closures
+//! to its event loop; tests implement it with [`fake::FakeHost`], which
+//! records every call.
+//!
+//! In the lab's builds (cargo feature `fault-injection`) this crate also
+//! holds [`fault`], the faults the lab injects to test the abort paths.
+
+pub mod fake;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+
+use relive_api::plan::Plan;
+use relive_sys::ExitStatus;
+use std::os::fd::OwnedFd;
+
+/// What a job asks of a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Start,
+    Stop,
+}
+
+/// What the upgrade needs to checkpoint a unit, from PID 1.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParkInfo {
+    pub main_pid: i32,
+    /// Relative to the cgroup2 root.
+    pub cgroup: String,
+    /// Inodes of the output pipes its processes write to.
+    pub pipes: Vec<u64>,
+    /// Its RuntimeDirectory= names (under /run, which the next kernel
+    /// starts empty).
+    pub runtime_dirs: Vec<String>,
+}
+
+/// What a helper program printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Why PID 1 did not do what the upgrade asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// PID 1's loop does not answer (it is gone, or shutting down).
+    #[error("relive's loop is gone")]
+    LoopGone,
+    /// The manager refused or failed (its own words).
+    #[error("{0}")]
+    Manager(String),
+    /// A job on a unit failed.
+    #[error("{unit}: {reason}")]
+    Job { unit: String, reason: String },
+    /// A helper program could not be run, or failed.
+    #[error("{program}: {reason}")]
+    Helper { program: String, reason: String },
+}
+
+/// PID 1, as the upgrade's worker threads see it. Every method blocks
+/// until the loop has done it.
+pub trait UnitHost: Sync {
+    /// Marks the upgrade as running; refuses a second one, or one during
+    /// a shutdown.
+    fn begin_upgrade(&self) -> Result<(), HostError>;
+    /// The upgrade is over (done, undone or abandoned): every unit is
+    /// supervised again.
+    fn end_upgrade(&self);
+    /// The plan, from the units' state and /proc (no preflight yet).
+    fn plan(&self) -> Result<Plan, HostError>;
+    /// Takes a running service out of supervision for its checkpoint.
+    fn park(&self, unit: &str) -> Result<ParkInfo, HostError>;
+    /// Puts a parked unit back under supervision with `main_pid` as its
+    /// main process (restored, or never checkpointed) and `outputs` as the
+    /// read ends of its output pipes.
+    fn unpark(&self, unit: &str, main_pid: i32, outputs: Vec<OwnedFd>);
+    /// A parked unit whose state was lost: it is inactive again, to be
+    /// started like any unit.
+    fn forget_parked(&self, unit: &str, reason: &str);
+    fn is_parked(&self, unit: &str) -> bool;
+    /// Before a restore: the unit's cgroup and runtime directories, as a
+    /// start would make them.
+    fn prepare_restore(&self, unit: &str) -> Result<(), HostError>;
+    /// Runs a job and waits until it is done.
+    fn run_job(&self, unit: &str, job: Job) -> Result<(), HostError>;
+    /// Queues a start and returns at once.
+    fn queue_start(&self, unit: &str);
+    /// Starts every unit at once (the manager orders them by After=) and
+    /// waits; returns the units that failed, with why.
+    fn start_together(&self, units: &[String]) -> Vec<(String, HostError)>;
+    /// Runs a helper program (argv[0] an absolute path) to its end.
+    fn run_helper(&self, argv: &[&str]) -> Result<HelperOutput, HostError>;
+    /// Moves the PID counter above relive's floor again, so that services
+    /// started from now on leave the low PIDs to the kernel (after the
+    /// restores, which need their old PIDs).
+    fn pids_above_floor(&self);
+    /// PID 1's whole state, for the kexec handover.
+    fn manager_state(&self) -> Result<serde_json::Value, HostError>;
+    /// Open connections to relive's control socket.
+    fn control_clients(&self) -> usize;
+    /// The target the machine booted into, to start again after a resume.
+    fn boot_target(&self) -> String;
+}
+
+/// Runs `argv` through the host and requires exit status 0; returns its
+/// stdout.
+pub fn run_ok(host: &dyn UnitHost, argv: &[&str]) -> Result<String, HostError> {
+    let out = host.run_helper(argv)?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(HostError::Helper {
+            program: argv.join(" "),
+            reason: format!("failed ({}): {}", out.status.describe(), out.stderr.trim()),
+        })
+    }
+}
+
+/// The text of a caught panic.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}

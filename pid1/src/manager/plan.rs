@@ -1,0 +1,75 @@
+//! The plan of a live upgrade, from the units' state: which are
+//! preserved (in freeze order), restarted or rerun.
+
+use super::state::{ActiveState, UnitState};
+use super::Manager;
+use relive_api::plan::{Plan, PlannedUnit};
+use relive_snapshot::plan;
+use relive_units::{UnitKind, UpgradeMode};
+
+impl Manager {
+    /// Builds the plan from the units' state and /proc. Runs on the loop's
+    /// thread (it reads the manager), and takes milliseconds.
+    pub fn upgrade_plan(&self) -> Plan {
+        let mut plan = Plan::default();
+        let mut preserved: Vec<PlannedUnit> = Vec::new();
+        for u in self.state.units.values().filter(|u| is_running_service(u)) {
+            let cfg = u.config.as_ref().expect("a running service is loaded");
+            match cfg.live_upgrade.mode {
+                UpgradeMode::Preserve => {
+                    let cgroup = relive_sys::cgroup::unit_cgroup(&u.name);
+                    let pids: Vec<u32> = self
+                        .rt
+                        .kernel
+                        .cgroup_pids(&cgroup)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|p| p as u32)
+                        .collect();
+                    let estimated_bytes = pids.iter().map(|p| plan::anonymous_bytes(*p)).sum();
+                    preserved.push(PlannedUnit {
+                        name: u.name.clone(),
+                        main_pid: u.main_pid.unwrap_or(0) as u32,
+                        priority: cfg.live_upgrade.priority,
+                        pids,
+                        estimated_bytes,
+                        pre_dump: cfg.live_upgrade.pre_dump,
+                        pre_dump_max_rounds: cfg.live_upgrade.pre_dump_max_rounds,
+                        rollback: cfg.live_upgrade.rollback_on_restore_failure,
+                    });
+                }
+                UpgradeMode::Restart => plan.restarted.push(u.name.clone()),
+                UpgradeMode::Rerun => plan.rerun.push(u.name.clone()),
+            }
+        }
+        preserved.sort_by(|a, b| {
+            a.priority
+                .cmp(&b.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        plan.estimated_image_bytes = preserved.iter().map(|p| p.estimated_bytes).sum();
+        let touched: Vec<&str> = preserved
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(plan.restarted.iter().map(String::as_str))
+            .chain(plan.rerun.iter().map(String::as_str))
+            .collect();
+        plan.unit_files = touched
+            .iter()
+            .filter_map(|name| self.state.units.get(*name)?.config.as_ref())
+            .flat_map(|c| std::iter::once(&c.fragment).chain(&c.dropins))
+            .map(|path| (path.clone(), plan::modified_ns(path)))
+            .collect();
+        let units = &self.state.units;
+        plan.doomed_connections = plan::doomed_connections(&preserved, |u| units.contains_key(u));
+        plan.preserved = preserved;
+        plan
+    }
+}
+
+fn is_running_service(u: &UnitState) -> bool {
+    u.config
+        .as_ref()
+        .is_some_and(|c| c.kind == UnitKind::Service)
+        && matches!(u.active, ActiveState::Active | ActiveState::Reloading)
+}

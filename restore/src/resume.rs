@@ -1,0 +1,261 @@
+//! After the kexec: the network locks, the rerun units, the restores
+//! (rollback units first, then the most critical first), the units whose
+//! state was lost and the restart units started, and the report.
+
+use crate::verifier::Verifier;
+use crate::{netlock, revive, rollback, Seams};
+use relive_api::report::{Outcome, UnitMode, UnitRecord, UpgradeReport, CLOCK_NOTE};
+use relive_host::{panic_message, Job};
+use relive_store::handover::{kernel_release, KexecHandover};
+use relive_store::{memory, Store};
+use relive_sys::wall_usec;
+use std::path::Path;
+
+/// Where CRIU's logs of the last upgrade are kept.
+pub const CRIU_LOGS: &str = "/var/log/relive/upgrade";
+
+/// Where the last upgrade's report is kept.
+pub const REPORT_PATH: &str = "/var/lib/relive/last-upgrade.json";
+
+/// Runs the resume on the upgrade worker thread, with PID 1's loop
+/// running; returns the report. A panic in it is survived: what was
+/// restored runs on, every other unit is started afresh, and the report
+/// says so.
+pub fn resume(
+    seams: Seams,
+    store: &Store,
+    mut handover: KexecHandover,
+    resumed_usec: u64,
+) -> UpgradeReport {
+    let mut records = std::mem::take(&mut handover.units);
+    let mut restores_started_usec = 0;
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        resume_units(
+            seams,
+            store,
+            &handover,
+            &mut records,
+            &mut restores_started_usec,
+        )
+    }));
+    if let Err(panic) = run {
+        let reason = format!("relive's resume code panicked: {}", panic_message(&panic));
+        tracing::error!("{reason}; starting every unit not running yet");
+        for record in records.iter_mut().filter(|r| r.outcome.is_none()) {
+            record.outcome = Some(Outcome::Lost {
+                reason: reason.clone(),
+            });
+        }
+        let names: Vec<String> = records
+            .iter()
+            .map(|r| r.name.clone())
+            .chain(handover.plan.restarted.iter().cloned())
+            .collect();
+        for name in &names {
+            if seams.host.is_parked(name) {
+                seams.host.forget_parked(name, &reason);
+            }
+        }
+        seams.host.end_upgrade();
+        let target = seams.host.boot_target();
+        for name in names.iter().chain(std::iter::once(&target)) {
+            seams.host.queue_start(name);
+        }
+    }
+    drop_stale_locks(seams, &records);
+    report(&handover, records, resumed_usec, restores_started_usec)
+}
+
+/// The network lock of a unit that was not restored holds connections
+/// that are gone: its table goes (CRIU removes it after a restore).
+fn drop_stale_locks(seams: Seams, records: &[UnitRecord]) {
+    let stale = records
+        .iter()
+        .filter(|r| r.lock_saved && r.outcome != Some(Outcome::Restored));
+    for record in stale {
+        if let Err(e) = netlock::remove(seams.host, record.main_pid) {
+            tracing::warn!("{}: {e}", record.name);
+        }
+    }
+}
+
+/// Reruns, restores (filling `records` in as it goes), starts the rest.
+fn resume_units(
+    seams: Seams,
+    store: &Store,
+    handover: &KexecHandover,
+    records: &mut [UnitRecord],
+    restores_started_usec: &mut u64,
+) {
+    let host = seams.host;
+    // Rollback units are restored first, each checked on the spot; the
+    // others are checked ahead, most critical first. With rollback units,
+    // only once they are back: a rollback unmounts the memory store, which
+    // the checks would keep busy.
+    let rollback_first = handover.rolled_back.is_none() && records.iter().any(|r| r.rollback);
+    let ahead: Vec<String> = records
+        .iter()
+        .rev()
+        .filter(|r| !r.rollback || !rollback_first)
+        .map(|r| r.name.clone())
+        .collect();
+    let early = (!rollback_first).then(|| Verifier::start(store, ahead.clone()));
+    // The network lock CRIU held on the old kernel, before any address is up.
+    for record in records.iter().filter(|r| r.lock_saved) {
+        if let Err(e) = netlock::load(host, store, &record.name) {
+            tracing::error!("{}: cannot restore its network lock: {e}", record.name);
+        }
+    }
+    // Together: one after another, they cost every preserved unit seconds
+    // of stoppage.
+    for (name, e) in host.start_together(&handover.plan.rerun) {
+        tracing::error!("{name}: rerun failed: {e}");
+    }
+    *restores_started_usec = wall_usec();
+    // OnRestoreFailure=rollback units first: their failure sends the
+    // machine back to the previous kernel (once).
+    if rollback_first {
+        if let Err(e) = rollback::restore_first(seams, store, handover, records) {
+            tracing::error!("{e}");
+        }
+    }
+    let verifier = early.unwrap_or_else(|| Verifier::start(store, ahead));
+    let mut lost: Vec<String> = Vec::new();
+    // Most critical first.
+    for record in records.iter_mut().rev() {
+        if record.outcome == Some(Outcome::Restored) {
+            continue;
+        }
+        #[cfg(feature = "fault-injection")]
+        {
+            use relive_host::fault::{self, Fault};
+            if fault::injected_in_store(&store.root, Fault::PanicResume, &record.name) {
+                panic!("injected fault (panic-resume {})", record.name);
+            }
+        }
+        if let Err(e) = host.prepare_restore(&record.name) {
+            tracing::warn!("{}: {e}", record.name);
+        }
+        let restored = verifier.wait(&record.name).and_then(|verify_ms| {
+            revive::restore_verified(seams.restorer, store, record, verify_ms)
+        });
+        match restored {
+            Ok(revived) => {
+                record.restore_ms = Some(revived.elapsed_ms);
+                record.verify_ms = Some(revived.verify_ms);
+                record.running_usec = Some(wall_usec());
+                record.outcome = Some(Outcome::Restored);
+                tracing::info!(
+                    "{}: restored as PID {} in {:.0} ms",
+                    record.name,
+                    revived.pid,
+                    revived.elapsed_ms
+                );
+                host.unpark(&record.name, revived.pid, revived.outputs);
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                host.forget_parked(&record.name, &reason);
+                record.outcome = Some(Outcome::Lost { reason });
+                // Started below, once new processes take PIDs above the floor again.
+                lost.push(record.name.clone());
+            }
+        }
+    }
+    drop(verifier);
+    host.pids_above_floor();
+    for name in &lost {
+        if let Err(e) = host.run_job(name, Job::Start) {
+            tracing::error!("{name}: cannot start afresh either: {e}");
+        }
+    }
+    host.end_upgrade();
+    let target = host.boot_target();
+    for name in &handover.plan.restarted {
+        if let Err(e) = host.run_job(name, Job::Start) {
+            tracing::error!("{name}: {e}");
+        }
+    }
+    if let Err(e) = host.run_job(&target, Job::Start) {
+        tracing::error!("{target}: {e}");
+    }
+}
+
+/// The report of an upgrade whose units are in `records`.
+fn report(
+    handover: &KexecHandover,
+    records: Vec<UnitRecord>,
+    resumed_usec: u64,
+    restores_started_usec: u64,
+) -> UpgradeReport {
+    let mut units = records;
+    let not_dumped = |names: &[String], mode, outcome: Outcome| {
+        names
+            .iter()
+            .map(|n| UnitRecord::not_dumped(n, mode, outcome.clone()))
+            .collect::<Vec<_>>()
+    };
+    units.extend(not_dumped(
+        &handover.plan.restarted,
+        UnitMode::Restart,
+        Outcome::Restarted,
+    ));
+    units.extend(not_dumped(
+        &handover.plan.rerun,
+        UnitMode::Rerun,
+        Outcome::Rerun,
+    ));
+    UpgradeReport {
+        kernel_from: handover.kernel_from.clone(),
+        kernel_to: kernel_release(),
+        started_usec: handover.started_usec,
+        kexec_usec: handover.kexec_usec,
+        resumed_usec,
+        restores_started_usec,
+        finished_usec: wall_usec(),
+        mode: Some(handover.mode),
+        phase1_started_usec: handover.phase1_started_usec,
+        phase1_ended_usec: handover.phase1_ended_usec,
+        store: handover.store.clone(),
+        notes: handover.notes.clone(),
+        rolled_back: handover.rolled_back.clone(),
+        total_image_bytes: units.iter().map(|u| u.image_bytes).sum(),
+        longest_stoppage_ms: units
+            .iter()
+            .filter_map(|u| u.stoppage_ms())
+            .fold(0.0, f64::max),
+        units,
+        clock: CLOCK_NOTE.into(),
+    }
+}
+
+/// Writes the report where relivectl reads it, keeps CRIU's logs and
+/// wipes the store (its images hold process memory: not kept a moment
+/// longer than needed).
+pub fn finish(store: &Store, report: &UpgradeReport) {
+    match serde_json::to_vec_pretty(report) {
+        Ok(text) => {
+            let path = Path::new(REPORT_PATH);
+            let _ = std::fs::create_dir_all(path.parent().expect("has a parent"));
+            if let Err(e) = std::fs::write(path, text) {
+                tracing::error!("{REPORT_PATH}: {e}");
+            }
+        }
+        Err(e) => tracing::error!("cannot encode the upgrade report: {e}"),
+    }
+    tracing::info!(
+        "live upgrade {} -> {} complete; longest stoppage {:.0} ms",
+        report.kernel_from,
+        report.kernel_to,
+        report.longest_stoppage_ms
+    );
+    if let Err(e) = store.keep_logs(Path::new(CRIU_LOGS)) {
+        tracing::warn!("cannot keep CRIU's logs: {e}");
+    }
+    if let Err(e) = store.wipe() {
+        tracing::error!("cannot wipe the upgrade store: {e}");
+    }
+    if store.root.starts_with(memory::MOUNT_POINT) {
+        memory::unmount();
+    }
+}

@@ -1,0 +1,185 @@
+//! Restoring one unit from its images, with the same PIDs, into its
+//! cgroup, as a child of relive; its output pipes handed back to relive.
+//! Used after the kexec, and on the old kernel when an upgrade aborts.
+
+use crate::RestoreError;
+use relive_api::report::UnitRecord;
+use relive_criu::pid1::{timeout_for, Pid1Spawner};
+use relive_criu::{Criu, InheritFd, LogLevel, RestoreOptions};
+use relive_store::Store;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A unit back alive: its root PID and the read ends of its output pipes.
+#[derive(Debug)]
+pub struct Revived {
+    pub pid: i32,
+    pub outputs: Vec<OwnedFd>,
+    pub elapsed_ms: f64,
+    /// Spent checking the images before the restore.
+    pub verify_ms: f64,
+}
+
+/// Restores a unit from images already checked: CRIU on a live system
+/// ([`CriuRestorer`]), a fake in tests.
+pub trait Restorer: Sync {
+    fn restore(&self, store: &Store, record: &UnitRecord) -> Result<Revived, RestoreError>;
+}
+
+/// Checks the unit's images against the store's manifest; returns how
+/// long that took (ms). Never restore from images that fail it.
+pub fn verify(store: &Store, name: &str) -> Result<f64, RestoreError> {
+    let verifying = Instant::now();
+    store
+        .verify_unit(name)
+        .map_err(RestoreError::ImagesRefused)?;
+    Ok(verifying.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Verifies, then restores.
+pub fn restore(
+    restorer: &dyn Restorer,
+    store: &Store,
+    record: &UnitRecord,
+) -> Result<Revived, RestoreError> {
+    let verify_ms = verify(store, &record.name)?;
+    restore_verified(restorer, store, record, verify_ms)
+}
+
+/// Restores a unit whose images `verify` passed (in `verify_ms`).
+pub fn restore_verified(
+    restorer: &dyn Restorer,
+    store: &Store,
+    record: &UnitRecord,
+    verify_ms: f64,
+) -> Result<Revived, RestoreError> {
+    #[cfg(feature = "fault-injection")]
+    {
+        use relive_host::fault::{self, Fault};
+        if fault::injected_in_store(&store.root, Fault::RestoreFail, &record.name) {
+            return Err(RestoreError::Injected(Fault::RestoreFail.name()));
+        }
+    }
+    let mut revived = restorer.restore(store, record)?;
+    revived.verify_ms = verify_ms;
+    Ok(revived)
+}
+
+/// CRIU restores the unit into its cgroup under `cgroup_root`.
+#[derive(Debug, Clone)]
+pub struct CriuRestorer {
+    pub criu: PathBuf,
+    pub cgroup_root: PathBuf,
+}
+
+impl CriuRestorer {
+    pub fn new(criu: &Path) -> CriuRestorer {
+        CriuRestorer {
+            criu: criu.to_owned(),
+            cgroup_root: relive_sys::cgroup::ROOT.into(),
+        }
+    }
+}
+
+impl Restorer for CriuRestorer {
+    fn restore(&self, store: &Store, record: &UnitRecord) -> Result<Revived, RestoreError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RestoreError::Io { path, source }
+        };
+        // /run starts empty in a new kernel: what the unit kept there comes back first.
+        relive_store::rundir::restore(&store.run_dir(&record.name), Path::new("/run"))
+            .map_err(RestoreError::RuntimeDirs)?;
+        let cgroup = self.cgroup_root.join(record.cgroup.trim_start_matches('/'));
+        std::fs::create_dir_all(&cgroup).map_err(io(&cgroup))?;
+        let dir_path = store.root.join("images").join(&record.name);
+        let dir = std::fs::File::open(&dir_path).map_err(io(&dir_path))?;
+        // New pipes stand in for the ones the unit wrote to: CRIU gives the
+        // restored processes our write ends, we keep the read ends.
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        for _ in &record.pipes {
+            let (r, w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(RestoreError::Pipe)?;
+            reads.push(r);
+            writes.push(w);
+        }
+        let keep: Vec<_> = writes.iter().map(|w| w.as_fd()).collect();
+        let client = Criu {
+            path: self.criu.clone(),
+            reply_timeout: timeout_for(record.image_bytes),
+        };
+        let started = Instant::now();
+        let session = client.start_keeping(&Pid1Spawner, &keep)?;
+        let mut options = RestoreOptions::new(dir.as_fd());
+        options.tcp_established = true;
+        options.ext_unix_sk = true;
+        options.file_locks = true;
+        options.log_file = Some("restore.log".into());
+        options.log_level = LogLevel::Info;
+        options.inherit_fds = record
+            .pipes
+            .iter()
+            .zip(&writes)
+            .map(|(inode, w)| InheritFd {
+                key: format!("pipe:[{inode}]"),
+                fd: w.as_fd(),
+            })
+            .collect();
+        let outcome = {
+            let _unscaled = WindowScalingOff::new();
+            session.restore(&options, |_| {})?
+        };
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if outcome.pid != record.main_pid {
+            tracing::warn!(
+                "{}: restored as PID {} (was {})",
+                record.name,
+                outcome.pid,
+                record.main_pid
+            );
+        }
+        Ok(Revived {
+            pid: outcome.pid,
+            outputs: reads,
+            elapsed_ms,
+            verify_ms: 0.0,
+        })
+    }
+}
+
+/// TCP window scaling off for the duration of a restore.
+///
+/// CRIU 3.17.1 restores the window-scale option only for connections that
+/// negotiated it. A restored connection that did not (QEMU's user network
+/// never does) otherwise gets the new kernel's own receive scale: it then
+/// advertises a window shrunk by that shift to a peer that never agreed to
+/// scaling — a few bytes — and the connection crawls (an ssh session stalls).
+/// With scaling off while the sockets are created, their scale is 0, as
+/// negotiated; connections that did negotiate scaling get theirs from CRIU.
+struct WindowScalingOff {
+    previous: Option<String>,
+}
+
+const WINDOW_SCALING: &str = "/proc/sys/net/ipv4/tcp_window_scaling";
+
+impl WindowScalingOff {
+    fn new() -> WindowScalingOff {
+        let previous = std::fs::read_to_string(WINDOW_SCALING).ok();
+        if previous.as_deref().map(str::trim) != Some("0") {
+            if let Err(e) = std::fs::write(WINDOW_SCALING, "0") {
+                tracing::warn!("{WINDOW_SCALING}: {e}");
+            }
+        }
+        WindowScalingOff { previous }
+    }
+}
+
+impl Drop for WindowScalingOff {
+    fn drop(&mut self) {
+        if let Some(previous) = &self.previous {
+            let _ = std::fs::write(WINDOW_SCALING, previous.trim());
+        }
+    }
+}

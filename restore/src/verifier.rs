@@ -1,0 +1,140 @@
+//! Checking the images ahead of their restores, on a thread of its own.
+//!
+//! After the kexec, a unit's images are read twice: once to check them
+//! against the manifest, once by CRIU to restore. Checking them in the
+//! background, in restore order, from the moment relive resumes overlaps
+//! the first unit's check with the network locks and the rerun units, and
+//! each next unit's with the restore before it; CRIU then reads from the
+//! page cache.
+
+use crate::revive;
+use crate::RestoreError;
+use relive_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+
+#[derive(Debug, Default)]
+struct Results {
+    /// By unit: the check's time (ms), or why the images were refused.
+    done: HashMap<String, Result<f64, RestoreError>>,
+    /// The thread has ended (normally or not).
+    finished: bool,
+    /// Asked to stop after the unit it is checking.
+    stop: bool,
+}
+
+/// Dropped, it stops the thread and waits for it: the store may be
+/// unmounted right after (a rollback, the end of a resume).
+#[derive(Debug)]
+pub struct Verifier {
+    store: Store,
+    shared: Arc<(Mutex<Results>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Marks the thread finished however it ends, so no waiter blocks forever.
+struct Finish(Arc<(Mutex<Results>, Condvar)>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let (lock, ready) = &*self.0;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).finished = true;
+        ready.notify_all();
+    }
+}
+
+impl Verifier {
+    /// Starts checking `units`, in that order.
+    pub fn start(store: &Store, units: Vec<String>) -> Verifier {
+        let shared = Arc::new((Mutex::new(Results::default()), Condvar::new()));
+        let thread_shared = Arc::clone(&shared);
+        let thread_store = store.clone();
+        let spawned = std::thread::Builder::new()
+            .name("relive-verify".into())
+            .spawn(move || {
+                let _finish = Finish(Arc::clone(&thread_shared));
+                for name in units {
+                    let stop = thread_shared
+                        .0
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .stop;
+                    if stop {
+                        break;
+                    }
+                    let result = revive::verify(&thread_store, &name);
+                    let (lock, ready) = &*thread_shared;
+                    lock.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .done
+                        .insert(name, result);
+                    ready.notify_all();
+                }
+            });
+        let thread = match spawned {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                tracing::warn!("cannot start the image check thread ({e}): checking inline");
+                shared.0.lock().unwrap_or_else(|e| e.into_inner()).finished = true;
+                None
+            }
+        };
+        Verifier {
+            store: store.clone(),
+            shared,
+            thread,
+        }
+    }
+
+    /// The check of `name`'s images: waits for the thread's, or checks
+    /// here if the thread did not (it was not asked, or it ended early).
+    pub fn wait(&self, name: &str) -> Result<f64, RestoreError> {
+        let (lock, ready) = &*self.shared;
+        let mut results = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(result) = results.done.remove(name) {
+                return result;
+            }
+            if results.finished {
+                drop(results);
+                return revive::verify(&self.store, name);
+            }
+            results = ready.wait(results).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_run_ahead_and_a_damaged_unit_is_refused() {
+        let root = std::env::temp_dir().join(format!("relive-verifier-{}", std::process::id()));
+        let store = Store::create(&root).unwrap();
+        for (name, bytes) in [("a.service", 4096), ("b.service", 8192)] {
+            let dir = store.unit_dir(name).unwrap();
+            std::fs::write(dir.join("pages-1.img"), vec![1u8; bytes]).unwrap();
+            store.seal_unit(name).unwrap();
+        }
+        let b_pages = store.unit_dir("b.service").unwrap().join("pages-1.img");
+        std::fs::write(&b_pages, vec![2u8; 8192]).unwrap();
+        let verifier = Verifier::start(&store, vec!["a.service".into(), "b.service".into()]);
+        assert!(verifier.wait("a.service").is_ok());
+        let refused = verifier.wait("b.service").unwrap_err().to_string();
+        assert!(refused.contains("pages-1.img does not match"), "{refused}");
+        // Not in the thread's list: checked on the spot.
+        let unknown = verifier.wait("c.service").unwrap_err().to_string();
+        assert!(unknown.contains("no entry"), "{unknown}");
+        store.wipe().unwrap();
+    }
+}

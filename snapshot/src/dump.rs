@@ -1,0 +1,206 @@
+//! Checkpointing one unit with CRIU, behind the [`Dumper`] trait: a
+//! background pre-dump round, the final dump in the stoppage, and `criu
+//! check`. [`CriuDumper`] runs CRIU; tests use a fake.
+
+use relive_api::report::FinalDump;
+use relive_config::PreDumpMode;
+use relive_criu::pid1::{timeout_for, IdleSpawner, Pid1Spawner};
+use relive_criu::{CgroupMode, Criu, CriuError, DumpOptions, LogLevel, NetworkLock, Spawner};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+/// Why a dump or pre-dump failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(transparent)]
+    Criu(#[from] CriuError),
+    #[error(transparent)]
+    Store(#[from] relive_store::StoreError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The lab's fault injection.
+    #[cfg(feature = "fault-injection")]
+    #[error("injected fault ({0})")]
+    Injected(String),
+}
+
+/// One pre-dump round: the unit's memory into `dir`, its tasks frozen
+/// only while CRIU collects their mappings.
+#[derive(Debug, Clone)]
+pub struct PreDumpJob<'a> {
+    pub unit: &'a str,
+    pub main_pid: i32,
+    /// Created empty by the caller.
+    pub dir: &'a Path,
+    /// The previous round's directory, relative to `dir`.
+    pub parent: Option<PathBuf>,
+    pub mode: PreDumpMode,
+    /// CRIU at idle CPU and I/O priority.
+    pub idle: bool,
+    /// Roughly what CRIU writes: how long it may stay silent.
+    pub estimated_bytes: u64,
+}
+
+/// The final dump of a frozen unit: CRIU ends its processes.
+#[derive(Debug, Clone)]
+pub struct DumpJob<'a> {
+    pub unit: &'a str,
+    pub main_pid: i32,
+    pub dir: &'a Path,
+    /// The unit's frozen cgroup (CRIU must be told: LAB.md).
+    pub cgroup_dir: &'a Path,
+    /// The last pre-dump's directory, relative to `dir`: only the pages
+    /// dirtied since are written. None: a full dump.
+    pub parent: Option<PathBuf>,
+    pub estimated_bytes: u64,
+}
+
+impl DumpJob<'_> {
+    pub fn kind(&self) -> FinalDump {
+        if self.parent.is_some() {
+            FinalDump::Incremental
+        } else {
+            FinalDump::Full
+        }
+    }
+}
+
+/// CRIU, as the upgrade uses it.
+pub trait Dumper: Sync {
+    fn pre_dump(&self, job: &PreDumpJob<'_>) -> Result<(), DumpError>;
+    fn dump(&self, job: &DumpJob<'_>) -> Result<(), DumpError>;
+    /// `criu check`; returns what to show (CRIU's version).
+    fn check(&self) -> Result<String, DumpError>;
+}
+
+/// CRIU through its RPC, started by PID 1 (`criu swrk`).
+#[derive(Debug, Clone)]
+pub struct CriuDumper {
+    pub criu: PathBuf,
+    /// Where `criu check` keeps its log (tmpfs, root only).
+    pub check_dir: PathBuf,
+}
+
+impl CriuDumper {
+    pub fn new(criu: &Path) -> CriuDumper {
+        CriuDumper {
+            criu: criu.to_owned(),
+            check_dir: "/run/relive/criu-check".into(),
+        }
+    }
+
+    fn client(&self, bytes: u64) -> Criu {
+        Criu {
+            path: self.criu.clone(),
+            reply_timeout: timeout_for(bytes),
+        }
+    }
+}
+
+fn open_dir(dir: &Path) -> Result<std::fs::File, DumpError> {
+    std::fs::File::open(dir).map_err(|source| DumpError::Io {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+impl Dumper for CriuDumper {
+    fn pre_dump(&self, job: &PreDumpJob<'_>) -> Result<(), DumpError> {
+        #[cfg(feature = "fault-injection")]
+        {
+            use relive_host::fault::{self, Fault};
+            if fault::injected(Fault::PreDumpFail, job.unit) {
+                return Err(DumpError::Injected(Fault::PreDumpFail.name().into()));
+            }
+            if fault::injected(Fault::PreDumpKills, job.unit) {
+                let error = fault::kill_process(Fault::PreDumpKills, job.main_pid);
+                return Err(DumpError::Injected(error));
+            }
+        }
+        let dir = open_dir(job.dir)?;
+        let mut options = DumpOptions::new(job.main_pid, dir.as_fd());
+        options.track_mem = true;
+        options.parent_img = job.parent.clone();
+        options.pre_dump_mode = Some(match job.mode {
+            PreDumpMode::Read => relive_criu::PreDumpMode::Read,
+            PreDumpMode::Splice => relive_criu::PreDumpMode::Splice,
+        });
+        options.log_file = Some("pre-dump.log".into());
+        options.log_level = LogLevel::Info;
+        let spawner: &dyn Spawner = if job.idle { &IdleSpawner } else { &Pid1Spawner };
+        // CRIU waits for another PRE_DUMP or the DUMP after a pre-dump; the
+        // session is dropped instead, which ends it: the final dump runs in a
+        // CRIU of its own, at normal priority, reading this chain.
+        let mut session = self.client(job.estimated_bytes).start(spawner)?;
+        #[cfg(feature = "fault-injection")]
+        {
+            use relive_host::fault::{self, Fault};
+            if fault::injected(Fault::CriuKillPreDump, job.unit) {
+                fault::kill_with_parasite_in(session.pid(), job.main_pid);
+            }
+        }
+        if let Err(e) = session.pre_dump(&options, |_| {}) {
+            if matches!(e, CriuError::Timeout { .. }) {
+                // A CRIU that timed out still holds the tasks: it goes (it has
+                // not exited, so its PID is still its own).
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(session.pid()),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn dump(&self, job: &DumpJob<'_>) -> Result<(), DumpError> {
+        #[cfg(feature = "fault-injection")]
+        {
+            use relive_host::fault::{self, Fault};
+            if fault::injected(Fault::DumpFail, job.unit) {
+                return Err(DumpError::Injected(format!(
+                    "{} ({})",
+                    Fault::DumpFail.name(),
+                    fault::FAULT_FILE
+                )));
+            }
+            if fault::injected(Fault::DumpKills, job.unit) {
+                let error = fault::kill_process(Fault::DumpKills, job.main_pid);
+                return Err(DumpError::Injected(error));
+            }
+        }
+        let dir = open_dir(job.dir)?;
+        let mut options = DumpOptions::new(job.main_pid, dir.as_fd());
+        options.leave_running = false;
+        options.tcp_established = true;
+        options.ext_unix_sk = true;
+        options.file_locks = true;
+        options.freeze_cgroup = Some(job.cgroup_dir.to_owned());
+        options.manage_cgroups = Some(CgroupMode::Soft);
+        options.network_lock = Some(NetworkLock::Nftables);
+        options.log_file = Some("dump.log".into());
+        options.log_level = LogLevel::Info;
+        options.parent_img = job.parent.clone();
+        options.track_mem = job.parent.is_some();
+        let session = self.client(job.estimated_bytes).start(&Pid1Spawner)?;
+        #[cfg(feature = "fault-injection")]
+        {
+            use relive_host::fault::{self, Fault};
+            if fault::injected(Fault::CriuKillDump, job.unit) {
+                fault::kill_with_parasite_in(session.pid(), job.main_pid);
+            }
+        }
+        session.dump(&options, |_| {})?;
+        Ok(())
+    }
+
+    fn check(&self) -> Result<String, DumpError> {
+        relive_criu::pid1::check(&self.criu, &self.check_dir).map_err(|e| match e {
+            relive_criu::pid1::CheckError::Criu(e) => DumpError::Criu(e),
+            relive_criu::pid1::CheckError::Io { path, source } => DumpError::Io { path, source },
+        })
+    }
+}

@@ -1,0 +1,595 @@
+//! Before the kexec: stop the restart units, freeze and checkpoint the
+//! preserved ones in ascending priority, save relive's state, kexec.
+//!
+//! Any failure before the kexec undoes everything: checkpointed units are
+//! restored from their images on this same kernel, frozen ones are thawed,
+//! stopped ones started again, the kernel unloaded, the store wiped.
+
+use crate::dump::{DumpError, DumpJob};
+use crate::predump::{self, Chain};
+use crate::{preflight, warm, Seams, UpgradeError, UpgradeRequest};
+use relive_api::plan::{Plan, PlannedUnit, StoreChoice};
+use relive_api::progress::{Phase, Progress};
+use relive_api::report::{FinalDump, UnitMode, UnitRecord, UpgradeMode};
+use relive_config::UpgradeConfig;
+use relive_criu::activity::ActivitySample;
+use relive_host::{panic_message, Job};
+use relive_restore::{cgroup_dir, netlock, revive};
+use relive_store::handover::{kernel_release, PreviousKernel};
+use relive_store::{memory, KexecHandover, Store};
+use relive_sys::machine::Scope;
+use relive_sys::wall_usec;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// An upgrade that did not start: the plan (with its failed checks) and why.
+#[derive(Debug)]
+pub struct NotStarted {
+    pub plan: Plan,
+    pub error: UpgradeError,
+}
+
+/// An upgrade that failed and was undone.
+#[derive(Debug)]
+pub struct Aborted {
+    pub error: UpgradeError,
+    /// The store's file system was full: the likely cause.
+    pub store_full: Option<String>,
+    /// The units whose state was lost on the way, each with why.
+    pub lost: Vec<String>,
+}
+
+impl fmt::Display for Aborted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.error)?;
+        if let Some(full) = &self.store_full {
+            write!(f, " ({full})")?;
+        }
+        for lost in &self.lost {
+            write!(f, "; {lost}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the whole pre-kexec part. Returns only if the upgrade did not
+/// happen: with the plan, and why.
+pub fn perform(
+    seams: &Seams,
+    request: &UpgradeRequest,
+    config: &UpgradeConfig,
+    scope: Scope,
+    progress: &dyn Fn(Progress),
+) -> (Plan, String) {
+    match prepare(seams, request, config, scope, progress) {
+        Ok(plan) => {
+            let aborted = execute(seams, &plan, request, config, progress);
+            (plan, aborted.to_string())
+        }
+        Err(failed) => (failed.plan, failed.error.to_string()),
+    }
+}
+
+/// Marks the upgrade as running, plans it and runs the preflight (the
+/// kernel stays loaded). On failure nothing has changed.
+pub fn prepare(
+    seams: &Seams,
+    request: &UpgradeRequest,
+    config: &UpgradeConfig,
+    scope: Scope,
+    progress: &dyn Fn(Progress),
+) -> Result<Plan, Box<NotStarted>> {
+    if let Err(e) = seams.host.begin_upgrade() {
+        return Err(Box::new(NotStarted {
+            plan: Plan::default(),
+            error: UpgradeError::Refused(e),
+        }));
+    }
+    let mut plan = seams.host.plan().unwrap_or_default();
+    progress(Progress::new(Phase::Preflight, "", 0, "checking"));
+    preflight::run(
+        &mut plan,
+        request,
+        scope,
+        config,
+        (seams.kexec, seams.dumper),
+        true,
+    );
+    if !plan.passed() {
+        seams.host.end_upgrade();
+        let error = UpgradeError::Preflight(plan.failures());
+        return Err(Box::new(NotStarted { plan, error }));
+    }
+    Ok(plan)
+}
+
+/// After a passed preflight: park every unit and kexec. Returns only on
+/// failure, once everything is undone.
+pub fn execute(
+    seams: &Seams,
+    plan: &Plan,
+    request: &UpgradeRequest,
+    config: &UpgradeConfig,
+    progress: &dyn Fn(Progress),
+) -> Aborted {
+    let choice = store_choice(plan, config);
+    let mut parking = Parking {
+        seams,
+        config,
+        store_dir: choice.dir.clone(),
+        progress,
+        records: Vec::new(),
+        frozen_only: None,
+        stopped: Vec::new(),
+    };
+    // A bug in this code must not leave services frozen or as images:
+    // a panic is undone like any failure.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parking.run(plan, request)));
+    let error = match run {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => e,
+        Err(panic) => UpgradeError::Panic(panic_message(&panic)),
+    };
+    let store_full = store_full(&choice.dir);
+    let mut aborted = Aborted {
+        error,
+        store_full,
+        lost: Vec::new(),
+    };
+    progress(Progress::new(Phase::Abort, "", 0, &aborted.to_string()));
+    aborted.lost = parking.undo();
+    tracing::error!("live upgrade aborted: {aborted}");
+    let _ = seams.kexec.unload();
+    let store = Store::at(&choice.dir);
+    if let Err(e) = store.keep_logs(Path::new(relive_restore::resume::CRIU_LOGS)) {
+        tracing::warn!("cannot keep CRIU's logs: {e}");
+    }
+    let _ = store.wipe();
+    if choice.device.is_some() {
+        memory::unmount();
+    }
+    seams.host.end_upgrade();
+    let undone = match aborted.lost.len() {
+        0 => "every service runs on the old kernel again".to_owned(),
+        n => format!("every service runs on the old kernel again ({n} started afresh)"),
+    };
+    progress(Progress::new(Phase::Aborted, "", 0, &undone));
+    aborted
+}
+
+/// A relivectl that asked for a detached upgrade may live in a unit about
+/// to be checkpointed (an ssh session): CRIU cannot dump its connection to
+/// relive. Wait (a little) until every control client has gone.
+pub fn wait_for_clients_to_leave(seams: &Seams, progress: &dyn Fn(Progress)) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    if seams.host.control_clients() > 0 {
+        progress(Progress::new(
+            Phase::Wait,
+            "",
+            0,
+            "waiting for control clients to disconnect",
+        ));
+    }
+    while seams.host.control_clients() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A unit frozen but not checkpointed (its dump failed).
+#[derive(Debug)]
+struct FrozenOnly {
+    name: String,
+    main_pid: i32,
+    cgroup: String,
+}
+
+struct Parking<'a> {
+    seams: &'a Seams<'a>,
+    config: &'a UpgradeConfig,
+    /// The chosen store's directory.
+    store_dir: PathBuf,
+    progress: &'a dyn Fn(Progress),
+    /// Units checkpointed so far (their processes are gone).
+    records: Vec<UnitRecord>,
+    frozen_only: Option<FrozenOnly>,
+    /// Restart units stopped so far.
+    stopped: Vec<String>,
+}
+
+impl Parking<'_> {
+    fn run(
+        &mut self,
+        plan: &Plan,
+        request: &UpgradeRequest,
+    ) -> Result<std::convert::Infallible, UpgradeError> {
+        let started_usec = wall_usec();
+        let choice = store_choice(plan, self.config);
+        (self.progress)(Progress::new(Phase::Store, "", 0, &choice.note));
+        warm::wipe_other(&choice, self.config);
+        warm::open_store(self.seams.host, &choice)?;
+        // A warm snapshot (`--prepare`) is topped up rather than redone.
+        let (store, warm) = warm::open(&choice.dir, plan, false)?;
+        #[cfg(feature = "fault-injection")]
+        {
+            use relive_host::fault::{self, Fault};
+            if fault::injected(Fault::StoreFull, "any") {
+                match fault::fill(&store.root) {
+                    Ok(bytes) => tracing::warn!("injected fault: store filled with {bytes} bytes"),
+                    Err(e) => tracing::warn!("injected fault store-full: {e}"),
+                }
+            }
+            // Injected faults for the new kernel travel with the store.
+            fault::carry_into(&store.root);
+        }
+        let phase1_started_usec = wall_usec();
+        let mut lost = Vec::new();
+        let two_phase = self.config.pre_dump && !request.single_phase;
+        let chains = if two_phase {
+            let count = plan.preserved.iter().filter(|u| u.pre_dump).count();
+            (self.progress)(Progress::new(
+                Phase::Phase1,
+                "",
+                0,
+                &format!("pre-dumping {count} units in the background"),
+            ));
+            let chains = predump::phase1(
+                self.seams.dumper,
+                &store,
+                plan,
+                self.config,
+                self.progress,
+                warm,
+            )?;
+            lost = predump::start_lost(self.seams, &chains, self.progress)?;
+            // Written out now, so the sync before the kexec flushes only
+            // the final dumps.
+            nix::unistd::sync();
+            chains
+        } else {
+            // Single-phase: everything is dumped in the stoppage, so a warm
+            // snapshot's images are of no use.
+            for name in warm.keys() {
+                store.forget_unit(name)?;
+            }
+            BTreeMap::new()
+        };
+        let phase1_ended_usec = wall_usec();
+        (self.progress)(Progress::new(Phase::Phase2, "", 0, "stoppage begins"));
+        for name in &plan.restarted {
+            (self.progress)(Progress::new(
+                Phase::Stop,
+                name,
+                0,
+                "stopping (Mode=restart)",
+            ));
+            self.seams
+                .host
+                .run_job(name, Job::Stop)
+                .map_err(|source| UpgradeError::Stop {
+                    unit: name.clone(),
+                    source,
+                })?;
+            self.stopped.push(name.clone());
+        }
+        for unit in &plan.preserved {
+            let chain = chains.get(&unit.name).cloned().unwrap_or_else(|| Chain {
+                convergence: no_pre_dump_reason(two_phase, self.config, unit),
+                ..Chain::default()
+            });
+            self.checkpoint(&store, unit, chain)?;
+        }
+        #[cfg(feature = "fault-injection")]
+        for record in &self.records {
+            use relive_host::fault::{self, Fault};
+            if fault::injected(Fault::CorruptImage, &record.name) {
+                // Both the final dump and (for a busy unit) its parents hold pages.
+                let dir = store.root.join("images").join(&record.name);
+                match fault::corrupt_images(&dir) {
+                    Ok(path) => tracing::warn!("injected fault: corrupted {}", path.display()),
+                    Err(e) => tracing::warn!("injected fault corrupt-image {}: {e}", record.name),
+                }
+            }
+        }
+        // The handover carries the configuration the services run with;
+        // files edited meanwhile are applied by a daemon-reload, not now.
+        let edited = crate::plan::edited_unit_files(plan).into_iter().map(|path| {
+            let note = format!(
+                "{} was edited during the upgrade: the services keep the configuration they ran with; `relivectl daemon-reload` applies the new file",
+                path.display()
+            );
+            tracing::warn!("{note}");
+            note
+        });
+        let notes: Vec<String> = lost.into_iter().chain(edited).collect();
+        (self.progress)(Progress::new(
+            Phase::Handover,
+            "",
+            0,
+            "saving relive's state",
+        ));
+        let state = self
+            .seams
+            .host
+            .manager_state()
+            .map_err(UpgradeError::State)?;
+        let handover = KexecHandover {
+            state,
+            plan: plan.clone(),
+            units: self.records.clone(),
+            kernel_from: kernel_release(),
+            kernel_to: request.kernel.display().to_string(),
+            started_usec,
+            kexec_usec: wall_usec(),
+            mode: if two_phase {
+                UpgradeMode::TwoPhase
+            } else {
+                UpgradeMode::SinglePhase
+            },
+            phase1_started_usec,
+            phase1_ended_usec,
+            store: choice.note.clone(),
+            notes,
+            previous: PreviousKernel::running(),
+            rolled_back: None,
+        };
+        store.write_handover(&handover)?;
+        (self.progress)(Progress::new(
+            Phase::Kexec,
+            "",
+            0,
+            &format!("booting {}", request.kernel.display()),
+        ));
+        Err(self.seams.kexec.boot(choice.device.as_deref()).into())
+    }
+
+    /// Freeze, dump (CRIU ends the processes), save the network lock.
+    fn checkpoint(
+        &mut self,
+        store: &Store,
+        planned: &PlannedUnit,
+        chain: Chain,
+    ) -> Result<(), UpgradeError> {
+        let name = planned.name.as_str();
+        let unit = || name.to_owned();
+        let info = self
+            .seams
+            .host
+            .park(name)
+            .map_err(|source| UpgradeError::Park {
+                unit: unit(),
+                source,
+            })?;
+        let cgroup = cgroup_dir(&info.cgroup);
+        // Sampled before freezing: entering the freezer costs every task a
+        // little CPU time.
+        let frozen_pids = predump::cgroup_pids(name);
+        let now = ActivitySample::take(Path::new("/proc"), &frozen_pids).ok();
+        let mut final_dump = match (&chain.parent, &chain.baseline, &now) {
+            (None, _, _) => FinalDump::Full,
+            (Some(_), Some(baseline), Some(now)) if now.ran_since(baseline).is_empty() => {
+                FinalDump::CleanSkip
+            }
+            (Some(_), _, _) => FinalDump::Incremental,
+        };
+        (self.progress)(Progress::new(Phase::Freeze, name, 0, "freezing"));
+        let frozen_usec = wall_usec();
+        self.frozen_only = Some(FrozenOnly {
+            name: unit(),
+            main_pid: info.main_pid,
+            cgroup: info.cgroup.clone(),
+        });
+        let freeze = |e| UpgradeError::Freeze {
+            unit: unit(),
+            source: e,
+        };
+        self.seams.freezer.freeze(&cgroup).map_err(freeze)?;
+        #[cfg(feature = "fault-injection")]
+        if relive_host::fault::injected(relive_host::fault::Fault::Panic, name) {
+            panic!("injected fault (panic {name})");
+        }
+        (self.progress)(Progress::new(Phase::Dump, name, 0, "checkpointing"));
+        let images = |source| UpgradeError::Images {
+            unit: unit(),
+            source,
+        };
+        let dir = store.unit_dir(name).map_err(images)?;
+        // Only the pages dirtied since the last pre-dump are written; the
+        // rest are found in the parent images at restore.
+        let mut job = DumpJob {
+            unit: name,
+            main_pid: info.main_pid,
+            dir: &dir,
+            cgroup_dir: &cgroup,
+            parent: chain.parent.as_ref().map(PathBuf::from),
+            estimated_bytes: planned.estimated_bytes,
+        };
+        let started = Instant::now();
+        if let Err(first) = self.seams.dumper.dump(&job) {
+            // A passing process CRIU cannot seize (ssh's pre-auth child
+            // has no file descriptors to spare) fails a dump for a moment:
+            // one more try, the tasks running in between. Full this time:
+            // the failed dump may have reset the memory tracking.
+            let text = format!("{name}: CRIU dump failed: {first}; trying once more");
+            tracing::warn!("{text}");
+            (self.progress)(Progress::new(Phase::Dump, name, 0, &text));
+            self.seams.freezer.thaw(&cgroup).map_err(freeze)?;
+            std::thread::sleep(Duration::from_secs(1));
+            if !alive(info.main_pid) {
+                // A CRIU killed with its parasite inside takes the process
+                // with it: nothing left to dump; the undo starts it afresh.
+                return Err(UpgradeError::DiedInDump {
+                    unit: unit(),
+                    first: Box::new(first),
+                    pid: info.main_pid,
+                });
+            }
+            self.seams.freezer.freeze(&cgroup).map_err(freeze)?;
+            clear_top_level_images(&dir);
+            job.parent = None;
+            final_dump = FinalDump::Full;
+            self.seams
+                .dumper
+                .dump(&job)
+                .map_err(|second: DumpError| UpgradeError::DumpRetry {
+                    unit: unit(),
+                    first: Box::new(first),
+                    second: Box::new(second),
+                })?;
+        }
+        let dump_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // From here on the processes are gone: undoing means restoring.
+        self.frozen_only = None;
+        let mut record = UnitRecord {
+            name: unit(),
+            mode: UnitMode::Preserve,
+            priority: planned.priority,
+            main_pid: info.main_pid,
+            pids: frozen_pids,
+            cgroup: info.cgroup,
+            pipes: info.pipes,
+            runtime_dirs: info.runtime_dirs.clone(),
+            image_bytes: store.unit_bytes(name),
+            frozen_usec,
+            dump_ms,
+            stoppage_bytes: relive_criu::images_size(&dir).unwrap_or(0),
+            final_dump: Some(final_dump),
+            pre_dumps: chain.rounds,
+            convergence: chain.convergence,
+            rollback: planned.rollback,
+            ..UnitRecord::default()
+        };
+        self.records.push(record.clone());
+        store.seal_unit(name).map_err(images)?;
+        relive_store::rundir::save(Path::new("/run"), &info.runtime_dirs, &store.run_dir(name))
+            .map_err(|source| UpgradeError::RuntimeDirs {
+                unit: unit(),
+                source,
+            })?;
+        record.lock_saved =
+            netlock::save(self.seams.host, store, name, info.main_pid).map_err(|source| {
+                UpgradeError::Lock {
+                    unit: unit(),
+                    source,
+                }
+            })?;
+        if let Some(last) = self.records.last_mut() {
+            *last = record.clone();
+        }
+        (self.progress)(Progress::new(
+            Phase::Dumped,
+            name,
+            record.image_bytes,
+            &format!(
+                "{:.0} ms, {final_dump}, {} bytes written in the stoppage",
+                dump_ms, record.stoppage_bytes
+            ),
+        ));
+        Ok(())
+    }
+
+    /// Puts everything back as it was before the upgrade. Returns the
+    /// units whose state was lost on the way (started afresh), with why.
+    fn undo(&mut self) -> Vec<String> {
+        let store = Store::at(&self.store_dir);
+        let host = self.seams.host;
+        let mut lost = Vec::new();
+        if let Some(frozen) = self.frozen_only.take() {
+            if let Err(e) = self.seams.freezer.thaw(&cgroup_dir(&frozen.cgroup)) {
+                tracing::error!("{}: cannot thaw: {e}", frozen.name);
+            }
+            // A process CRIU's parasite was in when CRIU died ends as soon
+            // as it runs again.
+            std::thread::sleep(Duration::from_millis(200));
+            if alive(frozen.main_pid) {
+                host.unpark(&frozen.name, frozen.main_pid, Vec::new());
+            } else {
+                lost.push(self.start_afresh(
+                    &frozen.name,
+                    &format!(
+                        "its main process {} died during the failed dump",
+                        frozen.main_pid
+                    ),
+                ));
+            }
+        }
+        let records = std::mem::take(&mut self.records);
+        for record in records.into_iter().rev() {
+            match revive::restore(self.seams.restorer, &store, &record) {
+                Ok(revived) => {
+                    tracing::info!("{}: restored on the old kernel", record.name);
+                    host.unpark(&record.name, revived.pid, revived.outputs);
+                }
+                Err(e) => lost.push(self.start_afresh(
+                    &record.name,
+                    &format!("could not be restored after the aborted upgrade: {e}"),
+                )),
+            }
+        }
+        let stopped = std::mem::take(&mut self.stopped);
+        for name in stopped.into_iter().rev() {
+            if let Err(e) = host.run_job(&name, Job::Start) {
+                tracing::error!("{name}: cannot start again: {e}");
+            }
+        }
+        lost
+    }
+
+    /// A parked unit whose processes are gone: back under supervision,
+    /// started like any unit. Returns the loss, for the report.
+    fn start_afresh(&self, name: &str, why: &str) -> String {
+        self.seams.host.forget_parked(name, why);
+        self.seams.host.queue_start(name);
+        format!("{name}: state lost: {why}; started afresh")
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    relive_criu::activity::alive(Path::new("/proc"), pid as u32)
+}
+
+/// Why a preserved unit had no pre-dumps, for the report.
+fn no_pre_dump_reason(two_phase: bool, config: &UpgradeConfig, unit: &PlannedUnit) -> String {
+    if !config.pre_dump {
+        "no pre-dumps: pre_dump = false in relive.toml".into()
+    } else if !two_phase {
+        "no pre-dumps: single-phase upgrade requested".into()
+    } else if !unit.pre_dump {
+        "no pre-dumps: PreDump=no".into()
+    } else {
+        "no pre-dumps".into()
+    }
+}
+
+/// The store the preflight chose (the disk store for a plan without one).
+fn store_choice(plan: &Plan, config: &UpgradeConfig) -> StoreChoice {
+    plan.store
+        .clone()
+        .unwrap_or_else(|| StoreChoice::disk(&config.store_dir, "disk store".into()))
+}
+
+/// Removes the files of a failed dump (its pre-dumps stay).
+fn clear_top_level_images(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| !t.is_dir()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether the store's file system is (all but) full: the likely cause of
+/// a failed dump, said with the error.
+fn store_full(dir: &Path) -> Option<String> {
+    let existing = dir.ancestors().find(|p| p.exists())?;
+    let stat = nix::sys::statvfs::statvfs(existing).ok()?;
+    let free = stat.blocks_free() as u64 * stat.fragment_size() as u64;
+    let size = stat.blocks() as u64 * stat.fragment_size() as u64;
+    (free < (size / 100).max(16 << 20)).then(|| {
+        format!(
+            "the store's file system at {} is full: {} free",
+            existing.display(),
+            relive_api::human(free)
+        )
+    })
+}

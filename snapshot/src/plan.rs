@@ -1,0 +1,73 @@
+//! Building blocks of the plan (relive_api::plan::Plan), which PID 1
+//! assembles from its units: image size estimates, the TCP connections
+//! that cannot survive, and the unit files to watch for edits.
+
+use crate::connections::{self, Connection};
+use relive_api::plan::{DoomedConnection, Plan, PlannedUnit};
+use std::collections::HashMap;
+
+/// Connections of preserved processes whose local peer is not preserved.
+pub fn doomed_connections(
+    preserved: &[PlannedUnit],
+    is_unit: impl Fn(&str) -> bool,
+) -> Vec<DoomedConnection> {
+    let owner_unit: HashMap<u32, &str> = preserved
+        .iter()
+        .flat_map(|p| p.pids.iter().map(move |pid| (*pid, p.name.as_str())))
+        .collect();
+    let pids: Vec<u32> = owner_unit.keys().copied().collect();
+    let sockets = connections::all_sockets();
+    let owners = connections::socket_owners();
+    connections::connections_of(&pids, &sockets, &owners)
+        .into_iter()
+        .filter_map(|c: Connection| {
+            let peer = c.peer_pid?;
+            if owner_unit.contains_key(&peer) {
+                return None;
+            }
+            let peer_unit = relive_sys::cgroup::cgroup_of(peer as i32)
+                .as_deref()
+                .and_then(relive_sys::cgroup::unit_of_cgroup)
+                .filter(|u| is_unit(u))
+                .map(|u| format!("{u} (not preserved)"))
+                .unwrap_or_else(|| format!("PID {peer}, outside any preserved unit"));
+            Some(DoomedConnection {
+                unit: owner_unit[&c.pid].to_owned(),
+                pid: c.pid,
+                local: c.local,
+                remote: c.remote,
+                reason: format!("its local peer is {peer_unit}: the connection will be reset"),
+            })
+        })
+        .collect()
+}
+
+/// The process's anonymous memory (smaps_rollup), which is what a
+/// checkpoint mostly consists of.
+pub fn anonymous_bytes(pid: u32) -> u64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("Anonymous:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A file's modification time in nanoseconds (0 when it cannot be read).
+pub fn modified_ns(path: &std::path::Path) -> u128 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The unit files changed since the plan was made.
+pub fn edited_unit_files(plan: &Plan) -> Vec<std::path::PathBuf> {
+    plan.unit_files
+        .iter()
+        .filter(|(path, then)| modified_ns(path) != *then)
+        .map(|(path, _)| path.clone())
+        .collect()
+}

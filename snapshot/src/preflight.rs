@@ -1,0 +1,502 @@
+//! Preflight: everything that can be checked before anything changes.
+//! A failed check leaves the system as it was (a loaded kernel is unloaded).
+
+use crate::dump::Dumper;
+use crate::UpgradeRequest;
+use relive_api::human;
+use relive_api::plan::{Check, Plan, StoreChoice};
+use relive_config::UpgradeConfig;
+use relive_store::kexec::Kexec;
+use relive_store::memory;
+use relive_sys::kexec::next_cmdline;
+use relive_sys::machine::Scope;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Why a check failed: what the plan shows beside it.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error("relive is not the machine's init (it runs as PID 1 of a PID namespace, or as a process): a live upgrade would kexec the host")]
+    NotMachineInit,
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: too short to be a kernel image", .0.display())]
+    TooShort(PathBuf),
+    #[error("{}: not an x86 kernel image (no boot protocol header)", .0.display())]
+    NotAKernel(PathBuf),
+    #[error("{}: truncated x86 kernel image ({actual} bytes, its header says {expected})", path.display())]
+    Truncated {
+        path: PathBuf,
+        actual: u64,
+        expected: u64,
+    },
+    #[error("{} is not an executable file", .0.display())]
+    NotExecutable(PathBuf),
+    #[error("{}: {source} (install Debian's criu package)", path.display())]
+    NoCriu {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("memory store unusable: {0}")]
+    MemoryStore(#[from] relive_store::memory::MemoryStoreError),
+    #[error("{}", .0)]
+    Cmdline(CmdlineError),
+    #[error(transparent)]
+    Kexec(#[from] relive_sys::kexec::KexecError),
+    #[error("skipped: the command line is refused")]
+    CmdlineRefused,
+    #[error("skipped: relive is not the machine's init")]
+    NotInit,
+    #[error("no main process to checkpoint")]
+    NoMainProcess,
+    #[error("PIDs {} are not descendants of main PID {main_pid}: CRIU checkpoints one process tree", outside.iter().map(u32::to_string).collect::<Vec<_>>().join(" "))]
+    NotOneTree { main_pid: u32, outside: Vec<u32> },
+    #[error(transparent)]
+    Criu(#[from] crate::dump::DumpError),
+    #[error("{} in memory, {} needed: reserve a larger region, or use --store disk", human(*capacity), human(*needed))]
+    MemoryTooSmall { capacity: u64, needed: u64 },
+    #[error("{} free at {}, {} needed", human(*free), at.display(), human(*needed))]
+    DiskTooSmall { free: u64, at: PathBuf, needed: u64 },
+}
+
+/// Why the next kernel's command line cannot bring relive back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CmdlineError {
+    TooLong(usize),
+    BadCharacter(char),
+    OwnWord(String),
+    NoRoot,
+    NotRelive { init: String, resolved: PathBuf },
+    BadInit { init: String, reason: String },
+}
+
+impl std::fmt::Display for CmdlineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CmdlineError::TooLong(n) => write!(
+                f,
+                "the command line is {n} bytes, the kernel takes {} at most",
+                COMMAND_LINE_SIZE - 1
+            ),
+            CmdlineError::BadCharacter(c) => write!(
+                f,
+                "--append holds a character the kernel command line cannot carry: {c:?}"
+            ),
+            CmdlineError::OwnWord(w) => {
+                write!(f, "--append: {w} is relive's own, set by the upgrade")
+            }
+            CmdlineError::NoRoot => f.write_str(
+                "no root= on the next kernel's command line: it would not find the root file system",
+            ),
+            CmdlineError::NotRelive { init, resolved } => write!(
+                f,
+                "the next kernel would start {} (init={init}), not relive: the services could not be restored",
+                resolved.display()
+            ),
+            CmdlineError::BadInit { init, reason } => write!(f, "init={init}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for CmdlineError {}
+
+type Checked = Result<String, PreflightError>;
+
+/// Runs every check, recording each in the plan. With `keep_loaded`, a
+/// kernel that loaded stays loaded (for the upgrade that follows), unless
+/// another check failed.
+pub fn run(
+    plan: &mut Plan,
+    request: &UpgradeRequest,
+    scope: Scope,
+    config: &UpgradeConfig,
+    seams: (&dyn Kexec, &dyn Dumper),
+    keep_loaded: bool,
+) {
+    let (kexec, dumper) = seams;
+    let mut check = |name: &str, result: Checked| {
+        let (ok, detail) = match result {
+            Ok(d) => (true, d),
+            Err(e) => (false, e.to_string()),
+        };
+        plan.checks.push(Check {
+            name: name.into(),
+            ok,
+            detail,
+        });
+    };
+    let is_machine = scope == Scope::Machine;
+    check(
+        "init",
+        if is_machine {
+            Ok("relive is the machine's init".into())
+        } else {
+            Err(PreflightError::NotMachineInit)
+        },
+    );
+    check("kernel", kernel_image(&request.kernel));
+    if let Some(initrd) = &request.initrd {
+        check("initrd", readable(initrd));
+    }
+    let current = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let without_marker = next_cmdline(&current, request.reuse_cmdline, &request.append, "");
+    let wanted = request.store.unwrap_or(config.store);
+    let chosen = memory::choose(
+        wanted,
+        &config.store_dir,
+        &config.memory_device,
+        &current,
+        &without_marker,
+    );
+    let choice = match chosen {
+        Ok(choice) => {
+            check("store", Ok(choice.note.clone()));
+            choice
+        }
+        Err(e) => {
+            check("store", Err(e.into()));
+            StoreChoice::disk(&config.store_dir, "not usable".into())
+        }
+    };
+    let cmdline = next_cmdline(
+        &current,
+        request.reuse_cmdline,
+        &request.append,
+        &choice.marker(),
+    );
+    let own_exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    let cmdline_ok = command_line(
+        &cmdline,
+        &current,
+        &request.append,
+        &own_exe,
+        Path::new("/"),
+    );
+    let cmdline_passed = cmdline_ok.is_ok();
+    check("cmdline", cmdline_ok.map_err(PreflightError::Cmdline));
+    let loaded = if is_machine && cmdline_passed {
+        let result = kexec
+            .load(&request.kernel, request.initrd.as_deref(), &cmdline)
+            .map(|()| format!("loaded with kexec_file_load; command line: {cmdline}"))
+            .map_err(PreflightError::from);
+        let ok = result.is_ok();
+        check("kexec", result);
+        ok
+    } else {
+        let why = if is_machine {
+            PreflightError::CmdlineRefused
+        } else {
+            PreflightError::NotInit
+        };
+        check("kexec", Err(why));
+        false
+    };
+    for unit in plan.preserved.clone() {
+        check(
+            &format!("unit {}", unit.name),
+            one_tree(unit.main_pid, &unit.pids),
+        );
+    }
+    check(
+        "criu",
+        executable(&config.criu).and_then(|_| Ok(dumper.check()?)),
+    );
+    let needed = plan.estimated_image_bytes
+        + (plan.estimated_image_bytes as f64 * config.store_headroom) as u64;
+    check(
+        "capacity",
+        match choice.capacity {
+            Some(capacity) if capacity >= needed => Ok(format!(
+                "{} in memory, {} needed",
+                human(capacity),
+                human(needed)
+            )),
+            Some(capacity) => Err(PreflightError::MemoryTooSmall { capacity, needed }),
+            None => store_capacity(&choice.dir, needed),
+        },
+    );
+    plan.store = Some(choice);
+    let passed = plan.checks.iter().all(|c| c.ok);
+    if loaded && !(keep_loaded && passed) {
+        if let Err(e) = kexec.unload() {
+            plan.checks.push(Check {
+                name: "kexec unload".into(),
+                ok: false,
+                detail: e.to_string(),
+            });
+        }
+    }
+}
+
+/// CRIU dumps the tree under one process: every process of the unit
+/// must descend from its main process.
+fn one_tree(main_pid: u32, pids: &[u32]) -> Checked {
+    if main_pid == 0 {
+        return Err(PreflightError::NoMainProcess);
+    }
+    let mut tree = vec![main_pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let pid = tree[i];
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for task in tasks {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            tree.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+        i += 1;
+    }
+    let outside: Vec<u32> = pids.iter().filter(|p| !tree.contains(p)).copied().collect();
+    if outside.is_empty() {
+        Ok(format!(
+            "{} processes under main PID {main_pid}",
+            pids.len()
+        ))
+    } else {
+        Err(PreflightError::NotOneTree { main_pid, outside })
+    }
+}
+
+/// A bzImage carries "HdrS" at offset 0x202 (the x86 boot protocol).
+fn kernel_image(path: &Path) -> Checked {
+    let io = |source| PreflightError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut head = vec![0u8; 0x206];
+    file.read_exact(&mut head)
+        .map_err(|_| PreflightError::TooShort(path.to_owned()))?;
+    if &head[0x202..0x206] != b"HdrS" {
+        return Err(PreflightError::NotAKernel(path.to_owned()));
+    }
+    // The boot protocol header says how long the image is: the setup
+    // sectors (0 meaning 4) and syssize, in 16-byte paragraphs. A shorter
+    // file is truncated; kexec_file_load does not notice it.
+    let setup_sects = match head[0x1f1] {
+        0 => 4,
+        n => u64::from(n),
+    };
+    let syssize = u64::from(u32::from_le_bytes(
+        head[0x1f4..0x1f8].try_into().expect("4 bytes"),
+    ));
+    let expected = (setup_sects + 1) * 512 + syssize * 16;
+    let actual = file.metadata().map_err(io)?.len();
+    if actual < expected {
+        return Err(PreflightError::Truncated {
+            path: path.to_owned(),
+            actual,
+            expected,
+        });
+    }
+    Ok(format!("{}: x86 kernel image", path.display()))
+}
+
+fn readable(path: &Path) -> Checked {
+    std::fs::File::open(path)
+        .map(|_| format!("{} is readable", path.display()))
+        .map_err(|source| PreflightError::Io {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn executable(path: &Path) -> Checked {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+            Ok(format!("{} is present", path.display()))
+        }
+        Ok(_) => Err(PreflightError::NotExecutable(path.to_owned())),
+        Err(source) => Err(PreflightError::NoCriu {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Free space where the store is (or will be created) against `needed`.
+fn store_capacity(store: &Path, needed: u64) -> Checked {
+    let existing = store
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let stat = nix::sys::statvfs::statvfs(existing).map_err(|e| PreflightError::Io {
+        path: existing.to_owned(),
+        source: e.into(),
+    })?;
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    if free >= needed {
+        Ok(format!(
+            "{} free at {}, {} needed",
+            human(free),
+            existing.display(),
+            human(needed)
+        ))
+    } else {
+        Err(PreflightError::DiskTooSmall {
+            free,
+            at: existing.to_owned(),
+            needed,
+        })
+    }
+}
+
+/// The longest command line an x86 kernel takes (COMMAND_LINE_SIZE).
+const COMMAND_LINE_SIZE: usize = 2048;
+
+/// Whether the next kernel's command line can bring relive back: short
+/// enough, printable, the marker relive's own, a root file system when the
+/// running kernel names one, and an init that is relive (else the
+/// services could never be restored). `root` is where paths resolve.
+fn command_line(
+    next: &str,
+    current: &str,
+    append: &str,
+    own_exe: &Path,
+    root: &Path,
+) -> Result<String, CmdlineError> {
+    if next.len() >= COMMAND_LINE_SIZE {
+        return Err(CmdlineError::TooLong(next.len()));
+    }
+    if let Some(c) = next.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(CmdlineError::BadCharacter(c));
+    }
+    if let Some(w) = append
+        .split_whitespace()
+        .find(|w| w.starts_with("relive.handover"))
+    {
+        return Err(CmdlineError::OwnWord(w.to_owned()));
+    }
+    let value = |key: &str| {
+        next.split_whitespace()
+            .rev()
+            .find_map(|w| w.strip_prefix(key))
+    };
+    let has_root = |cmdline: &str| cmdline.split_whitespace().any(|w| w.starts_with("root="));
+    if has_root(current) && !has_root(next) {
+        return Err(CmdlineError::NoRoot);
+    }
+    let init = value("init=").unwrap_or("/sbin/init");
+    let resolved = std::fs::canonicalize(root.join(init.trim_start_matches('/')));
+    let own = std::fs::canonicalize(own_exe);
+    match (resolved, own) {
+        (Ok(a), Ok(b)) if a == b => Ok(format!("{} bytes; init {init} is relive", next.len())),
+        (Ok(resolved), _) => Err(CmdlineError::NotRelive {
+            init: init.to_owned(),
+            resolved,
+        }),
+        (Err(e), _) => Err(CmdlineError::BadInit {
+            init: init.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_kernel_is_refused() {
+        let e = kernel_image(Path::new("/bin/sh")).unwrap_err().to_string();
+        assert!(e.contains("not an x86 kernel image"), "{e}");
+        let e = kernel_image(Path::new("/nonexistent"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/nonexistent:"), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_kernel_is_refused() {
+        // A boot protocol header: 1 setup sector past the boot sector,
+        // syssize 0x100 paragraphs: 1024 + 4096 bytes in all.
+        let mut image = vec![0u8; 1024 + 4096];
+        image[0x1f1] = 1;
+        image[0x1f4..0x1f8].copy_from_slice(&0x100u32.to_le_bytes());
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        let path = std::env::temp_dir().join(format!("relive-bzimage-{}", std::process::id()));
+        std::fs::write(&path, &image).unwrap();
+        let whole = kernel_image(&path);
+        std::fs::write(&path, &image[..3000]).unwrap();
+        let cut = kernel_image(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert!(whole.is_ok(), "{whole:?}");
+        let e = cut.unwrap_err().to_string();
+        assert!(
+            e.contains("truncated x86 kernel image (3000 bytes, its header says 5120)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn capacity_compares_free_space_with_the_estimate() {
+        assert!(store_capacity(Path::new("/tmp/relive-no-such-store/x"), 1280).is_ok());
+        let e = store_capacity(Path::new("/tmp"), u64::MAX / 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needed"), "{e}");
+    }
+
+    #[test]
+    fn a_process_outside_the_main_tree_is_refused() {
+        let me = std::process::id();
+        let child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert!(one_tree(me, &[me, child.id()]).is_ok());
+        let e = one_tree(child.id(), &[child.id(), me])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("PIDs {me} are not descendants")), "{e}");
+        let mut child = child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn the_next_command_line_must_bring_relive_back() {
+        let root = std::env::temp_dir().join(format!("relive-cmdline-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        std::fs::write(root.join("usr/sbin/relive"), b"relive").unwrap();
+        std::fs::write(root.join("sbin/other-init"), b"other").unwrap();
+        std::os::unix::fs::symlink("../usr/sbin/relive", root.join("sbin/init")).unwrap();
+        let own = root.join("usr/sbin/relive");
+        let current = "root=/dev/vda init=/usr/sbin/relive";
+        let check = |next: &str, append: &str| {
+            command_line(next, current, append, &own, &root).map_err(|e| e.to_string())
+        };
+        assert!(check("root=/dev/vda init=/usr/sbin/relive", "").is_ok());
+        // Without init=, /sbin/init: here a link to relive.
+        assert!(check("root=/dev/vda quiet", "quiet").is_ok());
+        let e = check(
+            "root=/dev/vda init=/sbin/other-init",
+            "init=/sbin/other-init",
+        )
+        .unwrap_err();
+        assert!(e.contains("not relive"), "{e}");
+        let e = check("root=/dev/vda init=/nope", "init=/nope").unwrap_err();
+        assert!(e.starts_with("init=/nope"), "{e}");
+        let e = check("init=/usr/sbin/relive", "init=/usr/sbin/relive").unwrap_err();
+        assert!(e.contains("no root="), "{e}");
+        let e = check("root=/dev/vda a\tb", "a\tb").unwrap_err();
+        assert!(e.contains("'\\t'"), "{e}");
+        let long = format!("root=/dev/vda {}", "x".repeat(3000));
+        assert!(check(&long, "").unwrap_err().contains("2047 at most"));
+        let e = check("root=/dev/vda relive.handover=/x", "relive.handover=/x").unwrap_err();
+        assert!(e.contains("relive's own"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

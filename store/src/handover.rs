@@ -1,0 +1,114 @@
+//! What the old kernel's relive tells the new one, in the store's state
+//! file: PID 1's state, the plan, what happened to each unit so far, and
+//! the kernel to go back to.
+//!
+//! The JSON is read by a relive that may be newer (the upgrade installs
+//! one) or older (a rollback boots the previous kernel, whose root may
+//! hold the older binary): fields are only ever added, each new one with a
+//! default, and readers ignore what they do not know (docs/ARCHITECTURE.md,
+//! "The handover format").
+
+use relive_api::plan::Plan;
+use relive_api::report::{UnitRecord, UpgradeMode};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// What crosses the kexec in the store's state file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KexecHandover {
+    /// PID 1's manager state, as PID 1 serialized it: only PID 1 reads it.
+    pub state: serde_json::Value,
+    pub plan: Plan,
+    /// Preserved units, in freeze order.
+    pub units: Vec<UnitRecord>,
+    pub kernel_from: String,
+    pub kernel_to: String,
+    pub started_usec: u64,
+    pub kexec_usec: u64,
+    /// Before two-phase upgrades existed, every upgrade was single-phase.
+    #[serde(default = "single_phase")]
+    pub mode: UpgradeMode,
+    /// Phase 1 (background pre-dumps) began; it ended when the stoppage
+    /// began (the first unit stopped or frozen).
+    #[serde(default)]
+    pub phase1_started_usec: u64,
+    #[serde(default)]
+    pub phase1_ended_usec: u64,
+    /// Which store carried the images, and why.
+    #[serde(default)]
+    pub store: String,
+    /// What the user should know (unit files edited meanwhile...).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// The kernel to go back to if a unit with OnRestoreFailure=rollback
+    /// cannot be restored.
+    #[serde(default)]
+    pub previous: Option<PreviousKernel>,
+    /// Set when this handover comes back from the new kernel: why it
+    /// rolled back. There is no second rollback.
+    #[serde(default)]
+    pub rolled_back: Option<String>,
+}
+
+fn single_phase() -> UpgradeMode {
+    UpgradeMode::SinglePhase
+}
+
+/// The running kernel, for a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousKernel {
+    pub release: String,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Its command line without relive's handover words.
+    pub cmdline: String,
+}
+
+impl PreviousKernel {
+    /// The running kernel, if its image is where Debian puts it.
+    pub fn running() -> Option<PreviousKernel> {
+        let release = kernel_release();
+        let kernel = PathBuf::from(format!("/boot/vmlinuz-{release}"));
+        let initrd = PathBuf::from(format!("/boot/initrd.img-{release}"));
+        let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
+        kernel.is_file().then(|| PreviousKernel {
+            release,
+            kernel,
+            initrd: initrd.is_file().then_some(initrd),
+            cmdline: cmdline
+                .split_whitespace()
+                .filter(|w| !w.starts_with("relive.handover"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+    }
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `relive.handover=PATH` on a kernel command line: the store to resume from.
+pub fn marker(cmdline: &str) -> Option<PathBuf> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(relive_api::plan::STORE_WORD))
+        .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_is_found_on_the_command_line() {
+        assert_eq!(
+            marker("console=ttyS0 relive.handover=/var/lib/relive/upgrade quiet"),
+            Some(PathBuf::from("/var/lib/relive/upgrade"))
+        );
+        assert_eq!(marker("console=ttyS0 quiet"), None);
+    }
+}

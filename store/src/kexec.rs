@@ -1,0 +1,119 @@
+//! Booting the next kernel: loading it, and the last step of an upgrade
+//! (and of a rollback) once the store is written. Behind the [`Kexec`]
+//! trait, so that tests of the upgrade never touch the machine's kernel
+//! or its root file system ([`fake::FakeKexec`]).
+
+use crate::memory::{self, MemoryStoreError};
+use relive_sys::kexec::KexecError;
+use std::path::Path;
+
+/// Why the machine did not boot the next kernel (everything is mounted
+/// as before).
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The memory store must be clean for the next kernel to mount it.
+    #[error(transparent)]
+    Unmount(#[from] MemoryStoreError),
+    #[error("kexec failed: {0}")]
+    Kexec(std::io::Error),
+}
+
+/// Loading and booting a kernel.
+pub trait Kexec: Sync {
+    fn load(&self, kernel: &Path, initrd: Option<&Path>, cmdline: &str) -> Result<(), KexecError>;
+    fn unload(&self) -> Result<(), KexecError>;
+    /// Boots the loaded kernel with the store written: syncs, unmounts the
+    /// memory store on `memory_device` (the next kernel mounts it again:
+    /// it must be clean), remounts / read-only (kexec unmounts nothing).
+    /// Returns only on failure, with everything mounted as before.
+    fn boot(&self, memory_device: Option<&Path>) -> BootError;
+}
+
+/// The running kernel's kexec_file_load and reboot(2).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LiveKexec;
+
+impl Kexec for LiveKexec {
+    fn load(&self, kernel: &Path, initrd: Option<&Path>, cmdline: &str) -> Result<(), KexecError> {
+        relive_sys::kexec::load(kernel, initrd, cmdline)
+    }
+
+    fn unload(&self) -> Result<(), KexecError> {
+        relive_sys::kexec::unload()
+    }
+
+    fn boot(&self, memory_device: Option<&Path>) -> BootError {
+        nix::unistd::sync();
+        if memory_device.is_some() {
+            if let Err(e) = memory::unmount_checked() {
+                return e.into();
+            }
+        }
+        let _ = relive_sys::machine::remount_root(true);
+        nix::unistd::sync();
+        let e = relive_sys::kexec::boot_loaded();
+        let _ = relive_sys::machine::remount_root(false);
+        if let Some(device) = memory_device {
+            let _ = memory::mount(device);
+        }
+        BootError::Kexec(e)
+    }
+}
+
+/// A kexec that records what it was asked; its boot always fails (a test
+/// goes on in the same process, as after a failed kexec).
+pub mod fake {
+    use super::*;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum KexecCall {
+        Load { kernel: PathBuf, cmdline: String },
+        Unload,
+        Boot,
+    }
+
+    #[derive(Debug, Default)]
+    pub struct FakeKexec {
+        pub calls: Mutex<Vec<KexecCall>>,
+    }
+
+    impl FakeKexec {
+        pub fn calls(&self) -> Vec<KexecCall> {
+            self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+
+        fn record(&self, call: KexecCall) {
+            self.calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(call);
+        }
+    }
+
+    impl Kexec for FakeKexec {
+        fn load(&self, kernel: &Path, _: Option<&Path>, cmdline: &str) -> Result<(), KexecError> {
+            self.record(KexecCall::Load {
+                kernel: kernel.to_owned(),
+                cmdline: cmdline.to_owned(),
+            });
+            Ok(())
+        }
+
+        fn unload(&self) -> Result<(), KexecError> {
+            self.record(KexecCall::Unload);
+            Ok(())
+        }
+
+        fn boot(&self, _: Option<&Path>) -> BootError {
+            self.record(KexecCall::Boot);
+            BootError::Kexec(std::io::Error::from_raw_os_error(libc_enosys()))
+        }
+    }
+
+    /// ENOSYS: what a kernel without kexec answers.
+    fn libc_enosys() -> i32 {
+        nix::errno::Errno::ENOSYS as i32
+    }
+}

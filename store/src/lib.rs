@@ -1,0 +1,22 @@
+//! The handover store: what crosses the kexec, and how it is checked.
+//!
+//! - [`store`]: the store's files (images, manifest, locks, runtime
+//!   directories, the state) and their checksums;
+//! - [`memory`]: the store in a `memmap=` region the next kernel leaves
+//!   alone, and the choice between it and the disk;
+//! - [`envelope`]: the versioned, checksummed wrapper of PID 1's state,
+//!   for a re-exec and for a kexec;
+//! - [`handover`]: what the old kernel's relive tells the new one;
+//! - [`rundir`]: RuntimeDirectory= content, carried because /run starts
+//!   empty;
+//! - [`kexec`]: booting the loaded kernel with the store written.
+
+pub mod envelope;
+pub mod handover;
+pub mod kexec;
+pub mod memory;
+pub mod rundir;
+pub mod store;
+
+pub use handover::KexecHandover;
+pub use store::{Store, StoreError};

@@ -1,0 +1,522 @@
+//! The handover store on disk: what crosses the kexec.
+//!
+//! ```text
+//! STORE/                 mode 0700: images hold process memory
+//!   state.bin            relive's state in the handover envelope
+//!   manifest.json        SHA-256 of every image file, per unit
+//!   images/UNIT/...      CRIU's images and log for each preserved unit
+//!   lock/UNIT.nft        the network lock CRIU left for the unit's connections
+//!   run/UNIT/...         the unit's RuntimeDirectory= content (/run is a tmpfs)
+//! ```
+//!
+//! Everything is written, then synced, before the kexec; after it, the
+//! state is checked (envelope) and each unit's images are checked against
+//! the manifest before anything is restored from them.
+
+use crate::envelope::{self as handover, HandoverError, HandoverKind};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    Envelope {
+        path: PathBuf,
+        source: HandoverError,
+    },
+    #[error("{path}: expected a {expected:?} handover")]
+    WrongKind {
+        path: PathBuf,
+        expected: HandoverKind,
+    },
+    #[error("{unit}: image file {file} {problem}")]
+    Corrupt {
+        unit: String,
+        file: String,
+        problem: String,
+    },
+    #[error("{path}: bad manifest: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("{path}: cannot decode the handover: {source}")]
+    Decode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The checksum (hex) of each file, by path relative to the unit's image
+/// dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The manifest's format, which names its checksum; a relive that does
+    /// not know it refuses it.
+    pub version: u32,
+    pub units: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The manifest format this relive writes: XXH3-128 checksums.
+pub const MANIFEST_VERSION: u32 = 2;
+/// The format of relive 0.1's first stores, still read: SHA-256 checksums
+/// (a store written by the relive that ran before the kexec).
+const MANIFEST_VERSION_SHA256: u32 = 1;
+
+impl Default for Manifest {
+    fn default() -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION,
+            units: BTreeMap::new(),
+        }
+    }
+}
+
+/// Parses a manifest, refusing another format version.
+fn parse_manifest(path: &Path, text: &[u8]) -> Result<Manifest, StoreError> {
+    let manifest: Manifest = serde_json::from_slice(text).map_err(|e| StoreError::Manifest {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if ![MANIFEST_VERSION, MANIFEST_VERSION_SHA256].contains(&manifest.version) {
+        return Err(StoreError::Manifest {
+            path: path.to_owned(),
+            reason: format!(
+                "format version {}, this relive reads versions {MANIFEST_VERSION_SHA256} and {MANIFEST_VERSION}",
+                manifest.version
+            ),
+        });
+    }
+    Ok(manifest)
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    pub fn at(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    /// An empty store, root-only, replacing whatever a previous upgrade left.
+    pub fn create(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let store = Store::at(root);
+        store.wipe()?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&store.root)
+            .map_err(io_err(&store.root))?;
+        fs::set_permissions(&store.root, fs::Permissions::from_mode(0o700))
+            .map_err(io_err(&store.root))?;
+        for dir in [store.root.join("images"), store.root.join("lock")] {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err(&dir))?;
+        }
+        Ok(store)
+    }
+
+    /// Removes everything (after a restore, or an abort).
+    pub fn wipe(&self) -> Result<(), StoreError> {
+        match fs::remove_dir_all(&self.root) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io {
+                path: self.root.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The directory CRIU writes a unit's images into (created, 0700).
+    pub fn unit_dir(&self, unit: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.root.join("images").join(unit);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err(&dir))?;
+        Ok(dir)
+    }
+
+    /// Where a unit's RuntimeDirectory= content is kept.
+    pub fn run_dir(&self, unit: &str) -> PathBuf {
+        self.root.join("run").join(unit)
+    }
+
+    pub fn lock_file(&self, unit: &str) -> PathBuf {
+        self.root.join("lock").join(format!("{unit}.nft"))
+    }
+
+    /// Writes a file at the store's top (root-only, synced).
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        write_synced(&self.root.join(name), bytes)
+    }
+
+    /// Removes a unit's images and its manifest entry.
+    pub fn forget_unit(&self, unit: &str) -> Result<(), StoreError> {
+        let dir = self.root.join("images").join(unit);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&dir)(e)),
+            _ => {}
+        }
+        let path = self.root.join("manifest.json");
+        let Ok(text) = fs::read(&path) else {
+            return Ok(());
+        };
+        let mut manifest = parse_manifest(&path, &text)?;
+        manifest.units.remove(unit);
+        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Manifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_synced(&path, &text)
+    }
+
+    /// Writes the state envelope and syncs it.
+    pub fn write_state(&self, payload: &[u8]) -> Result<(), StoreError> {
+        let path = self.root.join("state.bin");
+        write_synced(&path, &handover::encode(HandoverKind::Kexec, payload))
+    }
+
+    /// Reads and checks the state envelope.
+    pub fn read_state(&self) -> Result<Vec<u8>, StoreError> {
+        let path = self.root.join("state.bin");
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let (kind, payload) = handover::decode(&bytes).map_err(|source| StoreError::Envelope {
+            path: path.clone(),
+            source,
+        })?;
+        if kind != HandoverKind::Kexec {
+            return Err(StoreError::WrongKind {
+                path,
+                expected: HandoverKind::Kexec,
+            });
+        }
+        Ok(payload.to_vec())
+    }
+
+    /// Writes the kexec handover (the state file).
+    pub fn write_handover(&self, handover: &crate::KexecHandover) -> Result<(), StoreError> {
+        let path = self.root.join("state.bin");
+        let payload =
+            serde_json::to_vec(handover).map_err(|source| StoreError::Decode { path, source })?;
+        self.write_state(&payload)
+    }
+
+    /// Reads and checks the kexec handover the previous kernel left.
+    pub fn read_handover(&self) -> Result<crate::KexecHandover, StoreError> {
+        let payload = self.read_state()?;
+        serde_json::from_slice(&payload).map_err(|source| StoreError::Decode {
+            path: self.root.join("state.bin"),
+            source,
+        })
+    }
+
+    /// Checksums a unit's image files into the manifest (synced): right
+    /// after its dump, so that an abort can already check what it restores.
+    /// Files already in the manifest (its pre-dumps, sealed at the end of
+    /// phase 1) are not read again: the stoppage pays only for new files.
+    pub fn seal_unit(&self, unit: &str) -> Result<(), StoreError> {
+        let path = self.root.join("manifest.json");
+        let mut manifest = match fs::read(&path) {
+            Ok(text) => parse_manifest(&path, &text)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest::default(),
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        let version = manifest.version;
+        let sums = manifest.units.entry(unit.to_owned()).or_default();
+        let dir = self.root.join("images").join(unit);
+        for file in files(&dir, "")? {
+            if let std::collections::btree_map::Entry::Vacant(entry) = sums.entry(file) {
+                let sum = checksum(version, &dir.join(entry.key()))?;
+                entry.insert(sum);
+            }
+        }
+        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Manifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_synced(&path, &text)
+    }
+
+    /// Checks a unit's images against the manifest: every file present,
+    /// none changed, none added.
+    pub fn verify_unit(&self, unit: &str) -> Result<(), StoreError> {
+        let path = self.root.join("manifest.json");
+        let text = fs::read(&path).map_err(io_err(&path))?;
+        let manifest = parse_manifest(&path, &text)?;
+        let expected = manifest
+            .units
+            .get(unit)
+            .ok_or_else(|| StoreError::Manifest {
+                path: path.clone(),
+                reason: format!("no entry for {unit}"),
+            })?;
+        let dir = self.root.join("images").join(unit);
+        let mut actual = BTreeMap::new();
+        for file in files(&dir, "")? {
+            let sum = checksum(manifest.version, &dir.join(&file))?;
+            actual.insert(file, sum);
+        }
+        for (file, sum) in expected {
+            match actual.get(file) {
+                None => {
+                    return Err(StoreError::Corrupt {
+                        unit: unit.into(),
+                        file: file.clone(),
+                        problem: "is missing".into(),
+                    })
+                }
+                Some(s) if s != sum => {
+                    return Err(StoreError::Corrupt {
+                        unit: unit.into(),
+                        file: file.clone(),
+                        problem: "does not match its checksum".into(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(extra) = actual.keys().find(|f| !expected.contains_key(*f)) {
+            return Err(StoreError::Corrupt {
+                unit: unit.into(),
+                file: extra.clone(),
+                problem: "is not in the manifest".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies CRIU's logs (dump.log, restore.log) of every unit to `dest`
+    /// as UNIT-dump.log..., before the store (and its images) is wiped:
+    /// the logs hold no process memory and explain what happened.
+    pub fn keep_logs(&self, dest: &Path) -> Result<(), StoreError> {
+        let images = self.root.join("images");
+        let Ok(units) = fs::read_dir(&images) else {
+            return Ok(());
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dest)
+            .map_err(io_err(dest))?;
+        for unit in units.flatten() {
+            for log in ["dump.log", "restore.log"] {
+                let from = unit.path().join(log);
+                if from.exists() {
+                    let to = dest.join(format!("{}-{log}", unit.file_name().to_string_lossy()));
+                    fs::copy(&from, &to).map_err(io_err(&to))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of a unit's images, its pre-dumps included.
+    pub fn unit_bytes(&self, unit: &str) -> u64 {
+        let dir = self.root.join("images").join(unit);
+        files(&dir, "")
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|f| fs::metadata(dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// Regular files under `dir`, as paths relative to it (`pre-1/pages-1.img`).
+/// Symbolic links (CRIU's `parent`) are not followed.
+fn files(dir: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let kind = entry.file_type().map_err(io_err(dir))?;
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        if kind.is_file() {
+            found.push(name);
+        } else if kind.is_dir() {
+            found.extend(files(&entry.path(), &format!("{name}/"))?);
+        }
+    }
+    Ok(found)
+}
+
+/// A file's checksum for a manifest of `version`, lowercase hex. The
+/// checksums guard against damage (a region the next kernel reused, a torn
+/// write), not against an attacker, who would need root: XXH3-128 does
+/// that several times faster than SHA-256, and every byte of a 1 GiB unit
+/// is hashed again inside the stoppage, before its restore.
+fn checksum(version: u32, path: &Path) -> Result<String, StoreError> {
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    if version == MANIFEST_VERSION_SHA256 {
+        let mut hasher = Sha256::new();
+        io::copy(&mut file, &mut hasher).map_err(io_err(path))?;
+        return Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect());
+    }
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = match io::Read::read(&mut file, &mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        hasher.update(&buffer[..n]);
+    }
+    Ok(format!("{:032x}", hasher.digest128()))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("relive-store-{tag}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn state_and_images_round_trip_and_damage_is_found() {
+        let store = Store::create(temp("round")).unwrap();
+        assert_eq!(
+            fs::metadata(&store.root).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        store.write_state(b"{\"units\":{}}").unwrap();
+        assert_eq!(store.read_state().unwrap(), b"{\"units\":{}}");
+        let dir = store.unit_dir("a.service").unwrap();
+        fs::write(dir.join("pages-1.img"), vec![7u8; 4096]).unwrap();
+        fs::write(dir.join("core-1.img"), b"core").unwrap();
+        store.seal_unit("a.service").unwrap();
+        store.verify_unit("a.service").unwrap();
+        assert_eq!(store.unit_bytes("a.service"), 4100);
+
+        let mut pages = fs::read(dir.join("pages-1.img")).unwrap();
+        pages[100] ^= 1;
+        fs::write(dir.join("pages-1.img"), pages).unwrap();
+        let e = store.verify_unit("a.service").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a.service: image file pages-1.img does not match its checksum"
+        );
+        fs::remove_file(dir.join("core-1.img")).unwrap();
+        assert!(store
+            .verify_unit("a.service")
+            .unwrap_err()
+            .to_string()
+            .contains("core-1.img is missing"));
+        store.wipe().unwrap();
+        assert!(!store.root.exists());
+    }
+
+    #[test]
+    fn a_pre_dump_chain_is_sealed_in_two_steps_and_checked_whole() {
+        let store = Store::create(temp("chain")).unwrap();
+        let dir = store.unit_dir("a.service").unwrap();
+        fs::create_dir(dir.join("pre-1")).unwrap();
+        fs::write(dir.join("pre-1/pages-1.img"), vec![1u8; 8192]).unwrap();
+        // Phase 1 ends: the chain is sealed.
+        store.seal_unit("a.service").unwrap();
+        fs::write(dir.join("pages-1.img"), vec![2u8; 4096]).unwrap();
+        std::os::unix::fs::symlink("pre-1", dir.join("parent")).unwrap();
+        // The final dump: only its own files are new.
+        store.seal_unit("a.service").unwrap();
+        store.verify_unit("a.service").unwrap();
+        assert_eq!(store.unit_bytes("a.service"), 8192 + 4096);
+        fs::write(dir.join("pre-1/pages-1.img"), vec![9u8; 8192]).unwrap();
+        assert_eq!(
+            store.verify_unit("a.service").unwrap_err().to_string(),
+            "a.service: image file pre-1/pages-1.img does not match its checksum"
+        );
+        store.wipe().unwrap();
+    }
+
+    #[test]
+    fn a_manifest_of_another_format_is_refused() {
+        let store = Store::create(temp("version")).unwrap();
+        let dir = store.unit_dir("a.service").unwrap();
+        fs::write(dir.join("pages-1.img"), b"pages").unwrap();
+        store.seal_unit("a.service").unwrap();
+        let path = store.root.join("manifest.json");
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"version\": 2"), "{text}");
+        fs::write(&path, text.replace("\"version\": 2", "\"version\": 3")).unwrap();
+        let e = store.verify_unit("a.service").unwrap_err().to_string();
+        assert!(
+            e.contains("format version 3, this relive reads versions 1 and 2"),
+            "{e}"
+        );
+        store.wipe().unwrap();
+    }
+
+    #[test]
+    fn a_store_sealed_with_sha256_by_an_older_relive_is_still_checked() {
+        let store = Store::create(temp("sha256")).unwrap();
+        let dir = store.unit_dir("a.service").unwrap();
+        fs::write(dir.join("pages-1.img"), b"pages").unwrap();
+        // `printf pages | sha256sum`, as relive's version-1 manifests hold it.
+        let manifest = r#"{"version": 1, "units": {"a.service": {"pages-1.img":
+            "bfa062de040f55a15ce910800757061ec3d2fc31d6b7c72d9fa02b75a9ad1133"}}}"#;
+        fs::write(store.root.join("manifest.json"), manifest).unwrap();
+        store.verify_unit("a.service").unwrap();
+        fs::write(dir.join("pages-1.img"), b"pageS").unwrap();
+        let damaged = store.verify_unit("a.service").unwrap_err().to_string();
+        assert!(damaged.contains("does not match its checksum"), "{damaged}");
+        // A unit sealed later into that store keeps its format.
+        let other = store.unit_dir("b.service").unwrap();
+        fs::write(other.join("pages-1.img"), b"pages").unwrap();
+        store.seal_unit("b.service").unwrap();
+        let text = fs::read_to_string(store.root.join("manifest.json")).unwrap();
+        assert!(text.contains("\"version\": 1"), "{text}");
+        assert!(text.contains("bfa062de040f55a1"), "{text}");
+        store.verify_unit("b.service").unwrap();
+        store.wipe().unwrap();
+    }
+
+    #[test]
+    fn a_torn_state_file_is_refused() {
+        let store = Store::create(temp("torn")).unwrap();
+        store.write_state(b"state").unwrap();
+        let path = store.root.join("state.bin");
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        let e = store.read_state().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("payload is 4 bytes, the header says 5"),
+            "{e}"
+        );
+        store.wipe().unwrap();
+    }
+}

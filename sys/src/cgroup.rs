@@ -1,0 +1,120 @@
+//! The cgroup2 tree: one cgroup per service, `system.slice/NAME.service`.
+//!
+//! relive needs no controllers (cpu, memory...): it uses cgroups to find,
+//! kill and later freeze every process of a unit. Paths given to this module
+//! are relative to the cgroup2 root, with or without a leading '/'.
+
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// Where PID 1 mounts cgroup2.
+pub const ROOT: &str = "/sys/fs/cgroup";
+
+#[derive(Debug, Clone)]
+pub struct CgroupFs {
+    /// Where cgroup2 is mounted, normally /sys/fs/cgroup.
+    pub root: PathBuf,
+}
+
+impl CgroupFs {
+    pub fn new(root: impl Into<PathBuf>) -> CgroupFs {
+        CgroupFs { root: root.into() }
+    }
+
+    pub fn dir(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    pub fn create(&self, path: &str) -> io::Result<()> {
+        let dir = self.dir(path);
+        fs::create_dir_all(&dir).map_err(|e| with_path(e, &dir))
+    }
+
+    /// An O_PATH|O_DIRECTORY descriptor, for clone3's CLONE_INTO_CGROUP.
+    pub fn open_dir(&self, path: &str) -> io::Result<OwnedFd> {
+        let dir = self.dir(path);
+        nix::fcntl::open(
+            &dir,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| with_path(io::Error::from(e), &dir))
+    }
+
+    pub fn pids(&self, path: &str) -> io::Result<Vec<i32>> {
+        let file = self.dir(path).join("cgroup.procs");
+        match fs::read_to_string(&file) {
+            Ok(text) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(with_path(e, &file)),
+        }
+    }
+
+    pub fn kill_all(&self, path: &str) -> io::Result<()> {
+        let file = self.dir(path).join("cgroup.kill");
+        match fs::write(&file, "1") {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Kernels before 5.14 have no cgroup.kill: signal each process.
+                for pid in self.pids(path)? {
+                    // SAFETY: kill(2) takes plain integers and touches no memory.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                Ok(())
+            }
+            Err(e) => Err(with_path(e, &file)),
+        }
+    }
+
+    pub fn remove(&self, path: &str) {
+        // EBUSY (processes left, e.g. KillMode=process) and ENOENT are expected.
+        let _ = fs::remove_dir(self.dir(path));
+    }
+}
+
+/// The cgroup2 path of `pid` (the `0::` line of /proc/PID/cgroup).
+pub fn cgroup_of(pid: i32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim().to_owned())
+}
+
+/// The cgroup path of a unit.
+pub fn unit_cgroup(unit: &str) -> String {
+    format!("/system.slice/{unit}")
+}
+
+/// The unit a cgroup path belongs to, if it is a unit's (or a child of one).
+pub fn unit_of_cgroup(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/system.slice/")?;
+    Some(rest.split('/').next().unwrap_or(rest)).filter(|s| !s.is_empty())
+}
+
+fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_from_cgroup_paths() {
+        assert_eq!(
+            unit_of_cgroup("/system.slice/ssh.service"),
+            Some("ssh.service")
+        );
+        assert_eq!(
+            unit_of_cgroup("/system.slice/ssh.service/sub"),
+            Some("ssh.service")
+        );
+        assert_eq!(unit_of_cgroup("/init.scope"), None);
+        assert_eq!(unit_of_cgroup("/system.slice/"), None);
+        assert_eq!(unit_cgroup("a.service"), "/system.slice/a.service");
+    }
+}

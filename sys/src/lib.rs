@@ -1,0 +1,144 @@
+//! relive's kernel interfaces, each behind a small seam so the code above
+//! can be tested without processes: [`Kernel`] is what the manager calls,
+//! [`RealKernel`] the implementation on a live system; [`freezer::Freezer`]
+//! what the upgrade freezes units with.
+//!
+//! - [`spawn`]: starting a process from a multi-threaded PID 1 (clone3
+//!   into its cgroup, an exec-status pipe);
+//! - [`cgroup`], [`freezer`]: cgroup v2, and freezing one;
+//! - [`kexec`]: loading, unloading and booting a kernel;
+//! - [`machine`], [`mounts`]: what PID 1 of a machine sets up and tears down;
+//! - [`pid_space`]: keeping services' PIDs free across a kexec;
+//! - [`sched`], [`users`]: idle priority, user and group look-ups without NSS;
+//! - [`ExitStatus`]: how a process ended.
+
+pub mod cgroup;
+pub mod freezer;
+pub mod kexec;
+pub mod machine;
+pub mod mounts;
+pub mod pid_space;
+pub mod sched;
+pub mod spawn;
+pub mod users;
+
+use std::io;
+
+pub use spawn::{SpawnError, SpawnRequest, Stdio};
+
+/// What the manager asks of the kernel. One implementation talks to Linux;
+/// tests use a recording fake.
+pub trait Kernel: Send {
+    /// Starts a process as described; returns its PID once it has exec'd.
+    fn spawn(&mut self, request: SpawnRequest) -> Result<i32, SpawnError>;
+    /// Sends `signal` to `pid`. ESRCH is not an error (it already exited).
+    fn kill(&mut self, pid: i32, signal: i32) -> io::Result<()>;
+    /// Creates the cgroup `path` (relative to the cgroup2 root) and its parents.
+    fn cgroup_create(&mut self, path: &str) -> io::Result<()>;
+    /// PIDs in the cgroup (not in its children). A missing cgroup is empty.
+    fn cgroup_pids(&self, path: &str) -> io::Result<Vec<i32>>;
+    /// SIGKILLs every process of the cgroup at once (cgroup.kill).
+    fn cgroup_kill(&mut self, path: &str) -> io::Result<()>;
+    /// Removes the cgroup if it is empty; a busy or missing one is left alone.
+    fn cgroup_remove(&mut self, path: &str);
+    /// The cgroup a process is in, relative to the root (e.g. `/system.slice/a.service`).
+    fn cgroup_of(&self, pid: i32) -> Option<String>;
+}
+
+/// The live system.
+#[derive(Debug)]
+pub struct RealKernel {
+    pub cgroups: cgroup::CgroupFs,
+}
+
+impl Kernel for RealKernel {
+    fn spawn(&mut self, request: SpawnRequest) -> Result<i32, SpawnError> {
+        let cgroup_dir = match &request.cgroup {
+            Some(path) => {
+                Some(
+                    self.cgroups
+                        .open_dir(path)
+                        .map_err(|source| SpawnError::Cgroup {
+                            path: path.clone(),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        spawn::spawn(&request, cgroup_dir.as_ref())
+    }
+
+    fn kill(&mut self, pid: i32, signal: i32) -> io::Result<()> {
+        // A service process is a child of PID 1 (or adopted by it) and is
+        // only reaped by the manager's loop, which then forgets the PID: the
+        // PID cannot be reused while the manager still refers to it.
+        // SAFETY: kill(2) takes plain integers and touches no memory.
+        let rc = unsafe { libc::kill(pid, signal) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ESRCH) {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+
+    fn cgroup_create(&mut self, path: &str) -> io::Result<()> {
+        self.cgroups.create(path)
+    }
+
+    fn cgroup_pids(&self, path: &str) -> io::Result<Vec<i32>> {
+        self.cgroups.pids(path)
+    }
+
+    fn cgroup_kill(&mut self, path: &str) -> io::Result<()> {
+        self.cgroups.kill_all(path)
+    }
+
+    fn cgroup_remove(&mut self, path: &str) {
+        self.cgroups.remove(path)
+    }
+
+    fn cgroup_of(&self, pid: i32) -> Option<String> {
+        cgroup::cgroup_of(pid)
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    pub fn describe(self) -> String {
+        match self {
+            ExitStatus::Exited(c) => format!("status={c}"),
+            ExitStatus::Signaled(s) => format!("signal={}", signal_name(s)),
+        }
+    }
+
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+}
+
+/// A signal's name without its SIG prefix (`TERM`), or its number.
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().trim_start_matches("SIG").to_owned())
+        .unwrap_or_else(|_| sig.to_string())
+}
+
+/// The wall clock in µs since the epoch: what upgrade timings are in
+/// (CLOCK_MONOTONIC restarts with a kernel; the wall clock does not).
+pub fn wall_usec() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
