@@ -103,16 +103,30 @@ pub enum StoreWanted {
     Auto,
 }
 
+/// A store name that is not memory, disk or auto.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidStore(pub String);
+
+impl std::fmt::Display for InvalidStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid store {:?} (expected memory, disk or auto)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InvalidStore {}
+
 impl std::str::FromStr for StoreWanted {
-    type Err = String;
-    fn from_str(s: &str) -> Result<StoreWanted, String> {
+    type Err = InvalidStore;
+    fn from_str(s: &str) -> Result<StoreWanted, InvalidStore> {
         match s {
             "memory" => Ok(StoreWanted::Memory),
             "disk" => Ok(StoreWanted::Disk),
             "auto" => Ok(StoreWanted::Auto),
-            other => Err(format!(
-                "invalid store {other:?} (expected memory, disk or auto)"
-            )),
+            other => Err(InvalidStore(other.to_owned())),
         }
     }
 }

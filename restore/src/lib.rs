@@ -24,6 +24,9 @@ pub mod revive;
 pub mod rollback;
 pub mod verifier;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::RestoreError;
 
 use relive_host::UnitHost;

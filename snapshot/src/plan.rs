@@ -71,3 +71,34 @@ pub fn edited_unit_files(plan: &Plan) -> Vec<std::path::PathBuf> {
         .map(|(path, _)| path.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_file_edited_after_the_plan_is_found() {
+        let dir = std::env::temp_dir().join(format!("relive-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (kept, edited) = (dir.join("a.service"), dir.join("b.service"));
+        std::fs::write(&kept, "[Service]\n").unwrap();
+        std::fs::write(&edited, "[Service]\n").unwrap();
+        let plan = Plan {
+            unit_files: [&kept, &edited]
+                .iter()
+                .map(|p| (p.to_path_buf(), modified_ns(p)))
+                .collect(),
+            ..Plan::default()
+        };
+        assert!(edited_unit_files(&plan).is_empty());
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&edited)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(edited_unit_files(&plan), vec![edited]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,1 +1,370 @@
-//! tests
+//! The parking order and every undo path, in-process: PID 1, CRIU, the
+//! freezer and kexec are fakes that record what the upgrade asked. The
+//! fake kexec always fails, as a kexec that returns does, so every run
+//! ends in the undo that a real failure would take.
+
+use crate::dump::{DumpError, DumpJob, Dumper, PreDumpJob};
+use crate::park::{self, Aborted};
+use crate::{Seams, UpgradeError, UpgradeRequest};
+use relive_api::plan::{Plan, PlannedUnit, StoreChoice};
+use relive_config::UpgradeConfig;
+use relive_host::fake::{FakeHost, HostCall};
+use relive_host::{Job, ParkInfo};
+use relive_restore::fake::FakeRestorer;
+use relive_store::kexec::fake::{FakeKexec, KexecCall};
+use relive_sys::freezer::fake::{FakeFreezer, FreezerCall};
+use relive_sys::machine::Scope;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A CRIU that writes one small image per dump, or fails (or panics) for
+/// the units it is told to.
+#[derive(Debug, Default)]
+struct FakeDumper {
+    dumped: Mutex<Vec<String>>,
+    failing: BTreeSet<String>,
+    panicking: BTreeSet<String>,
+}
+
+impl Dumper for FakeDumper {
+    fn pre_dump(&self, job: &PreDumpJob<'_>) -> Result<(), DumpError> {
+        std::fs::write(job.dir.join("pages-1.img"), b"pre").unwrap();
+        Ok(())
+    }
+
+    fn dump(&self, job: &DumpJob<'_>) -> Result<(), DumpError> {
+        self.dumped.lock().unwrap().push(job.unit.to_owned());
+        if self.panicking.contains(job.unit) {
+            panic!("a bug in the dump of {}", job.unit);
+        }
+        if self.failing.contains(job.unit) {
+            return Err(DumpError::Io {
+                path: job.dir.to_owned(),
+                source: std::io::Error::other("CRIU refused (fake)"),
+            });
+        }
+        std::fs::write(job.dir.join("pages-1.img"), job.unit.as_bytes()).unwrap();
+        Ok(())
+    }
+
+    fn check(&self) -> Result<String, DumpError> {
+        Ok("CRIU (fake)".into())
+    }
+}
+
+/// Everything one test run needs, in a store of its own.
+struct Rig {
+    host: FakeHost,
+    dumper: FakeDumper,
+    restorer: FakeRestorer,
+    freezer: FakeFreezer,
+    kexec: FakeKexec,
+    config: UpgradeConfig,
+    store: PathBuf,
+}
+
+/// A process that has exited: its PID names nobody.
+fn dead_pid() -> i32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    child.id() as i32
+}
+
+impl Rig {
+    /// Preserved units (name, priority) in freeze order, and restart units.
+    fn new(preserved: &[(&str, u16)], restarted: &[&str]) -> Rig {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let store =
+            std::env::temp_dir().join(format!("relive-park-test-{}-{n}", std::process::id()));
+        let plan = Plan {
+            preserved: preserved
+                .iter()
+                .map(|(name, priority)| PlannedUnit {
+                    name: name.to_string(),
+                    priority: *priority,
+                    main_pid: std::process::id(),
+                    pids: vec![std::process::id()],
+                    estimated_bytes: 4096,
+                    pre_dump: false,
+                    pre_dump_max_rounds: None,
+                    rollback: false,
+                })
+                .collect(),
+            restarted: restarted.iter().map(|s| s.to_string()).collect(),
+            store: Some(StoreChoice::disk(&store, "disk store (test)".into())),
+            ..Plan::default()
+        };
+        let host = FakeHost::new(plan);
+        host.with(|s| {
+            for (name, _) in preserved {
+                s.parkable.insert(
+                    name.to_string(),
+                    ParkInfo {
+                        // Alive, so that a thawed unit is handed back.
+                        main_pid: std::process::id() as i32,
+                        cgroup: format!("/system.slice/{name}"),
+                        ..ParkInfo::default()
+                    },
+                );
+            }
+        });
+        Rig {
+            host,
+            dumper: FakeDumper::default(),
+            restorer: FakeRestorer::default(),
+            freezer: FakeFreezer::default(),
+            kexec: FakeKexec::default(),
+            config: UpgradeConfig {
+                store_dir: store.clone(),
+                pre_dump: false,
+                ..UpgradeConfig::default()
+            },
+            store,
+        }
+    }
+
+    fn seams(&self) -> Seams<'_> {
+        Seams {
+            host: &self.host,
+            dumper: &self.dumper,
+            restorer: &self.restorer,
+            freezer: &self.freezer,
+            kexec: &self.kexec,
+        }
+    }
+
+    /// The upgrade after a passed preflight: it always ends undone.
+    fn execute(&self) -> Aborted {
+        let request = UpgradeRequest {
+            kernel: "/boot/vmlinuz-next".into(),
+            initrd: None,
+            append: String::new(),
+            reuse_cmdline: true,
+            dry_run: false,
+            single_phase: true,
+            store: None,
+        };
+        let plan = self.host.with(|s| s.plan.clone());
+        self.host.begin_upgrade_for_test();
+        park::execute(&self.seams(), &plan, &request, &self.config, &|_| {})
+    }
+
+    fn calls(&self) -> Vec<HostCall> {
+        self.host.calls()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+trait BeginForTest {
+    fn begin_upgrade_for_test(&self);
+}
+
+impl BeginForTest for FakeHost {
+    fn begin_upgrade_for_test(&self) {
+        relive_host::UnitHost::begin_upgrade(self).unwrap();
+    }
+}
+
+fn cgroup(unit: &str) -> PathBuf {
+    Path::new(relive_sys::cgroup::ROOT).join(format!("system.slice/{unit}"))
+}
+
+fn position(calls: &[HostCall], call: &HostCall) -> usize {
+    calls
+        .iter()
+        .position(|c| c == call)
+        .unwrap_or_else(|| panic!("{call:?} never happened: {calls:#?}"))
+}
+
+#[test]
+fn units_are_parked_by_ascending_priority_after_the_restart_units_stop() {
+    let rig = Rig::new(&[("low", 100), ("mid", 500), ("critical", 900)], &["cron"]);
+    let aborted = rig.execute();
+    assert!(matches!(aborted.error, UpgradeError::Boot(_)), "{aborted}");
+    assert_eq!(
+        *rig.dumper.dumped.lock().unwrap(),
+        ["low", "mid", "critical"]
+    );
+    let calls = rig.calls();
+    let stop = position(
+        &calls,
+        &HostCall::Job {
+            unit: "cron".into(),
+            job: Job::Stop,
+        },
+    );
+    let parks: Vec<usize> = ["low", "mid", "critical"]
+        .iter()
+        .map(|u| position(&calls, &HostCall::Park(u.to_string())))
+        .collect();
+    assert!(
+        stop < parks[0] && parks[0] < parks[1] && parks[1] < parks[2],
+        "{calls:#?}"
+    );
+    // The state is taken once every unit is dumped, then the kexec.
+    assert!(position(&calls, &HostCall::ManagerState) > parks[2]);
+    assert_eq!(rig.kexec.calls()[0], KexecCall::Boot);
+    let freezes: Vec<FreezerCall> = rig.freezer.calls();
+    assert_eq!(freezes[0], FreezerCall::Freeze(cgroup("low")));
+    assert_eq!(freezes[2], FreezerCall::Freeze(cgroup("critical")));
+}
+
+#[test]
+fn a_failed_kexec_restores_every_unit_in_reverse_and_starts_the_stopped_ones() {
+    let rig = Rig::new(&[("low", 100), ("critical", 900)], &["cron"]);
+    let aborted = rig.execute();
+    assert!(aborted.lost.is_empty(), "{aborted}");
+    assert!(aborted.to_string().starts_with("kexec failed"), "{aborted}");
+    // Most critical first, as the new kernel would.
+    assert_eq!(rig.restorer.restored(), ["critical", "low"]);
+    let calls = rig.calls();
+    let unparked = |u: &str| HostCall::Unpark {
+        unit: u.into(),
+        main_pid: std::process::id() as i32,
+    };
+    assert!(position(&calls, &unparked("critical")) < position(&calls, &unparked("low")));
+    let started = position(
+        &calls,
+        &HostCall::Job {
+            unit: "cron".into(),
+            job: Job::Start,
+        },
+    );
+    assert!(started > position(&calls, &unparked("low")));
+    assert_eq!(calls.last(), Some(&HostCall::EndUpgrade));
+    assert!(rig.kexec.calls().contains(&KexecCall::Unload));
+    assert!(!rig.store.exists(), "the store (process memory) is wiped");
+}
+
+#[test]
+fn a_failed_dump_thaws_its_unit_and_restores_the_ones_before_it() {
+    let mut rig = Rig::new(&[("low", 100), ("mid", 500), ("critical", 900)], &[]);
+    rig.dumper.failing.insert("mid".into());
+    let aborted = rig.execute();
+    match &aborted.error {
+        UpgradeError::DumpRetry { unit, .. } => assert_eq!(unit, "mid"),
+        other => panic!("{other}"),
+    }
+    // Tried twice (the second time in full), never reached critical.
+    assert_eq!(*rig.dumper.dumped.lock().unwrap(), ["low", "mid", "mid"]);
+    assert!(!rig.calls().contains(&HostCall::Park("critical".into())));
+    let freezer = rig.freezer.calls();
+    assert_eq!(freezer.last(), Some(&FreezerCall::Thaw(cgroup("mid"))));
+    // mid never left its processes: it is handed back, not restored.
+    assert_eq!(rig.restorer.restored(), ["low"]);
+    assert!(rig.calls().contains(&HostCall::Unpark {
+        unit: "mid".into(),
+        main_pid: std::process::id() as i32,
+    }));
+    assert!(aborted.lost.is_empty(), "{aborted}");
+    // No kexec after a failed dump; the kernel the preflight loaded goes.
+    assert_eq!(rig.kexec.calls(), [KexecCall::Unload]);
+}
+
+#[test]
+fn a_unit_whose_process_died_in_its_dump_is_started_afresh_and_reported() {
+    let mut rig = Rig::new(&[("low", 100), ("mid", 500)], &[]);
+    let dead = dead_pid();
+    rig.host
+        .with(|s| s.parkable.get_mut("mid").unwrap().main_pid = dead);
+    rig.dumper.failing.insert("mid".into());
+    let aborted = rig.execute();
+    assert!(matches!(aborted.error, UpgradeError::DiedInDump { pid, .. } if pid == dead));
+    assert_eq!(aborted.lost.len(), 1, "{aborted}");
+    assert!(
+        aborted.lost[0].starts_with(&format!(
+            "mid: state lost: its main process {dead} died during the failed dump"
+        )),
+        "{aborted}"
+    );
+    let calls = rig.calls();
+    assert!(calls.contains(&HostCall::QueueStart("mid".into())));
+    assert!(calls
+        .iter()
+        .any(|c| matches!(c, HostCall::ForgetParked { unit, .. } if unit == "mid")));
+    assert_eq!(rig.restorer.restored(), ["low"]);
+}
+
+#[test]
+fn a_unit_that_cannot_be_restored_after_an_abort_is_started_afresh() {
+    let mut rig = Rig::new(&[("low", 100), ("critical", 900)], &[]);
+    rig.restorer = FakeRestorer::failing(&["low"]);
+    let aborted = rig.execute();
+    assert_eq!(aborted.lost.len(), 1, "{aborted}");
+    assert!(aborted.lost[0].starts_with("low: state lost: could not be restored"));
+    assert!(rig.calls().contains(&HostCall::QueueStart("low".into())));
+}
+
+#[test]
+fn a_panic_in_the_upgrade_is_undone_like_any_failure() {
+    let mut rig = Rig::new(&[("low", 100), ("critical", 900)], &[]);
+    rig.dumper.panicking.insert("critical".into());
+    let aborted = rig.execute();
+    match &aborted.error {
+        UpgradeError::Panic(message) => assert!(message.contains("a bug in the dump of critical")),
+        other => panic!("{other}"),
+    }
+    assert_eq!(rig.restorer.restored(), ["low"]);
+    assert_eq!(
+        rig.freezer.calls().last(),
+        Some(&FreezerCall::Thaw(cgroup("critical")))
+    );
+    assert_eq!(rig.calls().last(), Some(&HostCall::EndUpgrade));
+}
+
+#[test]
+fn a_restart_unit_that_does_not_stop_undoes_nothing_else() {
+    let rig = Rig::new(&[("low", 100)], &["cron", "stuck"]);
+    rig.host.with(|s| s.failing_jobs.insert("stuck".into()));
+    let aborted = rig.execute();
+    assert!(matches!(&aborted.error, UpgradeError::Stop { unit, .. } if unit == "stuck"));
+    let calls = rig.calls();
+    assert!(!calls.iter().any(|c| matches!(c, HostCall::Park(_))));
+    // cron, stopped before, is started again.
+    assert!(calls.contains(&HostCall::Job {
+        unit: "cron".into(),
+        job: Job::Start
+    }));
+}
+
+#[test]
+fn a_failed_preflight_leaves_everything_as_it_was() {
+    let rig = Rig::new(&[("low", 100)], &["cron"]);
+    let request = UpgradeRequest {
+        kernel: "/nonexistent/vmlinuz".into(),
+        initrd: None,
+        append: String::new(),
+        reuse_cmdline: true,
+        dry_run: false,
+        single_phase: false,
+        store: None,
+    };
+    // Not the machine's init: the preflight refuses.
+    let failed = park::prepare(
+        &rig.seams(),
+        &request,
+        &rig.config,
+        Scope::Namespace,
+        &|_| {},
+    )
+    .unwrap_err();
+    let text = failed.error.to_string();
+    assert!(
+        text.starts_with("preflight failed: init: relive is not the machine's init"),
+        "{text}"
+    );
+    assert!(text.contains("kernel: /nonexistent/vmlinuz"), "{text}");
+    assert_eq!(
+        rig.calls(),
+        [HostCall::BeginUpgrade, HostCall::Plan, HostCall::EndUpgrade]
+    );
+    assert!(rig.kexec.calls().is_empty(), "nothing loaded");
+    assert!(rig.freezer.calls().is_empty());
+}

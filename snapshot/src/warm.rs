@@ -216,3 +216,82 @@ pub fn wipe_leftover(store_dir: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relive_api::plan::PlannedUnit;
+    use relive_api::report::PreDumpRound;
+
+    fn planned(name: &str, main_pid: u32) -> PlannedUnit {
+        PlannedUnit {
+            name: name.into(),
+            priority: 100,
+            main_pid,
+            pids: vec![main_pid],
+            estimated_bytes: 0,
+            pre_dump: true,
+            pre_dump_max_rounds: None,
+            rollback: false,
+        }
+    }
+
+    fn chain(rounds: u32) -> Chain {
+        Chain {
+            rounds: (1..=rounds)
+                .map(|round| PreDumpRound {
+                    round,
+                    ..PreDumpRound::default()
+                })
+                .collect(),
+            parent: Some(format!("pre-{rounds}")),
+            ..Chain::default()
+        }
+    }
+
+    /// A warm chain is topped up only for the same process tree, and a
+    /// chain grown too long is started again on a refresh.
+    #[test]
+    fn only_chains_of_the_same_process_tree_are_kept() {
+        let dir = std::env::temp_dir().join(format!("relive-warm-{}", std::process::id()));
+        let store = Store::create(&dir).unwrap();
+        let mut warm = Warm::default();
+        for (name, pid, rounds) in [("same", 10, 2), ("restarted", 11, 2), ("long", 12, 40)] {
+            let images = store.unit_dir(name).unwrap().join("pre-1");
+            std::fs::create_dir_all(&images).unwrap();
+            std::fs::write(images.join("pages-1.img"), b"x").unwrap();
+            warm.units.insert(
+                name.into(),
+                WarmUnit {
+                    main_pid: pid,
+                    chain: chain(rounds),
+                },
+            );
+        }
+        store
+            .write_file(WARM_FILE, &serde_json::to_vec(&warm).unwrap())
+            .unwrap();
+        let plan = Plan {
+            preserved: vec![
+                planned("same", 10),
+                planned("restarted", 99),
+                planned("long", 12),
+            ],
+            ..Plan::default()
+        };
+        let (store, chains) = open(&dir, &plan, true).unwrap();
+        assert_eq!(chains.keys().collect::<Vec<_>>(), ["same"]);
+        assert!(store.root.join("images/same/pre-1").exists());
+        assert!(
+            !store.root.join("images/restarted").exists(),
+            "images of another tree go"
+        );
+        assert!(!store.root.join("images/long").exists());
+        // Read once: the upgrade that uses it owns it now.
+        assert!(!store.root.join(WARM_FILE).exists());
+        // Without a warm snapshot: an empty store.
+        let (_, chains) = open(&dir, &plan, true).unwrap();
+        assert!(chains.is_empty());
+        store.wipe().unwrap();
+    }
+}

@@ -310,15 +310,15 @@ impl Store {
         let Ok(units) = fs::read_dir(&images) else {
             return Ok(());
         };
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dest)
-            .map_err(io_err(dest))?;
         for unit in units.flatten() {
             for log in ["dump.log", "restore.log"] {
                 let from = unit.path().join(log);
                 if from.exists() {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dest)
+                        .map_err(io_err(dest))?;
                     let to = dest.join(format!("{}-{log}", unit.file_name().to_string_lossy()));
                     fs::copy(&from, &to).map_err(io_err(&to))?;
                 }

@@ -36,12 +36,23 @@ pub fn binary(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let release = bin_dir().ends_with("release");
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "relive", "--bins"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "relive",
+            "-p",
+            "relive-ctl",
+            "--bins",
+        ]);
         if release {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p relive failed");
+        assert!(
+            status.success(),
+            "cargo build -p relive -p relive-ctl failed"
+        );
     });
     let path = bin_dir().join(name);
     assert!(path.exists(), "{} is missing", path.display());

@@ -1,0 +1,267 @@
+//! The resume order and the restore-failure policies, in-process: PID 1,
+//! CRIU, the freezer and kexec are fakes that record what the resume
+//! asked; the store is a real one holding small fake images.
+
+use crate::fake::FakeRestorer;
+use crate::resume;
+use crate::Seams;
+use relive_api::plan::Plan;
+use relive_api::report::{Outcome, UnitMode, UnitRecord, UpgradeMode};
+use relive_host::fake::{FakeHost, HostCall};
+use relive_host::Job;
+use relive_store::handover::PreviousKernel;
+use relive_store::kexec::fake::{FakeKexec, KexecCall};
+use relive_store::{KexecHandover, Store};
+use relive_sys::freezer::fake::{FakeFreezer, FreezerCall};
+use std::path::{Path, PathBuf};
+
+struct Rig {
+    host: FakeHost,
+    restorer: FakeRestorer,
+    freezer: FakeFreezer,
+    kexec: FakeKexec,
+    store: Store,
+}
+
+impl Rig {
+    /// A store holding checked images of `units` (name, rollback), in
+    /// freeze order (least critical first).
+    fn new(units: &[(&str, bool)]) -> (Rig, KexecHandover) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let root =
+            std::env::temp_dir().join(format!("relive-resume-test-{}-{n}", std::process::id()));
+        let store = Store::create(&root).unwrap();
+        let mut records = Vec::new();
+        for (i, (name, rollback)) in units.iter().enumerate() {
+            let dir = store.unit_dir(name).unwrap();
+            std::fs::write(dir.join("pages-1.img"), name.as_bytes()).unwrap();
+            store.seal_unit(name).unwrap();
+            records.push(UnitRecord {
+                name: name.to_string(),
+                mode: UnitMode::Preserve,
+                main_pid: 2000 + i as i32,
+                cgroup: format!("/system.slice/{name}"),
+                rollback: *rollback,
+                frozen_usec: 1,
+                ..UnitRecord::default()
+            });
+        }
+        let handover = KexecHandover {
+            state: serde_json::json!({}),
+            plan: Plan {
+                restarted: vec!["cron".into()],
+                rerun: vec!["network".into(), "sysctl".into()],
+                ..Plan::default()
+            },
+            units: records,
+            kernel_from: "6.1.0-47-amd64".into(),
+            kernel_to: "/boot/vmlinuz-6.12".into(),
+            started_usec: 1,
+            kexec_usec: 2,
+            mode: UpgradeMode::TwoPhase,
+            phase1_started_usec: 1,
+            phase1_ended_usec: 2,
+            store: "disk store (test)".into(),
+            notes: Vec::new(),
+            previous: Some(PreviousKernel {
+                release: "6.1.0-47-amd64".into(),
+                kernel: "/boot/vmlinuz-6.1.0-47-amd64".into(),
+                initrd: None,
+                cmdline: "root=/dev/vda init=/usr/sbin/relive".into(),
+            }),
+            rolled_back: None,
+        };
+        let rig = Rig {
+            host: FakeHost::default(),
+            restorer: FakeRestorer::default(),
+            freezer: FakeFreezer::default(),
+            kexec: FakeKexec::default(),
+            store,
+        };
+        (rig, handover)
+    }
+
+    fn seams(&self) -> Seams<'_> {
+        Seams {
+            host: &self.host,
+            restorer: &self.restorer,
+            freezer: &self.freezer,
+            kexec: &self.kexec,
+        }
+    }
+
+    fn resume(&self, handover: KexecHandover) -> relive_api::report::UpgradeReport {
+        resume::resume(self.seams(), &self.store, handover, 3)
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = self.store.wipe();
+    }
+}
+
+fn position(calls: &[HostCall], call: &HostCall) -> usize {
+    calls
+        .iter()
+        .position(|c| c == call)
+        .unwrap_or_else(|| panic!("{call:?} never happened: {calls:#?}"))
+}
+
+fn outcome<'a>(report: &'a relive_api::report::UpgradeReport, unit: &str) -> &'a Outcome {
+    report
+        .units
+        .iter()
+        .find(|u| u.name == unit)
+        .and_then(|u| u.outcome.as_ref())
+        .unwrap_or_else(|| panic!("no outcome for {unit}"))
+}
+
+fn cgroup(unit: &str) -> PathBuf {
+    Path::new(relive_sys::cgroup::ROOT).join(format!("system.slice/{unit}"))
+}
+
+#[test]
+fn reruns_first_then_the_most_critical_unit_then_the_rest() {
+    let (rig, handover) = Rig::new(&[("low", false), ("mid", false), ("critical", false)]);
+    let report = rig.resume(handover);
+    assert_eq!(rig.restorer.restored(), ["critical", "mid", "low"]);
+    let calls = rig.host.calls();
+    let rerun = position(
+        &calls,
+        &HostCall::StartTogether(vec!["network".into(), "sysctl".into()]),
+    );
+    let first_restore = position(&calls, &HostCall::PrepareRestore("critical".into()));
+    let floor = position(&calls, &HostCall::PidsAboveFloor);
+    let cron = position(
+        &calls,
+        &HostCall::Job {
+            unit: "cron".into(),
+            job: Job::Start,
+        },
+    );
+    let target = position(
+        &calls,
+        &HostCall::Job {
+            unit: "multi-user.target".into(),
+            job: Job::Start,
+        },
+    );
+    assert!(rerun < first_restore && first_restore < floor && floor < cron && cron < target);
+    for unit in ["low", "mid", "critical"] {
+        assert_eq!(outcome(&report, unit), &Outcome::Restored);
+    }
+    assert_eq!(outcome(&report, "cron"), &Outcome::Restarted);
+    assert_eq!(outcome(&report, "network"), &Outcome::Rerun);
+    assert_eq!(report.mode, Some(UpgradeMode::TwoPhase));
+    assert!(rig.kexec.calls().is_empty());
+}
+
+#[test]
+fn a_unit_that_cannot_be_restored_starts_afresh_above_the_pid_floor() {
+    let (mut rig, handover) = Rig::new(&[("low", false), ("mid", false), ("critical", false)]);
+    rig.restorer = FakeRestorer::failing(&["mid"]);
+    let report = rig.resume(handover);
+    assert!(
+        matches!(outcome(&report, "mid"), Outcome::Lost { reason } if reason.contains("restore failed"))
+    );
+    assert_eq!(
+        outcome(&report, "low"),
+        &Outcome::Restored,
+        "the others go on"
+    );
+    let calls = rig.host.calls();
+    let forgotten = calls
+        .iter()
+        .position(|c| matches!(c, HostCall::ForgetParked { unit, .. } if unit == "mid"))
+        .expect("mid forgotten");
+    let floor = position(&calls, &HostCall::PidsAboveFloor);
+    let started = position(
+        &calls,
+        &HostCall::Job {
+            unit: "mid".into(),
+            job: Job::Start,
+        },
+    );
+    // Its fresh processes must not take a PID a restore still needs.
+    assert!(forgotten < floor && floor < started, "{calls:#?}");
+    assert_eq!(report.lost().count(), 1);
+}
+
+#[test]
+fn damaged_images_are_never_restored() {
+    let (rig, handover) = Rig::new(&[("low", false), ("critical", false)]);
+    let pages = rig.store.unit_dir("low").unwrap().join("pages-1.img");
+    std::fs::write(&pages, b"flipped").unwrap();
+    let report = rig.resume(handover);
+    assert_eq!(rig.restorer.restored(), ["critical"]);
+    match outcome(&report, "low") {
+        Outcome::Lost { reason } => assert!(
+            reason.starts_with("images refused") && reason.contains("does not match"),
+            "{reason}"
+        ),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn rollback_units_are_held_frozen_until_all_of_them_are_back() {
+    let (rig, handover) = Rig::new(&[("low", false), ("db", true), ("critical", true)]);
+    let report = rig.resume(handover);
+    // Rollback units first (most critical first), then the others.
+    assert_eq!(rig.restorer.restored(), ["critical", "db", "low"]);
+    assert_eq!(
+        rig.freezer.calls(),
+        [
+            FreezerCall::Freeze(cgroup("critical")),
+            FreezerCall::Freeze(cgroup("db")),
+            FreezerCall::Thaw(cgroup("critical")),
+            FreezerCall::Thaw(cgroup("db")),
+        ]
+    );
+    assert_eq!(outcome(&report, "db"), &Outcome::Restored);
+    assert!(rig.kexec.calls().is_empty(), "no rollback");
+}
+
+#[test]
+fn a_rollback_unit_that_fails_sends_the_machine_back() {
+    let (mut rig, handover) = Rig::new(&[("low", false), ("db", true), ("critical", true)]);
+    rig.restorer = FakeRestorer::failing(&["db"]);
+    let report = rig.resume(handover);
+    let kexec = rig.kexec.calls();
+    match &kexec[0] {
+        KexecCall::Load { kernel, cmdline } => {
+            assert_eq!(kernel, Path::new("/boot/vmlinuz-6.1.0-47-amd64"));
+            assert!(cmdline.contains(&format!("relive.handover={}", rig.store.root.display())));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(kexec[1], KexecCall::Boot);
+    // critical, restored and held, was ended for the previous kernel to
+    // restore from the same images.
+    assert!(rig
+        .freezer
+        .calls()
+        .contains(&FreezerCall::Kill(cgroup("critical"))));
+    // The fake kexec returned (as a failed one does): the resume goes on
+    // in this kernel, and the handover left for the old one says why.
+    let back = rig.store.read_handover().unwrap();
+    let why = back.rolled_back.expect("rolled_back set");
+    assert!(why.contains("db could not be restored"), "{why}");
+    assert!(back.units.iter().all(|u| u.outcome.is_none()));
+    assert_eq!(outcome(&report, "critical"), &Outcome::Restored);
+    assert!(matches!(outcome(&report, "db"), Outcome::Lost { .. }));
+}
+
+#[test]
+fn a_handover_that_already_rolled_back_never_rolls_back_again() {
+    let (mut rig, mut handover) = Rig::new(&[("low", false), ("db", true)]);
+    handover.rolled_back = Some("rolled back from 6.12 to 6.1: db could not be restored".into());
+    rig.restorer = FakeRestorer::failing(&["db"]);
+    let report = rig.resume(handover);
+    assert!(rig.kexec.calls().is_empty());
+    assert!(matches!(outcome(&report, "db"), Outcome::Lost { .. }));
+    assert_eq!(outcome(&report, "low"), &Outcome::Restored);
+    assert!(report.rolled_back.is_some());
+}
