@@ -3,41 +3,20 @@
 //! guest over ssh and stops it; runs the lab tests (`check`), the demo and
 //! the benchmarks. Progress goes to stderr, results to stdout.
 
-mod accel;
-mod apt;
 mod bench;
-mod boot;
-mod build;
-mod check;
-mod demo;
-mod disk;
-mod echo_client;
-mod faults;
-mod guest;
-mod image;
-mod paths;
-mod phase_check;
-mod prereq;
-mod qemu;
-mod shell;
-mod signals;
-mod ssh;
-mod stop;
-mod svg;
-mod twophase_bench;
-mod twophase_figures;
-mod upgrade;
-mod upgrade_bench;
-mod upgrade_check;
+mod scenarios;
+mod vm;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use guest::{Guest, Init};
-use paths::Paths;
+use scenarios::{check, demo, faults, upgrade_check};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use vm::guest::{Guest, Init};
+use vm::paths::Paths;
+use vm::{boot, build, prereq, signals, ssh, stop};
 
 #[derive(Debug, Parser)]
 #[command(name = "relive-lab", about = "The QEMU lab for relive")]
@@ -198,7 +177,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
             build::build_binaries(&paths)?;
             std::fs::create_dir_all(&paths.out)?;
             let started = Instant::now();
-            let image = image::build_or_reuse(&paths, force)?;
+            let image = vm::image::build_or_reuse(&paths, force)?;
             eprintln!(
                 "relive-lab: image ready in {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -378,11 +357,11 @@ fn run(verb: Verb) -> Result<ExitCode> {
         }
         Verb::BenchUpgrade { json } => {
             let interrupt = prepare(&paths)?;
-            let figures = upgrade_bench::bench(&paths, &interrupt)?;
+            let figures = bench::upgrade::bench(&paths, &interrupt)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&figures)?);
             } else {
-                upgrade_bench::print_table(&figures);
+                bench::upgrade::print_table(&figures);
             }
         }
         Verb::Bench {
@@ -394,12 +373,12 @@ fn run(verb: Verb) -> Result<ExitCode> {
             svg_out,
         } => {
             // Parsed before anything boots: a typo fails at once.
-            let matrix = twophase_figures::Matrix::parse(&sizes, &rates, &modes, &store)?;
-            let outputs = twophase_bench::Outputs::new(&paths, json_out, svg_out);
+            let matrix = bench::twophase_figures::Matrix::parse(&sizes, &rates, &modes, &store)?;
+            let outputs = bench::twophase::Outputs::new(&paths, json_out, svg_out);
             let interrupt = prepare(&paths)?;
-            let runs = twophase_bench::bench(&paths, &matrix, &outputs, &interrupt)?;
-            twophase_bench::print_summary(&matrix, &runs, &outputs);
-            if !twophase_bench::all_good(&runs) {
+            let runs = bench::twophase::bench(&paths, &matrix, &outputs, &interrupt)?;
+            bench::twophase::print_summary(&matrix, &runs, &outputs);
+            if !bench::twophase::all_good(&runs) {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -413,11 +392,11 @@ fn run(verb: Verb) -> Result<ExitCode> {
             json,
         } => {
             let interrupt = prepare(&paths)?;
-            let samples = bench::bench(&paths, &kernel, rounds, &interrupt)?;
+            let samples = bench::boot::bench(&paths, &kernel, rounds, &interrupt)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&samples)?);
             } else {
-                bench::print_table(&kernel, &samples);
+                bench::boot::print_table(&kernel, &samples);
             }
         }
     }

@@ -2,7 +2,7 @@
 //! programs, with the same cargo that built the driver. Cargo decides what
 //! is stale, so this costs a fraction of a second when nothing changed.
 
-use crate::paths::Paths;
+use crate::vm::paths::Paths;
 use anyhow::{bail, Context, Result};
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};

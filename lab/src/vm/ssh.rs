@@ -1,7 +1,7 @@
 //! ssh into the guest through QEMU's hostfwd on 127.0.0.1, with the lab's
 //! own key (generated once into lab/out/ssh/, baked into the image).
 
-use crate::paths::Paths;
+use crate::vm::paths::Paths;
 use anyhow::{bail, Context, Result};
 use std::process::{Command, Stdio};
 use std::time::Duration;

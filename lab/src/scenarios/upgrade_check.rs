@@ -9,18 +9,19 @@
 //! host-side echo client on one TCP connection (every line back, in order),
 //! an interactive ssh session, and every preserved unit's PIDs.
 
-use crate::boot::{self, Booted, Options};
-use crate::check::{self, Verdict};
-use crate::echo_client::EchoClient;
-use crate::guest::Init;
-use crate::image;
-use crate::paths::Paths;
-use crate::phase_check::{self, Variant};
-use crate::shell::Shell;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
-use crate::upgrade::{self, Pids};
+use crate::scenarios::check::{self, Verdict};
+use crate::scenarios::echo_client::EchoClient;
+use crate::scenarios::phase_check::{self, Variant};
+use crate::scenarios::pids::Pids;
+use crate::scenarios::upgrade;
+use crate::vm::boot::{self, Booted, Options};
+use crate::vm::guest::Init;
+use crate::vm::image;
+use crate::vm::paths::Paths;
+use crate::vm::shell::Shell;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 

@@ -19,12 +19,12 @@
 //!   over ssh right after `ready`.
 //! - poweroff: seconds from the init's poweroff command to QEMU's exit.
 
-use crate::boot::{self, Options, ReadyWhen};
-use crate::guest::Init;
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
+use crate::vm::boot::{self, Options, ReadyWhen};
+use crate::vm::guest::Init;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::time::Duration;

@@ -7,15 +7,15 @@
 //! upgrade again (the preflight passes afterwards). Prints one line per scenario and the
 //! total of services lost, which must be 0.
 
-use crate::boot::{self, Booted, Options};
-use crate::check;
-use crate::guest::Init;
-use crate::image;
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
-use crate::upgrade;
+use crate::scenarios::check;
+use crate::scenarios::upgrade;
+use crate::vm::boot::{self, Booted, Options};
+use crate::vm::guest::Init;
+use crate::vm::image;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::time::Duration;

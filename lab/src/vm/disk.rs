@@ -2,7 +2,7 @@
 //! without mounting it (debugfs), so tests can boot with a unit the image
 //! does not have.
 
-use crate::paths::Paths;
+use crate::vm::paths::Paths;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

@@ -2,14 +2,14 @@
 //! once the guest is ready, or fail with the serial log's tail (the guard in
 //! `Qemu` kills the guest on every failure path).
 
-use crate::accel;
-use crate::disk;
-use crate::guest::{Guest, Init};
-use crate::image;
-use crate::paths::Paths;
-use crate::qemu::{self, Qemu};
-use crate::signals::Interrupt;
-use crate::ssh;
+use crate::vm::accel;
+use crate::vm::disk;
+use crate::vm::guest::{Guest, Init};
+use crate::vm::image;
+use crate::vm::paths::Paths;
+use crate::vm::qemu::{self, Qemu};
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
@@ -329,8 +329,8 @@ mod tests {
     /// asked is left alone.
     #[test]
     fn grow_disk_grows_the_file_system() {
-        if crate::prereq::which("mkfs.ext4").is_none()
-            || crate::prereq::which("resize2fs").is_none()
+        if crate::vm::prereq::which("mkfs.ext4").is_none()
+            || crate::vm::prereq::which("resize2fs").is_none()
         {
             eprintln!("skipped: no e2fsprogs");
             return;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
-const INSTALL_SCRIPT: &str = include_str!("../install-prereqs.sh");
+const INSTALL_SCRIPT: &str = include_str!("../../install-prereqs.sh");
 const INSTALL_HINT: &str = "sudo bash lab/install-prereqs.sh";
 
 /// Programs the lab runs, each with the package that provides it.

@@ -1,4 +1,4 @@
-//! The pure half of `relive-lab bench` (twophase_bench.rs drives the
+//! The pure half of `relive-lab bench` (twophase.rs drives the
 //! guests): the matrix and its parsing, VM sizing, the figures taken from
 //! each run, phase-1 throughput, the table and the targets.
 
@@ -184,7 +184,7 @@ pub fn unit_text(
     priority: u32,
 ) -> String {
     format!(
-        "# Written by relive-lab bench (lab/src/twophase_bench.rs).\n\
+        "# Written by relive-lab bench (lab/src/bench/twophase.rs).\n\
          [Unit]\n\
          Description=relive-lab bench: {description}\n\
          After=relive-net.service\n\
@@ -216,7 +216,7 @@ pub struct UnitFigures {
     pub stoppage_over_floor: Option<f64>,
     pub pre_dump_rounds: usize,
     /// relive's figures for each round.
-    pub pre_dumps: Vec<crate::upgrade::PreDumpRound>,
+    pub pre_dumps: Vec<crate::scenarios::upgrade::PreDumpRound>,
     pub convergence: String,
     pub final_dump: String,
     pub stoppage_bytes: u64,

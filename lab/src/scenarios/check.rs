@@ -4,13 +4,13 @@
 //! check QEMU's exit status and the file system. This process owns QEMU
 //! from start to exit, so QEMU's own exit status is the poweroff verdict.
 
-use crate::boot::{self, Options};
-use crate::disk::ExtraUnit;
-use crate::guest::{Guest, Init};
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
+use crate::vm::boot::{self, Options};
+use crate::vm::disk::ExtraUnit;
+use crate::vm::guest::{Guest, Init};
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::Result;
 use relive_workloads::Report;
 use std::io::{BufRead, BufReader, Write};

@@ -12,7 +12,7 @@
 //!   it, say so in the report and start relive-idle afresh. (Then
 //!   upgrade_check goes back once more, falling back to the disk store.)
 
-use crate::upgrade::{Report, UnitReport};
+use crate::scenarios::upgrade::{Report, UnitReport};
 use anyhow::{Context, Result};
 
 pub const IDLE: &str = "relive-idle.service";

@@ -3,14 +3,14 @@
 //! session that asks is itself in a preserved unit), show relive's upgrade
 //! report and the new `uname -r`, power off.
 
-use crate::boot::{self, Options};
-use crate::guest::Init;
-use crate::image;
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
-use crate::upgrade;
+use crate::scenarios::upgrade;
+use crate::vm::boot::{self, Options};
+use crate::vm::guest::Init;
+use crate::vm::image;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::{bail, Result};
 use std::time::Duration;
 

@@ -8,8 +8,8 @@
 //!   the lab's ssh key and the relive and workload binaries from
 //!   target/release, copied into the tree just before mkfs.
 
-use crate::apt;
-use crate::paths::Paths;
+use crate::vm::apt;
+use crate::vm::paths::Paths;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -79,7 +79,7 @@ struct OverlayFile {
 /// Builds what is stale and returns the image; `force` rebuilds the tree.
 pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
     let started = Instant::now();
-    crate::ssh::ensure_key(paths)?;
+    crate::vm::ssh::ensure_key(paths)?;
 
     let mirror = apt::debian_mirror();
     let pins = apt::read_kernel_pins(&paths.mkosi_config().join("kernels.list"))?;

@@ -1,8 +1,8 @@
 //! The running guest, as lab/out/run/guest.json: `boot` writes it and
 //! returns, later `ssh`, `status` and `stop` invocations read it.
 
-use crate::paths::Paths;
-use crate::qemu::{self, Accel};
+use crate::vm::paths::Paths;
+use crate::vm::qemu::{self, Accel};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -13,15 +13,15 @@
 //!
 //! ratio = reboot blackout / the echo client's largest gap in the upgrade.
 
-use crate::boot::{self, Options};
-use crate::echo_client::EchoClient;
-use crate::guest::Init;
-use crate::image;
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
-use crate::upgrade;
+use crate::scenarios::echo_client::EchoClient;
+use crate::scenarios::upgrade;
+use crate::vm::boot::{self, Options};
+use crate::vm::guest::Init;
+use crate::vm::image;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};

@@ -18,19 +18,19 @@
 //! the stoppage. The figures go to stdout (table, targets), to JSON and to
 //! an SVG plot; a run that fails is recorded and the next one goes on.
 
-use crate::boot::{self, Booted, Options};
-use crate::guest::Init;
-use crate::image;
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
-use crate::svg;
-use crate::twophase_figures::{
+use crate::bench::svg;
+use crate::bench::twophase_figures::{
     disk_bytes, phase1_throughput, rate_label, size_label, store_ratios, table, targets, unit_text,
     vm_memory_mib, Matrix, MemoryStore, Mode, Run, Target, UnitFigures, BUSY_MIB,
 };
-use crate::upgrade;
+use crate::scenarios::upgrade;
+use crate::vm::boot::{self, Booted, Options};
+use crate::vm::guest::Init;
+use crate::vm::image;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::{bail, Context, Result};
 use relive_workloads::dirty::{DirtyReport, VerifyReport};
 use serde::de::DeserializeOwned;

@@ -1,12 +1,12 @@
 //! `relive-lab stop`: power the guest off from inside (its init's poweroff
 //! command over ssh) and wait for QEMU to exit; kill QEMU if it does not.
 
-use crate::boot::Booted;
-use crate::guest::Guest;
-use crate::paths::Paths;
-use crate::qemu;
-use crate::signals::Interrupt;
-use crate::ssh;
+use crate::vm::boot::Booted;
+use crate::vm::guest::Guest;
+use crate::vm::paths::Paths;
+use crate::vm::qemu;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};

@@ -5,9 +5,9 @@
 //! working KVM panics on the missing root within seconds and exits QEMU.
 //! The verdict is cached per host kernel.
 
-use crate::image::Kernel;
-use crate::paths::Paths;
-use crate::qemu::Accel;
+use crate::vm::image::Kernel;
+use crate::vm::paths::Paths;
+use crate::vm::qemu::Accel;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::process::{Command, Stdio};
