@@ -32,6 +32,7 @@ use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
 use crate::vm::stop;
 use anyhow::{bail, Context, Result};
+use relive_api::report::UpgradeReport;
 use relive_workloads::dirty::{DirtyReport, VerifyReport};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -175,7 +176,7 @@ fn empty_run(size: u64, rate: f64, mode: Mode, store: &str) -> Run {
         rate_mib_per_sec: rate,
         mode,
         error: None,
-        report_mode: String::new(),
+        report_mode: None,
         store: String::new(),
         store_requested: store.to_owned(),
         phase1_secs: 0.0,
@@ -232,7 +233,7 @@ fn run_one(
     )?;
     eprintln!("relive-lab bench: upgraded in {:.0} s", took.as_secs_f64());
     let report = upgrade::report(paths, port)?;
-    run.report_mode = report.mode.clone();
+    run.report_mode = report.mode;
     run.store = report.store.clone();
     if report.phase1_ended_usec > report.phase1_started_usec && report.phase1_started_usec > 0 {
         run.phase1_secs = (report.phase1_ended_usec - report.phase1_started_usec) as f64 / 1e6;
@@ -397,7 +398,7 @@ fn live_upgrade(
 
 fn unit_figures(
     unit: &BenchUnit,
-    report: &upgrade::Report,
+    report: &UpgradeReport,
     before: &DirtyReport,
     after: Option<&DirtyReport>,
     verify: Option<&VerifyReport>,
@@ -418,7 +419,7 @@ fn unit_figures(
     let Some(u) = report.units.iter().find(|u| u.name == unit.name) else {
         return f;
     };
-    f.outcome = u.outcome.clone();
+    f.outcome = u.outcome.as_ref().map_or("-".into(), ToString::to_string);
     f.stoppage_ms = u.stoppage_ms();
     f.floor_ms = u.restore_ms.and_then(|restore| {
         (report.resumed_usec > report.kexec_usec && report.kexec_usec > 0)
@@ -431,7 +432,7 @@ fn unit_figures(
     f.pre_dump_rounds = u.pre_dumps.len();
     f.pre_dumps = u.pre_dumps.clone();
     f.convergence = u.convergence.clone();
-    f.final_dump = u.final_dump.clone();
+    f.final_dump = u.final_dump;
     f.stoppage_bytes = u.stoppage_bytes;
     f.image_bytes = u.image_bytes;
     f.dump_ms = u.dump_ms;

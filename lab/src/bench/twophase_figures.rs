@@ -3,6 +3,7 @@
 //! each run, phase-1 throughput, the table and the targets.
 
 use anyhow::{bail, Context, Result};
+use relive_api::report::{FinalDump, PreDumpRound, UpgradeMode};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -216,9 +217,9 @@ pub struct UnitFigures {
     pub stoppage_over_floor: Option<f64>,
     pub pre_dump_rounds: usize,
     /// relive's figures for each round.
-    pub pre_dumps: Vec<crate::scenarios::upgrade::PreDumpRound>,
+    pub pre_dumps: Vec<PreDumpRound>,
     pub convergence: String,
-    pub final_dump: String,
+    pub final_dump: Option<FinalDump>,
     pub stoppage_bytes: u64,
     pub image_bytes: u64,
     pub dump_ms: f64,
@@ -294,8 +295,8 @@ pub struct Run {
     pub mode: Mode,
     /// Why the run failed; then the figures below are partial or empty.
     pub error: Option<String>,
-    /// relive's own words: "two-phase" or "single-phase", and the store.
-    pub report_mode: String,
+    /// What relive's report says it did, and the store it used.
+    pub report_mode: Option<UpgradeMode>,
     pub store: String,
     /// The store asked for: "disk" or "memory".
     pub store_requested: String,
@@ -397,7 +398,7 @@ pub fn table(matrix: &Matrix, runs: &[Run]) -> String {
                     secs(t.and_then(|u| u.floor_ms)),
                     ratio(t.and_then(|u| u.stoppage_over_floor)),
                     t.map_or("-".into(), |u| u.pre_dump_rounds.to_string()),
-                    t.map_or("-", |u| u.final_dump.as_str()),
+                    t.and_then(|u| u.final_dump).map_or("-", FinalDump::as_str),
                     t.map_or("-".into(), |u| format!(
                         "{:.1}",
                         u.stoppage_bytes as f64 / 1048576.0
@@ -660,7 +661,7 @@ mod tests {
             rate_mib_per_sec: rate,
             mode,
             error: None,
-            report_mode: String::new(),
+            report_mode: None,
             store: "disk".into(),
             store_requested: "disk".into(),
             phase1_secs: 0.0,

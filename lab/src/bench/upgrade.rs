@@ -23,6 +23,7 @@ use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
 use crate::vm::stop;
 use anyhow::{bail, Result};
+use relive_api::report::UnitMode;
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -56,7 +57,8 @@ pub struct Figures {
 #[derive(Debug, Serialize)]
 pub struct UnitFigures {
     pub name: String,
-    pub mode: String,
+    pub mode: UnitMode,
+    /// relive's words for it (`restored`, `state lost: ...`).
     pub outcome: String,
     pub image_kib: u64,
     pub dump_ms: f64,
@@ -105,11 +107,11 @@ pub fn bench(paths: &Paths, interrupt: &Interrupt) -> Result<Figures> {
     let units = report
         .units
         .iter()
-        .filter(|u| u.mode == "preserve" || u.mode == "restart")
+        .filter(|u| matches!(u.mode, UnitMode::Preserve | UnitMode::Restart))
         .map(|u| UnitFigures {
             name: u.name.clone(),
-            mode: u.mode.clone(),
-            outcome: u.outcome.clone(),
+            mode: u.mode,
+            outcome: u.outcome.as_ref().map_or("-".into(), ToString::to_string),
             image_kib: u.image_bytes / 1024,
             dump_ms: u.dump_ms,
             restore_ms: u.restore_ms,
@@ -192,7 +194,7 @@ pub fn print_table(f: &Figures) {
         println!(
             "  {:<26} {:<8} {:>9} {:>8.0} {:>10} {:>11}  {}",
             u.name,
-            u.mode,
+            u.mode.as_str(),
             u.image_kib,
             u.dump_ms,
             u.restore_ms.map_or("-".into(), |r| format!("{r:.0}")),

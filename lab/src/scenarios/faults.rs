@@ -8,6 +8,7 @@
 //! total of services lost, which must be 0.
 
 use crate::scenarios::check;
+use crate::scenarios::phase_check::outcome_text;
 use crate::scenarios::upgrade;
 use crate::vm::boot::{self, Booted, Options};
 use crate::vm::guest::Init;
@@ -17,6 +18,7 @@ use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
 use crate::vm::stop;
 use anyhow::{bail, Result};
+use relive_api::report::UnitMode;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -360,8 +362,8 @@ fn run(
                 let lines: Vec<String> = report
                     .units
                     .iter()
-                    .filter(|u| u.mode == "preserve")
-                    .map(|u| format!("{}: {}", u.name, u.outcome))
+                    .filter(|u| u.mode == UnitMode::Preserve)
+                    .map(|u| format!("{}: {}", u.name, outcome_text(u)))
                     .collect();
                 let noted = report
                     .notes

@@ -6,6 +6,7 @@ use super::upgrade::PRESERVED;
 use crate::vm::paths::Paths;
 use crate::vm::ssh;
 use anyhow::{Context, Result};
+use relive_api::units::UnitStatus;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The preserved units' main PIDs and cgroup PIDs, and the PIDs of the ssh
@@ -28,32 +29,25 @@ impl Pids {
              p=$(awk '/^PPid:/{{print $2}}' /proc/$p/status); done",
             PRESERVED.join(" ")
         );
-        let out = ssh::run(paths, port, &script)?;
-        let (json, ancestry) = out
-            .stdout
+        Pids::parse(&ssh::run(paths, port, &script)?.stdout)
+    }
+
+    /// What [`Pids::read`]'s script printed: relivectl's PID, its JSON,
+    /// `@@`, the asking shell's ancestry.
+    fn parse(stdout: &str) -> Result<Pids> {
+        let (json, ancestry) = stdout
             .split_once("@@")
             .context("relivectl status printed nothing")?;
         let (relivectl, json) = json
             .trim()
             .split_once('\n')
             .context("relivectl status printed nothing")?;
-        let statuses: Vec<serde_json::Value> =
+        let statuses: Vec<UnitStatus> =
             serde_json::from_str(json.trim()).context("parsing relivectl --json status")?;
-        let mut units = BTreeMap::new();
-        for s in statuses {
-            let name = s["name"].as_str().unwrap_or_default().to_owned();
-            let main = s["main_pid"].as_u64().unwrap_or(0) as u32;
-            let pids = s["pids"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| p.as_u64())
-                        .map(|p| p as u32)
-                        .collect()
-                })
-                .unwrap_or_default();
-            units.insert(name, (main, pids));
-        }
+        let units: BTreeMap<String, (u32, BTreeSet<u32>)> = statuses
+            .into_iter()
+            .map(|s| (s.name, (s.main_pid, s.pids.into_iter().collect())))
+            .collect();
         let mains: BTreeSet<u32> = units.values().map(|(m, _)| *m).collect();
         let transient = ancestry
             .split_whitespace()
@@ -104,5 +98,62 @@ impl Pids {
             .map(|(name, (main, pids))| format!("{name} {main} {pids:?}"))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, main_pid: u32, pids: &[u32]) -> UnitStatus {
+        UnitStatus {
+            name: name.into(),
+            description: String::new(),
+            load_state: "loaded".into(),
+            load_error: String::new(),
+            fragment: String::new(),
+            dropins: Vec::new(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+            result: "success".into(),
+            state_change_usec: 0,
+            main_pid,
+            cgroup: format!("/system.slice/{name}"),
+            pids: pids.to_vec(),
+            restarts: 0,
+            status_text: String::new(),
+            upgrade_mode: "preserve".into(),
+            upgrade_priority: 0,
+            warnings: Vec::new(),
+            output: Vec::new(),
+        }
+    }
+
+    /// The asking session's processes (its shell, sshd's session process,
+    /// relivectl) are not the unit's: they differ on every call.
+    #[test]
+    fn the_asking_session_is_left_out() {
+        let read = |session: [u32; 3]| {
+            let [relivectl, shell, sshd] = session;
+            let json = serde_json::to_string(&[
+                status("ssh.service", 500, &[500, sshd, shell, relivectl]),
+                status("relive-counter.service", 700, &[700, 701]),
+            ])
+            .unwrap();
+            Pids::parse(&format!("{relivectl}\n{json}\n@@\n{shell}\n{sshd}\n500\n")).unwrap()
+        };
+        let (before, after) = (read([900, 901, 902]), read([910, 911, 912]));
+        assert_eq!(before.transient, BTreeSet::from([900, 901, 902]));
+        assert_eq!(before.differences(&after), "");
+        assert_eq!(
+            before.summary(),
+            "relive-counter.service 700 {700, 701}, ssh.service 500 {500}"
+        );
+        let mut moved = read([910, 911, 912]);
+        moved.units.get_mut("relive-counter.service").unwrap().0 = 800;
+        assert_eq!(
+            before.differences(&moved),
+            "relive-counter.service: main PID 700 -> 800"
+        );
     }
 }

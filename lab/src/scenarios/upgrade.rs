@@ -7,7 +7,8 @@ use crate::vm::paths::Paths;
 use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use relive_api::plan::Plan;
+use relive_api::report::UpgradeReport;
 use std::time::{Duration, Instant};
 
 /// The lab's preserved units (mkosi/README.md), in no particular order.
@@ -176,109 +177,21 @@ pub fn wait_ssh(paths: &Paths, port: u16, interrupt: &Interrupt) -> Result<()> {
     Ok(())
 }
 
-/// `relivectl --json upgrade-report` (pid1/src/upgrade/report.rs).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Report {
-    pub kernel_from: String,
-    pub kernel_to: String,
-    pub started_usec: u64,
-    #[serde(default)]
-    pub kexec_usec: u64,
-    #[serde(default)]
-    pub resumed_usec: u64,
-    /// Network locks and rerun units done: the restores began.
-    #[serde(default)]
-    pub restores_started_usec: u64,
-    #[serde(default)]
-    pub finished_usec: u64,
-    pub units: Vec<UnitReport>,
-    #[serde(default)]
-    pub total_image_bytes: u64,
-    #[serde(default)]
-    pub longest_stoppage_ms: f64,
-    /// "two-phase" or "single-phase".
-    #[serde(default)]
-    pub mode: String,
-    /// Phase 1 (background pre-dumps) began; it ended when the stoppage
-    /// began.
-    #[serde(default)]
-    pub phase1_started_usec: u64,
-    #[serde(default)]
-    pub phase1_ended_usec: u64,
-    /// Which store carried the images, and why.
-    #[serde(default)]
-    pub store: String,
-    /// What the user should know (unit files edited meanwhile...).
-    #[serde(default)]
-    pub notes: Vec<String>,
-    /// Why the upgrade went back to the previous kernel, if it did.
-    #[serde(default)]
-    pub rolled_back: Option<String>,
+/// `relivectl live-upgrade --dry-run --json` to `release` with `flags`:
+/// whether the preflight passed, and the plan (printed either way).
+pub fn dry_run(paths: &Paths, port: u16, release: &str, flags: &str) -> Result<(bool, Plan)> {
+    let out = ssh::run(
+        paths,
+        port,
+        &upgrade_command(release, &format!("--dry-run --json {flags}")),
+    )?;
+    let plan = serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("parsing the --dry-run plan: {}", out.stderr.trim()))?;
+    Ok((out.success(), plan))
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct UnitReport {
-    pub name: String,
-    pub mode: String,
-    #[serde(default)]
-    pub priority: u32,
-    #[serde(default)]
-    pub main_pid: u32,
-    #[serde(default)]
-    pub image_bytes: u64,
-    #[serde(default)]
-    pub dump_ms: f64,
-    pub restore_ms: Option<f64>,
-    /// Checking its images before the restore.
-    #[serde(default)]
-    pub verify_ms: Option<f64>,
-    #[serde(default)]
-    pub frozen_usec: u64,
-    pub running_usec: Option<u64>,
-    pub outcome: String,
-    /// Phase 1: the background pre-dump rounds, in order.
-    #[serde(default)]
-    pub pre_dumps: Vec<PreDumpRound>,
-    /// Why the pre-dump rounds stopped (or why there were none).
-    #[serde(default)]
-    pub convergence: String,
-    /// "clean-skip", "incremental" or "full".
-    #[serde(default)]
-    pub final_dump: String,
-    /// Bytes CRIU wrote during the stoppage.
-    #[serde(default)]
-    pub stoppage_bytes: u64,
-}
-
-/// One background pre-dump of one unit (pid1/src/upgrade/record.rs).
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
-pub struct PreDumpRound {
-    #[serde(default)]
-    pub round: u32,
-    #[serde(default)]
-    pub started_usec: u64,
-    #[serde(default)]
-    pub duration_ms: f64,
-    #[serde(default)]
-    pub frozen_ms: Option<f64>,
-    #[serde(default)]
-    pub pages_written: u64,
-    #[serde(default)]
-    pub bytes: u64,
-    #[serde(default)]
-    pub ran: bool,
-}
-
-impl UnitReport {
-    /// Frozen on the old kernel until running on the new one.
-    pub fn stoppage_ms(&self) -> Option<f64> {
-        let running = self.running_usec?;
-        (self.frozen_usec > 0 && running > self.frozen_usec)
-            .then(|| (running - self.frozen_usec) as f64 / 1000.0)
-    }
-}
-
-pub fn report(paths: &Paths, port: u16) -> Result<Report> {
+/// `relivectl --json upgrade-report`: what the last upgrade did.
+pub fn report(paths: &Paths, port: u16) -> Result<UpgradeReport> {
     let out = ssh::run(paths, port, "relivectl --json upgrade-report")?;
     if !out.success() {
         bail!("relivectl upgrade-report failed: {}", out.stderr.trim());
@@ -295,14 +208,14 @@ pub fn counter(paths: &Paths, port: u16) -> Result<relive_workloads::Report> {
 
 /// The upgrade report as a table: per unit, mode, outcome, images, dump,
 /// restore and stoppage.
-pub fn print_report(report: &Report) {
+pub fn print_report(report: &UpgradeReport) {
     println!(
-        "upgrade {} -> {}: {} units, images {:.1} MiB, longest stoppage {:.0} ms, \
+        "upgrade {} -> {}: {} units, images {}, longest stoppage {:.0} ms, \
          freeze-to-finish {:.1} s (kexec at +{:.1} s, resumed at +{:.1} s, restoring from +{:.1} s)",
         report.kernel_from,
         report.kernel_to,
         report.units.len(),
-        report.total_image_bytes as f64 / 1048576.0,
+        relive_api::human(report.total_image_bytes),
         report.longest_stoppage_ms,
         secs_between(report.started_usec, report.finished_usec),
         secs_between(report.started_usec, report.kexec_usec),
@@ -317,14 +230,14 @@ pub fn print_report(report: &Report) {
         println!(
             "  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  {}",
             u.name,
-            u.mode,
+            u.mode.as_str(),
             u.priority,
             u.main_pid,
             u.image_bytes / 1024,
             format!("{:.0}", u.dump_ms),
             u.restore_ms.map_or("-".into(), |r| format!("{r:.0}")),
             u.stoppage_ms().map_or("-".into(), |s| format!("{s:.0}")),
-            u.outcome
+            u.outcome.as_ref().map_or("-".into(), ToString::to_string)
         );
     }
 }

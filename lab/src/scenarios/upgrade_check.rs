@@ -23,6 +23,8 @@ use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
 use crate::vm::stop;
 use anyhow::{Context, Result};
+use relive_api::plan::{Plan, StoreKind};
+use relive_api::report::{Outcome, UnitMode};
 use std::time::{Duration, Instant};
 
 const REDIS_KEYS: &str = "relive:a 1 relive:b two relive:c 3";
@@ -196,29 +198,17 @@ impl Run<'_> {
         counter0: &relive_workloads::Report,
     ) -> Result<()> {
         let port = booted.guest.ssh_port;
-        let plan = self.sh(
-            booted,
-            &format!(
-                "relivectl live-upgrade --dry-run --json {}",
-                upgrade::kernel_args(self.to_release)
-            ),
-        )?;
-        let plan: serde_json::Value =
-            serde_json::from_str(plan.stdout.trim()).context("parsing the --dry-run plan")?;
-        let order: Vec<String> = plan["preserved"]
-            .as_array()
-            .context("plan has no `preserved`")?
-            .iter()
-            .filter_map(|u| u["name"].as_str().map(str::to_owned))
-            .collect();
+        self.interrupt.check()?;
+        let (_, plan) = upgrade::dry_run(self.paths, port, self.to_release, "")?;
+        let order: Vec<&str> = plan.preserved.iter().map(|u| u.name.as_str()).collect();
         // Not the first one frozen (then nothing would be undone), not ssh
         // (our own sessions).
         let victim = order
             .iter()
             .skip(1)
-            .find(|u| *u != "ssh.service")
+            .find(|u| **u != "ssh.service")
             .context("the plan has fewer than two preserved units")?
-            .clone();
+            .to_string();
         v.record(
             "fault target",
             true,
@@ -332,16 +322,20 @@ impl Run<'_> {
             report
                 .units
                 .iter()
-                .find(|u| u.name == name)
-                .map_or("absent".to_owned(), |u| u.outcome.clone())
+                .find(|u| u.name == name)?
+                .outcome
+                .clone()
         };
+        let text = |outcome: Option<Outcome>| outcome.map_or("absent".into(), |o| o.to_string());
         let preserved: Vec<String> = upgrade::PRESERVED
             .iter()
-            .map(|u| format!("{u} {}", outcome(u)))
+            .map(|u| format!("{u} {}", text(outcome(u))))
             .collect();
         v.record(
             "report: preserved units restored",
-            upgrade::PRESERVED.iter().all(|u| outcome(u) == "restored"),
+            upgrade::PRESERVED
+                .iter()
+                .all(|u| outcome(u) == Some(Outcome::Restored)),
             preserved.join(", "),
         );
         let (udevd, net) = (
@@ -351,9 +345,13 @@ impl Run<'_> {
         let active = self.sh(booted, "relivectl is-active relive-net.service")?;
         v.record(
             "report: udevd restarted, relive-net rerun and active",
-            udevd == "restarted" && net == "rerun" && active.stdout.trim() == "active",
+            udevd == Some(Outcome::Restarted)
+                && net == Some(Outcome::Rerun)
+                && active.stdout.trim() == "active",
             format!(
-                "systemd-udevd.service {udevd}, relive-net.service {net} ({})",
+                "systemd-udevd.service {}, relive-net.service {} ({})",
+                text(udevd.clone()),
+                text(net.clone()),
                 active.stdout.trim()
             ),
         );
@@ -367,11 +365,9 @@ impl Run<'_> {
             v.record(&name, ok, detail);
         }
         let lost: Vec<String> = report
-            .units
-            .iter()
-            .filter(|u| u.outcome.starts_with("state lost"))
-            .filter(|u| self.variant.sacrificed() != Some(u.name.as_str()))
-            .map(|u| format!("{}: {}", u.name, u.outcome))
+            .lost()
+            .filter(|(name, _)| self.variant.sacrificed() != Some(*name))
+            .map(|(name, reason)| format!("{name}: {reason}"))
             .collect();
         v.record("report: no state lost", lost.is_empty(), lost.join("; "));
 
@@ -398,44 +394,32 @@ impl Run<'_> {
     /// reservation on the next command line; with a command line that
     /// lacks it, `auto` falls back to disk and `--store memory` is refused.
     fn store_decisions(&self, booted: &Booted, v: &mut Verdicts) -> Result<()> {
-        let plan = |flags: &str| -> Result<(bool, serde_json::Value)> {
-            let out = self.sh(
-                booted,
-                &upgrade::upgrade_command(self.to_release, &format!("--dry-run --json {flags}")),
-            )?;
-            let plan = serde_json::from_str(out.stdout.trim())
-                .with_context(|| format!("parsing the --dry-run plan: {}", out.stderr.trim()))?;
-            Ok((out.success(), plan))
+        let plan = |flags: &str| {
+            self.interrupt.check()?;
+            upgrade::dry_run(self.paths, booted.guest.ssh_port, self.to_release, flags)
         };
-        let store = |plan: &serde_json::Value| {
-            format!(
-                "{} ({})",
-                plan["store"]["kind"].as_str().unwrap_or("?"),
-                plan["store"]["note"].as_str().unwrap_or("?")
-            )
+        let store = |plan: &Plan| {
+            plan.store.as_ref().map_or("no store".into(), |s| {
+                format!("{} ({})", format!("{:?}", s.kind).to_lowercase(), s.note)
+            })
         };
+        let kind = |plan: &Plan| plan.store.as_ref().map(|s| s.kind);
         let (ok, same) = plan("")?;
         v.record(
             "store: memory when the next kernel reserves the same region",
-            ok && same["store"]["kind"] == "memory",
+            ok && kind(&same) == Some(StoreKind::Memory),
             store(&same),
         );
         let append = format!("--append '{}'", upgrade::CMDLINE_WITHOUT_STORE);
         let (ok, other) = plan(&append)?;
         v.record(
             "store: disk when the next kernel does not reserve it (auto)",
-            ok && other["store"]["kind"] == "disk"
+            ok && kind(&other) == Some(StoreKind::Disk)
                 && store(&other).contains("does not reserve the same region"),
             store(&other),
         );
         let (ok, refused) = plan(&format!("{append} --store memory"))?;
-        let failed: Vec<String> = refused["checks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["ok"] == false)
-            .map(|c| format!("{}: {}", c["name"], c["detail"]))
-            .collect();
+        let failed = refused.failures();
         v.record(
             "store: --store memory refused without the reservation",
             !ok && failed.iter().any(|f| f.contains("memory store unusable")),
@@ -465,11 +449,8 @@ impl Run<'_> {
         );
         self.common_checks(booted, v, watch, &counter, "fallback")?;
         let report = upgrade::report(self.paths, port)?;
-        let restored = report
-            .units
-            .iter()
-            .filter(|u| u.mode == "preserve")
-            .all(|u| u.outcome == "restored");
+        let preserved = || report.units.iter().filter(|u| u.mode == UnitMode::Preserve);
+        let restored = preserved().all(|u| u.outcome == Some(Outcome::Restored));
         v.record(
             "fallback: disk store used, every preserved unit restored",
             report.kernel_to == self.from_release
@@ -482,11 +463,8 @@ impl Run<'_> {
                 report.kernel_from,
                 report.kernel_to,
                 report.store,
-                report
-                    .units
-                    .iter()
-                    .filter(|u| u.mode == "preserve")
-                    .map(|u| format!("{} {}", u.name, u.outcome))
+                preserved()
+                    .map(|u| format!("{} {}", u.name, phase_check::outcome_text(u)))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
