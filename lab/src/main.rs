@@ -314,8 +314,8 @@ fn run(verb: Verb) -> Result<ExitCode> {
                 bail!("--from and --to are the same kernel");
             }
             let interrupt = prepare(&paths)?;
-            let outcomes = faults::faults(&paths, &from, &to, only.as_deref(), &interrupt)?;
-            if !faults::print_table(&outcomes) {
+            let results = faults::faults(&paths, &from, &to, only.as_deref(), &interrupt)?;
+            if !faults::print_table(&results) {
                 return Ok(ExitCode::FAILURE);
             }
         }

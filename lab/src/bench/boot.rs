@@ -26,6 +26,7 @@ use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
 use crate::vm::stop;
 use anyhow::{bail, Context, Result};
+use relive_api::units::UnitStatus;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -101,16 +102,17 @@ fn measure(
 }
 
 /// Prints when multi-user.target became active, by the init's own record
-/// (see the module comment), as `target_mono_us=` or as `target_wall_us=`
-/// with `now_us=` and `uptime=` to turn it into time since boot.
+/// (see the module comment): systemd's as `target_mono_us=`; relive's as
+/// `relivectl --json status` (its `state_change_usec`, wall clock) after
+/// `now_us=` and `uptime=`, which turn it into time since boot.
 fn target_script(init: Init) -> &'static str {
     match init {
         Init::Systemd => {
             "echo target_mono_us=$(systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target)"
         }
         Init::Relive => {
-            "echo target_wall_us=$(relivectl --json status multi-user.target | sed -n 's/.*\"state_change_usec\": *\\([0-9]*\\).*/\\1/p'); \
-             echo now_us=$(date +%s%6N) uptime=$(cut -d' ' -f1 /proc/uptime)"
+            "echo now_us=$(date +%s%6N) uptime=$(cut -d' ' -f1 /proc/uptime); \
+             relivectl --json status multi-user.target"
         }
     }
 }
@@ -125,11 +127,14 @@ fn target_secs(text: &str) -> Option<f64> {
     if let Some(mono) = field("target_mono_us") {
         return Some(mono.parse::<f64>().ok()? / 1e6);
     }
-    let wall: f64 = field("target_wall_us")?.parse().ok()?;
+    let status = text.lines().find(|l| l.starts_with('['))?;
+    let target = serde_json::from_str::<Vec<UnitStatus>>(status)
+        .ok()?
+        .pop()?;
     let now: f64 = field("now_us")?.parse().ok()?;
     let uptime: f64 = field("uptime")?.parse().ok()?;
     let boot_wall = now - uptime * 1e6;
-    Some((wall - boot_wall) / 1e6)
+    Some((target.state_change_usec as f64 - boot_wall) / 1e6)
 }
 
 /// `KEY   1234 kB` → 1234.
@@ -231,9 +236,22 @@ mod tests {
     #[test]
     fn target_times() {
         assert_eq!(target_secs("target_mono_us=12500000\n"), Some(12.5));
-        let relive = "target_wall_us=1000013000000\nnow_us=1000020000000 uptime=20.00\n";
-        assert_eq!(target_secs(relive), Some(13.0));
-        assert_eq!(target_secs("target_wall_us=\n"), None);
+        let status = |usec: u64| {
+            serde_json::json!([{
+                "name": "multi-user.target", "description": "", "load_state": "loaded",
+                "load_error": "", "fragment": "", "dropins": [], "active_state": "active",
+                "sub_state": "active", "result": "success", "state_change_usec": usec,
+                "main_pid": 0, "cgroup": "", "pids": [], "restarts": 0, "status_text": "",
+                "upgrade_mode": "", "upgrade_priority": 0, "warnings": [], "output": [],
+            }])
+            .to_string()
+        };
+        let relive = format!(
+            "now_us=1000020000000 uptime=20.00\n{}\n",
+            status(1_000_013_000_000)
+        );
+        assert_eq!(target_secs(&relive), Some(13.0));
+        assert_eq!(target_secs("now_us=1 uptime=2\n[]\n"), None);
     }
 
     #[test]

@@ -12,6 +12,8 @@ use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
 use crate::vm::stop;
 use anyhow::Result;
+use relive_api::report::UnitMode;
+use relive_api::units::{UnitStatus, UnitSummary};
 use relive_workloads::Report;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -164,105 +166,117 @@ pub fn boot_verdict(guest: &Guest) -> Verdict {
 
 /// Checks made over ssh while the guest runs.
 fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verdict> {
-    let run = |script: &str| ssh::run(paths, guest.ssh_port, script);
-    let mut out = Vec::new();
-    let mut check = |name: &str, script: &str, judge: &dyn Fn(&ssh::Output) -> bool| {
-        // After Ctrl-C, skip the rest: the poweroff step reports it.
-        if interrupt.check().is_err() {
-            return;
-        }
-        let verdict = match run(script) {
-            Ok(output) => Verdict {
-                name: name.into(),
-                ok: judge(&output),
-                detail: summarize(&output),
-            },
-            Err(e) => Verdict {
-                name: name.into(),
-                ok: false,
-                detail: format!("{e:#}"),
-            },
-        };
-        out.push(verdict);
+    let mut c = Checks {
+        paths,
+        guest,
+        interrupt,
+        out: Vec::new(),
     };
-
-    check("PID 1 is relive", "cat /proc/1/comm", &|o| {
+    c.check("PID 1 is relive", "cat /proc/1/comm", &|o| {
         o.success() && o.stdout.trim() == "relive"
     });
     let release = guest.kernel_release.clone();
-    check("uname -r", "uname -r", &|o| {
+    c.check("uname -r", "uname -r", &|o| {
         o.success() && o.stdout.trim() == release
     });
-    check(
+    c.check(
         "multi-user.target active",
         "relivectl is-active multi-user.target",
         &|o| o.success() && o.stdout.trim() == "active",
     );
     let services = SERVICES.join(" ");
-    check(
+    c.check(
         "services active",
         &format!("relivectl is-active {services}"),
         &|o| o.success() && o.stdout.lines().all(|l| l.trim() == "active"),
     );
     for (package, path, unit) in PACKAGED_UNITS {
         // md5sum -c against the package's own list proves the file is the
-        // packaged one; `Loaded:` proves relive loaded that very file (no
-        // copy in /etc/systemd/system shadows it, no drop-in extends it).
+        // packaged one; relive's status proves it loaded that very file
+        // (no copy in /etc/systemd/system shadows it, no drop-in extends it).
         let script = format!(
             "set -e; cd /; grep ' {path}$' /var/lib/dpkg/info/{package}.md5sums | md5sum -c; \
              sha256sum /{path}; dpkg --verify {package} | grep systemd/system || true; \
-             relivectl status -n 0 {unit} | grep -E '^ *(Loaded|Drop-In):'"
+             relivectl --json status {unit}"
         );
-        let path = path.to_string();
-        check(
-            &format!("{unit} is Debian's, unchanged"),
-            &script,
-            &move |o| {
-                o.success()
-                    && o.stdout.contains(&format!("{path}: OK"))
-                    && o.stdout.contains(&format!("Loaded: loaded (/usr/{path})"))
-                    && !o.stdout.contains("Drop-In")
-                    && o.stdout.lines().count() == 3
-            },
-        );
+        c.check_with(&format!("{unit} is Debian's, unchanged"), &script, &|o| {
+            let lines: Vec<&str> = o.stdout.lines().collect();
+            let loaded = lines.last().and_then(|l| statuses(l).pop());
+            let ok = o.success()
+                && lines.first() == Some(&format!("{path}: OK").as_str())
+                && lines.len() == 3
+                && loaded.as_ref().is_some_and(|s| {
+                    s.load_state == "loaded"
+                        && s.fragment == format!("/usr/{path}")
+                        && s.dropins.is_empty()
+                });
+            let detail = match loaded {
+                Some(s) => format!(
+                    "{}; {} from {}, drop-ins {:?}",
+                    lines[..lines.len() - 1].join(" | "),
+                    s.load_state,
+                    s.fragment,
+                    s.dropins
+                ),
+                None => summarize(o),
+            };
+            (ok, detail)
+        });
     }
-    check("relivectl list-units", "relivectl list-units", &|o| {
+    c.check("relivectl list-units", "relivectl list-units", &|o| {
         o.success() && o.stdout.contains("ssh.service") && o.stdout.contains("multi-user.target")
     });
-    check(
+    c.check(
         "relivectl status",
         "relivectl status -n 0 ssh.service",
         &|o| o.success() && o.stdout.contains("Active: active (running)"),
     );
-    check(
+    c.check(
         &format!("{FAIL_UNIT} failed"),
         &format!("relivectl is-failed {FAIL_UNIT}"),
         &|o| o.success() && o.stdout.trim() == "failed",
     );
     // Every other unit of the boot is fine: the masks (mkosi/README.md)
     // cover what relive cannot run.
-    check(
+    c.check_with(
         "no other failed unit",
-        "relivectl list-units --failed --quiet",
+        "relivectl --json list-units --failed",
         &|o| {
-            o.success()
-                && o.stdout.lines().filter(|l| !l.trim().is_empty()).count() == 1
-                && o.stdout.contains(FAIL_UNIT)
+            let failed: Vec<String> = serde_json::from_str::<Vec<UnitSummary>>(o.stdout.trim())
+                .map(|units| units.into_iter().map(|u| u.name).collect())
+                .unwrap_or_default();
+            (
+                o.success() && failed == [FAIL_UNIT],
+                format!("failed: {}", failed.join(", ")),
+            )
         },
     );
     // The workloads' [X-LiveUpgrade] sections, as relive read them.
-    check(
+    c.check_with(
         "upgrade policies",
-        "relivectl status -n 0 relive-echo relive-counter | grep -E '^ *(●|Upgrade:)'",
+        "relivectl --json status relive-echo.service relive-counter.service",
         &|o| {
-            let text: String = o.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
-            o.success()
-                && text.contains("relive-echo.service")
-                && text.contains("Upgrade: preserve, priority 900 ● relive-counter.service")
-                && text.ends_with("Upgrade: preserve, priority 500")
+            let units = statuses(&o.stdout);
+            let policy = |name: &str| {
+                let s = units.iter().find(|s| s.name == name)?;
+                Some((s.upgrade_mode.as_str(), s.upgrade_priority))
+            };
+            let preserve = UnitMode::Preserve.as_str();
+            let ok = policy("relive-echo.service") == Some((preserve, 900))
+                && policy("relive-counter.service") == Some((preserve, 500));
+            let shown: Vec<String> = units
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}, priority {}",
+                        s.name, s.upgrade_mode, s.upgrade_priority
+                    )
+                })
+                .collect();
+            (o.success() && ok, shown.join("; "))
         },
     );
-    check(
+    c.check(
         "relive-counter report",
         "echo report | nc -q1 127.0.0.1 7001",
         &|o| {
@@ -270,7 +284,44 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
                 && Report::parse(o.stdout.trim()).is_some_and(|r| r.matches() && r.counter > 0)
         },
     );
-    out
+    c.out
+}
+
+/// The checks run so far, each a command in the guest and its judge.
+struct Checks<'a> {
+    paths: &'a Paths,
+    guest: &'a Guest,
+    interrupt: &'a Interrupt,
+    out: Vec<Verdict>,
+}
+
+impl Checks<'_> {
+    /// A judge says whether the output passes; the verdict shows it.
+    fn check(&mut self, name: &str, script: &str, judge: &dyn Fn(&ssh::Output) -> bool) {
+        self.check_with(name, script, &|o| (judge(o), summarize(o)));
+    }
+
+    /// A judge says whether the output passes, and what to show of it.
+    fn check_with(
+        &mut self,
+        name: &str,
+        script: &str,
+        judge: &dyn Fn(&ssh::Output) -> (bool, String),
+    ) {
+        // After Ctrl-C, skip the rest: the poweroff step reports it.
+        if self.interrupt.check().is_err() {
+            return;
+        }
+        let (ok, detail) = match ssh::run(self.paths, self.guest.ssh_port, script) {
+            Ok(output) => judge(&output),
+            Err(e) => (false, format!("{e:#}")),
+        };
+        self.out.push(Verdict {
+            name: name.into(),
+            ok,
+            detail,
+        });
+    }
 }
 
 /// Through QEMU's port forward, as a host-side client of a live upgrade
@@ -297,6 +348,11 @@ fn echo_check(guest: &Guest) -> Verdict {
             detail: format!("127.0.0.1:{}: {e}", guest.echo_port),
         },
     }
+}
+
+/// `relivectl --json status`'s units (none if it printed something else).
+fn statuses(json: &str) -> Vec<UnitStatus> {
+    serde_json::from_str(json.trim()).unwrap_or_default()
 }
 
 /// A command's output on one line, for the verdict.

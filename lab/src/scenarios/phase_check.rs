@@ -97,6 +97,8 @@ pub fn report_findings(variant: Variant, report: &UpgradeReport) -> Vec<Finding>
         .iter()
         .filter(|u| u.mode == UnitMode::Preserve)
         .collect();
+    // The report names its store only in words (`UpgradeReport::store`):
+    // "memory store (...)" or "disk store (...)".
     match variant {
         Variant::TwoPhaseMemory => {
             add(
@@ -129,16 +131,26 @@ pub fn report_findings(variant: Variant, report: &UpgradeReport) -> Vec<Finding>
                     )
                 }),
             );
+            // The warm snapshot's rounds came before phase 1; the upgrade's
+            // own rounds must have run to the cap (a busy unit never
+            // converges).
             let busy = unit(BUSY);
+            let rounds_in_phase1 = |u: &UnitRecord| {
+                u.pre_dumps
+                    .iter()
+                    .filter(|r| r.started_usec >= report.phase1_started_usec)
+                    .count()
+            };
             add(
                 "two-phase: busy unit stops at its round cap, incremental, restored",
                 busy.is_some_and(|u| {
                     u.final_dump == Some(FinalDump::Incremental)
-                        && u.convergence
-                            .contains(&format!("round cap ({BUSY_ROUNDS})"))
+                        && rounds_in_phase1(u) == BUSY_ROUNDS
                         && u.outcome == Some(Outcome::Restored)
                 }),
-                busy.map_or("absent".into(), describe),
+                busy.map_or("absent".into(), |u| {
+                    format!("{} in phase 1; {}", rounds_in_phase1(u), describe(u))
+                }),
             );
             let (echo, counter) = (unit("relive-echo.service"), unit("relive-counter.service"));
             let ordered = match (echo, counter) {
