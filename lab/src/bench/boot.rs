@@ -21,6 +21,7 @@
 
 use crate::vm::boot::{self, Options, ReadyWhen};
 use crate::vm::guest::Init;
+use crate::vm::image::Image;
 use crate::vm::paths::Paths;
 use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
@@ -43,6 +44,7 @@ pub struct Sample {
 
 pub fn bench(
     paths: &Paths,
+    image: &Image,
     kernel: &str,
     rounds: usize,
     interrupt: &Interrupt,
@@ -50,7 +52,7 @@ pub fn bench(
     let mut samples = Vec::new();
     for round in 1..=rounds {
         for init in [Init::Systemd, Init::Relive] {
-            let sample = measure(paths, kernel, init, round, interrupt)?;
+            let sample = measure(paths, image, kernel, init, round, interrupt)?;
             eprintln!(
                 "relive-lab: round {round}/{rounds} {init:?}: ready {:.1} s, RSS {} kB, PSS {} kB",
                 sample.ready_secs,
@@ -65,6 +67,7 @@ pub fn bench(
 
 fn measure(
     paths: &Paths,
+    image: &Image,
     kernel: &str,
     init: Init,
     round: usize,
@@ -74,7 +77,7 @@ fn measure(
         ready_when: ReadyWhen::TargetActive,
         ..Options::new(kernel, Some(init))
     };
-    let booted = boot::start(paths, &opts, interrupt)?;
+    let booted = boot::start(paths, image, &opts, interrupt)?;
     let ready_secs = booted.guest.ready_secs.unwrap_or_default();
     let script = format!(
         "grep '^VmRSS:' /proc/1/status; grep '^Pss:' /proc/1/smaps_rollup || true; {}",

@@ -26,7 +26,7 @@ use crate::bench::twophase_figures::{
 use crate::scenarios::upgrade;
 use crate::vm::boot::{self, Booted, Options};
 use crate::vm::guest::Init;
-use crate::vm::image;
+use crate::vm::image::Image;
 use crate::vm::paths::Paths;
 use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
@@ -119,14 +119,12 @@ struct Document<'a> {
 /// run, so an interrupted benchmark keeps what it measured.
 pub fn bench(
     paths: &Paths,
+    image: &Image,
     matrix: &Matrix,
     outputs: &Outputs,
     interrupt: &Interrupt,
 ) -> Result<Vec<Run>> {
-    let to_release = image::build_or_reuse(paths, false)?
-        .kernel(TO)?
-        .release
-        .clone();
+    let to_release = image.kernel(TO)?.release.clone();
     let total =
         matrix.stores.len() * matrix.sizes_mib.len() * matrix.rates.len() * matrix.modes.len();
     let mut runs = Vec::new();
@@ -143,7 +141,7 @@ pub fn bench(
                 );
                     let started = Instant::now();
                     let mut run = empty_run(size, rate, mode, store);
-                    let result = run_one(paths, &mut run, store, &to_release, interrupt);
+                    let result = run_one(paths, image, &mut run, store, &to_release, interrupt);
                     // QEMU is gone by now (powered off, or killed by its guard).
                     // The disk copy grows with the size (up to 12 GiB) and the
                     // next run makes its own: not kept.
@@ -190,6 +188,7 @@ fn empty_run(size: u64, rate: f64, mode: Mode, store: &str) -> Run {
 /// One guest, one upgrade; fills `run` as it goes.
 fn run_one(
     paths: &Paths,
+    image: &Image,
     run: &mut Run,
     store: &str,
     to_release: &str,
@@ -204,7 +203,7 @@ fn run_one(
     if store == "memory" {
         opts.memory_store = MemoryStore::for_size(run.size_mib).memmap();
     }
-    let mut booted = boot::start(paths, &opts, interrupt)?;
+    let mut booted = boot::start(paths, image, &opts, interrupt)?;
     let port = booted.guest.ssh_port;
     let units = bench_units(run.size_mib, run.rate_mib_per_sec, run.mode);
     install(paths, port, &units)?;

@@ -17,7 +17,7 @@ use crate::scenarios::echo_client::EchoClient;
 use crate::scenarios::upgrade;
 use crate::vm::boot::{self, Options};
 use crate::vm::guest::Init;
-use crate::vm::image;
+use crate::vm::image::Image;
 use crate::vm::paths::Paths;
 use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
@@ -66,14 +66,13 @@ pub struct UnitFigures {
     pub stoppage_ms: Option<f64>,
 }
 
-pub fn bench(paths: &Paths, interrupt: &Interrupt) -> Result<Figures> {
-    let image = image::build_or_reuse(paths, false)?;
+pub fn bench(paths: &Paths, image: &Image, interrupt: &Interrupt) -> Result<Figures> {
     let to_release = image.kernel(TO)?.release.clone();
     let opts = Options {
         allow_reboot: true,
         ..Options::new(FROM, Some(Init::Relive))
     };
-    let mut booted = boot::start(paths, &opts, interrupt)?;
+    let mut booted = boot::start(paths, image, &opts, interrupt)?;
     let port = booted.guest.ssh_port;
 
     // The live upgrade, with the echo client on one connection.

@@ -7,6 +7,7 @@
 use crate::vm::boot::{self, Options};
 use crate::vm::disk::ExtraUnit;
 use crate::vm::guest::{Guest, Init};
+use crate::vm::image::Image;
 use crate::vm::paths::Paths;
 use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
@@ -76,10 +77,49 @@ pub fn cannot_run() -> Option<String> {
     None
 }
 
+/// Checks every kernel in turn; prints the verdicts as they come and a
+/// summary; true if all passed.
+pub fn check_kernels(
+    paths: &Paths,
+    image: &Image,
+    kernels: &[String],
+    interrupt: &Interrupt,
+) -> Result<bool> {
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for kernel in kernels {
+        match check_kernel(paths, image, kernel, interrupt) {
+            Ok(verdicts) => failed.extend(
+                verdicts
+                    .into_iter()
+                    .filter(|v| !v.ok)
+                    .map(|v| format!("{kernel} {}", v.name)),
+            ),
+            Err(e) => {
+                println!("FAIL {kernel} boot: {e:#}");
+                failed.push(format!("{kernel} boot"));
+            }
+        }
+        interrupt.check()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if failed.is_empty() {
+        println!("lab checks passed on {} in {secs:.0} s", kernels.join(", "));
+    } else {
+        println!("lab checks FAILED in {secs:.0} s: {}", failed.join(", "));
+    }
+    Ok(failed.is_empty())
+}
+
 /// Boots `kernel` with relive, runs every check, powers off; prints each
 /// verdict as it comes and returns them all. An error means the guest
 /// could not be booted at all.
-pub fn check_kernel(paths: &Paths, kernel: &str, interrupt: &Interrupt) -> Result<Vec<Verdict>> {
+fn check_kernel(
+    paths: &Paths,
+    image: &Image,
+    kernel: &str,
+    interrupt: &Interrupt,
+) -> Result<Vec<Verdict>> {
     let started = Instant::now();
     let opts = Options {
         writable: true,
@@ -89,7 +129,7 @@ pub fn check_kernel(paths: &Paths, kernel: &str, interrupt: &Interrupt) -> Resul
         }],
         ..Options::new(kernel, Some(Init::Relive))
     };
-    let booted = boot::start(paths, &opts, interrupt)?;
+    let booted = boot::start(paths, image, &opts, interrupt)?;
     let mut verdicts = Vec::new();
     let mut record = |verdict: Verdict| {
         println!(

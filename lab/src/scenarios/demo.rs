@@ -6,7 +6,7 @@
 use crate::scenarios::upgrade;
 use crate::vm::boot::{self, Options};
 use crate::vm::guest::Init;
-use crate::vm::image;
+use crate::vm::image::Image;
 use crate::vm::paths::Paths;
 use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
@@ -17,12 +17,10 @@ use std::time::Duration;
 const FROM: &str = "6.1";
 const TO: &str = "6.12";
 
-pub fn demo(paths: &Paths, interrupt: &Interrupt) -> Result<()> {
-    let to_release = image::build_or_reuse(paths, false)?
-        .kernel(TO)?
-        .release
-        .clone();
-    let mut booted = boot::start(paths, &Options::new(FROM, Some(Init::Relive)), interrupt)?;
+pub fn demo(paths: &Paths, image: &Image, interrupt: &Interrupt) -> Result<()> {
+    let to_release = image.kernel(TO)?.release.clone();
+    let opts = Options::new(FROM, Some(Init::Relive));
+    let mut booted = boot::start(paths, image, &opts, interrupt)?;
     let port = booted.guest.ssh_port;
     eprintln!(
         "relive-lab: {} is up with relive after {:.1} s",

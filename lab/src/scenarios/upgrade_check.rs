@@ -16,7 +16,7 @@ use crate::scenarios::pids::Pids;
 use crate::scenarios::upgrade;
 use crate::vm::boot::{self, Booted, Options};
 use crate::vm::guest::Init;
-use crate::vm::image;
+use crate::vm::image::Image;
 use crate::vm::paths::Paths;
 use crate::vm::shell::Shell;
 use crate::vm::signals::Interrupt;
@@ -69,14 +69,38 @@ struct Watch {
     pids: Pids,
 }
 
-pub fn upgrade_check(
+/// Every direction in `pairs` (from, to), one guest each; prints the
+/// verdicts as they come and a summary per direction; true if all passed.
+pub fn check_directions(
     paths: &Paths,
+    image: &Image,
+    pairs: &[(String, String)],
+    interrupt: &Interrupt,
+) -> Result<bool> {
+    let mut passed = true;
+    for (from, to) in pairs {
+        let started = Instant::now();
+        let label = format!("{from} -> {to}");
+        match upgrade_check(paths, image, from, to, interrupt) {
+            Ok(verdicts) => passed &= summarize(&label, &verdicts, started.elapsed().as_secs_f64()),
+            Err(e) => {
+                println!("FAIL {label} boot: {e:#}");
+                passed = false;
+            }
+        }
+        interrupt.check()?;
+    }
+    Ok(passed)
+}
+
+fn upgrade_check(
+    paths: &Paths,
+    image: &Image,
     from: &str,
     to: &str,
     interrupt: &Interrupt,
 ) -> Result<Vec<Verdict>> {
     let started = Instant::now();
-    let image = image::build_or_reuse(paths, false)?;
     let (from_release, to_release) = (
         image.kernel(from)?.release.clone(),
         image.kernel(to)?.release.clone(),
@@ -85,7 +109,7 @@ pub fn upgrade_check(
         writable: true,
         ..Options::new(from, Some(Init::Relive))
     };
-    let mut booted = boot::start(paths, &opts, interrupt)?;
+    let mut booted = boot::start(paths, image, &opts, interrupt)?;
     let mut verdicts = Verdicts {
         label: format!("{from}->{to}"),
         all: Vec::new(),
@@ -582,7 +606,7 @@ fn counter_line(r: &relive_workloads::Report) -> String {
 }
 
 /// `check`-style summary line for the verb; true when all passed.
-pub fn summarize(label: &str, verdicts: &[Verdict], secs: f64) -> bool {
+fn summarize(label: &str, verdicts: &[Verdict], secs: f64) -> bool {
     let failed: Vec<&str> = verdicts
         .iter()
         .filter(|v| !v.ok)

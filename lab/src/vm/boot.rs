@@ -5,7 +5,7 @@
 use crate::vm::accel;
 use crate::vm::disk;
 use crate::vm::guest::{Guest, Init};
-use crate::vm::image;
+use crate::vm::image::Image;
 use crate::vm::paths::Paths;
 use crate::vm::qemu::{self, Qemu};
 use crate::vm::signals::Interrupt;
@@ -112,15 +112,20 @@ pub struct Booted {
 
 /// `relive-lab boot`: starts the guest and leaves it running for later
 /// invocations (found through guest.json).
-pub fn boot(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Guest> {
-    let booted = start(paths, opts, interrupt)?;
+pub fn boot(paths: &Paths, image: &Image, opts: &Options, interrupt: &Interrupt) -> Result<Guest> {
+    let booted = start(paths, image, opts, interrupt)?;
     booted.qemu.detach();
     Ok(booted.guest)
 }
 
-/// Boots a guest and waits until it is ready; the caller owns QEMU (and
-/// must `Guest::clear` once done with it).
-pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Booted> {
+/// Boots a guest of `image` and waits until it is ready; the caller owns
+/// QEMU (and must `Guest::clear` once done with it).
+pub fn start(
+    paths: &Paths,
+    image: &Image,
+    opts: &Options,
+    interrupt: &Interrupt,
+) -> Result<Booted> {
     if let Some(guest) = Guest::load(paths)? {
         if guest.alive() {
             bail!(
@@ -132,7 +137,6 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
         Guest::clear(paths)?;
     }
 
-    let image = image::build_or_reuse(paths, false)?;
     let kernel = image.kernel(&opts.kernel)?.clone();
     let init = match opts.init {
         Some(Init::Relive) if !image.has_relive => {

@@ -51,6 +51,22 @@ pub struct Kernel {
 }
 
 impl Image {
+    /// The image for people: the disk, its kernels, whether relive is in.
+    pub fn print(&self) {
+        println!("disk: {}", self.disk.display());
+        for kernel in &self.kernels {
+            println!("kernel: {}", kernel.release);
+        }
+        println!(
+            "relive: {}",
+            if self.has_relive {
+                "installed"
+            } else {
+                "absent (boots with systemd)"
+            }
+        );
+    }
+
     /// The kernel of a series ("6.1", "6.12"), matching whole components so
     /// that 6.1 does not pick 6.12.
     pub fn kernel(&self, series: &str) -> Result<&Kernel> {

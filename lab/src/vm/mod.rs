@@ -24,3 +24,24 @@ pub mod shell;
 pub mod signals;
 pub mod ssh;
 pub mod stop;
+
+use anyhow::Result;
+use image::Image;
+use paths::Paths;
+use signals::Interrupt;
+
+/// The host tools and fresh binaries: what building the image needs.
+pub fn prepare_host(paths: &Paths) -> Result<()> {
+    prereq::ensure_prerequisites()?;
+    build::build_binaries(paths)?;
+    std::fs::create_dir_all(&paths.out)?;
+    Ok(())
+}
+
+/// What every verb that boots a guest needs first: the host prepared,
+/// the image built or reused, and the interrupt flag.
+pub fn prepare(paths: &Paths) -> Result<(Image, Interrupt)> {
+    prepare_host(paths)?;
+    let image = image::build_or_reuse(paths, false)?;
+    Ok((image, Interrupt::install()?))
+}

@@ -85,6 +85,23 @@ pub fn stop(paths: &Paths, timeout: Duration) -> Result<Option<Stopped>> {
     }))
 }
 
+/// What `stop` prints; false when the guest did not go down cleanly.
+pub fn print(stopped: Option<&Stopped>) -> bool {
+    let Some(stopped) = stopped else {
+        println!("no guest running");
+        return true;
+    };
+    println!(
+        "stopped in {:.1} s; kernel power-down message: {}",
+        stopped.secs,
+        if stopped.powered_off { "yes" } else { "no" }
+    );
+    if let Some(clean) = stopped.fsck_clean {
+        println!("file system: {}", if clean { "clean" } else { "NOT clean" });
+    }
+    stopped.powered_off && stopped.fsck_clean != Some(false)
+}
+
 /// Read-only forced check of the writable disk the guest used.
 fn fsck_clean(disk: &Path) -> Result<bool> {
     let out = Command::new("e2fsck")

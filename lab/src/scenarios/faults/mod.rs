@@ -14,7 +14,7 @@ use crate::scenarios::phase_check::outcome_text;
 use crate::scenarios::upgrade;
 use crate::vm::boot::{self, Booted, Options};
 use crate::vm::guest::Init;
-use crate::vm::image;
+use crate::vm::image::Image;
 use crate::vm::paths::Paths;
 use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
@@ -49,12 +49,12 @@ pub struct FaultResult {
 
 pub fn faults(
     paths: &Paths,
+    image: &Image,
     from: &str,
     to: &str,
     only: Option<&str>,
     interrupt: &Interrupt,
 ) -> Result<Vec<FaultResult>> {
-    let image = image::build_or_reuse(paths, false)?;
     let releases = [
         image.kernel(from)?.release.clone(),
         image.kernel(to)?.release.clone(),
@@ -63,7 +63,7 @@ pub fn faults(
         writable: true,
         ..Options::new(from, Some(Init::Relive))
     };
-    let mut booted = boot::start(paths, &opts, interrupt)?;
+    let mut booted = boot::start(paths, image, &opts, interrupt)?;
     let mut results = Vec::new();
     // Completed upgrades flip the kernel: the next one goes back.
     let mut running = 0;
