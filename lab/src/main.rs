@@ -1,15 +1,18 @@
 //! relive-lab: the QEMU lab for relive. Builds the mkosi image, boots it
 //! (systemd or relive as PID 1, kernel 6.1 or 6.12), runs commands in the
 //! guest over ssh and stops it; runs the lab tests (`check`), the demo and
-//! the benchmarks. Progress goes to stderr, results to stdout.
+//! the benchmarks. Results go to stdout, the steps to stderr, what the
+//! tools print to a log file ([`output`]).
 //!
 //! - [`cli`]: the verbs and their flags.
 //! - [`vm`]: what drives a VM: prerequisites, image, QEMU, boot, ssh, stop.
 //! - [`scenarios`]: what the lab checks in a guest, and the demo.
 //! - [`bench`]: the benchmarks.
+//! - [`output`]: results, steps, the log file.
 
 mod bench;
 mod cli;
+mod output;
 mod scenarios;
 mod vm;
 
@@ -30,17 +33,55 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // Not `{e:?}`: that adds a backtrace whenever RUST_BACKTRACE is set.
+            output::log(&format!("error: {e:#}"));
             eprintln!("relive-lab: error: {e}");
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
+            }
+            if let Some((path, lines)) = output::tail(20) {
+                eprintln!("relive-lab: the log's last lines ({}):", path.display());
+                for line in lines {
+                    eprintln!("  {line}");
+                }
             }
             ExitCode::FAILURE
         }
     }
 }
 
+/// The log's name for a verb; None for the verbs that run no tool.
+fn log_name(verb: &Verb) -> Option<&'static str> {
+    Some(match verb {
+        Verb::Ssh { .. } | Verb::Status { .. } => return None,
+        Verb::Image { .. } => "image",
+        Verb::Boot { .. } => "boot",
+        Verb::Stop { .. } => "stop",
+        Verb::Check { .. } => "check",
+        Verb::UpgradeCheck { .. } => "upgrade-check",
+        Verb::Faults { .. } => "faults",
+        Verb::Demo => "demo",
+        Verb::BenchUpgrade { .. } => "bench-upgrade",
+        Verb::Bench { .. } => "bench",
+        Verb::BenchBoot { .. } => "bench-boot",
+    })
+}
+
 fn run(verb: Verb) -> Result<ExitCode> {
     let paths = Paths::discover();
+    let lab_test = matches!(
+        verb,
+        Verb::Check { .. } | Verb::UpgradeCheck { .. } | Verb::Faults { .. }
+    );
+    if let Some(name) = log_name(&verb) {
+        if lab_test && skipped(name) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Without it (lab/out not writable) the tools print to stderr,
+        // and the verb says why it cannot go on.
+        if let Err(e) = output::open_log(&paths, name) {
+            eprintln!("relive-lab: no log file: {e:#}");
+        }
+    }
     let passed = |ok: bool| {
         if ok {
             ExitCode::SUCCESS
@@ -87,9 +128,6 @@ fn run(verb: Verb) -> Result<ExitCode> {
         }
         Verb::Status { json } => Guest::print_status(&paths, json)?,
         Verb::Check { kernel } => {
-            if skipped("check") {
-                return Ok(ExitCode::SUCCESS);
-            }
             let (image, interrupt) = vm::prepare(&paths)?;
             let kernels = if kernel.is_empty() {
                 vec!["6.1".to_owned(), "6.12".to_owned()]
@@ -101,9 +139,6 @@ fn run(verb: Verb) -> Result<ExitCode> {
             )?));
         }
         Verb::Faults { from, to, only } => {
-            if skipped("faults") {
-                return Ok(ExitCode::SUCCESS);
-            }
             if from == to {
                 bail!("--from and --to are the same kernel");
             }
@@ -112,9 +147,6 @@ fn run(verb: Verb) -> Result<ExitCode> {
             return Ok(passed(faults::print_table(&results)));
         }
         Verb::UpgradeCheck { from, to } => {
-            if skipped("upgrade-check") {
-                return Ok(ExitCode::SUCCESS);
-            }
             let pairs = match (from, to) {
                 (Some(from), Some(to)) if from == to => {
                     bail!("--from and --to are the same kernel")

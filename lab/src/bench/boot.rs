@@ -19,6 +19,7 @@
 //!   over ssh right after `ready`.
 //! - poweroff: seconds from the init's poweroff command to QEMU's exit.
 
+use crate::output;
 use crate::vm::boot::{self, Options, ReadyWhen};
 use crate::vm::guest::Init;
 use crate::vm::image::Image;
@@ -52,13 +53,14 @@ pub fn bench(
     let mut samples = Vec::new();
     for round in 1..=rounds {
         for init in [Init::Systemd, Init::Relive] {
+            let step = output::step(format!("round {round}/{rounds}, {init:?}"));
             let sample = measure(paths, image, kernel, init, round, interrupt)?;
-            eprintln!(
-                "relive-lab: round {round}/{rounds} {init:?}: ready {:.1} s, RSS {} kB, PSS {} kB",
+            step.done_with(&format!(
+                "ready {:.1} s, RSS {} kB, PSS {} kB",
                 sample.ready_secs,
                 sample.rss_kb,
                 sample.pss_kb.map_or("-".into(), |p| p.to_string())
-            );
+            ));
             samples.push(sample);
         }
     }

@@ -23,8 +23,9 @@ use crate::bench::twophase_figures::{
     disk_bytes, phase1_throughput, rate_label, size_label, store_ratios, table, targets, unit_text,
     vm_memory_mib, Matrix, MemoryStore, Mode, Run, Target, UnitFigures, BUSY_MIB,
 };
+use crate::output;
 use crate::scenarios::upgrade;
-use crate::vm::boot::{self, Booted, Options};
+use crate::vm::boot::{self, Options};
 use crate::vm::guest::Init;
 use crate::vm::image::Image;
 use crate::vm::paths::Paths;
@@ -132,14 +133,13 @@ pub fn bench(
         for &size in &matrix.sizes_mib {
             for &rate in &matrix.rates {
                 for &mode in &matrix.modes {
-                    eprintln!(
-                    "relive-lab bench: run {}/{total}: {} per unit, {}, {}-phase, {store} store",
-                    runs.len() + 1,
-                    size_label(size),
-                    rate_label(rate),
-                    mode.label()
-                );
-                    let started = Instant::now();
+                    let step = output::step(format!(
+                        "run {}/{total}: {} per unit, {}, {}-phase, {store} store",
+                        runs.len() + 1,
+                        size_label(size),
+                        rate_label(rate),
+                        mode.label()
+                    ));
                     let mut run = empty_run(size, rate, mode, store);
                     let result = run_one(paths, image, &mut run, store, &to_release, interrupt);
                     // QEMU is gone by now (powered off, or killed by its guard).
@@ -148,13 +148,10 @@ pub fn bench(
                     let _ = std::fs::remove_file(paths.writable_disk());
                     if let Err(e) = result {
                         interrupt.check()?;
-                        eprintln!("relive-lab bench: run FAILED: {e:#}");
+                        output::warn(&format!("run FAILED: {e:#}"));
                         run.error = Some(format!("{e:#}"));
                     }
-                    eprintln!(
-                        "relive-lab bench: run done in {:.0} s",
-                        started.elapsed().as_secs_f64()
-                    );
+                    step.finish(run.error.is_none() && run.units.iter().all(|u| u.intact));
                     runs.push(run);
                     write_outputs(matrix, &runs, outputs)?;
                 }
@@ -206,31 +203,30 @@ fn run_one(
     let mut booted = boot::start(paths, image, &opts, interrupt)?;
     let port = booted.guest.ssh_port;
     let units = bench_units(run.size_mib, run.rate_mib_per_sec, run.mode);
+    let step = output::step("starting the bench units, filling their memory");
     install(paths, port, &units)?;
     let mut before = Vec::new();
     for unit in &units {
         before.push(wait_report(paths, port, unit, interrupt)?);
     }
-    eprintln!("relive-lab bench: memory filled; running {SETTLE:?}");
+    step.done();
+    let step = output::step(format!("letting them run {} s", SETTLE.as_secs()));
     let settle = Instant::now();
     while settle.elapsed() < SETTLE {
         interrupt.check()?;
         std::thread::sleep(Duration::from_millis(250));
     }
+    step.done();
 
     // The more memory, the longer the dumps and restores under TCG.
     let held: u64 = units.iter().map(|u| u.size_mib).sum();
     let timeout = Duration::from_secs(600 + held / 2);
-    let took = live_upgrade(
-        &mut booted,
-        paths,
-        to_release,
-        run.mode,
-        store,
-        timeout,
-        interrupt,
-    )?;
-    eprintln!("relive-lab bench: upgraded in {:.0} s", took.as_secs_f64());
+    // The store named, not relive's "auto": every run measures the same.
+    let flags = match run.mode {
+        Mode::Single => format!("--single-phase --store {store}"),
+        Mode::Two => format!("--store {store}"),
+    };
+    upgrade::run_detached_within(&mut booted, paths, to_release, &flags, timeout, interrupt)?;
     let report = upgrade::report(paths, port)?;
     run.report_mode = report.mode;
     run.store = report.store.clone();
@@ -246,10 +242,7 @@ fn run_one(
             ("verify", verify.as_ref().err()),
         ] {
             if let Some(e) = e {
-                eprintln!(
-                    "relive-lab bench: {} {what} after the upgrade: {e:#}",
-                    unit.name
-                );
+                output::warn(&format!("{} {what} after the upgrade: {e:#}", unit.name));
             }
         }
         let after = after.ok();
@@ -264,14 +257,14 @@ fn run_one(
         }
         let figures = unit_figures(unit, &report, before, after.as_ref(), verify.ok().as_ref());
         if !figures.intact {
-            eprintln!(
-                "relive-lab bench: {} NOT INTACT: {} corrupt pages (first {:?}), PID {} -> {}",
+            output::warn(&format!(
+                "{} NOT INTACT: {} corrupt pages (first {:?}), PID {} -> {}",
                 unit.name,
                 figures.corrupt_pages,
                 figures.first_corrupt,
                 figures.pid_before,
                 figures.pid_after
-            );
+            ));
         }
         run.units.push(figures);
     }
@@ -344,13 +337,13 @@ fn wait_report(
         interrupt.check()?;
         match ask::<DirtyReport>(paths, port, unit.port, "report") {
             Ok(report) => {
-                eprintln!(
-                    "relive-lab bench: {} answers (pid {}, {} MiB) after {:.0} s",
+                output::note(&format!(
+                    "{} answers (pid {}, {} MiB) after {:.0} s",
                     unit.name,
                     report.pid,
                     report.size_mib,
                     started.elapsed().as_secs_f64()
-                );
+                ));
                 return Ok(report);
             }
             Err(e) if started.elapsed() > Duration::from_secs(900) => {
@@ -359,40 +352,6 @@ fn wait_report(
             Err(_) => std::thread::sleep(Duration::from_secs(1)),
         }
     }
-}
-
-/// A detached live upgrade to `release`, until relive says it is
-/// complete and ssh answers, with a timeout that grows with the memory
-/// held instead of upgrade::run_detached_with's fixed 400 s.
-fn live_upgrade(
-    booted: &mut Booted,
-    paths: &Paths,
-    release: &str,
-    mode: Mode,
-    store: &str,
-    timeout: Duration,
-    interrupt: &Interrupt,
-) -> Result<Duration> {
-    let port = booted.guest.ssh_port;
-    let mark = upgrade::serial_mark(booted);
-    let started = Instant::now();
-    // The store named, not relive's "auto": every run measures the same.
-    let flags = match mode {
-        Mode::Single => format!("--single-phase --store {store}"),
-        Mode::Two => format!("--store {store}"),
-    };
-    eprintln!("relive-lab bench: live upgrade to {release} {flags}");
-    upgrade::start_detached_with(paths, port, release, &flags)?;
-    upgrade::wait_serial_within(
-        booted,
-        mark,
-        &[upgrade::COMPLETE_LINE],
-        &[upgrade::ABORTED_LINE],
-        timeout,
-        interrupt,
-    )?;
-    upgrade::wait_ssh(paths, port, interrupt)?;
-    Ok(started.elapsed())
 }
 
 fn unit_figures(

@@ -13,6 +13,7 @@
 //!
 //! ratio = reboot blackout / the echo client's largest gap in the upgrade.
 
+use crate::output;
 use crate::scenarios::echo_client::EchoClient;
 use crate::scenarios::upgrade;
 use crate::vm::boot::{self, Options};
@@ -78,7 +79,6 @@ pub fn bench(paths: &Paths, image: &Image, interrupt: &Interrupt) -> Result<Figu
     // The live upgrade, with the echo client on one connection.
     let echo = EchoClient::start(booted.guest.echo_port)?;
     echo.wait_more(5, Duration::from_secs(30))?;
-    eprintln!("relive-lab: live upgrade {FROM} -> {TO}");
     upgrade::run_detached(&mut booted, paths, &to_release, interrupt)?;
     echo.wait_more(5, Duration::from_secs(60))?;
     let stats = echo.finish();
@@ -86,17 +86,21 @@ pub fn bench(paths: &Paths, image: &Image, interrupt: &Interrupt) -> Result<Figu
         bail!("the echo connection broke during the upgrade: {e}");
     }
     let report = upgrade::report(paths, port)?;
-    upgrade::print_report(&report);
+    // Not on stdout: the figures (a table, or JSON) are the result.
+    output::log(&upgrade::report_table(&report));
 
     // The cold reboot. The ssh command may die with the guest: the echo
     // answering again is the verdict.
-    eprintln!("relive-lab: cold reboot");
+    let step = output::step("cold reboot, until relive-echo answers a new connection");
     let started = Instant::now();
     let _ = ssh::run(paths, port, "relivectl reboot");
     let reboot_blackout =
         wait_echo_answers(booted.guest.echo_port, started, interrupt, &mut booted)?;
+    step.done();
     // Left running: the reboot restarted relive-echo before ssh may be up.
+    let step = output::step("waiting for ssh");
     upgrade::wait_ssh(paths, port, interrupt)?;
+    step.done();
     let counter = upgrade::counter(paths, port)?;
     let off = stop::poweroff(paths, booted, Duration::from_secs(120), interrupt)?;
     if !off.clean() {

@@ -4,6 +4,7 @@
 //! check QEMU's exit status and the file system. This process owns QEMU
 //! from start to exit, so QEMU's own exit status is the poweroff verdict.
 
+use crate::output;
 use crate::vm::boot::{self, Options};
 use crate::vm::disk::ExtraUnit;
 use crate::vm::guest::{Guest, Init};
@@ -96,7 +97,7 @@ pub fn check_kernels(
                     .map(|v| format!("{kernel} {}", v.name)),
             ),
             Err(e) => {
-                println!("FAIL {kernel} boot: {e:#}");
+                output::println(format!("FAIL {kernel} boot: {e:#}"));
                 failed.push(format!("{kernel} boot"));
             }
         }
@@ -104,9 +105,15 @@ pub fn check_kernels(
     }
     let secs = started.elapsed().as_secs_f64();
     if failed.is_empty() {
-        println!("lab checks passed on {} in {secs:.0} s", kernels.join(", "));
+        output::println(format!(
+            "lab checks passed on {} in {secs:.0} s",
+            kernels.join(", ")
+        ));
     } else {
-        println!("lab checks FAILED in {secs:.0} s: {}", failed.join(", "));
+        output::println(format!(
+            "lab checks FAILED in {secs:.0} s: {}",
+            failed.join(", ")
+        ));
     }
     Ok(failed.is_empty())
 }
@@ -120,7 +127,6 @@ fn check_kernel(
     kernel: &str,
     interrupt: &Interrupt,
 ) -> Result<Vec<Verdict>> {
-    let started = Instant::now();
     let opts = Options {
         writable: true,
         extra_units: vec![ExtraUnit {
@@ -132,19 +138,20 @@ fn check_kernel(
     let booted = boot::start(paths, image, &opts, interrupt)?;
     let mut verdicts = Vec::new();
     let mut record = |verdict: Verdict| {
-        println!(
+        output::println(format!(
             "{} {kernel} {}: {}",
             if verdict.ok { "ok  " } else { "FAIL" },
             verdict.name,
             verdict.detail
-        );
+        ));
         verdicts.push(verdict);
     };
     record(boot_verdict(&booted.guest));
-    for verdict in guest_checks(paths, &booted.guest, interrupt) {
-        record(verdict);
-    }
-    record(echo_check(&booted.guest));
+    let step = output::step("checking the guest over ssh");
+    let mut checked = guest_checks(paths, &booted.guest, interrupt);
+    checked.push(echo_check(&booted.guest));
+    step.finish(checked.iter().all(|v| v.ok));
+    checked.into_iter().for_each(&mut record);
 
     record(poweroff_verdict(stop::poweroff(
         paths,
@@ -156,10 +163,6 @@ fn check_kernel(
     if verdicts.iter().all(|v| v.ok) {
         let _ = std::fs::remove_file(paths.writable_disk());
     }
-    eprintln!(
-        "relive-lab: {kernel} checked in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
     Ok(verdicts)
 }
 

@@ -2,6 +2,7 @@
 //! detached live upgrade in the guest, waiting for its outcome on the
 //! serial console, relive's upgrade report, and the preserved units' PIDs.
 
+use crate::output;
 use crate::vm::boot::Booted;
 use crate::vm::paths::Paths;
 use crate::vm::signals::Interrupt;
@@ -9,6 +10,7 @@ use crate::vm::ssh;
 use anyhow::{bail, Context, Result};
 use relive_api::plan::Plan;
 use relive_api::report::UpgradeReport;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// The lab's preserved units (mkosi/README.md), in no particular order.
@@ -101,12 +103,41 @@ pub fn run_detached_with(
     flags: &str,
     interrupt: &Interrupt,
 ) -> Result<(String, Duration)> {
+    run_detached_within(booted, paths, release, flags, UPGRADE_TIMEOUT, interrupt)
+}
+
+/// As [`run_detached_with`], waiting for relive at most `timeout` (big
+/// guests take longer).
+pub fn run_detached_within(
+    booted: &mut Booted,
+    paths: &Paths,
+    release: &str,
+    flags: &str,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<(String, Duration)> {
     let port = booted.guest.ssh_port;
     let mark = serial_mark(booted);
     let started = Instant::now();
+    let step = output::step(
+        format!("live upgrade to {release} {flags}")
+            .trim_end()
+            .to_owned(),
+    );
     let said = start_detached_with(paths, port, release, flags)?;
-    wait_serial(booted, mark, &[COMPLETE_LINE], &[ABORTED_LINE], interrupt)?;
+    output::log(&format!("relivectl live-upgrade --detach said: {said}"));
+    step.detail("waiting for relive to say it is complete");
+    wait_serial_within(
+        booted,
+        mark,
+        &[COMPLETE_LINE],
+        &[ABORTED_LINE],
+        timeout,
+        interrupt,
+    )?;
+    step.detail("waiting for ssh");
     wait_ssh(paths, port, interrupt)?;
+    step.done();
     Ok((said, started.elapsed()))
 }
 
@@ -206,10 +237,15 @@ pub fn counter(paths: &Paths, port: u16) -> Result<relive_workloads::Report> {
         .with_context(|| format!("relive-counter said {:?}", out.stdout.trim()))
 }
 
+/// The upgrade report as a table on stdout.
+pub fn print_report(report: &UpgradeReport) {
+    output::println(report_table(report));
+}
+
 /// The upgrade report as a table: per unit, mode, outcome, images, dump,
 /// restore and stoppage.
-pub fn print_report(report: &UpgradeReport) {
-    println!(
+pub fn report_table(report: &UpgradeReport) -> String {
+    let mut table = format!(
         "upgrade {} -> {}: {} units, images {}, longest stoppage {:.0} ms, \
          freeze-to-finish {:.1} s (kexec at +{:.1} s, resumed at +{:.1} s, restoring from +{:.1} s)",
         report.kernel_from,
@@ -222,13 +258,15 @@ pub fn print_report(report: &UpgradeReport) {
         secs_between(report.started_usec, report.resumed_usec),
         secs_between(report.started_usec, report.restores_started_usec),
     );
-    println!(
-        "  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  outcome",
+    let _ = write!(
+        table,
+        "\n  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  outcome",
         "unit", "mode", "prio", "pid", "image KiB", "dump ms", "restore ms", "stoppage ms"
     );
     for u in &report.units {
-        println!(
-            "  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  {}",
+        let _ = write!(
+            table,
+            "\n  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  {}",
             u.name,
             u.mode.as_str(),
             u.priority,
@@ -240,6 +278,7 @@ pub fn print_report(report: &UpgradeReport) {
             u.outcome.as_ref().map_or("-".into(), ToString::to_string)
         );
     }
+    table
 }
 
 fn secs_between(from: u64, to: u64) -> f64 {

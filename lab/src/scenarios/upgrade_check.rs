@@ -9,6 +9,7 @@
 //! host-side echo client on one TCP connection (every line back, in order),
 //! an interactive ssh session, and every preserved unit's PIDs.
 
+use crate::output;
 use crate::scenarios::check::{self, Verdict};
 use crate::scenarios::echo_client::EchoClient;
 use crate::scenarios::phase_check::{self, Variant};
@@ -45,15 +46,20 @@ impl Verdicts {
             ok,
             detail: detail.into(),
         };
-        println!(
+        output::println(format!(
             "{} {} {}: {}",
             if ok { "ok  " } else { "FAIL" },
             self.label,
             verdict.name,
             verdict.detail
-        );
+        ));
         self.all.push(verdict);
         ok
+    }
+
+    /// How many failed so far.
+    fn failed(&self) -> usize {
+        self.all.iter().filter(|v| !v.ok).count()
     }
 
     fn push(&mut self, verdict: Verdict) {
@@ -84,7 +90,7 @@ pub fn check_directions(
         match upgrade_check(paths, image, from, to, interrupt) {
             Ok(verdicts) => passed &= summarize(&label, &verdicts, started.elapsed().as_secs_f64()),
             Err(e) => {
-                println!("FAIL {label} boot: {e:#}");
+                output::println(format!("FAIL {label} boot: {e:#}"));
                 passed = false;
             }
         }
@@ -100,7 +106,6 @@ fn upgrade_check(
     to: &str,
     interrupt: &Interrupt,
 ) -> Result<Vec<Verdict>> {
-    let started = Instant::now();
     let (from_release, to_release) = (
         image.kernel(from)?.release.clone(),
         image.kernel(to)?.release.clone(),
@@ -136,10 +141,6 @@ fn upgrade_check(
     if verdicts.all.iter().all(|v| v.ok) {
         let _ = std::fs::remove_file(paths.writable_disk());
     }
-    eprintln!(
-        "relive-lab: upgrade {from} -> {to} checked in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
     Ok(verdicts.all)
 }
 
@@ -178,8 +179,10 @@ impl Run<'_> {
             counter0.matches(),
             counter_line(&counter0),
         );
+        let step = output::step("opening an echo connection and an ssh session");
         let echo = EchoClient::start(booted.guest.echo_port)?;
         let mut shell = Shell::open(self.paths, port)?;
+        step.done();
         let release = shell.ask("uname -r", Duration::from_secs(30))?;
         v.record(
             "interactive ssh session open",
@@ -240,8 +243,12 @@ impl Run<'_> {
             format!("freeze order {}; dump-fail {victim}", order.join(", ")),
         );
         self.sh(booted, &format!("echo 'dump-fail {victim}' > {FAULT_FILE}"))?;
+        let step = output::step(format!(
+            "live upgrade with an injected dump failure in {victim}"
+        ));
         let mark = upgrade::serial_mark(booted);
         upgrade::start_detached(self.paths, port, self.to_release)?;
+        step.detail("waiting for relive to undo it");
         let waited = upgrade::wait_serial(
             booted,
             mark,
@@ -263,7 +270,9 @@ impl Run<'_> {
             format!("after {:.1} s: {aborted}", waited.as_secs_f64()),
         );
         self.sh(booted, &format!("rm -f {FAULT_FILE}"))?;
+        step.detail("waiting for ssh");
         upgrade::wait_ssh(self.paths, port, self.interrupt)?;
+        step.done_with("undone");
 
         let out = self.sh(
             booted,
@@ -331,10 +340,10 @@ impl Run<'_> {
             self.variant.flags(),
             self.interrupt,
         )?;
-        eprintln!(
-            "relive-lab: relivectl live-upgrade --detach {}: {said}",
+        output::log(&format!(
+            "relivectl live-upgrade --detach {}: {said}",
             self.variant.flags()
-        );
+        ));
         v.record(
             "upgrade: complete, ssh answers",
             true,
@@ -434,6 +443,8 @@ impl Run<'_> {
     /// reservation on the next command line; with a command line that
     /// lacks it, `auto` falls back to disk and `--store memory` is refused.
     fn store_decisions(&self, booted: &Booted, v: &mut Verdicts) -> Result<()> {
+        let step = output::step("dry runs: the store the preflight picks");
+        let failed_before = v.failed();
         let plan = |flags: &str| {
             self.interrupt.check()?;
             upgrade::dry_run(self.paths, booted.guest.ssh_port, self.to_release, flags)
@@ -463,6 +474,7 @@ impl Run<'_> {
             !ok && refused.checks.iter().any(|c| c.name == "store" && !c.ok),
             refused.failures().join("; "),
         );
+        step.finish(v.failed() == failed_before);
         Ok(())
     }
 
@@ -521,6 +533,8 @@ impl Run<'_> {
         phase: &str,
     ) -> Result<()> {
         let port = booted.guest.ssh_port;
+        let step = output::step(format!("checking the services after the {phase}"));
+        let failed_before = v.failed();
         // (a)
         let counter = upgrade::counter(self.paths, port)?;
         v.record(
@@ -592,6 +606,7 @@ impl Run<'_> {
                 format!("{diff} ({})", active.stdout.trim().replace('\n', " "))
             },
         );
+        step.finish(v.failed() == failed_before);
         Ok(())
     }
 }
@@ -613,13 +628,13 @@ fn summarize(label: &str, verdicts: &[Verdict], secs: f64) -> bool {
         .map(|v| v.name.as_str())
         .collect();
     if failed.is_empty() {
-        println!("upgrade check {label} passed in {secs:.0} s");
+        output::println(format!("upgrade check {label} passed in {secs:.0} s"));
         true
     } else {
-        println!(
+        output::println(format!(
             "upgrade check {label} FAILED in {secs:.0} s: {}",
             failed.join(", ")
-        );
+        ));
         false
     }
 }

@@ -47,12 +47,13 @@ pub fn detect(paths: &Paths, kernel: &Kernel) -> Result<Accel> {
             }
         }
     }
+    let step = crate::output::step("probing KVM (a kernel boot without a root)");
     let accel = if probe_kvm(paths, kernel)? {
         Accel::Kvm
     } else {
         Accel::Tcg
     };
-    eprintln!("relive-lab: KVM probe: using {accel:?}");
+    step.done_with(&format!("using {accel:?}"));
     std::fs::write(
         &cache,
         serde_json::to_string(&Cached { host_kernel, accel })?,

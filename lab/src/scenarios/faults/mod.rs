@@ -9,6 +9,7 @@
 
 mod matrix;
 
+use crate::output;
 use crate::scenarios::check;
 use crate::scenarios::phase_check::outcome_text;
 use crate::scenarios::upgrade;
@@ -67,12 +68,14 @@ pub fn faults(
     let mut results = Vec::new();
     // Completed upgrades flip the kernel: the next one goes back.
     let mut running = 0;
-    let chosen = scenarios()
+    let chosen: Vec<Scenario> = scenarios()
         .into_iter()
-        .filter(|s| only.is_none_or(|text| s.name.contains(text)));
-    for scenario in chosen {
+        .filter(|s| only.is_none_or(|text| s.name.contains(text)))
+        .collect();
+    let count = chosen.len();
+    for (i, scenario) in chosen.into_iter().enumerate() {
         interrupt.check()?;
-        eprintln!("relive-lab faults: {}", scenario.name);
+        let step = output::step(format!("fault {}/{count}: {}", i + 1, scenario.name));
         let target = &releases[1 - running];
         let result = run(paths, &mut booted, &scenario, target, interrupt);
         let broke = result.is_err();
@@ -86,10 +89,8 @@ pub fn faults(
         if scenario.expect == Expect::Completed && result.ok {
             running = 1 - running;
         }
-        eprintln!(
-            "relive-lab faults: {} -> {}",
-            result.scenario, result.observed
-        );
+        output::log(&format!("{}: {}", result.scenario, result.observed));
+        step.finish(result.ok);
         results.push(result);
         if broke {
             break;
@@ -229,7 +230,9 @@ impl Upgrade<'_> {
 
     /// Waits for relive's end-of-upgrade (or end-of-undo) line, then ssh.
     fn wait(&self, booted: &mut Booted, wanted: &[&str], unwanted: &[&str]) -> Result<()> {
+        output::note(&format!("waiting for {wanted:?} on the serial console"));
         upgrade::wait_serial(booted, self.mark, wanted, unwanted, self.interrupt)?;
+        output::note("waiting for ssh");
         upgrade::wait_ssh(self.paths, self.port, self.interrupt)
     }
 
@@ -421,19 +424,22 @@ fn last_line_with(text: &str, needle: &str) -> String {
 
 /// The table and the total; true if every scenario held and none lost a service.
 pub fn print_table(results: &[FaultResult]) -> bool {
-    println!("{:<62} {:<10} {:>5}  OBSERVED", "FAULT", "EXPECTED", "LOST");
+    output::println(format!(
+        "{:<62} {:<10} {:>5}  OBSERVED",
+        "FAULT", "EXPECTED", "LOST"
+    ));
     for r in results {
-        println!(
+        output::println(format!(
             "{} {:<57} {:<10} {:>5}  {}",
             if r.ok { "ok  " } else { "FAIL" },
             r.scenario,
             r.expected,
             r.lost,
             r.observed
-        );
+        ));
     }
     let lost: usize = results.iter().map(|r| r.lost).sum();
-    println!("services lost in all: {lost}");
+    output::println(format!("services lost in all: {lost}"));
     lost == 0 && results.iter().all(|r| r.ok)
 }
 
