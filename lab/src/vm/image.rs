@@ -121,10 +121,8 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
         step.done_with(&format!("up to date ({})", &tree_hash[..12]));
     } else {
         let _ = std::fs::remove_file(&tree_stamp);
-        step.detail(&format!(
-            "building it with mkosi (kernels {}; minutes)",
-            kernels.join(", ")
-        ));
+        output::log(&format!("kernels: {}", kernels.join(", ")));
+        step.detail("building it with mkosi");
         run_mkosi(paths, &mirror, &kernels)?;
         std::fs::write(&tree_stamp, &tree_hash)?;
         step.done_with(&format!("built ({})", &tree_hash[..12]));
