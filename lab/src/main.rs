@@ -181,7 +181,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
             svg_out,
         } => {
             // Parsed before anything boots: a typo fails at once.
-            let matrix = bench::twophase_figures::Matrix::parse(&sizes, &rates, &modes, &store)?;
+            let matrix = bench::twophase::Matrix::parse(&sizes, &rates, &modes, &store)?;
             let outputs = bench::twophase::Outputs::new(&paths, json_out, svg_out);
             let (image, interrupt) = vm::prepare(&paths)?;
             let runs = bench::twophase::bench(&paths, &image, &matrix, &outputs, &interrupt)?;

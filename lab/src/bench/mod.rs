@@ -4,11 +4,10 @@
 //!
 //! - [`boot`]: `bench-boot`, relive against systemd as PID 1.
 //! - [`upgrade`]: `bench-upgrade`, a live upgrade against a cold reboot.
-//! - [`twophase`] drives `bench`, [`twophase_figures`] computes its
-//!   figures, [`svg`] draws them.
+//! - [`twophase`]: `bench`, the two-phase snapshot's stoppage; [`svg`]
+//!   draws its figures.
 
 pub mod boot;
 pub mod svg;
 pub mod twophase;
-pub mod twophase_figures;
 pub mod upgrade;

@@ -17,12 +17,18 @@
 //! saves); pre-dump rounds, the final dump's kind and the bytes written in
 //! the stoppage. The figures go to stdout (table, targets), to JSON and to
 //! an SVG plot; a run that fails is recorded and the next one goes on.
+//!
+//! This file drives the guests; [`matrix`] says what runs, [`figures`]
+//! what a run measured, [`summary`] prints it and [`plot`] draws it.
 
-use crate::bench::svg;
-use crate::bench::twophase_figures::{
-    disk_bytes, phase1_throughput, rate_label, size_label, store_ratios, table, targets, unit_text,
-    vm_memory_mib, Matrix, MemoryStore, Mode, Run, Target, UnitFigures, BUSY_MIB,
-};
+mod figures;
+mod matrix;
+mod plot;
+mod summary;
+
+pub use matrix::Matrix;
+pub use summary::{all_good, print_summary};
+
 use crate::output;
 use crate::scenarios::upgrade;
 use crate::vm::boot::{self, Options};
@@ -33,6 +39,10 @@ use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
 use crate::vm::stop;
 use anyhow::{bail, Context, Result};
+use figures::{phase1_throughput, Run, UnitFigures};
+use matrix::{
+    disk_bytes, rate_label, size_label, unit_text, vm_memory_mib, MemoryStore, Mode, BUSY_MIB,
+};
 use relive_api::report::UpgradeReport;
 use relive_workloads::dirty::{DirtyReport, VerifyReport};
 use serde::de::DeserializeOwned;
@@ -40,8 +50,8 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const FROM: &str = "6.1";
-const TO: &str = "6.12";
+pub(super) const FROM: &str = "6.1";
+pub(super) const TO: &str = "6.12";
 /// The workloads run this long before the upgrade, so that bench-busy has
 /// a steady "before" to compare phase 1 with.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -113,7 +123,7 @@ impl Outputs {
 struct Document<'a> {
     matrix: &'a Matrix,
     runs: &'a [Run],
-    targets: Vec<Target>,
+    targets: Vec<summary::Target>,
 }
 
 /// Runs the whole matrix; the JSON and the SVG are rewritten after each
@@ -410,10 +420,10 @@ fn write_outputs(matrix: &Matrix, runs: &[Run], outputs: &Outputs) -> Result<()>
     let doc = Document {
         matrix,
         runs,
-        targets: targets(runs),
+        targets: summary::targets(runs),
     };
     write(&outputs.json, &serde_json::to_string_pretty(&doc)?)?;
-    write(&outputs.svg, &plot(matrix, runs))
+    write(&outputs.svg, &plot::plot(matrix, runs))
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
@@ -421,129 +431,6 @@ fn write(path: &Path, text: &str) -> Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
-/// One chart per (store, rate): stoppage (s) against size, a line per
-/// (mode, unit), the critical unit's floor dashed.
-pub fn plot(matrix: &Matrix, runs: &[Run]) -> String {
-    let labels: Vec<String> = matrix.sizes_mib.iter().map(|&s| size_label(s)).collect();
-    let value = |store: &str, size: u64, rate: f64, mode: Mode, role: &str, floor: bool| {
-        let run = runs.iter().find(|r| {
-            r.store_requested == store
-                && r.size_mib == size
-                && r.rate_mib_per_sec == rate
-                && r.mode == mode
-                && r.error.is_none()
-        })?;
-        let unit = run.unit(role)?;
-        let ms = if floor {
-            unit.floor_ms
-        } else {
-            unit.stoppage_ms
-        }?;
-        Some(ms / 1000.0)
-    };
-    let lines: [(Mode, &str, &'static str); 4] = [
-        (Mode::Single, "critical", "#d62728"),
-        (Mode::Single, "normal", "#ff9896"),
-        (Mode::Two, "critical", "#1f77b4"),
-        (Mode::Two, "normal", "#9ecae1"),
-    ];
-    let cells: Vec<(&str, f64)> = matrix
-        .stores
-        .iter()
-        .flat_map(|s| matrix.rates.iter().map(move |&r| (s.as_str(), r)))
-        .collect();
-    let charts: Vec<svg::Chart> = cells
-        .iter()
-        .map(|&(store, rate)| {
-            let mut series: Vec<svg::Series> = lines
-                .iter()
-                .filter(|(mode, _, _)| matrix.modes.contains(mode))
-                .map(|&(mode, role, color)| svg::Series {
-                    label: format!("{}-phase {role}", mode.label()),
-                    color,
-                    dashed: false,
-                    points: matrix
-                        .sizes_mib
-                        .iter()
-                        .map(|&s| value(store, s, rate, mode, role, false))
-                        .collect(),
-                })
-                .collect();
-            // The floor of the two-phase run (single's where there is none).
-            series.push(svg::Series {
-                label: "floor (kexec + restore), critical".into(),
-                color: "#444444",
-                dashed: true,
-                points: matrix
-                    .sizes_mib
-                    .iter()
-                    .map(|&s| {
-                        value(store, s, rate, Mode::Two, "critical", true)
-                            .or_else(|| value(store, s, rate, Mode::Single, "critical", true))
-                    })
-                    .collect(),
-            });
-            svg::Chart {
-                title: format!("{store} store, dirty rate {}", rate_label(rate)),
-                series,
-            }
-        })
-        .collect();
-    let text = svg::Labels {
-        title: "live-upgrade stoppage per unit vs memory size (relive-lab bench)",
-        x: "memory per unit",
-        y: "stoppage (s)",
-    };
-    svg::render(text, &labels, &charts)
-}
-
-/// The table, then one line per target.
-pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
-    println!();
-    for store in &matrix.stores {
-        let runs: Vec<Run> = runs
-            .iter()
-            .filter(|r| &r.store_requested == store)
-            .cloned()
-            .collect();
-        println!(
-            "two-phase vs single-phase stoppage, {FROM} -> {TO}, {store} store (seconds; floor = kexec to relive resumed + the unit's restore)"
-        );
-        println!(
-            "floor, rounds, final dump and stop MiB (written in the stoppage) are the two-phase run's"
-        );
-        print!("{}", table(matrix, &runs));
-        println!();
-        for target in targets(&runs) {
-            println!("{store} store {}", target.line());
-        }
-        println!();
-    }
-    if matrix.stores.len() > 1 {
-        println!("memory store vs disk store, same runs otherwise");
-        print!("{}", store_ratios(matrix, runs));
-        println!();
-    }
-    for run in runs {
-        if let Some(e) = &run.error {
-            println!(
-                "FAILED {} {} {}-phase: {e}",
-                size_label(run.size_mib),
-                rate_label(run.rate_mib_per_sec),
-                run.mode.label()
-            );
-        }
-    }
-    println!("figures: {}", outputs.json.display());
-    println!("plot:    {}", outputs.svg.display());
-}
-
-/// Every run completed and every unit came back intact.
-pub fn all_good(runs: &[Run]) -> bool {
-    runs.iter()
-        .all(|r| r.error.is_none() && r.units.iter().all(|u| u.intact))
 }
 
 #[cfg(test)]
@@ -566,52 +453,6 @@ mod tests {
             (busy.size_mib, busy.port, busy.priority),
             (BUSY_MIB, 7012, 500)
         );
-    }
-
-    #[test]
-    fn the_plot_has_a_chart_per_rate_and_a_line_per_mode_and_unit() {
-        let matrix = Matrix::parse("64M,1G", "idle,50M", "single,two", "disk").unwrap();
-        let mut runs = Vec::new();
-        for &size in &matrix.sizes_mib {
-            for &rate in &matrix.rates {
-                for &mode in &matrix.modes {
-                    let mut run = empty_run(size, rate, mode, "disk");
-                    for role in ["critical", "normal"] {
-                        run.units.push(UnitFigures {
-                            role: role.into(),
-                            stoppage_ms: Some(size as f64 * 10.0),
-                            floor_ms: Some(1000.0),
-                            intact: true,
-                            ..UnitFigures::default()
-                        });
-                    }
-                    runs.push(run);
-                }
-            }
-        }
-        let svg = plot(&matrix, &runs);
-        assert!(
-            svg.contains(">disk store, dirty rate idle<")
-                && svg.contains(">disk store, dirty rate 50M/s<")
-        );
-        for label in [
-            "single-phase critical",
-            "single-phase normal",
-            "two-phase critical",
-            "two-phase normal",
-            "floor (kexec + restore), critical",
-        ] {
-            // One line per chart (no gaps here).
-            assert_eq!(
-                svg.matches(&format!(r#"data-label="{label}""#)).count(),
-                2,
-                "{label}"
-            );
-        }
-        assert!(svg.contains(">64M<") && svg.contains(">1G<"));
-        // 1G at 10 ms/MiB is the largest value: 10.24 s, under the top tick.
-        assert!(svg.contains(">12<") || svg.contains(">10<"), "{svg}");
-        assert!(all_good(&runs));
     }
 
     #[test]
