@@ -4,8 +4,8 @@
 //! - [`check`]: one boot per kernel, the guest checked over ssh.
 //! - [`upgrade`]: asking relive for a live upgrade and waiting for it; its
 //!   report. [`pids`]: the preserved units' PIDs before and after.
-//! - [`upgrade_check`], [`phase_check`]: an aborted upgrade, then real
-//!   ones, with the two-phase snapshot and the stores checked.
+//! - [`upgrade_check`]: an aborted upgrade, then real ones, with the
+//!   two-phase snapshot and the stores checked.
 //! - [`echo_client`]: a host-side TCP client that must see no gap lost.
 //! - [`faults`]: injected faults and bad input; no service may be lost.
 //! - [`demo`]: one upgrade, shown to a person.
@@ -14,7 +14,6 @@ pub mod check;
 pub mod demo;
 pub mod echo_client;
 pub mod faults;
-pub mod phase_check;
 pub mod pids;
 pub mod upgrade;
 pub mod upgrade_check;

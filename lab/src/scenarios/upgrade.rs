@@ -9,7 +9,7 @@ use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
 use anyhow::{bail, Context, Result};
 use relive_api::plan::Plan;
-use relive_api::report::UpgradeReport;
+use relive_api::report::{UnitRecord, UpgradeReport};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -237,6 +237,11 @@ pub fn counter(paths: &Paths, port: u16) -> Result<relive_workloads::Report> {
         .with_context(|| format!("relive-counter said {:?}", out.stdout.trim()))
 }
 
+/// A unit's outcome as relive words it, `-` for none yet.
+pub fn outcome_text(u: &UnitRecord) -> String {
+    u.outcome.as_ref().map_or("-".into(), ToString::to_string)
+}
+
 /// The upgrade report as a table on stdout.
 pub fn print_report(report: &UpgradeReport) {
     output::println(report_table(report));
@@ -275,7 +280,7 @@ pub fn report_table(report: &UpgradeReport) -> String {
             format!("{:.0}", u.dump_ms),
             u.restore_ms.map_or("-".into(), |r| format!("{r:.0}")),
             u.stoppage_ms().map_or("-".into(), |s| format!("{s:.0}")),
-            u.outcome.as_ref().map_or("-".into(), ToString::to_string)
+            outcome_text(u)
         );
     }
     table

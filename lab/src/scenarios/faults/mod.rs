@@ -11,8 +11,7 @@ mod matrix;
 
 use crate::output;
 use crate::scenarios::check;
-use crate::scenarios::phase_check::outcome_text;
-use crate::scenarios::upgrade;
+use crate::scenarios::upgrade::{self, outcome_text};
 use crate::vm::boot::{self, Booted, Options};
 use crate::vm::guest::Init;
 use crate::vm::image::Image;

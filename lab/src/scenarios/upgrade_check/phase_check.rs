@@ -12,6 +12,7 @@
 //!   it, say so in the report and start relive-idle afresh. (Then
 //!   upgrade_check goes back once more, falling back to the disk store.)
 
+use crate::scenarios::upgrade::outcome_text;
 use anyhow::{Context, Result};
 use relive_api::report::{FinalDump, Outcome, UnitMode, UnitRecord, UpgradeMode, UpgradeReport};
 
@@ -272,11 +273,6 @@ fn describe(u: &UnitRecord) -> String {
         u.stoppage_bytes / 1024,
         outcome_text(u)
     )
-}
-
-/// For the verdicts' details: what relive wrote, `-` for nothing yet.
-pub fn outcome_text(u: &UnitRecord) -> String {
-    u.outcome.as_ref().map_or("-".into(), ToString::to_string)
 }
 
 fn final_dump_text(u: &UnitRecord) -> &'static str {

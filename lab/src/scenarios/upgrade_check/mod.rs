@@ -8,11 +8,19 @@
 //! buffer checksum intact), redis keys (persistence off: memory only), a
 //! host-side echo client on one TCP connection (every line back, in order),
 //! an interactive ssh session, and every preserved unit's PIDs.
+//!
+//! This file runs the scenario: the abort, the upgrade and the report's
+//! checks. [`watch`] holds what is watched and checks it after each
+//! attempt, [`stores`] the store decisions and the disk fallback,
+//! [`phase_check`] what each direction asks of the two-phase snapshot.
+
+mod phase_check;
+mod stores;
+mod watch;
 
 use crate::output;
 use crate::scenarios::check::{self, Verdict};
 use crate::scenarios::echo_client::EchoClient;
-use crate::scenarios::phase_check::{self, Variant};
 use crate::scenarios::pids::Pids;
 use crate::scenarios::upgrade;
 use crate::vm::boot::{self, Booted, Options};
@@ -24,10 +32,11 @@ use crate::vm::signals::Interrupt;
 use crate::vm::ssh;
 use crate::vm::stop;
 use anyhow::{Context, Result};
-use relive_api::plan::{Plan, StoreKind};
-use relive_api::report::{Outcome, UnitMode};
+use phase_check::Variant;
+use relive_api::report::Outcome;
 use relive_api::warm::Warm;
 use std::time::{Duration, Instant};
+use watch::{counter_line, Watch};
 
 const REDIS_KEYS: &str = "relive:a 1 relive:b two relive:c 3";
 const REDIS_VALUES: &str = "1\ntwo\n3";
@@ -66,13 +75,6 @@ impl Verdicts {
         let Verdict { name, ok, detail } = verdict;
         self.record(&name, ok, detail);
     }
-}
-
-/// Everything watched across the upgrades.
-struct Watch {
-    echo: EchoClient,
-    shell: Shell,
-    pids: Pids,
 }
 
 /// Every direction in `pairs` (from, to), one guest each; prints the
@@ -438,186 +440,6 @@ impl Run<'_> {
         upgrade::print_report(&report);
         Ok(())
     }
-
-    /// The store the preflight picks (dry runs): memory with the same
-    /// reservation on the next command line; with a command line that
-    /// lacks it, `auto` falls back to disk and `--store memory` is refused.
-    fn store_decisions(&self, booted: &Booted, v: &mut Verdicts) -> Result<()> {
-        let step = output::step("dry runs: the store the preflight picks");
-        let failed_before = v.failed();
-        let plan = |flags: &str| {
-            self.interrupt.check()?;
-            upgrade::dry_run(self.paths, booted.guest.ssh_port, self.to_release, flags)
-        };
-        let store = |plan: &Plan| {
-            plan.store.as_ref().map_or("no store".into(), |s| {
-                format!("{} ({})", format!("{:?}", s.kind).to_lowercase(), s.note)
-            })
-        };
-        let kind = |plan: &Plan| plan.store.as_ref().map(|s| s.kind);
-        let (ok, same) = plan("")?;
-        v.record(
-            "store: memory when the next kernel reserves the same region",
-            ok && kind(&same) == Some(StoreKind::Memory),
-            store(&same),
-        );
-        let append = format!("--append '{}'", upgrade::CMDLINE_WITHOUT_STORE);
-        let (ok, other) = plan(&append)?;
-        v.record(
-            "store: disk when the next kernel does not reserve it (auto)",
-            ok && kind(&other) == Some(StoreKind::Disk),
-            store(&other),
-        );
-        let (ok, refused) = plan(&format!("{append} --store memory"))?;
-        v.record(
-            "store: --store memory refused without the reservation",
-            !ok && refused.checks.iter().any(|c| c.name == "store" && !c.ok),
-            refused.failures().join("; "),
-        );
-        step.finish(v.failed() == failed_before);
-        Ok(())
-    }
-
-    /// After the upgrade, back to the first kernel with a command line
-    /// that does not reserve the region: the handover must fall back to
-    /// the disk store on its own, and everything come back.
-    fn fallback(&self, booted: &mut Booted, v: &mut Verdicts, watch: &mut Watch) -> Result<()> {
-        let port = booted.guest.ssh_port;
-        let counter = upgrade::counter(self.paths, port)?;
-        let flags = format!("--append '{}'", upgrade::CMDLINE_WITHOUT_STORE);
-        let (_, took) = upgrade::run_detached_with(
-            booted,
-            self.paths,
-            self.from_release,
-            &flags,
-            self.interrupt,
-        )?;
-        v.record(
-            "fallback: complete, ssh answers",
-            true,
-            format!("{:.1} s after the request", took.as_secs_f64()),
-        );
-        self.common_checks(booted, v, watch, &counter, "fallback")?;
-        let report = upgrade::report(self.paths, port)?;
-        let preserved = || report.units.iter().filter(|u| u.mode == UnitMode::Preserve);
-        let restored = preserved().all(|u| u.outcome == Some(Outcome::Restored));
-        // The report names its store only in words (`UpgradeReport::store`).
-        v.record(
-            "fallback: disk store used, every preserved unit restored",
-            report.kernel_to == self.from_release
-                && report
-                    .store
-                    .starts_with("disk store (memory store unusable")
-                && restored,
-            format!(
-                "{} -> {}; {}; {}",
-                report.kernel_from,
-                report.kernel_to,
-                report.store,
-                preserved()
-                    .map(|u| format!("{} {}", u.name, phase_check::outcome_text(u)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        );
-        Ok(())
-    }
-
-    /// What must hold after the abort and after the upgrade alike.
-    fn common_checks(
-        &self,
-        booted: &Booted,
-        v: &mut Verdicts,
-        watch: &mut Watch,
-        counter_before: &relive_workloads::Report,
-        phase: &str,
-    ) -> Result<()> {
-        let port = booted.guest.ssh_port;
-        let step = output::step(format!("checking the services after the {phase}"));
-        let failed_before = v.failed();
-        // (a)
-        let counter = upgrade::counter(self.paths, port)?;
-        v.record(
-            &format!("{phase}: (a) counter continues"),
-            counter.matches()
-                && counter.pid == counter_before.pid
-                && counter.started_unix == counter_before.started_unix
-                && counter.counter >= counter_before.counter,
-            format!(
-                "before: {}; after: {}",
-                counter_line(counter_before),
-                counter_line(&counter)
-            ),
-        );
-        // (b) so far
-        let stats = watch.echo.wait_more(3, Duration::from_secs(60));
-        v.record(
-            &format!("{phase}: (b) echo connection alive"),
-            stats.is_ok(),
-            stats.map_or_else(|e| format!("{e:#}"), |s| s.summary()),
-        );
-        // (c)
-        let answer = watch.shell.ask("uname -r", Duration::from_secs(60));
-        let want = match phase {
-            "abort" | "fallback" => self.from_release,
-            _ => self.to_release,
-        };
-        let detail = match &answer {
-            Ok(a) => format!("uname -r in the session opened before: {a}"),
-            // The guest's view of the session's connection, as evidence.
-            Err(e) => format!(
-                "{e:#}; guest sockets: {}",
-                self.sh(
-                    booted,
-                    "ss -tnmi state established '( sport = :22 or sport = :7000 )'"
-                )
-                .map_or_else(
-                    |e| format!("{e:#}"),
-                    |o| o.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
-                )
-            ),
-        };
-        v.record(
-            &format!("{phase}: (c) interactive ssh session"),
-            answer.as_deref().is_ok_and(|a| a == want),
-            detail,
-        );
-        // (d)
-        let keys = self.sh(booted, "redis-cli mget relive:a relive:b relive:c")?;
-        v.record(
-            &format!("{phase}: (d) redis keys"),
-            keys.stdout.trim() == REDIS_VALUES,
-            keys.stdout.trim().replace('\n', " "),
-        );
-        // (e) The sessions that ran our commands (and the one that asked
-        // for the upgrade) come and go; everything else must stay.
-        let active = self.sh(
-            booted,
-            &format!("relivectl is-active {}", upgrade::PRESERVED.join(" ")),
-        )?;
-        let pids = Pids::read(self.paths, port)?;
-        let diff = watch.pids.differences(&pids);
-        v.record(
-            &format!("{phase}: (e) preserved units active, same PIDs"),
-            active.success() && diff.is_empty(),
-            if diff.is_empty() {
-                pids.summary()
-            } else {
-                format!("{diff} ({})", active.stdout.trim().replace('\n', " "))
-            },
-        );
-        step.finish(v.failed() == failed_before);
-        Ok(())
-    }
-}
-
-fn counter_line(r: &relive_workloads::Report) -> String {
-    format!(
-        "counter={} pid={} match={}",
-        r.counter,
-        r.pid,
-        if r.matches() { "yes" } else { "no" }
-    )
 }
 
 /// `check`-style summary line for the verb; true when all passed.
