@@ -7,7 +7,7 @@
 //! - [`cli`]: the verbs and their flags.
 //! - [`vm`]: what drives a VM: prerequisites, image, QEMU, boot, ssh, stop.
 //! - [`scenarios`]: what the lab checks in a guest, and the demo.
-//! - [`bench`]: the benchmarks.
+//! - [`bench`](mod@bench): the benchmarks.
 //! - [`output`]: results, steps, the log file.
 
 mod bench;

@@ -1,14 +1,14 @@
 //! Where relive-lab's output goes, so that it talks to a person like a
 //! tool and not like a build log:
 //!
-//! - the verb's result on stdout ([`println`]);
+//! - the verb's result on stdout ([`println()`]);
 //! - its steps on stderr ([`step`]): on a terminal a spinner with the
 //!   step's elapsed time while it runs, then a line with ✓ or ✗ and its
 //!   duration; elsewhere (CI) a plain line when it starts and one when it
 //!   ends;
 //! - everything the tools print (apt, mkosi, debootstrap, cargo, mkfs,
 //!   e2fsck, ssh-keygen...) and relive-lab's own notes to the verb's log
-//!   file under lab/out/logs/ ([`log`]), whose path is printed once when
+//!   file under lab/out/logs/ ([`log()`]), whose path is printed once when
 //!   the verb starts and whose last lines an error quotes.
 
 mod log;

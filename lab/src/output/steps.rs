@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// Spinners or plain lines, decided once.
 static TERMINAL: LazyLock<bool> = LazyLock::new(|| std::io::stderr().is_terminal());
-/// Colours unless NO_COLOR is set (https://no-color.org).
+/// Colours unless NO_COLOR is set (<https://no-color.org>).
 static COLOUR: LazyLock<bool> =
     LazyLock::new(|| *TERMINAL && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()));
 static BARS: LazyLock<MultiProgress> =
