@@ -32,18 +32,18 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            // Not `{e:?}`: that adds a backtrace whenever RUST_BACKTRACE is set.
-            output::log(&format!("error: {e:#}"));
-            eprintln!("relive-lab: error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
             if let Some((path, lines)) = output::tail(20) {
                 eprintln!("relive-lab: the log's last lines ({}):", path.display());
                 for line in lines {
                     eprintln!("  {line}");
                 }
             }
+            // Not `{e:?}`: that adds a backtrace whenever RUST_BACKTRACE is set.
+            eprintln!("relive-lab: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            output::log(&format!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -82,13 +82,6 @@ fn run(verb: Verb) -> Result<ExitCode> {
             eprintln!("relive-lab: no log file: {e:#}");
         }
     }
-    let passed = |ok: bool| {
-        if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
-    };
     match verb {
         Verb::Image { force } => {
             vm::prepare_host(&paths)?;
@@ -203,6 +196,14 @@ fn run(verb: Verb) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn passed(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// The lab tests skip (and pass) only where the lab cannot run at all.
