@@ -1,220 +1,92 @@
 //! relive-lab: the QEMU lab for relive. Builds the mkosi image, boots it
 //! (systemd or relive as PID 1, kernel 6.1 or 6.12), runs commands in the
 //! guest over ssh and stops it; runs the lab tests (`check`), the demo and
-//! the benchmarks. Progress goes to stderr, results to stdout.
+//! the benchmarks. Results go to stdout, the steps to stderr, what the
+//! tools print to a log file ([`output`]).
+//!
+//! - [`cli`]: the verbs and their flags.
+//! - [`vm`]: what drives a VM: prerequisites, image, QEMU, boot, ssh, stop.
+//! - [`scenarios`]: what the lab checks in a guest, and the demo.
+//! - [`bench`](mod@bench): the benchmarks.
+//! - [`output`]: results, steps, the log file.
 
-mod accel;
-mod apt;
 mod bench;
-mod boot;
-mod build;
-mod check;
-mod demo;
-mod disk;
-mod echo_client;
-mod faults;
-mod guest;
-mod image;
-mod paths;
-mod phase_check;
-mod prereq;
-mod qemu;
-mod shell;
-mod signals;
-mod ssh;
-mod stop;
-mod svg;
-mod twophase_bench;
-mod twophase_figures;
-mod upgrade;
-mod upgrade_bench;
-mod upgrade_check;
+mod cli;
+mod output;
+mod scenarios;
+mod vm;
 
 use anyhow::{bail, Result};
-use clap::{Parser, Subcommand};
-use guest::{Guest, Init};
-use paths::Paths;
+use clap::Parser;
+use cli::{Cli, Verb};
+use scenarios::{check, demo, faults, upgrade_check};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
-
-#[derive(Debug, Parser)]
-#[command(name = "relive-lab", about = "The QEMU lab for relive")]
-struct Cli {
-    #[command(subcommand)]
-    command: Verb,
-}
-
-#[derive(Debug, Subcommand)]
-enum Verb {
-    /// Build the image (mkosi tree, ext4 disk, kernels), or reuse it when
-    /// its inputs have not changed.
-    Image {
-        /// Rebuild the mkosi tree even if it looks up to date.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Boot the image in the background; return once the guest is ready.
-    Boot {
-        /// Kernel series.
-        #[arg(long, value_parser = ["6.1", "6.12"])]
-        kernel: String,
-        /// PID 1 (default: relive if the image has it, else systemd).
-        #[arg(long, value_enum)]
-        init: Option<Init>,
-        /// Boot a writable copy of the disk instead of a -snapshot overlay
-        /// (`stop` then checks its file system).
-        #[arg(long)]
-        writable: bool,
-        /// Seconds to wait for readiness.
-        #[arg(long, default_value_t = 300)]
-        timeout: u64,
-    },
-    /// Run a command in the running guest (an interactive shell without one).
-    Ssh {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<String>,
-    },
-    /// Power the guest off (its init's poweroff) and wait for QEMU to exit.
-    Stop {
-        /// Seconds to wait before killing QEMU.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
-    },
-    /// Show the running guest.
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
-    /// The lab tests: boot each kernel with relive, check the guest, power
-    /// it off and check QEMU's exit status and the file system.
-    Check {
-        /// Kernel series to check (repeatable; default: 6.1 and 6.12).
-        #[arg(long, value_parser = ["6.1", "6.12"])]
-        kernel: Vec<String>,
-    },
-    /// A live upgrade under load: an injected dump failure first (all
-    /// undone on the old kernel), then the real one; checks the workloads,
-    /// an echo connection, an ssh session, PIDs, the report. Without
-    /// --from/--to: 6.1 -> 6.12, then 6.12 -> 6.1.
-    UpgradeCheck {
-        #[arg(long, value_parser = ["6.1", "6.12"], requires = "to")]
-        from: Option<String>,
-        #[arg(long, value_parser = ["6.1", "6.12"], requires = "from")]
-        to: Option<String>,
-    },
-    /// The fault matrix: on one guest, inject each fault or bad input
-    /// (corrupt or foreign kernel, missing initrd, an init that is not
-    /// relive, CRIU errors and kills, a full store, a corrupt image, a
-    /// restore error, panics in relive's upgrade and resume code) and check
-    /// that no service is lost, the error names the cause and the upgrade
-    /// can be tried again. Prints a table and the services lost (must be 0).
-    Faults {
-        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.1")]
-        from: String,
-        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.12")]
-        to: String,
-        /// Only the scenarios whose name contains this text.
-        #[arg(long)]
-        only: Option<String>,
-    },
-    /// Boot 6.1 with relive, show `relivectl list-units` and `uname -r`,
-    /// live-upgrade to 6.12, show the upgrade report and `uname -r`, power
-    /// off.
-    Demo,
-    /// One live upgrade (6.1 -> 6.12) and one cold reboot of the same VM:
-    /// per-unit stoppage, the echo client's largest gap, blackout ratio.
-    BenchUpgrade {
-        /// Print the figures as JSON instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// The two-phase stoppage benchmark: per memory size, dirty rate and
-    /// snapshot mode, a fresh 6.1 guest with two relive-dirty units
-    /// (bench-critical, Priority=900; bench-normal, 100) live-upgraded to
-    /// 6.12. Prints each unit's stoppage single- vs two-phase, against the
-    /// floor (kexec + its restore), pre-dump rounds, the final dump, the
-    /// bytes written in the stoppage, and the targets met or not; writes
-    /// all figures as JSON and an SVG plot. Every page must come back
-    /// intact. Takes hours under TCG: start with `--sizes 64M --rates idle`.
-    Bench {
-        /// Memory per bench unit, comma-separated (M or G suffix).
-        #[arg(long, default_value = "64M,256M,1G,2G")]
-        sizes: String,
-        /// Dirty rates in MiB/s, comma-separated: idle, 1M, 50M, ...
-        #[arg(long, default_value = "idle,1M,50M")]
-        rates: String,
-        /// Snapshot modes, comma-separated: single (`relivectl live-upgrade
-        /// --single-phase`), two.
-        #[arg(long, default_value = "single,two")]
-        modes: String,
-        /// Where the images travel (`relivectl live-upgrade --store`),
-        /// comma-separated: disk, memory (a memmap= region sized for the
-        /// run, at 4 GiB). With both, the ratios disk/memory are printed.
-        #[arg(long, default_value = "disk")]
-        store: String,
-        /// The figures as JSON [default: lab/out/bench-twophase.json].
-        #[arg(long, value_name = "PATH")]
-        json_out: Option<PathBuf>,
-        /// The SVG plot [default: the JSON's path with .svg].
-        #[arg(long, value_name = "PATH")]
-        svg_out: Option<PathBuf>,
-    },
-    /// Boot the same image with systemd, then with relive, N rounds; print
-    /// time to multi-user.target and PID 1's memory, medians and ratios.
-    BenchBoot {
-        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.1")]
-        kernel: String,
-        /// Rounds (each boots both inits once).
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Print the samples as JSON instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
-}
+use std::time::Duration;
+use vm::guest::Guest;
+use vm::paths::Paths;
+use vm::{boot, ssh, stop};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
+            if let Some((path, lines)) = output::tail(20) {
+                eprintln!("relive-lab: the log's last lines ({}):", path.display());
+                for line in lines {
+                    eprintln!("  {line}");
+                }
+            }
             // Not `{e:?}`: that adds a backtrace whenever RUST_BACKTRACE is set.
             eprintln!("relive-lab: error: {e}");
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            output::log(&format!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The log's name for a verb; None for the verbs that run no tool.
+fn log_name(verb: &Verb) -> Option<&'static str> {
+    Some(match verb {
+        Verb::Ssh { .. } | Verb::Status { .. } => return None,
+        Verb::Image { .. } => "image",
+        Verb::Boot { .. } => "boot",
+        Verb::Stop { .. } => "stop",
+        Verb::Check { .. } => "check",
+        Verb::UpgradeCheck { .. } => "upgrade-check",
+        Verb::Faults { .. } => "faults",
+        Verb::Demo => "demo",
+        Verb::BenchUpgrade { .. } => "bench-upgrade",
+        Verb::Bench { .. } => "bench",
+        Verb::BenchBoot { .. } => "bench-boot",
+    })
+}
+
 fn run(verb: Verb) -> Result<ExitCode> {
     let paths = Paths::discover();
+    let lab_test = matches!(
+        verb,
+        Verb::Check { .. } | Verb::UpgradeCheck { .. } | Verb::Faults { .. }
+    );
+    if let Some(name) = log_name(&verb) {
+        if lab_test && skipped(name) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Without it (lab/out not writable) the tools print to stderr,
+        // and the verb says why it cannot go on.
+        if let Err(e) = output::open_log(&paths, name) {
+            eprintln!("relive-lab: no log file: {e:#}");
+        }
+    }
     match verb {
         Verb::Image { force } => {
-            prereq::ensure_prerequisites()?;
-            build::build_binaries(&paths)?;
-            std::fs::create_dir_all(&paths.out)?;
-            let started = Instant::now();
-            let image = image::build_or_reuse(&paths, force)?;
-            eprintln!(
-                "relive-lab: image ready in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-            println!("disk: {}", image.disk.display());
-            for kernel in &image.kernels {
-                println!("kernel: {}", kernel.release);
-            }
-            println!(
-                "relive: {}",
-                if image.has_relive {
-                    "installed"
-                } else {
-                    "absent (boots with systemd)"
-                }
-            );
+            vm::prepare_host(&paths)?;
+            let image = vm::image::build_or_reuse(&paths, force)?;
+            image.print();
         }
         Verb::Boot {
             kernel,
@@ -222,22 +94,14 @@ fn run(verb: Verb) -> Result<ExitCode> {
             writable,
             timeout,
         } => {
-            let interrupt = prepare(&paths)?;
+            let (image, interrupt) = vm::prepare(&paths)?;
             let opts = boot::Options {
                 writable,
                 timeout: Duration::from_secs(timeout),
                 ..boot::Options::new(&kernel, init)
             };
-            let guest = boot::boot(&paths, &opts, &interrupt)?;
-            println!(
-                "ready in {:.1} s: kernel {}, init {:?}, ssh port {}, echo port {}, serial log {}",
-                guest.ready_secs.unwrap_or_default(),
-                guest.kernel_release,
-                guest.init,
-                guest.ssh_port,
-                guest.echo_port,
-                guest.serial_log.display()
-            );
+            let guest = boot::boot(&paths, &image, &opts, &interrupt)?;
+            println!("{}", guest.ready_line());
         }
         Verb::Ssh { command } => {
             let guest = Guest::running(&paths)?;
@@ -251,101 +115,31 @@ fn run(verb: Verb) -> Result<ExitCode> {
             let err = ssh.exec();
             bail!("running ssh: {err}");
         }
-        Verb::Stop { timeout } => match stop::stop(&paths, Duration::from_secs(timeout))? {
-            None => println!("no guest running"),
-            Some(stopped) => {
-                println!(
-                    "stopped in {:.1} s; kernel power-down message: {}",
-                    stopped.secs,
-                    if stopped.powered_off { "yes" } else { "no" }
-                );
-                if let Some(clean) = stopped.fsck_clean {
-                    println!("file system: {}", if clean { "clean" } else { "NOT clean" });
-                }
-                if !stopped.powered_off || stopped.fsck_clean == Some(false) {
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-        },
-        Verb::Status { json } => match Guest::load(&paths)?.filter(Guest::alive) {
-            None if json => println!("{{\"running\":false}}"),
-            None => println!("no guest running"),
-            Some(guest) if json => {
-                let mut value = serde_json::to_value(&guest)?;
-                value["running"] = true.into();
-                println!("{value}");
-            }
-            Some(guest) => println!(
-                "{}: QEMU pid {}, kernel {}, init {:?}, {:?}, ssh port {}, serial log {}",
-                if guest.ready_secs.is_some() {
-                    "running"
-                } else {
-                    "booting"
-                },
-                guest.qemu_pid,
-                guest.kernel_release,
-                guest.init,
-                guest.accel,
-                guest.ssh_port,
-                guest.serial_log.display()
-            ),
-        },
+        Verb::Stop { timeout } => {
+            let stopped = stop::stop(&paths, Duration::from_secs(timeout))?;
+            return Ok(passed(stop::print(stopped.as_ref())));
+        }
+        Verb::Status { json } => Guest::print_status(&paths, json)?,
         Verb::Check { kernel } => {
-            if let Some(reason) = check::cannot_run() {
-                println!("relive-lab check: SKIPPED: {reason}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let interrupt = prepare(&paths)?;
+            let (image, interrupt) = vm::prepare(&paths)?;
             let kernels = if kernel.is_empty() {
                 vec!["6.1".to_owned(), "6.12".to_owned()]
             } else {
                 kernel
             };
-            let started = Instant::now();
-            let mut failed = Vec::new();
-            for kernel in &kernels {
-                match check::check_kernel(&paths, kernel, &interrupt) {
-                    Ok(verdicts) => failed.extend(
-                        verdicts
-                            .into_iter()
-                            .filter(|v| !v.ok)
-                            .map(|v| format!("{kernel} {}", v.name)),
-                    ),
-                    Err(e) => {
-                        println!("FAIL {kernel} boot: {e:#}");
-                        failed.push(format!("{kernel} boot"));
-                    }
-                }
-                interrupt.check()?;
-            }
-            let secs = started.elapsed().as_secs_f64();
-            if failed.is_empty() {
-                println!("lab checks passed on {} in {secs:.0} s", kernels.join(", "));
-            } else {
-                println!("lab checks FAILED in {secs:.0} s: {}", failed.join(", "));
-                return Ok(ExitCode::FAILURE);
-            }
+            return Ok(passed(check::check_kernels(
+                &paths, &image, &kernels, &interrupt,
+            )?));
         }
         Verb::Faults { from, to, only } => {
-            if let Some(reason) = check::cannot_run() {
-                println!("relive-lab faults: SKIPPED: {reason}");
-                return Ok(ExitCode::SUCCESS);
-            }
             if from == to {
                 bail!("--from and --to are the same kernel");
             }
-            let interrupt = prepare(&paths)?;
-            let outcomes = faults::faults(&paths, &from, &to, only.as_deref(), &interrupt)?;
-            if !faults::print_table(&outcomes) {
-                return Ok(ExitCode::FAILURE);
-            }
+            let (image, interrupt) = vm::prepare(&paths)?;
+            let results = faults::faults(&paths, &image, &from, &to, only.as_deref(), &interrupt)?;
+            return Ok(passed(faults::print_table(&results)));
         }
         Verb::UpgradeCheck { from, to } => {
-            if let Some(reason) = check::cannot_run() {
-                println!("relive-lab upgrade-check: SKIPPED: {reason}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let interrupt = prepare(&paths)?;
             let pairs = match (from, to) {
                 (Some(from), Some(to)) if from == to => {
                     bail!("--from and --to are the same kernel")
@@ -353,36 +147,22 @@ fn run(verb: Verb) -> Result<ExitCode> {
                 (Some(from), Some(to)) => vec![(from, to)],
                 _ => vec![("6.1".into(), "6.12".into()), ("6.12".into(), "6.1".into())],
             };
-            let mut passed = true;
-            for (from, to) in &pairs {
-                let started = Instant::now();
-                let label = format!("{from} -> {to}");
-                match upgrade_check::upgrade_check(&paths, from, to, &interrupt) {
-                    Ok(verdicts) => {
-                        passed &= upgrade_check::summarize(
-                            &label,
-                            &verdicts,
-                            started.elapsed().as_secs_f64(),
-                        )
-                    }
-                    Err(e) => {
-                        println!("FAIL {label} boot: {e:#}");
-                        passed = false;
-                    }
-                }
-                interrupt.check()?;
-            }
-            if !passed {
-                return Ok(ExitCode::FAILURE);
-            }
+            let (image, interrupt) = vm::prepare(&paths)?;
+            return Ok(passed(upgrade_check::check_directions(
+                &paths, &image, &pairs, &interrupt,
+            )?));
+        }
+        Verb::Demo => {
+            let (image, interrupt) = vm::prepare(&paths)?;
+            demo::demo(&paths, &image, &interrupt)?;
         }
         Verb::BenchUpgrade { json } => {
-            let interrupt = prepare(&paths)?;
-            let figures = upgrade_bench::bench(&paths, &interrupt)?;
+            let (image, interrupt) = vm::prepare(&paths)?;
+            let figures = bench::upgrade::bench(&paths, &image, &interrupt)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&figures)?);
             } else {
-                upgrade_bench::print_table(&figures);
+                bench::upgrade::print_table(&figures);
             }
         }
         Verb::Bench {
@@ -394,42 +174,43 @@ fn run(verb: Verb) -> Result<ExitCode> {
             svg_out,
         } => {
             // Parsed before anything boots: a typo fails at once.
-            let matrix = twophase_figures::Matrix::parse(&sizes, &rates, &modes, &store)?;
-            let outputs = twophase_bench::Outputs::new(&paths, json_out, svg_out);
-            let interrupt = prepare(&paths)?;
-            let runs = twophase_bench::bench(&paths, &matrix, &outputs, &interrupt)?;
-            twophase_bench::print_summary(&matrix, &runs, &outputs);
-            if !twophase_bench::all_good(&runs) {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-        Verb::Demo => {
-            let interrupt = prepare(&paths)?;
-            demo::demo(&paths, &interrupt)?;
+            let matrix = bench::twophase::Matrix::parse(&sizes, &rates, &modes, &store)?;
+            let outputs = bench::twophase::Outputs::new(&paths, json_out, svg_out);
+            let (image, interrupt) = vm::prepare(&paths)?;
+            let runs = bench::twophase::bench(&paths, &image, &matrix, &outputs, &interrupt)?;
+            bench::twophase::print_summary(&matrix, &runs, &outputs);
+            return Ok(passed(bench::twophase::all_good(&runs)));
         }
         Verb::BenchBoot {
             kernel,
             rounds,
             json,
         } => {
-            let interrupt = prepare(&paths)?;
-            let samples = bench::bench(&paths, &kernel, rounds, &interrupt)?;
+            let (image, interrupt) = vm::prepare(&paths)?;
+            let samples = bench::boot::bench(&paths, &image, &kernel, rounds, &interrupt)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&samples)?);
             } else {
-                bench::print_table(&kernel, &samples);
+                bench::boot::print_table(&kernel, &samples);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// What every verb that boots a guest needs first: the host tools, fresh
-/// binaries, the output directory and the interrupt flag. (The image
-/// itself is built or reused by the boot.)
-fn prepare(paths: &Paths) -> Result<signals::Interrupt> {
-    prereq::ensure_prerequisites()?;
-    build::build_binaries(paths)?;
-    std::fs::create_dir_all(&paths.out)?;
-    signals::Interrupt::install()
+fn passed(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The lab tests skip (and pass) only where the lab cannot run at all.
+fn skipped(verb: &str) -> bool {
+    let reason = check::cannot_run();
+    if let Some(reason) = &reason {
+        println!("relive-lab {verb}: SKIPPED: {reason}");
+    }
+    reason.is_some()
 }

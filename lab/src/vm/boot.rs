@@ -2,14 +2,15 @@
 //! once the guest is ready, or fail with the serial log's tail (the guard in
 //! `Qemu` kills the guest on every failure path).
 
-use crate::accel;
-use crate::disk;
-use crate::guest::{Guest, Init};
-use crate::image;
-use crate::paths::Paths;
-use crate::qemu::{self, Qemu};
-use crate::signals::Interrupt;
-use crate::ssh;
+use crate::output;
+use crate::vm::accel;
+use crate::vm::disk;
+use crate::vm::guest::{Guest, Init};
+use crate::vm::image::Image;
+use crate::vm::paths::Paths;
+use crate::vm::qemu::{self, Qemu};
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
@@ -112,15 +113,20 @@ pub struct Booted {
 
 /// `relive-lab boot`: starts the guest and leaves it running for later
 /// invocations (found through guest.json).
-pub fn boot(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Guest> {
-    let booted = start(paths, opts, interrupt)?;
+pub fn boot(paths: &Paths, image: &Image, opts: &Options, interrupt: &Interrupt) -> Result<Guest> {
+    let booted = start(paths, image, opts, interrupt)?;
     booted.qemu.detach();
     Ok(booted.guest)
 }
 
-/// Boots a guest and waits until it is ready; the caller owns QEMU (and
-/// must `Guest::clear` once done with it).
-pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Booted> {
+/// Boots a guest of `image` and waits until it is ready; the caller owns
+/// QEMU (and must `Guest::clear` once done with it).
+pub fn start(
+    paths: &Paths,
+    image: &Image,
+    opts: &Options,
+    interrupt: &Interrupt,
+) -> Result<Booted> {
     if let Some(guest) = Guest::load(paths)? {
         if guest.alive() {
             bail!(
@@ -132,7 +138,6 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
         Guest::clear(paths)?;
     }
 
-    let image = image::build_or_reuse(paths, false)?;
     let kernel = image.kernel(&opts.kernel)?.clone();
     let init = match opts.init {
         Some(Init::Relive) if !image.has_relive => {
@@ -155,12 +160,18 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
         bail!("extra units and a disk size need a writable disk");
     }
     let disk = if opts.writable {
+        let step = output::step("copying the disk for a writable boot");
         let copy = paths.writable_disk();
         disk::copy_sparse(&image.disk, &copy)?;
         if let Some(bytes) = opts.disk_bytes {
+            step.detail(&format!("growing it to {} MiB", bytes >> 20));
             grow_disk(&copy, bytes)?;
         }
-        disk::add_units(paths, &copy, &opts.extra_units)?;
+        if !opts.extra_units.is_empty() {
+            step.detail("adding units with debugfs");
+            disk::add_units(paths, &copy, &opts.extra_units)?;
+        }
+        step.done();
         copy
     } else {
         image.disk.clone()
@@ -190,11 +201,16 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
         allow_reboot: opts.allow_reboot,
         memory: opts.memory.clone(),
     };
-    eprintln!(
-        "relive-lab: booting {} with init={} ({accel:?}), serial log {}",
-        kernel.release,
-        init.path(),
+    output::log(&format!(
+        "QEMU: {:?}; serial log {}",
+        config.command(),
         serial_log.display()
+    ));
+    let what = format!(
+        "{} with {} ({})",
+        kernel.release,
+        format!("{init:?}").to_lowercase(),
+        format!("{accel:?}").to_uppercase()
     );
     let started = Instant::now();
     let mut qemu = Qemu::spawn(config)?;
@@ -218,6 +234,7 @@ pub fn start(paths: &Paths, opts: &Options, interrupt: &Interrupt) -> Result<Boo
     if let Err(e) = wait_ready(
         paths,
         &mut qemu,
+        &what,
         &readiness(init, opts.ready_when),
         started,
         opts.timeout,
@@ -239,11 +256,6 @@ fn grow_disk(disk: &Path, bytes: u64) -> Result<()> {
     if std::fs::metadata(disk)?.len() >= bytes {
         return Ok(());
     }
-    eprintln!(
-        "relive-lab: growing {} to {} MiB",
-        disk.display(),
-        bytes >> 20
-    );
     // resize2fs wants a freshly checked file system; -p repairs nothing
     // that needs a human (and a fresh copy needs nothing).
     let steps: [(&str, Vec<String>); 3] = [
@@ -271,15 +283,27 @@ fn grow_disk(disk: &Path, bytes: u64) -> Result<()> {
     Ok(())
 }
 
+/// Waits for each readiness in turn, each a step: `booting WHAT` until
+/// the first, `waiting for ssh` after relive's line.
 fn wait_ready(
     paths: &Paths,
     qemu: &mut Qemu,
+    what: &str,
     steps: &[Readiness],
     started: Instant,
     timeout: Duration,
     interrupt: &Interrupt,
 ) -> Result<()> {
-    for step in steps {
+    for (i, step) in steps.iter().enumerate() {
+        let shown = output::step(match (i, step) {
+            (0, Readiness::SerialLine(_)) => format!("booting {what}"),
+            (0, Readiness::Ssh) => format!("booting {what} until ssh answers"),
+            (_, Readiness::Ssh) => "waiting for ssh".into(),
+            (_, Readiness::SerialLine(line)) => format!("waiting for `{line}`"),
+            (_, Readiness::TargetActive(_)) => {
+                format!("booting {what} until multi-user.target is active")
+            }
+        });
         loop {
             interrupt.check()?;
             if let Some(status) = qemu.try_wait()? {
@@ -294,10 +318,11 @@ fn wait_ready(
                 }
             };
             if done {
-                eprintln!(
-                    "relive-lab: {step:?} after {:.1} s",
+                output::log(&format!(
+                    "{step:?} after {:.1} s",
                     started.elapsed().as_secs_f64()
-                );
+                ));
+                shown.done();
                 break;
             }
             if started.elapsed() > timeout {
@@ -329,8 +354,8 @@ mod tests {
     /// asked is left alone.
     #[test]
     fn grow_disk_grows_the_file_system() {
-        if crate::prereq::which("mkfs.ext4").is_none()
-            || crate::prereq::which("resize2fs").is_none()
+        if crate::vm::prereq::which("mkfs.ext4").is_none()
+            || crate::vm::prereq::which("resize2fs").is_none()
         {
             eprintln!("skipped: no e2fsprogs");
             return;

@@ -98,10 +98,10 @@ pub fn resolve_kernel(pin: &KernelPin) -> Result<String> {
         .map(str::to_owned);
     match newest {
         Some(package) => {
-            eprintln!(
-                "relive-lab: {} has left the archive; using {package}",
+            crate::output::warn(&format!(
+                "{} has left the archive; using {package}",
                 pin.pinned
-            );
+            ));
             Ok(package)
         }
         None => bail!(

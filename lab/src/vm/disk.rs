@@ -2,7 +2,8 @@
 //! without mounting it (debugfs), so tests can boot with a unit the image
 //! does not have.
 
-use crate::paths::Paths;
+use crate::output;
+use crate::vm::paths::Paths;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -18,20 +19,10 @@ pub struct ExtraUnit {
 
 /// A sparse copy: the 3 GB disk holds ~1.1 GB of data.
 pub fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
-    let status = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(from)
-        .arg(to)
-        .status()
-        .context("running cp")?;
-    if !status.success() {
-        bail!(
-            "copying {} to {} failed ({status})",
-            from.display(),
-            to.display()
-        );
-    }
-    Ok(())
+    output::run(
+        Command::new("cp").arg("--sparse=always").arg(from).arg(to),
+        &format!("copying {} to {}", from.display(), to.display()),
+    )
 }
 
 /// Writes `units` into the (unmounted) ext4 disk with debugfs, root-owned

@@ -5,9 +5,9 @@
 //! working KVM panics on the missing root within seconds and exits QEMU.
 //! The verdict is cached per host kernel.
 
-use crate::image::Kernel;
-use crate::paths::Paths;
-use crate::qemu::Accel;
+use crate::vm::image::Kernel;
+use crate::vm::paths::Paths;
+use crate::vm::qemu::Accel;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::process::{Command, Stdio};
@@ -47,12 +47,13 @@ pub fn detect(paths: &Paths, kernel: &Kernel) -> Result<Accel> {
             }
         }
     }
+    let step = crate::output::step("probing KVM (a kernel boot without a root)");
     let accel = if probe_kvm(paths, kernel)? {
         Accel::Kvm
     } else {
         Accel::Tcg
     };
-    eprintln!("relive-lab: KVM probe: using {accel:?}");
+    step.done_with(&format!("using {accel:?}"));
     std::fs::write(
         &cache,
         serde_json::to_string(&Cached { host_kernel, accel })?,

@@ -13,16 +13,18 @@
 //!
 //! ratio = reboot blackout / the echo client's largest gap in the upgrade.
 
-use crate::boot::{self, Options};
-use crate::echo_client::EchoClient;
-use crate::guest::Init;
-use crate::image;
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
-use crate::upgrade;
+use crate::output;
+use crate::scenarios::echo_client::EchoClient;
+use crate::scenarios::upgrade;
+use crate::vm::boot::{self, Options};
+use crate::vm::guest::Init;
+use crate::vm::image::Image;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::{bail, Result};
+use relive_api::report::UnitMode;
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -56,7 +58,8 @@ pub struct Figures {
 #[derive(Debug, Serialize)]
 pub struct UnitFigures {
     pub name: String,
-    pub mode: String,
+    pub mode: UnitMode,
+    /// relive's words for it (`restored`, `state lost: ...`).
     pub outcome: String,
     pub image_kib: u64,
     pub dump_ms: f64,
@@ -64,20 +67,18 @@ pub struct UnitFigures {
     pub stoppage_ms: Option<f64>,
 }
 
-pub fn bench(paths: &Paths, interrupt: &Interrupt) -> Result<Figures> {
-    let image = image::build_or_reuse(paths, false)?;
+pub fn bench(paths: &Paths, image: &Image, interrupt: &Interrupt) -> Result<Figures> {
     let to_release = image.kernel(TO)?.release.clone();
     let opts = Options {
         allow_reboot: true,
         ..Options::new(FROM, Some(Init::Relive))
     };
-    let mut booted = boot::start(paths, &opts, interrupt)?;
+    let mut booted = boot::start(paths, image, &opts, interrupt)?;
     let port = booted.guest.ssh_port;
 
     // The live upgrade, with the echo client on one connection.
     let echo = EchoClient::start(booted.guest.echo_port)?;
     echo.wait_more(5, Duration::from_secs(30))?;
-    eprintln!("relive-lab: live upgrade {FROM} -> {TO}");
     upgrade::run_detached(&mut booted, paths, &to_release, interrupt)?;
     echo.wait_more(5, Duration::from_secs(60))?;
     let stats = echo.finish();
@@ -85,17 +86,21 @@ pub fn bench(paths: &Paths, interrupt: &Interrupt) -> Result<Figures> {
         bail!("the echo connection broke during the upgrade: {e}");
     }
     let report = upgrade::report(paths, port)?;
-    upgrade::print_report(&report);
+    // Not on stdout: the figures (a table, or JSON) are the result.
+    output::log(&upgrade::report_table(&report));
 
     // The cold reboot. The ssh command may die with the guest: the echo
     // answering again is the verdict.
-    eprintln!("relive-lab: cold reboot");
+    let step = output::step("cold reboot, until relive-echo answers a new connection");
     let started = Instant::now();
     let _ = ssh::run(paths, port, "relivectl reboot");
     let reboot_blackout =
         wait_echo_answers(booted.guest.echo_port, started, interrupt, &mut booted)?;
+    step.done();
     // Left running: the reboot restarted relive-echo before ssh may be up.
+    let step = output::step("waiting for ssh");
     upgrade::wait_ssh(paths, port, interrupt)?;
+    step.done();
     let counter = upgrade::counter(paths, port)?;
     let off = stop::poweroff(paths, booted, Duration::from_secs(120), interrupt)?;
     if !off.clean() {
@@ -105,11 +110,11 @@ pub fn bench(paths: &Paths, interrupt: &Interrupt) -> Result<Figures> {
     let units = report
         .units
         .iter()
-        .filter(|u| u.mode == "preserve" || u.mode == "restart")
+        .filter(|u| matches!(u.mode, UnitMode::Preserve | UnitMode::Restart))
         .map(|u| UnitFigures {
             name: u.name.clone(),
-            mode: u.mode.clone(),
-            outcome: u.outcome.clone(),
+            mode: u.mode,
+            outcome: u.outcome.as_ref().map_or("-".into(), ToString::to_string),
             image_kib: u.image_bytes / 1024,
             dump_ms: u.dump_ms,
             restore_ms: u.restore_ms,
@@ -192,7 +197,7 @@ pub fn print_table(f: &Figures) {
         println!(
             "  {:<26} {:<8} {:>9} {:>8.0} {:>10} {:>11}  {}",
             u.name,
-            u.mode,
+            u.mode.as_str(),
             u.image_kib,
             u.dump_ms,
             u.restore_ms.map_or("-".into(), |r| format!("{r:.0}")),

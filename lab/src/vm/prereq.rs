@@ -3,11 +3,12 @@
 //! (`lab/install-prereqs.sh`, embedded here so the binary works from
 //! anywhere).
 
-use anyhow::{bail, Context, Result};
+use crate::output;
+use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
-const INSTALL_SCRIPT: &str = include_str!("../install-prereqs.sh");
+const INSTALL_SCRIPT: &str = include_str!("../../install-prereqs.sh");
 const INSTALL_HINT: &str = "sudo bash lab/install-prereqs.sh";
 
 /// Programs the lab runs, each with the package that provides it.
@@ -59,18 +60,15 @@ pub fn ensure_prerequisites() -> Result<()> {
     }
     let absent = missing();
     if absent.is_empty() {
+        output::step("checking prerequisites").done_with("all present");
         return Ok(());
     }
-    let names: Vec<String> = absent.iter().map(|(t, p)| format!("{t} ({p})")).collect();
-    eprintln!(
-        "relive-lab: installing missing prerequisites: {}",
-        names.join(", ")
-    );
-    let status = Command::new("bash")
-        .arg("-c")
-        .arg(INSTALL_SCRIPT)
-        .status()
-        .context("running bash")?;
+    let names: Vec<&str> = absent.iter().map(|(tool, _)| *tool).collect();
+    let step = output::step(format!("installing prerequisites ({})", names.join(", ")));
+    for (tool, package) in &absent {
+        output::log(&format!("missing: {tool}, from {package}"));
+    }
+    let status = output::status(Command::new("bash").arg("-c").arg(INSTALL_SCRIPT))?;
     let still = missing();
     if !status.success() || !still.is_empty() {
         let names: Vec<&str> = still.iter().map(|(t, _)| *t).collect();
@@ -79,5 +77,6 @@ pub fn ensure_prerequisites() -> Result<()> {
             names.join(", ")
         );
     }
+    step.done();
     Ok(())
 }

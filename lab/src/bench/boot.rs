@@ -19,13 +19,16 @@
 //!   over ssh right after `ready`.
 //! - poweroff: seconds from the init's poweroff command to QEMU's exit.
 
-use crate::boot::{self, Options, ReadyWhen};
-use crate::guest::Init;
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
+use crate::output;
+use crate::vm::boot::{self, Options, ReadyWhen};
+use crate::vm::guest::Init;
+use crate::vm::image::Image;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::{bail, Context, Result};
+use relive_api::units::UnitStatus;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -42,6 +45,7 @@ pub struct Sample {
 
 pub fn bench(
     paths: &Paths,
+    image: &Image,
     kernel: &str,
     rounds: usize,
     interrupt: &Interrupt,
@@ -49,13 +53,14 @@ pub fn bench(
     let mut samples = Vec::new();
     for round in 1..=rounds {
         for init in [Init::Systemd, Init::Relive] {
-            let sample = measure(paths, kernel, init, round, interrupt)?;
-            eprintln!(
-                "relive-lab: round {round}/{rounds} {init:?}: ready {:.1} s, RSS {} kB, PSS {} kB",
+            let step = output::step(format!("round {round}/{rounds}, {init:?}"));
+            let sample = measure(paths, image, kernel, init, round, interrupt)?;
+            step.done_with(&format!(
+                "ready {:.1} s, RSS {} kB, PSS {} kB",
                 sample.ready_secs,
                 sample.rss_kb,
                 sample.pss_kb.map_or("-".into(), |p| p.to_string())
-            );
+            ));
             samples.push(sample);
         }
     }
@@ -64,6 +69,7 @@ pub fn bench(
 
 fn measure(
     paths: &Paths,
+    image: &Image,
     kernel: &str,
     init: Init,
     round: usize,
@@ -73,7 +79,7 @@ fn measure(
         ready_when: ReadyWhen::TargetActive,
         ..Options::new(kernel, Some(init))
     };
-    let booted = boot::start(paths, &opts, interrupt)?;
+    let booted = boot::start(paths, image, &opts, interrupt)?;
     let ready_secs = booted.guest.ready_secs.unwrap_or_default();
     let script = format!(
         "grep '^VmRSS:' /proc/1/status; grep '^Pss:' /proc/1/smaps_rollup || true; {}",
@@ -101,16 +107,17 @@ fn measure(
 }
 
 /// Prints when multi-user.target became active, by the init's own record
-/// (see the module comment), as `target_mono_us=` or as `target_wall_us=`
-/// with `now_us=` and `uptime=` to turn it into time since boot.
+/// (see the module comment): systemd's as `target_mono_us=`; relive's as
+/// `relivectl --json status` (its `state_change_usec`, wall clock) after
+/// `now_us=` and `uptime=`, which turn it into time since boot.
 fn target_script(init: Init) -> &'static str {
     match init {
         Init::Systemd => {
             "echo target_mono_us=$(systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target)"
         }
         Init::Relive => {
-            "echo target_wall_us=$(relivectl --json status multi-user.target | sed -n 's/.*\"state_change_usec\": *\\([0-9]*\\).*/\\1/p'); \
-             echo now_us=$(date +%s%6N) uptime=$(cut -d' ' -f1 /proc/uptime)"
+            "echo now_us=$(date +%s%6N) uptime=$(cut -d' ' -f1 /proc/uptime); \
+             relivectl --json status multi-user.target"
         }
     }
 }
@@ -125,11 +132,14 @@ fn target_secs(text: &str) -> Option<f64> {
     if let Some(mono) = field("target_mono_us") {
         return Some(mono.parse::<f64>().ok()? / 1e6);
     }
-    let wall: f64 = field("target_wall_us")?.parse().ok()?;
+    let status = text.lines().find(|l| l.starts_with('['))?;
+    let target = serde_json::from_str::<Vec<UnitStatus>>(status)
+        .ok()?
+        .pop()?;
     let now: f64 = field("now_us")?.parse().ok()?;
     let uptime: f64 = field("uptime")?.parse().ok()?;
     let boot_wall = now - uptime * 1e6;
-    Some((wall - boot_wall) / 1e6)
+    Some((target.state_change_usec as f64 - boot_wall) / 1e6)
 }
 
 /// `KEY   1234 kB` → 1234.
@@ -231,9 +241,22 @@ mod tests {
     #[test]
     fn target_times() {
         assert_eq!(target_secs("target_mono_us=12500000\n"), Some(12.5));
-        let relive = "target_wall_us=1000013000000\nnow_us=1000020000000 uptime=20.00\n";
-        assert_eq!(target_secs(relive), Some(13.0));
-        assert_eq!(target_secs("target_wall_us=\n"), None);
+        let status = |usec: u64| {
+            serde_json::json!([{
+                "name": "multi-user.target", "description": "", "load_state": "loaded",
+                "load_error": "", "fragment": "", "dropins": [], "active_state": "active",
+                "sub_state": "active", "result": "success", "state_change_usec": usec,
+                "main_pid": 0, "cgroup": "", "pids": [], "restarts": 0, "status_text": "",
+                "upgrade_mode": "", "upgrade_priority": 0, "warnings": [], "output": [],
+            }])
+            .to_string()
+        };
+        let relive = format!(
+            "now_us=1000020000000 uptime=20.00\n{}\n",
+            status(1_000_013_000_000)
+        );
+        assert_eq!(target_secs(&relive), Some(13.0));
+        assert_eq!(target_secs("now_us=1 uptime=2\n[]\n"), None);
     }
 
     #[test]

@@ -8,16 +8,15 @@
 //!   the lab's ssh key and the relive and workload binaries from
 //!   target/release, copied into the tree just before mkfs.
 
-use crate::apt;
-use crate::paths::Paths;
+use crate::output;
+use crate::vm::apt;
+use crate::vm::paths::Paths;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 /// Bump when the way the driver calls mkosi changes, to force a rebuild.
 const TREE_RECIPE: &str = "tree-v1";
@@ -51,6 +50,22 @@ pub struct Kernel {
 }
 
 impl Image {
+    /// The image for people: the disk, its kernels, whether relive is in.
+    pub fn print(&self) {
+        println!("disk: {}", self.disk.display());
+        for kernel in &self.kernels {
+            println!("kernel: {}", kernel.release);
+        }
+        println!(
+            "relive: {}",
+            if self.has_relive {
+                "installed"
+            } else {
+                "absent (boots with systemd)"
+            }
+        );
+    }
+
     /// The kernel of a series ("6.1", "6.12"), matching whole components so
     /// that 6.1 does not pick 6.12.
     pub fn kernel(&self, series: &str) -> Result<&Kernel> {
@@ -78,8 +93,9 @@ struct OverlayFile {
 
 /// Builds what is stale and returns the image; `force` rebuilds the tree.
 pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
-    let started = Instant::now();
-    crate::ssh::ensure_key(paths)?;
+    crate::vm::ssh::ensure_key(paths)?;
+    let step = output::step("mkosi tree");
+    step.detail("resolving the kernel packages");
 
     let mirror = apt::debian_mirror();
     let pins = apt::read_kernel_pins(&paths.mkosi_config().join("kernels.list"))?;
@@ -102,16 +118,17 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
         && paths.tree().join("usr").is_dir()
         && std::fs::read_to_string(&tree_stamp).is_ok_and(|h| h.trim() == tree_hash);
     if tree_fresh {
-        eprintln!(
-            "relive-lab: mkosi tree is up to date ({})",
-            &tree_hash[..12]
-        );
+        step.done_with(&format!("up to date ({})", &tree_hash[..12]));
     } else {
         let _ = std::fs::remove_file(&tree_stamp);
+        output::log(&format!("kernels: {}", kernels.join(", ")));
+        step.detail("building it with mkosi");
         run_mkosi(paths, &mirror, &kernels)?;
         std::fs::write(&tree_stamp, &tree_hash)?;
-        eprintln!("relive-lab: mkosi tree built in {:.0?}", started.elapsed());
+        step.done_with(&format!("built ({})", &tree_hash[..12]));
     }
+
+    let step = output::step("disk image");
 
     let overlay = overlay(paths)?;
     let mut disk = Sha256::new();
@@ -127,23 +144,18 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
 
     if let Ok(image) = load(paths) {
         if image.disk_hash == disk_hash && image.disk.is_file() && tree_fresh {
-            eprintln!(
-                "relive-lab: disk image is up to date ({})",
-                &disk_hash[..12]
-            );
+            step.done_with(&format!("up to date ({})", &disk_hash[..12]));
             return Ok(image);
         }
     }
 
     let has_relive = overlay.iter().any(|f| f.dest == "usr/sbin/relive");
+    step.detail("copying relive and the workloads into the tree");
     apply_overlay(paths, &overlay)?;
-    let mkfs_started = Instant::now();
+    step.detail(&format!("mkfs.ext4 -d, {DISK_SIZE}"));
     make_disk(paths)?;
     let kernels = extract_boot(paths)?;
-    eprintln!(
-        "relive-lab: disk image made in {:.0?}",
-        mkfs_started.elapsed()
-    );
+    step.done_with(&format!("made ({})", &disk_hash[..12]));
 
     let image = Image {
         tree_hash,
@@ -182,17 +194,7 @@ fn run_mkosi(paths: &Paths, mirror: &str, kernels: &[String]) -> Result<()> {
         cmd.arg(format!("--package={kernel}"));
     }
     cmd.arg("build").current_dir(paths.mkosi_config());
-    // mkosi's progress goes to our stderr: stdout is for results.
-    cmd.stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?));
-    eprintln!(
-        "relive-lab: building the image with mkosi (kernels: {})",
-        kernels.join(", ")
-    );
-    let status = cmd.status().context("running mkosi")?;
-    if !status.success() {
-        bail!("mkosi failed ({status}); its output is above");
-    }
-    Ok(())
+    output::run(&mut cmd, "mkosi")
 }
 
 fn overlay(paths: &Paths) -> Result<Vec<OverlayFile>> {
@@ -260,26 +262,23 @@ fn apply_overlay(paths: &Paths, files: &[OverlayFile]) -> Result<()> {
 fn make_disk(paths: &Paths) -> Result<()> {
     let tmp = paths.disk().with_extension("raw.tmp");
     let _ = std::fs::remove_file(&tmp);
-    let status = Command::new("mkfs.ext4")
-        .args([
-            "-q",
-            "-F",
-            "-L",
-            "relive-root",
-            "-E",
-            "lazy_itable_init=0,lazy_journal_init=0",
-            "-d",
-        ])
-        .arg(paths.tree())
-        .arg(&tmp)
-        .arg(DISK_SIZE)
-        // It names the file it creates on stdout, which is for results.
-        .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
-        .status()
-        .context("running mkfs.ext4")?;
-    if !status.success() {
-        bail!("mkfs.ext4 -d {} failed ({status})", paths.tree().display());
-    }
+    let mut mkfs = Command::new("mkfs.ext4");
+    mkfs.args([
+        "-q",
+        "-F",
+        "-L",
+        "relive-root",
+        "-E",
+        "lazy_itable_init=0,lazy_journal_init=0",
+        "-d",
+    ])
+    .arg(paths.tree())
+    .arg(&tmp)
+    .arg(DISK_SIZE);
+    output::run(
+        &mut mkfs,
+        &format!("mkfs.ext4 -d {}", paths.tree().display()),
+    )?;
     std::fs::rename(&tmp, paths.disk())?;
     Ok(())
 }

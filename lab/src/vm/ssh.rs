@@ -1,7 +1,8 @@
 //! ssh into the guest through QEMU's hostfwd on 127.0.0.1, with the lab's
 //! own key (generated once into lab/out/ssh/, baked into the image).
 
-use crate::paths::Paths;
+use crate::output;
+use crate::vm::paths::Paths;
 use anyhow::{bail, Context, Result};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -14,16 +15,12 @@ pub fn ensure_key(paths: &Paths) -> Result<()> {
     }
     std::fs::create_dir_all(key.parent().context("key path")?)?;
     let _ = std::fs::remove_file(&key);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "relive-lab", "-f"])
-        .arg(&key)
-        .stdin(Stdio::null())
-        .status()
-        .context("running ssh-keygen")?;
-    if !status.success() {
-        bail!("ssh-keygen failed ({status})");
-    }
-    Ok(())
+    output::run(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "relive-lab", "-f"])
+            .arg(&key),
+        "ssh-keygen",
+    )
 }
 
 /// `ssh` to root in the guest on `port`, options set, command not yet
@@ -141,12 +138,14 @@ impl Output {
 /// exit status 255 means the connection failed, which is reported as an
 /// error rather than as the command's status).
 pub fn run(paths: &Paths, port: u16, script: &str) -> Result<Output> {
+    output::log(&format!("ssh: {script}"));
     let out = command(paths, port)
         .arg(script)
         .stdin(Stdio::null())
         .output()
         .context("running ssh")?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    output::log(&format!("ssh: {}", out.status));
     if out.status.code() == Some(255) {
         bail!("ssh to the guest failed: {}", stderr.trim());
     }

@@ -2,13 +2,15 @@
 //! detached live upgrade in the guest, waiting for its outcome on the
 //! serial console, relive's upgrade report, and the preserved units' PIDs.
 
-use crate::boot::Booted;
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
+use crate::output;
+use crate::vm::boot::Booted;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use relive_api::plan::Plan;
+use relive_api::report::{UnitRecord, UpgradeReport};
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// The lab's preserved units (mkosi/README.md), in no particular order.
@@ -19,8 +21,8 @@ pub const PRESERVED: &[&str] = &[
     "relive-counter.service",
 ];
 
-/// relive's serial lines (pid1/src/upgrade/): the end of an upgrade on the
-/// new kernel, and of an abort on the old one.
+/// relive's serial lines (snapshot/src/park.rs, restore/src/resume.rs):
+/// the end of an upgrade on the new kernel, and of an abort on the old one.
 pub const COMPLETE_LINE: &str = "complete; longest stoppage";
 pub const ABORTED_LINE: &str = "live upgrade aborted";
 pub const UNDONE_LINE: &str = "every service runs on the old kernel again";
@@ -34,7 +36,7 @@ pub fn kernel_args(release: &str) -> String {
 }
 
 /// The lab's kernel command line without the memory store's reservation
-/// (boot.rs has the rest): for `--append`, to make the memory store
+/// (vm/boot.rs has the rest): for `--append`, to make the memory store
 /// unusable for the next kernel.
 pub const CMDLINE_WITHOUT_STORE: &str =
     "console=ttyS0 quiet root=/dev/vda rw net.ifnames=0 panic=-1 init=/usr/sbin/relive";
@@ -101,12 +103,41 @@ pub fn run_detached_with(
     flags: &str,
     interrupt: &Interrupt,
 ) -> Result<(String, Duration)> {
+    run_detached_within(booted, paths, release, flags, UPGRADE_TIMEOUT, interrupt)
+}
+
+/// As [`run_detached_with`], waiting for relive at most `timeout` (big
+/// guests take longer).
+pub fn run_detached_within(
+    booted: &mut Booted,
+    paths: &Paths,
+    release: &str,
+    flags: &str,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<(String, Duration)> {
     let port = booted.guest.ssh_port;
     let mark = serial_mark(booted);
     let started = Instant::now();
+    let step = output::step(
+        format!("live upgrade to {release} {flags}")
+            .trim_end()
+            .to_owned(),
+    );
     let said = start_detached_with(paths, port, release, flags)?;
-    wait_serial(booted, mark, &[COMPLETE_LINE], &[ABORTED_LINE], interrupt)?;
+    output::log(&format!("relivectl live-upgrade --detach said: {said}"));
+    step.detail("waiting for relive to say it is complete");
+    wait_serial_within(
+        booted,
+        mark,
+        &[COMPLETE_LINE],
+        &[ABORTED_LINE],
+        timeout,
+        interrupt,
+    )?;
+    step.detail("waiting for ssh");
     wait_ssh(paths, port, interrupt)?;
+    step.done();
     Ok((said, started.elapsed()))
 }
 
@@ -177,213 +208,26 @@ pub fn wait_ssh(paths: &Paths, port: u16, interrupt: &Interrupt) -> Result<()> {
     Ok(())
 }
 
-/// `relivectl --json upgrade-report` (pid1/src/upgrade/report.rs).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Report {
-    pub kernel_from: String,
-    pub kernel_to: String,
-    pub started_usec: u64,
-    #[serde(default)]
-    pub kexec_usec: u64,
-    #[serde(default)]
-    pub resumed_usec: u64,
-    /// Network locks and rerun units done: the restores began.
-    #[serde(default)]
-    pub restores_started_usec: u64,
-    #[serde(default)]
-    pub finished_usec: u64,
-    pub units: Vec<UnitReport>,
-    #[serde(default)]
-    pub total_image_bytes: u64,
-    #[serde(default)]
-    pub longest_stoppage_ms: f64,
-    /// "two-phase" or "single-phase".
-    #[serde(default)]
-    pub mode: String,
-    /// Phase 1 (background pre-dumps) began; it ended when the stoppage
-    /// began.
-    #[serde(default)]
-    pub phase1_started_usec: u64,
-    #[serde(default)]
-    pub phase1_ended_usec: u64,
-    /// Which store carried the images, and why.
-    #[serde(default)]
-    pub store: String,
-    /// What the user should know (unit files edited meanwhile...).
-    #[serde(default)]
-    pub notes: Vec<String>,
-    /// Why the upgrade went back to the previous kernel, if it did.
-    #[serde(default)]
-    pub rolled_back: Option<String>,
+/// `relivectl live-upgrade --dry-run --json` to `release` with `flags`:
+/// whether the preflight passed, and the plan (printed either way).
+pub fn dry_run(paths: &Paths, port: u16, release: &str, flags: &str) -> Result<(bool, Plan)> {
+    let out = ssh::run(
+        paths,
+        port,
+        &upgrade_command(release, &format!("--dry-run --json {flags}")),
+    )?;
+    let plan = serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("parsing the --dry-run plan: {}", out.stderr.trim()))?;
+    Ok((out.success(), plan))
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct UnitReport {
-    pub name: String,
-    pub mode: String,
-    #[serde(default)]
-    pub priority: u32,
-    #[serde(default)]
-    pub main_pid: u32,
-    #[serde(default)]
-    pub image_bytes: u64,
-    #[serde(default)]
-    pub dump_ms: f64,
-    pub restore_ms: Option<f64>,
-    /// Checking its images before the restore.
-    #[serde(default)]
-    pub verify_ms: Option<f64>,
-    #[serde(default)]
-    pub frozen_usec: u64,
-    pub running_usec: Option<u64>,
-    pub outcome: String,
-    /// Phase 1: the background pre-dump rounds, in order.
-    #[serde(default)]
-    pub pre_dumps: Vec<PreDumpRound>,
-    /// Why the pre-dump rounds stopped (or why there were none).
-    #[serde(default)]
-    pub convergence: String,
-    /// "clean-skip", "incremental" or "full".
-    #[serde(default)]
-    pub final_dump: String,
-    /// Bytes CRIU wrote during the stoppage.
-    #[serde(default)]
-    pub stoppage_bytes: u64,
-}
-
-/// One background pre-dump of one unit (pid1/src/upgrade/record.rs).
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
-pub struct PreDumpRound {
-    #[serde(default)]
-    pub round: u32,
-    #[serde(default)]
-    pub started_usec: u64,
-    #[serde(default)]
-    pub duration_ms: f64,
-    #[serde(default)]
-    pub frozen_ms: Option<f64>,
-    #[serde(default)]
-    pub pages_written: u64,
-    #[serde(default)]
-    pub bytes: u64,
-    #[serde(default)]
-    pub ran: bool,
-}
-
-impl UnitReport {
-    /// Frozen on the old kernel until running on the new one.
-    pub fn stoppage_ms(&self) -> Option<f64> {
-        let running = self.running_usec?;
-        (self.frozen_usec > 0 && running > self.frozen_usec)
-            .then(|| (running - self.frozen_usec) as f64 / 1000.0)
-    }
-}
-
-pub fn report(paths: &Paths, port: u16) -> Result<Report> {
+/// `relivectl --json upgrade-report`: what the last upgrade did.
+pub fn report(paths: &Paths, port: u16) -> Result<UpgradeReport> {
     let out = ssh::run(paths, port, "relivectl --json upgrade-report")?;
     if !out.success() {
         bail!("relivectl upgrade-report failed: {}", out.stderr.trim());
     }
     serde_json::from_str(out.stdout.trim()).context("parsing relivectl --json upgrade-report")
-}
-
-/// The preserved units' main PIDs and cgroup PIDs, and the PIDs of the ssh
-/// session that asked (transient: they are gone once it ends).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pids {
-    pub units: BTreeMap<String, (u32, BTreeSet<u32>)>,
-    pub transient: BTreeSet<u32>,
-}
-
-impl Pids {
-    pub fn read(paths: &Paths, port: u16) -> Result<Pids> {
-        // Transient, besides the asking shell's ancestry up to the
-        // listener (sshd's session process, bash): relivectl itself, a
-        // child of that shell in ssh.service's cgroup (its PID is printed
-        // first: `exec` keeps it). The listener is not transient: it is
-        // ssh.service's main PID, kept out below.
-        let script = format!(
-            "sh -c 'echo $$; exec relivectl --json status {}'; echo @@; p=$$; while [ \"$p\" -gt 1 ]; do echo $p; \
-             p=$(awk '/^PPid:/{{print $2}}' /proc/$p/status); done",
-            PRESERVED.join(" ")
-        );
-        let out = ssh::run(paths, port, &script)?;
-        let (json, ancestry) = out
-            .stdout
-            .split_once("@@")
-            .context("relivectl status printed nothing")?;
-        let (relivectl, json) = json
-            .trim()
-            .split_once('\n')
-            .context("relivectl status printed nothing")?;
-        let statuses: Vec<serde_json::Value> =
-            serde_json::from_str(json.trim()).context("parsing relivectl --json status")?;
-        let mut units = BTreeMap::new();
-        for s in statuses {
-            let name = s["name"].as_str().unwrap_or_default().to_owned();
-            let main = s["main_pid"].as_u64().unwrap_or(0) as u32;
-            let pids = s["pids"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| p.as_u64())
-                        .map(|p| p as u32)
-                        .collect()
-                })
-                .unwrap_or_default();
-            units.insert(name, (main, pids));
-        }
-        let mains: BTreeSet<u32> = units.values().map(|(m, _)| *m).collect();
-        let transient = ancestry
-            .split_whitespace()
-            .chain([relivectl.trim()])
-            .filter_map(|p| p.parse().ok())
-            .filter(|p| !mains.contains(p))
-            .collect();
-        Ok(Pids { units, transient })
-    }
-
-    /// Each unit's PIDs without the asking session's.
-    pub fn lasting(&self) -> BTreeMap<String, (u32, BTreeSet<u32>)> {
-        self.units
-            .iter()
-            .map(|(name, (main, pids))| {
-                (
-                    name.clone(),
-                    (*main, pids.difference(&self.transient).copied().collect()),
-                )
-            })
-            .collect()
-    }
-
-    /// "" when `after` has the same main PIDs and lasting PIDs; else what
-    /// differs.
-    pub fn differences(&self, after: &Pids) -> String {
-        let (before, after) = (self.lasting(), after.lasting());
-        let mut diffs = Vec::new();
-        for (name, (main, pids)) in &before {
-            match after.get(name) {
-                None => diffs.push(format!("{name}: gone")),
-                Some((main2, pids2)) => {
-                    if main != main2 || *main == 0 {
-                        diffs.push(format!("{name}: main PID {main} -> {main2}"));
-                    }
-                    if pids != pids2 {
-                        diffs.push(format!("{name}: PIDs {pids:?} -> {pids2:?}"));
-                    }
-                }
-            }
-        }
-        diffs.join("; ")
-    }
-
-    pub fn summary(&self) -> String {
-        self.lasting()
-            .iter()
-            .map(|(name, (main, pids))| format!("{name} {main} {pids:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 /// relive-counter's report (workloads/), asked in the guest.
@@ -393,40 +237,53 @@ pub fn counter(paths: &Paths, port: u16) -> Result<relive_workloads::Report> {
         .with_context(|| format!("relive-counter said {:?}", out.stdout.trim()))
 }
 
+/// A unit's outcome as relive words it, `-` for none yet.
+pub fn outcome_text(u: &UnitRecord) -> String {
+    u.outcome.as_ref().map_or("-".into(), ToString::to_string)
+}
+
+/// The upgrade report as a table on stdout.
+pub fn print_report(report: &UpgradeReport) {
+    output::println(report_table(report));
+}
+
 /// The upgrade report as a table: per unit, mode, outcome, images, dump,
 /// restore and stoppage.
-pub fn print_report(report: &Report) {
-    println!(
-        "upgrade {} -> {}: {} units, images {:.1} MiB, longest stoppage {:.0} ms, \
+pub fn report_table(report: &UpgradeReport) -> String {
+    let mut table = format!(
+        "upgrade {} -> {}: {} units, images {}, longest stoppage {:.0} ms, \
          freeze-to-finish {:.1} s (kexec at +{:.1} s, resumed at +{:.1} s, restoring from +{:.1} s)",
         report.kernel_from,
         report.kernel_to,
         report.units.len(),
-        report.total_image_bytes as f64 / 1048576.0,
+        relive_api::human(report.total_image_bytes),
         report.longest_stoppage_ms,
         secs_between(report.started_usec, report.finished_usec),
         secs_between(report.started_usec, report.kexec_usec),
         secs_between(report.started_usec, report.resumed_usec),
         secs_between(report.started_usec, report.restores_started_usec),
     );
-    println!(
-        "  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  outcome",
+    let _ = write!(
+        table,
+        "\n  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  outcome",
         "unit", "mode", "prio", "pid", "image KiB", "dump ms", "restore ms", "stoppage ms"
     );
     for u in &report.units {
-        println!(
-            "  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  {}",
+        let _ = write!(
+            table,
+            "\n  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  {}",
             u.name,
-            u.mode,
+            u.mode.as_str(),
             u.priority,
             u.main_pid,
             u.image_bytes / 1024,
             format!("{:.0}", u.dump_ms),
             u.restore_ms.map_or("-".into(), |r| format!("{r:.0}")),
             u.stoppage_ms().map_or("-".into(), |s| format!("{s:.0}")),
-            u.outcome
+            outcome_text(u)
         );
     }
+    table
 }
 
 fn secs_between(from: u64, to: u64) -> f64 {

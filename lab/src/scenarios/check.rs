@@ -4,14 +4,18 @@
 //! check QEMU's exit status and the file system. This process owns QEMU
 //! from start to exit, so QEMU's own exit status is the poweroff verdict.
 
-use crate::boot::{self, Options};
-use crate::disk::ExtraUnit;
-use crate::guest::{Guest, Init};
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
+use crate::output;
+use crate::vm::boot::{self, Options};
+use crate::vm::disk::ExtraUnit;
+use crate::vm::guest::{Guest, Init};
+use crate::vm::image::Image;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::Result;
+use relive_api::report::UnitMode;
+use relive_api::units::{UnitStatus, UnitSummary};
 use relive_workloads::Report;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -74,11 +78,55 @@ pub fn cannot_run() -> Option<String> {
     None
 }
 
+/// Checks every kernel in turn; prints the verdicts as they come and a
+/// summary; true if all passed.
+pub fn check_kernels(
+    paths: &Paths,
+    image: &Image,
+    kernels: &[String],
+    interrupt: &Interrupt,
+) -> Result<bool> {
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for kernel in kernels {
+        match check_kernel(paths, image, kernel, interrupt) {
+            Ok(verdicts) => failed.extend(
+                verdicts
+                    .into_iter()
+                    .filter(|v| !v.ok)
+                    .map(|v| format!("{kernel} {}", v.name)),
+            ),
+            Err(e) => {
+                output::println(format!("FAIL {kernel} boot: {e:#}"));
+                failed.push(format!("{kernel} boot"));
+            }
+        }
+        interrupt.check()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if failed.is_empty() {
+        output::println(format!(
+            "lab checks passed on {} in {secs:.0} s",
+            kernels.join(", ")
+        ));
+    } else {
+        output::println(format!(
+            "lab checks FAILED in {secs:.0} s: {}",
+            failed.join(", ")
+        ));
+    }
+    Ok(failed.is_empty())
+}
+
 /// Boots `kernel` with relive, runs every check, powers off; prints each
 /// verdict as it comes and returns them all. An error means the guest
 /// could not be booted at all.
-pub fn check_kernel(paths: &Paths, kernel: &str, interrupt: &Interrupt) -> Result<Vec<Verdict>> {
-    let started = Instant::now();
+fn check_kernel(
+    paths: &Paths,
+    image: &Image,
+    kernel: &str,
+    interrupt: &Interrupt,
+) -> Result<Vec<Verdict>> {
     let opts = Options {
         writable: true,
         extra_units: vec![ExtraUnit {
@@ -87,22 +135,23 @@ pub fn check_kernel(paths: &Paths, kernel: &str, interrupt: &Interrupt) -> Resul
         }],
         ..Options::new(kernel, Some(Init::Relive))
     };
-    let booted = boot::start(paths, &opts, interrupt)?;
+    let booted = boot::start(paths, image, &opts, interrupt)?;
     let mut verdicts = Vec::new();
     let mut record = |verdict: Verdict| {
-        println!(
+        output::println(format!(
             "{} {kernel} {}: {}",
             if verdict.ok { "ok  " } else { "FAIL" },
             verdict.name,
             verdict.detail
-        );
+        ));
         verdicts.push(verdict);
     };
     record(boot_verdict(&booted.guest));
-    for verdict in guest_checks(paths, &booted.guest, interrupt) {
-        record(verdict);
-    }
-    record(echo_check(&booted.guest));
+    let step = output::step("checking the guest over ssh");
+    let mut checked = guest_checks(paths, &booted.guest, interrupt);
+    checked.push(echo_check(&booted.guest));
+    step.finish(checked.iter().all(|v| v.ok));
+    checked.into_iter().for_each(&mut record);
 
     record(poweroff_verdict(stop::poweroff(
         paths,
@@ -114,10 +163,6 @@ pub fn check_kernel(paths: &Paths, kernel: &str, interrupt: &Interrupt) -> Resul
     if verdicts.iter().all(|v| v.ok) {
         let _ = std::fs::remove_file(paths.writable_disk());
     }
-    eprintln!(
-        "relive-lab: {kernel} checked in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
     Ok(verdicts)
 }
 
@@ -164,105 +209,117 @@ pub fn boot_verdict(guest: &Guest) -> Verdict {
 
 /// Checks made over ssh while the guest runs.
 fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verdict> {
-    let run = |script: &str| ssh::run(paths, guest.ssh_port, script);
-    let mut out = Vec::new();
-    let mut check = |name: &str, script: &str, judge: &dyn Fn(&ssh::Output) -> bool| {
-        // After Ctrl-C, skip the rest: the poweroff step reports it.
-        if interrupt.check().is_err() {
-            return;
-        }
-        let verdict = match run(script) {
-            Ok(output) => Verdict {
-                name: name.into(),
-                ok: judge(&output),
-                detail: summarize(&output),
-            },
-            Err(e) => Verdict {
-                name: name.into(),
-                ok: false,
-                detail: format!("{e:#}"),
-            },
-        };
-        out.push(verdict);
+    let mut c = Checks {
+        paths,
+        guest,
+        interrupt,
+        out: Vec::new(),
     };
-
-    check("PID 1 is relive", "cat /proc/1/comm", &|o| {
+    c.check("PID 1 is relive", "cat /proc/1/comm", &|o| {
         o.success() && o.stdout.trim() == "relive"
     });
     let release = guest.kernel_release.clone();
-    check("uname -r", "uname -r", &|o| {
+    c.check("uname -r", "uname -r", &|o| {
         o.success() && o.stdout.trim() == release
     });
-    check(
+    c.check(
         "multi-user.target active",
         "relivectl is-active multi-user.target",
         &|o| o.success() && o.stdout.trim() == "active",
     );
     let services = SERVICES.join(" ");
-    check(
+    c.check(
         "services active",
         &format!("relivectl is-active {services}"),
         &|o| o.success() && o.stdout.lines().all(|l| l.trim() == "active"),
     );
     for (package, path, unit) in PACKAGED_UNITS {
         // md5sum -c against the package's own list proves the file is the
-        // packaged one; `Loaded:` proves relive loaded that very file (no
-        // copy in /etc/systemd/system shadows it, no drop-in extends it).
+        // packaged one; relive's status proves it loaded that very file
+        // (no copy in /etc/systemd/system shadows it, no drop-in extends it).
         let script = format!(
             "set -e; cd /; grep ' {path}$' /var/lib/dpkg/info/{package}.md5sums | md5sum -c; \
              sha256sum /{path}; dpkg --verify {package} | grep systemd/system || true; \
-             relivectl status -n 0 {unit} | grep -E '^ *(Loaded|Drop-In):'"
+             relivectl --json status {unit}"
         );
-        let path = path.to_string();
-        check(
-            &format!("{unit} is Debian's, unchanged"),
-            &script,
-            &move |o| {
-                o.success()
-                    && o.stdout.contains(&format!("{path}: OK"))
-                    && o.stdout.contains(&format!("Loaded: loaded (/usr/{path})"))
-                    && !o.stdout.contains("Drop-In")
-                    && o.stdout.lines().count() == 3
-            },
-        );
+        c.check_with(&format!("{unit} is Debian's, unchanged"), &script, &|o| {
+            let lines: Vec<&str> = o.stdout.lines().collect();
+            let loaded = lines.last().and_then(|l| statuses(l).pop());
+            let ok = o.success()
+                && lines.first() == Some(&format!("{path}: OK").as_str())
+                && lines.len() == 3
+                && loaded.as_ref().is_some_and(|s| {
+                    s.load_state == "loaded"
+                        && s.fragment == format!("/usr/{path}")
+                        && s.dropins.is_empty()
+                });
+            let detail = match loaded {
+                Some(s) => format!(
+                    "{}; {} from {}, drop-ins {:?}",
+                    lines[..lines.len() - 1].join(" | "),
+                    s.load_state,
+                    s.fragment,
+                    s.dropins
+                ),
+                None => summarize(o),
+            };
+            (ok, detail)
+        });
     }
-    check("relivectl list-units", "relivectl list-units", &|o| {
+    c.check("relivectl list-units", "relivectl list-units", &|o| {
         o.success() && o.stdout.contains("ssh.service") && o.stdout.contains("multi-user.target")
     });
-    check(
+    c.check(
         "relivectl status",
         "relivectl status -n 0 ssh.service",
         &|o| o.success() && o.stdout.contains("Active: active (running)"),
     );
-    check(
+    c.check(
         &format!("{FAIL_UNIT} failed"),
         &format!("relivectl is-failed {FAIL_UNIT}"),
         &|o| o.success() && o.stdout.trim() == "failed",
     );
     // Every other unit of the boot is fine: the masks (mkosi/README.md)
     // cover what relive cannot run.
-    check(
+    c.check_with(
         "no other failed unit",
-        "relivectl list-units --failed --quiet",
+        "relivectl --json list-units --failed",
         &|o| {
-            o.success()
-                && o.stdout.lines().filter(|l| !l.trim().is_empty()).count() == 1
-                && o.stdout.contains(FAIL_UNIT)
+            let failed: Vec<String> = serde_json::from_str::<Vec<UnitSummary>>(o.stdout.trim())
+                .map(|units| units.into_iter().map(|u| u.name).collect())
+                .unwrap_or_default();
+            (
+                o.success() && failed == [FAIL_UNIT],
+                format!("failed: {}", failed.join(", ")),
+            )
         },
     );
     // The workloads' [X-LiveUpgrade] sections, as relive read them.
-    check(
+    c.check_with(
         "upgrade policies",
-        "relivectl status -n 0 relive-echo relive-counter | grep -E '^ *(●|Upgrade:)'",
+        "relivectl --json status relive-echo.service relive-counter.service",
         &|o| {
-            let text: String = o.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
-            o.success()
-                && text.contains("relive-echo.service")
-                && text.contains("Upgrade: preserve, priority 900 ● relive-counter.service")
-                && text.ends_with("Upgrade: preserve, priority 500")
+            let units = statuses(&o.stdout);
+            let policy = |name: &str| {
+                let s = units.iter().find(|s| s.name == name)?;
+                Some((s.upgrade_mode.as_str(), s.upgrade_priority))
+            };
+            let preserve = UnitMode::Preserve.as_str();
+            let ok = policy("relive-echo.service") == Some((preserve, 900))
+                && policy("relive-counter.service") == Some((preserve, 500));
+            let shown: Vec<String> = units
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}, priority {}",
+                        s.name, s.upgrade_mode, s.upgrade_priority
+                    )
+                })
+                .collect();
+            (o.success() && ok, shown.join("; "))
         },
     );
-    check(
+    c.check(
         "relive-counter report",
         "echo report | nc -q1 127.0.0.1 7001",
         &|o| {
@@ -270,7 +327,44 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
                 && Report::parse(o.stdout.trim()).is_some_and(|r| r.matches() && r.counter > 0)
         },
     );
-    out
+    c.out
+}
+
+/// The checks run so far, each a command in the guest and its judge.
+struct Checks<'a> {
+    paths: &'a Paths,
+    guest: &'a Guest,
+    interrupt: &'a Interrupt,
+    out: Vec<Verdict>,
+}
+
+impl Checks<'_> {
+    /// A judge says whether the output passes; the verdict shows it.
+    fn check(&mut self, name: &str, script: &str, judge: &dyn Fn(&ssh::Output) -> bool) {
+        self.check_with(name, script, &|o| (judge(o), summarize(o)));
+    }
+
+    /// A judge says whether the output passes, and what to show of it.
+    fn check_with(
+        &mut self,
+        name: &str,
+        script: &str,
+        judge: &dyn Fn(&ssh::Output) -> (bool, String),
+    ) {
+        // After Ctrl-C, skip the rest: the poweroff step reports it.
+        if self.interrupt.check().is_err() {
+            return;
+        }
+        let (ok, detail) = match ssh::run(self.paths, self.guest.ssh_port, script) {
+            Ok(output) => judge(&output),
+            Err(e) => (false, format!("{e:#}")),
+        };
+        self.out.push(Verdict {
+            name: name.into(),
+            ok,
+            detail,
+        });
+    }
 }
 
 /// Through QEMU's port forward, as a host-side client of a live upgrade
@@ -297,6 +391,11 @@ fn echo_check(guest: &Guest) -> Verdict {
             detail: format!("127.0.0.1:{}: {e}", guest.echo_port),
         },
     }
+}
+
+/// `relivectl --json status`'s units (none if it printed something else).
+fn statuses(json: &str) -> Vec<UnitStatus> {
+    serde_json::from_str(json.trim()).unwrap_or_default()
 }
 
 /// A command's output on one line, for the verdict.

@@ -1,8 +1,8 @@
 //! The running guest, as lab/out/run/guest.json: `boot` writes it and
 //! returns, later `ssh`, `status` and `stop` invocations read it.
 
-use crate::paths::Paths;
-use crate::qemu::{self, Accel};
+use crate::vm::paths::Paths;
+use crate::vm::qemu::{self, Accel};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -107,5 +107,46 @@ impl Guest {
 
     pub fn alive(&self) -> bool {
         qemu::is_our_qemu(self.qemu_pid, &self.serial_log)
+    }
+
+    /// What `boot` prints once the guest is ready.
+    pub fn ready_line(&self) -> String {
+        format!(
+            "ready in {:.1} s: kernel {}, init {:?}, ssh port {}, echo port {}, serial log {}",
+            self.ready_secs.unwrap_or_default(),
+            self.kernel_release,
+            self.init,
+            self.ssh_port,
+            self.echo_port,
+            self.serial_log.display()
+        )
+    }
+
+    /// `relive-lab status`: the running guest, or that there is none.
+    pub fn print_status(paths: &Paths, json: bool) -> Result<()> {
+        match Guest::load(paths)?.filter(Guest::alive) {
+            None if json => println!("{{\"running\":false}}"),
+            None => println!("no guest running"),
+            Some(guest) if json => {
+                let mut value = serde_json::to_value(&guest)?;
+                value["running"] = true.into();
+                println!("{value}");
+            }
+            Some(guest) => println!(
+                "{}: QEMU pid {}, kernel {}, init {:?}, {:?}, ssh port {}, serial log {}",
+                if guest.ready_secs.is_some() {
+                    "running"
+                } else {
+                    "booting"
+                },
+                guest.qemu_pid,
+                guest.kernel_release,
+                guest.init,
+                guest.accel,
+                guest.ssh_port,
+                guest.serial_log.display()
+            ),
+        }
+        Ok(())
     }
 }

@@ -148,7 +148,7 @@ impl Drop for Qemu {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             if let Ok(None) = child.try_wait() {
-                eprintln!("relive-lab: killing QEMU (pid {})", self.pid);
+                crate::output::warn(&format!("killing QEMU (pid {})", self.pid));
                 let _ = child.kill();
                 let _ = child.wait();
             }

@@ -3,8 +3,8 @@
 //! upgrade. Its sshd and shell live in ssh.service, a preserved unit: the
 //! session must carry on on the new kernel.
 
-use crate::paths::Paths;
-use crate::ssh;
+use crate::vm::paths::Paths;
+use crate::vm::ssh;
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Stdio};

@@ -3,32 +3,26 @@
 //! session that asks is itself in a preserved unit), show relive's upgrade
 //! report and the new `uname -r`, power off.
 
-use crate::boot::{self, Options};
-use crate::guest::Init;
-use crate::image;
-use crate::paths::Paths;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
-use crate::upgrade;
+use crate::output;
+use crate::scenarios::upgrade;
+use crate::vm::boot::{self, Options};
+use crate::vm::guest::Init;
+use crate::vm::image::Image;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::{bail, Result};
 use std::time::Duration;
 
 const FROM: &str = "6.1";
 const TO: &str = "6.12";
 
-pub fn demo(paths: &Paths, interrupt: &Interrupt) -> Result<()> {
-    let to_release = image::build_or_reuse(paths, false)?
-        .kernel(TO)?
-        .release
-        .clone();
-    let mut booted = boot::start(paths, &Options::new(FROM, Some(Init::Relive)), interrupt)?;
+pub fn demo(paths: &Paths, image: &Image, interrupt: &Interrupt) -> Result<()> {
+    let to_release = image.kernel(TO)?.release.clone();
+    let opts = Options::new(FROM, Some(Init::Relive));
+    let mut booted = boot::start(paths, image, &opts, interrupt)?;
     let port = booted.guest.ssh_port;
-    eprintln!(
-        "relive-lab: {} is up with relive after {:.1} s",
-        booted.guest.kernel_release,
-        booted.guest.ready_secs.unwrap_or_default()
-    );
     show(
         paths,
         port,
@@ -43,13 +37,9 @@ pub fn demo(paths: &Paths, interrupt: &Interrupt) -> Result<()> {
         "relivectl live-upgrade --detach {}",
         upgrade::kernel_args(&to_release)
     );
-    println!("guest# {command}");
-    let (said, took) = upgrade::run_detached(&mut booted, paths, &to_release, interrupt)?;
-    println!("{said}");
-    eprintln!(
-        "relive-lab: upgraded; ssh answers {:.1} s after the request",
-        took.as_secs_f64()
-    );
+    output::println(format!("guest# {command}"));
+    let (said, _) = upgrade::run_detached(&mut booted, paths, &to_release, interrupt)?;
+    output::println(said);
     show(
         paths,
         port,
@@ -61,7 +51,10 @@ pub fn demo(paths: &Paths, interrupt: &Interrupt) -> Result<()> {
     )?;
 
     let off = stop::poweroff(paths, booted, Duration::from_secs(120), interrupt)?;
-    println!("powered off in {:.1} s (QEMU {})", off.secs, off.status);
+    output::println(format!(
+        "powered off in {:.1} s (QEMU {})",
+        off.secs, off.status
+    ));
     if !off.clean() {
         bail!("the guest did not power off cleanly: {off:?}");
     }
@@ -71,10 +64,12 @@ pub fn demo(paths: &Paths, interrupt: &Interrupt) -> Result<()> {
 /// Runs each command in the guest, printing it and its output.
 fn show(paths: &Paths, port: u16, commands: &[&str]) -> Result<()> {
     for command in commands {
-        println!("guest# {command}");
+        output::println(format!("guest# {command}"));
         let out = ssh::run(paths, port, command)?;
-        print!("{}", out.stdout);
-        eprint!("{}", out.stderr);
+        if !out.stdout.trim().is_empty() {
+            output::println(out.stdout.trim_end());
+        }
+        output::log(&format!("stderr: {}", out.stderr.trim_end()));
         if !out.success() {
             bail!("`{command}` failed in the guest (exit {:?})", out.code);
         }

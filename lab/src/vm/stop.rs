@@ -1,15 +1,16 @@
 //! `relive-lab stop`: power the guest off from inside (its init's poweroff
 //! command over ssh) and wait for QEMU to exit; kill QEMU if it does not.
 
-use crate::boot::Booted;
-use crate::guest::Guest;
-use crate::paths::Paths;
-use crate::qemu;
-use crate::signals::Interrupt;
-use crate::ssh;
-use anyhow::{bail, Context, Result};
+use crate::output;
+use crate::vm::boot::Booted;
+use crate::vm::guest::Guest;
+use crate::vm::paths::Paths;
+use crate::vm::qemu;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use anyhow::{bail, Result};
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// What the kernel prints last when it powers the machine off.
@@ -33,7 +34,7 @@ pub fn stop(paths: &Paths, timeout: Duration) -> Result<Option<Stopped>> {
     };
     if !guest.alive() {
         Guest::clear(paths)?;
-        eprintln!("relive-lab: QEMU (pid {}) was already gone", guest.qemu_pid);
+        output::warn(&format!("QEMU (pid {}) was already gone", guest.qemu_pid));
         return Ok(None);
     }
     if guest.ready_secs.is_none() {
@@ -47,13 +48,10 @@ pub fn stop(paths: &Paths, timeout: Duration) -> Result<Option<Stopped>> {
     }
     let started = Instant::now();
     let command = guest.init.poweroff_command();
-    eprintln!("relive-lab: `{command}` in the guest");
+    let step = output::step(format!("powering off (`{command}` in the guest)"));
     // The connection usually drops as the guest goes down: ssh's own
     // status says little, QEMU exiting says it all.
-    let _ = ssh::command(paths, guest.ssh_port)
-        .arg(command)
-        .stdin(Stdio::null())
-        .status();
+    let _ = output::status(ssh::command(paths, guest.ssh_port).arg(command));
 
     let deadline = Instant::now() + timeout;
     while guest.alive() && Instant::now() < deadline {
@@ -70,6 +68,7 @@ pub fn stop(paths: &Paths, timeout: Duration) -> Result<Option<Stopped>> {
     }
     let secs = started.elapsed().as_secs_f64();
     Guest::clear(paths)?;
+    step.done();
 
     let log = std::fs::read_to_string(&guest.serial_log).unwrap_or_default();
     let powered_off = log.contains(POWER_DOWN_LINE);
@@ -85,17 +84,34 @@ pub fn stop(paths: &Paths, timeout: Duration) -> Result<Option<Stopped>> {
     }))
 }
 
-/// Read-only forced check of the writable disk the guest used.
-fn fsck_clean(disk: &Path) -> Result<bool> {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(disk)
-        .output()
-        .context("running e2fsck")?;
-    if !out.status.success() {
-        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+/// What `stop` prints; false when the guest did not go down cleanly.
+pub fn print(stopped: Option<&Stopped>) -> bool {
+    let Some(stopped) = stopped else {
+        println!("no guest running");
+        return true;
+    };
+    println!(
+        "stopped in {:.1} s; kernel power-down message: {}",
+        stopped.secs,
+        if stopped.powered_off { "yes" } else { "no" }
+    );
+    if let Some(clean) = stopped.fsck_clean {
+        println!("file system: {}", if clean { "clean" } else { "NOT clean" });
     }
-    Ok(out.status.success())
+    stopped.powered_off && stopped.fsck_clean != Some(false)
+}
+
+/// Read-only forced check of the writable disk the guest used (what it
+/// found is in the log).
+fn fsck_clean(disk: &Path) -> Result<bool> {
+    let step = output::step("checking the file system (e2fsck -fn)");
+    let clean = output::status(Command::new("e2fsck").arg("-fn").arg(disk))?.success();
+    if clean {
+        step.done_with("clean");
+    } else {
+        step.failed("NOT clean");
+    }
+    Ok(clean)
 }
 
 /// How a guest this process owns went down.
@@ -133,7 +149,7 @@ pub fn poweroff(
 ) -> Result<PoweredOff> {
     let Booted { mut qemu, guest } = booted;
     let command = guest.init.poweroff_command();
-    eprintln!("relive-lab: `{command}` in the guest");
+    let step = output::step(format!("powering off (`{command}` in the guest)"));
     let started = Instant::now();
     // The connection may drop as the guest goes down: QEMU's exit is the
     // verdict, not ssh's status.
@@ -158,6 +174,7 @@ pub fn poweroff(
     };
     let secs = started.elapsed().as_secs_f64();
     Guest::clear(paths)?;
+    step.finish(status.success());
     let log = std::fs::read_to_string(&guest.serial_log).unwrap_or_default();
     let fsck_clean = if guest.snapshot {
         None

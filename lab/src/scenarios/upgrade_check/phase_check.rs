@@ -12,8 +12,9 @@
 //!   it, say so in the report and start relive-idle afresh. (Then
 //!   upgrade_check goes back once more, falling back to the disk store.)
 
-use crate::upgrade::{Report, UnitReport};
+use crate::scenarios::upgrade::outcome_text;
 use anyhow::{Context, Result};
+use relive_api::report::{FinalDump, Outcome, UnitMode, UnitRecord, UpgradeMode, UpgradeReport};
 
 pub const IDLE: &str = "relive-idle.service";
 pub const BUSY: &str = "relive-busy.service";
@@ -88,26 +89,31 @@ pub fn parse_workloads(
 }
 
 /// The checks of the report for `variant`.
-pub fn report_findings(variant: Variant, report: &Report) -> Vec<Finding> {
+pub fn report_findings(variant: Variant, report: &UpgradeReport) -> Vec<Finding> {
     let unit = |name: &str| report.units.iter().find(|u| u.name == name);
     let mut found = Vec::new();
     let mut add = |name: &str, ok: bool, detail: String| found.push((name.to_owned(), ok, detail));
-    let preserved: Vec<&UnitReport> = report
+    let preserved: Vec<&UnitRecord> = report
         .units
         .iter()
-        .filter(|u| u.mode == "preserve")
+        .filter(|u| u.mode == UnitMode::Preserve)
         .collect();
+    // The report names its store only in words (`UpgradeReport::store`):
+    // "memory store (...)" or "disk store (...)".
     match variant {
         Variant::TwoPhaseMemory => {
             add(
                 "two-phase: mode and store",
-                report.mode == "two-phase" && report.store.starts_with("memory store"),
-                format!("{}; {}", report.mode, report.store),
+                report.mode == Some(UpgradeMode::TwoPhase)
+                    && report.store.starts_with("memory store"),
+                format!("{}; {}", mode_text(report), report.store),
             );
             let idle = unit(IDLE);
             add(
                 "two-phase: idle unit's final dump is clean-skip",
-                idle.is_some_and(|u| u.final_dump == "clean-skip" && !u.pre_dumps.is_empty()),
+                idle.is_some_and(|u| {
+                    u.final_dump == Some(FinalDump::CleanSkip) && !u.pre_dumps.is_empty()
+                }),
                 idle.map_or("absent".into(), describe),
             );
             let warm = idle.is_some_and(|u| {
@@ -126,16 +132,26 @@ pub fn report_findings(variant: Variant, report: &Report) -> Vec<Finding> {
                     )
                 }),
             );
+            // The warm snapshot's rounds came before phase 1; the upgrade's
+            // own rounds must have run to the cap (a busy unit never
+            // converges).
             let busy = unit(BUSY);
+            let rounds_in_phase1 = |u: &UnitRecord| {
+                u.pre_dumps
+                    .iter()
+                    .filter(|r| r.started_usec >= report.phase1_started_usec)
+                    .count()
+            };
             add(
                 "two-phase: busy unit stops at its round cap, incremental, restored",
                 busy.is_some_and(|u| {
-                    u.final_dump == "incremental"
-                        && u.convergence
-                            .contains(&format!("round cap ({BUSY_ROUNDS})"))
-                        && u.outcome == "restored"
+                    u.final_dump == Some(FinalDump::Incremental)
+                        && rounds_in_phase1(u) == BUSY_ROUNDS
+                        && u.outcome == Some(Outcome::Restored)
                 }),
-                busy.map_or("absent".into(), describe),
+                busy.map_or("absent".into(), |u| {
+                    format!("{} in phase 1; {}", rounds_in_phase1(u), describe(u))
+                }),
             );
             let (echo, counter) = (unit("relive-echo.service"), unit("relive-counter.service"));
             let ordered = match (echo, counter) {
@@ -170,18 +186,26 @@ pub fn report_findings(variant: Variant, report: &Report) -> Vec<Finding> {
         Variant::SinglePhaseMemory => {
             add(
                 "single-phase: mode and store",
-                report.mode == "single-phase" && report.store.starts_with("memory store"),
-                format!("{}; {}", report.mode, report.store),
+                report.mode == Some(UpgradeMode::SinglePhase)
+                    && report.store.starts_with("memory store"),
+                format!("{}; {}", mode_text(report), report.store),
             );
             let full = preserved
                 .iter()
-                .all(|u| u.final_dump == "full" && u.pre_dumps.is_empty());
+                .all(|u| u.final_dump == Some(FinalDump::Full) && u.pre_dumps.is_empty());
             add(
                 "single-phase: every final dump is full, no pre-dumps",
                 full,
                 preserved
                     .iter()
-                    .map(|u| format!("{} {} ({} rounds)", u.name, u.final_dump, u.pre_dumps.len()))
+                    .map(|u| {
+                        format!(
+                            "{} {} ({} rounds)",
+                            u.name,
+                            final_dump_text(u),
+                            u.pre_dumps.len()
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", "),
             );
@@ -189,10 +213,10 @@ pub fn report_findings(variant: Variant, report: &Report) -> Vec<Finding> {
             add(
                 "corrupt image refused, unit started afresh, reported",
                 idle.is_some_and(|u| {
-                    u.outcome.starts_with("state lost")
-                        && u.outcome.contains("does not match its checksum")
+                    matches!(&u.outcome, Some(Outcome::Lost { reason })
+                        if reason.contains("does not match its checksum"))
                 }),
-                idle.map_or("absent".into(), |u| u.outcome.clone()),
+                idle.map_or("absent".into(), outcome_text),
             );
         }
     }
@@ -240,13 +264,143 @@ pub fn workload_findings(
         .collect()
 }
 
-fn describe(u: &UnitReport) -> String {
+fn describe(u: &UnitRecord) -> String {
     format!(
         "{} rounds ({}), final dump {}, {} KiB in the stoppage, {}",
         u.pre_dumps.len(),
         u.convergence,
-        u.final_dump,
+        final_dump_text(u),
         u.stoppage_bytes / 1024,
-        u.outcome
+        outcome_text(u)
     )
+}
+
+fn final_dump_text(u: &UnitRecord) -> &'static str {
+    u.final_dump.map_or("-", FinalDump::as_str)
+}
+
+fn mode_text(report: &UpgradeReport) -> &'static str {
+    report.mode.map_or("-", UpgradeMode::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    const PHASE1: u64 = 1_000_000_000;
+
+    /// A unit as relive writes it (relive 0.1's strings), frozen at
+    /// `frozen` and running again at `running` (seconds after PHASE1).
+    fn unit(name: &str, priority: u16, frozen: u64, running: u64, extra: Value) -> Value {
+        let mut u = json!({
+            "name": name,
+            "mode": "preserve",
+            "priority": priority,
+            "frozen_usec": PHASE1 + frozen * 1_000_000,
+            "running_usec": PHASE1 + running * 1_000_000,
+            "outcome": "restored",
+            "final_dump": "incremental",
+        });
+        u.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        u
+    }
+
+    fn round(n: u32, started: u64) -> Value {
+        json!({"round": n, "started_usec": started, "duration_ms": 800.0,
+               "frozen_ms": 3.0, "pages_written": 100, "bytes": 409600, "ran": true})
+    }
+
+    fn two_phase_report() -> UpgradeReport {
+        let text = json!({
+            "kernel_from": "6.1.0-47-amd64",
+            "kernel_to": "6.12.117+deb12-amd64",
+            "started_usec": PHASE1,
+            "kexec_usec": PHASE1 + 20_000_000,
+            "resumed_usec": PHASE1 + 30_000_000,
+            "finished_usec": PHASE1 + 40_000_000,
+            "mode": "two-phase",
+            "phase1_started_usec": PHASE1,
+            "phase1_ended_usec": PHASE1 + 10_000_000,
+            "store": "memory store (/dev/pmem0, memmap=512M!1G)",
+            "total_image_bytes": 1 << 20,
+            "longest_stoppage_ms": 20000.0,
+            "clock": "wall clock",
+            "units": [
+                unit(IDLE, 100, 11, 35, json!({
+                    "final_dump": "clean-skip",
+                    "pre_dumps": [round(1, PHASE1 - 60_000_000), round(2, PHASE1 + 1)],
+                    "convergence": "converged: no task ran since round 1",
+                })),
+                unit(BUSY, 100, 12, 36, json!({
+                    "pre_dumps": [round(1, PHASE1 - 60_000_000), round(2, PHASE1 + 1),
+                                  round(3, PHASE1 + 2), round(4, PHASE1 + 3)],
+                    "convergence": format!("round cap ({BUSY_ROUNDS}) reached"),
+                })),
+                unit("relive-counter.service", 500, 13, 34, json!({})),
+                unit("relive-echo.service", 900, 14, 33, json!({})),
+                {"name": "systemd-udevd.service", "mode": "restart", "outcome": "restarted"},
+            ],
+        });
+        serde_json::from_value(text).expect("relive's report decodes")
+    }
+
+    fn failed(findings: &[Finding]) -> Vec<String> {
+        findings
+            .iter()
+            .filter(|(_, ok, _)| !ok)
+            .map(|(name, _, detail)| format!("{name}: {detail}"))
+            .collect()
+    }
+
+    #[test]
+    fn a_good_two_phase_report_passes() {
+        let report = two_phase_report();
+        let found = report_findings(Variant::TwoPhaseMemory, &report);
+        assert_eq!(found.len(), 5);
+        assert_eq!(failed(&found), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_full_final_dump_or_a_lost_unit_fails_the_two_phase_checks() {
+        let mut report = two_phase_report();
+        report.units[0].final_dump = Some(FinalDump::Full);
+        report.units[1].outcome = Some(Outcome::Lost {
+            reason: "restore failed".into(),
+        });
+        report.mode = Some(UpgradeMode::SinglePhase);
+        let failed = failed(&report_findings(Variant::TwoPhaseMemory, &report));
+        assert_eq!(failed.len(), 3, "{failed:?}");
+        assert!(failed[0].starts_with("two-phase: mode and store"));
+        assert!(failed[1].contains("final dump full"), "{failed:?}");
+        assert!(
+            failed[2].contains("state lost: restore failed"),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn the_corrupt_image_must_be_reported_as_lost() {
+        let mut report = two_phase_report();
+        report.mode = Some(UpgradeMode::SinglePhase);
+        for u in &mut report.units {
+            u.pre_dumps.clear();
+            u.final_dump = (u.mode == UnitMode::Preserve).then_some(FinalDump::Full);
+        }
+        let lost =
+            "state lost: images refused: pages-1.img does not match its checksum; started afresh";
+        report.units[0].outcome = Some(Outcome::parse(lost));
+        let found = report_findings(Variant::SinglePhaseMemory, &report);
+        assert_eq!(failed(&found), Vec::<String>::new());
+        assert_eq!(found[2].2, lost);
+
+        report.units[0].outcome = Some(Outcome::Restored);
+        let failed = failed(&report_findings(Variant::SinglePhaseMemory, &report));
+        assert_eq!(
+            failed,
+            ["corrupt image refused, unit started afresh, reported: restored"]
+        );
+    }
 }

@@ -8,21 +8,35 @@
 //! buffer checksum intact), redis keys (persistence off: memory only), a
 //! host-side echo client on one TCP connection (every line back, in order),
 //! an interactive ssh session, and every preserved unit's PIDs.
+//!
+//! This file runs the scenario: the abort, the upgrade and the report's
+//! checks. [`watch`] holds what is watched and checks it after each
+//! attempt, [`stores`] the store decisions and the disk fallback,
+//! [`phase_check`] what each direction asks of the two-phase snapshot.
 
-use crate::boot::{self, Booted, Options};
-use crate::check::{self, Verdict};
-use crate::echo_client::EchoClient;
-use crate::guest::Init;
-use crate::image;
-use crate::paths::Paths;
-use crate::phase_check::{self, Variant};
-use crate::shell::Shell;
-use crate::signals::Interrupt;
-use crate::ssh;
-use crate::stop;
-use crate::upgrade::{self, Pids};
+mod phase_check;
+mod stores;
+mod watch;
+
+use crate::output;
+use crate::scenarios::check::{self, Verdict};
+use crate::scenarios::echo_client::EchoClient;
+use crate::scenarios::pids::Pids;
+use crate::scenarios::upgrade;
+use crate::vm::boot::{self, Booted, Options};
+use crate::vm::guest::Init;
+use crate::vm::image::Image;
+use crate::vm::paths::Paths;
+use crate::vm::shell::Shell;
+use crate::vm::signals::Interrupt;
+use crate::vm::ssh;
+use crate::vm::stop;
 use anyhow::{Context, Result};
+use phase_check::Variant;
+use relive_api::report::Outcome;
+use relive_api::warm::Warm;
 use std::time::{Duration, Instant};
+use watch::{counter_line, Watch};
 
 const REDIS_KEYS: &str = "relive:a 1 relive:b two relive:c 3";
 const REDIS_VALUES: &str = "1\ntwo\n3";
@@ -41,15 +55,20 @@ impl Verdicts {
             ok,
             detail: detail.into(),
         };
-        println!(
+        output::println(format!(
             "{} {} {}: {}",
             if ok { "ok  " } else { "FAIL" },
             self.label,
             verdict.name,
             verdict.detail
-        );
+        ));
         self.all.push(verdict);
         ok
+    }
+
+    /// How many failed so far.
+    fn failed(&self) -> usize {
+        self.all.iter().filter(|v| !v.ok).count()
     }
 
     fn push(&mut self, verdict: Verdict) {
@@ -58,21 +77,37 @@ impl Verdicts {
     }
 }
 
-/// Everything watched across the upgrades.
-struct Watch {
-    echo: EchoClient,
-    shell: Shell,
-    pids: Pids,
+/// Every direction in `pairs` (from, to), one guest each; prints the
+/// verdicts as they come and a summary per direction; true if all passed.
+pub fn check_directions(
+    paths: &Paths,
+    image: &Image,
+    pairs: &[(String, String)],
+    interrupt: &Interrupt,
+) -> Result<bool> {
+    let mut passed = true;
+    for (from, to) in pairs {
+        let started = Instant::now();
+        let label = format!("{from} -> {to}");
+        match upgrade_check(paths, image, from, to, interrupt) {
+            Ok(verdicts) => passed &= summarize(&label, &verdicts, started.elapsed().as_secs_f64()),
+            Err(e) => {
+                output::println(format!("FAIL {label} boot: {e:#}"));
+                passed = false;
+            }
+        }
+        interrupt.check()?;
+    }
+    Ok(passed)
 }
 
-pub fn upgrade_check(
+fn upgrade_check(
     paths: &Paths,
+    image: &Image,
     from: &str,
     to: &str,
     interrupt: &Interrupt,
 ) -> Result<Vec<Verdict>> {
-    let started = Instant::now();
-    let image = image::build_or_reuse(paths, false)?;
     let (from_release, to_release) = (
         image.kernel(from)?.release.clone(),
         image.kernel(to)?.release.clone(),
@@ -81,7 +116,7 @@ pub fn upgrade_check(
         writable: true,
         ..Options::new(from, Some(Init::Relive))
     };
-    let mut booted = boot::start(paths, &opts, interrupt)?;
+    let mut booted = boot::start(paths, image, &opts, interrupt)?;
     let mut verdicts = Verdicts {
         label: format!("{from}->{to}"),
         all: Vec::new(),
@@ -108,10 +143,6 @@ pub fn upgrade_check(
     if verdicts.all.iter().all(|v| v.ok) {
         let _ = std::fs::remove_file(paths.writable_disk());
     }
-    eprintln!(
-        "relive-lab: upgrade {from} -> {to} checked in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
     Ok(verdicts.all)
 }
 
@@ -150,8 +181,10 @@ impl Run<'_> {
             counter0.matches(),
             counter_line(&counter0),
         );
+        let step = output::step("opening an echo connection and an ssh session");
         let echo = EchoClient::start(booted.guest.echo_port)?;
         let mut shell = Shell::open(self.paths, port)?;
+        step.done();
         let release = shell.ask("uname -r", Duration::from_secs(30))?;
         v.record(
             "interactive ssh session open",
@@ -195,37 +228,29 @@ impl Run<'_> {
         counter0: &relive_workloads::Report,
     ) -> Result<()> {
         let port = booted.guest.ssh_port;
-        let plan = self.sh(
-            booted,
-            &format!(
-                "relivectl live-upgrade --dry-run --json {}",
-                upgrade::kernel_args(self.to_release)
-            ),
-        )?;
-        let plan: serde_json::Value =
-            serde_json::from_str(plan.stdout.trim()).context("parsing the --dry-run plan")?;
-        let order: Vec<String> = plan["preserved"]
-            .as_array()
-            .context("plan has no `preserved`")?
-            .iter()
-            .filter_map(|u| u["name"].as_str().map(str::to_owned))
-            .collect();
+        self.interrupt.check()?;
+        let (_, plan) = upgrade::dry_run(self.paths, port, self.to_release, "")?;
+        let order: Vec<&str> = plan.preserved.iter().map(|u| u.name.as_str()).collect();
         // Not the first one frozen (then nothing would be undone), not ssh
         // (our own sessions).
         let victim = order
             .iter()
             .skip(1)
-            .find(|u| *u != "ssh.service")
+            .find(|u| **u != "ssh.service")
             .context("the plan has fewer than two preserved units")?
-            .clone();
+            .to_string();
         v.record(
             "fault target",
             true,
             format!("freeze order {}; dump-fail {victim}", order.join(", ")),
         );
         self.sh(booted, &format!("echo 'dump-fail {victim}' > {FAULT_FILE}"))?;
+        let step = output::step(format!(
+            "live upgrade with an injected dump failure in {victim}"
+        ));
         let mark = upgrade::serial_mark(booted);
         upgrade::start_detached(self.paths, port, self.to_release)?;
+        step.detail("waiting for relive to undo it");
         let waited = upgrade::wait_serial(
             booted,
             mark,
@@ -247,7 +272,9 @@ impl Run<'_> {
             format!("after {:.1} s: {aborted}", waited.as_secs_f64()),
         );
         self.sh(booted, &format!("rm -f {FAULT_FILE}"))?;
+        step.detail("waiting for ssh");
         upgrade::wait_ssh(self.paths, port, self.interrupt)?;
+        step.done_with("undone");
 
         let out = self.sh(
             booted,
@@ -280,13 +307,25 @@ impl Run<'_> {
         )?;
         match self.variant {
             Variant::TwoPhaseMemory => {
-                let out = self.sh(booted, "relivectl live-upgrade --prepare")?;
+                let out = self.sh(booted, "relivectl --json live-upgrade --prepare")?;
+                let warm = serde_json::from_str::<Warm>(out.stdout.trim());
                 v.record(
                     "warm snapshot (--prepare)",
-                    out.success() && out.stdout.starts_with("Warm snapshot of"),
-                    format!("{}{}", out.stdout, out.stderr)
-                        .trim()
-                        .replace('\n', " | "),
+                    out.success()
+                        && warm.as_ref().is_ok_and(|w| {
+                            w.units
+                                .get(phase_check::IDLE)
+                                .is_some_and(|u| !u.chain.rounds.is_empty())
+                        }),
+                    match &warm {
+                        Ok(warm) => warm
+                            .units
+                            .iter()
+                            .map(|(name, u)| format!("{name} {} rounds", u.chain.rounds.len()))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        Err(e) => format!("{e}: {}{}", out.stdout.trim(), out.stderr.trim()),
+                    },
                 );
             }
             Variant::SinglePhaseMemory => {
@@ -303,10 +342,10 @@ impl Run<'_> {
             self.variant.flags(),
             self.interrupt,
         )?;
-        eprintln!(
-            "relive-lab: relivectl live-upgrade --detach {}: {said}",
+        output::log(&format!(
+            "relivectl live-upgrade --detach {}: {said}",
             self.variant.flags()
-        );
+        ));
         v.record(
             "upgrade: complete, ssh answers",
             true,
@@ -331,16 +370,20 @@ impl Run<'_> {
             report
                 .units
                 .iter()
-                .find(|u| u.name == name)
-                .map_or("absent".to_owned(), |u| u.outcome.clone())
+                .find(|u| u.name == name)?
+                .outcome
+                .clone()
         };
+        let text = |outcome: Option<Outcome>| outcome.map_or("absent".into(), |o| o.to_string());
         let preserved: Vec<String> = upgrade::PRESERVED
             .iter()
-            .map(|u| format!("{u} {}", outcome(u)))
+            .map(|u| format!("{u} {}", text(outcome(u))))
             .collect();
         v.record(
             "report: preserved units restored",
-            upgrade::PRESERVED.iter().all(|u| outcome(u) == "restored"),
+            upgrade::PRESERVED
+                .iter()
+                .all(|u| outcome(u) == Some(Outcome::Restored)),
             preserved.join(", "),
         );
         let (udevd, net) = (
@@ -350,9 +393,13 @@ impl Run<'_> {
         let active = self.sh(booted, "relivectl is-active relive-net.service")?;
         v.record(
             "report: udevd restarted, relive-net rerun and active",
-            udevd == "restarted" && net == "rerun" && active.stdout.trim() == "active",
+            udevd == Some(Outcome::Restarted)
+                && net == Some(Outcome::Rerun)
+                && active.stdout.trim() == "active",
             format!(
-                "systemd-udevd.service {udevd}, relive-net.service {net} ({})",
+                "systemd-udevd.service {}, relive-net.service {} ({})",
+                text(udevd.clone()),
+                text(net.clone()),
                 active.stdout.trim()
             ),
         );
@@ -366,11 +413,9 @@ impl Run<'_> {
             v.record(&name, ok, detail);
         }
         let lost: Vec<String> = report
-            .units
-            .iter()
-            .filter(|u| u.outcome.starts_with("state lost"))
-            .filter(|u| self.variant.sacrificed() != Some(u.name.as_str()))
-            .map(|u| format!("{}: {}", u.name, u.outcome))
+            .lost()
+            .filter(|(name, _)| self.variant.sacrificed() != Some(*name))
+            .map(|(name, reason)| format!("{name}: {reason}"))
             .collect();
         v.record("report: no state lost", lost.is_empty(), lost.join("; "));
 
@@ -378,230 +423,40 @@ impl Run<'_> {
         let out = self.sh(
             booted,
             &format!(
-                "setpriv --reuid=65534 --regid=65534 --clear-groups relivectl live-upgrade --dry-run {} 2>&1; echo exit=$?",
+                "setpriv --reuid=65534 --regid=65534 --clear-groups relivectl live-upgrade --dry-run {} 2>&1",
                 upgrade::kernel_args(self.to_release)
             ),
         )?;
-        let text = out.stdout.trim().replace('\n', " | ");
         v.record(
             "non-root caller refused",
-            !text.ends_with("exit=0") && text.contains("exit="),
-            text,
+            out.code.is_some_and(|code| code != 0),
+            format!(
+                "exit {:?}: {}",
+                out.code,
+                out.stdout.trim().replace('\n', " | ")
+            ),
         );
 
         upgrade::print_report(&report);
         Ok(())
     }
-
-    /// The store the preflight picks (dry runs): memory with the same
-    /// reservation on the next command line; with a command line that
-    /// lacks it, `auto` falls back to disk and `--store memory` is refused.
-    fn store_decisions(&self, booted: &Booted, v: &mut Verdicts) -> Result<()> {
-        let plan = |flags: &str| -> Result<(bool, serde_json::Value)> {
-            let out = self.sh(
-                booted,
-                &upgrade::upgrade_command(self.to_release, &format!("--dry-run --json {flags}")),
-            )?;
-            let plan = serde_json::from_str(out.stdout.trim())
-                .with_context(|| format!("parsing the --dry-run plan: {}", out.stderr.trim()))?;
-            Ok((out.success(), plan))
-        };
-        let store = |plan: &serde_json::Value| {
-            format!(
-                "{} ({})",
-                plan["store"]["kind"].as_str().unwrap_or("?"),
-                plan["store"]["note"].as_str().unwrap_or("?")
-            )
-        };
-        let (ok, same) = plan("")?;
-        v.record(
-            "store: memory when the next kernel reserves the same region",
-            ok && same["store"]["kind"] == "memory",
-            store(&same),
-        );
-        let append = format!("--append '{}'", upgrade::CMDLINE_WITHOUT_STORE);
-        let (ok, other) = plan(&append)?;
-        v.record(
-            "store: disk when the next kernel does not reserve it (auto)",
-            ok && other["store"]["kind"] == "disk"
-                && store(&other).contains("does not reserve the same region"),
-            store(&other),
-        );
-        let (ok, refused) = plan(&format!("{append} --store memory"))?;
-        let failed: Vec<String> = refused["checks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["ok"] == false)
-            .map(|c| format!("{}: {}", c["name"], c["detail"]))
-            .collect();
-        v.record(
-            "store: --store memory refused without the reservation",
-            !ok && failed.iter().any(|f| f.contains("memory store unusable")),
-            failed.join("; "),
-        );
-        Ok(())
-    }
-
-    /// After the upgrade, back to the first kernel with a command line
-    /// that does not reserve the region: the handover must fall back to
-    /// the disk store on its own, and everything come back.
-    fn fallback(&self, booted: &mut Booted, v: &mut Verdicts, watch: &mut Watch) -> Result<()> {
-        let port = booted.guest.ssh_port;
-        let counter = upgrade::counter(self.paths, port)?;
-        let flags = format!("--append '{}'", upgrade::CMDLINE_WITHOUT_STORE);
-        let (_, took) = upgrade::run_detached_with(
-            booted,
-            self.paths,
-            self.from_release,
-            &flags,
-            self.interrupt,
-        )?;
-        v.record(
-            "fallback: complete, ssh answers",
-            true,
-            format!("{:.1} s after the request", took.as_secs_f64()),
-        );
-        self.common_checks(booted, v, watch, &counter, "fallback")?;
-        let report = upgrade::report(self.paths, port)?;
-        let restored = report
-            .units
-            .iter()
-            .filter(|u| u.mode == "preserve")
-            .all(|u| u.outcome == "restored");
-        v.record(
-            "fallback: disk store used, every preserved unit restored",
-            report.kernel_to == self.from_release
-                && report
-                    .store
-                    .starts_with("disk store (memory store unusable")
-                && restored,
-            format!(
-                "{} -> {}; {}; {}",
-                report.kernel_from,
-                report.kernel_to,
-                report.store,
-                report
-                    .units
-                    .iter()
-                    .filter(|u| u.mode == "preserve")
-                    .map(|u| format!("{} {}", u.name, u.outcome))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        );
-        Ok(())
-    }
-
-    /// What must hold after the abort and after the upgrade alike.
-    fn common_checks(
-        &self,
-        booted: &Booted,
-        v: &mut Verdicts,
-        watch: &mut Watch,
-        counter_before: &relive_workloads::Report,
-        phase: &str,
-    ) -> Result<()> {
-        let port = booted.guest.ssh_port;
-        // (a)
-        let counter = upgrade::counter(self.paths, port)?;
-        v.record(
-            &format!("{phase}: (a) counter continues"),
-            counter.matches()
-                && counter.pid == counter_before.pid
-                && counter.started_unix == counter_before.started_unix
-                && counter.counter >= counter_before.counter,
-            format!(
-                "before: {}; after: {}",
-                counter_line(counter_before),
-                counter_line(&counter)
-            ),
-        );
-        // (b) so far
-        let stats = watch.echo.wait_more(3, Duration::from_secs(60));
-        v.record(
-            &format!("{phase}: (b) echo connection alive"),
-            stats.is_ok(),
-            stats.map_or_else(|e| format!("{e:#}"), |s| s.summary()),
-        );
-        // (c)
-        let answer = watch.shell.ask("uname -r", Duration::from_secs(60));
-        let want = match phase {
-            "abort" | "fallback" => self.from_release,
-            _ => self.to_release,
-        };
-        let detail = match &answer {
-            Ok(a) => format!("uname -r in the session opened before: {a}"),
-            // The guest's view of the session's connection, as evidence.
-            Err(e) => format!(
-                "{e:#}; guest sockets: {}",
-                self.sh(
-                    booted,
-                    "ss -tnmi state established '( sport = :22 or sport = :7000 )'"
-                )
-                .map_or_else(
-                    |e| format!("{e:#}"),
-                    |o| o.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
-                )
-            ),
-        };
-        v.record(
-            &format!("{phase}: (c) interactive ssh session"),
-            answer.as_deref().is_ok_and(|a| a == want),
-            detail,
-        );
-        // (d)
-        let keys = self.sh(booted, "redis-cli mget relive:a relive:b relive:c")?;
-        v.record(
-            &format!("{phase}: (d) redis keys"),
-            keys.stdout.trim() == REDIS_VALUES,
-            keys.stdout.trim().replace('\n', " "),
-        );
-        // (e) The sessions that ran our commands (and the one that asked
-        // for the upgrade) come and go; everything else must stay.
-        let active = self.sh(
-            booted,
-            &format!("relivectl is-active {}", upgrade::PRESERVED.join(" ")),
-        )?;
-        let pids = Pids::read(self.paths, port)?;
-        let diff = watch.pids.differences(&pids);
-        v.record(
-            &format!("{phase}: (e) preserved units active, same PIDs"),
-            active.success() && diff.is_empty(),
-            if diff.is_empty() {
-                pids.summary()
-            } else {
-                format!("{diff} ({})", active.stdout.trim().replace('\n', " "))
-            },
-        );
-        Ok(())
-    }
-}
-
-fn counter_line(r: &relive_workloads::Report) -> String {
-    format!(
-        "counter={} pid={} match={}",
-        r.counter,
-        r.pid,
-        if r.matches() { "yes" } else { "no" }
-    )
 }
 
 /// `check`-style summary line for the verb; true when all passed.
-pub fn summarize(label: &str, verdicts: &[Verdict], secs: f64) -> bool {
+fn summarize(label: &str, verdicts: &[Verdict], secs: f64) -> bool {
     let failed: Vec<&str> = verdicts
         .iter()
         .filter(|v| !v.ok)
         .map(|v| v.name.as_str())
         .collect();
     if failed.is_empty() {
-        println!("upgrade check {label} passed in {secs:.0} s");
+        output::println(format!("upgrade check {label} passed in {secs:.0} s"));
         true
     } else {
-        println!(
+        output::println(format!(
             "upgrade check {label} FAILED in {secs:.0} s: {}",
             failed.join(", ")
-        );
+        ));
         false
     }
 }

@@ -1,0 +1,424 @@
+//! What `relive-lab bench` prints: per store a table of both modes side
+//! by side, the targets with their measured numbers, the disk/memory
+//! ratios, the failed runs.
+
+use super::figures::{Run, Throughput};
+use super::matrix::{rate_label, size_label, Matrix, Mode};
+use super::{Outputs, FROM, TO};
+use relive_api::report::FinalDump;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+fn find(runs: &[Run], size: u64, rate: f64, mode: Mode) -> Option<&Run> {
+    runs.iter()
+        .find(|r| r.size_mib == size && r.rate_mib_per_sec == rate && r.mode == mode)
+}
+
+fn secs(ms: Option<f64>) -> String {
+    ms.map_or("-".into(), |ms| format!("{:.2}", ms / 1000.0))
+}
+
+fn ratio(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| format!("{r:.2}"))
+}
+
+fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// The table: one row per (size, rate, unit), both modes side by side;
+/// floor, rounds, final dump and the MiB written in the stoppage are the
+/// two-phase run's.
+pub fn table(matrix: &Matrix, runs: &[Run]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>5} {:>8} {:<9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>6} {:<12} {:>9}  check",
+        "size",
+        "rate",
+        "unit",
+        "single s",
+        "two s",
+        "sgl/two",
+        "floor s",
+        "2/floor",
+        "rounds",
+        "final dump",
+        "stop MiB"
+    );
+    for &size in &matrix.sizes_mib {
+        for &rate in &matrix.rates {
+            for role in ["critical", "normal"] {
+                let single = find(runs, size, rate, Mode::Single);
+                let two = find(runs, size, rate, Mode::Two);
+                let s = single.and_then(|r| r.unit(role));
+                let t = two.and_then(|r| r.unit(role));
+                let failed: Vec<String> = [single, two]
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r.error.is_some())
+                    .map(|r| format!("{} FAILED", r.mode.label()))
+                    .collect();
+                let corrupt: Vec<String> = [s, t]
+                    .into_iter()
+                    .flatten()
+                    .filter(|u| !u.intact)
+                    .map(|u| {
+                        format!(
+                            "NOT INTACT ({} corrupt, pid {} -> {})",
+                            u.corrupt_pages, u.pid_before, u.pid_after
+                        )
+                    })
+                    .collect();
+                let check = if failed.is_empty() && corrupt.is_empty() {
+                    "ok".to_owned()
+                } else {
+                    [failed, corrupt].concat().join("; ")
+                };
+                let _ = writeln!(
+                    out,
+                    "{:>5} {:>8} {:<9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>6} {:<12} {:>9}  {check}",
+                    size_label(size),
+                    rate_label(rate),
+                    role,
+                    secs(s.and_then(|u| u.stoppage_ms)),
+                    secs(t.and_then(|u| u.stoppage_ms)),
+                    ratio(div(
+                        s.and_then(|u| u.stoppage_ms),
+                        t.and_then(|u| u.stoppage_ms)
+                    )),
+                    secs(t.and_then(|u| u.floor_ms)),
+                    ratio(t.and_then(|u| u.stoppage_over_floor)),
+                    t.map_or("-".into(), |u| u.pre_dump_rounds.to_string()),
+                    t.and_then(|u| u.final_dump).map_or("-", FinalDump::as_str),
+                    t.map_or("-".into(), |u| format!(
+                        "{:.1}",
+                        u.stoppage_bytes as f64 / 1048576.0
+                    )),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The same runs with the memory store and with the disk store, side by
+/// side: disk stoppage / memory stoppage per (size, rate, mode, unit).
+pub fn store_ratios(matrix: &Matrix, runs: &[Run]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>5} {:>8} {:<6} {:<9} {:>8} {:>9} {:>11}",
+        "size", "rate", "mode", "unit", "disk s", "memory s", "disk/memory"
+    );
+    let pick = |store: &str, size, rate, mode| {
+        runs.iter().find(|r| {
+            r.store_requested == store
+                && r.size_mib == size
+                && r.rate_mib_per_sec == rate
+                && r.mode == mode
+                && r.error.is_none()
+        })
+    };
+    for &size in &matrix.sizes_mib {
+        for &rate in &matrix.rates {
+            for &mode in &matrix.modes {
+                for role in ["critical", "normal"] {
+                    let stoppage = |store| pick(store, size, rate, mode)?.unit(role)?.stoppage_ms;
+                    let (disk, memory) = (stoppage("disk"), stoppage("memory"));
+                    let _ = writeln!(
+                        out,
+                        "{:>5} {:>8} {:<6} {:<9} {:>8} {:>9} {:>11}",
+                        size_label(size),
+                        rate_label(rate),
+                        mode.label(),
+                        role,
+                        secs(disk),
+                        secs(memory),
+                        ratio(div(disk, memory))
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One target's verdict, with the numbers it rests on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub name: String,
+    /// None: the matrix did not measure what it needs.
+    pub met: Option<bool>,
+    pub measured: String,
+}
+
+impl Target {
+    pub fn line(&self) -> String {
+        let verdict = match self.met {
+            Some(true) => "met",
+            Some(false) => "not met",
+            None => "not measured",
+        };
+        format!("{}: {} — {verdict}", self.name, self.measured)
+    }
+}
+
+/// The three targets, from whatever the runs measured.
+pub fn targets(runs: &[Run]) -> Vec<Target> {
+    let ok = |r: &&Run| r.error.is_none();
+    let stoppage = |r: Option<&Run>, role: &str| r.and_then(|r| r.unit(role)?.stoppage_ms);
+
+    // (a) A mostly idle 1 GiB unit: single-phase stoppage / two-phase.
+    let mut ratios = Vec::new();
+    for role in ["critical", "normal"] {
+        let single = find(runs, 1024, 0.0, Mode::Single).filter(ok);
+        let two = find(runs, 1024, 0.0, Mode::Two).filter(ok);
+        if let Some(r) = div(stoppage(single, role), stoppage(two, role)) {
+            ratios.push((role, r));
+        }
+    }
+    let a = Target {
+        name: "(a) idle 1G unit, single/two stoppage >= 5x".into(),
+        met: (!ratios.is_empty()).then(|| ratios.iter().all(|&(_, r)| r >= 5.0)),
+        measured: if ratios.is_empty() {
+            "needs size 1G, rate idle, both modes".into()
+        } else {
+            ratios
+                .iter()
+                .map(|(role, r)| format!("{role} {r:.2}x"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    };
+
+    // (b) The critical unit, idle, two-phase: near the floor at every size
+    // and about the same at every size.
+    let mut per_size: Vec<(u64, f64, f64)> = runs
+        .iter()
+        .filter(|r| ok(r) && r.mode == Mode::Two && r.rate_mib_per_sec == 0.0)
+        .filter_map(|r| {
+            let u = r.unit("critical")?;
+            Some((r.size_mib, u.stoppage_ms?, u.stoppage_over_floor?))
+        })
+        .collect();
+    per_size.sort_by_key(|&(size, _, _)| size);
+    let b = if per_size.is_empty() {
+        Target {
+            name: "(b) critical idle unit, two-phase stoppage/floor <= 1.2 at each size, spread <= 10 %"
+                .into(),
+            met: None,
+            measured: "needs two-phase runs at rate idle".into(),
+        }
+    } else {
+        let max = per_size.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+        let min = per_size.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+        let spread = if min > 0.0 {
+            max / min - 1.0
+        } else {
+            f64::INFINITY
+        };
+        let near = per_size.iter().all(|p| p.2 <= 1.2);
+        Target {
+            name: "(b) critical idle unit, two-phase stoppage/floor <= 1.2 at each size, spread <= 10 %"
+                .into(),
+            met: Some(near && spread <= 0.10),
+            measured: format!(
+                "stoppage/floor {}; max/min across sizes {:.2} ({:+.0} %)",
+                per_size
+                    .iter()
+                    .map(|(s, _, f)| format!("{} {f:.2}", size_label(*s)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                max / min,
+                spread * 100.0
+            ),
+        }
+    };
+
+    // (c) Throughput of a busy unit while phase 1 runs.
+    let losses: Vec<(u64, f64, Throughput)> = runs
+        .iter()
+        .filter(|r| ok(r))
+        .filter_map(|r| Some((r.size_mib, r.rate_mib_per_sec, r.throughput?)))
+        .collect();
+    let c = Target {
+        name: "(c) busy unit's throughput loss during phase 1 <= 3 %".into(),
+        met: (!losses.is_empty()).then(|| losses.iter().all(|l| l.2.loss <= 0.03)),
+        measured: if losses.is_empty() {
+            "needs two-phase runs with a non-idle rate".into()
+        } else {
+            losses
+                .iter()
+                .map(|(s, r, t)| {
+                    format!(
+                        "{} {} {:.1} % ({:.0} -> {:.0} ops/s over {} s)",
+                        size_label(*s),
+                        rate_label(*r),
+                        t.loss * 100.0,
+                        t.before,
+                        t.during,
+                        t.seconds_during
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    };
+    vec![a, b, c]
+}
+
+/// The table, then one line per target.
+pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
+    println!();
+    for store in &matrix.stores {
+        let runs: Vec<Run> = runs
+            .iter()
+            .filter(|r| &r.store_requested == store)
+            .cloned()
+            .collect();
+        println!(
+            "two-phase vs single-phase stoppage, {FROM} -> {TO}, {store} store (seconds; floor = kexec to relive resumed + the unit's restore)"
+        );
+        println!(
+            "floor, rounds, final dump and stop MiB (written in the stoppage) are the two-phase run's"
+        );
+        print!("{}", table(matrix, &runs));
+        println!();
+        for target in targets(&runs) {
+            println!("{store} store {}", target.line());
+        }
+        println!();
+    }
+    if matrix.stores.len() > 1 {
+        println!("memory store vs disk store, same runs otherwise");
+        print!("{}", store_ratios(matrix, runs));
+        println!();
+    }
+    for run in runs {
+        if let Some(e) = &run.error {
+            println!(
+                "FAILED {} {} {}-phase: {e}",
+                size_label(run.size_mib),
+                rate_label(run.rate_mib_per_sec),
+                run.mode.label()
+            );
+        }
+    }
+    println!("figures: {}", outputs.json.display());
+    println!("plot:    {}", outputs.svg.display());
+}
+
+/// Every run completed and every unit came back intact.
+pub fn all_good(runs: &[Run]) -> bool {
+    runs.iter()
+        .all(|r| r.error.is_none() && r.units.iter().all(|u| u.intact))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::figures::UnitFigures;
+    use super::*;
+
+    #[test]
+    fn targets_are_evaluated_from_the_figures() {
+        let mut runs = vec![
+            run(256, 0.0, Mode::Single, 20_000.0, 1000.0),
+            run(256, 0.0, Mode::Two, 1100.0, 1000.0),
+            run(1024, 0.0, Mode::Single, 60_000.0, 1000.0),
+            run(1024, 0.0, Mode::Two, 1150.0, 1000.0),
+        ];
+        let mut busy = run(1024, 50.0, Mode::Two, 3000.0, 1000.0);
+        busy.throughput = Some(Throughput {
+            before: 1000.0,
+            during: 980.0,
+            seconds_during: 30,
+            loss: 0.02,
+        });
+        runs.push(busy);
+        let t = targets(&runs);
+        assert_eq!(t[0].met, Some(true), "{}", t[0].line());
+        assert!(
+            t[0].measured.contains("critical 52.17x"),
+            "{}",
+            t[0].measured
+        );
+        assert_eq!(t[1].met, Some(true), "{}", t[1].line());
+        assert!(t[1].measured.contains("1.05 (+5 %)"), "{}", t[1].measured);
+        assert_eq!(t[2].met, Some(true), "{}", t[2].line());
+
+        // 1G two-phase near its floor but 25 % slower than 256M: (b) fails;
+        // a 4 % loss fails (c).
+        runs[3] = run(1024, 0.0, Mode::Two, 1375.0, 1250.0);
+        runs[4].throughput.as_mut().unwrap().loss = 0.04;
+        let t = targets(&runs);
+        assert_eq!(t[1].met, Some(false), "{}", t[1].line());
+        assert_eq!(t[2].met, Some(false), "{}", t[2].line());
+        assert!(t[2].line().ends_with("not met"));
+
+        // Nothing measured: no verdict, said so.
+        let t = targets(&[]);
+        assert!(t.iter().all(|t| t.met.is_none()));
+        assert!(t[0].line().contains("not measured"));
+    }
+
+    #[test]
+    fn the_table_shows_both_modes_and_flags_corruption() {
+        let matrix = Matrix::parse("1G", "idle", "single,two", "disk").unwrap();
+        let mut runs = vec![
+            run(1024, 0.0, Mode::Single, 60_000.0, 1000.0),
+            run(1024, 0.0, Mode::Two, 1200.0, 1000.0),
+        ];
+        runs[1].units[1].intact = false;
+        runs[1].units[1].corrupt_pages = 2;
+        let text = table(&matrix, &runs);
+        let critical = text.lines().find(|l| l.contains("critical")).unwrap();
+        assert!(
+            critical.contains("60.00") && critical.contains("1.20"),
+            "{critical}"
+        );
+        assert!(critical.contains("50.00"), "{critical}");
+        assert!(critical.ends_with("ok"), "{critical}");
+        let normal = text.lines().find(|l| l.contains("normal")).unwrap();
+        assert!(normal.contains("NOT INTACT (2 corrupt"), "{normal}");
+    }
+
+    #[test]
+    fn store_ratios_put_disk_over_memory() {
+        let matrix = Matrix::parse("1G", "idle", "two", "disk,memory").unwrap();
+        let disk = run(1024, 0.0, Mode::Two, 30_000.0, 10_000.0);
+        let mut memory = run(1024, 0.0, Mode::Two, 15_000.0, 10_000.0);
+        memory.store_requested = "memory".into();
+        let text = store_ratios(&matrix, &[disk, memory]);
+        let critical = text.lines().find(|l| l.contains("critical")).unwrap();
+        assert!(critical.trim_end().ends_with("2.00"), "{text}");
+    }
+
+    fn run(size: u64, rate: f64, mode: Mode, critical_ms: f64, floor_ms: f64) -> Run {
+        let unit = |role: &str| UnitFigures {
+            role: role.into(),
+            stoppage_ms: Some(critical_ms),
+            floor_ms: Some(floor_ms),
+            stoppage_over_floor: Some(critical_ms / floor_ms),
+            intact: true,
+            ..UnitFigures::default()
+        };
+        Run {
+            size_mib: size,
+            rate_mib_per_sec: rate,
+            mode,
+            error: None,
+            report_mode: None,
+            store: "disk".into(),
+            store_requested: "disk".into(),
+            phase1_secs: 0.0,
+            vm_memory_mib: 0,
+            disk_bytes: 0,
+            units: vec![unit("critical"), unit("normal")],
+            throughput: None,
+        }
+    }
+}

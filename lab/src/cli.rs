@@ -1,0 +1,183 @@
+//! The command line: every verb and flag of relive-lab. README.md,
+//! lab/README.md and scripts/test use them: keep them as they are.
+
+use crate::vm::guest::Init;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "relive-lab", about = "The QEMU lab for relive")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Build the image (mkosi tree, ext4 disk, kernels), or reuse it when
+    /// its inputs have not changed.
+    Image {
+        /// Rebuild the mkosi tree even if it looks up to date.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Boot the image in the background; return once the guest is ready.
+    Boot {
+        /// Kernel series.
+        #[arg(long, value_parser = ["6.1", "6.12"])]
+        kernel: String,
+        /// PID 1 (default: relive if the image has it, else systemd).
+        #[arg(long, value_enum)]
+        init: Option<Init>,
+        /// Boot a writable copy of the disk instead of a -snapshot overlay
+        /// (`stop` then checks its file system).
+        #[arg(long)]
+        writable: bool,
+        /// Seconds to wait for readiness.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Run a command in the running guest (an interactive shell without one).
+    Ssh {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Power the guest off (its init's poweroff) and wait for QEMU to exit.
+    Stop {
+        /// Seconds to wait before killing QEMU.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Show the running guest.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The lab tests: boot each kernel with relive, check the guest, power
+    /// it off and check QEMU's exit status and the file system.
+    Check {
+        /// Kernel series to check (repeatable; default: 6.1 and 6.12).
+        #[arg(long, value_parser = ["6.1", "6.12"])]
+        kernel: Vec<String>,
+    },
+    /// A live upgrade under load: an injected dump failure first (all
+    /// undone on the old kernel), then the real one; checks the workloads,
+    /// an echo connection, an ssh session, PIDs, the report. Without
+    /// --from/--to: 6.1 -> 6.12, then 6.12 -> 6.1.
+    UpgradeCheck {
+        #[arg(long, value_parser = ["6.1", "6.12"], requires = "to")]
+        from: Option<String>,
+        #[arg(long, value_parser = ["6.1", "6.12"], requires = "from")]
+        to: Option<String>,
+    },
+    /// The fault matrix: on one guest, inject each fault or bad input
+    /// (corrupt or foreign kernel, missing initrd, an init that is not
+    /// relive, CRIU errors and kills, a full store, a corrupt image, a
+    /// restore error, panics in relive's upgrade and resume code) and check
+    /// that no service is lost, the error names the cause and the upgrade
+    /// can be tried again. Prints a table and the services lost (must be 0).
+    Faults {
+        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.1")]
+        from: String,
+        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.12")]
+        to: String,
+        /// Only the scenarios whose name contains this text.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Boot 6.1 with relive, show `relivectl list-units` and `uname -r`,
+    /// live-upgrade to 6.12, show the upgrade report and `uname -r`, power
+    /// off.
+    Demo,
+    /// One live upgrade (6.1 -> 6.12) and one cold reboot of the same VM:
+    /// per-unit stoppage, the echo client's largest gap, blackout ratio.
+    BenchUpgrade {
+        /// Print the figures as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The two-phase stoppage benchmark: per memory size, dirty rate and
+    /// snapshot mode, a fresh 6.1 guest with two relive-dirty units
+    /// (bench-critical, Priority=900; bench-normal, 100) live-upgraded to
+    /// 6.12. Prints each unit's stoppage single- vs two-phase, against the
+    /// floor (kexec + its restore), pre-dump rounds, the final dump, the
+    /// bytes written in the stoppage, and the targets met or not; writes
+    /// all figures as JSON and an SVG plot. Every page must come back
+    /// intact. Takes hours under TCG: start with `--sizes 64M --rates idle`.
+    Bench {
+        /// Memory per bench unit, comma-separated (M or G suffix).
+        #[arg(long, default_value = "64M,256M,1G,2G")]
+        sizes: String,
+        /// Dirty rates in MiB/s, comma-separated: idle, 1M, 50M, ...
+        #[arg(long, default_value = "idle,1M,50M")]
+        rates: String,
+        /// Snapshot modes, comma-separated: single (`relivectl live-upgrade
+        /// --single-phase`), two.
+        #[arg(long, default_value = "single,two")]
+        modes: String,
+        /// Where the images travel (`relivectl live-upgrade --store`),
+        /// comma-separated: disk, memory (a memmap= region sized for the
+        /// run, at 4 GiB). With both, the ratios disk/memory are printed.
+        #[arg(long, default_value = "disk")]
+        store: String,
+        /// The figures as JSON [default: lab/out/bench-twophase.json].
+        #[arg(long, value_name = "PATH")]
+        json_out: Option<PathBuf>,
+        /// The SVG plot [default: the JSON's path with .svg].
+        #[arg(long, value_name = "PATH")]
+        svg_out: Option<PathBuf>,
+    },
+    /// Boot the same image with systemd, then with relive, N rounds; print
+    /// time to multi-user.target and PID 1's memory, medians and ratios.
+    BenchBoot {
+        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.1")]
+        kernel: String,
+        /// Rounds (each boots both inits once).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Print the samples as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The command lines README.md, lab/README.md and scripts/test use.
+    #[test]
+    fn documented_command_lines_parse() {
+        Cli::command().debug_assert();
+        for line in [
+            "image",
+            "image --force",
+            "boot --kernel 6.1",
+            "boot --kernel 6.12 --init systemd --writable --timeout 60",
+            "ssh -- uname -r",
+            "ssh",
+            "status --json",
+            "stop --timeout 30",
+            "check",
+            "check --kernel 6.1 --kernel 6.12",
+            "upgrade-check",
+            "upgrade-check --from 6.12 --to 6.1",
+            "demo",
+            "bench-boot --kernel 6.1 --rounds 3 --json",
+            "bench-upgrade --json",
+            "bench --sizes 64M,256M,1G,2G --rates idle,1M,50M --modes single,two \
+             --store disk,memory --json-out /tmp/b.json --svg-out /tmp/b.svg",
+            "faults --from 6.1 --to 6.12 --only CRIU",
+        ] {
+            let args = std::iter::once("relive-lab").chain(line.split_whitespace());
+            if let Err(e) = Cli::try_parse_from(args) {
+                panic!("relive-lab {line}: {e}");
+            }
+        }
+        let ssh = Cli::try_parse_from(["relive-lab", "ssh", "--", "ls", "-l"]).unwrap();
+        assert!(matches!(ssh.command, Verb::Ssh { command } if command == ["ls", "-l"]));
+        assert!(Cli::try_parse_from(["relive-lab", "upgrade-check", "--from", "6.1"]).is_err());
+        assert!(Cli::try_parse_from(["relive-lab", "boot", "--kernel", "5.10"]).is_err());
+    }
+}

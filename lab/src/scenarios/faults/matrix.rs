@@ -1,0 +1,183 @@
+//! The fault matrix: each scenario, the faults it injects or the bad
+//! input it gives, what must happen and how relive must name the cause.
+
+use relive_api::report::{Outcome, UpgradeReport};
+use Cause::{Lost, Says};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The preflight (or the request) refuses; nothing changes.
+    Refused,
+    /// The upgrade starts and is undone on the running kernel.
+    Undone,
+    /// The upgrade completes; some units may be started afresh, reported.
+    Completed,
+    /// The new kernel cannot restore a unit with OnRestoreFailure=rollback:
+    /// the machine goes back to the old kernel, every unit restored there.
+    RolledBack,
+}
+
+pub struct Scenario {
+    pub name: &'static str,
+    /// Lines for the fault file.
+    pub faults: &'static [&'static str],
+    /// Guest commands run first (bad files...).
+    pub setup: &'static str,
+    /// `relivectl live-upgrade` arguments instead of the target kernel's;
+    /// `{K}`/`{I}` stand for its kernel and initrd paths.
+    pub args: Option<&'static str>,
+    pub expect: Expect,
+    /// How relive must name the cause.
+    pub cause: Cause,
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "a truncated kernel image",
+            faults: &[],
+            setup: "head -c 4000000 {K} > /root/corrupt-vmlinuz",
+            args: Some("--kernel /root/corrupt-vmlinuz --initrd {I} --reuse-cmdline"),
+            expect: Expect::Refused,
+            cause: Says("truncated x86 kernel image"),
+        },
+        Scenario {
+            name: "a kernel of another architecture",
+            faults: &[],
+            // An aarch64 ELF: /bin/true with e_machine = 183.
+            setup: "cp /bin/true /root/arm64-vmlinuz && printf '\\267\\000' | dd of=/root/arm64-vmlinuz bs=1 seek=18 conv=notrunc status=none",
+            args: Some("--kernel /root/arm64-vmlinuz --initrd {I} --reuse-cmdline"),
+            expect: Expect::Refused,
+            cause: Says("not an x86 kernel image"),
+        },
+        Scenario {
+            name: "a missing initrd",
+            faults: &[],
+            setup: "",
+            args: Some("--kernel {K} --initrd /boot/no-such-initrd --reuse-cmdline"),
+            expect: Expect::Refused,
+            cause: Says("no-such-initrd"),
+        },
+        Scenario {
+            name: "--append that would not start relive",
+            faults: &[],
+            setup: "",
+            args: Some("--kernel {K} --initrd {I} --append 'root=/dev/vda init=/bin/false'"),
+            expect: Expect::Refused,
+            cause: Says("not relive"),
+        },
+        Scenario {
+            name: "CRIU dump error in one unit",
+            faults: &["dump-fail relive-idle.service"],
+            setup: "",
+            args: None,
+            expect: Expect::Undone,
+            cause: Says("relive-idle.service: CRIU dump failed"),
+        },
+        Scenario {
+            name: "CRIU killed during the final dump",
+            faults: &["criu-kill-dump relive-counter.service"],
+            setup: "",
+            args: None,
+            expect: Expect::Undone,
+            cause: Says("relive-counter.service: CRIU dump failed"),
+        },
+        Scenario {
+            name: "a failed final dump takes the process with it",
+            faults: &["dump-kills relive-counter.service"],
+            setup: "",
+            args: None,
+            expect: Expect::Undone,
+            cause: Says("relive-counter.service: state lost: its main process"),
+        },
+        Scenario {
+            name: "the store full",
+            faults: &["store-full any"],
+            setup: "",
+            args: Some("--kernel {K} --initrd {I} --reuse-cmdline --store disk"),
+            expect: Expect::Undone,
+            cause: Says("is full"),
+        },
+        Scenario {
+            name: "a panic in relive's upgrade code",
+            faults: &["panic relive-busy.service"],
+            setup: "",
+            args: None,
+            expect: Expect::Undone,
+            cause: Says("panicked: injected fault (panic relive-busy.service)"),
+        },
+        Scenario {
+            name: "CRIU killed in a pre-dump; a fatal pre-dump; a corrupt image; a restore error",
+            faults: &[
+                "criu-kill-pre-dump relive-busy.service",
+                "corrupt-image relive-idle.service",
+                "restore-fail relive-counter.service",
+                "pre-dump-kills redis-server.service",
+            ],
+            setup: "",
+            args: None,
+            expect: Expect::Completed,
+            cause: Lost {
+                unit: "relive-idle.service",
+                reason: "images refused",
+            },
+        },
+        Scenario {
+            name: "a rollback unit fails to restore in the new kernel",
+            faults: &["restore-fail-new relive-counter.service"],
+            setup: "mkdir -p /etc/systemd/system/relive-counter.service.d && printf '[X-LiveUpgrade]\nOnRestoreFailure=rollback\n' > /etc/systemd/system/relive-counter.service.d/rollback.conf && relivectl daemon-reload",
+            args: None,
+            expect: Expect::RolledBack,
+            cause: Says("relive-counter.service could not be restored"),
+        },
+        Scenario {
+            name: "a panic in relive's resume code",
+            faults: &["panic-resume relive-busy.service"],
+            setup: "",
+            args: None,
+            expect: Expect::Completed,
+            cause: Lost {
+                unit: "relive-busy.service",
+                reason: "relive's resume code panicked",
+            },
+        },
+    ]
+}
+
+/// How relive must name a scenario's cause.
+#[derive(Debug, Clone, Copy)]
+pub enum Cause {
+    /// Its message says this: the refusal, the abort line on the serial
+    /// console (an aborted upgrade writes no report), or the report's
+    /// reason for a rollback.
+    Says(&'static str),
+    /// Its report has the unit's state lost, for a reason that starts so.
+    Lost {
+        unit: &'static str,
+        reason: &'static str,
+    },
+}
+
+impl Cause {
+    /// Whether `message` (what relive said) or `report` names the cause.
+    pub fn named(&self, message: &str, report: Option<&UpgradeReport>) -> bool {
+        match *self {
+            Says(text) => message.contains(text),
+            Lost { unit, reason } => report.is_some_and(|r| {
+                r.units.iter().any(|u| {
+                    u.name == unit
+                        && matches!(&u.outcome, Some(Outcome::Lost { reason: why })
+                            if why.starts_with(reason))
+                })
+            }),
+        }
+    }
+
+    /// The text to look for in relive's message.
+    pub fn text(&self) -> &'static str {
+        match *self {
+            Says(text) => text,
+            Lost { reason, .. } => reason,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! What the lab checks in a guest: the lab tests (`check`), live upgrades
+//! under load (`upgrade-check`), the fault matrix (`faults`) and the demo.
+//!
+//! - [`check`]: one boot per kernel, the guest checked over ssh.
+//! - [`upgrade`]: asking relive for a live upgrade and waiting for it; its
+//!   report. [`pids`]: the preserved units' PIDs before and after.
+//! - [`upgrade_check`]: an aborted upgrade, then real ones, with the
+//!   two-phase snapshot and the stores checked.
+//! - [`echo_client`]: a host-side TCP client that must see no gap lost.
+//! - [`faults`]: injected faults and bad input; no service may be lost.
+//! - [`demo`]: one upgrade, shown to a person.
+
+pub mod check;
+pub mod demo;
+pub mod echo_client;
+pub mod faults;
+pub mod pids;
+pub mod upgrade;
+pub mod upgrade_check;

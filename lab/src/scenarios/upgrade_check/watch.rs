@@ -1,0 +1,118 @@
+//! What upgrade-check watches across every attempt, and the checks that
+//! must hold after each: the counter, the echo connection, the
+//! interactive ssh session, the redis keys, the preserved units' PIDs.
+
+use super::{Run, Verdicts, REDIS_VALUES};
+use crate::output;
+use crate::scenarios::echo_client::EchoClient;
+use crate::scenarios::pids::Pids;
+use crate::scenarios::upgrade;
+use crate::vm::boot::Booted;
+use crate::vm::shell::Shell;
+use anyhow::Result;
+use std::time::Duration;
+
+/// Everything watched across the upgrades.
+pub(super) struct Watch {
+    pub(super) echo: EchoClient,
+    pub(super) shell: Shell,
+    pub(super) pids: Pids,
+}
+
+impl Run<'_> {
+    /// What must hold after the abort and after the upgrade alike.
+    pub(super) fn common_checks(
+        &self,
+        booted: &Booted,
+        v: &mut Verdicts,
+        watch: &mut Watch,
+        counter_before: &relive_workloads::Report,
+        phase: &str,
+    ) -> Result<()> {
+        let port = booted.guest.ssh_port;
+        let step = output::step(format!("checking the services after the {phase}"));
+        let failed_before = v.failed();
+        // (a)
+        let counter = upgrade::counter(self.paths, port)?;
+        v.record(
+            &format!("{phase}: (a) counter continues"),
+            counter.matches()
+                && counter.pid == counter_before.pid
+                && counter.started_unix == counter_before.started_unix
+                && counter.counter >= counter_before.counter,
+            format!(
+                "before: {}; after: {}",
+                counter_line(counter_before),
+                counter_line(&counter)
+            ),
+        );
+        // (b) so far
+        let stats = watch.echo.wait_more(3, Duration::from_secs(60));
+        v.record(
+            &format!("{phase}: (b) echo connection alive"),
+            stats.is_ok(),
+            stats.map_or_else(|e| format!("{e:#}"), |s| s.summary()),
+        );
+        // (c)
+        let answer = watch.shell.ask("uname -r", Duration::from_secs(60));
+        let want = match phase {
+            "abort" | "fallback" => self.from_release,
+            _ => self.to_release,
+        };
+        let detail = match &answer {
+            Ok(a) => format!("uname -r in the session opened before: {a}"),
+            // The guest's view of the session's connection, as evidence.
+            Err(e) => format!(
+                "{e:#}; guest sockets: {}",
+                self.sh(
+                    booted,
+                    "ss -tnmi state established '( sport = :22 or sport = :7000 )'"
+                )
+                .map_or_else(
+                    |e| format!("{e:#}"),
+                    |o| o.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+                )
+            ),
+        };
+        v.record(
+            &format!("{phase}: (c) interactive ssh session"),
+            answer.as_deref().is_ok_and(|a| a == want),
+            detail,
+        );
+        // (d)
+        let keys = self.sh(booted, "redis-cli mget relive:a relive:b relive:c")?;
+        v.record(
+            &format!("{phase}: (d) redis keys"),
+            keys.stdout.trim() == REDIS_VALUES,
+            keys.stdout.trim().replace('\n', " "),
+        );
+        // (e) The sessions that ran our commands (and the one that asked
+        // for the upgrade) come and go; everything else must stay.
+        let active = self.sh(
+            booted,
+            &format!("relivectl is-active {}", upgrade::PRESERVED.join(" ")),
+        )?;
+        let pids = Pids::read(self.paths, port)?;
+        let diff = watch.pids.differences(&pids);
+        v.record(
+            &format!("{phase}: (e) preserved units active, same PIDs"),
+            active.success() && diff.is_empty(),
+            if diff.is_empty() {
+                pids.summary()
+            } else {
+                format!("{diff} ({})", active.stdout.trim().replace('\n', " "))
+            },
+        );
+        step.finish(v.failed() == failed_before);
+        Ok(())
+    }
+}
+
+pub(super) fn counter_line(r: &relive_workloads::Report) -> String {
+    format!(
+        "counter={} pid={} match={}",
+        r.counter,
+        r.pid,
+        if r.matches() { "yes" } else { "no" }
+    )
+}
