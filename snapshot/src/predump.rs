@@ -34,6 +34,11 @@ const PAGE: u64 = 4096;
 /// After a pre-dump the tasks finish the system call CRIU interrupted;
 /// the activity baseline is taken once that is done.
 const SETTLE: Duration = Duration::from_millis(100);
+/// Whether a unit's tasks ran between two rounds is judged over at least
+/// this long: a service that writes in bursts (relive-busy sleeps between
+/// them) may not be on a CPU in the instant between one round's baseline
+/// and the next round, when it is the only unit left to pre-dump.
+const ACTIVITY_WINDOW: Duration = Duration::from_millis(250);
 
 /// When the rounds stop.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +140,8 @@ struct Unit<'a> {
     /// judges only this run's rounds.
     first_new: usize,
     done: bool,
+    /// When `chain.baseline` was sampled in this run.
+    baseline_at: Option<std::time::Instant>,
 }
 
 /// Phase 1 for the plan's preserved units that allow pre-dumps: the
@@ -219,6 +226,7 @@ fn run(
                 first_new: chain.rounds.len(),
                 chain,
                 done: false,
+                baseline_at: None,
             }
         })
         .collect();
@@ -258,6 +266,12 @@ fn pre_dump_round(
     progress: &dyn Fn(Progress),
 ) {
     let name = &unit.planned.name;
+    if let Some(remaining) = unit
+        .baseline_at
+        .and_then(|at| ACTIVITY_WINDOW.checked_sub(at.elapsed()))
+    {
+        std::thread::sleep(remaining);
+    }
     let started_usec = wall_usec();
     let before = ActivitySample::take(Path::new("/proc"), &cgroup_pids(name)).ok();
     let ran = match (&unit.chain.baseline, &before) {
@@ -335,6 +349,7 @@ fn pre_dump_round(
     unit.chain.parent = Some(dir_name);
     std::thread::sleep(SETTLE);
     unit.chain.baseline = ActivitySample::take(Path::new("/proc"), &cgroup_pids(name)).ok();
+    unit.baseline_at = Some(std::time::Instant::now());
     if let Some(reason) = policy.stop_reason(&unit.chain.rounds[unit.first_new..], unit.cap) {
         progress(Progress::new(Phase::PreDump, name, 0, &reason));
         unit.chain.convergence = reason;
