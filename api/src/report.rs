@@ -283,6 +283,25 @@ impl UnitRecord {
     }
 }
 
+/// A unit whose state was lost before the stoppage (its process died with
+/// a failed pre-dump) and that was started afresh: it went on to be
+/// preserved as it then was, so its record's outcome does not show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loss {
+    pub unit: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Loss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {LOST_PREFIX}{}{LOST_SUFFIX}",
+            self.unit, self.reason
+        )
+    }
+}
+
 /// `relivectl upgrade-report`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpgradeReport {
@@ -308,6 +327,9 @@ pub struct UpgradeReport {
     pub store: String,
     #[serde(default)]
     pub notes: Vec<String>,
+    /// States lost before the stoppage (also in `notes`, as text).
+    #[serde(default)]
+    pub losses: Vec<Loss>,
     /// Why the upgrade went back to the previous kernel, if it did.
     #[serde(default)]
     pub rolled_back: Option<String>,
@@ -318,12 +340,18 @@ pub struct UpgradeReport {
 }
 
 impl UpgradeReport {
-    /// The units whose state was lost, with why.
+    /// The units whose state was lost, with why: in the stoppage or the
+    /// restore (their outcome), or before (`losses`).
     pub fn lost(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.units.iter().filter_map(|u| match &u.outcome {
+        let restored = self.units.iter().filter_map(|u| match &u.outcome {
             Some(Outcome::Lost { reason }) => Some((u.name.as_str(), reason.as_str())),
             _ => None,
-        })
+        });
+        let before = self
+            .losses
+            .iter()
+            .map(|l| (l.unit.as_str(), l.reason.as_str()));
+        restored.chain(before)
     }
 }
 

@@ -218,6 +218,7 @@ fn report(
         phase1_ended_usec: handover.phase1_ended_usec,
         store: handover.store.clone(),
         notes: handover.notes.clone(),
+        losses: handover.losses.clone(),
         rolled_back: handover.rolled_back.clone(),
         total_image_bytes: units.iter().map(|u| u.image_bytes).sum(),
         longest_stoppage_ms: units

@@ -64,6 +64,7 @@ impl Rig {
             phase1_ended_usec: 2,
             store: "disk store (test)".into(),
             notes: Vec::new(),
+            losses: Vec::new(),
             previous: Some(PreviousKernel {
                 release: "6.1.0-47-amd64".into(),
                 kernel: "/boot/vmlinuz-6.1.0-47-amd64".into(),

@@ -21,9 +21,9 @@ pub enum DumpError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The lab's fault injection.
+    /// The lab's fault injection (the text says which).
     #[cfg(feature = "fault-injection")]
-    #[error("injected fault ({0})")]
+    #[error("{0}")]
     Injected(String),
 }
 
@@ -113,7 +113,8 @@ impl Dumper for CriuDumper {
         {
             use relive_host::fault::{self, Fault};
             if fault::injected(Fault::PreDumpFail, job.unit) {
-                return Err(DumpError::Injected(Fault::PreDumpFail.name().into()));
+                let text = format!("injected fault ({})", fault::FAULT_FILE);
+                return Err(DumpError::Injected(text));
             }
             if fault::injected(Fault::PreDumpKills, job.unit) {
                 let error = fault::kill_process(Fault::PreDumpKills, job.main_pid);
@@ -161,11 +162,8 @@ impl Dumper for CriuDumper {
         {
             use relive_host::fault::{self, Fault};
             if fault::injected(Fault::DumpFail, job.unit) {
-                return Err(DumpError::Injected(format!(
-                    "{} ({})",
-                    Fault::DumpFail.name(),
-                    fault::FAULT_FILE
-                )));
+                let text = format!("injected fault ({})", fault::FAULT_FILE);
+                return Err(DumpError::Injected(text));
             }
             if fault::injected(Fault::DumpKills, job.unit) {
                 let error = fault::kill_process(Fault::DumpKills, job.main_pid);

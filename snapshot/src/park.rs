@@ -10,7 +10,7 @@ use crate::predump::{self, Chain};
 use crate::{preflight, warm, Seams, UpgradeError, UpgradeRequest};
 use relive_api::plan::{Plan, PlannedUnit, StoreChoice};
 use relive_api::progress::{Phase, Progress};
-use relive_api::report::{FinalDump, UnitMode, UnitRecord, UpgradeMode};
+use relive_api::report::{FinalDump, Loss, UnitMode, UnitRecord, UpgradeMode};
 use relive_config::UpgradeConfig;
 use relive_criu::activity::ActivitySample;
 use relive_host::{panic_message, Job};
@@ -224,7 +224,7 @@ impl Parking<'_> {
             fault::carry_into(&store.root);
         }
         let phase1_started_usec = wall_usec();
-        let mut lost = Vec::new();
+        let mut losses = Vec::new();
         let two_phase = self.config.pre_dump && !request.single_phase;
         let chains = if two_phase {
             let count = plan.preserved.iter().filter(|u| u.pre_dump).count();
@@ -242,7 +242,7 @@ impl Parking<'_> {
                 self.progress,
                 warm,
             )?;
-            lost = predump::start_lost(self.seams, &chains, self.progress)?;
+            losses = predump::start_lost(self.seams, &chains, self.progress)?;
             // Written out now, so the sync before the kexec flushes only
             // the final dumps.
             nix::unistd::sync();
@@ -302,7 +302,7 @@ impl Parking<'_> {
             tracing::warn!("{note}");
             note
         });
-        let notes: Vec<String> = lost.into_iter().chain(edited).collect();
+        let notes: Vec<String> = losses.iter().map(Loss::to_string).chain(edited).collect();
         (self.progress)(Progress::new(
             Phase::Handover,
             "",
@@ -331,6 +331,7 @@ impl Parking<'_> {
             phase1_ended_usec,
             store: choice.note.clone(),
             notes,
+            losses,
             previous: PreviousKernel::running(),
             rolled_back: None,
         };

@@ -18,7 +18,7 @@ use crate::dump::{DumpError, Dumper, PreDumpJob};
 use crate::{Seams, UpgradeError};
 use relive_api::plan::{Plan, PlannedUnit};
 use relive_api::progress::{Phase, Progress};
-use relive_api::report::PreDumpRound;
+use relive_api::report::{Loss, PreDumpRound};
 use relive_config::{PreDumpMode, UpgradeConfig};
 use relive_criu::activity::{self, ActivitySample};
 use relive_host::Job;
@@ -182,15 +182,18 @@ pub fn start_lost(
     seams: &Seams,
     chains: &BTreeMap<String, Chain>,
     progress: &dyn Fn(Progress),
-) -> Result<Vec<String>, UpgradeError> {
-    let mut notes = Vec::new();
+) -> Result<Vec<Loss>, UpgradeError> {
+    let mut losses = Vec::new();
     for (name, chain) in chains {
         let Some(why) = &chain.lost else {
             continue;
         };
-        let note = format!("{name}: state lost: {why}; started afresh");
-        tracing::warn!("{note}");
-        progress(Progress::new(Phase::PreDump, name, 0, &note));
+        let loss = Loss {
+            unit: name.clone(),
+            reason: why.clone(),
+        };
+        tracing::warn!("{loss}");
+        progress(Progress::new(Phase::PreDump, name, 0, &loss.to_string()));
         seams
             .host
             .run_job(name, Job::Start)
@@ -198,9 +201,9 @@ pub fn start_lost(
                 unit: name.clone(),
                 source,
             })?;
-        notes.push(note);
+        losses.push(loss);
     }
-    Ok(notes)
+    Ok(losses)
 }
 
 /// Runs phase 1 over `units` (the plan's preserved units with pre-dumps

@@ -29,6 +29,12 @@ struct FakeDumper {
 
 impl Dumper for FakeDumper {
     fn pre_dump(&self, job: &PreDumpJob<'_>) -> Result<(), DumpError> {
+        if self.failing.contains(job.unit) {
+            return Err(DumpError::Io {
+                path: job.dir.to_owned(),
+                source: std::io::Error::other("CRIU died (fake)"),
+            });
+        }
         std::fs::write(job.dir.join("pages-1.img"), b"pre").unwrap();
         Ok(())
     }
@@ -367,4 +373,47 @@ fn a_failed_preflight_leaves_everything_as_it_was() {
     );
     assert!(rig.kexec.calls().is_empty(), "nothing loaded");
     assert!(rig.freezer.calls().is_empty());
+}
+
+#[test]
+fn a_unit_that_died_with_its_pre_dump_is_started_afresh_and_its_loss_kept() {
+    let mut rig = Rig::new(&[("low", 100), ("critical", 900)], &[]);
+    let dead = dead_pid();
+    rig.host.with(|s| {
+        for unit in s.plan.preserved.iter_mut() {
+            unit.pre_dump = true;
+            if unit.name == "low" {
+                unit.main_pid = dead as u32;
+            }
+        }
+    });
+    rig.dumper.failing.insert("low".into());
+    rig.config.pre_dump = true;
+    let plan = rig.host.with(|s| s.plan.clone());
+    let store = relive_store::Store::create(&rig.store).unwrap();
+    let chains = crate::predump::phase1(
+        &rig.dumper,
+        &store,
+        &plan,
+        &rig.config,
+        &|_| {},
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(chains["low"].parent, None, "its chain is dropped");
+    assert!(chains["critical"].parent.is_some());
+    let losses = crate::predump::start_lost(&rig.seams(), &chains, &|_| {}).unwrap();
+    assert_eq!(losses.len(), 1);
+    assert_eq!(losses[0].unit, "low");
+    assert!(
+        losses[0].reason.starts_with(&format!(
+            "its main process {dead} died when pre-dump round 1 failed"
+        )),
+        "{}",
+        losses[0].reason
+    );
+    assert!(rig.calls().contains(&HostCall::Job {
+        unit: "low".into(),
+        job: Job::Start
+    }));
 }

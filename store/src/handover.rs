@@ -9,7 +9,7 @@
 //! "The handover format").
 
 use relive_api::plan::Plan;
-use relive_api::report::{UnitRecord, UpgradeMode};
+use relive_api::report::{Loss, UnitRecord, UpgradeMode};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -40,6 +40,9 @@ pub struct KexecHandover {
     /// What the user should know (unit files edited meanwhile...).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// States lost before the stoppage (also in `notes`, as text).
+    #[serde(default)]
+    pub losses: Vec<Loss>,
     /// The kernel to go back to if a unit with OnRestoreFailure=rollback
     /// cannot be restored.
     #[serde(default)]

@@ -1,7 +1,7 @@
 //! The fault matrix: each scenario, the faults it injects or the bad
 //! input it gives, what must happen and how relive must name the cause.
 
-use relive_api::report::{Outcome, UpgradeReport};
+use relive_api::report::UpgradeReport;
 use Cause::{Lost, Says};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,11 +164,8 @@ impl Cause {
         match *self {
             Says(text) => message.contains(text),
             Lost { unit, reason } => report.is_some_and(|r| {
-                r.units.iter().any(|u| {
-                    u.name == unit
-                        && matches!(&u.outcome, Some(Outcome::Lost { reason: why })
-                            if why.starts_with(reason))
-                })
+                r.lost()
+                    .any(|(lost, why)| lost == unit && why.starts_with(reason))
             }),
         }
     }
