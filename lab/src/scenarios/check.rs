@@ -327,6 +327,29 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
                 && Report::parse(o.stdout.trim()).is_some_and(|r| r.matches() && r.counter > 0)
         },
     );
+    // LimitNOFILE= above PID 1's own hard limit (the kernel gives init
+    // 1024:4096) is set in the service alone: PID 1 keeps its limits.
+    c.check_with(
+        "LimitNOFILE= leaves PID 1's own limits",
+        "set -e; u=/etc/systemd/system/relive-lab-nofile.service; \
+         limits() { awk '/^Max open files/ {print $4 \":\" $5}' /proc/$1/limits; }; \
+         before=$(limits 1); \
+         printf '[Service]\\nExecStart=/bin/sleep 600\\nLimitNOFILE=16:8192\\n' > $u; \
+         relivectl daemon-reload; relivectl start relive-lab-nofile.service; \
+         pid=$(head -1 /sys/fs/cgroup/system.slice/relive-lab-nofile.service/cgroup.procs); \
+         echo \"$before $(limits 1) $(limits $pid)\"; \
+         relivectl stop relive-lab-nofile.service; rm $u; relivectl daemon-reload",
+        &|o| {
+            let words: Vec<&str> = o.stdout.split_whitespace().collect();
+            let ok = o.success()
+                && matches!(words.as_slice(), [before, after, service]
+                    if before == after && *service == "16:8192");
+            (
+                ok,
+                format!("PID 1 before, after, the service: {}", o.stdout.trim()),
+            )
+        },
+    );
     c.out
 }
 

@@ -267,32 +267,25 @@ fn open_file(path: &Path, append: bool, truncate: bool) -> Result<Stdio, String>
     Ok(Stdio::Fd(Arc::new(std::os::fd::OwnedFd::from(file))))
 }
 
-/// LimitNOFILE= as far as it can be granted. Raising a hard limit needs
+/// LimitNOFILE= as far as it can be granted. The child sets it; PID 1's
+/// own limits never change (a probe on PID 1 itself once left it with the
+/// unit's soft limit). Raising a hard limit above PID 1's needs
 /// CAP_SYS_RESOURCE, which a relive in a container may lack: then the
-/// service gets the highest limit possible (with a warning) instead of
-/// failing to start.
+/// service gets PID 1's hard limit (with a warning) instead of failing to
+/// start.
 fn grantable_nofile(name: &str, (soft, hard): (u64, u64)) -> (u64, u64) {
     let Ok((_, own_hard)) =
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
     else {
         return (soft, hard);
     };
-    if hard <= own_hard {
-        return (soft, hard);
-    }
-    // Try raising PID 1's own limit: if that works, the child can too.
-    if nix::sys::resource::setrlimit(
-        nix::sys::resource::Resource::RLIMIT_NOFILE,
-        own_hard.min(soft),
-        hard,
+    let may_raise = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
     )
-    .is_ok()
-    {
-        let _ = nix::sys::resource::setrlimit(
-            nix::sys::resource::Resource::RLIMIT_NOFILE,
-            own_hard.min(soft),
-            own_hard,
-        );
+    .unwrap_or(false);
+    if hard <= own_hard || may_raise {
         return (soft, hard);
     }
     tracing::warn!("{name}: LimitNOFILE={hard} is above the hard limit relive may grant ({own_hard}); using {own_hard}");

@@ -1,0 +1,76 @@
+//! PID 1 hardening in the namespace sandbox: what a unit file asks for
+//! must never change relive itself.
+
+use relive_tests::{require_sandbox, Sandbox};
+use std::time::Duration;
+
+/// The soft and hard "Max open files" of a host PID.
+fn nofile(pid: i32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut numbers = line
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok());
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
+/// Whether a host PID holds CAP_SYS_RESOURCE (a container may withhold it).
+fn has_cap_sys_resource(pid: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    effective & (1 << 24) != 0
+}
+
+/// Sets a host PID's open-file limits.
+fn set_nofile(pid: i32, soft: u64, hard: u64) {
+    let limit = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: prlimit64 reads `limit` and writes nothing (old is null).
+    let rc = unsafe { libc::prlimit64(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// LimitNOFILE= above PID 1's own hard limit is the service's alone: PID 1
+/// keeps its limits (it once took the unit's soft limit, 16 descriptors,
+/// and could then not accept a connection).
+#[test]
+fn limit_nofile_above_pid1s_own_never_changes_pid1() {
+    require_sandbox!();
+    let unit = "[Service]\nExecStart=/bin/sleep 300\nLimitNOFILE=16:8192\n";
+    let sandbox = Sandbox::boot(
+        &[("many.service", unit), ("multi-user.target", "[Unit]\n")],
+        "",
+    );
+    let pid1 = sandbox.pid1();
+    set_nofile(pid1, 1024, 4096);
+    sandbox.ctl_ok(&["start", "many.service"]);
+    sandbox.wait_state("many.service", "active", Duration::from_secs(10));
+    assert_eq!(nofile(pid1), (1024, 4096), "relive's own limits changed");
+    let service = sandbox.cgroup_pids("many.service")[0] as i32;
+    if has_cap_sys_resource(pid1) {
+        assert_eq!(nofile(service), (16, 8192), "the service's limits");
+    } else {
+        // Without CAP_SYS_RESOURCE no process may raise a hard limit: the
+        // service gets relive's, and the log says so.
+        assert_eq!(nofile(service), (16, 4096), "the service's limits");
+        assert!(
+            !sandbox
+                .log_lines("LimitNOFILE=8192 is above the hard limit relive may grant (4096)")
+                .is_empty(),
+            "{}",
+            sandbox.log()
+        );
+    }
+    // relive still serves its API (it needs descriptors for that).
+    sandbox.ctl_ok(&["list-units"]);
+    let _ = sandbox.poweroff();
+}
