@@ -337,27 +337,48 @@ pub fn serve_listener(listener: UnixListener, commands: CommandSender) -> io::Re
     let fd = listener.as_raw_fd();
     std::thread::Builder::new()
         .name("dbus-accept".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(stream) => {
-                        let commands = commands.clone();
-                        let spawned = std::thread::Builder::new()
-                            .name("dbus-client".into())
-                            .spawn(move || serve_client(stream, commands));
-                        if let Err(e) = spawned {
-                            tracing::error!("control socket: cannot start a client thread: {e}");
-                        }
-                    }
-                    Err(e) => tracing::warn!("control socket: accept failed: {e}"),
-                }
-            }
-        })?;
+        .spawn(move || accept_loop(listener, commands))?;
     Ok(fd)
 }
 
-fn serve_client(stream: UnixStream, commands: CommandSender) {
-    let _counted = crate::clients::Counted::new();
+/// Control connections served at once at most; more wait in the
+/// socket's backlog until one ends.
+const MAX_CLIENTS: usize = 128;
+
+/// Accepts connections, one thread each, MAX_CLIENTS at a time. An accept
+/// that fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+/// ENOMEM) is retried after a pause: never a busy loop.
+fn accept_loop(listener: UnixListener, commands: CommandSender) {
+    let mut failures: u64 = 0;
+    loop {
+        while crate::clients::open() >= MAX_CLIENTS {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                failures += 1;
+                // One line per 100 failures: the log is not flooded either.
+                if failures % 100 == 1 {
+                    tracing::warn!("control socket: accept failed ({failures} so far): {e}");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+        };
+        let counted = crate::clients::Counted::new();
+        let commands = commands.clone();
+        let spawned = std::thread::Builder::new()
+            .name("dbus-client".into())
+            .spawn(move || serve_client(stream, commands, counted));
+        if let Err(e) = spawned {
+            tracing::error!("control socket: cannot start a client thread: {e}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+fn serve_client(stream: UnixStream, commands: CommandSender, _counted: crate::clients::Counted) {
     let uid =
         match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
             Ok(cred) => cred.uid(),

@@ -211,9 +211,7 @@ impl EventLoop {
         ] {
             if flag.swap(false, Ordering::SeqCst) {
                 tracing::info!("received the signal for {}", kind.verb());
-                if let Err(e) = self.manager.begin_shutdown(kind) {
-                    tracing::warn!("{e}");
-                }
+                self.manager.shutdown_signal(kind);
             }
         }
         let mut buf = [0u8; 8];

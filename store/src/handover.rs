@@ -102,6 +102,58 @@ pub fn marker(cmdline: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Why the store a kernel command line names is not used (nor touched).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MarkerRefused {
+    #[error("relive.handover={} is not one of relive's store locations ({}, {})", path.display(), disk.display(), memory.display())]
+    NotAStore {
+        path: PathBuf,
+        disk: PathBuf,
+        memory: PathBuf,
+    },
+    #[error("relive.handover_device={} is not a persistent-memory device (/dev/pmemN)", .0.display())]
+    NotPmem(PathBuf),
+    #[error("relive.handover_device= names the memory store, but relive.handover={} is not its directory ({})", path.display(), memory.display())]
+    DeviceWithoutMemoryStore { path: PathBuf, memory: PathBuf },
+}
+
+/// Checks what a command line names before relive reads, mounts or wipes
+/// anything: the store must be relive's own (`disk_store` from the
+/// configuration, or the memory store), the device a pmem device. Anyone
+/// who can set the command line could otherwise have relive delete any
+/// directory (a refused store is wiped) or mount any device.
+pub fn check_marker(
+    path: &std::path::Path,
+    device: Option<&std::path::Path>,
+    disk_store: &std::path::Path,
+) -> Result<(), MarkerRefused> {
+    let memory = crate::memory::store_dir();
+    if let Some(device) = device {
+        let pmem = device
+            .to_str()
+            .and_then(|d| d.strip_prefix("/dev/pmem"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !pmem {
+            return Err(MarkerRefused::NotPmem(device.to_owned()));
+        }
+        if path != memory {
+            return Err(MarkerRefused::DeviceWithoutMemoryStore {
+                path: path.to_owned(),
+                memory,
+            });
+        }
+        return Ok(());
+    }
+    if path == disk_store {
+        return Ok(());
+    }
+    Err(MarkerRefused::NotAStore {
+        path: path.to_owned(),
+        disk: disk_store.to_owned(),
+        memory,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +165,38 @@ mod tests {
             Some(PathBuf::from("/var/lib/relive/upgrade"))
         );
         assert_eq!(marker("console=ttyS0 quiet"), None);
+    }
+
+    #[test]
+    fn only_relive_s_own_stores_and_pmem_devices_are_accepted() {
+        let disk = std::path::Path::new("/var/lib/relive/upgrade");
+        let memory = crate::memory::store_dir();
+        let pmem = std::path::Path::new("/dev/pmem0");
+        assert_eq!(check_marker(disk, None, disk), Ok(()));
+        assert_eq!(check_marker(&memory, Some(pmem), disk), Ok(()));
+        // relive.handover=/var would have had /var deleted at boot.
+        let e = check_marker(std::path::Path::new("/var"), None, disk).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("relive.handover=/var is not one of relive's store locations"),
+            "{e}"
+        );
+        assert!(check_marker(
+            std::path::Path::new("/var/lib/relive/upgrade/.."),
+            None,
+            disk
+        )
+        .is_err());
+        for device in ["/dev/sda", "/dev/pmem", "/dev/pmem0/../sda", "/tmp/pmem0"] {
+            let device = std::path::Path::new(device);
+            assert_eq!(
+                check_marker(&memory, Some(device), disk),
+                Err(MarkerRefused::NotPmem(device.to_owned()))
+            );
+        }
+        assert!(
+            check_marker(disk, Some(pmem), disk).is_err(),
+            "the device goes with the memory store"
+        );
     }
 }

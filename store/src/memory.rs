@@ -30,6 +30,8 @@ pub enum MemoryStoreError {
     Modprobe { module: String, reason: String },
     #[error("{} did not appear after loading {}", .0.display(), MODULES.join(" "))]
     DeviceDidNotAppear(PathBuf),
+    #[error("{} is not a block device", .0.display())]
+    NotABlockDevice(PathBuf),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -193,6 +195,11 @@ pub fn attach(device: &Path) -> Result<(), MemoryStoreError> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(device).map_err(io_error(device))?;
+    if !meta.file_type().is_block_device() {
+        return Err(MemoryStoreError::NotABlockDevice(device.to_owned()));
     }
     // The raw device holds the images too: root only, whatever udev made it.
     use std::os::unix::fs::PermissionsExt;

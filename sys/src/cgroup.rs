@@ -54,6 +54,16 @@ impl CgroupFs {
         }
     }
 
+    /// `populated` from cgroup.events; a missing cgroup is empty.
+    pub fn populated(&self, path: &str) -> io::Result<bool> {
+        let file = self.dir(path).join("cgroup.events");
+        match fs::read_to_string(&file) {
+            Ok(text) => Ok(text.lines().any(|l| l.trim() == "populated 1")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(with_path(e, &file)),
+        }
+    }
+
     pub fn kill_all(&self, path: &str) -> io::Result<()> {
         let file = self.dir(path).join("cgroup.kill");
         match fs::write(&file, "1") {

@@ -39,6 +39,10 @@ pub trait Kernel: Send {
     fn cgroup_pids(&self, path: &str) -> io::Result<Vec<i32>>;
     /// SIGKILLs every process of the cgroup at once (cgroup.kill).
     fn cgroup_kill(&mut self, path: &str) -> io::Result<()>;
+    /// Whether any process is left in the cgroup or below (cgroup.events):
+    /// one small read, however many processes there are. A missing cgroup
+    /// is empty.
+    fn cgroup_populated(&self, path: &str) -> io::Result<bool>;
     /// Removes the cgroup if it is empty; a busy or missing one is left alone.
     fn cgroup_remove(&mut self, path: &str);
     /// The cgroup a process is in, relative to the root (e.g. `/system.slice/a.service`).
@@ -96,6 +100,10 @@ impl Kernel for RealKernel {
 
     fn cgroup_kill(&mut self, path: &str) -> io::Result<()> {
         self.cgroups.kill_all(path)
+    }
+
+    fn cgroup_populated(&self, path: &str) -> io::Result<bool> {
+        self.cgroups.populated(path)
     }
 
     fn cgroup_remove(&mut self, path: &str) {

@@ -324,12 +324,23 @@ fn child_main(plan: &ChildPlan) -> ! {
         }
         libc::umask(plan.umask as libc::mode_t);
         if let Some(creds) = plan.credentials {
-            if libc::setgroups(creds.groups.len(), creds.groups.as_ptr()) < 0
-                || libc::setresgid(creds.gid, creds.gid, creds.gid) < 0
+            // The raw system calls, not glibc's wrappers: those apply the
+            // change to every thread of the process (a signal to each and
+            // a wait under a lock), and this child of a multi-threaded
+            // relive inherited glibc's list of threads that do not exist
+            // here, and maybe a lock another relive thread held at the
+            // clone: it waited for ever, and relive for its exec with it.
+            // This child has one thread; the kernel's calls are per thread.
+            if libc::syscall(
+                libc::SYS_setgroups,
+                creds.groups.len(),
+                creds.groups.as_ptr(),
+            ) < 0
+                || libc::syscall(libc::SYS_setresgid, creds.gid, creds.gid, creds.gid) < 0
             {
                 fail(plan, ChildStep::Group);
             }
-            if libc::setresuid(creds.uid, creds.uid, creds.uid) < 0 {
+            if libc::syscall(libc::SYS_setresuid, creds.uid, creds.uid, creds.uid) < 0 {
                 fail(plan, ChildStep::User);
             }
         }

@@ -115,7 +115,7 @@ fn main() -> ExitCode {
     }
     // After a live upgrade's kexec: the previous kernel's handover.
     let kexec_handover = if scope == Scope::Machine && !resuming {
-        kexec_handover()
+        kexec_handover(&config)
     } else {
         None
     };
@@ -130,13 +130,17 @@ fn main() -> ExitCode {
         prepare_system(&config, scope, floor);
     }
     match run(args, config, scope, kexec_handover) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            relive::logging::flush();
+            ExitCode::SUCCESS
+        }
         Err(e) if scope == Scope::Machine => {
             tracing::error!("{e:#}");
             last_resort()
         }
         Err(e) => {
             tracing::error!("{e:#}");
+            relive::logging::flush();
             ExitCode::FAILURE
         }
     }
@@ -178,10 +182,16 @@ fn prepare_system(config: &Config, scope: Scope, pid_floor: u32) {
 /// The store named by `relive.handover=` on the kernel command line, if
 /// it holds a valid handover. A store that does not is wiped: its images
 /// are never used.
-fn kexec_handover() -> Option<(Store, KexecHandover, ManagerState)> {
+fn kexec_handover(config: &Config) -> Option<(Store, KexecHandover, ManagerState)> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let path = handover::marker(&cmdline)?;
-    if let Some(device) = memory::device_of(&cmdline) {
+    let device = memory::device_of(&cmdline);
+    if let Err(e) = handover::check_marker(&path, device.as_deref(), &config.upgrade.store_dir) {
+        // Not relive's: not read, not mounted, not wiped.
+        tracing::error!("{e}; booting afresh");
+        return None;
+    }
+    if let Some(device) = device {
         // The memory store: the same region, as the previous kernel left it.
         if let Err(e) = memory::attach(&device).and_then(|()| memory::mount(&device)) {
             tracing::error!("live upgrade handover in memory unreadable: {e}; booting afresh");
@@ -351,6 +361,7 @@ fn run(
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 let binary = relive::reexec::own_binary();
                 let argv: Vec<String> = std::env::args().skip(1).collect();
+                relive::logging::flush();
                 let e = relive::reexec::exec_self(&mut event_loop, control_fd, &binary, &argv);
                 tracing::error!("re-exec of {binary} failed: {e}; carrying on");
             }
@@ -367,6 +378,7 @@ fn run(
     match scope {
         Scope::Machine => {
             tracing::info!("{}", kind.verb());
+            relive::logging::flush();
             let e = machine::end_machine(kind);
             Err(anyhow::anyhow!("reboot(2) failed: {e}"))
         }

@@ -53,6 +53,8 @@ pub struct Runtime {
     pub scope: relive_sys::machine::Scope,
     /// (file, line, key) already warned about: each warning is logged once.
     warned: BTreeSet<String>,
+    /// Each unit's output lines logged in the current interval.
+    pub output_rate: HashMap<String, status::OutputRate>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -92,6 +94,7 @@ impl Manager {
                 reexec_requested: false,
                 scope: relive_sys::machine::Scope::Process,
                 warned: BTreeSet::new(),
+                output_rate: HashMap::new(),
             },
             config,
             unit_dirs,
@@ -177,6 +180,13 @@ impl Manager {
     pub fn request_reexec(&mut self) -> Result<(), ManagerError> {
         if self.state.shutdown.is_some() {
             return Err(ManagerError::Refused("the system is shutting down".into()));
+        }
+        if self.state.upgrading {
+            // Its units are frozen or exist only as images, and the
+            // upgrade's threads would be gone with this process.
+            return Err(ManagerError::Refused(
+                "a live upgrade is running; re-execute once it has completed or been undone".into(),
+            ));
         }
         tracing::info!("re-executing relive");
         self.rt.reexec_requested = true;

@@ -16,6 +16,9 @@ use nix::sys::socket::{
     self, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 
+/// Notify messages handled per wake-up of the loop at most.
+const MAX_PER_WAKE: usize = 64;
+
 /// Bound notify socket; `NOTIFY_SOCKET` names its path.
 #[derive(Debug)]
 pub struct NotifySocket {
@@ -49,10 +52,13 @@ impl NotifySocket {
         NotifySocket { fd }
     }
 
-    /// Every pending message as (sender PID, text).
+    /// Pending messages as (sender PID, text), MAX_PER_WAKE at most: the
+    /// socket is world-writable, and a local user flooding it must not
+    /// keep the loop from everything else (the rest waits in the socket;
+    /// poll wakes the loop again).
     pub fn receive_all(&self) -> Vec<(i32, String)> {
         let mut out = Vec::new();
-        loop {
+        for _ in 0..MAX_PER_WAKE {
             let mut buf = vec![0u8; 4096];
             let mut iov = [IoSliceMut::new(&mut buf)];
             let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);

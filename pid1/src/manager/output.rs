@@ -8,6 +8,11 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 /// The longest line kept whole; longer ones are cut (a service cannot make
 /// PID 1 buffer without bound).
 const MAX_LINE: usize = 4096;
+/// Read from one pipe per wake-up of the loop at most: a service that
+/// writes without pause (`yes`) must not keep the loop from everything
+/// else. The rest waits in the pipe (poll wakes the loop again), and the
+/// service blocks on its full pipe, as it would on a slow console.
+const MAX_READ_PER_WAKE: usize = 64 * 1024;
 
 #[derive(Debug)]
 struct Pipe {
@@ -85,13 +90,18 @@ impl Outputs {
         };
         let mut buf = [0u8; 8192];
         let mut eof = false;
-        loop {
+        let mut read = 0;
+        while read < MAX_READ_PER_WAKE {
             match nix::unistd::read(&pipe.read_end, &mut buf) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(n) => pipe.partial.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    read += n;
+                    pipe.partial.extend_from_slice(&buf[..n]);
+                    split_lines(pipe, &mut lines);
+                }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(nix::errno::Errno::EAGAIN) => break,
                 Err(_) => {
@@ -100,11 +110,7 @@ impl Outputs {
                 }
             }
         }
-        while let Some(pos) = pipe.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pipe.partial.drain(..=pos).collect();
-            lines.push((pipe.unit.clone(), clean(&line[..line.len() - 1])));
-        }
-        if pipe.partial.len() > MAX_LINE || (eof && !pipe.partial.is_empty()) {
+        if eof && !pipe.partial.is_empty() {
             let line = std::mem::take(&mut pipe.partial);
             lines.push((pipe.unit.clone(), clean(&line)));
         }
@@ -112,6 +118,19 @@ impl Outputs {
             self.pipes.remove(&fd);
         }
         lines
+    }
+}
+
+/// Moves the complete lines out of `pipe.partial`; a line that grew past
+/// MAX_LINE without an end is cut there, so the buffer stays bounded.
+fn split_lines(pipe: &mut Pipe, lines: &mut Vec<(String, String)>) {
+    while let Some(pos) = pipe.partial.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = pipe.partial.drain(..=pos).collect();
+        lines.push((pipe.unit.clone(), clean(&line[..line.len() - 1])));
+    }
+    if pipe.partial.len() > MAX_LINE {
+        let line = std::mem::take(&mut pipe.partial);
+        lines.push((pipe.unit.clone(), clean(&line)));
     }
 }
 
@@ -143,5 +162,35 @@ mod tests {
         drop(write_end);
         assert_eq!(outputs.read(fd), vec![("a.service".into(), "thr".into())]);
         assert!(outputs.fds().is_empty());
+    }
+
+    /// A service that never stops writing gets a bounded share of a
+    /// wake-up, and a line without an end never grows past MAX_LINE.
+    #[test]
+    fn one_wake_up_reads_a_bounded_amount() {
+        let mut outputs = Outputs::default();
+        let write_end = outputs.open_pipe("yes.service").unwrap();
+        nix::fcntl::fcntl(
+            &write_end,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        // Grow the pipe, then fill it: more than a wake-up may read.
+        let _ = nix::fcntl::fcntl(&write_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+        let fd = outputs.fds()[0].as_raw_fd();
+        let mut written = 0;
+        while let Ok(n) = nix::unistd::write(&write_end, &[b'y'; 8192]) {
+            written += n;
+        }
+        assert!(
+            written > MAX_READ_PER_WAKE,
+            "the pipe holds {written} bytes"
+        );
+        let lines = outputs.read(fd);
+        let bytes: usize = lines.iter().map(|(_, l)| l.len()).sum();
+        assert!(bytes <= MAX_READ_PER_WAKE, "{bytes} bytes in one wake-up");
+        assert!(lines.iter().all(|(_, l)| l.len() <= MAX_LINE));
+        let pipe = outputs.pipes.values().next().unwrap();
+        assert!(pipe.partial.len() <= MAX_LINE);
     }
 }

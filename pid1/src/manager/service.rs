@@ -381,6 +381,13 @@ impl Manager {
         let mut targets: Vec<i32> = main.into_iter().chain(control).collect();
         if svc.kill_mode == KillMode::ControlGroup {
             let cgroup = relive_sys::cgroup::unit_cgroup(name);
+            if signal == libc::SIGKILL {
+                // At once, in the kernel: a process forking in a loop
+                // cannot outrun it, as it could a kill per listed PID.
+                if let Err(e) = self.rt.kernel.cgroup_kill(&cgroup) {
+                    tracing::warn!("{name}: cgroup.kill: {e}");
+                }
+            }
             targets.extend(self.rt.kernel.cgroup_pids(&cgroup).unwrap_or_default());
         }
         if svc.kill_mode == KillMode::None {
@@ -411,14 +418,10 @@ impl Manager {
             return;
         }
         if matches!(svc.kill_mode, KillMode::ControlGroup | KillMode::Mixed) {
+            // cgroup.events, not cgroup.procs: this runs on every exit of
+            // a process of a stopping unit, and a unit may have 10,000.
             let cgroup = relive_sys::cgroup::unit_cgroup(name);
-            if !self
-                .rt
-                .kernel
-                .cgroup_pids(&cgroup)
-                .unwrap_or_default()
-                .is_empty()
-            {
+            if self.rt.kernel.cgroup_populated(&cgroup).unwrap_or(false) {
                 return;
             }
         }

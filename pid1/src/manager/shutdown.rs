@@ -50,6 +50,22 @@ impl Manager {
         Ok(())
     }
 
+    /// A shutdown signal: during an upgrade it waits for the upgrade's
+    /// end (a UPS's SIGPWR must not be dropped); otherwise it begins.
+    pub fn shutdown_signal(&mut self, kind: ShutdownKind) {
+        if self.state.upgrading {
+            tracing::warn!(
+                "{}: queued until the live upgrade has completed or been undone",
+                kind.verb()
+            );
+            self.state.queued_shutdown = Some(kind);
+            return;
+        }
+        if let Err(e) = self.begin_shutdown(kind) {
+            tracing::warn!("{e}");
+        }
+    }
+
     /// The shutdown has stopped every unit.
     pub fn shutdown_done(&self) -> Option<ShutdownKind> {
         let kind = self.state.shutdown?;

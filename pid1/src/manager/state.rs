@@ -25,6 +25,11 @@ pub struct ManagerState {
     /// Set while a live upgrade runs (one at a time).
     #[serde(default)]
     pub upgrading: bool,
+    /// A shutdown signal (SIGPWR from a UPS daemon, ctrl-alt-del, SIGTERM)
+    /// that came during an upgrade: acted on once the upgrade is over,
+    /// on whichever kernel that is.
+    #[serde(default)]
+    pub queued_shutdown: Option<relive_sys::machine::ShutdownKind>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

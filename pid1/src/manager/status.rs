@@ -83,10 +83,61 @@ fn wildcard(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
+/// Output lines a unit may log per interval.
+pub const OUTPUT_BURST: u32 = 10_000;
+pub const OUTPUT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One unit's output lines in the current interval.
+#[derive(Debug, Default)]
+pub struct OutputRate {
+    started: Option<std::time::Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+/// Whether a line is logged, and how many were not since the last one.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    Log { suppressed: u64 },
+    Suppress,
+}
+
+impl OutputRate {
+    pub fn admit(&mut self, now: std::time::Instant) -> Admit {
+        let expired = self
+            .started
+            .is_none_or(|start| now.duration_since(start) >= OUTPUT_INTERVAL);
+        if expired {
+            self.started = Some(now);
+            self.logged = 0;
+        }
+        if self.logged < OUTPUT_BURST {
+            self.logged += 1;
+            Admit::Log {
+                suppressed: std::mem::take(&mut self.suppressed),
+            }
+        } else {
+            self.suppressed += 1;
+            Admit::Suppress
+        }
+    }
+}
+
 impl Manager {
-    /// Records an output line of `unit`, keeping the last N.
+    /// Records an output line of `unit`, keeping the last N. The log gets
+    /// at most OUTPUT_BURST lines per unit per OUTPUT_INTERVAL (journald's
+    /// defaults): past that they are counted, and the count logged when
+    /// the interval ends.
     pub fn output_line(&mut self, unit: &str, line: String) {
-        tracing::info!(target: "unit", "{unit}: {line}");
+        let window = self.rt.output_rate.entry(unit.to_owned()).or_default();
+        match window.admit(std::time::Instant::now()) {
+            Admit::Log { suppressed: 0 } => tracing::info!(target: "unit", "{unit}: {line}"),
+            Admit::Log { suppressed } => {
+                tracing::warn!("{unit}: {suppressed} output lines not logged (more than {OUTPUT_BURST} in {OUTPUT_INTERVAL:?})");
+                tracing::info!(target: "unit", "{unit}: {line}");
+            }
+            Admit::Suppress => {}
+        }
         let keep = self.config.manager.status_output_lines;
         if let Some(u) = self.state.units.get_mut(unit) {
             u.output.push_back(line);
@@ -184,5 +235,25 @@ mod tests {
         assert!(wildcard(b"a?c", b"abc"));
         assert!(!wildcard(b"*.conf", b"a.con"));
         assert!(wildcard(b"*", b""));
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_unit_logs_a_burst_per_interval_and_the_rest_is_counted() {
+        let mut rate = OutputRate::default();
+        let start = Instant::now();
+        for _ in 0..OUTPUT_BURST {
+            assert_eq!(rate.admit(start), Admit::Log { suppressed: 0 });
+        }
+        assert_eq!(rate.admit(start), Admit::Suppress);
+        assert_eq!(rate.admit(start + Duration::from_secs(1)), Admit::Suppress);
+        let later = start + OUTPUT_INTERVAL;
+        assert_eq!(rate.admit(later), Admit::Log { suppressed: 2 });
+        assert_eq!(rate.admit(later), Admit::Log { suppressed: 0 });
     }
 }

@@ -2,6 +2,7 @@
 //! cgroups, deterministic.
 
 use super::*;
+use relive_sys::machine::ShutdownKind;
 use relive_sys::{SpawnError, SpawnRequest};
 use std::sync::{Arc, Mutex};
 
@@ -71,6 +72,9 @@ impl Kernel for FakeKernel {
     }
     fn cgroup_kill(&mut self, _: &str) -> std::io::Result<()> {
         Ok(())
+    }
+    fn cgroup_populated(&self, _: &str) -> std::io::Result<bool> {
+        Ok(false)
     }
     fn cgroup_remove(&mut self, _: &str) {}
     fn cgroup_of(&self, _: i32) -> Option<String> {
@@ -353,4 +357,35 @@ fn no_shutdown_during_an_upgrade_and_no_upgrade_during_a_shutdown() {
     m.begin_shutdown(ShutdownKind::PowerOff).unwrap();
     let e = m.begin_upgrade().unwrap_err().to_string();
     assert!(e.contains("shutting down"), "{e}");
+}
+
+/// A shutdown signal during an upgrade (a UPS daemon's SIGPWR) is not
+/// dropped: it waits for the upgrade to end, then stops everything.
+#[test]
+fn a_shutdown_signal_during_an_upgrade_waits_for_its_end() {
+    let (mut m, _k, _dir) = manager(&[("a.service", "[Service]\nExecStart=/bin/a\n")]);
+    m.request("a.service", JobKind::Start).unwrap();
+    m.begin_upgrade().unwrap();
+    m.shutdown_signal(ShutdownKind::PowerOff);
+    assert_eq!(m.state.shutdown, None, "not while units are parked");
+    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Active);
+    m.end_upgrade();
+    assert_eq!(m.state.shutdown, Some(ShutdownKind::PowerOff));
+    assert_eq!(
+        m.unit("a.service").unwrap().active,
+        ActiveState::Deactivating
+    );
+}
+
+/// A re-exec during an upgrade would leave its units frozen with no one
+/// to thaw them: refused.
+#[test]
+fn daemon_reexec_is_refused_during_an_upgrade() {
+    let (mut m, _k, _dir) = manager(&[]);
+    m.begin_upgrade().unwrap();
+    let e = m.request_reexec().unwrap_err();
+    assert!(e.to_string().contains("a live upgrade is running"), "{e}");
+    assert!(!m.rt.reexec_requested);
+    m.end_upgrade();
+    m.request_reexec().unwrap();
 }

@@ -23,10 +23,16 @@ impl Manager {
         Ok(())
     }
 
+    /// The upgrade is over: every unit is supervised again, and a shutdown
+    /// signal that came meanwhile is acted on now.
     pub fn end_upgrade(&mut self) {
         self.state.upgrading = false;
         for u in self.state.units.values_mut() {
             u.parked = false;
+        }
+        if let Some(kind) = self.state.queued_shutdown.take() {
+            tracing::info!("{}: the live upgrade is over, acting on it", kind.verb());
+            self.shutdown_signal(kind);
         }
     }
 

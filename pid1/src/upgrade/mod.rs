@@ -18,12 +18,37 @@ use relive_restore::revive::CriuRestorer;
 use relive_snapshot::dump::CriuDumper;
 use relive_snapshot::warm::Warm;
 use relive_snapshot::{park, preflight, warm, Seams, UpgradeError, UpgradeRequest};
-use relive_store::kexec::LiveKexec;
+use relive_store::kexec::{Kexec, LiveKexec};
 use relive_store::{KexecHandover, Store};
 use relive_sys::freezer::CgroupFreezer;
 use relive_sys::machine::Scope;
 
 pub use relive_restore::resume::REPORT_PATH;
+
+/// The running kernel's kexec, with relive's queued log records written
+/// out before the machine leaves this kernel.
+#[derive(Debug, Default)]
+struct FlushingKexec(LiveKexec);
+
+impl Kexec for FlushingKexec {
+    fn load(
+        &self,
+        kernel: &std::path::Path,
+        initrd: Option<&std::path::Path>,
+        cmdline: &str,
+    ) -> Result<(), relive_sys::kexec::KexecError> {
+        self.0.load(kernel, initrd, cmdline)
+    }
+
+    fn unload(&self) -> Result<(), relive_sys::kexec::KexecError> {
+        self.0.unload()
+    }
+
+    fn boot(&self, memory_device: Option<&std::path::Path>) -> relive_store::kexec::BootError {
+        crate::logging::flush();
+        self.0.boot(memory_device)
+    }
+}
 
 /// The live system's seams: PID 1's loop, CRIU, the cgroup freezer, kexec.
 #[derive(Debug)]
@@ -32,7 +57,7 @@ struct Live {
     dumper: CriuDumper,
     restorer: CriuRestorer,
     freezer: CgroupFreezer,
-    kexec: LiveKexec,
+    kexec: FlushingKexec,
 }
 
 impl Live {
@@ -44,7 +69,7 @@ impl Live {
             dumper: CriuDumper::new(&config.criu),
             restorer: CriuRestorer::new(&config.criu),
             freezer: CgroupFreezer::default(),
-            kexec: LiveKexec,
+            kexec: FlushingKexec::default(),
         }
     }
 
