@@ -74,3 +74,63 @@ fn limit_nofile_above_pid1s_own_never_changes_pid1() {
     sandbox.ctl_ok(&["list-units"]);
     let _ = sandbox.poweroff();
 }
+
+/// A directory any service user may write to, for PID files.
+fn shared_dir(sandbox: &Sandbox) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = sandbox.dir.join("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    dir
+}
+
+/// A PIDFile= written by the service's own user that names a process
+/// outside the unit (here PID 1, relive itself) is refused: adopted, the
+/// unit's stop would have signalled PID 1. A FIFO at the path must not
+/// hold the loop.
+#[test]
+fn an_untrusted_or_blocking_pid_file_is_refused() {
+    require_sandbox!();
+    let sandbox = Sandbox::boot(&[("multi-user.target", "[Unit]\n")], "");
+    let dir = shared_dir(&sandbox);
+    let evil = format!(
+        "[Service]\nType=forking\nUser=nobody\nPIDFile={d}/evil.pid\nExecStart=/bin/sh -c 'echo 1 > {d}/evil.pid; sleep 600 &'\n",
+        d = dir.display()
+    );
+    let fifo = format!(
+        "[Service]\nType=forking\nPIDFile={d}/fifo.pid\nExecStart=/bin/sh -c 'mkfifo {d}/fifo.pid; sleep 600 &'\n",
+        d = dir.display()
+    );
+    std::fs::write(sandbox.units.join("evil.service"), evil).unwrap();
+    std::fs::write(sandbox.units.join("fifo.service"), fifo).unwrap();
+    sandbox.ctl_ok(&["daemon-reload"]);
+    let _ = sandbox.ctl(&["start", "evil.service"]);
+    let status = sandbox.status("evil.service");
+    assert_eq!(status["active_state"], "failed", "{status}");
+    assert_ne!(status["main_pid"], 1, "{status}");
+    assert!(
+        !sandbox
+            .log_lines("(owned by uid 65534) names PID 1")
+            .is_empty()
+            || !sandbox.log_lines("names PID 1: refused").is_empty(),
+        "{}",
+        sandbox.log()
+    );
+    let started = std::time::Instant::now();
+    let _ = sandbox.ctl(&["start", "fifo.service"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "start took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sandbox.active_state("fifo.service"), "failed");
+    assert!(
+        !sandbox.log_lines("not a regular file").is_empty(),
+        "{}",
+        sandbox.log()
+    );
+    // relive is still itself: it answers, and powers off on request only.
+    sandbox.ctl_ok(&["list-units"]);
+    let (status, log) = sandbox.poweroff();
+    assert!(status.success(), "{status}\n{log}");
+}

@@ -16,6 +16,7 @@ pub mod graph;
 pub mod load;
 pub mod model;
 pub mod parse;
+pub mod read;
 pub mod specifier;
 pub mod unit_name;
 

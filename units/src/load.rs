@@ -150,10 +150,13 @@ impl Loader {
                 path: fragment,
             });
         }
-        let data = fs::read(&fragment).map_err(|e| LoadError::Io {
-            path: fragment.clone(),
-            source: e,
-        })?;
+        let data =
+            crate::read::read_regular(&fragment, crate::read::MAX_UNIT_FILE).map_err(|e| {
+                LoadError::Io {
+                    path: fragment.clone(),
+                    source: e,
+                }
+            })?;
 
         let kind = match unit_name::suffix(&canonical) {
             Some("service") => UnitKind::Service,
@@ -189,7 +192,7 @@ impl Loader {
         names.extend(aliases.iter().cloned());
         let mut dropins = Vec::new();
         for path in list_files(&self.index.dropin_dirs(&names, ".d"), Some(".conf")) {
-            match fs::read(&path) {
+            match crate::read::read_regular(&path, crate::read::MAX_UNIT_FILE) {
                 Ok(data) => {
                     builder.apply(&parse_bytes(&data, &path)?)?;
                     dropins.push(path);

@@ -5,7 +5,6 @@ use super::Manager;
 use relive_sys::spawn::{SpawnRequest, Stdio};
 use relive_units::{ExecCommand, OutputTarget, ServiceSection};
 use std::ffi::CString;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -99,7 +98,7 @@ impl Manager {
         }
         env.extend(svc.environment.iter().cloned());
         for (path, optional) in &svc.environment_files {
-            match std::fs::read_to_string(path) {
+            match relive_units::read::read_regular_text(path, relive_units::read::MAX_UNIT_FILE) {
                 Ok(text) => env.extend(relive_units::exec::parse_environment_file(&text)),
                 Err(_) if *optional => {}
                 Err(e) => return Err(format!("EnvironmentFile {}: {e}", path.display())),
@@ -206,18 +205,8 @@ impl Manager {
             None => None,
         };
         for dir in &svc.runtime_directory {
-            let path = Path::new("/run").join(dir);
-            std::fs::create_dir_all(&path)
-                .map_err(|e| format!("RuntimeDirectory {}: {e}", path.display()))?;
-            std::fs::set_permissions(
-                &path,
-                std::fs::Permissions::from_mode(svc.runtime_directory_mode),
-            )
-            .map_err(|e| format!("RuntimeDirectory {}: {e}", path.display()))?;
-            if let Some(c) = &owner {
-                std::os::unix::fs::chown(&path, Some(c.uid), Some(c.gid))
-                    .map_err(|e| format!("RuntimeDirectory {}: {e}", path.display()))?;
-            }
+            let owner = owner.as_ref().map(|c| (c.uid, c.gid));
+            super::rundir::make(Path::new("/run"), dir, svc.runtime_directory_mode, owner)?;
         }
         Ok(())
     }
@@ -225,8 +214,12 @@ impl Manager {
     /// After a stop: RuntimeDirectory= (unless preserved) and the empty cgroup.
     pub(super) fn release_unit_resources(&mut self, name: &str, svc: &ServiceSection) {
         if !svc.runtime_directory_preserve {
+            // remove_dir_all removes a symbolic link, never what it
+            // points to; relive's own directory is never removed.
             for dir in &svc.runtime_directory {
-                let _ = std::fs::remove_dir_all(Path::new("/run").join(dir));
+                if super::rundir::check_name(dir).is_ok() {
+                    let _ = std::fs::remove_dir_all(Path::new("/run").join(dir));
+                }
             }
         }
         self.rt
@@ -256,14 +249,29 @@ fn resolve_program(program: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{program}: not found in {}", EXEC_SEARCH_PATH.join(":")))
 }
 
+/// StandardOutput=file:/append:/truncate:. Opened without blocking: a
+/// FIFO with no reader would hold PID 1's loop in open(2); FIFOs are
+/// refused, a terminal or a file is handed to the service as usual.
 fn open_file(path: &Path, append: bool, truncate: bool) -> Result<Stdio, String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
     let file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .append(append)
         .truncate(truncate)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(failed)?;
+    let kind = file.metadata().map_err(failed)?.file_type();
+    if kind.is_fifo() || kind.is_socket() {
+        return Err(format!("{}: a FIFO or socket, not a file", path.display()));
+    }
+    // The service writes to it as to any file: blocking (O_APPEND kept).
+    let flags =
+        nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL).map_err(|e| failed(e.into()))?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(|e| failed(e.into()))?;
     Ok(Stdio::Fd(Arc::new(std::os::fd::OwnedFd::from(file))))
 }
 

@@ -10,6 +10,7 @@ mod jobs;
 pub mod notify;
 pub mod output;
 mod plan;
+mod rundir;
 mod service;
 mod shutdown;
 pub mod state;

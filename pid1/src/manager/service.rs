@@ -263,18 +263,7 @@ impl Manager {
     /// only process left in the cgroup.
     fn adopt_forked_main(&mut self, name: &str, svc: &ServiceSection) -> Result<(), String> {
         let pid = if let Some(path) = &svc.pid_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read PIDFile {}: {e}", path.display()))?;
-            let pid: i32 = text.trim().parse().map_err(|_| {
-                format!("PIDFile {} holds no PID: {:?}", path.display(), text.trim())
-            })?;
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                return Err(format!(
-                    "PIDFile {} names PID {pid}, which does not exist",
-                    path.display()
-                ));
-            }
-            pid
+            self.pid_from_file(name, path)?
         } else {
             let cgroup = relive_sys::cgroup::unit_cgroup(name);
             let pids = self.rt.kernel.cgroup_pids(&cgroup).unwrap_or_default();
@@ -291,6 +280,47 @@ impl Manager {
             .expect("unit exists")
             .main_pid = Some(pid);
         Ok(())
+    }
+
+    /// The main PID a PIDFile= names, if it may be trusted. The file may be
+    /// written by the service's own user: a PID outside the unit's cgroup
+    /// is accepted only from a file root owns (systemd's rule since
+    /// CVE-2018-16888), and never PID 1. The file is read without blocking
+    /// (a FIFO there would hold the loop) and must be a small regular file.
+    fn pid_from_file(&self, name: &str, path: &std::path::Path) -> Result<i32, String> {
+        let (data, owner) = relive_units::read::read_regular_owned(path, 4096)
+            .map_err(|e| format!("cannot read PIDFile {}: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&data);
+        let pid: i32 = text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|pid| *pid > 0)
+            .ok_or_else(|| format!("PIDFile {} holds no PID: {:?}", path.display(), text.trim()))?;
+        if pid == 1 {
+            return Err(format!("PIDFile {} names PID 1: refused", path.display()));
+        }
+        let Some(cgroup) = self.rt.kernel.cgroup_of(pid) else {
+            return Err(format!(
+                "PIDFile {} names PID {pid}, which does not exist",
+                path.display()
+            ));
+        };
+        let own = relive_sys::cgroup::unit_cgroup(name);
+        let in_unit = cgroup == own || cgroup.starts_with(&format!("{own}/"));
+        if !in_unit {
+            if owner != 0 {
+                return Err(format!(
+                    "PIDFile {} (owned by uid {owner}) names PID {pid}, which is not in {name}'s cgroup: refused",
+                    path.display()
+                ));
+            }
+            tracing::warn!(
+                "{name}: PIDFile {} names PID {pid}, outside the unit's cgroup ({cgroup}); accepted: the file is root's",
+                path.display()
+            );
+        }
+        Ok(pid)
     }
 
     /// The start failed: record why, then clean up what runs.
