@@ -146,12 +146,23 @@ impl EventLoop {
 
     /// Runs until a shutdown has stopped every unit, or a re-exec is due.
     pub fn run(&mut self) -> LoopExit {
+        let mut breaker = PanicBreaker::default();
         loop {
             let ready = self.wait();
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(&ready)));
+            let pause = breaker.after(outcome.is_err());
             if outcome.is_err() {
                 tracing::error!("recovered from a panic in the event loop; continuing");
+            }
+            if let Some(pause) = pause {
+                // The same panic on every wake-up would spin a core for
+                // ever: slow down, and keep serving between the pauses.
+                tracing::error!(
+                    "the event loop panicked {} times in a row; pausing {pause:?} between wake-ups",
+                    breaker.in_a_row
+                );
+                std::thread::sleep(pause);
             }
             if let Some(kind) = self.manager.shutdown_done() {
                 return LoopExit::Shutdown(kind);
@@ -268,5 +279,48 @@ impl EventLoop {
                 }
             }
         }
+    }
+}
+
+/// Counts panics on consecutive wake-ups, and says how long to pause once
+/// they repeat: a circuit breaker for a bug that fires on every wake-up.
+#[derive(Debug, Default)]
+struct PanicBreaker {
+    in_a_row: u32,
+}
+
+impl PanicBreaker {
+    /// Panics in a row before the loop slows down.
+    const TRIP: u32 = 10;
+    const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// After a wake-up: None to go on at once, or how long to pause.
+    fn after(&mut self, panicked: bool) -> Option<std::time::Duration> {
+        if !panicked {
+            self.in_a_row = 0;
+            return None;
+        }
+        self.in_a_row += 1;
+        let over = self.in_a_row.checked_sub(Self::TRIP)?;
+        let pause = std::time::Duration::from_millis(100) * 2u32.saturating_pow(over.min(6));
+        Some(pause.min(Self::MAX_PAUSE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_panics_slow_the_loop_down_and_a_good_wake_up_resets_it() {
+        let mut breaker = PanicBreaker::default();
+        for _ in 0..PanicBreaker::TRIP - 1 {
+            assert_eq!(breaker.after(true), None);
+        }
+        let first = breaker.after(true).unwrap();
+        let later = (0..20).filter_map(|_| breaker.after(true)).last().unwrap();
+        assert!(first < later && later <= PanicBreaker::MAX_PAUSE);
+        assert_eq!(breaker.after(false), None);
+        assert_eq!(breaker.after(true), None, "counting starts again");
     }
 }

@@ -134,3 +134,36 @@ fn an_untrusted_or_blocking_pid_file_is_refused() {
     let (status, log) = sandbox.poweroff();
     assert!(status.success(), "{status}\n{log}");
 }
+
+/// A notify socket that cannot be bound (a full or read-only /run) must
+/// not stop the boot: services start, Type=notify ones as Type=simple.
+#[test]
+fn the_boot_goes_on_without_a_notify_socket() {
+    require_sandbox!();
+    let workload = relive_tests::workload("notify-workload");
+    let notify = format!("[Service]\nType=notify\nExecStart={} 200\n", workload.display());
+    let target = "[Unit]\nWants=notify.service plain.service\n";
+    // Its parent is a file: the socket cannot be made there.
+    let blocker = std::env::temp_dir().join(format!("relive-no-dir-{}", std::process::id()));
+    std::fs::write(&blocker, "").unwrap();
+    let socket = blocker.join("notify");
+    let sandbox = Sandbox::boot_with_args(
+        &[
+            ("notify.service", &notify),
+            ("plain.service", "[Service]\nExecStart=/bin/sleep 600\n"),
+            ("multi-user.target", target),
+        ],
+        "",
+        &["--notify-socket", socket.to_str().unwrap()],
+    );
+    sandbox.wait_state("plain.service", "active", Duration::from_secs(10));
+    sandbox.wait_state("notify.service", "active", Duration::from_secs(10));
+    assert!(
+        !sandbox.log_lines("cannot bind the notify socket").is_empty(),
+        "{}",
+        sandbox.log()
+    );
+    let (status, log) = sandbox.poweroff();
+    let _ = std::fs::remove_file(&blocker);
+    assert!(status.success(), "{status}\n{log}");
+}

@@ -288,12 +288,22 @@ fn run(
             );
             (notify, control)
         }
-        None => (
-            NotifySocket::bind(&args.notify_socket)
-                .map_err(|e| anyhow::anyhow!("cannot bind the notify socket: {e}"))?,
-            None,
-        ),
+        None => match NotifySocket::bind(&args.notify_socket) {
+            Ok(notify) => (notify, None),
+            Err(e) => {
+                // A full or read-only /run must not stop the boot: services
+                // run without sd_notify instead.
+                tracing::error!(
+                    "cannot bind the notify socket {}: {e}; services run without sd_notify (Type=notify ones as Type=simple)",
+                    args.notify_socket.display()
+                );
+                let unbound = NotifySocket::unbound()
+                    .map_err(|e| anyhow::anyhow!("cannot make a notify socket at all: {e}"))?;
+                (unbound, None)
+            }
+        },
     };
+    manager.rt.notify_available = notify.is_bound();
     let mut event_loop = EventLoop::new(manager, notify)
         .map_err(|e| anyhow::anyhow!("cannot set up the event loop: {e}"))?;
     let served = match inherited_control {

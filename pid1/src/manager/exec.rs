@@ -107,10 +107,12 @@ impl Manager {
         if let Some(first) = svc.runtime_directory.first() {
             env.push(("RUNTIME_DIRECTORY".into(), format!("/run/{first}")));
         }
-        env.push((
-            "NOTIFY_SOCKET".into(),
-            self.rt.notify_socket_path.to_string_lossy().into_owned(),
-        ));
+        if self.rt.notify_available {
+            env.push((
+                "NOTIFY_SOCKET".into(),
+                self.rt.notify_socket_path.to_string_lossy().into_owned(),
+            ));
+        }
         if let Some(pid) = main_pid {
             env.push(("MAINPID".into(), pid.to_string()));
         }

@@ -56,6 +56,9 @@ pub struct Runtime {
     warned: BTreeSet<String>,
     /// Each unit's output lines logged in the current interval.
     pub output_rate: HashMap<String, status::OutputRate>,
+    /// False when the notify socket could not be bound: services get no
+    /// NOTIFY_SOCKET, and Type=notify ones start as Type=simple.
+    pub notify_available: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -96,6 +99,7 @@ impl Manager {
                 scope: relive_sys::machine::Scope::Process,
                 warned: BTreeSet::new(),
                 output_rate: HashMap::new(),
+                notify_available: true,
             },
             config,
             unit_dirs,

@@ -52,6 +52,26 @@ impl NotifySocket {
         NotifySocket { fd }
     }
 
+    /// A socket bound nowhere, for when the real one cannot be bound (a
+    /// full or read-only /run): nothing arrives, and the loop runs on.
+    pub fn unbound() -> std::io::Result<NotifySocket> {
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )?;
+        Ok(NotifySocket { fd })
+    }
+
+    /// Whether it is bound to a path services can send to.
+    pub fn is_bound(&self) -> bool {
+        socket::getsockname::<UnixAddr>(self.fd.as_raw_fd())
+            .ok()
+            .and_then(|a| a.path().map(|p| !p.as_os_str().is_empty()))
+            .unwrap_or(false)
+    }
+
     /// Pending messages as (sender PID, text), MAX_PER_WAKE at most: the
     /// socket is world-writable, and a local user flooding it must not
     /// keep the loop from everything else (the rest waits in the socket;

@@ -242,7 +242,11 @@ impl Manager {
                             .get_mut(name)
                             .expect("unit exists")
                             .main_pid = Some(pid);
-                        if svc.service_type == ServiceType::Notify {
+                        let notify = svc.service_type == ServiceType::Notify;
+                        if notify && !self.rt.notify_available {
+                            tracing::warn!("{name}: Type=notify, but relive has no notify socket: started as Type=simple");
+                        }
+                        if notify && self.rt.notify_available {
                             // Wait for READY=1 (see `notify_ready`).
                             self.set_state(name, ActiveState::Activating, SubState::Start);
                         } else {
