@@ -333,6 +333,10 @@ pub struct UpgradeReport {
     /// Why the upgrade went back to the previous kernel, if it did.
     #[serde(default)]
     pub rolled_back: Option<String>,
+    /// Set when the upgrade did not happen: why, and what was undone (the
+    /// machine still runs `kernel_from`).
+    #[serde(default)]
+    pub aborted: Option<String>,
     pub total_image_bytes: u64,
     pub longest_stoppage_ms: f64,
     /// How times across the kexec were measured, and their error.

@@ -20,6 +20,10 @@ pub(crate) const DEFAULT_LOG: &str = "criu.log";
 const TAIL: u64 = 64 * 1024;
 /// The last few errors: the cause is usually just before the follow-ups.
 const KEEP: usize = 4;
+/// "Error" lines CRIU writes in runs that succeed: never a failure's cause.
+/// (An incremental dump whose parent holds no pages for a mapping logs
+/// the first one for every such mapping.)
+const HARMLESS: &[&str] = &["No parent image found"];
 
 /// The last "Error (...)" lines of `log` in `dir`, oldest first, without
 /// the timestamp. Empty if the log cannot be read: this only adds detail
@@ -50,6 +54,7 @@ pub(crate) fn last_errors(dir: BorrowedFd<'_>, log: &str) -> Vec<String> {
             line.find("Error (")
                 .map(|at| line[at..].trim_end().to_owned())
         })
+        .filter(|error| !HARMLESS.iter().any(|h| error.contains(h)))
         .collect();
     errors[errors.len().saturating_sub(KEEP)..].to_vec()
 }
@@ -71,6 +76,7 @@ mod tests {
             ));
             log.push_str("(00.000020) harmless line\n");
         }
+        log.push_str("(00.000030) Error (criu/page-xfer.c:9): page-xfer: No parent image found\n");
         std::fs::write(dir.join("dump.log"), log).unwrap();
         let d = File::open(&dir).unwrap();
         let got = last_errors(d.as_fd(), "dump.log");

@@ -214,6 +214,13 @@ pub fn render_report(r: &UpgradeReport) -> String {
     if let Some(why) = &r.rolled_back {
         let _ = writeln!(out, "Rolled back: {why}");
     }
+    if let Some(why) = &r.aborted {
+        let _ = writeln!(
+            out,
+            "Aborted (the machine runs {} still): {why}",
+            r.kernel_from
+        );
+    }
     for note in &r.notes {
         let _ = writeln!(out, "Note: {note}");
     }

@@ -220,6 +220,7 @@ fn report(
         notes: handover.notes.clone(),
         losses: handover.losses.clone(),
         rolled_back: handover.rolled_back.clone(),
+        aborted: None,
         total_image_bytes: units.iter().map(|u| u.image_bytes).sum(),
         longest_stoppage_ms: units
             .iter()
@@ -230,19 +231,36 @@ fn report(
     }
 }
 
+/// Writes a report to `path` whole or not at all (a new file renamed over
+/// the old one), root-only: it names the machine's services and kernels.
+pub fn write_report(path: &Path, report: &UpgradeReport) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = serde_json::to_vec_pretty(report)
+        .map_err(|e| format!("cannot encode the upgrade report: {e}"))?;
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    let temporary = path.with_extension("json.new");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(failed)?;
+    file.write_all(&text).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    std::fs::rename(&temporary, path).map_err(failed)
+}
+
 /// Writes the report where relivectl reads it, keeps CRIU's logs and
 /// wipes the store (its images hold process memory: not kept a moment
 /// longer than needed).
 pub fn finish(store: &Store, report: &UpgradeReport) {
-    match serde_json::to_vec_pretty(report) {
-        Ok(text) => {
-            let path = Path::new(REPORT_PATH);
-            let _ = std::fs::create_dir_all(path.parent().expect("has a parent"));
-            if let Err(e) = std::fs::write(path, text) {
-                tracing::error!("{REPORT_PATH}: {e}");
-            }
-        }
-        Err(e) => tracing::error!("cannot encode the upgrade report: {e}"),
+    if let Err(e) = write_report(Path::new(REPORT_PATH), report) {
+        tracing::error!("{e}");
     }
     tracing::info!(
         "live upgrade {} -> {} complete; longest stoppage {:.0} ms",

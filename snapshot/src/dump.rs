@@ -100,6 +100,24 @@ impl CriuDumper {
     }
 }
 
+/// SIGKILLs a CRIU that did not answer in time (it has not exited: its PID
+/// is still its own, a child of relive that only relive's loop reaps) and
+/// waits until it has ended, so that it no longer holds any task.
+fn kill_and_wait(criu: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(criu),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let proc = Path::new("/proc");
+    while relive_criu::activity::alive(proc, criu as u32) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if relive_criu::activity::alive(proc, criu as u32) {
+        tracing::error!("CRIU (PID {criu}) is still running 10 s after SIGKILL");
+    }
+}
+
 fn open_dir(dir: &Path) -> Result<std::fs::File, DumpError> {
     std::fs::File::open(dir).map_err(|source| DumpError::Io {
         path: dir.to_owned(),
@@ -145,12 +163,8 @@ impl Dumper for CriuDumper {
         }
         if let Err(e) = session.pre_dump(&options, |_| {}) {
             if matches!(e, CriuError::Timeout { .. }) {
-                // A CRIU that timed out still holds the tasks: it goes (it has
-                // not exited, so its PID is still its own).
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(session.pid()),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                // A CRIU that timed out still holds the tasks: it goes.
+                kill_and_wait(session.pid());
             }
             return Err(e.into());
         }
@@ -191,7 +205,16 @@ impl Dumper for CriuDumper {
                 fault::kill_with_parasite_in(session.pid(), job.main_pid);
             }
         }
-        session.dump(&options, |_| {})?;
+        let criu = session.pid();
+        if let Err(e) = session.dump(&options, |_| {}) {
+            if matches!(e, CriuError::Timeout { .. }) {
+                // A CRIU that timed out still holds the tasks (ptrace,
+                // maybe its parasite inside): it goes, and is gone, before
+                // anyone retries, thaws or restores them.
+                kill_and_wait(criu);
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 

@@ -38,7 +38,7 @@ pub struct Aborted {
     /// The store's file system was full: the likely cause.
     pub store_full: Option<String>,
     /// The units whose state was lost on the way, each with why.
-    pub lost: Vec<String>,
+    pub lost: Vec<Loss>,
 }
 
 impl fmt::Display for Aborted {
@@ -51,24 +51,6 @@ impl fmt::Display for Aborted {
             write!(f, "; {lost}")?;
         }
         Ok(())
-    }
-}
-
-/// Runs the whole pre-kexec part. Returns only if the upgrade did not
-/// happen: with the plan, and why.
-pub fn perform(
-    seams: &Seams,
-    request: &UpgradeRequest,
-    config: &UpgradeConfig,
-    scope: Scope,
-    progress: &dyn Fn(Progress),
-) -> (Plan, String) {
-    match prepare(seams, request, config, scope, progress) {
-        Ok(plan) => {
-            let aborted = execute(seams, &plan, request, config, progress);
-            (plan, aborted.to_string())
-        }
-        Err(failed) => (failed.plan, failed.error.to_string()),
     }
 }
 
@@ -492,7 +474,7 @@ impl Parking<'_> {
 
     /// Puts everything back as it was before the upgrade. Returns the
     /// units whose state was lost on the way (started afresh), with why.
-    fn undo(&mut self) -> Vec<String> {
+    fn undo(&mut self) -> Vec<Loss> {
         let store = Store::at(&self.store_dir);
         let host = self.seams.host;
         let mut lost = Vec::new();
@@ -539,10 +521,13 @@ impl Parking<'_> {
 
     /// A parked unit whose processes are gone: back under supervision,
     /// started like any unit. Returns the loss, for the report.
-    fn start_afresh(&self, name: &str, why: &str) -> String {
+    fn start_afresh(&self, name: &str, why: &str) -> Loss {
         self.seams.host.forget_parked(name, why);
         self.seams.host.queue_start(name);
-        format!("{name}: state lost: {why}; started afresh")
+        Loss {
+            unit: name.to_owned(),
+            reason: why.to_owned(),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::dump::Dumper;
 use crate::UpgradeRequest;
 use relive_api::human;
-use relive_api::plan::{Check, Plan, StoreChoice};
+use relive_api::plan::{Check, Plan, StoreChoice, StoreWanted};
 use relive_config::UpgradeConfig;
 use relive_store::kexec::Kexec;
 use relive_store::memory;
@@ -151,7 +151,9 @@ pub fn run(
         &current,
         &without_marker,
     );
-    let choice = match chosen {
+    let needed = plan.estimated_image_bytes
+        + (plan.estimated_image_bytes as f64 * config.store_headroom) as u64;
+    let choice = match chosen.map(|c| fit(c, wanted, needed, &config.store_dir)) {
         Ok(choice) => {
             check("store", Ok(choice.note.clone()));
             choice
@@ -204,8 +206,6 @@ pub fn run(
         "criu",
         executable(&config.criu).and_then(|_| Ok(dumper.check()?)),
     );
-    let needed = plan.estimated_image_bytes
-        + (plan.estimated_image_bytes as f64 * config.store_headroom) as u64;
     check(
         "capacity",
         match choice.capacity {
@@ -231,13 +231,58 @@ pub fn run(
     }
 }
 
+/// The memory store `choice` if it holds `needed` bytes; for
+/// `store = auto` the disk store otherwise, saying why (relive(8)). An
+/// explicit "memory" keeps the choice: the capacity check then fails.
+fn fit(choice: StoreChoice, wanted: StoreWanted, needed: u64, disk: &Path) -> StoreChoice {
+    match choice.capacity {
+        Some(capacity) if wanted == StoreWanted::Auto && capacity < needed => {
+            let note = format!(
+                "disk store (memory store too small: {} in memory, {} needed)",
+                human(capacity),
+                human(needed)
+            );
+            StoreChoice::disk(disk, note)
+        }
+        _ => choice,
+    }
+}
+
 /// CRIU dumps the tree under one process: every process of the unit
 /// must descend from its main process.
 fn one_tree(main_pid: u32, pids: &[u32]) -> Checked {
     if main_pid == 0 {
         return Err(PreflightError::NoMainProcess);
     }
-    let mut tree = vec![main_pid];
+    // The cgroup was listed a moment ago and /proc's children files are
+    // exact only for stopped tasks: a short-lived child (a shell loop's
+    // `sleep`) may have exited or been forked since. A PID that is gone
+    // does not count, and a violation must hold in a second walk too.
+    let proc = Path::new("/proc");
+    let mut outside = Vec::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let tree = descendants(main_pid);
+        outside = pids
+            .iter()
+            .filter(|p| !tree.contains(p) && relive_criu::activity::alive(proc, **p))
+            .copied()
+            .collect();
+        if outside.is_empty() {
+            return Ok(format!(
+                "{} processes under main PID {main_pid}",
+                pids.len()
+            ));
+        }
+    }
+    Err(PreflightError::NotOneTree { main_pid, outside })
+}
+
+/// `root` and every process below it, from /proc's children files.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut tree = vec![root];
     let mut i = 0;
     while i < tree.len() {
         let pid = tree[i];
@@ -256,15 +301,7 @@ fn one_tree(main_pid: u32, pids: &[u32]) -> Checked {
         }
         i += 1;
     }
-    let outside: Vec<u32> = pids.iter().filter(|p| !tree.contains(p)).copied().collect();
-    if outside.is_empty() {
-        Ok(format!(
-            "{} processes under main PID {main_pid}",
-            pids.len()
-        ))
-    } else {
-        Err(PreflightError::NotOneTree { main_pid, outside })
-    }
+    tree
 }
 
 /// A bzImage carries "HdrS" at offset 0x202 (the x86 boot protocol).
@@ -408,6 +445,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn auto_falls_back_to_the_disk_when_the_region_is_too_small() {
+        let disk = Path::new("/var/lib/relive/upgrade");
+        let memory = StoreChoice {
+            kind: relive_api::plan::StoreKind::Memory,
+            dir: "/run/relive/handover/upgrade".into(),
+            device: Some("/dev/pmem0".into()),
+            note: "memory store".into(),
+            capacity: Some(460 << 20),
+        };
+        let fallback = fit(memory.clone(), StoreWanted::Auto, 477 << 20, disk);
+        assert_eq!(fallback.kind, relive_api::plan::StoreKind::Disk);
+        assert!(fallback
+            .note
+            .contains("memory store too small: 460.0 MiB in memory, 477.0 MiB needed"));
+        assert_eq!(
+            fit(memory.clone(), StoreWanted::Memory, 477 << 20, disk),
+            memory
+        );
+        assert_eq!(
+            fit(memory.clone(), StoreWanted::Auto, 400 << 20, disk),
+            memory
+        );
+    }
+
+    #[test]
     fn a_file_that_is_not_a_kernel_is_refused() {
         let e = kernel_image(Path::new("/bin/sh")).unwrap_err().to_string();
         assert!(e.contains("not an x86 kernel image"), "{e}");
@@ -460,6 +522,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains(&format!("PIDs {me} are not descendants")), "{e}");
+        // A listed process that has exited since does not count.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        assert!(one_tree(me, &[me, gone.id()]).is_ok());
         let mut child = child;
         child.kill().unwrap();
         child.wait().unwrap();

@@ -285,7 +285,7 @@ fn a_unit_whose_process_died_in_its_dump_is_started_afresh_and_reported() {
     assert!(matches!(aborted.error, UpgradeError::DiedInDump { pid, .. } if pid == dead));
     assert_eq!(aborted.lost.len(), 1, "{aborted}");
     assert!(
-        aborted.lost[0].starts_with(&format!(
+        aborted.lost[0].to_string().starts_with(&format!(
             "mid: state lost: its main process {dead} died during the failed dump"
         )),
         "{aborted}"
@@ -304,7 +304,9 @@ fn a_unit_that_cannot_be_restored_after_an_abort_is_started_afresh() {
     rig.restorer = FakeRestorer::failing(&["low"]);
     let aborted = rig.execute();
     assert_eq!(aborted.lost.len(), 1, "{aborted}");
-    assert!(aborted.lost[0].starts_with("low: state lost: could not be restored"));
+    assert!(aborted.lost[0]
+        .to_string()
+        .starts_with("low: state lost: could not be restored"));
     assert!(rig.calls().contains(&HostCall::QueueStart("low".into())));
 }
 

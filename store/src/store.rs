@@ -302,26 +302,36 @@ impl Store {
         Ok(())
     }
 
-    /// Copies CRIU's logs (dump.log, restore.log) of every unit to `dest`
-    /// as UNIT-dump.log..., before the store (and its images) is wiped:
-    /// the logs hold no process memory and explain what happened.
+    /// Copies CRIU's logs of every unit to `dest` (UNIT-dump.log,
+    /// UNIT-restore.log, UNIT-pre-N-pre-dump.log for each pre-dump round)
+    /// before the store (and its images) is wiped: the logs hold no
+    /// process memory and explain what happened.
     pub fn keep_logs(&self, dest: &Path) -> Result<(), StoreError> {
         let images = self.root.join("images");
         let Ok(units) = fs::read_dir(&images) else {
             return Ok(());
         };
         for unit in units.flatten() {
+            let name = unit.file_name().to_string_lossy().into_owned();
+            let mut logs = Vec::new();
             for log in ["dump.log", "restore.log"] {
-                let from = unit.path().join(log);
-                if from.exists() {
-                    fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(dest)
-                        .map_err(io_err(dest))?;
-                    let to = dest.join(format!("{}-{log}", unit.file_name().to_string_lossy()));
-                    fs::copy(&from, &to).map_err(io_err(&to))?;
+                logs.push((unit.path().join(log), format!("{name}-{log}")));
+            }
+            for round in fs::read_dir(unit.path()).into_iter().flatten().flatten() {
+                let round_name = round.file_name().to_string_lossy().into_owned();
+                if round_name.starts_with("pre-") {
+                    let from = round.path().join("pre-dump.log");
+                    logs.push((from, format!("{name}-{round_name}-pre-dump.log")));
                 }
+            }
+            for (from, to) in logs.into_iter().filter(|(from, _)| from.is_file()) {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dest)
+                    .map_err(io_err(dest))?;
+                let to = dest.join(to);
+                fs::copy(&from, &to).map_err(io_err(&to))?;
             }
         }
         Ok(())
@@ -518,5 +528,26 @@ mod tests {
             "{e}"
         );
         store.wipe().unwrap();
+    }
+
+    #[test]
+    fn criu_logs_of_dumps_restores_and_pre_dumps_are_kept() {
+        let root = std::env::temp_dir().join(format!("relive-store-logs-{}", std::process::id()));
+        let store = Store::create(&root).unwrap();
+        let dir = store.unit_dir("a.service").unwrap();
+        fs::create_dir_all(dir.join("pre-1")).unwrap();
+        fs::write(dir.join("pre-1/pre-dump.log"), "round 1").unwrap();
+        fs::write(dir.join("dump.log"), "dump").unwrap();
+        fs::write(dir.join("pages-1.img"), "memory").unwrap();
+        let dest = root.with_extension("logs");
+        store.keep_logs(&dest).unwrap();
+        let mut kept: Vec<String> = fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["a.service-dump.log", "a.service-pre-1-pre-dump.log"]);
+        store.wipe().unwrap();
+        fs::remove_dir_all(&dest).unwrap();
     }
 }

@@ -141,7 +141,10 @@ fn an_untrusted_or_blocking_pid_file_is_refused() {
 fn the_boot_goes_on_without_a_notify_socket() {
     require_sandbox!();
     let workload = relive_tests::workload("notify-workload");
-    let notify = format!("[Service]\nType=notify\nExecStart={} 200\n", workload.display());
+    let notify = format!(
+        "[Service]\nType=notify\nExecStart={} 200\n",
+        workload.display()
+    );
     let target = "[Unit]\nWants=notify.service plain.service\n";
     // Its parent is a file: the socket cannot be made there.
     let blocker = std::env::temp_dir().join(format!("relive-no-dir-{}", std::process::id()));
@@ -159,7 +162,9 @@ fn the_boot_goes_on_without_a_notify_socket() {
     sandbox.wait_state("plain.service", "active", Duration::from_secs(10));
     sandbox.wait_state("notify.service", "active", Duration::from_secs(10));
     assert!(
-        !sandbox.log_lines("cannot bind the notify socket").is_empty(),
+        !sandbox
+            .log_lines("cannot bind the notify socket")
+            .is_empty(),
         "{}",
         sandbox.log()
     );

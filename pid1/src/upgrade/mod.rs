@@ -112,10 +112,17 @@ impl Upgrades {
     /// The whole upgrade. Returns only if it did not happen, with why
     /// (on success the machine kexecs).
     pub fn perform(&self, request: &UpgradeRequest, progress: &dyn Fn(Progress)) -> String {
+        let started_usec = relive_sys::wall_usec();
         let live = Live::new(&self.commands, &self.config);
-        let (_plan, error) =
-            park::perform(&live.seams(), request, &self.config, self.scope, progress);
-        error
+        let seams = live.seams();
+        // A refused preflight changed nothing: it is no upgrade to report.
+        let plan = match park::prepare(&seams, request, &self.config, self.scope, progress) {
+            Ok(plan) => plan,
+            Err(failed) => return failed.error.to_string(),
+        };
+        let aborted = park::execute(&seams, &plan, request, &self.config, progress);
+        record_abort(request, started_usec, &aborted);
+        aborted.to_string()
     }
 
     /// Plans and checks the upgrade, then performs it on a thread of its
@@ -131,9 +138,11 @@ impl Upgrades {
         let spawned = std::thread::Builder::new()
             .name("upgrade".into())
             .spawn(move || {
+                let started_usec = relive_sys::wall_usec();
                 let seams = live.seams();
                 park::wait_for_clients_to_leave(&seams, &log);
-                park::execute(&seams, &plan, &request, &config, &log);
+                let aborted = park::execute(&seams, &plan, &request, &config, &log);
+                record_abort(&request, started_usec, &aborted);
             });
         if let Err(e) = spawned {
             relive_host::UnitHost::end_upgrade(&Live::new(&self.commands, &self.config).host);
@@ -169,6 +178,26 @@ impl Upgrades {
                 warm::keep_warm(&live.seams(), &config);
             })
             .map(drop)
+    }
+}
+
+/// An upgrade that did not happen is the last upgrade's story too: the
+/// report says so (`relivectl upgrade-report`), instead of still showing
+/// the one before.
+fn record_abort(request: &UpgradeRequest, started_usec: u64, aborted: &park::Aborted) {
+    let report = relive_api::report::UpgradeReport {
+        kernel_from: relive_store::handover::kernel_release(),
+        kernel_to: request.kernel.display().to_string(),
+        started_usec,
+        finished_usec: relive_sys::wall_usec(),
+        aborted: Some(aborted.to_string()),
+        losses: aborted.lost.clone(),
+        clock: relive_api::report::CLOCK_NOTE.into(),
+        ..Default::default()
+    };
+    if let Err(e) = relive_restore::resume::write_report(std::path::Path::new(REPORT_PATH), &report)
+    {
+        tracing::error!("{e}");
     }
 }
 

@@ -270,15 +270,41 @@ impl Upgrade<'_> {
         let log = std::fs::read(&booted.guest.serial_log).unwrap_or_default();
         let log = String::from_utf8_lossy(log.get(self.mark..).unwrap_or_default()).into_owned();
         let line = last_line_with(&log, upgrade::ABORTED_LINE);
+        // The report records this abort (its message is the one on the
+        // console), with the units started afresh as data.
+        let message = line
+            .split_once(upgrade::ABORTED_LINE)
+            .map(|(_, rest)| rest.trim_start_matches(':').trim().to_owned())
+            .unwrap_or_default();
+        let report = self.abort_report(&message);
+        let recorded = report.is_some();
         Ok(Seen {
-            named: scenario.cause.named(&line, None),
-            reported_lost: UNITS
-                .iter()
-                .filter(|u| line.contains(&format!("{u}: state lost")))
-                .map(|u| u.to_string())
-                .collect(),
-            observed: format!("undone: {line}"),
+            named: recorded && scenario.cause.named(&line, report.as_ref()),
+            reported_lost: report
+                .as_ref()
+                .map(|r| r.lost().map(|(unit, _)| unit.to_owned()).collect())
+                .unwrap_or_default(),
+            observed: if recorded {
+                format!("undone: {line}")
+            } else {
+                format!("undone, but the report does not record it: {line}")
+            },
         })
+    }
+
+    /// The report of the abort whose message is `message`, once relive has
+    /// written it (right after the undo): None if it never does.
+    fn abort_report(&self, message: &str) -> Option<UpgradeReport> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(report) = upgrade::report(self.paths, self.port) {
+                if report.aborted.as_deref() == Some(message) {
+                    return Some(report);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        None
     }
 
     /// Completed on the target kernel. While it runs, a second upgrade
