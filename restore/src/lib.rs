@@ -9,7 +9,8 @@
 //! - [`revive`]: restoring one unit ([`revive::Restorer`], CRIU or a fake),
 //!   also used on the old kernel when an upgrade is undone;
 //! - [`rollback`]: the rollback units, and going back;
-//! - [`netlock`]: the nftables tables CRIU locks TCP connections with.
+//! - [`netlock`]: the nftables tables CRIU locks TCP connections with;
+//! - [`interrupted`]: the report of an upgrade that never finished.
 //!
 //! Everything outside the process goes through [`Seams`]: PID 1 (a
 //! [`relive_host::UnitHost`]), CRIU, the freezer and kexec, so that the
@@ -18,6 +19,7 @@
 pub mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fake;
+pub mod interrupted;
 pub mod netlock;
 pub mod resume;
 pub mod revive;

@@ -222,6 +222,10 @@ fn kexec_handover(config: &Config) -> Option<(Store, KexecHandover, ManagerState
                 "live upgrade handover in {} refused: {e}; booting afresh",
                 path.display()
             );
+            relive::upgrade::record_interrupted(
+                &store,
+                &format!("the new kernel refused its handover ({e})"),
+            );
             let _ = store.wipe();
             None
         }
@@ -346,7 +350,12 @@ fn run(
         // Remembered, so that after a live upgrade the same target comes back.
         event_loop.manager.state.default_target = target.clone();
         if scope == Scope::Machine {
-            relive_snapshot::warm::wipe_leftover(&event_loop.manager.config.upgrade.store_dir);
+            let store_dir = &event_loop.manager.config.upgrade.store_dir;
+            relive::upgrade::record_interrupted(
+                &Store::at(store_dir),
+                "the machine booted without resuming it (a power cut or a crash before the kexec, or a new kernel that did not boot)",
+            );
+            relive_snapshot::warm::wipe_leftover(store_dir);
         }
         tracing::info!("starting {target}");
         if let Err(e) = event_loop.manager.request(&target, JobKind::Start) {

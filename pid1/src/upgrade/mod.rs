@@ -201,6 +201,23 @@ fn record_abort(request: &UpgradeRequest, started_usec: u64, aborted: &park::Abo
     }
 }
 
+/// Before a store left by an upgrade that never finished is wiped: its
+/// story (which units' states were lost, and why) becomes the report.
+pub fn record_interrupted(store: &Store, why: &str) {
+    let Some(report) = relive_restore::interrupted::report(store, why) else {
+        return;
+    };
+    tracing::error!(
+        "{}; {} units started afresh",
+        report.aborted.as_deref().unwrap_or("interrupted"),
+        report.losses.len()
+    );
+    if let Err(e) = relive_restore::resume::write_report(std::path::Path::new(REPORT_PATH), &report)
+    {
+        tracing::error!("{e}");
+    }
+}
+
 /// After a kexec: resumes on a thread of its own (the loop must run
 /// meanwhile: the restores ask it to adopt the units).
 pub fn resume_after_kexec(
