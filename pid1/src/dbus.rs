@@ -321,15 +321,38 @@ impl From<crate::event_loop::LoopGone> for ApiError {
 /// Returns the listening socket's descriptor, which a re-exec hands on.
 pub fn serve(path: &Path, commands: CommandSender) -> io::Result<RawFd> {
     if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-        }
+        own_directory(dir)?;
     }
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     serve_listener(listener, commands)
+}
+
+/// Makes `dir` (relive's own, under /run) exist as root's, mode 0755: a
+/// directory found there owned by someone else, or writable by others,
+/// is taken back (whoever could write there could replace the socket).
+fn own_directory(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    let own_uid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != own_uid || meta.mode() & 0o022 != 0 {
+        tracing::warn!(
+            "{}: owned by uid {} with mode {:o}: taking it back (uid {own_uid}, 0755)",
+            dir.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        );
+        std::os::unix::fs::chown(dir, Some(own_uid), None)?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
 }
 
 /// Serves an already bound socket (one inherited across a re-exec).
@@ -444,5 +467,21 @@ impl zbus::connection::socket::ReadHalf for KnownPeer {
 
     async fn peer_credentials(&mut self) -> io::Result<zbus::fdo::ConnectionCredentials> {
         Ok(zbus::fdo::ConnectionCredentials::default().set_unix_user_id(self.uid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_world_writable_socket_directory_is_taken_back() {
+        let dir = std::env::temp_dir().join(format!("relive-own-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        own_directory(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(mode, 0o755);
     }
 }

@@ -169,7 +169,14 @@ pub fn run(
         &request.append,
         &choice.marker(),
     );
+    // A package upgrade replaces the binary on disk: /proc/self/exe then
+    // reads "PATH (deleted)", and PATH holds the new relive.
     let own_exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    let own_exe = own_exe
+        .to_str()
+        .and_then(|p| p.strip_suffix(" (deleted)"))
+        .map(std::path::PathBuf::from)
+        .unwrap_or(own_exe);
     let cmdline_ok = command_line(
         &cmdline,
         &current,

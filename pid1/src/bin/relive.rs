@@ -54,6 +54,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let scope = machine::detect_scope();
+    // Files relive makes are never group- or world-writable by accident;
+    // services get their own UMask= when they start.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    if scope == Scope::Namespace {
+        // The kernel never OOM-kills a machine's init; the init of a PID
+        // namespace is an ordinary process to it: make it the last choice.
+        let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    }
     // The kernel passes unknown command-line words to init: as PID 1 they
     // are reported and ignored, never fatal.
     let (args, arg_error) = match Args::try_parse() {
