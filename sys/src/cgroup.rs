@@ -54,6 +54,20 @@ impl CgroupFs {
         }
     }
 
+    /// The names of the cgroups directly below `path`.
+    pub fn children(&self, path: &str) -> io::Result<Vec<String>> {
+        let dir = self.dir(path);
+        match fs::read_dir(&dir) {
+            Ok(entries) => Ok(entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(with_path(e, &dir)),
+        }
+    }
+
     /// `populated` from cgroup.events; a missing cgroup is empty.
     pub fn populated(&self, path: &str) -> io::Result<bool> {
         let file = self.dir(path).join("cgroup.events");

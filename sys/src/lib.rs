@@ -45,6 +45,8 @@ pub trait Kernel: Send {
     fn cgroup_populated(&self, path: &str) -> io::Result<bool>;
     /// Removes the cgroup if it is empty; a busy or missing one is left alone.
     fn cgroup_remove(&mut self, path: &str);
+    /// The names of the cgroups directly below `path`.
+    fn cgroup_children(&self, path: &str) -> io::Result<Vec<String>>;
     /// The cgroup a process is in, relative to the root (e.g. `/system.slice/a.service`).
     fn cgroup_of(&self, pid: i32) -> Option<String>;
 }
@@ -104,6 +106,10 @@ impl Kernel for RealKernel {
 
     fn cgroup_populated(&self, path: &str) -> io::Result<bool> {
         self.cgroups.populated(path)
+    }
+
+    fn cgroup_children(&self, path: &str) -> io::Result<Vec<String>> {
+        self.cgroups.children(path)
     }
 
     fn cgroup_remove(&mut self, path: &str) {

@@ -270,11 +270,14 @@ fn run(
         .and_then(|fd| match relive::reexec::read_handover(fd) {
             Ok(h) => Some(h),
             Err(e) => {
-                // The services still run, but their state is lost: boot afresh.
-                tracing::error!("{e}; starting afresh");
+                // The services still run; what relive knew of them is
+                // lost. They are adopted from their cgroups below, never
+                // started a second time.
+                tracing::error!("{e}; adopting the running services from their cgroups");
                 None
             }
         });
+    let reexec_lost = args.deserialize.is_some() && handover.is_none();
     let (notify, inherited_control) = match &handover {
         Some(h) => {
             manager.state = h.state.clone();
@@ -351,6 +354,13 @@ fn run(
         )
         .map_err(|e| anyhow::anyhow!("cannot start the resume thread: {e}"))?;
     } else {
+        if reexec_lost {
+            let adopted = event_loop.manager.adopt_survivors();
+            tracing::warn!(
+                "{} running services adopted after the failed re-exec",
+                adopted.len()
+            );
+        }
         let target = args
             .target
             .clone()

@@ -181,6 +181,47 @@ impl Manager {
         name.to_owned()
     }
 
+    /// After a re-exec whose handover could not be read: every service
+    /// whose cgroup still holds processes runs on from the previous relive.
+    /// It is marked active with its lowest PID as main process (the first
+    /// one started), so that starting the target does not start it a
+    /// second time. Returns the units adopted.
+    pub fn adopt_survivors(&mut self) -> Vec<String> {
+        let names = self
+            .rt
+            .kernel
+            .cgroup_children("/system.slice")
+            .unwrap_or_default();
+        let mut adopted = Vec::new();
+        for name in names {
+            let pids = self
+                .rt
+                .kernel
+                .cgroup_pids(&relive_sys::cgroup::unit_cgroup(&name))
+                .unwrap_or_default();
+            let Some(main) = pids.iter().min().copied() else {
+                continue;
+            };
+            let canonical = self.load(&name);
+            let Some(u) = self.state.units.get_mut(&canonical) else {
+                continue;
+            };
+            if !u.is_service() {
+                continue;
+            }
+            u.main_pid = Some(main);
+            u.active = state::ActiveState::Active;
+            u.sub = state::SubState::Running;
+            u.state_change_usec = clock::wall_usec();
+            tracing::warn!(
+                "{canonical}: adopted from its cgroup (main PID {main}, {} processes)",
+                pids.len()
+            );
+            adopted.push(canonical);
+        }
+        adopted
+    }
+
     /// Asks the loop to hand over to a fresh relive binary.
     pub fn request_reexec(&mut self) -> Result<(), ManagerError> {
         if self.state.shutdown.is_some() {

@@ -26,6 +26,8 @@ struct Recorder {
     next_pid: i32,
     /// Programs whose spawn fails, as exec would.
     failing: Vec<String>,
+    /// Processes already running, by unit cgroup name (a previous relive's).
+    running: std::collections::BTreeMap<String, Vec<i32>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -67,14 +69,25 @@ impl Kernel for FakeKernel {
     fn cgroup_create(&mut self, _: &str) -> std::io::Result<()> {
         Ok(())
     }
-    fn cgroup_pids(&self, _: &str) -> std::io::Result<Vec<i32>> {
-        Ok(Vec::new())
+    fn cgroup_pids(&self, path: &str) -> std::io::Result<Vec<i32>> {
+        let unit = path.trim_start_matches("/system.slice/");
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .running
+            .get(unit)
+            .cloned()
+            .unwrap_or_default())
     }
     fn cgroup_kill(&mut self, _: &str) -> std::io::Result<()> {
         Ok(())
     }
     fn cgroup_populated(&self, _: &str) -> std::io::Result<bool> {
         Ok(false)
+    }
+    fn cgroup_children(&self, _: &str) -> std::io::Result<Vec<String>> {
+        Ok(self.0.lock().unwrap().running.keys().cloned().collect())
     }
     fn cgroup_remove(&mut self, _: &str) {}
     fn cgroup_of(&self, _: i32) -> Option<String> {
@@ -388,4 +401,26 @@ fn daemon_reexec_is_refused_during_an_upgrade() {
     assert!(!m.rt.reexec_requested);
     m.end_upgrade();
     m.request_reexec().unwrap();
+}
+
+/// A re-exec whose handover cannot be read: the services of the previous
+/// relive run on; they are adopted from their cgroups, never started a
+/// second time.
+#[test]
+fn survivors_of_an_unreadable_re_exec_are_adopted_not_started_twice() {
+    let (mut m, k, _dir) = manager(&[
+        ("a.service", "[Service]\nExecStart=/bin/a\n"),
+        ("b.service", "[Service]\nExecStart=/bin/b\n"),
+        ("t.target", "[Unit]\nWants=a.service b.service\n"),
+    ]);
+    k.0.lock()
+        .unwrap()
+        .running
+        .insert("a.service".into(), vec![4242, 4243]);
+    let adopted = m.adopt_survivors();
+    assert_eq!(adopted, ["a.service"]);
+    let a = m.unit("a.service").unwrap();
+    assert_eq!((a.active, a.main_pid), (ActiveState::Active, Some(4242)));
+    m.request("t.target", JobKind::Start).unwrap();
+    assert_eq!(spawned_units(&k), ["b.service"], "a runs already");
 }
