@@ -31,12 +31,7 @@ impl NotifySocket {
             std::fs::create_dir_all(dir)?;
         }
         let _ = std::fs::remove_file(path);
-        let fd = socket::socket(
-            AddressFamily::Unix,
-            SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            None,
-        )?;
+        let fd = datagram_socket()?;
         socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
         // Services running as other users must be able to send: anyone may
         // write, and the kernel-checked credentials say who did.
@@ -55,13 +50,9 @@ impl NotifySocket {
     /// A socket bound nowhere, for when the real one cannot be bound (a
     /// full or read-only /run): nothing arrives, and the loop runs on.
     pub fn unbound() -> std::io::Result<NotifySocket> {
-        let fd = socket::socket(
-            AddressFamily::Unix,
-            SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            None,
-        )?;
-        Ok(NotifySocket { fd })
+        Ok(NotifySocket {
+            fd: datagram_socket()?,
+        })
     }
 
     /// Whether it is bound to a path services can send to.
@@ -111,6 +102,16 @@ impl NotifySocket {
         }
         out
     }
+}
+
+/// A non-blocking unix datagram socket, closed on exec.
+fn datagram_socket() -> std::io::Result<OwnedFd> {
+    Ok(socket::socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?)
 }
 
 impl Manager {
