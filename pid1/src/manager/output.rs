@@ -12,7 +12,7 @@ const MAX_LINE: usize = 4096;
 /// writes without pause (`yes`) must not keep the loop from everything
 /// else. The rest waits in the pipe (poll wakes the loop again), and the
 /// service blocks on its full pipe, as it would on a slow console.
-const MAX_READ_PER_WAKE: usize = 64 * 1024;
+const MAX_READ_PER_WAKE: usize = 16 * 1024;
 
 #[derive(Debug)]
 struct Pipe {
