@@ -229,6 +229,10 @@ pub struct UnitRecord {
     /// None until the new kernel has dealt with it.
     #[serde(default, with = "outcome_text")]
     pub outcome: Option<Outcome>,
+    /// A unit started afresh (its state lost): its new main PID (`pids`
+    /// are the ones it had when frozen).
+    #[serde(default)]
+    pub new_main_pid: Option<i32>,
     /// Phase 1: the background pre-dump rounds, in order.
     #[serde(default)]
     pub pre_dumps: Vec<PreDumpRound>,

@@ -181,7 +181,11 @@ pub fn render_report(r: &UpgradeReport) -> String {
             opt(u.restore_ms),
             opt(u.stoppage_ms()),
             u.outcome.as_ref().map_or("-".to_owned(), Outcome::to_string),
-            pids.join(" ")
+            match u.new_main_pid {
+                // Its old PIDs mean nothing now: show where it runs.
+                Some(pid) => format!("now PID {pid}"),
+                None => pids.join(" "),
+            }
         );
     }
     for u in r.units.iter().filter(|u| !u.convergence.is_empty()) {

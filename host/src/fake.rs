@@ -44,6 +44,8 @@ pub struct FakeState {
     pub helper_stdout: BTreeMap<String, String>,
     pub upgrading: bool,
     pub control_clients: usize,
+    /// What `main_pid` answers, by unit.
+    pub main_pids: BTreeMap<String, i32>,
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +151,10 @@ impl UnitHost for FakeHost {
             });
         }
         Ok(())
+    }
+
+    fn main_pid(&self, unit: &str) -> Option<i32> {
+        self.with(|s| s.main_pids.get(unit).copied())
     }
 
     fn queue_start(&self, unit: &str) {

@@ -89,6 +89,8 @@ pub trait UnitHost: Sync {
     fn prepare_restore(&self, unit: &str) -> Result<(), HostError>;
     /// Runs a job and waits until it is done.
     fn run_job(&self, unit: &str, job: Job) -> Result<(), HostError>;
+    /// A unit's main PID now, if it has one.
+    fn main_pid(&self, unit: &str) -> Option<i32>;
     /// Queues a start and returns at once.
     fn queue_start(&self, unit: &str);
     /// Starts every unit at once (the manager orders them by After=) and

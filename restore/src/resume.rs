@@ -168,6 +168,9 @@ fn resume_units(
         if let Err(e) = host.run_job(name, Job::Start) {
             tracing::error!("{name}: cannot start afresh either: {e}");
         }
+        if let Some(record) = records.iter_mut().find(|r| &r.name == name) {
+            record.new_main_pid = host.main_pid(name);
+        }
     }
     host.end_upgrade();
     let target = host.boot_target();

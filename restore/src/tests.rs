@@ -163,7 +163,14 @@ fn reruns_first_then_the_most_critical_unit_then_the_rest() {
 fn a_unit_that_cannot_be_restored_starts_afresh_above_the_pid_floor() {
     let (mut rig, handover) = Rig::new(&[("low", false), ("mid", false), ("critical", false)]);
     rig.restorer = FakeRestorer::failing(&["mid"]);
+    rig.host.with(|s| s.main_pids.insert("mid".into(), 31337));
     let report = rig.resume(handover);
+    let mid = report.units.iter().find(|u| u.name == "mid").unwrap();
+    assert_eq!(
+        mid.new_main_pid,
+        Some(31337),
+        "the report shows its new PID"
+    );
     assert!(
         matches!(outcome(&report, "mid"), Outcome::Lost { reason } if reason.contains("restore failed"))
     );

@@ -46,10 +46,29 @@ fn a_handover_reencoded_by_this_relive_keeps_the_old_wording() {
     let handover: KexecHandover = serde_json::from_slice(payload).unwrap();
     let again: serde_json::Value = serde_json::to_value(&handover).unwrap();
     let old: serde_json::Value = serde_json::from_slice(payload).unwrap();
-    // Every field relive 0.1 wrote is written again, with the same value:
-    // an older relive (after a rollback to an older root) reads it.
-    for (key, value) in old.as_object().unwrap() {
-        assert_eq!(&again[key], value, "field {key}");
+    // Every field relive 0.1 wrote is written again, with the same value,
+    // at every depth (new fields may be added beside them): an older
+    // relive (after a rollback to an older root) reads it.
+    assert_keeps(&old, &again, "handover");
+}
+
+/// Whether `new` holds everything `old` does, with the same values.
+fn assert_keeps(old: &serde_json::Value, new: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            for (key, value) in old {
+                let found = new.get(key).unwrap_or_else(|| panic!("{at}.{key} is gone"));
+                assert_keeps(value, found, &format!("{at}.{key}"));
+            }
+        }
+        (Value::Array(old), Value::Array(new)) => {
+            assert_eq!(old.len(), new.len(), "{at}: length");
+            for (i, (o, n)) in old.iter().zip(new).enumerate() {
+                assert_keeps(o, n, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(old, new, "{at}"),
     }
 }
 

@@ -19,10 +19,54 @@ use nix::sys::socket::{
 /// Notify messages handled per wake-up of the loop at most.
 const MAX_PER_WAKE: usize = 64;
 
+/// Messages a non-root user may send per second; the rest are dropped.
+const PER_USER_PER_SECOND: u32 = 200;
+
 /// Bound notify socket; `NOTIFY_SOCKET` names its path.
 #[derive(Debug)]
 pub struct NotifySocket {
     pub fd: OwnedFd,
+    limit: SenderLimit,
+}
+
+/// How many messages each non-root user sent in the current second: the
+/// socket is world-writable, and one user's flood must not crowd out the
+/// services' READY=1 (each message costs the loop a /proc read).
+#[derive(Debug, Default)]
+struct SenderLimit {
+    second: Option<std::time::Instant>,
+    sent: std::collections::HashMap<u32, u32>,
+    dropped: u64,
+}
+
+impl SenderLimit {
+    /// Whether a message from `uid` is handled.
+    fn admit(&mut self, uid: u32, now: std::time::Instant) -> bool {
+        if self
+            .second
+            .is_none_or(|s| now.duration_since(s) >= std::time::Duration::from_secs(1))
+        {
+            if self.dropped > 0 {
+                tracing::warn!(
+                    "notify: {} messages dropped (more than {PER_USER_PER_SECOND} a second from a user)",
+                    self.dropped
+                );
+            }
+            self.second = Some(now);
+            self.sent.clear();
+            self.dropped = 0;
+        }
+        if uid == 0 {
+            return true;
+        }
+        let sent = self.sent.entry(uid).or_default();
+        *sent += 1;
+        let admitted = *sent <= PER_USER_PER_SECOND;
+        if !admitted {
+            self.dropped += 1;
+        }
+        admitted
+    }
 }
 
 impl NotifySocket {
@@ -39,20 +83,21 @@ impl NotifySocket {
         socket::setsockopt(&fd, sockopt::PassCred, &true)?;
         // Many services may report at once during boot.
         let _ = socket::setsockopt(&fd, sockopt::RcvBufForce, &(8 * 1024 * 1024));
-        Ok(NotifySocket { fd })
+        Ok(NotifySocket::from_fd(fd))
     }
 
     /// A socket bound before a re-exec.
     pub fn from_fd(fd: OwnedFd) -> NotifySocket {
-        NotifySocket { fd }
+        NotifySocket {
+            fd,
+            limit: SenderLimit::default(),
+        }
     }
 
     /// A socket bound nowhere, for when the real one cannot be bound (a
     /// full or read-only /run): nothing arrives, and the loop runs on.
     pub fn unbound() -> std::io::Result<NotifySocket> {
-        Ok(NotifySocket {
-            fd: datagram_socket()?,
-        })
+        Ok(NotifySocket::from_fd(datagram_socket()?))
     }
 
     /// Whether it is bound to a path services can send to.
@@ -67,7 +112,7 @@ impl NotifySocket {
     /// socket is world-writable, and a local user flooding it must not
     /// keep the loop from everything else (the rest waits in the socket;
     /// poll wakes the loop again).
-    pub fn receive_all(&self) -> Vec<(i32, String)> {
+    pub fn receive_all(&mut self) -> Vec<(i32, String)> {
         let mut out = Vec::new();
         for _ in 0..MAX_PER_WAKE {
             let mut buf = vec![0u8; 4096];
@@ -87,17 +132,20 @@ impl NotifySocket {
                 tracing::warn!("notify: dropped a truncated message");
                 continue;
             }
-            let pid = msg.cmsgs().ok().and_then(|mut c| {
+            let cred = msg.cmsgs().ok().and_then(|mut c| {
                 c.find_map(|m| match m {
-                    ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid()),
+                    ControlMessageOwned::ScmCredentials(cred) => Some((cred.pid(), cred.uid())),
                     _ => None,
                 })
             });
             let len = msg.bytes;
-            let Some(pid) = pid.filter(|p| *p > 0) else {
+            let Some((pid, uid)) = cred.filter(|(p, _)| *p > 0) else {
                 tracing::warn!("notify: dropped a message without credentials");
                 continue;
             };
+            if !self.limit.admit(uid, std::time::Instant::now()) {
+                continue;
+            }
             out.push((pid, String::from_utf8_lossy(&buf[..len]).into_owned()));
         }
         out
@@ -215,5 +263,28 @@ impl Manager {
         }
         let cgroup = self.rt.kernel.cgroup_of(pid)?;
         relive_sys::cgroup::unit_of_cgroup(&cgroup).map(str::to_owned)
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_flooding_user_is_cut_off_each_second_and_root_never() {
+        let mut limit = SenderLimit::default();
+        let now = Instant::now();
+        let admitted = (0..1000).filter(|_| limit.admit(65534, now)).count();
+        assert_eq!(admitted, PER_USER_PER_SECOND as usize);
+        assert!(limit.admit(1000, now), "another user has its own share");
+        assert!(
+            (0..1000).all(|_| limit.admit(0, now)),
+            "root is not limited"
+        );
+        assert!(
+            limit.admit(65534, now + Duration::from_secs(1)),
+            "a new second"
+        );
     }
 }

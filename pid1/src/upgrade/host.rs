@@ -88,6 +88,13 @@ impl UnitHost for LoopHost {
             .map_err(|e| failed(e.to_string()))
     }
 
+    fn main_pid(&self, unit: &str) -> Option<i32> {
+        let unit = unit.to_owned();
+        self.on_loop(move |m| m.unit(&unit).and_then(|u| u.main_pid))
+            .ok()
+            .flatten()
+    }
+
     fn queue_start(&self, unit: &str) {
         let unit = unit.to_owned();
         let _ = self.on_loop(move |m| {
