@@ -30,6 +30,9 @@
 //!   kernel during an undo), so the unit starts afresh and the report says
 //!   its state was lost. The file travels in the store across the kexec.
 
+//! - `dump-hangs UNIT`: the CRIU of that unit's final dump is stopped
+//!   (SIGSTOP) before it answers, so that relive's wait times out: the
+//!   hung CRIU must be killed before the retry and the undo;
 //! - `restore-fail-new UNIT`: like `restore-fail`, but only in the new
 //!   kernel (a rollback unit's failure sends the machine back, where the
 //!   restore then succeeds).
@@ -51,6 +54,7 @@ pub enum Fault {
     CriuKillDump,
     PreDumpKills,
     DumpKills,
+    DumpHangs,
     Panic,
     PanicResume,
     StoreFull,
@@ -59,7 +63,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 13] = [
         Fault::DumpFail,
         Fault::PreDumpFail,
         Fault::CorruptImage,
@@ -67,6 +71,7 @@ impl Fault {
         Fault::CriuKillDump,
         Fault::PreDumpKills,
         Fault::DumpKills,
+        Fault::DumpHangs,
         Fault::Panic,
         Fault::PanicResume,
         Fault::StoreFull,
@@ -84,6 +89,7 @@ impl Fault {
             Fault::CriuKillDump => "criu-kill-dump",
             Fault::PreDumpKills => "pre-dump-kills",
             Fault::DumpKills => "dump-kills",
+            Fault::DumpHangs => "dump-hangs",
             Fault::Panic => "panic",
             Fault::PanicResume => "panic-resume",
             Fault::StoreFull => "store-full",

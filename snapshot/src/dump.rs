@@ -204,6 +204,16 @@ impl Dumper for CriuDumper {
             if fault::injected(Fault::CriuKillDump, job.unit) {
                 fault::kill_with_parasite_in(session.pid(), job.main_pid);
             }
+            if fault::injected(Fault::DumpHangs, job.unit) {
+                tracing::warn!(
+                    "injected fault dump-hangs: stopping CRIU (PID {})",
+                    session.pid()
+                );
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(session.pid()),
+                    nix::sys::signal::Signal::SIGSTOP,
+                );
+            }
         }
         let criu = session.pid();
         if let Err(e) = session.dump(&options, |_| {}) {

@@ -83,6 +83,14 @@ pub fn scenarios() -> Vec<Scenario> {
             cause: Says("relive-counter.service: CRIU dump failed"),
         },
         Scenario {
+            name: "CRIU hangs in the final dump",
+            faults: &["dump-hangs relive-idle.service"],
+            setup: "",
+            args: None,
+            expect: Expect::Undone,
+            cause: Says("no message from CRIU within"),
+        },
+        Scenario {
             name: "a failed final dump takes the process with it",
             faults: &["dump-kills relive-counter.service"],
             setup: "",
