@@ -109,14 +109,6 @@ const LOST_PREFIX: &str = "state lost: ";
 const LOST_SUFFIX: &str = "; started afresh";
 
 impl Outcome {
-    pub fn is_restored(&self) -> bool {
-        matches!(self, Outcome::Restored)
-    }
-
-    pub fn is_lost(&self) -> bool {
-        matches!(self, Outcome::Lost { .. })
-    }
-
     /// Reads the text relive writes; anything unknown is a loss (an
     /// outcome relivectl cannot vouch for).
     pub fn parse(text: &str) -> Outcome {

@@ -2,7 +2,6 @@
 //! background pre-dump round, the final dump in the stoppage, and `criu
 //! check`. [`CriuDumper`] runs CRIU; tests use a fake.
 
-use relive_api::report::FinalDump;
 use relive_config::PreDumpMode;
 use relive_criu::pid1::{timeout_for, IdleSpawner, Pid1Spawner};
 use relive_criu::{CgroupMode, Criu, CriuError, DumpOptions, LogLevel, NetworkLock, Spawner};
@@ -58,16 +57,6 @@ pub struct DumpJob<'a> {
     pub estimated_bytes: u64,
 }
 
-impl DumpJob<'_> {
-    pub fn kind(&self) -> FinalDump {
-        if self.parent.is_some() {
-            FinalDump::Incremental
-        } else {
-            FinalDump::Full
-        }
-    }
-}
-
 /// CRIU, as the upgrade uses it.
 pub trait Dumper: Sync {
     fn pre_dump(&self, job: &PreDumpJob<'_>) -> Result<(), DumpError>;
@@ -118,6 +107,26 @@ fn kill_and_wait(criu: i32) {
     }
 }
 
+/// The lab's faults for a dump or pre-dump of `unit`: `fails` fails it as
+/// CRIU would, `kills` also kills its main process.
+#[cfg(feature = "fault-injection")]
+fn injected_failure(
+    fails: relive_host::fault::Fault,
+    kills: relive_host::fault::Fault,
+    unit: &str,
+    main_pid: i32,
+) -> Result<(), DumpError> {
+    use relive_host::fault;
+    if fault::injected(fails, unit) {
+        let text = format!("injected fault ({})", fault::FAULT_FILE);
+        return Err(DumpError::Injected(text));
+    }
+    if fault::injected(kills, unit) {
+        return Err(DumpError::Injected(fault::kill_process(kills, main_pid)));
+    }
+    Ok(())
+}
+
 fn open_dir(dir: &Path) -> Result<std::fs::File, DumpError> {
     std::fs::File::open(dir).map_err(|source| DumpError::Io {
         path: dir.to_owned(),
@@ -129,15 +138,13 @@ impl Dumper for CriuDumper {
     fn pre_dump(&self, job: &PreDumpJob<'_>) -> Result<(), DumpError> {
         #[cfg(feature = "fault-injection")]
         {
-            use relive_host::fault::{self, Fault};
-            if fault::injected(Fault::PreDumpFail, job.unit) {
-                let text = format!("injected fault ({})", fault::FAULT_FILE);
-                return Err(DumpError::Injected(text));
-            }
-            if fault::injected(Fault::PreDumpKills, job.unit) {
-                let error = fault::kill_process(Fault::PreDumpKills, job.main_pid);
-                return Err(DumpError::Injected(error));
-            }
+            use relive_host::fault::Fault;
+            injected_failure(
+                Fault::PreDumpFail,
+                Fault::PreDumpKills,
+                job.unit,
+                job.main_pid,
+            )?;
         }
         let dir = open_dir(job.dir)?;
         let mut options = DumpOptions::new(job.main_pid, dir.as_fd());
@@ -174,15 +181,8 @@ impl Dumper for CriuDumper {
     fn dump(&self, job: &DumpJob<'_>) -> Result<(), DumpError> {
         #[cfg(feature = "fault-injection")]
         {
-            use relive_host::fault::{self, Fault};
-            if fault::injected(Fault::DumpFail, job.unit) {
-                let text = format!("injected fault ({})", fault::FAULT_FILE);
-                return Err(DumpError::Injected(text));
-            }
-            if fault::injected(Fault::DumpKills, job.unit) {
-                let error = fault::kill_process(Fault::DumpKills, job.main_pid);
-                return Err(DumpError::Injected(error));
-            }
+            use relive_host::fault::Fault;
+            injected_failure(Fault::DumpFail, Fault::DumpKills, job.unit, job.main_pid)?;
         }
         let dir = open_dir(job.dir)?;
         let mut options = DumpOptions::new(job.main_pid, dir.as_fd());

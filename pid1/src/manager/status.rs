@@ -129,7 +129,13 @@ impl Manager {
     /// defaults): past that they are counted, and the count logged when
     /// the interval ends.
     pub fn output_line(&mut self, unit: &str, line: String) {
-        let window = self.rt.output_rate.entry(unit.to_owned()).or_default();
+        // Every output line passes here: no allocation for a known unit.
+        if !self.rt.output_rate.contains_key(unit) {
+            self.rt
+                .output_rate
+                .insert(unit.to_owned(), OutputRate::default());
+        }
+        let window = self.rt.output_rate.get_mut(unit).expect("inserted above");
         match window.admit(std::time::Instant::now()) {
             Admit::Log { suppressed: 0 } => tracing::info!(target: "unit", "{unit}: {line}"),
             Admit::Log { suppressed } => {

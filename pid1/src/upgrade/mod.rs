@@ -145,7 +145,10 @@ impl Upgrades {
                 record_abort(&request, started_usec, &aborted);
             });
         if let Err(e) = spawned {
-            relive_host::UnitHost::end_upgrade(&Live::new(&self.commands, &self.config).host);
+            let host = LoopHost {
+                commands: self.commands.clone(),
+            };
+            relive_host::UnitHost::end_upgrade(&host);
             return Err(UpgradeError::Refused(relive_host::HostError::Manager(
                 format!("cannot start the upgrade thread: {e}"),
             )));
