@@ -48,7 +48,13 @@ impl Spawner for Pid1Spawner {
                 .chain(keep.iter().map(|fd| fd.as_raw_fd()))
                 .collect(),
         };
-        let pid = spawn::spawn(&request, None).map_err(|e| io::Error::other(e.to_string()))?;
+        // Not the manager's loop: this thread may wait for the exec.
+        let spawned = spawn::spawn(&request, None).map_err(|e| io::Error::other(e.to_string()))?;
+        let pid = spawned.pid;
+        spawned
+            .exec
+            .wait()
+            .map_err(|e| io::Error::other(e.to_string()))?;
         // CRIU holds the tasks it dumps (ptrace, its parasite inside): the
         // OOM killer must pick anything but it, or they die with it.
         let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), "-1000");

@@ -2,8 +2,9 @@
 //!
 //! It sleeps in poll(2) on: a self-pipe the signal handlers write to, the
 //! notify socket, an eventfd that D-Bus threads ring when they queue a
-//! command, and the service output pipes; the timeout is the nearest unit
-//! deadline. Each wake-up is handled inside `catch_unwind`: a bug in one
+//! command, the service output pipes, and the exec-status pipes of the
+//! children not yet exec'd; the timeout is the nearest unit deadline. Each
+//! wake-up is handled inside `catch_unwind`: a bug in one
 //! handler is logged and the loop goes on (PID 1 must never exit).
 
 use crate::manager::notify::NotifySocket;
@@ -84,6 +85,13 @@ impl Signals {
         let mut buf = [0u8; 64];
         while matches!(nix::unistd::read(&self.pipe_read, &mut buf), Ok(n) if n > 0) {}
     }
+}
+
+/// The descriptors poll found readable, besides the loop's own.
+#[derive(Debug, Default)]
+struct Ready {
+    outputs: Vec<std::os::fd::RawFd>,
+    execs: Vec<std::os::fd::RawFd>,
 }
 
 /// Why the loop returned.
@@ -173,8 +181,9 @@ impl EventLoop {
         }
     }
 
-    /// Sleeps until something happens; returns the output pipes that are readable.
-    fn wait(&self) -> Vec<std::os::fd::RawFd> {
+    /// Sleeps until something happens; returns the output pipes and the
+    /// exec-status pipes that are readable.
+    fn wait(&self) -> Ready {
         let timeout = match self.manager.next_deadline() {
             Some(deadline) => {
                 let now = crate::manager::clock::now();
@@ -184,33 +193,46 @@ impl EventLoop {
             None => PollTimeout::NONE,
         };
         let outputs = self.manager.rt.outputs.fds();
+        let execs = self.manager.rt.execs.fds();
         let mut fds = vec![
             PollFd::new(self.signals.pipe_read.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.notify.fd.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
         ];
         fds.extend(outputs.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) => fds[3..]
+        fds.extend(execs.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        if nix::poll::poll(&mut fds, timeout).is_err() {
+            return Ready::default();
+        }
+        let readable = |polled: &[PollFd]| -> Vec<std::os::fd::RawFd> {
+            polled
                 .iter()
                 .filter(|p| p.revents().is_some_and(|r| !r.is_empty()))
                 .map(|p| p.as_fd().as_raw_fd())
-                .collect(),
-            Err(_) => Vec::new(),
+                .collect()
+        };
+        let (outputs_polled, execs_polled) = fds[3..].split_at(outputs.len());
+        Ready {
+            outputs: readable(outputs_polled),
+            execs: readable(execs_polled),
         }
     }
 
-    fn handle(&mut self, readable_outputs: &[std::os::fd::RawFd]) {
+    fn handle(&mut self, ready: &Ready) {
         self.signals.drain_pipe();
         // Notify messages first: a READY=1 sent just before exiting must be
         // seen before the exit.
         for (pid, text) in self.notify.receive_all() {
             self.manager.notify_message(pid, &text);
         }
-        for fd in readable_outputs {
+        for fd in &ready.outputs {
             for (unit, line) in self.manager.rt.outputs.read(*fd) {
                 self.manager.output_line(&unit, line);
             }
+        }
+        // Before the exits: a failed exec is logged before its 203 exit.
+        for fd in &ready.execs {
+            self.manager.exec_status_ready(*fd);
         }
         if self.signals.child.swap(false, Ordering::SeqCst) {
             self.reap_children();

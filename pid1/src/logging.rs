@@ -234,12 +234,14 @@ mod tests {
 
     /// A console that takes each write only when the test lets it.
     struct SlowConsole {
+        entered: Sender<()>,
         gate: Receiver<()>,
         written: Sender<Vec<u8>>,
     }
 
     impl Write for SlowConsole {
         fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            let _ = self.entered.send(());
             let _ = self.gate.recv();
             let _ = self.written.send(data.to_vec());
             Ok(data.len())
@@ -256,11 +258,18 @@ mod tests {
     fn a_stalled_console_drops_records_instead_of_blocking() {
         let (open, gate) = channel();
         let (written_tx, written) = channel();
+        let (entered_tx, entered) = channel();
         let console = SlowConsole {
+            entered: entered_tx,
             gate,
             written: written_tx,
         };
         let sink = LogSink::with_targets(Box::new(console), None, 4);
+        // The writer holds a first record, stuck on the console.
+        let mut first = sink.record(Level::INFO);
+        let _ = writeln!(first, "first");
+        drop(first);
+        entered.recv_timeout(Duration::from_secs(5)).unwrap();
         let started = Instant::now();
         for i in 0..100 {
             let mut record = sink.record(Level::INFO);
@@ -270,8 +279,8 @@ mod tests {
             started.elapsed() < Duration::from_secs(1),
             "logging blocked"
         );
-        assert!(sink.shared.dropped.load(Ordering::SeqCst) >= 90);
-        for _ in 0..200 {
+        assert_eq!(sink.shared.dropped.load(Ordering::SeqCst), 96, "4 queued");
+        for _ in 0..300 {
             let _ = open.send(());
         }
         sink.flush(Duration::from_secs(5));

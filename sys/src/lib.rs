@@ -24,13 +24,14 @@ pub mod users;
 
 use std::io;
 
-pub use spawn::{SpawnError, SpawnRequest, Stdio};
+pub use spawn::{ExecOutcome, ExecStatus, SpawnError, SpawnRequest, Spawned, Stdio};
 
 /// What the manager asks of the kernel. One implementation talks to Linux;
 /// tests use a recording fake.
 pub trait Kernel: Send {
-    /// Starts a process as described; returns its PID once it has exec'd.
-    fn spawn(&mut self, request: SpawnRequest) -> Result<i32, SpawnError>;
+    /// Starts a process as described and returns at once, with the status
+    /// of its exec to poll (it may be slow to come: never wait for it).
+    fn spawn(&mut self, request: SpawnRequest) -> Result<Spawned, SpawnError>;
     /// Sends `signal` to `pid`. ESRCH is not an error (it already exited).
     fn kill(&mut self, pid: i32, signal: i32) -> io::Result<()>;
     /// Creates the cgroup `path` (relative to the cgroup2 root) and its parents.
@@ -58,7 +59,7 @@ pub struct RealKernel {
 }
 
 impl Kernel for RealKernel {
-    fn spawn(&mut self, request: SpawnRequest) -> Result<i32, SpawnError> {
+    fn spawn(&mut self, request: SpawnRequest) -> Result<Spawned, SpawnError> {
         let cgroup_dir = match &request.cgroup {
             Some(path) => {
                 Some(
@@ -131,7 +132,10 @@ pub enum ExitStatus {
 impl ExitStatus {
     pub fn describe(self) -> String {
         match self {
-            ExitStatus::Exited(c) => format!("status={c}"),
+            ExitStatus::Exited(c) => match spawn::ChildStep::name_of(c) {
+                Some(step) => format!("status={c}/{step}"),
+                None => format!("status={c}"),
+            },
             ExitStatus::Signaled(s) => format!("signal={}", signal_name(s)),
         }
     }

@@ -7,6 +7,11 @@
 //! CLONE_INTO_CGROUP puts the child in its unit's cgroup atomically, so no
 //! process of a unit ever runs outside it. An exec-status pipe (close-on-exec)
 //! tells the parent whether the exec worked, and if not, which step failed.
+//!
+//! [`spawn`] returns as soon as the child exists: the child may take long
+//! to exec (a working directory or program on a hung NFS mount, a frozen
+//! cgroup), and PID 1's loop must not wait for it. The loop polls the
+//! [`ExecStatus`] it gets back; other threads may [`ExecStatus::wait`].
 
 use std::ffi::CString;
 use std::io;
@@ -69,7 +74,22 @@ pub enum ChildStep {
 }
 
 impl ChildStep {
-    fn from_code(code: i32) -> &'static str {
+    /// systemd's name for a setup step's exit status (`203/EXEC`).
+    pub fn name_of(code: i32) -> Option<&'static str> {
+        Some(match code {
+            200 => "CHDIR",
+            203 => "EXEC",
+            205 => "LIMITS",
+            208 => "STDIN",
+            216 => "GROUP",
+            217 => "USER",
+            220 => "SETSID",
+            _ => return None,
+        })
+    }
+
+    /// What the step does, for messages.
+    pub fn describe_code(code: i32) -> &'static str {
         match code {
             200 => "changing to the working directory",
             205 => "setting resource limits",
@@ -119,11 +139,123 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// Starts the process; returns its PID after a successful exec.
-pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<i32, SpawnError> {
+/// A child just started: its PID, and how to learn whether it exec'd.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: i32,
+    pub exec: ExecStatus,
+}
+
+/// Where a child's exec stands.
+#[derive(Debug)]
+pub enum ExecOutcome {
+    /// The child is still setting up (or blocked doing so).
+    Pending,
+    /// The program runs.
+    Running,
+    /// A setup step failed; the child exits with the step's code.
+    Failed(SpawnError),
+}
+
+/// The parent's end of a child's exec-status pipe (non-blocking). EOF
+/// means the exec closed the child's end (close-on-exec); eight bytes are
+/// the failed step and its errno.
+#[derive(Debug)]
+pub struct ExecStatus {
+    fd: OwnedFd,
+    program: String,
+}
+
+impl ExecStatus {
+    /// For test kernels: a status already settled, as `failure` says
+    /// (None: the exec worked).
+    pub fn settled(program: &str, failure: Option<(ChildStep, i32)>) -> io::Result<ExecStatus> {
+        let (read, write) = status_pipe()?;
+        if let Some((step, errno)) = failure {
+            nix::unistd::write(&write, &report_bytes(step as i32, errno))?;
+        }
+        Ok(ExecStatus {
+            fd: read,
+            program: program.to_owned(),
+        })
+    }
+
+    /// The descriptor to poll for readability.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+
+    /// Reads what the child reported so far, without blocking. Once the
+    /// child has exited, the answer is never `Pending`.
+    pub fn check(&self) -> ExecOutcome {
+        let mut report = [0u8; 8];
+        loop {
+            // The child writes its eight bytes at once (less than
+            // PIPE_BUF: atomic), so a read gets all of them or none.
+            return match nix::unistd::read(&self.fd, &mut report) {
+                Ok(0) => ExecOutcome::Running,
+                Ok(8) => {
+                    let step = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+                    let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+                    ExecOutcome::Failed(SpawnError::Child {
+                        program: self.program.clone(),
+                        step: ChildStep::describe_code(step),
+                        source: io::Error::from_raw_os_error(errno),
+                    })
+                }
+                Ok(n) => ExecOutcome::Failed(SpawnError::Fork(io::Error::other(format!(
+                    "short exec-status report ({n} bytes)"
+                )))),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => ExecOutcome::Pending,
+                Err(e) => ExecOutcome::Failed(SpawnError::Fork(e.into())),
+            };
+        }
+    }
+
+    /// Blocks until the child has exec'd or failed. Only for threads other
+    /// than the manager's loop (CRIU's helpers, which wait for CRIU anyway).
+    pub fn wait(self) -> Result<(), SpawnError> {
+        loop {
+            match self.check() {
+                ExecOutcome::Running => return Ok(()),
+                ExecOutcome::Failed(e) => return Err(e),
+                ExecOutcome::Pending => {
+                    let mut fds = [nix::poll::PollFd::new(
+                        self.fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                        Err(e) => return Err(SpawnError::Fork(e.into())),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn status_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    nix::fcntl::fcntl(
+        &read,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )?;
+    Ok((read, write))
+}
+
+fn report_bytes(step: i32, errno: i32) -> [u8; 8] {
+    let mut report = [0u8; 8];
+    report[..4].copy_from_slice(&step.to_ne_bytes());
+    report[4..].copy_from_slice(&errno.to_ne_bytes());
+    report
+}
+
+/// Starts the process and returns at once: its PID, and the status of its
+/// exec to poll or wait for.
+pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spawned, SpawnError> {
     let program = request.path.to_string_lossy().into_owned();
-    let (status_read, status_write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Fork(e.into()))?;
+    let (status_read, status_write) = status_pipe().map_err(SpawnError::Fork)?;
     let devnull = nix::fcntl::open(
         "/dev/null",
         nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
@@ -153,29 +285,14 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<i32
     };
 
     let pid = clone_into(cgroup_dir.map(|fd| fd.as_raw_fd()), &plan)?;
+    // Only the child holds the write end now: EOF comes with its exec or exit.
     drop(status_write);
-
-    // Wait for the exec (EOF) or the child's report of a failed step.
-    let mut report = [0u8; 8];
-    let mut got = 0;
-    while got < report.len() {
-        match nix::unistd::read(&status_read, &mut report[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(SpawnError::Fork(e.into())),
-        }
-    }
-    if got == 0 {
-        return Ok(pid);
-    }
-    let step = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
-    let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
-    // The child has exited with `step` as its status; the manager's loop reaps it.
-    Err(SpawnError::Child {
-        program,
-        step: ChildStep::from_code(step),
-        source: io::Error::from_raw_os_error(errno),
+    Ok(Spawned {
+        pid,
+        exec: ExecStatus {
+            fd: status_read,
+            program,
+        },
     })
 }
 
@@ -360,9 +477,7 @@ fn fail(plan: &ChildPlan, step: ChildStep) -> ! {
     // async-signal-safe.
     unsafe {
         let errno = *libc::__errno_location();
-        let mut report = [0u8; 8];
-        report[..4].copy_from_slice(&(step as i32).to_ne_bytes());
-        report[4..].copy_from_slice(&errno.to_ne_bytes());
+        let report = report_bytes(step as i32, errno);
         libc::write(plan.status_fd, report.as_ptr().cast(), report.len());
         libc::_exit(step as i32)
     }

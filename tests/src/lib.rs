@@ -343,14 +343,14 @@ impl Sandbox {
             .expect("run nsenter")
     }
 
+    /// The unit's cgroup directory, as the host sees it.
+    pub fn unit_cgroup(&self, unit: &str) -> PathBuf {
+        self.cgroup.join("system.slice").join(unit)
+    }
+
     /// Host PIDs of the processes in a unit's cgroup.
     pub fn cgroup_pids(&self, unit: &str) -> Vec<u32> {
-        let path = self
-            .cgroup
-            .join("system.slice")
-            .join(unit)
-            .join("cgroup.procs");
-        fs::read_to_string(path)
+        fs::read_to_string(self.unit_cgroup(unit).join("cgroup.procs"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.parse().ok())

@@ -342,6 +342,7 @@ fn run(
     if handover.is_some() {
         // Children that exited during the exec sent SIGCHLD to nobody.
         event_loop.reap_children();
+        event_loop.manager.execs_lost_in_reexec();
         event_loop.manager.dispatch();
     } else if let Some((store, kexec, state)) = kexec_handover {
         event_loop.manager.state = state;

@@ -20,7 +20,9 @@ const EXEC_SEARCH_PATH: &[&str] = &[
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Manager {
-    /// Spawns `cmd` for unit `name` in its cgroup; returns the PID.
+    /// Spawns `cmd` for unit `name` in its cgroup; returns the PID. The
+    /// program may not run yet: a failed exec comes later, as the child's
+    /// exit (status 203 and its kin) and a logged reason.
     pub(super) fn spawn_command(&mut self, name: &str, cmd: &ExecCommand) -> Result<i32, String> {
         let svc = self.service_config(name).ok_or("not a service")?;
         let main_pid = self.state.units[name].main_pid;
@@ -70,7 +72,9 @@ impl Manager {
             working_directory_optional: svc.working_directory_optional,
             keep_fds: Vec::new(),
         };
-        let pid = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
+        let spawned = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
+        let pid = spawned.pid;
+        self.rt.execs.add(pid, Some(name), spawned.exec);
         tracing::debug!("{name}: spawned {} as PID {pid}", argv.join(" "));
         Ok(pid)
     }

@@ -6,6 +6,7 @@
 
 pub mod clock;
 mod exec;
+pub mod execs;
 mod jobs;
 pub mod notify;
 pub mod output;
@@ -59,6 +60,8 @@ pub struct Runtime {
     /// False when the notify socket could not be bound: services get no
     /// NOTIFY_SOCKET, and Type=notify ones start as Type=simple.
     pub notify_available: bool,
+    /// Children whose exec the loop still waits to hear about.
+    pub execs: execs::PendingExecs,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -100,6 +103,7 @@ impl Manager {
                 warned: BTreeSet::new(),
                 output_rate: HashMap::new(),
                 notify_available: true,
+                execs: execs::PendingExecs::default(),
             },
             config,
             unit_dirs,
@@ -307,6 +311,7 @@ impl Manager {
 
     /// A child process exited (already reaped): route it to its unit.
     pub fn child_exited(&mut self, pid: i32, status: ExitStatus) {
+        self.settle_exec_of(pid);
         if let Some(waiter) = self.rt.pid_waiters.remove(&pid) {
             let _ = waiter.try_send(status);
             return;

@@ -249,6 +249,9 @@ impl Manager {
                         if notify && self.rt.notify_available {
                             // Wait for READY=1 (see `notify_ready`).
                             self.set_state(name, ActiveState::Activating, SubState::Start);
+                        } else if svc.service_type == ServiceType::Exec {
+                            // Wait for the exec (see `main_exec_done`).
+                            self.set_state(name, ActiveState::Activating, SubState::Start);
                         } else {
                             self.set_state(name, ActiveState::Activating, SubState::StartPost);
                             self.run_phase(name, ExecPhase::StartPost, 0);

@@ -3,7 +3,8 @@
 
 use super::*;
 use relive_sys::machine::ShutdownKind;
-use relive_sys::{SpawnError, SpawnRequest};
+use relive_sys::spawn::ChildStep;
+use relive_sys::{ExecStatus, SpawnError, SpawnRequest, Spawned};
 use std::sync::{Arc, Mutex};
 
 /// What the manager asked of the kernel, in order.
@@ -34,20 +35,18 @@ struct Recorder {
 struct FakeKernel(Arc<Mutex<Recorder>>);
 
 impl Kernel for FakeKernel {
-    fn spawn(&mut self, request: SpawnRequest) -> Result<i32, SpawnError> {
+    fn spawn(&mut self, request: SpawnRequest) -> Result<Spawned, SpawnError> {
         let mut r = self.0.lock().unwrap();
         let argv: Vec<String> = request
             .argv
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        if r.failing.contains(&argv[0]) {
-            return Err(SpawnError::Child {
-                program: argv[0].clone(),
-                step: "executing the program",
-                source: std::io::Error::from_raw_os_error(libc::ENOENT),
-            });
-        }
+        // A failing program is forked all the same: its exec fails later.
+        let failure = r
+            .failing
+            .contains(&argv[0])
+            .then_some((ChildStep::Exec, libc::ENOENT));
         r.next_pid += 1;
         let pid = 1000 + r.next_pid;
         let unit = request
@@ -55,8 +54,9 @@ impl Kernel for FakeKernel {
             .unwrap_or_default()
             .trim_start_matches("/system.slice/")
             .to_owned();
+        let exec = ExecStatus::settled(&argv[0], failure).map_err(SpawnError::Fork)?;
         r.calls.push(Call::Spawn { unit, argv, pid });
-        Ok(pid)
+        Ok(Spawned { pid, exec })
     }
     fn kill(&mut self, pid: i32, signal: i32) -> std::io::Result<()> {
         self.0
@@ -238,9 +238,12 @@ fn stop_sends_the_kill_signal_then_waits_for_the_exit() {
 }
 
 #[test]
-fn exec_failure_fails_the_unit_and_its_requirers() {
+fn type_exec_waits_for_the_exec_and_a_failed_one_fails_its_requirers() {
     let (mut m, k, _dir) = manager(&[
-        ("a.service", "[Service]\nExecStart=/bin/missing\n"),
+        (
+            "a.service",
+            "[Service]\nType=exec\nExecStart=/bin/missing\n",
+        ),
         (
             "b.service",
             "[Unit]\nRequires=a.service\nAfter=a.service\n[Service]\nExecStart=/bin/b\n",
@@ -248,9 +251,17 @@ fn exec_failure_fails_the_unit_and_its_requirers() {
     ]);
     k.0.lock().unwrap().failing.push("/bin/missing".into());
     let outcome = m.request("b.service", JobKind::Start).unwrap();
+    let a_pid = main_pid(&m, "a.service");
+    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Activating);
+    m.settle_ready_execs();
+    // The child reported its failure and exits with 203 (EXEC).
+    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Activating);
+    m.child_exited(a_pid, ExitStatus::Exited(203));
     let a = m.unit("a.service").unwrap();
-    assert_eq!(a.active, ActiveState::Failed);
-    assert!(matches!(a.result, UnitResult::Resources(_)));
+    assert_eq!(
+        (a.active, a.result.clone()),
+        (ActiveState::Failed, UnitResult::ExitCode(203))
+    );
     let b = m.unit("b.service").unwrap();
     assert_eq!(
         (b.active, b.result.clone()),
@@ -260,7 +271,43 @@ fn exec_failure_fails_the_unit_and_its_requirers() {
         outcome.try_recv().unwrap(),
         Err(ManagerError::JobFailed(_))
     ));
-    assert!(spawned_units(&k).is_empty());
+    assert_eq!(spawned_units(&k), ["a.service"]);
+}
+
+#[test]
+fn type_exec_is_active_once_its_program_runs() {
+    let (mut m, k, _dir) = manager(&[
+        ("a.service", "[Service]\nType=exec\nExecStart=/bin/a\n"),
+        (
+            "b.service",
+            "[Unit]\nRequires=a.service\nAfter=a.service\n[Service]\nExecStart=/bin/b\n",
+        ),
+    ]);
+    let outcome = m.request("b.service", JobKind::Start).unwrap();
+    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Activating);
+    assert_eq!(spawned_units(&k), ["a.service"], "b waits for a's exec");
+    m.settle_ready_execs();
+    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Active);
+    assert_eq!(m.unit("b.service").unwrap().active, ActiveState::Active);
+    assert_eq!(outcome.try_recv().unwrap(), Ok(()));
+}
+
+#[test]
+fn type_simple_is_active_at_once_and_fails_when_its_exec_does() {
+    // systemd's Type=simple: started as soon as the process exists, so a
+    // missing program shows as the unit's failure a moment later.
+    let (mut m, k, _dir) = manager(&[("a.service", "[Service]\nExecStart=/bin/missing\n")]);
+    k.0.lock().unwrap().failing.push("/bin/missing".into());
+    let outcome = m.request("a.service", JobKind::Start).unwrap();
+    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Active);
+    assert_eq!(outcome.try_recv().unwrap(), Ok(()));
+    let pid = main_pid(&m, "a.service");
+    m.child_exited(pid, ExitStatus::Exited(203));
+    let a = m.unit("a.service").unwrap();
+    assert_eq!(
+        (a.active, a.result.clone()),
+        (ActiveState::Failed, UnitResult::ExitCode(203))
+    );
 }
 
 #[test]

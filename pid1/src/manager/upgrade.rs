@@ -120,7 +120,9 @@ impl Manager {
         request: SpawnRequest,
     ) -> Result<async_channel::Receiver<ExitStatus>, String> {
         // The text is the helper's error, which the upgrade wraps.
-        let pid = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
+        let spawned = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
+        let pid = spawned.pid;
+        self.rt.execs.add(pid, None, spawned.exec);
         let (tx, rx) = async_channel::bounded(1);
         self.rt.pid_waiters.insert(pid, tx);
         Ok(rx)
