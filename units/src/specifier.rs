@@ -186,6 +186,8 @@ impl<'a> Specifiers<'a> {
             'T' => "/tmp".into(),
             'V' => "/var/tmp".into(),
             'd' => format!("/run/credentials/{}", self.name),
+            // The user running the manager, not User= (systemd.unit(5)
+            // says so of systemd 252): for PID 1, root.
             'h' => "/root".into(),
             's' => "/bin/sh".into(),
             'u' | 'g' => "root".into(),

@@ -288,6 +288,23 @@ fn specifiers_everywhere_but_live_upgrade() {
     assert_eq!(u.live_upgrade.priority, 900);
 }
 
+/// systemd.unit(5) of Debian 12's systemd 252: %u "is the name of the
+/// user running the service manager instance ... Note that this setting
+/// is not influenced by the User= setting". So are %U %g %G %h %s: for
+/// the system manager, root's, whatever User= says.
+#[test]
+fn user_specifiers_name_the_manager_not_user_equals() {
+    let u = one(
+        "[Service]\nUser=nobody\nGroup=nogroup\n\
+         ExecStart=/bin/echo %u %U %g %G %h %s\n",
+    )
+    .unwrap();
+    assert_eq!(
+        u.service.unwrap().exec_start[0].argv,
+        ["/bin/echo", "root", "0", "root", "0", "/root", "/bin/sh"]
+    );
+}
+
 #[test]
 fn live_upgrade_defaults_and_explicit() {
     let u = one("[Service]\nExecStart=/a\n[X-LiveUpgrade]\nMode=restart\nPriority=0\n").unwrap();
