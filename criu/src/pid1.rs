@@ -44,6 +44,8 @@ impl Spawner for Pid1Spawner {
             nofile: None,
             working_directory: None,
             working_directory_optional: false,
+            stdin: Stdio::Null,
+            listen_fds: Vec::new(),
             keep_fds: std::iter::once(sock.as_raw_fd())
                 .chain(keep.iter().map(|fd| fd.as_raw_fd()))
                 .collect(),

@@ -2,8 +2,9 @@
 //!
 //! It sleeps in poll(2) on: a self-pipe the signal handlers write to, the
 //! notify socket, an eventfd that D-Bus threads ring when they queue a
-//! command, the service output pipes, and the exec-status pipes of the
-//! children not yet exec'd; the timeout is the nearest unit deadline. Each
+//! command, the service output pipes, the exec-status pipes of the
+//! children not yet exec'd, and the sockets of socket units waiting for
+//! traffic; the timeout is the nearest unit deadline. Each
 //! wake-up is handled inside `catch_unwind`: a bug in one
 //! handler is logged and the loop goes on (PID 1 must never exit).
 
@@ -92,6 +93,8 @@ impl Signals {
 struct Ready {
     outputs: Vec<std::os::fd::RawFd>,
     execs: Vec<std::os::fd::RawFd>,
+    /// Listening sockets with traffic.
+    sockets: Vec<std::os::fd::RawFd>,
 }
 
 /// Why the loop returned.
@@ -194,6 +197,7 @@ impl EventLoop {
         };
         let outputs = self.manager.rt.outputs.fds();
         let execs = self.manager.rt.execs.fds();
+        let sockets = self.manager.listening_fds();
         let mut fds = vec![
             PollFd::new(self.signals.pipe_read.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.notify.fd.as_fd(), PollFlags::POLLIN),
@@ -201,6 +205,7 @@ impl EventLoop {
         ];
         fds.extend(outputs.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
         fds.extend(execs.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        fds.extend(sockets.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
         if nix::poll::poll(&mut fds, timeout).is_err() {
             return Ready::default();
         }
@@ -211,10 +216,12 @@ impl EventLoop {
                 .map(|p| p.as_fd().as_raw_fd())
                 .collect()
         };
-        let (outputs_polled, execs_polled) = fds[3..].split_at(outputs.len());
+        let (outputs_polled, rest) = fds[3..].split_at(outputs.len());
+        let (execs_polled, sockets_polled) = rest.split_at(execs.len());
         Ready {
             outputs: readable(outputs_polled),
             execs: readable(execs_polled),
+            sockets: readable(sockets_polled),
         }
     }
 
@@ -236,6 +243,9 @@ impl EventLoop {
         }
         if self.signals.child.swap(false, Ordering::SeqCst) {
             self.reap_children();
+        }
+        for fd in &ready.sockets {
+            self.manager.socket_ready(*fd);
         }
         for (flag, kind) in [
             (&self.signals.poweroff, ShutdownKind::PowerOff),

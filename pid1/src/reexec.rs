@@ -24,6 +24,9 @@ pub struct Handover {
     pub control_fd: Option<RawFd>,
     /// Output pipes: read end and the unit writing to it.
     pub outputs: Vec<(RawFd, String)>,
+    /// Socket units' descriptors, in each unit's Listen*= order.
+    #[serde(default)]
+    pub listeners: Vec<(RawFd, String)>,
     /// Wall clock at serialization, µs since the epoch.
     pub written_at_usec: u64,
 }
@@ -50,12 +53,14 @@ pub fn exec_self(
     args: &[String],
 ) -> io::Error {
     let outputs = event_loop.manager.rt.outputs.export();
+    let listeners = event_loop.manager.rt.listeners.export();
     let handover = Handover {
         state: event_loop.manager.state.clone(),
         next_job_id: event_loop.manager.rt.next_job_id,
         notify_fd: event_loop.notify_fd(),
         control_fd,
         outputs: outputs.clone(),
+        listeners: listeners.clone(),
         written_at_usec: crate::manager::clock::wall_usec(),
     };
     let error = match try_exec(&handover, binary, args) {
@@ -68,6 +73,12 @@ pub fn exec_self(
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let _ = set_cloexec(&fd, true);
         event_loop.manager.rt.outputs.adopt(fd, &unit);
+    }
+    for (fd, unit) in listeners {
+        // SAFETY: `export` gave up ownership of these open descriptors.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let _ = set_cloexec(&fd, true);
+        event_loop.manager.rt.listeners.adopt(fd, &unit);
     }
     for fd in [Some(handover.notify_fd), control_fd].into_iter().flatten() {
         let _ = set_cloexec_raw(fd, true);
@@ -91,6 +102,7 @@ fn try_exec(
     let mut inherited: Vec<RawFd> = vec![handover.notify_fd];
     inherited.extend(handover.control_fd);
     inherited.extend(handover.outputs.iter().map(|(fd, _)| *fd));
+    inherited.extend(handover.listeners.iter().map(|(fd, _)| *fd));
     for fd in &inherited {
         set_cloexec_raw(*fd, false)?;
     }
@@ -251,6 +263,7 @@ mod tests {
             notify_fd: 5,
             control_fd: None,
             outputs: vec![(9, "a.service".into())],
+            listeners: vec![(10, "a.socket".into())],
             written_at_usec: 1,
         };
         let bytes = handover::encode(

@@ -15,6 +15,7 @@
 pub mod cgroup;
 pub mod freezer;
 pub mod kexec;
+pub mod listen;
 pub mod machine;
 pub mod mounts;
 pub mod pid_space;
@@ -23,6 +24,7 @@ pub mod spawn;
 pub mod users;
 
 use std::io;
+use std::os::fd::OwnedFd;
 
 pub use spawn::{ExecOutcome, ExecStatus, SpawnError, SpawnRequest, Spawned, Stdio};
 
@@ -50,6 +52,13 @@ pub trait Kernel: Send {
     fn cgroup_children(&self, path: &str) -> io::Result<Vec<String>>;
     /// The cgroup a process is in, relative to the root (e.g. `/system.slice/a.service`).
     fn cgroup_of(&self, pid: i32) -> Option<String>;
+    /// Opens one listening socket, FIFO or special file of a `.socket` unit.
+    fn listen(
+        &mut self,
+        listen: &relive_units::socket::Listen,
+        unit: &relive_units::socket::SocketSection,
+        owner: listen::Owner,
+    ) -> io::Result<OwnedFd>;
 }
 
 /// The live system.
@@ -115,6 +124,15 @@ impl Kernel for RealKernel {
 
     fn cgroup_remove(&mut self, path: &str) {
         self.cgroups.remove(path)
+    }
+
+    fn listen(
+        &mut self,
+        listen: &relive_units::socket::Listen,
+        unit: &relive_units::socket::SocketSection,
+        owner: listen::Owner,
+    ) -> io::Result<OwnedFd> {
+        listen::open(listen, unit, owner)
     }
 
     fn cgroup_of(&self, pid: i32) -> Option<String> {

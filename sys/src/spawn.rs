@@ -57,6 +57,12 @@ pub struct SpawnRequest {
     /// Descriptors the program inherits under their own numbers (e.g. the
     /// socket `criu swrk FD` talks over); all others close at exec.
     pub keep_fds: Vec<RawFd>,
+    /// Standard input: /dev/null, or a connection (StandardInput=socket).
+    pub stdin: Stdio,
+    /// Socket activation (sd_listen_fds(3)): these descriptors become 3,
+    /// 4, ... in the child, and `LISTEN_PID` its own PID, which only the
+    /// child knows. The caller puts `LISTEN_FDS`/`LISTEN_FDNAMES` in `env`.
+    pub listen_fds: Vec<RawFd>,
 }
 
 /// The step of the child's setup that failed, as systemd numbers them in
@@ -267,12 +273,18 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
     let mut argv: Vec<*const libc::c_char> = request.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = request.env.iter().map(|e| e.as_ptr()).collect();
+    // LISTEN_PID=, its digits written by the child into its copy of this buffer.
+    let mut listen_pid = *b"LISTEN_PID=\0\0\0\0\0\0\0\0\0\0\0\0";
+    let listen_pid = listen_pid.as_mut_ptr();
+    if !request.listen_fds.is_empty() {
+        envp.push(listen_pid.cast_const().cast());
+    }
     envp.push(std::ptr::null());
     let plan = ChildPlan {
         path: request.path.as_ptr(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
-        devnull: devnull.as_raw_fd(),
+        stdin: stdio_fd(&request.stdin, devnull.as_raw_fd()),
         stdout: stdio_fd(&request.stdout, devnull.as_raw_fd()),
         stderr: stdio_fd(&request.stderr, devnull.as_raw_fd()),
         credentials: request.credentials.as_ref(),
@@ -281,6 +293,9 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         cwd: request.working_directory.as_ref().map(|c| c.as_ptr()),
         cwd_optional: request.working_directory_optional,
         keep_fds: &request.keep_fds,
+        listen_fds: &request.listen_fds,
+        // SAFETY: within the 23-byte buffer above.
+        listen_pid_digits: unsafe { listen_pid.add(LISTEN_PID_PREFIX) },
         status_fd: status_write.as_raw_fd(),
     };
 
@@ -304,13 +319,16 @@ fn stdio_fd(stdio: &Stdio, devnull: RawFd) -> RawFd {
     }
 }
 
+/// The length of `LISTEN_PID=`.
+const LISTEN_PID_PREFIX: usize = 11;
+
 /// What the child needs, as raw values prepared by the parent.
 struct ChildPlan<'a> {
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
-    devnull: RawFd,
     /// -1: keep PID 1's.
+    stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
     credentials: Option<&'a Credentials>,
@@ -319,6 +337,9 @@ struct ChildPlan<'a> {
     cwd: Option<*const libc::c_char>,
     cwd_optional: bool,
     keep_fds: &'a [RawFd],
+    listen_fds: &'a [RawFd],
+    /// Where the child writes its PID in decimal (room for 11 bytes and a NUL).
+    listen_pid_digits: *mut u8,
     status_fd: RawFd,
 }
 
@@ -411,7 +432,7 @@ fn child_main(plan: &ChildPlan) -> ! {
         if libc::setsid() < 0 {
             fail(plan, ChildStep::Setsid);
         }
-        if libc::dup2(plan.devnull, 0) < 0
+        if (plan.stdin >= 0 && libc::dup2(plan.stdin, 0) < 0)
             || (plan.stdout >= 0 && libc::dup2(plan.stdout, 1) < 0)
             || (plan.stderr >= 0 && libc::dup2(plan.stderr, 2) < 0)
         {
@@ -428,6 +449,9 @@ fn child_main(plan: &ChildPlan) -> ! {
             if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
                 fail(plan, ChildStep::Stdio);
             }
+        }
+        if !plan.listen_fds.is_empty() && !place_listen_fds(plan) {
+            fail(plan, ChildStep::Stdio);
         }
 
         if let Some((soft, hard)) = plan.nofile {
@@ -468,6 +492,65 @@ fn child_main(plan: &ChildPlan) -> ! {
         libc::execve(plan.path, plan.argv, plan.envp);
         fail(plan, ChildStep::Exec);
     }
+}
+
+/// Moves the listening descriptors to 3, 4, ... (not close-on-exec) and
+/// writes this child's PID into LISTEN_PID. Async-signal-safe, no
+/// allocation: first every descriptor is copied above the target range
+/// (so that no move overwrites one still to be moved), then each copy is
+/// moved into place.
+///
+/// # Safety
+/// Only in the child between clone and exec, with the plan the parent built.
+unsafe fn place_listen_fds(plan: &ChildPlan) -> bool {
+    const MAX: usize = 253;
+    let n = plan.listen_fds.len().min(MAX);
+    let mut high = [0 as RawFd; MAX];
+    let floor = 3 + n as RawFd;
+    for (i, fd) in plan.listen_fds.iter().take(n).enumerate() {
+        // SAFETY: fcntl on a descriptor number; errors are returned.
+        high[i] = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, floor) };
+        if high[i] < 0 {
+            return false;
+        }
+    }
+    for (i, fd) in high.iter().take(n).enumerate() {
+        let target = 3 + i as RawFd;
+        // SAFETY: dup2 of an open descriptor; the copy is not close-on-exec.
+        if unsafe { libc::dup2(*fd, target) } < 0 {
+            return false;
+        }
+        // Services expect blocking descriptors (systemd clears O_NONBLOCK
+        // unless NonBlocking=yes; PID 1 only polls its copy).
+        // SAFETY: fcntl flag calls on an open descriptor.
+        unsafe {
+            let flags = libc::fcntl(target, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(target, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+    }
+    // SAFETY: getpid(2) takes nothing.
+    let pid = unsafe { libc::getpid() } as u32;
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut rest = pid;
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        // SAFETY: the buffer has room for 12 bytes after its prefix, and
+        // this child writes its own copy of the parent's memory.
+        unsafe { *plan.listen_pid_digits.add(i) = digits[len - 1 - i] };
+    }
+    // SAFETY: as above; the terminating NUL.
+    unsafe { *plan.listen_pid_digits.add(len) = 0 };
+    true
 }
 
 /// Reports the failed step and errno on the status pipe, then exits with the

@@ -17,6 +17,7 @@ pub mod load;
 pub mod model;
 pub mod parse;
 pub mod read;
+pub mod socket;
 pub mod specifier;
 pub mod unit_name;
 

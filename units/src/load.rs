@@ -26,6 +26,7 @@ mod build;
 mod index;
 mod install;
 mod service;
+mod socket;
 mod values;
 
 use crate::error::LoadError;
@@ -161,6 +162,7 @@ impl Loader {
         let kind = match unit_name::suffix(&canonical) {
             Some("service") => UnitKind::Service,
             Some("target") => UnitKind::Target,
+            Some("socket") => UnitKind::Socket,
             _ => UnitKind::Unsupported,
         };
         // Other names: alias symlinks to the same file (with our instance).
@@ -234,6 +236,7 @@ impl Loader {
             dropins,
             unit: built.unit,
             service: built.service,
+            socket: built.socket,
             install: built.install,
             live_upgrade: built.live_upgrade,
             warnings: built.warnings,

@@ -44,7 +44,8 @@ impl std::fmt::Display for Warning {
 pub enum UnitKind {
     Service,
     Target,
-    /// A unit type relive does not run yet (.socket, .mount, .timer, ...):
+    Socket,
+    /// A unit type relive does not run yet (.mount, .timer, ...):
     /// loaded so that dependencies on it resolve, never started.
     Unsupported,
 }
@@ -64,6 +65,9 @@ pub struct Unit {
     pub unit: UnitSection,
     /// Present for services (defaults filled in), `None` for targets.
     pub service: Option<ServiceSection>,
+    /// Present for sockets.
+    #[serde(default)]
+    pub socket: Option<crate::socket::SocketSection>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     /// Unsupported directives and other non-fatal findings, one per occurrence.
@@ -153,6 +157,9 @@ pub enum OutputTarget {
     Inherit,
     Null,
     Tty,
+    /// The connection of an Accept=yes socket (or the one socket of an
+    /// Accept=no one).
+    Socket,
     File(PathBuf),
     Append(PathBuf),
     Truncate(PathBuf),
@@ -230,8 +237,14 @@ pub struct ServiceSection {
     pub runtime_directory_mode: u32,
     /// RuntimeDirectoryPreserve=yes keeps it after stop (default no).
     pub runtime_directory_preserve: bool,
+    #[serde(default)]
+    pub standard_input: InputSource,
     pub standard_output: OutputTarget,
     pub standard_error: OutputTarget,
+    /// Sockets= : socket units whose descriptors the service gets, besides
+    /// those that name it in Service= (or by their name).
+    #[serde(default)]
+    pub sockets: Vec<String>,
     /// NotifyAccess= (main|all|exec|none); relive accepts any process of the unit's cgroup for all/exec.
     pub notify_access: NotifyAccess,
 }
@@ -282,11 +295,23 @@ impl Default for ServiceSection {
             runtime_directory: Vec::new(),
             runtime_directory_mode: 0o755,
             runtime_directory_preserve: false,
+            standard_input: InputSource::Null,
             standard_output: OutputTarget::Capture,
             standard_error: OutputTarget::Inherit,
             notify_access: NotifyAccess::None,
+            sockets: Vec::new(),
         }
     }
+}
+
+/// StandardInput=.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputSource {
+    #[default]
+    Null,
+    /// The socket the service was activated through (stdout and stderr
+    /// default to it too).
+    Socket,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -294,10 +294,8 @@ fn specifiers_everywhere_but_live_upgrade() {
 /// the system manager, root's, whatever User= says.
 #[test]
 fn user_specifiers_name_the_manager_not_user_equals() {
-    let u = one(
-        "[Service]\nUser=nobody\nGroup=nogroup\n\
-         ExecStart=/bin/echo %u %U %g %G %h %s\n",
-    )
+    let u = one("[Service]\nUser=nobody\nGroup=nogroup\n\
+         ExecStart=/bin/echo %u %U %g %G %h %s\n")
     .unwrap();
     assert_eq!(
         u.service.unwrap().exec_start[0].argv,
@@ -327,7 +325,10 @@ fn live_upgrade_defaults_and_explicit() {
     assert!(u.live_upgrade.rollback_on_restore_failure);
     let t = Tree::new();
     t.write("lib/x.target", "[Unit]\nDescription=X\n");
-    t.write("lib/y.socket", "[Unit]\nDescription=Y\n[Socket]\nListenStream=1\nAccept=no\n[Install]\nWantedBy=sockets.target\n");
+    t.write(
+        "lib/y.timer",
+        "[Unit]\nDescription=Y\n[Timer]\nOnBootSec=1\n[Install]\nWantedBy=timers.target\n",
+    );
     let l = t.loader(&["lib"]);
     let x = l.load("x.target").unwrap();
     assert_eq!(
@@ -335,9 +336,121 @@ fn live_upgrade_defaults_and_explicit() {
         (UnitKind::Target, UpgradeMode::Restart, true)
     );
     assert_eq!(x.unit.before, ["shutdown.target"]);
-    let y = l.load("y.socket").unwrap();
+    let y = l.load("y.timer").unwrap();
     assert_eq!(y.kind, UnitKind::Unsupported);
     assert_eq!(y.warnings.len(), 1, "{:?}", y.warnings);
-    assert_eq!(y.warnings[0].message, "relive does not run .socket units");
-    assert_eq!(y.install.wanted_by, ["sockets.target"]);
+    assert_eq!(y.warnings[0].message, "relive does not run .timer units");
+    assert_eq!(y.install.wanted_by, ["timers.target"]);
+}
+
+#[test]
+fn journald_socket_as_debian_ships_it() {
+    let t = Tree::new();
+    t.write(
+        "lib/systemd-journald.socket",
+        "[Unit]\nDescription=Journal Socket\nDefaultDependencies=no\nBefore=sockets.target\n\
+         IgnoreOnIsolate=yes\n[Socket]\nListenDatagram=/run/systemd/journal/socket\n\
+         ListenStream=/run/systemd/journal/stdout\nPassCredentials=yes\nPassSecurity=yes\n\
+         ReceiveBuffer=8M\nService=systemd-journald.service\nSocketMode=0666\nTimestamping=us\n",
+    );
+    let u = t.loader(&["lib"]).load("systemd-journald.socket").unwrap();
+    assert_eq!(u.kind, UnitKind::Socket);
+    let s = u.socket.unwrap();
+    assert_eq!(
+        s.listen
+            .iter()
+            .map(|l| l.listen.clone())
+            .collect::<Vec<_>>(),
+        [
+            socket::Listen::Socket {
+                socket_type: socket::SocketType::Datagram,
+                address: socket::SocketAddress::Unix("/run/systemd/journal/socket".into()),
+            },
+            socket::Listen::Socket {
+                socket_type: socket::SocketType::Stream,
+                address: socket::SocketAddress::Unix("/run/systemd/journal/stdout".into()),
+            },
+        ]
+    );
+    assert!(s.pass_credentials && s.pass_security && !s.accept);
+    assert_eq!(s.receive_buffer, Some(8 << 20));
+    assert_eq!(s.service.as_deref(), Some("systemd-journald.service"));
+    assert_eq!(s.timestamping, socket::Timestamping::Microseconds);
+    // DefaultDependencies=no: only its own ordering, and the service's.
+    assert_eq!(
+        u.unit.before,
+        ["sockets.target", "systemd-journald.service"]
+    );
+    assert!(u.unit.after.is_empty());
+}
+
+#[test]
+fn socket_defaults_and_its_service() {
+    let t = Tree::new();
+    t.write("lib/ssh.socket", "[Socket]\nListenStream=22\nAccept=no\n");
+    t.write(
+        "lib/echo.socket",
+        "[Socket]\nListenStream=127.0.0.1:7\nAccept=yes\n",
+    );
+    let ssh = t.loader(&["lib"]).load("ssh.socket").unwrap();
+    let s = ssh.socket.as_ref().unwrap();
+    assert_eq!(s.service.as_deref(), Some("ssh.service"));
+    assert_eq!(
+        (s.socket_mode, s.directory_mode, s.backlog),
+        (0o666, 0o755, i32::MAX as u32)
+    );
+    assert_eq!((s.max_connections, s.trigger_limit_burst), (64, 20));
+    assert_eq!(ssh.unit.after, ["sysinit.target"]);
+    assert_eq!(
+        ssh.unit.before,
+        ["ssh.service", "sockets.target", "shutdown.target"]
+    );
+    assert_eq!(ssh.unit.conflicts, ["shutdown.target"]);
+    let echo = t.loader(&["lib"]).load("echo.socket").unwrap();
+    let s = echo.socket.as_ref().unwrap();
+    assert_eq!(s.service.as_deref(), Some("echo@.service"));
+    assert_eq!(s.trigger_limit_burst, 200);
+    assert!(!echo.unit.before.contains(&"echo@.service".to_string()));
+}
+
+#[test]
+fn bad_sockets_are_refused_with_file_and_line() {
+    let t = Tree::new();
+    for (name, text, line, needle) in [
+        (
+            "a.socket",
+            "[Socket]\nListenStream=localhost:80\n",
+            2,
+            "ListenStream=",
+        ),
+        (
+            "b.socket",
+            "[Socket]\nAccept=yes\nListenDatagram=/run/b\n",
+            0,
+            "non-accepting",
+        ),
+        (
+            "c.socket",
+            "[Unit]\nDescription=c\n",
+            0,
+            "no Listen setting",
+        ),
+        ("d.socket", "[Socket]\nListenStream=0\n", 2, "port 0"),
+        (
+            "e.socket",
+            "[Socket]\nListenNetlink=nosuch 1\n",
+            2,
+            "netlink",
+        ),
+    ] {
+        t.write(&format!("lib/{name}"), text);
+        match t.loader(&["lib"]).load(name) {
+            Err(LoadError::Invalid { location, message }) => {
+                assert_eq!(location.line, line, "{name}: {message}");
+                assert!(location.file.ends_with(name), "{name}: {location}");
+                assert!(message.contains(needle), "{name}: {message}");
+            }
+            other => panic!("{name}: expected Invalid, got {other:?}"),
+        }
+    }
 }

@@ -289,6 +289,13 @@ fn run(
                     .outputs
                     .adopt(unsafe { relive::reexec::adopt_fd(*fd) }, unit);
             }
+            for (fd, unit) in &h.listeners {
+                // SAFETY: as above.
+                manager
+                    .rt
+                    .listeners
+                    .adopt(unsafe { relive::reexec::adopt_fd(*fd) }, unit);
+            }
             // SAFETY: as above.
             let notify = NotifySocket::from_fd(unsafe { relive::reexec::adopt_fd(h.notify_fd) });
             // SAFETY: as above.

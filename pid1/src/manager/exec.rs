@@ -3,7 +3,7 @@
 
 use super::Manager;
 use relive_sys::spawn::{SpawnRequest, Stdio};
-use relive_units::{ExecCommand, OutputTarget, ServiceSection};
+use relive_units::{ExecCommand, InputSource, OutputTarget, ServiceSection};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,10 +23,53 @@ impl Manager {
     /// Spawns `cmd` for unit `name` in its cgroup; returns the PID. The
     /// program may not run yet: a failed exec comes later, as the child's
     /// exit (status 203 and its kin) and a logged reason.
-    pub(super) fn spawn_command(&mut self, name: &str, cmd: &ExecCommand) -> Result<i32, String> {
+    /// `activation`: an ExecStart= command, which gets the descriptors of
+    /// socket activation (systemd's EXEC_PASS_FDS).
+    pub(super) fn spawn_command(
+        &mut self,
+        name: &str,
+        cmd: &ExecCommand,
+        activation: bool,
+    ) -> Result<i32, String> {
         let svc = self.service_config(name).ok_or("not a service")?;
         let main_pid = self.state.units[name].main_pid;
-        let env = self.environment(name, &svc, cmd, main_pid)?;
+        let mut env = self.environment(name, &svc, cmd, main_pid)?;
+        let sockets = self.activation_fds(name);
+        let socket_stdio = svc.standard_input == InputSource::Socket
+            || svc.standard_output == OutputTarget::Socket
+            || svc.standard_error == OutputTarget::Socket;
+        let socket_fd = if socket_stdio {
+            match sockets.as_slice() {
+                [(fd, _)] => Some(Arc::new(dup(*fd)?)),
+                [] => return Err("StandardInput=/Output=socket, but got no socket".into()),
+                _ => {
+                    return Err("StandardInput=/Output=socket, but got more than one socket".into())
+                }
+            }
+        } else {
+            None
+        };
+        // With the socket on its standard streams, a service gets no LISTEN_*.
+        let listen_fds: Vec<i32> = if activation && !socket_stdio {
+            sockets.iter().map(|(fd, _)| *fd).collect()
+        } else {
+            Vec::new()
+        };
+        if !listen_fds.is_empty() {
+            let names: Vec<&str> = sockets.iter().map(|(_, n)| n.as_str()).collect();
+            env.push(("LISTEN_FDS".into(), listen_fds.len().to_string()));
+            env.push(("LISTEN_FDNAMES".into(), names.join(":")));
+        }
+        if let Some((ip, port)) = self
+            .rt
+            .listeners
+            .connections
+            .get(name)
+            .and_then(|c| c.remote)
+        {
+            env.push(("REMOTE_ADDR".into(), ip.to_string()));
+            env.push(("REMOTE_PORT".into(), port.to_string()));
+        }
         let lookup = |key: &str| {
             env.iter()
                 .rev()
@@ -51,7 +94,11 @@ impl Manager {
                     .map_err(|e| e.to_string())?,
             )
         };
-        let (stdout, stderr) = self.output_for(name, &svc)?;
+        let (stdout, stderr) = self.output_for(name, &svc, socket_fd.as_ref())?;
+        let stdin = match (&socket_fd, svc.standard_input) {
+            (Some(fd), InputSource::Socket) => Stdio::Fd(fd.clone()),
+            _ => Stdio::Null,
+        };
         let request = SpawnRequest {
             path: cstring(path.as_os_str().to_string_lossy().as_ref())?,
             argv: argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
@@ -71,6 +118,8 @@ impl Manager {
                 .transpose()?,
             working_directory_optional: svc.working_directory_optional,
             keep_fds: Vec::new(),
+            stdin,
+            listen_fds,
         };
         let spawned = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
         let pid = spawned.pid;
@@ -148,7 +197,12 @@ impl Manager {
     }
 
     /// StandardOutput=/StandardError= as open descriptors.
-    fn output_for(&mut self, name: &str, svc: &ServiceSection) -> Result<(Stdio, Stdio), String> {
+    fn output_for(
+        &mut self,
+        name: &str,
+        svc: &ServiceSection,
+        socket: Option<&Arc<std::os::fd::OwnedFd>>,
+    ) -> Result<(Stdio, Stdio), String> {
         let mut capture: Option<Arc<std::os::fd::OwnedFd>> = None;
         let mut open = |target: &OutputTarget, this: &mut Self| -> Result<Option<Stdio>, String> {
             Ok(Some(match target {
@@ -166,6 +220,10 @@ impl Manager {
                 OutputTarget::Inherit => return Ok(None),
                 OutputTarget::Null => Stdio::Null,
                 OutputTarget::Tty => Stdio::Inherit,
+                OutputTarget::Socket => match socket {
+                    Some(fd) => Stdio::Fd(fd.clone()),
+                    None => return Err("StandardOutput=socket without a socket".into()),
+                },
                 OutputTarget::File(p) => open_file(p, false, false)?,
                 OutputTarget::Append(p) => open_file(p, true, false)?,
                 OutputTarget::Truncate(p) => open_file(p, false, true)?,
@@ -173,8 +231,11 @@ impl Manager {
         };
         let stdout = match open(&svc.standard_output, self)? {
             Some(s) => s,
-            // inherit for stdout means stdin's target, which is /dev/null.
-            None => Stdio::Null,
+            // inherit for stdout means stdin's target.
+            None => match (svc.standard_input, socket) {
+                (InputSource::Socket, Some(fd)) => Stdio::Fd(fd.clone()),
+                _ => Stdio::Null,
+            },
         };
         let stderr = match open(&svc.standard_error, self)? {
             Some(s) => s,
@@ -304,4 +365,14 @@ fn grantable_nofile(name: &str, (soft, hard): (u64, u64)) -> (u64, u64) {
     }
     tracing::warn!("{name}: LimitNOFILE={hard} is above the hard limit relive may grant ({own_hard}); using {own_hard}");
     (soft.min(own_hard), own_hard)
+}
+
+/// A copy of `fd` (close-on-exec) for a child's standard streams.
+fn dup(fd: i32) -> Result<std::os::fd::OwnedFd, String> {
+    // SAFETY: the descriptor is open and owned by the socket units' records
+    // for the duration of this call.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed
+        .try_clone_to_owned()
+        .map_err(|e| format!("cannot duplicate the socket: {e}"))
 }

@@ -14,6 +14,7 @@ mod plan;
 mod rundir;
 mod service;
 mod shutdown;
+pub mod sockets;
 pub mod state;
 mod status;
 pub mod upgrade;
@@ -62,6 +63,8 @@ pub struct Runtime {
     pub notify_available: bool,
     /// Children whose exec the loop still waits to hear about.
     pub execs: execs::PendingExecs,
+    /// Socket units' descriptors and Accept=yes connections.
+    pub listeners: sockets::Listeners,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -104,6 +107,7 @@ impl Manager {
                 output_rate: HashMap::new(),
                 notify_available: true,
                 execs: execs::PendingExecs::default(),
+                listeners: sockets::Listeners::default(),
             },
             config,
             unit_dirs,

@@ -42,6 +42,9 @@ impl Manager {
             .as_ref()
             .is_some_and(|j| matches!(j.kind, JobKind::Stop | JobKind::Restart));
         self.job_progress(name);
+        if old != active && self.state.units[name].is_service() {
+            self.socket_trigger_notify(name);
+        }
         if went_down && !requested {
             for binder in self.binders(name) {
                 if self.state.units[&binder].is_up() {
@@ -149,7 +152,7 @@ impl Manager {
             self.phase_done(name, phase);
             return;
         };
-        match self.spawn_command(name, &cmd) {
+        match self.spawn_command(name, &cmd, phase == ExecPhase::Start) {
             Ok(pid) => {
                 let u = self.state.units.get_mut(name).expect("unit exists");
                 u.control_pid = Some(pid);
@@ -235,7 +238,7 @@ impl Manager {
                     self.phase_done(name, ExecPhase::Start);
                     return;
                 };
-                match self.spawn_command(name, &cmd) {
+                match self.spawn_command(name, &cmd, true) {
                     Ok(pid) => {
                         self.state
                             .units

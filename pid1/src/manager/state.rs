@@ -83,6 +83,8 @@ pub enum SubState {
     Start,
     StartPost,
     Running,
+    /// A socket waiting for traffic.
+    Listening,
     Exited,
     Reload,
     Stop,
@@ -102,6 +104,7 @@ impl SubState {
             SubState::Start => "start",
             SubState::StartPost => "start-post",
             SubState::Running => "running",
+            SubState::Listening => "listening",
             SubState::Exited => "exited",
             SubState::Reload => "reload",
             SubState::Stop => "stop",
@@ -130,6 +133,10 @@ pub enum UnitResult {
     Protocol,
     /// An Assert*= did not hold.
     Assert,
+    /// A socket triggered more often than TriggerLimitBurst= allows.
+    TriggerLimitHit,
+    /// A socket's service hit its own start limit.
+    ServiceStartLimitHit,
 }
 
 impl UnitResult {
@@ -144,6 +151,8 @@ impl UnitResult {
             UnitResult::Resources(_) => "resources",
             UnitResult::Protocol => "protocol",
             UnitResult::Assert => "assert",
+            UnitResult::TriggerLimitHit => "trigger-limit-hit",
+            UnitResult::ServiceStartLimitHit => "service-start-limit-hit",
         }
     }
 }

@@ -93,6 +93,16 @@ impl Kernel for FakeKernel {
     fn cgroup_of(&self, _: i32) -> Option<String> {
         None
     }
+    fn listen(
+        &mut self,
+        _: &relive_units::socket::Listen,
+        _: &relive_units::socket::SocketSection,
+        _: relive_sys::listen::Owner,
+    ) -> std::io::Result<std::os::fd::OwnedFd> {
+        // Any pollable descriptor stands for a socket here.
+        let (read, _write) = nix::unistd::pipe()?;
+        Ok(read)
+    }
 }
 
 fn manager(units: &[(&str, &str)]) -> (Manager, FakeKernel, tempdir::Dir) {

@@ -32,6 +32,8 @@ pub fn run(commands: &CommandSender, argv: &[&str]) -> Result<HelperOutput, Host
         nofile: None,
         working_directory: None,
         working_directory_optional: false,
+        stdin: Stdio::Null,
+        listen_fds: Vec::new(),
         keep_fds: Vec::new(),
     };
     // The request (with our copies of the write ends) is dropped on the

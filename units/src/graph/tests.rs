@@ -15,6 +15,7 @@ fn unit(name: &str, edit: impl FnOnce(&mut UnitSection)) -> Unit {
         dropins: Vec::new(),
         unit: section,
         service: None,
+        socket: None,
         install: InstallSection::default(),
         live_upgrade: LiveUpgrade {
             mode: UpgradeMode::Preserve,

@@ -8,6 +8,7 @@
 //! sections starting with `X-` are ignored silently, as in systemd.
 
 use super::service::ServiceBuilder;
+use super::socket::SocketBuilder;
 use super::values::{parse_bool, parse_timespan};
 use crate::error::LoadError;
 use crate::exec::split_words;
@@ -88,6 +89,7 @@ pub(crate) struct Builder<'a> {
     pub unit: UnitSection,
     pub install: InstallSection,
     pub service: Option<ServiceBuilder>,
+    pub socket: Option<SocketBuilder>,
     pub(super) mode: Option<UpgradeMode>,
     pub(super) priority: Option<u16>,
     pub(super) pre_dump: Option<bool>,
@@ -115,6 +117,7 @@ impl<'a> Builder<'a> {
             },
             install: InstallSection::default(),
             service: (kind == UnitKind::Service).then(ServiceBuilder::default),
+            socket: None,
             mode: None,
             priority: None,
             pre_dump: None,
@@ -123,6 +126,14 @@ impl<'a> Builder<'a> {
             success_action: false,
             is_template: UnitName::parse(name).is_some_and(|n| n.kind() == NameKind::Template),
         }
+        .with_socket()
+    }
+
+    fn with_socket(mut self) -> Self {
+        if self.kind == UnitKind::Socket {
+            self.socket = Some(SocketBuilder::new(self.is_template));
+        }
+        self
     }
 
     /// Applies one file's directives (the fragment or a drop-in).
@@ -145,6 +156,12 @@ impl<'a> Builder<'a> {
                 }
                 let ctx = &mut b.ctx;
                 b.service
+                    .as_mut()
+                    .map_or(Ok(()), |s| s.directive(ctx, k, v, l))
+            }),
+            "Socket" if self.socket.is_some() => self.each(section, |b, k, v, l| {
+                let ctx = &mut b.ctx;
+                b.socket
                     .as_mut()
                     .map_or(Ok(()), |s| s.directive(ctx, k, v, l))
             }),
@@ -309,7 +326,25 @@ impl<'a> Builder<'a> {
             Some(s) => Some(s.finish(fragment, self.success_action)?),
             None => None,
         };
+        let socket = match self.socket.take() {
+            Some(s) => Some(s.finish(&self.name, fragment)?),
+            None => None,
+        };
         let u = &mut self.unit;
+        if let Some(svc) = &service {
+            // Sockets=: pulled in and set up first (config_parse_service_sockets()).
+            u.wants.extend(svc.sockets.iter().cloned());
+            u.after.extend(svc.sockets.iter().cloned());
+        }
+        if let Some(service) = socket
+            .as_ref()
+            .filter(|s| !s.accept)
+            .and_then(|s| s.service.clone())
+        {
+            // socket_add_extras(): the socket is set up before the service
+            // it starts.
+            u.before.push(service);
+        }
         if u.default_dependencies {
             match self.kind {
                 // systemd also adds Requires=sysinit.target to services;
@@ -319,6 +354,14 @@ impl<'a> Builder<'a> {
                     u.after
                         .extend(["sysinit.target".into(), "basic.target".into()]);
                     u.before.push("shutdown.target".into());
+                    u.conflicts.push("shutdown.target".into());
+                }
+                // socket_add_default_dependencies(); as for services,
+                // relive orders after sysinit.target without requiring it.
+                UnitKind::Socket => {
+                    u.after.push("sysinit.target".into());
+                    u.before
+                        .extend(["sockets.target".into(), "shutdown.target".into()]);
                     u.conflicts.push("shutdown.target".into());
                 }
                 UnitKind::Target if self.name != "shutdown.target" => {
@@ -354,6 +397,7 @@ impl<'a> Builder<'a> {
         Ok(Built {
             unit: self.unit,
             service,
+            socket,
             install: self.install,
             live_upgrade: live,
             warnings: self.ctx.warnings,
@@ -365,6 +409,7 @@ impl<'a> Builder<'a> {
 pub(crate) struct Built {
     pub unit: UnitSection,
     pub service: Option<ServiceSection>,
+    pub socket: Option<crate::socket::SocketSection>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     pub warnings: Vec<Warning>,

@@ -13,6 +13,7 @@ use crate::model::*;
 pub(crate) struct ServiceBuilder {
     s: ServiceSection,
     type_set: bool,
+    output_set: bool,
     start_timeout_set: bool,
 }
 
@@ -251,7 +252,45 @@ impl ServiceBuilder {
                     v => empty_or(v, false, parse_bool).ok_or_else(|| bad(ctx))?,
                 }
             }
+            "StandardInput" => {
+                s.standard_input = match value {
+                    "" | "null" => InputSource::Null,
+                    "socket" => InputSource::Socket,
+                    "tty" | "tty-force" | "tty-fail" | "data" | "file" => {
+                        ctx.warn(
+                            loc,
+                            format!("StandardInput={value} is not supported, input is /dev/null"),
+                        );
+                        InputSource::Null
+                    }
+                    v if v.starts_with("file:") || v.starts_with("fd:") => {
+                        ctx.warn(
+                            loc,
+                            format!("StandardInput={v} is not supported, input is /dev/null"),
+                        );
+                        InputSource::Null
+                    }
+                    _ => return Err(bad(ctx)),
+                }
+            }
+            "Sockets" if empty => s.sockets.clear(),
+            "Sockets" => {
+                for name in ctx.words(key, value, loc)? {
+                    if crate::unit_name::suffix(&name) != Some("socket") {
+                        return Err(ctx.bad_because(
+                            key,
+                            value,
+                            loc,
+                            &format!("'{name}' is not a socket unit"),
+                        ));
+                    }
+                    s.sockets.push(name);
+                }
+            }
             "StandardOutput" | "StandardError" => {
+                if key == "StandardOutput" {
+                    self.output_set = !empty;
+                }
                 let default = if key == "StandardOutput" {
                     OutputTarget::Capture
                 } else {
@@ -295,6 +334,10 @@ impl ServiceBuilder {
             } else {
                 ServiceType::Simple
             };
+        }
+        if s.standard_input == InputSource::Socket && !self.output_set {
+            // systemd.exec(5): output defaults to inherit (the socket) then.
+            s.standard_output = OutputTarget::Inherit;
         }
         let oneshot = s.service_type == ServiceType::Oneshot;
         if oneshot && !self.start_timeout_set {
@@ -343,7 +386,7 @@ fn timeout(value: &str) -> Option<Timeout> {
 
 /// A user or group name or number as User=/Group= accept it (resolved
 /// later by PID 1): no blanks, `:` or `/`, no control characters.
-fn user_group_name_ok(name: &str) -> bool {
+pub(crate) fn user_group_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 256
         && !name
@@ -378,13 +421,14 @@ fn output(
         "inherit" => OutputTarget::Inherit,
         "null" => OutputTarget::Null,
         "tty" => OutputTarget::Tty,
+        "socket" => OutputTarget::Socket,
         "journal" | "kmsg" | "syslog" | "journal+console" | "kmsg+console" | "syslog+console" => {
             OutputTarget::Capture
         }
         v if v.starts_with("file:") => OutputTarget::File(path(ctx, &v[5..])?),
         v if v.starts_with("append:") => OutputTarget::Append(path(ctx, &v[7..])?),
         v if v.starts_with("truncate:") => OutputTarget::Truncate(path(ctx, &v[9..])?),
-        v if v == "socket" || v.starts_with("fd:") => {
+        v if v.starts_with("fd:") => {
             ctx.warn(
                 loc,
                 format!("{key}={v} is not supported, output is captured instead"),

@@ -289,6 +289,20 @@ pub(crate) fn parse_mode(v: &str) -> Option<u32> {
     u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o7777)
 }
 
+/// systemd's `parse_size()` with base 1024: `8M`, `128K`, `1G`, bytes.
+pub(crate) fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (digits, factor) = match v.char_indices().last()? {
+        (i, 'K') => (&v[..i], 1u64 << 10),
+        (i, 'M') => (&v[..i], 1 << 20),
+        (i, 'G') => (&v[..i], 1 << 30),
+        (i, 'T') => (&v[..i], 1 << 40),
+        (i, 'B') => (&v[..i], 1),
+        _ => (v, 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(factor)
+}
+
 /// An rlimit value: `N`, `infinity`, or `soft:hard`; one value sets both.
 pub(crate) fn parse_rlimit(v: &str) -> Option<(u64, u64)> {
     let one = |s: &str| -> Option<u64> {
@@ -309,6 +323,15 @@ pub(crate) fn parse_rlimit(v: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_in_powers_of_1024() {
+        assert_eq!(parse_size("8M"), Some(8 << 20));
+        assert_eq!(parse_size("128K"), Some(128 << 10));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+    }
 
     fn secs(v: &str) -> Option<Duration> {
         match parse_timespan(v)? {
