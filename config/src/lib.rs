@@ -40,6 +40,10 @@ pub struct ManagerConfig {
     /// Seconds given to processes that outlive their units at shutdown,
     /// after SIGTERM and before SIGKILL. Default: 5.
     pub shutdown_kill_timeout_sec: f64,
+    /// Where Persistent= timers keep the time of their last run: systemd's
+    /// own directory, so that the stamps carry over from one init to the
+    /// other. Default: "/var/lib/systemd/timers".
+    pub timer_stamp_dir: std::path::PathBuf,
 }
 
 impl Default for ManagerConfig {
@@ -53,6 +57,7 @@ impl Default for ManagerConfig {
             default_start_limit_burst: 5,
             status_output_lines: 50,
             shutdown_kill_timeout_sec: 5.0,
+            timer_stamp_dir: "/var/lib/systemd/timers".into(),
         }
     }
 }

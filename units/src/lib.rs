@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod calendar;
 pub mod error;
 pub mod exec;
 pub mod graph;
@@ -19,6 +20,7 @@ pub mod parse;
 pub mod read;
 pub mod socket;
 pub mod specifier;
+pub mod timer;
 pub mod unit_name;
 
 pub use error::LoadError;

@@ -27,6 +27,7 @@ mod index;
 mod install;
 mod service;
 mod socket;
+mod timer;
 mod values;
 
 use crate::error::LoadError;
@@ -163,6 +164,7 @@ impl Loader {
             Some("service") => UnitKind::Service,
             Some("target") => UnitKind::Target,
             Some("socket") => UnitKind::Socket,
+            Some("timer") => UnitKind::Timer,
             _ => UnitKind::Unsupported,
         };
         // Other names: alias symlinks to the same file (with our instance).
@@ -237,6 +239,7 @@ impl Loader {
             unit: built.unit,
             service: built.service,
             socket: built.socket,
+            timer: built.timer,
             install: built.install,
             live_upgrade: built.live_upgrade,
             warnings: built.warnings,

@@ -45,7 +45,8 @@ pub enum UnitKind {
     Service,
     Target,
     Socket,
-    /// A unit type relive does not run yet (.mount, .timer, ...):
+    Timer,
+    /// A unit type relive does not run yet (.mount, .path, ...):
     /// loaded so that dependencies on it resolve, never started.
     Unsupported,
 }
@@ -68,6 +69,9 @@ pub struct Unit {
     /// Present for sockets.
     #[serde(default)]
     pub socket: Option<crate::socket::SocketSection>,
+    /// Present for timers.
+    #[serde(default)]
+    pub timer: Option<crate::timer::TimerSection>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     /// Unsupported directives and other non-fatal findings, one per occurrence.

@@ -326,8 +326,8 @@ fn live_upgrade_defaults_and_explicit() {
     let t = Tree::new();
     t.write("lib/x.target", "[Unit]\nDescription=X\n");
     t.write(
-        "lib/y.timer",
-        "[Unit]\nDescription=Y\n[Timer]\nOnBootSec=1\n[Install]\nWantedBy=timers.target\n",
+        "lib/y.path",
+        "[Unit]\nDescription=Y\n[Path]\nPathExists=/y\n[Install]\nWantedBy=paths.target\n",
     );
     let l = t.loader(&["lib"]);
     let x = l.load("x.target").unwrap();
@@ -336,11 +336,11 @@ fn live_upgrade_defaults_and_explicit() {
         (UnitKind::Target, UpgradeMode::Restart, true)
     );
     assert_eq!(x.unit.before, ["shutdown.target"]);
-    let y = l.load("y.timer").unwrap();
+    let y = l.load("y.path").unwrap();
     assert_eq!(y.kind, UnitKind::Unsupported);
     assert_eq!(y.warnings.len(), 1, "{:?}", y.warnings);
-    assert_eq!(y.warnings[0].message, "relive does not run .timer units");
-    assert_eq!(y.install.wanted_by, ["timers.target"]);
+    assert_eq!(y.warnings[0].message, "relive does not run .path units");
+    assert_eq!(y.install.wanted_by, ["paths.target"]);
 }
 
 #[test]
@@ -452,5 +452,70 @@ fn bad_sockets_are_refused_with_file_and_line() {
             }
             other => panic!("{name}: expected Invalid, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn timers_as_debian_ships_them() {
+    let t = Tree::new();
+    t.write(
+        "lib/apt-daily.timer",
+        "[Unit]\nDescription=Daily apt download activities\n[Timer]\n\
+         OnCalendar=*-*-* 6,18:00\nRandomizedDelaySec=12h\nPersistent=true\n\
+         [Install]\nWantedBy=timers.target\n",
+    );
+    t.write(
+        "lib/systemd-tmpfiles-clean.timer",
+        "[Unit]\nDefaultDependencies=no\nBefore=timers.target\n[Timer]\n\
+         OnBootSec=15min\nOnUnitActiveSec=1d\n",
+    );
+    let apt = t.loader(&["lib"]).load("apt-daily.timer").unwrap();
+    assert_eq!(apt.kind, UnitKind::Timer);
+    let timer = apt.timer.as_ref().unwrap();
+    assert_eq!(timer.unit.as_deref(), Some("apt-daily.service"));
+    assert!(timer.persistent && timer.remain_after_elapse);
+    assert_eq!(timer.randomized_delay, Duration::from_secs(12 * 3600));
+    assert_eq!(timer.calendar[0].text, "*-*-* 6,18:00");
+    assert_eq!(
+        apt.unit.after,
+        ["sysinit.target", "time-set.target", "time-sync.target"]
+    );
+    assert_eq!(
+        apt.unit.before,
+        ["apt-daily.service", "timers.target", "shutdown.target"]
+    );
+    let clean = t
+        .loader(&["lib"])
+        .load("systemd-tmpfiles-clean.timer")
+        .unwrap();
+    assert_eq!(
+        clean.timer.unwrap().monotonic,
+        [
+            (timer::TimerBase::Boot, Duration::from_secs(900)),
+            (timer::TimerBase::UnitActive, Duration::from_secs(86400)),
+        ]
+    );
+}
+
+#[test]
+fn a_bad_calendar_is_refused_at_its_line() {
+    let t = Tree::new();
+    t.write(
+        "lib/bad.timer",
+        "[Timer]\nOnBootSec=5\nOnCalendar=*-13-01\n",
+    );
+    t.write("lib/none.timer", "[Timer]\nPersistent=yes\n");
+    match t.loader(&["lib"]).load("bad.timer") {
+        Err(LoadError::Invalid { location, message }) => {
+            assert_eq!(location.line, 3);
+            assert!(message.contains("month out of range"), "{message}");
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    match t.loader(&["lib"]).load("none.timer") {
+        Err(LoadError::Invalid { message, .. }) => {
+            assert_eq!(message, "Timer unit lacks value setting. Refusing.")
+        }
+        other => panic!("expected Invalid, got {other:?}"),
     }
 }

@@ -353,6 +353,8 @@ fn run(
         event_loop.manager.dispatch();
     } else if let Some((store, kexec, state)) = kexec_handover {
         event_loop.manager.state = state;
+        // A new kernel: its clock starts again, and so does OnStartupSec=.
+        event_loop.manager.state.startup_mono = Some(relive::manager::clock::now());
         relive::upgrade::resume_after_kexec(
             &event_loop.sender(),
             &event_loop.manager.config.upgrade,
@@ -362,6 +364,7 @@ fn run(
         )
         .map_err(|e| anyhow::anyhow!("cannot start the resume thread: {e}"))?;
     } else {
+        event_loop.manager.state.startup_mono = Some(relive::manager::clock::now());
         if reexec_lost {
             let adopted = event_loop.manager.adopt_survivors();
             tracing::warn!(

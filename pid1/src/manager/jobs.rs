@@ -383,6 +383,7 @@ impl Manager {
                 match kind_of_unit {
                     Some(UnitKind::Service) => self.begin_start(name),
                     Some(UnitKind::Socket) => self.start_socket(name),
+                    Some(UnitKind::Timer) => self.start_timer(name),
                     Some(UnitKind::Target) => {
                         tracing::info!("reached target {name}");
                         self.set_state(name, ActiveState::Active, SubState::Running);
@@ -394,6 +395,7 @@ impl Manager {
             JobKind::Stop | JobKind::Restart => match kind_of_unit {
                 Some(UnitKind::Service) => self.begin_stop(name),
                 Some(UnitKind::Socket) => self.stop_socket(name),
+                Some(UnitKind::Timer) => self.stop_timer(name),
                 _ => self.set_state(name, ActiveState::Inactive, SubState::Dead),
             },
             JobKind::Reload => self.begin_reload(name),

@@ -17,6 +17,7 @@ mod shutdown;
 pub mod sockets;
 pub mod state;
 mod status;
+pub mod timers;
 pub mod upgrade;
 
 use relive_config::Config;
@@ -309,7 +310,15 @@ impl Manager {
             if let Some(u) = self.state.units.get_mut(&name) {
                 u.deadline = None;
             }
-            self.service_timeout(&name);
+            if self.state.units[&name]
+                .config
+                .as_ref()
+                .is_some_and(|c| c.timer.is_some())
+            {
+                self.timer_deadline(&name);
+            } else {
+                self.service_timeout(&name);
+            }
         }
     }
 

@@ -25,6 +25,13 @@ impl Manager {
         u.sub = sub;
         if old != active {
             u.state_change_usec = clock::wall_usec();
+            let was_down = matches!(old, ActiveState::Inactive | ActiveState::Failed);
+            let is_down = matches!(active, ActiveState::Inactive | ActiveState::Failed);
+            if was_down && !is_down {
+                u.active_enter_mono = Some(clock::now());
+            } else if is_down && !was_down {
+                u.inactive_enter_mono = Some(clock::now());
+            }
             tracing::debug!(
                 "{name}: {} -> {} ({})",
                 old.as_str(),
@@ -44,6 +51,9 @@ impl Manager {
         self.job_progress(name);
         if old != active && self.state.units[name].is_service() {
             self.socket_trigger_notify(name);
+        }
+        if old != active {
+            self.timer_trigger_notify(name);
         }
         if went_down && !requested {
             for binder in self.binders(name) {

@@ -20,6 +20,10 @@ pub struct ManagerState {
     pub aliases: BTreeMap<String, String>,
     /// The target started at boot (empty until then).
     pub default_target: String,
+    /// CLOCK_MONOTONIC when relive first started on this kernel
+    /// (OnStartupSec=); kept across a re-exec.
+    #[serde(default)]
+    pub startup_mono: Option<Monotonic>,
     /// Set once a shutdown has begun.
     pub shutdown: Option<relive_sys::machine::ShutdownKind>,
     /// Set while a live upgrade runs (one at a time).
@@ -85,6 +89,10 @@ pub enum SubState {
     Running,
     /// A socket waiting for traffic.
     Listening,
+    /// A timer armed for its next elapse.
+    Waiting,
+    /// A timer with nothing left to elapse.
+    Elapsed,
     Exited,
     Reload,
     Stop,
@@ -105,6 +113,8 @@ impl SubState {
             SubState::StartPost => "start-post",
             SubState::Running => "running",
             SubState::Listening => "listening",
+            SubState::Waiting => "waiting",
+            SubState::Elapsed => "elapsed",
             SubState::Exited => "exited",
             SubState::Reload => "reload",
             SubState::Stop => "stop",
@@ -224,6 +234,15 @@ pub struct UnitState {
     /// nothing restarts it; a restore brings them back.
     #[serde(default)]
     pub parked: bool,
+    /// A timer's elapses (timers only).
+    #[serde(default)]
+    pub timer: Option<super::timers::TimerState>,
+    /// When it last left inactive (OnUnitActiveSec=) and last became
+    /// inactive again (OnUnitInactiveSec=), on CLOCK_MONOTONIC.
+    #[serde(default)]
+    pub active_enter_mono: Option<Monotonic>,
+    #[serde(default)]
+    pub inactive_enter_mono: Option<Monotonic>,
 }
 
 impl UnitState {
@@ -249,6 +268,9 @@ impl UnitState {
             reloading: false,
             ready: false,
             parked: false,
+            timer: None,
+            active_enter_mono: None,
+            inactive_enter_mono: None,
         }
     }
 

@@ -16,6 +16,7 @@ fn unit(name: &str, edit: impl FnOnce(&mut UnitSection)) -> Unit {
         unit: section,
         service: None,
         socket: None,
+        timer: None,
         install: InstallSection::default(),
         live_upgrade: LiveUpgrade {
             mode: UpgradeMode::Preserve,

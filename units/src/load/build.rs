@@ -9,6 +9,7 @@
 
 use super::service::ServiceBuilder;
 use super::socket::SocketBuilder;
+use super::timer::TimerBuilder;
 use super::values::{parse_bool, parse_timespan};
 use crate::error::LoadError;
 use crate::exec::split_words;
@@ -90,6 +91,7 @@ pub(crate) struct Builder<'a> {
     pub install: InstallSection,
     pub service: Option<ServiceBuilder>,
     pub socket: Option<SocketBuilder>,
+    pub timer: Option<TimerBuilder>,
     pub(super) mode: Option<UpgradeMode>,
     pub(super) priority: Option<u16>,
     pub(super) pre_dump: Option<bool>,
@@ -118,6 +120,7 @@ impl<'a> Builder<'a> {
             install: InstallSection::default(),
             service: (kind == UnitKind::Service).then(ServiceBuilder::default),
             socket: None,
+            timer: (kind == UnitKind::Timer).then(TimerBuilder::default),
             mode: None,
             priority: None,
             pre_dump: None,
@@ -164,6 +167,12 @@ impl<'a> Builder<'a> {
                 b.socket
                     .as_mut()
                     .map_or(Ok(()), |s| s.directive(ctx, k, v, l))
+            }),
+            "Timer" if self.timer.is_some() => self.each(section, |b, k, v, l| {
+                let ctx = &mut b.ctx;
+                b.timer
+                    .as_mut()
+                    .map_or(Ok(()), |t| t.directive(ctx, k, v, l))
             }),
             name if name.starts_with("X-") => Ok(()),
             name if Some(name) == type_section(suffix) => {
@@ -330,7 +339,15 @@ impl<'a> Builder<'a> {
             Some(s) => Some(s.finish(&self.name, fragment)?),
             None => None,
         };
+        let timer = match self.timer.take() {
+            Some(t) => Some(t.finish(&self.name, fragment)?),
+            None => None,
+        };
         let u = &mut self.unit;
+        if let Some(unit) = timer.as_ref().and_then(|t| t.unit.clone()) {
+            // timer_add_trigger_dependencies(): set up before what it starts.
+            u.before.push(unit);
+        }
         if let Some(svc) = &service {
             // Sockets=: pulled in and set up first (config_parse_service_sockets()).
             u.wants.extend(svc.sockets.iter().cloned());
@@ -362,6 +379,18 @@ impl<'a> Builder<'a> {
                     u.after.push("sysinit.target".into());
                     u.before
                         .extend(["sockets.target".into(), "shutdown.target".into()]);
+                    u.conflicts.push("shutdown.target".into());
+                }
+                // timer_add_default_dependencies(); calendar timers wait for
+                // the clock to be set.
+                UnitKind::Timer => {
+                    u.after.push("sysinit.target".into());
+                    if timer.as_ref().is_some_and(|t| !t.calendar.is_empty()) {
+                        u.after
+                            .extend(["time-set.target".into(), "time-sync.target".into()]);
+                    }
+                    u.before
+                        .extend(["timers.target".into(), "shutdown.target".into()]);
                     u.conflicts.push("shutdown.target".into());
                 }
                 UnitKind::Target if self.name != "shutdown.target" => {
@@ -398,6 +427,7 @@ impl<'a> Builder<'a> {
             unit: self.unit,
             service,
             socket,
+            timer,
             install: self.install,
             live_upgrade: live,
             warnings: self.ctx.warnings,
@@ -410,6 +440,7 @@ pub(crate) struct Built {
     pub unit: UnitSection,
     pub service: Option<ServiceSection>,
     pub socket: Option<crate::socket::SocketSection>,
+    pub timer: Option<crate::timer::TimerSection>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     pub warnings: Vec<Warning>,
