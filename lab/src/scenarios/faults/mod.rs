@@ -272,11 +272,7 @@ impl Upgrade<'_> {
         let line = last_line_with(&log, upgrade::ABORTED_LINE);
         // The report records this abort (its message is the one on the
         // console), with the units started afresh as data.
-        let message = line
-            .split_once(upgrade::ABORTED_LINE)
-            .map(|(_, rest)| rest.trim_start_matches(':').trim().to_owned())
-            .unwrap_or_default();
-        let report = self.abort_report(&message);
+        let report = self.abort_report(&log);
         let recorded = report.is_some();
         Ok(Seen {
             named: recorded && scenario.cause.named(&line, report.as_ref()),
@@ -292,13 +288,18 @@ impl Upgrade<'_> {
         })
     }
 
-    /// The report of the abort whose message is `message`, once relive has
-    /// written it (right after the undo): None if it never does.
-    fn abort_report(&self, message: &str) -> Option<UpgradeReport> {
+    /// The report of the abort the console showed since the fault began
+    /// (`log`), once relive has written it (right after the undo): None if
+    /// it never does. The console carries each message twice (relive's
+    /// own line and the kernel's copy from /dev/kmsg), and the two can
+    /// interleave on the serial line: the report's message must appear
+    /// whole in one of them.
+    fn abort_report(&self, log: &str) -> Option<UpgradeReport> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
             if let Ok(report) = upgrade::report(self.paths, self.port) {
-                if report.aborted.as_deref() == Some(message) {
+                let message = report.aborted.as_deref().unwrap_or_default();
+                if !message.is_empty() && log.contains(message) {
                     return Some(report);
                 }
             }
