@@ -53,3 +53,16 @@ pub struct UnitStatus {
     /// The most recent lines the unit's processes wrote to stdout/stderr.
     pub output: Vec<String>,
 }
+
+/// One line of `relivectl list-timers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct TimerSummary {
+    pub unit: String,
+    /// The unit it starts.
+    pub activates: String,
+    pub active_state: String,
+    /// The next elapse, µs since the epoch; 0 when none is armed.
+    pub next_usec: u64,
+    /// The last elapse, µs since the epoch; 0 when it never elapsed.
+    pub last_usec: u64,
+}

@@ -50,6 +50,12 @@ pub struct Global {
 pub enum Command {
     /// List units with their load and activity states.
     ListUnits(ListUnits),
+    /// List timers: when each elapses next and last did, as systemctl.
+    ListTimers {
+        /// Also list inactive timers.
+        #[arg(short, long)]
+        all: bool,
+    },
     /// Show the state, processes and recent output of units.
     Status {
         /// Show at most this many of the last output lines.
@@ -162,14 +168,18 @@ pub struct ListUnits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UnitType {
     Service,
+    Socket,
     Target,
+    Timer,
 }
 
 impl UnitType {
     pub fn suffix(self) -> &'static str {
         match self {
             UnitType::Service => ".service",
+            UnitType::Socket => ".socket",
             UnitType::Target => ".target",
+            UnitType::Timer => ".timer",
         }
     }
 }
@@ -279,7 +289,7 @@ mod tests {
         assert!(l.all && l.failed);
         assert_eq!(l.types, [UnitType::Service, UnitType::Target]);
         assert_eq!(l.patterns, ["s*"]);
-        assert!(parse(&["list-units", "--type", "socket"]).is_err());
+        assert!(parse(&["list-units", "--type", "mount"]).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod procfs;
 mod proxy;
 mod status;
 mod time;
+mod timers;
 mod upgrade;
 
 use std::io::{self, Write};
@@ -136,6 +137,7 @@ fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result
     match command {
         None => list_units(api, &default_list, io),
         Some(Command::ListUnits(opts)) => list_units(api, opts, io),
+        Some(Command::ListTimers { all }) => list_timers(api, *all, io),
         Some(Command::Status { units, lines }) => status(api, units, *lines, io),
         Some(Command::IsActive(u)) => is_state(api, &u.units, Check::Active, io),
         Some(Command::IsFailed(u)) => is_state(api, &u.units, Check::Failed, io),
@@ -160,6 +162,24 @@ fn list_units(api: &dyn Api, opts: &ListUnits, io: &mut Io<'_>) -> Result<Exit, 
     } else {
         let all = opts.all || !opts.state.is_empty();
         io.print(&list::render_table(&units, all, io.quiet))?;
+    }
+    Ok(Exit::Success)
+}
+
+fn list_timers(api: &dyn Api, all: bool, io: &mut Io<'_>) -> Result<Exit, CtlError> {
+    let mut timers = api.list_timers()?;
+    timers.retain(|t| all || t.active_state == "active");
+    if io.json {
+        io.print_json(&timers)?;
+    } else {
+        let table = timers::render(
+            &timers,
+            time::now_usec(),
+            &time::format_timestamp,
+            all,
+            io.quiet,
+        );
+        io.print(&table)?;
     }
     Ok(Exit::Success)
 }
@@ -478,6 +498,10 @@ mod tests {
     }
 
     impl Api for Fake {
+        fn list_timers(&self) -> Result<Vec<relive_api::units::TimerSummary>, CtlError> {
+            self.check_root()?;
+            Ok(Vec::new())
+        }
         fn list_units(&self) -> Result<Vec<UnitSummary>, CtlError> {
             self.check_root()?;
             Ok(self

@@ -125,6 +125,11 @@ impl ManagerApi {
         Ok(self.commands.call(|m| m.list_units()).await?)
     }
 
+    async fn list_timers(&self) -> Result<Vec<relive_api::units::TimerSummary>, ApiError> {
+        self.require_root()?;
+        Ok(self.commands.call(|m| m.list_timers()).await?)
+    }
+
     async fn get_unit(&self, name: String) -> Result<UnitStatus, ApiError> {
         self.require_root()?;
         let status = self

@@ -62,6 +62,24 @@ fn monotonic_timers_elapse_on_schedule_and_after_each_run() {
     }
     let status = sandbox.status("tick.timer");
     assert_eq!(status["sub_state"], "waiting", "{status}");
+    // list-timers: armed for the next run, and it has run.
+    let listed: serde_json::Value =
+        serde_json::from_str(&sandbox.ctl_ok(&["--json", "list-timers"])).unwrap();
+    let tick = &listed[0];
+    assert_eq!(
+        (tick["unit"].as_str(), tick["activates"].as_str()),
+        (Some("tick.timer"), Some("tick.service"))
+    );
+    assert!(
+        tick["next_usec"].as_u64() > tick["last_usec"].as_u64(),
+        "{listed}"
+    );
+    let table = sandbox.ctl_ok(&["list-timers"]);
+    assert!(table.starts_with("NEXT "), "{table}");
+    assert!(
+        table.contains(" left ") && table.contains(" ago "),
+        "{table}"
+    );
     let (status, log) = sandbox.poweroff();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}\n{log}");

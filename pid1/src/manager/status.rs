@@ -157,6 +157,26 @@ impl Manager {
         self.state.units.values().map(summary).collect()
     }
 
+    /// Every loaded timer, armed or not.
+    pub fn list_timers(&self) -> Vec<relive_api::units::TimerSummary> {
+        self.state
+            .units
+            .values()
+            .filter_map(|u| {
+                let timer = u.config.as_ref()?.timer.as_ref()?;
+                let state = u.timer.clone().unwrap_or_default();
+                let armed = u.active == ActiveState::Active;
+                Some(relive_api::units::TimerSummary {
+                    unit: u.name.clone(),
+                    activates: timer.unit.clone().unwrap_or_default(),
+                    active_state: u.active.as_str().into(),
+                    next_usec: state.next_elapse_usec.filter(|_| armed).unwrap_or(0),
+                    last_usec: state.last_trigger_usec.unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
     pub fn unit_status(&self, name: &str) -> Option<UnitStatus> {
         let u = self.unit(name)?;
         let cfg = u.config.as_ref();
