@@ -162,6 +162,14 @@ pub struct ListUnits {
     /// Only units whose names match one of these shell patterns.
     #[arg(value_name = "PATTERN")]
     pub patterns: Vec<String>,
+
+    /// No header, legend or count: the rows only.
+    #[arg(long)]
+    pub no_legend: bool,
+
+    /// No column for the ● that marks failed units.
+    #[arg(long)]
+    pub plain: bool,
 }
 
 /// The unit types relive loads.

@@ -44,9 +44,26 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     unsafe { libc::fnmatch(p.as_ptr(), n.as_ptr(), libc::FNM_NOESCAPE) == 0 }
 }
 
-/// The table: `UNIT LOAD ACTIVE SUB DESCRIPTION`, failed units marked with
-/// ●, then a count. `quiet` leaves out header and footer, for scripts.
-pub fn render_table(units: &[UnitSummary], all: bool, quiet: bool) -> String {
+/// How `list-units` lays its table out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Layout {
+    /// --all (or an explicit state): the count does not suggest --all.
+    pub all: bool,
+    /// --no-legend (or --quiet): rows only, no header, legend or count.
+    pub no_legend: bool,
+    /// --plain: no column for the ● of failed units.
+    pub plain: bool,
+}
+
+/// systemctl's legend under the table (systemd 252's words).
+const LEGEND: &str = "LOAD   = Reflects whether the unit definition was properly loaded.
+ACTIVE = The high-level unit activation state, i.e. generalization of SUB.
+SUB    = The low-level unit activation state, values depend on unit type.
+";
+
+/// The table as systemctl prints it: `UNIT LOAD ACTIVE SUB DESCRIPTION`,
+/// failed units marked with ●, the legend and a count.
+pub fn render_table(units: &[UnitSummary], layout: Layout) -> String {
     const HEAD: [&str; 4] = ["UNIT", "LOAD", "ACTIVE", "SUB"];
     let mut widths = HEAD.map(width);
     for u in units {
@@ -55,20 +72,24 @@ pub fn render_table(units: &[UnitSummary], all: bool, quiet: bool) -> String {
         }
     }
     let mut out = String::new();
-    if !quiet {
-        push_row(&mut out, "  ", &HEAD, &widths, "DESCRIPTION");
+    let blank = if layout.plain { "" } else { "  " };
+    if !layout.no_legend {
+        push_row(&mut out, blank, &HEAD, &widths, "DESCRIPTION");
     }
     for u in units {
-        let mark = if u.active_state == "failed" || u.load_state != "loaded" {
+        let failed = u.active_state == "failed" || u.load_state != "loaded";
+        let mark = if failed && !layout.plain {
             "● "
         } else {
-            "  "
+            blank
         };
         push_row(&mut out, mark, &fields(u), &widths, &u.description);
     }
-    if !quiet {
+    if !layout.no_legend {
         out.push('\n');
-        out.push_str(&footer(units.len(), all));
+        out.push_str(LEGEND);
+        out.push('\n');
+        out.push_str(&footer(units.len(), layout.all));
         out.push('\n');
     }
     out
@@ -97,12 +118,13 @@ fn push_row(out: &mut String, mark: &str, cols: &[&str; 4], widths: &[usize; 4],
     out.push('\n');
 }
 
+/// systemd 252 says "units" even of one. (systemctl's next line, about
+/// list-unit-files, is left out: relivectl has no such verb.)
 fn footer(n: usize, all: bool) -> String {
-    let units = if n == 1 { "unit" } else { "units" };
     if all {
-        format!("{n} {units} listed.")
+        format!("{n} loaded units listed.")
     } else {
-        format!("{n} loaded {units} listed. Pass --all to see loaded but inactive units, too.")
+        format!("{n} loaded units listed. Pass --all to see loaded but inactive units, too.")
     }
 }
 
@@ -189,33 +211,55 @@ mod tests {
     #[test]
     fn table_lines_up_and_marks_failures() {
         let units = select(sample(), &ListUnits::default());
-        let got = render_table(&units, false, false);
+        let got = render_table(&units, Layout::default());
         let want = "  UNIT              LOAD   ACTIVE SUB     DESCRIPTION
 ● broken.service    loaded failed failed  The broken.service
   multi-user.target loaded active active  The multi-user.target
   sshd.service      loaded active running The sshd.service
 
+LOAD   = Reflects whether the unit definition was properly loaded.
+ACTIVE = The high-level unit activation state, i.e. generalization of SUB.
+SUB    = The low-level unit activation state, values depend on unit type.
+
 3 loaded units listed. Pass --all to see loaded but inactive units, too.
 ";
         assert_eq!(got, want);
+        let plain = Layout {
+            plain: true,
+            no_legend: true,
+            all: false,
+        };
+        assert_eq!(
+            render_table(&units[..1], plain),
+            "broken.service loaded failed failed The broken.service\n"
+        );
     }
 
     #[test]
     fn quiet_table_has_rows_only() {
         let mut u = unit("a.service", "active", "exited");
         u.description.clear();
+        let quiet = Layout {
+            all: true,
+            no_legend: true,
+            plain: false,
+        };
         assert_eq!(
-            render_table(&[u], true, true),
+            render_table(&[u], quiet),
             "  a.service loaded active exited\n"
         );
     }
 
     #[test]
     fn empty_table_still_says_so() {
-        let got = render_table(&[], true, false);
+        let all = Layout {
+            all: true,
+            ..Layout::default()
+        };
+        let got = render_table(&[], all);
         assert_eq!(
             got,
-            "  UNIT LOAD ACTIVE SUB DESCRIPTION\n\n0 units listed.\n"
+            format!("  UNIT LOAD ACTIVE SUB DESCRIPTION\n\n{LEGEND}\n0 loaded units listed.\n")
         );
     }
 }

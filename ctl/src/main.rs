@@ -160,8 +160,12 @@ fn list_units(api: &dyn Api, opts: &ListUnits, io: &mut Io<'_>) -> Result<Exit, 
     if io.json {
         io.print_json(&units)?;
     } else {
-        let all = opts.all || !opts.state.is_empty();
-        io.print(&list::render_table(&units, all, io.quiet))?;
+        let layout = list::Layout {
+            all: opts.all || !opts.state.is_empty(),
+            no_legend: opts.no_legend || io.quiet,
+            plain: opts.plain,
+        };
+        io.print(&list::render_table(&units, layout))?;
     }
     Ok(Exit::Success)
 }
@@ -814,7 +818,7 @@ mod tests {
             out.contains("  b.service loaded active") && !out.contains("a.target"),
             "{out}"
         );
-        assert!(out.contains("1 loaded unit listed."));
+        assert!(out.contains("1 loaded units listed."), "systemd 252 says units: {out}");
         let (_, out, _) = run_with(&fake, &["list-units", "--all", "--json"]);
         let back: Vec<UnitSummary> = serde_json::from_str(&out).expect("valid JSON");
         let names: Vec<&str> = back.iter().map(|u| u.name.as_str()).collect();
