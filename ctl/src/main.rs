@@ -818,7 +818,10 @@ mod tests {
             out.contains("  b.service loaded active") && !out.contains("a.target"),
             "{out}"
         );
-        assert!(out.contains("1 loaded units listed."), "systemd 252 says units: {out}");
+        assert!(
+            out.contains("1 loaded units listed."),
+            "systemd 252 says units: {out}"
+        );
         let (_, out, _) = run_with(&fake, &["list-units", "--all", "--json"]);
         let back: Vec<UnitSummary> = serde_json::from_str(&out).expect("valid JSON");
         let names: Vec<&str> = back.iter().map(|u| u.name.as_str()).collect();

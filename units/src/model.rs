@@ -100,7 +100,8 @@ pub struct UnitSection {
     pub default_dependencies: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Every Condition*=/Assert*= kind of systemd 252 (systemd.unit(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConditionKind {
     PathExists,
     PathIsDirectory,
@@ -109,6 +110,101 @@ pub enum ConditionKind {
     DirectoryNotEmpty,
     FileIsExecutable,
     PathIsSymbolicLink,
+    PathIsMountPoint,
+    PathIsReadWrite,
+    PathIsEncrypted,
+    Architecture,
+    Firmware,
+    Virtualization,
+    Host,
+    KernelCommandLine,
+    KernelVersion,
+    Credential,
+    Environment,
+    Security,
+    Capability,
+    ACPower,
+    NeedsUpdate,
+    FirstBoot,
+    User,
+    Group,
+    ControlGroupController,
+    Memory,
+    CPUs,
+    CPUFeature,
+    OSRelease,
+    MemoryPressure,
+    CPUPressure,
+    IOPressure,
+}
+
+impl ConditionKind {
+    /// Every kind, with the name after `Condition`/`Assert`.
+    pub const ALL: &'static [(&'static str, ConditionKind)] = &[
+        ("PathExists", ConditionKind::PathExists),
+        ("PathIsDirectory", ConditionKind::PathIsDirectory),
+        ("PathExistsGlob", ConditionKind::PathExistsGlob),
+        ("FileNotEmpty", ConditionKind::FileNotEmpty),
+        ("DirectoryNotEmpty", ConditionKind::DirectoryNotEmpty),
+        ("FileIsExecutable", ConditionKind::FileIsExecutable),
+        ("PathIsSymbolicLink", ConditionKind::PathIsSymbolicLink),
+        ("PathIsMountPoint", ConditionKind::PathIsMountPoint),
+        ("PathIsReadWrite", ConditionKind::PathIsReadWrite),
+        ("PathIsEncrypted", ConditionKind::PathIsEncrypted),
+        ("Architecture", ConditionKind::Architecture),
+        ("Firmware", ConditionKind::Firmware),
+        ("Virtualization", ConditionKind::Virtualization),
+        ("Host", ConditionKind::Host),
+        ("KernelCommandLine", ConditionKind::KernelCommandLine),
+        ("KernelVersion", ConditionKind::KernelVersion),
+        ("Credential", ConditionKind::Credential),
+        ("Environment", ConditionKind::Environment),
+        ("Security", ConditionKind::Security),
+        ("Capability", ConditionKind::Capability),
+        ("ACPower", ConditionKind::ACPower),
+        ("NeedsUpdate", ConditionKind::NeedsUpdate),
+        ("FirstBoot", ConditionKind::FirstBoot),
+        ("User", ConditionKind::User),
+        ("Group", ConditionKind::Group),
+        (
+            "ControlGroupController",
+            ConditionKind::ControlGroupController,
+        ),
+        ("Memory", ConditionKind::Memory),
+        ("CPUs", ConditionKind::CPUs),
+        ("CPUFeature", ConditionKind::CPUFeature),
+        ("OSRelease", ConditionKind::OSRelease),
+        ("MemoryPressure", ConditionKind::MemoryPressure),
+        ("CPUPressure", ConditionKind::CPUPressure),
+        ("IOPressure", ConditionKind::IOPressure),
+    ];
+
+    /// The name after `Condition`/`Assert`.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+
+    /// Its value is an absolute path.
+    pub fn takes_path(self) -> bool {
+        matches!(
+            self,
+            ConditionKind::PathExists
+                | ConditionKind::PathIsDirectory
+                | ConditionKind::PathExistsGlob
+                | ConditionKind::FileNotEmpty
+                | ConditionKind::DirectoryNotEmpty
+                | ConditionKind::FileIsExecutable
+                | ConditionKind::PathIsSymbolicLink
+                | ConditionKind::PathIsMountPoint
+                | ConditionKind::PathIsReadWrite
+                | ConditionKind::PathIsEncrypted
+                | ConditionKind::NeedsUpdate
+        )
+    }
 }
 
 /// `ConditionPathExists=!/x`: kind PathExists, negate true, path /x.
@@ -120,8 +216,25 @@ pub struct Condition {
     /// `|` prefix: triggering condition (any one of the triggering ones suffices).
     pub trigger: bool,
     pub assert: bool,
-    pub path: PathBuf,
+    /// What the condition tests: a path, a name, an expression.
+    #[serde(alias = "path")]
+    pub value: String,
     pub location: Location,
+}
+
+impl std::fmt::Display for Condition {
+    /// As written: `ConditionPathExists=!/x`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}{}={}{}{}",
+            if self.assert { "Assert" } else { "Condition" },
+            self.kind.name(),
+            if self.trigger { "|" } else { "" },
+            if self.negate { "!" } else { "" },
+            self.value
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

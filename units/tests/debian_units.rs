@@ -30,11 +30,11 @@ fn ssh_service() {
     );
     let c = &u.unit.conditions[0];
     assert_eq!(
-        (c.kind.clone(), c.negate, c.path.as_path()),
+        (c.kind, c.negate, c.value.as_str()),
         (
             ConditionKind::PathExists,
             true,
-            Path::new("/etc/ssh/sshd_not_to_be_run")
+            "/etc/ssh/sshd_not_to_be_run"
         )
     );
     assert_eq!(u.aliases, ["sshd.service"]);

@@ -239,21 +239,31 @@ fn conditions_with_prefixes_and_reset() {
     let c = &u.unit.conditions;
     assert_eq!(c.len(), 4);
     assert_eq!(
-        (
-            c[0].kind.clone(),
-            c[0].negate,
-            c[0].trigger,
-            c[0].path.clone()
-        ),
-        (ConditionKind::PathExists, true, false, "/etc/x".into())
+        (c[0].kind, c[0].negate, c[0].trigger, c[0].value.clone()),
+        (ConditionKind::PathExists, true, false, "/etc/x".to_owned())
     );
     assert!(c[1].negate && c[1].trigger);
     assert_eq!(
-        (c[2].kind.clone(), c[2].path.to_str()),
-        (ConditionKind::PathIsDirectory, Some("/d"))
+        (c[2].kind, c[2].value.as_str()),
+        (ConditionKind::PathIsDirectory, "/d")
     );
     assert!(c[3].assert && c[3].kind == ConditionKind::FileNotEmpty);
     assert_eq!(c[3].location.line, 5);
+    assert_eq!(c[1].to_string(), "ConditionPathExists=|!/y");
+    // Not a path: any value systemd would take.
+    let u = one("[Unit]\nConditionVirtualization=!container\nAssertKernelCommandLine=quiet\n[Service]\nExecStart=/a\n").unwrap();
+    assert_eq!(
+        u.unit
+            .conditions
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>(),
+        [
+            "ConditionVirtualization=!container",
+            "AssertKernelCommandLine=quiet"
+        ]
+    );
+    assert!(u.warnings.is_empty(), "{:?}", u.warnings);
     let u = one("[Unit]\nConditionPathExists=/a\nAssertPathExists=/b\nConditionPathExists=\n[Service]\nExecStart=/a\n").unwrap();
     assert_eq!(u.unit.conditions.len(), 1);
     assert!(u.unit.conditions[0].assert);

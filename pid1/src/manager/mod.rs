@@ -5,6 +5,7 @@
 //! jobs until nothing changes any more (a fixed point, without recursion).
 
 pub mod clock;
+mod conditions;
 mod exec;
 pub mod execs;
 mod jobs;

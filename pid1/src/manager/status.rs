@@ -3,9 +3,7 @@
 use super::state::*;
 use super::Manager;
 use relive_api::units::{UnitStatus, UnitSummary};
-use relive_units::{Condition, ConditionKind, Unit, UpgradeMode};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use relive_units::{Condition, Unit, UpgradeMode};
 
 /// The first Condition*= that fails, as `PathExists=!/x`; None if the unit
 /// may start. Triggering (`|`) conditions need only one of them to hold.
@@ -19,14 +17,7 @@ pub(super) fn failed_assertion(unit: &Unit) -> Option<String> {
 }
 
 fn first_failure<'a>(checks: impl Iterator<Item = &'a Condition> + Clone) -> Option<String> {
-    let describe = |c: &Condition| {
-        format!(
-            "{:?}={}{}",
-            c.kind,
-            if c.negate { "!" } else { "" },
-            c.path.display()
-        )
-    };
+    let describe = |c: &Condition| c.to_string();
     let mut triggers = checks.clone().filter(|c| c.trigger).peekable();
     if triggers.peek().is_some() && !checks.clone().filter(|c| c.trigger).any(holds) {
         return checks.clone().find(|c| c.trigger).map(describe);
@@ -37,51 +28,7 @@ fn first_failure<'a>(checks: impl Iterator<Item = &'a Condition> + Clone) -> Opt
         .map(describe)
 }
 
-fn holds(c: &Condition) -> bool {
-    let p: &Path = &c.path;
-    let result = match c.kind {
-        ConditionKind::PathExists => p.exists(),
-        ConditionKind::PathIsDirectory => p.is_dir(),
-        ConditionKind::PathIsSymbolicLink => p.is_symlink(),
-        ConditionKind::FileNotEmpty => p.metadata().is_ok_and(|m| m.is_file() && m.len() > 0),
-        ConditionKind::DirectoryNotEmpty => {
-            std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some())
-        }
-        ConditionKind::FileIsExecutable => p
-            .metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0),
-        ConditionKind::PathExistsGlob => glob_exists(p),
-    };
-    result != c.negate
-}
-
-/// A small glob: `*` and `?` in the last path component only.
-fn glob_exists(pattern: &Path) -> bool {
-    let (Some(dir), Some(name)) = (
-        pattern.parent(),
-        pattern.file_name().and_then(|n| n.to_str()),
-    ) else {
-        return false;
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        e.file_name()
-            .to_str()
-            .is_some_and(|n| wildcard(name.as_bytes(), n.as_bytes()))
-    })
-}
-
-fn wildcard(p: &[u8], s: &[u8]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => wildcard(&p[1..], s) || (!s.is_empty() && wildcard(p, &s[1..])),
-        (Some(b'?'), Some(_)) => wildcard(&p[1..], &s[1..]),
-        (Some(a), Some(b)) if a == b => wildcard(&p[1..], &s[1..]),
-        _ => false,
-    }
-}
+use super::conditions::holds;
 
 /// Output lines a unit may log per interval.
 pub const OUTPUT_BURST: u32 = 10_000;
@@ -248,19 +195,6 @@ fn summary(u: &UnitState) -> UnitSummary {
         active_state: u.active.as_str().into(),
         sub_state: u.sub.as_str().into(),
         main_pid: u.main_pid.unwrap_or(0) as u32,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wildcard;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard(b"*.conf", b"a.conf"));
-        assert!(wildcard(b"a?c", b"abc"));
-        assert!(!wildcard(b"*.conf", b"a.con"));
-        assert!(wildcard(b"*", b""));
     }
 }
 

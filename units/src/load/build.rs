@@ -310,18 +310,21 @@ impl<'a> Builder<'a> {
         if negate {
             rest = rest[1..].trim_start_matches(blanks);
         }
-        let path = self.ctx.resolve(key, rest, loc)?;
-        if !path.starts_with('/') {
+        let resolved = self.ctx.resolve(key, rest, loc)?;
+        if kind.takes_path() && !resolved.starts_with('/') {
             return Err(self
                 .ctx
                 .bad_because(key, value, loc, "path is not absolute"));
+        }
+        if resolved.is_empty() {
+            return Err(self.ctx.bad(key, value, loc));
         }
         self.unit.conditions.push(Condition {
             kind,
             negate,
             trigger,
             assert,
-            path: path.into(),
+            value: resolved,
             location: loc.clone(),
         });
         Ok(())
@@ -458,15 +461,8 @@ fn condition_kind(key: &str) -> Option<(ConditionKind, bool)> {
         Some(n) => (n, false),
         None => (key.strip_prefix("Assert")?, true),
     };
-    let kind = match name {
-        "PathExists" => ConditionKind::PathExists,
-        "PathIsDirectory" => ConditionKind::PathIsDirectory,
-        "PathExistsGlob" => ConditionKind::PathExistsGlob,
-        "FileNotEmpty" => ConditionKind::FileNotEmpty,
-        "DirectoryNotEmpty" => ConditionKind::DirectoryNotEmpty,
-        "FileIsExecutable" => ConditionKind::FileIsExecutable,
-        "PathIsSymbolicLink" => ConditionKind::PathIsSymbolicLink,
-        _ => return None,
-    };
-    Some((kind, assert))
+    ConditionKind::ALL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, kind)| (*kind, assert))
 }
