@@ -45,6 +45,9 @@ impl Spawner for Pid1Spawner {
             working_directory: None,
             working_directory_optional: false,
             stdin: Stdio::Null,
+            ignore_sigpipe: false,
+            ambient_caps: 0,
+            bounding_set: None,
             listen_fds: Vec::new(),
             keep_fds: std::iter::once(sock.as_raw_fd())
                 .chain(keep.iter().map(|fd| fd.as_raw_fd()))

@@ -59,6 +59,13 @@ pub struct SpawnRequest {
     pub keep_fds: Vec<RawFd>,
     /// Standard input: /dev/null, or a connection (StandardInput=socket).
     pub stdin: Stdio,
+    /// IgnoreSIGPIPE= (systemd's default for services: yes).
+    pub ignore_sigpipe: bool,
+    /// AmbientCapabilities= as bits (1 << CAP_*): kept across the switch
+    /// to `credentials`' user and raised into the ambient set.
+    pub ambient_caps: u64,
+    /// CapabilityBoundingSet= as bits; None keeps PID 1's.
+    pub bounding_set: Option<u64>,
     /// Socket activation (sd_listen_fds(3)): these descriptors become 3,
     /// 4, ... in the child, and `LISTEN_PID` its own PID, which only the
     /// child knows. The caller puts `LISTEN_FDS`/`LISTEN_FDNAMES` in `env`.
@@ -76,6 +83,7 @@ pub enum ChildStep {
     Stdio = 208,
     Group = 216,
     User = 217,
+    Capabilities = 218,
     Exec = 203,
 }
 
@@ -89,6 +97,7 @@ impl ChildStep {
             208 => "STDIN",
             216 => "GROUP",
             217 => "USER",
+            218 => "CAPABILITIES",
             220 => "SETSID",
             _ => return None,
         })
@@ -103,6 +112,7 @@ impl ChildStep {
             208 => "setting up standard input/output",
             216 => "setting the group",
             217 => "setting the user",
+            218 => "setting the capabilities",
             _ => "executing the program",
         }
     }
@@ -293,6 +303,9 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         cwd: request.working_directory.as_ref().map(|c| c.as_ptr()),
         cwd_optional: request.working_directory_optional,
         keep_fds: &request.keep_fds,
+        ignore_sigpipe: request.ignore_sigpipe,
+        ambient_caps: request.ambient_caps,
+        bounding_set: request.bounding_set,
         listen_fds: &request.listen_fds,
         // SAFETY: within the 23-byte buffer above.
         listen_pid_digits: unsafe { listen_pid.add(LISTEN_PID_PREFIX) },
@@ -337,6 +350,9 @@ struct ChildPlan<'a> {
     cwd: Option<*const libc::c_char>,
     cwd_optional: bool,
     keep_fds: &'a [RawFd],
+    ignore_sigpipe: bool,
+    ambient_caps: u64,
+    bounding_set: Option<u64>,
     listen_fds: &'a [RawFd],
     /// Where the child writes its PID in decimal (room for 11 bytes and a NUL).
     listen_pid_digits: *mut u8,
@@ -425,6 +441,9 @@ fn child_main(plan: &ChildPlan) -> ! {
                 libc::signal(sig, libc::SIG_DFL);
             }
         }
+        if plan.ignore_sigpipe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
@@ -464,6 +483,17 @@ fn child_main(plan: &ChildPlan) -> ! {
             }
         }
         libc::umask(plan.umask as libc::mode_t);
+        if let Some(keep) = plan.bounding_set {
+            // Needs CAP_SETPCAP, so before the switch of user.
+            for cap in 0..64 {
+                if keep & (1 << cap) == 0
+                    && libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0
+                    && *libc::__errno_location() != libc::EINVAL
+                {
+                    fail(plan, ChildStep::Capabilities);
+                }
+            }
+        }
         if let Some(creds) = plan.credentials {
             // The raw system calls, not glibc's wrappers: those apply the
             // change to every thread of the process (a signal to each and
@@ -481,8 +511,15 @@ fn child_main(plan: &ChildPlan) -> ! {
             {
                 fail(plan, ChildStep::Group);
             }
+            let keep = plan.ambient_caps != 0 && creds.uid != 0;
+            if keep && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 {
+                fail(plan, ChildStep::Capabilities);
+            }
             if libc::syscall(libc::SYS_setresuid, creds.uid, creds.uid, creds.uid) < 0 {
                 fail(plan, ChildStep::User);
+            }
+            if keep && !raise_ambient(plan.ambient_caps) {
+                fail(plan, ChildStep::Capabilities);
             }
         }
         let cwd = plan.cwd.unwrap_or(c"/".as_ptr());
@@ -492,6 +529,61 @@ fn child_main(plan: &ChildPlan) -> ! {
         libc::execve(plan.path, plan.argv, plan.envp);
         fail(plan, ChildStep::Exec);
     }
+}
+
+/// `struct __user_cap_header_struct` and `__user_cap_data_struct`
+/// (linux/capability.h), version 3: two data words of 32 bits.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// After the switch to the service's user (with PR_SET_KEEPCAPS): keep
+/// only `caps` in the permitted, effective and inheritable sets, and
+/// raise each into the ambient set, so that they survive the exec.
+/// Raw system calls only, as everything in the child.
+fn raise_ambient(caps: u64) -> bool {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let word = |shift: u32| (caps >> shift) as u32;
+    let mut data = [CapData::default(); 2];
+    for (i, d) in data.iter_mut().enumerate() {
+        let w = word(32 * i as u32);
+        *d = CapData {
+            effective: w,
+            permitted: w,
+            inheritable: w,
+        };
+    }
+    // SAFETY: capset(2) reads a header and two data words of the layout
+    // above; prctl(2) takes integers.
+    unsafe {
+        if libc::syscall(libc::SYS_capset, &mut header, data.as_mut_ptr()) < 0 {
+            return false;
+        }
+        for cap in 0..64 {
+            if caps & (1 << cap) != 0
+                && libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0
+            {
+                return false;
+            }
+        }
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    }
+    true
 }
 
 /// Moves the listening descriptors to 3, 4, ... (not close-on-exec) and

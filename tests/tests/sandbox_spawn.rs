@@ -125,3 +125,114 @@ fn a_failed_exec_fails_the_unit_with_its_reason() {
     let (status, log) = sandbox.poweroff();
     assert!(status.success(), "{status}\n{log}");
 }
+
+/// SIGPIPE is ignored in services, as systemd's IgnoreSIGPIPE=yes
+/// default has it, unless the unit says no (cron, getty do).
+#[test]
+fn sigpipe_is_ignored_unless_the_unit_says_no() {
+    require_sandbox!();
+    let dir = std::env::temp_dir().join(format!("relive-sigpipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unit = |file: &str, extra: &str| {
+        format!(
+            "[Service]\nType=oneshot\n{extra}\nExecStart=/bin/grep SigIgn /proc/self/status\nStandardOutput=file:{}\n",
+            dir.join(file).display()
+        )
+    };
+    let sandbox = Sandbox::boot(
+        &[
+            ("default.service", &unit("default", "")),
+            ("no.service", &unit("no", "IgnoreSIGPIPE=no")),
+            (
+                "multi-user.target",
+                "[Unit]\nWants=default.service no.service\n",
+            ),
+        ],
+        "",
+    );
+    let ignored = |file: &str| -> bool {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        let mask = text
+            .trim()
+            .strip_prefix("SigIgn:")
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("{file}: {text:?}"));
+        mask & (1 << (libc::SIGPIPE - 1)) != 0
+    };
+    sandbox.wait_for("both to run", Duration::from_secs(10), || {
+        ["default", "no"].iter().all(|f| dir.join(f).exists())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(ignored("default"), "IgnoreSIGPIPE= defaults to yes");
+    assert!(!ignored("no"), "IgnoreSIGPIPE=no");
+    let (status, log) = sandbox.poweroff();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}\n{log}");
+}
+
+/// The capability sets of a process, from /proc/PID/status.
+fn cap_sets(text: &str) -> std::collections::BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.starts_with("Cap"))
+        .map(|(k, v)| (k.to_owned(), u64::from_str_radix(v.trim(), 16).unwrap()))
+        .collect()
+}
+
+/// AmbientCapabilities= gives a User= service the capability it names
+/// (and `!!` keeps User=, as on any kernel with ambient capabilities);
+/// CapabilityBoundingSet= bounds a root service.
+#[test]
+fn ambient_capabilities_and_the_bounding_set_reach_the_service() {
+    require_sandbox!();
+    let dir = std::env::temp_dir().join(format!("relive-caps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unit = |file: &str, body: &str| {
+        format!(
+            "[Service]\nType=oneshot\n{body}\nStandardOutput=file:{}\n",
+            dir.join(file).display()
+        )
+    };
+    let bind = 1u64 << 10; // CAP_NET_BIND_SERVICE
+    let sandbox = Sandbox::boot(
+        &[
+            (
+                "ambient.service",
+                &unit(
+                    "ambient",
+                    "User=nobody\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nExecStart=!!/bin/grep -E ^(Uid|Cap) /proc/self/status",
+                ),
+            ),
+            (
+                "bounded.service",
+                &unit(
+                    "bounded",
+                    "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_CHOWN\nCapabilityBoundingSet=~CAP_CHOWN\nExecStart=/bin/grep ^Cap /proc/self/status",
+                ),
+            ),
+            ("multi-user.target", "[Unit]\nWants=ambient.service bounded.service\n"),
+        ],
+        "",
+    );
+    sandbox.wait_for("both to run", Duration::from_secs(10), || {
+        ["ambient", "bounded"]
+            .iter()
+            .all(|f| std::fs::read_to_string(dir.join(f)).is_ok_and(|t| t.contains("CapAmb")))
+    });
+    let ambient_text = std::fs::read_to_string(dir.join("ambient")).unwrap();
+    let ambient = cap_sets(&ambient_text);
+    assert!(
+        ambient_text.contains("Uid:\t65534"),
+        "runs as nobody: {ambient_text}"
+    );
+    assert_eq!(
+        (ambient["CapAmb"], ambient["CapEff"]),
+        (bind, bind),
+        "{ambient_text}"
+    );
+    let bounded = cap_sets(&std::fs::read_to_string(dir.join("bounded")).unwrap());
+    assert_eq!(bounded["CapBnd"], bind, "{bounded:?}");
+    let (status, log) = sandbox.poweroff();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}\n{log}");
+}

@@ -358,6 +358,17 @@ pub struct ServiceSection {
     pub standard_input: InputSource,
     pub standard_output: OutputTarget,
     pub standard_error: OutputTarget,
+    /// AmbientCapabilities=: capability bits (1 << CAP_*) a User= service
+    /// keeps, raised into its ambient set.
+    #[serde(default)]
+    pub ambient_capabilities: u64,
+    /// CapabilityBoundingSet=: the bits left in the bounding set; None
+    /// leaves it as it is.
+    #[serde(default)]
+    pub capability_bounding_set: Option<u64>,
+    /// IgnoreSIGPIPE= (default yes: SIGPIPE is for shell pipelines).
+    #[serde(default = "yes")]
+    pub ignore_sigpipe: bool,
     /// Sockets= : socket units whose descriptors the service gets, besides
     /// those that name it in Service= (or by their name).
     #[serde(default)]
@@ -416,6 +427,9 @@ impl Default for ServiceSection {
             standard_output: OutputTarget::Capture,
             standard_error: OutputTarget::Inherit,
             notify_access: NotifyAccess::None,
+            ignore_sigpipe: true,
+            ambient_capabilities: 0,
+            capability_bounding_set: None,
             sockets: Vec::new(),
         }
     }

@@ -88,7 +88,7 @@ fn redis_server_service() {
                 .trim_start_matches("unsupported directive ")
         })
         .collect();
-    assert_eq!(u.warnings.len(), 18, "{unsupported:?}");
+    assert_eq!(u.warnings.len(), 17, "{unsupported:?}");
     assert!(u
         .warnings
         .iter()

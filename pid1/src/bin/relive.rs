@@ -178,7 +178,13 @@ fn prepare_system(config: &Config, scope: Scope, pid_floor: u32) {
     }
     if scope == Scope::Machine {
         match machine::ensure_machine_id(std::path::Path::new("/etc/machine-id")) {
-            Ok(Some(id)) => tracing::info!("machine ID initialized: {id}"),
+            Ok(Some(id)) => {
+                tracing::info!("machine ID initialized: {id}");
+                // The image boots for the first time: remembered for
+                // ConditionFirstBoot=, at systemd's place.
+                let _ = std::fs::create_dir_all("/run/systemd");
+                let _ = std::fs::write(relive::manager::FIRST_BOOT_FLAG, "");
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!("cannot initialize /etc/machine-id: {e}"),
         }

@@ -473,14 +473,16 @@ fn on_ac_power() -> bool {
     !found_mains
 }
 
-/// No machine ID yet: this is the first boot of the image.
+/// The first boot of the image: decided when PID 1 started (before it
+/// wrote the machine ID), as systemd does; SYSTEMD_FIRST_BOOT overrides.
 fn first_boot() -> bool {
-    std::fs::read_to_string("/etc/machine-id")
-        .map(|id| {
-            let id = id.trim();
-            id.is_empty() || id == "uninitialized"
-        })
-        .unwrap_or(true)
+    if let Some(b) = std::env::var("SYSTEMD_FIRST_BOOT")
+        .ok()
+        .and_then(|v| parse_bool(&v))
+    {
+        return b;
+    }
+    Path::new(super::FIRST_BOOT_FLAG).exists()
 }
 
 /// `v2`/`v1`, or controllers (all of them must be there).

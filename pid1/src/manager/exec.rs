@@ -119,6 +119,18 @@ impl Manager {
             working_directory_optional: svc.working_directory_optional,
             keep_fds: Vec::new(),
             stdin,
+            ignore_sigpipe: svc.ignore_sigpipe,
+            // The '+' and '!' prefixes run with full privileges.
+            ambient_caps: if cmd.privileged {
+                0
+            } else {
+                svc.ambient_capabilities
+            },
+            bounding_set: if cmd.privileged {
+                None
+            } else {
+                svc.capability_bounding_set
+            },
             listen_fds,
         };
         let spawned = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;

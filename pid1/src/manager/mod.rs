@@ -31,6 +31,10 @@ use std::path::PathBuf;
 
 pub use jobs::JobOutcome;
 
+/// Exists on the first boot of an image (no machine ID before it), as
+/// under systemd.
+pub const FIRST_BOOT_FLAG: &str = "/run/systemd/first-boot";
+
 /// Errors returned to API callers.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ManagerError {

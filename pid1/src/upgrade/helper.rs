@@ -33,6 +33,9 @@ pub fn run(commands: &CommandSender, argv: &[&str]) -> Result<HelperOutput, Host
         working_directory: None,
         working_directory_optional: false,
         stdin: Stdio::Null,
+        ignore_sigpipe: false,
+        ambient_caps: 0,
+        bounding_set: None,
         listen_fds: Vec::new(),
         keep_fds: Vec::new(),
     };

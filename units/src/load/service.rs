@@ -273,6 +273,41 @@ impl ServiceBuilder {
                     _ => return Err(bad(ctx)),
                 }
             }
+            "AmbientCapabilities" | "CapabilityBoundingSet" => {
+                let ambient = key == "AmbientCapabilities";
+                if empty {
+                    // An empty value resets: no ambient capabilities, a
+                    // full bounding set.
+                    if ambient {
+                        s.ambient_capabilities = 0;
+                    } else {
+                        s.capability_bounding_set = None;
+                    }
+                    return Ok(());
+                }
+                let (invert, mask) = parse_capabilities(value)
+                    .map_err(|why| ctx.bad_because(key, value, loc, &why))?;
+                if ambient {
+                    // systemd: plain lines add, `~` lines take away.
+                    if invert {
+                        s.ambient_capabilities &= !mask;
+                    } else {
+                        s.ambient_capabilities |= mask;
+                    }
+                } else {
+                    let current = s.capability_bounding_set.unwrap_or(ALL_CAPABILITIES);
+                    s.capability_bounding_set = Some(if invert {
+                        current & !mask
+                    } else if s.capability_bounding_set.is_none() {
+                        mask
+                    } else {
+                        current | mask
+                    });
+                }
+            }
+            "IgnoreSIGPIPE" => {
+                s.ignore_sigpipe = empty_or(value, true, parse_bool).ok_or_else(|| bad(ctx))?
+            }
             "Sockets" if empty => s.sockets.clear(),
             "Sockets" => {
                 for name in ctx.words(key, value, loc)? {
@@ -437,4 +472,24 @@ fn output(
         }
         _ => return Err(ctx.bad(key, value, loc)),
     })
+}
+
+/// Every capability the kernel headers relive knows define.
+const ALL_CAPABILITIES: u64 = (1 << 41) - 1;
+
+/// `CAP_X CAP_Y` or `~CAP_X`: (inverted, bit mask).
+fn parse_capabilities(value: &str) -> Result<(bool, u64), String> {
+    let (invert, list) = match value.strip_prefix('~') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    };
+    let mut mask = 0u64;
+    for name in list.split_ascii_whitespace() {
+        let cap: caps::Capability = name
+            .to_ascii_uppercase()
+            .parse()
+            .map_err(|_| format!("unknown capability {name}"))?;
+        mask |= 1 << cap.index();
+    }
+    Ok((invert, mask))
 }
