@@ -44,6 +44,18 @@ pub struct ManagerConfig {
     /// own directory, so that the stamps carry over from one init to the
     /// other. Default: "/var/lib/systemd/timers".
     pub timer_stamp_dir: std::path::PathBuf,
+    /// Whether systemd's unit generators run (at boot and at each
+    /// daemon-reload). Default: unset, which means yes as a machine's
+    /// PID 1 and no elsewhere (the host's generators would write into the
+    /// host's /run).
+    pub generators: Option<bool>,
+    /// Where generators are found; the first directory holding a name
+    /// wins, and a link to /dev/null there disables it. Default: systemd's.
+    pub generator_dirs: Vec<std::path::PathBuf>,
+    /// Where their output goes: DIR/generator, DIR/generator.early and
+    /// DIR/generator.late, searched for units as systemd does.
+    /// Default: "/run/systemd".
+    pub generator_output_dir: std::path::PathBuf,
 }
 
 impl Default for ManagerConfig {
@@ -58,6 +70,17 @@ impl Default for ManagerConfig {
             status_output_lines: 50,
             shutdown_kill_timeout_sec: 5.0,
             timer_stamp_dir: "/var/lib/systemd/timers".into(),
+            generators: None,
+            generator_dirs: [
+                "/run/systemd/system-generators",
+                "/etc/systemd/system-generators",
+                "/usr/local/lib/systemd/system-generators",
+                "/usr/lib/systemd/system-generators",
+                "/lib/systemd/system-generators",
+            ]
+            .map(std::path::PathBuf::from)
+            .to_vec(),
+            generator_output_dir: "/run/systemd".into(),
         }
     }
 }

@@ -26,32 +26,22 @@ impl Spawner for Pid1Spawner {
         };
         let criu_path = cstr(&criu.to_string_lossy())?;
         let request = SpawnRequest {
-            path: criu_path.clone(),
-            argv: vec![
-                criu_path,
-                cstr("swrk")?,
-                cstr(&sock.as_raw_fd().to_string())?,
-            ],
-            env: vec![cstr(
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )?],
-            cgroup: None,
-            stdout: Stdio::Null,
             // CRIU's own messages go to its log file; stray ones to the console.
             stderr: Stdio::Inherit,
-            credentials: None,
-            umask: 0o077,
-            nofile: None,
-            working_directory: None,
-            working_directory_optional: false,
-            stdin: Stdio::Null,
-            ignore_sigpipe: false,
-            ambient_caps: 0,
-            bounding_set: None,
-            listen_fds: Vec::new(),
             keep_fds: std::iter::once(sock.as_raw_fd())
                 .chain(keep.iter().map(|fd| fd.as_raw_fd()))
                 .collect(),
+            ..SpawnRequest::program(
+                criu_path.clone(),
+                vec![
+                    criu_path,
+                    cstr("swrk")?,
+                    cstr(&sock.as_raw_fd().to_string())?,
+                ],
+                vec![cstr(
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                )?],
+            )
         };
         // Not the manager's loop: this thread may wait for the exec.
         let spawned = spawn::spawn(&request, None).map_err(|e| io::Error::other(e.to_string()))?;

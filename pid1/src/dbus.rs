@@ -165,6 +165,15 @@ impl ManagerApi {
 
     async fn daemon_reload(&self) -> Result<(), ApiError> {
         self.require_root()?;
+        // Generators first, as systemd: from a thread of their own, so
+        // that the loop serves on while they run.
+        if let Some(generators) = self.commands.call(|m| m.generators()).await? {
+            let commands = self.commands.clone();
+            blocking::unblock(move || {
+                generators.run(&mut crate::generators::LoopSpawner::new(commands))
+            })
+            .await;
+        }
         Ok(self.commands.call(|m| m.daemon_reload()).await?)
     }
 

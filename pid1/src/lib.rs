@@ -8,6 +8,7 @@
 //! - [`upgrade`]: PID 1's side of a live upgrade (the upgrade itself is in
 //!   the `relive-snapshot` and `relive-restore` crates).
 //! - [`reexec`]: handing the state to a fresh relive binary.
+//! - [`generators`]: running systemd's unit generators.
 //! - [`clients`], [`logging`]: control connections, the log.
 //!
 //! The kernel interfaces (spawn, cgroups, mounts) are in `relive-sys`.
@@ -15,6 +16,7 @@
 pub mod clients;
 pub mod dbus;
 pub mod event_loop;
+pub mod generators;
 pub mod logging;
 pub mod manager;
 pub mod reexec;

@@ -72,6 +72,33 @@ pub struct SpawnRequest {
     pub listen_fds: Vec<RawFd>,
 }
 
+impl SpawnRequest {
+    /// A plain program: root, PID 1's cgroup, no input, output to
+    /// /dev/null, umask 077, nothing inherited. Callers change what they
+    /// need with `..` syntax.
+    pub fn program(path: CString, argv: Vec<CString>, env: Vec<CString>) -> SpawnRequest {
+        SpawnRequest {
+            path,
+            argv,
+            env,
+            cgroup: None,
+            stdout: Stdio::Null,
+            stderr: Stdio::Null,
+            credentials: None,
+            umask: 0o077,
+            nofile: None,
+            working_directory: None,
+            working_directory_optional: false,
+            keep_fds: Vec::new(),
+            stdin: Stdio::Null,
+            ignore_sigpipe: false,
+            ambient_caps: 0,
+            bounding_set: None,
+            listen_fds: Vec::new(),
+        }
+    }
+}
+
 /// The step of the child's setup that failed, as systemd numbers them in
 /// exit statuses (EXIT_CHDIR=200 ...), so `status` output reads familiar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,6 +25,6 @@ pub mod unit_name;
 
 pub use error::LoadError;
 pub use graph::{CycleError, Graph};
-pub use load::{Loader, SYSTEM_UNIT_PATH};
+pub use load::{generator_dirs, search_path, Loader, SYSTEM_UNIT_PATH};
 pub use model::*;
 pub use specifier::SpecifierContext;

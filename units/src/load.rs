@@ -43,11 +43,61 @@ use std::path::{Path, PathBuf};
 
 /// systemd's system unit search path (highest priority first).
 pub const SYSTEM_UNIT_PATH: &[&str] = &[
+    "/etc/systemd/system.control",
+    "/run/systemd/system.control",
+    "/run/systemd/transient",
     "/etc/systemd/system",
+    "/etc/systemd/system.attached",
     "/run/systemd/system",
+    "/run/systemd/system.attached",
+    "/usr/local/lib/systemd/system",
     "/usr/lib/systemd/system",
     "/lib/systemd/system",
 ];
+
+/// The search path with generators' output in it, in systemd's order
+/// (systemd.unit(5), "UNIT FILE LOAD PATH"): `generator.early` before
+/// /etc, `generator` after /run, `generator.late` last. `generated` is
+/// the directory holding the three (/run/systemd). A custom `base` (as
+/// `relive --units-dir` gives) gets early first, the others last.
+pub fn search_path(base: &[PathBuf], generated: Option<&Path>) -> Vec<PathBuf> {
+    let Some(dir) = generated else {
+        return base.to_vec();
+    };
+    let [normal, early, late] = generator_dirs(dir);
+    let mut path = Vec::with_capacity(base.len() + 3);
+    let standard = base.iter().any(|d| d == Path::new("/etc/systemd/system"));
+    if standard {
+        for d in base {
+            if d == Path::new("/etc/systemd/system") {
+                path.push(early.clone());
+            }
+            path.push(d.clone());
+            if d == Path::new("/run/systemd/system.attached") {
+                path.push(normal.clone());
+            }
+        }
+        if !path.contains(&normal) {
+            path.push(normal);
+        }
+    } else {
+        path.push(early);
+        path.extend(base.iter().cloned());
+        path.push(normal);
+    }
+    path.push(late);
+    path
+}
+
+/// Generators' three output directories under `dir`: normal, early, late
+/// (the order of their arguments).
+pub fn generator_dirs(dir: &Path) -> [PathBuf; 3] {
+    [
+        dir.join("generator"),
+        dir.join("generator.early"),
+        dir.join("generator.late"),
+    ]
+}
 
 /// Loads units from a search path. Construction lists the search dirs
 /// once; each `load` then reads only the files of that unit.

@@ -4,7 +4,7 @@ mod common;
 
 use common::Tree;
 use relive_units::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const SVC: &str = "[Service]\nExecStart=/bin/a\n";
 
@@ -364,4 +364,30 @@ fn default_target() {
     );
     assert_eq!(t.loader(&["nothing"]).default_target(), "multi-user.target");
     let _ = PathBuf::new();
+}
+
+#[test]
+fn generators_output_sits_where_systemd_puts_it() {
+    let base: Vec<PathBuf> = SYSTEM_UNIT_PATH.iter().map(PathBuf::from).collect();
+    let path = search_path(&base, Some(Path::new("/run/systemd")));
+    let at = |d: &str| path.iter().position(|p| p == Path::new(d)).unwrap();
+    assert!(at("/run/systemd/generator.early") < at("/etc/systemd/system"));
+    assert!(at("/run/systemd/system") < at("/run/systemd/generator"));
+    assert!(at("/run/systemd/generator") < at("/usr/lib/systemd/system"));
+    assert_eq!(
+        path.last().unwrap(),
+        Path::new("/run/systemd/generator.late")
+    );
+    let custom = search_path(&[PathBuf::from("/u")], Some(Path::new("/g")));
+    assert_eq!(
+        custom,
+        [
+            "/g/generator.early",
+            "/u",
+            "/g/generator",
+            "/g/generator.late"
+        ]
+        .map(PathBuf::from)
+    );
+    assert_eq!(search_path(&base, None), base);
 }

@@ -253,7 +253,7 @@ fn run(
     kexec_handover: Option<(Store, KexecHandover, ManagerState)>,
 ) -> anyhow::Result<()> {
     let resumed_usec = relive::manager::clock::wall_usec();
-    let unit_dirs = if args.units_dirs.is_empty() {
+    let base_dirs: Vec<PathBuf> = if args.units_dirs.is_empty() {
         relive_units::SYSTEM_UNIT_PATH
             .iter()
             .map(PathBuf::from)
@@ -261,6 +261,14 @@ fn run(
     } else {
         args.units_dirs.clone()
     };
+    // Generators write units before any is loaded (a re-exec runs them
+    // again, as systemd's does).
+    let generators = relive::manager::generators_for(&config, scope);
+    if let Some(g) = &generators {
+        g.run(&mut relive::generators::BootSpawner);
+    }
+    let unit_dirs =
+        relive_units::search_path(&base_dirs, generators.as_ref().map(|g| g.output.as_path()));
     let kernel = RealKernel {
         cgroups: CgroupFs::new("/sys/fs/cgroup"),
     };

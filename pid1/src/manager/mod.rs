@@ -236,6 +236,12 @@ impl Manager {
         adopted
     }
 
+    /// The generators to run, if they run here: as a machine's PID 1
+    /// unless `manager.generators` says otherwise.
+    pub fn generators(&self) -> Option<crate::generators::Generators> {
+        generators_for(&self.config, self.rt.scope)
+    }
+
     /// Asks the loop to hand over to a fresh relive binary.
     pub fn request_reexec(&mut self) -> Result<(), ManagerError> {
         if self.state.shutdown.is_some() {
@@ -382,6 +388,21 @@ impl Manager {
 }
 
 pub use relive_sys::{signal_name, ExitStatus};
+
+/// [`Manager::generators`] before there is a manager (at boot).
+pub fn generators_for(
+    config: &Config,
+    scope: relive_sys::machine::Scope,
+) -> Option<crate::generators::Generators> {
+    let wanted = config
+        .manager
+        .generators
+        .unwrap_or(scope == relive_sys::machine::Scope::Machine);
+    wanted.then(|| crate::generators::Generators {
+        dirs: config.manager.generator_dirs.clone(),
+        output: config.manager.generator_output_dir.clone(),
+    })
+}
 
 #[cfg(test)]
 mod tests;

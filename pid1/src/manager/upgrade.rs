@@ -119,12 +119,20 @@ impl Manager {
         &mut self,
         request: SpawnRequest,
     ) -> Result<async_channel::Receiver<ExitStatus>, String> {
-        // The text is the helper's error, which the upgrade wraps.
+        self.run_helper_pid(request).map(|(_, rx)| rx)
+    }
+
+    /// [`Manager::run_helper`], with the helper's PID.
+    pub fn run_helper_pid(
+        &mut self,
+        request: SpawnRequest,
+    ) -> Result<(i32, async_channel::Receiver<ExitStatus>), String> {
+        // The text is the helper's error, which the caller wraps.
         let spawned = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
         let pid = spawned.pid;
         self.rt.execs.add(pid, None, spawned.exec);
         let (tx, rx) = async_channel::bounded(1);
         self.rt.pid_waiters.insert(pid, tx);
-        Ok(rx)
+        Ok((pid, rx))
     }
 }

@@ -21,23 +21,13 @@ pub fn run(commands: &CommandSender, argv: &[&str]) -> Result<HelperOutput, Host
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
     let request = SpawnRequest {
-        path: cstr(argv[0])?,
-        argv: argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
-        env: vec![cstr("PATH=/usr/sbin:/usr/bin:/sbin:/bin")?],
-        cgroup: None,
         stdout: Stdio::Fd(Arc::new(out_write)),
         stderr: Stdio::Fd(Arc::new(err_write)),
-        credentials: None,
-        umask: 0o077,
-        nofile: None,
-        working_directory: None,
-        working_directory_optional: false,
-        stdin: Stdio::Null,
-        ignore_sigpipe: false,
-        ambient_caps: 0,
-        bounding_set: None,
-        listen_fds: Vec::new(),
-        keep_fds: Vec::new(),
+        ..SpawnRequest::program(
+            cstr(argv[0])?,
+            argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+            vec![cstr("PATH=/usr/sbin:/usr/bin:/sbin:/bin")?],
+        )
     };
     // The request (with our copies of the write ends) is dropped on the
     // loop's thread right after the spawn, so EOF comes when the helper exits.
