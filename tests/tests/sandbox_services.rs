@@ -250,3 +250,40 @@ fn unknown_unit_gives_a_clear_error() {
     );
     let _ = sandbox.poweroff();
 }
+
+/// An init script wrapped as Type=forking (what systemd-sysv-generator
+/// makes, GuessMainPID=no, RemainAfterExit=yes) that only configures and
+/// leaves no process: the start succeeds, as under systemd.
+#[test]
+fn a_forking_service_that_leaves_no_process_is_not_a_failure() {
+    require_sandbox!();
+    let sandbox = Sandbox::boot(
+        &[
+            (
+                "script.service",
+                "[Service]\nType=forking\nGuessMainPID=no\nRemainAfterExit=yes\nExecStart=/bin/true\n",
+            ),
+            ("brief.service", "[Service]\nType=forking\nExecStart=/bin/true\n"),
+            ("multi-user.target", "[Unit]\n"),
+        ],
+        "",
+    );
+    sandbox.ctl_ok(&["start", "script.service", "brief.service"]);
+    let status = sandbox.status("script.service");
+    assert_eq!(
+        (
+            status["active_state"].as_str(),
+            status["sub_state"].as_str()
+        ),
+        (Some("active"), Some("exited")),
+        "{status}"
+    );
+    let brief = sandbox.status("brief.service");
+    assert_eq!(
+        (brief["active_state"].as_str(), brief["result"].as_str()),
+        (Some("inactive"), Some("success")),
+        "{brief}"
+    );
+    let (status, log) = sandbox.poweroff();
+    assert!(status.success(), "{status}\n{log}");
+}

@@ -366,6 +366,10 @@ pub struct ServiceSection {
     /// leaves it as it is.
     #[serde(default)]
     pub capability_bounding_set: Option<u64>,
+    /// GuessMainPID= (default yes): a Type=forking service without
+    /// PIDFile= takes its only process as the main one.
+    #[serde(default = "yes")]
+    pub guess_main_pid: bool,
     /// IgnoreSIGPIPE= (default yes: SIGPIPE is for shell pipelines).
     #[serde(default = "yes")]
     pub ignore_sigpipe: bool,
@@ -428,6 +432,7 @@ impl Default for ServiceSection {
             standard_error: OutputTarget::Inherit,
             notify_access: NotifyAccess::None,
             ignore_sigpipe: true,
+            guess_main_pid: true,
             ambient_capabilities: 0,
             capability_bounding_set: None,
             sockets: Vec::new(),

@@ -214,8 +214,15 @@ impl Manager {
                 } else if u.main_pid.is_none() && svc.remain_after_exit {
                     self.set_state(name, ActiveState::Active, SubState::Exited);
                 } else if u.main_pid.is_none() {
-                    // The main process is gone already.
-                    self.enter_kill(name);
+                    let cgroup = relive_sys::cgroup::unit_cgroup(name);
+                    if self.rt.kernel.cgroup_populated(&cgroup).unwrap_or(false) {
+                        // Processes run, none of them the main one
+                        // (GuessMainPID=no): running, as under systemd.
+                        self.set_state(name, ActiveState::Active, SubState::Running);
+                    } else {
+                        // The main process is gone already.
+                        self.enter_kill(name);
+                    }
                 } else {
                     tracing::info!("started {name}");
                     self.set_state(name, ActiveState::Active, SubState::Running);
@@ -283,22 +290,29 @@ impl Manager {
     /// only process left in the cgroup.
     fn adopt_forked_main(&mut self, name: &str, svc: &ServiceSection) -> Result<(), String> {
         let pid = if let Some(path) = &svc.pid_file {
-            self.pid_from_file(name, path)?
+            Some(self.pid_from_file(name, path)?)
         } else {
             let cgroup = relive_sys::cgroup::unit_cgroup(name);
             let pids = self.rt.kernel.cgroup_pids(&cgroup).unwrap_or_default();
             match pids.as_slice() {
-                [one] => *one,
-                [] => return Err("forking service left no process behind".into()),
+                // Nothing left (an init script that only configures):
+                // systemd goes on without a main process, and so does
+                // a service that says GuessMainPID=no.
+                [] => None,
+                _ if !svc.guess_main_pid => None,
+                [one] => Some(*one),
                 _ => return Err("cannot tell the main process among several; set PIDFile=".into()),
             }
         };
-        tracing::info!("{name}: main PID {pid}");
+        match pid {
+            Some(pid) => tracing::info!("{name}: main PID {pid}"),
+            None => tracing::info!("{name}: no main process to follow"),
+        }
         self.state
             .units
             .get_mut(name)
             .expect("unit exists")
-            .main_pid = Some(pid);
+            .main_pid = pid;
         Ok(())
     }
 

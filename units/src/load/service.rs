@@ -305,6 +305,9 @@ impl ServiceBuilder {
                     });
                 }
             }
+            "GuessMainPID" => {
+                s.guess_main_pid = empty_or(value, true, parse_bool).ok_or_else(|| bad(ctx))?
+            }
             "IgnoreSIGPIPE" => {
                 s.ignore_sigpipe = empty_or(value, true, parse_bool).ok_or_else(|| bad(ctx))?
             }
