@@ -21,6 +21,7 @@ pub mod mounts;
 pub mod pid_space;
 pub mod sched;
 pub mod spawn;
+pub mod tty;
 pub mod users;
 
 use std::io;

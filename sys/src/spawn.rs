@@ -26,6 +26,8 @@ pub enum Stdio {
     Inherit,
     /// An open file or pipe end.
     Fd(std::sync::Arc<OwnedFd>),
+    /// The terminal of `SpawnRequest::tty`, opened by the child.
+    Tty,
 }
 
 /// Credentials a service runs with (User=/Group=), resolved beforehand.
@@ -66,6 +68,13 @@ pub struct SpawnRequest {
     pub ambient_caps: u64,
     /// CapabilityBoundingSet= as bits; None keeps PID 1's.
     pub bounding_set: Option<u64>,
+    /// The terminal to set up (TTYPath= and company).
+    pub tty: Option<crate::tty::TtyRequest>,
+    /// A pipe (read end, write end) to wait on (up to 5 s) before the
+    /// exec: Type=idle's gate, whose write end PID 1 closes once the
+    /// boot's jobs are done. The child closes its own copy of the write
+    /// end first, or it would wait on itself.
+    pub idle_gate: Option<(RawFd, RawFd)>,
     /// Socket activation (sd_listen_fds(3)): these descriptors become 3,
     /// 4, ... in the child, and `LISTEN_PID` its own PID, which only the
     /// child knows. The caller puts `LISTEN_FDS`/`LISTEN_FDNAMES` in `env`.
@@ -94,6 +103,8 @@ impl SpawnRequest {
             ignore_sigpipe: false,
             ambient_caps: 0,
             bounding_set: None,
+            tty: None,
+            idle_gate: None,
             listen_fds: Vec::new(),
         }
     }
@@ -333,6 +344,8 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         ignore_sigpipe: request.ignore_sigpipe,
         ambient_caps: request.ambient_caps,
         bounding_set: request.bounding_set,
+        tty: request.tty.as_ref(),
+        idle_gate: request.idle_gate.unwrap_or((-1, -1)),
         listen_fds: &request.listen_fds,
         // SAFETY: within the 23-byte buffer above.
         listen_pid_digits: unsafe { listen_pid.add(LISTEN_PID_PREFIX) },
@@ -356,8 +369,12 @@ fn stdio_fd(stdio: &Stdio, devnull: RawFd) -> RawFd {
         Stdio::Null => devnull,
         Stdio::Inherit => -1,
         Stdio::Fd(fd) => fd.as_raw_fd(),
+        Stdio::Tty => TTY,
     }
 }
+
+/// In a plan's stdio: the terminal the child opens.
+const TTY: RawFd = -2;
 
 /// The length of `LISTEN_PID=`.
 const LISTEN_PID_PREFIX: usize = 11;
@@ -380,6 +397,9 @@ struct ChildPlan<'a> {
     ignore_sigpipe: bool,
     ambient_caps: u64,
     bounding_set: Option<u64>,
+    tty: Option<&'a crate::tty::TtyRequest>,
+    /// (-1, -1): none.
+    idle_gate: (RawFd, RawFd),
     listen_fds: &'a [RawFd],
     /// Where the child writes its PID in decimal (room for 11 bytes and a NUL).
     listen_pid_digits: *mut u8,
@@ -478,9 +498,20 @@ fn child_main(plan: &ChildPlan) -> ! {
         if libc::setsid() < 0 {
             fail(plan, ChildStep::Setsid);
         }
-        if (plan.stdin >= 0 && libc::dup2(plan.stdin, 0) < 0)
-            || (plan.stdout >= 0 && libc::dup2(plan.stdout, 1) < 0)
-            || (plan.stderr >= 0 && libc::dup2(plan.stderr, 2) < 0)
+        let tty = match plan.tty {
+            Some(t) => {
+                let fd = crate::tty::open_in_child(t);
+                if fd < 0 {
+                    fail(plan, ChildStep::Stdio);
+                }
+                fd
+            }
+            None => -1,
+        };
+        let target = |fd: RawFd| if fd == TTY { tty } else { fd };
+        if (plan.stdin != -1 && libc::dup2(target(plan.stdin), 0) < 0)
+            || (plan.stdout != -1 && libc::dup2(target(plan.stdout), 1) < 0)
+            || (plan.stderr != -1 && libc::dup2(target(plan.stderr), 2) < 0)
         {
             fail(plan, ChildStep::Stdio);
         }
@@ -552,6 +583,16 @@ fn child_main(plan: &ChildPlan) -> ! {
         let cwd = plan.cwd.unwrap_or(c"/".as_ptr());
         if libc::chdir(cwd) < 0 && !plan.cwd_optional {
             fail(plan, ChildStep::Chdir);
+        }
+        if plan.idle_gate.0 >= 0 {
+            // Type=idle: until PID 1 closes the gate, at most 5 s.
+            libc::close(plan.idle_gate.1);
+            let mut gate = libc::pollfd {
+                fd: plan.idle_gate.0,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            libc::poll(&mut gate, 1, 5000);
         }
         libc::execve(plan.path, plan.argv, plan.envp);
         fail(plan, ChildStep::Exec);

@@ -244,6 +244,9 @@ pub enum ServiceType {
     Forking,
     Oneshot,
     Notify,
+    /// As simple, but the program runs only once the other jobs are
+    /// done (at most 5 s later): a getty's prompt after the boot's messages.
+    Idle,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,6 +369,18 @@ pub struct ServiceSection {
     /// leaves it as it is.
     #[serde(default)]
     pub capability_bounding_set: Option<u64>,
+    /// TTYPath= and its companions.
+    #[serde(default)]
+    pub tty: TtySettings,
+    /// UtmpIdentifier=: the utmp record PID 1 writes for a getty.
+    #[serde(default)]
+    pub utmp_identifier: Option<String>,
+    /// SendSIGHUP=: SIGHUP after the kill signal (shells, gettys).
+    #[serde(default)]
+    pub send_sighup: bool,
+    /// UnsetEnvironment=: variables (or exact assignments) removed last.
+    #[serde(default)]
+    pub unset_environment: Vec<String>,
     /// GuessMainPID= (default yes): a Type=forking service without
     /// PIDFile= takes its only process as the main one.
     #[serde(default = "yes")]
@@ -432,6 +447,10 @@ impl Default for ServiceSection {
             standard_error: OutputTarget::Inherit,
             notify_access: NotifyAccess::None,
             ignore_sigpipe: true,
+            tty: TtySettings::default(),
+            utmp_identifier: None,
+            send_sighup: false,
+            unset_environment: Vec::new(),
             guess_main_pid: true,
             ambient_capabilities: 0,
             capability_bounding_set: None,
@@ -448,6 +467,45 @@ pub enum InputSource {
     /// The socket the service was activated through (stdout and stderr
     /// default to it too).
     Socket,
+    /// TTYPath= as the controlling terminal (tty: if nobody else holds
+    /// it; tty-force: taken from whoever does; tty-fail: the same as tty
+    /// here, failing instead of waiting).
+    Tty,
+    TtyForce,
+    TtyFail,
+}
+
+impl InputSource {
+    pub fn is_tty(self) -> bool {
+        matches!(
+            self,
+            InputSource::Tty | InputSource::TtyForce | InputSource::TtyFail
+        )
+    }
+}
+
+/// TTYPath= and what to do with it before the service runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtySettings {
+    /// TTYPath= (default /dev/console).
+    pub path: PathBuf,
+    /// TTYReset=: sane terminal settings first.
+    pub reset: bool,
+    /// TTYVHangup=: hang up whoever had it open.
+    pub vhangup: bool,
+    /// TTYVTDisallocate=: clear it (a virtual console's scrollback too).
+    pub vt_disallocate: bool,
+}
+
+impl Default for TtySettings {
+    fn default() -> Self {
+        TtySettings {
+            path: PathBuf::from("/dev/console"),
+            reset: false,
+            vhangup: false,
+            vt_disallocate: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

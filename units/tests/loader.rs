@@ -199,10 +199,35 @@ fn service_types_and_exec_start_rules() {
 }
 
 #[test]
-fn dbus_and_idle_run_as_simple_with_a_warning() {
-    let u = one("[Service]\nType=idle\nExecStart=/a\n").unwrap();
+fn dbus_runs_as_simple_with_a_warning_idle_is_its_own() {
+    let u = one("[Service]\nType=dbus\nBusName=a.b\nExecStart=/a\n").unwrap();
     assert_eq!(u.service.unwrap().service_type, ServiceType::Simple);
-    assert_eq!(u.warnings.len(), 1);
+    assert!(u.warnings.iter().any(|w| w.message.contains("Type=dbus")));
+    let u = one("[Service]\nType=idle\nExecStart=/a\n").unwrap();
+    assert_eq!(u.service.unwrap().service_type, ServiceType::Idle);
+    assert!(u.warnings.is_empty(), "{:?}", u.warnings);
+}
+
+#[test]
+fn terminal_settings_as_a_getty_has_them() {
+    let u = one(
+        "[Service]\nType=idle\nExecStart=-/sbin/agetty - $TERM\nUtmpIdentifier=ttyS0\n\
+         StandardInput=tty\nTTYPath=/dev/ttyS0\nTTYReset=yes\nTTYVHangup=yes\nSendSIGHUP=yes\n\
+         IgnoreSIGPIPE=no\nUnsetEnvironment=LANG LANGUAGE\n",
+    )
+    .unwrap();
+    assert!(u.warnings.is_empty(), "{:?}", u.warnings);
+    let s = u.service.unwrap();
+    assert_eq!(s.standard_input, InputSource::Tty);
+    // Output follows the terminal unless set.
+    assert_eq!(s.standard_output, OutputTarget::Inherit);
+    assert_eq!(
+        (s.tty.path.to_str(), s.tty.reset, s.tty.vhangup, s.tty.vt_disallocate),
+        (Some("/dev/ttyS0"), true, true, false)
+    );
+    assert_eq!(s.utmp_identifier.as_deref(), Some("ttyS0"));
+    assert!(s.send_sighup && !s.ignore_sigpipe);
+    assert_eq!(s.unset_environment, ["LANG", "LANGUAGE"]);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use super::Manager;
 use relive_sys::spawn::{SpawnRequest, Stdio};
-use relive_units::{ExecCommand, InputSource, OutputTarget, ServiceSection};
+use relive_units::{ExecCommand, InputSource, OutputTarget, ServiceSection, ServiceType};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,7 +97,14 @@ impl Manager {
         let (stdout, stderr) = self.output_for(name, &svc, socket_fd.as_ref())?;
         let stdin = match (&socket_fd, svc.standard_input) {
             (Some(fd), InputSource::Socket) => Stdio::Fd(fd.clone()),
+            (_, input) if input.is_tty() => Stdio::Tty,
             _ => Stdio::Null,
+        };
+        let tty = uses_tty(&svc).then(|| tty_request(&svc)).transpose()?;
+        let idle_gate = if svc.service_type == ServiceType::Idle && activation {
+            self.idle_gate(name)
+        } else {
+            None
         };
         let request = SpawnRequest {
             path: cstring(path.as_os_str().to_string_lossy().as_ref())?,
@@ -121,16 +128,19 @@ impl Manager {
             stdin,
             ignore_sigpipe: svc.ignore_sigpipe,
             // The '+' and '!' prefixes run with full privileges.
+            // Ambient capabilities live within the bounding set.
             ambient_caps: if cmd.privileged {
                 0
             } else {
-                svc.ambient_capabilities
+                svc.ambient_capabilities & svc.capability_bounding_set.unwrap_or(u64::MAX)
             },
             bounding_set: if cmd.privileged {
                 None
             } else {
                 svc.capability_bounding_set
             },
+            tty,
+            idle_gate,
             listen_fds,
         };
         let spawned = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
@@ -182,6 +192,17 @@ impl Manager {
             env.push(("MAINPID".into(), pid.to_string()));
         }
         env.push(("RELIVE_UNIT".into(), name.to_owned()));
+        if uses_tty(svc) {
+            // systemd's $TERM for the terminal, unless the unit sets one.
+            let term = relive_sys::tty::default_term(&svc.tty.path);
+            env.insert(1, ("TERM".into(), term.into()));
+        }
+        // UnsetEnvironment=: a name, or one exact assignment.
+        env.retain(|(k, v)| {
+            !svc.unset_environment
+                .iter()
+                .any(|u| u == k || *u == format!("{k}={v}"))
+        });
         // One entry per key: the last assignment wins.
         let mut seen = std::collections::HashSet::new();
         let mut dedup: Vec<(String, String)> = env
@@ -231,6 +252,9 @@ impl Manager {
                 }
                 OutputTarget::Inherit => return Ok(None),
                 OutputTarget::Null => Stdio::Null,
+                // The service's terminal when it reads one, else relive's
+                // own output (the console).
+                OutputTarget::Tty if svc.standard_input.is_tty() => Stdio::Tty,
                 OutputTarget::Tty => Stdio::Inherit,
                 OutputTarget::Socket => match socket {
                     Some(fd) => Stdio::Fd(fd.clone()),
@@ -246,6 +270,7 @@ impl Manager {
             // inherit for stdout means stdin's target.
             None => match (svc.standard_input, socket) {
                 (InputSource::Socket, Some(fd)) => Stdio::Fd(fd.clone()),
+                (input, _) if input.is_tty() => Stdio::Tty,
                 _ => Stdio::Null,
             },
         };
@@ -255,6 +280,7 @@ impl Manager {
                 Stdio::Fd(fd) => Stdio::Fd(fd.clone()),
                 Stdio::Null => Stdio::Null,
                 Stdio::Inherit => Stdio::Inherit,
+                Stdio::Tty => Stdio::Tty,
             },
         };
         Ok((stdout, stderr))
@@ -387,4 +413,20 @@ fn dup(fd: i32) -> Result<std::os::fd::OwnedFd, String> {
     borrowed
         .try_clone_to_owned()
         .map_err(|e| format!("cannot duplicate the socket: {e}"))
+}
+
+/// The service reads or writes its own terminal (TTYPath=).
+fn uses_tty(svc: &ServiceSection) -> bool {
+    svc.standard_input.is_tty()
+}
+
+fn tty_request(svc: &ServiceSection) -> Result<relive_sys::tty::TtyRequest, String> {
+    Ok(relive_sys::tty::TtyRequest {
+        path: cstring(&svc.tty.path.to_string_lossy())?,
+        controlling: true,
+        force: svc.standard_input == InputSource::TtyForce,
+        reset: svc.tty.reset,
+        vhangup: svc.tty.vhangup,
+        disallocate: svc.tty.vt_disallocate,
+    })
 }

@@ -307,7 +307,13 @@ impl Manager {
                         );
                         vec![stuck]
                     }
-                    None => return,
+                    None => {
+                        if !self.has_jobs() && self.rt.idle_gate.take().is_some() {
+                            // The boot's jobs are done: Type=idle programs run.
+                            tracing::debug!("no job left: Type=idle services go on");
+                        }
+                        return;
+                    }
                 }
             } else {
                 ready
@@ -520,6 +526,40 @@ impl Manager {
 
     pub fn has_jobs(&self) -> bool {
         self.state.units.values().any(|u| u.job.is_some())
+    }
+
+    /// Type=idle's gate (read end, write end) a child waits on before its
+    /// exec while other jobs run; None when none does.
+    pub(super) fn idle_gate(
+        &mut self,
+        name: &str,
+    ) -> Option<(std::os::fd::RawFd, std::os::fd::RawFd)> {
+        use std::os::fd::AsRawFd;
+        let others = self
+            .state
+            .units
+            .values()
+            .filter(|u| u.job.is_some() && u.name != name)
+            .count();
+        if others == 0 {
+            return None;
+        }
+        if self.rt.idle_gate.is_none() {
+            match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+                Ok(pair) => {
+                    tracing::debug!("{name}: Type=idle, waiting for {others} other jobs");
+                    self.rt.idle_gate = Some(pair)
+                }
+                Err(e) => {
+                    tracing::warn!("Type=idle: cannot make its gate: {e}");
+                    return None;
+                }
+            }
+        }
+        self.rt
+            .idle_gate
+            .as_ref()
+            .map(|(read, write)| (read.as_raw_fd(), write.as_raw_fd()))
     }
 }
 

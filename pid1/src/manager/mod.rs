@@ -20,6 +20,7 @@ pub mod state;
 mod status;
 pub mod timers;
 pub mod upgrade;
+mod utmp;
 
 use relive_config::Config;
 use relive_sys::users::Accounts;
@@ -71,6 +72,9 @@ pub struct Runtime {
     pub execs: execs::PendingExecs,
     /// Socket units' descriptors and Accept=yes connections.
     pub listeners: sockets::Listeners,
+    /// Type=idle's gate (read end, write end), dropped once no job is
+    /// left: see `Manager::idle_gate`.
+    pub idle_gate: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -114,6 +118,7 @@ impl Manager {
                 notify_available: true,
                 execs: execs::PendingExecs::default(),
                 listeners: sockets::Listeners::default(),
+                idle_gate: None,
             },
             config,
             unit_dirs,

@@ -15,6 +15,13 @@ impl Manager {
         self.state.units.get(name)?.config.as_ref()?.service.clone()
     }
 
+    /// UtmpIdentifier=, where relive keeps utmp (a machine's PID 1).
+    fn utmp_id(&self, svc: &ServiceSection) -> Option<String> {
+        (self.rt.scope == relive_sys::machine::Scope::Machine)
+            .then(|| svc.utmp_identifier.clone())
+            .flatten()
+    }
+
     /// Changes the unit's state, logs it, and lets jobs and bound units react.
     pub(super) fn set_state(&mut self, name: &str, active: ActiveState, sub: SubState) {
         let Some(u) = self.state.units.get_mut(name) else {
@@ -250,7 +257,7 @@ impl Manager {
                 self.set_state(name, ActiveState::Activating, SubState::Start);
                 self.run_phase(name, ExecPhase::Start, 0);
             }
-            ServiceType::Simple | ServiceType::Exec | ServiceType::Notify => {
+            ServiceType::Simple | ServiceType::Exec | ServiceType::Notify | ServiceType::Idle => {
                 let Some(cmd) = svc.exec_start.first().cloned() else {
                     self.phase_done(name, ExecPhase::Start);
                     return;
@@ -262,6 +269,9 @@ impl Manager {
                             .get_mut(name)
                             .expect("unit exists")
                             .main_pid = Some(pid);
+                        if let Some(id) = self.utmp_id(svc) {
+                            super::utmp::init_process(&id, pid, &svc.tty.path.to_string_lossy());
+                        }
                         let notify = svc.service_type == ServiceType::Notify;
                         if notify && !self.rt.notify_available {
                             tracing::warn!("{name}: Type=notify, but relive has no notify socket: started as Type=simple");
@@ -431,6 +441,10 @@ impl Manager {
         let (main, control) = (u.main_pid, u.control_pid);
         self.set_state(name, ActiveState::Deactivating, SubState::StopSigterm);
         self.signal_unit(name, &svc, svc.kill_signal, main, control);
+        if svc.send_sighup {
+            // SendSIGHUP=: shells and gettys hang up on it.
+            self.signal_unit(name, &svc, libc::SIGHUP, main, control);
+        }
         self.check_stopped(name);
     }
 
@@ -614,7 +628,11 @@ impl Manager {
             return;
         };
         let u = self.state.units.get_mut(name).expect("unit exists");
-        u.main_pid = None;
+        let pid = u.main_pid.take();
+        if let (Some(id), Some(pid)) = (self.utmp_id(&svc), pid) {
+            super::utmp::dead_process(&id, pid, status);
+        }
+        let u = self.state.units.get_mut(name).expect("unit exists");
         let clean = is_clean_exit(&svc, status);
         let level_ok = clean
             || matches!(

@@ -37,7 +37,8 @@ impl ServiceBuilder {
                     "forking" => ServiceType::Forking,
                     "oneshot" => ServiceType::Oneshot,
                     "notify" => ServiceType::Notify,
-                    "dbus" | "idle" => {
+                    "idle" => ServiceType::Idle,
+                    "dbus" => {
                         ctx.warn(loc, format!("Type={value} is run as Type=simple (relive does not implement {value})"));
                         ServiceType::Simple
                     }
@@ -256,7 +257,10 @@ impl ServiceBuilder {
                 s.standard_input = match value {
                     "" | "null" => InputSource::Null,
                     "socket" => InputSource::Socket,
-                    "tty" | "tty-force" | "tty-fail" | "data" | "file" => {
+                    "tty" => InputSource::Tty,
+                    "tty-force" => InputSource::TtyForce,
+                    "tty-fail" => InputSource::TtyFail,
+                    "data" | "file" => {
                         ctx.warn(
                             loc,
                             format!("StandardInput={value} is not supported, input is /dev/null"),
@@ -305,6 +309,40 @@ impl ServiceBuilder {
                     });
                 }
             }
+            "TTYPath" => {
+                let path = ctx.resolve(key, value, loc)?;
+                if !path.is_empty() && !path.starts_with('/') {
+                    return Err(ctx.bad_because(key, value, loc, "not an absolute path"));
+                }
+                s.tty.path = if path.is_empty() {
+                    TtySettings::default().path
+                } else {
+                    path.into()
+                };
+            }
+            "TTYReset" | "TTYVHangup" | "TTYVTDisallocate" | "SendSIGHUP" => {
+                let v = empty_or(value, false, parse_bool).ok_or_else(|| bad(ctx))?;
+                match key {
+                    "TTYReset" => s.tty.reset = v,
+                    "TTYVHangup" => s.tty.vhangup = v,
+                    "TTYVTDisallocate" => s.tty.vt_disallocate = v,
+                    _ => s.send_sighup = v,
+                }
+            }
+            "UtmpIdentifier" => {
+                let id = ctx.resolve(key, value, loc)?;
+                s.utmp_identifier = (!id.is_empty()).then_some(id);
+            }
+            "UtmpMode" => {
+                if !matches!(value, "" | "init" | "login" | "user") {
+                    return Err(bad(ctx));
+                }
+                if !matches!(value, "" | "init") {
+                    ctx.warn(loc, format!("UtmpMode={value} is written as init"));
+                }
+            }
+            "UnsetEnvironment" if empty => s.unset_environment.clear(),
+            "UnsetEnvironment" => s.unset_environment.extend(ctx.words(key, value, loc)?),
             "GuessMainPID" => {
                 s.guess_main_pid = empty_or(value, true, parse_bool).ok_or_else(|| bad(ctx))?
             }
@@ -373,7 +411,9 @@ impl ServiceBuilder {
                 ServiceType::Simple
             };
         }
-        if s.standard_input == InputSource::Socket && !self.output_set {
+        if (s.standard_input == InputSource::Socket || s.standard_input.is_tty())
+            && !self.output_set
+        {
             // systemd.exec(5): output defaults to inherit (the socket) then.
             s.standard_output = OutputTarget::Inherit;
         }
