@@ -50,6 +50,21 @@ pub fn split_words(s: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// Splits a list of unit names: quotes removed, backslashes kept as
+/// written (`extract_first_word()` with EXTRACT_RETAIN_ESCAPE), since
+/// `\x2d` is part of a unit's name.
+pub fn split_unit_names(s: &str) -> Result<Vec<String>, String> {
+    let flags = Flags {
+        retain_escape: true,
+        ..Flags::default()
+    };
+    words::split(s, flags)
+        .map_err(|e| word_error(e, s))?
+        .into_iter()
+        .map(|w| utf8_word(w, s))
+        .collect()
+}
+
 /// Quotes a word so that [`split_words`] gives it back unchanged. Words
 /// made of harmless characters are returned as they are. A NUL cannot be
 /// quoted (systemd refuses `\x00`), so it is dropped.

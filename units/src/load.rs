@@ -99,6 +99,40 @@ pub fn generator_dirs(dir: &Path) -> [PathBuf; 3] {
     ]
 }
 
+/// The unit of a device (`dev-ttyS0.device` for /dev/ttyS0), which has no
+/// file: its path comes from its name.
+fn device_unit(name: &str) -> Result<Unit, LoadError> {
+    let invalid = || LoadError::InvalidName {
+        name: name.to_string(),
+    };
+    let stem = UnitName::parse(name).ok_or_else(invalid)?.stem();
+    let path = format!("/{}", unit_name::unescape(&stem).map_err(|_| invalid())?);
+    Ok(Unit {
+        name: name.to_string(),
+        kind: UnitKind::Device,
+        aliases: Vec::new(),
+        fragment: PathBuf::new(),
+        dropins: Vec::new(),
+        unit: crate::model::UnitSection {
+            description: Some(path),
+            ..crate::model::UnitSection::default()
+        },
+        service: None,
+        socket: None,
+        timer: None,
+        install: crate::model::InstallSection::default(),
+        live_upgrade: crate::model::LiveUpgrade {
+            mode: crate::model::UpgradeMode::Restart,
+            priority: 500,
+            mode_explicit: false,
+            pre_dump: false,
+            pre_dump_max_rounds: None,
+            rollback_on_restore_failure: false,
+        },
+        warnings: Vec::new(),
+    })
+}
+
 /// Loads units from a search path. Construction lists the search dirs
 /// once; each `load` then reads only the files of that unit.
 #[derive(Debug)]
@@ -158,7 +192,13 @@ impl Loader {
 
     /// Loads a unit by any of its names.
     pub fn load(&self, name: &str) -> Result<Unit, LoadError> {
-        let mut unit = self.load_one(name)?;
+        let mut unit = match self.load_one(name) {
+            // systemd makes device units from udev, not from files.
+            Err(LoadError::NotFound { .. }) if unit_name::suffix(name) == Some("device") => {
+                return device_unit(name);
+            }
+            other => other?,
+        };
         if unit.kind == UnitKind::Target && unit.unit.default_dependencies {
             self.add_target_ordering(&mut unit);
         }

@@ -46,6 +46,9 @@ pub enum UnitKind {
     Target,
     Socket,
     Timer,
+    /// A device the kernel and udev made (no unit file needed): active
+    /// ("plugged") while its node or /sys path exists.
+    Device,
     /// A unit type relive does not run yet (.mount, .path, ...):
     /// loaded so that dependencies on it resolve, never started.
     Unsupported,

@@ -222,7 +222,12 @@ fn terminal_settings_as_a_getty_has_them() {
     // Output follows the terminal unless set.
     assert_eq!(s.standard_output, OutputTarget::Inherit);
     assert_eq!(
-        (s.tty.path.to_str(), s.tty.reset, s.tty.vhangup, s.tty.vt_disallocate),
+        (
+            s.tty.path.to_str(),
+            s.tty.reset,
+            s.tty.vhangup,
+            s.tty.vt_disallocate
+        ),
         (Some("/dev/ttyS0"), true, true, false)
     );
     assert_eq!(s.utmp_identifier.as_deref(), Some("ttyS0"));
@@ -553,4 +558,26 @@ fn a_bad_calendar_is_refused_at_its_line() {
         }
         other => panic!("expected Invalid, got {other:?}"),
     }
+}
+
+#[test]
+fn device_units_come_from_their_names_and_escapes_stay_in_names() {
+    let t = Tree::new();
+    t.write(
+        "lib/a.service",
+        "[Unit]\nBindsTo=dev-disk-by\\x2duuid-ab\\x2dcd.device\n[Service]\nExecStart=/a\n",
+    );
+    let l = t.loader(&["lib"]);
+    let a = l.load("a.service").unwrap();
+    assert_eq!(a.unit.binds_to, ["dev-disk-by\\x2duuid-ab\\x2dcd.device"]);
+    let dev = l.load("dev-disk-by\\x2duuid-ab\\x2dcd.device").unwrap();
+    assert_eq!(dev.kind, UnitKind::Device);
+    assert_eq!(
+        dev.unit.description.as_deref(),
+        Some("/dev/disk/by-uuid/ab-cd")
+    );
+    assert!(matches!(
+        l.load("nothing.socket"),
+        Err(LoadError::NotFound { .. })
+    ));
 }

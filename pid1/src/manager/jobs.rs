@@ -390,6 +390,7 @@ impl Manager {
                     Some(UnitKind::Service) => self.begin_start(name),
                     Some(UnitKind::Socket) => self.start_socket(name),
                     Some(UnitKind::Timer) => self.start_timer(name),
+                    Some(UnitKind::Device) => self.start_device(name),
                     Some(UnitKind::Target) => {
                         tracing::info!("reached target {name}");
                         self.set_state(name, ActiveState::Active, SubState::Running);
@@ -402,6 +403,7 @@ impl Manager {
                 Some(UnitKind::Service) => self.begin_stop(name),
                 Some(UnitKind::Socket) => self.stop_socket(name),
                 Some(UnitKind::Timer) => self.stop_timer(name),
+                Some(UnitKind::Device) => self.stop_device(name),
                 _ => self.set_state(name, ActiveState::Inactive, SubState::Dead),
             },
             JobKind::Reload => self.begin_reload(name),

@@ -6,6 +6,7 @@
 
 pub mod clock;
 mod conditions;
+mod devices;
 mod exec;
 pub mod execs;
 mod jobs;
@@ -326,14 +327,10 @@ impl Manager {
             if let Some(u) = self.state.units.get_mut(&name) {
                 u.deadline = None;
             }
-            if self.state.units[&name]
-                .config
-                .as_ref()
-                .is_some_and(|c| c.timer.is_some())
-            {
-                self.timer_deadline(&name);
-            } else {
-                self.service_timeout(&name);
+            match self.state.units[&name].config.as_ref().map(|c| c.kind) {
+                Some(UnitKind::Timer) => self.timer_deadline(&name),
+                Some(UnitKind::Device) => self.device_deadline(&name),
+                _ => self.service_timeout(&name),
             }
         }
     }

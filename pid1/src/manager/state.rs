@@ -93,6 +93,8 @@ pub enum SubState {
     Waiting,
     /// A timer with nothing left to elapse.
     Elapsed,
+    /// A device that is there.
+    Plugged,
     Exited,
     Reload,
     Stop,
@@ -115,6 +117,7 @@ impl SubState {
             SubState::Listening => "listening",
             SubState::Waiting => "waiting",
             SubState::Elapsed => "elapsed",
+            SubState::Plugged => "plugged",
             SubState::Exited => "exited",
             SubState::Reload => "reload",
             SubState::Stop => "stop",
@@ -243,6 +246,9 @@ pub struct UnitState {
     pub active_enter_mono: Option<Monotonic>,
     #[serde(default)]
     pub inactive_enter_mono: Option<Monotonic>,
+    /// A start job waits for its device until then.
+    #[serde(default)]
+    pub wait_until: Option<Monotonic>,
 }
 
 impl UnitState {
@@ -271,6 +277,7 @@ impl UnitState {
             timer: None,
             active_enter_mono: None,
             inactive_enter_mono: None,
+            wait_until: None,
         }
     }
 

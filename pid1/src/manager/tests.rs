@@ -481,3 +481,29 @@ fn survivors_of_an_unreadable_re_exec_are_adopted_not_started_twice() {
     m.request("t.target", JobKind::Start).unwrap();
     assert_eq!(spawned_units(&k), ["b.service"], "a runs already");
 }
+
+#[test]
+fn a_start_waits_for_its_device_and_goes_on_once_it_is_there() {
+    let dir = tempdir::Dir::new();
+    let node = dir.path.join("node");
+    // systemd-escape --path: '/' becomes '-', '-' becomes \x2d.
+    let escaped = node
+        .to_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .replace('-', "\\x2d")
+        .replace('/', "-");
+    let device = format!("{escaped}.device");
+    let waiter = format!("[Unit]\nBindsTo={device}\nAfter={device}\n[Service]\nExecStart=/bin/w\n");
+    let (mut m, k, _units) = manager(&[("waiter.service", &waiter)]);
+    let done = m.request("waiter.service", JobKind::Start).unwrap();
+    assert!(spawned_units(&k).is_empty(), "waits for {device}");
+    assert!(m.next_deadline().is_some(), "looks for it again");
+    std::fs::write(&node, "").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    m.fire_timers();
+    m.dispatch();
+    assert_eq!(m.unit(&device).unwrap().active, ActiveState::Active);
+    assert_eq!(spawned_units(&k), ["waiter.service"]);
+    assert_eq!(done.try_recv().unwrap(), Ok(()));
+}

@@ -25,6 +25,9 @@ pub(crate) struct Flags {
     pub unescape_relax: bool,
     /// EXTRACT_RELAX: accept an unterminated quote or trailing backslash.
     pub relax: bool,
+    /// EXTRACT_RETAIN_ESCAPE: keep a backslash and what follows it as
+    /// they are (unit names: `dev-disk-by\x2duuid-...`).
+    pub retain_escape: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +97,12 @@ fn backslash(
         }
         return Err(WordError::Escape);
     };
+    if flags.retain_escape {
+        word.push(b'\\');
+        word.push(c);
+        *pos += 1;
+        return Ok(());
+    }
     if !flags.cunescape {
         word.push(c);
         *pos += 1;
@@ -191,6 +200,7 @@ mod tests {
         cunescape: true,
         unescape_relax: false,
         relax: false,
+        retain_escape: false,
     };
 
     #[test]
@@ -221,7 +231,16 @@ mod tests {
             cunescape: false,
             unescape_relax: false,
             relax: true,
+            retain_escape: false,
         };
         assert_eq!(words("'open a\\ b", relax).unwrap(), ["open a b"]);
+        let retain = Flags {
+            retain_escape: true,
+            ..Flags::default()
+        };
+        assert_eq!(
+            words("'a b' dev-x\\x2dy.device", retain).unwrap(),
+            ["a b", "dev-x\\x2dy.device"]
+        );
     }
 }

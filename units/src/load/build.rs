@@ -58,6 +58,21 @@ impl Ctx<'_> {
             .collect()
     }
 
+    /// A list of unit names: as [`Ctx::words`], but backslashes stay
+    /// (they are part of the names).
+    pub fn unit_names(
+        &self,
+        key: &str,
+        value: &str,
+        loc: &Location,
+    ) -> Result<Vec<String>, LoadError> {
+        crate::exec::split_unit_names(value)
+            .map_err(|e| self.bad_because(key, value, loc, &e))?
+            .iter()
+            .map(|w| self.resolve(key, w, loc))
+            .collect()
+    }
+
     pub fn unsupported(&mut self, key: &str, loc: &Location) {
         if !key.starts_with("X-") {
             self.warn(
@@ -264,7 +279,7 @@ impl<'a> Builder<'a> {
         value: &str,
         loc: &Location,
     ) -> Result<Vec<String>, LoadError> {
-        let mut names = self.ctx.words(key, value, loc)?;
+        let mut names = self.ctx.unit_names(key, value, loc)?;
         let mut dropped = Vec::new();
         for n in &names {
             match UnitName::parse(n).map(|u| u.kind()) {

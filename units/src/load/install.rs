@@ -27,7 +27,7 @@ impl Builder<'_> {
             list.clear();
             return Ok(());
         }
-        let names = self.ctx.words(key, value, loc)?;
+        let names = self.ctx.unit_names(key, value, loc)?;
         if let Some(bad) = names.iter().find(|n| !unit_name::is_valid(n)) {
             return Err(self.ctx.bad_because(
                 key,

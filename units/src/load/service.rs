@@ -351,7 +351,7 @@ impl ServiceBuilder {
             }
             "Sockets" if empty => s.sockets.clear(),
             "Sockets" => {
-                for name in ctx.words(key, value, loc)? {
+                for name in ctx.unit_names(key, value, loc)? {
                     if crate::unit_name::suffix(&name) != Some("socket") {
                         return Err(ctx.bad_because(
                             key,
