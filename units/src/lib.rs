@@ -16,6 +16,7 @@ pub mod exec;
 pub mod graph;
 pub mod load;
 pub mod model;
+pub mod mount;
 pub mod parse;
 pub mod read;
 pub mod socket;

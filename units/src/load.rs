@@ -25,6 +25,7 @@
 mod build;
 mod index;
 mod install;
+mod mount;
 mod service;
 mod socket;
 mod timer;
@@ -120,6 +121,8 @@ fn device_unit(name: &str) -> Result<Unit, LoadError> {
         service: None,
         socket: None,
         timer: None,
+        mount: None,
+        swap: None,
         install: crate::model::InstallSection::default(),
         live_upgrade: crate::model::LiveUpgrade {
             mode: crate::model::UpgradeMode::Restart,
@@ -255,6 +258,8 @@ impl Loader {
             Some("target") => UnitKind::Target,
             Some("socket") => UnitKind::Socket,
             Some("timer") => UnitKind::Timer,
+            Some("mount") => UnitKind::Mount,
+            Some("swap") => UnitKind::Swap,
             _ => UnitKind::Unsupported,
         };
         // Other names: alias symlinks to the same file (with our instance).
@@ -330,6 +335,8 @@ impl Loader {
             service: built.service,
             socket: built.socket,
             timer: built.timer,
+            mount: built.mount,
+            swap: built.swap,
             install: built.install,
             live_upgrade: built.live_upgrade,
             warnings: built.warnings,

@@ -46,6 +46,8 @@ pub enum UnitKind {
     Target,
     Socket,
     Timer,
+    Mount,
+    Swap,
     /// A device the kernel and udev made (no unit file needed): active
     /// ("plugged") while its node or /sys path exists.
     Device,
@@ -75,6 +77,13 @@ pub struct Unit {
     /// Present for timers.
     #[serde(default)]
     pub timer: Option<crate::timer::TimerSection>,
+    /// Present for mounts (from a file; mounts found in the kernel's
+    /// table have one too, made from it).
+    #[serde(default)]
+    pub mount: Option<crate::mount::MountSection>,
+    /// Present for swap units.
+    #[serde(default)]
+    pub swap: Option<crate::mount::SwapSection>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     /// Unsupported directives and other non-fatal findings, one per occurrence.
@@ -101,6 +110,11 @@ pub struct UnitSection {
     pub start_limit_burst: Option<u32>,
     /// DefaultDependencies= (default true).
     pub default_dependencies: bool,
+    /// RequiresMountsFor=: the mounts these paths need become Requires=
+    /// and After= when the unit is loaded (by the manager, which knows
+    /// what is mounted).
+    #[serde(default)]
+    pub requires_mounts_for: Vec<String>,
 }
 
 /// Every Condition*=/Assert*= kind of systemd 252 (systemd.unit(5)).

@@ -161,6 +161,25 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// systemd's `unit_name_from_path()`: `/srv/data` → `srv-data.mount`,
+/// `/` → `-.mount`, slashes collapsed and trimmed first.
+pub fn from_path(path: &str, suffix: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        return format!("-.{suffix}");
+    }
+    format!("{}.{suffix}", escape(&parts.join("/")))
+}
+
+/// The path a mount, swap or device unit's name stands for.
+pub fn to_path(name: &str) -> Option<String> {
+    let stem = UnitName::parse(name)?.stem();
+    if stem == "-" {
+        return Some("/".into());
+    }
+    unescape(&stem).ok().map(|p| format!("/{p}"))
+}
+
 pub(crate) fn hex_val(b: u8) -> Option<u8> {
     char::from(b)
         .to_digit(16)
@@ -170,6 +189,18 @@ pub(crate) fn hex_val(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_and_their_unit_names() {
+        assert_eq!(from_path("/", "mount"), "-.mount");
+        assert_eq!(from_path("/srv/my-data/", "mount"), "srv-my\\x2ddata.mount");
+        assert_eq!(from_path("//var//log", "mount"), "var-log.mount");
+        assert_eq!(
+            to_path("srv-my\\x2ddata.mount").as_deref(),
+            Some("/srv/my-data")
+        );
+        assert_eq!(to_path("-.mount").as_deref(), Some("/"));
+    }
 
     #[test]
     fn validity() {

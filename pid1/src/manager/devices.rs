@@ -32,7 +32,7 @@ impl Manager {
 
     fn device_present(&self, name: &str) -> bool {
         self.device_path(name)
-            .is_some_and(|p| Path::new(&p).exists())
+            .is_some_and(|p| Path::new(&where_it_shows(&p)).exists())
     }
 
     pub(super) fn start_device(&mut self, name: &str) {

@@ -10,6 +10,7 @@ mod devices;
 mod exec;
 pub mod execs;
 mod jobs;
+mod mounts;
 pub mod notify;
 pub mod output;
 mod plan;
@@ -73,6 +74,8 @@ pub struct Runtime {
     pub execs: execs::PendingExecs,
     /// Socket units' descriptors and Accept=yes connections.
     pub listeners: sockets::Listeners,
+    /// Control processes of mount and swap units (mount(8) ...), by PID.
+    pub controls: HashMap<i32, (String, mounts::Control)>,
     /// Type=idle's gate (read end, write end), dropped once no job is
     /// left: see `Manager::idle_gate`.
     pub idle_gate: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
@@ -120,6 +123,7 @@ impl Manager {
                 execs: execs::PendingExecs::default(),
                 listeners: sockets::Listeners::default(),
                 idle_gate: None,
+                controls: HashMap::new(),
             },
             config,
             unit_dirs,
@@ -156,7 +160,16 @@ impl Manager {
             return name.to_owned();
         }
         let mut unit = UnitState::new(name);
-        match self.loader.load(name) {
+        let loaded = match self.loader.load(name) {
+            // A mount point in the kernel's table has a unit, file or not.
+            Err(LoadError::NotFound { .. }) if name.ends_with(".mount") => {
+                self.mount_from_kernel(name).ok_or(LoadError::NotFound {
+                    name: name.to_owned(),
+                })
+            }
+            other => other,
+        };
+        match loaded {
             Ok(config) => {
                 let canonical = config.name.clone();
                 if canonical != name {
@@ -181,9 +194,14 @@ impl Manager {
                 if config.kind == UnitKind::Unsupported {
                     tracing::warn!("{canonical}: relive does not run this unit type; dependencies on it are ignored");
                 }
+                let mounts_matter =
+                    config.mount.is_some() || !config.unit.requires_mounts_for.is_empty();
                 unit.load = LoadState::Loaded;
                 unit.config = Some(config);
                 self.state.units.insert(canonical.clone(), unit);
+                if mounts_matter {
+                    self.add_mount_dependencies(&canonical);
+                }
                 return canonical;
             }
             Err(LoadError::NotFound { .. }) => unit.load = LoadState::NotFound,
@@ -240,6 +258,11 @@ impl Manager {
             adopted.push(canonical);
         }
         adopted
+    }
+
+    /// A unit file of that name exists (loading it succeeds).
+    pub(super) fn loader_has(&self, name: &str) -> bool {
+        self.loader.load(name).is_ok()
     }
 
     /// The generators to run, if they run here: as a machine's PID 1
@@ -330,6 +353,7 @@ impl Manager {
             match self.state.units[&name].config.as_ref().map(|c| c.kind) {
                 Some(UnitKind::Timer) => self.timer_deadline(&name),
                 Some(UnitKind::Device) => self.device_deadline(&name),
+                Some(UnitKind::Mount | UnitKind::Swap) => self.mount_timeout(&name),
                 _ => self.service_timeout(&name),
             }
         }
@@ -338,6 +362,10 @@ impl Manager {
     /// A child process exited (already reaped): route it to its unit.
     pub fn child_exited(&mut self, pid: i32, status: ExitStatus) {
         self.settle_exec_of(pid);
+        if let Some((unit, control)) = self.rt.controls.remove(&pid) {
+            self.control_done(&unit, control, status);
+            return;
+        }
         if let Some(waiter) = self.rt.pid_waiters.remove(&pid) {
             let _ = waiter.try_send(status);
             return;

@@ -786,7 +786,7 @@ fn is_clean_exit(svc: &ServiceSection, status: ExitStatus) -> bool {
     }
 }
 
-fn failure_result(status: ExitStatus) -> UnitResult {
+pub(super) fn failure_result(status: ExitStatus) -> UnitResult {
     match status {
         ExitStatus::Exited(c) => UnitResult::ExitCode(c),
         ExitStatus::Signaled(s) => UnitResult::Signal(s),

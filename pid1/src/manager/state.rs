@@ -95,6 +95,10 @@ pub enum SubState {
     Elapsed,
     /// A device that is there.
     Plugged,
+    /// A file system mounted.
+    Mounted,
+    /// A swap area in use.
+    SwapActive,
     Exited,
     Reload,
     Stop,
@@ -118,6 +122,8 @@ impl SubState {
             SubState::Waiting => "waiting",
             SubState::Elapsed => "elapsed",
             SubState::Plugged => "plugged",
+            SubState::Mounted => "mounted",
+            SubState::SwapActive => "active",
             SubState::Exited => "exited",
             SubState::Reload => "reload",
             SubState::Stop => "stop",

@@ -17,6 +17,8 @@ fn unit(name: &str, edit: impl FnOnce(&mut UnitSection)) -> Unit {
         service: None,
         socket: None,
         timer: None,
+        mount: None,
+        swap: None,
         install: InstallSection::default(),
         live_upgrade: LiveUpgrade {
             mode: UpgradeMode::Preserve,

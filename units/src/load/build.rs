@@ -7,6 +7,7 @@
 //! not implement, and unknown sections, are one `Warning` each. Keys and
 //! sections starting with `X-` are ignored silently, as in systemd.
 
+use super::mount::{MountBuilder, SwapBuilder};
 use super::service::ServiceBuilder;
 use super::socket::SocketBuilder;
 use super::timer::TimerBuilder;
@@ -107,6 +108,8 @@ pub(crate) struct Builder<'a> {
     pub service: Option<ServiceBuilder>,
     pub socket: Option<SocketBuilder>,
     pub timer: Option<TimerBuilder>,
+    pub mount: Option<MountBuilder>,
+    pub swap: Option<SwapBuilder>,
     pub(super) mode: Option<UpgradeMode>,
     pub(super) priority: Option<u16>,
     pub(super) pre_dump: Option<bool>,
@@ -136,6 +139,8 @@ impl<'a> Builder<'a> {
             service: (kind == UnitKind::Service).then(ServiceBuilder::default),
             socket: None,
             timer: (kind == UnitKind::Timer).then(TimerBuilder::default),
+            mount: (kind == UnitKind::Mount).then(MountBuilder::default),
+            swap: (kind == UnitKind::Swap).then(SwapBuilder::default),
             mode: None,
             priority: None,
             pre_dump: None,
@@ -188,6 +193,18 @@ impl<'a> Builder<'a> {
                 b.timer
                     .as_mut()
                     .map_or(Ok(()), |t| t.directive(ctx, k, v, l))
+            }),
+            "Mount" if self.mount.is_some() => self.each(section, |b, k, v, l| {
+                let ctx = &mut b.ctx;
+                b.mount
+                    .as_mut()
+                    .map_or(Ok(()), |m| m.directive(ctx, k, v, l))
+            }),
+            "Swap" if self.swap.is_some() => self.each(section, |b, k, v, l| {
+                let ctx = &mut b.ctx;
+                b.swap
+                    .as_mut()
+                    .map_or(Ok(()), |m| m.directive(ctx, k, v, l))
             }),
             name if name.starts_with("X-") => Ok(()),
             name if Some(name) == type_section(suffix) => {
@@ -261,6 +278,17 @@ impl<'a> Builder<'a> {
                 self.unit.default_dependencies = v;
             }
             _ if condition_kind(key).is_some() => self.condition(key, value, loc)?,
+            "RequiresMountsFor" if value.is_empty() => self.unit.requires_mounts_for.clear(),
+            "RequiresMountsFor" => {
+                for path in self.ctx.words(key, value, loc)? {
+                    if !path.starts_with('/') {
+                        return Err(self
+                            .ctx
+                            .bad_because(key, value, loc, "not an absolute path"));
+                    }
+                    self.unit.requires_mounts_for.push(path);
+                }
+            }
             "SuccessAction" => {
                 self.success_action = !value.is_empty() && value != "none";
                 self.ctx.unsupported(key, loc);
@@ -361,7 +389,27 @@ impl<'a> Builder<'a> {
             Some(t) => Some(t.finish(&self.name, fragment)?),
             None => None,
         };
+        let mount = match self.mount.take() {
+            Some(m) => Some(m.finish(&self.name, fragment)?),
+            None => None,
+        };
+        let swap = match self.swap.take() {
+            Some(s) => Some(s.finish(&self.name, fragment)?),
+            None => None,
+        };
         let u = &mut self.unit;
+        // mount_add_device_dependencies(), swap_add_device_dependencies():
+        // a device needs its node.
+        let device = mount
+            .as_ref()
+            .map(|m| m.what.clone())
+            .or_else(|| swap.as_ref().map(|s| s.what.to_string_lossy().into_owned()))
+            .filter(|what| what.starts_with("/dev/"));
+        if let Some(what) = device {
+            let dev = unit_name::from_path(&what, "device");
+            u.requires.push(dev.clone());
+            u.after.push(dev);
+        }
         if let Some(unit) = timer.as_ref().and_then(|t| t.unit.clone()) {
             // timer_add_trigger_dependencies(): set up before what it starts.
             u.before.push(unit);
@@ -411,6 +459,41 @@ impl<'a> Builder<'a> {
                         .extend(["timers.target".into(), "shutdown.target".into()]);
                     u.conflicts.push("shutdown.target".into());
                 }
+                // mount_add_default_dependencies(): local or network
+                // file systems; a nofail mount is not waited for.
+                UnitKind::Mount => {
+                    let m = mount.as_ref().expect("a mount unit has its section");
+                    let nofail = m.has_option("nofail");
+                    if m.is_network() {
+                        u.after.extend([
+                            "remote-fs-pre.target".into(),
+                            "network.target".into(),
+                            "network-online.target".into(),
+                        ]);
+                        u.wants.push("network-online.target".into());
+                        if !nofail {
+                            u.before.push("remote-fs.target".into());
+                        }
+                    } else {
+                        u.after.push("local-fs-pre.target".into());
+                        if !nofail {
+                            u.before.push("local-fs.target".into());
+                        }
+                    }
+                    u.before.push("umount.target".into());
+                    u.conflicts.push("umount.target".into());
+                }
+                UnitKind::Swap => {
+                    let nofail = swap
+                        .as_ref()
+                        .and_then(|s| s.options.as_deref())
+                        .is_some_and(|o| o.split(',').any(|o| o == "nofail"));
+                    if !nofail {
+                        u.before.push("swap.target".into());
+                    }
+                    u.before.push("umount.target".into());
+                    u.conflicts.push("umount.target".into());
+                }
                 UnitKind::Target if self.name != "shutdown.target" => {
                     u.before.push("shutdown.target".into());
                     u.conflicts.push("shutdown.target".into());
@@ -446,6 +529,8 @@ impl<'a> Builder<'a> {
             service,
             socket,
             timer,
+            mount,
+            swap,
             install: self.install,
             live_upgrade: live,
             warnings: self.ctx.warnings,
@@ -459,6 +544,8 @@ pub(crate) struct Built {
     pub service: Option<ServiceSection>,
     pub socket: Option<crate::socket::SocketSection>,
     pub timer: Option<crate::timer::TimerSection>,
+    pub mount: Option<crate::mount::MountSection>,
+    pub swap: Option<crate::mount::SwapSection>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     pub warnings: Vec<Warning>,
