@@ -39,10 +39,16 @@ pub fn parse_exec(value: &str, location: &Location) -> Result<ExecCommand, LoadE
 /// Splits a string into words with systemd's quoting and C escapes
 /// (`extract_first_word()` with EXTRACT_UNQUOTE|EXTRACT_CUNESCAPE).
 pub fn split_words(s: &str) -> Result<Vec<String>, String> {
-    let flags = Flags {
-        cunescape: true,
-        ..Flags::default()
-    };
+    split_with(
+        s,
+        Flags {
+            cunescape: true,
+            ..Flags::default()
+        },
+    )
+}
+
+fn split_with(s: &str, flags: Flags) -> Result<Vec<String>, String> {
     words::split(s, flags)
         .map_err(|e| word_error(e, s))?
         .into_iter()
@@ -54,15 +60,13 @@ pub fn split_words(s: &str) -> Result<Vec<String>, String> {
 /// written (`extract_first_word()` with EXTRACT_RETAIN_ESCAPE), since
 /// `\x2d` is part of a unit's name.
 pub fn split_unit_names(s: &str) -> Result<Vec<String>, String> {
-    let flags = Flags {
-        retain_escape: true,
-        ..Flags::default()
-    };
-    words::split(s, flags)
-        .map_err(|e| word_error(e, s))?
-        .into_iter()
-        .map(|w| utf8_word(w, s))
-        .collect()
+    split_with(
+        s,
+        Flags {
+            retain_escape: true,
+            ..Flags::default()
+        },
+    )
 }
 
 /// Quotes a word so that [`split_words`] gives it back unchanged. Words

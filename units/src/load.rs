@@ -108,32 +108,7 @@ fn device_unit(name: &str) -> Result<Unit, LoadError> {
     };
     let stem = UnitName::parse(name).ok_or_else(invalid)?.stem();
     let path = format!("/{}", unit_name::unescape(&stem).map_err(|_| invalid())?);
-    Ok(Unit {
-        name: name.to_string(),
-        kind: UnitKind::Device,
-        aliases: Vec::new(),
-        fragment: PathBuf::new(),
-        dropins: Vec::new(),
-        unit: crate::model::UnitSection {
-            description: Some(path),
-            ..crate::model::UnitSection::default()
-        },
-        service: None,
-        socket: None,
-        timer: None,
-        mount: None,
-        swap: None,
-        install: crate::model::InstallSection::default(),
-        live_upgrade: crate::model::LiveUpgrade {
-            mode: crate::model::UpgradeMode::Restart,
-            priority: 500,
-            mode_explicit: false,
-            pre_dump: false,
-            pre_dump_max_rounds: None,
-            rollback_on_restore_failure: false,
-        },
-        warnings: Vec::new(),
-    })
+    Ok(Unit::synthetic(name, UnitKind::Device, &path))
 }
 
 /// Loads units from a search path. Construction lists the search dirs

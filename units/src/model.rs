@@ -90,6 +90,40 @@ pub struct Unit {
     pub warnings: Vec<Warning>,
 }
 
+impl Unit {
+    /// A unit with no file (a device, a mount the kernel lists): its
+    /// description, no dependencies of its own, restarted (not carried)
+    /// by a live upgrade.
+    pub fn synthetic(name: &str, kind: UnitKind, description: &str) -> Unit {
+        Unit {
+            name: name.to_string(),
+            kind,
+            aliases: Vec::new(),
+            fragment: PathBuf::new(),
+            dropins: Vec::new(),
+            unit: UnitSection {
+                description: Some(description.to_string()),
+                ..UnitSection::default()
+            },
+            service: None,
+            socket: None,
+            timer: None,
+            mount: None,
+            swap: None,
+            install: InstallSection::default(),
+            live_upgrade: LiveUpgrade {
+                mode: UpgradeMode::Restart,
+                priority: 500,
+                mode_explicit: false,
+                pre_dump: false,
+                pre_dump_max_rounds: None,
+                rollback_on_restore_failure: false,
+            },
+            warnings: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UnitSection {
     pub description: Option<String>,

@@ -100,42 +100,18 @@ impl Manager {
     pub(super) fn mount_from_kernel(&self, name: &str) -> Option<relive_units::Unit> {
         let path = unit_name::to_path(name)?;
         let (source, fs_type) = mount_entry(Path::new(&path))?;
-        let mut unit = relive_units::Unit {
-            name: name.to_owned(),
-            kind: UnitKind::Mount,
-            aliases: Vec::new(),
-            fragment: Default::default(),
-            dropins: Vec::new(),
-            unit: relive_units::UnitSection {
-                description: Some(path.clone()),
-                ..Default::default()
-            },
-            service: None,
-            socket: None,
-            timer: None,
-            mount: Some(MountSection {
-                what: source,
-                where_: path.into(),
-                fs_type: Some(fs_type),
-                options: None,
-                sloppy: false,
-                lazy_unmount: false,
-                force_unmount: false,
-                directory_mode: 0o755,
-                timeout: Timeout::Default,
-            }),
-            swap: None,
-            install: Default::default(),
-            live_upgrade: relive_units::LiveUpgrade {
-                mode: relive_units::UpgradeMode::Restart,
-                priority: 500,
-                mode_explicit: false,
-                pre_dump: false,
-                pre_dump_max_rounds: None,
-                rollback_on_restore_failure: false,
-            },
-            warnings: Vec::new(),
-        };
+        let mut unit = relive_units::Unit::synthetic(name, UnitKind::Mount, &path);
+        unit.mount = Some(MountSection {
+            what: source,
+            where_: path.into(),
+            fs_type: Some(fs_type),
+            options: None,
+            sloppy: false,
+            lazy_unmount: false,
+            force_unmount: false,
+            directory_mode: 0o755,
+            timeout: Timeout::Default,
+        });
         unit.unit.default_dependencies = false;
         Some(unit)
     }
@@ -200,6 +176,9 @@ impl Manager {
         let Some(cfg) = self.state.units[name].config.clone() else {
             return;
         };
+        if !self.start_checks_pass(name, &cfg) {
+            return;
+        }
         if let Some(m) = &cfg.mount {
             if mounted(&m.where_) {
                 return self.set_state(name, ActiveState::Active, SubState::Mounted);

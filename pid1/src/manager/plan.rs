@@ -26,6 +26,14 @@ impl Manager {
                         .into_iter()
                         .map(|p| p as u32)
                         .collect();
+                    if u.main_pid.is_none() && pids.is_empty() {
+                        // Active with no process (an init script that
+                        // configured something, RemainAfterExit=yes):
+                        // nothing to checkpoint; it runs again on the new
+                        // kernel, as a oneshot would.
+                        plan.rerun.push(u.name.clone());
+                        continue;
+                    }
                     let estimated_bytes = pids.iter().map(|p| plan::anonymous_bytes(*p)).sum();
                     preserved.push(PlannedUnit {
                         name: u.name.clone(),

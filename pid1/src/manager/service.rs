@@ -79,17 +79,7 @@ impl Manager {
         let Some(svc) = cfg.service.clone() else {
             return;
         };
-        if let Some(failed) = super::status::failed_assertion(&cfg) {
-            tracing::warn!("{name}: assertion failed: {failed}");
-            self.state.units.get_mut(name).expect("unit exists").result = UnitResult::Assert;
-            self.set_state(name, ActiveState::Failed, SubState::Failed);
-            return;
-        }
-        if let Some(failed) = super::status::failed_condition(&cfg) {
-            tracing::info!("{name}: start condition not met: {failed}");
-            let u = self.state.units.get_mut(name).expect("unit exists");
-            u.result = UnitResult::Success;
-            self.set_state(name, ActiveState::Inactive, SubState::Dead);
+        if !self.start_checks_pass(name, &cfg) {
             return;
         }
         let now = clock::now();

@@ -77,9 +77,7 @@ impl Manager {
         let Some(socket) = cfg.socket.clone() else {
             return;
         };
-        if let Some(failed) = super::status::failed_condition(&cfg) {
-            tracing::info!("{name}: start condition not met: {failed}");
-            self.set_state(name, ActiveState::Inactive, SubState::Dead);
+        if !self.start_checks_pass(name, &cfg) {
             return;
         }
         if let Some(service) = socket.service.as_deref().filter(|_| !socket.accept) {

@@ -7,6 +7,28 @@ use relive_units::{Condition, Unit, UpgradeMode};
 
 /// The first Condition*= that fails, as `PathExists=!/x`; None if the unit
 /// may start. Triggering (`|`) conditions need only one of them to hold.
+impl super::Manager {
+    /// Before a start: a failed Assert*= fails the unit (result
+    /// `assert`), a failed Condition*= leaves it inactive (a success).
+    /// True when the start may go on.
+    pub(super) fn start_checks_pass(&mut self, name: &str, cfg: &Unit) -> bool {
+        use super::state::{ActiveState, SubState, UnitResult};
+        if let Some(failed) = failed_assertion(cfg) {
+            tracing::warn!("{name}: assertion failed: {failed}");
+            self.state.units.get_mut(name).expect("unit exists").result = UnitResult::Assert;
+            self.set_state(name, ActiveState::Failed, SubState::Failed);
+            return false;
+        }
+        if let Some(failed) = failed_condition(cfg) {
+            tracing::info!("{name}: start condition not met: {failed}");
+            self.state.units.get_mut(name).expect("unit exists").result = UnitResult::Success;
+            self.set_state(name, ActiveState::Inactive, SubState::Dead);
+            return false;
+        }
+        true
+    }
+}
+
 pub(super) fn failed_condition(unit: &Unit) -> Option<String> {
     first_failure(unit.unit.conditions.iter().filter(|c| !c.assert))
 }

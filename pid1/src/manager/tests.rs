@@ -507,3 +507,22 @@ fn a_start_waits_for_its_device_and_goes_on_once_it_is_there() {
     assert_eq!(spawned_units(&k), ["waiter.service"]);
     assert_eq!(done.try_recv().unwrap(), Ok(()));
 }
+
+#[test]
+fn a_service_active_without_a_process_is_rerun_by_an_upgrade_not_preserved() {
+    let (mut m, k, _dir) = manager(&[(
+        "script.service",
+        "[Service]\nType=forking\nGuessMainPID=no\nRemainAfterExit=yes\nExecStart=/etc/init.d/script start\n",
+    )]);
+    m.request("script.service", JobKind::Start).unwrap();
+    let pid = match k.0.lock().unwrap().calls.last() {
+        Some(Call::Spawn { pid, .. }) => *pid,
+        other => panic!("{other:?}"),
+    };
+    m.child_exited(pid, ExitStatus::Exited(0));
+    let u = m.unit("script.service").unwrap();
+    assert_eq!((u.active, u.sub), (ActiveState::Active, SubState::Exited));
+    let plan = m.upgrade_plan();
+    assert!(plan.preserved.is_empty(), "{:?}", plan.preserved);
+    assert_eq!(plan.rerun, ["script.service"]);
+}

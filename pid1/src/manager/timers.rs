@@ -55,9 +55,7 @@ impl Manager {
         let Some(timer) = cfg.timer.clone() else {
             return;
         };
-        if let Some(failed) = super::status::failed_condition(&cfg) {
-            tracing::info!("{name}: start condition not met: {failed}");
-            self.set_state(name, ActiveState::Inactive, SubState::Dead);
+        if !self.start_checks_pass(name, &cfg) {
             return;
         }
         let unit = timer.unit.clone().unwrap_or_default();

@@ -165,11 +165,7 @@ impl ServiceBuilder {
                 s.send_sigkill = empty_or(value, true, parse_bool).ok_or_else(|| bad(ctx))?
             }
             "User" | "Group" => {
-                let name = ctx.resolve(key, value, loc)?;
-                if !name.is_empty() && !user_group_name_ok(&name) {
-                    return Err(bad(ctx));
-                }
-                let v = (!name.is_empty()).then_some(name);
+                let v = user_or_group(ctx, key, value, loc)?;
                 if key == "User" {
                     s.user = v;
                 } else {
@@ -464,7 +460,21 @@ fn timeout(value: &str) -> Option<Timeout> {
 
 /// A user or group name or number as User=/Group= accept it (resolved
 /// later by PID 1): no blanks, `:` or `/`, no control characters.
-pub(crate) fn user_group_name_ok(name: &str) -> bool {
+/// User=, Group=, SocketUser=, SocketGroup=: a valid name, or none.
+pub(crate) fn user_or_group(
+    ctx: &Ctx<'_>,
+    key: &str,
+    value: &str,
+    loc: &Location,
+) -> Result<Option<String>, LoadError> {
+    let name = ctx.resolve(key, value, loc)?;
+    if !name.is_empty() && !user_group_name_ok(&name) {
+        return Err(ctx.bad(key, value, loc));
+    }
+    Ok((!name.is_empty()).then_some(name))
+}
+
+fn user_group_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 256
         && !name

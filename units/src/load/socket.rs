@@ -2,7 +2,7 @@
 //! (`socket_add_extras()`, `socket_verify()`), in systemd's words.
 
 use super::build::Ctx;
-use super::service::user_group_name_ok;
+use super::service::user_or_group;
 use super::values::{parse_bool, parse_mode, parse_size, parse_timespan};
 use crate::error::LoadError;
 use crate::model::Location;
@@ -126,11 +126,7 @@ impl SocketBuilder {
                     .ok_or_else(|| bad(ctx))?
             }
             "SocketUser" | "SocketGroup" => {
-                let name = ctx.resolve(key, value, loc)?;
-                if !name.is_empty() && !user_group_name_ok(&name) {
-                    return Err(bad(ctx));
-                }
-                let v = (!name.is_empty()).then_some(name);
+                let v = user_or_group(ctx, key, value, loc)?;
                 if key == "SocketUser" {
                     s.socket_user = v;
                 } else {
