@@ -66,3 +66,15 @@ pub struct TimerSummary {
     /// The last elapse, µs since the epoch; 0 when it never elapsed.
     pub last_usec: u64,
 }
+
+/// One line of `relivectl list-sockets`: one listening address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SocketSummary {
+    /// As systemd prints it: `/run/x.sock`, `[::]:22`, `audit 1`.
+    pub listen: String,
+    /// Stream, Datagram, SequentialPacket, FIFO, Special, Netlink.
+    pub kind: String,
+    pub unit: String,
+    /// The service it starts (a template for Accept=yes).
+    pub activates: String,
+}

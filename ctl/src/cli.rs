@@ -50,6 +50,12 @@ pub struct Global {
 pub enum Command {
     /// List units with their load and activity states.
     ListUnits(ListUnits),
+    /// List the addresses socket units listen on, as systemctl.
+    ListSockets {
+        /// A TYPE column (Stream, Datagram, ...).
+        #[arg(long)]
+        show_types: bool,
+    },
     /// List timers: when each elapses next and last did, as systemctl.
     ListTimers {
         /// Also list inactive timers.

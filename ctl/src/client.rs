@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::proxy::Manager1Proxy;
 use relive_api::names::{INTERFACE, OBJECT_PATH};
-use relive_api::units::{TimerSummary, UnitStatus, UnitSummary};
+use relive_api::units::{SocketSummary, TimerSummary, UnitStatus, UnitSummary};
 use zbus::blocking::connection::Builder;
 use zbus::proxy::CacheProperties;
 
@@ -23,6 +23,7 @@ use relive_api::warm::Warm;
 pub trait Api {
     fn list_units(&self) -> Result<Vec<UnitSummary>, CtlError>;
     fn list_timers(&self) -> Result<Vec<TimerSummary>, CtlError>;
+    fn list_sockets(&self) -> Result<Vec<SocketSummary>, CtlError>;
     fn get_unit(&self, name: &str) -> Result<UnitStatus, CtlError>;
     /// Performs a job verb on one unit; returns once the job is done.
     fn unit_job(&self, job: Job, name: &str) -> Result<(), CtlError>;
@@ -214,6 +215,10 @@ impl Api for Client {
 
     fn list_timers(&self) -> Result<Vec<TimerSummary>, CtlError> {
         self.proxy.list_timers().map_err(CtlError::from_call)
+    }
+
+    fn list_sockets(&self) -> Result<Vec<SocketSummary>, CtlError> {
+        self.proxy.list_sockets().map_err(CtlError::from_call)
     }
 
     fn get_unit(&self, name: &str) -> Result<UnitStatus, CtlError> {

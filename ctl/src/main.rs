@@ -138,6 +138,7 @@ fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result
         None => list_units(api, &default_list, io),
         Some(Command::ListUnits(opts)) => list_units(api, opts, io),
         Some(Command::ListTimers { all }) => list_timers(api, *all, io),
+        Some(Command::ListSockets { show_types }) => list_sockets(api, *show_types, io),
         Some(Command::Status { units, lines }) => status(api, units, *lines, io),
         Some(Command::IsActive(u)) => is_state(api, &u.units, Check::Active, io),
         Some(Command::IsFailed(u)) => is_state(api, &u.units, Check::Failed, io),
@@ -166,6 +167,17 @@ fn list_units(api: &dyn Api, opts: &ListUnits, io: &mut Io<'_>) -> Result<Exit, 
             plain: opts.plain,
         };
         io.print(&list::render_table(&units, layout))?;
+    }
+    Ok(Exit::Success)
+}
+
+fn list_sockets(api: &dyn Api, show_types: bool, io: &mut Io<'_>) -> Result<Exit, CtlError> {
+    let mut sockets = api.list_sockets()?;
+    sockets.sort_by(|a, b| (&a.listen, &a.kind).cmp(&(&b.listen, &b.kind)));
+    if io.json {
+        io.print_json(&sockets)?;
+    } else {
+        io.print(&timers::render_sockets(&sockets, show_types, io.quiet))?;
     }
     Ok(Exit::Success)
 }
@@ -503,6 +515,10 @@ mod tests {
 
     impl Api for Fake {
         fn list_timers(&self) -> Result<Vec<relive_api::units::TimerSummary>, CtlError> {
+            self.check_root()?;
+            Ok(Vec::new())
+        }
+        fn list_sockets(&self) -> Result<Vec<relive_api::units::SocketSummary>, CtlError> {
             self.check_root()?;
             Ok(Vec::new())
         }

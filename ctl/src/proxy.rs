@@ -13,6 +13,7 @@ use relive_api::units::{UnitStatus, UnitSummary};
 pub trait Manager1 {
     fn list_units(&self) -> zbus::Result<Vec<UnitSummary>>;
     fn list_timers(&self) -> zbus::Result<Vec<relive_api::units::TimerSummary>>;
+    fn list_sockets(&self) -> zbus::Result<Vec<relive_api::units::SocketSummary>>;
     fn get_unit(&self, name: &str) -> zbus::Result<UnitStatus>;
     /// Starts the unit and what it requires; returns once the job is done.
     fn start_unit(&self, name: &str) -> zbus::Result<()>;

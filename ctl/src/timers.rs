@@ -1,7 +1,8 @@
 //! `list-timers`: `NEXT LEFT LAST PASSED UNIT ACTIVATES`, soonest first,
-//! as systemctl prints it (a dash where there is no time).
+//! as systemctl prints it (a dash where there is no time); and
+//! `list-sockets`: `LISTEN [TYPE] UNIT ACTIVATES`.
 
-use relive_api::units::TimerSummary;
+use relive_api::units::{SocketSummary, TimerSummary};
 
 use crate::time::format_relative;
 
@@ -62,7 +63,47 @@ pub fn render(
     out
 }
 
-fn push_row(out: &mut String, cells: &[String; 6], widths: &[usize; 6]) {
+/// `list-sockets` as systemctl prints it, one row per address.
+pub fn render_sockets(sockets: &[SocketSummary], show_types: bool, quiet: bool) -> String {
+    let rows: Vec<Vec<String>> = sockets
+        .iter()
+        .map(|s| {
+            let mut row = vec![s.listen.clone()];
+            if show_types {
+                row.push(s.kind.clone());
+            }
+            row.extend([s.unit.clone(), s.activates.clone()]);
+            row
+        })
+        .collect();
+    let mut head = vec!["LISTEN".to_owned()];
+    if show_types {
+        head.push("TYPE".into());
+    }
+    head.extend(["UNIT".into(), "ACTIVATES".into()]);
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    if !quiet {
+        push_row(&mut out, &head, &widths);
+    }
+    for row in &rows {
+        push_row(&mut out, row, &widths);
+    }
+    if !quiet {
+        out.push_str(&format!(
+            "\n{} sockets listed.\nPass --all to see loaded but inactive sockets, too.\n",
+            rows.len()
+        ));
+    }
+    out
+}
+
+fn push_row(out: &mut String, cells: &[String], widths: &[usize]) {
     let mut line = String::new();
     for (cell, w) in cells.iter().zip(widths) {
         line.push_str(cell);
@@ -84,6 +125,34 @@ mod tests {
             next_usec: next,
             last_usec: last,
         }
+    }
+
+    #[test]
+    fn sockets_one_row_per_address() {
+        let socket = |listen: &str, kind: &str| SocketSummary {
+            listen: listen.into(),
+            kind: kind.into(),
+            unit: "systemd-journald.socket".into(),
+            activates: "systemd-journald.service".into(),
+        };
+        let table = render_sockets(
+            &[
+                socket("/run/systemd/journal/socket", "Datagram"),
+                socket("/run/systemd/journal/stdout", "Stream"),
+            ],
+            true,
+            false,
+        );
+        assert_eq!(
+            table,
+            "LISTEN                      TYPE     UNIT                    ACTIVATES
+/run/systemd/journal/socket Datagram systemd-journald.socket systemd-journald.service
+/run/systemd/journal/stdout Stream   systemd-journald.socket systemd-journald.service
+
+2 sockets listed.
+Pass --all to see loaded but inactive sockets, too.
+"
+        );
     }
 
     #[test]

@@ -125,6 +125,11 @@ impl ManagerApi {
         Ok(self.commands.call(|m| m.list_units()).await?)
     }
 
+    async fn list_sockets(&self) -> Result<Vec<relive_api::units::SocketSummary>, ApiError> {
+        self.require_root()?;
+        Ok(self.commands.call(|m| m.list_sockets()).await?)
+    }
+
     async fn list_timers(&self) -> Result<Vec<relive_api::units::TimerSummary>, ApiError> {
         self.require_root()?;
         Ok(self.commands.call(|m| m.list_timers()).await?)

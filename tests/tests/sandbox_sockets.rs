@@ -73,6 +73,17 @@ fn accept_no_socket_starts_its_service_on_first_traffic() {
     let status = sandbox.status("echo.socket");
     assert_eq!(status["sub_state"], "listening", "{status}");
     assert_eq!(sandbox.active_state("echo.service"), "inactive");
+    let listed: serde_json::Value =
+        serde_json::from_str(&sandbox.ctl_ok(&["--json", "list-sockets"])).unwrap();
+    assert_eq!(
+        listed[0],
+        serde_json::json!({
+            "listen": path.to_str().unwrap(),
+            "kind": "Stream",
+            "unit": "echo.socket",
+            "activates": "echo.service",
+        })
+    );
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,

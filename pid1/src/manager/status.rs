@@ -126,6 +126,27 @@ impl Manager {
         self.state.units.values().map(summary).collect()
     }
 
+    /// Every address of every active socket unit.
+    pub fn list_sockets(&self) -> Vec<relive_api::units::SocketSummary> {
+        self.state
+            .units
+            .values()
+            .filter(|u| u.active == ActiveState::Active)
+            .filter_map(|u| Some((u, u.config.as_ref()?.socket.as_ref()?)))
+            .flat_map(|(u, socket)| {
+                socket
+                    .listen
+                    .iter()
+                    .map(move |l| relive_api::units::SocketSummary {
+                        listen: l.listen.describe(),
+                        kind: l.listen.kind_name().into(),
+                        unit: u.name.clone(),
+                        activates: socket.service.clone().unwrap_or_default(),
+                    })
+            })
+            .collect()
+    }
+
     /// Every loaded timer, armed or not.
     pub fn list_timers(&self) -> Vec<relive_api::units::TimerSummary> {
         self.state
