@@ -56,6 +56,9 @@ pub struct ManagerConfig {
     /// DIR/generator.late, searched for units as systemd does.
     /// Default: "/run/systemd".
     pub generator_output_dir: std::path::PathBuf,
+    /// journald's stdout socket: services' output goes there while it
+    /// accepts connections. Default: "/run/systemd/journal/stdout".
+    pub journal_stdout_socket: std::path::PathBuf,
 }
 
 impl Default for ManagerConfig {
@@ -81,6 +84,7 @@ impl Default for ManagerConfig {
             .map(std::path::PathBuf::from)
             .to_vec(),
             generator_output_dir: "/run/systemd".into(),
+            journal_stdout_socket: "/run/systemd/journal/stdout".into(),
         }
     }
 }

@@ -322,8 +322,15 @@ pub enum KillMode {
 /// StandardOutput= / StandardError=.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutputTarget {
-    /// journal, kmsg, syslog (and +console variants): captured by relive.
+    /// journal, kmsg, syslog (and +console variants): to journald's
+    /// stream when it runs, else captured by relive.
     Capture,
+    /// kmsg, kmsg+console, journal+console: the same, with journald told
+    /// to forward to the kernel log or the console.
+    CaptureForward {
+        kmsg: bool,
+        console: bool,
+    },
     /// inherit: stdout for StandardError=; for StandardOutput= the input (null → capture).
     Inherit,
     Null,
@@ -420,6 +427,12 @@ pub struct ServiceSection {
     /// leaves it as it is.
     #[serde(default)]
     pub capability_bounding_set: Option<u64>,
+    /// SyslogIdentifier= (default: the program's file name).
+    #[serde(default)]
+    pub syslog_identifier: Option<String>,
+    /// SyslogLevelPrefix= (default yes).
+    #[serde(default = "yes")]
+    pub syslog_level_prefix: bool,
     /// TTYPath= and its companions.
     #[serde(default)]
     pub tty: TtySettings,
@@ -498,6 +511,8 @@ impl Default for ServiceSection {
             standard_error: OutputTarget::Inherit,
             notify_access: NotifyAccess::None,
             ignore_sigpipe: true,
+            syslog_identifier: None,
+            syslog_level_prefix: true,
             tty: TtySettings::default(),
             utmp_identifier: None,
             send_sighup: false,

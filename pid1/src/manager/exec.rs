@@ -94,7 +94,14 @@ impl Manager {
                     .map_err(|e| e.to_string())?,
             )
         };
-        let (stdout, stderr) = self.output_for(name, &svc, socket_fd.as_ref())?;
+        // journald's identifier: SyslogIdentifier=, else the program's name.
+        let identifier = svc.syslog_identifier.clone().unwrap_or_else(|| {
+            Path::new(&path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let (stdout, stderr) = self.output_for(name, &svc, socket_fd.as_ref(), &identifier)?;
         let stdin = match (&socket_fd, svc.standard_input) {
             (Some(fd), InputSource::Socket) => Stdio::Fd(fd.clone()),
             (_, input) if input.is_tty() => Stdio::Tty,
@@ -235,18 +242,34 @@ impl Manager {
         name: &str,
         svc: &ServiceSection,
         socket: Option<&Arc<std::os::fd::OwnedFd>>,
+        identifier: &str,
     ) -> Result<(Stdio, Stdio), String> {
         let mut capture: Option<Arc<std::os::fd::OwnedFd>> = None;
         let mut open = |target: &OutputTarget, this: &mut Self| -> Result<Option<Stdio>, String> {
             Ok(Some(match target {
-                OutputTarget::Capture => {
+                OutputTarget::Capture | OutputTarget::CaptureForward { .. } => {
                     if capture.is_none() {
-                        capture = Some(Arc::new(
-                            this.rt
+                        let (kmsg, console) = match target {
+                            OutputTarget::CaptureForward { kmsg, console } => (*kmsg, *console),
+                            _ => (false, false),
+                        };
+                        let header = super::journal::StreamHeader {
+                            identifier,
+                            unit: name,
+                            level_prefix: svc.syslog_level_prefix,
+                            to_kmsg: kmsg,
+                            to_console: console,
+                        };
+                        let journald = &this.config.manager.journal_stdout_socket;
+                        let fd = match super::journal::connect(journald, &header) {
+                            Some(stream) => stream,
+                            None => this
+                                .rt
                                 .outputs
                                 .open_pipe(name)
                                 .map_err(|e| format!("cannot create output pipe: {e}"))?,
-                        ));
+                        };
+                        capture = Some(Arc::new(fd));
                     }
                     Stdio::Fd(capture.clone().expect("just set"))
                 }

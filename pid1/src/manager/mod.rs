@@ -10,6 +10,7 @@ mod devices;
 mod exec;
 pub mod execs;
 mod jobs;
+mod journal;
 mod mounts;
 pub mod notify;
 pub mod output;

@@ -305,6 +305,13 @@ impl ServiceBuilder {
                     });
                 }
             }
+            "SyslogIdentifier" => {
+                let id = ctx.resolve(key, value, loc)?;
+                s.syslog_identifier = (!id.is_empty()).then_some(id);
+            }
+            "SyslogLevelPrefix" => {
+                s.syslog_level_prefix = empty_or(value, true, parse_bool).ok_or_else(|| bad(ctx))?
+            }
             "TTYPath" => {
                 let path = ctx.resolve(key, value, loc)?;
                 if !path.is_empty() && !path.starts_with('/') {
@@ -510,9 +517,19 @@ fn output(
         "null" => OutputTarget::Null,
         "tty" => OutputTarget::Tty,
         "socket" => OutputTarget::Socket,
-        "journal" | "kmsg" | "syslog" | "journal+console" | "kmsg+console" | "syslog+console" => {
-            OutputTarget::Capture
-        }
+        "journal" | "syslog" => OutputTarget::Capture,
+        "kmsg" => OutputTarget::CaptureForward {
+            kmsg: true,
+            console: false,
+        },
+        "journal+console" | "syslog+console" => OutputTarget::CaptureForward {
+            kmsg: false,
+            console: true,
+        },
+        "kmsg+console" => OutputTarget::CaptureForward {
+            kmsg: true,
+            console: true,
+        },
         v if v.starts_with("file:") => OutputTarget::File(path(ctx, &v[5..])?),
         v if v.starts_with("append:") => OutputTarget::Append(path(ctx, &v[7..])?),
         v if v.starts_with("truncate:") => OutputTarget::Truncate(path(ctx, &v[9..])?),
