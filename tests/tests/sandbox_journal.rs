@@ -38,7 +38,8 @@ fn service_output_streams_to_journald_with_its_header() {
     listener.set_nonblocking(false).unwrap();
     for _ in 0..2 {
         let (mut conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut text = String::new();
         let mut buf = [0u8; 256];
         while !text.contains("hello\noops\n") && !text.contains("plain\n") {

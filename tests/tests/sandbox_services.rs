@@ -287,3 +287,57 @@ fn a_forking_service_that_leaves_no_process_is_not_a_failure() {
     let (status, log) = sandbox.poweroff();
     assert!(status.success(), "{status}\n{log}");
 }
+
+/// WatchdogSec=: a service that stops pinging is killed with SIGABRT
+/// and, with Restart=on-watchdog, started again; one that pings lives.
+#[test]
+fn a_silent_service_is_killed_by_its_watchdog_and_restarted() {
+    require_sandbox!();
+    let script = std::env::temp_dir().join(format!("relive-pinger-{}.py", std::process::id()));
+    std::fs::write(
+        &script,
+        "import os, socket, time\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         while True:\n    s.sendto(b'WATCHDOG=1', os.environ['NOTIFY_SOCKET'])\n    time.sleep(0.2)\n",
+    )
+    .unwrap();
+    let pinger = format!(
+        "[Service]\nWatchdogSec=1\nNotifyAccess=all\nExecStart=/usr/bin/python3 {}\n",
+        script.display()
+    );
+    let sandbox = Sandbox::boot(
+        &[
+            (
+                "silent.service",
+                "[Service]\nWatchdogSec=1\nRestart=on-watchdog\nRestartSec=0\nExecStart=/bin/sleep 300\n",
+            ),
+            ("pinger.service", &pinger),
+            (
+                "multi-user.target",
+                "[Unit]\nWants=silent.service pinger.service\n",
+            ),
+        ],
+        CONFIG,
+    );
+    sandbox.wait_for("a watchdog restart", Duration::from_secs(15), || {
+        sandbox.status("silent.service")["restarts"].as_u64() >= Some(1)
+    });
+    assert!(
+        !sandbox
+            .log_lines("silent.service: watchdog timeout")
+            .is_empty(),
+        "{}",
+        sandbox.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let pinger = sandbox.status("pinger.service");
+    assert_eq!(
+        (pinger["active_state"].as_str(), pinger["restarts"].as_u64()),
+        (Some("active"), Some(0)),
+        "{pinger}\n{}",
+        sandbox.log()
+    );
+    let _ = std::fs::remove_file(&script);
+    let (status, log) = sandbox.poweroff();
+    assert!(status.success(), "{status}\n{log}");
+}

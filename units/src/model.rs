@@ -427,6 +427,12 @@ pub struct ServiceSection {
     /// leaves it as it is.
     #[serde(default)]
     pub capability_bounding_set: Option<u64>,
+    /// WatchdogSec=: the service must send WATCHDOG=1 this often.
+    #[serde(default)]
+    pub watchdog: Option<Duration>,
+    /// WatchdogSignal= (default SIGABRT).
+    #[serde(default = "sigabrt")]
+    pub watchdog_signal: i32,
     /// SyslogIdentifier= (default: the program's file name).
     #[serde(default)]
     pub syslog_identifier: Option<String>,
@@ -511,6 +517,8 @@ impl Default for ServiceSection {
             standard_error: OutputTarget::Inherit,
             notify_access: NotifyAccess::None,
             ignore_sigpipe: true,
+            watchdog: None,
+            watchdog_signal: libc::SIGABRT,
             syslog_identifier: None,
             syslog_level_prefix: true,
             tty: TtySettings::default(),
@@ -621,6 +629,10 @@ pub struct LiveUpgrade {
     /// everything there. Default: restart (started afresh).
     #[serde(default)]
     pub rollback_on_restore_failure: bool,
+}
+
+fn sigabrt() -> i32 {
+    libc::SIGABRT
 }
 
 fn yes() -> bool {

@@ -198,6 +198,11 @@ impl Manager {
         if let Some(pid) = main_pid {
             env.push(("MAINPID".into(), pid.to_string()));
         }
+        if let Some(w) = svc.watchdog {
+            // No WATCHDOG_PID: the main process's PID is only known after
+            // the fork, and sd_watchdog_enabled() accepts its absence.
+            env.push(("WATCHDOG_USEC".into(), w.as_micros().to_string()));
+        }
         env.push(("RELIVE_UNIT".into(), name.to_owned()));
         if uses_tty(svc) {
             // systemd's $TERM for the terminal, unless the unit sets one.

@@ -24,6 +24,7 @@ mod status;
 pub mod timers;
 pub mod upgrade;
 mod utmp;
+mod watchdog;
 
 use relive_config::Config;
 use relive_sys::users::Accounts;
@@ -334,12 +335,27 @@ impl Manager {
 
     /// The earliest deadline of any unit, for the loop's poll timeout.
     pub fn next_deadline(&self) -> Option<Monotonic> {
-        self.state.units.values().filter_map(|u| u.deadline).min()
+        self.state
+            .units
+            .values()
+            .flat_map(|u| [u.deadline, u.watchdog_deadline])
+            .flatten()
+            .min()
     }
 
     /// Fires every deadline that has passed.
     pub fn fire_timers(&mut self) {
         let now = clock::now();
+        let starved: Vec<String> = self
+            .state
+            .units
+            .values()
+            .filter(|u| u.watchdog_deadline.is_some_and(|d| d <= now))
+            .map(|u| u.name.clone())
+            .collect();
+        for name in starved {
+            self.watchdog_expired(&name);
+        }
         let due: Vec<String> = self
             .state
             .units

@@ -201,6 +201,16 @@ impl Manager {
                         .status_text = Some(value.to_owned())
                 }
                 "MAINPID" => self.notify_main_pid(&name, value),
+                "WATCHDOG" if value == "1" => self.arm_watchdog(&name),
+                "WATCHDOG" if value == "trigger" => self.watchdog_expired(&name),
+                "WATCHDOG_USEC" => {
+                    if let Ok(usec) = value.parse::<u64>() {
+                        let u = self.state.units.get_mut(&name).expect("unit exists");
+                        u.watchdog_override =
+                            (usec > 0).then(|| std::time::Duration::from_micros(usec));
+                        self.arm_watchdog(&name);
+                    }
+                }
                 "RELOADING" if value == "1" => {
                     let u = self.state.units.get_mut(&name).expect("unit exists");
                     u.reloading = true;

@@ -104,6 +104,7 @@ impl Manager {
         }
         u.start_times.push_back(now);
         u.result = UnitResult::Success;
+        u.watchdog_override = None;
         u.status_text = None;
         u.ready = false;
         u.reloading = false;
@@ -259,6 +260,7 @@ impl Manager {
                             .get_mut(name)
                             .expect("unit exists")
                             .main_pid = Some(pid);
+                        self.arm_watchdog(name);
                         if let Some(id) = self.utmp_id(svc) {
                             super::utmp::init_process(&id, pid, &svc.tty.path.to_string_lossy());
                         }
@@ -618,6 +620,7 @@ impl Manager {
             return;
         };
         let u = self.state.units.get_mut(name).expect("unit exists");
+        u.watchdog_deadline = None;
         let pid = u.main_pid.take();
         if let (Some(id), Some(pid)) = (self.utmp_id(&svc), pid) {
             super::utmp::dead_process(&id, pid, status);
@@ -654,7 +657,8 @@ impl Manager {
                 if clean && svc.remain_after_exit {
                     self.set_state(name, ActiveState::Active, SubState::Exited);
                 } else {
-                    if !clean {
+                    // A watchdog kill keeps its own result.
+                    if !clean && u.result != UnitResult::Watchdog {
                         u.result = failure_result(status);
                     }
                     self.enter_kill(name);
@@ -794,11 +798,15 @@ fn should_restart(svc: &ServiceSection, result: &UnitResult) -> bool {
         return false;
     }
     match svc.restart {
-        RestartPolicy::No | RestartPolicy::OnWatchdog => false,
+        RestartPolicy::No => false,
+        RestartPolicy::OnWatchdog => *result == UnitResult::Watchdog,
         RestartPolicy::Always => true,
         RestartPolicy::OnSuccess => *result == UnitResult::Success,
         RestartPolicy::OnFailure => *result != UnitResult::Success,
-        RestartPolicy::OnAbnormal => matches!(result, UnitResult::Signal(_) | UnitResult::Timeout),
+        RestartPolicy::OnAbnormal => matches!(
+            result,
+            UnitResult::Signal(_) | UnitResult::Timeout | UnitResult::Watchdog
+        ),
         RestartPolicy::OnAbort => matches!(result, UnitResult::Signal(_)),
     }
 }

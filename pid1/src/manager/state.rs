@@ -156,6 +156,8 @@ pub enum UnitResult {
     TriggerLimitHit,
     /// A socket's service hit its own start limit.
     ServiceStartLimitHit,
+    /// The service missed its WatchdogSec=.
+    Watchdog,
 }
 
 impl UnitResult {
@@ -172,6 +174,7 @@ impl UnitResult {
             UnitResult::Assert => "assert",
             UnitResult::TriggerLimitHit => "trigger-limit-hit",
             UnitResult::ServiceStartLimitHit => "service-start-limit-hit",
+            UnitResult::Watchdog => "watchdog",
         }
     }
 }
@@ -255,6 +258,12 @@ pub struct UnitState {
     /// A start job waits for its device until then.
     #[serde(default)]
     pub wait_until: Option<Monotonic>,
+    /// WatchdogSec=: the main process must send WATCHDOG=1 before then.
+    #[serde(default)]
+    pub watchdog_deadline: Option<Monotonic>,
+    /// WATCHDOG_USEC= sent by the service, replacing WatchdogSec=.
+    #[serde(default)]
+    pub watchdog_override: Option<std::time::Duration>,
 }
 
 impl UnitState {
@@ -284,6 +293,8 @@ impl UnitState {
             active_enter_mono: None,
             inactive_enter_mono: None,
             wait_until: None,
+            watchdog_deadline: None,
+            watchdog_override: None,
         }
     }
 

@@ -305,6 +305,18 @@ impl ServiceBuilder {
                     });
                 }
             }
+            "WatchdogSec" => {
+                let span = if empty {
+                    None
+                } else {
+                    Some(parse_timespan(value).ok_or_else(|| bad(ctx))?.saturating())
+                };
+                s.watchdog = span.filter(|d| !d.is_zero() && *d != std::time::Duration::MAX);
+            }
+            "WatchdogSignal" => {
+                s.watchdog_signal =
+                    empty_or(value, libc::SIGABRT, parse_signal).ok_or_else(|| bad(ctx))?
+            }
             "SyslogIdentifier" => {
                 let id = ctx.resolve(key, value, loc)?;
                 s.syslog_identifier = (!id.is_empty()).then_some(id);
