@@ -95,6 +95,8 @@ struct Ready {
     execs: Vec<std::os::fd::RawFd>,
     /// Listening sockets with traffic.
     sockets: Vec<std::os::fd::RawFd>,
+    /// Path units' inotify events.
+    paths: bool,
 }
 
 /// Why the loop returned.
@@ -198,6 +200,7 @@ impl EventLoop {
         let outputs = self.manager.rt.outputs.fds();
         let execs = self.manager.rt.execs.fds();
         let sockets = self.manager.listening_fds();
+        let paths = self.manager.rt.path_watches.fd();
         let mut fds = vec![
             PollFd::new(self.signals.pipe_read.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.notify.fd.as_fd(), PollFlags::POLLIN),
@@ -206,6 +209,7 @@ impl EventLoop {
         fds.extend(outputs.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
         fds.extend(execs.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
         fds.extend(sockets.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        fds.extend(paths.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
         if nix::poll::poll(&mut fds, timeout).is_err() {
             return Ready::default();
         }
@@ -217,11 +221,13 @@ impl EventLoop {
                 .collect()
         };
         let (outputs_polled, rest) = fds[3..].split_at(outputs.len());
-        let (execs_polled, sockets_polled) = rest.split_at(execs.len());
+        let (execs_polled, rest) = rest.split_at(execs.len());
+        let (sockets_polled, paths_polled) = rest.split_at(sockets.len());
         Ready {
             outputs: readable(outputs_polled),
             execs: readable(execs_polled),
             sockets: readable(sockets_polled),
+            paths: !readable(paths_polled).is_empty(),
         }
     }
 
@@ -246,6 +252,9 @@ impl EventLoop {
         }
         for fd in &ready.sockets {
             self.manager.socket_ready(*fd);
+        }
+        if ready.paths {
+            self.manager.path_events();
         }
         for (flag, kind) in [
             (&self.signals.poweroff, ShutdownKind::PowerOff),

@@ -18,6 +18,7 @@ pub mod load;
 pub mod model;
 pub mod mount;
 pub mod parse;
+pub mod path;
 pub mod read;
 pub mod socket;
 pub mod specifier;

@@ -26,6 +26,7 @@ mod build;
 mod index;
 mod install;
 mod mount;
+mod path;
 mod service;
 mod socket;
 mod timer;
@@ -235,6 +236,7 @@ impl Loader {
             Some("timer") => UnitKind::Timer,
             Some("mount") => UnitKind::Mount,
             Some("swap") => UnitKind::Swap,
+            Some("path") => UnitKind::Path,
             _ => UnitKind::Unsupported,
         };
         // Other names: alias symlinks to the same file (with our instance).
@@ -312,6 +314,7 @@ impl Loader {
             timer: built.timer,
             mount: built.mount,
             swap: built.swap,
+            path: built.path,
             install: built.install,
             live_upgrade: built.live_upgrade,
             warnings: built.warnings,

@@ -48,6 +48,7 @@ pub enum UnitKind {
     Timer,
     Mount,
     Swap,
+    Path,
     /// A device the kernel and udev made (no unit file needed): active
     /// ("plugged") while its node or /sys path exists.
     Device,
@@ -84,6 +85,9 @@ pub struct Unit {
     /// Present for swap units.
     #[serde(default)]
     pub swap: Option<crate::mount::SwapSection>,
+    /// Present for path units.
+    #[serde(default)]
+    pub path: Option<crate::path::PathSection>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     /// Unsupported directives and other non-fatal findings, one per occurrence.
@@ -110,6 +114,7 @@ impl Unit {
             timer: None,
             mount: None,
             swap: None,
+            path: None,
             install: InstallSection::default(),
             live_upgrade: LiveUpgrade {
                 mode: UpgradeMode::Restart,

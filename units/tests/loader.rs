@@ -366,8 +366,8 @@ fn live_upgrade_defaults_and_explicit() {
     let t = Tree::new();
     t.write("lib/x.target", "[Unit]\nDescription=X\n");
     t.write(
-        "lib/y.path",
-        "[Unit]\nDescription=Y\n[Path]\nPathExists=/y\n[Install]\nWantedBy=paths.target\n",
+        "lib/y.automount",
+        "[Unit]\nDescription=Y\n[Automount]\nWhere=/y\n[Install]\nWantedBy=local-fs.target\n",
     );
     let l = t.loader(&["lib"]);
     let x = l.load("x.target").unwrap();
@@ -376,11 +376,14 @@ fn live_upgrade_defaults_and_explicit() {
         (UnitKind::Target, UpgradeMode::Restart, true)
     );
     assert_eq!(x.unit.before, ["shutdown.target"]);
-    let y = l.load("y.path").unwrap();
+    let y = l.load("y.automount").unwrap();
     assert_eq!(y.kind, UnitKind::Unsupported);
     assert_eq!(y.warnings.len(), 1, "{:?}", y.warnings);
-    assert_eq!(y.warnings[0].message, "relive does not run .path units");
-    assert_eq!(y.install.wanted_by, ["paths.target"]);
+    assert_eq!(
+        y.warnings[0].message,
+        "relive does not run .automount units"
+    );
+    assert_eq!(y.install.wanted_by, ["local-fs.target"]);
 }
 
 #[test]
@@ -580,4 +583,29 @@ fn device_units_come_from_their_names_and_escapes_stay_in_names() {
         l.load("nothing.socket"),
         Err(LoadError::NotFound { .. })
     ));
+}
+
+#[test]
+fn path_units_as_debian_ships_them() {
+    let t = Tree::new();
+    t.write(
+        "lib/systemd-ask-password-wall.path",
+        "[Unit]\nDefaultDependencies=no\nBefore=paths.target\n[Path]\n\
+         DirectoryNotEmpty=/run/systemd/ask-password\nMakeDirectory=yes\n",
+    );
+    t.write("lib/none.path", "[Path]\nMakeDirectory=yes\n");
+    let l = t.loader(&["lib"]);
+    let u = l.load("systemd-ask-password-wall.path").unwrap();
+    assert_eq!(u.kind, UnitKind::Path);
+    let p = u.path.unwrap();
+    assert_eq!(p.unit.as_deref(), Some("systemd-ask-password-wall.service"));
+    assert!(p.make_directory);
+    assert_eq!(p.specs[0].condition, path::PathCondition::DirectoryNotEmpty);
+    assert!(u.warnings.is_empty(), "{:?}", u.warnings);
+    match l.load("none.path") {
+        Err(LoadError::Invalid { message, .. }) => {
+            assert_eq!(message, "Path unit lacks path setting. Refusing.")
+        }
+        other => panic!("{other:?}"),
+    }
 }

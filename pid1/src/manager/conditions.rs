@@ -73,7 +73,7 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-fn glob_exists(pattern: &str) -> bool {
+pub(super) fn glob_exists(pattern: &str) -> bool {
     let Ok(pattern) = std::ffi::CString::new(pattern) else {
         return false;
     };

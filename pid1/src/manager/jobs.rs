@@ -392,6 +392,7 @@ impl Manager {
                     Some(UnitKind::Timer) => self.start_timer(name),
                     Some(UnitKind::Device) => self.start_device(name),
                     Some(UnitKind::Mount | UnitKind::Swap) => self.start_mount(name),
+                    Some(UnitKind::Path) => self.start_path(name),
                     Some(UnitKind::Target) => {
                         tracing::info!("reached target {name}");
                         self.set_state(name, ActiveState::Active, SubState::Running);
@@ -406,6 +407,7 @@ impl Manager {
                 Some(UnitKind::Timer) => self.stop_timer(name),
                 Some(UnitKind::Device) => self.stop_device(name),
                 Some(UnitKind::Mount | UnitKind::Swap) => self.stop_mount(name),
+                Some(UnitKind::Path) => self.stop_path(name),
                 _ => self.set_state(name, ActiveState::Inactive, SubState::Dead),
             },
             JobKind::Reload => self.begin_reload(name),

@@ -14,6 +14,7 @@ mod journal;
 mod mounts;
 pub mod notify;
 pub mod output;
+mod paths;
 mod plan;
 mod rundir;
 mod service;
@@ -76,6 +77,8 @@ pub struct Runtime {
     pub execs: execs::PendingExecs,
     /// Socket units' descriptors and Accept=yes connections.
     pub listeners: sockets::Listeners,
+    /// The inotify watches of path units.
+    pub path_watches: paths::PathWatches,
     /// Control processes of mount and swap units (mount(8) ...), by PID.
     pub controls: HashMap<i32, (String, mounts::Control)>,
     /// Type=idle's gate (read end, write end), dropped once no job is
@@ -126,6 +129,7 @@ impl Manager {
                 listeners: sockets::Listeners::default(),
                 idle_gate: None,
                 controls: HashMap::new(),
+                path_watches: paths::PathWatches::default(),
             },
             config,
             unit_dirs,

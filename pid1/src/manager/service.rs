@@ -61,6 +61,7 @@ impl Manager {
         }
         if old != active {
             self.timer_trigger_notify(name);
+            self.path_trigger_notify(name);
         }
         if went_down && !requested {
             for binder in self.binders(name) {

@@ -19,6 +19,7 @@ fn unit(name: &str, edit: impl FnOnce(&mut UnitSection)) -> Unit {
         timer: None,
         mount: None,
         swap: None,
+        path: None,
         install: InstallSection::default(),
         live_upgrade: LiveUpgrade {
             mode: UpgradeMode::Preserve,

@@ -8,6 +8,7 @@
 //! sections starting with `X-` are ignored silently, as in systemd.
 
 use super::mount::{MountBuilder, SwapBuilder};
+use super::path::PathBuilder;
 use super::service::ServiceBuilder;
 use super::socket::SocketBuilder;
 use super::timer::TimerBuilder;
@@ -110,6 +111,7 @@ pub(crate) struct Builder<'a> {
     pub timer: Option<TimerBuilder>,
     pub mount: Option<MountBuilder>,
     pub swap: Option<SwapBuilder>,
+    pub path: Option<PathBuilder>,
     pub(super) mode: Option<UpgradeMode>,
     pub(super) priority: Option<u16>,
     pub(super) pre_dump: Option<bool>,
@@ -141,6 +143,7 @@ impl<'a> Builder<'a> {
             timer: (kind == UnitKind::Timer).then(TimerBuilder::default),
             mount: (kind == UnitKind::Mount).then(MountBuilder::default),
             swap: (kind == UnitKind::Swap).then(SwapBuilder::default),
+            path: (kind == UnitKind::Path).then(PathBuilder::default),
             mode: None,
             priority: None,
             pre_dump: None,
@@ -199,6 +202,12 @@ impl<'a> Builder<'a> {
                 b.mount
                     .as_mut()
                     .map_or(Ok(()), |m| m.directive(ctx, k, v, l))
+            }),
+            "Path" if self.path.is_some() => self.each(section, |b, k, v, l| {
+                let ctx = &mut b.ctx;
+                b.path
+                    .as_mut()
+                    .map_or(Ok(()), |p| p.directive(ctx, k, v, l))
             }),
             "Swap" if self.swap.is_some() => self.each(section, |b, k, v, l| {
                 let ctx = &mut b.ctx;
@@ -397,7 +406,15 @@ impl<'a> Builder<'a> {
             Some(s) => Some(s.finish(&self.name, fragment)?),
             None => None,
         };
+        let path = match self.path.take() {
+            Some(p) => Some(p.finish(&self.name, fragment)?),
+            None => None,
+        };
         let u = &mut self.unit;
+        if let Some(unit) = path.as_ref().and_then(|p| p.unit.clone()) {
+            // path_add_trigger_dependencies().
+            u.before.push(unit);
+        }
         // mount_add_device_dependencies(), swap_add_device_dependencies():
         // a device needs its node.
         let device = mount
@@ -483,6 +500,12 @@ impl<'a> Builder<'a> {
                     u.before.push("umount.target".into());
                     u.conflicts.push("umount.target".into());
                 }
+                UnitKind::Path => {
+                    u.after.push("sysinit.target".into());
+                    u.before
+                        .extend(["paths.target".into(), "shutdown.target".into()]);
+                    u.conflicts.push("shutdown.target".into());
+                }
                 UnitKind::Swap => {
                     let nofail = swap
                         .as_ref()
@@ -531,6 +554,7 @@ impl<'a> Builder<'a> {
             timer,
             mount,
             swap,
+            path,
             install: self.install,
             live_upgrade: live,
             warnings: self.ctx.warnings,
@@ -546,6 +570,7 @@ pub(crate) struct Built {
     pub timer: Option<crate::timer::TimerSection>,
     pub mount: Option<crate::mount::MountSection>,
     pub swap: Option<crate::mount::SwapSection>,
+    pub path: Option<crate::path::PathSection>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     pub warnings: Vec<Warning>,
