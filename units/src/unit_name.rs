@@ -161,6 +161,12 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// The service of the same name (`a@b.timer` → `a@b.service`): what a
+/// socket, timer or path unit starts by default.
+pub fn same_name_service(name: &str) -> Option<String> {
+    UnitName::parse(name).map(|n| format!("{}.service", n.stem()))
+}
+
 /// systemd's `unit_name_from_path()`: `/srv/data` → `srv-data.mount`,
 /// `/` → `-.mount`, slashes collapsed and trimmed first.
 pub fn from_path(path: &str, suffix: &str) -> String {

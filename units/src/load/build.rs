@@ -75,6 +75,28 @@ impl Ctx<'_> {
             .collect()
     }
 
+    /// Unit= of a timer or path unit (`own` its own type): a unit it may
+    /// start, not a template and not one of its own kind.
+    pub fn triggered_unit(
+        &self,
+        key: &str,
+        value: &str,
+        loc: &Location,
+        own: &str,
+    ) -> Result<String, LoadError> {
+        let name = self.resolve(key, value, loc)?;
+        let ok = UnitName::parse(&name).is_some_and(|n| n.suffix != own && n.instance != Some(""));
+        if !ok {
+            return Err(self.bad_because(
+                key,
+                value,
+                loc,
+                &format!("not a unit a {own} can start"),
+            ));
+        }
+        Ok(name)
+    }
+
     pub fn unsupported(&mut self, key: &str, loc: &Location) {
         if !key.starts_with("X-") {
             self.warn(

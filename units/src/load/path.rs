@@ -56,15 +56,7 @@ impl PathBuilder {
                 });
             }
             ("Unit", _) if value.is_empty() => self.p.unit = None,
-            ("Unit", _) => {
-                let name = ctx.resolve(key, value, loc)?;
-                let ok = unit_name::UnitName::parse(&name)
-                    .is_some_and(|n| n.suffix != "path" && n.instance != Some(""));
-                if !ok {
-                    return Err(ctx.bad_because(key, value, loc, "not a unit a path can start"));
-                }
-                self.p.unit = Some(name);
-            }
+            ("Unit", _) => self.p.unit = Some(ctx.triggered_unit(key, value, loc, "path")?),
             ("MakeDirectory", _) => {
                 self.p.make_directory = !value.is_empty()
                     && parse_bool(value).ok_or_else(|| ctx.bad(key, value, loc))?;
@@ -90,7 +82,7 @@ impl PathBuilder {
             ));
         }
         if p.unit.is_none() {
-            p.unit = unit_name::UnitName::parse(name).map(|n| format!("{}.service", n.stem()));
+            p.unit = unit_name::same_name_service(name);
         }
         Ok(p)
     }

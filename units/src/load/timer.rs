@@ -75,15 +75,7 @@ impl TimerBuilder {
                 }
             }
             "Unit" if value.is_empty() => t.unit = None,
-            "Unit" => {
-                let name = ctx.resolve(key, value, loc)?;
-                let ok = unit_name::UnitName::parse(&name)
-                    .is_some_and(|n| n.suffix != "timer" && n.instance != Some(""));
-                if !ok {
-                    return Err(ctx.bad_because(key, value, loc, "not a unit a timer can start"));
-                }
-                t.unit = Some(name);
-            }
+            "Unit" => t.unit = Some(ctx.triggered_unit(key, value, loc, "timer")?),
             _ => ctx.unsupported(key, loc),
         }
         Ok(())
@@ -99,7 +91,7 @@ impl TimerBuilder {
             ));
         }
         if t.unit.is_none() {
-            t.unit = unit_name::UnitName::parse(name).map(|n| format!("{}.service", n.stem()));
+            t.unit = unit_name::same_name_service(name);
         }
         Ok(t)
     }
