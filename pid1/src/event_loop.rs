@@ -235,8 +235,8 @@ impl EventLoop {
         self.signals.drain_pipe();
         // Notify messages first: a READY=1 sent just before exiting must be
         // seen before the exit.
-        for (pid, text) in self.notify.receive_all() {
-            self.manager.notify_message(pid, &text);
+        for (pid, text, fds) in self.notify.receive_all() {
+            self.manager.notify_message_with_fds(pid, &text, fds);
         }
         for fd in &ready.outputs {
             for (unit, line) in self.manager.rt.outputs.read(*fd) {

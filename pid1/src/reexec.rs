@@ -27,6 +27,9 @@ pub struct Handover {
     /// Socket units' descriptors, in each unit's Listen*= order.
     #[serde(default)]
     pub listeners: Vec<(RawFd, String)>,
+    /// File descriptor stores: descriptor, unit, name, in order.
+    #[serde(default)]
+    pub fd_store: Vec<(RawFd, String, String)>,
     /// Wall clock at serialization, µs since the epoch.
     pub written_at_usec: u64,
 }
@@ -54,6 +57,15 @@ pub fn exec_self(
 ) -> io::Error {
     let outputs = event_loop.manager.rt.outputs.export();
     let listeners = event_loop.manager.rt.listeners.export();
+    let fd_store: Vec<(RawFd, String, String)> =
+        std::mem::take(&mut event_loop.manager.rt.fd_store)
+            .into_iter()
+            .flat_map(|(unit, fds)| {
+                fds.into_iter().map(move |(name, fd)| {
+                    (std::os::fd::IntoRawFd::into_raw_fd(fd), unit.clone(), name)
+                })
+            })
+            .collect();
     let handover = Handover {
         state: event_loop.manager.state.clone(),
         next_job_id: event_loop.manager.rt.next_job_id,
@@ -61,6 +73,7 @@ pub fn exec_self(
         control_fd,
         outputs: outputs.clone(),
         listeners: listeners.clone(),
+        fd_store: fd_store.clone(),
         written_at_usec: crate::manager::clock::wall_usec(),
     };
     let error = match try_exec(&handover, binary, args) {
@@ -79,6 +92,18 @@ pub fn exec_self(
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let _ = set_cloexec(&fd, true);
         event_loop.manager.rt.listeners.adopt(fd, &unit);
+    }
+    for (fd, unit, name) in fd_store {
+        // SAFETY: taken out of the store above; owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let _ = set_cloexec(&fd, true);
+        event_loop
+            .manager
+            .rt
+            .fd_store
+            .entry(unit)
+            .or_default()
+            .push((name, fd));
     }
     for fd in [Some(handover.notify_fd), control_fd].into_iter().flatten() {
         let _ = set_cloexec_raw(fd, true);
@@ -103,6 +128,7 @@ fn try_exec(
     inherited.extend(handover.control_fd);
     inherited.extend(handover.outputs.iter().map(|(fd, _)| *fd));
     inherited.extend(handover.listeners.iter().map(|(fd, _)| *fd));
+    inherited.extend(handover.fd_store.iter().map(|(fd, _, _)| *fd));
     for fd in &inherited {
         set_cloexec_raw(*fd, false)?;
     }
@@ -264,6 +290,7 @@ mod tests {
             control_fd: None,
             outputs: vec![(9, "a.service".into())],
             listeners: vec![(10, "a.socket".into())],
+            fd_store: vec![(11, "a.service".into(), "kept".into())],
             written_at_usec: 1,
         };
         let bytes = handover::encode(

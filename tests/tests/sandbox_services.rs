@@ -341,3 +341,55 @@ fn a_silent_service_is_killed_by_its_watchdog_and_restarted() {
     let (status, log) = sandbox.poweroff();
     assert!(status.success(), "{status}\n{log}");
 }
+
+/// FileDescriptorStoreMax=: a service hands relive a descriptor with
+/// FDSTORE=1 and, after it failed and was restarted, gets it back (after
+/// its sockets, none here) with its name in LISTEN_FDNAMES.
+#[test]
+fn the_fd_store_gives_a_restarted_service_its_descriptors_back() {
+    require_sandbox!();
+    let script = std::env::temp_dir().join(format!("relive-fdstore-{}.py", std::process::id()));
+    std::fs::write(
+        &script,
+        "import os, socket, sys, time\n\
+         names = os.environ.get('LISTEN_FDNAMES', '')\n\
+         if names:\n\
+         \x20   print('got', names, os.environ['LISTEN_FDS'], os.read(3, 100).decode(), flush=True)\n\
+         \x20   time.sleep(300)\n\
+         r, w = os.pipe()\n\
+         os.write(w, b'kept-data')\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.connect(os.environ['NOTIFY_SOCKET'])\n\
+         socket.send_fds(s, [b'FDSTORE=1\\nFDNAME=pipe'], [r])\n\
+         sys.exit(1)\n",
+    )
+    .unwrap();
+    let unit = format!(
+        "[Service]\nFileDescriptorStoreMax=4\nNotifyAccess=main\nRestart=on-failure\nRestartSec=0\n\
+         ExecStart=/usr/bin/python3 {}\n",
+        script.display()
+    );
+    let sandbox = boot_one("keeper.service", &unit);
+    sandbox.wait_for("the second life", Duration::from_secs(15), || {
+        sandbox.status("keeper.service")["output"]
+            .as_array()
+            .is_some_and(|o| {
+                o.iter()
+                    .any(|l| l.as_str().is_some_and(|l| l.starts_with("got")))
+            })
+    });
+    let status = sandbox.status("keeper.service");
+    let line = status["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .find(|l| l.starts_with("got"))
+        .unwrap()
+        .to_owned();
+    assert!(line.ends_with("got pipe 1 kept-data"), "{line}");
+    assert_eq!(status["restarts"].as_u64(), Some(1), "{status}");
+    let _ = std::fs::remove_file(&script);
+    let (status, log) = sandbox.poweroff();
+    assert!(status.success(), "{status}\n{log}");
+}

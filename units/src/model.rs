@@ -432,6 +432,9 @@ pub struct ServiceSection {
     /// leaves it as it is.
     #[serde(default)]
     pub capability_bounding_set: Option<u64>,
+    /// FileDescriptorStoreMax= (default 0: no store).
+    #[serde(default)]
+    pub fd_store_max: u32,
     /// WatchdogSec=: the service must send WATCHDOG=1 this often.
     #[serde(default)]
     pub watchdog: Option<Duration>,
@@ -522,6 +525,7 @@ impl Default for ServiceSection {
             standard_error: OutputTarget::Inherit,
             notify_access: NotifyAccess::None,
             ignore_sigpipe: true,
+            fd_store_max: 0,
             watchdog: None,
             watchdog_signal: libc::SIGABRT,
             syslog_identifier: None,

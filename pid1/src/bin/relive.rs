@@ -310,6 +310,16 @@ fn run(
                     .listeners
                     .adopt(unsafe { relive::reexec::adopt_fd(*fd) }, unit);
             }
+            for (fd, unit, name) in &h.fd_store {
+                // SAFETY: as above.
+                let fd = unsafe { relive::reexec::adopt_fd(*fd) };
+                manager
+                    .rt
+                    .fd_store
+                    .entry(unit.clone())
+                    .or_default()
+                    .push((name.clone(), fd));
+            }
             // SAFETY: as above.
             let notify = NotifySocket::from_fd(unsafe { relive::reexec::adopt_fd(h.notify_fd) });
             // SAFETY: as above.

@@ -50,13 +50,15 @@ impl Manager {
             None
         };
         // With the socket on its standard streams, a service gets no LISTEN_*.
-        let listen_fds: Vec<i32> = if activation && !socket_stdio {
-            sockets.iter().map(|(fd, _)| *fd).collect()
+        // The sockets, then the file descriptor store (sd_listen_fds(3)).
+        let passed: Vec<(i32, String)> = if activation && !socket_stdio {
+            sockets.into_iter().chain(self.stored_fds(name)).collect()
         } else {
             Vec::new()
         };
+        let listen_fds: Vec<i32> = passed.iter().map(|(fd, _)| *fd).collect();
         if !listen_fds.is_empty() {
-            let names: Vec<&str> = sockets.iter().map(|(_, n)| n.as_str()).collect();
+            let names: Vec<&str> = passed.iter().map(|(_, n)| n.as_str()).collect();
             env.push(("LISTEN_FDS".into(), listen_fds.len().to_string()));
             env.push(("LISTEN_FDNAMES".into(), names.join(":")));
         }

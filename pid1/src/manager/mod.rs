@@ -9,6 +9,7 @@ mod conditions;
 mod devices;
 mod exec;
 pub mod execs;
+mod fdstore;
 mod jobs;
 mod journal;
 mod mounts;
@@ -77,6 +78,8 @@ pub struct Runtime {
     pub execs: execs::PendingExecs,
     /// Socket units' descriptors and Accept=yes connections.
     pub listeners: sockets::Listeners,
+    /// The file descriptor store of each service (name given, descriptor).
+    pub fd_store: std::collections::BTreeMap<String, Vec<(String, std::os::fd::OwnedFd)>>,
     /// The inotify watches of path units.
     pub path_watches: paths::PathWatches,
     /// Control processes of mount and swap units (mount(8) ...), by PID.
@@ -130,6 +133,7 @@ impl Manager {
                 idle_gate: None,
                 controls: HashMap::new(),
                 path_watches: paths::PathWatches::default(),
+                fd_store: std::collections::BTreeMap::new(),
             },
             config,
             unit_dirs,

@@ -9,7 +9,7 @@ use super::state::*;
 use super::Manager;
 use relive_units::{NotifyAccess, ServiceType};
 use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sys::socket::{
@@ -112,12 +112,15 @@ impl NotifySocket {
     /// socket is world-writable, and a local user flooding it must not
     /// keep the loop from everything else (the rest waits in the socket;
     /// poll wakes the loop again).
-    pub fn receive_all(&mut self) -> Vec<(i32, String)> {
+    /// The messages waiting (at most a wake-up's worth): sender, text,
+    /// and the descriptors it passed (for FDSTORE=1).
+    pub fn receive_all(&mut self) -> Vec<(i32, String, Vec<OwnedFd>)> {
         let mut out = Vec::new();
         for _ in 0..MAX_PER_WAKE {
             let mut buf = vec![0u8; 4096];
             let mut iov = [IoSliceMut::new(&mut buf)];
-            let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+            // Credentials, and up to SCM_MAX_FD descriptors.
+            let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials, [RawFd; 253]);
             let msg = match socket::recvmsg::<UnixAddr>(
                 self.fd.as_raw_fd(),
                 &mut iov,
@@ -132,12 +135,22 @@ impl NotifySocket {
                 tracing::warn!("notify: dropped a truncated message");
                 continue;
             }
-            let cred = msg.cmsgs().ok().and_then(|mut c| {
-                c.find_map(|m| match m {
-                    ControlMessageOwned::ScmCredentials(cred) => Some((cred.pid(), cred.uid())),
-                    _ => None,
-                })
-            });
+            let mut cred = None;
+            let mut fds: Vec<OwnedFd> = Vec::new();
+            for c in msg.cmsgs().into_iter().flatten() {
+                match c {
+                    ControlMessageOwned::ScmCredentials(c) => cred = Some((c.pid(), c.uid())),
+                    ControlMessageOwned::ScmRights(raw) => {
+                        // SAFETY: the kernel installed these descriptors in
+                        // this process for this message; nobody else owns them.
+                        fds.extend(
+                            raw.into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
+                    }
+                    _ => {}
+                }
+            }
             let len = msg.bytes;
             let Some((pid, uid)) = cred.filter(|(p, _)| *p > 0) else {
                 tracing::warn!("notify: dropped a message without credentials");
@@ -146,7 +159,7 @@ impl NotifySocket {
             if !self.limit.admit(uid, std::time::Instant::now()) {
                 continue;
             }
-            out.push((pid, String::from_utf8_lossy(&buf[..len]).into_owned()));
+            out.push((pid, String::from_utf8_lossy(&buf[..len]).into_owned(), fds));
         }
         out
     }
@@ -165,6 +178,12 @@ fn datagram_socket() -> std::io::Result<OwnedFd> {
 impl Manager {
     /// Handles one sd_notify message from `pid`.
     pub fn notify_message(&mut self, pid: i32, text: &str) {
+        self.notify_message_with_fds(pid, text, Vec::new());
+    }
+
+    /// [`Manager::notify_message`] with the descriptors it passed, which
+    /// FDSTORE=1 keeps (any others are closed).
+    pub fn notify_message_with_fds(&mut self, pid: i32, text: &str, fds: Vec<OwnedFd>) {
         let Some(name) = self.unit_of_pid(pid) else {
             tracing::debug!("notify: message from PID {pid}, which belongs to no unit");
             return;
@@ -186,6 +205,15 @@ impl Manager {
             // non-notify services) are common: not worth a warning.
             tracing::debug!("{name}: notify message from PID {pid} ignored (NotifyAccess=)");
             return;
+        }
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+        };
+        if field("FDSTORE") == Some("1") {
+            self.store_fds(&name, field("FDNAME").unwrap_or("stored"), fds);
+        } else if field("FDSTOREREMOVE") == Some("1") {
+            self.remove_stored_fds(&name, field("FDNAME").unwrap_or("stored"));
         }
         for line in text.lines() {
             let Some((key, value)) = line.split_once('=') else {

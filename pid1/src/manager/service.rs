@@ -533,6 +533,11 @@ impl Manager {
             .is_some_and(|j| matches!(j.kind, JobKind::Stop | JobKind::Restart));
         let restart =
             !requested_stop && self.state.shutdown.is_none() && should_restart(&svc, &result);
+        let restart_job = u.job.as_ref().is_some_and(|j| j.kind == JobKind::Restart);
+        if !restart && !restart_job {
+            // Stopped for good: its stored descriptors are closed.
+            self.release_fd_store(name);
+        }
         if result == UnitResult::Success {
             self.set_state(name, ActiveState::Inactive, SubState::Dead);
         } else {

@@ -305,6 +305,13 @@ impl ServiceBuilder {
                     });
                 }
             }
+            "FileDescriptorStoreMax" => {
+                s.fd_store_max = if empty {
+                    0
+                } else {
+                    value.parse().map_err(|_| bad(ctx))?
+                }
+            }
             "WatchdogSec" => {
                 let span = if empty {
                     None
