@@ -243,27 +243,30 @@ impl ExecStatus {
     /// child has exited, the answer is never `Pending`.
     pub fn check(&self) -> ExecOutcome {
         let mut report = [0u8; 8];
-        loop {
-            // The child writes its eight bytes at once (less than
-            // PIPE_BUF: atomic), so a read gets all of them or none.
-            return match nix::unistd::read(&self.fd, &mut report) {
-                Ok(0) => ExecOutcome::Running,
-                Ok(8) => {
-                    let step = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
-                    let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
-                    ExecOutcome::Failed(SpawnError::Child {
-                        program: self.program.clone(),
-                        step: ChildStep::describe_code(step),
-                        source: io::Error::from_raw_os_error(errno),
-                    })
-                }
-                Ok(n) => ExecOutcome::Failed(SpawnError::Fork(io::Error::other(format!(
-                    "short exec-status report ({n} bytes)"
-                )))),
+        // The child writes its eight bytes at once (less than PIPE_BUF:
+        // atomic), so a read gets all of them or none.
+        let read = loop {
+            match nix::unistd::read(&self.fd, &mut report) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::EAGAIN) => ExecOutcome::Pending,
-                Err(e) => ExecOutcome::Failed(SpawnError::Fork(e.into())),
-            };
+                other => break other,
+            }
+        };
+        match read {
+            Ok(0) => ExecOutcome::Running,
+            Ok(8) => {
+                let step = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+                let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+                ExecOutcome::Failed(SpawnError::Child {
+                    program: self.program.clone(),
+                    step: ChildStep::describe_code(step),
+                    source: io::Error::from_raw_os_error(errno),
+                })
+            }
+            Ok(n) => ExecOutcome::Failed(SpawnError::Fork(io::Error::other(format!(
+                "short exec-status report ({n} bytes)"
+            )))),
+            Err(nix::errno::Errno::EAGAIN) => ExecOutcome::Pending,
+            Err(e) => ExecOutcome::Failed(SpawnError::Fork(e.into())),
         }
     }
 

@@ -111,9 +111,7 @@ fn is_mount_point(p: &Path) -> bool {
     if this.dev() != up.dev() || (this.ino() == up.ino() && this.dev() == up.dev()) {
         return true;
     }
-    procfs::process::Process::myself()
-        .and_then(|me| me.mountinfo())
-        .is_ok_and(|mounts| mounts.into_iter().any(|m| m.mount_point == canonical))
+    super::mounts::mounted(&canonical)
 }
 
 /// On a dm-crypt device (systemd's path_is_encrypted()).

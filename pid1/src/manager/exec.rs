@@ -368,7 +368,7 @@ fn split_once_eq(s: &str) -> (String, String) {
     (k.to_owned(), v.to_owned())
 }
 
-fn cstring(s: &str) -> Result<CString, String> {
+pub(super) fn cstring(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("argument contains a NUL byte: {s:?}"))
 }
 

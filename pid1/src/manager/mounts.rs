@@ -14,7 +14,6 @@ use relive_sys::spawn::{SpawnRequest, Stdio};
 use relive_sys::ExitStatus;
 use relive_units::mount::MountSection;
 use relive_units::{unit_name, Timeout, UnitKind};
-use std::ffi::CString;
 use std::path::Path;
 
 /// What a mount or swap unit's control process does.
@@ -30,11 +29,17 @@ pub enum Control {
 /// API file systems (systemd's "perpetual" units).
 const PERPETUAL: &[&str] = &["/", "/proc", "/sys", "/dev", "/run", "/sys/fs/cgroup"];
 
-/// Whether the kernel lists `path` as a mount point.
-pub fn mounted(path: &Path) -> bool {
+/// The kernel's mount points, read once for as many questions as needed.
+pub fn mount_points() -> Vec<std::path::PathBuf> {
     procfs::process::Process::myself()
         .and_then(|me| me.mountinfo())
-        .is_ok_and(|mounts| mounts.into_iter().any(|m| m.mount_point == path))
+        .map(|mounts| mounts.into_iter().map(|m| m.mount_point).collect())
+        .unwrap_or_default()
+}
+
+/// Whether the kernel lists `path` as a mount point.
+pub fn mounted(path: &Path) -> bool {
+    mount_points().iter().any(|m| m == path)
 }
 
 /// The kernel's entry for a mount point: (source, file system type).
@@ -57,10 +62,6 @@ fn swap_active(what: &Path) -> bool {
             .filter_map(|l| l.split_ascii_whitespace().next())
             .any(|dev| Path::new(dev) == want)
     })
-}
-
-fn cstr(s: &str) -> Result<CString, String> {
-    CString::new(s).map_err(|_| format!("NUL byte in {s:?}"))
 }
 
 /// The mount(8)/umount(8)/swapon(8)/swapoff(8) command line.
@@ -134,6 +135,7 @@ impl Manager {
             paths.push((m.where_.to_string_lossy().into_owned(), false));
         }
         let mut needed: Vec<String> = Vec::new();
+        let points = mount_points();
         for (path, inclusive) in paths {
             let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
             let count = parts.len() + usize::from(inclusive);
@@ -143,7 +145,8 @@ impl Manager {
                 if mount == name || needed.contains(&mount) {
                     continue;
                 }
-                let known = self.loader_has(&mount) || mounted(Path::new(&prefix));
+                let known =
+                    points.iter().any(|p| p == Path::new(&prefix)) || self.loader_has(&mount);
                 if known {
                     needed.push(mount);
                 }
@@ -248,7 +251,7 @@ impl Manager {
         }
         let request = argv
             .iter()
-            .map(|a| cstr(a))
+            .map(|a| super::exec::cstring(a))
             .collect::<Result<Vec<_>, _>>()
             .and_then(|argv| {
                 Ok(SpawnRequest {
@@ -258,7 +261,7 @@ impl Manager {
                     ..SpawnRequest::program(
                         argv[0].clone(),
                         argv,
-                        vec![cstr("PATH=/usr/sbin:/usr/bin:/sbin:/bin")?],
+                        vec![super::exec::cstring("PATH=/usr/sbin:/usr/bin:/sbin:/bin")?],
                     )
                 })
             });

@@ -66,7 +66,11 @@ impl Listeners {
 
 impl Manager {
     fn socket_config(&self, name: &str) -> Option<SocketSection> {
-        self.state.units.get(name)?.config.as_ref()?.socket.clone()
+        self.socket_ref(name).cloned()
+    }
+
+    fn socket_ref(&self, name: &str) -> Option<&SocketSection> {
+        self.state.units.get(name)?.config.as_ref()?.socket.as_ref()
     }
 
     /// The start job of a socket unit: open everything it listens on.
@@ -326,7 +330,7 @@ impl Manager {
             .by_unit
             .keys()
             .filter(|s| {
-                self.socket_config(s)
+                self.socket_ref(s)
                     .is_some_and(|c| !c.accept && c.service.as_deref() == Some(service))
             })
             .cloned()
@@ -361,14 +365,17 @@ impl Manager {
             .unwrap_or_default();
         let mut fds = Vec::new();
         for (socket, open) in &self.rt.listeners.by_unit {
-            let Some(cfg) = self.socket_config(socket) else {
+            let Some(cfg) = self.socket_ref(socket) else {
                 continue;
             };
             let triggers = !cfg.accept && cfg.service.as_deref() == Some(service);
             if !triggers && !listed.contains(socket) {
                 continue;
             }
-            let fd_name = cfg.file_descriptor_name.unwrap_or_else(|| socket.clone());
+            let fd_name = cfg
+                .file_descriptor_name
+                .clone()
+                .unwrap_or_else(|| socket.clone());
             fds.extend(open.iter().map(|fd| (fd.as_raw_fd(), fd_name.clone())));
         }
         fds
