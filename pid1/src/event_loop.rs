@@ -47,6 +47,15 @@ impl CommandSender {
     }
 }
 
+impl CommandSender {
+    /// Queues `f` for the loop's thread without waiting for it.
+    pub fn send(&self, f: impl FnOnce(&mut Manager) + Send + 'static) -> Result<(), LoopGone> {
+        self.tx.send(Box::new(f)).map_err(|_| LoopGone)?;
+        let _ = nix::unistd::write(&*self.wake, &1u64.to_ne_bytes());
+        Ok(())
+    }
+}
+
 /// The signals PID 1 acts on, each with a flag set by its handler.
 struct Signals {
     pipe_read: OwnedFd,

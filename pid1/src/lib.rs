@@ -20,4 +20,5 @@ pub mod generators;
 pub mod logging;
 pub mod manager;
 pub mod reexec;
+pub mod system_bus;
 pub mod upgrade;

@@ -303,6 +303,18 @@ pub enum ServiceType {
     /// As simple, but the program runs only once the other jobs are
     /// done (at most 5 s later): a getty's prompt after the boot's messages.
     Idle,
+    /// Started once BusName= has an owner on the system bus.
+    Dbus,
+    /// As notify; a reload is ReloadSignal= to the main process, done at
+    /// its READY=1 after RELOADING=1.
+    NotifyReload,
+}
+
+impl ServiceType {
+    /// Types that report their readiness with READY=1.
+    pub fn notifies(self) -> bool {
+        matches!(self, ServiceType::Notify | ServiceType::NotifyReload)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -472,6 +484,12 @@ pub struct ServiceSection {
     pub sockets: Vec<String>,
     /// NotifyAccess= (main|all|exec|none); relive accepts any process of the unit's cgroup for all/exec.
     pub notify_access: NotifyAccess,
+    /// BusName=: the name a Type=dbus service takes on the system bus.
+    #[serde(default)]
+    pub bus_name: Option<String>,
+    /// ReloadSignal= (default SIGHUP): Type=notify-reload's reload.
+    #[serde(default = "sighup")]
+    pub reload_signal: i32,
 }
 
 /// A start or stop timeout. systemd treats `0` like `infinity` for these.
@@ -538,6 +556,8 @@ impl Default for ServiceSection {
             ambient_capabilities: 0,
             capability_bounding_set: None,
             sockets: Vec::new(),
+            bus_name: None,
+            reload_signal: libc::SIGHUP,
         }
     }
 }
@@ -607,6 +627,10 @@ pub struct InstallSection {
     pub also: Vec<String>,
 }
 
+/// systemd.special(7): the system bus's socket and service.
+pub const DBUS_SOCKET: &str = "dbus.socket";
+pub const DBUS_SERVICE: &str = "dbus.service";
+
 /// relive's own section, `[X-LiveUpgrade]`, ignored by systemd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UpgradeMode {
@@ -638,6 +662,10 @@ pub struct LiveUpgrade {
     /// everything there. Default: restart (started afresh).
     #[serde(default)]
     pub rollback_on_restore_failure: bool,
+}
+
+fn sighup() -> i32 {
+    libc::SIGHUP
 }
 
 fn sigabrt() -> i32 {

@@ -92,6 +92,12 @@ fn invalid_values_name_directive_value_and_line() {
             2,
             "PreDump=",
         ),
+        ("[Service]\nExecStart=/a\nBusName=no-dots\n", 3, "BusName="),
+        (
+            "[Service]\nExecStart=/a\nType=notify-reload\nReloadSignal=SIGNOPE\n",
+            4,
+            "ReloadSignal=",
+        ),
         (
             "[X-LiveUpgrade]\nPriorty=5\n[Service]\nExecStart=/a\n",
             2,
@@ -132,4 +138,21 @@ fn bad_exec_line_with_dash_is_dropped_with_a_warning() {
     let u = one("[Service]\nExecStart=/a\nExecStartPre=-/x/ y\n").unwrap();
     assert!(u.service.unwrap().exec_start_pre.is_empty());
     assert!(u.warnings[0].message.contains("ExecStartPre= line ignored"));
+}
+
+#[test]
+fn a_dbus_service_needs_its_bus_name_and_the_bus() {
+    let (_, msg) = invalid("[Service]\nType=dbus\nExecStart=/a\n");
+    assert!(msg.contains("no D-Bus service name"), "{msg}");
+    // BusName= alone makes it Type=dbus, ordered after the bus's socket;
+    // Type=dbus also requires it.
+    let u = one("[Service]\nBusName=org.example.A1\nExecStart=/a\n").unwrap();
+    let svc = u.service.as_ref().unwrap();
+    assert_eq!(svc.service_type, ServiceType::Dbus);
+    assert_eq!(svc.bus_name.as_deref(), Some("org.example.A1"));
+    assert!(u.unit.after.iter().any(|a| a == "dbus.socket"));
+    assert!(u.unit.requires.iter().any(|a| a == "dbus.socket"));
+    let u = one("[Service]\nType=notify\nBusName=org.example.A1\nExecStart=/a\n").unwrap();
+    assert!(u.unit.after.iter().any(|a| a == "dbus.socket"));
+    assert!(!u.unit.requires.iter().any(|a| a == "dbus.socket"));
 }

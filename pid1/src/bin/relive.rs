@@ -370,6 +370,20 @@ fn run(
             None
         }
     };
+    match relive::system_bus::SystemBus::spawn(event_loop.sender()) {
+        Ok(bus) => {
+            // After a re-exec the bus may be running already.
+            let dbus_up = event_loop
+                .manager
+                .unit(relive_units::DBUS_SERVICE)
+                .is_some_and(|u| u.active == relive::manager::state::ActiveState::Active);
+            if dbus_up {
+                bus.bus_started();
+            }
+            event_loop.manager.rt.system_bus = Some(bus);
+        }
+        Err(e) => tracing::error!("cannot start the system bus thread: {e}"),
+    }
     if handover.is_some() {
         // Children that exited during the exec sent SIGCHLD to nobody.
         event_loop.reap_children();

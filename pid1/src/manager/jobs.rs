@@ -64,7 +64,10 @@ impl Manager {
                 if u.config
                     .as_ref()
                     .and_then(|c| c.service.as_ref())
-                    .is_none_or(|s| s.exec_reload.is_empty())
+                    .is_none_or(|s| {
+                        s.exec_reload.is_empty()
+                            && s.service_type != relive_units::ServiceType::NotifyReload
+                    })
                 {
                     return Err(ManagerError::JobFailed(format!(
                         "Unit {canonical} has no ExecReload= and cannot be reloaded"

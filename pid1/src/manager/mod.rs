@@ -4,6 +4,7 @@
 //! timer, a request from D-Bus) change the state, then `dispatch` runs queued
 //! jobs until nothing changes any more (a fixed point, without recursion).
 
+mod bus_names;
 pub mod clock;
 mod conditions;
 mod devices;
@@ -87,6 +88,10 @@ pub struct Runtime {
     /// Type=idle's gate (read end, write end), dropped once no job is
     /// left: see `Manager::idle_gate`.
     pub idle_gate: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+    /// The connection to the system bus, once there is a loop to serve it.
+    pub system_bus: Option<crate::system_bus::SystemBus>,
+    /// The well-known names owned on the system bus (Type=dbus).
+    pub bus_names: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -134,6 +139,8 @@ impl Manager {
                 controls: HashMap::new(),
                 path_watches: paths::PathWatches::default(),
                 fd_store: std::collections::BTreeMap::new(),
+                system_bus: None,
+                bus_names: BTreeSet::new(),
             },
             config,
             unit_dirs,

@@ -7,7 +7,7 @@
 
 use super::state::*;
 use super::Manager;
-use relive_units::{NotifyAccess, ServiceType};
+use relive_units::NotifyAccess;
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -195,8 +195,7 @@ impl Manager {
         let allowed = match svc.notify_access {
             NotifyAccess::None => false,
             NotifyAccess::Main => {
-                u.main_pid == Some(pid)
-                    || svc.service_type == ServiceType::Notify && u.main_pid.is_none()
+                u.main_pid == Some(pid) || svc.service_type.notifies() && u.main_pid.is_none()
             }
             NotifyAccess::Exec | NotifyAccess::All => true,
         };

@@ -62,6 +62,9 @@ impl Manager {
         if old != active {
             self.timer_trigger_notify(name);
             self.path_trigger_notify(name);
+            if name == relive_units::DBUS_SERVICE && active == ActiveState::Active {
+                self.system_bus_started();
+            }
         }
         if went_down && !requested {
             for binder in self.binders(name) {
@@ -249,7 +252,12 @@ impl Manager {
                 self.set_state(name, ActiveState::Activating, SubState::Start);
                 self.run_phase(name, ExecPhase::Start, 0);
             }
-            ServiceType::Simple | ServiceType::Exec | ServiceType::Notify | ServiceType::Idle => {
+            ServiceType::Simple
+            | ServiceType::Exec
+            | ServiceType::Notify
+            | ServiceType::NotifyReload
+            | ServiceType::Idle
+            | ServiceType::Dbus => {
                 let Some(cmd) = svc.exec_start.first().cloned() else {
                     self.phase_done(name, ExecPhase::Start);
                     return;
@@ -265,7 +273,7 @@ impl Manager {
                         if let Some(id) = self.utmp_id(svc) {
                             super::utmp::init_process(&id, pid, &svc.tty.path.to_string_lossy());
                         }
-                        let notify = svc.service_type == ServiceType::Notify;
+                        let notify = svc.service_type.notifies();
                         if notify && !self.rt.notify_available {
                             tracing::warn!("{name}: Type=notify, but relive has no notify socket: started as Type=simple");
                         }
@@ -275,6 +283,10 @@ impl Manager {
                         } else if svc.service_type == ServiceType::Exec {
                             // Wait for the exec (see `main_exec_done`).
                             self.set_state(name, ActiveState::Activating, SubState::Start);
+                        } else if svc.service_type == ServiceType::Dbus {
+                            // Wait for its bus name (see `bus_name_owner_changed`).
+                            self.set_state(name, ActiveState::Activating, SubState::Start);
+                            self.check_bus_name(name);
                         } else {
                             self.set_state(name, ActiveState::Activating, SubState::StartPost);
                             self.run_phase(name, ExecPhase::StartPost, 0);
@@ -647,7 +659,9 @@ impl Manager {
             SubState::Stop | SubState::StopSigterm | SubState::StopSigkill | SubState::StopPost => {
                 self.check_stopped(name)
             }
-            SubState::Start if svc.service_type == ServiceType::Notify => {
+            SubState::Start
+                if svc.service_type.notifies() || svc.service_type == ServiceType::Dbus =>
+            {
                 let result = if clean {
                     UnitResult::Protocol
                 } else {
@@ -743,6 +757,30 @@ impl Manager {
         }
         tracing::info!("reloading {name}");
         self.set_state(name, ActiveState::Reloading, SubState::Reload);
+        let svc = self
+            .service_config(name)
+            .expect("a service has its section");
+        let main = self.state.units[name].main_pid;
+        if svc.service_type == ServiceType::NotifyReload && svc.exec_reload.is_empty() {
+            if let Some(pid) = main {
+                // Done at the READY=1 that follows (see `notify_ready`).
+                self.state
+                    .units
+                    .get_mut(name)
+                    .expect("unit exists")
+                    .reloading = true;
+                if let Err(e) = self.rt.kernel.kill(pid, svc.reload_signal) {
+                    tracing::warn!("{name}: cannot send ReloadSignal= to PID {pid}: {e}");
+                    self.state
+                        .units
+                        .get_mut(name)
+                        .expect("unit exists")
+                        .reloading = false;
+                    self.set_state(name, ActiveState::Active, SubState::Running);
+                }
+                return;
+            }
+        }
         self.run_phase(name, ExecPhase::Reload, 0);
     }
 }

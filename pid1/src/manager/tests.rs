@@ -333,6 +333,62 @@ fn notify_service_is_activating_until_ready() {
     assert_eq!(done.try_recv().unwrap(), Ok(()));
 }
 
+/// Type=dbus services require the bus's socket.
+const BUS_SOCKET: &str = "[Socket]\nListenStream=/run/dbus/system_bus_socket\n";
+
+#[test]
+fn type_dbus_is_activating_until_its_name_appears_and_stops_when_it_goes() {
+    let unit = "[Service]\nType=dbus\nBusName=org.example.Test1\nExecStart=/bin/d\n";
+    let (mut m, k, _dir) = manager(&[("d.service", unit), ("dbus.socket", BUS_SOCKET)]);
+    m.bus_name_owner_changed("org.example.Other1", true);
+    let done = m.request("d.service", JobKind::Start).unwrap();
+    assert_eq!(m.unit("d.service").unwrap().active, ActiveState::Activating);
+    m.bus_name_owner_changed("org.example.Test1", true);
+    assert_eq!(m.unit("d.service").unwrap().active, ActiveState::Active);
+    assert_eq!(done.try_recv().unwrap(), Ok(()));
+    let pid = main_pid(&m, "d.service");
+    m.bus_name_owner_changed("org.example.Test1", false);
+    assert_eq!(
+        m.unit("d.service").unwrap().active,
+        ActiveState::Deactivating
+    );
+    assert!(k.0.lock().unwrap().calls.contains(&Call::Kill {
+        pid,
+        signal: libc::SIGTERM
+    }));
+}
+
+#[test]
+fn type_dbus_whose_name_is_already_there_is_active_at_once() {
+    let unit = "[Service]\nBusName=org.example.Test1\nExecStart=/bin/d\n";
+    let (mut m, _k, _dir) = manager(&[("d.service", unit), ("dbus.socket", BUS_SOCKET)]);
+    m.bus_connected(vec!["org.example.Test1".into()]);
+    let done = m.request("d.service", JobKind::Start).unwrap();
+    assert_eq!(m.unit("d.service").unwrap().active, ActiveState::Active);
+    assert_eq!(done.try_recv().unwrap(), Ok(()));
+}
+
+#[test]
+fn notify_reload_signals_the_main_process_and_waits_for_ready() {
+    let unit = "[Service]\nType=notify-reload\nReloadSignal=SIGUSR1\nExecStart=/bin/n\n";
+    let (mut m, k, _dir) = manager(&[("n.service", unit)]);
+    m.request("n.service", JobKind::Start).unwrap();
+    let pid = main_pid(&m, "n.service");
+    m.notify_message(pid, "READY=1\n");
+    assert_eq!(m.unit("n.service").unwrap().active, ActiveState::Active);
+    let reloaded = m.request("n.service", JobKind::Reload).unwrap();
+    assert!(k.0.lock().unwrap().calls.contains(&Call::Kill {
+        pid,
+        signal: libc::SIGUSR1
+    }));
+    assert_eq!(m.unit("n.service").unwrap().active, ActiveState::Reloading);
+    assert!(reloaded.try_recv().is_err(), "done before READY=1");
+    m.notify_message(pid, "RELOADING=1\nMONOTONIC_USEC=1\n");
+    m.notify_message(pid, "READY=1\n");
+    assert_eq!(m.unit("n.service").unwrap().active, ActiveState::Active);
+    assert_eq!(reloaded.try_recv().unwrap(), Ok(()));
+}
+
 #[test]
 fn shutdown_stops_in_reverse_order() {
     let (mut m, k, _dir) = manager(&[

@@ -457,6 +457,14 @@ impl<'a> Builder<'a> {
             // Sockets=: pulled in and set up first (config_parse_service_sockets()).
             u.wants.extend(svc.sockets.iter().cloned());
             u.after.extend(svc.sockets.iter().cloned());
+            // service_add_extras(): a bus service comes after the bus's
+            // socket, and a Type=dbus one needs it.
+            if svc.bus_name.is_some() {
+                u.after.push(DBUS_SOCKET.into());
+            }
+            if svc.service_type == ServiceType::Dbus {
+                u.requires.push(DBUS_SOCKET.into());
+            }
         }
         if let Some(service) = socket
             .as_ref()

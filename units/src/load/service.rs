@@ -38,10 +38,8 @@ impl ServiceBuilder {
                     "oneshot" => ServiceType::Oneshot,
                     "notify" => ServiceType::Notify,
                     "idle" => ServiceType::Idle,
-                    "dbus" => {
-                        ctx.warn(loc, format!("Type={value} is run as Type=simple (relive does not implement {value})"));
-                        ServiceType::Simple
-                    }
+                    "dbus" => ServiceType::Dbus,
+                    "notify-reload" => ServiceType::NotifyReload,
                     _ => return Err(bad(ctx)),
                 };
             }
@@ -320,6 +318,17 @@ impl ServiceBuilder {
                 };
                 s.watchdog = span.filter(|d| !d.is_zero() && *d != std::time::Duration::MAX);
             }
+            "BusName" => {
+                let name = ctx.resolve(key, value, loc)?;
+                if !name.is_empty() && !is_bus_name(&name) {
+                    return Err(bad(ctx));
+                }
+                s.bus_name = (!name.is_empty()).then_some(name);
+            }
+            "ReloadSignal" => {
+                s.reload_signal =
+                    empty_or(value, libc::SIGHUP, parse_signal).ok_or_else(|| bad(ctx))?
+            }
             "WatchdogSignal" => {
                 s.watchdog_signal =
                     empty_or(value, libc::SIGABRT, parse_signal).ok_or_else(|| bad(ctx))?
@@ -427,7 +436,10 @@ impl ServiceBuilder {
     ) -> Result<ServiceSection, LoadError> {
         let mut s = self.s;
         if !self.type_set {
-            s.service_type = if s.exec_start.is_empty() {
+            // service_add_extras(): BusName= alone makes a Type=dbus service.
+            s.service_type = if s.bus_name.is_some() {
+                ServiceType::Dbus
+            } else if s.exec_start.is_empty() {
                 ServiceType::Oneshot
             } else {
                 ServiceType::Simple
@@ -443,7 +455,7 @@ impl ServiceBuilder {
         if oneshot && !self.start_timeout_set {
             s.timeout_start = Timeout::Infinity;
         }
-        if s.notify_access == NotifyAccess::None && s.service_type == ServiceType::Notify {
+        if s.notify_access == NotifyAccess::None && s.service_type.notifies() {
             s.notify_access = NotifyAccess::Main;
         }
         let refuse = |m: &str| Err(LoadError::invalid(fragment, m));
@@ -459,11 +471,31 @@ impl ServiceBuilder {
         if !oneshot && s.exec_start.len() > 1 {
             return refuse("Service has more than one ExecStart= setting, which is only allowed for Type=oneshot services. Refusing.");
         }
+        if s.service_type == ServiceType::Dbus && s.bus_name.is_none() {
+            return refuse(
+                "Service is of type D-Bus but no D-Bus service name has been specified. Refusing.",
+            );
+        }
         if oneshot && matches!(s.restart, RestartPolicy::Always | RestartPolicy::OnSuccess) {
             return refuse("Service has Restart= set to either always or on-success, which isn't allowed for Type=oneshot services. Refusing.");
         }
         Ok(s)
     }
+}
+
+/// A well-known D-Bus name (the D-Bus specification's rules): two or more
+/// dot-separated elements of [A-Za-z0-9_-], none empty or starting with a
+/// digit, at most 255 bytes.
+fn is_bus_name(name: &str) -> bool {
+    let elements: Vec<&str> = name.split('.').collect();
+    name.len() <= 255
+        && elements.len() >= 2
+        && elements.iter().all(|e| {
+            !e.is_empty()
+                && !e.starts_with(|c: char| c.is_ascii_digit())
+                && e.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
 }
 
 /// An empty value means the default; otherwise parse it.
