@@ -17,6 +17,7 @@ pub mod clients;
 pub mod dbus;
 pub mod event_loop;
 pub mod generators;
+pub mod journal_log;
 pub mod logging;
 pub mod manager;
 pub mod reexec;

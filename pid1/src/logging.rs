@@ -1,6 +1,9 @@
 //! Logs: to stderr (the console when PID 1) and, as the machine's init, to
-//! the kernel log (/dev/kmsg) so they survive in dmesg and reach the serial
-//! console of a VM even before any service runs.
+//! the journal once systemd-journald runs (its native socket, with the
+//! record's priority and the unit it is about as UNIT=, so `journalctl -u`
+//! finds it as it finds systemd's), else to the kernel log (/dev/kmsg) so
+//! they survive in dmesg and reach the serial console of a VM even before
+//! any service runs: systemd's "journal-or-kmsg".
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -114,17 +117,23 @@ fn write_all(rx: Receiver<Entry>, mut console: Target, mut kmsg: Option<Target>,
 
 fn write_entry(entry: &Entry, console: &mut Target, kmsg: Option<&mut Target>) {
     let _ = console.write_all(&entry.text);
-    if let Some(kmsg) = kmsg {
-        // syslog priorities: err 3, warning 4, info 6, debug 7.
-        let prio = match entry.level {
-            Level::ERROR => 3,
-            Level::WARN => 4,
-            Level::INFO => 6,
-            _ => 7,
-        };
-        for line in String::from_utf8_lossy(&entry.text).lines() {
-            let _ = kmsg.write_all(format!("<{prio}>relive: {line}\n").as_bytes());
-        }
+    // Only the machine's init (the one with the kernel log) writes to the
+    // machine's journal.
+    let Some(kmsg) = kmsg else {
+        return;
+    };
+    if crate::journal_log::send(entry.level, &String::from_utf8_lossy(&entry.text)) {
+        return;
+    }
+    // syslog priorities: err 3, warning 4, info 6, debug 7.
+    let prio = match entry.level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        _ => 7,
+    };
+    for line in String::from_utf8_lossy(&entry.text).lines() {
+        let _ = kmsg.write_all(format!("<{prio}>relive: {line}\n").as_bytes());
     }
 }
 
