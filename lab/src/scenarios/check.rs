@@ -279,8 +279,8 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
         &format!("relivectl is-failed {FAIL_UNIT}"),
         &|o| o.success() && o.stdout.trim() == "failed",
     );
-    // Every other unit of the boot is fine: the masks (mkosi/README.md)
-    // cover what relive cannot run.
+    // Every other unit of the boot is fine: Debian's server runs complete
+    // (mkosi/README.md names the three units masked, and why).
     c.check_with(
         "no other failed unit",
         "relivectl --json list-units --failed",
@@ -327,6 +327,7 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
                 && Report::parse(o.stdout.trim()).is_some_and(|r| r.matches() && r.counter > 0)
         },
     );
+    super::server::server_checks(&mut c);
     // LimitNOFILE= above PID 1's own hard limit (the kernel gives init
     // 1024:4096) is set in the service alone: PID 1 keeps its limits.
     c.check_with(
@@ -354,21 +355,21 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
 }
 
 /// The checks run so far, each a command in the guest and its judge.
-struct Checks<'a> {
+pub struct Checks<'a> {
     paths: &'a Paths,
-    guest: &'a Guest,
+    pub guest: &'a Guest,
     interrupt: &'a Interrupt,
-    out: Vec<Verdict>,
+    pub out: Vec<Verdict>,
 }
 
 impl Checks<'_> {
     /// A judge says whether the output passes; the verdict shows it.
-    fn check(&mut self, name: &str, script: &str, judge: &dyn Fn(&ssh::Output) -> bool) {
+    pub fn check(&mut self, name: &str, script: &str, judge: &dyn Fn(&ssh::Output) -> bool) {
         self.check_with(name, script, &|o| (judge(o), summarize(o)));
     }
 
     /// A judge says whether the output passes, and what to show of it.
-    fn check_with(
+    pub fn check_with(
         &mut self,
         name: &str,
         script: &str,

@@ -15,5 +15,6 @@ pub mod demo;
 pub mod echo_client;
 pub mod faults;
 pub mod pids;
+pub mod server;
 pub mod upgrade;
 pub mod upgrade_check;

@@ -163,6 +163,7 @@ pub fn start(
         let step = output::step("copying the disk for a writable boot");
         let copy = paths.writable_disk();
         disk::copy_sparse(&image.disk, &copy)?;
+        disk::copy_sparse(&paths.data_disk(), &paths.writable_data_disk())?;
         if let Some(bytes) = opts.disk_bytes {
             step.detail(&format!("growing it to {} MiB", bytes >> 20));
             grow_disk(&copy, bytes)?;
@@ -183,7 +184,7 @@ pub fn start(
         kernel: kernel.vmlinuz.clone(),
         initrd: kernel.initrd.clone(),
         // net.ifnames=0: the NIC is eth0 under both inits (no udev rename
-        // racing relive-net.service). panic=-1 with QEMU's -no-reboot: a
+        // racing ifupdown's networking.service). panic=-1 with QEMU's -no-reboot: a
         // dying PID 1 ends QEMU at once instead of hanging until timeout.
         // memmap=: RAM the kernel leaves alone, relive's memory store for
         // live upgrades (/dev/pmem0; 128 MiB aligned inside usable RAM).
@@ -193,6 +194,11 @@ pub fn start(
             init.path()
         ),
         disk: disk.clone(),
+        data_disk: if opts.writable {
+            paths.writable_data_disk()
+        } else {
+            paths.data_disk()
+        },
         snapshot: !opts.writable,
         ssh_port,
         echo_port,

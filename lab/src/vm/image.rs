@@ -24,6 +24,11 @@ const TREE_RECIPE: &str = "tree-v1";
 /// for CRIU images and logs).
 const DISK_SIZE: &str = "3G";
 
+/// Size of the second disk, mounted on /srv/data from the guest's fstab.
+const DATA_DISK_SIZE: &str = "64M";
+/// A file on the data disk, for checks that it is mounted.
+pub const DATA_DISK_MARKER: (&str, &str) = ("relive-lab-data", "relive lab data disk\n");
+
 /// relive's binaries: from target/release into the image's /usr/sbin.
 const RELIVE_BINARIES: &[&str] = &["relive", "relivectl"];
 /// The lab's workload programs (crate workloads/), copied into
@@ -143,7 +148,11 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
     let disk_hash = hex(&disk.finalize());
 
     if let Ok(image) = load(paths) {
-        if image.disk_hash == disk_hash && image.disk.is_file() && tree_fresh {
+        if image.disk_hash == disk_hash
+            && image.disk.is_file()
+            && paths.data_disk().is_file()
+            && tree_fresh
+        {
             step.done_with(&format!("up to date ({})", &disk_hash[..12]));
             return Ok(image);
         }
@@ -154,6 +163,7 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
     apply_overlay(paths, &overlay)?;
     step.detail(&format!("mkfs.ext4 -d, {DISK_SIZE}"));
     make_disk(paths)?;
+    make_data_disk(paths)?;
     let kernels = extract_boot(paths)?;
     step.done_with(&format!("made ({})", &disk_hash[..12]));
 
@@ -280,6 +290,25 @@ fn make_disk(paths: &Paths) -> Result<()> {
         &format!("mkfs.ext4 -d {}", paths.tree().display()),
     )?;
     std::fs::rename(&tmp, paths.disk())?;
+    Ok(())
+}
+
+/// The second disk: ext4 labelled relive-data holding DATA_DISK_MARKER.
+fn make_data_disk(paths: &Paths) -> Result<()> {
+    let staging = paths.out.join("data-disk");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    let (name, text) = DATA_DISK_MARKER;
+    std::fs::write(staging.join(name), text)?;
+    let tmp = paths.data_disk().with_extension("raw.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut mkfs = Command::new("mkfs.ext4");
+    mkfs.args(["-q", "-F", "-L", "relive-data", "-d"])
+        .arg(&staging)
+        .arg(&tmp)
+        .arg(DATA_DISK_SIZE);
+    output::run(&mut mkfs, "mkfs.ext4 (the data disk)")?;
+    std::fs::rename(&tmp, paths.data_disk())?;
     Ok(())
 }
 

@@ -38,6 +38,11 @@ impl Paths {
     pub fn disk(&self) -> PathBuf {
         self.out.join("disk.raw")
     }
+    /// The second disk (ext4, label relive-data), mounted on /srv/data
+    /// from the guest's /etc/fstab.
+    pub fn data_disk(&self) -> PathBuf {
+        self.out.join("data.raw")
+    }
     /// Kernels and initrds copied out of the tree's /boot.
     pub fn boot(&self) -> PathBuf {
         self.out.join("boot")
@@ -57,6 +62,10 @@ impl Paths {
     /// The disk copy a `--writable` boot runs on.
     pub fn writable_disk(&self) -> PathBuf {
         self.run_dir().join("disk.raw")
+    }
+    /// The data disk copy a `--writable` boot runs on.
+    pub fn writable_data_disk(&self) -> PathBuf {
+        self.run_dir().join("data.raw")
     }
     pub fn guest_state(&self) -> PathBuf {
         self.run_dir().join("guest.json")

@@ -29,6 +29,8 @@ pub struct Config {
     pub initrd: PathBuf,
     pub append: String,
     pub disk: PathBuf,
+    /// The second disk (/dev/vdb in the guest).
+    pub data_disk: PathBuf,
     /// Guest writes go to a temporary overlay (`-snapshot`): the disk stays
     /// pristine.
     pub snapshot: bool,
@@ -71,6 +73,11 @@ impl Config {
             .arg(&self.append)
             .arg("-drive")
             .arg(format!("file={},if=virtio,format=raw", self.disk.display()))
+            .arg("-drive")
+            .arg(format!(
+                "file={},if=virtio,format=raw",
+                self.data_disk.display()
+            ))
             .arg("-netdev")
             .arg(format!(
                 "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22,hostfwd=tcp:127.0.0.1:{}-:{GUEST_ECHO_PORT}",
@@ -218,6 +225,7 @@ mod tests {
             initrd: PathBuf::new(),
             append: String::new(),
             disk: PathBuf::new(),
+            data_disk: PathBuf::new(),
             snapshot: true,
             ssh_port: 0,
             echo_port: 0,

@@ -186,7 +186,7 @@ pub fn unit_text(
         "# Written by relive-lab bench (lab/src/bench/twophase/).\n\
          [Unit]\n\
          Description=relive-lab bench: {description}\n\
-         After=relive-net.service\n\
+         After=network.target\n\
          \n\
          [Service]\n\
          Type=simple\n\

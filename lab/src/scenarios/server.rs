@@ -1,0 +1,125 @@
+//! `relive-lab check`'s checks of the Debian server the image is: the
+//! servers and the system's plumbing run and answer under relive, the
+//! fstab disk and swap file are in use, the journal has the units' lines,
+//! the system bus answers, and the serial console shows a login prompt.
+
+use super::check::{Checks, Verdict};
+use crate::vm::image::DATA_DISK_MARKER;
+use std::path::Path;
+use std::time::Instant;
+
+/// Debian's own servers and plumbing, all from their packages' unit files.
+const SERVER_UNITS: &[&str] = &[
+    "nginx.service",
+    "postgresql@15-main.service",
+    "cron.service",
+    "systemd-journald.service",
+    "dbus.service",
+    "systemd-timesyncd.service",
+    "networking.service",
+    "serial-getty@ttyS0.service",
+    "srv-data.mount",
+    "swapfile.swap",
+    "logrotate.timer",
+];
+
+pub fn server_checks(c: &mut Checks<'_>) {
+    c.check(
+        "Debian's servers and plumbing active",
+        &format!("relivectl is-active {}", SERVER_UNITS.join(" ")),
+        &|o| o.success() && o.stdout.lines().all(|l| l.trim() == "active"),
+    );
+    c.check(
+        "nginx answers",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -q1 127.0.0.1 80 | head -1",
+        &|o| o.success() && o.stdout.contains("200 OK"),
+    );
+    c.check(
+        "postgres answers",
+        "cd / && runuser -u postgres -- psql -tAc 'select 6 * 7'",
+        &|o| o.success() && o.stdout.trim() == "42",
+    );
+    let (marker, text) = DATA_DISK_MARKER;
+    let expected = format!("/dev/vdb ext4\n{}", text.trim_end());
+    c.check(
+        "the fstab disk is mounted",
+        &format!("findmnt -no SOURCE,FSTYPE /srv/data && cat /srv/data/{marker}"),
+        &move |o| o.success() && o.stdout.trim() == expected,
+    );
+    c.check(
+        "the fstab swap file is in use",
+        "swapon --show=NAME,TYPE --noheadings",
+        &|o| o.success() && o.stdout.split_whitespace().eq(["/swapfile", "file"]),
+    );
+    // sshd's syslog lines (through journald's /dev/log), relive-counter's
+    // stdout (through journald's stream socket) and relive's own lines
+    // about nginx (through the native socket), each found by its unit.
+    c.check_with(
+        "journalctl -u shows the units' lines",
+        "for u in ssh relive-counter nginx; do \
+         printf '%s %s\\n' $u \"$(journalctl -b -q -o cat -u $u.service | wc -l)\"; done; \
+         journalctl -b -q -o cat -u relive-counter.service | tail -1",
+        &|o| {
+            let counts: Vec<(String, usize)> = o
+                .stdout
+                .lines()
+                .take(3)
+                .filter_map(|l| {
+                    let (unit, n) = l.split_once(' ')?;
+                    Some((unit.to_owned(), n.trim().parse().ok()?))
+                })
+                .collect();
+            let last = o.stdout.lines().nth(3).unwrap_or_default();
+            let ok = o.success()
+                && counts.len() == 3
+                && counts.iter().all(|(_, n)| *n > 0)
+                && last.starts_with("counter=");
+            (
+                ok,
+                format!("lines per unit {counts:?}; last counter line {last:?}"),
+            )
+        },
+    );
+    c.check(
+        "busctl list answers",
+        "busctl list --no-pager --no-legend",
+        &|o| {
+            o.success()
+                && o.stdout.contains("org.freedesktop.DBus")
+                && o.stdout.contains("org.freedesktop.systemd1")
+                && o.stdout.contains("org.freedesktop.timesync1")
+        },
+    );
+    // pam_systemd asks the bus for logind, which is masked: relive answers
+    // dbus-daemon's activation request at once (it used to take 25 s).
+    let started = Instant::now();
+    c.check("an ssh login does not wait for logind", "true", &|o| {
+        o.success()
+    });
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(login) = c.out.last_mut() {
+        login.ok &= secs < LOGIN_SECS_MAX;
+        login.detail = format!("ssh true took {secs:.1} s (limit {LOGIN_SECS_MAX} s)");
+    }
+    c.out.push(login_prompt(&c.guest.serial_log));
+}
+
+/// An ssh command's round trip under TCG is a second or two; dbus-daemon's
+/// activation timeout is 25 s.
+const LOGIN_SECS_MAX: f64 = 15.0;
+
+/// systemd-getty-generator's serial-getty@ttyS0 (from console=ttyS0)
+/// prints agetty's prompt on the serial console, which QEMU writes to the
+/// serial log.
+fn login_prompt(serial_log: &Path) -> Verdict {
+    let text = std::fs::read(serial_log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    // relive's own console lines may follow the prompt on its line.
+    let prompt = text.lines().rev().find(|l| l.contains("relive-lab login:"));
+    Verdict {
+        name: "a login prompt on the serial console".into(),
+        ok: prompt.is_some(),
+        detail: format!("{}: {prompt:?}", serial_log.display()),
+    }
+}
