@@ -8,7 +8,9 @@ use tracing::Level;
 
 /// Sends one formatted record ("LEVEL message") to journald; false when
 /// journald is not there (not started yet, or stopped) or did not take it.
-pub fn send(level: Level, record: &str) -> bool {
+/// A unit's output line ("UNIT: LINE", relayed by relive) goes in as the
+/// unit's: MESSAGE=LINE, SYSLOG_IDENTIFIER= the unit's name.
+pub fn send(level: Level, record: &str, unit_output: bool) -> bool {
     if !std::path::Path::new(SD_JOURNAL_SOCK_PATH).exists() {
         return false;
     }
@@ -19,6 +21,15 @@ pub fn send(level: Level, record: &str) -> bool {
         _ => Priority::Debug,
     };
     let message = strip_level(record);
+    let relayed = unit_output
+        .then(|| message.split_once(": "))
+        .flatten()
+        .filter(|(unit, _)| relive_units::unit_name::is_valid(unit));
+    if let Some((unit, line)) = relayed {
+        let identifier = unit.rsplit_once('.').map_or(unit, |(stem, _)| stem);
+        let fields = [("SYSLOG_IDENTIFIER", identifier), ("UNIT", unit)];
+        return journal_send(priority, line, fields.into_iter()).is_ok();
+    }
     let mut fields = vec![("SYSLOG_IDENTIFIER", "relive")];
     if let Some(unit) = unit_of(message) {
         fields.push(("UNIT", unit));

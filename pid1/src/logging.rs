@@ -23,6 +23,8 @@ const QUEUE: usize = 4096;
 struct Entry {
     text: Vec<u8>,
     level: Level,
+    /// A line of a unit's captured output ("UNIT: LINE", target "unit").
+    unit_output: bool,
 }
 
 /// What the callers and the writer thread share.
@@ -87,10 +89,11 @@ impl LogSink {
         }
     }
 
-    fn record(&self, level: Level) -> Record {
+    fn record(&self, level: Level, unit_output: bool) -> Record {
         Record {
             buf: Vec::new(),
             level,
+            unit_output,
             shared: Arc::clone(&self.shared),
         }
     }
@@ -107,6 +110,7 @@ fn write_all(rx: Receiver<Entry>, mut console: Target, mut kmsg: Option<Target>,
                 )
                 .into_bytes(),
                 level: Level::WARN,
+                unit_output: false,
             };
             write_entry(&note, &mut console, kmsg.as_mut());
         }
@@ -122,7 +126,8 @@ fn write_entry(entry: &Entry, console: &mut Target, kmsg: Option<&mut Target>) {
     let Some(kmsg) = kmsg else {
         return;
     };
-    if crate::journal_log::send(entry.level, &String::from_utf8_lossy(&entry.text)) {
+    let text = String::from_utf8_lossy(&entry.text);
+    if crate::journal_log::send(entry.level, &text, entry.unit_output) {
         return;
     }
     // syslog priorities: err 3, warning 4, info 6, debug 7.
@@ -142,6 +147,7 @@ fn write_entry(entry: &Entry, console: &mut Target, kmsg: Option<&mut Target>) {
 pub struct Record {
     buf: Vec<u8>,
     level: Level,
+    unit_output: bool,
     shared: Arc<Shared>,
 }
 
@@ -161,6 +167,7 @@ impl Drop for Record {
         let entry = Entry {
             text: std::mem::take(&mut self.buf),
             level: self.level,
+            unit_output: self.unit_output,
         };
         let queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = queue.as_ref() else {
@@ -186,13 +193,16 @@ impl<'a> MakeWriter<'a> for LogSink {
     type Writer = Record;
 
     fn make_writer(&'a self) -> Record {
-        self.record(Level::INFO)
+        self.record(Level::INFO, false)
     }
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Record {
-        self.record(*meta.level())
+        self.record(*meta.level(), meta.target() == UNIT_OUTPUT_TARGET)
     }
 }
+
+/// The tracing target of units' captured output lines.
+pub const UNIT_OUTPUT_TARGET: &str = "unit";
 
 /// The sink `init` installed, for `flush`.
 static SINK: std::sync::OnceLock<LogSink> = std::sync::OnceLock::new();
@@ -275,13 +285,13 @@ mod tests {
         };
         let sink = LogSink::with_targets(Box::new(console), None, 4);
         // The writer holds a first record, stuck on the console.
-        let mut first = sink.record(Level::INFO);
+        let mut first = sink.record(Level::INFO, false);
         let _ = writeln!(first, "first");
         drop(first);
         entered.recv_timeout(Duration::from_secs(5)).unwrap();
         let started = Instant::now();
         for i in 0..100 {
-            let mut record = sink.record(Level::INFO);
+            let mut record = sink.record(Level::INFO, false);
             let _ = writeln!(record, "line {i}");
         }
         assert!(
@@ -294,7 +304,7 @@ mod tests {
         }
         sink.flush(Duration::from_secs(5));
         // A record after the stall reports how many went missing.
-        let mut record = sink.record(Level::INFO);
+        let mut record = sink.record(Level::INFO, false);
         let _ = writeln!(record, "after");
         drop(record);
         sink.flush(Duration::from_secs(5));

@@ -1,7 +1,10 @@
 //! Service output to journald: while something accepts on journald's
 //! stdout socket, relive connects each service to it with the header of
 //! journald's stdout-stream protocol (as systemd's PID 1 does), and the
-//! service's lines follow on that stream. A listener stands in for
+//! service's lines follow on that stream. A service a live upgrade
+//! preserves (the default for one that runs) writes into relive's pipe
+//! instead, and relive relays its lines: a stream would break when journald
+//! is restarted, and cannot cross the kexec. A listener stands in for
 //! systemd-journald here (its socket path is relive.toml's).
 
 use relive_tests::{require_sandbox, Sandbox};
@@ -24,13 +27,20 @@ fn service_output_streams_to_journald_with_its_header() {
         &[
             (
                 "greet.service",
-                "[Service]\nSyslogIdentifier=greeter\nExecStart=/bin/sh -c 'echo hello; echo oops >&2; sleep 300'\n",
+                "[Service]\nSyslogIdentifier=greeter\nExecStart=/bin/sh -c 'echo hello; echo oops >&2; sleep 300'\n[X-LiveUpgrade]\nMode=restart\n",
             ),
             (
                 "plain.service",
-                "[Service]\nStandardOutput=journal+console\nExecStart=/bin/echo plain\n",
+                "[Service]\nStandardOutput=journal+console\nExecStart=/bin/echo plain\n[X-LiveUpgrade]\nMode=restart\n",
             ),
-            ("multi-user.target", "[Unit]\nWants=greet.service plain.service\n"),
+            (
+                "kept.service",
+                "[Service]\nExecStart=/bin/sh -c 'echo kept line; sleep 300'\n",
+            ),
+            (
+                "multi-user.target",
+                "[Unit]\nWants=greet.service plain.service kept.service\n",
+            ),
         ],
         &config,
     );
@@ -61,6 +71,13 @@ fn service_output_streams_to_journald_with_its_header() {
         streams["plain.service"].starts_with("echo\nplain.service\n6\n1\n0\n0\n1\n"),
         "{streams:?}"
     );
+    // The preserved one's line came through relive's pipe, and no third
+    // stream was opened for it.
+    sandbox.wait_for("kept.service's line", Duration::from_secs(10), || {
+        sandbox.log().contains("kept.service: kept line")
+    });
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "a stream for kept.service");
     let (status, log) = sandbox.poweroff();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}\n{log}");

@@ -268,7 +268,21 @@ impl Manager {
                             to_console: console,
                         };
                         let journald = &this.config.manager.journal_stdout_socket;
-                        let fd = match super::journal::connect(journald, &header) {
+                        // A preserved service writes into relive's pipe
+                        // even when journald runs (relive relays the lines
+                        // to the journal): a stream to journald would break
+                        // when journald is restarted by a live upgrade, and
+                        // cannot cross the kexec, where relive gives the
+                        // restored process a new pipe.
+                        let preserved = this.state.units.get(name).is_some_and(|u| {
+                            u.config.as_ref().is_some_and(|c| {
+                                c.live_upgrade.mode == relive_units::UpgradeMode::Preserve
+                            })
+                        });
+                        let stream = (!preserved)
+                            .then(|| super::journal::connect(journald, &header))
+                            .flatten();
+                        let fd = match stream {
                             Some(stream) => stream,
                             None => this
                                 .rt

@@ -106,6 +106,7 @@ impl Manager {
         }
         let window = self.rt.output_rate.get_mut(unit).expect("inserted above");
         match window.admit(std::time::Instant::now()) {
+            // The target marks it for the journal (crate::journal_log).
             Admit::Log { suppressed: 0 } => tracing::info!(target: "unit", "{unit}: {line}"),
             Admit::Log { suppressed } => {
                 tracing::warn!("{unit}: {suppressed} output lines not logged (more than {OUTPUT_BURST} in {OUTPUT_INTERVAL:?})");
