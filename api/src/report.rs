@@ -196,7 +196,8 @@ pub struct UnitRecord {
     /// Inodes of the output pipes its processes wrote to.
     #[serde(default)]
     pub pipes: Vec<u64>,
-    /// Its RuntimeDirectory= names, carried in the store.
+    /// Its RuntimeDirectory= names and the files under /run it held open,
+    /// carried in the store.
     #[serde(default)]
     pub runtime_dirs: Vec<String>,
     #[serde(default)]

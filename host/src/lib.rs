@@ -33,8 +33,9 @@ pub struct ParkInfo {
     pub cgroup: String,
     /// Inodes of the output pipes its processes write to.
     pub pipes: Vec<u64>,
-    /// Its RuntimeDirectory= names (under /run, which the next kernel
-    /// starts empty).
+    /// Its RuntimeDirectory= names and the files under /run its processes
+    /// hold open (a locked PID file), relative to /run, which the next
+    /// kernel starts empty.
     pub runtime_dirs: Vec<String>,
 }
 

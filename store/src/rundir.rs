@@ -1,8 +1,10 @@
-//! RuntimeDirectory= content across the kexec.
+//! RuntimeDirectory= content, and files a unit holds open under /run,
+//! across the kexec.
 //!
 //! /run is a tmpfs: the new kernel starts it empty, yet restored services
 //! expect their runtime directories (sshd refuses connections without
-//! /run/sshd) and what they wrote there (PID files). Regular files and
+//! /run/sshd) and what they wrote there (PID files), and CRIU reopens an
+//! open file by its path (cron keeps /run/crond.pid open). Regular files and
 //! directories are copied into the store and back, with modes and owners;
 //! sockets and FIFOs are not (CRIU re-creates bound sockets itself).
 
@@ -15,12 +17,19 @@ use std::path::Path;
 /// that much is not state a PID file-sized copy should move).
 const MAX_FILE: u64 = 16 << 20;
 
-/// Copies `/run/NAME` for each name into `dest/NAME`.
+/// Copies `/run/NAME` (a directory or a file) for each name into `dest/NAME`.
 pub fn save(run: &Path, names: &[String], dest: &Path) -> io::Result<()> {
     for name in names {
         let from = run.join(name);
+        let to = dest.join(name);
         if from.is_dir() {
-            copy_tree(&from, &dest.join(name))?;
+            copy_tree(&from, &to)?;
+        } else if from.is_file() {
+            // A file the unit holds open, perhaps in a directory of its own.
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            copy_tree(&from, &to)?;
         }
     }
     Ok(())
@@ -67,7 +76,12 @@ mod tests {
         fs::write(run.join("svc/svc.pid"), "123\n").unwrap();
         fs::set_permissions(run.join("svc"), fs::Permissions::from_mode(0o2755)).unwrap();
         let _sock = std::os::unix::net::UnixListener::bind(run.join("svc/s.sock")).unwrap();
-        save(&run, &["svc".into(), "absent".into()], &base.join("store")).unwrap();
+        fs::create_dir_all(run.join("other/deep")).unwrap();
+        fs::write(run.join("crond.pid"), "7\n").unwrap();
+        fs::write(run.join("other/deep/held.pid"), "8\n").unwrap();
+        fs::write(run.join("other/not-held"), "9\n").unwrap();
+        let names = ["svc", "absent", "crond.pid", "other/deep/held.pid"].map(String::from);
+        save(&run, &names, &base.join("store")).unwrap();
         fs::remove_dir_all(&run).unwrap();
         fs::create_dir_all(&run).unwrap();
         restore(&base.join("store"), &run).unwrap();
@@ -76,6 +90,13 @@ mod tests {
             "123\n"
         );
         assert!(run.join("svc/sub").is_dir());
+        // Open files alone, not what lies beside them.
+        assert_eq!(fs::read_to_string(run.join("crond.pid")).unwrap(), "7\n");
+        assert_eq!(
+            fs::read_to_string(run.join("other/deep/held.pid")).unwrap(),
+            "8\n"
+        );
+        assert!(!run.join("other/not-held").exists());
         assert!(!run.join("svc/s.sock").exists());
         assert_eq!(
             fs::metadata(run.join("svc")).unwrap().permissions().mode() & 0o7777,

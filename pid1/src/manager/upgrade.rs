@@ -39,10 +39,11 @@ impl Manager {
     /// Takes a running service out of supervision for its checkpoint.
     pub fn park(&mut self, name: &str) -> Result<ParkInfo, ManagerError> {
         let pipes = self.rt.outputs.inodes_of(name);
-        let runtime_dirs = self
+        let mut runtime_dirs = self
             .service_config(name)
             .map(|s| s.runtime_directory)
             .unwrap_or_default();
+        runtime_dirs.extend(self.open_run_files(name));
         let u = self
             .state
             .units
@@ -66,6 +67,31 @@ impl Manager {
             pipes,
             runtime_dirs,
         })
+    }
+
+    /// Files under /run the unit's processes hold open, relative to /run
+    /// (cron keeps /run/crond.pid open and locked): /run starts empty in
+    /// the new kernel, and CRIU reopens files by their path.
+    fn open_run_files(&self, name: &str) -> Vec<String> {
+        let cgroup = relive_sys::cgroup::unit_cgroup(name);
+        let mut files = std::collections::BTreeSet::new();
+        for pid in self.rt.kernel.cgroup_pids(&cgroup).unwrap_or_default() {
+            let Ok(fds) = procfs::process::Process::new(pid).and_then(|p| p.fd()) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let procfs::process::FDTarget::Path(path) = fd.target else {
+                    continue;
+                };
+                let Ok(relative) = path.strip_prefix("/run") else {
+                    continue;
+                };
+                if path.is_file() && !relative.as_os_str().is_empty() {
+                    files.insert(relative.to_string_lossy().into_owned());
+                }
+            }
+        }
+        files.into_iter().collect()
     }
 
     /// Puts a parked unit back under supervision (the upgrade was aborted
