@@ -397,8 +397,13 @@ impl Manager {
                     Some(UnitKind::Mount | UnitKind::Swap) => self.start_mount(name),
                     Some(UnitKind::Path) => self.start_path(name),
                     Some(UnitKind::Target) => {
-                        tracing::info!("reached target {name}");
-                        self.set_state(name, ActiveState::Active, SubState::Running);
+                        // Conditions hold for targets too
+                        // (first-boot-complete.target: ConditionFirstBoot=).
+                        let cfg = self.state.units[name].config.clone();
+                        if cfg.is_some_and(|cfg| self.start_checks_pass(name, &cfg)) {
+                            tracing::info!("reached target {name}");
+                            self.set_state(name, ActiveState::Active, SubState::Reached);
+                        }
                     }
                     // Not runnable here: the job succeeds without activating it.
                     _ => self.finish_job(name, Ok(())),

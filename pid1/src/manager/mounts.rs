@@ -29,6 +29,31 @@ pub enum Control {
 /// API file systems (systemd's "perpetual" units).
 const PERPETUAL: &[&str] = &["/", "/proc", "/sys", "/dev", "/run", "/sys/fs/cgroup"];
 
+/// The kernel's API file systems, which systemd never makes units of
+/// (mount_point_is_api(), mount_point_ignore()): dependencies on them are
+/// on units that do not exist.
+const API_MOUNT_POINTS: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/sys/kernel/security",
+    "/sys/fs/smackfs",
+    "/dev",
+    "/dev/shm",
+    "/dev/pts",
+    "/run",
+    "/sys/fs/cgroup",
+    "/sys/fs/cgroup/unified",
+    "/sys/fs/cgroup/systemd",
+    "/sys/fs/pstore",
+    "/sys/firmware/efi/efivars",
+    "/sys/fs/bpf",
+    "/sys/fs/selinux",
+    "/dev/console",
+    "/proc/kmsg",
+    "/proc/sys",
+    "/proc/sys/kernel/random/boot_id",
+];
+
 /// The kernel's mount points, read once for as many questions as needed.
 pub fn mount_points() -> Vec<std::path::PathBuf> {
     procfs::process::Process::myself()
@@ -100,6 +125,9 @@ impl Manager {
     /// A unit for a mount point the kernel lists but no file describes.
     pub(super) fn mount_from_kernel(&self, name: &str) -> Option<relive_units::Unit> {
         let path = unit_name::to_path(name)?;
+        if API_MOUNT_POINTS.contains(&path.as_str()) {
+            return None;
+        }
         let (source, fs_type) = mount_entry(Path::new(&path))?;
         let mut unit = relive_units::Unit::synthetic(name, UnitKind::Mount, &path);
         unit.mount = Some(MountSection {
@@ -145,8 +173,8 @@ impl Manager {
                 if mount == name || needed.contains(&mount) {
                     continue;
                 }
-                let known =
-                    points.iter().any(|p| p == Path::new(&prefix)) || self.loader_has(&mount);
+                let known = !API_MOUNT_POINTS.contains(&prefix.as_str())
+                    && (points.iter().any(|p| p == Path::new(&prefix)) || self.loader_has(&mount));
                 if known {
                     needed.push(mount);
                 }

@@ -99,6 +99,8 @@ pub enum SubState {
     Mounted,
     /// A swap area in use.
     SwapActive,
+    /// A target reached (systemd's sub-state for targets, "active").
+    Reached,
     Exited,
     Reload,
     Stop,
@@ -124,6 +126,7 @@ impl SubState {
             SubState::Plugged => "plugged",
             SubState::Mounted => "mounted",
             SubState::SwapActive => "active",
+            SubState::Reached => "active",
             SubState::Exited => "exited",
             SubState::Reload => "reload",
             SubState::Stop => "stop",

@@ -582,3 +582,24 @@ fn a_service_active_without_a_process_is_rerun_by_an_upgrade_not_preserved() {
     assert!(plan.preserved.is_empty(), "{:?}", plan.preserved);
     assert_eq!(plan.rerun, ["script.service"]);
 }
+
+#[test]
+fn a_target_is_reached_only_when_its_conditions_hold() {
+    let (mut m, _k, _dir) = manager(&[
+        ("t.target", "[Unit]\nDescription=t\n"),
+        (
+            "first-boot.target",
+            "[Unit]\nConditionPathExists=/nonexistent/relive-test\n",
+        ),
+    ]);
+    m.request("t.target", JobKind::Start).unwrap();
+    let t = m.unit("t.target").unwrap();
+    // systemd's sub-state for a reached target.
+    assert_eq!((t.active, t.sub.as_str()), (ActiveState::Active, "active"));
+    let done = m.request("first-boot.target", JobKind::Start).unwrap();
+    assert_eq!(
+        m.unit("first-boot.target").unwrap().active,
+        ActiveState::Inactive
+    );
+    assert_eq!(done.try_recv().unwrap(), Ok(()));
+}
