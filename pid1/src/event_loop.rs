@@ -106,6 +106,8 @@ struct Ready {
     sockets: Vec<std::os::fd::RawFd>,
     /// Path units' inotify events.
     paths: bool,
+    /// Automount units' request pipes with requests.
+    automounts: Vec<std::os::fd::RawFd>,
 }
 
 /// Why the loop returned.
@@ -210,6 +212,7 @@ impl EventLoop {
         let execs = self.manager.rt.execs.fds();
         let sockets = self.manager.listening_fds();
         let paths = self.manager.rt.path_watches.fd();
+        let automounts = self.manager.rt.automounts.fds();
         let mut fds = vec![
             PollFd::new(self.signals.pipe_read.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.notify.fd.as_fd(), PollFlags::POLLIN),
@@ -218,6 +221,11 @@ impl EventLoop {
         fds.extend(outputs.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
         fds.extend(execs.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
         fds.extend(sockets.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        fds.extend(
+            automounts
+                .iter()
+                .map(|fd| PollFd::new(*fd, PollFlags::POLLIN)),
+        );
         fds.extend(paths.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
         if nix::poll::poll(&mut fds, timeout).is_err() {
             return Ready::default();
@@ -231,12 +239,14 @@ impl EventLoop {
         };
         let (outputs_polled, rest) = fds[3..].split_at(outputs.len());
         let (execs_polled, rest) = rest.split_at(execs.len());
-        let (sockets_polled, paths_polled) = rest.split_at(sockets.len());
+        let (sockets_polled, rest) = rest.split_at(sockets.len());
+        let (automounts_polled, paths_polled) = rest.split_at(automounts.len());
         Ready {
             outputs: readable(outputs_polled),
             execs: readable(execs_polled),
             sockets: readable(sockets_polled),
             paths: !readable(paths_polled).is_empty(),
+            automounts: readable(automounts_polled),
         }
     }
 
@@ -264,6 +274,9 @@ impl EventLoop {
         }
         if ready.paths {
             self.manager.path_events();
+        }
+        for fd in &ready.automounts {
+            self.manager.automount_ready(*fd);
         }
         for (flag, kind) in [
             (&self.signals.poweroff, ShutdownKind::PowerOff),

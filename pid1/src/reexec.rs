@@ -30,6 +30,10 @@ pub struct Handover {
     /// File descriptor stores: descriptor, unit, name, in order.
     #[serde(default)]
     pub fd_store: Vec<(RawFd, String, String)>,
+    /// Automount units' autofs mounts: request pipe, ioctl descriptor,
+    /// unit, the kernel's requests still waiting.
+    #[serde(default)]
+    pub automounts: Vec<(RawFd, RawFd, String, Vec<u32>)>,
     /// Wall clock at serialization, µs since the epoch.
     pub written_at_usec: u64,
 }
@@ -57,6 +61,7 @@ pub fn exec_self(
 ) -> io::Error {
     let outputs = event_loop.manager.rt.outputs.export();
     let listeners = event_loop.manager.rt.listeners.export();
+    let automounts = event_loop.manager.rt.automounts.export();
     let fd_store: Vec<(RawFd, String, String)> =
         std::mem::take(&mut event_loop.manager.rt.fd_store)
             .into_iter()
@@ -74,6 +79,7 @@ pub fn exec_self(
         outputs: outputs.clone(),
         listeners: listeners.clone(),
         fd_store: fd_store.clone(),
+        automounts: automounts.clone(),
         written_at_usec: crate::manager::clock::wall_usec(),
     };
     let error = match try_exec(&handover, binary, args) {
@@ -105,6 +111,18 @@ pub fn exec_self(
             .or_default()
             .push((name, fd));
     }
+    for (requests, ioctl, unit, waiting) in automounts {
+        // SAFETY: `export` gave up ownership of these open descriptors.
+        let (requests, ioctl) =
+            unsafe { (OwnedFd::from_raw_fd(requests), OwnedFd::from_raw_fd(ioctl)) };
+        let _ = set_cloexec(&requests, true);
+        let _ = set_cloexec(&ioctl, true);
+        event_loop
+            .manager
+            .rt
+            .automounts
+            .adopt(requests, ioctl, &unit, waiting);
+    }
     for fd in [Some(handover.notify_fd), control_fd].into_iter().flatten() {
         let _ = set_cloexec_raw(fd, true);
     }
@@ -129,6 +147,7 @@ fn try_exec(
     inherited.extend(handover.outputs.iter().map(|(fd, _)| *fd));
     inherited.extend(handover.listeners.iter().map(|(fd, _)| *fd));
     inherited.extend(handover.fd_store.iter().map(|(fd, _, _)| *fd));
+    inherited.extend(handover.automounts.iter().flat_map(|(r, i, _, _)| [*r, *i]));
     for fd in &inherited {
         set_cloexec_raw(*fd, false)?;
     }
@@ -291,6 +310,7 @@ mod tests {
             outputs: vec![(9, "a.service".into())],
             listeners: vec![(10, "a.socket".into())],
             fd_store: vec![(11, "a.service".into(), "kept".into())],
+            automounts: vec![(12, 13, "a.automount".into(), vec![7])],
             written_at_usec: 1,
         };
         let bytes = handover::encode(

@@ -12,6 +12,7 @@
 //! - [`sched`], [`users`]: idle priority, user and group look-ups without NSS;
 //! - [`ExitStatus`]: how a process ended.
 
+pub mod autofs;
 pub mod cgroup;
 pub mod freezer;
 pub mod kexec;

@@ -63,6 +63,11 @@ pub struct SpawnRequest {
     pub stdin: Stdio,
     /// IgnoreSIGPIPE= (systemd's default for services: yes).
     pub ignore_sigpipe: bool,
+    /// Stay in PID 1's process group instead of a session of its own:
+    /// mount(8) for a mount an automount waits for, whose lookups of the
+    /// mount point the kernel then lets through (autofs's "daemon" is a
+    /// process group) instead of making them wait for that very mount.
+    pub same_process_group: bool,
     /// AmbientCapabilities= as bits (1 << CAP_*): kept across the switch
     /// to `credentials`' user and raised into the ambient set.
     pub ambient_caps: u64,
@@ -101,6 +106,7 @@ impl SpawnRequest {
             keep_fds: Vec::new(),
             stdin: Stdio::Null,
             ignore_sigpipe: false,
+            same_process_group: false,
             ambient_caps: 0,
             bounding_set: None,
             tty: None,
@@ -345,6 +351,7 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         cwd_optional: request.working_directory_optional,
         keep_fds: &request.keep_fds,
         ignore_sigpipe: request.ignore_sigpipe,
+        same_process_group: request.same_process_group,
         ambient_caps: request.ambient_caps,
         bounding_set: request.bounding_set,
         tty: request.tty.as_ref(),
@@ -398,6 +405,7 @@ struct ChildPlan<'a> {
     cwd_optional: bool,
     keep_fds: &'a [RawFd],
     ignore_sigpipe: bool,
+    same_process_group: bool,
     ambient_caps: u64,
     bounding_set: Option<u64>,
     tty: Option<&'a crate::tty::TtyRequest>,
@@ -498,7 +506,7 @@ fn child_main(plan: &ChildPlan) -> ! {
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
 
-        if libc::setsid() < 0 {
+        if !plan.same_process_group && libc::setsid() < 0 {
             fail(plan, ChildStep::Setsid);
         }
         let tty = match plan.tty {

@@ -236,6 +236,7 @@ impl Loader {
             Some("timer") => UnitKind::Timer,
             Some("mount") => UnitKind::Mount,
             Some("swap") => UnitKind::Swap,
+            Some("automount") => UnitKind::Automount,
             Some("path") => UnitKind::Path,
             _ => UnitKind::Unsupported,
         };
@@ -314,6 +315,7 @@ impl Loader {
             timer: built.timer,
             mount: built.mount,
             swap: built.swap,
+            automount: built.automount,
             path: built.path,
             install: built.install,
             live_upgrade: built.live_upgrade,

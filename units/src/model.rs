@@ -49,6 +49,8 @@ pub enum UnitKind {
     Mount,
     Swap,
     Path,
+    /// A mount point that mounts its .mount unit on first access (autofs).
+    Automount,
     /// A device the kernel and udev made (no unit file needed): active
     /// ("plugged") while its node or /sys path exists.
     Device,
@@ -85,6 +87,8 @@ pub struct Unit {
     /// Present for swap units.
     #[serde(default)]
     pub swap: Option<crate::mount::SwapSection>,
+    #[serde(default)]
+    pub automount: Option<crate::mount::AutomountSection>,
     /// Present for path units.
     #[serde(default)]
     pub path: Option<crate::path::PathSection>,
@@ -114,6 +118,7 @@ impl Unit {
             timer: None,
             mount: None,
             swap: None,
+            automount: None,
             path: None,
             install: InstallSection::default(),
             live_upgrade: LiveUpgrade {

@@ -70,6 +70,18 @@ impl MountSection {
     }
 }
 
+/// The [Automount] section (systemd.automount(5)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutomountSection {
+    /// Where=: the mount point; the .mount unit of the same name is
+    /// started on the first access.
+    pub where_: PathBuf,
+    /// DirectoryMode= for directories made on the way (default 0755).
+    pub directory_mode: u32,
+    /// TimeoutIdleSec=: unmount after this long unused (zero: never).
+    pub timeout_idle: std::time::Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwapSection {
     /// What=: a device or a swap file.

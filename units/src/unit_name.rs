@@ -164,7 +164,13 @@ pub fn escape(s: &str) -> String {
 /// The service of the same name (`a@b.timer` → `a@b.service`): what a
 /// socket, timer or path unit starts by default.
 pub fn same_name_service(name: &str) -> Option<String> {
-    UnitName::parse(name).map(|n| format!("{}.service", n.stem()))
+    same_name(name, "service")
+}
+
+/// The unit of the same name with another suffix (`a.automount` →
+/// `a.mount`).
+pub fn same_name(name: &str, suffix: &str) -> Option<String> {
+    UnitName::parse(name).map(|n| format!("{}.{suffix}", n.stem()))
 }
 
 /// systemd's `unit_name_from_path()`: `/srv/data` → `srv-data.mount`,

@@ -156,3 +156,35 @@ fn a_dbus_service_needs_its_bus_name_and_the_bus() {
     assert!(u.unit.after.iter().any(|a| a == "dbus.socket"));
     assert!(!u.unit.requires.iter().any(|a| a == "dbus.socket"));
 }
+
+#[test]
+fn an_automount_names_its_mount_point_and_comes_before_its_mount() {
+    let t = Tree::new();
+    t.write(
+        "lib/proc-sys-fs-binfmt_misc.automount",
+        "[Automount]\nWhere=/proc/sys/fs/binfmt_misc\nTimeoutIdleSec=30s\n",
+    );
+    let path = t.write("lib/srv-x.automount", "[Automount]\nWhere=/srv/y\n");
+    let loader = t.loader(&["lib"]);
+    let u = loader.load("proc-sys-fs-binfmt_misc.automount").unwrap();
+    assert_eq!(u.kind, UnitKind::Automount);
+    let a = u.automount.as_ref().unwrap();
+    assert_eq!(a.where_, std::path::Path::new("/proc/sys/fs/binfmt_misc"));
+    assert_eq!(a.timeout_idle, std::time::Duration::from_secs(30));
+    assert_eq!(a.directory_mode, 0o755);
+    for before in [
+        "proc-sys-fs-binfmt_misc.mount",
+        "local-fs.target",
+        "umount.target",
+    ] {
+        assert!(u.unit.before.iter().any(|b| b == before), "{before}");
+    }
+    let err = loader.load("srv-x.automount").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: Where= setting doesn't match unit name. Refusing.",
+            path.display()
+        )
+    );
+}

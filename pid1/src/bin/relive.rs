@@ -310,6 +310,19 @@ fn run(
                     .listeners
                     .adopt(unsafe { relive::reexec::adopt_fd(*fd) }, unit);
             }
+            for (requests, ioctl, unit, waiting) in &h.automounts {
+                // SAFETY: as above.
+                let (requests, ioctl) = unsafe {
+                    (
+                        relive::reexec::adopt_fd(*requests),
+                        relive::reexec::adopt_fd(*ioctl),
+                    )
+                };
+                manager
+                    .rt
+                    .automounts
+                    .adopt(requests, ioctl, unit, waiting.clone());
+            }
             for (fd, unit, name) in &h.fd_store {
                 // SAFETY: as above.
                 let fd = unsafe { relive::reexec::adopt_fd(*fd) };

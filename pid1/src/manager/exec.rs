@@ -136,6 +136,7 @@ impl Manager {
             keep_fds: Vec::new(),
             stdin,
             ignore_sigpipe: svc.ignore_sigpipe,
+            same_process_group: false,
             // The '+' and '!' prefixes run with full privileges.
             // Ambient capabilities live within the bounding set.
             ambient_caps: if cmd.privileged {

@@ -396,6 +396,7 @@ impl Manager {
                     Some(UnitKind::Device) => self.start_device(name),
                     Some(UnitKind::Mount | UnitKind::Swap) => self.start_mount(name),
                     Some(UnitKind::Path) => self.start_path(name),
+                    Some(UnitKind::Automount) => self.start_automount(name),
                     Some(UnitKind::Target) => {
                         // Conditions hold for targets too
                         // (first-boot-complete.target: ConditionFirstBoot=).
@@ -416,6 +417,7 @@ impl Manager {
                 Some(UnitKind::Device) => self.stop_device(name),
                 Some(UnitKind::Mount | UnitKind::Swap) => self.stop_mount(name),
                 Some(UnitKind::Path) => self.stop_path(name),
+                Some(UnitKind::Automount) => self.stop_automount(name),
                 _ => self.set_state(name, ActiveState::Inactive, SubState::Dead),
             },
             JobKind::Reload => self.begin_reload(name),

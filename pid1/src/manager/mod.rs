@@ -4,6 +4,7 @@
 //! timer, a request from D-Bus) change the state, then `dispatch` runs queued
 //! jobs until nothing changes any more (a fixed point, without recursion).
 
+pub mod automounts;
 mod bus_names;
 pub mod clock;
 mod conditions;
@@ -88,6 +89,8 @@ pub struct Runtime {
     /// Type=idle's gate (read end, write end), dropped once no job is
     /// left: see `Manager::idle_gate`.
     pub idle_gate: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+    /// Automount units' autofs mounts and the accesses waiting on them.
+    pub automounts: automounts::Automounts,
     /// The connection to the system bus, once there is a loop to serve it.
     pub system_bus: Option<crate::system_bus::SystemBus>,
     /// The well-known names owned on the system bus (Type=dbus).
@@ -139,6 +142,7 @@ impl Manager {
                 controls: HashMap::new(),
                 path_watches: paths::PathWatches::default(),
                 fd_store: std::collections::BTreeMap::new(),
+                automounts: automounts::Automounts::default(),
                 system_bus: None,
                 bus_names: BTreeSet::new(),
             },

@@ -62,10 +62,20 @@ pub fn mount_points() -> Vec<std::path::PathBuf> {
         .unwrap_or_default()
 }
 
-/// Whether the kernel lists `path` as a mount point.
+/// Whether the kernel lists `path` as a mount point (an automount's
+/// autofs counts, as for ConditionPathIsMountPoint=).
 pub fn mounted(path: &Path) -> bool {
     mount_points().iter().any(|m| m == path)
 }
+
+/// Whether a file system is mounted on `path`: its top entry, not an
+/// automount's autofs waiting for the real one.
+fn file_system_mounted(path: &Path) -> bool {
+    mount_entry(path).is_some_and(|(_, fs_type)| fs_type != AUTOFS)
+}
+
+/// The file system type of an automount's trap.
+const AUTOFS: &str = "autofs";
 
 /// The kernel's entry for a mount point: (source, file system type).
 fn mount_entry(path: &Path) -> Option<(String, String)> {
@@ -128,7 +138,7 @@ impl Manager {
         if API_MOUNT_POINTS.contains(&path.as_str()) {
             return None;
         }
-        let (source, fs_type) = mount_entry(Path::new(&path))?;
+        let (source, fs_type) = mount_entry(Path::new(&path)).filter(|(_, t)| t != AUTOFS)?;
         let mut unit = relive_units::Unit::synthetic(name, UnitKind::Mount, &path);
         unit.mount = Some(MountSection {
             what: source,
@@ -211,7 +221,7 @@ impl Manager {
             return;
         }
         if let Some(m) = &cfg.mount {
-            if mounted(&m.where_) {
+            if file_system_mounted(&m.where_) {
                 return self.set_state(name, ActiveState::Active, SubState::Mounted);
             }
             if let Err(e) = std::fs::DirBuilder::new()
@@ -246,7 +256,7 @@ impl Manager {
                 self.set_state(name, active, sub);
                 return self.finish_job(name, Ok(()));
             }
-            if !mounted(&m.where_) {
+            if !file_system_mounted(&m.where_) {
                 return self.set_state(name, ActiveState::Inactive, SubState::Dead);
             }
             self.run_control(name, Control::Unmount, &cfg, &m.what, &target, m.timeout);
@@ -286,6 +296,9 @@ impl Manager {
                     stdout: Stdio::Inherit,
                     stderr: Stdio::Inherit,
                     umask: 0o022,
+                    // As systemd's mount units (same_pgrp): an automount
+                    // may be waiting for this mount.
+                    same_process_group: true,
                     ..SpawnRequest::program(
                         argv[0].clone(),
                         argv,
@@ -332,7 +345,7 @@ impl Manager {
         u.control_pid = None;
         u.deadline = None;
         let now_active = match (&cfg.mount, &cfg.swap) {
-            (Some(m), _) => mounted(&m.where_),
+            (Some(m), _) => file_system_mounted(&m.where_),
             (_, Some(s)) => swap_active(&s.what),
             _ => false,
         };

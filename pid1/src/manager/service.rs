@@ -65,6 +65,9 @@ impl Manager {
             if name == relive_units::DBUS_SERVICE && active == ActiveState::Active {
                 self.system_bus_started();
             }
+            if name.ends_with(".mount") {
+                self.automount_mount_notify(name);
+            }
         }
         if went_down && !requested {
             for binder in self.binders(name) {

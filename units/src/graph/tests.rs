@@ -19,6 +19,7 @@ fn unit(name: &str, edit: impl FnOnce(&mut UnitSection)) -> Unit {
         timer: None,
         mount: None,
         swap: None,
+        automount: None,
         path: None,
         install: InstallSection::default(),
         live_upgrade: LiveUpgrade {

@@ -7,7 +7,7 @@
 //! not implement, and unknown sections, are one `Warning` each. Keys and
 //! sections starting with `X-` are ignored silently, as in systemd.
 
-use super::mount::{MountBuilder, SwapBuilder};
+use super::mount::{AutomountBuilder, MountBuilder, SwapBuilder};
 use super::path::PathBuilder;
 use super::service::ServiceBuilder;
 use super::socket::SocketBuilder;
@@ -133,6 +133,7 @@ pub(crate) struct Builder<'a> {
     pub timer: Option<TimerBuilder>,
     pub mount: Option<MountBuilder>,
     pub swap: Option<SwapBuilder>,
+    pub automount: Option<AutomountBuilder>,
     pub path: Option<PathBuilder>,
     pub(super) mode: Option<UpgradeMode>,
     pub(super) priority: Option<u16>,
@@ -165,6 +166,7 @@ impl<'a> Builder<'a> {
             timer: (kind == UnitKind::Timer).then(TimerBuilder::default),
             mount: (kind == UnitKind::Mount).then(MountBuilder::default),
             swap: (kind == UnitKind::Swap).then(SwapBuilder::default),
+            automount: (kind == UnitKind::Automount).then(AutomountBuilder::default),
             path: (kind == UnitKind::Path).then(PathBuilder::default),
             mode: None,
             priority: None,
@@ -236,6 +238,12 @@ impl<'a> Builder<'a> {
                 b.swap
                     .as_mut()
                     .map_or(Ok(()), |m| m.directive(ctx, k, v, l))
+            }),
+            "Automount" if self.automount.is_some() => self.each(section, |b, k, v, l| {
+                let ctx = &mut b.ctx;
+                b.automount
+                    .as_mut()
+                    .map_or(Ok(()), |a| a.directive(ctx, k, v, l))
             }),
             name if name.starts_with("X-") => Ok(()),
             name if Some(name) == type_section(suffix) => {
@@ -432,6 +440,10 @@ impl<'a> Builder<'a> {
             Some(p) => Some(p.finish(&self.name, fragment)?),
             None => None,
         };
+        let automount = match self.automount.take() {
+            Some(a) => Some(a.finish(&self.name, fragment)?),
+            None => None,
+        };
         let u = &mut self.unit;
         if let Some(unit) = path.as_ref().and_then(|p| p.unit.clone()) {
             // path_add_trigger_dependencies().
@@ -448,6 +460,11 @@ impl<'a> Builder<'a> {
             let dev = unit_name::from_path(&what, "device");
             u.requires.push(dev.clone());
             u.after.push(dev);
+        }
+        if automount.is_some() {
+            // automount_add_trigger_dependencies(): set up before the
+            // mount it triggers.
+            u.before.extend(unit_name::same_name(&self.name, "mount"));
         }
         if let Some(unit) = timer.as_ref().and_then(|t| t.unit.clone()) {
             // timer_add_trigger_dependencies(): set up before what it starts.
@@ -536,6 +553,13 @@ impl<'a> Builder<'a> {
                         .extend(["paths.target".into(), "shutdown.target".into()]);
                     u.conflicts.push("shutdown.target".into());
                 }
+                // automount_add_default_dependencies().
+                UnitKind::Automount => {
+                    u.before
+                        .extend(["local-fs.target".into(), "umount.target".into()]);
+                    u.after.push("local-fs-pre.target".into());
+                    u.conflicts.push("umount.target".into());
+                }
                 UnitKind::Swap => {
                     let nofail = swap
                         .as_ref()
@@ -584,6 +608,7 @@ impl<'a> Builder<'a> {
             timer,
             mount,
             swap,
+            automount,
             path,
             install: self.install,
             live_upgrade: live,
@@ -600,6 +625,7 @@ pub(crate) struct Built {
     pub timer: Option<crate::timer::TimerSection>,
     pub mount: Option<crate::mount::MountSection>,
     pub swap: Option<crate::mount::SwapSection>,
+    pub automount: Option<crate::mount::AutomountSection>,
     pub path: Option<crate::path::PathSection>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,

@@ -5,7 +5,7 @@ use super::build::Ctx;
 use super::values::{parse_bool, parse_mode, parse_timespan, TimeSpan};
 use crate::error::LoadError;
 use crate::model::{Location, Timeout};
-use crate::mount::{MountSection, SwapSection};
+use crate::mount::{AutomountSection, MountSection, SwapSection};
 use crate::unit_name;
 use std::path::PathBuf;
 
@@ -153,6 +153,64 @@ impl SwapBuilder {
             priority: self.priority,
             options: self.options,
             timeout: self.timeout.unwrap_or(Timeout::Default),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct AutomountBuilder {
+    where_: Option<String>,
+    directory_mode: Option<u32>,
+    timeout_idle: Option<std::time::Duration>,
+}
+
+impl AutomountBuilder {
+    pub fn directive(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        value: &str,
+        loc: &Location,
+    ) -> Result<(), LoadError> {
+        match key {
+            "Where" => {
+                let w = ctx.resolve(key, value, loc)?;
+                self.where_ = (!w.is_empty()).then_some(w);
+            }
+            "DirectoryMode" => {
+                self.directory_mode =
+                    Some(parse_mode(value).ok_or_else(|| ctx.bad(key, value, loc))?)
+            }
+            "TimeoutIdleSec" => {
+                self.timeout_idle = Some(match parse_timespan(value) {
+                    Some(TimeSpan::Finite(d)) => d,
+                    Some(TimeSpan::Infinity) => std::time::Duration::ZERO,
+                    None => return Err(ctx.bad(key, value, loc)),
+                })
+            }
+            _ => ctx.unsupported(key, loc),
+        }
+        Ok(())
+    }
+
+    /// automount_verify(), in systemd's words.
+    pub fn finish(self, name: &str, fragment: &Location) -> Result<AutomountSection, LoadError> {
+        let where_ = match self.where_ {
+            Some(w) => w,
+            None => unit_name::to_path(name).ok_or_else(|| {
+                LoadError::invalid(fragment, "Cannot generate mount name from path. Refusing.")
+            })?,
+        };
+        if unit_name::from_path(&where_, "automount") != name {
+            return Err(LoadError::invalid(
+                fragment,
+                "Where= setting doesn't match unit name. Refusing.",
+            ));
+        }
+        Ok(AutomountSection {
+            where_: PathBuf::from(where_),
+            directory_mode: self.directory_mode.unwrap_or(0o755),
+            timeout_idle: self.timeout_idle.unwrap_or_default(),
         })
     }
 }
