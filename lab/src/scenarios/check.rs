@@ -103,6 +103,24 @@ pub fn check_kernels(
         }
         interrupt.check()?;
     }
+    // The same image under systemd, then relive, on the newest kernel.
+    if let Some(kernel) = kernels.last() {
+        match super::compare::compare_inits(paths, image, kernel, interrupt) {
+            Ok(verdicts) => {
+                for v in verdicts {
+                    print_verdict(kernel, &v);
+                    if !v.ok {
+                        failed.push(format!("{kernel} {}", v.name));
+                    }
+                }
+            }
+            Err(e) => {
+                output::println(format!("FAIL {kernel} side by side: {e:#}"));
+                failed.push(format!("{kernel} side by side"));
+            }
+        }
+        interrupt.check()?;
+    }
     let secs = started.elapsed().as_secs_f64();
     if failed.is_empty() {
         output::println(format!(
@@ -129,21 +147,20 @@ fn check_kernel(
 ) -> Result<Vec<Verdict>> {
     let opts = Options {
         writable: true,
-        extra_units: vec![ExtraUnit {
+        extra_units: [ExtraUnit {
             name: FAIL_UNIT.into(),
             text: FAIL_UNIT_TEXT.into(),
-        }],
+            enable: true,
+        }]
+        .into_iter()
+        .chain(super::activation::extra_units())
+        .collect(),
         ..Options::new(kernel, Some(Init::Relive))
     };
     let booted = boot::start(paths, image, &opts, interrupt)?;
     let mut verdicts = Vec::new();
     let mut record = |verdict: Verdict| {
-        output::println(format!(
-            "{} {kernel} {}: {}",
-            if verdict.ok { "ok  " } else { "FAIL" },
-            verdict.name,
-            verdict.detail
-        ));
+        print_verdict(kernel, &verdict);
         verdicts.push(verdict);
     };
     record(boot_verdict(&booted.guest));
@@ -164,6 +181,16 @@ fn check_kernel(
         let _ = std::fs::remove_file(paths.writable_disk());
     }
     Ok(verdicts)
+}
+
+/// One verdict on its own line of stdout.
+fn print_verdict(kernel: &str, v: &Verdict) {
+    output::println(format!(
+        "{} {kernel} {}: {}",
+        if v.ok { "ok  " } else { "FAIL" },
+        v.name,
+        v.detail
+    ));
 }
 
 /// QEMU's exit after `relivectl poweroff`, as a verdict.
@@ -328,6 +355,7 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
         },
     );
     super::server::server_checks(&mut c);
+    super::activation::activation_checks(&mut c);
     // LimitNOFILE= above PID 1's own hard limit (the kernel gives init
     // 1024:4096) is set in the service alone: PID 1 keeps its limits.
     c.check_with(

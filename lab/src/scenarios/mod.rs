@@ -10,7 +10,9 @@
 //! - [`faults`]: injected faults and bad input; no service may be lost.
 //! - [`demo`]: one upgrade, shown to a person.
 
+pub mod activation;
 pub mod check;
+pub mod compare;
 pub mod demo;
 pub mod echo_client;
 pub mod faults;

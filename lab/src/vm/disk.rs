@@ -10,11 +10,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// A unit file added to one boot's disk, enabled in multi-user.target.wants.
+/// A unit file added to one boot's disk, enabled in multi-user.target.wants
+/// unless it is a template or `enable` is false.
 #[derive(Debug, Clone)]
 pub struct ExtraUnit {
     pub name: String,
     pub text: String,
+    pub enable: bool,
 }
 
 /// A sparse copy: the 3 GB disk holds ~1.1 GB of data.
@@ -41,10 +43,16 @@ pub fn add_units(paths: &Paths, disk: &Path, units: &[ExtraUnit]) -> Result<()> 
         std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o644))?;
         // debugfs `write` takes mode and owner from the local file (root's).
         script += &format!(
-            "cd /etc/systemd/system\nwrite {} {name}\ncd multi-user.target.wants\nsymlink {name} /etc/systemd/system/{name}\n",
+            "cd /etc/systemd/system\nwrite {} {}\n",
             local.display(),
-            name = unit.name
+            unit.name
         );
+        if unit.enable {
+            script += &format!(
+                "cd multi-user.target.wants\nsymlink {name} /etc/systemd/system/{name}\n",
+                name = unit.name
+            );
+        }
     }
     let out = Command::new("debugfs")
         .arg("-w")

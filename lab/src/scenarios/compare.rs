@@ -1,0 +1,239 @@
+//! The same image booted under systemd and under relive, side by side:
+//! the active units of every type (`systemctl list-units --all` against
+//! `relivectl list-units --all`, same columns) and the output of the same
+//! commands. Every difference must be a known one, named here with its
+//! reason; anything else fails.
+
+use super::check::Verdict;
+use crate::output;
+use crate::vm::boot::{self, Options, ReadyWhen};
+use crate::vm::guest::Init;
+use crate::vm::image::Image;
+use crate::vm::paths::Paths;
+use crate::vm::signals::Interrupt;
+use crate::vm::{ssh, stop};
+use anyhow::{bail, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Unit types compared (systemd's names for them).
+const TYPES: &[&str] = &[
+    "service",
+    "socket",
+    "target",
+    "timer",
+    "path",
+    "mount",
+    "automount",
+    "swap",
+    "device",
+    "slice",
+    "scope",
+];
+
+/// Commands whose output must be the same under both inits.
+const SAME_OUTPUT: &[&str] = &[
+    "swapon --show=NAME,TYPE,SIZE --noheadings",
+    "findmnt -no SOURCE,TARGET,FSTYPE /srv/data",
+    "ip -4 -o addr show dev eth0 | awk '{print $4}'",
+    "ip route show default",
+    "busctl list --acquired --no-legend | awk '{print $1}' | sort",
+    "cd / && runuser -u postgres -- psql -tAc 'select 6 * 7'",
+    "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -q1 127.0.0.1 80 | head -1",
+];
+
+/// Known differences: (unit name or prefix*, side it is active on, reason).
+const KNOWN: &[(&str, Init, &str)] = &[
+    (
+        "*.device",
+        Init::Systemd,
+        "udev-driven device units: relive has a device unit only where a unit names one (it does not read udev's database yet)",
+    ),
+    (
+        "*.slice",
+        Init::Systemd,
+        "relive puts services in system.slice's cgroup but shows no slice units",
+    ),
+    (
+        "init.scope",
+        Init::Systemd,
+        "systemd's own cgroup as a unit; relive shows no scope units",
+    ),
+    (
+        "run-credentials-*.mount",
+        Init::Systemd,
+        "systemd mounts units' LoadCredential= directories; relive does not implement credentials",
+    ),
+];
+
+/// Boots `kernel` under each init, compares, and returns the verdicts.
+pub fn compare_inits(
+    paths: &Paths,
+    image: &Image,
+    kernel: &str,
+    interrupt: &Interrupt,
+) -> Result<Vec<Verdict>> {
+    let systemd = observe(paths, image, kernel, Init::Systemd, interrupt)?;
+    let relive = observe(paths, image, kernel, Init::Relive, interrupt)?;
+    let mut verdicts = Vec::new();
+    for kind in TYPES {
+        verdicts.push(compare_type(kind, &systemd.active, &relive.active));
+    }
+    let failed = |o: &Observed| o.failed.iter().cloned().collect::<Vec<_>>().join(", ");
+    verdicts.push(Verdict {
+        name: "side by side: no failed unit under either init".into(),
+        ok: systemd.failed.is_empty() && relive.failed.is_empty(),
+        detail: format!(
+            "systemd: [{}]; relive: [{}]",
+            failed(&systemd),
+            failed(&relive)
+        ),
+    });
+    for (command, (sd, rl)) in SAME_OUTPUT
+        .iter()
+        .zip(systemd.outputs.iter().zip(&relive.outputs))
+    {
+        verdicts.push(Verdict {
+            name: format!("side by side: `{command}`"),
+            ok: sd == rl && !sd.is_empty(),
+            detail: if sd == rl {
+                format!("both: {}", sd.replace('\n', " | "))
+            } else {
+                format!(
+                    "systemd: {} ≠ relive: {}",
+                    sd.replace('\n', " | "),
+                    rl.replace('\n', " | ")
+                )
+            },
+        });
+    }
+    Ok(verdicts)
+}
+
+/// What one boot showed.
+#[derive(Debug, Default)]
+struct Observed {
+    /// Active units, name → SUB.
+    active: BTreeMap<String, String>,
+    failed: BTreeSet<String>,
+    /// SAME_OUTPUT's outputs, in order.
+    outputs: Vec<String>,
+}
+
+fn observe(
+    paths: &Paths,
+    image: &Image,
+    kernel: &str,
+    init: Init,
+    interrupt: &Interrupt,
+) -> Result<Observed> {
+    let opts = Options {
+        ready_when: ReadyWhen::TargetActive,
+        ..Options::new(kernel, Some(init))
+    };
+    let booted = boot::start(paths, image, &opts, interrupt)?;
+    let step = output::step(format!("listing units and running commands under {init:?}"));
+    let list = match init {
+        Init::Systemd => "systemctl list-units --all --plain --no-legend --no-pager",
+        Init::Relive => "relivectl list-units --all --plain --no-legend",
+    };
+    let units = ssh::run(paths, booted.guest.ssh_port, list)?;
+    let mut observed = parse_units(&units.stdout);
+    for command in SAME_OUTPUT {
+        let out = ssh::run(paths, booted.guest.ssh_port, command)?;
+        observed.outputs.push(out.stdout.trim().to_owned());
+    }
+    step.done();
+    let off = stop::poweroff(paths, booted, Duration::from_secs(120), interrupt)?;
+    if !off.clean() {
+        bail!("{init:?} did not power off cleanly: {off:?}");
+    }
+    Ok(observed)
+}
+
+/// `list-units --plain --no-legend` lines: UNIT LOAD ACTIVE SUB DESCRIPTION.
+fn parse_units(text: &str) -> Observed {
+    let mut observed = Observed::default();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [unit, _load, active, sub, ..] = words.as_slice() else {
+            continue;
+        };
+        match *active {
+            "active" => {
+                observed.active.insert(unit.to_string(), sub.to_string());
+            }
+            "failed" => {
+                observed.failed.insert(unit.to_string());
+            }
+            _ => {}
+        }
+    }
+    observed
+}
+
+/// The reason a unit active under `init` only is expected to be.
+fn known_reason(unit: &str, init: Init) -> Option<&'static str> {
+    KNOWN.iter().find_map(|(pattern, side, reason)| {
+        let matches = match pattern.split_once('*') {
+            Some((prefix, suffix)) => unit.starts_with(prefix) && unit.ends_with(suffix),
+            None => unit == *pattern,
+        };
+        (matches && *side == init).then_some(*reason)
+    })
+}
+
+fn compare_type(
+    kind: &str,
+    systemd: &BTreeMap<String, String>,
+    relive: &BTreeMap<String, String>,
+) -> Verdict {
+    let suffix = format!(".{kind}");
+    let of_kind = |m: &BTreeMap<String, String>| -> BTreeSet<String> {
+        m.keys().filter(|u| u.ends_with(&suffix)).cloned().collect()
+    };
+    let (sd, rl) = (of_kind(systemd), of_kind(relive));
+    let mut unexplained = Vec::new();
+    let mut explained: BTreeMap<(String, &str), usize> = BTreeMap::new();
+    for (only, init) in [
+        (sd.difference(&rl), Init::Systemd),
+        (rl.difference(&sd), Init::Relive),
+    ] {
+        for unit in only {
+            match known_reason(unit, init) {
+                Some(reason) => *explained.entry((format!("{init:?}"), reason)).or_default() += 1,
+                None => unexplained.push(format!("{unit} (only under {init:?})")),
+            }
+        }
+    }
+    // Active in both, but in another sub-state (running vs exited ...).
+    let mut subs = Vec::new();
+    for unit in sd.intersection(&rl) {
+        if systemd[unit] != relive[unit] {
+            subs.push(format!(
+                "{unit}: {} under systemd, {} under relive",
+                systemd[unit], relive[unit]
+            ));
+        }
+    }
+    let both = sd.intersection(&rl).count();
+    let mut detail = format!("{both} active under both");
+    if !explained.is_empty() {
+        let known: Vec<String> = explained
+            .iter()
+            .map(|((init, reason), n)| format!("{n} only under {init}: {reason}"))
+            .collect();
+        detail += &format!("; known: {}", known.join("; "));
+    }
+    if !unexplained.is_empty() {
+        detail += &format!("; UNEXPLAINED: {}", unexplained.join(", "));
+    }
+    if !subs.is_empty() {
+        detail += &format!("; SUB differs: {}", subs.join(", "));
+    }
+    Verdict {
+        name: format!("side by side: active .{kind} units"),
+        ok: unexplained.is_empty() && subs.is_empty(),
+        detail,
+    }
+}
