@@ -199,10 +199,10 @@ fn service_types_and_exec_start_rules() {
 }
 
 #[test]
-fn dbus_runs_as_simple_with_a_warning_idle_is_its_own() {
+fn dbus_and_idle_are_types_of_their_own() {
     let u = one("[Service]\nType=dbus\nBusName=a.b\nExecStart=/a\n").unwrap();
-    assert_eq!(u.service.unwrap().service_type, ServiceType::Simple);
-    assert!(u.warnings.iter().any(|w| w.message.contains("Type=dbus")));
+    assert_eq!(u.service.unwrap().service_type, ServiceType::Dbus);
+    assert!(u.warnings.is_empty(), "{:?}", u.warnings);
     let u = one("[Service]\nType=idle\nExecStart=/a\n").unwrap();
     assert_eq!(u.service.unwrap().service_type, ServiceType::Idle);
     assert!(u.warnings.is_empty(), "{:?}", u.warnings);
@@ -366,8 +366,8 @@ fn live_upgrade_defaults_and_explicit() {
     let t = Tree::new();
     t.write("lib/x.target", "[Unit]\nDescription=X\n");
     t.write(
-        "lib/y.automount",
-        "[Unit]\nDescription=Y\n[Automount]\nWhere=/y\n[Install]\nWantedBy=local-fs.target\n",
+        "lib/y.slice",
+        "[Unit]\nDescription=Y\n[Slice]\nCPUWeight=10\n[Install]\nWantedBy=local-fs.target\n",
     );
     let l = t.loader(&["lib"]);
     let x = l.load("x.target").unwrap();
@@ -376,13 +376,10 @@ fn live_upgrade_defaults_and_explicit() {
         (UnitKind::Target, UpgradeMode::Restart, true)
     );
     assert_eq!(x.unit.before, ["shutdown.target"]);
-    let y = l.load("y.automount").unwrap();
+    let y = l.load("y.slice").unwrap();
     assert_eq!(y.kind, UnitKind::Unsupported);
     assert_eq!(y.warnings.len(), 1, "{:?}", y.warnings);
-    assert_eq!(
-        y.warnings[0].message,
-        "relive does not run .automount units"
-    );
+    assert_eq!(y.warnings[0].message, "relive does not run .slice units");
     assert_eq!(y.install.wanted_by, ["local-fs.target"]);
 }
 

@@ -144,8 +144,8 @@ fn bad_exec_line_with_dash_is_dropped_with_a_warning() {
 fn a_dbus_service_needs_its_bus_name_and_the_bus() {
     let (_, msg) = invalid("[Service]\nType=dbus\nExecStart=/a\n");
     assert!(msg.contains("no D-Bus service name"), "{msg}");
-    // BusName= alone makes it Type=dbus, ordered after the bus's socket;
-    // Type=dbus also requires it.
+    // BusName= alone makes it Type=dbus, which requires the bus's socket
+    // and comes after it; another type with a BusName= does not.
     let u = one("[Service]\nBusName=org.example.A1\nExecStart=/a\n").unwrap();
     let svc = u.service.as_ref().unwrap();
     assert_eq!(svc.service_type, ServiceType::Dbus);
@@ -153,7 +153,7 @@ fn a_dbus_service_needs_its_bus_name_and_the_bus() {
     assert!(u.unit.after.iter().any(|a| a == "dbus.socket"));
     assert!(u.unit.requires.iter().any(|a| a == "dbus.socket"));
     let u = one("[Service]\nType=notify\nBusName=org.example.A1\nExecStart=/a\n").unwrap();
-    assert!(u.unit.after.iter().any(|a| a == "dbus.socket"));
+    assert!(!u.unit.after.iter().any(|a| a == "dbus.socket"));
     assert!(!u.unit.requires.iter().any(|a| a == "dbus.socket"));
 }
 

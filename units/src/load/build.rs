@@ -474,13 +474,13 @@ impl<'a> Builder<'a> {
             // Sockets=: pulled in and set up first (config_parse_service_sockets()).
             u.wants.extend(svc.sockets.iter().cloned());
             u.after.extend(svc.sockets.iter().cloned());
-            // service_add_extras(): a bus service comes after the bus's
-            // socket, and a Type=dbus one needs it.
-            if svc.bus_name.is_some() {
-                u.after.push(DBUS_SOCKET.into());
-            }
+            // service_setup_bus_name(): a Type=dbus service needs the
+            // bus's socket and comes after it. Other services with a
+            // BusName= get nothing: timesyncd's (DefaultDependencies=no,
+            // before sysinit.target) would make an ordering cycle.
             if svc.service_type == ServiceType::Dbus {
                 u.requires.push(DBUS_SOCKET.into());
+                u.after.push(DBUS_SOCKET.into());
             }
         }
         if let Some(service) = socket
