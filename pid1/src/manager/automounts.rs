@@ -49,15 +49,12 @@ impl Automounts {
 
 impl Manager {
     pub(super) fn start_automount(&mut self, name: &str) {
-        let Some(cfg) = self.state.units[name].config.clone() else {
+        let Some(cfg) = self.start_config(name) else {
             return;
         };
         let Some(section) = cfg.automount.clone() else {
             return;
         };
-        if !self.start_checks_pass(name, &cfg) {
-            return;
-        }
         if self.rt.automounts.mounts.contains_key(name) {
             self.set_state(name, ActiveState::Active, SubState::Waiting);
             return;

@@ -400,8 +400,7 @@ impl Manager {
                     Some(UnitKind::Target) => {
                         // Conditions hold for targets too
                         // (first-boot-complete.target: ConditionFirstBoot=).
-                        let cfg = self.state.units[name].config.clone();
-                        if cfg.is_some_and(|cfg| self.start_checks_pass(name, &cfg)) {
+                        if self.start_config(name).is_some() {
                             tracing::info!("reached target {name}");
                             self.set_state(name, ActiveState::Active, SubState::Reached);
                         }

@@ -214,12 +214,9 @@ impl Manager {
     }
 
     pub(super) fn start_mount(&mut self, name: &str) {
-        let Some(cfg) = self.state.units[name].config.clone() else {
+        let Some(cfg) = self.start_config(name) else {
             return;
         };
-        if !self.start_checks_pass(name, &cfg) {
-            return;
-        }
         if let Some(m) = &cfg.mount {
             if file_system_mounted(&m.where_) {
                 return self.set_state(name, ActiveState::Active, SubState::Mounted);

@@ -61,15 +61,12 @@ impl Manager {
     }
 
     pub(super) fn start_path(&mut self, name: &str) {
-        let Some(cfg) = self.state.units[name].config.clone() else {
+        let Some(cfg) = self.start_config(name) else {
             return;
         };
         let Some(path) = cfg.path.clone() else {
             return;
         };
-        if !self.start_checks_pass(name, &cfg) {
-            return;
-        }
         if path.make_directory {
             for spec in &path.specs {
                 if spec.condition == PathCondition::DirectoryNotEmpty {

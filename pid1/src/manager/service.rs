@@ -80,15 +80,12 @@ impl Manager {
     }
 
     pub(super) fn begin_start(&mut self, name: &str) {
-        let Some(cfg) = self.state.units[name].config.clone() else {
+        let Some(cfg) = self.start_config(name) else {
             return;
         };
         let Some(svc) = cfg.service.clone() else {
             return;
         };
-        if !self.start_checks_pass(name, &cfg) {
-            return;
-        }
         let now = clock::now();
         let m = &self.config.manager;
         let interval = cfg

@@ -75,15 +75,12 @@ impl Manager {
 
     /// The start job of a socket unit: open everything it listens on.
     pub(super) fn start_socket(&mut self, name: &str) {
-        let Some(cfg) = self.state.units[name].config.clone() else {
+        let Some(cfg) = self.start_config(name) else {
             return;
         };
         let Some(socket) = cfg.socket.clone() else {
             return;
         };
-        if !self.start_checks_pass(name, &cfg) {
-            return;
-        }
         if let Some(service) = socket.service.as_deref().filter(|_| !socket.accept) {
             if self.unit(service).is_some_and(|s| s.is_up()) {
                 // systemd refuses too: the running service holds the sockets.

@@ -8,6 +8,13 @@ use relive_units::{Condition, Unit, UpgradeMode};
 /// The first Condition*= that fails, as `PathExists=!/x`; None if the unit
 /// may start. Triggering (`|`) conditions need only one of them to hold.
 impl super::Manager {
+    /// The unit's configuration if it may start now: loaded, and its
+    /// Assert*= and Condition*= hold (see `start_checks_pass`).
+    pub(super) fn start_config(&mut self, name: &str) -> Option<Unit> {
+        let cfg = self.state.units[name].config.clone()?;
+        self.start_checks_pass(name, &cfg).then_some(cfg)
+    }
+
     /// Before a start: a failed Assert*= fails the unit (result
     /// `assert`), a failed Condition*= leaves it inactive (a success).
     /// True when the start may go on.

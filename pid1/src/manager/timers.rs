@@ -49,15 +49,12 @@ impl Manager {
     }
 
     pub(super) fn start_timer(&mut self, name: &str) {
-        let Some(cfg) = self.state.units[name].config.clone() else {
+        let Some(cfg) = self.start_config(name) else {
             return;
         };
         let Some(timer) = cfg.timer.clone() else {
             return;
         };
-        if !self.start_checks_pass(name, &cfg) {
-            return;
-        }
         let unit = timer.unit.clone().unwrap_or_default();
         let target = self.load(&unit);
         if self.unit(&target).is_none_or(|u| u.config.is_none()) {

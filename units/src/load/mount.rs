@@ -136,12 +136,12 @@ impl SwapBuilder {
     }
 
     pub fn finish(self, name: &str, fragment: &Location) -> Result<SwapSection, LoadError> {
-        let what = match self.what {
-            Some(w) => w,
-            None => unit_name::to_path(name).ok_or_else(|| {
-                LoadError::invalid(fragment, "What= setting is missing. Refusing.")
-            })?,
-        };
+        let what = set_or_from_name(
+            self.what,
+            name,
+            fragment,
+            "What= setting is missing. Refusing.",
+        )?;
         if unit_name::from_path(&what, "swap") != name && !what.starts_with("/dev/") {
             return Err(LoadError::invalid(
                 fragment,
@@ -195,12 +195,12 @@ impl AutomountBuilder {
 
     /// automount_verify(), in systemd's words.
     pub fn finish(self, name: &str, fragment: &Location) -> Result<AutomountSection, LoadError> {
-        let where_ = match self.where_ {
-            Some(w) => w,
-            None => unit_name::to_path(name).ok_or_else(|| {
-                LoadError::invalid(fragment, "Cannot generate mount name from path. Refusing.")
-            })?,
-        };
+        let where_ = set_or_from_name(
+            self.where_,
+            name,
+            fragment,
+            "Cannot generate mount name from path. Refusing.",
+        )?;
         if unit_name::from_path(&where_, "automount") != name {
             return Err(LoadError::invalid(
                 fragment,
@@ -212,5 +212,19 @@ impl AutomountBuilder {
             directory_mode: self.directory_mode.unwrap_or(0o755),
             timeout_idle: self.timeout_idle.unwrap_or_default(),
         })
+    }
+}
+
+/// A path setting, or the unit's name as a path when it is not set;
+/// `missing` when the name is no path either.
+fn set_or_from_name(
+    value: Option<String>,
+    name: &str,
+    fragment: &Location,
+    missing: &str,
+) -> Result<String, LoadError> {
+    match value {
+        Some(v) => Ok(v),
+        None => unit_name::to_path(name).ok_or_else(|| LoadError::invalid(fragment, missing)),
     }
 }
