@@ -178,13 +178,18 @@ pub struct ListUnits {
     pub plain: bool,
 }
 
-/// The unit types relive loads.
+/// The unit types relive runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UnitType {
     Service,
     Socket,
     Target,
     Timer,
+    Path,
+    Mount,
+    Automount,
+    Swap,
+    Device,
 }
 
 impl UnitType {
@@ -194,6 +199,11 @@ impl UnitType {
             UnitType::Socket => ".socket",
             UnitType::Target => ".target",
             UnitType::Timer => ".timer",
+            UnitType::Path => ".path",
+            UnitType::Mount => ".mount",
+            UnitType::Automount => ".automount",
+            UnitType::Swap => ".swap",
+            UnitType::Device => ".device",
         }
     }
 }
@@ -303,7 +313,8 @@ mod tests {
         assert!(l.all && l.failed);
         assert_eq!(l.types, [UnitType::Service, UnitType::Target]);
         assert_eq!(l.patterns, ["s*"]);
-        assert!(parse(&["list-units", "--type", "mount"]).is_err());
+        assert!(parse(&["list-units", "--type", "automount,swap"]).is_ok());
+        assert!(parse(&["list-units", "--type", "slice"]).is_err());
     }
 
     #[test]
