@@ -113,7 +113,11 @@ pub enum CriuError {
 /// CRIU's message, else the last error of its log, with the errno if any.
 fn describe(errno: Option<i32>, message: Option<&str>, log_errors: &[String]) -> String {
     let errno = errno.filter(|&e| e != 0);
-    let text = message.or(log_errors.last().map(String::as_str));
+    // CRIU's messages end with a newline: an error is one line (the
+    // console, the report and the lab's matching of the two rely on it).
+    let text = message
+        .or(log_errors.last().map(String::as_str))
+        .map(str::trim_end);
     match (text, errno) {
         (Some(m), Some(e)) => format!("{m} (errno {e}: {})", io::Error::from_raw_os_error(e)),
         (Some(m), None) => m.to_owned(),
@@ -156,5 +160,19 @@ mod tests {
             e.to_string(),
             "PRE_DUMP failed in CRIU: Error (b.c:2): last"
         );
+    }
+
+    #[test]
+    fn criu_s_trailing_newline_is_not_part_of_the_error() {
+        let e = CriuError::Failed {
+            request: Request::Dump,
+            errno: None,
+            message: Some(
+                "Error (criu/bfd.c:131): bfd: Error flushing image: No space left on device\n"
+                    .into(),
+            ),
+            log_errors: Vec::new(),
+        };
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 }

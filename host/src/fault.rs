@@ -180,15 +180,27 @@ pub fn kill_process(fault: Fault, pid: i32) -> String {
     format!("injected fault ({fault}): CRIU failed and PID {pid} died")
 }
 
-/// Fills the file system under `dir` but for 1 MiB, with one file in
-/// `dir` (wiped with the store) (`store-full`). Returns its size.
+/// Fills the file system under `dir` as far as root can write, to the
+/// last MiB, with one file in `dir` (wiped with the store)
+/// (`store-full`). Returns its size. In steps that halve on ENOSPC: the
+/// free count statvfs gives includes blocks nobody may allocate (ext4
+/// keeps up to 16 MiB for itself), so one allocation of it all fails.
 pub fn fill(dir: &Path) -> std::io::Result<u64> {
-    let stat = nix::sys::statvfs::statvfs(dir)?;
-    // Free blocks, root's reserve included: CRIU runs as root.
-    let free = stat.blocks_free() as u64 * stat.fragment_size() as u64;
-    let size = free.saturating_sub(1 << 20);
     let file = std::fs::File::create(dir.join("fault-fill"))?;
-    nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, size as i64)?;
+    let mut size: u64 = 0;
+    let mut step: u64 = 1 << 30;
+    while step >= 1 << 20 {
+        match nix::fcntl::fallocate(
+            &file,
+            nix::fcntl::FallocateFlags::empty(),
+            size as i64,
+            step as i64,
+        ) {
+            Ok(()) => size += step,
+            Err(nix::errno::Errno::ENOSPC) => step /= 2,
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(size)
 }
 

@@ -105,6 +105,7 @@ pub fn execute(
         records: Vec::new(),
         frozen_only: None,
         stopped: Vec::new(),
+        full_at_failure: None,
     };
     // A bug in this code must not leave services frozen or as images:
     // a panic is undone like any failure.
@@ -114,7 +115,11 @@ pub fn execute(
         Ok(Err(e)) => e,
         Err(panic) => UpgradeError::Panic(panic_message(&panic)),
     };
-    let store_full = store_full(&choice.dir);
+    let store_full = parking
+        .full_at_failure
+        .take()
+        .or_else(|| store_full(&choice.dir))
+        .or_else(|| out_of_space(&error, &choice.dir));
     let mut aborted = Aborted {
         error,
         store_full,
@@ -178,6 +183,9 @@ struct Parking<'a> {
     frozen_only: Option<FrozenOnly>,
     /// Restart units stopped so far.
     stopped: Vec<String>,
+    /// The store's file system was full when a dump failed (said before
+    /// the failed dump's files are removed, which frees space again).
+    full_at_failure: Option<String>,
 }
 
 impl Parking<'_> {
@@ -390,6 +398,7 @@ impl Parking<'_> {
         };
         let started = Instant::now();
         if let Err(first) = self.seams.dumper.dump(&job) {
+            self.full_at_failure = self.full_at_failure.take().or_else(|| store_full(&dir));
             // A passing process CRIU cannot seize (ssh's pre-auth child
             // has no file descriptors to spare) fails a dump for a moment:
             // one more try, the tasks running in between. Full this time:
@@ -564,6 +573,21 @@ fn clear_top_level_images(dir: &Path) {
     }
 }
 
+/// A write into the store that failed with ENOSPC, by the error's text
+/// (CRIU's own): the store was full then, even if space has been freed
+/// since (the failed dump's files, or a daemon's own cleanup).
+fn out_of_space(error: &UpgradeError, dir: &Path) -> Option<String> {
+    let enospc = std::io::Error::from_raw_os_error(nix::libc::ENOSPC).to_string();
+    let text = error.to_string();
+    let message = enospc.split(" (os error").next().unwrap_or(&enospc);
+    text.contains(message).then(|| {
+        format!(
+            "the store's file system at {} is full (a write failed: {message})",
+            dir.display()
+        )
+    })
+}
+
 /// Whether the store's file system is (all but) full: the likely cause of
 /// a failed dump, said with the error.
 fn store_full(dir: &Path) -> Option<String> {
@@ -578,4 +602,24 @@ fn store_full(dir: &Path) -> Option<String> {
             relive_api::human(free)
         )
     })
+}
+
+#[cfg(test)]
+mod out_of_space_tests {
+    use super::*;
+
+    #[test]
+    fn an_enospc_in_the_error_says_the_store_was_full() {
+        let dir = Path::new("/var/lib/relive/upgrade");
+        let full = UpgradeError::Panic(
+            "DUMP failed in CRIU: bfd: Error flushing image: No space left on device".into(),
+        );
+        let said = out_of_space(&full, dir).expect("full");
+        assert!(
+            said.contains("is full") && said.contains("/var/lib/relive/upgrade"),
+            "{said}"
+        );
+        let other = UpgradeError::Panic("DUMP failed in CRIU: Permission denied".into());
+        assert_eq!(out_of_space(&other, dir), None);
+    }
 }
