@@ -19,7 +19,7 @@ pub struct ExtraUnit {
     pub enable: bool,
 }
 
-/// A sparse copy: the 3 GB disk holds ~1.1 GB of data.
+/// A sparse copy: the 4 GB disk holds ~1.4 GB of data.
 pub fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
     output::run(
         Command::new("cp").arg("--sparse=always").arg(from).arg(to),

@@ -20,9 +20,10 @@ use std::process::Command;
 
 /// Bump when the way the driver calls mkosi changes, to force a rebuild.
 const TREE_RECIPE: &str = "tree-v1";
-/// Size of the sparse ext4 disk (the tree uses ~1.1 GB; the rest is room
-/// for CRIU images and logs).
-const DISK_SIZE: &str = "3G";
+/// Size of the sparse ext4 disk (the tree uses ~1.4 GB; the rest is room
+/// for CRIU images, the journal and logs: the fault matrix's upgrades
+/// fill 3 GB).
+const DISK_SIZE: &str = "4G";
 
 /// Size of the second disk, mounted on /srv/data from the guest's fstab.
 const DATA_DISK_SIZE: &str = "64M";
@@ -138,6 +139,7 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
     let overlay = overlay(paths)?;
     let mut disk = Sha256::new();
     disk.update(&tree_hash);
+    disk.update(DISK_SIZE);
     for file in &overlay {
         disk.update(&file.dest);
         disk.update(file.mode.to_le_bytes());

@@ -165,11 +165,11 @@ pub fn vm_memory_mib(size_mib: u64) -> u64 {
     (2 * size_mib + 1536).div_ceil(256) * 256
 }
 
-/// The disk: the image's 3 GiB (~1.9 GiB free) plus room for two units'
+/// The disk: the image's 4 GiB (~2.6 GiB free) plus room for two units'
 /// images and pre-dumps (twice their memory each) and bench-busy's, in
 /// whole GiB.
 pub fn disk_bytes(size_mib: u64) -> u64 {
-    let mib = 3 * 1024 + 2 * size_mib * 2 + 2 * BUSY_MIB;
+    let mib = 4 * 1024 + 2 * size_mib * 2 + 2 * BUSY_MIB;
     (mib.div_ceil(1024) * 1024) << 20
 }
 
@@ -236,9 +236,10 @@ mod tests {
         assert_eq!(vm_memory_mib(256), 2048);
         assert_eq!(vm_memory_mib(1024), 3584);
         assert_eq!(vm_memory_mib(2048), 5632);
-        assert_eq!(disk_bytes(64), 4 << 30);
-        // 3072 + 8192 + 128 MiB -> 12 GiB.
-        assert_eq!(disk_bytes(2048), 12 << 30);
+        // 4096 + 256 + 128 MiB -> 5 GiB.
+        assert_eq!(disk_bytes(64), 5 << 30);
+        // 4096 + 8192 + 128 MiB -> 13 GiB.
+        assert_eq!(disk_bytes(2048), 13 << 30);
     }
 
     #[test]
