@@ -180,7 +180,8 @@ fn activate(conn: &zbus::blocking::Connection, commands: &CommandSender, unit: S
     let spawned = std::thread::Builder::new()
         .name("bus-activation".into())
         .spawn(move || {
-            tracing::info!("system bus: activating {unit}");
+            // Every ssh login asks for logind: debug level, not the console.
+            tracing::debug!("system bus: activating {unit}");
             let outcome = async_io::block_on(async {
                 let name = unit.clone();
                 let queued = commands
@@ -193,7 +194,12 @@ fn activate(conn: &zbus::blocking::Connection, commands: &CommandSender, unit: S
                     .map_err(|_| ManagerError::Refused("the job was dropped".into()))?
             });
             if let Err(e) = outcome {
-                tracing::warn!("system bus: cannot activate {unit}: {e}");
+                // A missing or masked unit is the client's answer, not news.
+                if matches!(e, ManagerError::NoSuchUnit { .. }) {
+                    tracing::debug!("system bus: cannot activate {unit}: {e}");
+                } else {
+                    tracing::warn!("system bus: cannot activate {unit}: {e}");
+                }
                 let reply = (unit.as_str(), error_name(&e), e.to_string());
                 if let Err(e) = conn.emit_signal(
                     Some(DRIVER),
