@@ -334,6 +334,9 @@ impl EventLoop {
                     Err(nix::errno::Errno::ECHILD) => return,
                     Ok(WaitStatus::StillAlive) => {
                         if start.elapsed() >= wait {
+                            if signal == libc::SIGTERM {
+                                log_survivors(wait);
+                            }
                             break;
                         }
                         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -343,6 +346,25 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// Names the children of PID 1 still there after SIGTERM's grace: what
+/// makes a poweroff wait, for whoever reads the console.
+fn log_survivors(wait: std::time::Duration) {
+    let mine = std::process::id() as i32;
+    let survivors: Vec<String> = procfs::process::all_processes()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|p| p.stat().ok())
+        .filter(|s| s.ppid == mine)
+        .map(|s| format!("{} ({})", s.pid, s.comm))
+        .take(10)
+        .collect();
+    tracing::warn!(
+        "still running {wait:?} after SIGTERM, sending SIGKILL: {}",
+        survivors.join(", ")
+    );
 }
 
 /// Counts panics on consecutive wake-ups, and says how long to pause once
