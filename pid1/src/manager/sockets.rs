@@ -210,6 +210,15 @@ impl Manager {
         let busy = self
             .unit(&service)
             .is_some_and(|s| s.is_up() || s.job.is_some());
+        if !busy && self.state.shutdown.is_some() {
+            // journald's sockets outlive journald at a poweroff, and logs
+            // still arrive: nothing starts now. Closed, so that the traffic
+            // does not wake the loop again and again.
+            tracing::debug!("{name}: traffic during the shutdown, {service} not started");
+            self.close_socket(&name);
+            self.set_state(&name, ActiveState::Inactive, SubState::Dead);
+            return;
+        }
         if !busy {
             tracing::info!("{name}: traffic, starting {service}");
             if let Err(e) = self.enqueue(&service, JobKind::Start) {

@@ -603,3 +603,34 @@ fn a_target_is_reached_only_when_its_conditions_hold() {
     );
     assert_eq!(done.try_recv().unwrap(), Ok(()));
 }
+
+/// journald's sockets outlive journald at a poweroff and logs still
+/// arrive: traffic then starts nothing, and the socket is closed.
+#[test]
+fn socket_traffic_during_a_shutdown_starts_nothing() {
+    // k.service, still stopping, keeps the socket (ordered before it) up.
+    let socket =
+        "[Unit]\nDefaultDependencies=no\nBefore=k.service\n[Socket]\nListenDatagram=/run/j.sock\n";
+    let (mut m, k, _dir) = manager(&[
+        ("j.socket", socket),
+        ("j.service", "[Service]\nExecStart=/bin/j\n"),
+        ("k.service", "[Service]\nExecStart=/bin/k\n"),
+    ]);
+    m.request("j.socket", JobKind::Start).unwrap();
+    m.request("k.service", JobKind::Start).unwrap();
+    m.shutdown_signal(ShutdownKind::PowerOff);
+    assert_eq!(
+        m.unit("k.service").unwrap().active,
+        ActiveState::Deactivating
+    );
+    let fds: Vec<i32> = m
+        .listening_fds()
+        .iter()
+        .map(std::os::fd::AsRawFd::as_raw_fd)
+        .collect();
+    assert_eq!(fds.len(), 1, "the socket outlives the shutdown's start");
+    m.socket_ready(fds[0]);
+    assert!(!spawned_units(&k).contains(&"j.service".to_owned()));
+    assert_eq!(m.unit("j.socket").unwrap().active, ActiveState::Inactive);
+    assert!(m.listening_fds().is_empty());
+}
