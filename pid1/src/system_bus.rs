@@ -111,12 +111,10 @@ fn serve(commands: &CommandSender) -> Result<(), Failure> {
     // subscription and the loop below.
     let messages = zbus::blocking::MessageIterator::from(&conn);
     let driver = zbus::blocking::fdo::DBusProxy::new(&conn)?;
-    for member in ["ActivationRequest", "NameOwnerChanged"] {
-        let interface = if member == "NameOwnerChanged" {
-            DRIVER
-        } else {
-            ACTIVATOR
-        };
+    for (interface, member) in [
+        (ACTIVATOR, "ActivationRequest"),
+        (DRIVER, "NameOwnerChanged"),
+    ] {
         let rule = zbus::MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)
             .sender(DRIVER)?

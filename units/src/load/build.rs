@@ -50,6 +50,17 @@ impl Ctx<'_> {
             .map_err(|e| self.bad_because(key, value, loc, &e.to_string()))
     }
 
+    /// `resolve` for a setting an empty assignment resets: None then.
+    pub fn resolve_optional(
+        &self,
+        key: &str,
+        value: &str,
+        loc: &Location,
+    ) -> Result<Option<String>, LoadError> {
+        let v = self.resolve(key, value, loc)?;
+        Ok((!v.is_empty()).then_some(v))
+    }
+
     /// Splits a list value (systemd quoting) and resolves specifiers in
     /// each word, which is the order systemd does it in.
     pub fn words(&self, key: &str, value: &str, loc: &Location) -> Result<Vec<String>, LoadError> {
@@ -276,10 +287,7 @@ impl<'a> Builder<'a> {
 
     fn unit_directive(&mut self, key: &str, value: &str, loc: &Location) -> Result<(), LoadError> {
         match key {
-            "Description" => {
-                let v = self.ctx.resolve(key, value, loc)?;
-                self.unit.description = (!v.is_empty()).then_some(v);
-            }
+            "Description" => self.unit.description = self.ctx.resolve_optional(key, value, loc)?,
             "Documentation" if value.is_empty() => self.unit.documentation.clear(),
             "Documentation" => {
                 let words = self.ctx.words(key, value, loc)?;

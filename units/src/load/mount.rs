@@ -48,12 +48,11 @@ impl MountBuilder {
         value: &str,
         loc: &Location,
     ) -> Result<(), LoadError> {
-        let some = |v: String| (!v.is_empty()).then_some(v);
         match key {
-            "What" => self.what = some(ctx.resolve(key, value, loc)?),
-            "Where" => self.where_ = some(ctx.resolve(key, value, loc)?),
-            "Type" => self.fs_type = some(ctx.resolve(key, value, loc)?),
-            "Options" => self.options = some(ctx.resolve(key, value, loc)?),
+            "What" => self.what = ctx.resolve_optional(key, value, loc)?,
+            "Where" => self.where_ = ctx.resolve_optional(key, value, loc)?,
+            "Type" => self.fs_type = ctx.resolve_optional(key, value, loc)?,
+            "Options" => self.options = ctx.resolve_optional(key, value, loc)?,
             "SloppyOptions" => self.sloppy = flag(ctx, key, value, loc)?,
             "LazyUnmount" => self.lazy = flag(ctx, key, value, loc)?,
             "ForceUnmount" => self.force = flag(ctx, key, value, loc)?,
@@ -111,10 +110,7 @@ impl SwapBuilder {
         loc: &Location,
     ) -> Result<(), LoadError> {
         match key {
-            "What" => {
-                let what = ctx.resolve(key, value, loc)?;
-                self.what = (!what.is_empty()).then_some(what);
-            }
+            "What" => self.what = ctx.resolve_optional(key, value, loc)?,
             "Priority" if value.is_empty() => self.priority = None,
             "Priority" => {
                 let p: i32 = value.parse().map_err(|_| ctx.bad(key, value, loc))?;
@@ -123,10 +119,7 @@ impl SwapBuilder {
                 }
                 self.priority = Some(p);
             }
-            "Options" => {
-                let o = ctx.resolve(key, value, loc)?;
-                self.options = (!o.is_empty()).then_some(o);
-            }
+            "Options" => self.options = ctx.resolve_optional(key, value, loc)?,
             "TimeoutSec" => {
                 self.timeout = Some(timeout(value).ok_or_else(|| ctx.bad(key, value, loc))?)
             }
@@ -173,10 +166,7 @@ impl AutomountBuilder {
         loc: &Location,
     ) -> Result<(), LoadError> {
         match key {
-            "Where" => {
-                let w = ctx.resolve(key, value, loc)?;
-                self.where_ = (!w.is_empty()).then_some(w);
-            }
+            "Where" => self.where_ = ctx.resolve_optional(key, value, loc)?,
             "DirectoryMode" => {
                 self.directory_mode =
                     Some(parse_mode(value).ok_or_else(|| ctx.bad(key, value, loc))?)

@@ -319,11 +319,11 @@ impl ServiceBuilder {
                 s.watchdog = span.filter(|d| !d.is_zero() && *d != std::time::Duration::MAX);
             }
             "BusName" => {
-                let name = ctx.resolve(key, value, loc)?;
-                if !name.is_empty() && !is_bus_name(&name) {
+                let name = ctx.resolve_optional(key, value, loc)?;
+                if name.as_deref().is_some_and(|n| !is_bus_name(n)) {
                     return Err(bad(ctx));
                 }
-                s.bus_name = (!name.is_empty()).then_some(name);
+                s.bus_name = name;
             }
             "ReloadSignal" => {
                 s.reload_signal =
@@ -333,10 +333,7 @@ impl ServiceBuilder {
                 s.watchdog_signal =
                     empty_or(value, libc::SIGABRT, parse_signal).ok_or_else(|| bad(ctx))?
             }
-            "SyslogIdentifier" => {
-                let id = ctx.resolve(key, value, loc)?;
-                s.syslog_identifier = (!id.is_empty()).then_some(id);
-            }
+            "SyslogIdentifier" => s.syslog_identifier = ctx.resolve_optional(key, value, loc)?,
             "SyslogLevelPrefix" => {
                 s.syslog_level_prefix = empty_or(value, true, parse_bool).ok_or_else(|| bad(ctx))?
             }
@@ -360,10 +357,7 @@ impl ServiceBuilder {
                     _ => s.send_sighup = v,
                 }
             }
-            "UtmpIdentifier" => {
-                let id = ctx.resolve(key, value, loc)?;
-                s.utmp_identifier = (!id.is_empty()).then_some(id);
-            }
+            "UtmpIdentifier" => s.utmp_identifier = ctx.resolve_optional(key, value, loc)?,
             "UtmpMode" => {
                 if !matches!(value, "" | "init" | "login" | "user") {
                     return Err(bad(ctx));
