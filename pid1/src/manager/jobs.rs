@@ -6,6 +6,7 @@
 //! after it. Requirement (Requires=/BindsTo=) decides failure: when a start
 //! job fails, the start jobs of the units that require it fail too.
 
+use super::ordering::OrderIndex;
 use super::state::*;
 use super::{Manager, ManagerError};
 use relive_units::UnitKind;
@@ -197,43 +198,8 @@ impl Manager {
                 .is_some_and(|c| c == canonical)
     }
 
-    /// Units `name` is ordered after (its After= and others' Before=).
-    fn ordered_before(&self, name: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Some(cfg) = self.state.units.get(name).and_then(|u| u.config.as_ref()) {
-            out.extend(cfg.unit.after.iter().map(|a| self.canonical(a)));
-        }
-        for u in self.state.units.values() {
-            if u.config
-                .as_ref()
-                .is_some_and(|c| c.unit.before.iter().any(|b| self.resolves_to(b, name)))
-            {
-                out.push(u.name.clone());
-            }
-        }
-        out
-    }
-
-    /// Units ordered after `name`.
-    fn ordered_after(&self, name: &str) -> Vec<String> {
-        self.state
-            .units
-            .keys()
-            .filter(|other| self.ordered_before(other).iter().any(|b| b == name))
-            .cloned()
-            .collect()
-    }
-
-    fn canonical(&self, name: &str) -> String {
-        self.state
-            .aliases
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| name.to_owned())
-    }
-
     /// Puts a job on the unit, merging with one already there.
-    fn add_job(&mut self, name: &str, kind: JobKind) -> Option<u64> {
+    pub(super) fn add_job(&mut self, name: &str, kind: JobKind) -> Option<u64> {
         let unit = self.state.units.get_mut(name)?;
         if let Some(job) = &unit.job {
             // A second request of the same kind joins the first.
@@ -289,6 +255,7 @@ impl Manager {
     /// until no more can start.
     pub fn dispatch(&mut self) {
         loop {
+            let order = OrderIndex::build(&self.state);
             let ready: Vec<(String, JobKind)> = self
                 .state
                 .units
@@ -299,7 +266,7 @@ impl Manager {
                         .filter(|j| !j.running)
                         .map(|j| (u.name.clone(), j.kind))
                 })
-                .filter(|(name, kind)| self.job_runnable(name, *kind))
+                .filter(|(name, kind)| self.job_runnable(&order, name, *kind))
                 .collect();
             let ready = if ready.is_empty() {
                 match self.stuck_job() {
@@ -348,7 +315,7 @@ impl Manager {
             .find_map(|u| u.job.as_ref().map(|j| (u.name.clone(), j.kind)))
     }
 
-    fn job_runnable(&self, name: &str, kind: JobKind) -> bool {
+    fn job_runnable(&self, order: &OrderIndex, name: &str, kind: JobKind) -> bool {
         let waiting_on = |other: &String, kinds: &[JobKind]| {
             self.state
                 .units
@@ -358,16 +325,16 @@ impl Manager {
         };
         match kind {
             JobKind::Start | JobKind::Restart => {
-                !self
+                !order
                     .ordered_before(name)
                     .iter()
                     .any(|o| waiting_on(o, &[JobKind::Start, JobKind::Restart]))
-                    && !self
+                    && !order
                         .ordered_after(name)
                         .iter()
                         .any(|o| waiting_on(o, &[JobKind::Stop]))
             }
-            JobKind::Stop => !self
+            JobKind::Stop => !order
                 .ordered_after(name)
                 .iter()
                 .any(|o| waiting_on(o, &[JobKind::Stop])),

@@ -16,6 +16,7 @@ mod jobs;
 mod journal;
 mod mounts;
 pub mod notify;
+mod ordering;
 pub mod output;
 mod paths;
 mod plan;

@@ -43,7 +43,9 @@ impl Manager {
             let u = &self.state.units[name];
             let has_processes = u.main_pid.is_some() || u.control_pid.is_some();
             if u.is_up() || u.active == ActiveState::Deactivating || has_processes {
-                let _ = self.enqueue(name, JobKind::Stop);
+                // Every running unit gets its own stop job here, so the
+                // requirers enqueue() would add are already covered.
+                self.add_job(name, JobKind::Stop);
             }
         }
         self.dispatch();

@@ -188,6 +188,28 @@ fn ordering_decides_the_spawn_order() {
 }
 
 #[test]
+fn before_orders_as_the_other_units_after_does() {
+    let (mut m, k, _dir) = manager(&[
+        (
+            "a.service",
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/a\n",
+        ),
+        (
+            "b.service",
+            "[Unit]\nBefore=a.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/b\n",
+        ),
+        ("t.target", "[Unit]\nWants=a.service b.service\n"),
+    ]);
+    m.request("t.target", JobKind::Start).unwrap();
+    // b is before a: a waits for b's oneshot.
+    assert_eq!(spawned_units(&k), ["b.service"]);
+    let b_pid = m.unit("b.service").unwrap().control_pid.unwrap();
+    m.child_exited(b_pid, ExitStatus::Exited(0));
+    m.dispatch();
+    assert_eq!(spawned_units(&k), ["b.service", "a.service"]);
+}
+
+#[test]
 fn a_failed_main_process_is_restarted_with_on_failure() {
     let (mut m, k, _dir) = manager(&[(
         "a.service",
