@@ -12,6 +12,15 @@
 //! - [`report`]: what an upgrade did, unit by unit.
 //! - [`warm`]: a warm snapshot, as relivectl shows it.
 
+/// What `relive --version` and `relivectl --version` print after the
+/// program's name: the package version and the git commit built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("RELIVE_GIT_COMMIT"),
+    ")"
+);
+
 pub mod names;
 pub mod plan;
 pub mod progress;

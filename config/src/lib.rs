@@ -401,6 +401,44 @@ mod tests {
         assert!(e.to_string().contains("manager.log_level = loud"), "{e}");
     }
 
+    /// The file the Debian package installs as /etc/relive/relive.toml.
+    const SHIPPED: &str = include_str!("../relive.toml");
+
+    #[test]
+    fn the_shipped_file_parses_as_the_defaults() {
+        assert_eq!(parse(SHIPPED).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_shipped_file_lists_every_key_at_its_default() {
+        // Uncommenting every `# key = value` line must change nothing...
+        let uncommented: String = SHIPPED
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.split_once(" = ").is_some_and(|(k, _)| is_key(k)) => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(parse(&uncommented).unwrap(), Config::default());
+        // ...and every key the defaults serialize must be among them.
+        let defaults = toml::to_string(&Config::default()).unwrap();
+        for line in defaults.lines() {
+            if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    uncommented
+                        .lines()
+                        .any(|l| l.starts_with(&format!("{key} = "))),
+                    "config/relive.toml does not list {key}"
+                );
+            }
+        }
+    }
+
+    fn is_key(word: &str) -> bool {
+        !word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+    }
+
     #[test]
     fn missing_file_gives_defaults() {
         let c = Config::load(Path::new("/nonexistent/relive.toml")).unwrap();

@@ -8,7 +8,12 @@ use relive_api::names::DEFAULT_SOCKET;
 
 /// Control relive, the init system built for live kernel upgrades.
 #[derive(Debug, Parser)]
-#[command(name = "relivectl", version, about, max_term_width = 100)]
+#[command(
+    name = "relivectl",
+    version = relive_api::VERSION,
+    about,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -99,6 +104,12 @@ pub enum Command {
     Reboot,
     /// Shut down and halt the machine.
     Halt,
+    /// Print a shell completion script for relivectl on stdout (the
+    /// package installs the bash and zsh ones).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +270,29 @@ mod tests {
     fn clap_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_offer_every_verb() {
+        use clap::CommandFactory;
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "relivectl", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for verb in Cli::command().get_subcommands() {
+                assert!(
+                    script.contains(verb.get_name()),
+                    "{shell} completion lacks {}",
+                    verb.get_name()
+                );
+            }
+        }
+        assert!(matches!(
+            parse(&["completions", "zsh"]).unwrap().command,
+            Some(Command::Completions {
+                shell: clap_complete::Shell::Zsh
+            })
+        ));
     }
 
     #[test]

@@ -110,6 +110,10 @@ fn main() -> ExitCode {
 fn run(global: &Global, command: Option<&Command>, io: &mut Io<'_>) -> Result<Exit, CtlError> {
     // --no-pager is only there so that systemctl habits do not fail.
     let _ = global.no_pager;
+    if let Some(Command::Completions { shell }) = command {
+        // Needs no relive: packaging runs it at build time.
+        return Ok(completions(*shell, io));
+    }
     let client = Client::connect(&global.socket)?;
     let exit = dispatch(&client, command, io)?;
     if matches!(command, Some(Command::DaemonReexec)) {
@@ -130,6 +134,13 @@ fn wait_for_manager(socket: &std::path::Path) -> Result<(), CtlError> {
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
         }
     }
+}
+
+/// A completion script for `shell`, from the clap definition.
+fn completions(shell: clap_complete::Shell, io: &mut Io<'_>) -> Exit {
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cli, "relivectl", &mut io.out);
+    Exit::Success
 }
 
 fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result<Exit, CtlError> {
@@ -153,6 +164,7 @@ fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result
         Some(Command::Poweroff) => manager(api, ManagerCall::PowerOff),
         Some(Command::Reboot) => manager(api, ManagerCall::Reboot),
         Some(Command::Halt) => manager(api, ManagerCall::Halt),
+        Some(Command::Completions { shell }) => Ok(completions(*shell, io)),
     }
 }
 

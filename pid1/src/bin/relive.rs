@@ -23,7 +23,7 @@ const DEFAULT_NOTIFY_SOCKET: &str = "/run/relive/notify";
 #[derive(Parser, Debug)]
 #[command(
     name = "relive",
-    version,
+    version = relive_api::VERSION,
     about = "An init system built for live kernel upgrades"
 )]
 struct Args {
