@@ -8,6 +8,8 @@
 //! - [`upgrade`]: PID 1's side of a live upgrade (the upgrade itself is in
 //!   the `relive-snapshot` and `relive-restore` crates).
 //! - [`reexec`]: handing the state to a fresh relive binary.
+//! - [`final_stage`]: the machine's end from a copy of relive in /run when
+//!   its own binary was deleted.
 //! - [`generators`]: running systemd's unit generators.
 //! - [`clients`], [`logging`]: control connections, the log.
 //!
@@ -16,6 +18,7 @@
 pub mod clients;
 pub mod dbus;
 pub mod event_loop;
+pub mod final_stage;
 pub mod generators;
 pub mod journal_log;
 pub mod logging;

@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use relive::event_loop::{EventLoop, LoopExit};
+use relive::final_stage;
 use relive::manager::notify::NotifySocket;
 use relive::manager::state::{JobKind, ManagerState};
 use relive::manager::Manager;
@@ -50,6 +51,11 @@ struct Args {
     /// this descriptor (set by `relivectl daemon-reexec`).
     #[arg(long, value_name = "FD", hide = true)]
     deserialize: Option<i32>,
+    /// Internal: only unmount and end the machine (poweroff, reboot or
+    /// halt); the shutdown execs a copy of relive with it when relive's
+    /// own binary was deleted.
+    #[arg(long = "final-stage", value_name = "KIND", hide = true)]
+    final_stage: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +75,15 @@ fn main() -> ExitCode {
         Err(e) if scope == Scope::Process => e.exit(),
         Err(e) => (Args::parse_from(["relive"]), Some(e.to_string())),
     };
+    if scope == Scope::Machine {
+        if let Some(kind) = args.final_stage.as_deref().and_then(final_stage::parse) {
+            relive::logging::init("info", true);
+            let e = machine::end_machine(kind);
+            tracing::error!("reboot(2) failed: {e}");
+            relive::logging::flush();
+            last_resort();
+        }
+    }
     let resuming = args.deserialize.is_some();
     let mount_errors = if scope == Scope::Process || resuming {
         Vec::new()
@@ -477,6 +492,14 @@ fn run(
     match scope {
         Scope::Machine => {
             tracing::info!("{}", kind.verb());
+            if final_stage::own_binary_deleted() {
+                tracing::info!(
+                    "relive's own binary was deleted: ending the machine from a copy in /run, so that / can be remounted read-only"
+                );
+                relive::logging::flush();
+                let e = final_stage::exec_copy(kind);
+                tracing::error!("cannot exec the final stage: {e}; ending the machine from here");
+            }
             relive::logging::flush();
             let e = machine::end_machine(kind);
             Err(anyhow::anyhow!("reboot(2) failed: {e}"))
