@@ -120,6 +120,22 @@ pub fn check_kernels(
             }
         }
         interrupt.check()?;
+        // relive's package: installed, GRUB entries, removed, systemd boots.
+        match super::package::check_package(paths, image, kernel, interrupt) {
+            Ok(verdicts) => {
+                for v in verdicts {
+                    print_verdict(kernel, &v);
+                    if !v.ok {
+                        failed.push(format!("{kernel} {}", v.name));
+                    }
+                }
+            }
+            Err(e) => {
+                output::println(format!("FAIL {kernel} package: {e:#}"));
+                failed.push(format!("{kernel} package"));
+            }
+        }
+        interrupt.check()?;
     }
     let secs = started.elapsed().as_secs_f64();
     if failed.is_empty() {

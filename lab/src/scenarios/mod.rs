@@ -8,6 +8,8 @@
 //!   two-phase snapshot and the stores checked.
 //! - [`echo_client`]: a host-side TCP client that must see no gap lost.
 //! - [`faults`]: injected faults and bad input; no service may be lost.
+//! - [`package`]: relive's Debian package installed, its GRUB entries,
+//!   removed while it runs, then systemd booting the same disk.
 //! - [`demo`]: one upgrade, shown to a person.
 
 pub mod activation;
@@ -16,6 +18,7 @@ pub mod compare;
 pub mod demo;
 pub mod echo_client;
 pub mod faults;
+pub mod package;
 pub mod pids;
 pub mod server;
 pub mod upgrade;

@@ -36,6 +36,12 @@ pub struct Options {
     pub init: Option<Init>,
     /// Boot a writable copy of the disk instead of `-snapshot`.
     pub writable: bool,
+    /// With `writable`: boot the copy the previous writable boot left, as
+    /// that boot left it, instead of a fresh copy of the image.
+    pub reuse_copy: bool,
+    /// Name PID 1 with init= on the kernel command line. Without it the
+    /// kernel starts /sbin/init (systemd), as GRUB's default entry does.
+    pub init_on_cmdline: bool,
     pub timeout: Duration,
     /// Units written into the writable copy before it boots (tests only:
     /// the image itself stays the same for every boot).
@@ -60,6 +66,8 @@ impl Options {
             kernel: kernel.to_owned(),
             init,
             writable: false,
+            reuse_copy: false,
+            init_on_cmdline: true,
             timeout: Duration::from_secs(300),
             extra_units: Vec::new(),
             ready_when: ReadyWhen::Usable,
@@ -141,7 +149,9 @@ pub fn start(
     let kernel = image.kernel(&opts.kernel)?.clone();
     let init = match opts.init {
         Some(Init::Relive) if !image.has_relive => {
-            bail!("the image has no /usr/sbin/relive: build relive (target/release/relive), then `relive-lab image`")
+            bail!(
+                "the image has no relive: build its package (scripts/deb), then `relive-lab image`"
+            )
         }
         Some(init) => init,
         None if image.has_relive => Init::Relive,
@@ -159,7 +169,19 @@ pub fn start(
     if (!opts.extra_units.is_empty() || opts.disk_bytes.is_some()) && !opts.writable {
         bail!("extra units and a disk size need a writable disk");
     }
-    let disk = if opts.writable {
+    if !opts.init_on_cmdline && init != Init::Systemd {
+        bail!("without init= the kernel starts /sbin/init, which is systemd");
+    }
+    let disk = if opts.writable && opts.reuse_copy {
+        let copy = paths.writable_disk();
+        if !copy.is_file() {
+            bail!(
+                "no writable copy left by a previous boot at {}",
+                copy.display()
+            );
+        }
+        copy
+    } else if opts.writable {
         let step = output::step("copying the disk for a writable boot");
         let copy = paths.writable_disk();
         disk::copy_sparse(&image.disk, &copy)?;
@@ -189,9 +211,13 @@ pub fn start(
         // memmap=: RAM the kernel leaves alone, relive's memory store for
         // live upgrades (/dev/pmem0; 128 MiB aligned inside usable RAM).
         append: format!(
-            "console=ttyS0 quiet root=/dev/vda rw net.ifnames=0 panic=-1 memmap={} init={}",
+            "console=ttyS0 quiet root=/dev/vda rw net.ifnames=0 panic=-1 memmap={}{}",
             opts.memory_store,
-            init.path()
+            if opts.init_on_cmdline {
+                format!(" init={}", init.path())
+            } else {
+                String::new()
+            }
         ),
         disk: disk.clone(),
         data_disk: if opts.writable {

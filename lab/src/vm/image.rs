@@ -4,9 +4,11 @@
 //! Two cache levels, because they cost very different amounts:
 //! - the tree (mkosi: debootstrap, packages, initrds; minutes) is keyed by
 //!   the mkosi/ configuration, the mirror and the resolved kernel packages;
-//! - the disk (mkfs.ext4 -d; seconds) is keyed by the tree and the overlay:
-//!   the lab's ssh key and the relive and workload binaries from
-//!   target/release, copied into the tree just before mkfs.
+//! - the disk (mkfs.ext4 -d; seconds) is keyed by the tree, the overlay
+//!   (the lab's ssh key and the workload binaries from target/release,
+//!   copied into the tree) and relive's Debian package (scripts/deb),
+//!   installed into the tree with dpkg just before mkfs, as an
+//!   administrator installs it.
 
 use crate::output;
 use crate::vm::apt;
@@ -30,8 +32,6 @@ const DATA_DISK_SIZE: &str = "64M";
 /// A file on the data disk, for checks that it is mounted.
 pub const DATA_DISK_MARKER: (&str, &str) = ("relive-lab-data", "relive lab data disk\n");
 
-/// relive's binaries: from target/release into the image's /usr/sbin.
-const RELIVE_BINARIES: &[&str] = &["relive", "relivectl"];
 /// The lab's workload programs (crate workloads/), copied into
 /// /usr/local/bin; their units are in mkosi/mkosi.extra/etc/systemd/system/.
 const WORKLOAD_BINARIES: &[&str] = &["relive-counter", "relive-echo", "relive-dirty"];
@@ -137,9 +137,13 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
     let step = output::step("disk image");
 
     let overlay = overlay(paths)?;
+    let package = relive_package(paths)?;
     let mut disk = Sha256::new();
     disk.update(&tree_hash);
     disk.update(DISK_SIZE);
+    if let Some(deb) = &package {
+        disk.update(std::fs::read(deb).with_context(|| format!("reading {}", deb.display()))?);
+    }
     for file in &overlay {
         disk.update(&file.dest);
         disk.update(file.mode.to_le_bytes());
@@ -160,9 +164,11 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
         }
     }
 
-    let has_relive = overlay.iter().any(|f| f.dest == "usr/sbin/relive");
-    step.detail("copying relive and the workloads into the tree");
+    let has_relive = package.is_some();
+    step.detail("copying the workloads into the tree");
     apply_overlay(paths, &overlay)?;
+    step.detail("installing relive's package into the tree");
+    install_package(paths, package.as_deref())?;
     step.detail(&format!("mkfs.ext4 -d, {DISK_SIZE}"));
     make_disk(paths)?;
     make_data_disk(paths)?;
@@ -216,16 +222,6 @@ fn overlay(paths: &Paths) -> Result<Vec<OverlayFile>> {
         mode: 0o600,
     }];
     let release = paths.target().join("release");
-    for name in RELIVE_BINARIES {
-        let src = release.join(name);
-        if src.is_file() {
-            files.push(OverlayFile {
-                src,
-                dest: format!("usr/sbin/{name}"),
-                mode: 0o755,
-            });
-        }
-    }
     for name in WORKLOAD_BINARIES {
         let src = release.join(name);
         if src.is_file() {
@@ -243,14 +239,9 @@ fn overlay(paths: &Paths) -> Result<Vec<OverlayFile>> {
 /// leaves the image too), then copies in the current ones.
 fn apply_overlay(paths: &Paths, files: &[OverlayFile]) -> Result<()> {
     let tree = paths.tree();
-    let known = RELIVE_BINARIES
+    let known = WORKLOAD_BINARIES
         .iter()
-        .map(|n| format!("usr/sbin/{n}"))
-        .chain(
-            WORKLOAD_BINARIES
-                .iter()
-                .map(|n| format!("usr/local/bin/{n}")),
-        );
+        .map(|n| format!("usr/local/bin/{n}"));
     for dest in known {
         let _ = std::fs::remove_file(tree.join(dest));
     }
@@ -266,6 +257,51 @@ fn apply_overlay(paths: &Paths, files: &[OverlayFile]) -> Result<()> {
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(file.mode))?;
     }
     Ok(())
+}
+
+/// The package scripts/deb left in target/debian, if any.
+fn relive_package(paths: &Paths) -> Result<Option<PathBuf>> {
+    let dir = paths.target().join("debian");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(None);
+    };
+    let mut debs = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with("relive_") && name.ends_with("_amd64.deb") {
+            debs.push(path);
+        }
+    }
+    match debs.len() {
+        0 | 1 => Ok(debs.pop()),
+        _ => bail!(
+            "{} holds several relive packages; run scripts/deb (it keeps one)",
+            dir.display()
+        ),
+    }
+}
+
+/// `dpkg -i` inside the tree (its maintainer scripts run there, as on a
+/// server); without a package, a relive installed before is purged.
+fn install_package(paths: &Paths, deb: Option<&Path>) -> Result<()> {
+    let tree = paths.tree();
+    let mut dpkg = Command::new("chroot");
+    dpkg.arg(&tree);
+    let staged = tree.join("var/cache/relive-lab.deb");
+    match deb {
+        Some(deb) => {
+            std::fs::copy(deb, &staged)
+                .with_context(|| format!("copying {} into the tree", deb.display()))?;
+            dpkg.args(["dpkg", "-i", "/var/cache/relive-lab.deb"]);
+        }
+        None => {
+            dpkg.args(["dpkg", "--purge", "relive"]);
+        }
+    }
+    let result = output::run(&mut dpkg, "dpkg in the image's tree");
+    let _ = std::fs::remove_file(&staged);
+    result
 }
 
 /// `mkfs.ext4 -d` makes the disk from the tree without a loop mount. The

@@ -147,8 +147,20 @@ pub fn poweroff(
     timeout: Duration,
     interrupt: &Interrupt,
 ) -> Result<PoweredOff> {
+    let command = booted.guest.init.poweroff_command();
+    poweroff_with(paths, booted, command, timeout, interrupt)
+}
+
+/// `poweroff` with another command than the init's own (`kill -s RTMIN+4 1`
+/// once relivectl is gone).
+pub fn poweroff_with(
+    paths: &Paths,
+    booted: Booted,
+    command: &str,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<PoweredOff> {
     let Booted { mut qemu, guest } = booted;
-    let command = guest.init.poweroff_command();
     let step = output::step(format!("powering off (`{command}` in the guest)"));
     let started = Instant::now();
     // The connection may drop as the guest goes down: QEMU's exit is the
