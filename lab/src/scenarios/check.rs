@@ -103,38 +103,14 @@ pub fn check_kernels(
         }
         interrupt.check()?;
     }
-    // The same image under systemd, then relive, on the newest kernel.
     if let Some(kernel) = kernels.last() {
-        match super::compare::compare_inits(paths, image, kernel, interrupt) {
-            Ok(verdicts) => {
-                for v in verdicts {
-                    print_verdict(kernel, &v);
-                    if !v.ok {
-                        failed.push(format!("{kernel} {}", v.name));
-                    }
-                }
-            }
-            Err(e) => {
-                output::println(format!("FAIL {kernel} side by side: {e:#}"));
-                failed.push(format!("{kernel} side by side"));
-            }
-        }
+        // The same image under systemd, then relive, on the newest kernel.
+        let compared = super::compare::compare_inits(paths, image, kernel, interrupt);
+        failed.extend(print_scenario(kernel, "side by side", compared));
         interrupt.check()?;
         // relive's package: installed, GRUB entries, removed, systemd boots.
-        match super::package::check_package(paths, image, kernel, interrupt) {
-            Ok(verdicts) => {
-                for v in verdicts {
-                    print_verdict(kernel, &v);
-                    if !v.ok {
-                        failed.push(format!("{kernel} {}", v.name));
-                    }
-                }
-            }
-            Err(e) => {
-                output::println(format!("FAIL {kernel} package: {e:#}"));
-                failed.push(format!("{kernel} package"));
-            }
-        }
+        let package = super::package::check_package(paths, image, kernel, interrupt);
+        failed.extend(print_scenario(kernel, "package", package));
         interrupt.check()?;
     }
     let secs = started.elapsed().as_secs_f64();
@@ -197,6 +173,23 @@ fn check_kernel(
         let _ = std::fs::remove_file(paths.writable_disk());
     }
     Ok(verdicts)
+}
+
+/// Prints a scenario's verdicts (or why it could not run) and returns
+/// the names of those that failed.
+fn print_scenario(kernel: &str, scenario: &str, verdicts: Result<Vec<Verdict>>) -> Vec<String> {
+    match verdicts {
+        Ok(verdicts) => verdicts
+            .into_iter()
+            .inspect(|v| print_verdict(kernel, v))
+            .filter(|v| !v.ok)
+            .map(|v| format!("{kernel} {}", v.name))
+            .collect(),
+        Err(e) => {
+            output::println(format!("FAIL {kernel} {scenario}: {e:#}"));
+            vec![format!("{kernel} {scenario}")]
+        }
+    }
 }
 
 /// One verdict on its own line of stdout.

@@ -165,48 +165,34 @@ fn main_pid(m: &Manager, unit: &str) -> i32 {
 
 #[test]
 fn ordering_decides_the_spawn_order() {
-    let (mut m, k, _dir) = manager(&[
-        (
-            "a.service",
-            "[Unit]\nAfter=b.service\n[Service]\nExecStart=/bin/a\n",
-        ),
-        (
-            "b.service",
-            "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/b\n",
-        ),
-        ("t.target", "[Unit]\nWants=a.service b.service\n"),
-    ]);
-    m.request("t.target", JobKind::Start).unwrap();
-    // b is a oneshot still running: a waits for it.
-    assert_eq!(spawned_units(&k), ["b.service"]);
-    let b_pid = m.unit("b.service").unwrap().control_pid.unwrap();
-    m.child_exited(b_pid, ExitStatus::Exited(0));
-    m.dispatch();
-    assert_eq!(spawned_units(&k), ["b.service", "a.service"]);
-    assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Active);
-    assert_eq!(m.unit("t.target").unwrap().active, ActiveState::Active);
-}
-
-#[test]
-fn before_orders_as_the_other_units_after_does() {
-    let (mut m, k, _dir) = manager(&[
-        (
-            "a.service",
-            "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/a\n",
-        ),
-        (
-            "b.service",
-            "[Unit]\nBefore=a.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/b\n",
-        ),
-        ("t.target", "[Unit]\nWants=a.service b.service\n"),
-    ]);
-    m.request("t.target", JobKind::Start).unwrap();
-    // b is before a: a waits for b's oneshot.
-    assert_eq!(spawned_units(&k), ["b.service"]);
-    let b_pid = m.unit("b.service").unwrap().control_pid.unwrap();
-    m.child_exited(b_pid, ExitStatus::Exited(0));
-    m.dispatch();
-    assert_eq!(spawned_units(&k), ["b.service", "a.service"]);
+    // a after b, said by a (After=) or by b (Before=): the same order.
+    for (a_unit, b_unit) in [
+        ("[Unit]\nAfter=b.service\n", ""),
+        ("", "[Unit]\nBefore=a.service\n"),
+    ] {
+        let (mut m, k, _dir) = manager(&[
+            (
+                "a.service",
+                &format!("{a_unit}[Service]\nExecStart=/bin/a\n"),
+            ),
+            (
+                "b.service",
+                &format!(
+                    "{b_unit}[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/b\n"
+                ),
+            ),
+            ("t.target", "[Unit]\nWants=a.service b.service\n"),
+        ]);
+        m.request("t.target", JobKind::Start).unwrap();
+        // b is a oneshot still running: a waits for it.
+        assert_eq!(spawned_units(&k), ["b.service"]);
+        let b_pid = m.unit("b.service").unwrap().control_pid.unwrap();
+        m.child_exited(b_pid, ExitStatus::Exited(0));
+        m.dispatch();
+        assert_eq!(spawned_units(&k), ["b.service", "a.service"]);
+        assert_eq!(m.unit("a.service").unwrap().active, ActiveState::Active);
+        assert_eq!(m.unit("t.target").unwrap().active, ActiveState::Active);
+    }
 }
 
 #[test]
