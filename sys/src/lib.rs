@@ -20,6 +20,7 @@ pub mod listen;
 pub mod machine;
 pub mod mounts;
 pub mod pid_space;
+pub mod process_attrs;
 pub mod sched;
 pub mod spawn;
 pub mod tty;

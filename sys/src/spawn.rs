@@ -53,6 +53,8 @@ pub struct SpawnRequest {
     pub umask: u32,
     /// RLIMIT_NOFILE (soft, hard).
     pub nofile: Option<(u64, u64)>,
+    /// The other limits, nice level, OOM score, scheduling, no_new_privs.
+    pub process: crate::process_attrs::ProcessSettings,
     pub working_directory: Option<CString>,
     /// A missing working directory is not an error (WorkingDirectory=-/x).
     pub working_directory_optional: bool,
@@ -101,6 +103,7 @@ impl SpawnRequest {
             credentials: None,
             umask: 0o077,
             nofile: None,
+            process: Default::default(),
             working_directory: None,
             working_directory_optional: false,
             keep_fds: Vec::new(),
@@ -122,7 +125,12 @@ impl SpawnRequest {
 #[repr(i32)]
 pub enum ChildStep {
     Chdir = 200,
+    Nice = 201,
     Limits = 205,
+    OomAdjust = 206,
+    IoPriority = 211,
+    SetScheduler = 214,
+    NoNewPrivileges = 227,
     Setsid = 220,
     Stdio = 208,
     Group = 216,
@@ -136,8 +144,13 @@ impl ChildStep {
     pub fn name_of(code: i32) -> Option<&'static str> {
         Some(match code {
             200 => "CHDIR",
+            201 => "NICE",
             203 => "EXEC",
             205 => "LIMITS",
+            206 => "OOM_ADJUST",
+            211 => "IOPRIO",
+            214 => "SETSCHEDULER",
+            227 => "NO_NEW_PRIVILEGES",
             208 => "STDIN",
             216 => "GROUP",
             217 => "USER",
@@ -151,7 +164,12 @@ impl ChildStep {
     pub fn describe_code(code: i32) -> &'static str {
         match code {
             200 => "changing to the working directory",
+            201 => "setting the nice level",
             205 => "setting resource limits",
+            206 => "setting the OOM score adjustment",
+            211 => "setting the I/O scheduling",
+            214 => "setting the CPU scheduling",
+            227 => "setting no_new_privs",
             220 => "creating a session",
             208 => "setting up standard input/output",
             216 => "setting the group",
@@ -337,6 +355,10 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         envp.push(listen_pid.cast_const().cast());
     }
     envp.push(std::ptr::null());
+    let oom_text = request
+        .process
+        .oom_score_adj
+        .map(|n| n.to_string().into_bytes());
     let plan = ChildPlan {
         path: request.path.as_ptr(),
         argv: argv.as_ptr(),
@@ -347,6 +369,8 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         credentials: request.credentials.as_ref(),
         umask: request.umask,
         nofile: request.nofile,
+        process: &request.process,
+        oom_text: oom_text.as_deref(),
         cwd: request.working_directory.as_ref().map(|c| c.as_ptr()),
         cwd_optional: request.working_directory_optional,
         keep_fds: &request.keep_fds,
@@ -401,6 +425,9 @@ struct ChildPlan<'a> {
     credentials: Option<&'a Credentials>,
     umask: u32,
     nofile: Option<(u64, u64)>,
+    process: &'a crate::process_attrs::ProcessSettings,
+    /// `process.oom_score_adj` in decimal.
+    oom_text: Option<&'a [u8]>,
     cwd: Option<*const libc::c_char>,
     cwd_optional: bool,
     keep_fds: &'a [RawFd],
@@ -551,6 +578,9 @@ fn child_main(plan: &ChildPlan) -> ! {
                 fail(plan, ChildStep::Limits);
             }
         }
+        if let Err(step) = crate::process_attrs::apply_privileged(plan.process, plan.oom_text) {
+            fail(plan, step);
+        }
         libc::umask(plan.umask as libc::mode_t);
         if let Some(keep) = plan.bounding_set {
             // Needs CAP_SETPCAP, so before the switch of user.
@@ -604,6 +634,9 @@ fn child_main(plan: &ChildPlan) -> ! {
                 revents: 0,
             };
             libc::poll(&mut gate, 1, 5000);
+        }
+        if let Err(step) = crate::process_attrs::apply_last(plan.process) {
+            fail(plan, step);
         }
         libc::execve(plan.path, plan.argv, plan.envp);
         fail(plan, ChildStep::Exec);

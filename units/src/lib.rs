@@ -19,6 +19,7 @@ pub mod model;
 pub mod mount;
 pub mod parse;
 pub mod path;
+pub mod process;
 pub mod read;
 pub mod socket;
 pub mod specifier;

@@ -27,10 +27,11 @@ mod index;
 mod install;
 mod mount;
 mod path;
+mod process;
 mod service;
 mod socket;
 mod timer;
-mod values;
+pub(crate) mod values;
 
 use crate::error::LoadError;
 use crate::model::{Location, Unit, UnitKind, Warning};

@@ -423,6 +423,10 @@ pub struct ServiceSection {
     pub umask: u32,
     /// LimitNOFILE= as (soft, hard); None = inherit.
     pub limit_nofile: Option<(u64, u64)>,
+    /// The other Limit*=, Nice=, OOMScoreAdjust=, I/O and CPU scheduling,
+    /// NoNewPrivileges=.
+    #[serde(default)]
+    pub process: crate::process::ProcessAttributes,
     /// Absolute path, or `~` for the home directory of User=.
     pub working_directory: Option<PathBuf>,
     /// `-` prefix on WorkingDirectory=: missing directory is not an error.
@@ -536,6 +540,7 @@ impl Default for ServiceSection {
             supplementary_groups: Vec::new(),
             umask: 0o022,
             limit_nofile: None,
+            process: Default::default(),
             working_directory: None,
             working_directory_optional: false,
             environment: Vec::new(),

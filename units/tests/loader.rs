@@ -606,3 +606,62 @@ fn path_units_as_debian_ships_them() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn process_attributes_are_read_and_bad_values_refused_at_their_line() {
+    use relive_units::process::{CpuPolicy, IoClass, Rlimit};
+    let t = Tree::new();
+    t.write(
+        "lib/p.service",
+        "[Service]\nExecStart=/bin/true\nNice=5\nOOMScoreAdjust=-900\nLimitCORE=infinity\n\
+         LimitMEMLOCK=64K:1M\nLimitCORE=0\nIOSchedulingClass=idle\nCPUSchedulingPolicy=fifo\n\
+         CPUSchedulingPriority=10\nNoNewPrivileges=yes\n",
+    );
+    let p = t
+        .loader(&["lib"])
+        .load("p.service")
+        .unwrap()
+        .service
+        .unwrap()
+        .process;
+    assert_eq!((p.nice, p.oom_score_adjust), (Some(5), Some(-900)));
+    // A later assignment of the same limit replaces the earlier one.
+    assert_eq!(
+        p.limits,
+        [(Rlimit::Memlock, 64 << 10, 1 << 20), (Rlimit::Core, 0, 0)]
+    );
+    assert_eq!(p.io_class, Some(IoClass::Idle));
+    assert_eq!(
+        (p.cpu_policy, p.cpu_priority),
+        (Some(CpuPolicy::Fifo), Some(10))
+    );
+    assert!(p.no_new_privileges);
+    for (name, text) in [
+        ("a.service", "[Service]\nExecStart=/bin/true\nNice=20\n"),
+        (
+            "b.service",
+            "[Service]\nExecStart=/bin/true\nOOMScoreAdjust=-1001\n",
+        ),
+        (
+            "c.service",
+            "[Service]\nExecStart=/bin/true\nLimitNPROC=20:10\n",
+        ),
+        (
+            "d.service",
+            "[Service]\nExecStart=/bin/true\nIOSchedulingClass=urgent\n",
+        ),
+        (
+            "e.service",
+            "[Service]\nExecStart=/bin/true\nNoNewPrivileges=maybe\n",
+        ),
+    ] {
+        t.write(&format!("lib/{name}"), text);
+        match t.loader(&["lib"]).load(name) {
+            Err(LoadError::Invalid { location, message }) => {
+                assert_eq!(location.line, 3, "{name}: {message}");
+                assert!(location.file.ends_with(name), "{name}: {location}");
+            }
+            other => panic!("{name}: expected Invalid, got {other:?}"),
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! output, cgroup. Everything is resolved here, before the fork.
 
 use super::Manager;
+use relive_sys::process_attrs::ProcessSettings;
 use relive_sys::spawn::{SpawnRequest, Stdio};
 use relive_units::{ExecCommand, InputSource, OutputTarget, ServiceSection, ServiceType};
 use std::ffi::CString;
@@ -128,6 +129,7 @@ impl Manager {
             credentials: user.map(|u| u.credentials),
             umask: svc.umask,
             nofile: svc.limit_nofile.map(|limit| grantable_nofile(name, limit)),
+            process: process_settings(&svc.process),
             working_directory: self
                 .working_directory(&svc)?
                 .map(|d| cstring(&d))
@@ -448,6 +450,22 @@ fn grantable_nofile(name: &str, (soft, hard): (u64, u64)) -> (u64, u64) {
     }
     tracing::warn!("{name}: LimitNOFILE={hard} is above the hard limit relive may grant ({own_hard}); using {own_hard}");
     (soft.min(own_hard), own_hard)
+}
+
+/// The unit's process attributes, as the child sets them.
+fn process_settings(p: &relive_units::process::ProcessAttributes) -> ProcessSettings {
+    ProcessSettings {
+        rlimits: p
+            .limits
+            .iter()
+            .map(|&(limit, soft, hard)| (limit.resource(), soft, hard))
+            .collect(),
+        nice: p.nice,
+        oom_score_adj: p.oom_score_adjust,
+        ioprio: p.ioprio(),
+        scheduler: p.scheduler(),
+        no_new_privs: p.no_new_privileges,
+    }
 }
 
 /// A copy of `fd` (close-on-exec) for a child's standard streams.

@@ -417,7 +417,10 @@ impl ServiceBuilder {
                     _ => return Err(bad(ctx)),
                 }
             }
-            _ => ctx.unsupported(key, loc),
+            _ => match super::process::directive(&mut s.process, ctx, key, value, loc) {
+                Some(outcome) => outcome?,
+                None => ctx.unsupported(key, loc),
+            },
         }
         Ok(())
     }
