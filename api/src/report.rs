@@ -241,6 +241,15 @@ pub struct UnitRecord {
     /// OnRestoreFailure=rollback.
     #[serde(default)]
     pub rollback: bool,
+    /// What CRIU 3.17 does not carry, read when the unit was frozen and
+    /// set again by relive: the main process's no_new_privs (CRIU restores
+    /// with it, and the restored tree inherits it)...
+    #[serde(default)]
+    pub no_new_privs: bool,
+    /// ...and each process's I/O priority other than the default (PID,
+    /// ioprio_get(2)'s value), set again once it runs.
+    #[serde(default)]
+    pub ioprios: Vec<(u32, i32)>,
 }
 
 /// One background pre-dump of one unit.

@@ -11,7 +11,11 @@ use std::path::Path;
 
 /// Starts `criu swrk FD` as a child of relive, in relive's own cgroup.
 #[derive(Debug, Default)]
-pub struct Pid1Spawner;
+pub struct Pid1Spawner {
+    /// CRIU runs with no_new_privs: the tree it restores inherits it
+    /// (CRIU 3.17 does not restore it itself).
+    pub no_new_privs: bool,
+}
 
 impl Spawner for Pid1Spawner {
     fn spawn_swrk(
@@ -31,6 +35,10 @@ impl Spawner for Pid1Spawner {
             keep_fds: std::iter::once(sock.as_raw_fd())
                 .chain(keep.iter().map(|fd| fd.as_raw_fd()))
                 .collect(),
+            process: relive_sys::process_attrs::ProcessSettings {
+                no_new_privs: self.no_new_privs,
+                ..Default::default()
+            },
             ..SpawnRequest::program(
                 criu_path.clone(),
                 vec![
@@ -70,7 +78,7 @@ impl Spawner for IdleSpawner {
         sock: BorrowedFd<'_>,
         keep: &[BorrowedFd<'_>],
     ) -> io::Result<i32> {
-        let pid = Pid1Spawner.spawn_swrk(criu, sock, keep)?;
+        let pid = Pid1Spawner::default().spawn_swrk(criu, sock, keep)?;
         // CRIU waits for its first request, so nothing has run yet at the
         // normal priority. Failing to lower it only costs the services.
         if let Err(e) = relive_sys::sched::make_idle(pid) {
@@ -117,10 +125,10 @@ pub fn check(criu: &Path, work_dir: &Path) -> Result<String, CheckError> {
         path: criu.to_owned(),
         ..Criu::default()
     };
-    let version = client.start(&Pid1Spawner)?.version()?;
+    let version = client.start(&Pid1Spawner::default())?.version()?;
     let mut options = CheckOptions::new(dir.as_fd());
     options.log_file = Some("check.log".into());
-    client.start(&Pid1Spawner)?.check(&options)?;
+    client.start(&Pid1Spawner::default())?.check(&options)?;
     Ok(format!("CRIU {version}: criu check passed"))
 }
 

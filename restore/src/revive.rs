@@ -111,7 +111,10 @@ impl Restorer for CriuRestorer {
             reply_timeout: timeout_for(record.image_bytes),
         };
         let started = Instant::now();
-        let session = client.start_keeping(&Pid1Spawner, &keep)?;
+        let spawner = Pid1Spawner {
+            no_new_privs: record.no_new_privs,
+        };
+        let session = client.start_keeping(&spawner, &keep)?;
         let mut options = RestoreOptions::new(dir.as_fd());
         options.tcp_established = true;
         options.ext_unix_sk = true;
@@ -131,6 +134,15 @@ impl Restorer for CriuRestorer {
             let _unscaled = WindowScalingOff::new();
             session.restore(&options, |_| {})?
         };
+        // CRIU 3.17 does not carry I/O priorities: set each again.
+        for &(pid, ioprio) in &record.ioprios {
+            if let Err(e) = relive_sys::sched::set_ioprio_of_all_threads(pid as i32, ioprio) {
+                tracing::warn!(
+                    "{}: cannot set the I/O priority of PID {pid} again: {e}",
+                    record.name
+                );
+            }
+        }
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         if outcome.pid != record.main_pid {
             tracing::warn!(

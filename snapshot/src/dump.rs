@@ -156,7 +156,8 @@ impl Dumper for CriuDumper {
         });
         options.log_file = Some("pre-dump.log".into());
         options.log_level = LogLevel::Info;
-        let spawner: &dyn Spawner = if job.idle { &IdleSpawner } else { &Pid1Spawner };
+        let plain = Pid1Spawner::default();
+        let spawner: &dyn Spawner = if job.idle { &IdleSpawner } else { &plain };
         // CRIU waits for another PRE_DUMP or the DUMP after a pre-dump; the
         // session is dropped instead, which ends it: the final dump runs in a
         // CRIU of its own, at normal priority, reading this chain.
@@ -197,7 +198,9 @@ impl Dumper for CriuDumper {
         options.log_level = LogLevel::Info;
         options.parent_img = job.parent.clone();
         options.track_mem = job.parent.is_some();
-        let session = self.client(job.estimated_bytes).start(&Pid1Spawner)?;
+        let session = self
+            .client(job.estimated_bytes)
+            .start(&Pid1Spawner::default())?;
         #[cfg(feature = "fault-injection")]
         {
             use relive_host::fault::{self, Fault};

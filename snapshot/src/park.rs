@@ -376,6 +376,16 @@ impl Parking<'_> {
             source: e,
         };
         self.seams.freezer.freeze(&cgroup).map_err(freeze)?;
+        // Read now, frozen: the dump ends the processes. CRIU 3.17 carries
+        // neither; the restore sets them again.
+        let no_new_privs = relive_sys::sched::no_new_privs_of(info.main_pid);
+        let ioprios = frozen_pids
+            .iter()
+            .filter_map(|&pid| {
+                let prio = relive_sys::sched::ioprio_of(pid as i32).ok()?;
+                (prio != 0).then_some((pid, prio))
+            })
+            .collect();
         #[cfg(feature = "fault-injection")]
         if relive_host::fault::injected(relive_host::fault::Fault::Panic, name) {
             panic!("injected fault (panic {name})");
@@ -450,6 +460,8 @@ impl Parking<'_> {
             pre_dumps: chain.rounds,
             convergence: chain.convergence,
             rollback: planned.rollback,
+            no_new_privs,
+            ioprios,
             ..UnitRecord::default()
         };
         self.records.push(record.clone());

@@ -33,9 +33,64 @@ pub fn make_idle(pid: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// A process's I/O priority (ioprio_get(2)): class << 13 | level; 0 is
+/// "none", the kernel's default.
+pub fn ioprio_of(pid: i32) -> io::Result<i32> {
+    // SAFETY: a plain syscall with integer arguments; no memory is passed.
+    let value = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, pid) };
+    if value < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value as i32)
+}
+
+/// Sets the I/O priority of every thread of `pid` (ioprio_set(2) acts on
+/// one thread).
+pub fn set_ioprio_of_all_threads(pid: i32, ioprio: i32) -> io::Result<()> {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Some(tid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: a plain syscall with integer arguments; no memory is passed.
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid, ioprio) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether a process has no_new_privs set (/proc/PID/status).
+pub fn no_new_privs_of(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+        status.lines().any(|l| {
+            l.strip_prefix("NoNewPrivs:")
+                .is_some_and(|v| v.trim() == "1")
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_io_priority_set_on_every_thread_reads_back() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let best_effort_6 = (2 << 13) | 6;
+        set_ioprio_of_all_threads(pid, best_effort_6).unwrap();
+        assert_eq!(ioprio_of(pid).unwrap(), best_effort_6);
+        assert!(!no_new_privs_of(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 
     #[test]
     fn a_child_becomes_idle() {

@@ -1,6 +1,7 @@
 //! What upgrade-check watches across every attempt, and the checks that
 //! must hold after each: the counter, the echo connection, the
-//! interactive ssh session, the redis keys, the preserved units' PIDs.
+//! interactive ssh session, the redis keys, the preserved units' PIDs, and
+//! the process attributes their units ask for.
 
 use super::{Run, Verdicts, REDIS_VALUES};
 use crate::output;
@@ -103,10 +104,31 @@ impl Run<'_> {
                 format!("{diff} ({})", active.stdout.trim().replace('\n', " "))
             },
         );
+        // (f) What the units asked of their processes still holds: Debian's
+        // redis-server.service asks for NoNewPrivileges=; the lab's
+        // relive-echo.service for a nice level, an OOM score, an I/O class,
+        // a core limit and no_new_privs.
+        let attrs = self.sh(booted, ATTRIBUTES)?;
+        v.record(
+            &format!("{phase}: (f) process attributes kept"),
+            attrs.stdout.trim() == ATTRIBUTES_WANTED,
+            attrs.stdout.trim().replace('\n', " | "),
+        );
         step.finish(v.failed() == failed_before);
         Ok(())
     }
 }
+
+/// The attributes (f) reads from /proc and ionice, one line per unit.
+const ATTRIBUTES: &str = "\
+    r=$(head -1 /sys/fs/cgroup/system.slice/redis-server.service/cgroup.procs); \
+    e=$(head -1 /sys/fs/cgroup/system.slice/relive-echo.service/cgroup.procs); \
+    echo redis $(grep NoNewPrivs /proc/$r/status); \
+    echo echo nice=$(cut -d' ' -f19 /proc/$e/stat) oom=$(cat /proc/$e/oom_score_adj) \
+      io=$(ionice -p $e) core=$(grep 'Max core' /proc/$e/limits | awk '{print $5\"/\"$6}') \
+      $(grep NoNewPrivs /proc/$e/status)";
+const ATTRIBUTES_WANTED: &str = "redis NoNewPrivs: 1\n\
+    echo nice=5 oom=200 io=best-effort: prio 6 core=0/0 NoNewPrivs: 1";
 
 pub(super) fn counter_line(r: &relive_workloads::Report) -> String {
     format!(
