@@ -402,6 +402,21 @@ fn remove_cgroup_tree(path: &Path) {
 }
 
 /// A test workload built by this package (tests/src/bin).
+/// Whether a host PID holds capability number `cap` in its effective set
+/// (a container may withhold some from the sandbox's relive).
+pub fn has_cap(pid: i32, cap: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    effective & (1 << cap) != 0
+}
+
+/// CAP_SYS_RESOURCE's number (linux/capability.h).
+pub const CAP_SYS_RESOURCE: u32 = 24;
+
 pub fn workload(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(

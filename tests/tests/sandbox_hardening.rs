@@ -1,7 +1,7 @@
 //! PID 1 hardening in the namespace sandbox: what a unit file asks for
 //! must never change relive itself.
 
-use relive_tests::{require_sandbox, Sandbox};
+use relive_tests::{has_cap, require_sandbox, Sandbox, CAP_SYS_RESOURCE};
 use std::time::Duration;
 
 /// The soft and hard "Max open files" of a host PID.
@@ -15,17 +15,6 @@ fn nofile(pid: i32) -> (u64, u64) {
         .split_whitespace()
         .filter_map(|w| w.parse::<u64>().ok());
     (numbers.next().unwrap(), numbers.next().unwrap())
-}
-
-/// Whether a host PID holds CAP_SYS_RESOURCE (a container may withhold it).
-fn has_cap_sys_resource(pid: i32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
-    effective & (1 << 24) != 0
 }
 
 /// Sets a host PID's open-file limits.
@@ -56,7 +45,7 @@ fn limit_nofile_above_pid1s_own_never_changes_pid1() {
     sandbox.wait_state("many.service", "active", Duration::from_secs(10));
     assert_eq!(nofile(pid1), (1024, 4096), "relive's own limits changed");
     let service = sandbox.cgroup_pids("many.service")[0] as i32;
-    if has_cap_sys_resource(pid1) {
+    if has_cap(pid1, CAP_SYS_RESOURCE) {
         assert_eq!(nofile(service), (16, 8192), "the service's limits");
     } else {
         // Without CAP_SYS_RESOURCE no process may raise a hard limit: the

@@ -2,7 +2,7 @@
 //! IOScheduling*=, CPUScheduling*=, NoNewPrivileges=) are what its process
 //! has, read back from /proc as an administrator would.
 
-use relive_tests::{require_sandbox, Sandbox};
+use relive_tests::{has_cap, require_sandbox, Sandbox, CAP_SYS_RESOURCE};
 use std::time::Duration;
 
 /// A /proc/PID/limits line's soft and hard values, as printed.
@@ -69,17 +69,6 @@ fn a_services_process_has_the_attributes_its_unit_asks_for() {
     let _ = sandbox.poweroff();
 }
 
-/// Whether a host PID holds a capability (a container may withhold some).
-fn has_cap(pid: i32, cap: u32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
-    effective & (1 << cap) != 0
-}
-
 /// A negative OOM score needs CAP_SYS_RESOURCE, and is set before the
 /// switch to User=: with it the service runs with its score; without it
 /// (a container may withhold it) the start fails with systemd's
@@ -96,7 +85,7 @@ fn a_privileged_attribute_is_set_before_the_user_switch_or_fails_the_start() {
         "",
     );
     let _ = sandbox.ctl(&["start", "protected.service"]);
-    if has_cap(sandbox.pid1(), 24) {
+    if has_cap(sandbox.pid1(), CAP_SYS_RESOURCE) {
         sandbox.wait_state("protected.service", "active", Duration::from_secs(10));
         let pid = sandbox.cgroup_pids("protected.service")[0] as i32;
         let score = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
