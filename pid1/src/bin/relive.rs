@@ -494,7 +494,7 @@ fn run(
             tracing::info!("{}", kind.verb());
             if final_stage::own_binary_deleted() {
                 tracing::info!(
-                    "relive's own binary was deleted: ending the machine from a copy in /run, so that / can be remounted read-only"
+                    "relive's own binary was deleted: ending the machine from a copy in memory, so that / can be remounted read-only"
                 );
                 relive::logging::flush();
                 let e = final_stage::exec_copy(kind);
