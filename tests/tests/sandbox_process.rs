@@ -100,3 +100,66 @@ fn a_privileged_attribute_is_set_before_the_user_switch_or_fails_the_start() {
     }
     let _ = sandbox.poweroff();
 }
+
+/// StateDirectory= and friends: made before the start under their bases,
+/// the service's (but the configuration one), with their modes, named in
+/// $STATE_DIRECTORY and friends, and kept after the stop. The sandbox
+/// shares the host's /var and /etc: the names are unique and removed.
+#[test]
+fn state_logs_and_configuration_directories_are_made_for_the_service() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    require_sandbox!();
+    let name = format!("relive-test-{}", std::process::id());
+    let unit = format!(
+        "[Service]\nUser=nobody\nStateDirectory={name} {name}-b\nLogsDirectory={name}\n\
+         LogsDirectoryMode=0750\nConfigurationDirectory={name}\n\
+         ExecStart=/bin/sh -c 'echo dirs=$STATE_DIRECTORY+$LOGS_DIRECTORY+$CONFIGURATION_DIRECTORY; exec sleep 300'\n"
+    );
+    let sandbox = Sandbox::boot(
+        &[
+            ("dirs.service", unit.as_str()),
+            ("multi-user.target", "[Unit]\n"),
+        ],
+        "",
+    );
+    sandbox.ctl_ok(&["start", "dirs.service"]);
+    sandbox.wait_state("dirs.service", "active", Duration::from_secs(10));
+    let paths = [
+        format!("/var/lib/{name}"),
+        format!("/var/lib/{name}-b"),
+        format!("/var/log/{name}"),
+        format!("/etc/{name}"),
+    ];
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let meta: Vec<std::fs::Metadata> = paths
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap())
+        .collect();
+    let summary: Vec<(u32, u32)> = meta
+        .iter()
+        .map(|m| (m.uid(), m.permissions().mode() & 0o7777))
+        .collect();
+    for p in &paths {
+        let _ = std::fs::remove_dir(p);
+    }
+    assert_eq!(
+        summary,
+        [
+            (nobody, 0o755),
+            (nobody, 0o755),
+            (nobody, 0o750),
+            (0, 0o755)
+        ],
+        "owner and mode of {paths:?}"
+    );
+    sandbox.wait_for("output", Duration::from_secs(5), || {
+        !sandbox.log_lines("dirs.service: dirs=").is_empty()
+    });
+    let wanted = format!("dirs=/var/lib/{name}:/var/lib/{name}-b+/var/log/{name}+/etc/{name}");
+    assert!(!sandbox.log_lines(&wanted).is_empty(), "{}", sandbox.log());
+    let _ = sandbox.poweroff();
+}

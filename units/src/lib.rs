@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod calendar;
+pub mod directories;
 pub mod error;
 pub mod exec;
 pub mod graph;

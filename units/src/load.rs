@@ -23,6 +23,7 @@
 //!   and none are added for unit types relive does not run.
 
 mod build;
+mod directories;
 mod index;
 mod install;
 mod mount;

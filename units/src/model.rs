@@ -427,6 +427,10 @@ pub struct ServiceSection {
     /// NoNewPrivileges=.
     #[serde(default)]
     pub process: crate::process::ProcessAttributes,
+    /// StateDirectory=, CacheDirectory=, LogsDirectory=,
+    /// ConfigurationDirectory= and their modes.
+    #[serde(default)]
+    pub directories: crate::directories::ExecDirectories,
     /// Absolute path, or `~` for the home directory of User=.
     pub working_directory: Option<PathBuf>,
     /// `-` prefix on WorkingDirectory=: missing directory is not an error.
@@ -541,6 +545,7 @@ impl Default for ServiceSection {
             umask: 0o022,
             limit_nofile: None,
             process: Default::default(),
+            directories: Default::default(),
             working_directory: None,
             working_directory_optional: false,
             environment: Vec::new(),

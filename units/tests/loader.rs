@@ -665,3 +665,45 @@ fn process_attributes_are_read_and_bad_values_refused_at_their_line() {
         }
     }
 }
+
+#[test]
+fn exec_directories_are_read_with_their_modes() {
+    use relive_units::directories::DirectoryKind;
+    let t = Tree::new();
+    t.write(
+        "lib/d.service",
+        "[Service]\nExecStart=/bin/true\nStateDirectory=d d/sub\nLogsDirectory=d\n\
+         LogsDirectoryMode=0750\nConfigurationDirectory=d\nCacheDirectory=x\nCacheDirectory=\n",
+    );
+    let d = t
+        .loader(&["lib"])
+        .load("d.service")
+        .unwrap()
+        .service
+        .unwrap()
+        .directories;
+    assert_eq!(d.get(DirectoryKind::State).names, ["d", "d/sub"]);
+    assert_eq!(
+        (
+            d.get(DirectoryKind::Logs).names.as_slice(),
+            d.get(DirectoryKind::Logs).mode
+        ),
+        (["d".to_string()].as_slice(), 0o750)
+    );
+    assert_eq!(d.get(DirectoryKind::Configuration).mode, 0o755);
+    assert!(
+        d.get(DirectoryKind::Cache).names.is_empty(),
+        "an empty value resets"
+    );
+    t.write(
+        "lib/e.service",
+        "[Service]\nExecStart=/bin/true\nStateDirectory=../etc\n",
+    );
+    match t.loader(&["lib"]).load("e.service") {
+        Err(LoadError::Invalid { location, message }) => {
+            assert_eq!(location.line, 3, "{message}");
+            assert!(message.contains("relative, normalized"), "{message}");
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}

@@ -4,6 +4,7 @@
 use super::Manager;
 use relive_sys::process_attrs::ProcessSettings;
 use relive_sys::spawn::{SpawnRequest, Stdio};
+use relive_units::directories::DirectoryKind;
 use relive_units::{ExecCommand, InputSource, OutputTarget, ServiceSection, ServiceType};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -191,8 +192,16 @@ impl Manager {
                 Err(e) => return Err(format!("EnvironmentFile {}: {e}", path.display())),
             }
         }
-        if let Some(first) = svc.runtime_directory.first() {
-            env.push(("RUNTIME_DIRECTORY".into(), format!("/run/{first}")));
+        // Each kind's directories, absolute and colon-separated.
+        let kinds = DirectoryKind::ALL
+            .iter()
+            .map(|&k| (k.env(), k.base(), &svc.directories.get(k).names));
+        let runtime = std::iter::once(("RUNTIME_DIRECTORY", "/run", &svc.runtime_directory));
+        for (var, base, names) in runtime.chain(kinds) {
+            if !names.is_empty() {
+                let paths: Vec<String> = names.iter().map(|n| format!("{base}/{n}")).collect();
+                env.push((var.into(), paths.join(":")));
+            }
         }
         if self.rt.notify_available {
             env.push((
@@ -344,7 +353,11 @@ impl Manager {
             .kernel
             .cgroup_create(&cgroup)
             .map_err(|e| format!("cannot create cgroup: {e}"))?;
-        if svc.runtime_directory.is_empty() {
+        let directories = &svc.directories;
+        let none_asked = DirectoryKind::ALL
+            .iter()
+            .all(|&kind| directories.get(kind).names.is_empty());
+        if svc.runtime_directory.is_empty() && none_asked {
             return Ok(());
         }
         let owner = match &svc.user {
@@ -356,9 +369,17 @@ impl Manager {
             ),
             None => None,
         };
+        let owner = owner.as_ref().map(|c| (c.uid, c.gid));
         for dir in &svc.runtime_directory {
-            let owner = owner.as_ref().map(|c| (c.uid, c.gid));
             super::rundir::make(Path::new("/run"), dir, svc.runtime_directory_mode, owner)?;
+        }
+        for kind in DirectoryKind::ALL {
+            let setting = directories.get(kind);
+            let owner = owner.filter(|_| kind.owned_by_the_service());
+            for dir in &setting.names {
+                let base = Path::new(kind.base());
+                super::rundir::make_in(base, kind.directive(), dir, setting.mode, owner)?;
+            }
         }
         Ok(())
     }

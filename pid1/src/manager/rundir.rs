@@ -33,9 +33,21 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// following a symbolic link at any step.
 pub fn make(run: &Path, name: &str, mode: u32, owner: Option<(u32, u32)>) -> Result<(), String> {
     check_name(name)?;
-    let failed = |e: nix::Error| format!("RuntimeDirectory /run/{name}: {e}");
+    make_in(run, "RuntimeDirectory", name, mode, owner)
+}
+
+/// Creates (if needed) BASE/NAME for `setting` (StateDirectory= ...) the
+/// same way: NAME's parents 0755, NAME itself `mode` and `owner`'s.
+pub fn make_in(
+    base: &Path,
+    setting: &str,
+    name: &str,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), String> {
+    let failed = |e: nix::Error| format!("{setting} {}/{name}: {e}", base.display());
     let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
-    let mut dir: OwnedFd = nix::fcntl::open(run, flags, Mode::empty()).map_err(failed)?;
+    let mut dir: OwnedFd = nix::fcntl::open(base, flags, Mode::empty()).map_err(failed)?;
     for part in Path::new(name).components() {
         let Component::Normal(part) = part else {
             continue;

@@ -214,26 +214,9 @@ impl ServiceBuilder {
                 s.environment_files.push((path.into(), optional));
             }
             "RuntimeDirectory" if empty => s.runtime_directory.clear(),
-            "RuntimeDirectory" => {
-                for w in ctx.words(key, value, loc)? {
-                    let dir = match w.split_once(':') {
-                        Some((dir, _)) => {
-                            ctx.warn(loc, format!("RuntimeDirectory=: symlink in '{w}' ignored"));
-                            dir.to_string()
-                        }
-                        None => w,
-                    };
-                    if !relative_normalized(&dir) {
-                        return Err(ctx.bad_because(
-                            key,
-                            value,
-                            loc,
-                            &format!("'{dir}' is not a relative, normalized path"),
-                        ));
-                    }
-                    s.runtime_directory.push(dir);
-                }
-            }
+            "RuntimeDirectory" => s
+                .runtime_directory
+                .extend(super::directories::names(ctx, key, value, loc)?),
             "RuntimeDirectoryMode" => {
                 s.runtime_directory_mode =
                     empty_or(value, 0o755, parse_mode).ok_or_else(|| bad(ctx))?
@@ -417,10 +400,16 @@ impl ServiceBuilder {
                     _ => return Err(bad(ctx)),
                 }
             }
-            _ => match super::process::directive(&mut s.process, ctx, key, value, loc) {
-                Some(outcome) => outcome?,
-                None => ctx.unsupported(key, loc),
-            },
+            _ => {
+                let outcome = super::process::directive(&mut s.process, ctx, key, value, loc)
+                    .or_else(|| {
+                        super::directories::directive(&mut s.directories, ctx, key, value, loc)
+                    });
+                match outcome {
+                    Some(outcome) => outcome?,
+                    None => ctx.unsupported(key, loc),
+                }
+            }
         }
         Ok(())
     }
@@ -535,15 +524,6 @@ fn user_group_name_ok(name: &str) -> bool {
         && !name
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '/')
-}
-
-/// RuntimeDirectory= entries: relative, no `.`/`..`/empty components.
-fn relative_normalized(dir: &str) -> bool {
-    !dir.is_empty()
-        && !dir.starts_with('/')
-        && dir
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 fn output(
