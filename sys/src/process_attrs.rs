@@ -21,9 +21,6 @@ pub struct ProcessSettings {
     pub no_new_privs: bool,
 }
 
-/// IOPRIO_WHO_PROCESS (include/uapi/linux/ioprio.h).
-const IOPRIO_WHO_PROCESS: libc::c_int = 1;
-
 /// The attributes that may need privileges (raising a limit, a negative
 /// nice level or OOM score, a real-time class): before the user switch.
 /// `oom_text` is `oom_score_adj` in decimal, formatted by the parent.
@@ -69,10 +66,7 @@ pub(crate) unsafe fn apply_privileged(
         }
     }
     if let Some(ioprio) = s.ioprio {
-        // SAFETY: a plain system call with integer arguments.
-        if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, ioprio) } < 0 {
-            return Err(ChildStep::IoPriority);
-        }
+        crate::sched::ioprio_set(0, ioprio).map_err(|_| ChildStep::IoPriority)?;
     }
     if let Some((policy, priority)) = s.scheduler {
         let param = libc::sched_param {

@@ -1,4 +1,5 @@
-//! Background priority for the upgrade's helper processes.
+//! Scheduling and I/O priority: background priority for the upgrade's
+//! helper processes, and the I/O priorities a restore sets again.
 
 use std::io;
 
@@ -18,16 +19,14 @@ pub fn make_idle(pid: i32) -> io::Result<()> {
     if unsafe { libc::sched_setscheduler(pid, libc::SCHED_IDLE, &param) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    ioprio_set(pid, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)
+}
+
+/// ioprio_set(2) on one thread (0: the caller). Async-signal-safe: a
+/// spawned child calls it between fork and exec.
+pub(crate) fn ioprio_set(tid: i32, ioprio: i32) -> io::Result<()> {
     // SAFETY: a plain syscall with integer arguments; no memory is passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_ioprio_set,
-            IOPRIO_WHO_PROCESS,
-            pid,
-            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
-        )
-    };
-    if ret != 0 {
+    if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid, ioprio) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -55,10 +54,7 @@ pub fn set_ioprio_of_all_threads(pid: i32, ioprio: i32) -> io::Result<()> {
         else {
             continue;
         };
-        // SAFETY: a plain syscall with integer arguments; no memory is passed.
-        if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid, ioprio) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        ioprio_set(tid, ioprio)?;
     }
     Ok(())
 }

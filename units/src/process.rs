@@ -103,10 +103,6 @@ impl Rlimit {
     pub fn parse(self, value: &str) -> Option<(u64, u64)> {
         let unit = self.unit();
         let one = |s: &str| -> Option<u64> {
-            let s = s.trim();
-            if s == "infinity" {
-                return Some(u64::MAX);
-            }
             match unit {
                 LimitUnit::Number => s.parse().ok(),
                 LimitUnit::Bytes => crate::load::values::parse_size(s),
@@ -122,13 +118,7 @@ impl Rlimit {
                 LimitUnit::NiceLevel => parse_nice_limit(s),
             }
         };
-        match value.split_once(':') {
-            Some((soft, hard)) => {
-                let (soft, hard) = (one(soft)?, one(hard)?);
-                (soft <= hard).then_some((soft, hard))
-            }
-            None => one(value).map(|n| (n, n)),
-        }
+        crate::load::values::parse_rlimit_with(value, one)
     }
 }
 

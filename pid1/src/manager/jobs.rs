@@ -255,8 +255,7 @@ impl Manager {
     /// until no more can start.
     pub fn dispatch(&mut self) {
         loop {
-            let order = OrderIndex::build(&self.state);
-            let ready: Vec<(String, JobKind)> = self
+            let waiting: Vec<(String, JobKind)> = self
                 .state
                 .units
                 .values()
@@ -266,8 +265,16 @@ impl Manager {
                         .filter(|j| !j.running)
                         .map(|j| (u.name.clone(), j.kind))
                 })
-                .filter(|(name, kind)| self.job_runnable(&order, name, *kind))
                 .collect();
+            // Most wake-ups of the loop find no job waiting: no index then.
+            let order = (!waiting.is_empty()).then(|| OrderIndex::build(&self.state));
+            let ready: Vec<(String, JobKind)> = match &order {
+                Some(order) => waiting
+                    .into_iter()
+                    .filter(|(name, kind)| self.job_runnable(order, name, *kind))
+                    .collect(),
+                None => Vec::new(),
+            };
             let ready = if ready.is_empty() {
                 match self.stuck_job() {
                     Some(stuck) => {

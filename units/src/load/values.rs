@@ -305,10 +305,19 @@ pub(crate) fn parse_size(v: &str) -> Option<u64> {
 
 /// An rlimit value: `N`, `infinity`, or `soft:hard`; one value sets both.
 pub(crate) fn parse_rlimit(v: &str) -> Option<(u64, u64)> {
+    parse_rlimit_with(v, |n| n.parse().ok())
+}
+
+/// `parse_rlimit` with `value` reading each side but `infinity` (sizes,
+/// time spans, nice levels: Limit*= each write theirs).
+pub(crate) fn parse_rlimit_with(
+    v: &str,
+    value: impl Fn(&str) -> Option<u64>,
+) -> Option<(u64, u64)> {
     let one = |s: &str| -> Option<u64> {
         match s.trim() {
             "infinity" => Some(u64::MAX),
-            n => n.parse().ok(),
+            n => value(n),
         }
     };
     match v.split_once(':') {
