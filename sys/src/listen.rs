@@ -92,8 +92,7 @@ fn open_socket(
             common_options(&fd, unit);
             make_parent(path, unit.directory_mode)?;
             remove_stale_socket(path)?;
-            sock::bind(fd.as_raw_fd(), &sock::UnixAddr::new(path)?)?;
-            set_mode_and_owner(path, unit.socket_mode, owner)?;
+            bind_in_place(&fd, path, socket_type, unit, owner)?;
             fd
         }
         SocketAddress::Abstract(name) => {
@@ -107,11 +106,50 @@ fn open_socket(
         }
     };
     if socket_type != SocketType::Datagram {
-        let backlog = sock::Backlog::new(unit.backlog.min(i32::MAX as u32) as i32)
-            .unwrap_or(sock::Backlog::MAXCONN);
-        sock::listen(&fd, backlog)?;
+        listen(&fd, unit)?;
     }
     Ok(fd)
+}
+
+/// Binds the socket file with its final mode already, listens, then
+/// sets mode and owner again, as systemd does (its bind runs under
+/// umask(~SocketMode), then it touches the file). sd-bus's watch_bind
+/// clients (timesyncd waiting for the system bus) connect as soon as
+/// inotify shows the file: one that finds it with relive's umask-made
+/// mode gets EACCES and gives up for good; the chmod after the listen is
+/// the event that wakes one refused between the bind and the listen.
+fn bind_in_place(
+    fd: &OwnedFd,
+    path: &Path,
+    socket_type: SocketType,
+    unit: &SocketSection,
+    owner: Owner,
+) -> io::Result<()> {
+    use nix::sys::stat::{fchmod, umask, Mode};
+    let address = sock::UnixAddr::new(path)?;
+    // bind(2) creates the file with the socket's own inode mode less the
+    // umask. The umask is PID 1's (shared by its threads), so the bind
+    // runs on a thread of its own that unshares it and clears it.
+    fchmod(fd.as_fd(), Mode::from_bits_truncate(unit.socket_mode))?;
+    let bound = std::thread::scope(|s| {
+        s.spawn(|| -> io::Result<()> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
+            umask(Mode::empty());
+            Ok(sock::bind(fd.as_raw_fd(), &address)?)
+        })
+        .join()
+    });
+    bound.map_err(|_| io::Error::other("the bind thread panicked"))??;
+    if socket_type != SocketType::Datagram {
+        listen(fd, unit)?;
+    }
+    set_mode_and_owner(path, unit.socket_mode, owner)
+}
+
+fn listen(fd: &OwnedFd, unit: &SocketSection) -> io::Result<()> {
+    let backlog = sock::Backlog::new(unit.backlog.min(i32::MAX as u32) as i32)
+        .unwrap_or(sock::Backlog::MAXCONN);
+    Ok(sock::listen(fd, backlog)?)
 }
 
 /// A bare port listens on IPv6's any address, or IPv4's on a kernel
