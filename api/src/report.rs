@@ -250,6 +250,48 @@ pub struct UnitRecord {
     /// ioprio_get(2)'s value), set again once it runs.
     #[serde(default)]
     pub ioprios: Vec<(u32, i32)>,
+    /// The main process had a mount namespace of its own (a sandbox):
+    /// CRIU dumped it and must rebuild it on the restore.
+    #[serde(default)]
+    pub own_mount_namespace: bool,
+    /// Its mounts' protective flags when it was frozen (mount point, in
+    /// mountinfo's order): CRIU 3.17 loses them on the namespace's root
+    /// and on the mounts it binds from PID 1's; relive sets them again.
+    #[serde(default)]
+    pub mount_flags: Vec<(String, Vec<MountFlag>)>,
+}
+
+/// A per-mount flag a sandbox sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountFlag {
+    ReadOnly,
+    NoExec,
+    NoSuid,
+    NoDev,
+}
+
+impl MountFlag {
+    const NAMES: [(MountFlag, &'static str); 4] = [
+        (MountFlag::ReadOnly, "ro"),
+        (MountFlag::NoExec, "noexec"),
+        (MountFlag::NoSuid, "nosuid"),
+        (MountFlag::NoDev, "nodev"),
+    ];
+
+    /// As mountinfo and mount(8) write it (`ro`).
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map_or("", |(_, n)| n)
+    }
+
+    pub fn from_name(name: &str) -> Option<MountFlag> {
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(f, _)| *f)
+    }
 }
 
 /// One background pre-dump of one unit.

@@ -78,3 +78,27 @@ pub struct SocketSummary {
     /// The service it starts (a template for Accept=yes).
     pub activates: String,
 }
+
+/// Whether a protection is in force for a unit (`relivectl security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protection {
+    /// Asked for and enforced.
+    On,
+    /// Not asked for.
+    Off,
+    /// Asked for, but relive does not apply it (its best-effort list).
+    NotApplied,
+    /// Asked for and not implemented: the unit does not start.
+    Refused,
+}
+
+/// One line of `relivectl security UNIT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityCheck {
+    /// The directive (`ProtectSystem`), or a pseudo-name (`User`).
+    pub setting: String,
+    pub protection: Protection,
+    /// What it protects against, or its value.
+    pub description: String,
+}

@@ -275,6 +275,9 @@ pub struct RestoreOptions<'fd> {
     pub inherit_fds: Vec<InheritFd<'fd>>,
     /// `--external` entries, passed through.
     pub external: Vec<String>,
+    /// `--root`: where a dumped mount namespace is rebuilt (CRIU
+    /// requires it for one).
+    pub root: Option<PathBuf>,
     pub log_file: Option<String>,
     pub log_level: LogLevel,
     /// Ask CRIU for NOTIFY messages at each script hook ("setup-namespaces",
@@ -297,6 +300,7 @@ impl<'fd> RestoreOptions<'fd> {
             cgroup_roots: Vec::new(),
             inherit_fds: Vec::new(),
             external: Vec::new(),
+            root: None,
             log_file: None,
             log_level: LogLevel::default(),
             notify_scripts: false,
@@ -313,6 +317,11 @@ impl<'fd> RestoreOptions<'fd> {
             self.notify_scripts,
         )?;
         o.rst_sibling = Some(self.rst_sibling);
+        o.root = self
+            .root
+            .as_deref()
+            .map(|p| utf8(request, "root", p))
+            .transpose()?;
         o.tcp_established = Some(self.tcp_established);
         o.ext_unix_sk = Some(self.ext_unix_sk);
         o.file_locks = Some(self.file_locks);
@@ -398,6 +407,13 @@ fn base(
         log_file: log_file.map(str::to_owned),
         log_level: Some(log_level.as_criu()),
         notify_scripts: Some(notify_scripts),
+        // A sandboxed service's mount namespace holds copies of PID 1's
+        // mounts (the root file system, /dev's nodes, /run, /sys): CRIU
+        // finds each among its own mounts and binds it again on the
+        // restore (`--ext-mount-map auto`), rather than failing on mounts
+        // it cannot make. Nothing changes for a process in PID 1's
+        // namespace.
+        auto_ext_mnt: Some(true),
         ..CriuOpts::default()
     })
 }

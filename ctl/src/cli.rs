@@ -76,6 +76,13 @@ pub enum Command {
         #[arg(required = true, value_name = "UNIT", value_parser = parse_unit_name)]
         units: Vec<String>,
     },
+    /// List the protections a service runs with and whether each is in
+    /// force, like systemd-analyze security.
+    Security {
+        /// The service; `.service` is appended to a name without a suffix.
+        #[arg(value_name = "UNIT", value_parser = parse_unit_name)]
+        unit: String,
+    },
     /// Print the active state of units; succeed only if all are active.
     IsActive(UnitArgs),
     /// Print the active state of units; succeed if any has failed.

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::proxy::Manager1Proxy;
 use relive_api::names::{INTERFACE, OBJECT_PATH};
-use relive_api::units::{SocketSummary, TimerSummary, UnitStatus, UnitSummary};
+use relive_api::units::{SecurityCheck, SocketSummary, TimerSummary, UnitStatus, UnitSummary};
 use zbus::blocking::connection::Builder;
 use zbus::proxy::CacheProperties;
 
@@ -25,6 +25,8 @@ pub trait Api {
     fn list_timers(&self) -> Result<Vec<TimerSummary>, CtlError>;
     fn list_sockets(&self) -> Result<Vec<SocketSummary>, CtlError>;
     fn get_unit(&self, name: &str) -> Result<UnitStatus, CtlError>;
+    /// The protections a service runs with (`relivectl security`).
+    fn unit_security(&self, name: &str) -> Result<Vec<SecurityCheck>, CtlError>;
     /// Performs a job verb on one unit; returns once the job is done.
     fn unit_job(&self, job: Job, name: &str) -> Result<(), CtlError>;
     /// Performs a verb that concerns the whole manager.
@@ -177,6 +179,18 @@ impl Api for Client {
         self.proxy
             .discard_live_upgrade()
             .map_err(CtlError::from_call)
+    }
+
+    fn unit_security(&self, name: &str) -> Result<Vec<SecurityCheck>, CtlError> {
+        let json = self
+            .proxy
+            .unit_security(name)
+            .map_err(CtlError::from_call)?;
+        serde_json::from_str(&json).map_err(|e| {
+            CtlError::Protocol(format!(
+                "relive sent checks this relivectl cannot read: {e}"
+            ))
+        })
     }
 
     fn upgrade_report(&self) -> Result<UpgradeReport, CtlError> {

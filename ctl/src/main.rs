@@ -11,6 +11,7 @@ mod error;
 mod list;
 mod procfs;
 mod proxy;
+mod security;
 mod status;
 mod time;
 mod timers;
@@ -151,6 +152,7 @@ fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result
         Some(Command::ListTimers { all }) => list_timers(api, *all, io),
         Some(Command::ListSockets { show_types }) => list_sockets(api, *show_types, io),
         Some(Command::Status { units, lines }) => status(api, units, *lines, io),
+        Some(Command::Security { unit }) => security(api, unit, io),
         Some(Command::IsActive(u)) => is_state(api, &u.units, Check::Active, io),
         Some(Command::IsFailed(u)) => is_state(api, &u.units, Check::Failed, io),
         Some(Command::Start(u)) => jobs(api, Job::Start, &u.units, io),
@@ -179,6 +181,16 @@ fn list_units(api: &dyn Api, opts: &ListUnits, io: &mut Io<'_>) -> Result<Exit, 
             plain: opts.plain,
         };
         io.print(&list::render_table(&units, layout))?;
+    }
+    Ok(Exit::Success)
+}
+
+fn security(api: &dyn Api, unit: &str, io: &mut Io<'_>) -> Result<Exit, CtlError> {
+    let checks = api.unit_security(unit)?;
+    if io.json {
+        io.print_json(&checks)?;
+    } else {
+        io.print(&security::render(&checks, io.quiet))?;
     }
     Ok(Exit::Success)
 }
@@ -531,6 +543,13 @@ mod tests {
             Ok(Vec::new())
         }
         fn list_sockets(&self) -> Result<Vec<relive_api::units::SocketSummary>, CtlError> {
+            self.check_root()?;
+            Ok(Vec::new())
+        }
+        fn unit_security(
+            &self,
+            _: &str,
+        ) -> Result<Vec<relive_api::units::SecurityCheck>, CtlError> {
             self.check_root()?;
             Ok(Vec::new())
         }

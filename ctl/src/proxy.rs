@@ -15,6 +15,9 @@ pub trait Manager1 {
     fn list_timers(&self) -> zbus::Result<Vec<relive_api::units::TimerSummary>>;
     fn list_sockets(&self) -> zbus::Result<Vec<relive_api::units::SocketSummary>>;
     fn get_unit(&self, name: &str) -> zbus::Result<UnitStatus>;
+    /// The protections a service runs with, as JSON
+    /// (`Vec<relive_api::units::SecurityCheck>`).
+    fn unit_security(&self, name: &str) -> zbus::Result<String>;
     /// Starts the unit and what it requires; returns once the job is done.
     fn start_unit(&self, name: &str) -> zbus::Result<()>;
     fn stop_unit(&self, name: &str) -> zbus::Result<()>;

@@ -152,6 +152,23 @@ impl ManagerApi {
         Ok(status)
     }
 
+    /// The protections a service runs with, as JSON
+    /// (`Vec<relive_api::units::SecurityCheck>`).
+    async fn unit_security(&self, name: String) -> Result<String, ApiError> {
+        self.require_root()?;
+        let checks = self
+            .commands
+            .call(move |m| {
+                let canonical = m.load(&name);
+                m.unit_security(&canonical).ok_or(ManagerError::NoSuchUnit {
+                    reason: "not a loaded service".into(),
+                    name,
+                })
+            })
+            .await??;
+        encode(&checks)
+    }
+
     async fn start_unit(&self, name: String) -> Result<(), ApiError> {
         self.job(name, JobKind::Start).await
     }

@@ -20,6 +20,7 @@ pub mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fake;
 pub mod interrupted;
+mod mount_flags;
 pub mod netlock;
 pub mod resume;
 pub mod revive;

@@ -151,6 +151,7 @@ fn resume_units(
                     revived.pid,
                     revived.elapsed_ms
                 );
+                crate::mount_flags::set_again(host, record, revived.pid);
                 host.unpark(&record.name, revived.pid, revived.outputs);
             }
             Err(e) => {

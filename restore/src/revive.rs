@@ -121,6 +121,10 @@ impl Restorer for CriuRestorer {
         options.file_locks = true;
         options.log_file = Some("restore.log".into());
         options.log_level = LogLevel::Info;
+        if record.own_mount_namespace {
+            // CRIU builds the service's mount namespace on this root.
+            options.root = Some("/".into());
+        }
         options.inherit_fds = record
             .pipes
             .iter()

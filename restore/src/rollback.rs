@@ -61,6 +61,7 @@ pub fn restore_first(
                 record.restore_ms = Some(revived.elapsed_ms);
                 record.verify_ms = Some(revived.verify_ms);
                 record.outcome = Some(Outcome::Restored);
+                crate::mount_flags::set_again(seams.host, record, revived.pid);
                 seams
                     .host
                     .unpark(&record.name, revived.pid, revived.outputs);

@@ -10,7 +10,7 @@ use crate::predump::{self, Chain};
 use crate::{preflight, warm, Seams, UpgradeError, UpgradeRequest};
 use relive_api::plan::{Plan, PlannedUnit, StoreChoice};
 use relive_api::progress::{Phase, Progress};
-use relive_api::report::{FinalDump, Loss, UnitMode, UnitRecord, UpgradeMode};
+use relive_api::report::{FinalDump, Loss, MountFlag, UnitMode, UnitRecord, UpgradeMode};
 use relive_config::UpgradeConfig;
 use relive_criu::activity::ActivitySample;
 use relive_host::{panic_message, Job};
@@ -379,6 +379,25 @@ impl Parking<'_> {
         // Read now, frozen: the dump ends the processes. CRIU 3.17 carries
         // neither; the restore sets them again.
         let no_new_privs = relive_sys::sched::no_new_privs_of(info.main_pid);
+        let mount_ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+        let own_mount_namespace = mount_ns(&info.main_pid.to_string()) != mount_ns("self");
+        let mount_flags = if own_mount_namespace {
+            relive_sys::mount_flags::of_process(info.main_pid)
+                .map(|mounts| {
+                    mounts
+                        .into_iter()
+                        .map(|(path, flags)| {
+                            (
+                                path,
+                                flags.into_iter().filter_map(MountFlag::from_name).collect(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let ioprios = frozen_pids
             .iter()
             .filter_map(|&pid| {
@@ -462,6 +481,8 @@ impl Parking<'_> {
             rollback: planned.rollback,
             no_new_privs,
             ioprios,
+            own_mount_namespace,
+            mount_flags,
             ..UnitRecord::default()
         };
         self.records.push(record.clone());

@@ -1,8 +1,10 @@
 //! The cgroup2 tree: one cgroup per service, `system.slice/NAME.service`.
 //!
-//! relive needs no controllers (cpu, memory...): it uses cgroups to find,
-//! kill and later freeze every process of a unit. Paths given to this module
-//! are relative to the cgroup2 root, with or without a leading '/'.
+//! relive uses cgroups to find, kill and freeze every process of a unit,
+//! and, for units with resource settings (MemoryMax= and friends), to
+//! limit them: those settings enable their controllers on the way down
+//! from the root. Paths given to this module are relative to the cgroup2
+//! root, with or without a leading '/'.
 
 use std::fs;
 use std::io;
@@ -30,6 +32,50 @@ impl CgroupFs {
     pub fn create(&self, path: &str) -> io::Result<()> {
         let dir = self.dir(path);
         fs::create_dir_all(&dir).map_err(|e| with_path(e, &dir))
+    }
+
+    /// Enables `controllers` for `path`: in cgroup.subtree_control of
+    /// each cgroup above it, from the root down. A controller the root
+    /// does not offer is an error naming it.
+    pub fn enable_controllers(&self, path: &str, controllers: &[&str]) -> io::Result<()> {
+        if controllers.is_empty() {
+            return Ok(());
+        }
+        let offered_file = self.root.join("cgroup.controllers");
+        let offered = fs::read_to_string(&offered_file).map_err(|e| with_path(e, &offered_file))?;
+        if let Some(missing) = controllers
+            .iter()
+            .find(|c| !offered.split_whitespace().any(|o| o == **c))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "the {missing} controller is not available in {}",
+                    self.root.display()
+                ),
+            ));
+        }
+        let mut dir = self.root.clone();
+        let parents: Vec<&str> = path.trim_matches('/').split('/').collect();
+        for (i, part) in parents.iter().enumerate() {
+            let control = dir.join("cgroup.subtree_control");
+            let enabled = fs::read_to_string(&control).map_err(|e| with_path(e, &control))?;
+            for c in controllers {
+                if !enabled.split_whitespace().any(|e| e == *c) {
+                    fs::write(&control, format!("+{c}")).map_err(|e| with_path(e, &control))?;
+                }
+            }
+            if i + 1 < parents.len() {
+                dir = dir.join(part);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `value` to the cgroup's `file` (`memory.max`).
+    pub fn write(&self, path: &str, file: &str, value: &str) -> io::Result<()> {
+        let target = self.dir(path).join(file);
+        fs::write(&target, value).map_err(|e| with_path(e, &target))
     }
 
     /// An O_PATH|O_DIRECTORY descriptor, for clone3's CLONE_INTO_CGROUP.

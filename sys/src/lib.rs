@@ -18,10 +18,13 @@ pub mod freezer;
 pub mod kexec;
 pub mod listen;
 pub mod machine;
+pub mod mount_flags;
 pub mod mounts;
+pub mod namespace;
 pub mod pid_space;
 pub mod process_attrs;
 pub mod sched;
+pub mod seccomp;
 pub mod spawn;
 pub mod tty;
 pub mod users;
@@ -41,6 +44,13 @@ pub trait Kernel: Send {
     fn kill(&mut self, pid: i32, signal: i32) -> io::Result<()>;
     /// Creates the cgroup `path` (relative to the cgroup2 root) and its parents.
     fn cgroup_create(&mut self, path: &str) -> io::Result<()>;
+    /// Writes resource settings into the cgroup `path`, enabling their
+    /// controllers above it first.
+    fn cgroup_configure(
+        &mut self,
+        path: &str,
+        settings: &[relive_units::resources::CgroupSetting],
+    ) -> io::Result<()>;
     /// PIDs in the cgroup (not in its children). A missing cgroup is empty.
     fn cgroup_pids(&self, path: &str) -> io::Result<Vec<i32>>;
     /// SIGKILLs every process of the cgroup at once (cgroup.kill).
@@ -107,6 +117,22 @@ impl Kernel for RealKernel {
 
     fn cgroup_create(&mut self, path: &str) -> io::Result<()> {
         self.cgroups.create(path)
+    }
+
+    fn cgroup_configure(
+        &mut self,
+        path: &str,
+        settings: &[relive_units::resources::CgroupSetting],
+    ) -> io::Result<()> {
+        let mut controllers: Vec<&str> = settings.iter().map(|s| s.controller).collect();
+        controllers.dedup();
+        self.cgroups.enable_controllers(path, &controllers)?;
+        for s in settings {
+            self.cgroups
+                .write(path, s.file, &s.value)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}=: {e}", s.directive)))?;
+        }
+        Ok(())
     }
 
     fn cgroup_pids(&self, path: &str) -> io::Result<Vec<i32>> {

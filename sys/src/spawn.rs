@@ -86,6 +86,11 @@ pub struct SpawnRequest {
     /// 4, ... in the child, and `LISTEN_PID` its own PID, which only the
     /// child knows. The caller puts `LISTEN_FDS`/`LISTEN_FDNAMES` in `env`.
     pub listen_fds: Vec<RawFd>,
+    /// The service's own namespaces and mounts (ProtectSystem= and
+    /// friends); entered before the switch of user.
+    pub namespaces: crate::namespace::NamespacePlan,
+    /// seccomp filters, installed last before the exec.
+    pub seccomp: Vec<crate::seccomp::Program>,
 }
 
 impl SpawnRequest {
@@ -115,6 +120,8 @@ impl SpawnRequest {
             tty: None,
             idle_gate: None,
             listen_fds: Vec::new(),
+            namespaces: Default::default(),
+            seccomp: Vec::new(),
         }
     }
 }
@@ -131,6 +138,9 @@ pub enum ChildStep {
     IoPriority = 211,
     SetScheduler = 214,
     NoNewPrivileges = 227,
+    Network = 225,
+    Namespace = 226,
+    Seccomp = 228,
     Setsid = 220,
     Stdio = 208,
     Group = 216,
@@ -151,6 +161,9 @@ impl ChildStep {
             211 => "IOPRIO",
             214 => "SETSCHEDULER",
             227 => "NO_NEW_PRIVILEGES",
+            225 => "NETWORK",
+            226 => "NAMESPACE",
+            228 => "SECCOMP",
             208 => "STDIN",
             216 => "GROUP",
             217 => "USER",
@@ -170,6 +183,9 @@ impl ChildStep {
             211 => "setting the I/O scheduling",
             214 => "setting the CPU scheduling",
             227 => "setting no_new_privs",
+            225 => "setting up the private network",
+            226 => "setting up the mount namespace",
+            228 => "installing the seccomp filter",
             220 => "creating a session",
             208 => "setting up standard input/output",
             216 => "setting the group",
@@ -189,10 +205,12 @@ pub enum SpawnError {
     #[error("cannot fork: {0}")]
     Fork(io::Error),
     /// The child reported a failed setup step.
-    #[error("{program}: failed {step}: {source}")]
+    #[error("{program}: failed {step}{detail}: {source}")]
     Child {
         program: String,
         step: &'static str,
+        /// Which part of the step, as ` (…)`, or empty.
+        detail: String,
         source: io::Error,
     },
 }
@@ -242,6 +260,9 @@ pub enum ExecOutcome {
 pub struct ExecStatus {
     fd: OwnedFd,
     program: String,
+    /// The mount steps of the child's namespace, described, so that a
+    /// failed one can be named.
+    mount_steps: Vec<String>,
 }
 
 impl ExecStatus {
@@ -250,11 +271,12 @@ impl ExecStatus {
     pub fn settled(program: &str, failure: Option<(ChildStep, i32)>) -> io::Result<ExecStatus> {
         let (read, write) = status_pipe()?;
         if let Some((step, errno)) = failure {
-            nix::unistd::write(&write, &report_bytes(step as i32, errno))?;
+            nix::unistd::write(&write, &report_bytes(step as i32, errno, -1))?;
         }
         Ok(ExecStatus {
             fd: read,
             program: program.to_owned(),
+            mount_steps: Vec::new(),
         })
     }
 
@@ -266,9 +288,9 @@ impl ExecStatus {
     /// Reads what the child reported so far, without blocking. Once the
     /// child has exited, the answer is never `Pending`.
     pub fn check(&self) -> ExecOutcome {
-        let mut report = [0u8; 8];
-        // The child writes its eight bytes at once (less than PIPE_BUF:
-        // atomic), so a read gets all of them or none.
+        let mut report = [0u8; REPORT_LEN];
+        // The child writes its report at once (less than PIPE_BUF:
+        // atomic), so a read gets all of it or none.
         let read = loop {
             match nix::unistd::read(&self.fd, &mut report) {
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -277,12 +299,20 @@ impl ExecStatus {
         };
         match read {
             Ok(0) => ExecOutcome::Running,
-            Ok(8) => {
-                let step = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
-                let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+            Ok(REPORT_LEN) => {
+                let word = |i: usize| {
+                    i32::from_ne_bytes([report[i], report[i + 1], report[i + 2], report[i + 3]])
+                };
+                let (step, errno, index) = (word(0), word(4), word(8));
+                let detail = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| self.mount_steps.get(i))
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
                 ExecOutcome::Failed(SpawnError::Child {
                     program: self.program.clone(),
                     step: ChildStep::describe_code(step),
+                    detail,
                     source: io::Error::from_raw_os_error(errno),
                 })
             }
@@ -325,10 +355,14 @@ fn status_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
-fn report_bytes(step: i32, errno: i32) -> [u8; 8] {
-    let mut report = [0u8; 8];
+/// The failed step, its errno, and which mount step (-1: none).
+const REPORT_LEN: usize = 12;
+
+fn report_bytes(step: i32, errno: i32, index: i32) -> [u8; REPORT_LEN] {
+    let mut report = [0u8; REPORT_LEN];
     report[..4].copy_from_slice(&step.to_ne_bytes());
-    report[4..].copy_from_slice(&errno.to_ne_bytes());
+    report[4..8].copy_from_slice(&errno.to_ne_bytes());
+    report[8..].copy_from_slice(&index.to_ne_bytes());
     report
 }
 
@@ -383,6 +417,9 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         listen_fds: &request.listen_fds,
         // SAFETY: within the 23-byte buffer above.
         listen_pid_digits: unsafe { listen_pid.add(LISTEN_PID_PREFIX) },
+        namespaces: &request.namespaces,
+        seccomp: &request.seccomp,
+        devnull: devnull.as_raw_fd(),
         status_fd: status_write.as_raw_fd(),
     };
 
@@ -394,6 +431,12 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         exec: ExecStatus {
             fd: status_read,
             program,
+            mount_steps: request
+                .namespaces
+                .mounts
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
         },
     })
 }
@@ -441,6 +484,10 @@ struct ChildPlan<'a> {
     listen_fds: &'a [RawFd],
     /// Where the child writes its PID in decimal (room for 11 bytes and a NUL).
     listen_pid_digits: *mut u8,
+    namespaces: &'a crate::namespace::NamespacePlan,
+    seccomp: &'a [crate::seccomp::Program],
+    /// PID 1's /dev/null, which the plan's Null streams are.
+    devnull: RawFd,
     status_fd: RawFd,
 }
 
@@ -568,6 +615,18 @@ fn child_main(plan: &ChildPlan) -> ! {
         if !plan.listen_fds.is_empty() && !place_listen_fds(plan) {
             fail(plan, ChildStep::Stdio);
         }
+        if !plan.namespaces.is_empty() {
+            if let Err((step, index)) = crate::namespace::enter(plan.namespaces) {
+                fail_at(plan, step, index);
+            }
+            // Streams on /dev/null are opened again in the new mount
+            // namespace: PID 1's /dev may not be visible in it
+            // (PrivateDevices=), and CRIU can only dump an open file on a
+            // mount the service's namespace has.
+            if !reopen_null(plan) {
+                fail(plan, ChildStep::Stdio);
+            }
+        }
 
         if let Some((soft, hard)) = plan.nofile {
             let limit = libc::rlimit {
@@ -638,9 +697,30 @@ fn child_main(plan: &ChildPlan) -> ! {
         if let Err(step) = crate::process_attrs::apply_last(plan.process) {
             fail(plan, step);
         }
+        if !crate::seccomp::install(plan.seccomp) {
+            fail(plan, ChildStep::Seccomp);
+        }
         libc::execve(plan.path, plan.argv, plan.envp);
         fail(plan, ChildStep::Exec);
     }
+}
+
+/// Opens /dev/null again onto every standard stream that was PID 1's.
+unsafe fn reopen_null(plan: &ChildPlan) -> bool {
+    // SAFETY: open/dup2/close of a literal path and small integers.
+    unsafe {
+        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        for (stream, target) in [(plan.stdin, 0), (plan.stdout, 1), (plan.stderr, 2)] {
+            if stream == plan.devnull && libc::dup2(fd, target) < 0 {
+                return false;
+            }
+        }
+        libc::close(fd);
+    }
+    true
 }
 
 /// `struct __user_cap_header_struct` and `__user_cap_data_struct`
@@ -760,11 +840,16 @@ unsafe fn place_listen_fds(plan: &ChildPlan) -> bool {
 /// Reports the failed step and errno on the status pipe, then exits with the
 /// step's code.
 fn fail(plan: &ChildPlan, step: ChildStep) -> ! {
+    fail_at(plan, step, -1)
+}
+
+/// `fail`, naming the mount step `index` of the plan.
+fn fail_at(plan: &ChildPlan, step: ChildStep, index: i32) -> ! {
     // SAFETY: errno read, write(2) of a stack buffer, _exit(2): all
     // async-signal-safe.
     unsafe {
         let errno = *libc::__errno_location();
-        let report = report_bytes(step as i32, errno);
+        let report = report_bytes(step as i32, errno, index);
         libc::write(plan.status_fd, report.as_ptr().cast(), report.len());
         libc::_exit(step as i32)
     }

@@ -11,7 +11,9 @@
 #![forbid(unsafe_code)]
 
 pub mod calendar;
+pub mod credentials;
 pub mod directories;
+pub mod enforcement;
 pub mod error;
 pub mod exec;
 pub mod graph;
@@ -22,8 +24,11 @@ pub mod parse;
 pub mod path;
 pub mod process;
 pub mod read;
+pub mod resources;
+pub mod sandbox;
 pub mod socket;
 pub mod specifier;
+pub mod syscalls;
 pub mod timer;
 pub mod unit_name;
 

@@ -23,12 +23,15 @@
 //!   and none are added for unit types relive does not run.
 
 mod build;
+mod credentials;
 mod directories;
 mod index;
 mod install;
 mod mount;
 mod path;
 mod process;
+mod resources;
+mod sandbox;
 mod service;
 mod socket;
 mod timer;
@@ -322,6 +325,7 @@ impl Loader {
             install: built.install,
             live_upgrade: built.live_upgrade,
             warnings: built.warnings,
+            unenforced: built.unenforced,
         })
     }
 

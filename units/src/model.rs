@@ -96,6 +96,21 @@ pub struct Unit {
     pub live_upgrade: LiveUpgrade,
     /// Unsupported directives and other non-fatal findings, one per occurrence.
     pub warnings: Vec<Warning>,
+    /// Sandboxing and resource directives relive does not apply
+    /// ([`crate::enforcement`]).
+    #[serde(default)]
+    pub unenforced: Vec<Unenforced>,
+}
+
+/// A sandboxing or resource directive of the unit relive does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unenforced {
+    /// `DeviceAllow`.
+    pub directive: String,
+    pub location: Location,
+    /// Listed in [`crate::enforcement::BEST_EFFORT`]: the unit starts
+    /// without it. Otherwise the unit does not start.
+    pub best_effort: bool,
 }
 
 impl Unit {
@@ -130,6 +145,7 @@ impl Unit {
                 rollback_on_restore_failure: false,
             },
             warnings: Vec::new(),
+            unenforced: Vec::new(),
         }
     }
 }
@@ -431,6 +447,16 @@ pub struct ServiceSection {
     /// ConfigurationDirectory= and their modes.
     #[serde(default)]
     pub directories: crate::directories::ExecDirectories,
+    /// ProtectSystem=, PrivateTmp=, SystemCallFilter= and the rest of
+    /// the sandbox. Default: a handover from a relive before sandboxing.
+    #[serde(default)]
+    pub sandbox: crate::sandbox::Sandbox,
+    /// MemoryMax=, CPUWeight=, TasksMax= and the other cgroup settings.
+    #[serde(default)]
+    pub resources: crate::resources::Resources,
+    /// LoadCredential= and SetCredential=.
+    #[serde(default)]
+    pub credentials: crate::credentials::Credentials,
     /// Absolute path, or `~` for the home directory of User=.
     pub working_directory: Option<PathBuf>,
     /// `-` prefix on WorkingDirectory=: missing directory is not an error.
@@ -546,6 +572,9 @@ impl Default for ServiceSection {
             limit_nofile: None,
             process: Default::default(),
             directories: Default::default(),
+            sandbox: Default::default(),
+            resources: Default::default(),
+            credentials: Default::default(),
             working_directory: None,
             working_directory_optional: false,
             environment: Vec::new(),

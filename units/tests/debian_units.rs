@@ -1,6 +1,7 @@
 //! Real Debian 12 unit files load with only the expected warnings.
 
 use relive_units::exec::expand_argv;
+use relive_units::sandbox::{ProtectHome, ProtectSystem};
 use relive_units::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,32 +78,38 @@ fn ssh_service() {
 #[test]
 fn redis_server_service() {
     let u = loader().load("redis-server.service").unwrap();
-    let unsupported: Vec<&str> = u
-        .warnings
+    // Every sandboxing directive of Debian's unit is one relive enforces.
+    assert!(u.warnings.is_empty(), "{:?}", u.warnings);
+    assert!(u.unenforced.is_empty(), "{:?}", u.unenforced);
+    let svc = u.service.as_ref().unwrap();
+    assert!(svc.process.no_new_privileges);
+    let sb = &svc.sandbox;
+    assert_eq!(sb.protect_system, ProtectSystem::Yes);
+    assert_eq!(sb.protect_home, ProtectHome::Yes);
+    assert!(sb.private_tmp && sb.private_devices && sb.memory_deny_write_execute);
+    assert!(sb.protect_kernel_modules && sb.protect_kernel_tunables);
+    assert!(sb.protect_control_groups && sb.restrict_realtime);
+    assert_eq!(sb.allowed_namespaces, Some(0));
+    let rw: Vec<(&str, bool)> = sb
+        .read_write_paths
         .iter()
-        .map(|w| {
-            w.message
-                .split('=')
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("unsupported directive ")
-        })
+        .map(|p| (p.path.as_str(), p.optional))
         .collect();
-    // NoNewPrivileges= is enforced; the sandboxing directives are not yet.
-    assert_eq!(u.warnings.len(), 16, "{unsupported:?}");
-    assert!(u.service.as_ref().unwrap().process.no_new_privileges);
-    assert!(u
-        .warnings
-        .iter()
-        .all(|w| w.message.contains("relive does not implement it")));
     assert_eq!(
-        unsupported
-            .iter()
-            .filter(|k| **k == "ReadWriteDirectories")
-            .count(),
-        4
+        rw,
+        [
+            ("/var/lib/redis", true),
+            ("/var/log/redis", true),
+            ("/run/redis", true),
+            ("/etc/redis", true)
+        ]
     );
-    assert_eq!(u.warnings[0].location.line, 18);
+    let families = sb.restrict_address_families.as_ref().unwrap();
+    assert!(families.allow_list);
+    assert_eq!(
+        families.families,
+        [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6].into()
+    );
     assert_eq!(
         u.unit.documentation,
         ["http://redis.io/documentation,", "man:redis-server(1)"]

@@ -238,25 +238,128 @@ fn terminal_settings_as_a_getty_has_them() {
 #[test]
 fn unsupported_directives_and_sections_warn_once_each() {
     let u = one(
-        "[Unit]\nPartOf=x.service\n[Service]\nExecStart=/a\nProtectSystem=full\nPrivateTmp=yes\nPrivateTmp=no\n\
+        "[Unit]\nPartOf=x.service\n[Service]\nExecStart=/a\nDeviceAllow=/dev/null r\nAllowedCPUs=0-1\nAllowedCPUs=\n\
          X-Custom=1\n[Foo]\nA=1\nB=2\n[X-Mine]\nC=3\n",
     )
     .unwrap();
     let msgs: Vec<String> = u.warnings.iter().map(|w| w.to_string()).collect();
-    assert_eq!(msgs.len(), 5, "{msgs:?}");
+    assert_eq!(msgs.len(), 4, "{msgs:?}");
     assert!(
-        msgs[1].ends_with(
-            ":5: unsupported directive ProtectSystem= ignored (relive does not implement it)"
-        ),
+        msgs[1].contains(":5: DeviceAllow= is not applied (best effort: "),
         "{}",
         msgs[1]
     );
-    assert_eq!(u.warnings[2].location.line, 6);
     assert!(
-        msgs[4].ends_with(":9: unknown section [Foo] ignored"),
+        msgs[2].ends_with(":6: AllowedCPUs= is not implemented by relive: the unit will not start"),
         "{}",
-        msgs[4]
+        msgs[2]
     );
+    assert!(
+        msgs[3].ends_with(":9: unknown section [Foo] ignored"),
+        "{}",
+        msgs[3]
+    );
+    // The empty AllowedCPUs= took the request back; DeviceAllow= stays, best effort.
+    let unenforced: Vec<(&str, usize, bool)> = u
+        .unenforced
+        .iter()
+        .map(|e| (e.directive.as_str(), e.location.line, e.best_effort))
+        .collect();
+    assert_eq!(unenforced, [("DeviceAllow", 5, true)]);
+}
+
+/// Every protection relive does not implement is recorded, so that the
+/// unit does not start; none of them is one the loader handles.
+#[test]
+fn every_unimplemented_protection_is_recorded_as_refused() {
+    for key in relive_units::enforcement::NOT_IMPLEMENTED {
+        let u = one(&format!("[Service]\nExecStart=/a\n{key}=1\n")).unwrap();
+        let refused: Vec<&str> = u
+            .unenforced
+            .iter()
+            .filter(|e| !e.best_effort)
+            .map(|e| e.directive.as_str())
+            .collect();
+        assert_eq!(refused, [*key], "{key}");
+    }
+}
+
+#[test]
+fn sandbox_directives_parse_with_systemds_syntax() {
+    use relive_units::sandbox::*;
+    let u = one(
+        "[Service]\nExecStart=/a\nProtectSystem=strict\nProtectHome=read-only\n\
+         ProtectProc=invisible\nProcSubset=pid\nReadWritePaths=-/var/lib/a /run/b/\n\
+         InaccessiblePaths=/x\nTemporaryFileSystem=/var:ro,size=1M\n\
+         BindReadOnlyPaths=-/etc/a:/etc/b:norbind\n\
+         SystemCallFilter=@system-service @clock\nSystemCallFilter=~@clock:EPERM\n\
+         SystemCallErrorNumber=EACCES\nRestrictAddressFamilies=~AF_PACKET\n\
+         RestrictNamespaces=~user net\nSystemCallArchitectures=native\n",
+    )
+    .unwrap();
+    assert!(u.warnings.is_empty(), "{:?}", u.warnings);
+    let sb = u.service.unwrap().sandbox;
+    assert_eq!(sb.protect_system, ProtectSystem::Strict);
+    assert_eq!(sb.protect_home, ProtectHome::ReadOnly);
+    assert_eq!(sb.protect_proc, ProtectProc::Invisible);
+    assert!(sb.proc_subset_pid);
+    let rw: Vec<(&str, bool)> = sb
+        .read_write_paths
+        .iter()
+        .map(|p| (p.path.as_str(), p.optional))
+        .collect();
+    assert_eq!(rw, [("/var/lib/a", true), ("/run/b", false)]);
+    assert_eq!(sb.temporary_file_systems[0].options, "ro,size=1M");
+    let bind = &sb.bind_paths[0];
+    assert_eq!(
+        (
+            bind.source.as_str(),
+            bind.target.as_str(),
+            bind.optional,
+            bind.read_only,
+            bind.recursive
+        ),
+        ("/etc/a", "/etc/b", true, true, false)
+    );
+    let filter = sb.system_call_filter.unwrap();
+    assert!(filter.allow_list);
+    // @default is always in an allow-list; the later ~@clock took @clock out.
+    assert!(filter.calls.contains_key("execve"));
+    assert!(filter.calls.contains_key("openat"));
+    assert!(!filter.calls.contains_key("clock_settime"));
+    assert_eq!(
+        sb.system_call_error,
+        Some(SyscallAction::Errno(libc::EACCES))
+    );
+    let families = sb.restrict_address_families.unwrap();
+    assert!(!families.allow_list);
+    assert_eq!(families.families, [libc::AF_PACKET].into());
+    let all: u64 = NAMESPACES.iter().map(|(_, f)| f).sum();
+    let denied = (libc::CLONE_NEWUSER | libc::CLONE_NEWNET) as u64;
+    assert_eq!(sb.allowed_namespaces, Some(all & !denied));
+    assert_eq!(sb.system_call_architectures, ["native"]);
+}
+
+#[test]
+fn bad_sandbox_values_name_file_and_line() {
+    for (line, why) in [
+        ("ProtectSystem=sometimes", "not a boolean"),
+        ("SystemCallFilter=@nonsense", "unknown group @nonsense"),
+        ("SystemCallErrorNumber=EWHATEVER", "errno"),
+        (
+            "RestrictAddressFamilies=AF_WHATEVER",
+            "unknown address family",
+        ),
+        ("RestrictNamespaces=moon", "unknown namespace type"),
+        ("ReadOnlyPaths=relative/path", "not an absolute"),
+        ("SystemCallArchitectures=arm", "unknown architecture"),
+    ] {
+        let err = one(&format!("[Service]\nExecStart=/a\n{line}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":3: invalid "), "{line}: {err}");
+        assert!(err.contains(why), "{line}: {err}");
+    }
 }
 
 #[test]
@@ -706,4 +809,53 @@ fn exec_directories_are_read_with_their_modes() {
         }
         other => panic!("expected Invalid, got {other:?}"),
     }
+}
+
+#[test]
+fn resource_directives_become_cgroup_settings() {
+    let u = one(
+        "[Service]\nExecStart=/a\nMemoryMax=64M\nMemoryHigh=50%\nMemoryLow=infinity\n\
+         CPUWeight=idle\nCPUQuota=150%\nIOWeight=200\nTasksMax=12.5%\n",
+    )
+    .unwrap();
+    assert!(u.warnings.is_empty(), "{:?}", u.warnings);
+    let r = u.service.unwrap().resources;
+    let files: Vec<(&str, String)> = r
+        .cgroup_settings(1 << 30, 8000)
+        .into_iter()
+        .map(|s| (s.file, s.value))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("memory.low", "max".to_string()),
+            ("memory.high", (1u64 << 29).to_string()),
+            ("memory.max", (64u64 << 20).to_string()),
+            ("cpu.idle", "1".to_string()),
+            ("cpu.max", "150000 100000".to_string()),
+            ("io.weight", "default 200".to_string()),
+            ("pids.max", "1000".to_string()),
+        ]
+    );
+    for bad in [
+        "MemoryMax=lots",
+        "CPUWeight=0",
+        "CPUQuota=1.234%",
+        "TasksMax=200%",
+    ] {
+        let err = one(&format!("[Service]\nExecStart=/a\n{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":3: invalid "), "{bad}: {err}");
+    }
+}
+
+/// systemd.exec(5): an empty CapabilityBoundingSet= is the empty set.
+#[test]
+fn an_empty_capability_bounding_set_holds_no_capability() {
+    let u = one(
+        "[Service]\nExecStart=/a\nCapabilityBoundingSet=CAP_NET_ADMIN\nCapabilityBoundingSet=\n",
+    )
+    .unwrap();
+    assert_eq!(u.service.unwrap().capability_bounding_set, Some(0));
 }

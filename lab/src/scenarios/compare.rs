@@ -40,6 +40,15 @@ const SAME_OUTPUT: &[&str] = &[
     "busctl list --acquired --no-legend | awk '{print $1}' | sort",
     "cd / && runuser -u postgres -- psql -tAc 'select 6 * 7'",
     "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -q1 127.0.0.1 80 | head -1",
+    // Debian's sandboxed units get their sandbox: their own mount
+    // namespace, seccomp, no_new_privs, the same capability bounding set.
+    // (Not udevd: with Delegate= systemd puts its processes in child
+    // cgroups, which relive, Delegate= being best effort, does not.)
+    "for u in systemd-timesyncd systemd-journald redis-server cron; do \
+       p=$(head -1 /sys/fs/cgroup/system.slice/$u.service/cgroup.procs); \
+       ns=own-mount-ns; [ \"$(readlink /proc/$p/ns/mnt)\" = \"$(readlink /proc/1/ns/mnt)\" ] && ns=pid1-mount-ns; \
+       echo $u $ns $(grep -E '^(Seccomp|NoNewPrivs|CapBnd):' /proc/$p/status | tr -d '\\t' | tr '\\n' ' '); \
+     done",
 ];
 
 /// Known differences: (unit name or prefix*, side it is active on, reason).

@@ -90,6 +90,11 @@ pub fn server_checks(c: &mut Checks<'_>) {
                 && o.stdout.contains("org.freedesktop.timesync1")
         },
     );
+    c.check(
+        "MemoryMax= kills an allocation past it, TasksMax= refuses a fork",
+        LIMITS_PROBE,
+        &|o| o.success() && o.stdout.trim() == LIMITS_WANTED,
+    );
     // pam_systemd asks the bus for logind, which is masked: relive answers
     // dbus-daemon's activation request at once (it used to take 25 s).
     let started = Instant::now();
@@ -103,6 +108,39 @@ pub fn server_checks(c: &mut Checks<'_>) {
     }
     c.out.push(login_prompt(&c.guest.serial_log));
 }
+
+/// A oneshot unit made for the check: 32 MiB of memory, 8 tasks. Its
+/// script allocates 96 MiB (the kernel's OOM killer ends it) and forks
+/// 20 sleepers, of which the cgroup admits 6 (with the shell and python).
+const LIMITS_PROBE: &str = "\
+    cat > /run/relive-limits-probe.sh <<'SCRIPT'
+python3 -c 'b = bytearray(96 << 20)' 2>/dev/null && echo alloc=survived || echo alloc=killed
+python3 -c '
+import os, time
+n = 0
+for i in range(20):
+    try:
+        if os.fork() == 0:
+            time.sleep(3)
+            os._exit(0)
+        n += 1
+    except OSError:
+        pass
+print(\"forks=%d\" % n)'
+c=/sys/fs/cgroup/system.slice/relive-limits-probe.service
+echo limits=$(cat $c/memory.max)/$(cat $c/pids.max)
+SCRIPT
+    mkdir -p /run/systemd/system && cat > /run/systemd/system/relive-limits-probe.service <<'UNIT'
+[Service]
+Type=oneshot
+MemoryMax=32M
+MemorySwapMax=0
+TasksMax=8
+ExecStart=/bin/sh /run/relive-limits-probe.sh
+UNIT
+    relivectl daemon-reload && relivectl start relive-limits-probe.service; \
+    journalctl -b -q -o cat -u relive-limits-probe.service | grep -E '^(alloc|forks|limits)='";
+const LIMITS_WANTED: &str = "alloc=killed\nforks=6\nlimits=33554432/8";
 
 /// An ssh command's round trip under TCG is a second or two; dbus-daemon's
 /// activation timeout is 25 s.

@@ -28,6 +28,9 @@ const TOOLS: &[(&str, &str)] = &[
     // /usr/include/criu/rpc.proto with protoc.
     ("criu", "criu"),
     ("protoc", "protobuf-compiler"),
+    // relive links libseccomp (seccomp filters); an absolute path is
+    // looked up as itself.
+    ("/usr/include/seccomp.h", "libseccomp-dev"),
 ];
 
 /// Looks a program up in $PATH and the sbin directories (which a non-login

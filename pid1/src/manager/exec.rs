@@ -117,6 +117,10 @@ impl Manager {
         } else {
             None
         };
+        let uid = user.as_ref().map_or(0, |u| u.credentials.uid);
+        let confined = super::confine::confinement(&svc, cmd.privileged, uid)?;
+        let mut process = process_settings(&svc.process);
+        process.no_new_privs = confined.no_new_privs;
         let request = SpawnRequest {
             path: cstring(path.as_os_str().to_string_lossy().as_ref())?,
             argv: argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
@@ -130,7 +134,7 @@ impl Manager {
             credentials: user.map(|u| u.credentials),
             umask: svc.umask,
             nofile: svc.limit_nofile.map(|limit| grantable_nofile(name, limit)),
-            process: process_settings(&svc.process),
+            process,
             working_directory: self
                 .working_directory(&svc)?
                 .map(|d| cstring(&d))
@@ -145,16 +149,14 @@ impl Manager {
             ambient_caps: if cmd.privileged {
                 0
             } else {
-                svc.ambient_capabilities & svc.capability_bounding_set.unwrap_or(u64::MAX)
+                svc.ambient_capabilities & confined.bounding_set.unwrap_or(u64::MAX)
             },
-            bounding_set: if cmd.privileged {
-                None
-            } else {
-                svc.capability_bounding_set
-            },
+            bounding_set: confined.bounding_set,
             tty,
             idle_gate,
             listen_fds,
+            namespaces: confined.namespaces,
+            seccomp: confined.seccomp,
         };
         let spawned = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
         let pid = spawned.pid;
@@ -202,6 +204,13 @@ impl Manager {
                 let paths: Vec<String> = names.iter().map(|n| format!("{base}/{n}")).collect();
                 env.push((var.into(), paths.join(":")));
             }
+        }
+        if !svc.credentials.is_empty() {
+            let dir = super::credentials::directory(name);
+            env.push((
+                "CREDENTIALS_DIRECTORY".into(),
+                dir.to_string_lossy().into_owned(),
+            ));
         }
         if self.rt.notify_available {
             env.push((
@@ -353,11 +362,22 @@ impl Manager {
             .kernel
             .cgroup_create(&cgroup)
             .map_err(|e| format!("cannot create cgroup: {e}"))?;
+        if !svc.resources.is_empty() {
+            let settings = svc.resources.cgroup_settings(memory_total(), task_limit());
+            self.rt
+                .kernel
+                .cgroup_configure(&cgroup, &settings)
+                .map_err(|e| format!("cannot apply resource settings: {e}"))?;
+        }
         let directories = &svc.directories;
         let none_asked = DirectoryKind::ALL
             .iter()
             .all(|&kind| directories.get(kind).names.is_empty());
-        if svc.runtime_directory.is_empty() && none_asked {
+        if svc.sandbox.needs_mount_namespace() {
+            // Before a start, and before a restore, whose namespace binds them.
+            super::sandbox::prepare_run_dirs()?;
+        }
+        if svc.runtime_directory.is_empty() && none_asked && svc.credentials.is_empty() {
             return Ok(());
         }
         let owner = match &svc.user {
@@ -381,6 +401,9 @@ impl Manager {
                 super::rundir::make_in(base, kind.directive(), dir, setting.mode, owner)?;
             }
         }
+        if !svc.credentials.is_empty() {
+            super::credentials::prepare(name, &svc.credentials, owner)?;
+        }
         Ok(())
     }
 
@@ -395,10 +418,61 @@ impl Manager {
                 }
             }
         }
+        if !svc.credentials.is_empty() {
+            super::credentials::release(name);
+        }
         self.rt
             .kernel
             .cgroup_remove(&relive_sys::cgroup::unit_cgroup(name));
+        if svc.sandbox.remove_ipc {
+            self.remove_ipc_after(name, svc);
+        }
     }
+
+    /// RemoveIPC=: once no other unit runs as the same user.
+    fn remove_ipc_after(&mut self, name: &str, svc: &ServiceSection) {
+        let Some(user) = &svc.user else {
+            return;
+        };
+        let same_user_running = self.state.units.iter().any(|(other, u)| {
+            other != name
+                && !matches!(
+                    u.active,
+                    super::ActiveState::Inactive | super::ActiveState::Failed
+                )
+                && u.config
+                    .as_ref()
+                    .and_then(|c| c.service.as_ref())
+                    .is_some_and(|s| s.user.as_ref() == Some(user))
+        });
+        if same_user_running {
+            return;
+        }
+        let accounts = self.accounts();
+        let Ok(resolved) = accounts.resolve(Some(user), svc.group.as_deref(), &[]) else {
+            return;
+        };
+        let c = resolved.credentials;
+        let removed = super::remove_ipc::remove_ipc_of(c.uid, c.gid);
+        if removed > 0 {
+            tracing::info!("{name}: RemoveIPC=: removed {removed} IPC objects of {user}");
+        }
+    }
+}
+
+/// The machine's RAM, what a MemoryMax=N% is of.
+fn memory_total() -> u64 {
+    use procfs::Current;
+    procfs::Meminfo::current().map_or(0, |m| m.mem_total)
+}
+
+/// The kernel's limit on tasks, what a TasksMax=N% is of (as systemd:
+/// the smaller of pid_max and threads-max).
+fn task_limit() -> u64 {
+    let read = |p: &str| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
+    let pid_max = read("/proc/sys/kernel/pid_max").unwrap_or(4_194_304);
+    let threads = read("/proc/sys/kernel/threads-max").unwrap_or(u64::MAX);
+    pid_max.min(threads)
 }
 
 fn split_once_eq(s: &str) -> (String, String) {

@@ -116,7 +116,13 @@ impl Manager {
         let timeout = self.timeout_start(&svc);
         let u = self.state.units.get_mut(name).expect("unit exists");
         u.deadline = timeout.map(|t| clock::after(now, t));
-        if let Err(msg) = self.prepare_unit_resources(name, &svc) {
+        let refused = cfg.unenforced.iter().find(|u| !u.best_effort).map(|u| {
+            format!(
+                "{}: {}= asks for a protection relive does not implement (relive.unit(5)), not starting",
+                u.location, u.directive
+            )
+        });
+        if let Some(msg) = refused.or_else(|| self.prepare_unit_resources(name, &svc).err()) {
             tracing::error!("{name}: {msg}");
             self.fail_start(name, UnitResult::Resources(msg));
             return;

@@ -175,6 +175,14 @@ impl Manager {
             .collect()
     }
 
+    /// `relivectl security UNIT`: None when it is no loaded service.
+    pub fn unit_security(&self, name: &str) -> Option<Vec<relive_api::units::SecurityCheck>> {
+        self.unit(name)?
+            .config
+            .as_ref()
+            .and_then(super::security::checks)
+    }
+
     pub fn unit_status(&self, name: &str) -> Option<UnitStatus> {
         let u = self.unit(name)?;
         let cfg = u.config.as_ref();

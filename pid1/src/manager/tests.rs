@@ -69,6 +69,13 @@ impl Kernel for FakeKernel {
     fn cgroup_create(&mut self, _: &str) -> std::io::Result<()> {
         Ok(())
     }
+    fn cgroup_configure(
+        &mut self,
+        _: &str,
+        _: &[relive_units::resources::CgroupSetting],
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
     fn cgroup_pids(&self, path: &str) -> std::io::Result<Vec<i32>> {
         let unit = path.trim_start_matches("/system.slice/");
         Ok(self

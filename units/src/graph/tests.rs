@@ -31,6 +31,7 @@ fn unit(name: &str, edit: impl FnOnce(&mut UnitSection)) -> Unit {
             rollback_on_restore_failure: false,
         },
         warnings: Vec::new(),
+        unenforced: Vec::new(),
     }
 }
 

@@ -25,6 +25,7 @@ use crate::unit_name::{self, NameKind, UnitName};
 pub(crate) struct Ctx<'a> {
     pub spec: Specifiers<'a>,
     pub warnings: Vec<Warning>,
+    pub unenforced: Vec<Unenforced>,
 }
 
 impl Ctx<'_> {
@@ -108,13 +109,39 @@ impl Ctx<'_> {
         Ok(name)
     }
 
-    pub fn unsupported(&mut self, key: &str, loc: &Location) {
-        if !key.starts_with("X-") {
-            self.warn(
-                loc,
-                format!("unsupported directive {key}= ignored (relive does not implement it)"),
-            );
+    /// A directive relive does not implement. A protection or limit is
+    /// recorded ([`crate::enforcement`]); the others are a warning.
+    pub fn unsupported(&mut self, key: &str, value: &str, loc: &Location) {
+        use crate::enforcement::{asks_for_something, policy, Policy};
+        if key.starts_with("X-") {
+            return;
         }
+        let message = match policy(key) {
+            Some(p) if asks_for_something(key, value) => {
+                let best_effort = matches!(p, Policy::BestEffort(_));
+                self.unenforced.retain(|u| u.directive != key);
+                self.unenforced.push(Unenforced {
+                    directive: key.to_string(),
+                    location: loc.clone(),
+                    best_effort,
+                });
+                match p {
+                    Policy::BestEffort(why) => {
+                        format!("{key}= is not applied (best effort: {why})")
+                    }
+                    Policy::Refuse => {
+                        format!("{key}= is not implemented by relive: the unit will not start")
+                    }
+                }
+            }
+            Some(_) => {
+                // An empty or "no" value takes an earlier one back.
+                self.unenforced.retain(|u| u.directive != key);
+                return;
+            }
+            None => format!("unsupported directive {key}= ignored (relive does not implement it)"),
+        };
+        self.warn(loc, message);
     }
 }
 
@@ -166,6 +193,7 @@ impl<'a> Builder<'a> {
             ctx: Ctx {
                 spec,
                 warnings: Vec::new(),
+                unenforced: Vec::new(),
             },
             unit: UnitSection {
                 default_dependencies: true,
@@ -338,9 +366,9 @@ impl<'a> Builder<'a> {
             }
             "SuccessAction" => {
                 self.success_action = !value.is_empty() && value != "none";
-                self.ctx.unsupported(key, loc);
+                self.ctx.unsupported(key, value, loc);
             }
-            _ => self.ctx.unsupported(key, loc),
+            _ => self.ctx.unsupported(key, value, loc),
         }
         Ok(())
     }
@@ -621,6 +649,7 @@ impl<'a> Builder<'a> {
             install: self.install,
             live_upgrade: live,
             warnings: self.ctx.warnings,
+            unenforced: self.ctx.unenforced,
         })
     }
 }
@@ -638,6 +667,7 @@ pub(crate) struct Built {
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     pub warnings: Vec<Warning>,
+    pub unenforced: Vec<Unenforced>,
 }
 
 /// Keeps the first occurrence of each name, in order.

@@ -19,7 +19,7 @@ impl Builder<'_> {
             "Alias" => &mut self.install.alias,
             "Also" => &mut self.install.also,
             _ => {
-                self.ctx.unsupported(key, loc);
+                self.ctx.unsupported(key, value, loc);
                 return Ok(());
             }
         };

@@ -63,7 +63,7 @@ impl MountBuilder {
             "TimeoutSec" => {
                 self.timeout = Some(timeout(value).ok_or_else(|| ctx.bad(key, value, loc))?)
             }
-            _ => ctx.unsupported(key, loc),
+            _ => ctx.unsupported(key, value, loc),
         }
         Ok(())
     }
@@ -123,7 +123,7 @@ impl SwapBuilder {
             "TimeoutSec" => {
                 self.timeout = Some(timeout(value).ok_or_else(|| ctx.bad(key, value, loc))?)
             }
-            _ => ctx.unsupported(key, loc),
+            _ => ctx.unsupported(key, value, loc),
         }
         Ok(())
     }
@@ -178,7 +178,7 @@ impl AutomountBuilder {
                     None => return Err(ctx.bad(key, value, loc)),
                 })
             }
-            _ => ctx.unsupported(key, loc),
+            _ => ctx.unsupported(key, value, loc),
         }
         Ok(())
     }

@@ -68,7 +68,7 @@ impl PathBuilder {
                     parse_mode(value).ok_or_else(|| ctx.bad(key, value, loc))?
                 }
             }
-            _ => ctx.unsupported(key, loc),
+            _ => ctx.unsupported(key, value, loc),
         }
         Ok(())
     }

@@ -257,12 +257,13 @@ impl ServiceBuilder {
             "AmbientCapabilities" | "CapabilityBoundingSet" => {
                 let ambient = key == "AmbientCapabilities";
                 if empty {
-                    // An empty value resets: no ambient capabilities, a
-                    // full bounding set.
+                    // systemd.exec(5): an empty value resets either to the
+                    // empty set: no ambient capabilities, and a bounding
+                    // set with none at all.
                     if ambient {
                         s.ambient_capabilities = 0;
                     } else {
-                        s.capability_bounding_set = None;
+                        s.capability_bounding_set = Some(0);
                     }
                     return Ok(());
                 }
@@ -404,10 +405,15 @@ impl ServiceBuilder {
                 let outcome = super::process::directive(&mut s.process, ctx, key, value, loc)
                     .or_else(|| {
                         super::directories::directive(&mut s.directories, ctx, key, value, loc)
+                    })
+                    .or_else(|| super::sandbox::directive(&mut s.sandbox, ctx, key, value, loc))
+                    .or_else(|| super::resources::directive(&mut s.resources, ctx, key, value, loc))
+                    .or_else(|| {
+                        super::credentials::directive(&mut s.credentials, ctx, key, value, loc)
                     });
                 match outcome {
                     Some(outcome) => outcome?,
-                    None => ctx.unsupported(key, loc),
+                    None => ctx.unsupported(key, value, loc),
                 }
             }
         }

@@ -194,7 +194,7 @@ impl SocketBuilder {
                 self.trigger_burst_set = !value.is_empty();
                 s.trigger_limit_burst = number(value, 20).ok_or_else(|| bad(ctx))?;
             }
-            _ => ctx.unsupported(key, loc),
+            _ => ctx.unsupported(key, value, loc),
         }
         Ok(())
     }

@@ -76,7 +76,7 @@ impl TimerBuilder {
             }
             "Unit" if value.is_empty() => t.unit = None,
             "Unit" => t.unit = Some(ctx.triggered_unit(key, value, loc, "timer")?),
-            _ => ctx.unsupported(key, loc),
+            _ => ctx.unsupported(key, value, loc),
         }
         Ok(())
     }

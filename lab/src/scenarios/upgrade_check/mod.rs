@@ -15,6 +15,7 @@
 //! [`phase_check`] what each direction asks of the two-phase snapshot.
 
 mod phase_check;
+mod sandbox;
 mod stores;
 mod watch;
 
@@ -174,6 +175,12 @@ impl Run<'_> {
             "redis keys set (no persistence)",
             out.stdout.trim() == "OK",
             out.stdout.trim(),
+        );
+        let marked = self.sh(booted, sandbox::MARK)?;
+        v.record(
+            "marker in the services' private /tmp",
+            marked.stdout.trim() == "marked",
+            format!("{} {}", marked.stdout.trim(), marked.stderr.trim()),
         );
         let counter0 = upgrade::counter(self.paths, port)?;
         v.record(

@@ -114,6 +114,14 @@ impl Run<'_> {
             attrs.stdout.trim() == ATTRIBUTES_WANTED,
             attrs.stdout.trim().replace('\n', " | "),
         );
+        // (g) The sandbox: namespace, private /tmp, filters, capabilities,
+        // cgroup limits.
+        let sandbox = self.sh(booted, super::sandbox::READ)?;
+        v.record(
+            &format!("{phase}: (g) sandbox kept"),
+            sandbox.stdout.trim() == super::sandbox::WANTED,
+            sandbox.stdout.trim().replace('\n', " | "),
+        );
         step.finish(v.failed() == failed_before);
         Ok(())
     }
