@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::build::Ctx;
-use super::values::parse_bool;
+use super::values::{inverted, parse_bool};
 use crate::error::LoadError;
 use crate::model::Location;
 use crate::sandbox::*;
@@ -282,10 +282,7 @@ fn system_call_filter(
         s.system_call_filter = None;
         return Ok(());
     }
-    let (deny, list) = match value.strip_prefix('~') {
-        Some(rest) => (true, rest),
-        None => (false, value),
-    };
+    let (deny, list) = inverted(value);
     let filter = s.system_call_filter.get_or_insert_with(|| {
         let mut f = SyscallFilter {
             allow_list: !deny,
@@ -365,10 +362,7 @@ fn address_families(s: &mut Sandbox, value: &str) -> Result<(), String> {
         });
         return Ok(());
     }
-    let (deny, list) = match value.strip_prefix('~') {
-        Some(rest) => (true, rest),
-        None => (false, value),
-    };
+    let (deny, list) = inverted(value);
     let set = s.restrict_address_families.get_or_insert(AddressFamilies {
         allow_list: !deny,
         families: BTreeSet::new(),
@@ -397,10 +391,7 @@ fn namespaces(s: &mut Sandbox, value: &str) -> Result<(), String> {
         s.allowed_namespaces = on.then_some(0);
         return Ok(());
     }
-    let (deny, list) = match value.strip_prefix('~') {
-        Some(rest) => (true, rest),
-        None => (false, value),
-    };
+    let (deny, list) = inverted(value);
     let mut flags = 0;
     for name in list.split_ascii_whitespace() {
         let Some(&(_, flag)) = NAMESPACES.iter().find(|(n, _)| *n == name) else {

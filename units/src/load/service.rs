@@ -583,10 +583,7 @@ const ALL_CAPABILITIES: u64 = (1 << 41) - 1;
 
 /// `CAP_X CAP_Y` or `~CAP_X`: (inverted, bit mask).
 fn parse_capabilities(value: &str) -> Result<(bool, u64), String> {
-    let (invert, list) = match value.strip_prefix('~') {
-        Some(rest) => (true, rest),
-        None => (false, value),
-    };
+    let (invert, list) = super::values::inverted(value);
     let mut mask = 0u64;
     for name in list.split_ascii_whitespace() {
         let cap: caps::Capability = name

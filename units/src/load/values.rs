@@ -281,6 +281,15 @@ pub(crate) fn parse_exit_status(v: &str) -> Option<i32> {
     v.parse::<u8>().ok().map(i32::from)
 }
 
+/// A list with systemd's leading `~` ("all but these", or "deny these"):
+/// (whether it had one, the rest).
+pub(crate) fn inverted(value: &str) -> (bool, &str) {
+    match value.strip_prefix('~') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    }
+}
+
 /// systemd's `parse_mode()`: octal, at most 07777.
 pub(crate) fn parse_mode(v: &str) -> Option<u32> {
     if v.is_empty() || !v.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
