@@ -298,3 +298,43 @@ fn an_unimplemented_protection_refuses_the_start_a_best_effort_one_is_shown() {
     assert!(security.contains("not applied"), "{security}");
     let _ = sandbox.poweroff();
 }
+
+/// `+` runs a command outside the sandbox; `!` only skips the user
+/// switch: the sandbox still holds (systemd.service(5)).
+#[test]
+fn plus_leaves_the_sandbox_bang_only_the_user() {
+    require_sandbox!();
+    let probe = |tag: &str| {
+        format!(
+            "/bin/sh -c 'echo {tag}=$(id -u)-$(touch /usr/relive-{tag}-probe 2>/dev/null && echo writable || echo read-only)'"
+        )
+    };
+    let unit = format!(
+        "[Service]\nType=oneshot\nUser=nobody\nProtectSystem=strict\n\
+         ExecStart=!{}\nExecStart=+{}\nExecStart={}\n",
+        probe("bang"),
+        probe("plus"),
+        probe("plain")
+    );
+    let sandbox = Sandbox::boot(
+        &[
+            ("prefixes.service", unit.as_str()),
+            ("multi-user.target", "[Unit]\n"),
+        ],
+        "",
+    );
+    sandbox.ctl_ok(&["start", "prefixes.service"]);
+    let (_, log) = sandbox.poweroff();
+    let _ = std::fs::remove_file("/usr/relive-plus-probe");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+    for wanted in [
+        "bang=0-read-only".to_string(),
+        "plus=0-writable".to_string(),
+        format!("plain={nobody}-read-only"),
+    ] {
+        assert!(
+            log.contains(&format!("prefixes.service: {wanted}")),
+            "{wanted}\n{log}"
+        );
+    }
+}

@@ -186,6 +186,7 @@ pub(crate) fn parse_exec_with(
             argv,
             ignore_failure: ignore,
             privileged: plus || no_setuid,
+            credentials_only: no_setuid && !plus,
             no_env_expand: no_env,
             location: location.clone(),
         },

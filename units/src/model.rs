@@ -395,6 +395,12 @@ pub struct ExecCommand {
     /// '!!' does not set this: on kernels with ambient capabilities (all
     /// that relive supports) systemd applies User= for '!!' too.
     pub privileged: bool,
+    /// '!' (not '+'): only User=, Group= and SupplementaryGroups= are
+    /// left out; the sandbox and the bounding set still apply. False in a
+    /// handover from a relive that did not know it: such a command keeps
+    /// running as '+'.
+    #[serde(default)]
+    pub credentials_only: bool,
     /// ':' prefix: no environment variable expansion.
     pub no_env_expand: bool,
     pub location: Location,

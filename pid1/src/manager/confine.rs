@@ -2,7 +2,7 @@
 //! its namespaces and mounts (`sandbox`), its seccomp filters
 //! (`seccomp_rules`), the capabilities the sandbox takes away and the
 //! no_new_privs the filters imply. Commands with the `+` prefix run
-//! unconfined, as in systemd.
+//! unconfined, as in systemd (`!` only runs as root).
 
 use std::path::PathBuf;
 
@@ -30,7 +30,7 @@ const CAP_MKNOD: u32 = 27;
 const CAP_SYSLOG: u32 = 34;
 const CAP_WAKE_ALARM: u32 = 35;
 
-/// `privileged`: the command's `+`/`!` prefix; `uid`: the user it runs as.
+/// `privileged`: the command's `+` prefix; `uid`: the user it runs as.
 pub(super) fn confinement(
     svc: &ServiceSection,
     privileged: bool,

@@ -118,7 +118,9 @@ impl Manager {
             None
         };
         let uid = user.as_ref().map_or(0, |u| u.credentials.uid);
-        let confined = super::confine::confinement(&svc, cmd.privileged, uid)?;
+        // '+' runs outside the sandbox; '!' only skips the user switch.
+        let full_privileges = cmd.privileged && !cmd.credentials_only;
+        let confined = super::confine::confinement(&svc, full_privileges, uid)?;
         let mut process = process_settings(&svc.process);
         process.no_new_privs = confined.no_new_privs;
         let request = SpawnRequest {
@@ -144,9 +146,9 @@ impl Manager {
             stdin,
             ignore_sigpipe: svc.ignore_sigpipe,
             same_process_group: false,
-            // The '+' and '!' prefixes run with full privileges.
-            // Ambient capabilities live within the bounding set.
-            ambient_caps: if cmd.privileged {
+            // '+' runs with full privileges, '!' as root (where ambient
+            // capabilities mean nothing). They live within the bounding set.
+            ambient_caps: if full_privileges {
                 0
             } else {
                 svc.ambient_capabilities & confined.bounding_set.unwrap_or(u64::MAX)
