@@ -60,7 +60,7 @@ pub(super) fn confinement(
     let namespaces = if s.needs_mount_namespace() {
         // PID 1's mounts: settings on / reach each, and late API mounts
         // are left out.
-        let points = super::sandbox::mount_points();
+        let points = super::mounts::mount_points();
         super::sandbox::plan(s, &writable_directories(svc), &points)?
     } else {
         super::sandbox::plan(s, &[], &[])?

@@ -5,7 +5,6 @@
 //! before a restore after a live upgrade), removed after the stop.
 
 use std::ffi::OsStr;
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -36,6 +35,7 @@ pub(super) fn prepare(
     creds: &Credentials,
     owner: Option<(u32, u32)>,
 ) -> Result<(), String> {
+    let stores = store_dirs();
     let mut contents = Vec::new();
     for c in &creds.0 {
         let bytes = match &c.source {
@@ -43,7 +43,7 @@ pub(super) fn prepare(
             Source::Path(p) => {
                 Some(read(Path::new(p)).map_err(|e| format!("LoadCredential={}:{p}: {e}", c.id))?)
             }
-            Source::Store(name) => store_dirs()
+            Source::Store(name) => stores
                 .iter()
                 .map(|d| d.join(name))
                 .find(|p| p.is_file())
@@ -61,32 +61,17 @@ pub(super) fn prepare(
     make(&dir, &contents, owner).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
+/// A regular file of at most 1 MiB, read without waiting on a FIFO
+/// (`relive_units::read`); a socket is refused with its own reason.
 fn read(path: &Path) -> std::io::Result<Vec<u8>> {
-    let meta = std::fs::metadata(path)?;
-    if meta.file_type().is_socket() {
+    if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
         // Reading from a socket could keep PID 1 waiting on its server.
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "reading a credential from a socket is not supported by relive",
         ));
     }
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_SIZE + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_SIZE {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "larger than 1 MiB",
-        ));
-    }
-    Ok(bytes)
+    relive_units::read::read_regular(path, MAX_SIZE)
 }
 
 fn make(

@@ -365,7 +365,10 @@ impl Manager {
             .cgroup_create(&cgroup)
             .map_err(|e| format!("cannot create cgroup: {e}"))?;
         if !svc.resources.is_empty() {
-            let settings = svc.resources.cgroup_settings(memory_total(), task_limit());
+            let settings = svc.resources.cgroup_settings(
+                super::conditions::physical_memory().unwrap_or(0),
+                task_limit(),
+            );
             self.rt
                 .kernel
                 .cgroup_configure(&cgroup, &settings)
@@ -460,12 +463,6 @@ impl Manager {
             tracing::info!("{name}: RemoveIPC=: removed {removed} IPC objects of {user}");
         }
     }
-}
-
-/// The machine's RAM, what a MemoryMax=N% is of.
-fn memory_total() -> u64 {
-    use procfs::Current;
-    procfs::Meminfo::current().map_or(0, |m| m.mem_total)
 }
 
 /// The kernel's limit on tasks, what a TasksMax=N% is of (as systemd:

@@ -504,16 +504,6 @@ fn devices(
     Ok(())
 }
 
-/// PID 1's mount points, for ProtectSystem=strict.
-pub(super) fn mount_points() -> Vec<PathBuf> {
-    let Ok(info) = procfs::process::Process::myself().and_then(|me| me.mountinfo()) else {
-        return Vec::new();
-    };
-    let mut points: Vec<PathBuf> = info.into_iter().map(|m| m.mount_point).collect();
-    points.dedup();
-    points
-}
-
 /// The empty nodes InaccessiblePaths= binds and the staging directory of
 /// PrivateDevices=: made once, root's, mode 000 (700 for the stage).
 pub(super) fn prepare_run_dirs() -> Result<(), String> {
