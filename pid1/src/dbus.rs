@@ -396,9 +396,12 @@ pub fn serve_listener(listener: UnixListener, commands: CommandSender) -> io::Re
     let fd = listener.as_raw_fd();
     std::thread::Builder::new()
         .name("dbus-accept".into())
-        .spawn(move || accept_loop(listener, commands))?;
+        .spawn(move || accept_loop(listener, commands, serve_client))?;
     Ok(fd)
 }
+
+/// Serves one accepted connection: the stream, the peer's uid.
+pub(crate) type ServeClient = fn(UnixStream, u32, CommandSender);
 
 /// Control connections served at once at most; more wait in the
 /// socket's backlog until one ends.
@@ -407,7 +410,7 @@ const MAX_CLIENTS: usize = 128;
 /// Accepts connections, one thread each, MAX_CLIENTS at a time. An accept
 /// that fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
 /// ENOMEM) is retried after a pause: never a busy loop.
-fn accept_loop(listener: UnixListener, commands: CommandSender) {
+pub(crate) fn accept_loop(listener: UnixListener, commands: CommandSender, serve: ServeClient) {
     let mut failures: u64 = 0;
     loop {
         while crate::clients::open() >= MAX_CLIENTS {
@@ -429,7 +432,16 @@ fn accept_loop(listener: UnixListener, commands: CommandSender) {
         let commands = commands.clone();
         let spawned = std::thread::Builder::new()
             .name("dbus-client".into())
-            .spawn(move || serve_client(stream, commands, counted));
+            .spawn(move || {
+                let _counted = counted;
+                match nix::sys::socket::getsockopt(
+                    &stream,
+                    nix::sys::socket::sockopt::PeerCredentials,
+                ) {
+                    Ok(cred) => serve(stream, cred.uid(), commands),
+                    Err(e) => tracing::warn!("control socket: no peer credentials: {e}"),
+                }
+            });
         if let Err(e) = spawned {
             tracing::error!("control socket: cannot start a client thread: {e}");
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -437,32 +449,35 @@ fn accept_loop(listener: UnixListener, commands: CommandSender) {
     }
 }
 
-fn serve_client(stream: UnixStream, commands: CommandSender, _counted: crate::clients::Counted) {
-    let uid =
-        match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
-            Ok(cred) => cred.uid(),
-            Err(e) => {
-                tracing::warn!("control socket: no peer credentials: {e}");
-                return;
-            }
-        };
-    let socket = match async_io::Async::new(stream) {
-        Ok(s) => std::sync::Arc::new(s),
-        Err(e) => {
-            tracing::warn!("control socket: {e}");
-            return;
-        }
-    };
+/// The server side of a peer-to-peer D-Bus connection on `stream`, whose
+/// peer has `uid`.
+pub(crate) fn p2p_server(
+    stream: UnixStream,
+    uid: u32,
+) -> io::Result<zbus::blocking::connection::Builder<'static>> {
+    let socket = std::sync::Arc::new(async_io::Async::new(stream)?);
     let read = KnownPeer {
         stream: socket.clone(),
         uid,
     };
     let split: zbus::connection::socket::BoxedSplit =
         zbus::connection::socket::Split::new(Box::new(read), Box::new(socket));
-    let connection = zbus::blocking::connection::Builder::socket(split)
+    zbus::blocking::connection::Builder::socket(split)
         .server(zbus::Guid::generate())
         .map(|b| b.p2p())
-        .and_then(|b| b.serve_at(OBJECT_PATH, ManagerApi { uid, commands }))
+        .map_err(io::Error::other)
+}
+
+fn serve_client(stream: UnixStream, uid: u32, commands: CommandSender) {
+    let builder = match p2p_server(stream, uid) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!("control socket: {e}");
+            return;
+        }
+    };
+    let connection = builder
+        .serve_at(OBJECT_PATH, ManagerApi { uid, commands })
         .and_then(|b| b.build());
     let connection = match connection {
         Ok(c) => c,

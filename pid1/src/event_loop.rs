@@ -295,6 +295,8 @@ impl EventLoop {
         }
         self.manager.fire_timers();
         self.manager.dispatch();
+        let m = &mut self.manager;
+        m.rt.bus_events.publish_changes(m.state.units.values());
     }
 
     /// Reaps every child that has exited, orphans included. Main and

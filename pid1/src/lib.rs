@@ -25,4 +25,5 @@ pub mod logging;
 pub mod manager;
 pub mod reexec;
 pub mod system_bus;
+pub mod systemd1;
 pub mod upgrade;

@@ -11,8 +11,10 @@
 //! - Type=dbus services are ready when their BusName= gets an owner:
 //!   NameOwnerChanged signals go to the manager.
 //!
-//! systemd's own interfaces (org.freedesktop.systemd1.Manager ...) are
-//! not served yet: calls get D-Bus's UnknownObject error at once.
+//! - systemd's own interfaces (org.freedesktop.systemd1.Manager, the unit
+//!   and job objects) are answered by [`crate::systemd1::Dispatcher`] on a
+//!   thread of their own, with the caller's uid asked of the bus; their
+//!   signals are broadcast for as long as relive is connected.
 //!
 //! The connection lives on a thread of its own, which waits for the
 //! manager to say the bus service has started, and again after the bus
@@ -130,8 +132,7 @@ fn serve(commands: &CommandSender) -> Result<(), Failure> {
         .filter(|n| !n.starts_with(':'))
         .collect();
     let _ = commands.send(move |m| m.bus_connected(names));
-    // Answers unknown calls with errors instead of leaving them unanswered.
-    let _ = conn.object_server();
+    let calls = serve_calls(&conn, commands)?;
     match conn.request_name_with_flags(SYSTEMD, zbus::fdo::RequestNameFlags::DoNotQueue.into()) {
         Ok(_) => tracing::info!("system bus: connected as {SYSTEMD}"),
         Err(e) => tracing::warn!("system bus: connected, but cannot own {SYSTEMD}: {e}"),
@@ -139,6 +140,10 @@ fn serve(commands: &CommandSender) -> Result<(), Failure> {
     for message in messages {
         let message = message?;
         let header = message.header();
+        if header.message_type() == zbus::message::Type::MethodCall {
+            let _ = calls.send(message.clone());
+            continue;
+        }
         // dbus-daemon sets the sender: only the driver's signals count.
         if header.message_type() != zbus::message::Type::Signal
             || header.sender().map(|s| s.as_str()) != Some(DRIVER)
@@ -168,6 +173,52 @@ fn serve(commands: &CommandSender) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Starts the threads that answer systemd1 method calls and broadcast
+/// its signals on `conn`; returns where the calls go. Both end with the
+/// connection (the channel's sender is dropped, the events' receiver
+/// closed when a send fails).
+fn serve_calls(
+    conn: &zbus::blocking::Connection,
+    commands: &CommandSender,
+) -> Result<mpsc::Sender<zbus::Message>, Failure> {
+    let events = async_io::block_on(commands.call(|m| {
+        let units = m.state.units.values();
+        m.rt.bus_events.subscribe(units)
+    }))
+    .map_err(|_| Failure::Lost(zbus::Error::Failure("relive's loop is gone".into())))?;
+    let signals_conn = conn.clone();
+    let signals_events = events.clone();
+    std::thread::Builder::new()
+        .name("systemd1-bus-signals".into())
+        .spawn(move || crate::systemd1::forward_signals(&signals_conn, &signals_events, None))
+        .map_err(|e| Failure::Lost(zbus::Error::InputOutput(e.into())))?;
+    let (tx, rx) = mpsc::channel::<zbus::Message>();
+    let conn = conn.clone();
+    let dispatcher = crate::systemd1::Dispatcher {
+        commands: commands.clone(),
+    };
+    std::thread::Builder::new()
+        .name("systemd1-bus-calls".into())
+        .spawn(move || {
+            let driver = zbus::blocking::fdo::DBusProxy::new(&conn);
+            for message in rx {
+                let header = message.header();
+                let uid = header
+                    .sender()
+                    .zip(driver.as_ref().ok())
+                    .and_then(|(sender, d)| d.get_connection_unix_user(sender.clone().into()).ok());
+                // Without a known uid, a caller is not root.
+                let caller = crate::systemd1::Caller {
+                    uid: uid.unwrap_or(u32::MAX),
+                };
+                dispatcher.handle(&conn, &message, caller);
+            }
+            events.close();
+        })
+        .map_err(|e| Failure::Lost(zbus::Error::InputOutput(e.into())))?;
+    Ok(tx)
 }
 
 /// Starts `unit` for dbus-daemon; on its own thread, since the job may

@@ -118,6 +118,31 @@ pub fn is_mounted(table: &[(String, String)], target: &str, fstype: &str) -> boo
         .is_some_and(|(_, t)| t == fstype)
 }
 
+/// Mounts a fresh tmpfs on /run, over whatever is there: for relive as
+/// the init of a mount namespace, whose /run must not be the host's.
+/// A failure leaves /run as it is (mount_api_filesystems then mounts a
+/// tmpfs if none is there).
+pub fn mount_private_run() {
+    // A shared root means the host's mount namespace (or one that
+    // propagates to it): nothing is mounted there.
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root_shared = mountinfo.lines().any(|l| {
+        let (left, _) = l.split_once(" - ").unwrap_or((l, ""));
+        let fields: Vec<&str> = left.split(' ').collect();
+        fields.get(4) == Some(&"/") && fields[6..].iter().any(|f| f.starts_with("shared:"))
+    });
+    if root_shared {
+        return;
+    }
+    let _ = nix::mount::mount(
+        Some("tmpfs"),
+        "/run",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    );
+}
+
 /// Mounts every API filesystem that is missing. Errors are returned per
 /// mount, not fatal: PID 1 logs them and goes on.
 pub fn mount_api_filesystems() -> Vec<(&'static str, io::Error)> {

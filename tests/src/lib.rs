@@ -343,6 +343,31 @@ impl Sandbox {
             .expect("run nsenter")
     }
 
+    /// Runs Debian's systemctl inside the sandbox (its mount and PID
+    /// namespaces) as `uid` (0: root, through /run/systemd/private;
+    /// others through the system bus).
+    pub fn systemctl_as(&self, uid: u32, args: &[&str]) -> Output {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.pid1().to_string())
+            .args(["-m", "-p", "--"]);
+        if uid != 0 {
+            cmd.arg("setpriv")
+                .arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .args(["--clear-groups", "--"]);
+        }
+        cmd.args(["systemctl", "--no-pager", "--no-ask-password"])
+            .args(args)
+            .env("SYSTEMD_COLORS", "0")
+            .output()
+            .expect("run systemctl")
+    }
+
+    pub fn systemctl(&self, args: &[&str]) -> Output {
+        self.systemctl_as(0, args)
+    }
+
     /// The unit's cgroup directory, as the host sees it.
     pub fn unit_cgroup(&self, unit: &str) -> PathBuf {
         self.cgroup.join("system.slice").join(unit)
@@ -355,6 +380,66 @@ impl Sandbox {
             .lines()
             .filter_map(|l| l.parse().ok())
             .collect()
+    }
+}
+
+/// A system bus for a sandbox: dbus-daemon started by socket activation
+/// with `--systemd-activation`, as Debian's dbus.service runs it, under a
+/// configuration that lets everyone talk to everyone. Its D-Bus service
+/// files go in `services`.
+#[derive(Debug)]
+pub struct SystemBus {
+    pub services: PathBuf,
+    config: PathBuf,
+}
+
+const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=/run/dbus/system_bus_socket</listen>
+  <auth>EXTERNAL</auth>
+  <servicedir>SERVICES</servicedir>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#;
+
+/// The sandbox's own /run/dbus, so that the host's is never touched.
+const BUS_DIR: &str = "[Unit]\nDefaultDependencies=no\nBefore=dbus.socket\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c 'mkdir -p /run/dbus && mount -t tmpfs -o mode=755 tmpfs /run/dbus'\n";
+const BUS_SOCKET: &str = "[Unit]\nRequires=bus-dir.service\nAfter=bus-dir.service\n[Socket]\nListenStream=/run/dbus/system_bus_socket\n";
+
+impl SystemBus {
+    /// Writes the bus's configuration below `dir`.
+    pub fn new(dir: &Path) -> SystemBus {
+        let services = dir.join("services");
+        fs::create_dir_all(&services).unwrap();
+        let config = dir.join("bus.conf");
+        fs::write(
+            &config,
+            BUS_CONFIG.replace("SERVICES", &services.to_string_lossy()),
+        )
+        .unwrap();
+        SystemBus { services, config }
+    }
+
+    /// Its units: bus-dir.service, dbus.socket, dbus.service.
+    pub fn units(&self) -> [(&'static str, String); 3] {
+        [
+            ("bus-dir.service", BUS_DIR.to_owned()),
+            ("dbus.socket", BUS_SOCKET.to_owned()),
+            (
+                "dbus.service",
+                format!(
+                    "[Unit]\nRequires=dbus.socket\n[Service]\nExecStart=/usr/bin/dbus-daemon --config-file={} --address=systemd: --nofork --nopidfile --systemd-activation\n",
+                    self.config.display()
+                ),
+            ),
+        ]
     }
 }
 

@@ -13,35 +13,6 @@ use std::time::{Duration, Instant};
 
 const CONFIG: &str = "[manager]\ndefault_timeout_stop_sec = 10\n";
 
-/// A system bus that lets everyone talk to everyone, with its service
-/// files in SERVICES.
-const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=/run/dbus/system_bus_socket</listen>
-  <auth>EXTERNAL</auth>
-  <servicedir>SERVICES</servicedir>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"#;
-
-/// The sandbox's own /run/dbus, so that the host's is never touched.
-const BUS_DIR: &str = "[Unit]\nDefaultDependencies=no\nBefore=dbus.socket\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c 'mkdir -p /run/dbus && mount -t tmpfs -o mode=755 tmpfs /run/dbus'\n";
-const BUS_SOCKET: &str = "[Unit]\nRequires=bus-dir.service\nAfter=bus-dir.service\n[Socket]\nListenStream=/run/dbus/system_bus_socket\n";
-
-fn bus_service(config: &Path) -> String {
-    format!(
-        "[Unit]\nRequires=dbus.socket\n[Service]\nExecStart=/usr/bin/dbus-daemon --config-file={} --address=systemd: --nofork --nopidfile --systemd-activation\n",
-        config.display()
-    )
-}
-
 /// Calls the bus driver's StartServiceByName for `name` from the host,
 /// through the sandbox's root; returns (success, output, time taken).
 fn start_service_by_name(sandbox: &Sandbox, name: &str) -> (bool, String, Duration) {
@@ -83,14 +54,8 @@ fn bus_activation_and_type_dbus() {
     }
     let owner = relive_tests::workload("bus-name-owner");
     let files = std::env::temp_dir().join(format!("relive-bus-{}", std::process::id()));
-    let services = files.join("services");
-    std::fs::create_dir_all(&services).unwrap();
-    let config = files.join("bus.conf");
-    std::fs::write(
-        &config,
-        BUS_CONFIG.replace("SERVICES", &services.to_string_lossy()),
-    )
-    .unwrap();
+    let bus = relive_tests::SystemBus::new(&files);
+    let services = bus.services.clone();
     for (name, unit) in [
         ("org.relive.Test1", "bus-test.service"),
         ("org.relive.Missing1", "missing.service"),
@@ -108,11 +73,12 @@ fn bus_activation_and_type_dbus() {
         owner.display()
     );
     let never_named = "[Service]\nType=dbus\nBusName=org.relive.Never1\nExecStart=/bin/sleep 1000\nTimeoutStartSec=3\n";
+    let bus_units = bus.units();
     let sandbox = Sandbox::boot(
         &[
-            ("bus-dir.service", BUS_DIR),
-            ("dbus.socket", BUS_SOCKET),
-            ("dbus.service", &bus_service(&config)),
+            (bus_units[0].0, bus_units[0].1.as_str()),
+            (bus_units[1].0, bus_units[1].1.as_str()),
+            (bus_units[2].0, bus_units[2].1.as_str()),
             ("bus-test.service", &bus_test),
             ("never-named.service", never_named),
             (

@@ -35,6 +35,7 @@ mod sandbox;
 mod service;
 mod socket;
 mod timer;
+pub mod unit_files;
 pub(crate) mod values;
 
 use crate::error::LoadError;
@@ -160,6 +161,30 @@ impl Loader {
         let mut names: Vec<String> = self.index.map.keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// `systemctl is-enabled`'s answer for unit file `name`; None when
+    /// there is no such file.
+    pub fn unit_file_state(&self, name: &str) -> Option<unit_files::UnitFileState> {
+        let install = self.load(name).ok().map(|u| u.install);
+        self.index.unit_file_state(name, install.as_ref())
+    }
+
+    /// Every unit file in the search path with its state, sorted by name:
+    /// `systemctl list-unit-files`.
+    pub fn unit_files(&self) -> Vec<(PathBuf, unit_files::UnitFileState)> {
+        self.unit_names()
+            .into_iter()
+            .filter_map(|name| {
+                let path = self
+                    .index
+                    .dirs
+                    .iter()
+                    .map(|d| d.path.join(&name))
+                    .find(|p| std::fs::symlink_metadata(p).is_ok())?;
+                Some((path, self.unit_file_state(&name)?))
+            })
+            .collect()
     }
 
     /// The canonical name default.target resolves to, or multi-user.target.

@@ -88,6 +88,11 @@ fn main() -> ExitCode {
     let mount_errors = if scope == Scope::Process || resuming {
         Vec::new()
     } else {
+        if scope == Scope::Namespace {
+            // A /run of its own: what relive and its services put there
+            // (/run/systemd/private above all) never reaches the host's.
+            mounts::mount_private_run();
+        }
         mounts::mount_api_filesystems()
     };
     let (config, config_error) = match Config::load(&args.config) {
@@ -398,6 +403,18 @@ fn run(
             None
         }
     };
+    if scope != Scope::Process {
+        // systemctl, logind and the rest find a systemd-compatible manager.
+        if let Err(e) = relive::systemd1::serve_private(
+            std::path::Path::new("/run/systemd"),
+            event_loop.sender(),
+        ) {
+            tracing::error!(
+                "cannot serve {}: {e}; systemctl cannot reach relive",
+                relive::systemd1::PRIVATE_SOCKET
+            );
+        }
+    }
     match relive::system_bus::SystemBus::spawn(event_loop.sender()) {
         Ok(bus) => {
             // After a re-exec the bus may be running already.

@@ -9,6 +9,7 @@
 use super::ordering::OrderIndex;
 use super::state::*;
 use super::{Manager, ManagerError};
+use crate::systemd1::events::{BusEvent, JobResult};
 use relive_units::UnitKind;
 
 /// What a waiting caller learns.
@@ -200,7 +201,7 @@ impl Manager {
 
     /// Puts a job on the unit, merging with one already there.
     pub(super) fn add_job(&mut self, name: &str, kind: JobKind) -> Option<u64> {
-        let unit = self.state.units.get_mut(name)?;
+        let unit = self.state.units.get(name)?;
         if let Some(job) = &unit.job {
             // A second request of the same kind joins the first.
             if job.kind == kind || (kind == JobKind::Start && job.kind == JobKind::Restart) {
@@ -211,13 +212,16 @@ impl Manager {
                 tracing::info!("{name}: {:?} job replaces running {:?} job", kind, job.kind);
             }
             let old = job.id;
-            self.rt.complete_waiters(
+            self.job_done(
                 old,
+                name,
+                JobResult::Canceled,
                 Err(ManagerError::JobFailed(format!(
                     "Job for {name} was replaced by a {kind:?} job"
                 ))),
             );
         }
+        let unit = self.state.units.get(name)?;
         let is_up = unit.is_up();
         let noop = match kind {
             JobKind::Start => is_up && unit.job.is_none(),
@@ -240,6 +244,10 @@ impl Manager {
             kind,
             id,
             running: false,
+        });
+        self.rt.bus_events.publish(BusEvent::JobNew {
+            id,
+            unit: name.to_owned(),
         });
         if running {
             // A stop replacing a running start acts at once.
@@ -498,7 +506,52 @@ impl Manager {
                 }
             }
         }
-        self.rt.complete_waiters(job.id, outcome);
+        let result = match &outcome {
+            Ok(()) => JobResult::Done,
+            Err(ManagerError::Refused(_)) => JobResult::Canceled,
+            Err(_) if self.state.units[name].result == UnitResult::Dependency => {
+                JobResult::Dependency
+            }
+            Err(_) => JobResult::Failed,
+        };
+        self.job_done(job.id, name, result, outcome);
+    }
+
+    /// Tells the callers waiting on job `id` and the bus clients how it ended.
+    pub(super) fn job_done(&mut self, id: u64, unit: &str, result: JobResult, outcome: JobOutcome) {
+        self.rt.bus_events.publish(BusEvent::JobRemoved {
+            id,
+            unit: unit.to_owned(),
+            result,
+        });
+        for tx in self.rt.waiters.remove(&id).unwrap_or_default() {
+            let _ = tx.try_send(outcome.clone());
+        }
+    }
+
+    /// Queues a job for a systemd1 client, which always gets a job to wait
+    /// for: one with nothing to do ends at once, as in systemd.
+    pub fn enqueue_for_bus(&mut self, name: &str, kind: JobKind) -> Result<u64, ManagerError> {
+        let canonical = self.load(name);
+        let id = match self.enqueue(name, kind)? {
+            Some(id) => id,
+            None => self.job_with_nothing_to_do(&canonical),
+        };
+        self.dispatch();
+        Ok(id)
+    }
+
+    /// A job that is done as soon as it is made (a start of a running
+    /// unit): its id, after JobNew and JobRemoved went out.
+    pub fn job_with_nothing_to_do(&mut self, unit: &str) -> u64 {
+        let id = self.rt.next_job_id;
+        self.rt.next_job_id += 1;
+        self.rt.bus_events.publish(BusEvent::JobNew {
+            id,
+            unit: unit.to_owned(),
+        });
+        self.job_done(id, unit, JobResult::Done, Ok(()));
+        id
     }
 
     pub(super) fn set_result(&mut self, name: &str, result: UnitResult) {
@@ -549,13 +602,5 @@ impl Manager {
             .idle_gate
             .as_ref()
             .map(|(read, write)| (read.as_raw_fd(), write.as_raw_fd()))
-    }
-}
-
-impl super::Runtime {
-    pub(super) fn complete_waiters(&mut self, id: u64, outcome: JobOutcome) {
-        for tx in self.waiters.remove(&id).unwrap_or_default() {
-            let _ = tx.try_send(outcome.clone());
-        }
     }
 }

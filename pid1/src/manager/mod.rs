@@ -6,6 +6,8 @@
 
 pub mod automounts;
 mod bus_names;
+pub mod bus_ops;
+pub mod bus_view;
 pub mod clock;
 mod conditions;
 mod confine;
@@ -102,6 +104,10 @@ pub struct Runtime {
     pub system_bus: Option<crate::system_bus::SystemBus>,
     /// The well-known names owned on the system bus (Type=dbus).
     pub bus_names: BTreeSet<String>,
+    /// systemd1 clients listening for job and unit events.
+    pub bus_events: crate::systemd1::events::Subscribers,
+    /// When this relive started (UserspaceTimestamp).
+    pub started: state::Stamp,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -152,6 +158,8 @@ impl Manager {
                 automounts: automounts::Automounts::default(),
                 system_bus: None,
                 bus_names: BTreeSet::new(),
+                bus_events: Default::default(),
+                started: state::Stamp::now(),
             },
             config,
             unit_dirs,
@@ -279,6 +287,8 @@ impl Manager {
             u.active = state::ActiveState::Active;
             u.sub = state::SubState::Running;
             u.state_change_usec = clock::wall_usec();
+            u.transitions
+                .record(state::ActiveState::Inactive, state::ActiveState::Active);
             tracing::warn!(
                 "{canonical}: adopted from its cgroup (main PID {main}, {} processes)",
                 pids.len()

@@ -32,6 +32,7 @@ impl Manager {
         u.sub = sub;
         if old != active {
             u.state_change_usec = clock::wall_usec();
+            u.transitions.record(old, active);
             let was_down = matches!(old, ActiveState::Inactive | ActiveState::Failed);
             let is_down = matches!(active, ActiveState::Inactive | ActiveState::Failed);
             if was_down && !is_down {
@@ -728,8 +729,10 @@ impl Manager {
                     if let Some(job) = u.job.as_ref().filter(|j| j.kind == JobKind::Reload) {
                         let id = job.id;
                         u.job = None;
-                        self.rt.complete_waiters(
+                        self.job_done(
                             id,
+                            name,
+                            crate::systemd1::events::JobResult::Failed,
                             Err(ManagerError::JobFailed(format!(
                                 "Reload of {name} failed: {}",
                                 status.describe()

@@ -31,8 +31,10 @@ impl Manager {
         for name in &names {
             let u = self.state.units.get_mut(name).expect("listed above");
             if let Some(job) = u.job.take_if(|j| j.kind != JobKind::Stop) {
-                self.rt.complete_waiters(
+                self.job_done(
                     job.id,
+                    name,
+                    crate::systemd1::events::JobResult::Canceled,
                     Err(ManagerError::Refused(
                         "cancelled: the system is shutting down".into(),
                     )),

@@ -267,6 +267,61 @@ pub struct UnitState {
     /// WATCHDOG_USEC= sent by the service, replacing WatchdogSec=.
     #[serde(default)]
     pub watchdog_override: Option<std::time::Duration>,
+    /// When it last crossed each edge of its active state (systemctl
+    /// status's "since").
+    #[serde(default)]
+    pub transitions: Transitions,
+}
+
+/// A moment on both clocks, µs (CLOCK_REALTIME, CLOCK_MONOTONIC); zero
+/// when it never happened, as systemd's dual_timestamp.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub wall: u64,
+    pub mono: u64,
+}
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        Stamp {
+            wall: super::clock::wall_usec(),
+            mono: super::clock::now() / 1000,
+        }
+    }
+}
+
+/// systemd's four unit timestamps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transitions {
+    /// Left inactive or failed.
+    pub inactive_exit: Stamp,
+    /// Became active.
+    pub active_enter: Stamp,
+    /// Stopped being active.
+    pub active_exit: Stamp,
+    /// Became inactive or failed.
+    pub inactive_enter: Stamp,
+}
+
+impl Transitions {
+    /// Records the edges a change from `old` to `new` crosses.
+    pub fn record(&mut self, old: ActiveState, new: ActiveState) {
+        let down = |s| matches!(s, ActiveState::Inactive | ActiveState::Failed);
+        let up = |s| matches!(s, ActiveState::Active | ActiveState::Reloading);
+        let now = Stamp::now();
+        if down(old) && !down(new) {
+            self.inactive_exit = now;
+        }
+        if !up(old) && up(new) {
+            self.active_enter = now;
+        }
+        if up(old) && !up(new) {
+            self.active_exit = now;
+        }
+        if !down(old) && down(new) {
+            self.inactive_enter = now;
+        }
+    }
 }
 
 impl UnitState {
@@ -298,6 +353,7 @@ impl UnitState {
             wait_until: None,
             watchdog_deadline: None,
             watchdog_override: None,
+            transitions: Transitions::default(),
         }
     }
 

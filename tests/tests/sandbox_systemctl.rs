@@ -1,0 +1,255 @@
+//! Debian's own systemctl against relive, in the namespace sandbox:
+//! relive serves systemd's D-Bus API (org.freedesktop.systemd1) on
+//! /run/systemd/private for root and on the system bus for everyone, and
+//! systemctl's commands do what they do under systemd. What systemctl
+//! reports is checked against what relive itself reports (relivectl) and
+//! against the processes.
+
+use relive_tests::{require_sandbox, Sandbox};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+const CONFIG: &str = "[manager]\ndefault_timeout_stop_sec = 10\n";
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// systemctl's stdout, asserting it exited 0.
+fn ok(sandbox: &Sandbox, args: &[&str]) -> String {
+    let out = sandbox.systemctl(args);
+    assert!(
+        out.status.success(),
+        "systemctl {args:?} failed ({}): {}\n--- relive log ---\n{}",
+        out.status,
+        text(&out),
+        sandbox.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn main_pid(sandbox: &Sandbox, unit: &str) -> u64 {
+    sandbox.status(unit)["main_pid"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn debian_systemctl_manages_relives_units() {
+    require_sandbox!();
+    for needed in [
+        "/usr/bin/systemctl",
+        "/usr/bin/dbus-daemon",
+        "/usr/bin/setpriv",
+    ] {
+        // scripts/test installs systemd and dbus (the tools, not as init).
+        assert!(Path::new(needed).exists(), "{needed} is missing");
+    }
+    let files = std::env::temp_dir().join(format!("relive-systemctl-{}", std::process::id()));
+    let bus = relive_tests::SystemBus::new(&files);
+    let reloads = files.join("reloads");
+    let signals = files.join("signals");
+    let hello = format!(
+        "[Unit]\nDescription=Hello from relive\n[Service]\nExecStart=/bin/sh -c 'trap \"echo USR1 >> {signals}\" USR1; while :; do sleep 0.1; done'\nExecReload=/bin/sh -c 'echo reload >> {reloads}'\n[Install]\nWantedBy=default.target\n",
+        signals = signals.display(),
+        reloads = reloads.display()
+    );
+    let bus_units = bus.units();
+    let sandbox = Sandbox::boot(
+        &[
+            (bus_units[0].0, bus_units[0].1.as_str()),
+            (bus_units[1].0, bus_units[1].1.as_str()),
+            (bus_units[2].0, bus_units[2].1.as_str()),
+            ("hello.service", &hello),
+            (
+                "broken.service",
+                "[Unit]\nDescription=Always fails\n[Service]\nType=oneshot\nExecStart=/bin/false\n",
+            ),
+            (
+                "tick.timer",
+                "[Unit]\nDescription=A timer\n[Timer]\nOnActiveSec=1h\nUnit=hello.service\n",
+            ),
+            (
+                "echo.socket",
+                "[Unit]\nDescription=A socket\n[Socket]\nListenStream=/run/echo.sock\n",
+            ),
+            ("echo.service", "[Service]\nExecStart=/bin/cat\nStandardInput=socket\n"),
+            (
+                "default.target",
+                "[Unit]\nDescription=Default\nWants=dbus.service hello.service tick.timer echo.socket\n",
+            ),
+        ],
+        CONFIG,
+    );
+    sandbox.wait_state("hello.service", "active", Duration::from_secs(20));
+    sandbox.wait_state("dbus.service", "active", Duration::from_secs(20));
+
+    // Reading: list-units, is-active, status and show agree with relive.
+    let units = ok(&sandbox, &["list-units", "--all"]);
+    let line = units
+        .lines()
+        .find(|l| l.contains("hello.service"))
+        .unwrap_or_else(|| panic!("hello.service not listed:\n{units}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        words[..4],
+        ["hello.service", "loaded", "active", "running"],
+        "{line}"
+    );
+    assert!(line.ends_with("Hello from relive"), "{line}");
+    assert_eq!(
+        ok(&sandbox, &["is-active", "hello.service"]).trim(),
+        "active"
+    );
+    let pid = main_pid(&sandbox, "hello.service");
+    assert!(pid > 0);
+    let status = ok(&sandbox, &["status", "hello.service"]);
+    let fragment = sandbox.units.join("hello.service");
+    for expected in [
+        "● hello.service - Hello from relive".to_string(),
+        format!(
+            "Loaded: loaded ({}; disabled; preset: enabled)",
+            fragment.display()
+        ),
+        "Active: active (running) since".to_string(),
+        format!("Main PID: {pid} (sh)"),
+        "CGroup: /system.slice/hello.service".to_string(),
+    ] {
+        assert!(status.contains(&expected), "no {expected:?} in:\n{status}");
+    }
+    let shown = ok(
+        &sandbox,
+        &[
+            "show",
+            "-p",
+            "Id,LoadState,ActiveState,SubState,MainPID,Type,Restart,UnitFileState",
+            "hello.service",
+        ],
+    );
+    assert_eq!(
+        shown,
+        format!("Id=hello.service\nLoadState=loaded\nActiveState=active\nSubState=running\nMainPID={pid}\nType=simple\nRestart=no\nUnitFileState=disabled\n")
+            .lines()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    let out = sandbox.systemctl(&["is-enabled", "hello.service"]);
+    assert_eq!(
+        (out.status.code(), text(&out).trim()),
+        (Some(1), "disabled")
+    );
+    let files_listed = ok(&sandbox, &["list-unit-files"]);
+    for (unit, state) in [("hello.service", "disabled"), ("broken.service", "static")] {
+        assert!(
+            files_listed
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq([unit, state])),
+            "{unit} {state} not in:\n{files_listed}"
+        );
+    }
+    let timers = ok(&sandbox, &["list-timers"]);
+    assert!(
+        timers
+            .lines()
+            .any(|l| l.contains("tick.timer") && l.contains("hello.service")),
+        "{timers}"
+    );
+    let sockets = ok(&sandbox, &["list-sockets"]);
+    assert!(
+        sockets
+            .lines()
+            .any(|l| l.contains("/run/echo.sock") && l.contains("echo.socket")),
+        "{sockets}"
+    );
+
+    // Jobs: each is waited for, and relive's state follows.
+    ok(&sandbox, &["stop", "hello.service"]);
+    assert_eq!(sandbox.active_state("hello.service"), "inactive");
+    let out = sandbox.systemctl(&["is-active", "hello.service"]);
+    assert_eq!(
+        (out.status.code(), text(&out).trim()),
+        (Some(3), "inactive")
+    );
+    ok(&sandbox, &["start", "hello.service"]);
+    assert_eq!(sandbox.active_state("hello.service"), "active");
+    let started = main_pid(&sandbox, "hello.service");
+    ok(&sandbox, &["restart", "hello.service"]);
+    let restarted = main_pid(&sandbox, "hello.service");
+    assert!(
+        restarted > 0 && restarted != started,
+        "{started} -> {restarted}"
+    );
+    ok(&sandbox, &["reload", "hello.service"]);
+    assert_eq!(std::fs::read_to_string(&reloads).unwrap(), "reload\n");
+    ok(&sandbox, &["kill", "-s", "USR1", "hello.service"]);
+    sandbox.wait_for("the USR1 trap", Duration::from_secs(10), || {
+        std::fs::read_to_string(&signals).is_ok_and(|s| s.contains("USR1"))
+    });
+    assert_eq!(sandbox.active_state("hello.service"), "active");
+
+    // A failing start fails systemctl, as under systemd, and is-failed,
+    // reset-failed follow it.
+    let out = sandbox.systemctl(&["start", "broken.service"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Job for broken.service failed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        ok(&sandbox, &["is-failed", "broken.service"]).trim(),
+        "failed"
+    );
+    ok(&sandbox, &["reset-failed", "broken.service"]);
+    assert_eq!(sandbox.active_state("broken.service"), "inactive");
+    let out = sandbox.systemctl(&["start", "nope.service"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(
+        text(&out).contains("Unit nope.service not found."),
+        "{}",
+        text(&out)
+    );
+
+    // daemon-reload picks up an edited unit file.
+    std::fs::write(&fragment, hello.replace("Hello from relive", "Hello again")).unwrap();
+    ok(&sandbox, &["daemon-reload"]);
+    let shown = ok(&sandbox, &["show", "-p", "Description", "hello.service"]);
+    assert_eq!(shown.trim(), "Description=Hello again");
+    let cat = ok(&sandbox, &["cat", "hello.service"]);
+    assert!(cat.contains("Description=Hello again"), "{cat}");
+
+    // Everyone may read, through the system bus; only root may change.
+    sandbox.wait_for("relive on the bus", Duration::from_secs(20), || {
+        sandbox
+            .log()
+            .contains("system bus: connected as org.freedesktop.systemd1")
+    });
+    let out = sandbox.systemctl_as(65534, &["is-active", "hello.service"]);
+    assert_eq!(text(&out).trim(), "active", "{}", sandbox.log());
+    let out = sandbox.systemctl_as(65534, &["list-units", "hello.service"]);
+    assert!(text(&out).contains("Hello again"), "{}", text(&out));
+    let out = sandbox.systemctl_as(65534, &["stop", "hello.service"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Access denied"), "{}", text(&out));
+    assert_eq!(sandbox.active_state("hello.service"), "active");
+
+    // poweroff ends the sandbox's PID 1. systemctl itself may not see
+    // its end: it runs inside the namespace, and the shutdown's last step
+    // sends SIGTERM to every process left (nsenter then exits 128+15).
+    let out = sandbox.systemctl(&["poweroff"]);
+    assert!(
+        out.status.success() || out.status.code() == Some(128 + libc::SIGTERM),
+        "{}: {}",
+        out.status,
+        text(&out)
+    );
+    let mut sandbox = sandbox;
+    let status = sandbox.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status}\n{}", sandbox.log());
+    let _ = std::fs::remove_dir_all(&files);
+}
