@@ -6,6 +6,7 @@
 //! against the processes.
 
 use relive_tests::{require_sandbox, Sandbox};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -57,13 +58,20 @@ fn debian_systemctl_manages_relives_units() {
         signals = signals.display(),
         reloads = reloads.display()
     );
+    // hello.service is a vendor unit (a second, lower search dir, as
+    // /lib/systemd/system is to /etc/systemd/system): the sandbox's own
+    // units dir is the configuration where enable and mask make links.
+    let vendor = files.join("vendor");
+    std::fs::create_dir_all(&vendor).unwrap();
+    let fragment = vendor.join("hello.service");
+    std::fs::write(&fragment, &hello).unwrap();
+    let vendor_arg = format!("--units-dir={}", vendor.display());
     let bus_units = bus.units();
-    let sandbox = Sandbox::boot(
+    let sandbox = Sandbox::boot_with_args(
         &[
             (bus_units[0].0, bus_units[0].1.as_str()),
             (bus_units[1].0, bus_units[1].1.as_str()),
             (bus_units[2].0, bus_units[2].1.as_str()),
-            ("hello.service", &hello),
             (
                 "broken.service",
                 "[Unit]\nDescription=Always fails\n[Service]\nType=oneshot\nExecStart=/bin/false\n",
@@ -83,6 +91,7 @@ fn debian_systemctl_manages_relives_units() {
             ),
         ],
         CONFIG,
+        &[&vendor_arg],
     );
     sandbox.wait_state("hello.service", "active", Duration::from_secs(20));
     sandbox.wait_state("dbus.service", "active", Duration::from_secs(20));
@@ -107,7 +116,6 @@ fn debian_systemctl_manages_relives_units() {
     let pid = main_pid(&sandbox, "hello.service");
     assert!(pid > 0);
     let status = ok(&sandbox, &["status", "hello.service"]);
-    let fragment = sandbox.units.join("hello.service");
     for expected in [
         "● hello.service - Hello from relive".to_string(),
         format!(
@@ -165,6 +173,48 @@ fn debian_systemctl_manages_relives_units() {
             .lines()
             .any(|l| l.contains("/run/echo.sock") && l.contains("echo.socket")),
         "{sockets}"
+    );
+
+    // Unit files: enable, disable, mask and unmask make and remove the
+    // links systemd would, and print them as systemd does.
+    let config = &sandbox.units;
+    let link = config.join("default.target.wants/hello.service");
+    let out = sandbox.systemctl(&["enable", "hello.service"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        text(&out).trim(),
+        format!(
+            "Created symlink {} → {}.",
+            link.display(),
+            fragment.display()
+        )
+    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), fragment);
+    assert_eq!(
+        ok(&sandbox, &["is-enabled", "hello.service"]).trim(),
+        "enabled"
+    );
+    let out = sandbox.systemctl(&["disable", "hello.service"]);
+    assert_eq!(
+        text(&out).trim(),
+        format!("Removed \"{}\".", link.display())
+    );
+    assert!(!link.exists());
+    ok(&sandbox, &["mask", "hello.service"]);
+    assert_eq!(
+        std::fs::read_link(config.join("hello.service")).unwrap(),
+        Path::new("/dev/null")
+    );
+    let out = sandbox.systemctl(&["is-enabled", "hello.service"]);
+    assert_eq!(text(&out).trim(), "masked");
+    ok(&sandbox, &["unmask", "hello.service"]);
+    assert!(!config.join("hello.service").exists());
+    let out = sandbox.systemctl(&["enable", "nope.service"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Unit file nope.service does not exist."),
+        "{}",
+        text(&out)
     );
 
     // Jobs: each is waited for, and relive's state follows.
@@ -240,10 +290,10 @@ fn debian_systemctl_manages_relives_units() {
 
     // poweroff ends the sandbox's PID 1. systemctl itself may not see
     // its end: it runs inside the namespace, and the shutdown's last step
-    // sends SIGTERM to every process left (nsenter then exits 128+15).
+    // sends SIGTERM to every process left (nsenter passes the signal on).
     let out = sandbox.systemctl(&["poweroff"]);
     assert!(
-        out.status.success() || out.status.code() == Some(128 + libc::SIGTERM),
+        out.status.success() || out.status.signal() == Some(libc::SIGTERM),
         "{}: {}",
         out.status,
         text(&out)

@@ -27,6 +27,7 @@ mod credentials;
 mod directories;
 mod index;
 mod install;
+pub mod install_ops;
 mod mount;
 mod path;
 mod process;
@@ -122,7 +123,7 @@ fn device_unit(name: &str) -> Result<Unit, LoadError> {
 /// once; each `load` then reads only the files of that unit.
 #[derive(Debug)]
 pub struct Loader {
-    index: Index,
+    pub(crate) index: Index,
     ctx: SpecifierContext,
 }
 

@@ -675,6 +675,20 @@ pub struct InstallSection {
     pub required_by: Vec<String>,
     pub alias: Vec<String>,
     pub also: Vec<String>,
+    /// The instance `systemctl enable` enables a template as.
+    #[serde(default)]
+    pub default_instance: Option<String>,
+}
+
+impl InstallSection {
+    /// Whether `systemctl enable` has anything to do with it.
+    pub fn carries_install_info(&self) -> bool {
+        !self.wanted_by.is_empty()
+            || !self.required_by.is_empty()
+            || !self.alias.is_empty()
+            || !self.also.is_empty()
+            || self.default_instance.is_some()
+    }
 }
 
 /// systemd.special(7): the system bus's socket and service.

@@ -1,7 +1,8 @@
 //! The same image booted under systemd and under relive, side by side:
-//! the active units of every type (`systemctl list-units --all` against
-//! `relivectl list-units --all`, same columns) and the output of the same
-//! commands. Every difference must be a known one, named here with its
+//! the active units of every type (`systemctl list-units --all` under
+//! both: relive serves systemd's D-Bus API) and the output of the same
+//! commands, Debian's systemctl among them, stopped by `systemctl
+//! poweroff`. Every difference must be a known one, named here with its
 //! reason; anything else fails.
 
 use super::check::Verdict;
@@ -49,6 +50,41 @@ const SAME_OUTPUT: &[&str] = &[
        ns=own-mount-ns; [ \"$(readlink /proc/$p/ns/mnt)\" = \"$(readlink /proc/1/ns/mnt)\" ] && ns=pid1-mount-ns; \
        echo $u $ns $(grep -E '^(Seccomp|NoNewPrivs|CapBnd):' /proc/$p/status | tr -d '\\t' | tr '\\n' ' '); \
      done",
+];
+
+/// Debian's systemctl, read-only, whose output must be the same under
+/// both inits (relive serves systemd's D-Bus API to it). Times, PIDs and
+/// sizes are cut out where a command prints them.
+const SYSTEMCTL_SAME: &[&str] = &[
+    "systemctl is-system-running",
+    "systemctl get-default",
+    "systemctl is-active ssh.service cron.service redis-server.service nginx.service dbus.service no-such.service; echo exit=$?",
+    "systemctl is-enabled ssh.service cron.service redis-server.service nginx.service systemd-timesyncd.service getty@tty1.service apt-daily.timer dbus.service systemd-logind.service 2>&1; echo exit=$?",
+    "systemctl is-failed ssh.service; echo exit=$?",
+    "systemctl show -p Id,LoadState,ActiveState,SubState,Type,Restart,UnitFileState,UnitFilePreset,FragmentPath,DropInPaths,Description,Documentation,CanReload ssh.service cron.service redis-server.service nginx.service",
+    "systemctl list-unit-files --no-legend --plain ssh.service sshd.service cron.service redis-server.service 'getty@.service' systemd-timesyncd.service apt-daily.timer systemd-logind.service",
+    "systemctl list-timers --all --no-legend | awk '{print $(NF-1), $NF}' | sort",
+    "systemctl list-sockets --all --no-legend | awk '{print $1, $2, $3}' | sort",
+    "systemctl status ssh.service | grep -E '^ *(●|Loaded|Active|Docs|Main PID|CGroup):' | sed -E 's/since .*/since TIME/; s/Main PID: [0-9]+/Main PID: N/'",
+    "systemctl cat cron.service | head -3",
+    "systemctl list-jobs",
+    "runuser -u nobody -- systemctl is-active cron.service",
+    "runuser -u nobody -- systemctl --no-ask-password stop cron.service 2>&1; echo exit=$?; systemctl is-active cron.service",
+];
+
+/// systemctl commands that change things, run once each, in order, after
+/// everything else; their outputs must be the same too.
+const SYSTEMCTL_CHANGES: &[&str] = &[
+    "systemctl stop cron.service; echo exit=$?; systemctl is-active cron.service; systemctl start cron.service; echo exit=$?; systemctl is-active cron.service",
+    "systemctl restart cron.service; echo exit=$?; systemctl is-active cron.service",
+    // (Not ssh: sshd re-executes itself on a reload, and the next ssh
+    // connection of the lab may be refused meanwhile.)
+    "systemctl reload nginx.service; echo exit=$?; systemctl is-active nginx.service",
+    "systemctl try-restart redis-server.service; echo exit=$?; systemctl is-active redis-server.service",
+    "systemctl kill -s HUP nginx.service; echo exit=$?; sleep 1; systemctl is-active nginx.service",
+    "systemctl reset-failed; echo exit=$?",
+    "systemctl daemon-reload; echo exit=$?; systemctl is-active ssh.service",
+    "systemctl start no-such.service 2>&1; echo exit=$?",
 ];
 
 /// Known differences: (unit name or prefix*, side it is active on, reason).
@@ -105,13 +141,16 @@ pub fn compare_inits(
             failed(&relive)
         ),
     });
-    for (command, (sd, rl)) in SAME_OUTPUT
+    let commands = SAME_OUTPUT
         .iter()
-        .zip(systemd.outputs.iter().zip(&relive.outputs))
-    {
+        .chain(SYSTEMCTL_SAME)
+        .chain(SYSTEMCTL_CHANGES);
+    for (command, (sd, rl)) in commands.zip(systemd.outputs.iter().zip(&relive.outputs)) {
         verdicts.push(Verdict {
             name: format!("side by side: `{command}`"),
-            ok: sd == rl && !sd.is_empty(),
+            // Some commands rightly print nothing (list-jobs' "No jobs
+            // running." goes to stderr); the same nothing is agreement.
+            ok: sd == rl,
             detail: if sd == rl {
                 format!("both: {}", sd.replace('\n', " | "))
             } else {
@@ -158,14 +197,12 @@ fn observe(
     };
     let booted = boot::start(paths, image, &opts, interrupt)?;
     let step = output::step(format!("listing units and running commands under {init:?}"));
-    let list = match init {
-        Init::Systemd => "systemctl list-units --all --plain --no-legend --no-pager",
-        Init::Relive => "relivectl list-units --all --plain --no-legend",
-    };
+    // Debian's systemctl under both: relive answers it as systemd does.
+    let list = "systemctl list-units --all --plain --no-legend --no-pager";
     let units = ssh::run(paths, booted.guest.ssh_port, list)?;
     let mut observed = parse_units(&units.stdout);
     let settled_by = std::time::Instant::now() + SETTLE;
-    for (i, command) in SAME_OUTPUT.iter().enumerate() {
+    for (i, command) in SAME_OUTPUT.iter().chain(SYSTEMCTL_SAME).enumerate() {
         let output = loop {
             let out = ssh::run(paths, booted.guest.ssh_port, command)?;
             let text = out.stdout.trim().to_owned();
@@ -177,8 +214,18 @@ fn observe(
         };
         observed.outputs.push(output);
     }
+    for command in SYSTEMCTL_CHANGES {
+        let out = ssh::run(paths, booted.guest.ssh_port, command)?;
+        observed.outputs.push(out.stdout.trim().to_owned());
+    }
     step.done();
-    let off = stop::poweroff(paths, booted, Duration::from_secs(120), interrupt)?;
+    let off = stop::poweroff_with(
+        paths,
+        booted,
+        "systemctl poweroff",
+        Duration::from_secs(120),
+        interrupt,
+    )?;
     if !off.clean() {
         bail!("{init:?} did not power off cleanly: {off:?}");
     }

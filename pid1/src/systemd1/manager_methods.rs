@@ -354,8 +354,20 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
             call.reply(&())
         }
         "Subscribe" | "Unsubscribe" => call.reply(&()),
+        m if super::unit_file_methods::METHODS.contains(&m) => {
+            super::unit_file_methods::call(call, member)
+        }
         "GetDefaultTarget" => {
-            let target = call.on_manager(|m| m.default_target())?;
+            // Read afresh: set-default may have changed the link since
+            // the last daemon-reload. relive.toml's choice comes first.
+            let (configured, dirs) = call.on_manager(|m| {
+                (m.config.manager.default_target.clone(), m.unit_dirs.clone())
+            })?;
+            let target = if configured.is_empty() {
+                relive_units::Loader::new(&dirs).default_target()
+            } else {
+                configured
+            };
             call.reply(&target)
         }
         "GetUnitFileState" => {

@@ -20,6 +20,7 @@ mod manager_methods;
 pub mod paths;
 mod private_socket;
 mod properties;
+mod unit_file_methods;
 
 pub use dispatch::{Caller, Dispatcher};
 pub use private_socket::{forward_signals, serve_private, PRIVATE_SOCKET};

@@ -18,6 +18,10 @@ impl Builder<'_> {
             "RequiredBy" => &mut self.install.required_by,
             "Alias" => &mut self.install.alias,
             "Also" => &mut self.install.also,
+            "DefaultInstance" => {
+                self.install.default_instance = (!value.is_empty()).then(|| value.to_owned());
+                return Ok(());
+            }
             _ => {
                 self.ctx.unsupported(key, value, loc);
                 return Ok(());

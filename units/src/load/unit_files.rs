@@ -119,7 +119,8 @@ impl Index {
         let install = install.cloned().unwrap_or_default();
         let installable = !install.wanted_by.is_empty()
             || !install.required_by.is_empty()
-            || !install.alias.is_empty();
+            || !install.alias.is_empty()
+            || install.default_instance.is_some();
         Some(if installable {
             UnitFileState::Disabled
         } else if !install.also.is_empty() {
