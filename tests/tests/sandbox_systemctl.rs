@@ -137,14 +137,10 @@ fn debian_systemctl_manages_relives_units() {
             "hello.service",
         ],
     );
+    // In systemd's order: the service's interface, then the unit's.
     assert_eq!(
         shown,
-        format!("Id=hello.service\nLoadState=loaded\nActiveState=active\nSubState=running\nMainPID={pid}\nType=simple\nRestart=no\nUnitFileState=disabled\n")
-            .lines()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|l| format!("{l}\n"))
-            .collect::<String>()
+        format!("Type=simple\nRestart=no\nMainPID={pid}\nId=hello.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=disabled\n")
     );
     let out = sandbox.systemctl(&["is-enabled", "hello.service"]);
     assert_eq!(

@@ -60,8 +60,11 @@ pub const SYSTEM_UNIT_PATH: &[&str] = &[
     "/run/systemd/system",
     "/run/systemd/system.attached",
     "/usr/local/lib/systemd/system",
-    "/usr/lib/systemd/system",
+    // Debian's systemd searches /lib before /usr/lib (they are one
+    // directory on a merged /usr): unit paths are shown as /lib/...,
+    // as `systemctl status` shows them there.
     "/lib/systemd/system",
+    "/usr/lib/systemd/system",
 ];
 
 /// The search path with generators' output in it, in systemd's order

@@ -64,7 +64,10 @@ const SYSTEMCTL_SAME: &[&str] = &[
     "systemctl show -p Id,LoadState,ActiveState,SubState,Type,Restart,UnitFileState,UnitFilePreset,FragmentPath,DropInPaths,Description,Documentation,CanReload ssh.service cron.service redis-server.service nginx.service",
     "systemctl list-unit-files --no-legend --plain ssh.service sshd.service cron.service redis-server.service 'getty@.service' systemd-timesyncd.service apt-daily.timer systemd-logind.service",
     "systemctl list-timers --all --no-legend | awk '{print $(NF-1), $NF}' | sort",
-    "systemctl list-sockets --all --no-legend | awk '{print $1, $2, $3}' | sort",
+    // (Not --all: that adds the inactive units each manager has loaded,
+    // and systemd loads every unit any After=/Before= names, relive only
+    // what it needs.)
+    "systemctl list-sockets --no-legend | awk '{print $1, $2, $3}' | sort",
     "systemctl status ssh.service | grep -E '^ *(●|Loaded|Active|Docs|Main PID|CGroup):' | sed -E 's/since .*/since TIME/; s/Main PID: [0-9]+/Main PID: N/'",
     "systemctl cat cron.service | head -3",
     "systemctl list-jobs",

@@ -248,12 +248,13 @@ fn properties_of(call: &Call<'_>, object: &Object, interface: &str) -> Result<Pr
                 .map(|c| c.kind)
                 .or_else(|| properties::kind_of_name(&view.state.name));
             let type_iface = kind.and_then(properties::type_interface);
+            // The type's interface first, as systemd's vtables come.
             let mut props = Props::new();
-            if interface.is_empty() || interface == UNIT {
-                props.extend(properties::unit_props(&view));
-            }
             if interface.is_empty() || Some(interface) == type_iface {
                 props.extend(properties::type_props(&view));
+            }
+            if interface.is_empty() || interface == UNIT {
+                props.extend(properties::unit_props(&view));
             }
             if props.is_empty() && !interface.is_empty() && Some(interface) != type_iface {
                 return Err(unknown());

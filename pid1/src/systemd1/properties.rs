@@ -7,7 +7,6 @@ use crate::manager::bus_view::{JobView, ManagerView, UnitView};
 use crate::manager::state::{Stamp, UnitResult};
 use relive_units::load::unit_files::{Presets, UnitFileState, PRESET_DIRS};
 use relive_units::{ExecCommand, RestartPolicy, ServiceType, Timeout, UnitKind};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use zbus::zvariant::{ObjectPath, Value};
@@ -16,8 +15,56 @@ pub const UNIT: &str = "org.freedesktop.systemd1.Unit";
 pub const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 pub const JOB: &str = "org.freedesktop.systemd1.Job";
 
-/// One interface's properties by name.
-pub type Props = BTreeMap<&'static str, Value<'static>>;
+/// Properties by name, in systemd's order: `systemctl show` prints them
+/// in the order they come, so they go out as inserted (an a{sv}).
+#[derive(Debug, Default)]
+pub struct Props(Vec<(&'static str, Value<'static>)>);
+
+impl Props {
+    pub fn new() -> Props {
+        Props::default()
+    }
+
+    /// Sets `name`, keeping its place if it was set before.
+    pub fn insert(&mut self, name: &'static str, value: Value<'static>) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value<'static>> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Props) {
+        for (name, value) in other.0 {
+            self.insert(name, value);
+        }
+    }
+}
+
+impl serde::Serialize for Props {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl zbus::zvariant::Type for Props {
+    const SIGNATURE: &'static zbus::zvariant::Signature = &zbus::zvariant::Signature::static_dict(
+        &zbus::zvariant::Signature::Str,
+        &zbus::zvariant::Signature::Variant,
+    );
+}
 
 /// systemd's "infinity" for a number of bytes, tasks or µs.
 const INFINITY: u64 = u64::MAX;
@@ -107,10 +154,10 @@ pub fn unit_props(view: &UnitView) -> Props {
     p.insert("Requires", list(|s| &s.requires));
     p.insert("Wants", list(|s| &s.wants));
     p.insert("BindsTo", list(|s| &s.binds_to));
-    p.insert("Conflicts", list(|s| &s.conflicts));
     p.insert("RequiredBy", strv(&view.required_by));
     p.insert("WantedBy", strv(&view.wanted_by));
     p.insert("BoundBy", strv(&view.bound_by));
+    p.insert("Conflicts", list(|s| &s.conflicts));
     p.insert("ConflictedBy", strv(&view.conflicted_by));
     let mut before = section.map(|s| s.before.clone()).unwrap_or_default();
     before.extend(view.after_me.iter().cloned());
@@ -261,8 +308,7 @@ pub fn type_props(view: &UnitView) -> Props {
         ref r => r.as_str().to_owned(),
     };
     if let Some(svc) = &cfg.service {
-        service_props(&mut p, view, svc);
-        p.insert("Result", s(result.clone()));
+        service_props(&mut p, view, svc, &result);
     }
     if let Some(socket) = &cfg.socket {
         let listen: Vec<(String, String)> = socket
@@ -396,18 +442,14 @@ fn commands(list: &[ExecCommand]) -> Value<'static> {
     Value::from(rows)
 }
 
-fn service_props(p: &mut Props, view: &UnitView, svc: &relive_units::ServiceSection) {
+fn service_props(p: &mut Props, view: &UnitView, svc: &relive_units::ServiceSection, result: &str) {
     let u = &view.state;
+    // In the order of systemd's vtables: the service, its cgroup, its
+    // execution context.
     p.insert("Type", s(type_name(svc.service_type)));
     p.insert("Restart", s(restart_name(svc.restart)));
-    p.insert(
-        "PIDFile",
-        s(svc
-            .pid_file
-            .as_ref()
-            .map(|f| f.display().to_string())
-            .unwrap_or_default()),
-    );
+    let pid_file = svc.pid_file.as_ref().map(|f| f.display().to_string());
+    p.insert("PIDFile", s(pid_file.unwrap_or_default()));
     p.insert("RestartUSec", Value::from(usec(svc.restart_sec)));
     p.insert("TimeoutStartUSec", Value::from(timeout(&svc.timeout_start)));
     p.insert("TimeoutStopUSec", Value::from(timeout(&svc.timeout_stop)));
@@ -415,6 +457,17 @@ fn service_props(p: &mut Props, view: &UnitView, svc: &relive_units::ServiceSect
     p.insert("RemainAfterExit", Value::from(svc.remain_after_exit));
     p.insert("MainPID", Value::from(u.main_pid.unwrap_or(0) as u32));
     p.insert("ControlPID", Value::from(u.control_pid.unwrap_or(0) as u32));
+    p.insert("FileDescriptorStoreMax", Value::from(svc.fd_store_max));
+    p.insert("StatusText", s(u.status_text.clone().unwrap_or_default()));
+    p.insert("StatusErrno", Value::from(0i32));
+    p.insert("Result", s(result));
+    p.insert("NRestarts", Value::from(u.restarts));
+    stamps(
+        p,
+        "ExecMainStartTimestamp",
+        "ExecMainStartTimestampMonotonic",
+        u.transitions.inactive_exit,
+    );
     p.insert("ExecMainPID", Value::from(u.main_pid.unwrap_or(0) as u32));
     let (code, status) = match u.result {
         UnitResult::ExitCode(n) => (libc::CLD_EXITED, n),
@@ -423,33 +476,6 @@ fn service_props(p: &mut Props, view: &UnitView, svc: &relive_units::ServiceSect
     };
     p.insert("ExecMainCode", Value::from(code));
     p.insert("ExecMainStatus", Value::from(status));
-    stamps(
-        p,
-        "ExecMainStartTimestamp",
-        "ExecMainStartTimestampMonotonic",
-        u.transitions.inactive_exit,
-    );
-    p.insert("StatusText", s(u.status_text.clone().unwrap_or_default()));
-    p.insert("StatusErrno", Value::from(0i32));
-    p.insert("NRestarts", Value::from(u.restarts));
-    p.insert("FileDescriptorStoreMax", Value::from(svc.fd_store_max));
-    p.insert("User", s(svc.user.clone().unwrap_or_default()));
-    p.insert("Group", s(svc.group.clone().unwrap_or_default()));
-    p.insert("UMask", Value::from(svc.umask));
-    let env: Vec<String> = svc
-        .environment
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    p.insert("Environment", strv(&env));
-    p.insert(
-        "WorkingDirectory",
-        s(svc
-            .working_directory
-            .as_ref()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default()),
-    );
     p.insert("ExecStartPre", commands(&svc.exec_start_pre));
     p.insert("ExecStart", commands(&svc.exec_start));
     p.insert("ExecStartPost", commands(&svc.exec_start_post));
@@ -457,6 +483,20 @@ fn service_props(p: &mut Props, view: &UnitView, svc: &relive_units::ServiceSect
     p.insert("ExecStop", commands(&svc.exec_stop));
     p.insert("ExecStopPost", commands(&svc.exec_stop_post));
     cgroup_props(p, view, svc);
+    let env: Vec<String> = svc
+        .environment
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    p.insert("Environment", strv(&env));
+    p.insert("UMask", Value::from(svc.umask));
+    let directory = svc
+        .working_directory
+        .as_ref()
+        .map(|d| d.display().to_string());
+    p.insert("WorkingDirectory", s(directory.unwrap_or_default()));
+    p.insert("User", s(svc.user.clone().unwrap_or_default()));
+    p.insert("Group", s(svc.group.clone().unwrap_or_default()));
 }
 
 /// ControlGroup and the figures read from it, the limits asked for.

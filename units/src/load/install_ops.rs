@@ -89,25 +89,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
 }
 
 impl<'a> Installer<'a> {
-    /// The configuration directory of `loader`'s search path: systemd's
-    /// own (/etc or /run) when it is there, else the first directory that
-    /// generators do not own (a test's own search path).
+    /// Links go to the configuration directory of `loader`'s search path
+    /// ([`super::unit_files::config_dir`]).
     pub fn new(loader: &'a Loader, runtime: bool) -> Installer<'a> {
-        let wanted = if runtime {
-            "/run/systemd/system"
-        } else {
-            "/etc/systemd/system"
-        };
-        let dirs = loader.search_dirs();
-        let config = dirs
-            .iter()
-            .find(|d| d.as_path() == Path::new(wanted))
-            .or_else(|| {
-                dirs.iter()
-                    .find(|d| !d.to_string_lossy().contains("/systemd/generator"))
-            })
-            .cloned()
-            .unwrap_or_else(|| PathBuf::from(wanted));
+        let config = super::unit_files::config_dir(&loader.search_dirs(), runtime);
         Installer { loader, config }
     }
 

@@ -101,12 +101,8 @@ impl Index {
         if dir.starts_with("/run/systemd/transient") {
             return Some(UnitFileState::Transient);
         }
-        if let Some(runtime) = self.enabled_in(name, install) {
-            return Some(if runtime {
-                UnitFileState::EnabledRuntime
-            } else {
-                UnitFileState::Enabled
-            });
+        if let Some(state) = self.enabled_in(name, install) {
+            return Some(state);
         }
         let linked = fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_symlink());
         if linked {
@@ -130,24 +126,33 @@ impl Index {
         })
     }
 
-    /// Whether `name` (or, for a template, one of its instances) is linked
-    /// from a `.wants`/`.requires`/`.upholds` directory or through one of
-    /// its Alias= names; Some(true) when only from /run.
-    fn enabled_in(&self, name: &str, install: Option<&InstallSection>) -> Option<bool> {
+    /// Whether `name` (or, for a template, one of its instances) is
+    /// enabled: linked from a `.wants`/`.requires` directory or through
+    /// one of its Alias= names in the configuration directory (Enabled)
+    /// or below /run (EnabledRuntime). Links in the vendor directories
+    /// (/lib/systemd/system/*.wants) enable nothing, except that an
+    /// instance linked there is Static — systemd's find_symlinks_in_scope().
+    fn enabled_in(&self, name: &str, install: Option<&InstallSection>) -> Option<UnitFileState> {
         let template_prefix = name
             .strip_suffix(name.rsplit_once('.').map_or("", |(_, s)| s))
             .filter(|p| p.ends_with("@."))
             .map(|p| p.trim_end_matches('.').to_owned());
-        let mut found: Option<bool> = None;
-        let mut note = |dir: &Path| {
-            let run = runtime(dir);
-            found = Some(found.map_or(run, |f| f && run));
+        let config = config_dir(&self.search_dirs(), false);
+        let (mut in_runtime, mut in_vendor) = (false, false);
+        let mut note = |dir: &Path| -> bool {
+            if dir == config {
+                return true;
+            }
+            if runtime(dir) {
+                in_runtime = true;
+            } else {
+                in_vendor = true;
+            }
+            false
         };
         for dir in &self.dirs {
             for sub in &dir.subdirs {
-                let wanted = [".wants", ".requires", ".upholds"]
-                    .iter()
-                    .any(|s| sub.ends_with(s));
+                let wanted = [".wants", ".requires"].iter().any(|s| sub.ends_with(s));
                 if !wanted {
                     continue;
                 }
@@ -162,8 +167,8 @@ impl Index {
                     }),
                     None => fs::symlink_metadata(path.join(name)).is_ok(),
                 };
-                if hit {
-                    note(&dir.path);
+                if hit && note(&dir.path) {
+                    return Some(UnitFileState::Enabled);
                 }
             }
         }
@@ -171,13 +176,47 @@ impl Index {
             if let Some(Entry::Alias(target)) = self.map.get(alias) {
                 if target == name {
                     if let Some(dir) = self.dir_holding(alias) {
-                        note(dir);
+                        if note(dir) {
+                            return Some(UnitFileState::Enabled);
+                        }
                     }
                 }
             }
         }
-        found
+        let instance =
+            UnitName::parse(name).is_some_and(|n| n.kind() == crate::unit_name::NameKind::Instance);
+        if in_runtime {
+            Some(UnitFileState::EnabledRuntime)
+        } else if in_vendor && instance {
+            Some(UnitFileState::Static)
+        } else {
+            None
+        }
     }
+
+    fn search_dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+}
+
+/// Where `systemctl enable` makes its links for a search path: systemd's
+/// own configuration directory (/etc/systemd/system, or /run/systemd/system
+/// for `--runtime`) when the search path has it, else the first directory
+/// generators do not own (a test's own search path).
+pub fn config_dir(dirs: &[PathBuf], runtime: bool) -> PathBuf {
+    let wanted = if runtime {
+        "/run/systemd/system"
+    } else {
+        "/etc/systemd/system"
+    };
+    dirs.iter()
+        .find(|d| d.as_path() == Path::new(wanted))
+        .or_else(|| {
+            dirs.iter()
+                .find(|d| !d.to_string_lossy().contains("/systemd/generator"))
+        })
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(wanted))
 }
 
 fn is_null_link(path: &Path) -> bool {
