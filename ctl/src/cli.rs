@@ -37,6 +37,11 @@ pub struct Global {
     )]
     pub socket: PathBuf,
 
+    /// Talk to relive through the system bus (org.freedesktop.systemd1)
+    /// instead of its control socket.
+    #[arg(long, global = true)]
+    pub bus: bool,
+
     /// Print results as JSON on stdout, for machines.
     #[arg(long, global = true)]
     pub json: bool,

@@ -98,7 +98,30 @@ impl Client {
             .map_err(handshake)?;
         Ok(Client { proxy })
     }
+
+    /// Connects through the system bus, where relive serves its interface
+    /// on systemd's name and object.
+    pub fn connect_bus() -> Result<Client, CtlError> {
+        let bus = std::path::PathBuf::from(SYSTEM_BUS);
+        let handshake = |source| CtlError::Handshake {
+            path: bus.clone(),
+            source: Box::new(source),
+        };
+        let conn = zbus::blocking::Connection::system().map_err(handshake)?;
+        let proxy = Manager1Proxy::builder(&conn)
+            .destination(SYSTEMD_NAME)
+            .and_then(|b| b.path(SYSTEMD_PATH))
+            .map(|b| b.cache_properties(CacheProperties::No))
+            .and_then(|b| b.build())
+            .map_err(handshake)?;
+        Ok(Client { proxy })
+    }
 }
+
+/// The system bus's socket (for messages), systemd's name and object.
+const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
+const SYSTEMD_NAME: &str = "org.freedesktop.systemd1";
+const SYSTEMD_PATH: &str = "/org/freedesktop/systemd1";
 
 impl Api for Client {
     fn live_upgrade_run(

@@ -115,7 +115,11 @@ fn run(global: &Global, command: Option<&Command>, io: &mut Io<'_>) -> Result<Ex
         // Needs no relive: packaging runs it at build time.
         return Ok(completions(*shell, io));
     }
-    let client = Client::connect(&global.socket)?;
+    let client = if global.bus {
+        Client::connect_bus()?
+    } else {
+        Client::connect(&global.socket)?
+    };
     let exit = dispatch(&client, command, io)?;
     if matches!(command, Some(Command::DaemonReexec)) {
         wait_for_manager(&global.socket)?;

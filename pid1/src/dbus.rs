@@ -6,14 +6,13 @@
 //! to [`crate::upgrade::Upgrades`], and awaits the answer: this module only
 //! translates between D-Bus and those calls.
 
+use crate::control;
 use crate::event_loop::CommandSender;
 use crate::manager::state::JobKind;
-use crate::manager::{JobOutcome, ManagerError};
-use crate::upgrade::{Upgrades, REPORT_PATH};
+use crate::manager::ManagerError;
 use relive_api::names::{errors, OBJECT_PATH};
 use relive_api::progress::Progress;
 use relive_api::units::{UnitStatus, UnitSummary};
-use relive_snapshot::UpgradeRequest;
 use relive_sys::machine::ShutdownKind;
 use std::collections::HashMap;
 use std::io;
@@ -109,12 +108,12 @@ impl ManagerApi {
 
     async fn job(&self, name: String, kind: JobKind) -> Result<(), ApiError> {
         self.require_root()?;
-        let queued = self.commands.call(move |m| m.request(&name, kind)).await?;
-        let outcome: JobOutcome = queued?
-            .recv()
-            .await
-            .map_err(|_| ApiError::Refused("the job was dropped".into()))?;
-        Ok(outcome?)
+        control::job(&self.commands, name, kind).await
+    }
+
+    async fn shutdown(&self, kind: ShutdownKind) -> Result<(), ApiError> {
+        self.require_root()?;
+        control::shutdown(&self.commands, kind).await
     }
 }
 
@@ -137,36 +136,14 @@ impl ManagerApi {
 
     async fn get_unit(&self, name: String) -> Result<UnitStatus, ApiError> {
         self.require_root()?;
-        let status = self
-            .commands
-            .call(move |m| {
-                let canonical = m.load(&name);
-                m.unit_status(&canonical)
-                    .filter(|s| s.load_state != "not-found")
-                    .ok_or(ManagerError::NoSuchUnit {
-                        reason: "no unit file of that name in the unit search path".into(),
-                        name,
-                    })
-            })
-            .await??;
-        Ok(status)
+        control::get_unit(&self.commands, name).await
     }
 
     /// The protections a service runs with, as JSON
     /// (`Vec<relive_api::units::SecurityCheck>`).
     async fn unit_security(&self, name: String) -> Result<String, ApiError> {
         self.require_root()?;
-        let checks = self
-            .commands
-            .call(move |m| {
-                let canonical = m.load(&name);
-                m.unit_security(&canonical).ok_or(ManagerError::NoSuchUnit {
-                    reason: "not a loaded service".into(),
-                    name,
-                })
-            })
-            .await??;
-        encode(&checks)
+        control::unit_security(&self.commands, name).await
     }
 
     async fn start_unit(&self, name: String) -> Result<(), ApiError> {
@@ -187,21 +164,12 @@ impl ManagerApi {
 
     async fn daemon_reload(&self) -> Result<(), ApiError> {
         self.require_root()?;
-        // Generators first, as systemd: from a thread of their own, so
-        // that the loop serves on while they run.
-        if let Some(generators) = self.commands.call(|m| m.generators()).await? {
-            let commands = self.commands.clone();
-            blocking::unblock(move || {
-                generators.run(&mut crate::generators::LoopSpawner::new(commands))
-            })
-            .await;
-        }
-        Ok(self.commands.call(|m| m.daemon_reload()).await?)
+        control::daemon_reload(&self.commands).await
     }
 
     async fn daemon_reexec(&self) -> Result<(), ApiError> {
         self.require_root()?;
-        Ok(self.commands.call(|m| m.request_reexec()).await??)
+        control::daemon_reexec(&self.commands).await
     }
 
     // The arguments are the method's D-Bus signature.
@@ -217,36 +185,27 @@ impl ManagerApi {
         options: HashMap<String, String>,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        let request = UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, dry_run, &options)
-            .map_err(|e| ApiError::Refused(e.to_string()))?;
-        let upgrades = self.upgrades().await?;
-        if dry_run {
-            // Loading a kernel takes a second or two: not on the executor.
-            let plan = blocking::unblock(move || upgrades.dry_run(&request))
-                .await
-                .map_err(|e| ApiError::Refused(e.to_string()))?;
-            return encode(&plan);
-        }
-        // The upgrade runs on its own thread; its progress reaches the
-        // caller as Progress signals. On success the machine kexecs and
-        // this call never returns.
+        let args = control::UpgradeArgs {
+            kernel,
+            initrd,
+            append,
+            reuse_cmdline,
+            dry_run,
+            options,
+        };
+        // Progress goes to the caller as signals. On success the machine
+        // kexecs and this call never returns.
         let emitter = SignalEmitter::new(connection, OBJECT_PATH)?.into_owned();
-        let error = blocking::unblock(move || {
-            upgrades.perform(&request, &|p: Progress| {
-                tracing::info!("live upgrade: {} {} {}", p.phase, p.unit, p.message);
-                let _ = async_io::block_on(ManagerApi::progress(
-                    &emitter,
-                    p.phase.as_str(),
-                    &p.unit,
-                    p.bytes,
-                    &p.message,
-                ));
-            })
+        control::live_upgrade(&self.commands, args, move |p: Progress| {
+            let _ = async_io::block_on(ManagerApi::progress(
+                &emitter,
+                p.phase.as_str(),
+                &p.unit,
+                p.bytes,
+                &p.message,
+            ));
         })
-        .await;
-        Err(ApiError::JobFailed(format!(
-            "live upgrade not done: {error}"
-        )))
+        .await
     }
 
     /// Like LiveUpgrade, but returns the plan as soon as the preflight
@@ -261,39 +220,33 @@ impl ManagerApi {
         options: HashMap<String, String>,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        let request = UpgradeRequest::new(kernel, initrd, append, reuse_cmdline, false, &options)
-            .map_err(|e| ApiError::Refused(e.to_string()))?;
-        let upgrades = self.upgrades().await?;
-        let plan = blocking::unblock(move || upgrades.start_detached(request))
-            .await
-            .map_err(|e| ApiError::JobFailed(format!("live upgrade not started: {e}")))?;
-        encode(&plan)
+        let args = control::UpgradeArgs {
+            kernel,
+            initrd,
+            append,
+            reuse_cmdline,
+            dry_run: false,
+            options,
+        };
+        control::start_live_upgrade(&self.commands, args).await
     }
 
     /// Runs phase 1 now and keeps it as a warm snapshot (JSON), which the
     /// next upgrade tops up. Returns when the pre-dumps are done.
     async fn prepare_live_upgrade(&self) -> Result<String, ApiError> {
         self.require_root()?;
-        let upgrades = self.upgrades().await?;
-        let warm = blocking::unblock(move || upgrades.prepare_warm())
-            .await
-            .map_err(|e| ApiError::JobFailed(format!("no warm snapshot: {e}")))?;
-        encode(&warm)
+        control::prepare_live_upgrade(&self.commands).await
     }
 
     /// Wipes the warm snapshot; true if there was one.
     async fn discard_live_upgrade(&self) -> Result<bool, ApiError> {
         self.require_root()?;
-        let upgrades = self.upgrades().await?;
-        blocking::unblock(move || upgrades.discard_warm())
-            .await
-            .map_err(|e| ApiError::Refused(e.to_string()))
+        control::discard_live_upgrade(&self.commands).await
     }
 
     async fn upgrade_report(&self) -> Result<String, ApiError> {
         self.require_root()?;
-        std::fs::read_to_string(REPORT_PATH)
-            .map_err(|e| ApiError::Refused(format!("no upgrade report ({REPORT_PATH}: {e}): no live upgrade has completed on this machine")))
+        control::upgrade_report()
     }
 
     /// One step of a running live upgrade.
@@ -316,34 +269,6 @@ impl ManagerApi {
 
     async fn halt(&self) -> Result<(), ApiError> {
         self.shutdown(ShutdownKind::Halt).await
-    }
-}
-
-/// A plan, a warm snapshot: JSON for the caller.
-fn encode(value: &impl serde::Serialize) -> Result<String, ApiError> {
-    serde_json::to_string(value).map_err(|e| ApiError::Refused(format!("cannot encode: {e}")))
-}
-
-impl ManagerApi {
-    /// The upgrade operations, with the manager's configuration.
-    async fn upgrades(&self) -> Result<Upgrades, ApiError> {
-        let (scope, config) = self
-            .commands
-            .call(|m| (m.rt.scope, m.config.upgrade.clone()))
-            .await?;
-        Ok(Upgrades {
-            commands: self.commands.clone(),
-            config,
-            scope,
-        })
-    }
-
-    async fn shutdown(&self, kind: ShutdownKind) -> Result<(), ApiError> {
-        self.require_root()?;
-        Ok(self
-            .commands
-            .call(move |m| m.begin_shutdown(kind))
-            .await??)
     }
 }
 

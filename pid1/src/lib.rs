@@ -4,7 +4,9 @@
 //!   serializable [`manager::state::ManagerState`].
 //! - [`event_loop`]: the one thread that owns the manager.
 //! - [`dbus`]: the control API on a private socket (types in `relive-api`);
-//!   it only turns requests into calls on the manager or on [`upgrade`].
+//!   it and [`systemd1`] only turn requests into [`control`]'s calls on
+//!   the manager or on [`upgrade`].
+//! - [`systemd1`]: systemd's D-Bus API, for systemctl and its kin.
 //! - [`upgrade`]: PID 1's side of a live upgrade (the upgrade itself is in
 //!   the `relive-snapshot` and `relive-restore` crates).
 //! - [`reexec`]: handing the state to a fresh relive binary.
@@ -16,6 +18,7 @@
 //! The kernel interfaces (spawn, cgroups, mounts) are in `relive-sys`.
 
 pub mod clients;
+pub mod control;
 pub mod dbus;
 pub mod event_loop;
 pub mod final_stage;

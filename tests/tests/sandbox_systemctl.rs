@@ -284,6 +284,42 @@ fn debian_systemctl_manages_relives_units() {
     assert!(text(&out).contains("Access denied"), "{}", text(&out));
     assert_eq!(sandbox.active_state("hello.service"), "active");
 
+    // relive's own interface on systemd's name and object, for any D-Bus
+    // client (busctl here) and for relivectl --bus.
+    let bus_address = format!(
+        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
+        sandbox.pid1()
+    );
+    let busctl = |args: &[&str]| {
+        std::process::Command::new("busctl")
+            .arg(format!("--address={bus_address}"))
+            .args([
+                "call",
+                "org.freedesktop.systemd1",
+                "/org/freedesktop/systemd1",
+                "org.relive.Manager1",
+            ])
+            .args(args)
+            .output()
+            .expect("run busctl")
+    };
+    let out = busctl(&["GetUnit", "s", "hello.service"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("\"Hello again\""), "{}", text(&out));
+    let out = busctl(&["UpgradeReport"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no live upgrade has completed"),
+        "{}",
+        text(&out)
+    );
+    let out = std::process::Command::new(relive_tests::binary("relivectl"))
+        .args(["--bus", "is-active", "hello.service"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus_address)
+        .output()
+        .unwrap();
+    assert_eq!(text(&out).trim(), "active", "{}", sandbox.log());
+
     // poweroff ends the sandbox's PID 1. systemctl itself may not see
     // its end: it runs inside the namespace, and the shutdown's last step
     // sends SIGTERM to every process left (nsenter passes the signal on).

@@ -286,7 +286,8 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
                 && lines.len() == 3
                 && loaded.as_ref().is_some_and(|s| {
                     s.load_state == "loaded"
-                        && s.fragment == format!("/usr/{path}")
+                        // /lib before /usr/lib, as Debian's systemd.
+                        && s.fragment == format!("/{path}")
                         && s.dropins.is_empty()
                 });
             let detail = match loaded {
@@ -365,6 +366,7 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
     );
     super::server::server_checks(&mut c);
     super::activation::activation_checks(&mut c);
+    super::apt_service::apt_checks(&mut c);
     // LimitNOFILE= above PID 1's own hard limit (the kernel gives init
     // 1024:4096) is set in the service alone: PID 1 keeps its limits.
     c.check_with(

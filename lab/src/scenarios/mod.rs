@@ -8,11 +8,14 @@
 //!   two-phase snapshot and the stores checked.
 //! - [`echo_client`]: a host-side TCP client that must see no gap lost.
 //! - [`faults`]: injected faults and bad input; no service may be lost.
+//! - [`apt_service`]: a packaged service installed with apt, started by
+//!   its maintainer scripts through systemctl and relive.
 //! - [`package`]: relive's Debian package installed, its GRUB entries,
 //!   removed while it runs, then systemd booting the same disk.
 //! - [`demo`]: one upgrade, shown to a person.
 
 pub mod activation;
+pub mod apt_service;
 pub mod check;
 pub mod compare;
 pub mod demo;

@@ -116,16 +116,76 @@ pub fn run_detached_within(
     timeout: Duration,
     interrupt: &Interrupt,
 ) -> Result<(String, Duration)> {
+    let label = format!("live upgrade to {release} {flags}")
+        .trim_end()
+        .to_owned();
+    run_detached_by(booted, paths, &label, timeout, interrupt, |paths, port| {
+        let said = start_detached_with(paths, port, release, flags)?;
+        output::log(&format!("relivectl live-upgrade --detach said: {said}"));
+        Ok(said)
+    })
+}
+
+/// Through D-Bus instead of relivectl: busctl calls relive's
+/// StartLiveUpgrade on systemd's name and object on the system bus, as
+/// any D-Bus client can. `options` are the method's a{ss} (store,
+/// single-phase).
+pub fn run_detached_busctl(
+    booted: &mut Booted,
+    paths: &Paths,
+    release: &str,
+    options: &[(&str, &str)],
+    interrupt: &Interrupt,
+) -> Result<(String, Duration)> {
+    let mut dict = format!("{}", options.len());
+    for (key, value) in options {
+        dict += &format!(" {key} {value}");
+    }
+    let command = format!(
+        "busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.relive.Manager1 \
+         StartLiveUpgrade 'sssba{{ss}}' /boot/vmlinuz-{release} /boot/initrd.img-{release} '' true {dict}"
+    );
+    let label = format!("live upgrade to {release} (busctl StartLiveUpgrade)");
+    run_detached_by(
+        booted,
+        paths,
+        &label,
+        UPGRADE_TIMEOUT,
+        interrupt,
+        |paths, port| {
+            let out = ssh::run(paths, port, &command)?;
+            if !out.success() {
+                bail!(
+                    "busctl StartLiveUpgrade failed (exit {:?}): {}{}",
+                    out.code,
+                    out.stdout,
+                    out.stderr
+                );
+            }
+            output::log(&format!(
+                "busctl StartLiveUpgrade said: {}",
+                out.stdout.trim()
+            ));
+            Ok(out.stdout.trim().to_owned())
+        },
+    )
+}
+
+/// Starts an upgrade with `start` and waits until relive reports it
+/// complete and ssh answers again.
+fn run_detached_by(
+    booted: &mut Booted,
+    paths: &Paths,
+    label: &str,
+    timeout: Duration,
+    interrupt: &Interrupt,
+    start: impl FnOnce(&Paths, u16) -> Result<String>,
+) -> Result<(String, Duration)> {
     let port = booted.guest.ssh_port;
     let mark = serial_mark(booted);
     let started = Instant::now();
-    let step = output::step(
-        format!("live upgrade to {release} {flags}")
-            .trim_end()
-            .to_owned(),
-    );
-    let said = start_detached_with(paths, port, release, flags)?;
-    output::log(&format!("relivectl live-upgrade --detach said: {said}"));
+    let step = output::step(label.to_owned());
+    let said = start(paths, port)?;
     step.detail("waiting for relive to say it is complete");
     wait_serial_within(
         booted,

@@ -85,6 +85,22 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// Sends `e` as the reply, unless the caller wants none.
+    pub fn reply_error(&self, e: &BusError) {
+        let header = self.msg.header();
+        if header
+            .primary()
+            .flags()
+            .contains(zbus::message::Flags::NoReplyExpected)
+        {
+            return;
+        }
+        let name = zbus::names::ErrorName::from_static_str_unchecked(e.name);
+        if let Err(send) = self.conn.reply_error(&header, name, &e.message) {
+            tracing::debug!("systemd1: cannot send an error reply: {send}");
+        }
+    }
+
     /// Sends `body` as the reply.
     pub fn reply<B: Serialize + DynamicType>(&self, body: &B) -> Result<(), BusError> {
         self.conn
@@ -163,17 +179,7 @@ impl Dispatcher {
         };
         if let Err(e) = outcome {
             tracing::debug!("systemd1: {interface}.{member}: {}: {}", e.name, e.message);
-            if header
-                .primary()
-                .flags()
-                .contains(zbus::message::Flags::NoReplyExpected)
-            {
-                return;
-            }
-            let name = zbus::names::ErrorName::from_static_str_unchecked(e.name);
-            if let Err(send) = conn.reply_error(&header, name, &e.message) {
-                tracing::debug!("systemd1: cannot send an error reply: {send}");
-            }
+            call.reply_error(&e);
         }
     }
 }
@@ -206,6 +212,10 @@ fn route(call: &Call<'_>, object: Object, interface: &str, member: &str) -> Resu
             call.reply(&id.trim())
         }
         (INTROSPECTABLE, "Introspect") => call.reply(&introspection(&object)),
+        (relive_api::names::INTERFACE, _) if matches!(object, Object::Manager | Object::Relive) => {
+            super::relive_methods::spawn(call.conn, call.msg, call.caller, call.commands);
+            Ok(())
+        }
         _ => match object {
             Object::Manager if interface == MANAGER || interface.is_empty() => {
                 super::manager_methods::call(call, member)
@@ -261,6 +271,7 @@ fn properties_of(call: &Call<'_>, object: &Object, interface: &str) -> Result<Pr
             }
             Ok(props)
         }
+        Object::Relive => Err(unknown()),
         Object::Job(id) => {
             if !interface.is_empty() && interface != JOB {
                 return Err(unknown());
@@ -285,7 +296,8 @@ pub fn no_such_job(id: u64) -> BusError {
 /// methods are systemd's, documented in org.freedesktop.systemd1(5).
 fn introspection(object: &Object) -> String {
     let interfaces: &[&str] = match object {
-        Object::Manager => &[MANAGER],
+        Object::Manager => &[MANAGER, relive_api::names::INTERFACE],
+        Object::Relive => &[relive_api::names::INTERFACE],
         Object::Unit(_) => &[UNIT],
         Object::Job(_) => &[JOB],
     };

@@ -11,8 +11,11 @@
 //! once (GetAll with an empty interface name), which zbus's Properties
 //! implementation refuses.
 //!
+//! relive's own interface, org.relive.Manager1 (live upgrades), is served
+//! on the same object and transports (`relive_methods.rs`).
+//!
 //! Access is systemd's without polkit: reading is for everyone,
-//! changing anything is for root.
+//! changing anything is for root; relive's interface is root-only.
 
 mod dispatch;
 pub mod events;
@@ -20,6 +23,7 @@ mod manager_methods;
 pub mod paths;
 mod private_socket;
 mod properties;
+mod relive_methods;
 mod unit_file_methods;
 
 pub use dispatch::{Caller, Dispatcher};

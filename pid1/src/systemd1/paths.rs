@@ -10,6 +10,8 @@ const JOB_PREFIX: &str = "/org/freedesktop/systemd1/job/";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
     Manager,
+    /// relive's own object (the control socket's), served here too.
+    Relive,
     Unit(String),
     Job(u64),
 }
@@ -18,6 +20,9 @@ impl Object {
     pub fn parse(path: &str) -> Option<Object> {
         if path == MANAGER {
             return Some(Object::Manager);
+        }
+        if path == relive_api::names::OBJECT_PATH {
+            return Some(Object::Relive);
         }
         if let Some(label) = path.strip_prefix(UNIT_PREFIX) {
             return unescape(label).map(Object::Unit);

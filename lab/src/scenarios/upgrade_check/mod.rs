@@ -342,17 +342,25 @@ impl Run<'_> {
                 )?;
             }
         }
-        let (said, took) = upgrade::run_detached_with(
-            booted,
-            self.paths,
-            self.to_release,
-            self.variant.flags(),
-            self.interrupt,
-        )?;
-        output::log(&format!(
-            "relivectl live-upgrade --detach {}: {said}",
-            self.variant.flags()
-        ));
+        // One direction asks through relivectl, the other through D-Bus
+        // (busctl on the system bus), as any client may.
+        let (said, took) = match self.variant.bus_options() {
+            None => upgrade::run_detached_with(
+                booted,
+                self.paths,
+                self.to_release,
+                self.variant.flags(),
+                self.interrupt,
+            )?,
+            Some(options) => upgrade::run_detached_busctl(
+                booted,
+                self.paths,
+                self.to_release,
+                options,
+                self.interrupt,
+            )?,
+        };
+        output::log(&format!("upgrade {:?}: {said}", self.variant));
         v.record(
             "upgrade: complete, ssh answers",
             true,

@@ -46,6 +46,15 @@ impl Variant {
         }
     }
 
+    /// StartLiveUpgrade's options when this variant asks through busctl
+    /// rather than relivectl (the same request as `flags`).
+    pub fn bus_options(self) -> Option<&'static [(&'static str, &'static str)]> {
+        match self {
+            Variant::TwoPhaseMemory => None,
+            Variant::SinglePhaseMemory => Some(&[("single-phase", "yes"), ("store", "memory")]),
+        }
+    }
+
     /// The unit whose state this variant loses on purpose.
     pub fn sacrificed(self) -> Option<&'static str> {
         match self {
