@@ -142,10 +142,16 @@ pub struct LiveUpgradeArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Return once the preflight passed; relive goes on when this command
-    /// has exited. Needed when relivectl runs inside a preserved unit (an
-    /// ssh session): CRIU cannot checkpoint its connection to relive.
+    /// has exited (`relivectl upgrade-report` tells the outcome). Without
+    /// it, relivectl shows the progress, lets go of relive just before its
+    /// own unit is checkpointed (an ssh session's) and, restored with it,
+    /// prints the outcome.
     #[arg(long, conflicts_with = "dry_run")]
     pub detach: bool,
+    /// Internal: the helper that holds the connection for a relivectl
+    /// inside UNIT; it exits when relive asks that unit to let go.
+    #[arg(long, value_name = "UNIT", hide = true)]
+    pub let_go_for: Option<String>,
     /// Dump everything during the stoppage: no background pre-dumps first
     /// (the two-phase snapshot is the default; see upgrade.pre_dump).
     #[arg(long)]

@@ -8,6 +8,7 @@
 mod cli;
 mod client;
 mod error;
+mod follow;
 mod list;
 mod procfs;
 mod proxy;
@@ -114,6 +115,11 @@ fn run(global: &Global, command: Option<&Command>, io: &mut Io<'_>) -> Result<Ex
     if let Some(Command::Completions { shell }) = command {
         // Needs no relive: packaging runs it at build time.
         return Ok(completions(*shell, io));
+    }
+    if let Some(Command::LiveUpgrade(args)) = command {
+        if let Some(unit) = follows_from_inside(args) {
+            return follow_upgrade(global, &unit, io);
+        }
     }
     let client = if global.bus {
         Client::connect_bus()?
@@ -351,6 +357,46 @@ fn jobs(api: &dyn Api, job: Job, units: &[String], io: &mut Io<'_>) -> Result<Ex
     Ok(exit)
 }
 
+/// The unit relivectl runs in when a live upgrade it starts must let go
+/// of relive before that unit is checkpointed (see `follow`).
+fn follows_from_inside(args: &crate::cli::LiveUpgradeArgs) -> Option<String> {
+    let plain = !args.dry_run && !args.detach && !args.prepare && !args.discard;
+    if !plain || args.let_go_for.is_some() {
+        return None;
+    }
+    follow::own_unit(&std::fs::read_to_string("/proc/self/cgroup").ok()?)
+}
+
+fn follow_upgrade(global: &Global, unit: &str, io: &mut Io<'_>) -> Result<Exit, CtlError> {
+    let json = global.json;
+    let report = follow::run(global, unit, &move |p| show_progress(p, json))?;
+    if json {
+        io.print_json(&report)?;
+    } else {
+        io.print(&crate::upgrade::render_report(&report))?;
+    }
+    Ok(if follow::succeeded(&report) {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+/// A progress step: a JSON line on stdout for machines, a log line on
+/// stderr for people.
+fn show_progress(p: &relive_api::progress::Progress, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(p).unwrap_or_default());
+    } else {
+        let bytes = if p.bytes > 0 {
+            format!(" ({})", relive_api::human(p.bytes))
+        } else {
+            String::new()
+        };
+        eprintln!("{:<10} {:<28} {}{bytes}", p.phase, p.unit, p.message);
+    }
+}
+
 /// With --dry-run: the plan and preflight, failing if a check failed.
 /// Without: the upgrade itself, its progress shown as it happens.
 fn live_upgrade(
@@ -388,19 +434,20 @@ fn live_upgrade(
     }
     if !args.dry_run {
         let json = io.json;
+        let let_go_for = args.let_go_for.clone();
         api.live_upgrade_run(
             args,
             Box::new(move |p| {
-                // JSON lines for machines on stdout; a live log for people on stderr.
-                if json {
-                    println!("{}", serde_json::to_string(&p).unwrap_or_default());
-                } else {
-                    let bytes = if p.bytes > 0 {
-                        format!(" ({})", relive_api::human(p.bytes))
-                    } else {
-                        String::new()
-                    };
-                    eprintln!("{:<10} {:<28} {}{bytes}", p.phase, p.unit, p.message);
+                show_progress(&p, json);
+                if let_go_for
+                    .as_deref()
+                    .is_some_and(|unit| follow::asks_to_let_go(&p, unit))
+                {
+                    // The helper of a relivectl inside that unit: exiting
+                    // closes the connection at once, and the unit can be
+                    // checkpointed.
+                    let _ = std::io::stdout().flush();
+                    std::process::exit(0);
                 }
             }),
         )?;

@@ -44,6 +44,8 @@ pub struct FakeState {
     pub helper_stdout: BTreeMap<String, String>,
     pub upgrading: bool,
     pub control_clients: usize,
+    /// Control connections from inside a cgroup: (cgroup, how many).
+    pub clients_in: Vec<(String, usize)>,
     /// What `main_pid` answers, by unit.
     pub main_pids: BTreeMap<String, i32>,
 }
@@ -211,6 +213,16 @@ impl UnitHost for FakeHost {
 
     fn control_clients(&self) -> usize {
         self.with(|s| s.control_clients)
+    }
+
+    fn control_clients_in(&self, cgroup: &str) -> usize {
+        self.with(|s| {
+            s.clients_in
+                .iter()
+                .filter(|(c, _)| c == cgroup)
+                .map(|(_, n)| *n)
+                .sum()
+        })
     }
 
     fn boot_target(&self) -> String {

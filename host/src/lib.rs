@@ -107,6 +107,9 @@ pub trait UnitHost: Sync {
     fn manager_state(&self) -> Result<serde_json::Value, HostError>;
     /// Open connections to relive's control socket.
     fn control_clients(&self) -> usize;
+    /// Those of them made from processes in `cgroup` (a unit's, below the
+    /// cgroup root) or below it.
+    fn control_clients_in(&self, cgroup: &str) -> usize;
     /// The target the machine booted into, to start again after a resume.
     fn boot_target(&self) -> String;
 }

@@ -353,19 +353,22 @@ pub(crate) fn accept_loop(listener: UnixListener, commands: CommandSender, serve
                 continue;
             }
         };
-        let counted = crate::clients::Counted::new();
+        let cred =
+            match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+            {
+                Ok(cred) => cred,
+                Err(e) => {
+                    tracing::warn!("control socket: no peer credentials: {e}");
+                    continue;
+                }
+            };
+        let counted = crate::clients::Counted::new(cred.pid());
         let commands = commands.clone();
         let spawned = std::thread::Builder::new()
             .name("dbus-client".into())
             .spawn(move || {
                 let _counted = counted;
-                match nix::sys::socket::getsockopt(
-                    &stream,
-                    nix::sys::socket::sockopt::PeerCredentials,
-                ) {
-                    Ok(cred) => serve(stream, cred.uid(), commands),
-                    Err(e) => tracing::warn!("control socket: no peer credentials: {e}"),
-                }
+                serve(stream, cred.uid(), commands)
             });
         if let Err(e) = spawned {
             tracing::error!("control socket: cannot start a client thread: {e}");

@@ -164,6 +164,9 @@ pub fn wait_for_clients_to_leave(seams: &Seams, progress: &dyn Fn(Progress)) {
     }
 }
 
+/// How long a unit's control clients get to let go of relive.
+const LET_GO: Duration = Duration::from_secs(5);
+
 /// A unit frozen but not checkpointed (its dump failed).
 #[derive(Debug)]
 struct FrozenOnly {
@@ -335,6 +338,27 @@ impl Parking<'_> {
         Err(self.seams.kexec.boot(choice.device.as_deref()).into())
     }
 
+    /// A control client running inside the unit (relivectl from an ssh
+    /// session) is told, by a Wait step naming the unit, to let go of its
+    /// connection, and waited for a moment: CRIU cannot checkpoint a
+    /// connection to relive itself. relivectl follows the upgrade again
+    /// once its unit is restored.
+    fn let_go(&self, name: &str, cgroup: &str) {
+        if self.seams.host.control_clients_in(cgroup) == 0 {
+            return;
+        }
+        (self.progress)(Progress::new(
+            Phase::Wait,
+            name,
+            0,
+            "waiting for the control clients in this unit to let go",
+        ));
+        let deadline = Instant::now() + LET_GO;
+        while self.seams.host.control_clients_in(cgroup) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Freeze, dump (CRIU ends the processes), save the network lock.
     fn checkpoint(
         &mut self,
@@ -352,6 +376,7 @@ impl Parking<'_> {
                 unit: unit(),
                 source,
             })?;
+        self.let_go(name, &info.cgroup);
         let cgroup = cgroup_dir(&info.cgroup);
         // Sampled before freezing: entering the freezer costs every task a
         // little CPU time.

@@ -126,6 +126,44 @@ pub fn run_detached_within(
     })
 }
 
+/// `relivectl live-upgrade` without --detach, from an ssh session, as an
+/// administrator types it: the session (ssh.service) is preserved, so
+/// relivectl lets go of relive before it is checkpointed, is restored
+/// with it and prints the outcome; this ssh command returns only then,
+/// with the upgrade's exit status. Returns what it printed.
+pub fn run_followed(
+    booted: &mut Booted,
+    paths: &Paths,
+    release: &str,
+    flags: &str,
+    interrupt: &Interrupt,
+) -> Result<(String, Duration)> {
+    let command = upgrade_command(release, flags);
+    let label = format!("live upgrade to {release} {flags}, followed by relivectl")
+        .trim_end()
+        .to_owned();
+    run_detached_by(
+        booted,
+        paths,
+        &label,
+        UPGRADE_TIMEOUT,
+        interrupt,
+        |paths, port| {
+            let out = ssh::run(paths, port, &command)?;
+            let said = format!("{}{}", out.stdout, out.stderr);
+            output::log(&format!("relivectl live-upgrade said: {said}"));
+            if !out.success() || !out.stdout.contains(&format!("-> {release}")) {
+                bail!(
+                    "relivectl live-upgrade did not follow the upgrade to its end (exit {:?}): {}",
+                    out.code,
+                    said.trim()
+                );
+            }
+            Ok(out.stdout.trim().to_owned())
+        },
+    )
+}
+
 /// Through D-Bus instead of relivectl: busctl calls relive's
 /// StartLiveUpgrade on systemd's name and object on the system bus, as
 /// any D-Bus client can. `options` are the method's a{ss} (store,

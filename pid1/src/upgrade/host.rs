@@ -151,6 +151,10 @@ impl UnitHost for LoopHost {
         crate::clients::open()
     }
 
+    fn control_clients_in(&self, cgroup: &str) -> usize {
+        crate::clients::open_in(cgroup)
+    }
+
     fn boot_target(&self) -> String {
         self.on_loop(|m| m.boot_target()).unwrap_or_default()
     }

@@ -342,10 +342,11 @@ impl Run<'_> {
                 )?;
             }
         }
-        // One direction asks through relivectl, the other through D-Bus
-        // (busctl on the system bus), as any client may.
+        // One direction is asked for by relivectl from the ssh session and
+        // followed to its end there, the other through D-Bus (busctl on the
+        // system bus), as any client may.
         let (said, took) = match self.variant.bus_options() {
-            None => upgrade::run_detached_with(
+            None => upgrade::run_followed(
                 booted,
                 self.paths,
                 self.to_release,

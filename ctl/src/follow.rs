@@ -1,0 +1,129 @@
+//! `relivectl live-upgrade` run from inside a unit the upgrade preserves
+//! (the usual case: an ssh session, part of ssh.service), followed to its
+//! end. Its connection to relive cannot be checkpointed, so a helper
+//! process holds it (`live-upgrade --let-go-for UNIT`): the helper passes
+//! the progress on as JSON lines and exits when relive says the unit is
+//! about to be checkpointed. This process, holding no connection, is
+//! frozen, checkpointed and restored with its unit; then it connects to
+//! relive again and prints the outcome, exiting with the upgrade's status.
+
+use crate::cli::Global;
+use crate::client::{Api, Client};
+use crate::error::CtlError;
+use relive_api::progress::{Phase, Progress};
+use relive_api::report::UpgradeReport;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The unit relivectl runs in, from its cgroup: None outside a unit of
+/// relive's (relive's units are below /system.slice).
+pub fn own_unit(proc_cgroup: &str) -> Option<String> {
+    let path = proc_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let rest = path.strip_prefix("/system.slice/")?;
+    let unit = rest.split('/').next()?;
+    (!unit.is_empty()).then(|| unit.to_owned())
+}
+
+/// Whether a progress step is relive asking `unit` to let go.
+pub fn asks_to_let_go(p: &Progress, unit: &str) -> bool {
+    p.phase == Phase::Wait && p.unit == unit
+}
+
+/// How long the restored relivectl waits for the new relive's report.
+const REPORT_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// Runs the upgrade through a helper and follows it; `show` prints each
+/// progress step.
+pub fn run(
+    global: &Global,
+    unit: &str,
+    show: &dyn Fn(&Progress),
+) -> Result<UpgradeReport, CtlError> {
+    let connect = || {
+        if global.bus {
+            Client::connect_bus()
+        } else {
+            Client::connect(&global.socket)
+        }
+    };
+    // The last report before this upgrade: the new one differs from it.
+    let before = connect()?.upgrade_report().ok().map(|r| r.started_usec);
+    let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--json").collect();
+    args.extend(["--json".into(), "--let-go-for".into(), unit.to_owned()]);
+    let exe = std::env::current_exe().map_err(CtlError::Output)?;
+    let mut helper = Command::new(exe)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(CtlError::Output)?;
+    let mut let_go = false;
+    if let Some(out) = helper.stdout.take() {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(p) = serde_json::from_str::<Progress>(&line) {
+                show(&p);
+                let_go |= asks_to_let_go(&p, unit);
+            }
+        }
+    }
+    let status = helper.wait().map_err(CtlError::Output)?;
+    if !let_go {
+        // The upgrade failed before touching this unit (the helper said
+        // why), or went on without it.
+        return Err(CtlError::Refused(format!(
+            "the live upgrade ended before {unit} was checkpointed ({status})"
+        )));
+    }
+    eprintln!("relivectl: let go of relive while {unit} is checkpointed; waiting for the outcome");
+    let deadline = Instant::now() + REPORT_WAIT;
+    loop {
+        // Frozen and restored in between, or thawed after an undone
+        // upgrade: either way the next report tells.
+        std::thread::sleep(Duration::from_secs(1));
+        if let Ok(report) = connect().and_then(|c| c.upgrade_report()) {
+            if Some(report.started_usec) != before {
+                return Ok(report);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(CtlError::Refused(
+                "no report of the live upgrade came: see `relivectl upgrade-report`".into(),
+            ));
+        }
+    }
+}
+
+/// Whether the upgrade did what was asked: the new kernel runs and no
+/// unit's state was lost.
+pub fn succeeded(report: &UpgradeReport) -> bool {
+    report.aborted.is_none() && report.rolled_back.is_none() && report.lost().next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_comes_from_the_cgroup() {
+        assert_eq!(
+            own_unit("0::/system.slice/ssh.service\n").as_deref(),
+            Some("ssh.service")
+        );
+        assert_eq!(
+            own_unit("0::/system.slice/getty@tty1.service/sub\n").as_deref(),
+            Some("getty@tty1.service")
+        );
+        assert_eq!(own_unit("0::/\n"), None);
+        assert_eq!(own_unit("0::/user.slice/user-0.slice\n"), None);
+    }
+
+    #[test]
+    fn only_a_wait_for_this_unit_asks_to_let_go() {
+        let wait = Progress::new(Phase::Wait, "ssh.service", 0, "let go");
+        assert!(asks_to_let_go(&wait, "ssh.service"));
+        assert!(!asks_to_let_go(&wait, "cron.service"));
+        let freeze = Progress::new(Phase::Freeze, "ssh.service", 0, "freezing");
+        assert!(!asks_to_let_go(&freeze, "ssh.service"));
+    }
+}
