@@ -129,21 +129,34 @@ impl Api for Client {
         a: &LiveUpgradeArgs,
         on_progress: Box<dyn Fn(Progress) + Send>,
     ) -> Result<(), CtlError> {
-        // Subscribe before the call, so that no step is missed.
-        let signals = self.proxy.receive_progress().map_err(CtlError::from_call)?;
+        // Subscribe before the call, so that no step is missed. A plain
+        // match rule, not the proxy's signal stream: that one orders the
+        // signals against the bus's NameOwnerChanged, which a
+        // peer-to-peer connection never sends, and held them back.
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface(INTERFACE)
+            .and_then(|b| b.member("Progress"))
+            .map_err(CtlError::from_call)?
+            .build();
+        let signals = zbus::blocking::MessageIterator::for_match_rule(
+            rule,
+            self.proxy.inner().connection(),
+            None,
+        )
+        .map_err(CtlError::from_call)?;
         std::thread::spawn(move || {
-            for signal in signals {
-                let Ok(args) = signal.args() else { continue };
+            for signal in signals.flatten() {
+                let Ok((phase, unit, bytes, message)) =
+                    signal.body().deserialize::<(String, String, u64, String)>()
+                else {
+                    continue;
+                };
                 // A phase this relivectl does not know (a newer relive)
                 // is skipped rather than misnamed.
-                match args.phase().parse() {
-                    Ok(phase) => on_progress(Progress::new(
-                        phase,
-                        args.unit(),
-                        *args.bytes(),
-                        args.message(),
-                    )),
-                    Err(e) => eprintln!("relivectl: {e}: {}", args.message()),
+                match phase.parse() {
+                    Ok(phase) => on_progress(Progress::new(phase, &unit, bytes, &message)),
+                    Err(e) => eprintln!("relivectl: {e}: {message}"),
                 }
             }
         });

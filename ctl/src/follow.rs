@@ -8,7 +8,6 @@
 //! relive again and prints the outcome, exiting with the upgrade's status.
 
 use crate::cli::Global;
-use crate::client::{Api, Client};
 use crate::error::CtlError;
 use relive_api::progress::{Phase, Progress};
 use relive_api::report::UpgradeReport;
@@ -34,25 +33,25 @@ pub fn asks_to_let_go(p: &Progress, unit: &str) -> bool {
 const REPORT_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// Runs the upgrade through a helper and follows it; `show` prints each
-/// progress step.
+/// progress step. This process never connects to relive itself: every
+/// call is a child relivectl's, whose exit closes its connection at once.
 pub fn run(
     global: &Global,
     unit: &str,
     show: &dyn Fn(&Progress),
 ) -> Result<UpgradeReport, CtlError> {
-    let connect = || {
-        if global.bus {
-            Client::connect_bus()
-        } else {
-            Client::connect(&global.socket)
-        }
-    };
-    // The last report before this upgrade: the new one differs from it.
-    let before = connect()?.upgrade_report().ok().map(|r| r.started_usec);
+    // The report of this upgrade starts after this moment (both on the
+    // old kernel's clock).
+    let asked_usec = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let mut global_args: Vec<String> = vec!["--socket".into(), global.socket.display().to_string()];
+    if global.bus {
+        global_args.push("--bus".into());
+    }
     let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--json").collect();
     args.extend(["--json".into(), "--let-go-for".into(), unit.to_owned()]);
-    let exe = std::env::current_exe().map_err(CtlError::Output)?;
-    let mut helper = Command::new(exe)
+    let mut helper = Command::new(own_exe()?)
         .args(&args)
         .stdout(Stdio::piped())
         .spawn()
@@ -81,10 +80,8 @@ pub fn run(
         // Frozen and restored in between, or thawed after an undone
         // upgrade: either way the next report tells.
         std::thread::sleep(Duration::from_secs(1));
-        if let Ok(report) = connect().and_then(|c| c.upgrade_report()) {
-            if Some(report.started_usec) != before {
-                return Ok(report);
-            }
+        if let Some(report) = report_since(&global_args, asked_usec)? {
+            return Ok(report);
         }
         if Instant::now() > deadline {
             return Err(CtlError::Refused(
@@ -92,6 +89,27 @@ pub fn run(
             ));
         }
     }
+}
+
+fn own_exe() -> Result<std::path::PathBuf, CtlError> {
+    std::env::current_exe().map_err(CtlError::Output)
+}
+
+/// The last report, from a child `relivectl upgrade-report --json`, if
+/// it is of an upgrade started at `since_usec` or later.
+fn report_since(
+    global_args: &[String],
+    since_usec: u64,
+) -> Result<Option<UpgradeReport>, CtlError> {
+    let out = Command::new(own_exe()?)
+        .args(global_args)
+        .args(["--json", "upgrade-report"])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(CtlError::Output)?;
+    Ok(serde_json::from_slice::<UpgradeReport>(&out.stdout)
+        .ok()
+        .filter(|r| r.started_usec >= since_usec))
 }
 
 /// Whether the upgrade did what was asked: the new kernel runs and no

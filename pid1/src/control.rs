@@ -93,6 +93,24 @@ pub struct UpgradeArgs {
     pub options: HashMap<String, String>,
 }
 
+/// LiveUpgrade's arguments as D-Bus carries them: kernel, initrd,
+/// append, reuse the command line, dry run, options.
+pub type UpgradeCall = (String, String, String, bool, bool, HashMap<String, String>);
+
+impl From<UpgradeCall> for UpgradeArgs {
+    fn from(call: UpgradeCall) -> UpgradeArgs {
+        let (kernel, initrd, append, reuse_cmdline, dry_run, options) = call;
+        UpgradeArgs {
+            kernel,
+            initrd,
+            append,
+            reuse_cmdline,
+            dry_run,
+            options,
+        }
+    }
+}
+
 impl UpgradeArgs {
     fn request(self) -> Result<UpgradeRequest, ApiError> {
         UpgradeRequest::new(

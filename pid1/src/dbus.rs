@@ -185,14 +185,8 @@ impl ManagerApi {
         options: HashMap<String, String>,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        let args = control::UpgradeArgs {
-            kernel,
-            initrd,
-            append,
-            reuse_cmdline,
-            dry_run,
-            options,
-        };
+        let args =
+            control::UpgradeArgs::from((kernel, initrd, append, reuse_cmdline, dry_run, options));
         // Progress goes to the caller as signals. On success the machine
         // kexecs and this call never returns.
         let emitter = SignalEmitter::new(connection, OBJECT_PATH)?.into_owned();
@@ -220,14 +214,8 @@ impl ManagerApi {
         options: HashMap<String, String>,
     ) -> Result<String, ApiError> {
         self.require_root()?;
-        let args = control::UpgradeArgs {
-            kernel,
-            initrd,
-            append,
-            reuse_cmdline,
-            dry_run: false,
-            options,
-        };
+        let args =
+            control::UpgradeArgs::from((kernel, initrd, append, reuse_cmdline, false, options));
         control::start_live_upgrade(&self.commands, args).await
     }
 

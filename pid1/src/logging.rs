@@ -217,7 +217,10 @@ pub fn flush() {
 
 /// Installs the subscriber. `level` is error|warn|info|debug|trace.
 pub fn init(level: &str, use_kmsg: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    // zbus warns that calls may come before an object server is set up:
+    // relive answers systemd1 calls without one (systemd1/dispatch.rs),
+    // so that warning is no news for the console.
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},zbus::connection=error"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let sink = SINK.get_or_init(|| LogSink::new(use_kmsg)).clone();
     let _ = tracing_subscriber::fmt()

@@ -149,17 +149,11 @@ pub fn run_followed(
         UPGRADE_TIMEOUT,
         interrupt,
         |paths, port| {
-            let out = ssh::run(paths, port, &command)?;
-            let said = format!("{}{}", out.stdout, out.stderr);
-            output::log(&format!("relivectl live-upgrade said: {said}"));
-            if !out.success() || !out.stdout.contains(&format!("-> {release}")) {
-                bail!(
-                    "relivectl live-upgrade did not follow the upgrade to its end (exit {:?}): {}",
-                    out.code,
-                    said.trim()
-                );
+            let said = run_checked(paths, port, &command, "relivectl live-upgrade")?;
+            if !said.contains(&format!("-> {release}")) {
+                bail!("relivectl live-upgrade did not follow the upgrade to its end: {said}");
             }
-            Ok(out.stdout.trim().to_owned())
+            Ok(said)
         },
     )
 }
@@ -190,23 +184,23 @@ pub fn run_detached_busctl(
         &label,
         UPGRADE_TIMEOUT,
         interrupt,
-        |paths, port| {
-            let out = ssh::run(paths, port, &command)?;
-            if !out.success() {
-                bail!(
-                    "busctl StartLiveUpgrade failed (exit {:?}): {}{}",
-                    out.code,
-                    out.stdout,
-                    out.stderr
-                );
-            }
-            output::log(&format!(
-                "busctl StartLiveUpgrade said: {}",
-                out.stdout.trim()
-            ));
-            Ok(out.stdout.trim().to_owned())
-        },
+        |paths, port| run_checked(paths, port, &command, "busctl StartLiveUpgrade"),
     )
+}
+
+/// Runs `command` over ssh, logs what it said, and fails unless it exited 0.
+fn run_checked(paths: &Paths, port: u16, command: &str, what: &str) -> Result<String> {
+    let out = ssh::run(paths, port, command)?;
+    output::log(&format!("{what} said: {}{}", out.stdout, out.stderr));
+    if !out.success() {
+        bail!(
+            "{what} failed (exit {:?}): {}{}",
+            out.code,
+            out.stdout,
+            out.stderr
+        );
+    }
+    Ok(out.stdout.trim().to_owned())
 }
 
 /// Starts an upgrade with `start` and waits until relive reports it

@@ -100,16 +100,7 @@ fn answer(call: &Call<'_>, member: &str) -> Result<(), BusError> {
             call.reply(&())
         }
         "LiveUpgrade" => {
-            type Args = (String, String, String, bool, bool, HashMap<String, String>);
-            let (kernel, initrd, append, reuse_cmdline, dry_run, options): Args = call.args()?;
-            let args = UpgradeArgs {
-                kernel,
-                initrd,
-                append,
-                reuse_cmdline,
-                dry_run,
-                options,
-            };
+            let args = UpgradeArgs::from(call.args::<control::UpgradeCall>()?);
             let conn = call.conn.clone();
             let path = call
                 .msg
@@ -129,15 +120,8 @@ fn answer(call: &Call<'_>, member: &str) -> Result<(), BusError> {
         }
         "StartLiveUpgrade" => {
             type Args = (String, String, String, bool, HashMap<String, String>);
-            let (kernel, initrd, append, reuse_cmdline, options): Args = call.args()?;
-            let args = UpgradeArgs {
-                kernel,
-                initrd,
-                append,
-                reuse_cmdline,
-                dry_run: false,
-                options,
-            };
+            let (kernel, initrd, append, reuse, options): Args = call.args()?;
+            let args = UpgradeArgs::from((kernel, initrd, append, reuse, false, options));
             call.reply(&block(control::start_live_upgrade(commands, args))?)
         }
         "PrepareLiveUpgrade" => call.reply(&block(control::prepare_live_upgrade(commands))?),
