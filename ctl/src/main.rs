@@ -90,8 +90,10 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(Exit::Usage as u8));
         }
     };
-    let mut out = PipeSafe::new(io::stdout().lock());
-    let mut err = io::stderr().lock();
+    // Not locked for the whole run: a live upgrade's progress is printed
+    // from another thread while the main one waits for relive.
+    let mut out = PipeSafe::new(io::stdout());
+    let mut err = io::stderr();
     let mut io = Io {
         out: &mut out,
         err: &mut err,
