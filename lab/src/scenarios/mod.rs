@@ -8,6 +8,7 @@
 //!   two-phase snapshot and the stores checked.
 //! - [`echo_client`]: a host-side TCP client that must see no gap lost.
 //! - [`faults`]: injected faults and bad input; no service may be lost.
+//! - [`ansible`]: Ansible's systemd_service module against relive.
 //! - [`apt_service`]: a packaged service installed with apt, started by
 //!   its maintainer scripts through systemctl and relive.
 //! - [`package`]: relive's Debian package installed, its GRUB entries,
@@ -15,6 +16,7 @@
 //! - [`demo`]: one upgrade, shown to a person.
 
 pub mod activation;
+pub mod ansible;
 pub mod apt_service;
 pub mod check;
 pub mod compare;

@@ -31,6 +31,8 @@ const TOOLS: &[(&str, &str)] = &[
     // relive links libseccomp (seccomp filters); an absolute path is
     // looked up as itself.
     ("/usr/include/seccomp.h", "libseccomp-dev"),
+    // `relive-lab check` drives services with Ansible's systemd_service.
+    ("ansible-playbook", "ansible-core"),
 ];
 
 /// Looks a program up in $PATH and the sbin directories (which a non-login
