@@ -279,6 +279,12 @@ fn debian_systemctl_manages_relives_units() {
     assert_eq!(text(&out).trim(), "active", "{}", sandbox.log());
     let out = sandbox.systemctl_as(65534, &["list-units", "hello.service"]);
     assert!(text(&out).contains("Hello again"), "{}", text(&out));
+    // A user's questions about units relive does not know make it keep
+    // nothing (a unit per name would let anyone grow PID 1's memory).
+    let out = sandbox.systemctl_as(65534, &["status", "ghost-of-a-unit.service"]);
+    assert!(text(&out).contains("could not be found"), "{}", text(&out));
+    let known = sandbox.ctl_ok(&["list-units", "--all"]);
+    assert!(!known.contains("ghost-of-a-unit"), "{known}");
     let out = sandbox.systemctl_as(65534, &["stop", "hello.service"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("Access denied"), "{}", text(&out));

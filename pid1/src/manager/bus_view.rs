@@ -73,11 +73,28 @@ pub struct ManagerView {
 }
 
 impl Manager {
-    /// The unit `name` (loaded if new, as systemd loads a unit a client
-    /// asks about).
-    pub fn unit_view(&mut self, name: &str) -> UnitView {
-        let canonical = self.load(name);
-        let state = self.state.units[&canonical].clone();
+    /// The unit `name`, loaded if new when `load` (as systemd loads a unit
+    /// a client asks about). Without `load` (a caller who is not root) a
+    /// unit relive has not heard of is shown as not found and not kept:
+    /// no user can make PID 1 hold a unit per name it sends.
+    pub fn unit_view(&mut self, name: &str, load: bool) -> UnitView {
+        let known = self
+            .state
+            .aliases
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_owned());
+        let canonical = if load || self.state.units.contains_key(&known) {
+            self.load(name)
+        } else {
+            known
+        };
+        let state = self
+            .state
+            .units
+            .get(&canonical)
+            .cloned()
+            .unwrap_or_else(|| UnitState::new(&canonical));
         let mut view = UnitView {
             names: std::iter::once(canonical.clone())
                 .chain(

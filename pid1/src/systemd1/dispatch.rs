@@ -250,7 +250,8 @@ fn properties_of(call: &Call<'_>, object: &Object, interface: &str) -> Result<Pr
         }
         Object::Unit(name) => {
             let name = name.clone();
-            let view = call.on_manager(move |m| m.unit_view(&name))?;
+            let load = call.caller.uid == 0;
+            let view = call.on_manager(move |m| m.unit_view(&name, load))?;
             let kind = view
                 .state
                 .config

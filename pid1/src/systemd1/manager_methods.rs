@@ -256,8 +256,11 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
             }
         }
         "LoadUnit" => {
+            // For others than root, GetUnit's answer: only root makes
+            // relive load (and keep) a unit.
             let name: String = call.args()?;
-            let canonical = call.on_manager(move |m| m.load(&name))?;
+            let load = call.caller.uid == 0;
+            let canonical = call.on_manager(move |m| m.unit_view(&name, load).state.name)?;
             call.reply(&object_path(unit_path(&canonical)))
         }
         "GetUnitByPID" => {
@@ -287,13 +290,11 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
         }
         "ListUnitsByNames" => {
             let names: Vec<String> = call.args()?;
+            let load = call.caller.uid == 0;
             let rows = call.on_manager(move |m| {
                 names
                     .iter()
-                    .map(|n| {
-                        let canonical = m.load(n);
-                        row(&m.state.units[&canonical])
-                    })
+                    .map(|n| row(&m.unit_view(n, load).state))
                     .collect::<Vec<UnitRow>>()
             })?;
             call.reply(&rows)
@@ -497,7 +498,8 @@ fn list_unit_files(
 /// GetUnitProcesses: (cgroup, PID, command line) of every process in the
 /// unit's cgroup and those below it.
 fn unit_processes(call: &Call<'_>, name: String) -> Result<(), BusError> {
-    let canonical = call.on_manager(move |m| m.load(&name))?;
+    let load = call.caller.uid == 0;
+    let canonical = call.on_manager(move |m| m.unit_view(&name, load).state.name)?;
     let cgroup = relive_sys::cgroup::unit_cgroup(&canonical);
     let mut rows: Vec<(String, u32, String)> = Vec::new();
     collect_processes(
