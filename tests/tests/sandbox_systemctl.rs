@@ -190,6 +190,11 @@ fn debian_systemctl_manages_relives_units() {
         ok(&sandbox, &["is-enabled", "hello.service"]).trim(),
         "enabled"
     );
+    // --full lists the links (GetUnitFileLinks; Ansible asks this way).
+    assert_eq!(
+        ok(&sandbox, &["is-enabled", "--full", "hello.service"]),
+        format!("enabled\n  {}\n", link.display())
+    );
     let out = sandbox.systemctl(&["disable", "hello.service"]);
     assert_eq!(
         text(&out).trim(),

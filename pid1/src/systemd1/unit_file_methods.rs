@@ -28,6 +28,7 @@ pub const METHODS: &[&str] = &[
     "MaskUnitFiles",
     "UnmaskUnitFiles",
     "SetDefaultTarget",
+    "GetUnitFileLinks",
 ];
 
 fn triples(changes: Vec<Change>) -> Changes {
@@ -48,11 +49,25 @@ fn install_error(e: InstallError) -> BusError {
 }
 
 pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
-    call.require_root(member)?;
+    let reads_only = member == "GetUnitFileLinks";
+    if !reads_only {
+        call.require_root(member)?;
+    }
     let dirs: Vec<PathBuf> = call.on_manager(|m| m.unit_dirs.clone())?;
     let loader = Loader::new(&dirs);
     let installer = |runtime: bool| Installer::new(&loader, runtime);
     match member {
+        "GetUnitFileLinks" => {
+            // `systemctl is-enabled --full` (Ansible's systemd module
+            // asks that way).
+            let (name, runtime): (String, bool) = call.args()?;
+            let links: Vec<String> = installer(runtime)
+                .links(&name)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            call.reply(&links)
+        }
         "EnableUnitFiles" | "ReenableUnitFiles" => {
             let (names, runtime, force): (Vec<String>, bool, bool) = call.args()?;
             let i = installer(runtime);

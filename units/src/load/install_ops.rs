@@ -246,6 +246,24 @@ impl<'a> Installer<'a> {
     /// that enables the units (in a .wants/.requires/.upholds directory,
     /// or an Alias=), and their Also= units'. Masks stay.
     pub fn disable(&self, names: &[String]) -> Result<Vec<Change>, InstallError> {
+        let mut changes = Vec::new();
+        for path in self.enabling_links(names) {
+            self.unlink(path, &mut changes)?;
+        }
+        changes.sort_by_key(Change::triple);
+        Ok(changes)
+    }
+
+    /// The links in the configuration directory that enable `name`
+    /// (`systemctl is-enabled --full` lists them): what `disable` removes.
+    pub fn links(&self, name: &str) -> Vec<PathBuf> {
+        let mut links = self.enabling_links(std::slice::from_ref(&name.to_owned()));
+        links.sort();
+        links
+    }
+
+    /// The links that enable `names` and their Also= units.
+    fn enabling_links(&self, names: &[String]) -> Vec<PathBuf> {
         let mut remove: BTreeSet<String> = BTreeSet::new();
         let mut aliases: BTreeSet<String> = BTreeSet::new();
         let mut queue: Vec<String> = names
@@ -261,7 +279,8 @@ impl<'a> Installer<'a> {
                 queue.extend(install.also.iter().cloned());
             }
         }
-        let mut changes = Vec::new();
+        let mut found = Vec::new();
+        let is_link = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
         let entries = fs::read_dir(&self.config).into_iter().flatten().flatten();
         for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -273,16 +292,15 @@ impl<'a> Installer<'a> {
             if is_dep_dir {
                 for link in fs::read_dir(&path).into_iter().flatten().flatten() {
                     let link_name = link.file_name().to_string_lossy().into_owned();
-                    if remove.iter().any(|n| enables(n, &link_name)) {
-                        self.unlink(link.path(), &mut changes)?;
+                    if remove.iter().any(|n| enables(n, &link_name)) && is_link(&link.path()) {
+                        found.push(link.path());
                     }
                 }
-            } else if aliases.contains(&name) && !is_null_link(&path) {
-                self.unlink(path, &mut changes)?;
+            } else if aliases.contains(&name) && !is_null_link(&path) && is_link(&path) {
+                found.push(path);
             }
         }
-        changes.sort_by_key(Change::triple);
-        Ok(changes)
+        found
     }
 
     fn unlink(&self, path: PathBuf, changes: &mut Vec<Change>) -> Result<(), InstallError> {
@@ -474,6 +492,16 @@ mod tests {
         );
         let (carries, changes) = installer.enable(&["static.service".into()], false).unwrap();
         assert!(!carries && changes.is_empty());
+        // What disable would remove, Also= units included (systemd's
+        // GetUnitFileLinks is a dry-run disable).
+        assert_eq!(
+            installer.links("a.service"),
+            [
+                etc.join("b.service"),
+                etc.join("multi-user.target.wants/a.service"),
+                etc.join("sockets.target.wants/c.socket")
+            ]
+        );
         let removed = installer.disable(&["a.service".into()]).unwrap();
         assert_eq!(removed.len(), 3, "{removed:?}");
         assert!(!etc.join("multi-user.target.wants/a.service").exists());
