@@ -88,14 +88,8 @@ impl Client {
             .build()
             .map_err(handshake)?;
         // A peer-to-peer proxy still needs a destination; the server ignores
-        // it. No property cache: the interface has no properties, and caching
-        // would subscribe to signals through a bus that is not there.
-        let proxy = Manager1Proxy::builder(&conn)
-            .destination(INTERFACE)
-            .and_then(|b| b.path(OBJECT_PATH))
-            .map(|b| b.cache_properties(CacheProperties::No))
-            .and_then(|b| b.build())
-            .map_err(handshake)?;
+        // it.
+        let proxy = proxy(&conn, INTERFACE, OBJECT_PATH).map_err(handshake)?;
         Ok(Client { proxy })
     }
 
@@ -108,14 +102,24 @@ impl Client {
             source: Box::new(source),
         };
         let conn = zbus::blocking::Connection::system().map_err(handshake)?;
-        let proxy = Manager1Proxy::builder(&conn)
-            .destination(SYSTEMD_NAME)
-            .and_then(|b| b.path(SYSTEMD_PATH))
-            .map(|b| b.cache_properties(CacheProperties::No))
-            .and_then(|b| b.build())
-            .map_err(handshake)?;
+        let proxy = proxy(&conn, SYSTEMD_NAME, SYSTEMD_PATH).map_err(handshake)?;
         Ok(Client { proxy })
     }
+}
+
+/// relive's interface at `destination` and `path`. No property cache: the
+/// interface has no properties, and caching would subscribe to signals
+/// (through a bus that, peer to peer, is not there).
+fn proxy(
+    conn: &zbus::blocking::Connection,
+    destination: &'static str,
+    path: &'static str,
+) -> zbus::Result<Manager1Proxy<'static>> {
+    Manager1Proxy::builder(conn)
+        .destination(destination)?
+        .path(path)?
+        .cache_properties(CacheProperties::No)
+        .build()
 }
 
 /// The system bus's socket (for messages), systemd's name and object.

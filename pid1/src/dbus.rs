@@ -34,6 +34,19 @@ pub enum ApiError {
     ZBus(zbus::Error),
 }
 
+impl ApiError {
+    /// Its D-Bus error name.
+    pub fn error_name(&self) -> &'static str {
+        match self {
+            ApiError::AccessDenied(_) => errors::ACCESS_DENIED,
+            ApiError::NoSuchUnit(_) => errors::NO_SUCH_UNIT,
+            ApiError::JobFailed(_) => errors::JOB_FAILED,
+            ApiError::Refused(_) => errors::REFUSED,
+            ApiError::ZBus(_) => errors::FAILED,
+        }
+    }
+}
+
 impl From<zbus::Error> for ApiError {
     fn from(e: zbus::Error) -> Self {
         ApiError::ZBus(e)
@@ -57,13 +70,7 @@ impl zbus::DBusError for ApiError {
     }
 
     fn name(&self) -> ErrorName<'_> {
-        ErrorName::from_static_str_unchecked(match self {
-            ApiError::AccessDenied(_) => errors::ACCESS_DENIED,
-            ApiError::NoSuchUnit(_) => errors::NO_SUCH_UNIT,
-            ApiError::JobFailed(_) => errors::JOB_FAILED,
-            ApiError::Refused(_) => errors::REFUSED,
-            ApiError::ZBus(_) => errors::FAILED,
-        })
+        ErrorName::from_static_str_unchecked(self.error_name())
     }
 
     fn description(&self) -> Option<&str> {

@@ -18,15 +18,8 @@ use zbus::DBusError;
 
 impl From<ApiError> for BusError {
     fn from(e: ApiError) -> BusError {
-        let name = match &e {
-            ApiError::AccessDenied(_) => relive_api::names::errors::ACCESS_DENIED,
-            ApiError::NoSuchUnit(_) => relive_api::names::errors::NO_SUCH_UNIT,
-            ApiError::JobFailed(_) => relive_api::names::errors::JOB_FAILED,
-            ApiError::Refused(_) => relive_api::names::errors::REFUSED,
-            ApiError::ZBus(_) => relive_api::names::errors::FAILED,
-        };
         BusError::new(
-            name,
+            e.error_name(),
             e.description().map_or_else(|| e.to_string(), str::to_owned),
         )
     }
