@@ -28,12 +28,8 @@ pub fn open() -> usize {
 pub fn open_in(cgroup: &str) -> usize {
     let pids: Vec<i32> = with_open(|open| open.values().copied().filter(|p| *p > 0).collect());
     pids.into_iter()
-        .filter(|pid| {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            text.lines()
-                .filter_map(|l| l.strip_prefix("0::"))
-                .any(|path| path == cgroup || path.starts_with(&format!("{cgroup}/")))
-        })
+        .filter_map(relive_sys::cgroup::cgroup_of)
+        .filter(|path| path == cgroup || path.starts_with(&format!("{cgroup}/")))
         .count()
 }
 

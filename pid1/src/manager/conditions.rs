@@ -495,7 +495,7 @@ fn controllers_available(value: &str) -> bool {
     })
 }
 
-pub(super) fn physical_memory() -> Option<u64> {
+pub(crate) fn physical_memory() -> Option<u64> {
     use procfs::Current;
     procfs::Meminfo::current().ok().map(|m| m.mem_total)
 }

@@ -467,7 +467,7 @@ impl Manager {
 
 /// The kernel's limit on tasks, what a TasksMax=N% is of (as systemd:
 /// the smaller of pid_max and threads-max).
-fn task_limit() -> u64 {
+pub(crate) fn task_limit() -> u64 {
     let read = |p: &str| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
     let pid_max = read("/proc/sys/kernel/pid_max").unwrap_or(4_194_304);
     let threads = read("/proc/sys/kernel/threads-max").unwrap_or(u64::MAX);

@@ -7,6 +7,9 @@
 pub mod automounts;
 mod bus_names;
 pub mod bus_ops;
+/// What MemoryMax=N% and TasksMax=N% are shares of.
+pub(crate) use conditions::physical_memory;
+pub(crate) use exec::task_limit;
 pub mod bus_view;
 pub mod clock;
 mod conditions;

@@ -188,7 +188,7 @@ fn route(call: &Call<'_>, object: Object, interface: &str, member: &str) -> Resu
     match (interface, member) {
         (PROPERTIES, "Get") => {
             let (iface, name): (String, String) = call.args()?;
-            let props = properties_of(call, &object, &iface)?;
+            let props = properties_of(call, &object, &iface, Some(&name))?;
             let value = props.get(name.as_str()).ok_or_else(|| {
                 BusError::new(
                     "org.freedesktop.DBus.Error.UnknownProperty",
@@ -199,7 +199,7 @@ fn route(call: &Call<'_>, object: Object, interface: &str, member: &str) -> Resu
         }
         (PROPERTIES, "GetAll") => {
             let iface: String = call.args()?;
-            let props = properties_of(call, &object, &iface)?;
+            let props = properties_of(call, &object, &iface, None)?;
             call.reply(&props)
         }
         (PROPERTIES, "Set") => Err(BusError::new(
@@ -233,7 +233,13 @@ fn route(call: &Call<'_>, object: Object, interface: &str, member: &str) -> Resu
 }
 
 /// The properties of `object` on `interface`; every interface's for "".
-fn properties_of(call: &Call<'_>, object: &Object, interface: &str) -> Result<Props, BusError> {
+/// `wanted`: the one property a Get asks for (None: all of them).
+fn properties_of(
+    call: &Call<'_>,
+    object: &Object,
+    interface: &str,
+    wanted: Option<&str>,
+) -> Result<Props, BusError> {
     let unknown = || {
         BusError::new(
             "org.freedesktop.DBus.Error.UnknownInterface",
@@ -265,7 +271,9 @@ fn properties_of(call: &Call<'_>, object: &Object, interface: &str) -> Result<Pr
                 props.extend(properties::type_props(&view));
             }
             if interface.is_empty() || interface == UNIT {
-                props.extend(properties::unit_props(&view));
+                let file_state =
+                    wanted.is_none_or(|w| matches!(w, "UnitFileState" | "UnitFilePreset"));
+                props.extend(properties::unit_props(&view, file_state));
             }
             if props.is_empty() && !interface.is_empty() && Some(interface) != type_iface {
                 return Err(unknown());

@@ -99,17 +99,25 @@ impl Subscribers {
             return;
         }
         let mut events = Vec::new();
+        // Runs on every wake-up of PID 1's loop: no allocation for a
+        // unit that did not change.
         for u in units {
             let now = seen(u);
-            match self.seen.insert(u.name.clone(), now) {
-                None => events.push(BusEvent::UnitNew {
-                    unit: u.name.clone(),
-                }),
-                Some(before) if before != now => events.push(BusEvent::UnitChanged {
-                    unit: u.name.clone(),
-                    active: u.active.as_str(),
-                    sub: u.sub.as_str(),
-                }),
+            match self.seen.get_mut(&u.name) {
+                None => {
+                    self.seen.insert(u.name.clone(), now);
+                    events.push(BusEvent::UnitNew {
+                        unit: u.name.clone(),
+                    });
+                }
+                Some(before) if *before != now => {
+                    *before = now;
+                    events.push(BusEvent::UnitChanged {
+                        unit: u.name.clone(),
+                        active: u.active.as_str(),
+                        sub: u.sub.as_str(),
+                    });
+                }
                 Some(_) => {}
             }
         }

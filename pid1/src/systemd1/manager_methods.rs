@@ -265,10 +265,9 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
         }
         "GetUnitByPID" => {
             let pid: u32 = call.args()?;
-            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let cgroup = relive_sys::cgroup::cgroup_of(pid as i32);
             let unit = cgroup
-                .lines()
-                .find_map(|l| l.strip_prefix("0::"))
+                .as_deref()
                 .and_then(relive_sys::cgroup::unit_of_cgroup)
                 .map(str::to_owned);
             match unit {
@@ -344,10 +343,7 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
         }
         "ResetFailedUnit" => {
             let name: String = call.args()?;
-            call.require_root("ResetFailedUnit")?;
-            call.on_manager(move |m| m.reset_failed(Some(&name)))?
-                .map_err(unit_error)?;
-            call.reply(&())
+            reset_failed(call, name)
         }
         "ResetFailed" => {
             call.require_root("ResetFailed")?;
@@ -425,15 +421,16 @@ pub fn unit_call(call: &Call<'_>, name: &str, member: &str) -> Result<(), BusErr
             let (whom, signal): (String, i32) = call.args()?;
             kill(call, name.to_owned(), &whom, signal)
         }
-        "ResetFailed" => {
-            call.require_root("ResetFailed")?;
-            let name = name.to_owned();
-            call.on_manager(move |m| m.reset_failed(Some(&name)))?
-                .map_err(unit_error)?;
-            call.reply(&())
-        }
+        "ResetFailed" => reset_failed(call, name.to_owned()),
         _ => Err(BusError::unknown_method(super::properties::UNIT, member)),
     }
+}
+
+fn reset_failed(call: &Call<'_>, name: String) -> Result<(), BusError> {
+    call.require_root("ResetFailed")?;
+    call.on_manager(move |m| m.reset_failed(Some(&name)))?
+        .map_err(unit_error)?;
+    call.reply(&())
 }
 
 pub fn cancel_job(call: &Call<'_>, id: u64) -> Result<(), BusError> {

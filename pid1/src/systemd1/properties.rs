@@ -123,7 +123,7 @@ pub fn kind_of_name(name: &str) -> Option<UnitKind> {
 }
 
 /// The unit file state and preset systemctl shows ("enabled; preset: enabled").
-fn file_state(view: &UnitView) -> (String, String) {
+fn unit_file_state(view: &UnitView) -> (String, String) {
     let loader = relive_units::Loader::new(&view.unit_dirs);
     let name = &view.state.name;
     let Some(state) = loader.unit_file_state(name) else {
@@ -139,14 +139,21 @@ fn file_state(view: &UnitView) -> (String, String) {
 }
 
 /// org.freedesktop.systemd1.Unit.
-pub fn unit_props(view: &UnitView) -> Props {
+/// `with_file_state`: with UnitFileState and UnitFilePreset, which read the
+/// unit directories and preset files (left out when a caller Gets
+/// another property: `systemctl is-active`, list-timers' reads).
+pub fn unit_props(view: &UnitView, with_file_state: bool) -> Props {
     let u = &view.state;
     let cfg = u.config.as_ref();
     let section = cfg.map(|c| &c.unit);
     let list = |f: fn(&relive_units::UnitSection) -> &Vec<String>| {
         section.map(|s| strv(f(s))).unwrap_or_else(|| strv(&[]))
     };
-    let (file_state, preset) = file_state(view);
+    let (file_state, preset) = if with_file_state {
+        unit_file_state(view)
+    } else {
+        Default::default()
+    };
     let mut p = Props::new();
     p.insert("Id", s(&u.name));
     p.insert("Names", strv(&view.names));
@@ -189,8 +196,10 @@ pub fn unit_props(view: &UnitView) -> Props {
         .map(|c| c.dropins.iter().map(|d| d.display().to_string()).collect())
         .unwrap_or_default();
     p.insert("DropInPaths", strv(&dropins));
-    p.insert("UnitFileState", s(file_state));
-    p.insert("UnitFilePreset", s(preset));
+    if with_file_state {
+        p.insert("UnitFileState", s(file_state));
+        p.insert("UnitFilePreset", s(preset));
+    }
     stamps(
         &mut p,
         "StateChangeTimestamp",
@@ -540,14 +549,9 @@ fn cgroup_props(p: &mut Props, view: &UnitView, svc: &relive_units::ServiceSecti
     };
     p.insert("CPUUsageNSec", Value::from(cpu));
     let r = &svc.resources;
-    let memory = {
-        use procfs::Current;
-        procfs::Meminfo::current().map_or(0, |m| m.mem_total)
-    };
-    let threads = std::fs::read_to_string("/proc/sys/kernel/threads-max")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0);
+    // The same totals the limits were applied with.
+    let memory = crate::manager::physical_memory().unwrap_or(0);
+    let threads = crate::manager::task_limit();
     // "max" (infinity) does not parse: INFINITY, as systemd shows it.
     let value = |l: Option<relive_units::resources::Limit>, total: u64, unset: u64| -> u64 {
         l.map_or(unset, |l| l.cgroup_value(total).parse().unwrap_or(INFINITY))

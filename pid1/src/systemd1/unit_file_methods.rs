@@ -48,6 +48,20 @@ fn install_error(e: InstallError) -> BusError {
     BusError::new(name, e.to_string())
 }
 
+/// (units, runtime, force) from the three signatures these methods come
+/// in: (as, t flags), (as, b runtime) and (as, b runtime, b force).
+fn targets(call: &Call<'_>, member: &str) -> Result<(Vec<String>, bool, bool), BusError> {
+    if member.contains("WithFlags") {
+        let (names, flags): (Vec<String>, u64) = call.args()?;
+        return Ok((names, flags & FLAG_RUNTIME != 0, flags & FLAG_FORCE != 0));
+    }
+    if matches!(member, "DisableUnitFiles" | "UnmaskUnitFiles") {
+        let (names, runtime): (Vec<String>, bool) = call.args()?;
+        return Ok((names, runtime, false));
+    }
+    call.args()
+}
+
 pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
     let reads_only = member == "GetUnitFileLinks";
     if !reads_only {
@@ -68,8 +82,8 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
                 .collect();
             call.reply(&links)
         }
-        "EnableUnitFiles" | "ReenableUnitFiles" => {
-            let (names, runtime, force): (Vec<String>, bool, bool) = call.args()?;
+        "EnableUnitFiles" | "EnableUnitFilesWithFlags" | "ReenableUnitFiles" => {
+            let (names, runtime, force) = targets(call, member)?;
             let i = installer(runtime);
             let mut changes = Vec::new();
             if member == "ReenableUnitFiles" {
@@ -79,25 +93,12 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
             changes.extend(more);
             call.reply(&(carries, triples(changes)))
         }
-        "EnableUnitFilesWithFlags" => {
-            let (names, flags): (Vec<String>, u64) = call.args()?;
-            let i = installer(flags & FLAG_RUNTIME != 0);
-            let (carries, changes) = i
-                .enable(&names, flags & FLAG_FORCE != 0)
-                .map_err(install_error)?;
-            call.reply(&(carries, triples(changes)))
-        }
-        "DisableUnitFiles" => {
-            let (names, runtime): (Vec<String>, bool) = call.args()?;
+        "DisableUnitFiles"
+        | "DisableUnitFilesWithFlags"
+        | "DisableUnitFilesWithFlagsAndInstallInfo" => {
+            let (names, runtime, _) = targets(call, member)?;
             let changes = installer(runtime).disable(&names).map_err(install_error)?;
-            call.reply(&triples(changes))
-        }
-        "DisableUnitFilesWithFlags" | "DisableUnitFilesWithFlagsAndInstallInfo" => {
-            let (names, flags): (Vec<String>, u64) = call.args()?;
-            let changes = installer(flags & FLAG_RUNTIME != 0)
-                .disable(&names)
-                .map_err(install_error)?;
-            if member == "DisableUnitFilesWithFlags" {
+            if member != "DisableUnitFilesWithFlagsAndInstallInfo" {
                 return call.reply(&triples(changes));
             }
             let carries = names.iter().any(|n| {
@@ -108,7 +109,7 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
             call.reply(&(carries, triples(changes)))
         }
         "LinkUnitFiles" => {
-            let (paths, runtime, force): (Vec<String>, bool, bool) = call.args()?;
+            let (paths, runtime, force) = targets(call, member)?;
             let changes = installer(runtime)
                 .link(&paths, force)
                 .map_err(install_error)?;
@@ -116,7 +117,7 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
         }
         "PresetUnitFiles" | "PresetUnitFilesWithMode" => {
             let (names, mode, runtime, force) = if member == "PresetUnitFiles" {
-                let (n, r, f): (Vec<String>, bool, bool) = call.args()?;
+                let (n, r, f) = targets(call, member)?;
                 (n, PresetMode::Full, r, f)
             } else {
                 let (n, m, r, f): (Vec<String>, String, bool, bool) = call.args()?;
@@ -131,14 +132,14 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
             call.reply(&(carries, triples(changes)))
         }
         "MaskUnitFiles" => {
-            let (names, runtime, force): (Vec<String>, bool, bool) = call.args()?;
+            let (names, runtime, force) = targets(call, member)?;
             let changes = installer(runtime)
                 .mask(&names, force)
                 .map_err(install_error)?;
             call.reply(&triples(changes))
         }
         "UnmaskUnitFiles" => {
-            let (names, runtime): (Vec<String>, bool) = call.args()?;
+            let (names, runtime, _) = targets(call, member)?;
             let changes = installer(runtime).unmask(&names).map_err(install_error)?;
             call.reply(&triples(changes))
         }
