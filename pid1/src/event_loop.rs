@@ -295,8 +295,10 @@ impl EventLoop {
         }
         self.manager.fire_timers();
         self.manager.dispatch();
+        self.manager.collect_transient();
         let m = &mut self.manager;
         m.rt.bus_events.publish_changes(m.state.units.values());
+        m.announce_startup();
     }
 
     /// Reaps every child that has exited, orphans included. Main and

@@ -205,13 +205,20 @@ fn serve_calls(
             let driver = zbus::blocking::fdo::DBusProxy::new(&conn);
             for message in rx {
                 let header = message.header();
-                let uid = header
-                    .sender()
-                    .zip(driver.as_ref().ok())
-                    .and_then(|(sender, d)| d.get_connection_unix_user(sender.clone().into()).ok());
+                let credentials =
+                    header
+                        .sender()
+                        .zip(driver.as_ref().ok())
+                        .and_then(|(sender, d)| {
+                            d.get_connection_credentials(sender.clone().into()).ok()
+                        });
+                let credentials = credentials.as_ref();
                 // Without a known uid, a caller is not root.
                 let caller = crate::systemd1::Caller {
-                    uid: uid.unwrap_or(u32::MAX),
+                    uid: credentials
+                        .and_then(|c| c.unix_user_id())
+                        .unwrap_or(u32::MAX),
+                    pid: credentials.and_then(|c| c.process_id()),
                 };
                 dispatcher.handle(&conn, &message, caller);
             }

@@ -1,4 +1,5 @@
-//! The cgroup2 tree: one cgroup per service, `system.slice/NAME.service`.
+//! The cgroup2 tree: one cgroup per unit, below its slice's
+//! (`/system.slice/NAME.service`, `/user.slice/user-0.slice/session-3.scope`).
 //!
 //! relive uses cgroups to find, kill and freeze every process of a unit,
 //! and, for units with resource settings (MemoryMax= and friends), to
@@ -159,10 +160,20 @@ pub fn unit_cgroup(unit: &str) -> String {
     format!("/system.slice/{unit}")
 }
 
-/// The unit a cgroup path belongs to, if it is a unit's (or a child of one).
+/// The unit a cgroup path belongs to, if it is a unit's (or a child of
+/// one): the first part below the slices, as systemd's
+/// `cg_path_get_unit()` finds it (`/user.slice/user-0.slice/session-3.scope`
+/// is session-3.scope's).
 pub fn unit_of_cgroup(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/system.slice/")?;
-    Some(rest.split('/').next().unwrap_or(rest)).filter(|s| !s.is_empty())
+    path.split('/')
+        .filter(|part| !part.is_empty())
+        .find(|part| !part.ends_with(".slice"))
+        .filter(|part| part.contains('.'))
+}
+
+/// The unit process `pid` belongs to, by its cgroup.
+pub fn unit_of_pid(pid: i32) -> Option<String> {
+    unit_of_cgroup(&cgroup_of(pid)?).map(str::to_owned)
 }
 
 fn with_path(e: io::Error, path: &Path) -> io::Error {
@@ -183,8 +194,13 @@ mod tests {
             unit_of_cgroup("/system.slice/ssh.service/sub"),
             Some("ssh.service")
         );
-        assert_eq!(unit_of_cgroup("/init.scope"), None);
+        assert_eq!(unit_of_cgroup("/init.scope"), Some("init.scope"));
         assert_eq!(unit_of_cgroup("/system.slice/"), None);
+        assert_eq!(unit_of_cgroup("/"), None);
+        assert_eq!(
+            unit_of_cgroup("/user.slice/user-0.slice/session-3.scope/x"),
+            Some("session-3.scope")
+        );
         assert_eq!(unit_cgroup("a.service"), "/system.slice/a.service");
     }
 }

@@ -51,6 +51,8 @@ pub trait Kernel: Send {
         path: &str,
         settings: &[relive_units::resources::CgroupSetting],
     ) -> io::Result<()>;
+    /// Moves `pid` (all its threads) into the cgroup `path`.
+    fn cgroup_attach(&mut self, path: &str, pid: i32) -> io::Result<()>;
     /// PIDs in the cgroup (not in its children). A missing cgroup is empty.
     fn cgroup_pids(&self, path: &str) -> io::Result<Vec<i32>>;
     /// SIGKILLs every process of the cgroup at once (cgroup.kill).
@@ -133,6 +135,10 @@ impl Kernel for RealKernel {
                 .map_err(|e| io::Error::new(e.kind(), format!("{}=: {e}", s.directive)))?;
         }
         Ok(())
+    }
+
+    fn cgroup_attach(&mut self, path: &str, pid: i32) -> io::Result<()> {
+        self.cgroups.write(path, "cgroup.procs", &pid.to_string())
     }
 
     fn cgroup_pids(&self, path: &str) -> io::Result<Vec<i32>> {

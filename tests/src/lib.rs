@@ -368,6 +368,25 @@ impl Sandbox {
         self.systemctl_as(0, args)
     }
 
+    /// Runs `script` (sh) as root inside the sandbox (its mount and PID
+    /// namespaces, and its cgroup tree, where a scope can take it in).
+    pub fn sh(&self, script: &str) -> Output {
+        Command::new("nsenter")
+            .arg("-t")
+            .arg(self.pid1().to_string())
+            .args(["-m", "-p", "--", "sh", "-c"])
+            .arg(format!("echo $$ > /sys/fs/cgroup/cgroup.procs && {script}"))
+            .env("SYSTEMD_COLORS", "0")
+            .output()
+            .expect("run nsenter")
+    }
+
+    /// A cgroup of the sandbox's tree (`system.slice/a.scope`), as the
+    /// host sees it.
+    pub fn cgroup_dir(&self, path: &str) -> PathBuf {
+        self.cgroup.join(path)
+    }
+
     /// The unit's cgroup directory, as the host sees it.
     pub fn unit_cgroup(&self, unit: &str) -> PathBuf {
         self.cgroup.join("system.slice").join(unit)

@@ -26,6 +26,7 @@ pub mod process;
 pub mod read;
 pub mod resources;
 pub mod sandbox;
+pub mod scope;
 pub mod socket;
 pub mod specifier;
 pub mod syscalls;

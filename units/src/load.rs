@@ -33,6 +33,7 @@ mod path;
 mod process;
 mod resources;
 mod sandbox;
+mod scope;
 mod service;
 mod socket;
 mod timer;
@@ -210,6 +211,9 @@ impl Loader {
             Err(LoadError::NotFound { .. }) if unit_name::suffix(name) == Some("device") => {
                 return device_unit(name);
             }
+            Err(LoadError::NotFound { .. }) if unit_name::suffix(name) == Some("slice") => {
+                return self.implicit_slice(name);
+            }
             other => other?,
         };
         if unit.kind == UnitKind::Target && unit.unit.default_dependencies {
@@ -272,6 +276,8 @@ impl Loader {
             Some("swap") => UnitKind::Swap,
             Some("automount") => UnitKind::Automount,
             Some("path") => UnitKind::Path,
+            Some("slice") => UnitKind::Slice,
+            Some("scope") => UnitKind::Scope,
             _ => UnitKind::Unsupported,
         };
         // Other names: alias symlinks to the same file (with our instance).
@@ -301,8 +307,56 @@ impl Loader {
 
         let mut names = vec![canonical.clone()];
         names.extend(aliases.iter().cloned());
+        let dropins = self.apply_dropins(&mut builder, &names, instance)?;
+        let built = builder.finish(&whole_file(&fragment))?;
+        Ok(unit_from(
+            canonical, kind, aliases, fragment, dropins, built,
+        ))
+    }
+
+    /// A slice with no file of its own (`user-1000.slice`: systemd makes
+    /// every slice on demand), with the drop-ins that apply to it
+    /// (`user-.slice.d/`).
+    fn implicit_slice(&self, name: &str) -> Result<Unit, LoadError> {
+        let spec = Specifiers::new(name, None, &self.ctx);
+        let mut builder = Builder::new(name, UnitKind::Slice, spec);
+        // systemd's built-in slices: there from boot to the end.
+        let builtin = match name {
+            crate::scope::ROOT_SLICE => Some("Root Slice"),
+            crate::model::SYSTEM_SLICE => Some("System Slice"),
+            _ => None,
+        };
+        if let Some(description) = builtin {
+            builder.unit.description = Some(description.to_string());
+            builder.unit.default_dependencies = false;
+        }
+        let names = [name.to_string()];
+        let dropins = self.apply_dropins(&mut builder, &names, None)?;
+        let built = builder.finish(&Location {
+            file: PathBuf::new(),
+            line: 0,
+        })?;
+        let (kind, fragment) = (UnitKind::Slice, PathBuf::new());
+        Ok(unit_from(
+            name.into(),
+            kind,
+            Vec::new(),
+            fragment,
+            dropins,
+            built,
+        ))
+    }
+
+    /// Applies the drop-ins and .wants/.requires links of a unit known by
+    /// `names`; returns the drop-in files applied.
+    fn apply_dropins(
+        &self,
+        builder: &mut Builder<'_>,
+        names: &[String],
+        instance: Option<&str>,
+    ) -> Result<Vec<PathBuf>, LoadError> {
         let mut dropins = Vec::new();
-        for path in list_files(&self.index.dropin_dirs(&names, ".d"), Some(".conf")) {
+        for path in list_files(&self.index.dropin_dirs(names, ".d"), Some(".conf")) {
             match crate::read::read_regular(&path, crate::read::MAX_UNIT_FILE) {
                 Ok(data) => {
                     builder.apply(&parse_bytes(&data, &path)?)?;
@@ -314,7 +368,7 @@ impl Loader {
             }
         }
         for (suffix, requires) in [(".wants", false), (".requires", true)] {
-            for path in list_files(&self.index.dropin_dirs(&names, suffix), None) {
+            for path in list_files(&self.index.dropin_dirs(names, suffix), None) {
                 if let Some(dep) = dependency_link(&path, instance, &mut builder.ctx.warnings) {
                     let list = if requires {
                         &mut builder.unit.requires
@@ -325,37 +379,7 @@ impl Loader {
                 }
             }
         }
-
-        let built = builder.finish(&whole_file(&fragment))?;
-        let mut all_aliases = aliases;
-        all_aliases.extend(
-            built
-                .install
-                .alias
-                .iter()
-                .filter(|a| **a != canonical)
-                .cloned(),
-        );
-        dedup(&mut all_aliases);
-        Ok(Unit {
-            name: canonical,
-            kind,
-            aliases: all_aliases,
-            fragment,
-            dropins,
-            unit: built.unit,
-            service: built.service,
-            socket: built.socket,
-            timer: built.timer,
-            mount: built.mount,
-            swap: built.swap,
-            automount: built.automount,
-            path: built.path,
-            install: built.install,
-            live_upgrade: built.live_upgrade,
-            warnings: built.warnings,
-            unenforced: built.unenforced,
-        })
+        Ok(dropins)
     }
 
     /// systemd's `target_add_default_dependencies()`: a target is ordered
@@ -391,6 +415,49 @@ impl Loader {
             }
         }
         dedup(&mut target.unit.after);
+    }
+}
+
+/// The loaded unit from its names, files and built sections.
+fn unit_from(
+    canonical: String,
+    kind: UnitKind,
+    aliases: Vec<String>,
+    fragment: PathBuf,
+    dropins: Vec<PathBuf>,
+    built: build::Built,
+) -> Unit {
+    let mut all_aliases = aliases;
+    all_aliases.extend(
+        built
+            .install
+            .alias
+            .iter()
+            .filter(|a| **a != canonical)
+            .cloned(),
+    );
+    dedup(&mut all_aliases);
+    Unit {
+        name: canonical,
+        kind,
+        aliases: all_aliases,
+        fragment,
+        dropins,
+        unit: built.unit,
+        service: built.service,
+        socket: built.socket,
+        timer: built.timer,
+        mount: built.mount,
+        swap: built.swap,
+        automount: built.automount,
+        path: built.path,
+        scope: built.scope,
+        slice_section: built.slice_section,
+        slice: built.slice,
+        install: built.install,
+        live_upgrade: built.live_upgrade,
+        warnings: built.warnings,
+        unenforced: built.unenforced,
     }
 }
 

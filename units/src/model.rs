@@ -54,10 +54,18 @@ pub enum UnitKind {
     /// A device the kernel and udev made (no unit file needed): active
     /// ("plugged") while its node or /sys path exists.
     Device,
+    /// A node of the cgroup tree (`user.slice`, `user-1000.slice`).
+    Slice,
+    /// Processes started elsewhere, grouped in a cgroup (logind's session
+    /// scopes, `systemd-run --scope`): only ever made at run time.
+    Scope,
     /// A unit type relive does not run yet (.mount, .path, ...):
     /// loaded so that dependencies on it resolve, never started.
     Unsupported,
 }
+
+/// Where services go unless they say otherwise (Slice=).
+pub const SYSTEM_SLICE: &str = "system.slice";
 
 /// A fully loaded unit: fragment + drop-ins + .wants/.requires directories.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +100,17 @@ pub struct Unit {
     /// Present for path units.
     #[serde(default)]
     pub path: Option<crate::path::PathSection>,
+    /// Present for scopes.
+    #[serde(default)]
+    pub scope: Option<crate::scope::ScopeSection>,
+    /// Present for slices.
+    #[serde(default)]
+    pub slice_section: Option<crate::scope::SliceSection>,
+    /// Slice=: the slice whose cgroup this unit's is in. None: the
+    /// default, system.slice for services and scopes, the parent slice
+    /// for a slice ([`Unit::slice`]).
+    #[serde(default)]
+    pub slice: Option<String>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     /// Unsupported directives and other non-fatal findings, one per occurrence.
@@ -114,6 +133,28 @@ pub struct Unenforced {
 }
 
 impl Unit {
+    /// The slice this unit's cgroup is in; None for the root slice.
+    pub fn slice(&self) -> Option<String> {
+        if self.kind == UnitKind::Slice {
+            return crate::scope::parent_slice(&self.name);
+        }
+        Some(
+            self.slice
+                .clone()
+                .unwrap_or_else(|| SYSTEM_SLICE.to_string()),
+        )
+    }
+
+    /// The unit's cgroup path relative to the cgroup2 root, e.g.
+    /// `/system.slice/ssh.service` or `/user.slice/user-0.slice`.
+    pub fn cgroup(&self) -> String {
+        match self.slice() {
+            _ if self.kind == UnitKind::Slice => crate::scope::slice_cgroup(&self.name),
+            Some(slice) => format!("{}/{}", crate::scope::slice_cgroup(&slice), self.name),
+            None => String::new(),
+        }
+    }
+
     /// A unit with no file (a device, a mount the kernel lists): its
     /// description, no dependencies of its own, restarted (not carried)
     /// by a live upgrade.
@@ -135,6 +176,9 @@ impl Unit {
             swap: None,
             automount: None,
             path: None,
+            scope: None,
+            slice_section: None,
+            slice: None,
             install: InstallSection::default(),
             live_upgrade: LiveUpgrade {
                 mode: UpgradeMode::Restart,

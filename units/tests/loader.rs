@@ -480,9 +480,11 @@ fn live_upgrade_defaults_and_explicit() {
     );
     assert_eq!(x.unit.before, ["shutdown.target"]);
     let y = l.load("y.slice").unwrap();
-    assert_eq!(y.kind, UnitKind::Unsupported);
-    assert_eq!(y.warnings.len(), 1, "{:?}", y.warnings);
-    assert_eq!(y.warnings[0].message, "relive does not run .slice units");
+    assert_eq!(y.kind, UnitKind::Slice);
+    assert!(y.warnings.is_empty(), "{:?}", y.warnings);
+    let weight = y.slice_section.as_ref().map(|s| s.resources.cpu_weight);
+    assert_eq!(weight, Some(Some(10)));
+    assert_eq!(y.live_upgrade.mode, UpgradeMode::Restart);
     assert_eq!(y.install.wanted_by, ["local-fs.target"]);
 }
 

@@ -469,6 +469,7 @@ fn run(
             );
             relive_snapshot::warm::wipe_leftover(store_dir);
         }
+        event_loop.manager.start_builtin_slices();
         tracing::info!("starting {target}");
         if let Err(e) = event_loop.manager.request(&target, JobKind::Start) {
             tracing::error!("cannot start {target}: {e}");

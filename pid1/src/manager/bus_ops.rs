@@ -40,7 +40,7 @@ impl Manager {
             KillWhom::Main => u.main_pid.into_iter().collect(),
             KillWhom::Control => u.control_pid.into_iter().collect(),
             KillWhom::All => {
-                let cgroup = relive_sys::cgroup::unit_cgroup(&canonical);
+                let cgroup = self.unit_cgroup(&canonical);
                 let mut all: Vec<i32> = u.main_pid.into_iter().chain(u.control_pid).collect();
                 if u.is_service() {
                     all.extend(self.rt.kernel.cgroup_pids(&cgroup).unwrap_or_default());

@@ -4,6 +4,7 @@
 
 use super::state::{ActiveState, JobKind, UnitState};
 use super::Manager;
+use crate::systemd1::events::BusEvent;
 use std::path::PathBuf;
 
 /// One unit and what ties other units to it.
@@ -157,6 +158,33 @@ impl Manager {
                 })
             })
             .collect()
+    }
+
+    /// StartupFinished, once, when the boot target is first reached.
+    pub fn announce_startup(&mut self) {
+        if self.rt.startup_announced {
+            return;
+        }
+        let target = self.boot_target();
+        let Some(reached) = self
+            .state
+            .units
+            .get(&target)
+            .map(|u| u.transitions.active_enter)
+            .filter(|s| s.wall != 0)
+        else {
+            return;
+        };
+        self.rt.startup_announced = true;
+        let started = self.rt.started.mono;
+        if reached.mono < started {
+            // Reached before a re-exec: announced by the relive before.
+            return;
+        }
+        self.rt.bus_events.publish(BusEvent::StartupFinished {
+            kernel_usec: started,
+            userspace_usec: reached.mono.saturating_sub(started),
+        });
     }
 
     pub fn manager_view(&self) -> ManagerView {

@@ -130,7 +130,7 @@ impl Manager {
                 .iter()
                 .map(|(k, v)| cstring(&format!("{k}={v}")))
                 .collect::<Result<_, _>>()?,
-            cgroup: Some(relive_sys::cgroup::unit_cgroup(name)),
+            cgroup: Some(self.unit_cgroup(name)),
             stdout,
             stderr,
             credentials: user.map(|u| u.credentials),
@@ -353,19 +353,19 @@ impl Manager {
         Ok((stdout, stderr))
     }
 
-    /// Before a start: the cgroup and RuntimeDirectory=.
-    pub fn prepare_unit_resources(
+    /// The unit's cgroup, with its resource settings; its path.
+    pub(super) fn create_unit_cgroup(
         &mut self,
         name: &str,
-        svc: &ServiceSection,
-    ) -> Result<(), String> {
-        let cgroup = relive_sys::cgroup::unit_cgroup(name);
+        resources: &relive_units::resources::Resources,
+    ) -> Result<String, String> {
+        let cgroup = self.unit_cgroup(name);
         self.rt
             .kernel
             .cgroup_create(&cgroup)
             .map_err(|e| format!("cannot create cgroup: {e}"))?;
-        if !svc.resources.is_empty() {
-            let settings = svc.resources.cgroup_settings(
+        if !resources.is_empty() {
+            let settings = resources.cgroup_settings(
                 super::conditions::physical_memory().unwrap_or(0),
                 task_limit(),
             );
@@ -374,6 +374,16 @@ impl Manager {
                 .cgroup_configure(&cgroup, &settings)
                 .map_err(|e| format!("cannot apply resource settings: {e}"))?;
         }
+        Ok(cgroup)
+    }
+
+    /// Before a start: the cgroup and RuntimeDirectory=.
+    pub fn prepare_unit_resources(
+        &mut self,
+        name: &str,
+        svc: &ServiceSection,
+    ) -> Result<(), String> {
+        self.create_unit_cgroup(name, &svc.resources)?;
         let directories = &svc.directories;
         let none_asked = DirectoryKind::ALL
             .iter()
@@ -426,9 +436,7 @@ impl Manager {
         if !svc.credentials.is_empty() {
             super::credentials::release(name);
         }
-        self.rt
-            .kernel
-            .cgroup_remove(&relive_sys::cgroup::unit_cgroup(name));
+        self.rt.kernel.cgroup_remove(&self.unit_cgroup(name));
         if svc.sandbox.remove_ipc {
             self.remove_ipc_after(name, svc);
         }

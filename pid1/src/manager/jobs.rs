@@ -379,6 +379,8 @@ impl Manager {
                     Some(UnitKind::Mount | UnitKind::Swap) => self.start_mount(name),
                     Some(UnitKind::Path) => self.start_path(name),
                     Some(UnitKind::Automount) => self.start_automount(name),
+                    Some(UnitKind::Slice) => self.start_slice(name),
+                    Some(UnitKind::Scope) => self.start_scope(name),
                     Some(UnitKind::Target) => {
                         // Conditions hold for targets too
                         // (first-boot-complete.target: ConditionFirstBoot=).
@@ -399,6 +401,8 @@ impl Manager {
                 Some(UnitKind::Mount | UnitKind::Swap) => self.stop_mount(name),
                 Some(UnitKind::Path) => self.stop_path(name),
                 Some(UnitKind::Automount) => self.stop_automount(name),
+                Some(UnitKind::Slice) => self.stop_slice(name),
+                Some(UnitKind::Scope) => self.stop_scope(name),
                 _ => self.set_state(name, ActiveState::Inactive, SubState::Dead),
             },
             JobKind::Reload => self.begin_reload(name),

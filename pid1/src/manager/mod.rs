@@ -30,6 +30,7 @@ mod plan;
 mod remove_ipc;
 mod rundir;
 mod sandbox;
+pub mod scopes;
 mod seccomp_rules;
 mod security;
 mod service;
@@ -111,6 +112,10 @@ pub struct Runtime {
     pub bus_events: crate::systemd1::events::Subscribers,
     /// When this relive started (UserspaceTimestamp).
     pub started: state::Stamp,
+    /// StartupFinished went out (or is not this relive's to send).
+    pub startup_announced: bool,
+    /// Processes a transient scope takes in when its start job runs.
+    pub scope_pids: HashMap<String, Vec<i32>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -163,6 +168,8 @@ impl Manager {
                 bus_names: BTreeSet::new(),
                 bus_events: Default::default(),
                 started: state::Stamp::now(),
+                startup_announced: false,
+                scope_pids: HashMap::new(),
             },
             config,
             unit_dirs,
@@ -274,7 +281,7 @@ impl Manager {
             let pids = self
                 .rt
                 .kernel
-                .cgroup_pids(&relive_sys::cgroup::unit_cgroup(&name))
+                .cgroup_pids(&self.unit_cgroup(&name))
                 .unwrap_or_default();
             let Some(main) = pids.iter().min().copied() else {
                 continue;
@@ -329,10 +336,15 @@ impl Manager {
         Ok(())
     }
 
+    /// Reads the search path's directories again (a unit file was added).
+    fn refresh_loader(&mut self) {
+        self.loader = Loader::new(self.unit_dirs.clone());
+    }
+
     /// Re-reads every unit file. Running units keep their processes and
     /// state; their configuration is replaced.
     pub fn daemon_reload(&mut self) {
-        self.loader = Loader::new(self.unit_dirs.clone());
+        self.refresh_loader();
         self.state.aliases.clear();
         let names: Vec<String> = self.state.units.keys().cloned().collect();
         for name in names {
@@ -360,6 +372,15 @@ impl Manager {
     /// Accounts are read per spawn: a package may have added a user since boot.
     fn accounts(&self) -> Accounts {
         Accounts::read(std::path::Path::new("/etc"))
+    }
+
+    /// The unit's cgroup path relative to the cgroup2 root: below its
+    /// slice (`/system.slice/ssh.service`, `/user.slice/user-0.slice`).
+    pub fn unit_cgroup(&self, name: &str) -> String {
+        match self.unit(name).and_then(|u| u.config.as_ref()) {
+            Some(config) => config.cgroup(),
+            None => relive_sys::cgroup::unit_cgroup(name),
+        }
     }
 
     pub fn unit(&self, name: &str) -> Option<&UnitState> {
@@ -410,6 +431,7 @@ impl Manager {
                 Some(UnitKind::Timer) => self.timer_deadline(&name),
                 Some(UnitKind::Device) => self.device_deadline(&name),
                 Some(UnitKind::Mount | UnitKind::Swap) => self.mount_timeout(&name),
+                Some(UnitKind::Scope) => self.scope_check(&name),
                 _ => self.service_timeout(&name),
             }
         }

@@ -16,8 +16,16 @@ impl Manager {
         for u in self.state.units.values().filter(|u| is_running_service(u)) {
             let cfg = u.config.as_ref().expect("a running service is loaded");
             match cfg.live_upgrade.mode {
+                UpgradeMode::Preserve
+                    if self.unit_cgroup(&u.name) != relive_sys::cgroup::unit_cgroup(&u.name) =>
+                {
+                    // The checkpoint finds a unit's processes in
+                    // system.slice: a service in a slice of its own
+                    // (user@.service) starts again on the new kernel.
+                    plan.restarted.push(u.name.clone())
+                }
                 UpgradeMode::Preserve => {
-                    let cgroup = relive_sys::cgroup::unit_cgroup(&u.name);
+                    let cgroup = self.unit_cgroup(&u.name);
                     let pids: Vec<u32> = self
                         .rt
                         .kernel

@@ -37,6 +37,7 @@ impl Manager {
             let is_down = matches!(active, ActiveState::Inactive | ActiveState::Failed);
             if was_down && !is_down {
                 u.active_enter_mono = Some(clock::now());
+                u.invocation_id = Some(new_invocation_id());
             } else if is_down && !was_down {
                 u.inactive_enter_mono = Some(clock::now());
             }
@@ -223,7 +224,7 @@ impl Manager {
                 } else if u.main_pid.is_none() && svc.remain_after_exit {
                     self.set_state(name, ActiveState::Active, SubState::Exited);
                 } else if u.main_pid.is_none() {
-                    let cgroup = relive_sys::cgroup::unit_cgroup(name);
+                    let cgroup = self.unit_cgroup(name);
                     if self.rt.kernel.cgroup_populated(&cgroup).unwrap_or(false) {
                         // Processes run, none of them the main one
                         // (GuessMainPID=no): running, as under systemd.
@@ -314,7 +315,7 @@ impl Manager {
         let pid = if let Some(path) = &svc.pid_file {
             Some(self.pid_from_file(name, path)?)
         } else {
-            let cgroup = relive_sys::cgroup::unit_cgroup(name);
+            let cgroup = self.unit_cgroup(name);
             let pids = self.rt.kernel.cgroup_pids(&cgroup).unwrap_or_default();
             match pids.as_slice() {
                 // Nothing left (an init script that only configures):
@@ -362,7 +363,7 @@ impl Manager {
                 path.display()
             ));
         };
-        let own = relive_sys::cgroup::unit_cgroup(name);
+        let own = self.unit_cgroup(name);
         let in_unit = cgroup == own || cgroup.starts_with(&format!("{own}/"));
         if !in_unit {
             if owner != 0 {
@@ -470,7 +471,7 @@ impl Manager {
     ) {
         let mut targets: Vec<i32> = main.into_iter().chain(control).collect();
         if svc.kill_mode == KillMode::ControlGroup {
-            let cgroup = relive_sys::cgroup::unit_cgroup(name);
+            let cgroup = self.unit_cgroup(name);
             // SIGKILL at once, in the kernel: a process forking in a loop
             // cannot outrun it, as it could a kill per listed PID, and
             // 10,000 processes need no 20,000 kill(2) calls.
@@ -516,7 +517,7 @@ impl Manager {
         if matches!(svc.kill_mode, KillMode::ControlGroup | KillMode::Mixed) {
             // cgroup.events, not cgroup.procs: this runs on every exit of
             // a process of a stopping unit, and a unit may have 10,000.
-            let cgroup = relive_sys::cgroup::unit_cgroup(name);
+            let cgroup = self.unit_cgroup(name);
             if self.rt.kernel.cgroup_populated(&cgroup).unwrap_or(false) {
                 return;
             }
@@ -610,10 +611,7 @@ impl Manager {
                     .deadline = deadline;
                 self.set_state(name, ActiveState::Deactivating, SubState::StopSigkill);
                 if matches!(svc.kill_mode, KillMode::ControlGroup | KillMode::Mixed) {
-                    let _ = self
-                        .rt
-                        .kernel
-                        .cgroup_kill(&relive_sys::cgroup::unit_cgroup(name));
+                    let _ = self.rt.kernel.cgroup_kill(&self.unit_cgroup(name));
                 }
                 self.signal_unit(name, &svc, libc::SIGKILL, main, control);
                 self.mark_timeout(name);
@@ -811,7 +809,7 @@ fn command_of(
 }
 
 /// A unit's timeout, or the manager's default; None is no timeout.
-fn resolve_timeout(setting: Timeout, default_sec: f64) -> Option<Duration> {
+pub(super) fn resolve_timeout(setting: Timeout, default_sec: f64) -> Option<Duration> {
     match setting {
         Timeout::Infinity => None,
         Timeout::After(d) => Some(d),
@@ -862,4 +860,14 @@ fn should_restart(svc: &ServiceSection, result: &UnitResult) -> bool {
         ),
         RestartPolicy::OnAbort => matches!(result, UnitResult::Signal(_)),
     }
+}
+
+/// 16 random bytes; zeros (no id) if the kernel has none to give.
+fn new_invocation_id() -> [u8; 16] {
+    use std::io::Read;
+    let mut id = [0u8; 16];
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        let _ = random.read_exact(&mut id);
+    }
+    id
 }

@@ -109,6 +109,11 @@ pub enum SubState {
     StopPost,
     AutoRestart,
     Failed,
+    /// A slice that is set up.
+    Active,
+    /// A scope whose manager (logind) let go of it: it ends when its
+    /// processes do.
+    Abandoned,
 }
 
 impl SubState {
@@ -135,6 +140,8 @@ impl SubState {
             SubState::StopPost => "stop-post",
             SubState::AutoRestart => "auto-restart",
             SubState::Failed => "failed",
+            SubState::Active => "active",
+            SubState::Abandoned => "abandoned",
         }
     }
 }
@@ -258,7 +265,8 @@ pub struct UnitState {
     pub active_enter_mono: Option<Monotonic>,
     #[serde(default)]
     pub inactive_enter_mono: Option<Monotonic>,
-    /// A start job waits for its device until then.
+    /// A start job waits for its device until then; a stopping scope
+    /// gets SIGKILL then.
     #[serde(default)]
     pub wait_until: Option<Monotonic>,
     /// WatchdogSec=: the main process must send WATCHDOG=1 before then.
@@ -271,6 +279,10 @@ pub struct UnitState {
     /// status's "since").
     #[serde(default)]
     pub transitions: Transitions,
+    /// A random 128-bit id of its current activation (systemd's
+    /// InvocationID), new each time it leaves inactive.
+    #[serde(default)]
+    pub invocation_id: Option<[u8; 16]>,
 }
 
 /// A moment on both clocks, µs (CLOCK_REALTIME, CLOCK_MONOTONIC); zero
@@ -354,6 +366,7 @@ impl UnitState {
             watchdog_deadline: None,
             watchdog_override: None,
             transitions: Transitions::default(),
+            invocation_id: None,
         }
     }
 

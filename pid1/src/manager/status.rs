@@ -186,7 +186,7 @@ impl Manager {
     pub fn unit_status(&self, name: &str) -> Option<UnitStatus> {
         let u = self.unit(name)?;
         let cfg = u.config.as_ref();
-        let cgroup = relive_sys::cgroup::unit_cgroup(&u.name);
+        let cgroup = self.unit_cgroup(&u.name);
         let pids = if u.is_service() {
             self.rt
                 .kernel

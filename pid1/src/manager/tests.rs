@@ -19,6 +19,10 @@ enum Call {
         pid: i32,
         signal: i32,
     },
+    Attach {
+        cgroup: String,
+        pid: i32,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -76,8 +80,18 @@ impl Kernel for FakeKernel {
     ) -> std::io::Result<()> {
         Ok(())
     }
+    fn cgroup_attach(&mut self, path: &str, pid: i32) -> std::io::Result<()> {
+        let unit = path.rsplit('/').next().unwrap_or(path).to_owned();
+        let mut r = self.0.lock().unwrap();
+        r.calls.push(Call::Attach {
+            cgroup: path.to_owned(),
+            pid,
+        });
+        r.running.entry(unit).or_default().push(pid);
+        Ok(())
+    }
     fn cgroup_pids(&self, path: &str) -> std::io::Result<Vec<i32>> {
-        let unit = path.trim_start_matches("/system.slice/");
+        let unit = path.rsplit('/').next().unwrap_or(path);
         Ok(self
             .0
             .lock()
@@ -90,8 +104,11 @@ impl Kernel for FakeKernel {
     fn cgroup_kill(&mut self, _: &str) -> std::io::Result<()> {
         Ok(())
     }
-    fn cgroup_populated(&self, _: &str) -> std::io::Result<bool> {
-        Ok(false)
+    fn cgroup_populated(&self, path: &str) -> std::io::Result<bool> {
+        // Only scopes' processes are tracked by cgroup here.
+        let unit = path.rsplit('/').next().unwrap_or(path);
+        let r = self.0.lock().unwrap();
+        Ok(unit.ends_with(".scope") && r.running.get(unit).is_some_and(|p| !p.is_empty()))
     }
     fn cgroup_children(&self, _: &str) -> std::io::Result<Vec<String>> {
         Ok(self.0.lock().unwrap().running.keys().cloned().collect())
@@ -648,4 +665,81 @@ fn socket_traffic_during_a_shutdown_starts_nothing() {
     assert!(!spawned_units(&k).contains(&"j.service".to_owned()));
     assert_eq!(m.unit("j.socket").unwrap().active, ActiveState::Inactive);
     assert!(m.listening_fds().is_empty());
+}
+
+#[test]
+fn a_transient_scope_takes_its_processes_and_goes_when_they_do() {
+    let (mut m, k, dir) = manager(&[("user.slice", "[Unit]\nDescription=Users\n")]);
+    let transient = dir.path.join("transient");
+    m.unit_dirs.push(transient.clone());
+    let scope = super::scopes::Transient {
+        name: "session-1.scope".into(),
+        unit_file: "[Unit]\nDescription=Session 1\n[Scope]\nSlice=user-0.slice\nSendSIGHUP=yes\n"
+            .into(),
+        pids: vec![4242],
+    };
+    m.start_transient(scope.clone()).unwrap();
+    assert!(transient.join("session-1.scope").exists());
+    assert!(k.0.lock().unwrap().calls.contains(&Call::Attach {
+        cgroup: "/user.slice/user-0.slice/session-1.scope".into(),
+        pid: 4242
+    }));
+    let u = m.unit("session-1.scope").unwrap();
+    assert_eq!((u.active, u.sub), (ActiveState::Active, SubState::Running));
+    assert_eq!(m.unit("user-0.slice").unwrap().active, ActiveState::Active);
+    // The same name again while it runs is refused.
+    assert!(m.start_transient(scope).is_err());
+
+    m.request("session-1.scope", JobKind::Stop).unwrap();
+    for signal in [libc::SIGTERM, libc::SIGHUP] {
+        assert!(k
+            .0
+            .lock()
+            .unwrap()
+            .calls
+            .contains(&Call::Kill { pid: 4242, signal }));
+    }
+    assert_eq!(
+        m.unit("session-1.scope").unwrap().active,
+        ActiveState::Deactivating
+    );
+    k.0.lock().unwrap().running.remove("session-1.scope");
+    m.scope_check("session-1.scope");
+    assert!(m.unit("session-1.scope").is_none());
+    assert!(!transient.join("session-1.scope").exists());
+}
+
+#[test]
+fn a_scope_without_processes_is_refused_and_leaves_nothing() {
+    let (mut m, _k, dir) = manager(&[]);
+    m.unit_dirs.push(dir.path.join("transient"));
+    let err = m
+        .start_transient(super::scopes::Transient {
+            name: "run-x.scope".into(),
+            unit_file: "[Scope]\n".into(),
+            pids: Vec::new(),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("no PIDs"), "{err}");
+    assert!(m.unit("run-x.scope").is_none());
+    assert!(!dir.path.join("transient/run-x.scope").exists());
+}
+
+#[test]
+fn an_abandoned_scope_runs_until_its_processes_end() {
+    let (mut m, k, dir) = manager(&[]);
+    m.unit_dirs.push(dir.path.join("transient"));
+    m.start_transient(super::scopes::Transient {
+        name: "session-2.scope".into(),
+        unit_file: "[Scope]\n".into(),
+        pids: vec![77],
+    })
+    .unwrap();
+    m.abandon_scope("session-2.scope").unwrap();
+    assert_eq!(m.unit("session-2.scope").unwrap().sub, SubState::Abandoned);
+    m.scope_check("session-2.scope");
+    assert!(m.unit("session-2.scope").is_some());
+    k.0.lock().unwrap().running.remove("session-2.scope");
+    m.scope_check("session-2.scope");
+    assert!(m.unit("session-2.scope").is_none());
 }

@@ -63,7 +63,7 @@ impl Manager {
         u.deadline = None;
         Ok(ParkInfo {
             main_pid,
-            cgroup: relive_sys::cgroup::unit_cgroup(name),
+            cgroup: self.unit_cgroup(name),
             pipes,
             runtime_dirs,
         })
@@ -73,7 +73,7 @@ impl Manager {
     /// (cron keeps /run/crond.pid open and locked): /run starts empty in
     /// the new kernel, and CRIU reopens files by their path.
     fn open_run_files(&self, name: &str) -> Vec<String> {
-        let cgroup = relive_sys::cgroup::unit_cgroup(name);
+        let cgroup = self.unit_cgroup(name);
         let mut files = std::collections::BTreeSet::new();
         for pid in self.rt.kernel.cgroup_pids(&cgroup).unwrap_or_default() {
             let Ok(fds) = procfs::process::Process::new(pid).and_then(|p| p.fd()) else {

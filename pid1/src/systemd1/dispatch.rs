@@ -11,11 +11,14 @@ use zbus::zvariant::DynamicType;
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 const PEER: &str = "org.freedesktop.DBus.Peer";
 const INTROSPECTABLE: &str = "org.freedesktop.DBus.Introspectable";
+const SCOPE: &str = "org.freedesktop.systemd1.Scope";
 
 /// Who is calling: what access is decided on.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub uid: u32,
+    /// Its process, when known (a scope's PIDs may name it as 0).
+    pub pid: Option<u32>,
 }
 
 /// A D-Bus error reply: systemd's name and a message.
@@ -175,6 +178,19 @@ impl Dispatcher {
                 "org.freedesktop.DBus.Error.UnknownObject",
                 format!("Unknown object '{path}'."),
             )),
+            // unit/self is the caller's own unit (systemd-run asks it).
+            Some(Object::Unit(name)) if name == "self" => {
+                match caller
+                    .pid
+                    .and_then(|pid| relive_sys::cgroup::unit_of_pid(pid as i32))
+                {
+                    Some(unit) => route(&call, Object::Unit(unit), &interface, &member),
+                    None => Err(BusError::new(
+                        "org.freedesktop.systemd1.NoUnitForPID",
+                        "The caller does not belong to any unit.",
+                    )),
+                }
+            }
             Some(object) => route(&call, object, &interface, &member),
         };
         if let Err(e) = outcome {
@@ -220,7 +236,11 @@ fn route(call: &Call<'_>, object: Object, interface: &str, member: &str) -> Resu
             Object::Manager if interface == MANAGER || interface.is_empty() => {
                 super::manager_methods::call(call, member)
             }
-            Object::Unit(name) if interface == UNIT || interface.is_empty() => {
+            Object::Unit(name)
+                if interface == UNIT
+                    || interface.is_empty()
+                    || (interface == SCOPE && member == "Abandon") =>
+            {
                 super::manager_methods::unit_call(call, &name, member)
             }
             Object::Job(id) if interface == JOB || interface.is_empty() => match member {

@@ -46,8 +46,20 @@ pub enum BusEvent {
         active: &'static str,
         sub: &'static str,
     },
+    /// A unit relive let go of (a transient scope whose processes are
+    /// gone).
+    UnitRemoved {
+        unit: String,
+    },
     /// A daemon-reload begins (true) or has ended (false).
     Reloading(bool),
+    /// The boot's start jobs are done: µs in the kernel (boot to relive's
+    /// start) and in user space (relive's start to now). Firmware, loader
+    /// and initrd times are not known to relive: 0.
+    StartupFinished {
+        kernel_usec: u64,
+        userspace_usec: u64,
+    },
 }
 
 /// What a unit looked like when the last changes were published.
@@ -89,6 +101,14 @@ impl Subscribers {
         }
         // A full or closed channel is a client gone or stuck: dropped.
         self.senders.retain(|tx| tx.try_send(event.clone()).is_ok());
+    }
+
+    /// `unit` is gone: UnitRemoved, and it is new again if it comes back.
+    pub fn removed(&mut self, unit: &str) {
+        self.seen.remove(unit);
+        self.publish(BusEvent::UnitRemoved {
+            unit: unit.to_owned(),
+        });
     }
 
     /// Publishes UnitNew for every unit loaded since the last call, and

@@ -90,7 +90,7 @@ impl Verb {
 
 /// The job modes relive honours: every mode but isolate queues the job
 /// as relive always does (replacing a conflicting job).
-fn check_mode(mode: &str) -> Result<(), BusError> {
+pub(super) fn check_mode(mode: &str) -> Result<(), BusError> {
     match mode {
         "replace"
         | "fail"
@@ -149,7 +149,7 @@ fn shutdown_target(name: &str) -> Option<ShutdownKind> {
 }
 
 /// systemd's wording for the errors systemctl shows.
-fn unit_error(e: ManagerError) -> BusError {
+pub(super) fn unit_error(e: ManagerError) -> BusError {
     match e {
         ManagerError::NoSuchUnit { name, reason } if reason == "masked" => BusError::new(
             "org.freedesktop.systemd1.UnitMasked",
@@ -236,6 +236,11 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
         return enqueue(call, name, verb, &mode);
     }
     match member {
+        "StartTransientUnit" => super::transient::start_transient_unit(call),
+        "AbandonScope" => {
+            let name: String = call.args()?;
+            abandon_scope(call, name)
+        }
         "GetUnit" => {
             let name: String = call.args()?;
             let found = call.on_manager(move |m| {
@@ -265,12 +270,9 @@ pub fn call(call: &Call<'_>, member: &str) -> Result<(), BusError> {
         }
         "GetUnitByPID" => {
             let pid: u32 = call.args()?;
-            let cgroup = relive_sys::cgroup::cgroup_of(pid as i32);
-            let unit = cgroup
-                .as_deref()
-                .and_then(relive_sys::cgroup::unit_of_cgroup)
-                .map(str::to_owned);
-            match unit {
+            // 0 is the caller.
+            let pid = if pid == 0 { call.caller.pid.unwrap_or(0) } else { pid };
+            match relive_sys::cgroup::unit_of_pid(pid as i32) {
                 Some(u) => call.reply(&object_path(unit_path(&u))),
                 None => Err(BusError::new(
                     "org.freedesktop.systemd1.NoUnitForPID",
@@ -422,8 +424,22 @@ pub fn unit_call(call: &Call<'_>, name: &str, member: &str) -> Result<(), BusErr
             kill(call, name.to_owned(), &whom, signal)
         }
         "ResetFailed" => reset_failed(call, name.to_owned()),
+        // org.freedesktop.systemd1.Scope's.
+        "Abandon" => abandon_scope(call, name.to_owned()),
         _ => Err(BusError::unknown_method(super::properties::UNIT, member)),
     }
+}
+
+fn abandon_scope(call: &Call<'_>, name: String) -> Result<(), BusError> {
+    call.require_root("AbandonScope")?;
+    call.on_manager(move |m| m.abandon_scope(&name))?
+        .map_err(|e| match e {
+            ManagerError::Refused(message) => {
+                BusError::new("org.freedesktop.systemd1.ScopeNotRunning", message)
+            }
+            other => unit_error(other),
+        })?;
+    call.reply(&())
 }
 
 fn reset_failed(call: &Call<'_>, name: String) -> Result<(), BusError> {
@@ -496,8 +512,10 @@ fn list_unit_files(
 /// unit's cgroup and those below it.
 fn unit_processes(call: &Call<'_>, name: String) -> Result<(), BusError> {
     let load = call.caller.uid == 0;
-    let canonical = call.on_manager(move |m| m.unit_view(&name, load).state.name)?;
-    let cgroup = relive_sys::cgroup::unit_cgroup(&canonical);
+    let cgroup = call.on_manager(move |m| {
+        let canonical = m.unit_view(&name, load).state.name;
+        m.unit_cgroup(&canonical)
+    })?;
     let mut rows: Vec<(String, u32, String)> = Vec::new();
     collect_processes(
         &std::path::Path::new("/sys/fs/cgroup").join(cgroup.trim_start_matches('/')),

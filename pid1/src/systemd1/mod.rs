@@ -17,6 +17,7 @@
 //! Access is systemd's without polkit: reading is for everyone,
 //! changing anything is for root; relive's interface is root-only.
 
+mod cgroup_props;
 mod dispatch;
 pub mod events;
 mod manager_methods;
@@ -24,6 +25,7 @@ pub mod paths;
 mod private_socket;
 mod properties;
 mod relive_methods;
+mod transient;
 mod unit_file_methods;
 
 pub use dispatch::{Caller, Dispatcher};

@@ -32,6 +32,9 @@ pub fn serve_private(run_systemd: &Path, commands: CommandSender) -> io::Result<
 }
 
 fn serve_connection(stream: UnixStream, uid: u32, commands: CommandSender) {
+    let pid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .ok()
+        .and_then(|c| u32::try_from(c.pid()).ok());
     // The iterator exists before the connection reads: systemctl sends
     // its first call right after the handshake, and a message read before
     // anyone listens would be lost.
@@ -65,7 +68,7 @@ fn serve_connection(stream: UnixStream, uid: u32, commands: CommandSender) {
     for message in messages {
         let Ok(message) = message else { break };
         if message.header().message_type() == zbus::message::Type::MethodCall {
-            dispatcher.handle(&conn, &message, Caller { uid });
+            dispatcher.handle(&conn, &message, Caller { uid, pid });
         }
     }
     // The client is gone: the forwarder's channel closes, it ends.
@@ -109,6 +112,30 @@ pub fn forward_signals(
                 MANAGER_IFACE,
                 "UnitNew",
                 &(unit.as_str(), object_path(unit_path(unit))),
+            ),
+            BusEvent::UnitRemoved { unit } => conn.emit_signal(
+                destination,
+                MANAGER,
+                MANAGER_IFACE,
+                "UnitRemoved",
+                &(unit.as_str(), object_path(unit_path(unit))),
+            ),
+            BusEvent::StartupFinished {
+                kernel_usec,
+                userspace_usec,
+            } => conn.emit_signal(
+                destination,
+                MANAGER,
+                MANAGER_IFACE,
+                "StartupFinished",
+                &(
+                    0u64,
+                    0u64,
+                    *kernel_usec,
+                    0u64,
+                    *userspace_usec,
+                    kernel_usec + userspace_usec,
+                ),
             ),
             BusEvent::UnitChanged { unit, active, sub } => {
                 let changed: HashMap<&str, Value<'_>> = [

@@ -67,9 +67,9 @@ impl zbus::zvariant::Type for Props {
 }
 
 /// systemd's "infinity" for a number of bytes, tasks or µs.
-const INFINITY: u64 = u64::MAX;
+pub(super) const INFINITY: u64 = u64::MAX;
 
-fn s(text: impl Into<String>) -> Value<'static> {
+pub(super) fn s(text: impl Into<String>) -> Value<'static> {
     Value::from(text.into())
 }
 
@@ -102,6 +102,8 @@ pub fn type_interface(kind: UnitKind) -> Option<&'static str> {
         UnitKind::Path => "org.freedesktop.systemd1.Path",
         UnitKind::Automount => "org.freedesktop.systemd1.Automount",
         UnitKind::Device => "org.freedesktop.systemd1.Device",
+        UnitKind::Slice => "org.freedesktop.systemd1.Slice",
+        UnitKind::Scope => "org.freedesktop.systemd1.Scope",
         UnitKind::Unsupported => return None,
     })
 }
@@ -118,6 +120,8 @@ pub fn kind_of_name(name: &str) -> Option<UnitKind> {
         "path" => UnitKind::Path,
         "automount" => UnitKind::Automount,
         "device" => UnitKind::Device,
+        "slice" => UnitKind::Slice,
+        "scope" => UnitKind::Scope,
         _ => return None,
     })
 }
@@ -254,8 +258,14 @@ pub fn unit_props(view: &UnitView, with_file_state: bool) -> Props {
         Value::from(section.is_none_or(|s| s.default_dependencies)),
     );
     p.insert("NeedDaemonReload", Value::from(false));
-    p.insert("Transient", Value::from(false));
-    p.insert("Perpetual", Value::from(false));
+    let transient = cfg.is_some_and(|c| {
+        c.fragment
+            .parent()
+            .is_some_and(|d| d.ends_with("transient"))
+    });
+    p.insert("Transient", Value::from(transient));
+    let perpetual = u.name == relive_units::scope::ROOT_SLICE;
+    p.insert("Perpetual", Value::from(perpetual));
     let condition_ok =
         u.result != UnitResult::Success || u.sub != crate::manager::state::SubState::Condition;
     p.insert("ConditionResult", Value::from(condition_ok));
@@ -302,6 +312,8 @@ pub fn unit_props(view: &UnitView, with_file_state: bool) -> Props {
         "StartLimitBurst",
         Value::from(section.and_then(|s| s.start_limit_burst).unwrap_or(5)),
     );
+    let invocation = u.invocation_id.map(|id| id.to_vec()).unwrap_or_default();
+    p.insert("InvocationID", Value::from(invocation));
     p
 }
 
@@ -380,6 +392,13 @@ pub fn type_props(view: &UnitView) -> Props {
         p.insert("Type", s(mount.fs_type.clone().unwrap_or_default()));
         p.insert("Result", s(result.clone()));
     }
+    if let Some(scope) = &cfg.scope {
+        super::cgroup_props::scope_props(&mut p, view, scope, &result);
+    }
+    if let Some(slice) = &cfg.slice_section {
+        let active = u.active == crate::manager::state::ActiveState::Active;
+        super::cgroup_props::cgroup_props(&mut p, view, active, &slice.resources);
+    }
     if let Some(path) = &cfg.path {
         p.insert("Unit", s(path.unit.clone().unwrap_or_default()));
         p.insert("Result", s(result));
@@ -415,7 +434,7 @@ fn type_name(t: ServiceType) -> &'static str {
 /// systemd's default start and stop timeout (DefaultTimeoutStartSec=).
 const DEFAULT_TIMEOUT: u64 = 90_000_000;
 
-fn timeout(t: &Timeout) -> u64 {
+pub(super) fn timeout(t: &Timeout) -> u64 {
     match t {
         Timeout::Default => DEFAULT_TIMEOUT,
         Timeout::Infinity => INFINITY,
@@ -491,7 +510,8 @@ fn service_props(p: &mut Props, view: &UnitView, svc: &relive_units::ServiceSect
     p.insert("ExecReload", commands(&svc.exec_reload));
     p.insert("ExecStop", commands(&svc.exec_stop));
     p.insert("ExecStopPost", commands(&svc.exec_stop_post));
-    cgroup_props(p, view, svc);
+    let running = u.main_pid.is_some() || u.control_pid.is_some();
+    super::cgroup_props::cgroup_props(p, view, running, &svc.resources);
     let env: Vec<String> = svc
         .environment
         .iter()
@@ -506,74 +526,6 @@ fn service_props(p: &mut Props, view: &UnitView, svc: &relive_units::ServiceSect
     p.insert("WorkingDirectory", s(directory.unwrap_or_default()));
     p.insert("User", s(svc.user.clone().unwrap_or_default()));
     p.insert("Group", s(svc.group.clone().unwrap_or_default()));
-}
-
-/// ControlGroup and the figures read from it, the limits asked for.
-fn cgroup_props(p: &mut Props, view: &UnitView, svc: &relive_units::ServiceSection) {
-    let cgroup = relive_sys::cgroup::unit_cgroup(&view.state.name);
-    let dir = PathBuf::from("/sys/fs/cgroup").join(cgroup.trim_start_matches('/'));
-    let read = |file: &str| -> u64 {
-        std::fs::read_to_string(dir.join(file))
-            .ok()
-            .and_then(|t| t.split_whitespace().next()?.parse().ok())
-            .unwrap_or(INFINITY)
-    };
-    let running = view.state.main_pid.is_some() || view.state.control_pid.is_some();
-    p.insert("Slice", s("system.slice"));
-    p.insert(
-        "ControlGroup",
-        s(if running {
-            cgroup.clone()
-        } else {
-            String::new()
-        }),
-    );
-    let (memory, tasks) = if running {
-        (read("memory.current"), read("pids.current"))
-    } else {
-        (INFINITY, INFINITY)
-    };
-    p.insert("MemoryCurrent", Value::from(memory));
-    p.insert("TasksCurrent", Value::from(tasks));
-    let cpu = if running {
-        std::fs::read_to_string(dir.join("cpu.stat"))
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("usage_usec "))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            })
-            .map_or(INFINITY, |us| us.saturating_mul(1000))
-    } else {
-        INFINITY
-    };
-    p.insert("CPUUsageNSec", Value::from(cpu));
-    let r = &svc.resources;
-    // The same totals the limits were applied with.
-    let memory = crate::manager::physical_memory().unwrap_or(0);
-    let threads = crate::manager::task_limit();
-    // "max" (infinity) does not parse: INFINITY, as systemd shows it.
-    let value = |l: Option<relive_units::resources::Limit>, total: u64, unset: u64| -> u64 {
-        l.map_or(unset, |l| l.cgroup_value(total).parse().unwrap_or(INFINITY))
-    };
-    p.insert("MemoryMin", Value::from(value(r.memory_min, memory, 0)));
-    p.insert("MemoryLow", Value::from(value(r.memory_low, memory, 0)));
-    p.insert(
-        "MemoryHigh",
-        Value::from(value(r.memory_high, memory, INFINITY)),
-    );
-    p.insert(
-        "MemoryMax",
-        Value::from(value(r.memory_max, memory, INFINITY)),
-    );
-    p.insert(
-        "MemorySwapMax",
-        Value::from(value(r.memory_swap_max, memory, INFINITY)),
-    );
-    p.insert(
-        "TasksMax",
-        Value::from(value(r.tasks_max, threads, INFINITY)),
-    );
 }
 
 /// org.freedesktop.systemd1.Job.

@@ -21,6 +21,9 @@ fn unit(name: &str, edit: impl FnOnce(&mut UnitSection)) -> Unit {
         swap: None,
         automount: None,
         path: None,
+        scope: None,
+        slice_section: None,
+        slice: None,
         install: InstallSection::default(),
         live_upgrade: LiveUpgrade {
             mode: UpgradeMode::Preserve,

@@ -9,6 +9,7 @@
 
 use super::mount::{AutomountBuilder, MountBuilder, SwapBuilder};
 use super::path::PathBuilder;
+use super::scope;
 use super::service::ServiceBuilder;
 use super::socket::SocketBuilder;
 use super::timer::TimerBuilder;
@@ -17,6 +18,7 @@ use crate::error::LoadError;
 use crate::exec::split_words;
 use crate::model::*;
 use crate::parse::{RawSection, RawUnit};
+use crate::scope::{ScopeSection, SliceSection};
 use crate::specifier::Specifiers;
 use crate::unit_name::{self, NameKind, UnitName};
 
@@ -173,6 +175,10 @@ pub(crate) struct Builder<'a> {
     pub swap: Option<SwapBuilder>,
     pub automount: Option<AutomountBuilder>,
     pub path: Option<PathBuilder>,
+    pub scope: Option<ScopeSection>,
+    pub slice_section: Option<SliceSection>,
+    /// Slice=, from whichever section carries it.
+    pub slice: Option<String>,
     pub(super) mode: Option<UpgradeMode>,
     pub(super) priority: Option<u16>,
     pub(super) pre_dump: Option<bool>,
@@ -207,6 +213,9 @@ impl<'a> Builder<'a> {
             swap: (kind == UnitKind::Swap).then(SwapBuilder::default),
             automount: (kind == UnitKind::Automount).then(AutomountBuilder::default),
             path: (kind == UnitKind::Path).then(PathBuilder::default),
+            scope: (kind == UnitKind::Scope).then(ScopeSection::default),
+            slice_section: (kind == UnitKind::Slice).then(SliceSection::default),
+            slice: None,
             mode: None,
             priority: None,
             pre_dump: None,
@@ -242,6 +251,10 @@ impl<'a> Builder<'a> {
             "Service" if self.service.is_some() => self.each(section, |b, k, v, l| {
                 if k.starts_with("StartLimit") {
                     return b.unit_directive(k, v, l);
+                }
+                if k == "Slice" {
+                    b.slice = scope::slice_name(&b.ctx, k, v, l)?;
+                    return Ok(());
                 }
                 let ctx = &mut b.ctx;
                 b.service
@@ -283,6 +296,22 @@ impl<'a> Builder<'a> {
                 b.automount
                     .as_mut()
                     .map_or(Ok(()), |a| a.directive(ctx, k, v, l))
+            }),
+            "Scope" if self.scope.is_some() => self.each(section, |b, k, v, l| {
+                if k == "Slice" {
+                    b.slice = scope::slice_name(&b.ctx, k, v, l)?;
+                    return Ok(());
+                }
+                let ctx = &mut b.ctx;
+                b.scope
+                    .as_mut()
+                    .map_or(Ok(()), |s| scope::scope_directive(s, ctx, k, v, l))
+            }),
+            "Slice" if self.slice_section.is_some() => self.each(section, |b, k, v, l| {
+                let ctx = &mut b.ctx;
+                b.slice_section
+                    .as_mut()
+                    .map_or(Ok(()), |s| scope::slice_directive(s, ctx, k, v, l))
             }),
             name if name.starts_with("X-") => Ok(()),
             name if Some(name) == type_section(suffix) => {
@@ -528,6 +557,18 @@ impl<'a> Builder<'a> {
             // it starts.
             u.before.push(service);
         }
+        // unit_set_slice() and slice_add_parent_slice(): a unit needs its
+        // slice, a slice its parent. system.slice and the root slice are
+        // always there (relive starts them first), so the default adds
+        // nothing.
+        let slice = match self.kind {
+            UnitKind::Slice => crate::scope::parent_slice(&self.name),
+            _ => self.slice.clone(),
+        };
+        if let Some(slice) = slice.filter(|s| s != SYSTEM_SLICE && s != crate::scope::ROOT_SLICE) {
+            u.requires.push(slice.clone());
+            u.after.push(slice);
+        }
         if u.default_dependencies {
             match self.kind {
                 // systemd also adds Requires=sysinit.target to services;
@@ -607,6 +648,12 @@ impl<'a> Builder<'a> {
                     u.before.push("umount.target".into());
                     u.conflicts.push("umount.target".into());
                 }
+                // slice_add_default_dependencies(),
+                // scope_add_default_dependencies().
+                UnitKind::Slice | UnitKind::Scope => {
+                    u.before.push("shutdown.target".into());
+                    u.conflicts.push("shutdown.target".into());
+                }
                 UnitKind::Target if self.name != "shutdown.target" => {
                     u.before.push("shutdown.target".into());
                     u.conflicts.push("shutdown.target".into());
@@ -646,6 +693,9 @@ impl<'a> Builder<'a> {
             swap,
             automount,
             path,
+            scope: self.scope,
+            slice_section: self.slice_section,
+            slice: self.slice,
             install: self.install,
             live_upgrade: live,
             warnings: self.ctx.warnings,
@@ -664,6 +714,9 @@ pub(crate) struct Built {
     pub swap: Option<crate::mount::SwapSection>,
     pub automount: Option<crate::mount::AutomountSection>,
     pub path: Option<crate::path::PathSection>,
+    pub scope: Option<ScopeSection>,
+    pub slice_section: Option<SliceSection>,
+    pub slice: Option<String>,
     pub install: InstallSection,
     pub live_upgrade: LiveUpgrade,
     pub warnings: Vec<Warning>,

@@ -3,7 +3,8 @@
 
 use super::build::Ctx;
 use super::values::{
-    parse_bool, parse_exit_status, parse_mode, parse_rlimit, parse_signal, parse_timespan, TimeSpan,
+    empty_or, parse_bool, parse_exit_status, parse_mode, parse_rlimit, parse_signal,
+    parse_timespan, timeout,
 };
 use crate::error::LoadError;
 use crate::exec::{parse_environment_with, parse_exec_with};
@@ -488,24 +489,6 @@ fn is_bus_name(name: &str) -> bool {
                 && e.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         })
-}
-
-/// An empty value means the default; otherwise parse it.
-fn empty_or<T>(value: &str, default: T, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
-    if value.is_empty() {
-        Some(default)
-    } else {
-        parse(value)
-    }
-}
-
-/// TimeoutStartSec= and friends: `0` and `infinity` both disable it.
-fn timeout(value: &str) -> Option<Timeout> {
-    Some(match parse_timespan(value)? {
-        TimeSpan::Infinity => Timeout::Infinity,
-        TimeSpan::Finite(d) if d.is_zero() => Timeout::Infinity,
-        TimeSpan::Finite(d) => Timeout::After(d),
-    })
 }
 
 /// A user or group name or number as User=/Group= accept it (resolved

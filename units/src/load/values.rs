@@ -338,6 +338,25 @@ pub(crate) fn parse_rlimit_with(
     }
 }
 
+/// An empty value means the default; otherwise parse it.
+pub(crate) fn empty_or<T>(value: &str, default: T, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    if value.is_empty() {
+        Some(default)
+    } else {
+        parse(value)
+    }
+}
+
+/// TimeoutStartSec= and friends: `0` and `infinity` both disable it.
+pub(crate) fn timeout(value: &str) -> Option<crate::model::Timeout> {
+    use crate::model::Timeout;
+    Some(match parse_timespan(value)? {
+        TimeSpan::Infinity => Timeout::Infinity,
+        TimeSpan::Finite(d) if d.is_zero() => Timeout::Infinity,
+        TimeSpan::Finite(d) => Timeout::After(d),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
