@@ -59,7 +59,7 @@ impl From<ManagerError> for ApiError {
         match e {
             ManagerError::NoSuchUnit { .. } => ApiError::NoSuchUnit(text),
             ManagerError::JobFailed(_) => ApiError::JobFailed(text),
-            ManagerError::Refused(_) => ApiError::Refused(text),
+            ManagerError::Refused(_) | ManagerError::BadSetting(_) => ApiError::Refused(text),
         }
     }
 }

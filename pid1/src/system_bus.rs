@@ -275,13 +275,5 @@ fn activate(conn: &zbus::blocking::Connection, commands: &CommandSender, unit: S
 
 /// systemd's error names for what dbus-daemon passes on to the client.
 fn error_name(e: &ManagerError) -> &'static str {
-    match e {
-        ManagerError::NoSuchUnit { reason, .. } if reason == "masked" => {
-            "org.freedesktop.systemd1.UnitMasked"
-        }
-        ManagerError::NoSuchUnit { .. } => "org.freedesktop.systemd1.NoSuchUnit",
-        ManagerError::JobFailed(_) | ManagerError::Refused(_) => {
-            "org.freedesktop.DBus.Error.Failed"
-        }
-    }
+    e.bus_error_name()
 }

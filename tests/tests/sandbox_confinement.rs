@@ -283,7 +283,7 @@ fn an_unimplemented_protection_refuses_the_start_a_best_effort_one_is_shown() {
     sandbox.wait_state("refused.service", "failed", Duration::from_secs(10));
     sandbox.wait_state("besteffort.service", "active", Duration::from_secs(10));
     let why = format!(
-        "{}:3: DynamicUser= asks for a protection relive does not implement",
+        "{}:3: DynamicUser= asks for what relive does not implement",
         sandbox.units.join("refused.service").display()
     );
     assert!(!sandbox.log_lines(&why).is_empty(), "{}", sandbox.log());

@@ -61,6 +61,9 @@ pub const NOT_IMPLEMENTED: &[&str] = &[
     "ExtensionImages",
     "ExtensionDirectories",
     "SecureBits",
+    // A PAM session (limits, keyrings, the user's environment, pam_systemd)
+    // around the service: user@.service needs one to run systemd --user.
+    "PAMName",
     "RestrictFileSystems",
     "NetworkNamespacePath",
     "IPCNamespacePath",

@@ -127,14 +127,19 @@ impl Manager {
                     self.add_job(&c, JobKind::Stop);
                 }
             }
-            let deps = cfg
-                .unit
-                .requires
-                .iter()
-                .chain(&cfg.unit.wants)
-                .chain(&cfg.unit.binds_to);
-            for dep in deps {
+            let required = cfg.unit.requires.iter().chain(&cfg.unit.binds_to);
+            let deps = required
+                .map(|d| (d, true))
+                .chain(cfg.unit.wants.iter().map(|d| (d, false)));
+            for (dep, required) in deps {
                 let canonical = self.load(dep);
+                if !required && self.refused_directive(&canonical).is_some() {
+                    // As systemd leaves a wanted unit with a bad setting
+                    // out of the transaction (logind's session scopes want
+                    // user@.service, whose PAMName= relive cannot honour).
+                    tracing::debug!("{canonical}: not started for {current}'s Wants=");
+                    continue;
+                }
                 if canonical != name {
                     out.push(canonical.clone());
                 }

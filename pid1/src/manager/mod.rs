@@ -66,6 +66,26 @@ pub enum ManagerError {
     JobFailed(String),
     #[error("{0}")]
     Refused(String),
+    /// The unit asks for something relive cannot do (systemd's
+    /// "bad-setting"): refused before any job.
+    #[error("{0}")]
+    BadSetting(String),
+}
+
+impl ManagerError {
+    /// systemd's D-Bus error name for it.
+    pub fn bus_error_name(&self) -> &'static str {
+        match self {
+            ManagerError::NoSuchUnit { reason, .. } if reason == "masked" => {
+                "org.freedesktop.systemd1.UnitMasked"
+            }
+            ManagerError::NoSuchUnit { .. } => "org.freedesktop.systemd1.NoSuchUnit",
+            ManagerError::BadSetting(_) => "org.freedesktop.systemd1.BadUnitSetting",
+            ManagerError::JobFailed(_) | ManagerError::Refused(_) => {
+                "org.freedesktop.DBus.Error.Failed"
+            }
+        }
+    }
 }
 
 /// What the manager can't serialize: open files, the kernel, callers.

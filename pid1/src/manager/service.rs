@@ -81,6 +81,17 @@ impl Manager {
         }
     }
 
+    /// The first directive of the unit that relive does not implement
+    /// and that keeps it from starting (relive.unit(5)), described.
+    pub fn refused_directive(&self, name: &str) -> Option<String> {
+        let cfg = self.unit(name)?.config.as_ref()?;
+        let u = cfg.unenforced.iter().find(|u| !u.best_effort)?;
+        Some(format!(
+            "{}: {}= asks for what relive does not implement (relive.unit(5))",
+            u.location, u.directive
+        ))
+    }
+
     pub(super) fn begin_start(&mut self, name: &str) {
         let Some(cfg) = self.start_config(name) else {
             return;
@@ -118,12 +129,9 @@ impl Manager {
         let timeout = self.timeout_start(&svc);
         let u = self.state.units.get_mut(name).expect("unit exists");
         u.deadline = timeout.map(|t| clock::after(now, t));
-        let refused = cfg.unenforced.iter().find(|u| !u.best_effort).map(|u| {
-            format!(
-                "{}: {}= asks for a protection relive does not implement (relive.unit(5)), not starting",
-                u.location, u.directive
-            )
-        });
+        let refused = self
+            .refused_directive(name)
+            .map(|r| format!("{r}, not starting"));
         if let Some(msg) = refused.or_else(|| self.prepare_unit_resources(name, &svc).err()) {
             tracing::error!("{name}: {msg}");
             self.fail_start(name, UnitResult::Resources(msg));

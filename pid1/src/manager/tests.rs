@@ -743,3 +743,35 @@ fn an_abandoned_scope_runs_until_its_processes_end() {
     m.scope_check("session-2.scope");
     assert!(m.unit("session-2.scope").is_none());
 }
+
+#[test]
+fn a_wanted_unit_relive_cannot_honour_is_left_out_a_required_one_fails_the_requirer() {
+    let (mut m, k, _dir) = manager(&[
+        (
+            "pam.service",
+            "[Service]\nPAMName=login\nExecStart=/bin/pam\n",
+        ),
+        (
+            "wanter.service",
+            "[Unit]\nWants=pam.service\n[Service]\nExecStart=/bin/w\n",
+        ),
+        (
+            "needer.service",
+            "[Unit]\nRequires=pam.service\nAfter=pam.service\n[Service]\nExecStart=/bin/n\n",
+        ),
+    ]);
+    m.request("wanter.service", JobKind::Start).unwrap();
+    assert_eq!(spawned_units(&k), ["wanter.service"]);
+    let pam = m.unit("pam.service").unwrap();
+    assert_eq!(
+        (pam.active, pam.job.is_none()),
+        (ActiveState::Inactive, true)
+    );
+    m.request("needer.service", JobKind::Start).unwrap();
+    assert_eq!(m.unit("pam.service").unwrap().active, ActiveState::Failed);
+    assert_eq!(
+        m.unit("needer.service").unwrap().active,
+        ActiveState::Failed
+    );
+    assert_eq!(spawned_units(&k), ["wanter.service"]);
+}

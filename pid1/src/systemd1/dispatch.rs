@@ -50,17 +50,10 @@ impl BusError {
 
 impl From<ManagerError> for BusError {
     fn from(e: ManagerError) -> BusError {
-        let message = e.to_string();
-        let name = match &e {
-            ManagerError::NoSuchUnit { reason, .. } if reason == "masked" => {
-                "org.freedesktop.systemd1.UnitMasked"
-            }
-            ManagerError::NoSuchUnit { .. } => "org.freedesktop.systemd1.NoSuchUnit",
-            ManagerError::JobFailed(_) | ManagerError::Refused(_) => {
-                "org.freedesktop.DBus.Error.Failed"
-            }
-        };
-        BusError { name, message }
+        BusError {
+            name: e.bus_error_name(),
+            message: e.to_string(),
+        }
     }
 }
 

@@ -129,7 +129,14 @@ fn enqueue(call: &Call<'_>, name: String, verb: Verb, mode: &str) -> Result<(), 
                 name: canonical,
             });
         }
-        match verb.job(u) {
+        let kind = verb.job(u);
+        let starts = matches!(kind, Some(JobKind::Start | JobKind::Restart));
+        if let Some(refused) = m.refused_directive(&canonical).filter(|_| starts) {
+            return Err(ManagerError::BadSetting(format!(
+                "Unit {canonical} has a bad unit file setting: {refused}"
+            )));
+        }
+        match kind {
             Some(kind) => m.enqueue_for_bus(&canonical, kind),
             None => Ok(m.job_with_nothing_to_do(&canonical)),
         }
