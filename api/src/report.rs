@@ -179,6 +179,18 @@ mod outcome_text {
     }
 }
 
+/// A FIFO a unit's process holds, opened in another service's mount
+/// namespace (logind makes an ssh login's session FIFO in its own and
+/// hands it to sshd): CRIU cannot name its mount, so it is dumped as an
+/// external file and given back at the restore, opened again by its path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignFifo {
+    /// CRIU's name for it: `file[MNT_ID:INODE]`, both in hex.
+    pub key: String,
+    /// Where it is, relative to /run (carried with the runtime files).
+    pub run_path: String,
+}
+
 /// One unit's journey through the upgrade.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UnitRecord {
@@ -200,6 +212,9 @@ pub struct UnitRecord {
     /// carried in the store.
     #[serde(default)]
     pub runtime_dirs: Vec<String>,
+    /// FIFOs it held that another service's mount namespace opened.
+    #[serde(default)]
+    pub foreign_fifos: Vec<ForeignFifo>,
     #[serde(default)]
     pub image_bytes: u64,
     /// Wall clock (µs since the epoch) when it was frozen.

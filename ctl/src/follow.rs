@@ -24,6 +24,21 @@ pub fn own_unit(proc_cgroup: &str) -> Option<String> {
     (!unit.is_empty()).then(|| unit.to_owned())
 }
 
+/// The relive unit whose checkpoint takes this process: its own, or,
+/// from a scope (an ssh login's session scope, whose processes descend
+/// from sshd), that of the nearest ancestor in a unit of relive's.
+pub fn own_unit_of_tree() -> Option<String> {
+    let mut pid = std::process::id() as i32;
+    while pid > 1 {
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        if let Some(unit) = own_unit(&cgroup) {
+            return Some(unit);
+        }
+        pid = procfs::process::Process::new(pid).ok()?.stat().ok()?.ppid;
+    }
+    None
+}
+
 /// Whether a progress step is relive asking `unit` to let go.
 pub fn asks_to_let_go(p: &Progress, unit: &str) -> bool {
     p.phase == Phase::Wait && p.unit == unit

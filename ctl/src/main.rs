@@ -366,7 +366,7 @@ fn follows_from_inside(args: &crate::cli::LiveUpgradeArgs) -> Option<String> {
     if !plain || args.let_go_for.is_some() {
         return None;
     }
-    follow::own_unit(&std::fs::read_to_string("/proc/self/cgroup").ok()?)
+    follow::own_unit_of_tree()
 }
 
 fn follow_upgrade(global: &Global, unit: &str, io: &mut Io<'_>) -> Result<Exit, CtlError> {

@@ -37,6 +37,8 @@ pub struct ParkInfo {
     /// hold open (a locked PID file), relative to /run, which the next
     /// kernel starts empty.
     pub runtime_dirs: Vec<String>,
+    /// FIFOs its processes hold that another mount namespace opened.
+    pub foreign_fifos: Vec<relive_api::report::ForeignFifo>,
 }
 
 /// What a helper program printed and how it ended.

@@ -105,7 +105,25 @@ impl Restorer for CriuRestorer {
             reads.push(r);
             writes.push(w);
         }
-        let keep: Vec<_> = writes.iter().map(|w| w.as_fd()).collect();
+        // FIFOs another mount namespace had opened (an ssh login's session
+        // FIFO, logind's): opened again by their path, which the runtime
+        // files just brought back. Read-write, so that the open does not
+        // wait for the other end.
+        let mut fifos = Vec::new();
+        for fifo in &record.foreign_fifos {
+            let path = Path::new("/run").join(&fifo.run_path);
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            fifos.push((fifo.key.clone(), std::os::fd::OwnedFd::from(file)));
+        }
+        let keep: Vec<_> = writes
+            .iter()
+            .map(|w| w.as_fd())
+            .chain(fifos.iter().map(|(_, f)| f.as_fd()))
+            .collect();
         let client = Criu {
             path: self.criu.clone(),
             reply_timeout: timeout_for(record.image_bytes),
@@ -133,6 +151,10 @@ impl Restorer for CriuRestorer {
                 key: format!("pipe:[{inode}]"),
                 fd: w.as_fd(),
             })
+            .chain(fifos.iter().map(|(key, f)| InheritFd {
+                key: key.clone(),
+                fd: f.as_fd(),
+            }))
             .collect();
         let outcome = {
             let _unscaled = WindowScalingOff::new();

@@ -55,6 +55,8 @@ pub struct DumpJob<'a> {
     /// dirtied since are written. None: a full dump.
     pub parent: Option<PathBuf>,
     pub estimated_bytes: u64,
+    /// CRIU's names of the files to dump as external (`file[MNT:INO]`).
+    pub external: Vec<String>,
 }
 
 /// CRIU, as the upgrade uses it.
@@ -198,6 +200,7 @@ impl Dumper for CriuDumper {
         options.log_level = LogLevel::Info;
         options.parent_img = job.parent.clone();
         options.track_mem = job.parent.is_some();
+        options.external = job.external.clone();
         let session = self
             .client(job.estimated_bytes)
             .start(&Pid1Spawner::default())?;

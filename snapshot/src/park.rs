@@ -449,6 +449,7 @@ impl Parking<'_> {
             cgroup_dir: &cgroup,
             parent: chain.parent.as_ref().map(PathBuf::from),
             estimated_bytes: planned.estimated_bytes,
+            external: info.foreign_fifos.iter().map(|f| f.key.clone()).collect(),
         };
         let started = Instant::now();
         if let Err(first) = self.seams.dumper.dump(&job) {
@@ -496,6 +497,7 @@ impl Parking<'_> {
             cgroup: info.cgroup,
             pipes: info.pipes,
             runtime_dirs: info.runtime_dirs.clone(),
+            foreign_fifos: info.foreign_fifos.clone(),
             image_bytes: store.unit_bytes(name),
             frozen_usec,
             dump_ms,

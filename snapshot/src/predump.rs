@@ -406,14 +406,24 @@ fn drop_chain(store: &Store, name: &str) {
     }
 }
 
-/// The unit's processes now (they may have forked since the plan).
+/// The unit's processes now (they may have forked since the plan), in
+/// its cgroup and those below it (where an ssh login's processes wait
+/// out the checkpoint).
 pub fn cgroup_pids(unit: &str) -> Vec<u32> {
-    relive_sys::cgroup::CgroupFs::new(relive_sys::cgroup::ROOT)
-        .pids(&relive_sys::cgroup::unit_cgroup(unit))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|pid| pid as u32)
-        .collect()
+    let fs = relive_sys::cgroup::CgroupFs::new(relive_sys::cgroup::ROOT);
+    let mut pids = Vec::new();
+    let mut cgroups = vec![relive_sys::cgroup::unit_cgroup(unit)];
+    while let Some(cgroup) = cgroups.pop() {
+        pids.extend(
+            fs.pids(&cgroup)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p as u32),
+        );
+        let children = fs.children(&cgroup).unwrap_or_default();
+        cgroups.extend(children.into_iter().map(|c| format!("{cgroup}/{c}")));
+    }
+    pids
 }
 
 #[cfg(test)]

@@ -4,13 +4,16 @@
 //! /run is a tmpfs: the new kernel starts it empty, yet restored services
 //! expect their runtime directories (sshd refuses connections without
 //! /run/sshd) and what they wrote there (PID files), and CRIU reopens an
-//! open file by its path (cron keeps /run/crond.pid open). Regular files and
-//! directories are copied into the store and back, with modes and owners;
-//! sockets and FIFOs are not (CRIU re-creates bound sockets itself).
+//! open file or FIFO by its path (cron keeps /run/crond.pid open, an ssh
+//! login's sshd logind's session FIFO). Regular files and directories are
+//! copied into the store and back, with modes and owners; a FIFO is made
+//! again (empty: what is in its pipe is CRIU's to carry), unless one is
+//! there already, which both ends must share; sockets are not (CRIU
+//! re-creates bound sockets itself).
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// Files larger than this are not carried (a runtime directory holding
@@ -22,9 +25,10 @@ pub fn save(run: &Path, names: &[String], dest: &Path) -> io::Result<()> {
     for name in names {
         let from = run.join(name);
         let to = dest.join(name);
+        let is_fifo = fs::metadata(&from).is_ok_and(|m| m.file_type().is_fifo());
         if from.is_dir() {
             copy_tree(&from, &to)?;
-        } else if from.is_file() {
+        } else if from.is_file() || is_fifo {
             // A file the unit holds open, perhaps in a directory of its own.
             if let Some(parent) = to.parent() {
                 fs::create_dir_all(parent)?;
@@ -57,6 +61,13 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         }
     } else if meta.is_file() && meta.len() <= MAX_FILE {
         fs::copy(from, to)?;
+    } else if meta.file_type().is_fifo() {
+        if fs::symlink_metadata(to).is_ok_and(|m| m.file_type().is_fifo()) {
+            return Ok(());
+        }
+        let _ = fs::remove_file(to);
+        nix::unistd::mkfifo(to, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(io::Error::from)?;
     } else {
         return Ok(());
     }
@@ -102,6 +113,29 @@ mod tests {
             fs::metadata(run.join("svc")).unwrap().permissions().mode() & 0o7777,
             0o2755
         );
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_is_made_again_and_one_already_there_is_kept() {
+        let base = std::env::temp_dir().join(format!("relive-rundir-fifo-{}", std::process::id()));
+        let run = base.join("run");
+        fs::create_dir_all(run.join("systemd/sessions")).unwrap();
+        let fifo = run.join("systemd/sessions/3.ref");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let names = ["systemd/sessions/3.ref".to_string()];
+        save(&run, &names, &base.join("store")).unwrap();
+        fs::remove_dir_all(&run).unwrap();
+        fs::create_dir_all(&run).unwrap();
+        restore(&base.join("store"), &run).unwrap();
+        let meta = fs::metadata(&fifo).unwrap();
+        assert!(meta.file_type().is_fifo());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // A second restore (logind's own directory after ssh's files)
+        // keeps the FIFO both ends already opened.
+        let inode = meta.ino();
+        restore(&base.join("store"), &run).unwrap();
+        assert_eq!(fs::metadata(&fifo).unwrap().ino(), inode);
         fs::remove_dir_all(base).unwrap();
     }
 }

@@ -54,6 +54,8 @@ impl Manager {
             return Err(ManagerError::Refused(error));
         }
         let kind = u.config.as_ref().map(|c| c.kind);
+        let unit = self.state.units.get_mut(&canonical).expect("just loaded");
+        unit.transient_file = Some(t.unit_file.clone());
         if kind == Some(UnitKind::Scope) {
             if t.pids.is_empty() {
                 self.forget_transient(&canonical);
@@ -78,6 +80,21 @@ impl Manager {
         let tmp = dir.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, &path)
+    }
+
+    /// Writes a transient unit's file again if it is gone.
+    pub(super) fn rewrite_transient(&self, name: &str) {
+        let Some(text) = self.unit(name).and_then(|u| u.transient_file.clone()) else {
+            return;
+        };
+        let missing = self
+            .transient_dir()
+            .is_some_and(|dir| !dir.join(name).exists());
+        if missing {
+            if let Err(e) = self.write_transient(name, &text) {
+                tracing::warn!("{name}: cannot write its unit file again: {e}");
+            }
+        }
     }
 
     /// The transient directory of the search path (/run/systemd/transient
@@ -117,6 +134,11 @@ impl Manager {
         let Some(dir) = self.transient_dir() else {
             return;
         };
+        if self.state.upgrading {
+            // A scope whose processes are being carried across is
+            // inactive until its service is restored.
+            return;
+        }
         let over: Vec<String> = self
             .state
             .units
@@ -237,6 +259,12 @@ impl Manager {
         let Some(scope) = self.scope_config(name) else {
             return;
         };
+        if self.unit(name).is_some_and(|u| u.parked) {
+            // Its processes are in a service's cgroup for a checkpoint.
+            let u = self.state.units.get_mut(name).expect("checked");
+            u.deadline = Some(clock::after(clock::now(), SCOPE_POLL));
+            return;
+        }
         let cgroup = self.unit_cgroup(name);
         if !self.rt.kernel.cgroup_populated(&cgroup).unwrap_or(false) {
             self.rt.kernel.cgroup_remove(&cgroup);

@@ -279,6 +279,10 @@ pub struct UnitState {
     /// status's "since").
     #[serde(default)]
     pub transitions: Transitions,
+    /// A transient unit's file, as written: written again if /run loses it
+    /// (a new kernel's /run starts empty).
+    #[serde(default)]
+    pub transient_file: Option<String>,
     /// A random 128-bit id of its current activation (systemd's
     /// InvocationID), new each time it leaves inactive.
     #[serde(default)]
@@ -367,6 +371,7 @@ impl UnitState {
             watchdog_override: None,
             transitions: Transitions::default(),
             invocation_id: None,
+            transient_file: None,
         }
     }
 

@@ -38,12 +38,17 @@ impl Manager {
 
     /// Takes a running service out of supervision for its checkpoint.
     pub fn park(&mut self, name: &str) -> Result<ParkInfo, ManagerError> {
+        if let Some(main) = self.unit(name).and_then(|u| u.main_pid) {
+            self.gather_scopes(name, main);
+        }
         let pipes = self.rt.outputs.inodes_of(name);
         let mut runtime_dirs = self
             .service_config(name)
             .map(|s| s.runtime_directory)
             .unwrap_or_default();
         runtime_dirs.extend(self.open_run_files(name));
+        let foreign_fifos = super::foreign_fifos::of_processes(&self.tree_pids(name));
+        runtime_dirs.extend(foreign_fifos.iter().map(|f| f.run_path.clone()));
         let u = self
             .state
             .units
@@ -66,16 +71,27 @@ impl Manager {
             cgroup: self.unit_cgroup(name),
             pipes,
             runtime_dirs,
+            foreign_fifos,
         })
     }
 
-    /// Files under /run the unit's processes hold open, relative to /run
-    /// (cron keeps /run/crond.pid open and locked): /run starts empty in
+    /// The processes in the unit's cgroup and the cgroups below it.
+    fn tree_pids(&self, name: &str) -> Vec<i32> {
+        let cgroup = self.unit_cgroup(name);
+        let children = self.rt.kernel.cgroup_children(&cgroup).unwrap_or_default();
+        std::iter::once(cgroup.clone())
+            .chain(children.iter().map(|c| format!("{cgroup}/{c}")))
+            .flat_map(|c| self.rt.kernel.cgroup_pids(&c).unwrap_or_default())
+            .collect()
+    }
+
+    /// Files and FIFOs under /run the unit's processes hold open,
+    /// relative to /run (cron keeps /run/crond.pid open and locked; an
+    /// ssh login's sshd holds logind's session FIFO): /run starts empty in
     /// the new kernel, and CRIU reopens files by their path.
     fn open_run_files(&self, name: &str) -> Vec<String> {
-        let cgroup = self.unit_cgroup(name);
         let mut files = std::collections::BTreeSet::new();
-        for pid in self.rt.kernel.cgroup_pids(&cgroup).unwrap_or_default() {
+        for pid in self.tree_pids(name) {
             let Ok(fds) = procfs::process::Process::new(pid).and_then(|p| p.fd()) else {
                 continue;
             };
@@ -86,7 +102,11 @@ impl Manager {
                 let Ok(relative) = path.strip_prefix("/run") else {
                     continue;
                 };
-                if path.is_file() && !relative.as_os_str().is_empty() {
+                let kept = std::fs::metadata(&path).is_ok_and(|m| {
+                    use std::os::unix::fs::FileTypeExt;
+                    m.is_file() || m.file_type().is_fifo()
+                });
+                if kept && !relative.as_os_str().is_empty() {
                     files.insert(relative.to_string_lossy().into_owned());
                 }
             }
@@ -109,6 +129,7 @@ impl Manager {
             u.active = ActiveState::Active;
             u.sub = SubState::Running;
         }
+        self.return_scopes(name);
         // It may have exited between the restore and now: check.
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             tracing::warn!("{name}: main process {pid} is gone right after its restore");
