@@ -55,7 +55,7 @@ fn a_scope_file_gives_its_kill_settings_and_a_bad_slice_is_named() {
     let t = Tree::new();
     t.write(
         "run/session-3.scope",
-        "[Scope]\nSlice=user-0.slice\nSendSIGHUP=yes\nTasksMax=infinity\nKillSignal=SIGINT\n",
+        "[Scope]\nSlice=user-0.slice\nSendSIGHUP=yes\nTasksMax=infinity\nKillSignal=SIGINT\nOOMPolicy=continue\n",
     );
     t.write("run/bad.scope", "[Scope]\nSlice=user.service\n");
     let l = t.loader(&["run"]);
@@ -65,6 +65,7 @@ fn a_scope_file_gives_its_kill_settings_and_a_bad_slice_is_named() {
     assert_eq!(scope.kill_signal, 2);
     assert_eq!(scope.resources.tasks_max, Some(Limit::Infinity));
     assert_eq!(u.cgroup(), "/user.slice/user-0.slice/session-3.scope");
+    assert!(u.warnings.is_empty(), "{:?}", u.warnings);
     let err = l.load("bad.scope").unwrap_err().to_string();
     assert!(
         err.contains("bad.scope:2") && err.contains("Slice"),

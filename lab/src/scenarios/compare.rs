@@ -100,12 +100,32 @@ const KNOWN: &[(&str, Init, &str)] = &[
     (
         "*.slice",
         Init::Systemd,
-        "relive puts services in system.slice's cgroup but shows no slice units",
+        "systemd puts each template's instances in a slice of their own (system-getty.slice); relive keeps them in system.slice",
     ),
     (
         "init.scope",
         Init::Systemd,
-        "systemd's own cgroup as a unit; relive shows no scope units",
+        "systemd's own cgroup as a unit; relive has none for itself",
+    ),
+    (
+        "user@*.service",
+        Init::Systemd,
+        "the user manager opens a PAM session (PAMName=), which relive does not implement: it refuses the start logind asks for",
+    ),
+    (
+        "session-*.scope",
+        Init::Systemd,
+        "the ssh login running the command: logind numbers sessions from its start, and the boots saw different numbers of logins",
+    ),
+    (
+        "session-*.scope",
+        Init::Relive,
+        "the ssh login running the command: logind numbers sessions from its start, and the boots saw different numbers of logins",
+    ),
+    (
+        "run-user-*.mount",
+        Init::Systemd,
+        "systemd makes a unit of every mount in the kernel's table; relive only of those a unit names (systemd-user-runtime-dir mounts /run/user/0 under both)",
     ),
     (
         "run-credentials-*.mount",

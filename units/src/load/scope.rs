@@ -61,6 +61,10 @@ pub(crate) fn scope_directive(
                 timeout(value).ok_or_else(|| bad(ctx))?
             }
         }
+        // What relive does when the kernel's OOM killer ends one of a
+        // scope's processes: nothing (the others go on), which is
+        // OOMPolicy=continue, logind's choice for its session scopes.
+        "OOMPolicy" if matches!(value, "" | "continue") => {}
         _ => match super::resources::directive(&mut s.resources, ctx, key, value, loc) {
             Some(result) => result?,
             None => ctx.unsupported(key, value, loc),

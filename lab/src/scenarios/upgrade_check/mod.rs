@@ -192,11 +192,11 @@ impl Run<'_> {
         let echo = EchoClient::start(booted.guest.echo_port)?;
         let mut shell = Shell::open(self.paths, port)?;
         step.done();
-        let release = shell.ask("uname -r", Duration::from_secs(30))?;
+        let release = shell.ask(watch::SESSION_PROBE, Duration::from_secs(30))?;
         v.record(
-            "interactive ssh session open",
-            release == self.from_release,
-            format!("uname -r: {release}"),
+            "interactive ssh session open, in its session scope",
+            watch::in_session_on(&release, self.from_release),
+            format!("uname -r, scope, its state: {release}"),
         );
         let pids = Pids::read(self.paths, port)?;
         v.record(

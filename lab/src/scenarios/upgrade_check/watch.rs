@@ -54,14 +54,16 @@ impl Run<'_> {
             stats.is_ok(),
             stats.map_or_else(|e| format!("{e:#}"), |s| s.summary()),
         );
-        // (c)
-        let answer = watch.shell.ask("uname -r", Duration::from_secs(60));
+        // (c) the same shell answers, on the kernel it should, and it is
+        // in its login session's scope again (relive moved it into
+        // ssh.service's cgroup for the checkpoint).
+        let answer = watch.shell.ask(SESSION_PROBE, Duration::from_secs(60));
         let want = match phase {
             "abort" | "fallback" => self.from_release,
             _ => self.to_release,
         };
         let detail = match &answer {
-            Ok(a) => format!("uname -r in the session opened before: {a}"),
+            Ok(a) => format!("uname -r, scope, its state in the session opened before: {a}"),
             // The guest's view of the session's connection, as evidence.
             Err(e) => format!(
                 "{e:#}; guest sockets: {}",
@@ -77,7 +79,7 @@ impl Run<'_> {
         };
         v.record(
             &format!("{phase}: (c) interactive ssh session"),
-            answer.as_deref().is_ok_and(|a| a == want),
+            answer.as_deref().is_ok_and(|a| in_session_on(a, want)),
             detail,
         );
         // (d)
@@ -145,4 +147,16 @@ pub(super) fn counter_line(r: &relive_workloads::Report) -> String {
         r.pid,
         if r.matches() { "yes" } else { "no" }
     )
+}
+
+/// What the interactive shell is asked: its kernel, the unit of its
+/// cgroup, and that unit's state.
+pub const SESSION_PROBE: &str =
+    "echo $(uname -r) $(sed -n 's|^0::.*/||p' /proc/$$/cgroup) $(systemctl is-active $(sed -n 's|^0::.*/||p' /proc/$$/cgroup))";
+
+/// The probe's answer: on `release`, in an active session scope.
+pub fn in_session_on(answer: &str, release: &str) -> bool {
+    let words: Vec<&str> = answer.split_whitespace().collect();
+    matches!(words.as_slice(), [r, scope, "active"]
+        if *r == release && scope.starts_with("session-") && scope.ends_with(".scope"))
 }
