@@ -41,6 +41,18 @@ impl Manager {
                 )));
             }
         }
+        let dir = self.transient_dir();
+        let has_file = self.loader.load(&t.name).is_ok_and(|u| {
+            !u.fragment.as_os_str().is_empty() && u.fragment.parent() != dir.as_deref()
+        });
+        if has_file {
+            // A transient unit never hides a unit file (it would come
+            // first in the search path).
+            return Err(ManagerError::Refused(format!(
+                "Unit {} was already loaded or has a fragment file.",
+                t.name
+            )));
+        }
         self.write_transient(&t.name, &t.unit_file)
             .map_err(|e| ManagerError::Refused(format!("cannot write {}: {e}", t.name)))?;
         // The file is new to the loader: read the search path again, and

@@ -710,6 +710,21 @@ fn a_transient_scope_takes_its_processes_and_goes_when_they_do() {
 }
 
 #[test]
+fn a_transient_unit_never_hides_a_unit_file() {
+    let (mut m, _k, dir) = manager(&[("a.service", "[Service]\nExecStart=/bin/a\n")]);
+    m.unit_dirs.insert(0, dir.path.join("transient"));
+    let err = m
+        .start_transient(super::scopes::Transient {
+            name: "a.service".into(),
+            unit_file: "[Service]\nExecStart=/bin/evil\n".into(),
+            pids: Vec::new(),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("fragment file"), "{err}");
+    assert!(!dir.path.join("transient/a.service").exists());
+}
+
+#[test]
 fn a_scope_without_processes_is_refused_and_leaves_nothing() {
     let (mut m, _k, dir) = manager(&[]);
     m.unit_dirs.push(dir.path.join("transient"));
