@@ -1,9 +1,9 @@
 //! The [Scope] and [Slice] sections, and Slice= wherever it is allowed.
 
 use super::build::Ctx;
-use super::values::{empty_or, parse_bool, parse_signal, timeout};
+use super::values::{empty_or, parse_bool, parse_kill_mode, parse_signal, timeout};
 use crate::error::LoadError;
-use crate::model::{KillMode, Location, Timeout};
+use crate::model::{Location, Timeout};
 use crate::scope::{ScopeSection, SliceSection};
 use crate::unit_name::UnitName;
 
@@ -36,15 +36,7 @@ pub(crate) fn scope_directive(
 ) -> Result<(), LoadError> {
     let bad = |ctx: &Ctx<'_>| ctx.bad(key, value, loc);
     match key {
-        "KillMode" => {
-            s.kill_mode = match value {
-                "" | "control-group" => KillMode::ControlGroup,
-                "process" => KillMode::Process,
-                "mixed" => KillMode::Mixed,
-                "none" => KillMode::None,
-                _ => return Err(bad(ctx)),
-            }
-        }
+        "KillMode" => s.kill_mode = parse_kill_mode(value).ok_or_else(|| bad(ctx))?,
         "KillSignal" => {
             s.kill_signal = empty_or(value, 15, parse_signal).ok_or_else(|| bad(ctx))?
         }

@@ -3,8 +3,8 @@
 
 use super::build::Ctx;
 use super::values::{
-    empty_or, parse_bool, parse_exit_status, parse_mode, parse_rlimit, parse_signal,
-    parse_timespan, timeout,
+    empty_or, parse_bool, parse_exit_status, parse_kill_mode, parse_mode, parse_rlimit,
+    parse_signal, parse_timespan, timeout,
 };
 use crate::error::LoadError;
 use crate::exec::{parse_environment_with, parse_exec_with};
@@ -148,15 +148,7 @@ impl ServiceBuilder {
                     }
                 }
             }
-            "KillMode" => {
-                s.kill_mode = match value {
-                    "" | "control-group" => KillMode::ControlGroup,
-                    "process" => KillMode::Process,
-                    "mixed" => KillMode::Mixed,
-                    "none" => KillMode::None,
-                    _ => return Err(bad(ctx)),
-                }
-            }
+            "KillMode" => s.kill_mode = parse_kill_mode(value).ok_or_else(|| bad(ctx))?,
             "KillSignal" => {
                 s.kill_signal = empty_or(value, 15, parse_signal).ok_or_else(|| bad(ctx))?
             }

@@ -338,6 +338,18 @@ pub(crate) fn parse_rlimit_with(
     }
 }
 
+/// KillMode=; empty is the default, control-group.
+pub(crate) fn parse_kill_mode(v: &str) -> Option<crate::model::KillMode> {
+    use crate::model::KillMode;
+    Some(match v {
+        "" | "control-group" => KillMode::ControlGroup,
+        "process" => KillMode::Process,
+        "mixed" => KillMode::Mixed,
+        "none" => KillMode::None,
+        _ => return None,
+    })
+}
+
 /// An empty value means the default; otherwise parse it.
 pub(crate) fn empty_or<T>(value: &str, default: T, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
     if value.is_empty() {
