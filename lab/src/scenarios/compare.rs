@@ -71,6 +71,9 @@ const SYSTEMCTL_SAME: &[&str] = &[
     "systemctl status ssh.service | grep -E '^ *(●|Loaded|Active|Docs|Main PID|CGroup):' | sed -E 's/since .*/since TIME/; s/Main PID: [0-9]+/Main PID: N/'",
     "systemctl cat cron.service | head -3",
     "systemctl list-jobs",
+    // logind's session for this ssh login, and a command in a scope.
+    "loginctl show-session \"$XDG_SESSION_ID\" -p Name -p Service -p Remote -p Class -p Type -p State -p Active",
+    "systemd-run --scope -q --unit=side-by-side -- grep ^0:: /proc/self/cgroup",
     "runuser -u nobody -- systemctl is-active cron.service",
     "runuser -u nobody -- systemctl --no-ask-password stop cron.service 2>&1; echo exit=$?; systemctl is-active cron.service",
 ];
@@ -86,6 +89,9 @@ const SYSTEMCTL_CHANGES: &[&str] = &[
     "systemctl try-restart redis-server.service; echo exit=$?; systemctl is-active redis-server.service",
     "systemctl kill -s HUP nginx.service; echo exit=$?; sleep 1; systemctl is-active nginx.service",
     "systemctl reset-failed; echo exit=$?",
+    // The changes systemctl prints come from the manager's change lists.
+    "systemctl disable cron.service 2>&1; echo exit=$?; systemctl is-enabled cron.service; systemctl enable cron.service 2>&1; echo exit=$?; systemctl is-enabled cron.service",
+    "systemctl mask nginx.service 2>&1; echo exit=$?; systemctl is-enabled nginx.service; systemctl unmask nginx.service 2>&1; echo exit=$?; systemctl is-enabled nginx.service",
     "systemctl daemon-reload; echo exit=$?; systemctl is-active ssh.service",
     "systemctl start no-such.service 2>&1; echo exit=$?",
 ];
