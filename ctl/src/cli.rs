@@ -110,6 +110,14 @@ pub enum Command {
     LiveUpgrade(LiveUpgradeArgs),
     /// Show the report of the last completed live upgrade.
     UpgradeReport,
+    /// Print the running kernel and the last live upgrade's result,
+    /// phases and stoppages in the Prometheus text format.
+    Metrics {
+        /// Write them to this file instead (whole or not at all), e.g. in
+        /// node_exporter's textfile collector directory.
+        #[arg(long, value_name = "PATH")]
+        textfile: Option<std::path::PathBuf>,
+    },
     /// Shut down and power off the machine.
     Poweroff,
     /// Shut down and reboot the machine.

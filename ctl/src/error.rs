@@ -57,6 +57,14 @@ pub enum CtlError {
     /// Writing the results failed (other than a closed pipe).
     #[error("cannot write to standard output")]
     Output(#[source] io::Error),
+
+    /// Writing a file the command was asked to write failed.
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl CtlError {

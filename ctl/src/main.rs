@@ -10,6 +10,7 @@ mod client;
 mod error;
 mod follow;
 mod list;
+mod metrics;
 mod procfs;
 mod proxy;
 mod security;
@@ -175,6 +176,7 @@ fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result
         Some(Command::DaemonReexec) => manager(api, ManagerCall::DaemonReexec),
         Some(Command::LiveUpgrade(args)) => live_upgrade(api, args, io),
         Some(Command::UpgradeReport) => upgrade_report(api, io),
+        Some(Command::Metrics { textfile }) => metrics(api, textfile.as_deref(), io),
         Some(Command::Poweroff) => manager(api, ManagerCall::PowerOff),
         Some(Command::Reboot) => manager(api, ManagerCall::Reboot),
         Some(Command::Halt) => manager(api, ManagerCall::Halt),
@@ -477,6 +479,31 @@ fn upgrade_report(api: &dyn Api, io: &mut Io<'_>) -> Result<Exit, CtlError> {
         io.print_json(&report)?;
     } else {
         io.print(&crate::upgrade::render_report(&report))?;
+    }
+    Ok(Exit::Success)
+}
+
+fn metrics(
+    api: &dyn Api,
+    textfile: Option<&std::path::Path>,
+    io: &mut Io<'_>,
+) -> Result<Exit, CtlError> {
+    let report = match api.upgrade_report() {
+        Ok(report) => Some(report),
+        // Before the first upgrade there is no report: the kernel alone.
+        Err(e) if e.to_string().contains("no live upgrade has completed") => None,
+        Err(e) => return Err(e),
+    };
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = metrics::render(&kernel, report.as_ref());
+    match textfile {
+        Some(path) => metrics::write_textfile(path, &text).map_err(|source| CtlError::Write {
+            path: path.to_owned(),
+            source,
+        })?,
+        None => io.print(&text)?,
     }
     Ok(Exit::Success)
 }
