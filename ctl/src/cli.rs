@@ -110,6 +110,23 @@ pub enum Command {
     LiveUpgrade(LiveUpgradeArgs),
     /// Show the report of the last completed live upgrade.
     UpgradeReport,
+    /// Take (lock) or give back (unlock) this host's upgrade slot at a
+    /// FleetLock server, as Zincati does before and after a reboot.
+    FleetLock {
+        /// The lock server, e.g. http://fleetlock.example:8080.
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// The group of hosts whose slots the server counts.
+        #[arg(long, default_value = "default")]
+        group: String,
+        /// This host's id (default: derived from /etc/machine-id).
+        #[arg(long)]
+        id: Option<String>,
+        /// lock: take a slot (pre-reboot); unlock: give it back
+        /// (steady-state).
+        #[arg(value_parser = ["lock", "unlock"])]
+        action: String,
+    },
     /// Print the running kernel and the last live upgrade's result,
     /// phases and stoppages in the Prometheus text format.
     Metrics {

@@ -58,6 +58,10 @@ pub enum CtlError {
     #[error("cannot write to standard output")]
     Output(#[source] io::Error),
 
+    /// The FleetLock server could not be reached or said no.
+    #[error(transparent)]
+    FleetLock(#[from] crate::fleetlock::FleetLockError),
+
     /// Writing a file the command was asked to write failed.
     #[error("cannot write {}", path.display())]
     Write {

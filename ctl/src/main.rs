@@ -8,6 +8,7 @@
 mod cli;
 mod client;
 mod error;
+mod fleetlock;
 mod follow;
 mod list;
 mod metrics;
@@ -119,6 +120,16 @@ fn run(global: &Global, command: Option<&Command>, io: &mut Io<'_>) -> Result<Ex
         // Needs no relive: packaging runs it at build time.
         return Ok(completions(*shell, io));
     }
+    if let Some(Command::FleetLock {
+        url,
+        group,
+        id,
+        action,
+    }) = command
+    {
+        // Talks to the lock server, not to relive.
+        return fleet_lock(url, group, id.as_deref(), action, io);
+    }
     if let Some(Command::LiveUpgrade(args)) = command {
         if let Some(unit) = follows_from_inside(args) {
             return follow_upgrade(global, &unit, io);
@@ -177,6 +188,13 @@ fn dispatch(api: &dyn Api, command: Option<&Command>, io: &mut Io<'_>) -> Result
         Some(Command::LiveUpgrade(args)) => live_upgrade(api, args, io),
         Some(Command::UpgradeReport) => upgrade_report(api, io),
         Some(Command::Metrics { textfile }) => metrics(api, textfile.as_deref(), io),
+        // (run() answers it before connecting to relive.)
+        Some(Command::FleetLock {
+            url,
+            group,
+            id,
+            action,
+        }) => fleet_lock(url, group, id.as_deref(), action, io),
         Some(Command::Poweroff) => manager(api, ManagerCall::PowerOff),
         Some(Command::Reboot) => manager(api, ManagerCall::Reboot),
         Some(Command::Halt) => manager(api, ManagerCall::Halt),
@@ -479,6 +497,38 @@ fn upgrade_report(api: &dyn Api, io: &mut Io<'_>) -> Result<Exit, CtlError> {
         io.print_json(&report)?;
     } else {
         io.print(&crate::upgrade::render_report(&report))?;
+    }
+    Ok(Exit::Success)
+}
+
+fn fleet_lock(
+    url: &str,
+    group: &str,
+    id: Option<&str>,
+    action: &str,
+    io: &mut Io<'_>,
+) -> Result<Exit, CtlError> {
+    let id = match id {
+        Some(id) => id.to_owned(),
+        None => fleetlock::node_id()?,
+    };
+    let client = fleetlock::Client {
+        url: url.to_owned(),
+        group: group.to_owned(),
+        id,
+    };
+    if action == "lock" {
+        client.lock()?;
+        io.print(&format!(
+            "Slot taken: {} in group {}.\n",
+            client.id, client.group
+        ))?;
+    } else {
+        client.unlock()?;
+        io.print(&format!(
+            "Slot given back: {} in group {}.\n",
+            client.id, client.group
+        ))?;
     }
     Ok(Exit::Success)
 }
