@@ -149,11 +149,16 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LiveUpgradeArgs {
     /// The kernel image to boot.
-    #[arg(long, value_name = "PATH", required_unless_present_any = ["prepare", "discard"])]
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["prepare", "discard", "latest"])]
     pub kernel: Option<PathBuf>,
+    /// The newest kernel installed (/boot/vmlinuz-RELEASE, as Debian's
+    /// linux-version orders them) and its initramfs; nothing to do when
+    /// it is the one running.
+    #[arg(long, conflicts_with_all = ["kernel", "initrd", "prepare", "discard"])]
+    pub latest: bool,
     /// Its initramfs.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,

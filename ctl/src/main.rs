@@ -10,6 +10,7 @@ mod client;
 mod error;
 mod fleetlock;
 mod follow;
+mod latest;
 mod list;
 mod metrics;
 mod procfs;
@@ -131,6 +132,9 @@ fn run(global: &Global, command: Option<&Command>, io: &mut Io<'_>) -> Result<Ex
         return fleet_lock(url, group, id.as_deref(), action, io);
     }
     if let Some(Command::LiveUpgrade(args)) = command {
+        if args.latest {
+            return latest_upgrade(global, args, io);
+        }
         if let Some(unit) = follows_from_inside(args) {
             return follow_upgrade(global, &unit, io);
         }
@@ -377,6 +381,34 @@ fn jobs(api: &dyn Api, job: Job, units: &[String], io: &mut Io<'_>) -> Result<Ex
         }
     }
     Ok(exit)
+}
+
+/// `live-upgrade --latest`: to the newest installed kernel, or nothing
+/// to do if it runs already (so that a rollout run twice changes nothing).
+fn latest_upgrade(
+    global: &Global,
+    args: &crate::cli::LiveUpgradeArgs,
+    io: &mut Io<'_>,
+) -> Result<Exit, CtlError> {
+    let running = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let newest = latest::newest_installed(&running)?;
+    match latest::decide(&newest, &running, std::path::Path::new("/boot")) {
+        latest::Latest::Running(release) => {
+            io.print(&format!(
+                "Already running the newest installed kernel, {release}: nothing to do.\n"
+            ))?;
+            Ok(Exit::Success)
+        }
+        latest::Latest::Upgrade { kernel, initrd, .. } => {
+            let mut resolved = args.clone();
+            resolved.latest = false;
+            resolved.kernel = Some(kernel);
+            resolved.initrd = initrd;
+            run(global, Some(&Command::LiveUpgrade(resolved)), io)
+        }
+    }
 }
 
 /// The unit relivectl runs in when a live upgrade it starts must let go

@@ -138,8 +138,9 @@ pub fn run_followed(
     flags: &str,
     interrupt: &Interrupt,
 ) -> Result<(String, Duration)> {
-    let command = upgrade_command(release, flags);
-    let label = format!("live upgrade to {release} {flags}, followed by relivectl")
+    // `release` is the newest kernel of the image: relivectl picks it.
+    let command = format!("relivectl live-upgrade --latest --reuse-cmdline {flags}");
+    let label = format!("live upgrade --latest (to {release}) {flags}, followed by relivectl")
         .trim_end()
         .to_owned();
     run_detached_by(

@@ -374,6 +374,21 @@ impl Run<'_> {
             out.stdout.trim(),
         );
         self.common_checks(booted, v, watch, &counter1, "upgrade")?;
+        if self.variant.bus_options().is_none() {
+            // Asked again, --latest finds nothing to do: a rollout run a
+            // second time changes nothing.
+            let again = self.sh(booted, "relivectl live-upgrade --latest --reuse-cmdline")?;
+            v.record(
+                "upgrade: --latest again: nothing to do",
+                again.success()
+                    && again.stdout.trim()
+                        == format!(
+                            "Already running the newest installed kernel, {}: nothing to do.",
+                            self.to_release
+                        ),
+                again.stdout.trim(),
+            );
+        }
 
         // (f) the report.
         let report = upgrade::report(self.paths, port)?;
