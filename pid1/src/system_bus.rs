@@ -256,7 +256,7 @@ fn activate(conn: &zbus::blocking::Connection, commands: &CommandSender, unit: S
                 } else {
                     tracing::warn!("system bus: cannot activate {unit}: {e}");
                 }
-                let reply = (unit.as_str(), error_name(&e), e.to_string());
+                let reply = (unit.as_str(), e.bus_error_name(), e.to_string());
                 if let Err(e) = conn.emit_signal(
                     Some(DRIVER),
                     "/org/freedesktop/systemd1",
@@ -271,9 +271,4 @@ fn activate(conn: &zbus::blocking::Connection, commands: &CommandSender, unit: S
     if let Err(e) = spawned {
         tracing::warn!("system bus: no thread for an activation: {e}");
     }
-}
-
-/// systemd's error names for what dbus-daemon passes on to the client.
-fn error_name(e: &ManagerError) -> &'static str {
-    e.bus_error_name()
 }

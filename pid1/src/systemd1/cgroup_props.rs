@@ -84,22 +84,14 @@ pub fn cgroup_props(p: &mut Props, view: &UnitView, running: bool, r: &Resources
     let value = |l: Option<Limit>, total: u64, unset: u64| -> u64 {
         l.map_or(unset, |l| l.cgroup_value(total).parse().unwrap_or(INFINITY))
     };
-    p.insert("MemoryMin", Value::from(value(r.memory_min, memory, 0)));
-    p.insert("MemoryLow", Value::from(value(r.memory_low, memory, 0)));
-    p.insert(
-        "MemoryHigh",
-        Value::from(value(r.memory_high, memory, INFINITY)),
-    );
-    p.insert(
-        "MemoryMax",
-        Value::from(value(r.memory_max, memory, INFINITY)),
-    );
-    p.insert(
-        "MemorySwapMax",
-        Value::from(value(r.memory_swap_max, memory, INFINITY)),
-    );
-    p.insert(
-        "TasksMax",
-        Value::from(value(r.tasks_max, threads, INFINITY)),
-    );
+    for (name, limit, total, unset) in [
+        ("MemoryMin", r.memory_min, memory, 0),
+        ("MemoryLow", r.memory_low, memory, 0),
+        ("MemoryHigh", r.memory_high, memory, INFINITY),
+        ("MemoryMax", r.memory_max, memory, INFINITY),
+        ("MemorySwapMax", r.memory_swap_max, memory, INFINITY),
+        ("TasksMax", r.tasks_max, threads, INFINITY),
+    ] {
+        p.insert(name, Value::from(value(limit, total, unset)));
+    }
 }
