@@ -150,7 +150,8 @@ pub fn run_followed(
         UPGRADE_TIMEOUT,
         interrupt,
         |paths, port| {
-            let said = run_checked(paths, port, &command, "relivectl live-upgrade")?;
+            let out = ssh::run_across_upgrade(paths, port, &command)?;
+            let said = checked(out, "relivectl live-upgrade")?;
             if !said.contains(&format!("-> {release}")) {
                 bail!("relivectl live-upgrade did not follow the upgrade to its end: {said}");
             }
@@ -191,7 +192,11 @@ pub fn run_detached_busctl(
 
 /// Runs `command` over ssh, logs what it said, and fails unless it exited 0.
 fn run_checked(paths: &Paths, port: u16, command: &str, what: &str) -> Result<String> {
-    let out = ssh::run(paths, port, command)?;
+    checked(ssh::run(paths, port, command)?, what)
+}
+
+/// Logs what a command said, and fails unless it exited 0.
+fn checked(out: ssh::Output, what: &str) -> Result<String> {
     output::log(&format!("{what} said: {}{}", out.stdout, out.stderr));
     if !out.success() {
         bail!(

@@ -138,8 +138,29 @@ impl Output {
 /// exit status 255 means the connection failed, which is reported as an
 /// error rather than as the command's status).
 pub fn run(paths: &Paths, port: u16, script: &str) -> Result<Output> {
+    run_with(command(paths, port), script)
+}
+
+/// As [`run`], for a command whose connection crosses a live upgrade
+/// (`relivectl live-upgrade` followed from ssh): the guest is silent
+/// while its sshd is parked and the new kernel boots, longer than
+/// [`command`]'s 30 s keepalive under a slow TCG host, so keepalives
+/// give up only after three minutes.
+pub fn run_across_upgrade(paths: &Paths, port: u16, script: &str) -> Result<Output> {
+    let mut cmd = base(paths, port, 10);
+    cmd.args([
+        "-o",
+        "ServerAliveInterval=10",
+        "-o",
+        "ServerAliveCountMax=18",
+        "root@127.0.0.1",
+    ]);
+    run_with(cmd, script)
+}
+
+fn run_with(mut cmd: Command, script: &str) -> Result<Output> {
     output::log(&format!("ssh: {script}"));
-    let out = command(paths, port)
+    let out = cmd
         .arg(script)
         .stdin(Stdio::null())
         .output()
