@@ -152,13 +152,18 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct LiveUpgradeArgs {
     /// The kernel image to boot.
-    #[arg(long, value_name = "PATH", required_unless_present_any = ["prepare", "discard", "latest"])]
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["prepare", "discard", "latest", "release"])]
     pub kernel: Option<PathBuf>,
     /// The newest kernel installed (/boot/vmlinuz-RELEASE, as Debian's
     /// linux-version orders them) and its initramfs; nothing to do when
     /// it is the one running.
-    #[arg(long, conflicts_with_all = ["kernel", "initrd", "prepare", "discard"])]
+    #[arg(long, conflicts_with_all = ["kernel", "initrd", "prepare", "discard", "release"])]
     pub latest: bool,
+    /// The installed kernel of this release (/boot/vmlinuz-RELEASE, as
+    /// `uname -r` prints it) and its initramfs; nothing to do when it is
+    /// the one running.
+    #[arg(long, value_name = "RELEASE", conflicts_with_all = ["kernel", "initrd", "prepare", "discard"])]
+    pub release: Option<String>,
     /// Its initramfs.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
@@ -197,6 +202,31 @@ pub struct LiveUpgradeArgs {
     /// Wipe a warm snapshot left by --prepare.
     #[arg(long, conflicts_with_all = ["kernel", "dry_run", "detach", "single_phase"])]
     pub discard: bool,
+    /// Take a slot from this FleetLock server first (waiting for one),
+    /// and give it back once the upgrade's report is healthy; a failed
+    /// upgrade keeps the slot, which holds the rest of the fleet back.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["dry_run", "detach", "prepare", "discard"])]
+    pub fleet_lock: Option<String>,
+    /// The group of hosts whose slots the lock server counts.
+    #[arg(
+        long,
+        value_name = "GROUP",
+        default_value = "default",
+        requires = "fleet_lock"
+    )]
+    pub fleet_group: String,
+    /// This host's id at the lock server (default: derived from
+    /// /etc/machine-id, as for `fleet-lock`).
+    #[arg(long, value_name = "ID", requires = "fleet_lock")]
+    pub fleet_id: Option<String>,
+    /// How long to wait for a slot before giving up, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        requires = "fleet_lock"
+    )]
+    pub fleet_lock_wait: u64,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+/// How often a host waiting for a slot asks again.
+pub const RETRY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetLockError {
@@ -23,6 +27,13 @@ pub enum FleetLockError {
         status: u16,
         kind: String,
         value: String,
+    },
+    #[error("no slot from lock server {url} within {seconds} s")]
+    NoSlot {
+        url: String,
+        seconds: u64,
+        #[source]
+        last: Box<FleetLockError>,
     },
     #[error("cannot read /etc/machine-id for the node's id: {0} (give --id)")]
     MachineId(#[source] std::io::Error),
@@ -59,6 +70,31 @@ impl Client {
     /// Takes a slot (held already by this node: fine).
     pub fn lock(&self) -> Result<(), FleetLockError> {
         self.post("/v1/pre-reboot")
+    }
+
+    /// Takes a slot, asking again every [`RETRY`] while the server says
+    /// no or cannot be reached (as Zincati does), for at most `wait`;
+    /// `waiting` is told each time why not yet.
+    pub fn lock_waiting(
+        &self,
+        wait: Duration,
+        waiting: &mut dyn FnMut(&FleetLockError),
+    ) -> Result<(), FleetLockError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.lock() {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() + RETRY > deadline => {
+                    return Err(FleetLockError::NoSlot {
+                        url: self.url.clone(),
+                        seconds: wait.as_secs(),
+                        last: Box::new(e),
+                    })
+                }
+                Err(e) => waiting(&e),
+            }
+            std::thread::sleep(RETRY);
+        }
     }
 
     /// Gives the slot back (not held: fine).

@@ -57,13 +57,8 @@ pub fn run(
 ) -> Result<UpgradeReport, CtlError> {
     // The report of this upgrade starts after this moment (both on the
     // old kernel's clock).
-    let asked_usec = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    let mut global_args: Vec<String> = vec!["--socket".into(), global.socket.display().to_string()];
-    if global.bus {
-        global_args.push("--bus".into());
-    }
+    let asked_usec = now_usec();
+    let global_args = global_args(global);
     let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--json").collect();
     args.extend(["--json".into(), "--let-go-for".into(), unit.to_owned()]);
     let mut helper = Command::new(own_exe()?)
@@ -104,6 +99,31 @@ pub fn run(
             ));
         }
     }
+}
+
+/// The options a child relivectl needs to reach the same relive.
+fn global_args(global: &Global) -> Vec<String> {
+    let mut args = vec!["--socket".into(), global.socket.display().to_string()];
+    if global.bus {
+        args.push("--bus".into());
+    }
+    args
+}
+
+/// The report of an upgrade started at `since_usec` or later (wall
+/// clock, microseconds), if one has completed.
+pub fn report_of_upgrade_since(
+    global: &Global,
+    since_usec: u64,
+) -> Result<Option<UpgradeReport>, CtlError> {
+    report_since(&global_args(global), since_usec)
+}
+
+/// Now, as upgrade reports count time: microseconds of the wall clock.
+pub fn now_usec() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn own_exe() -> Result<std::path::PathBuf, CtlError> {

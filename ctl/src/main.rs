@@ -8,15 +8,16 @@
 mod cli;
 mod client;
 mod error;
+mod fleet_upgrade;
 mod fleetlock;
 mod follow;
-mod latest;
 mod list;
 mod metrics;
 mod procfs;
 mod proxy;
 mod security;
 mod status;
+mod target;
 mod time;
 mod timers;
 mod upgrade;
@@ -132,8 +133,12 @@ fn run(global: &Global, command: Option<&Command>, io: &mut Io<'_>) -> Result<Ex
         return fleet_lock(url, group, id.as_deref(), action, io);
     }
     if let Some(Command::LiveUpgrade(args)) = command {
-        if args.latest {
-            return latest_upgrade(global, args, io);
+        // (The helper of a followed upgrade leaves the lock to its parent.)
+        if let (Some(url), None) = (&args.fleet_lock, &args.let_go_for) {
+            return fleet_upgrade::run(global, args, url, io);
+        }
+        if args.latest || args.release.is_some() {
+            return target_upgrade(global, args, io);
         }
         if let Some(unit) = follows_from_inside(args) {
             return follow_upgrade(global, &unit, io);
@@ -383,32 +388,42 @@ fn jobs(api: &dyn Api, job: Job, units: &[String], io: &mut Io<'_>) -> Result<Ex
     Ok(exit)
 }
 
-/// `live-upgrade --latest`: to the newest installed kernel, or nothing
+/// `live-upgrade --latest` or `--release`: to that kernel, or nothing
 /// to do if it runs already (so that a rollout run twice changes nothing).
-fn latest_upgrade(
+fn target_upgrade(
     global: &Global,
     args: &crate::cli::LiveUpgradeArgs,
     io: &mut Io<'_>,
 ) -> Result<Exit, CtlError> {
-    let running = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let newest = latest::newest_installed(&running)?;
-    match latest::decide(&newest, &running, std::path::Path::new("/boot")) {
-        latest::Latest::Running(release) => {
-            io.print(&format!(
-                "Already running the newest installed kernel, {release}: nothing to do.\n"
-            ))?;
+    match target::resolve(args, &target::running_release())? {
+        None => run(global, Some(&Command::LiveUpgrade(args.clone())), io),
+        Some(target::Target::Running(release)) => {
+            nothing_to_do(&release, args.latest, io)?;
             Ok(Exit::Success)
         }
-        latest::Latest::Upgrade { kernel, initrd, .. } => {
+        Some(target::Target::Upgrade { kernel, initrd, .. }) => {
             let mut resolved = args.clone();
             resolved.latest = false;
+            resolved.release = None;
             resolved.kernel = Some(kernel);
             resolved.initrd = initrd;
             run(global, Some(&Command::LiveUpgrade(resolved)), io)
         }
     }
+}
+
+/// Says that `release`, the kernel asked for (the newest installed with
+/// --latest), runs already.
+pub(crate) fn nothing_to_do(release: &str, latest: bool, io: &mut Io<'_>) -> Result<(), CtlError> {
+    if io.json {
+        return io.print_json(&serde_json::json!({ "nothing_to_do": true, "release": release }));
+    }
+    let what = if latest {
+        format!("the newest installed kernel, {release}")
+    } else {
+        release.to_owned()
+    };
+    io.print(&format!("Already running {what}: nothing to do.\n"))
 }
 
 /// The unit relivectl runs in when a live upgrade it starts must let go
@@ -576,10 +591,7 @@ fn metrics(
         Err(e) if e.to_string().contains("no live upgrade has completed") => None,
         Err(e) => return Err(e),
     };
-    let kernel = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let text = metrics::render(&kernel, report.as_ref());
+    let text = metrics::render(&target::running_release(), report.as_ref());
     match textfile {
         Some(path) => metrics::write_textfile(path, &text).map_err(|source| CtlError::Write {
             path: path.to_owned(),

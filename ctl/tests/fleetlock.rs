@@ -171,3 +171,68 @@ fn an_unreachable_server_is_named() {
         text(&out)
     );
 }
+
+fn upgrade(url: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_relivectl"))
+        .args(["--socket", "/nonexistent/relive-socket", "live-upgrade"])
+        .args(extra)
+        .args([
+            "--fleet-lock",
+            url,
+            "--fleet-group",
+            "workers",
+            "--fleet-id",
+            "host-a",
+        ])
+        .output()
+        .unwrap()
+}
+
+fn running_release() -> String {
+    let out = Command::new("uname").arg("-r").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn nothing_to_do_gives_back_a_slot_left_from_an_earlier_upgrade() {
+    let slots = Slots::default();
+    slots
+        .lock()
+        .unwrap()
+        .insert("workers".into(), "host-a".into());
+    let url = serve(slots.clone());
+    let release = running_release();
+    let out = upgrade(&url, &["--release", &release]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Already running {release}: nothing to do.\n")
+    );
+    assert!(slots.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_kernel_release_not_installed_is_named_and_no_slot_taken() {
+    let slots = Slots::default();
+    let url = serve(slots.clone());
+    let out = upgrade(&url, &["--release", "0.0.0-none"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("--release 0.0.0-none: there is no /boot/vmlinuz-0.0.0-none"),
+        "{}",
+        text(&out)
+    );
+    assert!(slots.lock().unwrap().is_empty());
+}
+
+#[test]
+fn an_upgrade_that_cannot_start_leaves_the_slot_free() {
+    // Outside a unit of relive's, relivectl refuses before asking for a
+    // slot; inside one (a test run from a service), relive cannot be
+    // reached and the slot is given back.
+    let slots = Slots::default();
+    let url = serve(slots.clone());
+    let out = upgrade(&url, &["--kernel", "/nonexistent/vmlinuz"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(slots.lock().unwrap().is_empty(), "{}", text(&out));
+}

@@ -1,16 +1,19 @@
-//! `live-upgrade --latest`: the newest kernel installed, as Debian's own
-//! tools order kernel releases (`linux-version`, from linux-base, which
-//! every Debian kernel package depends on).
+//! The kernel `live-upgrade --latest` or `--release RELEASE` means: the
+//! newest installed, as Debian's own tools order kernel releases
+//! (`linux-version`, from linux-base, which every Debian kernel package
+//! depends on), or the installed one of that release; nothing to do when
+//! it runs already.
 
+use crate::cli::LiveUpgradeArgs;
 use crate::error::CtlError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// What --latest means on this machine now.
+/// What --latest or --release means on this machine now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Latest {
-    /// The newest installed kernel is the one running: nothing to do.
+pub enum Target {
+    /// The kernel asked for is the one running: nothing to do.
     Running(String),
     Upgrade {
         release: String,
@@ -19,15 +22,46 @@ pub enum Latest {
     },
 }
 
-/// Picks from the installed releases (`newest` first) against `running`.
-pub fn decide(newest: &str, running: &str, boot: &Path) -> Latest {
-    if newest == running {
-        return Latest::Running(newest.to_owned());
+/// The target of --latest or --release, or None when the kernel is given
+/// by path.
+pub fn resolve(args: &LiveUpgradeArgs, running: &str) -> Result<Option<Target>, CtlError> {
+    let boot = Path::new("/boot");
+    if args.latest {
+        let newest = newest_installed(running)?;
+        return Ok(Some(decide(&newest, running, boot)));
     }
-    let initrd = boot.join(format!("initrd.img-{newest}"));
-    Latest::Upgrade {
-        release: newest.to_owned(),
-        kernel: boot.join(format!("vmlinuz-{newest}")),
+    let Some(release) = args.release.as_deref() else {
+        return Ok(None);
+    };
+    let target = decide(release, running, boot);
+    if let Target::Upgrade { kernel, .. } = &target {
+        if !kernel.is_file() {
+            return Err(CtlError::Refused(format!(
+                "--release {release}: there is no {} (is the kernel package installed?)",
+                kernel.display()
+            )));
+        }
+    }
+    Ok(Some(target))
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn running_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `wanted` (the newest installed, or the release asked for) against
+/// `running`.
+pub fn decide(wanted: &str, running: &str, boot: &Path) -> Target {
+    if wanted == running {
+        return Target::Running(wanted.to_owned());
+    }
+    let initrd = boot.join(format!("initrd.img-{wanted}"));
+    Target::Upgrade {
+        release: wanted.to_owned(),
+        kernel: boot.join(format!("vmlinuz-{wanted}")),
         initrd: initrd.exists().then_some(initrd),
     }
 }
@@ -90,11 +124,11 @@ mod tests {
         std::fs::write(boot.join("initrd.img-6.12.117+deb12-amd64"), "").unwrap();
         assert_eq!(
             decide("6.12.117+deb12-amd64", "6.12.117+deb12-amd64", &boot),
-            Latest::Running("6.12.117+deb12-amd64".into())
+            Target::Running("6.12.117+deb12-amd64".into())
         );
         assert_eq!(
             decide("6.12.117+deb12-amd64", "6.1.0-47-amd64", &boot),
-            Latest::Upgrade {
+            Target::Upgrade {
                 release: "6.12.117+deb12-amd64".into(),
                 kernel: boot.join("vmlinuz-6.12.117+deb12-amd64"),
                 initrd: Some(boot.join("initrd.img-6.12.117+deb12-amd64")),
@@ -102,7 +136,7 @@ mod tests {
         );
         let none = decide("6.13.0-1-amd64", "6.1.0-47-amd64", &boot);
         assert!(
-            matches!(none, Latest::Upgrade { initrd: None, .. }),
+            matches!(none, Target::Upgrade { initrd: None, .. }),
             "{none:?}"
         );
         std::fs::remove_dir_all(boot).unwrap();
