@@ -48,6 +48,8 @@ pub struct FakeState {
     pub clients_in: Vec<(String, usize)>,
     /// What `main_pid` answers, by unit.
     pub main_pids: BTreeMap<String, i32>,
+    /// Units that ended on their own (`ended_on_its_own`).
+    pub ended: BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +159,10 @@ impl UnitHost for FakeHost {
 
     fn main_pid(&self, unit: &str) -> Option<i32> {
         self.with(|s| s.main_pids.get(unit).copied())
+    }
+
+    fn ended_on_its_own(&self, unit: &str) -> bool {
+        self.with(|s| s.ended.contains(unit))
     }
 
     fn queue_start(&self, unit: &str) {

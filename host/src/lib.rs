@@ -94,6 +94,10 @@ pub trait UnitHost: Sync {
     fn run_job(&self, unit: &str, job: Job) -> Result<(), HostError>;
     /// A unit's main PID now, if it has one.
     fn main_pid(&self, unit: &str) -> Option<i32>;
+    /// Whether a service ended on its own since the plan: inactive, not
+    /// parked, its last run a success (a socket-activated daemon that
+    /// exits when idle). Its state is not lost: there is none to carry.
+    fn ended_on_its_own(&self, unit: &str) -> bool;
     /// Queues a start and returns at once.
     fn queue_start(&self, unit: &str);
     /// Starts every unit at once (the manager orders them by After=) and

@@ -266,12 +266,25 @@ impl Parking<'_> {
                 })?;
             self.stopped.push(name.clone());
         }
+        let mut ended = Vec::new();
         for unit in &plan.preserved {
             let chain = chains.get(&unit.name).cloned().unwrap_or_else(|| Chain {
                 convergence: no_pre_dump_reason(two_phase, self.config, unit),
                 ..Chain::default()
             });
-            self.checkpoint(&store, unit, chain)?;
+            match self.checkpoint(&store, unit, chain) {
+                // Parking is the first step: nothing was done to it.
+                Err(UpgradeError::Park { .. }) if self.seams.host.ended_on_its_own(&unit.name) => {
+                    let note = format!(
+                        "{} ended on its own before its checkpoint (its last run a success): nothing to carry; it starts again as its unit says",
+                        unit.name
+                    );
+                    tracing::info!("{note}");
+                    (self.progress)(Progress::new(Phase::Dump, &unit.name, 0, &note));
+                    ended.push(note);
+                }
+                result => result?,
+            }
         }
         #[cfg(feature = "fault-injection")]
         for record in &self.records {
@@ -295,7 +308,12 @@ impl Parking<'_> {
             tracing::warn!("{note}");
             note
         });
-        let notes: Vec<String> = losses.iter().map(Loss::to_string).chain(edited).collect();
+        let notes: Vec<String> = losses
+            .iter()
+            .map(Loss::to_string)
+            .chain(ended)
+            .chain(edited)
+            .collect();
         (self.progress)(Progress::new(
             Phase::Handover,
             "",

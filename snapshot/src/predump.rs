@@ -177,7 +177,8 @@ pub fn phase1(
 
 /// Starts afresh the units whose main process died with a failed pre-dump
 /// (their Restart= may have done it already) and returns the losses, for
-/// the report.
+/// the report. A service that ended on its own meanwhile (a daemon that
+/// exits when idle, whose process was gone when CRIU came) lost nothing.
 pub fn start_lost(
     seams: &Seams,
     chains: &BTreeMap<String, Chain>,
@@ -188,6 +189,10 @@ pub fn start_lost(
         let Some(why) = &chain.lost else {
             continue;
         };
+        if seams.host.ended_on_its_own(name) {
+            tracing::info!("{name}: ended on its own during phase 1: nothing to carry");
+            continue;
+        }
         let loss = Loss {
             unit: name.clone(),
             reason: why.clone(),

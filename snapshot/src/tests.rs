@@ -419,3 +419,70 @@ fn a_unit_that_died_with_its_pre_dump_is_started_afresh_and_its_loss_kept() {
         job: Job::Start
     }));
 }
+
+#[test]
+fn a_unit_that_ended_on_its_own_during_phase_1_lost_nothing() {
+    let mut rig = Rig::new(&[("idle-exit", 100), ("critical", 900)], &[]);
+    let dead = dead_pid();
+    rig.host.with(|s| {
+        for unit in s.plan.preserved.iter_mut() {
+            unit.pre_dump = true;
+            if unit.name == "idle-exit" {
+                unit.main_pid = dead as u32;
+            }
+        }
+        s.ended.insert("idle-exit".into());
+    });
+    rig.dumper.failing.insert("idle-exit".into());
+    rig.config.pre_dump = true;
+    let plan = rig.host.with(|s| s.plan.clone());
+    let store = relive_store::Store::create(&rig.store).unwrap();
+    let chains = crate::predump::phase1(
+        &rig.dumper,
+        &store,
+        &plan,
+        &rig.config,
+        &|_| {},
+        Default::default(),
+    )
+    .unwrap();
+    let losses = crate::predump::start_lost(&rig.seams(), &chains, &|_| {}).unwrap();
+    assert!(losses.is_empty(), "{losses:?}");
+    assert!(
+        !rig.calls().iter().any(|c| matches!(
+            c,
+            HostCall::Job {
+                job: Job::Start,
+                ..
+            }
+        )),
+        "nothing started afresh: {:#?}",
+        rig.calls()
+    );
+}
+
+#[test]
+fn a_unit_that_ended_on_its_own_before_its_checkpoint_is_skipped() {
+    let rig = Rig::new(&[("low", 100), ("idle-exit", 500), ("critical", 900)], &[]);
+    rig.host.with(|s| {
+        s.parkable.remove("idle-exit");
+        s.ended.insert("idle-exit".into());
+    });
+    let aborted = rig.execute();
+    // The upgrade went on to the kexec (which the rig fails), with the
+    // other units dumped.
+    assert!(matches!(aborted.error, UpgradeError::Boot(_)), "{aborted}");
+    assert_eq!(*rig.dumper.dumped.lock().unwrap(), ["low", "critical"]);
+    assert!(aborted.lost.is_empty(), "{aborted}");
+}
+
+#[test]
+fn a_unit_that_cannot_be_parked_while_running_aborts_the_upgrade() {
+    let rig = Rig::new(&[("low", 100), ("stuck", 500)], &[]);
+    rig.host.with(|s| s.parkable.remove("stuck"));
+    let aborted = rig.execute();
+    assert!(
+        matches!(&aborted.error, UpgradeError::Park { unit, .. } if unit == "stuck"),
+        "{aborted}"
+    );
+}

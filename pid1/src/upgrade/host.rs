@@ -2,7 +2,7 @@
 //! loop's thread, which owns the manager; the worker thread waits for it.
 
 use crate::event_loop::CommandSender;
-use crate::manager::state::JobKind;
+use crate::manager::state::{ActiveState, JobKind, UnitResult};
 use crate::manager::Manager;
 use relive_api::plan::Plan;
 use relive_host::{HelperOutput, HostError, Job, ParkInfo, UnitHost};
@@ -93,6 +93,19 @@ impl UnitHost for LoopHost {
         self.on_loop(move |m| m.unit(&unit).and_then(|u| u.main_pid))
             .ok()
             .flatten()
+    }
+
+    fn ended_on_its_own(&self, unit: &str) -> bool {
+        let unit = unit.to_owned();
+        self.on_loop(move |m| {
+            m.unit(&unit).is_some_and(|u| {
+                u.active == ActiveState::Inactive
+                    && u.result == UnitResult::Success
+                    && u.main_pid.is_none()
+                    && !u.parked
+            })
+        })
+        .unwrap_or(false)
     }
 
     fn queue_start(&self, unit: &str) {
