@@ -19,7 +19,7 @@ mod vm;
 use anyhow::{bail, Result};
 use clap::Parser;
 use cli::{Cli, Verb};
-use scenarios::{check, demo, faults, upgrade_check};
+use scenarios::{check, demo, faults, fleet, upgrade_check};
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,6 +60,7 @@ fn log_name(verb: &Verb) -> Option<&'static str> {
         Verb::UpgradeCheck { .. } => "upgrade-check",
         Verb::Faults { .. } => "faults",
         Verb::Demo => "demo",
+        Verb::Fleet { .. } => "fleet",
         Verb::BenchUpgrade { .. } => "bench-upgrade",
         Verb::Bench { .. } => "bench",
         Verb::BenchBoot { .. } => "bench-boot",
@@ -150,6 +151,15 @@ fn run(verb: Verb) -> Result<ExitCode> {
             let (image, interrupt) = vm::prepare(&paths)?;
             return Ok(passed(upgrade_check::check_directions(
                 &paths, &image, &pairs, &interrupt,
+            )?));
+        }
+        Verb::Fleet { hosts } => {
+            let (image, interrupt) = vm::prepare(&paths)?;
+            return Ok(passed(fleet::fleet(
+                &paths,
+                &image,
+                hosts.into(),
+                &interrupt,
             )?));
         }
         Verb::Demo => {

@@ -64,6 +64,41 @@ pub struct Verdict {
     pub detail: String,
 }
 
+/// Prints each verdict as it comes (`ok`/`FAIL`, like `check`).
+pub struct Verdicts {
+    pub label: String,
+    pub all: Vec<Verdict>,
+}
+
+impl Verdicts {
+    pub fn record(&mut self, name: &str, ok: bool, detail: impl Into<String>) -> bool {
+        let verdict = Verdict {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        };
+        output::println(format!(
+            "{} {} {}: {}",
+            if ok { "ok  " } else { "FAIL" },
+            self.label,
+            verdict.name,
+            verdict.detail
+        ));
+        self.all.push(verdict);
+        ok
+    }
+
+    /// How many failed so far.
+    pub fn failed(&self) -> usize {
+        self.all.iter().filter(|v| !v.ok).count()
+    }
+
+    pub fn push(&mut self, verdict: Verdict) {
+        let Verdict { name, ok, detail } = verdict;
+        self.record(&name, ok, detail);
+    }
+}
+
 /// Why the lab cannot run here at all (the only reason to skip it).
 pub fn cannot_run() -> Option<String> {
     if std::env::consts::ARCH != "x86_64" {

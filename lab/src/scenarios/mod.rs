@@ -13,6 +13,8 @@
 //!   its maintainer scripts through systemctl and relive.
 //! - [`package`]: relive's Debian package installed, its GRUB entries,
 //!   removed while it runs, then systemd booting the same disk.
+//! - [`fleet`]: rolling upgrades of several guests with the repository's
+//!   Ansible collection, and a FleetLock server.
 //! - [`demo`]: one upgrade, shown to a person.
 
 pub mod activation;
@@ -23,6 +25,7 @@ pub mod compare;
 pub mod demo;
 pub mod echo_client;
 pub mod faults;
+pub mod fleet;
 pub mod package;
 pub mod pids;
 pub mod server;

@@ -162,7 +162,14 @@ pub fn start(
     std::fs::create_dir_all(paths.logs())?;
     std::fs::create_dir_all(paths.run_dir())?;
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let run_name = format!("{stamp}-{}-{init:?}", kernel.release).to_lowercase();
+    // "-host2" for one of several guests (`Paths::for_guest`).
+    let guest_name = paths
+        .run
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("run"))
+        .unwrap_or_default();
+    let run_name = format!("{stamp}-{}-{init:?}{guest_name}", kernel.release).to_lowercase();
     let serial_log = paths.logs().join(format!("serial-{run_name}.log"));
     let qemu_stderr = paths.logs().join(format!("qemu-{run_name}.stderr"));
 

@@ -9,6 +9,9 @@ pub struct Paths {
     pub root: PathBuf,
     /// `lab/out/`.
     pub out: PathBuf,
+    /// The running guest's state and disk copies: `lab/out/run/`, or one
+    /// directory per guest when several run at once ([`Paths::for_guest`]).
+    pub run: PathBuf,
 }
 
 impl Paths {
@@ -19,7 +22,17 @@ impl Paths {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
         let root = root.canonicalize().unwrap_or(root);
         let out = root.join("lab/out");
-        Paths { root, out }
+        let run = out.join("run");
+        Paths { root, out, run }
+    }
+
+    /// The same lab for one of several guests running at once (`fleet`):
+    /// its own state and disk copies, in `lab/out/run-NAME/`.
+    pub fn for_guest(&self, name: &str) -> Paths {
+        Paths {
+            run: self.out.join(format!("run-{name}")),
+            ..self.clone()
+        }
     }
 
     /// The committed mkosi configuration.
@@ -57,7 +70,7 @@ impl Paths {
     }
     /// State of the running guest, for later invocations.
     pub fn run_dir(&self) -> PathBuf {
-        self.out.join("run")
+        self.run.clone()
     }
     /// The disk copy a `--writable` boot runs on.
     pub fn writable_disk(&self) -> PathBuf {

@@ -33,6 +33,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("/usr/include/seccomp.h", "libseccomp-dev"),
     // `relive-lab check` drives services with Ansible's systemd_service.
     ("ansible-playbook", "ansible-core"),
+    // `relive-lab fleet` checks each guest's metrics with promtool.
+    ("promtool", "prometheus"),
 ];
 
 /// Looks a program up in $PATH and the sbin directories (which a non-login

@@ -460,6 +460,7 @@ mod tests {
         let paths = Paths {
             root: PathBuf::from("/r"),
             out: PathBuf::from("/r/lab/out"),
+            run: PathBuf::from("/r/lab/out/run"),
         };
         let o = Outputs::new(&paths, None, None);
         assert_eq!(o.json, PathBuf::from("/r/lab/out/bench-twophase.json"));

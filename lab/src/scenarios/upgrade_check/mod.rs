@@ -20,7 +20,7 @@ mod stores;
 mod watch;
 
 use crate::output;
-use crate::scenarios::check::{self, Verdict};
+use crate::scenarios::check::{self, Verdict, Verdicts};
 use crate::scenarios::echo_client::EchoClient;
 use crate::scenarios::pids::Pids;
 use crate::scenarios::upgrade;
@@ -42,41 +42,6 @@ use watch::{counter_line, Watch};
 const REDIS_KEYS: &str = "relive:a 1 relive:b two relive:c 3";
 const REDIS_VALUES: &str = "1\ntwo\n3";
 const FAULT_FILE: &str = "/run/relive/fault-inject";
-
-/// Prints each verdict as it comes (`ok`/`FAIL`, like `check`).
-struct Verdicts {
-    label: String,
-    all: Vec<Verdict>,
-}
-
-impl Verdicts {
-    fn record(&mut self, name: &str, ok: bool, detail: impl Into<String>) -> bool {
-        let verdict = Verdict {
-            name: name.into(),
-            ok,
-            detail: detail.into(),
-        };
-        output::println(format!(
-            "{} {} {}: {}",
-            if ok { "ok  " } else { "FAIL" },
-            self.label,
-            verdict.name,
-            verdict.detail
-        ));
-        self.all.push(verdict);
-        ok
-    }
-
-    /// How many failed so far.
-    fn failed(&self) -> usize {
-        self.all.iter().filter(|v| !v.ok).count()
-    }
-
-    fn push(&mut self, verdict: Verdict) {
-        let Verdict { name, ok, detail } = verdict;
-        self.record(&name, ok, detail);
-    }
-}
 
 /// Every direction in `pairs` (from, to), one guest each; prints the
 /// verdicts as they come and a summary per direction; true if all passed.
