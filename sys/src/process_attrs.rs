@@ -19,6 +19,8 @@ pub struct ProcessSettings {
     pub scheduler: Option<(i32, i32)>,
     /// PR_SET_NO_NEW_PRIVS, set last before the exec.
     pub no_new_privs: bool,
+    /// PR_SET_SECUREBITS after the user switch (0: left as they are).
+    pub secure_bits: u32,
 }
 
 /// The attributes that may need privileges (raising a limit, a negative
@@ -80,11 +82,35 @@ pub(crate) unsafe fn apply_privileged(
     Ok(())
 }
 
-/// NoNewPrivileges=: after the user switch, just before the exec.
+/// SecureBits= and NoNewPrivileges=: after the user switch, just before
+/// the exec. Setting secure bits needs CAP_SETPCAP: a service of another
+/// user kept its permitted capabilities through the switch (keep-caps,
+/// see spawn) and raises that one into its effective set for the call,
+/// as systemd does; the exec recomputes the sets anyway.
 ///
 /// # Safety
 /// Only in the child between fork and exec.
 pub(crate) unsafe fn apply_last(s: &ProcessSettings) -> Result<(), ChildStep> {
+    // SAFETY: prctl with integer arguments.
+    let current = unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) };
+    if s.secure_bits != 0 && current != s.secure_bits as i32 {
+        if !crate::spawn::gain_cap_setpcap() {
+            return Err(ChildStep::Capabilities);
+        }
+        // SAFETY: prctl with integer arguments.
+        if unsafe {
+            libc::prctl(
+                libc::PR_SET_SECUREBITS,
+                s.secure_bits as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        } < 0
+        {
+            return Err(ChildStep::SecureBits);
+        }
+    }
     // SAFETY: prctl with integer arguments.
     if s.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
         return Err(ChildStep::NoNewPrivileges);

@@ -136,6 +136,7 @@ pub enum ChildStep {
     Limits = 205,
     OomAdjust = 206,
     IoPriority = 211,
+    SecureBits = 213,
     SetScheduler = 214,
     NoNewPrivileges = 227,
     Network = 225,
@@ -159,6 +160,7 @@ impl ChildStep {
             205 => "LIMITS",
             206 => "OOM_ADJUST",
             211 => "IOPRIO",
+            213 => "SECUREBITS",
             214 => "SETSCHEDULER",
             227 => "NO_NEW_PRIVILEGES",
             225 => "NETWORK",
@@ -181,6 +183,7 @@ impl ChildStep {
             205 => "setting resource limits",
             206 => "setting the OOM score adjustment",
             211 => "setting the I/O scheduling",
+            213 => "setting the secure bits",
             214 => "setting the CPU scheduling",
             227 => "setting no_new_privs",
             225 => "setting up the private network",
@@ -669,14 +672,16 @@ fn child_main(plan: &ChildPlan) -> ! {
             {
                 fail(plan, ChildStep::Group);
             }
-            let keep = plan.ambient_caps != 0 && creds.uid != 0;
+            // Capabilities kept through the switch of user, for the
+            // ambient set or for setting secure bits (CAP_SETPCAP).
+            let keep = (plan.ambient_caps != 0 || plan.process.secure_bits != 0) && creds.uid != 0;
             if keep && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 {
                 fail(plan, ChildStep::Capabilities);
             }
             if libc::syscall(libc::SYS_setresuid, creds.uid, creds.uid, creds.uid) < 0 {
                 fail(plan, ChildStep::User);
             }
-            if keep && !raise_ambient(plan.ambient_caps) {
+            if plan.ambient_caps != 0 && creds.uid != 0 && !raise_ambient(plan.ambient_caps) {
                 fail(plan, ChildStep::Capabilities);
             }
         }
@@ -776,6 +781,33 @@ fn raise_ambient(caps: u64) -> bool {
         libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
     }
     true
+}
+
+/// CAP_SETPCAP into the effective set, if it is in the permitted one
+/// (root's, or kept through the switch of user); true if it is there.
+pub(crate) fn gain_cap_setpcap() -> bool {
+    const CAP_SETPCAP: u32 = 8;
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget(2)/capset(2) read and write a header and two data
+    // words of the layout above.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) < 0 {
+            return false;
+        }
+        let bit = 1 << CAP_SETPCAP;
+        if data[0].permitted & bit == 0 {
+            return false;
+        }
+        if data[0].effective & bit != 0 {
+            return true;
+        }
+        data[0].effective |= bit;
+        libc::syscall(libc::SYS_capset, &mut header, data.as_mut_ptr()) == 0
+    }
 }
 
 /// Moves the listening descriptors to 3, 4, ... (not close-on-exec) and

@@ -236,3 +236,60 @@ fn ambient_capabilities_and_the_bounding_set_reach_the_service() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}\n{log}");
 }
+
+/// SecureBits= reaches the service (prctl PR_GET_SECUREBITS, read by the
+/// service itself): root's as asked, and a User= service's too (which
+/// needs CAP_SETPCAP kept through the switch of user for the call), its
+/// capabilities gone at the exec all the same. Repeated lines are ORed.
+#[test]
+fn secure_bits_reach_the_service_of_root_and_of_another_user() {
+    require_sandbox!();
+    let dir = std::env::temp_dir().join(format!("relive-secbits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unit = |file: &str, body: &str| {
+        format!(
+            "[Service]\nType=oneshot\n{body}\nStandardOutput=file:{}\n\
+             ExecStart=/usr/bin/python3 -c \"import ctypes; \
+             print('securebits=' + str(ctypes.CDLL(None).prctl(27, 0, 0, 0, 0))); \
+             print(open('/proc/self/status').read())\"\n",
+            dir.join(file).display()
+        )
+    };
+    let sandbox = Sandbox::boot(
+        &[
+            (
+                "root-bits.service",
+                &unit("root", "SecureBits=keep-caps-locked noroot"),
+            ),
+            (
+                "user-bits.service",
+                &unit(
+                    "user",
+                    "User=nobody\nSecureBits=noroot noroot-locked\nSecureBits=no-setuid-fixup",
+                ),
+            ),
+            (
+                "multi-user.target",
+                "[Unit]\nWants=root-bits.service user-bits.service\n",
+            ),
+        ],
+        "",
+    );
+    sandbox.wait_for("both to run", Duration::from_secs(10), || {
+        ["root", "user"]
+            .iter()
+            .all(|f| std::fs::read_to_string(dir.join(f)).is_ok_and(|t| t.contains("CapEff")))
+    });
+    let root = std::fs::read_to_string(dir.join("root")).unwrap();
+    // keep-caps-locked (1 << 5) | noroot (1 << 0)
+    assert!(root.starts_with("securebits=33\n"), "{root}");
+    let user = std::fs::read_to_string(dir.join("user")).unwrap();
+    // noroot | noroot-locked | no-setuid-fixup
+    assert!(user.starts_with("securebits=7\n"), "{user}");
+    assert!(user.contains("Uid:\t65534"), "{user}");
+    let caps = cap_sets(&user);
+    assert_eq!((caps["CapPrm"], caps["CapEff"]), (0, 0), "{user}");
+    let (status, log) = sandbox.poweroff();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}\n{log}");
+}

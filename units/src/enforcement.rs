@@ -60,7 +60,6 @@ pub const NOT_IMPLEMENTED: &[&str] = &[
     "MountImages",
     "ExtensionImages",
     "ExtensionDirectories",
-    "SecureBits",
     // A PAM session (limits, keyrings, the user's environment, pam_systemd)
     // around the service: user@.service needs one to run systemd --user.
     "PAMName",

@@ -224,6 +224,36 @@ pub struct ProcessAttributes {
     pub cpu_reset_on_fork: bool,
     /// NoNewPrivileges=: set no_new_privs before the exec.
     pub no_new_privileges: bool,
+    /// SecureBits=: the securebits flags (prctl(2) PR_SET_SECUREBITS), 0
+    /// for none.
+    pub secure_bits: u32,
+}
+
+/// SecureBits= words and their bits (linux/securebits.h).
+const SECURE_BITS: &[(&str, u32)] = &[
+    ("noroot", 1 << 0),
+    ("noroot-locked", 1 << 1),
+    ("no-setuid-fixup", 1 << 2),
+    ("no-setuid-fixup-locked", 1 << 3),
+    ("keep-caps", 1 << 4),
+    ("keep-caps-locked", 1 << 5),
+];
+
+/// A SecureBits= value's bits; None if a word is not one of systemd's.
+pub fn parse_secure_bits(value: &str) -> Option<u32> {
+    value.split_whitespace().try_fold(0, |bits, word| {
+        let (_, bit) = SECURE_BITS.iter().find(|(name, _)| *name == word)?;
+        Some(bits | bit)
+    })
+}
+
+/// The words of `bits`, as SecureBits= spells them.
+pub fn secure_bits_words(bits: u32) -> Vec<&'static str> {
+    SECURE_BITS
+        .iter()
+        .filter(|(_, bit)| bits & bit != 0)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 impl ProcessAttributes {
@@ -308,5 +338,18 @@ mod tests {
             p.scheduler(),
             Some((libc::SCHED_BATCH | libc::SCHED_RESET_ON_FORK, 0))
         );
+    }
+}
+
+#[cfg(test)]
+mod secure_bits_tests {
+    use super::*;
+
+    #[test]
+    fn secure_bits_words_and_bits_go_both_ways() {
+        assert_eq!(parse_secure_bits("noroot keep-caps-locked"), Some(33));
+        assert_eq!(parse_secure_bits(""), Some(0));
+        assert_eq!(parse_secure_bits("noroot keep-all"), None);
+        assert_eq!(secure_bits_words(33), ["noroot", "keep-caps-locked"]);
     }
 }

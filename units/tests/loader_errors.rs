@@ -38,6 +38,11 @@ fn invalid_values_name_directive_value_and_line() {
             "LimitNOFILE=",
         ),
         (
+            "[Service]\nExecStart=/a\nSecureBits=noroot keep-all\n",
+            3,
+            "SecureBits=",
+        ),
+        (
             "[Service]\nExecStart=/a\nWorkingDirectory=rel\n",
             3,
             "WorkingDirectory=",

@@ -567,6 +567,7 @@ fn process_settings(p: &relive_units::process::ProcessAttributes) -> ProcessSett
         ioprio: p.ioprio(),
         scheduler: p.scheduler(),
         no_new_privs: p.no_new_privileges,
+        secure_bits: p.secure_bits,
     }
 }
 

@@ -25,6 +25,11 @@ pub(super) fn checks(unit: &Unit) -> Option<Vec<SecurityCheck>> {
         "cannot gain privileges through set-user-ID programs",
     );
     add(
+        "SecureBits",
+        svc.process.secure_bits & (1 << 0) != 0,
+        "root has no special capabilities on exec (noroot)",
+    );
+    add(
         "CapabilityBoundingSet",
         svc.capability_bounding_set.is_some() || has_implied_drops(svc),
         "capabilities are limited",

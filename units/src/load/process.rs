@@ -1,12 +1,12 @@
 //! Limit*= (but LimitNOFILE=), Nice=, OOMScoreAdjust=, IOScheduling*=,
-//! CPUScheduling*= and NoNewPrivileges=: the process attributes of any
+//! CPUScheduling*=, NoNewPrivileges= and SecureBits=: the process attributes of any
 //! unit that runs processes.
 
 use super::build::Ctx;
 use super::values::parse_bool;
 use crate::error::LoadError;
 use crate::model::Location;
-use crate::process::{CpuPolicy, IoClass, ProcessAttributes, Rlimit};
+use crate::process::{parse_secure_bits, CpuPolicy, IoClass, ProcessAttributes, Rlimit};
 
 /// Applies `key` if it is one of this module's: None when it is not.
 pub(crate) fn directive(
@@ -73,6 +73,12 @@ fn apply(p: &mut ProcessAttributes, key: &str, value: &str) -> Option<bool> {
         "CPUSchedulingPriority" => ok(optional(value, int_in(0..=99)).map(|n| p.cpu_priority = n)),
         "CPUSchedulingResetOnFork" => ok(flag(value).map(|on| p.cpu_reset_on_fork = on)),
         "NoNewPrivileges" => ok(flag(value).map(|on| p.no_new_privileges = on)),
+        // Repeated: ORed; empty: none.
+        "SecureBits" if value.is_empty() => {
+            p.secure_bits = 0;
+            Some(true)
+        }
+        "SecureBits" => ok(parse_secure_bits(value).map(|bits| p.secure_bits |= bits)),
         _ => None,
     }
 }
