@@ -141,9 +141,55 @@ impl CgroupFs {
         }
     }
 
+    /// Removes the cgroup and the cgroups below it (a delegated unit's
+    /// own), deepest first. EBUSY (processes left, e.g. KillMode=process)
+    /// and ENOENT are expected: such a cgroup is left alone.
     pub fn remove(&self, path: &str) {
-        // EBUSY (processes left, e.g. KillMode=process) and ENOENT are expected.
+        for child in self.children(path).unwrap_or_default() {
+            self.remove(&format!("{}/{child}", path.trim_end_matches('/')));
+        }
         let _ = fs::remove_dir(self.dir(path));
+    }
+
+    /// Delegate=: makes `controllers` (those the machine offers) available
+    /// in the cgroup, and with `owner` gives the cgroup to the service's
+    /// user, as systemd does: the directory and the files through which
+    /// processes and controllers are managed below it.
+    pub fn delegate(
+        &self,
+        path: &str,
+        controllers: &[String],
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<()> {
+        let offered_file = self.root.join("cgroup.controllers");
+        let offered = fs::read_to_string(&offered_file).map_err(|e| with_path(e, &offered_file))?;
+        let available: Vec<&str> = controllers
+            .iter()
+            .map(String::as_str)
+            .filter(|c| offered.split_whitespace().any(|o| o == *c))
+            .collect();
+        self.enable_controllers(path, &available)?;
+        let Some((uid, gid)) = owner else {
+            return Ok(());
+        };
+        let dir = self.dir(path);
+        for file in [
+            "",
+            "cgroup.procs",
+            "cgroup.threads",
+            "cgroup.subtree_control",
+        ] {
+            let target = if file.is_empty() {
+                dir.clone()
+            } else {
+                dir.join(file)
+            };
+            match std::os::unix::fs::chown(&target, Some(uid), Some(gid)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && file == "cgroup.threads" => {}
+                other => other.map_err(|e| with_path(e, &target))?,
+            }
+        }
+        Ok(())
     }
 }
 

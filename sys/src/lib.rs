@@ -61,8 +61,17 @@ pub trait Kernel: Send {
     /// one small read, however many processes there are. A missing cgroup
     /// is empty.
     fn cgroup_populated(&self, path: &str) -> io::Result<bool>;
-    /// Removes the cgroup if it is empty; a busy or missing one is left alone.
+    /// Removes the cgroup and those below it if they are empty; a busy or
+    /// missing one is left alone.
     fn cgroup_remove(&mut self, path: &str);
+    /// Delegate=: makes `controllers` available in the cgroup and, with
+    /// `owner` (uid, gid), hands the cgroup to the service's user.
+    fn cgroup_delegate(
+        &mut self,
+        path: &str,
+        controllers: &[String],
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<()>;
     /// The names of the cgroups directly below `path`.
     fn cgroup_children(&self, path: &str) -> io::Result<Vec<String>>;
     /// The cgroup a process is in, relative to the root (e.g. `/system.slice/a.service`).
@@ -159,6 +168,15 @@ impl Kernel for RealKernel {
 
     fn cgroup_remove(&mut self, path: &str) {
         self.cgroups.remove(path)
+    }
+
+    fn cgroup_delegate(
+        &mut self,
+        path: &str,
+        controllers: &[String],
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<()> {
+        self.cgroups.delegate(path, controllers, owner)
     }
 
     fn listen(

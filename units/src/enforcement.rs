@@ -35,10 +35,6 @@ pub const BEST_EFFORT: &[(&str, &str)] = &[
         "services share the kernel's per-user session keyrings (as KeyringMode=inherit)",
     ),
     (
-        "Delegate",
-        "relive neither writes below a unit's cgroup nor hands it over: the service may manage its subtree, but it is not made its owner",
-    ),
-    (
         "MountFlags",
         "the service's mounts are always slaves of PID 1's (MountFlags=slave)",
     ),

@@ -38,6 +38,56 @@ pub struct Resources {
     pub cpu_quota: Option<u64>,
     pub io_weight: Option<u64>,
     pub tasks_max: Option<Limit>,
+    /// Delegate=: None when off; else the cgroup v2 controllers made
+    /// available to the unit's processes, which may manage the subtree
+    /// below its cgroup (empty: delegation without controllers).
+    pub delegate: Option<Vec<String>>,
+}
+
+/// The cgroup v2 controllers `Delegate=yes` enables (those the machine
+/// offers of them).
+pub const DELEGATE_ALL: &[&str] = &["cpu", "cpuset", "io", "memory", "pids"];
+
+/// A Delegate= controller name as systemd accepts it, and the cgroup v2
+/// controller it enables: None for those that are BPF programs on v2
+/// (devices, bpf-*: nothing to enable) or have no v2 controller of their
+/// own (cpuacct and blkio are cpu's and io's).
+fn delegate_controller(name: &str) -> Option<Option<&'static str>> {
+    Some(match name {
+        "cpu" | "cpuacct" => Some("cpu"),
+        "cpuset" => Some("cpuset"),
+        "io" | "blkio" => Some("io"),
+        "memory" => Some("memory"),
+        "pids" => Some("pids"),
+        "devices"
+        | "bpf-firewall"
+        | "bpf-devices"
+        | "bpf-foreign"
+        | "bpf-socket-bind"
+        | "bpf-restrict-network-interfaces" => None,
+        _ => return None,
+    })
+}
+
+/// Delegate='s value onto `current`: a boolean, or controller names
+/// (ORed with earlier ones); empty turns delegation on with no
+/// controllers, as in systemd. None for a name systemd does not know.
+pub fn parse_delegate(current: Option<&[String]>, value: &str) -> Option<Option<Vec<String>>> {
+    if value.is_empty() {
+        return Some(Some(Vec::new()));
+    }
+    if let Some(on) = crate::load::values::parse_bool(value) {
+        return Some(on.then(|| DELEGATE_ALL.iter().map(|c| c.to_string()).collect()));
+    }
+    let mut controllers: Vec<String> = current.unwrap_or_default().to_vec();
+    for word in value.split_whitespace() {
+        if let Some(v2) = delegate_controller(word)? {
+            controllers.push(v2.to_owned());
+        }
+    }
+    controllers.sort();
+    controllers.dedup();
+    Some(Some(controllers))
 }
 
 /// One file to write in the unit's cgroup, and the controller it needs.
@@ -103,5 +153,26 @@ impl Resources {
             put("TasksMax", "pids", "pids.max", l.cgroup_value(tasks));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod delegate_tests {
+    use super::*;
+
+    #[test]
+    fn delegate_takes_booleans_names_and_empty_as_systemd_does() {
+        let all: Vec<String> = DELEGATE_ALL.iter().map(|c| c.to_string()).collect();
+        assert_eq!(parse_delegate(None, "yes"), Some(Some(all)));
+        assert_eq!(parse_delegate(None, "no"), Some(None));
+        assert_eq!(parse_delegate(None, ""), Some(Some(vec![])));
+        // Names are ORed; v1 names map to v2's, BPF ones enable nothing.
+        let first = parse_delegate(None, "pids blkio bpf-firewall").unwrap();
+        assert_eq!(first, Some(vec!["io".to_string(), "pids".to_string()]));
+        assert_eq!(
+            parse_delegate(first.as_deref(), "memory"),
+            Some(Some(vec!["io".into(), "memory".into(), "pids".into()]))
+        );
+        assert_eq!(parse_delegate(None, "pids hugepages"), None);
     }
 }

@@ -353,11 +353,13 @@ impl Manager {
         Ok((stdout, stderr))
     }
 
-    /// The unit's cgroup, with its resource settings; its path.
+    /// The unit's cgroup, with its resource settings and, with Delegate=,
+    /// handed to `owner` (the service's user); its path.
     pub(super) fn create_unit_cgroup(
         &mut self,
         name: &str,
         resources: &relive_units::resources::Resources,
+        owner: Option<(u32, u32)>,
     ) -> Result<String, String> {
         let cgroup = self.unit_cgroup(name);
         self.rt
@@ -374,6 +376,12 @@ impl Manager {
                 .cgroup_configure(&cgroup, &settings)
                 .map_err(|e| format!("cannot apply resource settings: {e}"))?;
         }
+        if let Some(controllers) = &resources.delegate {
+            self.rt
+                .kernel
+                .cgroup_delegate(&cgroup, controllers, owner)
+                .map_err(|e| format!("cannot delegate the cgroup (Delegate=): {e}"))?;
+        }
         Ok(cgroup)
     }
 
@@ -383,28 +391,29 @@ impl Manager {
         name: &str,
         svc: &ServiceSection,
     ) -> Result<(), String> {
-        self.create_unit_cgroup(name, &svc.resources)?;
         let directories = &svc.directories;
         let none_asked = DirectoryKind::ALL
             .iter()
             .all(|&kind| directories.get(kind).names.is_empty());
-        if svc.sandbox.needs_mount_namespace() {
-            // Before a start, and before a restore, whose namespace binds them.
-            super::sandbox::prepare_run_dirs()?;
-        }
-        if svc.runtime_directory.is_empty() && none_asked && svc.credentials.is_empty() {
-            return Ok(());
-        }
+        let owned = svc.resources.delegate.is_some()
+            || !svc.runtime_directory.is_empty()
+            || !none_asked
+            || !svc.credentials.is_empty();
         let owner = match &svc.user {
-            Some(_) => Some(
+            Some(_) if owned => Some(
                 self.accounts()
                     .resolve(svc.user.as_deref(), svc.group.as_deref(), &[])
                     .map_err(|e| e.to_string())?
                     .credentials,
             ),
-            None => None,
+            _ => None,
         };
         let owner = owner.as_ref().map(|c| (c.uid, c.gid));
+        self.create_unit_cgroup(name, &svc.resources, owner)?;
+        if svc.sandbox.needs_mount_namespace() {
+            // Before a start, and before a restore, whose namespace binds them.
+            super::sandbox::prepare_run_dirs()?;
+        }
         for dir in &svc.runtime_directory {
             super::rundir::make(Path::new("/run"), dir, svc.runtime_directory_mode, owner)?;
         }

@@ -174,7 +174,7 @@ impl Manager {
             .and_then(|u| u.config.as_ref()?.slice_section.clone())
             .unwrap_or_default()
             .resources;
-        match self.create_unit_cgroup(name, &resources) {
+        match self.create_unit_cgroup(name, &resources, None) {
             Ok(_) => self.set_state(name, ActiveState::Active, SubState::Active),
             Err(e) => self.fail_cgroup_unit(name, e),
         }
@@ -200,7 +200,7 @@ impl Manager {
             return self
                 .fail_cgroup_unit(name, "a scope is only started with its processes".into());
         }
-        let cgroup = match self.create_unit_cgroup(name, &scope.resources) {
+        let cgroup = match self.create_unit_cgroup(name, &scope.resources, None) {
             Ok(c) => c,
             Err(e) => return self.fail_cgroup_unit(name, e),
         };

@@ -114,6 +114,14 @@ impl Kernel for FakeKernel {
         Ok(self.0.lock().unwrap().running.keys().cloned().collect())
     }
     fn cgroup_remove(&mut self, _: &str) {}
+    fn cgroup_delegate(
+        &mut self,
+        _: &str,
+        _: &[String],
+        _: Option<(u32, u32)>,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
     fn cgroup_of(&self, _: i32) -> Option<String> {
         None
     }

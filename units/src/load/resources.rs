@@ -5,7 +5,7 @@ use super::build::Ctx;
 use super::values::parse_size;
 use crate::error::LoadError;
 use crate::model::Location;
-use crate::resources::{Limit, Resources};
+use crate::resources::{parse_delegate, Limit, Resources};
 
 /// Applies `key` if it is one of this module's: None when it is not.
 pub(crate) fn directive(
@@ -27,6 +27,7 @@ pub(crate) fn directive(
             optional(value, |v| limit(v, parse_size)).map(|l| *field = l)
         }
         "TasksMax" => optional(value, |v| limit(v, |n| n.parse().ok())).map(|l| r.tasks_max = l),
+        "Delegate" => parse_delegate(r.delegate.as_deref(), value).map(|d| r.delegate = d),
         "CPUWeight" => optional(value, |v| match v {
             "idle" => Some(0),
             n => n.parse().ok().filter(|w| (1..=10_000).contains(w)),
