@@ -377,9 +377,16 @@ fn a_failed_preflight_leaves_everything_as_it_was() {
     assert!(rig.freezer.calls().is_empty());
 }
 
-#[test]
-fn a_unit_that_died_with_its_pre_dump_is_started_afresh_and_its_loss_kept() {
-    let mut rig = Rig::new(&[("low", 100), ("critical", 900)], &[]);
+/// Phase 1 over "low" (whose main process is dead and whose pre-dump
+/// fails) and "critical"; with `ended`, PID 1 says "low" ended on its
+/// own. Returns the chains and the dead PID.
+fn phase1_with_a_dead_unit(
+    rig: &mut Rig,
+    ended: bool,
+) -> (
+    std::collections::BTreeMap<String, crate::predump::Chain>,
+    i32,
+) {
     let dead = dead_pid();
     rig.host.with(|s| {
         for unit in s.plan.preserved.iter_mut() {
@@ -387,6 +394,9 @@ fn a_unit_that_died_with_its_pre_dump_is_started_afresh_and_its_loss_kept() {
             if unit.name == "low" {
                 unit.main_pid = dead as u32;
             }
+        }
+        if ended {
+            s.ended.insert("low".into());
         }
     });
     rig.dumper.failing.insert("low".into());
@@ -402,6 +412,13 @@ fn a_unit_that_died_with_its_pre_dump_is_started_afresh_and_its_loss_kept() {
         Default::default(),
     )
     .unwrap();
+    (chains, dead)
+}
+
+#[test]
+fn a_unit_that_died_with_its_pre_dump_is_started_afresh_and_its_loss_kept() {
+    let mut rig = Rig::new(&[("low", 100), ("critical", 900)], &[]);
+    let (chains, dead) = phase1_with_a_dead_unit(&mut rig, false);
     assert_eq!(chains["low"].parent, None, "its chain is dropped");
     assert!(chains["critical"].parent.is_some());
     let losses = crate::predump::start_lost(&rig.seams(), &chains, &|_| {}).unwrap();
@@ -422,30 +439,8 @@ fn a_unit_that_died_with_its_pre_dump_is_started_afresh_and_its_loss_kept() {
 
 #[test]
 fn a_unit_that_ended_on_its_own_during_phase_1_lost_nothing() {
-    let mut rig = Rig::new(&[("idle-exit", 100), ("critical", 900)], &[]);
-    let dead = dead_pid();
-    rig.host.with(|s| {
-        for unit in s.plan.preserved.iter_mut() {
-            unit.pre_dump = true;
-            if unit.name == "idle-exit" {
-                unit.main_pid = dead as u32;
-            }
-        }
-        s.ended.insert("idle-exit".into());
-    });
-    rig.dumper.failing.insert("idle-exit".into());
-    rig.config.pre_dump = true;
-    let plan = rig.host.with(|s| s.plan.clone());
-    let store = relive_store::Store::create(&rig.store).unwrap();
-    let chains = crate::predump::phase1(
-        &rig.dumper,
-        &store,
-        &plan,
-        &rig.config,
-        &|_| {},
-        Default::default(),
-    )
-    .unwrap();
+    let mut rig = Rig::new(&[("low", 100), ("critical", 900)], &[]);
+    let (chains, _) = phase1_with_a_dead_unit(&mut rig, true);
     let losses = crate::predump::start_lost(&rig.seams(), &chains, &|_| {}).unwrap();
     assert!(losses.is_empty(), "{losses:?}");
     assert!(
