@@ -90,7 +90,7 @@ pub enum Verb {
     /// connections kept), a second run that changes nothing, promtool on
     /// each host's metrics, a rollout back stopped by a rollback on the
     /// second host (the rest untouched), then two hosts upgrading at once
-    /// through a FleetLock server. ~40 min under TCG.
+    /// through a FleetLock server. ~15 min under TCG.
     Fleet {
         /// Guests (2 GiB each; at least 3: the faulty rollout needs a
         /// host after the faulty one).
