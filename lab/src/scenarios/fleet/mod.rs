@@ -269,14 +269,15 @@ fn check_one_at_a_time(fleet: &[Host], v: &mut Verdicts) {
         .collect();
     let mut serial = true;
     let mut text = Vec::new();
+    let origin = spans
+        .iter()
+        .find_map(|(_, span)| span.as_ref().ok().map(|(start, _)| *start))
+        .unwrap_or(0);
+    let secs = |usec: u64| usec.saturating_sub(origin) as f64 / 1e6;
     for (i, (name, span)) in spans.iter().enumerate() {
         match span {
             Ok((start, end)) => {
-                text.push(format!(
-                    "{name} {:.0}..{:.0} s",
-                    *start as f64 / 1e6 % 1e4,
-                    *end as f64 / 1e6 % 1e4
-                ));
+                text.push(format!("{name} {:.0}..{:.0} s", secs(*start), secs(*end)));
                 if let Some((_, Ok((_, previous_end)))) = i.checked_sub(1).map(|p| &spans[p]) {
                     serial &= start > previous_end;
                 }
@@ -288,7 +289,7 @@ fn check_one_at_a_time(fleet: &[Host], v: &mut Verdicts) {
         }
     }
     v.record(
-        "rollout: one host at a time (upgrade start..end, wall clock mod 10^4 s)",
+        "rollout: one host at a time (upgrade start..end, from the first start)",
         serial,
         text.join(", "),
     );
