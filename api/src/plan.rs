@@ -13,6 +13,10 @@ pub struct Plan {
     pub preserved: Vec<PlannedUnit>,
     /// Stopped cleanly before the kexec and started fresh after it.
     pub restarted: Vec<String>,
+    /// Why a unit whose policy is to be preserved is restarted instead
+    /// (unit, reason).
+    #[serde(default)]
+    pub not_preserved: Vec<(String, String)>,
     /// Run again early in the new kernel (network, sysctl...).
     pub rerun: Vec<String>,
     /// Sum of the preserved units' estimates.

@@ -42,6 +42,9 @@ pub fn render(plan: &Plan) -> String {
         }
     };
     let _ = writeln!(out, "Restarted: {}", list(&plan.restarted));
+    for (unit, why) in &plan.not_preserved {
+        let _ = writeln!(out, "  {unit}: {why}");
+    }
     let _ = writeln!(out, "Rerun:     {}", list(&plan.rerun));
     let _ = writeln!(
         out,
@@ -263,6 +266,10 @@ mod tests {
                 },
             ],
             restarted: vec!["web.service".into()],
+            not_preserved: vec![(
+                "web.service".into(),
+                "PrivateUsers=yes: CRIU cannot restore ...".into(),
+            )],
             rerun: vec![],
             estimated_image_bytes: 17 << 20,
             doomed_connections: vec![DoomedConnection {
@@ -286,7 +293,10 @@ mod tests {
         let counter = text.find("counter.service").unwrap();
         let echo = text.find("echo.service").unwrap();
         assert!(counter < echo, "{text}");
-        assert!(text.contains("Restarted: web.service"), "{text}");
+        assert!(
+            text.contains("Restarted: web.service\n  web.service: PrivateUsers=yes"),
+            "{text}"
+        );
         assert!(text.contains("Rerun:     (none)"), "{text}");
         assert!(text.contains("Estimated image size: 17.0 MiB"), "{text}");
         assert!(text.contains("FAIL kexec"), "{text}");

@@ -27,6 +27,7 @@ pub mod sched;
 pub mod seccomp;
 pub mod spawn;
 pub mod tty;
+pub mod userns;
 pub mod users;
 
 use std::io;

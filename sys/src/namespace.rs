@@ -248,7 +248,7 @@ unsafe fn apply(step: &MountStep) -> bool {
 }
 
 /// `ip link set lo up`, with the SIOCSIFFLAGS ioctl.
-unsafe fn loopback_up() -> bool {
+pub(crate) unsafe fn loopback_up() -> bool {
     // SAFETY: socket/ioctl/close on a stack ifreq.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);

@@ -91,6 +91,8 @@ pub struct SpawnRequest {
     pub namespaces: crate::namespace::NamespacePlan,
     /// seccomp filters, installed last before the exec.
     pub seccomp: Vec<crate::seccomp::Program>,
+    /// PrivateUsers=: a user namespace of its own, with these maps.
+    pub private_users: Option<crate::userns::UserNsMaps>,
 }
 
 impl SpawnRequest {
@@ -122,6 +124,7 @@ impl SpawnRequest {
             listen_fds: Vec::new(),
             namespaces: Default::default(),
             seccomp: Vec::new(),
+            private_users: None,
         }
     }
 }
@@ -422,6 +425,7 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         listen_pid_digits: unsafe { listen_pid.add(LISTEN_PID_PREFIX) },
         namespaces: &request.namespaces,
         seccomp: &request.seccomp,
+        private_users: request.private_users.as_ref(),
         devnull: devnull.as_raw_fd(),
         status_fd: status_write.as_raw_fd(),
     };
@@ -489,6 +493,7 @@ struct ChildPlan<'a> {
     listen_pid_digits: *mut u8,
     namespaces: &'a crate::namespace::NamespacePlan,
     seccomp: &'a [crate::seccomp::Program],
+    private_users: Option<&'a crate::userns::UserNsMaps>,
     /// PID 1's /dev/null, which the plan's Null streams are.
     devnull: RawFd,
     status_fd: RawFd,
@@ -644,17 +649,6 @@ fn child_main(plan: &ChildPlan) -> ! {
             fail(plan, step);
         }
         libc::umask(plan.umask as libc::mode_t);
-        if let Some(keep) = plan.bounding_set {
-            // Needs CAP_SETPCAP, so before the switch of user.
-            for cap in 0..64 {
-                if keep & (1 << cap) == 0
-                    && libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0
-                    && *libc::__errno_location() != libc::EINVAL
-                {
-                    fail(plan, ChildStep::Capabilities);
-                }
-            }
-        }
         if let Some(creds) = plan.credentials {
             // The raw system calls, not glibc's wrappers: those apply the
             // change to every thread of the process (a signal to each and
@@ -672,6 +666,35 @@ fn child_main(plan: &ChildPlan) -> ! {
             {
                 fail(plan, ChildStep::Group);
             }
+        }
+        // After the groups (setgroups is denied inside), before the
+        // bounding set and the secure bits, which a new user namespace
+        // starts full and empty.
+        if let Some(maps) = plan.private_users {
+            if !crate::userns::enter(maps, plan.namespaces.unshare) {
+                fail(plan, ChildStep::User);
+            }
+            // /dev/null again, from the mount namespace made anew: CRIU
+            // finds an open file's mount only in the process's own.
+            if plan.namespaces.unshare & libc::CLONE_NEWNS != 0 && !reopen_null(plan) {
+                fail(plan, ChildStep::Stdio);
+            }
+            if plan.namespaces.loopback_up && !crate::namespace::loopback_up() {
+                fail(plan, ChildStep::Network);
+            }
+        }
+        if let Some(keep) = plan.bounding_set {
+            // Needs CAP_SETPCAP, so before the switch of user.
+            for cap in 0..64 {
+                if keep & (1 << cap) == 0
+                    && libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0
+                    && *libc::__errno_location() != libc::EINVAL
+                {
+                    fail(plan, ChildStep::Capabilities);
+                }
+            }
+        }
+        if let Some(creds) = plan.credentials {
             // Capabilities kept through the switch of user, for the
             // ambient set or for setting secure bits (CAP_SETPCAP).
             let keep = (plan.ambient_caps != 0 || plan.process.secure_bits != 0) && creds.uid != 0;

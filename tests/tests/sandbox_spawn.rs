@@ -179,47 +179,54 @@ fn cap_sets(text: &str) -> std::collections::BTreeMap<String, u64> {
         .collect()
 }
 
+/// Boots a sandbox whose multi-user.target wants two oneshot services
+/// with these [Service] lines (ExecStart= and all), each writing its
+/// output to a file of its own; waits until both printed a CapEff line
+/// (every probe below prints /proc/self/status's); powers off. Returns
+/// what each printed.
+fn outputs_of_two_oneshots(tag: &str, first: &str, second: &str) -> (String, String) {
+    let dir = std::env::temp_dir().join(format!("relive-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unit = |file: &str, body: &str| {
+        format!(
+            "[Service]\nType=oneshot\n{body}\nStandardOutput=append:{}\n",
+            dir.join(file).display()
+        )
+    };
+    let sandbox = Sandbox::boot(
+        &[
+            ("first.service", &unit("first", first)),
+            ("second.service", &unit("second", second)),
+            (
+                "multi-user.target",
+                "[Unit]\nWants=first.service second.service\n",
+            ),
+        ],
+        "",
+    );
+    let said = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+    sandbox.wait_for("both to run", Duration::from_secs(10), || {
+        said("first").contains("CapEff") && said("second").contains("CapEff")
+    });
+    let outputs = (said("first"), said("second"));
+    let (status, log) = sandbox.poweroff();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}\n{log}");
+    outputs
+}
+
 /// AmbientCapabilities= gives a User= service the capability it names
 /// (and `!!` keeps User=, as on any kernel with ambient capabilities);
 /// CapabilityBoundingSet= bounds a root service.
 #[test]
 fn ambient_capabilities_and_the_bounding_set_reach_the_service() {
     require_sandbox!();
-    let dir = std::env::temp_dir().join(format!("relive-caps-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let unit = |file: &str, body: &str| {
-        format!(
-            "[Service]\nType=oneshot\n{body}\nStandardOutput=file:{}\n",
-            dir.join(file).display()
-        )
-    };
     let bind = 1u64 << 10; // CAP_NET_BIND_SERVICE
-    let sandbox = Sandbox::boot(
-        &[
-            (
-                "ambient.service",
-                &unit(
-                    "ambient",
-                    "User=nobody\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nExecStart=!!/bin/grep -E ^(Uid|Cap) /proc/self/status",
-                ),
-            ),
-            (
-                "bounded.service",
-                &unit(
-                    "bounded",
-                    "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_CHOWN\nCapabilityBoundingSet=~CAP_CHOWN\nExecStart=/bin/grep ^Cap /proc/self/status",
-                ),
-            ),
-            ("multi-user.target", "[Unit]\nWants=ambient.service bounded.service\n"),
-        ],
-        "",
+    let (ambient_text, bounded_text) = outputs_of_two_oneshots(
+        "caps",
+        "User=nobody\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nExecStart=!!/bin/grep -E ^(Uid|Cap) /proc/self/status",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_CHOWN\nCapabilityBoundingSet=~CAP_CHOWN\nExecStart=/bin/grep ^Cap /proc/self/status",
     );
-    sandbox.wait_for("both to run", Duration::from_secs(10), || {
-        ["ambient", "bounded"]
-            .iter()
-            .all(|f| std::fs::read_to_string(dir.join(f)).is_ok_and(|t| t.contains("CapAmb")))
-    });
-    let ambient_text = std::fs::read_to_string(dir.join("ambient")).unwrap();
     let ambient = cap_sets(&ambient_text);
     assert!(
         ambient_text.contains("Uid:\t65534"),
@@ -230,11 +237,8 @@ fn ambient_capabilities_and_the_bounding_set_reach_the_service() {
         (bind, bind),
         "{ambient_text}"
     );
-    let bounded = cap_sets(&std::fs::read_to_string(dir.join("bounded")).unwrap());
+    let bounded = cap_sets(&bounded_text);
     assert_eq!(bounded["CapBnd"], bind, "{bounded:?}");
-    let (status, log) = sandbox.poweroff();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(status.success(), "{status}\n{log}");
 }
 
 /// SecureBits= reaches the service (prctl PR_GET_SECUREBITS, read by the
@@ -244,52 +248,74 @@ fn ambient_capabilities_and_the_bounding_set_reach_the_service() {
 #[test]
 fn secure_bits_reach_the_service_of_root_and_of_another_user() {
     require_sandbox!();
-    let dir = std::env::temp_dir().join(format!("relive-secbits-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let unit = |file: &str, body: &str| {
-        format!(
-            "[Service]\nType=oneshot\n{body}\nStandardOutput=file:{}\n\
-             ExecStart=/usr/bin/python3 -c \"import ctypes; \
-             print('securebits=' + str(ctypes.CDLL(None).prctl(27, 0, 0, 0, 0))); \
-             print(open('/proc/self/status').read())\"\n",
-            dir.join(file).display()
-        )
-    };
-    let sandbox = Sandbox::boot(
-        &[
-            (
-                "root-bits.service",
-                &unit("root", "SecureBits=keep-caps-locked noroot"),
-            ),
-            (
-                "user-bits.service",
-                &unit(
-                    "user",
-                    "User=nobody\nSecureBits=noroot noroot-locked\nSecureBits=no-setuid-fixup",
-                ),
-            ),
-            (
-                "multi-user.target",
-                "[Unit]\nWants=root-bits.service user-bits.service\n",
-            ),
-        ],
-        "",
+    let probe = "ExecStart=/usr/bin/python3 -c \"import ctypes; \
+        print('securebits=' + str(ctypes.CDLL(None).prctl(27, 0, 0, 0, 0))); \
+        print(open('/proc/self/status').read())\"";
+    let (root, user) = outputs_of_two_oneshots(
+        "secbits",
+        &format!("SecureBits=keep-caps-locked noroot\n{probe}"),
+        &format!(
+            "User=nobody\nSecureBits=noroot noroot-locked\nSecureBits=no-setuid-fixup\n{probe}"
+        ),
     );
-    sandbox.wait_for("both to run", Duration::from_secs(10), || {
-        ["root", "user"]
-            .iter()
-            .all(|f| std::fs::read_to_string(dir.join(f)).is_ok_and(|t| t.contains("CapEff")))
-    });
-    let root = std::fs::read_to_string(dir.join("root")).unwrap();
     // keep-caps-locked (1 << 5) | noroot (1 << 0)
     assert!(root.starts_with("securebits=33\n"), "{root}");
-    let user = std::fs::read_to_string(dir.join("user")).unwrap();
     // noroot | noroot-locked | no-setuid-fixup
     assert!(user.starts_with("securebits=7\n"), "{user}");
     assert!(user.contains("Uid:\t65534"), "{user}");
     let caps = cap_sets(&user);
     assert_eq!((caps["CapPrm"], caps["CapEff"]), (0, 0), "{user}");
-    let (status, log) = sandbox.poweroff();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(status.success(), "{status}\n{log}");
+}
+
+/// PrivateUsers=: the service runs in a user namespace of its own that
+/// maps root and its own user and group to themselves and nothing else.
+#[test]
+fn private_users_map_only_root_and_the_service_s_own_ids() {
+    require_sandbox!();
+    let probe = "PrivateUsers=yes\nPrivateTmp=yes\n\
+        ExecStart=/bin/sh -c 'cat /proc/self/uid_map /proc/self/gid_map; \
+        readlink /proc/self/ns/user; grep ^CapEff /proc/self/status'";
+    let (user, root) = outputs_of_two_oneshots(
+        "userns",
+        &format!("User=nobody\nGroup=nogroup\n{probe}"),
+        &format!(
+            "PrivateNetwork=yes\nProtectSystem=strict\nProtectHostname=yes\n{probe}\n\
+             ExecStartPre=/bin/sh -c 'touch /usr/relive-userns-probe 2>/dev/null || echo usr-read-only; \
+             grep -c : /proc/net/dev'"
+        ),
+    );
+    let words = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    };
+    let user = words(&user);
+    let nogroup = "65534";
+    assert_eq!(
+        user[..4],
+        [
+            vec!["0", "0", "1"],
+            vec!["65534", "65534", "1"],
+            vec!["0", "0", "1"],
+            vec![nogroup, nogroup, "1"],
+        ],
+        "{user:?}"
+    );
+    // Its own user namespace, not relive's (the sandbox shares this
+    // test's).
+    let relives = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let relives = vec![relives.to_string_lossy().into_owned()];
+    assert_ne!(user[4], relives, "{user:?}");
+    let root = words(&root);
+    // Its other namespaces, made again with the user namespace, still do
+    // what they did (ExecStartPre=, first): /usr read-only, only lo in
+    // the network namespace.
+    assert_eq!(root[..2], [vec!["usr-read-only"], vec!["1"]], "{root:?}");
+    assert_eq!(
+        root[2..4],
+        [vec!["0", "0", "1"], vec!["0", "0", "1"]],
+        "{root:?}"
+    );
+    assert_ne!(root[4], relives, "{root:?}");
+    assert!(!std::path::Path::new("/usr/relive-userns-probe").exists());
 }

@@ -11,10 +11,6 @@
 /// Directives relive does not apply, with the reason the unit still runs.
 pub const BEST_EFFORT: &[(&str, &str)] = &[
     (
-        "PrivateUsers",
-        "a user namespace per service is not created yet: CRIU restoring one together with the service's mount namespace is not proven",
-    ),
-    (
         "DeviceAllow",
         "needs a cgroup BPF device program; PrivateDevices= (a /dev with only the harmless nodes) is enforced",
     ),

@@ -131,6 +131,9 @@ pub struct Sandbox {
     pub private_devices: bool,
     pub private_network: bool,
     pub private_ipc: bool,
+    /// PrivateUsers=: a user namespace mapping only root and the
+    /// service's user and group.
+    pub private_users: bool,
     pub private_mounts: bool,
     pub protect_kernel_tunables: bool,
     pub protect_kernel_modules: bool,

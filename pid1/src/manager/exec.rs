@@ -118,6 +118,7 @@ impl Manager {
             None
         };
         let uid = user.as_ref().map_or(0, |u| u.credentials.uid);
+        let gid = user.as_ref().map_or(0, |u| u.credentials.gid);
         // '+' runs outside the sandbox; '!' only skips the user switch.
         let full_privileges = cmd.privileged && !cmd.credentials_only;
         let confined = super::confine::confinement(&svc, full_privileges, uid)?;
@@ -159,6 +160,8 @@ impl Manager {
             listen_fds,
             namespaces: confined.namespaces,
             seccomp: confined.seccomp,
+            private_users: (svc.sandbox.private_users && !full_privileges)
+                .then(|| relive_sys::userns::UserNsMaps::new(uid, gid)),
         };
         let spawned = self.rt.kernel.spawn(request).map_err(|e| e.to_string())?;
         let pid = spawned.pid;

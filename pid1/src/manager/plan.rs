@@ -7,6 +7,16 @@ use relive_api::plan::{Plan, PlannedUnit};
 use relive_snapshot::plan;
 use relive_units::{UnitKind, UpgradeMode};
 
+/// Why a unit in a slice of its own is not preserved.
+const IN_OWN_SLICE: &str =
+    "in a slice of its own: the checkpoint looks for a unit's processes in system.slice";
+
+/// Why a PrivateUsers= unit is not preserved: CRIU checkpoints it, but
+/// restoring a user namespace without a PID namespace of its own fails
+/// (CRIU mounts a fresh /proc inside it, which only the PID namespace's
+/// owner may; CRIU 3.17 to 4.2 alike).
+pub const PRIVATE_USERS: &str = "PrivateUsers=yes: CRIU cannot restore a user namespace without a PID namespace of its own; restarted with its sandbox (a drop-in with PrivateUsers=no preserves it, without that namespace)";
+
 impl Manager {
     /// Builds the plan from the units' state and /proc. Runs on the loop's
     /// thread (it reads the manager), and takes milliseconds.
@@ -22,7 +32,19 @@ impl Manager {
                     // The checkpoint finds a unit's processes in
                     // system.slice: a service in a slice of its own
                     // (user@.service) starts again on the new kernel.
-                    plan.restarted.push(u.name.clone())
+                    plan.restarted.push(u.name.clone());
+                    plan.not_preserved
+                        .push((u.name.clone(), IN_OWN_SLICE.into()));
+                }
+                UpgradeMode::Preserve
+                    if cfg
+                        .service
+                        .as_ref()
+                        .is_some_and(|s| s.sandbox.private_users) =>
+                {
+                    plan.restarted.push(u.name.clone());
+                    plan.not_preserved
+                        .push((u.name.clone(), PRIVATE_USERS.into()));
                 }
                 UpgradeMode::Preserve => {
                     let cgroup = self.unit_cgroup(&u.name);

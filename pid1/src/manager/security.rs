@@ -61,6 +61,11 @@ pub(super) fn checks(unit: &Unit) -> Option<Vec<SecurityCheck>> {
     );
     add("PrivateIPC", s.private_ipc, "System V IPC of its own");
     add(
+        "PrivateUsers",
+        s.private_users,
+        "a user namespace of its own: only root and its own IDs mapped",
+    );
+    add(
         "PrivateMounts",
         s.needs_mount_namespace(),
         "mount namespace of its own",

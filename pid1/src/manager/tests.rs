@@ -624,6 +624,32 @@ fn a_service_active_without_a_process_is_rerun_by_an_upgrade_not_preserved() {
 }
 
 #[test]
+fn a_private_users_service_is_restarted_by_an_upgrade_and_the_plan_says_why() {
+    let (mut m, _k, _dir) = manager(&[
+        (
+            "own-users.service",
+            "[Service]\nExecStart=/bin/a\nPrivateUsers=yes\n",
+        ),
+        ("plain.service", "[Service]\nExecStart=/bin/b\n"),
+    ]);
+    for unit in ["own-users.service", "plain.service"] {
+        m.request(unit, JobKind::Start).unwrap();
+        assert_eq!(m.unit(unit).unwrap().active, ActiveState::Active);
+    }
+    let plan = m.upgrade_plan();
+    let preserved: Vec<&str> = plan.preserved.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(preserved, ["plain.service"]);
+    assert_eq!(plan.restarted, ["own-users.service"]);
+    assert_eq!(
+        plan.not_preserved,
+        [(
+            "own-users.service".to_string(),
+            super::plan::PRIVATE_USERS.to_string()
+        )]
+    );
+}
+
+#[test]
 fn a_target_is_reached_only_when_its_conditions_hold() {
     let (mut m, _k, _dir) = manager(&[
         ("t.target", "[Unit]\nDescription=t\n"),

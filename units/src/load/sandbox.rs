@@ -53,6 +53,7 @@ pub(crate) fn directive(
         "PrivateDevices" => set_flag(&mut s.private_devices),
         "PrivateNetwork" => set_flag(&mut s.private_network),
         "PrivateIPC" => set_flag(&mut s.private_ipc),
+        "PrivateUsers" => set_flag(&mut s.private_users),
         "PrivateMounts" => set_flag(&mut s.private_mounts),
         "ProtectKernelTunables" => set_flag(&mut s.protect_kernel_tunables),
         "ProtectKernelModules" => set_flag(&mut s.protect_kernel_modules),
