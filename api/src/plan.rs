@@ -13,10 +13,10 @@ pub struct Plan {
     pub preserved: Vec<PlannedUnit>,
     /// Stopped cleanly before the kexec and started fresh after it.
     pub restarted: Vec<String>,
-    /// Why a unit whose policy is to be preserved is restarted instead
-    /// (unit, reason).
+    /// Why each unit above is preserved, restarted or rerun (unit,
+    /// reason), in the order the units were planned.
     #[serde(default)]
-    pub not_preserved: Vec<(String, String)>,
+    pub why: Vec<(String, String)>,
     /// Run again early in the new kernel (network, sysctl...).
     pub rerun: Vec<String>,
     /// Sum of the preserved units' estimates.

@@ -42,10 +42,14 @@ pub fn render(plan: &Plan) -> String {
         }
     };
     let _ = writeln!(out, "Restarted: {}", list(&plan.restarted));
-    for (unit, why) in &plan.not_preserved {
-        let _ = writeln!(out, "  {unit}: {why}");
-    }
     let _ = writeln!(out, "Rerun:     {}", list(&plan.rerun));
+    if !plan.why.is_empty() {
+        let _ = writeln!(out, "Why:");
+        let width = plan.why.iter().map(|(u, _)| u.len()).max().unwrap_or(0);
+        for (unit, why) in &plan.why {
+            let _ = writeln!(out, "  {unit:<width$}  {why}");
+        }
+    }
     let _ = writeln!(
         out,
         "Estimated image size: {}",
@@ -266,7 +270,7 @@ mod tests {
                 },
             ],
             restarted: vec!["web.service".into()],
-            not_preserved: vec![(
+            why: vec![(
                 "web.service".into(),
                 "PrivateUsers=yes: CRIU cannot restore ...".into(),
             )],
@@ -293,8 +297,9 @@ mod tests {
         let counter = text.find("counter.service").unwrap();
         let echo = text.find("echo.service").unwrap();
         assert!(counter < echo, "{text}");
+        assert!(text.contains("Restarted: web.service\n"), "{text}");
         assert!(
-            text.contains("Restarted: web.service\n  web.service: PrivateUsers=yes"),
+            text.contains("Why:\n  web.service  PrivateUsers=yes: CRIU"),
             "{text}"
         );
         assert!(text.contains("Rerun:     (none)"), "{text}");

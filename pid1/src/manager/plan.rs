@@ -7,6 +7,26 @@ use relive_api::plan::{Plan, PlannedUnit};
 use relive_snapshot::plan;
 use relive_units::{UnitKind, UpgradeMode};
 
+/// Why a service active without a process is rerun.
+const NO_PROCESS: &str =
+    "active without a process (RemainAfterExit=yes): nothing to checkpoint, run again";
+
+/// Why a unit has the mode its [X-LiveUpgrade] section or its type gives.
+fn mode_reason(cfg: &relive_units::Unit) -> &'static str {
+    let oneshot = cfg
+        .service
+        .as_ref()
+        .is_some_and(|s| s.service_type == relive_units::ServiceType::Oneshot);
+    match (cfg.live_upgrade.mode, cfg.live_upgrade.mode_explicit) {
+        (UpgradeMode::Preserve, true) => "Mode=preserve in its unit",
+        (UpgradeMode::Restart, true) => "Mode=restart in its unit",
+        (UpgradeMode::Rerun, true) => "Mode=rerun in its unit",
+        (UpgradeMode::Rerun, false) if oneshot => "Type=oneshot: run again by default",
+        (UpgradeMode::Preserve, false) => "a long-running service: preserved by default",
+        (_, false) => "not a service: restarted by default",
+    }
+}
+
 /// Why a unit in a slice of its own is not preserved.
 const IN_OWN_SLICE: &str =
     "in a slice of its own: the checkpoint looks for a unit's processes in system.slice";
@@ -33,8 +53,7 @@ impl Manager {
                     // system.slice: a service in a slice of its own
                     // (user@.service) starts again on the new kernel.
                     plan.restarted.push(u.name.clone());
-                    plan.not_preserved
-                        .push((u.name.clone(), IN_OWN_SLICE.into()));
+                    plan.why.push((u.name.clone(), IN_OWN_SLICE.into()));
                 }
                 UpgradeMode::Preserve
                     if cfg
@@ -43,8 +62,7 @@ impl Manager {
                         .is_some_and(|s| s.sandbox.private_users) =>
                 {
                     plan.restarted.push(u.name.clone());
-                    plan.not_preserved
-                        .push((u.name.clone(), PRIVATE_USERS.into()));
+                    plan.why.push((u.name.clone(), PRIVATE_USERS.into()));
                 }
                 UpgradeMode::Preserve => {
                     let cgroup = self.unit_cgroup(&u.name);
@@ -62,8 +80,10 @@ impl Manager {
                         // nothing to checkpoint; it runs again on the new
                         // kernel, as a oneshot would.
                         plan.rerun.push(u.name.clone());
+                        plan.why.push((u.name.clone(), NO_PROCESS.into()));
                         continue;
                     }
+                    plan.why.push((u.name.clone(), mode_reason(cfg).into()));
                     let estimated_bytes = pids.iter().map(|p| plan::anonymous_bytes(*p)).sum();
                     preserved.push(PlannedUnit {
                         name: u.name.clone(),
@@ -76,8 +96,14 @@ impl Manager {
                         rollback: cfg.live_upgrade.rollback_on_restore_failure,
                     });
                 }
-                UpgradeMode::Restart => plan.restarted.push(u.name.clone()),
-                UpgradeMode::Rerun => plan.rerun.push(u.name.clone()),
+                UpgradeMode::Restart => {
+                    plan.restarted.push(u.name.clone());
+                    plan.why.push((u.name.clone(), mode_reason(cfg).into()));
+                }
+                UpgradeMode::Rerun => {
+                    plan.rerun.push(u.name.clone());
+                    plan.why.push((u.name.clone(), mode_reason(cfg).into()));
+                }
             }
         }
         preserved.sort_by(|a, b| {

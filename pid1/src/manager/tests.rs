@@ -621,6 +621,11 @@ fn a_service_active_without_a_process_is_rerun_by_an_upgrade_not_preserved() {
     let plan = m.upgrade_plan();
     assert!(plan.preserved.is_empty(), "{:?}", plan.preserved);
     assert_eq!(plan.rerun, ["script.service"]);
+    assert!(
+        plan.why[0].1.starts_with("active without a process"),
+        "{:?}",
+        plan.why
+    );
 }
 
 #[test]
@@ -641,11 +646,17 @@ fn a_private_users_service_is_restarted_by_an_upgrade_and_the_plan_says_why() {
     assert_eq!(preserved, ["plain.service"]);
     assert_eq!(plan.restarted, ["own-users.service"]);
     assert_eq!(
-        plan.not_preserved,
-        [(
-            "own-users.service".to_string(),
-            super::plan::PRIVATE_USERS.to_string()
-        )]
+        plan.why,
+        [
+            (
+                "own-users.service".to_string(),
+                super::plan::PRIVATE_USERS.to_string()
+            ),
+            (
+                "plain.service".to_string(),
+                "a long-running service: preserved by default".to_string()
+            ),
+        ]
     );
 }
 
