@@ -32,6 +32,7 @@ pub mod specifier;
 pub mod syscalls;
 pub mod timer;
 pub mod unit_name;
+pub mod upgrade_policy;
 
 pub use error::LoadError;
 pub use graph::{CycleError, Graph};

@@ -391,3 +391,24 @@ fn generators_output_sits_where_systemd_puts_it() {
     );
     assert_eq!(search_path(&base, None), base);
 }
+
+#[test]
+fn the_built_in_policy_gives_a_kernel_bound_unit_its_mode_unless_a_drop_in_says() {
+    let t = Tree::new();
+    t.write("lib/systemd-udevd.service", SVC);
+    t.write("lib/getty@.service", SVC);
+    t.write("lib/other.service", SVC);
+    let l = t.loader(&["etc", "lib"]);
+    let mode = |name: &str| l.load(name).unwrap().live_upgrade.mode;
+    assert_eq!(mode("systemd-udevd.service"), UpgradeMode::Restart);
+    assert_eq!(mode("getty@tty1.service"), UpgradeMode::Restart);
+    assert_eq!(mode("other.service"), UpgradeMode::Preserve);
+    t.write(
+        "etc/systemd-udevd.service.d/keep.conf",
+        "[X-LiveUpgrade]\nMode=preserve\n",
+    );
+    let l = t.loader(&["etc", "lib"]);
+    let udevd = l.load("systemd-udevd.service").unwrap();
+    assert_eq!(udevd.live_upgrade.mode, UpgradeMode::Preserve);
+    assert!(udevd.live_upgrade.mode_explicit);
+}

@@ -11,12 +11,18 @@ use relive_units::{UnitKind, UpgradeMode};
 const NO_PROCESS: &str =
     "active without a process (RemainAfterExit=yes): nothing to checkpoint, run again";
 
-/// Why a unit has the mode its [X-LiveUpgrade] section or its type gives.
+/// Why a unit has the mode its [X-LiveUpgrade] section, relive's
+/// built-in policy or its type gives.
 fn mode_reason(cfg: &relive_units::Unit) -> &'static str {
     let oneshot = cfg
         .service
         .as_ref()
         .is_some_and(|s| s.service_type == relive_units::ServiceType::Oneshot);
+    if let Some((_, why)) = relive_units::upgrade_policy::built_in(&cfg.name)
+        .filter(|_| !cfg.live_upgrade.mode_explicit)
+    {
+        return why;
+    }
     match (cfg.live_upgrade.mode, cfg.live_upgrade.mode_explicit) {
         (UpgradeMode::Preserve, true) => "Mode=preserve in its unit",
         (UpgradeMode::Restart, true) => "Mode=restart in its unit",

@@ -671,7 +671,8 @@ impl<'a> Builder<'a> {
         ] {
             dedup(list);
         }
-        let mode = self.mode.unwrap_or(match &service {
+        let built_in = crate::upgrade_policy::built_in(&self.name).map(|(mode, _)| mode);
+        let mode = self.mode.or(built_in).unwrap_or(match &service {
             Some(s) if s.service_type == ServiceType::Oneshot => UpgradeMode::Rerun,
             Some(_) => UpgradeMode::Preserve,
             None => UpgradeMode::Restart,
