@@ -217,7 +217,7 @@ fn run(
         format!("{:?}; {}", again.recap, lines.join(" | ")),
     );
 
-    check_metrics(fleet, v);
+    check_metrics(paths, fleet, v);
     interrupt.check()?;
     faulty_rollout(&rollout, fleet, from, to, v)?;
     interrupt.check()?;
@@ -296,12 +296,13 @@ fn check_one_at_a_time(fleet: &[Host], v: &mut Verdicts) {
 }
 
 /// The metrics file the role had each host write (`relivectl metrics
-/// --textfile`), checked by promtool on the host.
-fn check_metrics(fleet: &[Host], v: &mut Verdicts) {
+/// --textfile`), copied to lab/out/fleet/ and checked by promtool there.
+fn check_metrics(paths: &Paths, fleet: &[Host], v: &mut Verdicts) {
     for host in fleet {
         let out = host.sh(&format!("cat {METRICS_FILE}"));
+        let copy = paths.out.join("fleet").join(format!("{}.prom", host.name));
         let (ok, detail) = match out {
-            Ok(o) if o.success() => match promtool(&o.stdout) {
+            Ok(o) if o.success() => match promtool(&copy, &o.stdout) {
                 Ok(()) => (
                     o.stdout.contains("relive_last_upgrade_success 1"),
                     format!(
@@ -321,24 +322,18 @@ fn check_metrics(fleet: &[Host], v: &mut Verdicts) {
     }
 }
 
-fn promtool(text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
+/// `promtool check metrics < file`, `text` written to `file` first.
+fn promtool(file: &std::path::Path, text: &str) -> Result<()> {
+    std::fs::write(file, text)?;
+    let out = std::process::Command::new("promtool")
         .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+        .stdin(std::fs::File::open(file)?)
+        .output()
         .context("running promtool")?;
-    child
-        .stdin
-        .take()
-        .context("promtool's stdin")?
-        .write_all(text.as_bytes())?;
-    let out = child.wait_with_output()?;
     if !out.status.success() {
         anyhow::bail!(
-            "promtool check metrics: {}{}",
+            "promtool check metrics < {}: {}{}",
+            file.display(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
