@@ -304,10 +304,14 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
         &format!("relivectl is-active {services}"),
         &|o| o.success() && o.stdout.lines().all(|l| l.trim() == "active"),
     );
+    /// The lab's own drop-ins (mkosi.extra) are all named so.
+    const LAB_DROP_IN: &str = "relive-live-upgrade.conf";
     for (package, path, unit) in PACKAGED_UNITS {
         // md5sum -c against the package's own list proves the file is the
         // packaged one; relive's status proves it loaded that very file
-        // (no copy in /etc/systemd/system shadows it, no drop-in extends it).
+        // (no copy in /etc/systemd/system shadows it, and no drop-in
+        // extends it but the lab's own relive-live-upgrade.conf, from
+        // mkosi.extra: redis's PrivateUsers=no).
         let script = format!(
             "set -e; cd /; grep ' {path}$' /var/lib/dpkg/info/{package}.md5sums | md5sum -c; \
              sha256sum /{path}; dpkg --verify {package} | grep systemd/system || true; \
@@ -323,7 +327,10 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
                     s.load_state == "loaded"
                         // /lib before /usr/lib, as Debian's systemd.
                         && s.fragment == format!("/{path}")
-                        && s.dropins.is_empty()
+                        && s
+                            .dropins
+                            .iter()
+                            .all(|d| d.ends_with(&format!("{unit}.d/{LAB_DROP_IN}")))
                 });
             let detail = match loaded {
                 Some(s) => format!(
