@@ -1,5 +1,6 @@
 //! `relive-lab fleet --hosts N`: N guests on 6.1, each with its services
-//! and a host-side echo connection, rolled to 6.12 by the repository's
+//! and a host-side echo connection, the rollout first run in check mode
+//! (nothing changes), then rolled to 6.12 by the repository's
 //! Ansible collection (`ansible/`, the relive.fleet.rolling_upgrade
 //! playbook, one host at a time, health gates after each); run again, it
 //! changes nothing; each host's metrics pass promtool. Then a rollout back
@@ -190,6 +191,11 @@ fn run(
 ) -> Result<()> {
     let rollout = Rollout::prepare(paths, &targets(fleet))?;
 
+    let step = output::step(format!("the rollout to {to} in check mode"));
+    let checked = rollout.play_check(&vars(to))?;
+    step.done();
+    check_dry_run(fleet, &checked, from, to, v);
+
     let step = output::step(format!("rolling upgrade to {to}, one host at a time"));
     let played = rollout.play(&vars(to))?;
     step.done();
@@ -222,6 +228,35 @@ fn run(
     faulty_rollout(&rollout, fleet, from, to, v)?;
     interrupt.check()?;
     fleet_lock(fleet, from, to, v)
+}
+
+/// `--check`: every host would change, none did, and the summary says
+/// what would happen.
+fn check_dry_run(fleet: &[Host], played: &Played, from: &str, to: &str, v: &mut Verdicts) {
+    let lines: Vec<String> = fleet
+        .iter()
+        .filter_map(|h| played.summary_line(&h.name))
+        .collect();
+    let unames: Vec<String> = fleet.iter().map(Host::uname).collect();
+    v.record(
+        "check mode: every host would upgrade, none did",
+        played.success
+            && fleet.iter().all(|h| {
+                played.recap.get(&h.name)
+                    == Some(&playbook::Recap {
+                        changed: 1,
+                        failed: 0,
+                    })
+                    && played.summary_line(&h.name)
+                        == Some(format!("{}: {from} (would upgrade to {to})", h.name))
+            })
+            && unames.iter().all(|u| u == from),
+        format!(
+            "{:?}; {}; uname -r {unames:?}",
+            played.recap,
+            lines.join(" | ")
+        ),
+    );
 }
 
 /// Every host upgraded, healthy, with the same PIDs.

@@ -97,10 +97,20 @@ impl Rollout {
     /// `ansible-playbook relive.fleet.rolling_upgrade` with these extra
     /// variables.
     pub fn play(&self, vars: &serde_json::Value) -> Result<Played> {
+        self.play_with(vars, &[])
+    }
+
+    /// The same with `--check`: the module runs relive's preflight only.
+    pub fn play_check(&self, vars: &serde_json::Value) -> Result<Played> {
+        self.play_with(vars, &["--check"])
+    }
+
+    fn play_with(&self, vars: &serde_json::Value, options: &[&str]) -> Result<Played> {
         let vars_file = self.dir.join("vars.json");
         std::fs::write(&vars_file, serde_json::to_string_pretty(vars)?)?;
-        output::log(&format!("ansible-playbook with {vars}"));
+        output::log(&format!("ansible-playbook {options:?} with {vars}"));
         let out = Command::new("ansible-playbook")
+            .args(options)
             .arg("-i")
             .arg(&self.inventory)
             .arg("-e")
