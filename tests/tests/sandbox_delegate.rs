@@ -21,6 +21,7 @@ if mkdir "$cg/worker" && echo $$ > "$cg/worker/cgroup.procs"; then
 else
     echo refused
 fi
+echo done
 exec sleep 300
 "#;
 
@@ -51,15 +52,19 @@ fn a_delegated_cgroup_is_the_services_to_manage_and_removed_whole() {
         sandbox.ctl_ok(&["start", unit]);
     }
     sandbox.wait_for("both to try", Duration::from_secs(10), || {
-        !said("delegated").is_empty() && !said("plain").is_empty()
+        said("delegated").ends_with("done\n") && said("plain").ends_with("done\n")
     });
     let offered =
         std::fs::read_to_string(sandbox.cgroup_dir("cgroup.controllers")).unwrap_or_default();
     let pids = offered.split_whitespace().any(|c| c == "pids");
-    let expected = if pids { "subtree\npids" } else { "subtree" };
+    let expected = if pids {
+        "subtree\npids\ndone"
+    } else {
+        "subtree\ndone"
+    };
     assert_eq!(said("delegated").trim(), expected, "{}", sandbox.log());
     assert!(
-        said("plain").trim().ends_with("refused"),
+        said("plain").trim().ends_with("refused\ndone"),
         "{}",
         said("plain")
     );
