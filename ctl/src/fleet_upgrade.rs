@@ -85,15 +85,9 @@ pub fn run(
     upgraded
 }
 
+/// Gives the slot back, trying for [`UNLOCK_WAIT`].
 fn unlock_waiting(client: &fleetlock::Client) -> Result<(), FleetLockError> {
-    let deadline = std::time::Instant::now() + UNLOCK_WAIT;
-    loop {
-        match client.unlock() {
-            Err(e) if std::time::Instant::now() + fleetlock::RETRY <= deadline => {
-                eprintln!("relivectl: cannot give the slot back yet ({e})");
-                std::thread::sleep(fleetlock::RETRY);
-            }
-            done => return done,
-        }
-    }
+    client.unlock_waiting(UNLOCK_WAIT, &mut |e| {
+        eprintln!("relivectl: cannot give the slot back yet ({e})")
+    })
 }

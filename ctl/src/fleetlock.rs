@@ -80,21 +80,21 @@ impl Client {
         wait: Duration,
         waiting: &mut dyn FnMut(&FleetLockError),
     ) -> Result<(), FleetLockError> {
-        let deadline = Instant::now() + wait;
-        loop {
-            match self.lock() {
-                Ok(()) => return Ok(()),
-                Err(e) if Instant::now() + RETRY > deadline => {
-                    return Err(FleetLockError::NoSlot {
-                        url: self.url.clone(),
-                        seconds: wait.as_secs(),
-                        last: Box::new(e),
-                    })
-                }
-                Err(e) => waiting(&e),
-            }
-            std::thread::sleep(RETRY);
-        }
+        retrying(wait, || self.lock(), waiting).map_err(|e| FleetLockError::NoSlot {
+            url: self.url.clone(),
+            seconds: wait.as_secs(),
+            last: Box::new(e),
+        })
+    }
+
+    /// Gives the slot back, asking again every [`RETRY`] while the server
+    /// cannot be reached, for at most `wait`; `waiting` as above.
+    pub fn unlock_waiting(
+        &self,
+        wait: Duration,
+        waiting: &mut dyn FnMut(&FleetLockError),
+    ) -> Result<(), FleetLockError> {
+        retrying(wait, || self.unlock(), waiting)
     }
 
     /// Gives the slot back (not held: fine).
@@ -132,6 +132,23 @@ impl Client {
             kind: refusal.kind,
             value: refusal.value,
         })
+    }
+}
+
+/// `call` until it succeeds, every [`RETRY`], for at most `wait`; the
+/// last error when time is up.
+fn retrying(
+    wait: Duration,
+    call: impl Fn() -> Result<(), FleetLockError>,
+    waiting: &mut dyn FnMut(&FleetLockError),
+) -> Result<(), FleetLockError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match call() {
+            Err(e) if Instant::now() + RETRY <= deadline => waiting(&e),
+            done => return done,
+        }
+        std::thread::sleep(RETRY);
     }
 }
 

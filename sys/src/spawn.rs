@@ -871,25 +871,35 @@ unsafe fn place_listen_fds(plan: &ChildPlan) -> bool {
     }
     // SAFETY: getpid(2) takes nothing.
     let pid = unsafe { libc::getpid() } as u32;
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    let mut rest = pid;
-    loop {
-        digits[len] = b'0' + (rest % 10) as u8;
-        len += 1;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for i in 0..len {
+    let (digits, len) = decimal(pid);
+    for (i, digit) in digits[..len].iter().enumerate() {
         // SAFETY: the buffer has room for 12 bytes after its prefix, and
         // this child writes its own copy of the parent's memory.
-        unsafe { *plan.listen_pid_digits.add(i) = digits[len - 1 - i] };
+        unsafe { *plan.listen_pid_digits.add(i) = *digit };
     }
     // SAFETY: as above; the terminating NUL.
     unsafe { *plan.listen_pid_digits.add(len) = 0 };
     true
+}
+
+/// `n` in decimal, in a stack buffer, and its length: formatting without
+/// allocating, for the child between fork and exec.
+pub(crate) fn decimal(mut n: u32) -> ([u8; 10], usize) {
+    let mut reversed = [0u8; 10];
+    let mut len = 0;
+    loop {
+        reversed[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = [0u8; 10];
+    for i in 0..len {
+        out[i] = reversed[len - 1 - i];
+    }
+    (out, len)
 }
 
 /// Reports the failed step and errno on the status pipe, then exits with the
@@ -907,5 +917,18 @@ fn fail_at(plan: &ChildPlan, step: ChildStep, index: i32) -> ! {
         let report = report_bytes(step as i32, errno, index);
         libc::write(plan.status_fd, report.as_ptr().cast(), report.len());
         libc::_exit(step as i32)
+    }
+}
+
+#[cfg(test)]
+mod decimal_tests {
+    use super::decimal;
+
+    #[test]
+    fn digits_are_decimal() {
+        let (buf, len) = decimal(4194304);
+        assert_eq!(&buf[..len], b"4194304");
+        let (buf, len) = decimal(0);
+        assert_eq!(&buf[..len], b"0");
     }
 }

@@ -115,7 +115,7 @@ pub(crate) unsafe fn enter(maps: &UserNsMaps, renew: i32) -> bool {
 unsafe fn write_proc(pid: libc::pid_t, file: &[u8], text: &[u8], optional: bool) -> bool {
     let mut path = [0u8; 48];
     let mut len = 0;
-    let (number, number_len) = digits(pid as u32);
+    let (number, number_len) = crate::spawn::decimal(pid as u32);
     for part in [&b"/proc/"[..], &number[..number_len], b"/"] {
         path[len..len + part.len()].copy_from_slice(part);
         len += part.len();
@@ -134,25 +134,6 @@ unsafe fn write_proc(pid: libc::pid_t, file: &[u8], text: &[u8], optional: bool)
     }
 }
 
-/// `n` in decimal, in a stack buffer, and its length.
-fn digits(mut n: u32) -> ([u8; 10], usize) {
-    let mut reversed = [0u8; 10];
-    let mut len = 0;
-    loop {
-        reversed[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut out = [0u8; 10];
-    for i in 0..len {
-        out[i] = reversed[len - 1 - i];
-    }
-    (out, len)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,13 +144,5 @@ mod tests {
         assert_eq!(maps.uid_map.as_bytes(), b"0 0 1\n105 105 1\n");
         assert_eq!(maps.gid_map.as_bytes(), b"0 0 1\n110 110 1\n");
         assert_eq!(UserNsMaps::new(0, 0).uid_map.as_bytes(), b"0 0 1\n");
-    }
-
-    #[test]
-    fn digits_are_decimal() {
-        let (buf, len) = digits(4194304);
-        assert_eq!(&buf[..len], b"4194304");
-        let (buf, len) = digits(0);
-        assert_eq!(&buf[..len], b"0");
     }
 }
