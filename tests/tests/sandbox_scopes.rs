@@ -84,13 +84,15 @@ fn a_scope_can_be_stopped_and_its_processes_get_sigterm_and_sighup() {
     require_sandbox!();
     let sandbox = boot();
     sandbox.wait_state("multi-user.target", "active", Duration::from_secs(10));
-    // The scope's process traps both signals (the shell runs the traps
-    // in signal order once its sleep is killed: HUP first).
-    let script = "systemd-run --scope --unit=held -p SendSIGHUP=yes -- \
-                  sh -c 'trap \"echo HUP >> /run/held.log\" HUP; trap \"echo TERM >> /run/held.log; exit 0\" TERM; \
-                  while :; do sleep 0.1; done' >/run/held.err 2>&1 & \
+    // The scope's process traps both signals and ends once it has seen
+    // both: relive sends SIGTERM and right after it SIGHUP, so a process
+    // that exited on SIGTERM at once could miss the second (and which
+    // trap the shell runs first depends on when its sleep dies).
+    let script = "systemd-run --scope --unit=held -p SendSIGHUP=yes -p TimeoutStopSec=5 -- \
+                  sh -c 'trap \"echo HUP >> /run/held.log; h=1\" HUP; trap \"echo TERM >> /run/held.log; t=1\" TERM; \
+                  while :; do sleep 0.1; [ -n \"$t\" ] && [ -n \"$h\" ] && exit 0; done' >/run/held.err 2>&1 & \
                   for i in $(seq 50); do systemctl is-active -q held.scope && break; sleep 0.1; done; \
-                  systemctl stop held.scope; echo stop=$?; cat /run/held.log /run/held.err; systemctl is-active held.scope";
+                  systemctl stop held.scope; echo stop=$?; sort /run/held.log; cat /run/held.err; systemctl is-active held.scope";
     let out = sandbox.sh(script);
     let output = text(&out);
     assert!(
