@@ -28,6 +28,10 @@ pub struct Plan {
     /// Where the images travel (decided by the preflight).
     #[serde(default)]
     pub store: Option<StoreChoice>,
+    /// The release the next kernel's image announces (`uname -r` once it
+    /// runs), when its header names one.
+    #[serde(default)]
+    pub next_release: Option<String>,
     /// The unit files of every unit the upgrade touches, with their
     /// modification times, to tell which were edited meanwhile.
     #[serde(default)]

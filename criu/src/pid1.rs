@@ -109,8 +109,9 @@ pub enum CheckError {
     Criu(#[from] crate::CriuError),
 }
 
-/// `criu check` over RPC, its log in `work_dir` (created, root-only).
-pub fn check(criu: &Path, work_dir: &Path) -> Result<String, CheckError> {
+/// `criu check` over RPC, its log in `work_dir` (created, root-only);
+/// returns the version of the CRIU that passed.
+pub fn check(criu: &Path, work_dir: &Path) -> Result<crate::CriuVersion, CheckError> {
     let io = |source| CheckError::Io {
         path: work_dir.to_owned(),
         source,
@@ -129,7 +130,7 @@ pub fn check(criu: &Path, work_dir: &Path) -> Result<String, CheckError> {
     let mut options = CheckOptions::new(dir.as_fd());
     options.log_file = Some("check.log".into());
     client.start(&Pid1Spawner::default())?.check(&options)?;
-    Ok(format!("CRIU {version}: criu check passed"))
+    Ok(version)
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@ use std::fmt::Write;
 /// costs, what will not survive, and how the preflight went.
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
+    if let Some(release) = &plan.next_release {
+        let _ = writeln!(out, "Next kernel: {release}");
+    }
     let _ = writeln!(
         out,
         "Preserved (frozen in this order, restored in reverse):"
@@ -291,9 +294,14 @@ mod tests {
                 detail: "skipped".into(),
             }],
             store: None,
+            next_release: Some("6.12.117+deb12-amd64".into()),
             unit_files: Vec::new(),
         };
         let text = render(&plan);
+        assert!(
+            text.starts_with("Next kernel: 6.12.117+deb12-amd64\n"),
+            "{text}"
+        );
         let counter = text.find("counter.service").unwrap();
         let echo = text.find("echo.service").unwrap();
         assert!(counter < echo, "{text}");

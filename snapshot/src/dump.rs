@@ -63,8 +63,8 @@ pub struct DumpJob<'a> {
 pub trait Dumper: Sync {
     fn pre_dump(&self, job: &PreDumpJob<'_>) -> Result<(), DumpError>;
     fn dump(&self, job: &DumpJob<'_>) -> Result<(), DumpError>;
-    /// `criu check`; returns what to show (CRIU's version).
-    fn check(&self) -> Result<String, DumpError>;
+    /// `criu check`; returns the version of the CRIU that passed it.
+    fn check(&self) -> Result<relive_criu::CriuVersion, DumpError>;
 }
 
 /// CRIU through its RPC, started by PID 1 (`criu swrk`).
@@ -234,7 +234,7 @@ impl Dumper for CriuDumper {
         Ok(())
     }
 
-    fn check(&self) -> Result<String, DumpError> {
+    fn check(&self) -> Result<relive_criu::CriuVersion, DumpError> {
         relive_criu::pid1::check(&self.criu, &self.check_dir).map_err(|e| match e {
             relive_criu::pid1::CheckError::Criu(e) => DumpError::Criu(e),
             relive_criu::pid1::CheckError::Io { path, source } => DumpError::Io { path, source },

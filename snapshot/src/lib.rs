@@ -14,6 +14,7 @@
 //! Everything outside the process goes through [`Seams`], so that the
 //! parking order and every undo path are tested in-process.
 
+pub mod compat;
 pub mod connections;
 pub mod dump;
 pub mod error;

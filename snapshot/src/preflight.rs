@@ -1,6 +1,7 @@
 //! Preflight: everything that can be checked before anything changes.
 //! A failed check leaves the system as it was (a loaded kernel is unloaded).
 
+use crate::compat;
 use crate::dump::Dumper;
 use crate::UpgradeRequest;
 use relive_api::human;
@@ -58,6 +59,8 @@ pub enum PreflightError {
     Criu(#[from] crate::dump::DumpError),
     #[error("{} in memory, {} needed: reserve a larger region, or use --store disk", human(*capacity), human(*needed))]
     MemoryTooSmall { capacity: u64, needed: u64 },
+    #[error(transparent)]
+    CriuUnsupported(#[from] compat::Unsupported),
     #[error("{} free at {}, {} needed", human(*free), at.display(), human(*needed))]
     DiskTooSmall { free: u64, at: PathBuf, needed: u64 },
 }
@@ -138,6 +141,7 @@ pub fn run(
         },
     );
     check("kernel", kernel_image(&request.kernel));
+    plan.next_release = compat::image_release(&request.kernel).ok().flatten();
     if let Some(initrd) = &request.initrd {
         check("initrd", readable(initrd));
     }
@@ -209,10 +213,15 @@ pub fn run(
             one_tree(unit.main_pid, &unit.pids),
         );
     }
-    check(
-        "criu",
-        executable(&config.criu).and_then(|_| Ok(dumper.check()?)),
-    );
+    let criu = executable(&config.criu).and_then(|_| Ok(dumper.check()?));
+    match criu {
+        Ok(version) => {
+            check("criu", Ok(format!("CRIU {version}: criu check passed")));
+            let next = plan.next_release.as_deref();
+            check("criu on the kernels", criu_on_kernels(&version, next));
+        }
+        Err(e) => check("criu", Err(e)),
+    }
     check(
         "capacity",
         match choice.capacity {
@@ -253,6 +262,23 @@ fn fit(choice: StoreChoice, wanted: StoreWanted, needed: u64, disk: &Path) -> St
         }
         _ => choice,
     }
+}
+
+/// Whether this CRIU can checkpoint on the running kernel and restore on
+/// the next one (see [`compat`]): a pair known to fail is refused here,
+/// before any service is frozen.
+fn criu_on_kernels(criu: &relive_criu::CriuVersion, next: Option<&str>) -> Checked {
+    let running = relive_store::handover::kernel_release();
+    compat::supports(criu, &running, "checkpoint")?;
+    let Some(next) = next else {
+        return Ok(format!(
+            "CRIU {criu} checkpoints on {running}; the next kernel's image names no release"
+        ));
+    };
+    compat::supports(criu, next, "restore")?;
+    Ok(format!(
+        "CRIU {criu} checkpoints on {running} and restores on {next}"
+    ))
 }
 
 /// CRIU dumps the tree under one process: every process of the unit

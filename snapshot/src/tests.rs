@@ -54,8 +54,15 @@ impl Dumper for FakeDumper {
         Ok(())
     }
 
-    fn check(&self) -> Result<String, DumpError> {
-        Ok("CRIU (fake)".into())
+    fn check(&self) -> Result<relive_criu::CriuVersion, DumpError> {
+        Ok(relive_criu::CriuVersion {
+            major: 3,
+            minor: 17,
+            sublevel: Some(1),
+            extra: None,
+            gitid: None,
+            name: Some("fake".into()),
+        })
     }
 }
 
