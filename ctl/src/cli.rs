@@ -155,12 +155,14 @@ pub struct LiveUpgradeArgs {
     #[arg(long, value_name = "PATH", required_unless_present_any = ["prepare", "discard", "latest", "release"])]
     pub kernel: Option<PathBuf>,
     /// The newest kernel installed (/boot/vmlinuz-RELEASE, as Debian's
-    /// linux-version orders them) and its initramfs; nothing to do when
-    /// it is the one running.
+    /// linux-version orders them) and its initramfs, with the running
+    /// kernel's command line unless --append gives one; nothing to do
+    /// when it is the one running.
     #[arg(long, conflicts_with_all = ["kernel", "initrd", "prepare", "discard", "release"])]
     pub latest: bool,
     /// The installed kernel of this release (/boot/vmlinuz-RELEASE, as
-    /// `uname -r` prints it) and its initramfs; nothing to do when it is
+    /// `uname -r` prints it) and its initramfs, with the running kernel's
+    /// command line unless --append gives one; nothing to do when it is
     /// the one running.
     #[arg(long, value_name = "RELEASE", conflicts_with_all = ["kernel", "initrd", "prepare", "discard"])]
     pub release: Option<String>,
@@ -176,6 +178,11 @@ pub struct LiveUpgradeArgs {
     /// Stop after the preflight and print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Say whether a live upgrade to that kernel is possible and, if not,
+    /// why (the preflight of --dry-run, as a verdict); change nothing.
+    /// Exits 1 when it is not possible.
+    #[arg(long, conflicts_with_all = ["dry_run", "detach", "prepare", "discard", "fleet_lock", "single_phase"])]
+    pub check: bool,
     /// Return once the preflight passed; relive goes on when this command
     /// has exited (`relivectl upgrade-report` tells the outcome). Without
     /// it, relivectl shows the progress, lets go of relive just before its

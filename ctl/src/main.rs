@@ -21,6 +21,7 @@ mod target;
 mod time;
 mod timers;
 mod upgrade;
+mod verdict;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -407,6 +408,9 @@ fn target_upgrade(
             resolved.release = None;
             resolved.kernel = Some(kernel);
             resolved.initrd = initrd;
+            // An installed kernel boots as the running one did, unless
+            // --append says otherwise: the usual upgrade is one command.
+            resolved.reuse_cmdline |= args.append.is_empty();
             run(global, Some(&Command::LiveUpgrade(resolved)), io)
         }
     }
@@ -429,7 +433,7 @@ pub(crate) fn nothing_to_do(release: &str, latest: bool, io: &mut Io<'_>) -> Res
 /// The unit relivectl runs in when a live upgrade it starts must let go
 /// of relive before that unit is checkpointed (see `follow`).
 fn follows_from_inside(args: &crate::cli::LiveUpgradeArgs) -> Option<String> {
-    let plain = !args.dry_run && !args.detach && !args.prepare && !args.discard;
+    let plain = !args.dry_run && !args.check && !args.detach && !args.prepare && !args.discard;
     if !plain || args.let_go_for.is_some() {
         return None;
     }
@@ -500,6 +504,23 @@ fn live_upgrade(
             io.print("Upgrade started: relive goes on once this command has exited; `relivectl upgrade-report` shows the outcome.\n")?;
         }
         return Ok(Exit::Success);
+    }
+    if args.check {
+        let plan = api.live_upgrade(&crate::cli::LiveUpgradeArgs {
+            dry_run: true,
+            ..args.clone()
+        })?;
+        let verdict = crate::verdict::Verdict::of(&plan, args.kernel.as_deref());
+        if io.json {
+            io.print_json(&verdict)?;
+        } else {
+            io.print(&verdict.render())?;
+        }
+        return Ok(if verdict.possible {
+            Exit::Success
+        } else {
+            Exit::Failure
+        });
     }
     if !args.dry_run {
         let json = io.json;

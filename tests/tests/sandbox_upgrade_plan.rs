@@ -102,6 +102,32 @@ fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
         "{text}"
     );
 
+    // --check: the verdict, and the reasons why not.
+    let out = sandbox.ctl(&["live-upgrade", "--kernel", "/bin/sh", "--check"]);
+    assert_eq!(out.status.code(), Some(1), "not possible: exit status 1");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("A live upgrade to /bin/sh is not possible:\n")
+            && text.contains("\n  init: relive is not the machine's init")
+            && text.contains("\n  kernel: /bin/sh: not an x86 kernel image"),
+        "{text}"
+    );
+    let out = sandbox.ctl(&["--json", "live-upgrade", "--kernel", "/bin/sh", "--check"]);
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(verdict["possible"], false, "{verdict}");
+    assert_eq!(
+        verdict["preserved"],
+        serde_json::json!(["keeper.service", "server.service"])
+    );
+    assert!(
+        verdict["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("init: ")),
+        "{verdict}"
+    );
+
     // Without --dry-run: the preflight refuses (this is not the machine's
     // init), and nothing changes.
     let out = sandbox.ctl(&["live-upgrade", "--kernel", "/bin/sh"]);
