@@ -409,6 +409,7 @@ fn guest_checks(paths: &Paths, guest: &Guest, interrupt: &Interrupt) -> Vec<Verd
     super::server::server_checks(&mut c);
     super::activation::activation_checks(&mut c);
     super::apt_service::apt_checks(&mut c);
+    super::kernel_hook::kernel_hook_checks(&mut c);
     super::ansible::ansible_checks(&mut c, paths);
     // LimitNOFILE= above PID 1's own hard limit (the kernel gives init
     // 1024:4096) is set in the service alone: PID 1 keeps its limits.

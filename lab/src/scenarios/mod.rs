@@ -26,6 +26,7 @@ pub mod demo;
 pub mod echo_client;
 pub mod faults;
 pub mod fleet;
+pub mod kernel_hook;
 pub mod package;
 pub mod pids;
 pub mod server;
