@@ -7,6 +7,7 @@ use crate::UpgradeRequest;
 use relive_api::human;
 use relive_api::plan::{Check, Plan, StoreChoice, StoreWanted};
 use relive_config::UpgradeConfig;
+use relive_store::backends;
 use relive_store::kexec::Kexec;
 use relive_store::memory;
 use relive_sys::kexec::next_cmdline;
@@ -167,6 +168,18 @@ pub fn run(
             StoreChoice::disk(&config.store_dir, "not usable".into())
         }
     };
+    let next_config = plan
+        .next_release
+        .as_ref()
+        .and_then(|release| std::fs::read_to_string(format!("/boot/config-{release}")).ok());
+    let offers = backends::offers(
+        &backends::running_kernel(&current),
+        &backends::NextKernel {
+            cmdline: &without_marker,
+            config: next_config.as_deref(),
+        },
+    );
+    check("store backends", Ok(backends::describe(&offers)));
     let cmdline = next_cmdline(
         &current,
         request.reuse_cmdline,

@@ -4,6 +4,8 @@
 //!   directories, the state) and their checksums;
 //! - [`memory`]: the store in a `memmap=` region the next kernel leaves
 //!   alone, and the choice between it and the disk;
+//! - [`backends`]: which places to keep the store in (disk, memory, the
+//!   kernel's Live Update Orchestrator) each kernel offers;
 //! - [`envelope`]: the versioned, checksummed wrapper of PID 1's state,
 //!   for a re-exec and for a kexec;
 //! - [`handover`]: what the old kernel's relive tells the new one;
@@ -11,6 +13,7 @@
 //!   empty;
 //! - [`kexec`]: booting the loaded kernel with the store written.
 
+pub mod backends;
 pub mod envelope;
 pub mod handover;
 pub mod kexec;
