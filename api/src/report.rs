@@ -274,6 +274,10 @@ pub struct UnitRecord {
     /// and on the mounts it binds from PID 1's; relive sets them again.
     #[serde(default)]
     pub mount_flags: Vec<(String, Vec<MountFlag>)>,
+    /// Why the plan gave it its mode (for a restarted or rerun unit: why
+    /// it was not preserved).
+    #[serde(default)]
+    pub why: String,
 }
 
 /// A per-mount flag a sandbox sets.

@@ -168,6 +168,11 @@ pub struct UpgradeConfig {
     /// so an upgrade only tops them up. The images then stay in the store
     /// (root-only) between upgrades. Default: 0 (off).
     pub warm_snapshot_interval_sec: u64,
+    /// Refuse the whole upgrade when a unit planned for preservation
+    /// cannot be checkpointed (its processes are not one tree, it has no
+    /// main process), instead of restarting that unit with the reason in
+    /// the plan and the report. Default: false.
+    pub strict: bool,
 }
 
 impl Default for UpgradeConfig {
@@ -185,6 +190,7 @@ impl Default for UpgradeConfig {
             pre_dump_mode: PreDumpMode::Read,
             pre_dump_idle_priority: true,
             warm_snapshot_interval_sec: 0,
+            strict: false,
         }
     }
 }

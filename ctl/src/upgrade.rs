@@ -198,6 +198,9 @@ pub fn render_report(r: &UpgradeReport) -> String {
             }
         );
     }
+    for u in r.units.iter().filter(|u| !u.why.is_empty()) {
+        let _ = writeln!(out, "{}: {} ({})", u.name, u.mode, u.why);
+    }
     for u in r.units.iter().filter(|u| !u.convergence.is_empty()) {
         let _ = writeln!(out, "{}: {}", u.name, u.convergence);
         for round in &u.pre_dumps {

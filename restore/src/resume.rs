@@ -209,6 +209,16 @@ fn report(
         UnitMode::Rerun,
         Outcome::Rerun,
     ));
+    for unit in units.iter_mut().filter(|u| u.mode != UnitMode::Preserve) {
+        if let Some((_, why)) = handover
+            .plan
+            .why
+            .iter()
+            .find(|(name, _)| *name == unit.name)
+        {
+            unit.why = why.clone();
+        }
+    }
     UpgradeReport {
         kernel_from: handover.kernel_from.clone(),
         kernel_to: kernel_release(),

@@ -52,6 +52,10 @@ impl Rig {
             plan: Plan {
                 restarted: vec!["cron".into()],
                 rerun: vec!["network".into(), "sysctl".into()],
+                why: vec![(
+                    "cron".into(),
+                    "PIDs 7 are not descendants of main PID 6".into(),
+                )],
                 ..Plan::default()
             },
             units: records,
@@ -154,6 +158,8 @@ fn reruns_first_then_the_most_critical_unit_then_the_rest() {
         assert_eq!(outcome(&report, unit), &Outcome::Restored);
     }
     assert_eq!(outcome(&report, "cron"), &Outcome::Restarted);
+    let cron = report.units.iter().find(|u| u.name == "cron").unwrap();
+    assert_eq!(cron.why, "PIDs 7 are not descendants of main PID 6");
     assert_eq!(outcome(&report, "network"), &Outcome::Rerun);
     assert_eq!(report.mode, Some(UpgradeMode::TwoPhase));
     assert!(rig.kexec.calls().is_empty());

@@ -220,11 +220,19 @@ pub fn run(
         check("kexec", Err(why));
         false
     };
+    let mut cannot_carry = Vec::new();
     for unit in plan.preserved.clone() {
-        check(
-            &format!("unit {}", unit.name),
-            one_tree(unit.main_pid, &unit.pids),
-        );
+        let name = format!("unit {}", unit.name);
+        match one_tree(unit.main_pid, &unit.pids) {
+            Err(e @ (PreflightError::NotOneTree { .. } | PreflightError::NoMainProcess))
+                if !config.strict =>
+            {
+                let why = format!("{e}: restarted instead (upgrade.strict refuses the upgrade)");
+                check(&name, Ok(why.clone()));
+                cannot_carry.push((unit.name, why));
+            }
+            result => check(&name, result),
+        }
     }
     let criu = executable(&config.criu).and_then(|_| Ok(dumper.check()?));
     match criu {
@@ -248,6 +256,9 @@ pub fn run(
         },
     );
     plan.store = Some(choice);
+    for (unit, why) in cannot_carry {
+        restart_instead(plan, &unit, why);
+    }
     let passed = plan.checks.iter().all(|c| c.ok);
     if loaded && !(keep_loaded && passed) {
         if let Err(e) = kexec.unload() {
@@ -257,6 +268,23 @@ pub fn run(
                 detail: e.to_string(),
             });
         }
+    }
+}
+
+/// A unit the plan preserved but CRIU cannot checkpoint: stopped before
+/// the kexec and started in the new kernel, like a Mode=restart unit,
+/// with `why` in the plan (and so in the report).
+fn restart_instead(plan: &mut Plan, unit: &str, why: String) {
+    if let Some(at) = plan.preserved.iter().position(|u| u.name == unit) {
+        let removed = plan.preserved.remove(at);
+        plan.estimated_image_bytes = plan
+            .estimated_image_bytes
+            .saturating_sub(removed.estimated_bytes);
+    }
+    plan.restarted.push(unit.to_owned());
+    match plan.why.iter_mut().find(|(name, _)| name == unit) {
+        Some(entry) => entry.1 = why,
+        None => plan.why.push((unit.to_owned(), why)),
     }
 }
 
@@ -489,6 +517,42 @@ fn command_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_that_cannot_be_carried_is_restarted_with_its_reason() {
+        let unit = |name: &str, bytes| relive_api::plan::PlannedUnit {
+            name: name.into(),
+            priority: 100,
+            main_pid: 2000,
+            pids: vec![2000, 2001],
+            estimated_bytes: bytes,
+            pre_dump: true,
+            pre_dump_max_rounds: None,
+            rollback: false,
+        };
+        let mut plan = Plan {
+            preserved: vec![
+                unit("forker.service", 3 << 20),
+                unit("redis.service", 5 << 20),
+            ],
+            restarted: vec!["udev.service".into()],
+            why: vec![
+                ("forker.service".into(), "Mode=preserve".into()),
+                ("redis.service".into(), "Mode=preserve".into()),
+            ],
+            estimated_image_bytes: 8 << 20,
+            ..Plan::default()
+        };
+        restart_instead(&mut plan, "forker.service", "PIDs 2001 ...".into());
+        let preserved: Vec<&str> = plan.preserved.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(preserved, ["redis.service"]);
+        assert_eq!(plan.restarted, ["udev.service", "forker.service"]);
+        assert_eq!(plan.estimated_image_bytes, 5 << 20);
+        assert_eq!(
+            plan.why[0],
+            ("forker.service".to_owned(), "PIDs 2001 ...".to_owned())
+        );
+    }
 
     #[test]
     fn auto_falls_back_to_the_disk_when_the_region_is_too_small() {

@@ -9,8 +9,11 @@ const LOOPBACK: &str = "[Unit]\nBefore=network.target\n[Service]\nType=oneshot\n
 const SERVER: &str = "[Unit]\nAfter=loopback.service\n[Service]\nExecStart=/usr/bin/python3 -c 'import socket,time\\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"127.0.0.1\", 7100)); s.listen()\\nconns=[]\\nwhile True: conns.append(s.accept()[0])'\n[X-LiveUpgrade]\nMode=preserve\nPriority=900\n";
 const CLIENT: &str = "[Unit]\nAfter=server.service\n[Service]\nExecStart=/usr/bin/python3 -c 'import socket,time\\nwhile True:\\n  try:\\n    c=socket.create_connection((\"127.0.0.1\", 7100)); break\\n  except OSError: time.sleep(0.1)\\nprint(\"connected\", flush=True)\\ntime.sleep(1000)'\n[X-LiveUpgrade]\nMode=restart\n";
 const KEEPER: &str = "[Service]\nExecStart=/usr/bin/python3 -c 'import time; b=bytearray(8<<20); time.sleep(1000)'\n[X-LiveUpgrade]\nPriority=100\n";
+/// Its second sleep is orphaned at once (a double fork): not below the
+/// main process, so CRIU could not checkpoint the unit as one tree.
+const FORKER: &str = "[Service]\nExecStart=/bin/sh -c '(sleep 1000 &); exec sleep 1000'\n[X-LiveUpgrade]\nMode=preserve\nPriority=200\n";
 const TARGET: &str =
-    "[Unit]\nWants=loopback.service server.service client.service keeper.service\n";
+    "[Unit]\nWants=loopback.service server.service client.service keeper.service forker.service\n";
 
 #[test]
 fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
@@ -21,13 +24,19 @@ fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
             ("server.service", SERVER),
             ("client.service", CLIENT),
             ("keeper.service", KEEPER),
+            ("forker.service", FORKER),
             ("multi-user.target", TARGET),
         ],
         "",
         &[],
         true,
     );
-    for unit in ["server.service", "client.service", "keeper.service"] {
+    for unit in [
+        "server.service",
+        "client.service",
+        "keeper.service",
+        "forker.service",
+    ] {
         sandbox.wait_state(unit, "active", Duration::from_secs(20));
     }
     sandbox.wait_for("the client to connect", Duration::from_secs(10), || {
@@ -49,7 +58,23 @@ fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
         .collect();
     // Ascending priority: the critical server is frozen last.
     assert_eq!(preserved, ["keeper.service", "server.service"], "{plan}");
-    assert_eq!(plan["restarted"], serde_json::json!(["client.service"]));
+    // The forker cannot be checkpointed as one tree: it is restarted, and
+    // the plan says why, instead of the whole upgrade being refused.
+    assert_eq!(
+        plan["restarted"],
+        serde_json::json!(["client.service", "forker.service"])
+    );
+    let why = plan["why"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry[0] == "forker.service")
+        .map(|entry| entry[1].as_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(
+        why.contains("are not descendants of main PID") && why.contains("restarted instead"),
+        "{plan}"
+    );
     assert_eq!(plan["rerun"], serde_json::json!(["loopback.service"]));
     // The keeper holds 8 MiB of anonymous memory.
     assert!(
