@@ -212,6 +212,10 @@ pub struct UnitRecord {
     /// carried in the store.
     #[serde(default)]
     pub runtime_dirs: Vec<String>,
+    /// The files under /dev/shm it held open or mapped, carried in the
+    /// store.
+    #[serde(default)]
+    pub shm_files: Vec<String>,
     /// FIFOs it held that another service's mount namespace opened.
     #[serde(default)]
     pub foreign_fifos: Vec<ForeignFifo>,

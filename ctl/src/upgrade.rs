@@ -198,6 +198,14 @@ pub fn render_report(r: &UpgradeReport) -> String {
             }
         );
     }
+    for u in &r.units {
+        let carried: Vec<String> = (u.runtime_dirs.iter().map(|f| format!("/run/{f}")))
+            .chain(u.shm_files.iter().map(|f| format!("/dev/shm/{f}")))
+            .collect();
+        if !carried.is_empty() {
+            let _ = writeln!(out, "{}: carried {}", u.name, carried.join(" "));
+        }
+    }
     for u in r.units.iter().filter(|u| !u.why.is_empty()) {
         let _ = writeln!(out, "{}: {} ({})", u.name, u.mode, u.why);
     }
@@ -352,6 +360,8 @@ mod tests {
                         ..PreDumpRound::default()
                     },
                 ],
+                runtime_dirs: vec!["idle".into(), "idle.pid".into()],
+                shm_files: vec!["sem.idle".into()],
                 ..UnitRecord::default()
             }],
             ..UpgradeReport::default()
@@ -359,6 +369,10 @@ mod tests {
         let text = render_report(&report);
         assert!(
             text.contains("Mode: two-phase; phase 1 (background pre-dumps) 2.5 s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idle.service: carried /run/idle /run/idle.pid /dev/shm/sem.idle\n"),
             "{text}"
         );
         assert!(text.contains("clean-skip"), "{text}");

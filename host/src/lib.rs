@@ -37,6 +37,10 @@ pub struct ParkInfo {
     /// hold open (a locked PID file), relative to /run, which the next
     /// kernel starts empty.
     pub runtime_dirs: Vec<String>,
+    /// Files under /dev/shm its processes hold open or mapped (POSIX
+    /// shared memory, semaphores), relative to /dev/shm, also empty in
+    /// the next kernel.
+    pub shm_files: Vec<String>,
     /// FIFOs its processes hold that another mount namespace opened.
     pub foreign_fifos: Vec<relive_api::report::ForeignFifo>,
 }

@@ -90,6 +90,10 @@ impl Restorer for CriuRestorer {
         };
         // /run starts empty in a new kernel: what the unit kept there comes back first.
         relive_store::rundir::restore(&store.run_dir(&record.name), Path::new("/run"))
+            .and_then(|()| {
+                let shm = Path::new(relive_store::rundir::SHM);
+                relive_store::rundir::restore(&store.shm_dir(&record.name), shm)
+            })
             .map_err(RestoreError::RuntimeDirs)?;
         let cgroup = self.cgroup_root.join(record.cgroup.trim_start_matches('/'));
         std::fs::create_dir_all(&cgroup).map_err(io(&cgroup))?;

@@ -515,6 +515,7 @@ impl Parking<'_> {
             cgroup: info.cgroup,
             pipes: info.pipes,
             runtime_dirs: info.runtime_dirs.clone(),
+            shm_files: info.shm_files.clone(),
             foreign_fifos: info.foreign_fifos.clone(),
             image_bytes: store.unit_bytes(name),
             frozen_usec,
@@ -533,6 +534,10 @@ impl Parking<'_> {
         self.records.push(record.clone());
         store.seal_unit(name).map_err(images)?;
         relive_store::rundir::save(Path::new("/run"), &info.runtime_dirs, &store.run_dir(name))
+            .and_then(|()| {
+                let shm = Path::new(relive_store::rundir::SHM);
+                relive_store::rundir::save(shm, &info.shm_files, &store.shm_dir(name))
+            })
             .map_err(|source| UpgradeError::RuntimeDirs {
                 unit: unit(),
                 source,

@@ -1,5 +1,5 @@
-//! RuntimeDirectory= content, and files a unit holds open under /run,
-//! across the kexec.
+//! RuntimeDirectory= content, its PID file, and files a unit holds open
+//! or mapped under /run and /dev/shm, across the kexec.
 //!
 //! /run is a tmpfs: the new kernel starts it empty, yet restored services
 //! expect their runtime directories (sshd refuses connections without
@@ -15,6 +15,9 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
+
+/// POSIX shared memory and semaphores: a tmpfs too.
+pub const SHM: &str = "/dev/shm";
 
 /// Files larger than this are not carried (a runtime directory holding
 /// that much is not state a PID file-sized copy should move).
@@ -71,8 +74,42 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     } else {
         return Ok(());
     }
+    // The owner first: a chown clears set-id bits the mode then restores.
+    std::os::unix::fs::chown(to, Some(meta.uid()), Some(meta.gid()))?;
     fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-    std::os::unix::fs::chown(to, Some(meta.uid()), Some(meta.gid()))
+    copy_xattrs(from, to)?;
+    // Last, so that nothing written above moves them (a directory's
+    // after its entries, which this call has copied already).
+    let time = |secs, nsecs| nix::sys::time::TimeSpec::new(secs, nsecs);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        to,
+        &time(meta.atime(), meta.atime_nsec()),
+        &time(meta.mtime(), meta.mtime_nsec()),
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Extended attributes (SELinux labels, `user.*` notes) as they were; a
+/// file system without them (the disk store on a file system that
+/// refuses some namespace) keeps the copy without: the file matters more.
+fn copy_xattrs(from: &Path, to: &Path) -> io::Result<()> {
+    let Ok(names) = xattr::list(from) else {
+        return Ok(());
+    };
+    for name in names {
+        if let Ok(Some(value)) = xattr::get(from, &name) {
+            if let Err(e) = xattr::set(to, &name, &value) {
+                tracing::warn!(
+                    "{}: extended attribute {} not carried: {e}",
+                    to.display(),
+                    name.to_string_lossy()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -113,6 +150,43 @@ mod tests {
             fs::metadata(run.join("svc")).unwrap().permissions().mode() & 0o7777,
             0o2755
         );
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn timestamps_and_extended_attributes_come_back() {
+        let base = std::env::temp_dir().join(format!("relive-rundir-meta-{}", std::process::id()));
+        let run = base.join("run");
+        fs::create_dir_all(run.join("svc")).unwrap();
+        let pid_file = run.join("svc/svc.pid");
+        fs::write(&pid_file, "42\n").unwrap();
+        let old = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+        let file = fs::File::options().write(true).open(&pid_file).unwrap();
+        file.set_modified(old).unwrap();
+        drop(file);
+        // user.* attributes need a file system that keeps them (tmpfs
+        // from 6.6, ext4): where the temporary directory has none, only
+        // the times are checked.
+        let with_xattr = xattr::set(&pid_file, "user.relive", b"kept").is_ok();
+        fs::File::open(run.join("svc"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        save(&run, &["svc".to_string()], &base.join("store")).unwrap();
+        fs::remove_dir_all(&run).unwrap();
+        fs::create_dir_all(&run).unwrap();
+        restore(&base.join("store"), &run).unwrap();
+        assert_eq!(fs::metadata(&pid_file).unwrap().modified().unwrap(), old);
+        assert_eq!(
+            fs::metadata(run.join("svc")).unwrap().modified().unwrap(),
+            old
+        );
+        if with_xattr {
+            assert_eq!(
+                xattr::get(&pid_file, "user.relive").unwrap().as_deref(),
+                Some(b"kept".as_slice())
+            );
+        }
         fs::remove_dir_all(base).unwrap();
     }
 

@@ -158,6 +158,11 @@ impl Store {
         self.root.join("run").join(unit)
     }
 
+    /// Where a unit's files under /dev/shm are kept.
+    pub fn shm_dir(&self, unit: &str) -> PathBuf {
+        self.root.join("shm").join(unit)
+    }
+
     pub fn lock_file(&self, unit: &str) -> PathBuf {
         self.root.join("lock").join(format!("{unit}.nft"))
     }

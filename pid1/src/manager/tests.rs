@@ -835,3 +835,41 @@ fn a_wanted_unit_relive_cannot_honour_is_left_out_a_required_one_fails_the_requi
     );
     assert_eq!(spawned_units(&k), ["wanter.service"]);
 }
+
+#[test]
+fn files_a_unit_holds_open_or_mapped_on_a_tmpfs_are_found() {
+    use std::os::fd::AsRawFd;
+    let (m, kernel, dir) = manager(&[("db.service", "[Service]\nExecStart=/bin/true\n")]);
+    // This test process stands in for the unit's.
+    kernel
+        .0
+        .lock()
+        .unwrap()
+        .running
+        .insert("db.service".into(), vec![std::process::id() as i32]);
+    let shm = dir.path.join("shm");
+    std::fs::create_dir_all(&shm).unwrap();
+    std::fs::write(shm.join("not-held"), "x").unwrap();
+    std::fs::write(shm.join("open.lock"), "1").unwrap();
+    let _open = std::fs::File::open(shm.join("open.lock")).unwrap();
+    std::fs::write(shm.join("PostgreSQL.1"), vec![7u8; 4096]).unwrap();
+    let mapped_file = std::fs::File::open(shm.join("PostgreSQL.1")).unwrap();
+    // SAFETY: a fresh shared read-only mapping of a 4096-byte file this
+    // test owns; nothing reads through it, and it is unmapped below.
+    let mapped = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            mapped_file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(mapped, libc::MAP_FAILED);
+    drop(mapped_file);
+    let held = m.held_files("db.service", &shm);
+    // SAFETY: the mapping made above, of that length, used by nothing.
+    unsafe { libc::munmap(mapped, 4096) };
+    assert_eq!(held, ["PostgreSQL.1", "open.lock"]);
+}

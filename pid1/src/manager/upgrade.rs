@@ -7,6 +7,7 @@ use super::{ExitStatus, Manager, ManagerError};
 use relive_host::ParkInfo;
 use relive_sys::SpawnRequest;
 use std::os::fd::OwnedFd;
+use std::path::Path;
 
 impl Manager {
     /// Marks the upgrade as running; refuses a second one, or one during shutdown.
@@ -42,11 +43,19 @@ impl Manager {
             self.gather_scopes(name, main);
         }
         let pipes = self.rt.outputs.inodes_of(name);
-        let mut runtime_dirs = self
-            .service_config(name)
-            .map(|s| s.runtime_directory)
+        let config = self.service_config(name);
+        let mut runtime_dirs = config
+            .as_ref()
+            .map(|s| s.runtime_directory.clone())
             .unwrap_or_default();
-        runtime_dirs.extend(self.open_run_files(name));
+        // A PID file its daemon wrote and closed (nginx's): `nginx -s
+        // reload`, logrotate and ExecReload= read it after the upgrade.
+        let pid_file = config.and_then(|s| s.pid_file);
+        if let Some(Ok(relative)) = pid_file.as_deref().map(|p| p.strip_prefix("/run")) {
+            runtime_dirs.push(relative.to_string_lossy().into_owned());
+        }
+        runtime_dirs.extend(self.held_files(name, Path::new("/run")));
+        let shm_files = self.held_files(name, Path::new(relive_store::rundir::SHM));
         let foreign_fifos = super::foreign_fifos::of_processes(&self.tree_pids(name));
         runtime_dirs.extend(foreign_fifos.iter().map(|f| f.run_path.clone()));
         let u = self
@@ -71,6 +80,7 @@ impl Manager {
             cgroup: self.unit_cgroup(name),
             pipes,
             runtime_dirs,
+            shm_files,
             foreign_fifos,
         })
     }
@@ -85,21 +95,38 @@ impl Manager {
             .collect()
     }
 
-    /// Files and FIFOs under /run the unit's processes hold open,
-    /// relative to /run (cron keeps /run/crond.pid open and locked; an
-    /// ssh login's sshd holds logind's session FIFO): /run starts empty in
-    /// the new kernel, and CRIU reopens files by their path.
-    fn open_run_files(&self, name: &str) -> Vec<String> {
+    /// Files and FIFOs under `root` (a tmpfs: /run, /dev/shm) the unit's
+    /// processes hold open or have mapped, relative to `root` (cron keeps
+    /// /run/crond.pid open and locked; an ssh login's sshd holds logind's
+    /// session FIFO; postgres maps its dynamic shared memory from
+    /// /dev/shm): the new kernel starts them empty, and CRIU reopens and
+    /// maps files by their path.
+    pub(super) fn held_files(&self, name: &str, root: &Path) -> Vec<String> {
         let mut files = std::collections::BTreeSet::new();
         for pid in self.tree_pids(name) {
-            let Ok(fds) = procfs::process::Process::new(pid).and_then(|p| p.fd()) else {
+            let Ok(process) = procfs::process::Process::new(pid) else {
                 continue;
             };
-            for fd in fds.flatten() {
-                let procfs::process::FDTarget::Path(path) = fd.target else {
-                    continue;
-                };
-                let Ok(relative) = path.strip_prefix("/run") else {
+            let open = process
+                .fd()
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|fd| match fd.target {
+                    procfs::process::FDTarget::Path(path) => Some(path),
+                    _ => None,
+                });
+            let mapped =
+                process
+                    .maps()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|map| match map.pathname {
+                        procfs::process::MMapPath::Path(path) => Some(path),
+                        _ => None,
+                    });
+            for path in open.chain(mapped) {
+                let Ok(relative) = path.strip_prefix(root) else {
                     continue;
                 };
                 let kept = std::fs::metadata(&path).is_ok_and(|m| {
