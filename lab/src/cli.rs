@@ -1,9 +1,17 @@
 //! The command line: every verb and flag of relive-lab. README.md,
 //! lab/README.md and scripts/test use them: keep them as they are.
 
+use crate::vm::distro::Distro;
 use crate::vm::guest::Init;
+use crate::vm::paths::Paths;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+
+/// `--kernel`, `--from`, `--to`: a kernel series, one of the selected
+/// release's kernels list (checked by [`Verb::check_kernels`] once the
+/// release is known).
+const SERIES_HELP: &str = "Kernel series from the release's kernels list \
+    (bookworm: 6.1, 6.12; trixie: 6.12, 6.16, 6.17, 6.18, 6.19)";
 
 #[derive(Debug, Parser)]
 #[command(name = "relive-lab", about = "The QEMU lab for relive")]
@@ -20,12 +28,17 @@ pub enum Verb {
         /// Rebuild the mkosi tree even if it looks up to date.
         #[arg(long)]
         force: bool,
+        /// The Debian release (each has its own image in lab/out/).
+        #[arg(long, value_enum, default_value = "bookworm")]
+        distro: Distro,
     },
     /// Boot the image in the background; return once the guest is ready.
     Boot {
-        /// Kernel series.
-        #[arg(long, value_parser = ["6.1", "6.12"])]
+        #[arg(long, value_parser = parse_series, help = SERIES_HELP)]
         kernel: String,
+        /// The Debian release whose image boots.
+        #[arg(long, value_enum, default_value = "bookworm")]
+        distro: Distro,
         /// PID 1 (default: relive if the image has it, else systemd).
         #[arg(long, value_enum)]
         init: Option<Init>,
@@ -56,19 +69,27 @@ pub enum Verb {
     /// The lab tests: boot each kernel with relive, check the guest, power
     /// it off and check QEMU's exit status and the file system.
     Check {
-        /// Kernel series to check (repeatable; default: 6.1 and 6.12).
-        #[arg(long, value_parser = ["6.1", "6.12"])]
+        /// Kernel series to check (repeatable; default: every series of
+        /// the release's kernels list: bookworm 6.1 and 6.12).
+        #[arg(long, value_parser = parse_series)]
         kernel: Vec<String>,
+        /// The Debian release whose image is checked.
+        #[arg(long, value_enum, default_value = "bookworm")]
+        distro: Distro,
     },
     /// A live upgrade under load: an injected dump failure first (all
     /// undone on the old kernel), then the real one; checks the workloads,
     /// an echo connection, an ssh session, PIDs, the report. Without
-    /// --from/--to: 6.1 -> 6.12, then 6.12 -> 6.1.
+    /// --from/--to: the oldest series to the newest and back (bookworm:
+    /// 6.1 -> 6.12, then 6.12 -> 6.1).
     UpgradeCheck {
-        #[arg(long, value_parser = ["6.1", "6.12"], requires = "to")]
+        #[arg(long, value_parser = parse_series, requires = "to", help = SERIES_HELP)]
         from: Option<String>,
-        #[arg(long, value_parser = ["6.1", "6.12"], requires = "from")]
+        #[arg(long, value_parser = parse_series, requires = "from", help = SERIES_HELP)]
         to: Option<String>,
+        /// The Debian release whose image is upgraded.
+        #[arg(long, value_enum, default_value = "bookworm")]
+        distro: Distro,
     },
     /// The fault matrix: on one guest, inject each fault or bad input
     /// (corrupt or foreign kernel, missing initrd, an init that is not
@@ -77,9 +98,9 @@ pub enum Verb {
     /// that no service is lost, the error names the cause and the upgrade
     /// can be tried again. Prints a table and the services lost (must be 0).
     Faults {
-        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.1")]
+        #[arg(long, value_parser = parse_series, default_value = "6.1")]
         from: String,
-        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.12")]
+        #[arg(long, value_parser = parse_series, default_value = "6.12")]
         to: String,
         /// Only the scenarios whose name contains this text.
         #[arg(long)]
@@ -142,7 +163,7 @@ pub enum Verb {
     /// Boot the same image with systemd, then with relive, N rounds; print
     /// time to multi-user.target and PID 1's memory, medians and ratios.
     BenchBoot {
-        #[arg(long, value_parser = ["6.1", "6.12"], default_value = "6.1")]
+        #[arg(long, value_parser = parse_series, default_value = "6.1")]
         kernel: String,
         /// Rounds (each boots both inits once).
         #[arg(long, default_value_t = 3)]
@@ -151,6 +172,48 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A kernel series' shape, MAJOR.MINOR; whether the release has it is
+/// [`Verb::check_kernels`]'s question.
+fn parse_series(text: &str) -> Result<String, String> {
+    let numbers: Vec<&str> = text.split('.').collect();
+    let number = |n: &&str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    if numbers.len() == 2 && numbers.iter().all(number) {
+        Ok(text.to_owned())
+    } else {
+        Err("expected a kernel series, MAJOR.MINOR (e.g. 6.12)".into())
+    }
+}
+
+impl Verb {
+    /// The Debian release whose image the verb uses (bookworm for the
+    /// verbs without `--distro`).
+    pub fn distro(&self) -> Distro {
+        match self {
+            Verb::Image { distro, .. }
+            | Verb::Boot { distro, .. }
+            | Verb::Check { distro, .. }
+            | Verb::UpgradeCheck { distro, .. } => *distro,
+            _ => Distro::Bookworm,
+        }
+    }
+
+    /// Every kernel series the command line names must be in the
+    /// release's kernels list; the error names the release and its series.
+    pub fn check_kernels(&self, paths: &Paths) -> anyhow::Result<()> {
+        let named: Vec<&String> = match self {
+            Verb::Boot { kernel, .. } | Verb::BenchBoot { kernel, .. } => vec![kernel],
+            Verb::Check { kernel, .. } => kernel.iter().collect(),
+            Verb::UpgradeCheck { from, to, .. } => from.iter().chain(to).collect(),
+            Verb::Faults { from, to, .. } => vec![from, to],
+            _ => Vec::new(),
+        };
+        for series in named {
+            self.distro().check_series(paths, series)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +228,10 @@ mod tests {
         for line in [
             "image",
             "image --force",
+            "image --distro trixie",
+            "boot --distro trixie --kernel 6.19",
+            "check --distro trixie --kernel 6.12",
+            "upgrade-check --distro trixie --from 6.12 --to 6.19",
             "boot --kernel 6.1",
             "boot --kernel 6.12 --init systemd --writable --timeout 60",
             "ssh -- uname -r",
@@ -191,6 +258,42 @@ mod tests {
         let ssh = Cli::try_parse_from(["relive-lab", "ssh", "--", "ls", "-l"]).unwrap();
         assert!(matches!(ssh.command, Verb::Ssh { command } if command == ["ls", "-l"]));
         assert!(Cli::try_parse_from(["relive-lab", "upgrade-check", "--from", "6.1"]).is_err());
-        assert!(Cli::try_parse_from(["relive-lab", "boot", "--kernel", "5.10"]).is_err());
+        assert!(Cli::try_parse_from(["relive-lab", "boot", "--kernel", "6"]).is_err());
+        assert!(Cli::try_parse_from(["relive-lab", "boot", "--distro", "sid"]).is_err());
+    }
+
+    /// The series come from the release's kernels list, with an error
+    /// naming the release.
+    #[test]
+    fn kernel_series_come_from_the_release() {
+        let paths = Paths::discover();
+        let verb = |line: &str| {
+            let args = std::iter::once("relive-lab").chain(line.split_whitespace());
+            Cli::try_parse_from(args).unwrap().command
+        };
+        for ok in [
+            "boot --kernel 6.1",
+            "boot --kernel 6.12 --distro trixie",
+            "upgrade-check --distro trixie --from 6.12 --to 6.19",
+            "check --distro trixie",
+            "faults",
+        ] {
+            verb(ok).check_kernels(&paths).unwrap();
+        }
+        let err = verb("boot --kernel 6.1 --distro trixie")
+            .check_kernels(&paths)
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("trixie has no 6.1 kernel"),
+            "{err}"
+        );
+        let err = verb("upgrade-check --from 6.12 --to 6.19")
+            .check_kernels(&paths)
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("bookworm has no 6.19 kernel"),
+            "{err}"
+        );
+        assert!(verb("boot --kernel 5.10").check_kernels(&paths).is_err());
     }
 }

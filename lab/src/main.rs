@@ -1,5 +1,6 @@
-//! relive-lab: the QEMU lab for relive. Builds the mkosi image, boots it
-//! (systemd or relive as PID 1, kernel 6.1 or 6.12), runs commands in the
+//! relive-lab: the QEMU lab for relive. Builds the mkosi image (Debian
+//! bookworm, or trixie with `--distro trixie`), boots it (systemd or
+//! relive as PID 1, on one of the release's kernels), runs commands in the
 //! guest over ssh and stops it; runs the lab tests (`check`), the demo and
 //! the benchmarks. Results go to stdout, the steps to stderr, what the
 //! tools print to a log file ([`output`]).
@@ -29,6 +30,13 @@ use vm::{boot, ssh, stop};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A kernel series the release lacks is a usage error, as clap's are.
+    if let Err(e) = cli.command.check_kernels(&Paths::discover()) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::InvalidValue, format!("{e:#}"))
+            .exit();
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -68,7 +76,8 @@ fn log_name(verb: &Verb) -> Option<&'static str> {
 }
 
 fn run(verb: Verb) -> Result<ExitCode> {
-    let paths = Paths::discover();
+    let distro = verb.distro();
+    let paths = Paths::discover().with_distro(distro);
     let lab_test = matches!(
         verb,
         Verb::Check { .. } | Verb::UpgradeCheck { .. } | Verb::Faults { .. }
@@ -84,7 +93,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
         }
     }
     match verb {
-        Verb::Image { force } => {
+        Verb::Image { force, .. } => {
             vm::prepare_host(&paths)?;
             let image = vm::image::build_or_reuse(&paths, force)?;
             image.print();
@@ -94,6 +103,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
             init,
             writable,
             timeout,
+            ..
         } => {
             let (image, interrupt) = vm::prepare(&paths)?;
             let opts = boot::Options {
@@ -121,10 +131,10 @@ fn run(verb: Verb) -> Result<ExitCode> {
             return Ok(passed(stop::print(stopped.as_ref())));
         }
         Verb::Status { json } => Guest::print_status(&paths, json)?,
-        Verb::Check { kernel } => {
+        Verb::Check { kernel, .. } => {
             let (image, interrupt) = vm::prepare(&paths)?;
             let kernels = if kernel.is_empty() {
-                vec!["6.1".to_owned(), "6.12".to_owned()]
+                distro.series(&paths)?
             } else {
                 kernel
             };
@@ -140,13 +150,23 @@ fn run(verb: Verb) -> Result<ExitCode> {
             let results = faults::faults(&paths, &image, &from, &to, only.as_deref(), &interrupt)?;
             return Ok(passed(faults::print_table(&results)));
         }
-        Verb::UpgradeCheck { from, to } => {
+        Verb::UpgradeCheck { from, to, .. } => {
             let pairs = match (from, to) {
                 (Some(from), Some(to)) if from == to => {
                     bail!("--from and --to are the same kernel")
                 }
                 (Some(from), Some(to)) => vec![(from, to)],
-                _ => vec![("6.1".into(), "6.12".into()), ("6.12".into(), "6.1".into())],
+                // The oldest series to the newest, and back.
+                _ => {
+                    let series = distro.series(&paths)?;
+                    let (Some(oldest), Some(newest)) = (series.first(), series.last()) else {
+                        bail!("{} lists no kernel", distro.name());
+                    };
+                    vec![
+                        (oldest.clone(), newest.clone()),
+                        (newest.clone(), oldest.clone()),
+                    ]
+                }
             };
             let (image, interrupt) = vm::prepare(&paths)?;
             return Ok(passed(upgrade_check::check_directions(

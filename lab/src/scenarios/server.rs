@@ -8,10 +8,10 @@ use crate::vm::image::DATA_DISK_MARKER;
 use std::path::Path;
 use std::time::Instant;
 
-/// Debian's own servers and plumbing, all from their packages' unit files.
+/// Debian's own servers and plumbing, all from their packages' unit files
+/// (and the release's PostgreSQL cluster, `Distro::postgresql_unit`).
 const SERVER_UNITS: &[&str] = &[
     "nginx.service",
-    "postgresql@15-main.service",
     "cron.service",
     "systemd-journald.service",
     "dbus.service",
@@ -26,7 +26,11 @@ const SERVER_UNITS: &[&str] = &[
 pub fn server_checks(c: &mut Checks<'_>) {
     c.check(
         "Debian's servers and plumbing active",
-        &format!("relivectl is-active {}", SERVER_UNITS.join(" ")),
+        &format!(
+            "relivectl is-active {} {}",
+            SERVER_UNITS.join(" "),
+            c.guest.distro.postgresql_unit()
+        ),
         &|o| o.success() && o.stdout.lines().all(|l| l.trim() == "active"),
     );
     c.check(

@@ -30,7 +30,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// "6.1" or "6.12".
+    /// A series of the image's release ("6.1", "6.12", ...).
     pub kernel: String,
     /// None: relive when the image has it, else systemd.
     pub init: Option<Init>,
@@ -261,6 +261,7 @@ pub fn start(
         echo_port: qemu.config.echo_port,
         serial_log,
         qemu_stderr,
+        distro: image.distro,
         kernel_series: opts.kernel.clone(),
         kernel_release: kernel.release,
         init,

@@ -1,6 +1,7 @@
 //! The running guest, as lab/out/run/guest.json: `boot` writes it and
 //! returns, later `ssh`, `status` and `stop` invocations read it.
 
+use crate::vm::distro::Distro;
 use crate::vm::paths::Paths;
 use crate::vm::qemu::{self, Accel};
 use anyhow::{Context, Result};
@@ -53,7 +54,12 @@ pub struct Guest {
     pub echo_port: u16,
     pub serial_log: PathBuf,
     pub qemu_stderr: PathBuf,
-    /// "6.1" or "6.12", as given to `boot --kernel`.
+    /// The release of the image it booted (guests booted before there
+    /// were two: bookworm).
+    #[serde(default)]
+    pub distro: Distro,
+    /// A series of the release's kernels list ("6.1", "6.12", ...), as
+    /// given to `boot --kernel`.
     pub kernel_series: String,
     /// What `uname -r` should print in the guest.
     pub kernel_release: String,
@@ -133,13 +139,14 @@ impl Guest {
                 println!("{value}");
             }
             Some(guest) => println!(
-                "{}: QEMU pid {}, kernel {}, init {:?}, {:?}, ssh port {}, serial log {}",
+                "{}: QEMU pid {}, {}, kernel {}, init {:?}, {:?}, ssh port {}, serial log {}",
                 if guest.ready_secs.is_some() {
                     "running"
                 } else {
                     "booting"
                 },
                 guest.qemu_pid,
+                guest.distro.name(),
                 guest.kernel_release,
                 guest.init,
                 guest.accel,

@@ -1,9 +1,12 @@
 //! `relive-lab image`: the mkosi tree, then the ext4 disk, each rebuilt only
 //! when its inputs change.
 //!
-//! Two cache levels, because they cost very different amounts:
+//! Per release (`Paths::distro`: bookworm in lab/out/, another in
+//! lab/out/NAME/), two cache levels, because they cost very different
+//! amounts:
 //! - the tree (mkosi: debootstrap, packages, initrds; minutes) is keyed by
-//!   the mkosi/ configuration, the mirror and the resolved kernel packages;
+//!   the mkosi/ configuration (less the other releases' own files), the
+//!   mirror and the resolved kernel packages;
 //! - the disk (mkfs.ext4 -d; seconds) is keyed by the tree, the overlay
 //!   (the lab's ssh key and the workload binaries from target/release,
 //!   copied into the tree) and relive's Debian package (scripts/deb),
@@ -11,7 +14,8 @@
 //!   administrator installs it.
 
 use crate::output;
-use crate::vm::apt;
+use crate::vm::apt::{self, Archive, KernelPart};
+use crate::vm::distro::Distro;
 use crate::vm::paths::Paths;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -36,9 +40,17 @@ pub const DATA_DISK_MARKER: (&str, &str) = ("relive-lab-data", "relive lab data 
 /// /usr/local/bin; their units are in mkosi/mkosi.extra/etc/systemd/system/.
 const WORKLOAD_BINARIES: &[&str] = &["relive-counter", "relive-echo", "relive-dirty"];
 
-/// What `image` produced, saved as lab/out/image.json.
+/// The sources list of the local repository of kernel parts
+/// (`Paths::kernel_debs`): in the skeleton tree for mkosi's apt, removed
+/// from the tree afterwards (the guest has no such directory).
+const KERNEL_DEBS_LIST: &str = "etc/apt/sources.list.d/relive-lab-kernels.list";
+
+/// What `image` produced, saved as lab/out/image.json (lab/out/NAME/).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Image {
+    /// The Debian release (images built before there were two: bookworm).
+    #[serde(default)]
+    pub distro: Distro,
     pub tree_hash: String,
     pub disk_hash: String,
     pub disk: PathBuf,
@@ -73,7 +85,7 @@ impl Image {
     }
 
     /// The kernel of a series ("6.1", "6.12"), matching whole components so
-    /// that 6.1 does not pick 6.12.
+    /// that 6.1 does not pick 6.12 (nor 6.16).
     pub fn kernel(&self, series: &str) -> Result<&Kernel> {
         let prefix = format!("{series}.");
         self.kernels
@@ -82,7 +94,8 @@ impl Image {
             .with_context(|| {
                 let have: Vec<&str> = self.kernels.iter().map(|k| k.release.as_str()).collect();
                 format!(
-                    "no {series} kernel in the image (it has: {})",
+                    "no {series} kernel in the {} image (it has: {})",
+                    self.distro.name(),
                     have.join(", ")
                 )
             })
@@ -100,15 +113,24 @@ struct OverlayFile {
 /// Builds what is stale and returns the image; `force` rebuilds the tree.
 pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
     crate::vm::ssh::ensure_key(paths)?;
-    let step = output::step("mkosi tree");
+    let distro = paths.distro;
+    let step = output::step(match distro {
+        Distro::Bookworm => "mkosi tree".to_owned(),
+        other => format!("mkosi tree ({})", other.name()),
+    });
     step.detail("resolving the kernel packages");
 
     let mirror = apt::debian_mirror();
-    let pins = apt::read_kernel_pins(&paths.mkosi_config().join("kernels.list"))?;
+    let archive = Archive::for_distro(distro, &paths.apt_state(), &mirror, force)?;
+    let pins = distro.kernel_pins(paths)?;
     let kernels = pins
         .iter()
-        .map(apt::resolve_kernel)
+        .map(|pin| archive.resolve_kernel(pin))
         .collect::<Result<Vec<_>>>()?;
+    let mut parts = Vec::new();
+    for kernel in &kernels {
+        parts.extend(archive.unindexed_kernel_parts(kernel)?);
+    }
 
     let mut tree = Sha256::new();
     tree.update(TREE_RECIPE);
@@ -116,7 +138,20 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
     for kernel in &kernels {
         tree.update(kernel);
     }
-    hash_dir(&mut tree, &paths.mkosi_config(), Path::new(""))?;
+    // bookworm's inputs are what they were before there was a second
+    // release: its hash (and cached tree) stays the same.
+    if distro != Distro::Bookworm {
+        tree.update(distro.name());
+    }
+    for part in &parts {
+        tree.update(part.file_name());
+    }
+    hash_dir(
+        &mut tree,
+        &paths.mkosi_config(),
+        Path::new(""),
+        &distro.foreign_files(),
+    )?;
     let tree_hash = hex(&tree.finalize());
 
     let tree_stamp = paths.mkosi_out().join("tree.hash");
@@ -128,8 +163,14 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
     } else {
         let _ = std::fs::remove_file(&tree_stamp);
         output::log(&format!("kernels: {}", kernels.join(", ")));
+        if !parts.is_empty() {
+            step.detail("fetching kernel parts the index no longer lists");
+            fetch_kernel_parts(paths, &mirror, &parts)?;
+        }
+        write_skeleton(paths, &mirror, !parts.is_empty())?;
         step.detail("building it with mkosi");
         run_mkosi(paths, &mirror, &kernels)?;
+        forget_kernel_debs(paths)?;
         std::fs::write(&tree_stamp, &tree_hash)?;
         step.done_with(&format!("built ({})", &tree_hash[..12]));
     }
@@ -176,6 +217,7 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
     step.done_with(&format!("made ({})", &disk_hash[..12]));
 
     let image = Image {
+        distro,
         tree_hash,
         disk_hash,
         disk: paths.disk(),
@@ -188,14 +230,130 @@ pub fn build_or_reuse(paths: &Paths, force: bool) -> Result<Image> {
 
 /// The image last built, without checking whether it is stale.
 pub fn load(paths: &Paths) -> Result<Image> {
-    let text = std::fs::read_to_string(paths.image_stamp())
-        .context("no image yet: run `relive-lab image`")?;
+    let text = std::fs::read_to_string(paths.image_stamp()).with_context(|| {
+        format!(
+            "no {} image yet: run `relive-lab image --distro {}`",
+            paths.distro.name(),
+            paths.distro.name()
+        )
+    })?;
     Ok(serde_json::from_str(&text)?)
+}
+
+/// Kernel parts the archive's index no longer lists (`Archive::
+/// unindexed_kernel_parts`), fetched from the pool by apt's own
+/// downloader into a local repository with its Packages file. The index
+/// has no hash of them to check: the download is over the same mirror as
+/// the rest, and each file is kept once fetched.
+fn fetch_kernel_parts(paths: &Paths, mirror: &str, parts: &[KernelPart]) -> Result<()> {
+    let dir = paths.kernel_debs();
+    std::fs::create_dir_all(&dir)?;
+    let wanted: Vec<String> = parts.iter().map(KernelPart::file_name).collect();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.ends_with(".deb") && !wanted.iter().any(|w| *w == name) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let mut index = String::new();
+    for part in parts {
+        let deb = dir.join(part.file_name());
+        if !deb.is_file() {
+            output::warn(&format!(
+                "{} {} is not in the archive's index: fetching it from the pool",
+                part.package, part.version
+            ));
+            let partial = deb.with_extension("deb.partial");
+            let mut get = Command::new("/usr/lib/apt/apt-helper");
+            get.arg("download-file").arg(part.url(mirror)).arg(&partial);
+            output::run(&mut get, &format!("downloading {}", part.file_name()))?;
+            std::fs::rename(&partial, &deb)?;
+        }
+        let control = Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&deb)
+            .output()
+            .context("running dpkg-deb")?;
+        if !control.status.success() {
+            bail!(
+                "{} is no Debian package: {}",
+                deb.display(),
+                String::from_utf8_lossy(&control.stderr).trim()
+            );
+        }
+        let bytes = std::fs::read(&deb)?;
+        index += String::from_utf8_lossy(&control.stdout).trim_end();
+        index += &format!(
+            "\nFilename: ./{}\nSize: {}\nSHA256: {}\n\n",
+            part.file_name(),
+            bytes.len(),
+            hex(&Sha256::digest(&bytes))
+        );
+    }
+    std::fs::write(dir.join("Packages"), index)?;
+    Ok(())
+}
+
+/// The skeleton tree mkosi copies in before its apt runs: a sources list
+/// per extra suite of the release (trixie-backports, kept in the image as
+/// a server that runs a backports kernel has it) and, with `kernel_debs`,
+/// the local repository of kernel parts (`copy:`, so that apt copies the
+/// files into the image's cache, where the chrooted dpkg finds them).
+fn write_skeleton(paths: &Paths, mirror: &str, kernel_debs: bool) -> Result<()> {
+    let skeleton = paths.skeleton();
+    let _ = std::fs::remove_dir_all(&skeleton);
+    let mut files: Vec<(String, String)> = paths
+        .distro
+        .extra_suites()
+        .iter()
+        .map(|suite| {
+            (
+                format!("etc/apt/sources.list.d/{suite}.list"),
+                format!("deb {mirror} {suite} main\n"),
+            )
+        })
+        .collect();
+    if kernel_debs {
+        files.push((
+            KERNEL_DEBS_LIST.to_owned(),
+            format!(
+                "deb [trusted=yes] copy:{} ./\n",
+                paths.kernel_debs().display()
+            ),
+        ));
+    }
+    // None (bookworm): no skeleton, mkosi runs as it always did.
+    for (rel, text) in files {
+        let path = skeleton.join(rel);
+        std::fs::create_dir_all(path.parent().context("skeleton file has no parent")?)?;
+        std::fs::write(path, text)?;
+    }
+    Ok(())
+}
+
+/// Removes the local repository of kernel parts from the built tree: its
+/// sources list and its lists (the installed packages stay).
+fn forget_kernel_debs(paths: &Paths) -> Result<()> {
+    let tree = paths.tree();
+    let _ = std::fs::remove_file(tree.join(KERNEL_DEBS_LIST));
+    let lists = tree.join("var/lib/apt/lists");
+    // apt names a list after its URI's path, `/` as `_`.
+    let prefix = paths.kernel_debs().display().to_string().replace('/', "_");
+    if let Ok(entries) = std::fs::read_dir(&lists) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs mkosi in a private mount namespace with a tmpfs over
 /// /run/systemd/nspawn: /run is not a tmpfs on these hosts and nspawn would
-/// leave a directory behind there on every call.
+/// leave a directory behind there on every call. The release comes from
+/// the command line (`--release` overrides mkosi.conf's Release=).
 fn run_mkosi(paths: &Paths, mirror: &str, kernels: &[String]) -> Result<()> {
     std::fs::create_dir_all(paths.mkosi_out())?;
     std::fs::create_dir_all("/run/systemd/nspawn")?;
@@ -204,10 +362,14 @@ fn run_mkosi(paths: &Paths, mirror: &str, kernels: &[String]) -> Result<()> {
     cmd.args(["-m", "--propagation", "private", "sh", "-c"])
         .arg("mount -t tmpfs tmpfs /run/systemd/nspawn && exec \"$@\"")
         .args(["sh", "mkosi", "--force"])
+        .arg(format!("--release={}", paths.distro.name()))
         .arg(format!("--mirror={mirror}"))
         .arg(format!("--output={}", paths.tree().display()))
         .arg("--workspace-dir")
         .arg(&out);
+    if paths.skeleton().is_dir() {
+        cmd.arg(format!("--skeleton-tree={}", paths.skeleton().display()));
+    }
     for kernel in kernels {
         cmd.arg(format!("--package={kernel}"));
     }
@@ -333,7 +495,7 @@ fn make_disk(paths: &Paths) -> Result<()> {
 
 /// The second disk: ext4 labelled relive-data holding DATA_DISK_MARKER.
 fn make_data_disk(paths: &Paths) -> Result<()> {
-    let staging = paths.out.join("data-disk");
+    let staging = paths.image_out().join("data-disk");
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)?;
     let (name, text) = DATA_DISK_MARKER;
@@ -390,8 +552,8 @@ fn extract_boot(paths: &Paths) -> Result<Vec<Kernel>> {
 }
 
 /// Hashes a directory's names, types, modes and contents, in sorted order
-/// (README files left out).
-fn hash_dir(hasher: &mut Sha256, dir: &Path, rel: &Path) -> Result<()> {
+/// (README files left out, and the top-level names in `skip`).
+fn hash_dir(hasher: &mut Sha256, dir: &Path, rel: &Path, skip: &[&str]) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .collect::<std::io::Result<_>>()?;
@@ -401,13 +563,16 @@ fn hash_dir(hasher: &mut Sha256, dir: &Path, rel: &Path) -> Result<()> {
         if entry.file_name().to_string_lossy().ends_with(".md") {
             continue;
         }
+        if rel.as_os_str().is_empty() && skip.iter().any(|s| entry.file_name() == **s) {
+            continue;
+        }
         let path = entry.path();
         let rel = rel.join(entry.file_name());
         let meta = std::fs::symlink_metadata(&path)?;
         hasher.update(rel.as_os_str().as_encoded_bytes());
         hasher.update(meta.mode().to_le_bytes());
         if meta.is_dir() {
-            hash_dir(hasher, &path, &rel)?;
+            hash_dir(hasher, &path, &rel, skip)?;
         } else if meta.is_symlink() {
             hasher.update(std::fs::read_link(&path)?.as_os_str().as_encoded_bytes());
         } else {

@@ -2,6 +2,7 @@
 //! the image that go into it, QEMU, booting, ssh, stopping.
 //!
 //! - [`prereq`], [`apt`]: the host tools, Debian's kernel packages.
+//! - [`distro`]: the Debian release an image is built from.
 //! - [`build`]: relive's binaries and the workloads, with cargo.
 //! - [`image`]: the mkosi tree and the ext4 disk; [`disk`]: a writable copy.
 //! - [`accel`], [`qemu`], [`boot`]: KVM or TCG, QEMU's guard, readiness.
@@ -15,6 +16,7 @@ pub mod apt;
 pub mod boot;
 pub mod build;
 pub mod disk;
+pub mod distro;
 pub mod guest;
 pub mod image;
 pub mod paths;

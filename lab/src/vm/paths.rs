@@ -1,6 +1,9 @@
 //! Where the lab keeps things. Everything it generates lives under
-//! `lab/out/` (gitignored).
+//! `lab/out/` (gitignored): bookworm's image right there, another
+//! release's in `lab/out/NAME/` (each stays cached while the other is
+//! built); logs, the ssh key and the running guest's state are shared.
 
+use crate::vm::distro::Distro;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
@@ -12,6 +15,8 @@ pub struct Paths {
     /// The running guest's state and disk copies: `lab/out/run/`, or one
     /// directory per guest when several run at once ([`Paths::for_guest`]).
     pub run: PathBuf,
+    /// The release whose image the paths below name (`--distro`).
+    pub distro: Distro,
 }
 
 impl Paths {
@@ -23,7 +28,17 @@ impl Paths {
         let root = root.canonicalize().unwrap_or(root);
         let out = root.join("lab/out");
         let run = out.join("run");
-        Paths { root, out, run }
+        Paths {
+            root,
+            out,
+            run,
+            distro: Distro::default(),
+        }
+    }
+
+    /// The same lab with `distro`'s image.
+    pub fn with_distro(self, distro: Distro) -> Paths {
+        Paths { distro, ..self }
     }
 
     /// The same lab for one of several guests running at once (`fleet`):
@@ -35,13 +50,36 @@ impl Paths {
         }
     }
 
-    /// The committed mkosi configuration.
+    /// The committed mkosi configuration (shared by the releases).
     pub fn mkosi_config(&self) -> PathBuf {
         self.root.join("mkosi")
     }
+    /// What is built for the selected release: `lab/out/` for bookworm,
+    /// `lab/out/NAME/` for another.
+    pub fn image_out(&self) -> PathBuf {
+        match self.distro {
+            Distro::Bookworm => self.out.clone(),
+            other => self.out.join(other.name()),
+        }
+    }
+    /// A private apt state for the release's kernels (not bookworm's:
+    /// the host's apt serves those).
+    pub fn apt_state(&self) -> PathBuf {
+        self.image_out().join("apt")
+    }
+    /// Kernel packages the archive's index no longer lists, fetched from
+    /// its pool, as a local repository for mkosi's apt.
+    pub fn kernel_debs(&self) -> PathBuf {
+        self.image_out().join("kernel-debs")
+    }
+    /// The skeleton tree mkosi copies in before its apt runs (extra
+    /// sources lists).
+    pub fn skeleton(&self) -> PathBuf {
+        self.image_out().join("skeleton")
+    }
     /// mkosi's output and workspace directory.
     pub fn mkosi_out(&self) -> PathBuf {
-        self.out.join("mkosi")
+        self.image_out().join("mkosi")
     }
     /// The image as a directory tree (mkosi's `Format=directory` output).
     pub fn tree(&self) -> PathBuf {
@@ -49,20 +87,20 @@ impl Paths {
     }
     /// The ext4 disk made from the tree.
     pub fn disk(&self) -> PathBuf {
-        self.out.join("disk.raw")
+        self.image_out().join("disk.raw")
     }
     /// The second disk (ext4, label relive-data), mounted on /srv/data
     /// from the guest's /etc/fstab.
     pub fn data_disk(&self) -> PathBuf {
-        self.out.join("data.raw")
+        self.image_out().join("data.raw")
     }
     /// Kernels and initrds copied out of the tree's /boot.
     pub fn boot(&self) -> PathBuf {
-        self.out.join("boot")
+        self.image_out().join("boot")
     }
     /// What `image` built last (hashes, kernels): see image.rs.
     pub fn image_stamp(&self) -> PathBuf {
-        self.out.join("image.json")
+        self.image_out().join("image.json")
     }
     /// The lab's ssh key pair (generated, never committed).
     pub fn ssh_key(&self) -> PathBuf {

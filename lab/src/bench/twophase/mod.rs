@@ -461,6 +461,7 @@ mod tests {
             root: PathBuf::from("/r"),
             out: PathBuf::from("/r/lab/out"),
             run: PathBuf::from("/r/lab/out/run"),
+            distro: Default::default(),
         };
         let o = Outputs::new(&paths, None, None);
         assert_eq!(o.json, PathBuf::from("/r/lab/out/bench-twophase.json"));

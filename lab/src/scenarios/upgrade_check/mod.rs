@@ -92,7 +92,8 @@ fn upgrade_check(
         paths,
         from_release: &from_release,
         to_release: &to_release,
-        variant: Variant::for_direction(from),
+        variant: Variant::for_direction(from, to),
+        postgresql: image.distro.postgresql_unit(),
         interrupt,
     };
     // A step that cannot go on (ssh gone, guest dead) ends the scenario;
@@ -117,6 +118,9 @@ struct Run<'a> {
     from_release: &'a str,
     to_release: &'a str,
     variant: Variant,
+    /// The release's PostgreSQL cluster unit (postgresql@15-main.service
+    /// on bookworm).
+    postgresql: &'static str,
     interrupt: &'a Interrupt,
 }
 
@@ -390,7 +394,7 @@ impl Run<'_> {
             ("systemd-journald.service", Outcome::Restarted),
             ("dbus.service", Outcome::Restarted),
             ("nginx.service", Outcome::Restarted),
-            ("postgresql@15-main.service", Outcome::Restarted),
+            (self.postgresql, Outcome::Restarted),
         ];
         let names: Vec<&str> = expected.iter().map(|(n, _)| *n).collect();
         let active = self.sh(

@@ -1,13 +1,13 @@
 //! What `upgrade-check` asks of the two-phase snapshot and of the stores,
 //! one variant per direction so that both paths run in every test run:
 //!
-//! - forward (from 6.1): a warm snapshot first (`--prepare`), then a
+//! - forward (from the older series, e.g. 6.1 -> 6.12): a warm snapshot first (`--prepare`), then a
 //!   two-phase upgrade with the memory store. relive-idle (never runs)
 //!   must get a clean-skip final dump, relive-busy (dirties faster than a
 //!   pre-dump copies) an incremental one after exactly its round cap, the
 //!   critical relive-echo must be frozen after and running before the
 //!   less critical relive-counter, and both workloads' memory must verify.
-//! - backward: a single-phase upgrade, memory store too, with one image of
+//! - backward (to the older series): a single-phase upgrade, memory store too, with one image of
 //!   relive-idle corrupted after its checksum: the new kernel must refuse
 //!   it, say so in the report and start relive-idle afresh. (Then
 //!   upgrade_check goes back once more, falling back to the disk store.)
@@ -30,8 +30,9 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub fn for_direction(from: &str) -> Variant {
-        if from == "6.1" {
+    /// Forward (to a newer series) or backward.
+    pub fn for_direction(from: &str, to: &str) -> Variant {
+        if crate::vm::apt::version_cmp(from, to).is_lt() {
             Variant::TwoPhaseMemory
         } else {
             Variant::SinglePhaseMemory
@@ -362,6 +363,26 @@ mod tests {
             .filter(|(_, ok, _)| !ok)
             .map(|(name, _, detail)| format!("{name}: {detail}"))
             .collect()
+    }
+
+    #[test]
+    fn forward_is_two_phase_backward_single_phase() {
+        assert_eq!(
+            Variant::for_direction("6.1", "6.12"),
+            Variant::TwoPhaseMemory
+        );
+        assert_eq!(
+            Variant::for_direction("6.12", "6.1"),
+            Variant::SinglePhaseMemory
+        );
+        assert_eq!(
+            Variant::for_direction("6.12", "6.19"),
+            Variant::TwoPhaseMemory
+        );
+        assert_eq!(
+            Variant::for_direction("6.19", "6.16"),
+            Variant::SinglePhaseMemory
+        );
     }
 
     #[test]
