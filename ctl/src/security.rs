@@ -65,15 +65,15 @@ mod tests {
         let checks = [
             check("PrivateTmp", Protection::On),
             check("User", Protection::Off),
-            check("DeviceAllow", Protection::NotApplied),
+            check("IPAddressDeny", Protection::NotApplied),
         ];
         assert_eq!(
             render(&checks, false),
-            "  SETTING     STATE       DESCRIPTION\n\
-             ✓ PrivateTmp  on          about PrivateTmp\n\
-             ✗ User        off         about User\n\
-             ! DeviceAllow not applied about DeviceAllow\n\
-             \n1 of 3 protections in force; asked for but not applied: DeviceAllow\n"
+            "  SETTING       STATE       DESCRIPTION\n\
+             ✓ PrivateTmp    on          about PrivateTmp\n\
+             ✗ User          off         about User\n\
+             ! IPAddressDeny not applied about IPAddressDeny\n\
+             \n1 of 3 protections in force; asked for but not applied: IPAddressDeny\n"
         );
         assert!(!render(&checks, true).contains("SETTING"));
     }

@@ -14,6 +14,7 @@
 
 pub mod autofs;
 pub mod cgroup;
+pub mod device_filter;
 pub mod freezer;
 pub mod kexec;
 pub mod listen;
@@ -65,6 +66,9 @@ pub trait Kernel: Send {
     /// Removes the cgroup and those below it if they are empty; a busy or
     /// missing one is left alone.
     fn cgroup_remove(&mut self, path: &str);
+    /// DeviceAllow=/DevicePolicy=: lets the cgroup's processes open and
+    /// create only the devices `rules` allow (a BPF device program).
+    fn cgroup_devices(&mut self, path: &str, rules: &[device_filter::Rule]) -> io::Result<()>;
     /// Delegate=: makes `controllers` available in the cgroup and, with
     /// `owner` (uid, gid), hands the cgroup to the service's user.
     fn cgroup_delegate(
@@ -178,6 +182,10 @@ impl Kernel for RealKernel {
         owner: Option<(u32, u32)>,
     ) -> io::Result<()> {
         self.cgroups.delegate(path, controllers, owner)
+    }
+
+    fn cgroup_devices(&mut self, path: &str, rules: &[device_filter::Rule]) -> io::Result<()> {
+        device_filter::attach(&self.cgroups.dir(path), rules)
     }
 
     fn listen(

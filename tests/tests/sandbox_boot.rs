@@ -78,7 +78,7 @@ fn malformed_unit_is_an_error_with_file_and_line_while_others_start() {
     require_sandbox!();
     let bad = "[Unit]\nDescription=bad\n[Service]\nType=simple\nRestart=sometimes\nExecStart=/bin/sleep 1000\n";
     let good =
-        "[Unit]\nDescription=good\n[Service]\nExecStart=/bin/sleep 1000\nDeviceAllow=/dev/null r\n";
+        "[Unit]\nDescription=good\n[Service]\nExecStart=/bin/sleep 1000\nIPAddressDeny=any\n";
     let target = "[Unit]\nWants=bad.service good.service\n";
     let sandbox = Sandbox::boot_with_args(
         &[
@@ -116,7 +116,7 @@ fn malformed_unit_is_an_error_with_file_and_line_while_others_start() {
     let warnings: Vec<String> = sandbox
         .log_lines(&warning)
         .into_iter()
-        .filter(|l| l.contains("DeviceAllow"))
+        .filter(|l| l.contains("IPAddressDeny"))
         .collect();
     assert_eq!(
         warnings.len(),

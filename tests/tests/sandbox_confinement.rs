@@ -268,7 +268,7 @@ fn credentials_are_in_the_services_own_directory() {
 fn an_unimplemented_protection_refuses_the_start_a_best_effort_one_is_shown() {
     require_sandbox!();
     let refused = "[Service]\nExecStart=/bin/sleep 300\nDynamicUser=yes\n";
-    let best_effort = "[Service]\nExecStart=/bin/sleep 300\nDeviceAllow=/dev/null r\n";
+    let best_effort = "[Service]\nExecStart=/bin/sleep 300\nIPAddressDeny=any\n";
     let sandbox = Sandbox::boot(
         &[
             ("refused.service", refused),
@@ -290,11 +290,11 @@ fn an_unimplemented_protection_refuses_the_start_a_best_effort_one_is_shown() {
     assert!(sandbox.cgroup_pids("refused.service").is_empty());
     let status = sandbox.ctl_ok(&["status", "besteffort.service"]);
     assert!(
-        status.contains("DeviceAllow= is not applied (best effort"),
+        status.contains("IPAddressDeny= is not applied (best effort"),
         "{status}"
     );
     let security = sandbox.ctl_ok(&["security", "besteffort"]);
-    assert!(security.contains("! DeviceAllow"), "{security}");
+    assert!(security.contains("! IPAddressDeny"), "{security}");
     assert!(security.contains("not applied"), "{security}");
     let _ = sandbox.poweroff();
 }

@@ -11,14 +11,6 @@
 /// Directives relive does not apply, with the reason the unit still runs.
 pub const BEST_EFFORT: &[(&str, &str)] = &[
     (
-        "DeviceAllow",
-        "needs a cgroup BPF device program; PrivateDevices= (a /dev with only the harmless nodes) is enforced",
-    ),
-    (
-        "DevicePolicy",
-        "needs a cgroup BPF device program; PrivateDevices= is enforced",
-    ),
-    (
         "IPAddressAllow",
         "needs a cgroup BPF socket filter; RestrictAddressFamilies= and PrivateNetwork= are enforced",
     ),
@@ -118,7 +110,6 @@ pub fn policy(key: &str) -> Option<Policy> {
 pub fn asks_for_something(key: &str, value: &str) -> bool {
     let neutral = match key {
         "KeyringMode" => value == "inherit",
-        "DevicePolicy" => value == "auto",
         "MountFlags" => value == "slave",
         _ => false,
     };

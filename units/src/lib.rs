@@ -12,6 +12,7 @@
 
 pub mod calendar;
 pub mod credentials;
+pub mod devices;
 pub mod directories;
 pub mod enforcement;
 pub mod error;

@@ -42,6 +42,9 @@ pub struct Resources {
     /// available to the unit's processes, which may manage the subtree
     /// below its cgroup (empty: delegation without controllers).
     pub delegate: Option<Vec<String>>,
+    /// DeviceAllow= and DevicePolicy=.
+    #[serde(default)]
+    pub devices: crate::devices::Devices,
 }
 
 /// The cgroup v2 controllers `Delegate=yes` enables (those the machine

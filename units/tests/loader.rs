@@ -238,14 +238,14 @@ fn terminal_settings_as_a_getty_has_them() {
 #[test]
 fn unsupported_directives_and_sections_warn_once_each() {
     let u = one(
-        "[Unit]\nPartOf=x.service\n[Service]\nExecStart=/a\nDeviceAllow=/dev/null r\nAllowedCPUs=0-1\nAllowedCPUs=\n\
+        "[Unit]\nPartOf=x.service\n[Service]\nExecStart=/a\nIPAddressDeny=any\nAllowedCPUs=0-1\nAllowedCPUs=\n\
          X-Custom=1\n[Foo]\nA=1\nB=2\n[X-Mine]\nC=3\n",
     )
     .unwrap();
     let msgs: Vec<String> = u.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(msgs.len(), 4, "{msgs:?}");
     assert!(
-        msgs[1].contains(":5: DeviceAllow= is not applied (best effort: "),
+        msgs[1].contains(":5: IPAddressDeny= is not applied (best effort: "),
         "{}",
         msgs[1]
     );
@@ -259,13 +259,13 @@ fn unsupported_directives_and_sections_warn_once_each() {
         "{}",
         msgs[3]
     );
-    // The empty AllowedCPUs= took the request back; DeviceAllow= stays, best effort.
+    // The empty AllowedCPUs= took the request back; IPAddressDeny= stays, best effort.
     let unenforced: Vec<(&str, usize, bool)> = u
         .unenforced
         .iter()
         .map(|e| (e.directive.as_str(), e.location.line, e.best_effort))
         .collect();
-    assert_eq!(unenforced, [("DeviceAllow", 5, true)]);
+    assert_eq!(unenforced, [("IPAddressDeny", 5, true)]);
 }
 
 /// Every protection relive does not implement is recorded, so that the

@@ -379,6 +379,16 @@ impl Manager {
                 .cgroup_configure(&cgroup, &settings)
                 .map_err(|e| format!("cannot apply resource settings: {e}"))?;
         }
+        if resources.devices.restricted() {
+            let (rules, unmatched) = relive_sys::device_filter::resolve(&resources.devices.rules());
+            for entry in unmatched {
+                tracing::info!("{name}: DeviceAllow={entry} matches no device here; ignored");
+            }
+            self.rt
+                .kernel
+                .cgroup_devices(&cgroup, &rules)
+                .map_err(|e| format!("cannot restrict devices (DeviceAllow=): {e}"))?;
+        }
         if let Some(controllers) = &resources.delegate {
             self.rt
                 .kernel

@@ -55,6 +55,11 @@ pub(super) fn checks(unit: &Unit) -> Option<Vec<SecurityCheck>> {
         "no access to hardware devices",
     );
     add(
+        "DevicePolicy",
+        svc.resources.devices.restricted(),
+        "only the devices DeviceAllow= lists (and, unless strict, the pseudo devices)",
+    );
+    add(
         "PrivateNetwork",
         s.private_network,
         "no access to the network",

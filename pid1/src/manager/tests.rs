@@ -104,6 +104,13 @@ impl Kernel for FakeKernel {
     fn cgroup_kill(&mut self, _: &str) -> std::io::Result<()> {
         Ok(())
     }
+    fn cgroup_devices(
+        &mut self,
+        _: &str,
+        _: &[relive_sys::device_filter::Rule],
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
     fn cgroup_populated(&self, path: &str) -> std::io::Result<bool> {
         // Only scopes' processes are tracked by cgroup here.
         let unit = path.rsplit('/').next().unwrap_or(path);

@@ -3,6 +3,7 @@
 
 use super::build::Ctx;
 use super::values::parse_size;
+use crate::devices::{DeviceAllow, DevicePolicy};
 use crate::error::LoadError;
 use crate::model::Location;
 use crate::resources::{parse_delegate, Limit, Resources};
@@ -28,6 +29,13 @@ pub(crate) fn directive(
         }
         "TasksMax" => optional(value, |v| limit(v, |n| n.parse().ok())).map(|l| r.tasks_max = l),
         "Delegate" => parse_delegate(r.delegate.as_deref(), value).map(|d| r.delegate = d),
+        "DevicePolicy" => DevicePolicy::parse(value).map(|p| r.devices.policy = p),
+        // An empty value empties the list, as in systemd.
+        "DeviceAllow" if value.is_empty() => {
+            r.devices.allow.clear();
+            Some(())
+        }
+        "DeviceAllow" => DeviceAllow::parse(value).map(|a| r.devices.allow.push(a)),
         "CPUWeight" => optional(value, |v| match v {
             "idle" => Some(0),
             n => n.parse().ok().filter(|w| (1..=10_000).contains(w)),
