@@ -56,6 +56,8 @@ pub enum PreflightError {
     NoMainProcess,
     #[error("PIDs {} are not descendants of main PID {main_pid}: CRIU checkpoints one process tree", outside.iter().map(u32::to_string).collect::<Vec<_>>().join(" "))]
     NotOneTree { main_pid: u32, outside: Vec<u32> },
+    #[error("PID {pid} maps SysV shared memory ({segment}) of the machine's IPC namespace: CRIU dumps SysV IPC only with an IPC namespace of the unit's own (PrivateIPC=yes)")]
+    HostSysvShm { pid: u32, segment: String },
     #[error(transparent)]
     Criu(#[from] crate::dump::DumpError),
     #[error("{} in memory, {} needed: reserve a larger region, or use --store disk", human(*capacity), human(*needed))]
@@ -223,10 +225,14 @@ pub fn run(
     let mut cannot_carry = Vec::new();
     for unit in plan.preserved.clone() {
         let name = format!("unit {}", unit.name);
-        match one_tree(unit.main_pid, &unit.pids) {
-            Err(e @ (PreflightError::NotOneTree { .. } | PreflightError::NoMainProcess))
-                if !config.strict =>
-            {
+        let carried = one_tree(unit.main_pid, &unit.pids)
+            .and_then(|ok| host_sysv_shm(&unit.pids).map(|()| ok));
+        match carried {
+            Err(
+                e @ (PreflightError::NotOneTree { .. }
+                | PreflightError::NoMainProcess
+                | PreflightError::HostSysvShm { .. }),
+            ) if !config.strict => {
                 let why = format!("{e}: restarted instead (upgrade.strict refuses the upgrade)");
                 check(&name, Ok(why.clone()));
                 cannot_carry.push((unit.name, why));
@@ -352,6 +358,31 @@ fn one_tree(main_pid: u32, pids: &[u32]) -> Checked {
         }
     }
     Err(PreflightError::NotOneTree { main_pid, outside })
+}
+
+/// CRIU refuses a task that maps a SysV shared memory segment while it
+/// shares PID 1's IPC namespace ("doesn't live in IPC ns", postgres's
+/// default): found here, before anything is frozen, rather than by the
+/// final dump in the stoppage.
+fn host_sysv_shm(pids: &[u32]) -> Result<(), PreflightError> {
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/ipc")).ok();
+    let ours = ns("self");
+    for &pid in pids {
+        if ns(&pid.to_string()) != ours {
+            continue;
+        }
+        let Ok(maps) = procfs::process::Process::new(pid as i32).and_then(|p| p.maps()) else {
+            continue;
+        };
+        for map in maps {
+            // /proc/PID/maps names a segment "/SYSV<key in hex>".
+            if let procfs::process::MMapPath::Vsys(key) = map.pathname {
+                let segment = format!("key {key:#010x}");
+                return Err(PreflightError::HostSysvShm { pid, segment });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `root` and every process below it, from /proc's children files.

@@ -12,8 +12,11 @@ const KEEPER: &str = "[Service]\nExecStart=/usr/bin/python3 -c 'import time; b=b
 /// Its second sleep is orphaned at once (a double fork): not below the
 /// main process, so CRIU could not checkpoint the unit as one tree.
 const FORKER: &str = "[Service]\nExecStart=/bin/sh -c '(sleep 1000 &); exec sleep 1000'\n[X-LiveUpgrade]\nMode=preserve\nPriority=200\n";
+/// Attaches a SysV shared memory segment, as postgres does, in the
+/// machine's IPC namespace: CRIU would refuse it in the stoppage.
+const SYSV: &str = "[Service]\nExecStart=/usr/bin/python3 -c 'import ctypes,time\\nlibc=ctypes.CDLL(None); libc.shmat.restype=ctypes.c_void_p\\nid=libc.shmget(0, 4096, 0o1600)\\nassert libc.shmat(id, None, 0) != ctypes.c_void_p(-1).value\\nlibc.shmctl(id, 0, None)\\nprint(\"attached\", flush=True); time.sleep(1000)'\n[X-LiveUpgrade]\nMode=preserve\n";
 const TARGET: &str =
-    "[Unit]\nWants=loopback.service server.service client.service keeper.service forker.service\n";
+    "[Unit]\nWants=loopback.service server.service client.service keeper.service forker.service sysv.service\n";
 
 #[test]
 fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
@@ -25,6 +28,7 @@ fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
             ("client.service", CLIENT),
             ("keeper.service", KEEPER),
             ("forker.service", FORKER),
+            ("sysv.service", SYSV),
             ("multi-user.target", TARGET),
         ],
         "",
@@ -42,6 +46,11 @@ fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
     sandbox.wait_for("the client to connect", Duration::from_secs(10), || {
         !sandbox.log_lines("client.service: connected").is_empty()
     });
+    sandbox.wait_for(
+        "the segment to be attached",
+        Duration::from_secs(10),
+        || !sandbox.log_lines("sysv.service: attached").is_empty(),
+    );
 
     let out = sandbox.ctl(&["--json", "live-upgrade", "--kernel", "/bin/sh", "--dry-run"]);
     assert_eq!(
@@ -60,19 +69,28 @@ fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
     assert_eq!(preserved, ["keeper.service", "server.service"], "{plan}");
     // The forker cannot be checkpointed as one tree: it is restarted, and
     // the plan says why, instead of the whole upgrade being refused.
+    // So is the unit mapping SysV shared memory in the machine's IPC
+    // namespace: found before anything is frozen.
     assert_eq!(
         plan["restarted"],
-        serde_json::json!(["client.service", "forker.service"])
+        serde_json::json!(["client.service", "forker.service", "sysv.service"])
     );
-    let why = plan["why"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|entry| entry[0] == "forker.service")
-        .map(|entry| entry[1].as_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let why = |unit: &str| {
+        plan["why"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry[0] == unit)
+            .map(|entry| entry[1].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let forker = why("forker.service");
     assert!(
-        why.contains("are not descendants of main PID") && why.contains("restarted instead"),
+        forker.contains("are not descendants of main PID") && forker.contains("restarted instead"),
+        "{plan}"
+    );
+    assert!(
+        why("sysv.service").contains("maps SysV shared memory (key 0x00000000)"),
         "{plan}"
     );
     assert_eq!(plan["rerun"], serde_json::json!(["loopback.service"]));
