@@ -25,6 +25,9 @@ pub struct Revived {
 /// ([`CriuRestorer`]), a fake in tests.
 pub trait Restorer: Sync {
     fn restore(&self, store: &Store, record: &UnitRecord) -> Result<Revived, RestoreError>;
+    /// Lets CRIU learn the new kernel once, ahead of the first restore
+    /// (its kernel probe, cached in /run/criu.kdat for every later CRIU).
+    fn probe_kernel(&self) {}
 }
 
 /// Checks the unit's images against the store's manifest; returns how
@@ -83,6 +86,17 @@ impl CriuRestorer {
 }
 
 impl Restorer for CriuRestorer {
+    fn probe_kernel(&self) {
+        let started = Instant::now();
+        match relive_criu::pid1::check(&self.criu, Path::new("/run/relive/criu-check")) {
+            Ok(version) => tracing::info!(
+                "CRIU {version} probed the new kernel in {:.0} ms, ahead of the restores",
+                started.elapsed().as_secs_f64() * 1000.0
+            ),
+            Err(e) => tracing::warn!("CRIU's probe of the new kernel failed: {e}"),
+        }
+    }
+
     fn restore(&self, store: &Store, record: &UnitRecord) -> Result<Revived, RestoreError> {
         let io = |path: &Path| {
             let path = path.to_owned();
