@@ -170,6 +170,10 @@ impl Archive {
             ("Dir::State::Lists", d("lists")),
             ("Dir::State::status", d("status")),
             ("Dir::Cache", d("cache")),
+            // Kept, though the host's apt.conf.d may say not to (docker's
+            // clean-up does): each apt-cache call then takes ms, not a second.
+            ("Dir::Cache::pkgcache", "pkgcache.bin".into()),
+            ("Dir::Cache::srcpkgcache", "srcpkgcache.bin".into()),
             // Package names are all the lab asks for.
             (
                 "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled",

@@ -58,6 +58,16 @@ impl Distro {
         }
     }
 
+    /// This release's settings over mkosi.conf (relive-lab passes the file
+    /// to mkosi as `@FILE`, read after mkosi.conf: settings override,
+    /// lists such as Packages= add up).
+    pub fn mkosi_overlay(self, paths: &Paths) -> Option<PathBuf> {
+        match self {
+            Distro::Bookworm => None,
+            Distro::Trixie => Some(paths.mkosi_config().join("trixie/mkosi.conf")),
+        }
+    }
+
     /// Suites of the archive besides the release, -updates and -security
     /// (which mkosi adds itself): trixie's newer kernels are backports.
     pub fn extra_suites(self) -> &'static [&'static str] {

@@ -353,7 +353,8 @@ fn forget_kernel_debs(paths: &Paths) -> Result<()> {
 /// Runs mkosi in a private mount namespace with a tmpfs over
 /// /run/systemd/nspawn: /run is not a tmpfs on these hosts and nspawn would
 /// leave a directory behind there on every call. The release comes from
-/// the command line (`--release` overrides mkosi.conf's Release=).
+/// the command line (`--release` overrides mkosi.conf's Release=), with
+/// its own settings file if it has one (`Distro::mkosi_overlay`).
 fn run_mkosi(paths: &Paths, mirror: &str, kernels: &[String]) -> Result<()> {
     std::fs::create_dir_all(paths.mkosi_out())?;
     std::fs::create_dir_all("/run/systemd/nspawn")?;
@@ -367,6 +368,9 @@ fn run_mkosi(paths: &Paths, mirror: &str, kernels: &[String]) -> Result<()> {
         .arg(format!("--output={}", paths.tree().display()))
         .arg("--workspace-dir")
         .arg(&out);
+    if let Some(overlay) = paths.distro.mkosi_overlay(paths) {
+        cmd.arg(format!("@{}", overlay.display()));
+    }
     if paths.skeleton().is_dir() {
         cmd.arg(format!("--skeleton-tree={}", paths.skeleton().display()));
     }
