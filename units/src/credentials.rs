@@ -1,5 +1,5 @@
-//! Credentials (systemd.exec(5) "Credentials"): LoadCredential= and
-//! SetCredential=, the secrets a service reads from
+//! Credentials (systemd.exec(5) "Credentials"): LoadCredential=,
+//! ImportCredential= and SetCredential=, the secrets a service reads from
 //! `$CREDENTIALS_DIRECTORY` instead of from files all over the system.
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,34 @@ pub enum Source {
     Store(String),
     /// SetCredential=ID:VALUE.
     Literal(Vec<u8>),
+    /// ImportCredential=GLOB[:PREFIX]: every credential of the system
+    /// whose name matches the shell pattern, under its own name or, with
+    /// PREFIX, with the pattern's fixed start replaced by PREFIX. The
+    /// credential's `id` is the pattern.
+    Import {
+        pattern: String,
+        rename: Option<String>,
+    },
+}
+
+impl Source {
+    /// The names a file of the system's credentials is imported under,
+    /// if this is an import that matches it.
+    pub fn imported_name(&self, file: &str) -> Option<String> {
+        let Source::Import { pattern, rename } = self else {
+            return None;
+        };
+        if !glob::Pattern::new(pattern).ok()?.matches(file) {
+            return None;
+        }
+        match rename {
+            None => Some(file.to_owned()),
+            Some(prefix) => {
+                let fixed = pattern.strip_suffix('*')?;
+                Some(format!("{prefix}{}", file.strip_prefix(fixed)?))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,4 +75,34 @@ impl Credentials {
 /// A credential ID: a file name.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id != "." && id != ".." && !id.contains('/') && id.len() <= 255
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+
+    #[test]
+    fn an_import_matches_and_renames_as_systemd_does() {
+        let plain = Source::Import {
+            pattern: "login.*".into(),
+            rename: None,
+        };
+        assert_eq!(
+            plain.imported_name("login.noauth").as_deref(),
+            Some("login.noauth")
+        );
+        assert_eq!(plain.imported_name("agetty.autologin"), None);
+        let renamed = Source::Import {
+            pattern: "tty.virtual.tty1.agetty.*".into(),
+            rename: Some("agetty.".into()),
+        };
+        assert_eq!(
+            renamed
+                .imported_name("tty.virtual.tty1.agetty.speed")
+                .as_deref(),
+            Some("agetty.speed")
+        );
+        assert_eq!(renamed.imported_name("tty.virtual.tty2.agetty.speed"), None);
+        assert_eq!(Source::Store("x".into()).imported_name("x"), None);
+    }
 }

@@ -56,7 +56,6 @@ pub const NOT_IMPLEMENTED: &[&str] = &[
     "SmackProcessLabel",
     "LoadCredentialEncrypted",
     "SetCredentialEncrypted",
-    "ImportCredential",
     "MemoryZSwapMax",
     "MemoryLimit",
     "StartupCPUWeight",

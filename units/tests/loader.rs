@@ -861,3 +861,22 @@ fn an_empty_capability_bounding_set_holds_no_capability() {
     .unwrap();
     assert_eq!(u.service.unwrap().capability_bounding_set, Some(0));
 }
+
+/// Debian 13's systemd 257 units: an ordering against a template is
+/// ignored with a warning, as systemd does; PrivateTmp=disconnected is
+/// a private /tmp (relive's always is a tmpfs of its own).
+#[test]
+fn systemd_257_forms_load() {
+    let u = one(
+        "[Unit]\nBefore=sshd@.service ssh.service\n[Service]\nExecStart=/a\nPrivateTmp=disconnected\n",
+    )
+    .unwrap();
+    assert_eq!(u.unit.before, ["ssh.service", "shutdown.target"]);
+    let msgs: Vec<String> = u.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("Before=: 'sshd@.service' is a template, not a unit: ignored")),
+        "{msgs:?}"
+    );
+    assert!(u.service.unwrap().sandbox.private_tmp);
+}

@@ -51,9 +51,36 @@ pub(super) fn prepare(
                     read(&p).map_err(|e| format!("LoadCredential={}: {}: {e}", c.id, p.display()))
                 })
                 .transpose()?,
+            // After the others, which win over an import of the same name.
+            Source::Import { .. } => None,
         };
         if let Some(b) = bytes {
             contents.push((c.id.clone(), b));
+        }
+    }
+    for c in creds
+        .0
+        .iter()
+        .filter(|c| matches!(c.source, Source::Import { .. }))
+    {
+        for store in &stores {
+            let Ok(entries) = std::fs::read_dir(store) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                let Some(id) = c.source.imported_name(&file) else {
+                    continue;
+                };
+                // The first store that has a name wins, as for a load.
+                if contents.iter().any(|(have, _)| *have == id) || !entry.path().is_file() {
+                    continue;
+                }
+                let bytes = read(&entry.path()).map_err(|e| {
+                    format!("ImportCredential={}: {}: {e}", c.id, entry.path().display())
+                })?;
+                contents.push((id, bytes));
+            }
         }
     }
     let dir = directory(unit);

@@ -416,8 +416,18 @@ impl<'a> Builder<'a> {
         for n in &names {
             match UnitName::parse(n).map(|u| u.kind()) {
                 Some(NameKind::Plain | NameKind::Instance) => {}
-                _ if self.is_template => dropped.push(n.clone()),
-                _ => {
+                _ if self.is_template => dropped.push((
+                    n.clone(),
+                    "needs an instance, dropped while loading the template",
+                )),
+                // systemd cannot depend on a template either (Debian 13's
+                // sshd-keygen.service orders itself Before=sshd@.service):
+                // it warns and goes on without it.
+                Some(NameKind::Template) => dropped.push((
+                    n.clone(),
+                    "is a template, not a unit: ignored, as systemd does",
+                )),
+                None => {
                     return Err(self.ctx.bad_because(
                         key,
                         value,
@@ -427,12 +437,9 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        for n in dropped {
+        for (n, why) in dropped {
             names.retain(|m| *m != n);
-            self.ctx.warn(
-                loc,
-                format!("{key}=: '{n}' needs an instance, dropped while loading the template"),
-            );
+            self.ctx.warn(loc, format!("{key}=: '{n}' {why}"));
         }
         Ok(names)
     }

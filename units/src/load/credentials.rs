@@ -1,4 +1,4 @@
-//! LoadCredential= and SetCredential=.
+//! LoadCredential=, ImportCredential= and SetCredential=.
 
 use super::build::Ctx;
 use crate::credentials::{valid_id, Credential, Credentials, Source};
@@ -13,16 +13,52 @@ pub(crate) fn directive(
     value: &str,
     loc: &Location,
 ) -> Option<Result<(), LoadError>> {
-    if !matches!(key, "LoadCredential" | "SetCredential") {
+    if !matches!(key, "LoadCredential" | "SetCredential" | "ImportCredential") {
         return None;
     }
     if value.is_empty() {
         // An empty assignment drops this kind's credentials.
-        let literal = key == "SetCredential";
-        c.0.retain(|cred| matches!(cred.source, Source::Literal(_)) != literal);
+        c.0.retain(|cred| {
+            let kind = match cred.source {
+                Source::Literal(_) => "SetCredential",
+                Source::Import { .. } => "ImportCredential",
+                _ => "LoadCredential",
+            };
+            kind != key
+        });
         return Some(Ok(()));
     }
+    if key == "ImportCredential" {
+        return Some(import(c, ctx, value, loc));
+    }
     Some(parse(c, ctx, key, value, loc))
+}
+
+/// ImportCredential=GLOB[:PREFIX]; with a prefix the pattern must end in
+/// `*` (its fixed start is what the prefix replaces).
+fn import(
+    c: &mut Credentials,
+    ctx: &Ctx<'_>,
+    value: &str,
+    loc: &Location,
+) -> Result<(), LoadError> {
+    let key = "ImportCredential";
+    let resolved = ctx.resolve(key, value, loc)?;
+    let (pattern, rename) = match resolved.split_once(':') {
+        Some((pattern, prefix)) => (pattern.to_owned(), Some(prefix.to_owned())),
+        None => (resolved.clone(), None),
+    };
+    if pattern.is_empty() || pattern.contains('/') || glob::Pattern::new(&pattern).is_err() {
+        return Err(ctx.bad_because(key, value, loc, "not a credential name pattern"));
+    }
+    if rename.is_some() && !pattern.ends_with('*') {
+        return Err(ctx.bad_because(key, value, loc, "a renaming pattern must end in '*'"));
+    }
+    c.0.push(Credential {
+        id: pattern.clone(),
+        source: Source::Import { pattern, rename },
+    });
+    Ok(())
 }
 
 fn parse(

@@ -49,6 +49,12 @@ pub(crate) fn directive(
             };
             set(&mut s.proc_subset_pid, subset).or_else(|_| bad("not \"all\" or \"pid\""))
         }
+        // relive's private /tmp is always a tmpfs of the service's own,
+        // which is what systemd 256's "disconnected" asks for.
+        "PrivateTmp" if value == "disconnected" => {
+            s.private_tmp = true;
+            Ok(())
+        }
         "PrivateTmp" => set_flag(&mut s.private_tmp),
         "PrivateDevices" => set_flag(&mut s.private_devices),
         "PrivateNetwork" => set_flag(&mut s.private_network),
