@@ -19,6 +19,11 @@ pub struct Plan {
     pub why: Vec<(String, String)>,
     /// Run again early in the new kernel (network, sysctl...).
     pub rerun: Vec<String>,
+    /// Mount units active now (unit, mount point): kernel state, gone
+    /// after the kexec; those a preserved unit's mount namespace holds
+    /// are mounted again before the restores (CRIU binds them).
+    #[serde(default)]
+    pub mounts: Vec<(String, String)>,
     /// Sum of the preserved units' estimates.
     pub estimated_image_bytes: u64,
     /// Connections of preserved units that will be reset.

@@ -289,6 +289,7 @@ mod tests {
                 "PrivateUsers=yes: CRIU cannot restore ...".into(),
             )],
             rerun: vec![],
+            mounts: vec![],
             estimated_image_bytes: 17 << 20,
             doomed_connections: vec![DoomedConnection {
                 unit: "echo.service".into(),

@@ -112,8 +112,16 @@ fn resume_units(
             }
         }
         // Together: one after another, they cost every preserved unit
-        // seconds of stoppage.
-        for (name, e) in host.start_together(&handover.plan.rerun) {
+        // seconds of stoppage. With them, the mounts the restored
+        // namespaces bind from PID 1's (a separate /run/lock tmpfs on
+        // Debian 13), whose devices the rerun udev trigger may bring.
+        let mut first = handover.plan.rerun.clone();
+        for mount in mounts_needed(handover, records) {
+            if !first.contains(&mount) {
+                first.push(mount);
+            }
+        }
+        for (name, e) in host.start_together(&first) {
             tracing::error!("{name}: rerun failed: {e}");
         }
         if probe.join().is_err() {
@@ -192,6 +200,25 @@ fn resume_units(
     if let Err(e) = host.run_job(&target, Job::Start) {
         tracing::error!("{target}: {e}");
     }
+}
+
+/// The mount units that were active on the old kernel and whose mount
+/// point a preserved unit's own mount namespace had: CRIU binds those
+/// from PID 1's mounts when it rebuilds the namespace, and fails ("Can't
+/// stat mountpoint") if nothing is mounted there yet.
+fn mounts_needed(handover: &KexecHandover, records: &[UnitRecord]) -> Vec<String> {
+    handover
+        .plan
+        .mounts
+        .iter()
+        .filter(|(_, path)| path != "/")
+        .filter(|(_, path)| {
+            records
+                .iter()
+                .any(|r| r.mount_flags.iter().any(|(point, _)| point == path))
+        })
+        .map(|(unit, _)| unit.clone())
+        .collect()
 }
 
 /// The report of an upgrade whose units are in `records`.

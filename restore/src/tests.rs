@@ -279,3 +279,34 @@ fn a_handover_that_already_rolled_back_never_rolls_back_again() {
     assert_eq!(outcome(&report, "low"), &Outcome::Restored);
     assert!(report.rolled_back.is_some());
 }
+
+/// A mount a restored namespace binds from PID 1's (/run/lock) is
+/// mounted again with the rerun units, before any restore; one no
+/// preserved namespace had is not (it comes with the boot target).
+#[test]
+fn the_mounts_restored_namespaces_need_come_with_the_reruns() {
+    let (rig, mut handover) = Rig::new(&[("redis", false)]);
+    handover.plan.mounts = vec![
+        ("run-lock.mount".into(), "/run/lock".into()),
+        ("srv-backup.mount".into(), "/srv/backup".into()),
+        ("-.mount".into(), "/".into()),
+    ];
+    handover.units[0].mount_flags = vec![
+        ("/".into(), vec![relive_api::report::MountFlag::ReadOnly]),
+        (
+            "/run/lock".into(),
+            vec![relive_api::report::MountFlag::NoExec],
+        ),
+    ];
+    rig.resume(handover);
+    let calls = rig.host.calls();
+    let first = position(
+        &calls,
+        &HostCall::StartTogether(vec![
+            "network".into(),
+            "sysctl".into(),
+            "run-lock.mount".into(),
+        ]),
+    );
+    assert!(first < position(&calls, &HostCall::PrepareRestore("redis".into())));
+}

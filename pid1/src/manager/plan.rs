@@ -130,6 +130,16 @@ impl Manager {
             .flat_map(|c| std::iter::once(&c.fragment).chain(&c.dropins))
             .map(|path| (path.clone(), plan::modified_ns(path)))
             .collect();
+        plan.mounts = self
+            .state
+            .units
+            .values()
+            .filter(|u| u.active == ActiveState::Active)
+            .filter_map(|u| {
+                let mount = u.config.as_ref()?.mount.as_ref()?;
+                Some((u.name.clone(), mount.where_.to_string_lossy().into_owned()))
+            })
+            .collect();
         let units = &self.state.units;
         plan.doomed_connections = plan::doomed_connections(&preserved, |u| units.contains_key(u));
         plan.preserved = preserved;
