@@ -236,6 +236,40 @@ struct ProgAttach {
     replace_bpf_fd: u32,
 }
 
+/// BPF_PROG_LOAD without a log; the kernel may answer EAGAIN when it
+/// is short of memory for the verifier: tried a few times, as libbpf does.
+fn load(insns: &[Insn]) -> io::Result<libc::c_long> {
+    let mut attempts = 0;
+    loop {
+        match load_logged(insns, &mut []) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && attempts < 5 => attempts += 1,
+            result => return result,
+        }
+    }
+}
+
+/// BPF_PROG_LOAD, with the verifier's log in `log` when it is not empty.
+fn load_logged(insns: &[Insn], log: &mut [u8]) -> io::Result<libc::c_long> {
+    let license = c"GPL";
+    let mut attr = ProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: u32::from(!log.is_empty()),
+        log_size: log.len() as u32,
+        log_buf: if log.is_empty() {
+            0
+        } else {
+            log.as_mut_ptr() as u64
+        },
+        expected_attach_type: BPF_CGROUP_DEVICE,
+        ..ProgLoad::default()
+    };
+    attr.prog_name[..13].copy_from_slice(b"relive_device");
+    bpf(BPF_PROG_LOAD, &mut attr)
+}
+
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, #[repr(C)] prefix of union bpf_attr for
     // `cmd`, and its size is passed with it; every pointer inside it
@@ -260,27 +294,22 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
 /// DeviceAllow= changed). The attachment keeps the program alive.
 pub fn attach(cgroup: &Path, rules: &[Rule]) -> io::Result<()> {
     let insns = program(rules);
-    let license = c"GPL";
-    let mut log = vec![0u8; 64 << 10];
-    let mut load = ProgLoad {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        expected_attach_type: BPF_CGROUP_DEVICE,
-        ..ProgLoad::default()
-    };
-    load.prog_name[..13].copy_from_slice(b"relive_device");
-    let fd = bpf(BPF_PROG_LOAD, &mut load).map_err(|e| {
-        let end = log.iter().position(|&b| b == 0).unwrap_or(0);
-        let verifier = String::from_utf8_lossy(&log[..end]);
-        io::Error::new(
-            e.kind(),
-            format!("loading the device program: {e} {}", verifier.trim()),
-        )
+    let fd = load(&insns).or_else(|e| {
+        // Again with the verifier's log, to say why (a log that does not
+        // fit fails the load by itself: only when needed).
+        let mut log = vec![0u8; 1 << 20];
+        match load_logged(&insns, &mut log) {
+            Ok(fd) => Ok(fd),
+            Err(_) => {
+                let end = log.iter().position(|&b| b == 0).unwrap_or(0);
+                let verifier = String::from_utf8_lossy(&log[..end]);
+                let last = verifier.lines().last().unwrap_or_default().to_owned();
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("loading the device program: {e} (verifier: {last})"),
+                ))
+            }
+        }
     })?;
     // SAFETY: BPF_PROG_LOAD returned a new file descriptor we now own.
     let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
