@@ -31,6 +31,16 @@ pub fn start_transient_unit(call: &Call<'_>) -> Result<(), BusError> {
     call.reply(&object_path(job_path(id)))
 }
 
+/// The process a pidfd refers to, from its fdinfo ("Pid:\t812"; -1 once
+/// it has exited). procfs does not read pidfd fdinfo: one line here.
+fn pid_of_pidfd(fd: &impl std::os::fd::AsRawFd) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("Pid:"))
+        .and_then(|pid| pid.trim().parse().ok())
+        .filter(|pid: &i32| *pid > 0)
+}
+
 /// The unit file and processes `properties` describe for unit `name`.
 pub fn translate(
     name: &str,
@@ -55,8 +65,14 @@ pub fn translate(
     let mut pids = Vec::new();
     for (key, value) in properties {
         let value: &Value<'_> = value;
-        let unknown =
-            || BusError::invalid_args(format!("Cannot set property {key}, or unknown property."));
+        // systemd's error for it: logind then asks again with PIDs
+        // rather than PIDFDs (a manager that does not know them).
+        let unknown = || {
+            BusError::new(
+                "org.freedesktop.DBus.Error.PropertyReadOnly",
+                format!("Cannot set property {key}, or unknown property."),
+            )
+        };
         let bad = |why: &str| BusError::invalid_args(format!("Invalid value for {key}: {why}"));
         let own = |allowed: &[&str]| allowed.contains(&section);
         match key.as_str() {
@@ -117,6 +133,19 @@ pub fn translate(
                         pid
                     };
                     pids.push(i32::try_from(pid).map_err(|_| bad("not a PID"))?);
+                }
+            }
+            // logind from systemd 254 on: the session's leader as a pidfd.
+            "PIDFDs" if own(&["Scope"]) => {
+                let Value::Array(fds) = value else {
+                    return Err(bad("not a list of pidfds"));
+                };
+                for fd in fds.iter() {
+                    let Value::Fd(fd) = fd else {
+                        return Err(bad("not a pidfd"));
+                    };
+                    let pid = pid_of_pidfd(fd).ok_or_else(|| bad("not a live process's pidfd"))?;
+                    pids.push(pid);
                 }
             }
             "Slice" if own(&["Service", "Scope"]) => file.typed(
@@ -393,6 +422,22 @@ mod tests {
     }
 
     #[test]
+    fn logind_s_pidfd_names_the_session_leader() {
+        // SAFETY: pidfd_open on this process; the result is checked and
+        // owned at once.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, std::process::id(), 0) };
+        assert!(raw >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        // SAFETY: a new descriptor this test owns.
+        let fd =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
+        // "ah", as logind sends it.
+        let fds = zbus::zvariant::Array::from(vec![zbus::zvariant::Fd::from(fd)]);
+        let p = props(vec![("PIDFDs", Value::Array(fds))]);
+        let t = translate("session-4.scope", &p, None).unwrap();
+        assert_eq!(t.pids, [std::process::id() as i32]);
+    }
+
+    #[test]
     fn systemd_run_s_command_keeps_its_words() {
         let argv = vec![
             "sh".to_owned(),
@@ -425,6 +470,7 @@ mod tests {
             e.message,
             "Cannot set property Frobnicate, or unknown property."
         );
+        assert_eq!(e.name, "org.freedesktop.DBus.Error.PropertyReadOnly");
         let e = translate(
             "a.scope",
             &props(vec![("SendSIGHUP", Value::from("yes"))]),
