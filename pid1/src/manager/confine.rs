@@ -4,7 +4,7 @@
 //! no_new_privs the filters imply. Commands with the `+` prefix run
 //! unconfined, as in systemd (`!` only runs as root).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use relive_sys::namespace::NamespacePlan;
 use relive_sys::seccomp::Program;
@@ -32,6 +32,7 @@ const CAP_WAKE_ALARM: u32 = 35;
 
 /// `privileged`: the command's `+` prefix; `uid`: the user it runs as.
 pub(super) fn confinement(
+    unit: &str,
     svc: &ServiceSection,
     privileged: bool,
     uid: u32,
@@ -61,9 +62,10 @@ pub(super) fn confinement(
         // PID 1's mounts: settings on / reach each, and late API mounts
         // are left out.
         let points = super::mounts::mount_points();
-        super::sandbox::plan(s, &writable_directories(svc), &points)?
+        let own = super::credentials::directory(unit);
+        super::sandbox::plan(s, &writable_directories(svc), &points, &own)?
     } else {
-        super::sandbox::plan(s, &[], &[])?
+        super::sandbox::plan(s, &[], &[], Path::new(""))?
     };
     let seccomp = super::seccomp_rules::programs(s)?;
     let keeps_admin = uid == 0 && bounding.is_none_or(|b| b & (1 << CAP_SYS_ADMIN) != 0);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use relive_units::credentials::{Credentials, Source};
 
-const BASE: &str = "/run/credentials";
+pub(super) const BASE: &str = "/run/credentials";
 /// The largest credential relive reads (systemd's limit is the same order).
 const MAX_SIZE: u64 = 1 << 20;
 

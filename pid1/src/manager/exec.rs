@@ -121,7 +121,7 @@ impl Manager {
         let gid = user.as_ref().map_or(0, |u| u.credentials.gid);
         // '+' runs outside the sandbox; '!' only skips the user switch.
         let full_privileges = cmd.privileged && !cmd.credentials_only;
-        let confined = super::confine::confinement(&svc, full_privileges, uid)?;
+        let confined = super::confine::confinement(name, &svc, full_privileges, uid)?;
         let mut process = process_settings(&svc.process);
         process.no_new_privs = confined.no_new_privs;
         let request = SpawnRequest {

@@ -18,6 +18,8 @@ use relive_units::sandbox::{PathRule, ProtectHome, ProtectSystem, Sandbox};
 /// Where PID 1 keeps the empty, mode 000 nodes bound over
 /// InaccessiblePaths= (systemd's /run/systemd/inaccessible).
 const INACCESSIBLE: &str = "/run/relive/inaccessible";
+/// Where each unit's credentials are mounted.
+const CREDENTIALS: &str = super::credentials::BASE;
 /// An empty directory the private /dev is built on before it moves.
 const DEV_STAGE: &str = "/run/relive/private-dev";
 
@@ -91,6 +93,7 @@ pub(super) fn plan(
     s: &Sandbox,
     writable: &[PathBuf],
     mount_points: &[PathBuf],
+    own_credentials: &Path,
 ) -> Result<NamespacePlan, String> {
     let mut flags = 0;
     if s.private_network {
@@ -130,11 +133,19 @@ pub(super) fn plan(
             .any(|e| m == Path::new(e.target));
         api && !early
     };
+    // Other units' credentials (their own ramfs each): not this
+    // service's to see, and gone in the next kernel until their unit
+    // runs again, so that CRIU could not rebuild the namespace.
+    let foreign_credentials =
+        |m: &Path| m.parent() == Some(Path::new(CREDENTIALS)) && m != own_credentials;
     let (gone, kept): (Vec<PathBuf>, Vec<PathBuf>) = mount_points
         .iter()
         .cloned()
-        .partition(|m| m.starts_with(handover) || late_api(m));
-    for m in gone.iter().filter(|m| late_api(m)) {
+        .partition(|m| m.starts_with(handover) || late_api(m) || foreign_credentials(m));
+    for m in gone
+        .iter()
+        .filter(|m| late_api(m) || foreign_credentials(m))
+    {
         plan.mounts.push(MountStep::Unmount { path: c(m)? });
     }
     let mut entries = Vec::new();
@@ -573,11 +584,13 @@ mod tests {
             "/dev/hugepages",
             "/run",
             "/run/relive/handover",
+            "/run/credentials/a.service",
+            "/run/credentials/other.service",
         ]
         .iter()
         .map(PathBuf::from)
         .collect();
-        let plan = plan(&s, &[], &points).unwrap();
+        let plan = plan(&s, &[], &points, Path::new("/run/credentials/a.service")).unwrap();
         assert_eq!(plan.unshare, libc::CLONE_NEWNS);
         let steps = describe(&plan);
         let position = |text: &str| {
@@ -590,6 +603,11 @@ mod tests {
         let run_ro = position("set 0x1, clear 0x0 on /run");
         assert!(position("unmount /run/relive/handover") < root_ro);
         assert!(position("unmount /dev/hugepages") < root_ro);
+        // Another unit's credentials go; its own stay.
+        assert!(position("unmount /run/credentials/other.service") < root_ro);
+        assert!(!steps
+            .iter()
+            .any(|s| s == "unmount /run/credentials/a.service"));
         // The API file systems keep their modes; the store is not there.
         assert!(!steps.iter().any(|s| s.ends_with(" on /proc")));
         assert!(!steps.iter().any(|s| s.contains("on /run/relive/handover")));
@@ -611,11 +629,11 @@ mod tests {
             read_only_paths: vec![rule(optional)],
             ..Default::default()
         };
-        let err = plan(&s(false), &[], &[]).unwrap_err();
+        let err = plan(&s(false), &[], &[], Path::new("")).unwrap_err();
         assert!(
             err.starts_with("ReadOnlyPaths=/nonexistent/relive-test: "),
             "{err}"
         );
-        assert!(plan(&s(true), &[], &[]).is_ok());
+        assert!(plan(&s(true), &[], &[], Path::new("")).is_ok());
     }
 }
