@@ -33,6 +33,9 @@ fn mode_reason(cfg: &relive_units::Unit) -> &'static str {
     }
 }
 
+/// Why a datagram socket unit is rerun.
+const DATAGRAM_SOCKET: &str = "a datagram socket of PID 1's that services are connected to by path (/dev/log): opened again before the restores";
+
 /// Why a unit in a slice of its own is not preserved.
 const IN_OWN_SLICE: &str =
     "in a slice of its own: the checkpoint looks for a unit's processes in system.slice";
@@ -110,6 +113,28 @@ impl Manager {
                     plan.rerun.push(u.name.clone());
                     plan.why.push((u.name.clone(), mode_reason(cfg).into()));
                 }
+            }
+        }
+        // Datagram sockets PID 1 listens on (journald's /dev/log and
+        // native socket): preserved services are connected to them by
+        // path, which CRIU connects again at the restore, so they are
+        // opened again first, with the rerun units.
+        for u in self.state.units.values() {
+            let Some(socket) = u.config.as_ref().and_then(|c| c.socket.as_ref()) else {
+                continue;
+            };
+            let datagram = socket.listen.iter().any(|l| {
+                matches!(
+                    l.listen,
+                    relive_units::socket::Listen::Socket {
+                        socket_type: relive_units::socket::SocketType::Datagram,
+                        ..
+                    }
+                )
+            });
+            if u.active == ActiveState::Active && datagram {
+                plan.rerun.push(u.name.clone());
+                plan.why.push((u.name.clone(), DATAGRAM_SOCKET.into()));
             }
         }
         preserved.sort_by(|a, b| {
