@@ -100,17 +100,17 @@ fn resume_units(
         .map(|r| r.name.clone())
         .collect();
     let early = (!rollback_first).then(|| Verifier::start(store, ahead.clone()));
+    // The network lock CRIU held on the old kernel, before any address is up.
+    for record in records.iter().filter(|r| r.lock_saved) {
+        if let Err(e) = netlock::load(host, store, &record.name) {
+            tracing::error!("{}: cannot restore its network lock: {e}", record.name);
+        }
+    }
     std::thread::scope(|scope| {
         // CRIU's probe of the new kernel (seconds under emulation), while
-        // the locks are loaded and the rerun units run, rather than in
-        // the first restore, the most critical unit's.
+        // the rerun units run, rather than in the first restore, the most
+        // critical unit's.
         let probe = scope.spawn(|| seams.restorer.probe_kernel());
-        // The network lock CRIU held on the old kernel, before any address is up.
-        for record in records.iter().filter(|r| r.lock_saved) {
-            if let Err(e) = netlock::load(host, store, &record.name) {
-                tracing::error!("{}: cannot restore its network lock: {e}", record.name);
-            }
-        }
         // Together: one after another, they cost every preserved unit
         // seconds of stoppage. With them, the mounts the restored
         // namespaces bind from PID 1's (a separate /run/lock tmpfs on

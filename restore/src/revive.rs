@@ -88,6 +88,11 @@ impl CriuRestorer {
 impl Restorer for CriuRestorer {
     fn probe_kernel(&self) {
         let started = Instant::now();
+        // CRIU tries TCP repair on a loopback connection; the network's
+        // rerun units bring lo up too, later (ifup lo is idempotent).
+        if !relive_sys::namespace::bring_loopback_up() {
+            tracing::warn!("cannot bring lo up for CRIU's probe of the new kernel");
+        }
         match relive_criu::pid1::check(&self.criu, Path::new("/run/relive/criu-check")) {
             Ok(version) => tracing::info!(
                 "CRIU {version} probed the new kernel in {:.0} ms, ahead of the restores",

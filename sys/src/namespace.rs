@@ -247,6 +247,14 @@ unsafe fn apply(step: &MountStep) -> bool {
     }
 }
 
+/// [`loopback_up`] in this process's network namespace: true if `lo` is
+/// up afterwards.
+pub fn bring_loopback_up() -> bool {
+    // SAFETY: loopback_up makes three system calls on a stack struct; it
+    // is only unsafe for its async-signal-safe use in a forked child.
+    unsafe { loopback_up() }
+}
+
 /// `ip link set lo up`, with the SIOCSIFFLAGS ioctl.
 pub(crate) unsafe fn loopback_up() -> bool {
     // SAFETY: socket/ioctl/close on a stack ifreq.
