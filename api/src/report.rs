@@ -229,6 +229,9 @@ pub struct UnitRecord {
     /// A network-lock table was saved for its connections.
     #[serde(default)]
     pub lock_saved: bool,
+    /// Its name (CRIU 4 names it by the dump's run id).
+    #[serde(default)]
+    pub lock_table: String,
     #[serde(default)]
     pub restore_ms: Option<f64>,
     /// Checking its images against the manifest, before the restore (not

@@ -1,6 +1,7 @@
 //! The network lock CRIU leaves for a unit's TCP connections: an nftables
-//! table `inet CRIU-<main pid>` that drops their packets while the unit is
-//! checkpointed. The table vanishes with the old kernel: the new one must
+//! table that drops their packets while the unit is checkpointed, `inet
+//! CRIU-<main pid>` from CRIU 3.x, `inet CRIU-<run id>` (a UUID of the
+//! dump, kept in its images) from CRIU 4.x. The table vanishes with the old kernel: the new one must
 //! have it before its network comes up, or it answers the peers with RST.
 //! CRIU removes it after a successful restore.
 
@@ -25,26 +26,60 @@ fn table(main_pid: i32) -> String {
     format!("CRIU-{main_pid}")
 }
 
-/// Saves the unit's lock table into the store. Ok(false): there is none
-/// (the unit has no TCP connections).
+/// CRIU's lock tables there are now (`inet CRIU-...`), to tell after a
+/// dump which one is new: CRIU 4 names them by a run id.
+pub fn tables(host: &dyn UnitHost) -> Vec<String> {
+    let Ok(out) = host.run_helper(&[NFT, "list", "tables", "inet"]) else {
+        return Vec::new();
+    };
+    out.stdout
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("table inet "))
+        .filter(|name| name.starts_with("CRIU-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The lock table of the unit just dumped: CRIU 3's name for its main
+/// PID, else the one CRIU table that was not there before the dump.
+fn dumped_table(host: &dyn UnitHost, main_pid: i32, before: &[String]) -> Option<String> {
+    let now = tables(host);
+    let by_pid = table(main_pid);
+    if now.contains(&by_pid) {
+        return Some(by_pid);
+    }
+    let new: Vec<String> = now.into_iter().filter(|t| !before.contains(t)).collect();
+    match new.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// Saves the unit's lock table into the store; `before` are the tables
+/// there were before its dump. None: there is none (the unit has no TCP
+/// connections); else the table's name.
 pub fn save(
     host: &dyn UnitHost,
     store: &Store,
     unit: &str,
     main_pid: i32,
-) -> Result<bool, LockError> {
-    let table = table(main_pid);
+    before: &[String],
+) -> Result<Option<String>, LockError> {
+    let Some(table) = dumped_table(host, main_pid, before) else {
+        tracing::debug!("{unit}: no new network lock table");
+        return Ok(None);
+    };
     let out = host.run_helper(&[NFT, "list", "table", "inet", &table])?;
     if !out.status.success() || !out.stdout.contains("table inet") {
         tracing::debug!(
             "{unit}: no network lock table {table}: {}",
             out.stderr.trim()
         );
-        return Ok(false);
+        return Ok(None);
     }
     let path = store.lock_file(unit);
     std::fs::write(&path, out.stdout).map_err(|source| LockError::Io { path, source })?;
-    Ok(true)
+    Ok(Some(table))
 }
 
 /// Puts the unit's saved lock table in place again.
@@ -55,6 +90,48 @@ pub fn load(host: &dyn UnitHost, store: &Store, unit: &str) -> Result<(), HostEr
 
 /// Removes the lock table of a unit whose connections are gone (it was
 /// not restored), or that runs again without CRIU having removed it.
-pub fn remove(host: &dyn UnitHost, main_pid: i32) -> Result<(), HostError> {
-    run_ok(host, &[NFT, "delete", "table", "inet", &table(main_pid)]).map(drop)
+pub fn remove(
+    host: &dyn UnitHost,
+    record: &relive_api::report::UnitRecord,
+) -> Result<(), HostError> {
+    let name = if record.lock_table.is_empty() {
+        table(record.main_pid)
+    } else {
+        record.lock_table.clone()
+    };
+    run_ok(host, &[NFT, "delete", "table", "inet", &name]).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relive_host::fake::FakeHost;
+
+    fn host_with_tables(tables: &str) -> FakeHost {
+        let host = FakeHost::new(relive_api::plan::Plan::default());
+        host.with(|s| {
+            s.helper_stdout
+                .insert(format!("{NFT} list tables inet"), tables.to_owned())
+        });
+        host
+    }
+
+    #[test]
+    fn the_new_table_is_the_unit_s() {
+        // CRIU 4: named by the dump's run id, new since the dump began.
+        let host = host_with_tables(
+            "table inet CRIU-1c2d\ntable inet filter\ntable inet CRIU-9f3e-41aa\n",
+        );
+        assert_eq!(tables(&host), ["CRIU-1c2d", "CRIU-9f3e-41aa"]);
+        assert_eq!(
+            dumped_table(&host, 812, &["CRIU-1c2d".to_owned()]).as_deref(),
+            Some("CRIU-9f3e-41aa")
+        );
+        // Nothing new: the unit had no TCP connection to lock.
+        let all = tables(&host);
+        assert_eq!(dumped_table(&host, 812, &all), None);
+        // CRIU 3: named by the main PID, whatever else is there.
+        let host = host_with_tables("table inet CRIU-812\ntable inet CRIU-9f3e\n");
+        assert_eq!(dumped_table(&host, 812, &[]).as_deref(), Some("CRIU-812"));
+    }
 }

@@ -73,7 +73,7 @@ fn drop_stale_locks(seams: Seams, records: &[UnitRecord]) {
         .iter()
         .filter(|r| r.lock_saved && r.outcome != Some(Outcome::Restored));
     for record in stale {
-        if let Err(e) = netlock::remove(seams.host, record.main_pid) {
+        if let Err(e) = netlock::remove(seams.host, record) {
             tracing::warn!("{}: {e}", record.name);
         }
     }

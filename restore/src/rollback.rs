@@ -128,7 +128,7 @@ fn hold(seams: Seams, store: &Store, record: &UnitRecord) {
 /// Lets a held unit run: lock table gone, cgroup thawed.
 fn release(seams: Seams, record: &UnitRecord) {
     if record.lock_saved {
-        let _ = netlock::remove(seams.host, record.main_pid);
+        let _ = netlock::remove(seams.host, record);
     }
     if let Err(e) = seams.freezer.thaw(&cgroup_dir(&record.cgroup)) {
         tracing::error!("{}: cannot thaw: {e}", record.name);

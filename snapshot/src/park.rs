@@ -458,6 +458,8 @@ impl Parking<'_> {
             source,
         };
         let dir = store.unit_dir(name).map_err(images)?;
+        // CRIU 4 names its lock table by a run id: the new one is the unit's.
+        let locks_before = netlock::tables(self.seams.host);
         // Only the pages dirtied since the last pre-dump are written; the
         // rest are found in the parent images at restore.
         let mut job = DumpJob {
@@ -542,13 +544,13 @@ impl Parking<'_> {
                 unit: unit(),
                 source,
             })?;
-        record.lock_saved =
-            netlock::save(self.seams.host, store, name, info.main_pid).map_err(|source| {
-                UpgradeError::Lock {
-                    unit: unit(),
-                    source,
-                }
+        let lock = netlock::save(self.seams.host, store, name, info.main_pid, &locks_before)
+            .map_err(|source| UpgradeError::Lock {
+                unit: unit(),
+                source,
             })?;
+        record.lock_saved = lock.is_some();
+        record.lock_table = lock.unwrap_or_default();
         if let Some(last) = self.records.last_mut() {
             *last = record.clone();
         }
