@@ -136,29 +136,30 @@ fn systemd_run_starts_a_transient_service() {
 #[test]
 fn a_start_relive_cannot_honour_is_refused_at_once_and_fails_nothing() {
     require_sandbox!();
-    // user@.service opens a PAM session (PAMName=), which relive does
-    // not implement: logind's StartUnit gets an error, as systemd gives
-    // for a bad setting, and the system does not become degraded.
+    // DynamicUser= asks for what relive does not implement: StartUnit
+    // (as logind or systemctl call it) gets an error, as systemd gives for
+    // a bad setting, and the system does not become degraded.
     let sandbox = Sandbox::boot_with_args(
         &[
             ("multi-user.target", "[Unit]\nDescription=Multi-User\n"),
             (
-                "user@.service",
-                "[Service]\nUser=%i\nPAMName=systemd-user\nExecStart=/bin/sleep 100\n",
+                "dynamic@.service",
+                "[Service]\nDynamicUser=yes\nExecStart=/bin/sleep 100\n",
             ),
         ],
         "",
         &[],
     );
     sandbox.wait_state("multi-user.target", "active", Duration::from_secs(10));
-    let out = sandbox.systemctl(&["start", "user@0.service"]);
+    let out = sandbox.systemctl(&["start", "dynamic@0.service"]);
     let output = text(&out);
     assert!(!out.status.success(), "{output}");
     assert!(
-        output.contains("bad unit file setting") && output.contains("user@.service:3: PAMName="),
+        output.contains("bad unit file setting")
+            && output.contains("dynamic@.service:2: DynamicUser="),
         "{output}"
     );
-    let state = sandbox.systemctl(&["is-failed", "user@0.service"]);
+    let state = sandbox.systemctl(&["is-failed", "dynamic@0.service"]);
     assert_eq!(text(&state), "inactive\n");
     let system = sandbox.systemctl(&["is-system-running"]);
     assert_eq!(text(&system), "running\n");

@@ -27,6 +27,10 @@ pub const BEST_EFFORT: &[(&str, &str)] = &[
         "the service's mounts are always slaves of PID 1's (MountFlags=slave)",
     ),
     (
+        "PAMName",
+        "relive opens no PAM session (pam_limits, pam_env, pam_keyinit): the service runs with its unit's own settings alone; logind of systemd 256 on fails every login whose user@.service does not start",
+    ),
+    (
         "SystemCallLog",
         "logging system calls is a diagnostic, not a protection",
     ),
@@ -44,9 +48,6 @@ pub const NOT_IMPLEMENTED: &[&str] = &[
     "MountImages",
     "ExtensionImages",
     "ExtensionDirectories",
-    // A PAM session (limits, keyrings, the user's environment, pam_systemd)
-    // around the service: user@.service needs one to run systemd --user.
-    "PAMName",
     "RestrictFileSystems",
     "NetworkNamespacePath",
     "IPCNamespacePath",
