@@ -87,10 +87,21 @@ pub enum Verb {
         from: Option<String>,
         #[arg(long, value_parser = parse_series, requires = "from", help = SERIES_HELP)]
         to: Option<String>,
+        /// Then on, on the same guest, to this series (repeatable: a
+        /// chain such as --from 6.12 --to 6.16 --then 6.19); every hop
+        /// is checked as the first upgrade is.
+        #[arg(long, value_parser = parse_series, requires = "to")]
+        then: Vec<String>,
         /// The Debian release whose image is upgraded.
         #[arg(long, value_enum, default_value = "bookworm")]
         distro: Distro,
     },
+    /// Debian 12's CRIU and a kernel it cannot restore on: a bookworm
+    /// guest (6.12) is given trixie-backports' 6.19 (from the trixie
+    /// image, built if missing); relivectl --check and the kernel hook
+    /// must refuse the live upgrade, naming both versions, before
+    /// anything is touched.
+    CriuCompat,
     /// The fault matrix: on one guest, inject each fault or bad input
     /// (corrupt or foreign kernel, missing initrd, an init that is not
     /// relive, CRIU errors and kills, a full store, a corrupt image, a
@@ -205,7 +216,9 @@ impl Verb {
         let named: Vec<&String> = match self {
             Verb::Boot { kernel, .. } | Verb::BenchBoot { kernel, .. } => vec![kernel],
             Verb::Check { kernel, .. } => kernel.iter().collect(),
-            Verb::UpgradeCheck { from, to, .. } => from.iter().chain(to).collect(),
+            Verb::UpgradeCheck { from, to, then, .. } => {
+                from.iter().chain(to).chain(then.iter()).collect()
+            }
             Verb::Faults { from, to, .. } => vec![from, to],
             _ => Vec::new(),
         };
@@ -232,6 +245,8 @@ mod tests {
             "boot --distro trixie --kernel 6.19",
             "check --distro trixie --kernel 6.12",
             "upgrade-check --distro trixie --from 6.12 --to 6.19",
+            "upgrade-check --distro trixie --from 6.12 --to 6.16 --then 6.19",
+            "criu-compat",
             "boot --kernel 6.1",
             "boot --kernel 6.12 --init systemd --writable --timeout 60",
             "ssh -- uname -r",

@@ -20,7 +20,7 @@ mod vm;
 use anyhow::{bail, Result};
 use clap::Parser;
 use cli::{Cli, Verb};
-use scenarios::{check, demo, faults, fleet, upgrade_check};
+use scenarios::{check, criu_compat, demo, faults, fleet, upgrade_check};
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -68,6 +68,7 @@ fn log_name(verb: &Verb) -> Option<&'static str> {
         Verb::UpgradeCheck { .. } => "upgrade-check",
         Verb::Faults { .. } => "faults",
         Verb::Demo => "demo",
+        Verb::CriuCompat => "criu-compat",
         Verb::Fleet { .. } => "fleet",
         Verb::BenchUpgrade { .. } => "bench-upgrade",
         Verb::Bench { .. } => "bench",
@@ -150,7 +151,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
             let results = faults::faults(&paths, &image, &from, &to, only.as_deref(), &interrupt)?;
             return Ok(passed(faults::print_table(&results)));
         }
-        Verb::UpgradeCheck { from, to, .. } => {
+        Verb::UpgradeCheck { from, to, then, .. } => {
             let pairs = match (from, to) {
                 (Some(from), Some(to)) if from == to => {
                     bail!("--from and --to are the same kernel")
@@ -170,7 +171,13 @@ fn run(verb: Verb) -> Result<ExitCode> {
             };
             let (image, interrupt) = vm::prepare(&paths)?;
             return Ok(passed(upgrade_check::check_directions(
-                &paths, &image, &pairs, &interrupt,
+                &paths, &image, &pairs, &then, &interrupt,
+            )?));
+        }
+        Verb::CriuCompat => {
+            let (image, interrupt) = vm::prepare(&paths)?;
+            return Ok(passed(criu_compat::criu_compat(
+                &paths, &image, &interrupt,
             )?));
         }
         Verb::Fleet { hosts } => {

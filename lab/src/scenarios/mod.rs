@@ -22,6 +22,7 @@ pub mod ansible;
 pub mod apt_service;
 pub mod check;
 pub mod compare;
+pub mod criu_compat;
 pub mod demo;
 pub mod echo_client;
 pub mod faults;

@@ -43,19 +43,26 @@ const REDIS_KEYS: &str = "relive:a 1 relive:b two relive:c 3";
 const REDIS_VALUES: &str = "1\ntwo\n3";
 const FAULT_FILE: &str = "/run/relive/fault-inject";
 
-/// Every direction in `pairs` (from, to), one guest each; prints the
-/// verdicts as they come and a summary per direction; true if all passed.
+/// Every direction in `pairs` (from, to), one guest each, each then on
+/// through the series of `then` on the same guest; prints the verdicts
+/// as they come and a summary per direction; true if all passed.
 pub fn check_directions(
     paths: &Paths,
     image: &Image,
     pairs: &[(String, String)],
+    then: &[String],
     interrupt: &Interrupt,
 ) -> Result<bool> {
     let mut passed = true;
     for (from, to) in pairs {
         let started = Instant::now();
-        let label = format!("{from} -> {to}");
-        match upgrade_check(paths, image, from, to, interrupt) {
+        let label = std::iter::once(from)
+            .chain(std::iter::once(to))
+            .chain(then)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" -> ");
+        match upgrade_check(paths, image, from, to, then, interrupt) {
             Ok(verdicts) => passed &= summarize(&label, &verdicts, started.elapsed().as_secs_f64()),
             Err(e) => {
                 output::println(format!("FAIL {label} boot: {e:#}"));
@@ -72,6 +79,7 @@ fn upgrade_check(
     image: &Image,
     from: &str,
     to: &str,
+    then: &[String],
     interrupt: &Interrupt,
 ) -> Result<Vec<Verdict>> {
     let (from_release, to_release) = (
@@ -88,17 +96,35 @@ fn upgrade_check(
         all: Vec::new(),
     };
     verdicts.push(check::boot_verdict(&booted.guest));
+    let newest = image
+        .kernels
+        .iter()
+        .map(|k| k.release.as_str())
+        .max_by(|a, b| crate::vm::apt::version_cmp(a, b));
     let run = Run {
         paths,
         from_release: &from_release,
         to_release: &to_release,
         variant: Variant::for_direction(from, to),
         postgresql: image.distro.postgresql_unit(),
+        newest: newest == Some(to_release.as_str()),
         interrupt,
     };
+    // Each further hop: (from series, to series), releases looked up.
+    let mut hops = Vec::new();
+    let mut previous = to.to_owned();
+    for next in then {
+        hops.push((
+            previous.clone(),
+            next.clone(),
+            image.kernel(&previous)?.release.clone(),
+            image.kernel(next)?.release.clone(),
+        ));
+        previous = next.clone();
+    }
     // A step that cannot go on (ssh gone, guest dead) ends the scenario;
     // the poweroff below still runs and says how the guest ended.
-    if let Err(e) = run.scenario(&mut booted, &mut verdicts) {
+    if let Err(e) = run.scenario(&mut booted, &mut verdicts, &hops, newest) {
         verdicts.record("scenario", false, format!("stopped: {e:#}"));
     }
     verdicts.push(check::poweroff_verdict(stop::poweroff(
@@ -121,8 +147,14 @@ struct Run<'a> {
     /// The release's PostgreSQL cluster unit (postgresql@15-main.service
     /// on bookworm).
     postgresql: &'static str,
+    /// `to_release` is the newest installed kernel (what --latest picks).
+    newest: bool,
     interrupt: &'a Interrupt,
 }
+
+/// A further hop of a chain: (from series, to series, from release, to
+/// release).
+type Hop = (String, String, String, String);
 
 impl Run<'_> {
     fn sh(&self, booted: &Booted, script: &str) -> Result<ssh::Output> {
@@ -130,7 +162,13 @@ impl Run<'_> {
         ssh::run(self.paths, booted.guest.ssh_port, script)
     }
 
-    fn scenario(&self, booted: &mut Booted, v: &mut Verdicts) -> Result<()> {
+    fn scenario(
+        &self,
+        booted: &mut Booted,
+        v: &mut Verdicts,
+        hops: &[Hop],
+        newest: Option<&str>,
+    ) -> Result<()> {
         let port = booted.guest.ssh_port;
         // Memory-only redis: keys that survive prove the process did.
         let out = self.sh(
@@ -180,6 +218,18 @@ impl Run<'_> {
         self.upgrade(booted, v, &mut watch)?;
         if self.variant == Variant::SinglePhaseMemory {
             self.fallback(booted, v, &mut watch)?;
+        }
+        // A chain: on, on the same guest, with the same watchers.
+        for (from, to, from_release, to_release) in hops {
+            let hop = Run {
+                from_release,
+                to_release,
+                variant: Variant::for_direction(from, to),
+                newest: newest == Some(to_release.as_str()),
+                ..*self
+            };
+            output::println(format!("then {from_release} -> {to_release}"));
+            hop.upgrade(booted, v, &mut watch)?;
         }
 
         // (b) over the whole run: one connection, every line back in order.
@@ -343,7 +393,7 @@ impl Run<'_> {
             out.stdout.trim(),
         );
         self.common_checks(booted, v, watch, &counter1, "upgrade")?;
-        if self.variant.bus_options().is_none() {
+        if self.variant.bus_options().is_none() && self.newest {
             // Asked again, --latest finds nothing to do: a rollout run a
             // second time changes nothing.
             let again = self.sh(booted, "relivectl live-upgrade --latest --reuse-cmdline")?;
