@@ -93,3 +93,31 @@ fn a_delegated_cgroup_is_the_services_to_manage_and_removed_whole() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}\n{log}");
 }
+
+/// DelegateSubgroup= (user@.service's init.scope): the service starts in
+/// the subgroup, owned by its user, so that its own cgroup holds no
+/// process and can hand controllers down.
+#[test]
+fn a_delegated_service_starts_in_its_subgroup() {
+    require_sandbox!();
+    let unit = "[Service]\nUser=nobody\nDelegate=yes\nDelegateSubgroup=init.scope\n\
+                ExecStart=/bin/sh -c 'echo in $(sed -n s/^0:://p /proc/self/cgroup); exec sleep 300'\n";
+    let sandbox = Sandbox::boot(
+        &[("usermgr.service", unit), ("multi-user.target", "[Unit]\n")],
+        "",
+    );
+    sandbox.ctl_ok(&["start", "usermgr.service"]);
+    sandbox.wait_for("its line", Duration::from_secs(10), || {
+        !sandbox.log_lines("usermgr.service: in ").is_empty()
+    });
+    let line = sandbox.log_lines("usermgr.service: in ")[0].clone();
+    assert!(
+        line.trim_end().ends_with("/usermgr.service/init.scope"),
+        "{line}"
+    );
+    let owner = std::fs::metadata(sandbox.cgroup_dir("system.slice/usermgr.service/init.scope"))
+        .unwrap()
+        .uid();
+    assert_eq!(owner, 65534, "the subgroup is the service user's");
+    let _ = sandbox.poweroff();
+}

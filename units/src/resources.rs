@@ -42,6 +42,12 @@ pub struct Resources {
     /// available to the unit's processes, which may manage the subtree
     /// below its cgroup (empty: delegation without controllers).
     pub delegate: Option<Vec<String>>,
+    /// DelegateSubgroup=: with Delegate=, the cgroup below the unit's its
+    /// processes start in (user@.service's init.scope), so that the
+    /// unit's own cgroup holds no process and its controllers can be
+    /// delegated (cgroup v2's no-internal-process rule).
+    #[serde(default)]
+    pub delegate_subgroup: Option<String>,
     /// DeviceAllow= and DevicePolicy=.
     #[serde(default)]
     pub devices: crate::devices::Devices,

@@ -131,7 +131,7 @@ impl Manager {
                 .iter()
                 .map(|(k, v)| cstring(&format!("{k}={v}")))
                 .collect::<Result<_, _>>()?,
-            cgroup: Some(self.unit_cgroup(name)),
+            cgroup: Some(self.process_cgroup(name, &svc.resources)),
             stdout,
             stderr,
             credentials: user.map(|u| u.credentials),
@@ -356,6 +356,16 @@ impl Manager {
         Ok((stdout, stderr))
     }
 
+    /// Where the unit's processes start: its cgroup, or with Delegate= and
+    /// DelegateSubgroup= the subgroup below it.
+    fn process_cgroup(&self, name: &str, resources: &relive_units::resources::Resources) -> String {
+        let cgroup = self.unit_cgroup(name);
+        match (&resources.delegate, &resources.delegate_subgroup) {
+            (Some(_), Some(sub)) => format!("{cgroup}/{sub}"),
+            _ => cgroup,
+        }
+    }
+
     /// The unit's cgroup, with its resource settings and, with Delegate=,
     /// handed to `owner` (the service's user); its path.
     pub(super) fn create_unit_cgroup(
@@ -394,6 +404,14 @@ impl Manager {
                 .kernel
                 .cgroup_delegate(&cgroup, controllers, owner)
                 .map_err(|e| format!("cannot delegate the cgroup (Delegate=): {e}"))?;
+            if let Some(sub) = &resources.delegate_subgroup {
+                let path = format!("{cgroup}/{sub}");
+                self.rt
+                    .kernel
+                    .cgroup_create(&path)
+                    .and_then(|()| self.rt.kernel.cgroup_delegate(&path, &[], owner))
+                    .map_err(|e| format!("cannot make {path} (DelegateSubgroup=): {e}"))?;
+            }
         }
         Ok(cgroup)
     }

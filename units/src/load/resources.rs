@@ -29,6 +29,13 @@ pub(crate) fn directive(
         }
         "TasksMax" => optional(value, |v| limit(v, |n| n.parse().ok())).map(|l| r.tasks_max = l),
         "Delegate" => parse_delegate(r.delegate.as_deref(), value).map(|d| r.delegate = d),
+        "DelegateSubgroup" if value.is_empty() => {
+            r.delegate_subgroup = None;
+            Some(())
+        }
+        "DelegateSubgroup" => crate::unit_name::UnitName::parse(value)
+            .filter(|_| !value.contains('/'))
+            .map(|_| r.delegate_subgroup = Some(value.to_owned())),
         "DevicePolicy" => DevicePolicy::parse(value).map(|p| r.devices.policy = p),
         // An empty value empties the list, as in systemd.
         "DeviceAllow" if value.is_empty() => {
