@@ -170,6 +170,13 @@ impl Manager {
         Ok(pid)
     }
 
+    /// Whether the unit has PAMName= (best effort: not applied).
+    fn asks_pam_session(&self, name: &str) -> bool {
+        self.unit(name)
+            .and_then(|u| u.config.as_ref())
+            .is_some_and(|c| c.unenforced.iter().any(|u| u.directive == "PAMName"))
+    }
+
     /// The process environment: a base, the unit's Environment= and
     /// EnvironmentFile= (later wins), the user's identity, and the manager's
     /// variables (NOTIFY_SOCKET, MAINPID).
@@ -188,6 +195,13 @@ impl Manager {
                     env.push(("LOGNAME".into(), u.name));
                     env.push(("HOME".into(), u.home));
                     env.push(("SHELL".into(), u.shell));
+                    // What pam_systemd gives a PAMName= service (relive
+                    // opens no PAM session): systemd --user refuses to
+                    // run without it.
+                    let runtime = format!("/run/user/{}", u.credentials.uid);
+                    if self.asks_pam_session(name) && Path::new(&runtime).is_dir() {
+                        env.push(("XDG_RUNTIME_DIR".into(), runtime));
+                    }
                 }
             }
         }

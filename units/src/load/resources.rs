@@ -33,9 +33,9 @@ pub(crate) fn directive(
             r.delegate_subgroup = None;
             Some(())
         }
-        "DelegateSubgroup" => crate::unit_name::UnitName::parse(value)
-            .filter(|_| !value.contains('/'))
-            .map(|_| r.delegate_subgroup = Some(value.to_owned())),
+        // A cgroup's name: init.scope for user@.service, udev for udevd.
+        "DelegateSubgroup" => (!value.contains('/') && value != "." && value != "..")
+            .then(|| r.delegate_subgroup = Some(value.to_owned())),
         "DevicePolicy" => DevicePolicy::parse(value).map(|p| r.devices.policy = p),
         // An empty value empties the list, as in systemd.
         "DeviceAllow" if value.is_empty() => {
