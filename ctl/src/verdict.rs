@@ -33,10 +33,21 @@ impl Verdict {
     }
 
     pub fn render(&self) -> String {
-        let target = match (&self.release, &self.kernel) {
-            (Some(release), _) => release.clone(),
-            (None, Some(kernel)) => kernel.display().to_string(),
-            (None, None) => "the kernel".to_owned(),
+        // /boot/vmlinuz-RELEASE whose image announces another release (a
+        // renamed or broken file) is named by both.
+        let file_release = self.kernel.as_ref().and_then(|k| {
+            k.file_name()?
+                .to_str()?
+                .strip_prefix("vmlinuz-")
+                .map(str::to_owned)
+        });
+        let target = match (&self.release, &self.kernel, file_release) {
+            (Some(release), _, Some(file)) if file != *release => {
+                format!("{file} (its image says {release})")
+            }
+            (Some(release), _, _) => release.clone(),
+            (None, Some(kernel), _) => kernel.display().to_string(),
+            (None, None, _) => "the kernel".to_owned(),
         };
         let mut out = String::new();
         if self.possible {
@@ -108,6 +119,20 @@ mod tests {
             "A live upgrade to 6.19.14+deb13-amd64 is possible: 1 service preserved, 1 unit restarted.\n\
              Restarted: systemd-udevd.service\n\
              `relivectl live-upgrade --dry-run` shows the plan.\n"
+        );
+    }
+
+    #[test]
+    fn a_file_that_announces_another_release_is_named_by_both() {
+        let v = Verdict::of(
+            &plan(&[("kernel", false, "truncated")]),
+            Some(Path::new("/boot/vmlinuz-0.0.1-test")),
+        );
+        assert!(
+            v.render()
+                .starts_with("A live upgrade to 0.0.1-test (its image says 6.19.14+deb13-amd64) is not possible:"),
+            "{}",
+            v.render()
         );
     }
 
