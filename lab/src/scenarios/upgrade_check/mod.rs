@@ -363,8 +363,29 @@ impl Run<'_> {
         }
         // One direction is asked for by relivectl from the ssh session and
         // followed to its end there, the other through D-Bus (busctl on the
-        // system bus), as any client may.
+        // system bus), as any client may. When the plan restarts
+        // ssh.service (and with it every session), nothing could follow
+        // from a session: the upgrade is then asked for detached, and the
+        // session's checks say what was lost.
+        let (_, plan) = upgrade::dry_run(self.paths, port, self.to_release, "")?;
+        let ssh_restarted = plan.restarted.iter().any(|u| u == "ssh.service");
+        if ssh_restarted {
+            let why = plan
+                .why
+                .iter()
+                .find(|(unit, _)| unit == "ssh.service")
+                .map(|(_, why)| why.clone())
+                .unwrap_or_default();
+            v.record("upgrade: ssh.service is preserved", false, why);
+        }
         let (said, took) = match self.variant.bus_options() {
+            None if ssh_restarted => upgrade::run_detached_with(
+                booted,
+                self.paths,
+                self.to_release,
+                self.variant.flags(),
+                self.interrupt,
+            )?,
             None => upgrade::run_followed(
                 booted,
                 self.paths,
