@@ -116,7 +116,7 @@ const KNOWN: &[(&str, Init, &str)] = &[
     (
         "user@*.service",
         Init::Systemd,
-        "the user manager opens a PAM session (PAMName=), which relive does not implement: it refuses the start logind asks for",
+        "relive runs the user manager without the PAM session PAMName= asks for (best effort), and the list may be read before it is up",
     ),
     (
         "session-*.scope",

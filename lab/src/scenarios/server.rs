@@ -100,8 +100,8 @@ pub fn server_checks(c: &mut Checks<'_>) {
         &|o| o.success() && o.stdout.trim() == LIMITS_WANTED,
     );
     // pam_systemd asks logind for a session, logind asks relive for its
-    // scope (StartTransientUnit) and for user@0.service, which relive
-    // refuses at once (PAMName= is not implemented): no wait on either.
+    // scope (StartTransientUnit) and for user@0.service (run without a
+    // PAM session: PAMName= is best effort): no wait on either.
     let started = Instant::now();
     c.check(
         "an ssh login gets its session without waiting",

@@ -135,8 +135,7 @@ impl Manager {
                 let canonical = self.load(dep);
                 if !required && self.refused_directive(&canonical).is_some() {
                     // As systemd leaves a wanted unit with a bad setting
-                    // out of the transaction (logind's session scopes want
-                    // user@.service, whose PAMName= relive cannot honour).
+                    // out of the transaction.
                     tracing::debug!("{canonical}: not started for {current}'s Wants=");
                     continue;
                 }

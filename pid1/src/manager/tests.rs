@@ -816,7 +816,7 @@ fn a_wanted_unit_relive_cannot_honour_is_left_out_a_required_one_fails_the_requi
     let (mut m, k, _dir) = manager(&[
         (
             "pam.service",
-            "[Service]\nPAMName=login\nExecStart=/bin/pam\n",
+            "[Service]\nDynamicUser=yes\nExecStart=/bin/pam\n",
         ),
         (
             "wanter.service",
