@@ -37,22 +37,42 @@ impl KernelVersion {
     }
 }
 
-/// A kernel series from which on CRIU needs at least a given version.
+/// A kernel series from which on CRIU needs at least a given version to
+/// checkpoint there, or to restore there (or both).
 struct Requirement {
     kernel: (u32, u32),
     criu: (i32, i32),
+    checkpoint: bool,
+    restore: bool,
     why: &'static str,
 }
 
-/// Known to fail, oldest first. 6.13 split the vDSO's data pages into
-/// `[vvar]` and `[vvar_vclock]`; CRIU before 4.1 cannot map them back
-/// (CRIU commit 8ee2eba47 "vdso: handle vvar_vclock vma-s", in 4.1), and
-/// Debian 12's 3.17.1 refuses such a kernel outright.
-const REQUIREMENTS: &[Requirement] = &[Requirement {
-    kernel: (6, 13),
-    criu: (4, 1),
-    why: "kernels from 6.13 on lay out the vDSO's data as [vvar] and [vvar_vclock], which CRIU handles from 4.1",
-}];
+/// Known to fail, oldest first.
+/// - 6.13 split the vDSO's data pages into `[vvar]` and `[vvar_vclock]`;
+///   CRIU before 4.1 cannot map them back (CRIU commit 8ee2eba47 "vdso:
+///   handle vvar_vclock vma-s"), and Debian 12's 3.17.1 refuses such a
+///   kernel outright.
+/// - 6.16 answers SO_PASSCRED only for unix and netlink sockets; CRIU
+///   before 4.2 asks it of every socket and fails the dump of any
+///   service with a TCP socket (commit 4b7398595 "criu/sockets: Restrict
+///   SO_PASSCRED and SO_PASSSEC to supported families"). Restoring on
+///   6.16 works (seen in the lab: 6.12 -> 6.16 with CRIU 4.1.1).
+const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        kernel: (6, 13),
+        criu: (4, 1),
+        checkpoint: true,
+        restore: true,
+        why: "kernels from 6.13 on lay out the vDSO's data as [vvar] and [vvar_vclock], which CRIU handles from 4.1",
+    },
+    Requirement {
+        kernel: (6, 16),
+        criu: (4, 2),
+        checkpoint: true,
+        restore: false,
+        why: "kernels from 6.16 on refuse SO_PASSCRED on sockets other than unix and netlink ones, which CRIU asks of every socket it dumps until 4.2",
+    },
+];
 
 /// Why CRIU cannot work on a kernel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,9 +98,13 @@ pub fn supports(
         return Ok(());
     };
     let have = (criu.major, criu.minor);
-    let failing = REQUIREMENTS
-        .iter()
-        .rfind(|r| (kernel.major, kernel.minor) >= r.kernel && have < r.criu);
+    let failing = REQUIREMENTS.iter().rfind(|r| {
+        let applies = match action {
+            "checkpoint" => r.checkpoint,
+            _ => r.restore,
+        };
+        applies && (kernel.major, kernel.minor) >= r.kernel && have < r.criu
+    });
     match failing {
         None => Ok(()),
         Some(r) => Err(Unsupported {
@@ -179,7 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn criu_4_1_goes_everywhere_the_table_knows() {
+    fn criu_4_1_restores_everywhere_but_checkpoints_only_before_6_16() {
         for release in [
             "6.1.0-47-amd64",
             "6.12.117+deb13-amd64",
@@ -187,7 +211,19 @@ mod tests {
         ] {
             assert_eq!(supports(&criu(4, 1, Some(1)), release, "restore"), Ok(()));
             assert_eq!(supports(&criu(4, 2, None), release, "restore"), Ok(()));
+            assert_eq!(supports(&criu(4, 2, None), release, "checkpoint"), Ok(()));
         }
+        let on_6_12 = supports(&criu(4, 1, Some(1)), "6.12.117+deb13-amd64", "checkpoint");
+        assert_eq!(on_6_12, Ok(()));
+        let err = supports(&criu(4, 1, Some(1)), "6.16.12+deb13-amd64", "checkpoint").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "CRIU 4.1.1 cannot checkpoint on kernel 6.16.12+deb13-amd64: kernels from 6.16 on refuse SO_PASSCRED"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("(install CRIU 4.2 or later)"), "{text}");
         // An unknown naming is not refused on a guess.
         assert_eq!(supports(&criu(3, 17, None), "custom", "restore"), Ok(()));
     }
