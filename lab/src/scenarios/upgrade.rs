@@ -135,12 +135,19 @@ pub fn run_followed(
     booted: &mut Booted,
     paths: &Paths,
     release: &str,
+    newest: bool,
     flags: &str,
     interrupt: &Interrupt,
 ) -> Result<(String, Duration)> {
-    // `release` is the newest kernel of the image: relivectl picks it.
-    let command = format!("relivectl live-upgrade --latest --reuse-cmdline {flags}");
-    let label = format!("live upgrade --latest (to {release}) {flags}, followed by relivectl")
+    // The newest kernel of the image is what --latest picks; a hop of a
+    // chain to an older one names its release.
+    let target = if newest {
+        "--latest".to_owned()
+    } else {
+        format!("--release {release}")
+    };
+    let command = format!("relivectl live-upgrade {target} --reuse-cmdline {flags}");
+    let label = format!("live upgrade {target} (to {release}) {flags}, followed by relivectl")
         .trim_end()
         .to_owned();
     run_detached_by(

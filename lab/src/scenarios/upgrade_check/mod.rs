@@ -390,6 +390,7 @@ impl Run<'_> {
                 booted,
                 self.paths,
                 self.to_release,
+                self.newest,
                 self.variant.flags(),
                 self.interrupt,
             )?,
