@@ -106,6 +106,7 @@ pub fn execute(
         frozen_only: None,
         stopped: Vec::new(),
         full_at_failure: None,
+        lock_tables: None,
     };
     // A bug in this code must not leave services frozen or as images:
     // a panic is undone like any failure.
@@ -189,6 +190,10 @@ struct Parking<'a> {
     /// The store's file system was full when a dump failed (said before
     /// the failed dump's files are removed, which frees space again).
     full_at_failure: Option<String>,
+    /// CRIU's network lock tables after the last dump (listed once, then
+    /// each dump's own added), to tell the next dump's table: an `nft`
+    /// run less per unit in the stoppage.
+    lock_tables: Option<Vec<String>>,
 }
 
 impl Parking<'_> {
@@ -459,7 +464,10 @@ impl Parking<'_> {
         };
         let dir = store.unit_dir(name).map_err(images)?;
         // CRIU 4 names its lock table by a run id: the new one is the unit's.
-        let locks_before = netlock::tables(self.seams.host);
+        let locks_before = match self.lock_tables.take() {
+            Some(known) => known,
+            None => netlock::tables(self.seams.host),
+        };
         // Only the pages dirtied since the last pre-dump are written; the
         // rest are found in the parent images at restore.
         let mut job = DumpJob {
@@ -549,6 +557,9 @@ impl Parking<'_> {
                 unit: unit(),
                 source,
             })?;
+        let mut tables = locks_before;
+        tables.extend(lock.clone());
+        self.lock_tables = Some(tables);
         record.lock_saved = lock.is_some();
         record.lock_table = lock.unwrap_or_default();
         if let Some(last) = self.records.last_mut() {

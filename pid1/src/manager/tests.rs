@@ -875,7 +875,7 @@ fn files_a_unit_holds_open_or_mapped_on_a_tmpfs_are_found() {
     };
     assert_ne!(mapped, libc::MAP_FAILED);
     drop(mapped_file);
-    let held = m.held_files("db.service", &shm);
+    let [held] = m.held_files("db.service", [shm.as_path()]);
     // SAFETY: the mapping made above, of that length, used by nothing.
     unsafe { libc::munmap(mapped, 4096) };
     assert_eq!(held, ["PostgreSQL.1", "open.lock"]);

@@ -54,8 +54,9 @@ impl Manager {
         if let Some(Ok(relative)) = pid_file.as_deref().map(|p| p.strip_prefix("/run")) {
             runtime_dirs.push(relative.to_string_lossy().into_owned());
         }
-        runtime_dirs.extend(self.held_files(name, Path::new("/run")));
-        let shm_files = self.held_files(name, Path::new(relive_store::rundir::SHM));
+        let shm = Path::new(relive_store::rundir::SHM);
+        let [run_files, shm_files] = self.held_files(name, [Path::new("/run"), shm]);
+        runtime_dirs.extend(run_files);
         let foreign_fifos = super::foreign_fifos::of_processes(&self.tree_pids(name));
         runtime_dirs.extend(foreign_fifos.iter().map(|f| f.run_path.clone()));
         let u = self
@@ -95,14 +96,20 @@ impl Manager {
             .collect()
     }
 
-    /// Files and FIFOs under `root` (a tmpfs: /run, /dev/shm) the unit's
-    /// processes hold open or have mapped, relative to `root` (cron keeps
-    /// /run/crond.pid open and locked; an ssh login's sshd holds logind's
-    /// session FIFO; postgres maps its dynamic shared memory from
-    /// /dev/shm): the new kernel starts them empty, and CRIU reopens and
-    /// maps files by their path.
-    pub(super) fn held_files(&self, name: &str, root: &Path) -> Vec<String> {
-        let mut files = std::collections::BTreeSet::new();
+    /// Files and FIFOs under each of `roots` (tmpfs: /run, /dev/shm) the
+    /// unit's processes hold open or have mapped, relative to that root
+    /// (cron keeps /run/crond.pid open and locked; an ssh login's sshd
+    /// holds logind's session FIFO; postgres maps its dynamic shared
+    /// memory from /dev/shm): the new kernel starts them empty, and CRIU
+    /// reopens and maps files by their path. One pass over /proc for all
+    /// roots: this runs on PID 1's loop, in the stoppage.
+    pub(super) fn held_files<const N: usize>(
+        &self,
+        name: &str,
+        roots: [&Path; N],
+    ) -> [Vec<String>; N] {
+        let mut files: [std::collections::BTreeSet<String>; N] =
+            std::array::from_fn(|_| Default::default());
         for pid in self.tree_pids(name) {
             let Ok(process) = procfs::process::Process::new(pid) else {
                 continue;
@@ -126,7 +133,11 @@ impl Manager {
                         _ => None,
                     });
             for path in open.chain(mapped) {
-                let Ok(relative) = path.strip_prefix(root) else {
+                let Some((i, relative)) = roots
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, root)| Some((i, path.strip_prefix(root).ok()?)))
+                else {
                     continue;
                 };
                 let kept = std::fs::metadata(&path).is_ok_and(|m| {
@@ -134,11 +145,11 @@ impl Manager {
                     m.is_file() || m.file_type().is_fifo()
                 });
                 if kept && !relative.as_os_str().is_empty() {
-                    files.insert(relative.to_string_lossy().into_owned());
+                    files[i].insert(relative.to_string_lossy().into_owned());
                 }
             }
         }
-        files.into_iter().collect()
+        files.map(|set| set.into_iter().collect())
     }
 
     /// Puts a parked unit back under supervision (the upgrade was aborted
