@@ -4,8 +4,9 @@
 #     with the qemu-utils 10.0.2 from backports that these machines ship);
 #   - mkosi 14 and what it uses here: debootstrap, systemd-container (nspawn),
 #     e2fsprogs (mkfs.ext4 -d), zstd, openssh-client, util-linux (unshare);
-#   - what building relive needs (criu's rpc.proto, protoc, libseccomp) and
-#     ansible-core, which `relive-lab check` drives services with.
+#   - what building relive needs (criu's rpc.proto, protoc, libseccomp),
+#     ansible-core, which `relive-lab check` drives services with, and
+#     prometheus for promtool, which `relive-lab fleet` checks metrics with.
 # The backports source is passed through a private apt config so /etc/apt is
 # left untouched; it uses the same Debian mirror as /etc/apt already does.
 # Idempotent; relive-lab's ensure_prerequisites runs the same commands.
@@ -40,7 +41,7 @@ export DEBIAN_FRONTEND=noninteractive
 "${APT[@]}" install --no-install-recommends -t bookworm-backports qemu-system-x86
 "${APT[@]}" install --no-install-recommends \
 	mkosi debootstrap systemd-container e2fsprogs zstd openssh-client util-linux \
-	ca-certificates criu protobuf-compiler libseccomp-dev ansible-core
+	ca-certificates criu protobuf-compiler libseccomp-dev ansible-core prometheus
 
 qemu-system-x86_64 --version | head -1
 mkosi --version
