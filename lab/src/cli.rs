@@ -3,6 +3,7 @@
 
 use crate::vm::distro::Distro;
 use crate::vm::guest::Init;
+use crate::vm::newer_criu::CriuFrom;
 use crate::vm::paths::Paths;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -95,6 +96,11 @@ pub enum Verb {
         /// The Debian release whose image is upgraded.
         #[arg(long, value_enum, default_value = "bookworm")]
         distro: Distro,
+        /// Which CRIU the guest runs: the release's own, or forky's
+        /// (4.2.1, installed in the booted trixie guest with dpkg; trixie's
+        /// 4.1.1 cannot checkpoint on 6.16 and later).
+        #[arg(long, value_enum, default_value = "release")]
+        criu: CriuFrom,
     },
     /// Debian 12's CRIU and a kernel it cannot restore on: a bookworm
     /// guest (6.12) is given trixie-backports' 6.19 (from the trixie

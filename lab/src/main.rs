@@ -25,6 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::Duration;
 use vm::guest::Guest;
+use vm::newer_criu::CriuFrom;
 use vm::paths::Paths;
 use vm::{boot, ssh, stop};
 
@@ -151,7 +152,14 @@ fn run(verb: Verb) -> Result<ExitCode> {
             let results = faults::faults(&paths, &image, &from, &to, only.as_deref(), &interrupt)?;
             return Ok(passed(faults::print_table(&results)));
         }
-        Verb::UpgradeCheck { from, to, then, .. } => {
+        Verb::UpgradeCheck {
+            from,
+            to,
+            then,
+            criu,
+            ..
+        } => {
+            criu.check_distro(distro)?;
             let pairs = match (from, to) {
                 (Some(from), Some(to)) if from == to => {
                     bail!("--from and --to are the same kernel")
@@ -170,8 +178,17 @@ fn run(verb: Verb) -> Result<ExitCode> {
                 }
             };
             let (image, interrupt) = vm::prepare(&paths)?;
+            let criu_debs = match criu {
+                CriuFrom::Release => None,
+                CriuFrom::Forky => Some(vm::newer_criu::fetch(&paths)?),
+            };
             return Ok(passed(upgrade_check::check_directions(
-                &paths, &image, &pairs, &then, &interrupt,
+                &paths,
+                &image,
+                &pairs,
+                &then,
+                criu_debs.as_deref(),
+                &interrupt,
             )?));
         }
         Verb::CriuCompat => {

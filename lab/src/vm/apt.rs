@@ -109,20 +109,24 @@ impl Archive {
         if distro.uses_host_apt() {
             return Ok(Archive::Host);
         }
-        let archive = Archive::Private {
-            dir: dir.to_owned(),
-        };
         let release = distro.name();
         let mut suites = vec![release.to_owned(), format!("{release}-updates")];
         suites.extend(distro.extra_suites().iter().map(|s| s.to_string()));
-        let mut sources: String = suites
-            .iter()
-            .map(|suite| format!("deb [signed-by={KEYRING}] {mirror} {suite} main\n"))
-            .collect();
+        let mut sources = sources_list(mirror, &suites);
         // As mkosi 14 adds it (security updates are never mirrored).
         sources += &format!(
             "deb [signed-by={KEYRING}] https://security.debian.org/debian-security {release}-security main\n"
         );
+        Archive::private(dir, &sources, refresh)
+    }
+
+    /// A private apt state in `dir` with `sources` as its sources list,
+    /// its lists fetched when missing, older than a day, made for other
+    /// sources, or `refresh`.
+    pub fn private(dir: &Path, sources: &str, refresh: bool) -> Result<Archive> {
+        let archive = Archive::Private {
+            dir: dir.to_owned(),
+        };
         for sub in ["lists/partial", "cache/archives/partial", "empty"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
@@ -148,7 +152,7 @@ impl Archive {
             update.args(archive.options()).arg("update");
             output::run(
                 &mut update,
-                &format!("apt-get update ({release}, private state)"),
+                &format!("apt-get update ({}, private state)", dir.display()),
             )?;
             std::fs::write(&updated, "")?;
         }
@@ -200,6 +204,21 @@ impl Archive {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Downloads `packages` (`name` or `name=version`) into `dest` with
+    /// apt, which checks each file against the signed index.
+    pub fn download(&self, packages: &[String], dest: &Path) -> Result<()> {
+        std::fs::create_dir_all(dest)?;
+        let mut get = Command::new("apt-get");
+        get.current_dir(dest)
+            .args(self.options())
+            .arg("download")
+            .args(packages);
+        output::run(
+            &mut get,
+            &format!("apt-get download {}", packages.join(" ")),
+        )
     }
 
     fn has_candidate(&self, package: &str) -> Result<bool> {
@@ -263,6 +282,15 @@ impl Archive {
         }
         Ok(parts)
     }
+}
+
+/// A sources list of `suites` (main) from `mirror`, signed by Debian's
+/// archive keys.
+pub fn sources_list(mirror: &str, suites: &[String]) -> String {
+    suites
+        .iter()
+        .map(|suite| format!("deb [signed-by={KEYRING}] {mirror} {suite} main\n"))
+        .collect()
 }
 
 /// A kernel's package that must come from the pool by its file name.

@@ -2,7 +2,8 @@
 //! the image that go into it, QEMU, booting, ssh, stopping.
 //!
 //! - [`prereq`], [`apt`]: the host tools, Debian's kernel packages.
-//! - [`distro`]: the Debian release an image is built from.
+//! - [`distro`]: the Debian release an image is built from; [`newer_criu`]:
+//!   forky's CRIU for a trixie guest.
 //! - [`build`]: relive's binaries and the workloads, with cargo.
 //! - [`image`]: the mkosi tree and the ext4 disk; [`disk`]: a writable copy.
 //! - [`accel`], [`qemu`], [`boot`]: KVM or TCG, QEMU's guard, readiness.
@@ -19,6 +20,7 @@ pub mod disk;
 pub mod distro;
 pub mod guest;
 pub mod image;
+pub mod newer_criu;
 pub mod paths;
 pub mod prereq;
 pub mod qemu;

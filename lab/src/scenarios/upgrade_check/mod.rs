@@ -27,6 +27,7 @@ use crate::scenarios::upgrade;
 use crate::vm::boot::{self, Booted, Options};
 use crate::vm::guest::Init;
 use crate::vm::image::Image;
+use crate::vm::newer_criu;
 use crate::vm::paths::Paths;
 use crate::vm::shell::Shell;
 use crate::vm::signals::Interrupt;
@@ -36,6 +37,7 @@ use anyhow::{Context, Result};
 use phase_check::Variant;
 use relive_api::report::Outcome;
 use relive_api::warm::Warm;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use watch::{counter_line, Watch};
 
@@ -45,12 +47,15 @@ const FAULT_FILE: &str = "/run/relive/fault-inject";
 
 /// Every direction in `pairs` (from, to), one guest each, each then on
 /// through the series of `then` on the same guest; prints the verdicts
-/// as they come and a summary per direction; true if all passed.
+/// as they come and a summary per direction; true if all passed. With
+/// `criu_debs` (forky's CRIU, [`newer_criu`]) each guest gets that CRIU
+/// installed before anything else.
 pub fn check_directions(
     paths: &Paths,
     image: &Image,
     pairs: &[(String, String)],
     then: &[String],
+    criu_debs: Option<&[PathBuf]>,
     interrupt: &Interrupt,
 ) -> Result<bool> {
     let mut passed = true;
@@ -62,7 +67,7 @@ pub fn check_directions(
             .map(String::as_str)
             .collect::<Vec<_>>()
             .join(" -> ");
-        match upgrade_check(paths, image, from, to, then, interrupt) {
+        match upgrade_check(paths, image, from, to, then, criu_debs, interrupt) {
             Ok(verdicts) => passed &= summarize(&label, &verdicts, started.elapsed().as_secs_f64()),
             Err(e) => {
                 output::println(format!("FAIL {label} boot: {e:#}"));
@@ -80,6 +85,7 @@ fn upgrade_check(
     from: &str,
     to: &str,
     then: &[String],
+    criu_debs: Option<&[PathBuf]>,
     interrupt: &Interrupt,
 ) -> Result<Vec<Verdict>> {
     let (from_release, to_release) = (
@@ -96,6 +102,17 @@ fn upgrade_check(
         all: Vec::new(),
     };
     verdicts.push(check::boot_verdict(&booted.guest));
+    if let Some(debs) = criu_debs {
+        let installed = newer_criu::install(paths, booted.guest.ssh_port, debs);
+        verdicts.record(
+            &format!("CRIU from {} installed", newer_criu::SUITE),
+            installed.is_ok(),
+            match &installed {
+                Ok(version) => version.clone(),
+                Err(e) => format!("{e:#}"),
+            },
+        );
+    }
     let newest = image
         .kernels
         .iter()
