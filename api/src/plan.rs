@@ -19,6 +19,11 @@ pub struct Plan {
     pub why: Vec<(String, String)>,
     /// Run again early in the new kernel (network, sysctl...).
     pub rerun: Vec<String>,
+    /// The rerun units above that belong to the services' layer (ordered
+    /// after basic.target): they run again beside the restores rather
+    /// than before them, as no restored process waits for them.
+    #[serde(default)]
+    pub rerun_beside_restores: Vec<String>,
     /// Mount units active now (unit, mount point): kernel state, gone
     /// after the kexec; those a preserved unit's mount namespace holds
     /// are mounted again before the restores (CRIU binds them).

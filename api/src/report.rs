@@ -376,6 +376,38 @@ impl fmt::Display for Loss {
     }
 }
 
+/// One piece of work done in the new kernel before the first restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStep {
+    pub work: EarlyWork,
+    /// When it was done, in ms after relive started in the new kernel.
+    pub done_ms: f64,
+    /// false: it failed (the restores went on; the log says why).
+    pub ok: bool,
+}
+
+/// What an [`EarlyStep`] was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EarlyWork {
+    /// CRIU's network lock tables loaded again.
+    NetworkLocks,
+    /// CRIU's probe of the new kernel (`criu check`).
+    CriuProbe,
+    /// A rerun unit, or a mount a restored namespace binds.
+    Unit(String),
+}
+
+impl std::fmt::Display for EarlyWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EarlyWork::NetworkLocks => f.write_str("network locks"),
+            EarlyWork::CriuProbe => f.write_str("CRIU's probe"),
+            EarlyWork::Unit(name) => f.write_str(name),
+        }
+    }
+}
+
 /// `relivectl upgrade-report`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpgradeReport {
@@ -388,6 +420,11 @@ pub struct UpgradeReport {
     /// The network locks and the rerun units done: the restores began.
     #[serde(default)]
     pub restores_started_usec: u64,
+    /// What ran in the new kernel before the first restore, each with
+    /// when it was done: where the time between `resumed_usec` and
+    /// `restores_started_usec` went.
+    #[serde(default)]
+    pub before_restores: Vec<EarlyStep>,
     pub finished_usec: u64,
     pub units: Vec<UnitRecord>,
     #[serde(default, with = "empty_as_none")]

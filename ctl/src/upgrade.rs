@@ -106,6 +106,19 @@ pub fn render_warm(warm: &Warm) -> String {
     out
 }
 
+/// What ran before the first restore, each with when it was done after
+/// relive started in the new kernel ("CRIU's probe +4.7 s").
+fn early_steps(r: &UpgradeReport) -> String {
+    r.before_restores
+        .iter()
+        .map(|step| {
+            let failed = if step.ok { "" } else { " (failed)" };
+            format!("{} +{:.1} s{failed}", step.work, step.done_ms / 1000.0)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The report of the last upgrade: per unit, then the totals.
 pub fn render_report(r: &UpgradeReport) -> String {
     let mut out = String::new();
@@ -125,6 +138,9 @@ pub fn render_report(r: &UpgradeReport) -> String {
         ms(r.resumed_usec, r.restores_started_usec),
         ms(r.started_usec, r.finished_usec)
     );
+    if !r.before_restores.is_empty() {
+        let _ = writeln!(out, "Before the first restore: {}", early_steps(r));
+    }
     if !r.store.is_empty() {
         let _ = writeln!(out, "Store: {}", r.store);
     }
@@ -257,6 +273,7 @@ pub fn render_report(r: &UpgradeReport) -> String {
 mod tests {
     use super::*;
     use relive_api::plan::{Check, DoomedConnection, PlannedUnit};
+    use relive_api::report::{EarlyStep, EarlyWork};
 
     #[test]
     fn the_plan_reads_in_order() {
@@ -289,6 +306,7 @@ mod tests {
                 "PrivateUsers=yes: CRIU cannot restore ...".into(),
             )],
             rerun: vec![],
+            rerun_beside_restores: vec![],
             mounts: vec![],
             estimated_image_bytes: 17 << 20,
             doomed_connections: vec![DoomedConnection {
@@ -365,9 +383,33 @@ mod tests {
                 shm_files: vec!["sem.idle".into()],
                 ..UnitRecord::default()
             }],
+            before_restores: vec![
+                EarlyStep {
+                    work: EarlyWork::NetworkLocks,
+                    done_ms: 120.0,
+                    ok: true,
+                },
+                EarlyStep {
+                    work: EarlyWork::Unit("systemd-udev-trigger.service".into()),
+                    done_ms: 3_060.0,
+                    ok: false,
+                },
+                EarlyStep {
+                    work: EarlyWork::CriuProbe,
+                    done_ms: 4_740.0,
+                    ok: true,
+                },
+            ],
             ..UpgradeReport::default()
         };
         let text = render_report(&report);
+        assert!(
+            text.contains(
+                "Before the first restore: network locks +0.1 s, \
+                 systemd-udev-trigger.service +3.1 s (failed), CRIU's probe +4.7 s\n"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("Mode: two-phase; phase 1 (background pre-dumps) 2.5 s"),
             "{text}"

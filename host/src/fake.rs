@@ -169,18 +169,21 @@ impl UnitHost for FakeHost {
         self.record(HostCall::QueueStart(unit.into()));
     }
 
-    fn start_together(&self, units: &[String]) -> Vec<(String, HostError)> {
+    fn start_together(&self, units: &[String]) -> Vec<(String, Result<f64, HostError>)> {
         self.record(HostCall::StartTogether(units.to_vec()));
         self.with(|s| {
             units
                 .iter()
-                .filter(|u| s.failing_jobs.contains(*u))
                 .map(|u| {
-                    let error = HostError::Job {
-                        unit: u.clone(),
-                        reason: "failed (fake)".into(),
+                    let done = if s.failing_jobs.contains(u) {
+                        Err(HostError::Job {
+                            unit: u.clone(),
+                            reason: "failed (fake)".into(),
+                        })
+                    } else {
+                        Ok(0.0)
                     };
-                    (u.clone(), error)
+                    (u.clone(), done)
                 })
                 .collect()
         })

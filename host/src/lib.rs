@@ -105,8 +105,9 @@ pub trait UnitHost: Sync {
     /// Queues a start and returns at once.
     fn queue_start(&self, unit: &str);
     /// Starts every unit at once (the manager orders them by After=) and
-    /// waits; returns the units that failed, with why.
-    fn start_together(&self, units: &[String]) -> Vec<(String, HostError)>;
+    /// waits; returns each unit (in the order given) with the time from
+    /// the call until its job was done (ms), or why it failed.
+    fn start_together(&self, units: &[String]) -> Vec<(String, Result<f64, HostError>)>;
     /// Runs a helper program (argv[0] an absolute path) to its end.
     fn run_helper(&self, argv: &[&str]) -> Result<HelperOutput, HostError>;
     /// Moves the PID counter above relive's floor again, so that services

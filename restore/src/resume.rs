@@ -4,7 +4,9 @@
 
 use crate::verifier::Verifier;
 use crate::{netlock, revive, rollback, Seams};
-use relive_api::report::{Outcome, UnitMode, UnitRecord, UpgradeReport, CLOCK_NOTE};
+use relive_api::report::{
+    EarlyStep, EarlyWork, Outcome, UnitMode, UnitRecord, UpgradeReport, CLOCK_NOTE,
+};
 use relive_host::{panic_message, Job};
 use relive_store::handover::{kernel_release, KexecHandover};
 use relive_store::{memory, Store};
@@ -28,15 +30,13 @@ pub fn resume(
     resumed_usec: u64,
 ) -> UpgradeReport {
     let mut records = std::mem::take(&mut handover.units);
-    let mut restores_started_usec = 0;
+    let mut early = Early {
+        resumed_usec,
+        steps: Vec::new(),
+        restores_started_usec: 0,
+    };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        resume_units(
-            seams,
-            store,
-            &handover,
-            &mut records,
-            &mut restores_started_usec,
-        )
+        resume_units(seams, store, &handover, &mut records, &mut early)
     }));
     if let Err(panic) = run {
         let reason = format!("relive's resume code panicked: {}", panic_message(&panic));
@@ -63,7 +63,22 @@ pub fn resume(
         }
     }
     drop_stale_locks(seams, &records);
-    report(&handover, records, resumed_usec, restores_started_usec)
+    report(&handover, records, early)
+}
+
+/// What the resume did before its first restore, and when.
+struct Early {
+    resumed_usec: u64,
+    steps: Vec<EarlyStep>,
+    restores_started_usec: u64,
+}
+
+impl Early {
+    /// `work` done now.
+    fn done(&mut self, work: EarlyWork, ok: bool) {
+        let done_ms = wall_usec().saturating_sub(self.resumed_usec) as f64 / 1000.0;
+        self.steps.push(EarlyStep { work, done_ms, ok });
+    }
 }
 
 /// The network lock of a unit that was not restored holds connections
@@ -85,7 +100,7 @@ fn resume_units(
     store: &Store,
     handover: &KexecHandover,
     records: &mut [UnitRecord],
-    restores_started_usec: &mut u64,
+    early_steps: &mut Early,
 ) {
     let host = seams.host;
     // Rollback units are restored first, each checked on the spot; the
@@ -100,35 +115,7 @@ fn resume_units(
         .map(|r| r.name.clone())
         .collect();
     let early = (!rollback_first).then(|| Verifier::start(store, ahead.clone()));
-    // The network lock CRIU held on the old kernel, before any address is up.
-    for record in records.iter().filter(|r| r.lock_saved) {
-        if let Err(e) = netlock::load(host, store, &record.name) {
-            tracing::error!("{}: cannot restore its network lock: {e}", record.name);
-        }
-    }
-    std::thread::scope(|scope| {
-        // CRIU's probe of the new kernel (seconds under emulation), while
-        // the rerun units run, rather than in the first restore, the most
-        // critical unit's.
-        let probe = scope.spawn(|| seams.restorer.probe_kernel());
-        // Together: one after another, they cost every preserved unit
-        // seconds of stoppage. With them, the mounts the restored
-        // namespaces bind from PID 1's (a separate /run/lock tmpfs on
-        // Debian 13), whose devices the rerun udev trigger may bring.
-        let mut first = handover.plan.rerun.clone();
-        for mount in mounts_needed(handover, records) {
-            if !first.contains(&mount) {
-                first.push(mount);
-            }
-        }
-        for (name, e) in host.start_together(&first) {
-            tracing::error!("{name}: rerun failed: {e}");
-        }
-        if probe.join().is_err() {
-            tracing::error!("CRIU's probe of the new kernel panicked");
-        }
-    });
-    *restores_started_usec = wall_usec();
+    prepare_new_kernel(seams, store, handover, records, early_steps);
     // OnRestoreFailure=rollback units first: their failure sends the
     // machine back to the previous kernel (once).
     if rollback_first {
@@ -136,51 +123,67 @@ fn resume_units(
             tracing::error!("{e}");
         }
     }
-    let verifier = early.unwrap_or_else(|| Verifier::start(store, ahead));
-    let mut lost: Vec<String> = Vec::new();
-    // Most critical first.
-    for record in records.iter_mut().rev() {
-        if record.outcome == Some(Outcome::Restored) {
-            continue;
-        }
-        #[cfg(feature = "fault-injection")]
-        {
-            use relive_host::fault::{self, Fault};
-            if fault::injected_in_store(&store.root, Fault::PanicResume, &record.name) {
-                panic!("injected fault (panic-resume {})", record.name);
-            }
-        }
-        if let Err(e) = host.prepare_restore(&record.name) {
-            tracing::warn!("{}: {e}", record.name);
-        }
-        let restored = verifier.wait(&record.name).and_then(|verify_ms| {
-            revive::restore_verified(seams.restorer, store, record, verify_ms)
+    // The services' layer of the reruns goes on beside the restores.
+    let lost = std::thread::scope(|scope| {
+        let beside = scope.spawn(|| match &handover.plan.rerun_beside_restores[..] {
+            [] => Vec::new(),
+            units => host.start_together(units),
         });
-        match restored {
-            Ok(revived) => {
-                record.restore_ms = Some(revived.elapsed_ms);
-                record.verify_ms = Some(revived.verify_ms);
-                record.running_usec = Some(wall_usec());
-                record.outcome = Some(Outcome::Restored);
-                tracing::info!(
-                    "{}: restored as PID {} in {:.0} ms",
-                    record.name,
-                    revived.pid,
-                    revived.elapsed_ms
-                );
-                crate::mount_flags::set_again(host, record, revived.pid);
-                host.unpark(&record.name, revived.pid, revived.outputs);
+        let verifier = early.unwrap_or_else(|| Verifier::start(store, ahead));
+        let mut lost: Vec<String> = Vec::new();
+        // Most critical first.
+        for record in records.iter_mut().rev() {
+            if record.outcome == Some(Outcome::Restored) {
+                continue;
             }
-            Err(e) => {
-                let reason = e.to_string();
-                host.forget_parked(&record.name, &reason);
-                record.outcome = Some(Outcome::Lost { reason });
-                // Started below, once new processes take PIDs above the floor again.
-                lost.push(record.name.clone());
+            #[cfg(feature = "fault-injection")]
+            {
+                use relive_host::fault::{self, Fault};
+                if fault::injected_in_store(&store.root, Fault::PanicResume, &record.name) {
+                    panic!("injected fault (panic-resume {})", record.name);
+                }
+            }
+            if let Err(e) = host.prepare_restore(&record.name) {
+                tracing::warn!("{}: {e}", record.name);
+            }
+            let restored = verifier.wait(&record.name).and_then(|verify_ms| {
+                revive::restore_verified(seams.restorer, store, record, verify_ms)
+            });
+            match restored {
+                Ok(revived) => {
+                    record.restore_ms = Some(revived.elapsed_ms);
+                    record.verify_ms = Some(revived.verify_ms);
+                    record.running_usec = Some(wall_usec());
+                    record.outcome = Some(Outcome::Restored);
+                    tracing::info!(
+                        "{}: restored as PID {} in {:.0} ms",
+                        record.name,
+                        revived.pid,
+                        revived.elapsed_ms
+                    );
+                    crate::mount_flags::set_again(host, record, revived.pid);
+                    host.unpark(&record.name, revived.pid, revived.outputs);
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    host.forget_parked(&record.name, &reason);
+                    record.outcome = Some(Outcome::Lost { reason });
+                    // Started below, once new processes take PIDs above the floor again.
+                    lost.push(record.name.clone());
+                }
             }
         }
-    }
-    drop(verifier);
+        drop(verifier);
+        match beside.join() {
+            Ok(done) => {
+                for (name, e) in done.into_iter().filter_map(|(n, d)| Some((n, d.err()?))) {
+                    tracing::error!("{name}: rerun failed: {e}");
+                }
+            }
+            Err(_) => tracing::error!("the reruns beside the restores panicked"),
+        }
+        lost
+    });
     host.pids_above_floor();
     for name in &lost {
         if let Err(e) = host.run_job(name, Job::Start) {
@@ -200,6 +203,78 @@ fn resume_units(
     if let Err(e) = host.run_job(&target, Job::Start) {
         tracing::error!("{target}: {e}");
     }
+}
+
+/// The new kernel made ready for the restores: CRIU's network locks
+/// loaded again, CRIU's probe of the kernel run and the early rerun units
+/// (and the mounts restored namespaces bind) started, each timed in
+/// `early_steps`.
+fn prepare_new_kernel(
+    seams: Seams,
+    store: &Store,
+    handover: &KexecHandover,
+    records: &[UnitRecord],
+    early_steps: &mut Early,
+) {
+    let host = seams.host;
+    // The network lock CRIU held on the old kernel, before any address is up.
+    let locked: Vec<String> = records
+        .iter()
+        .filter(|r| r.lock_saved)
+        .map(|r| r.name.clone())
+        .collect();
+    let failed = netlock::load_all(host, store, &locked);
+    for (unit, e) in &failed {
+        tracing::error!("{unit}: cannot restore its network lock: {e}");
+    }
+    early_steps.done(EarlyWork::NetworkLocks, failed.is_empty());
+    let reruns_started_usec = wall_usec();
+    std::thread::scope(|scope| {
+        // CRIU's probe of the new kernel (seconds under emulation), while
+        // the rerun units run, rather than in the first restore, the most
+        // critical unit's.
+        let probe = scope.spawn(|| {
+            let ok = seams.restorer.probe_kernel();
+            (ok, wall_usec())
+        });
+        // Together: one after another, they cost every preserved unit
+        // seconds of stoppage. With them, the mounts the restored
+        // namespaces bind from PID 1's (a separate /run/lock tmpfs on
+        // Debian 13), whose devices the rerun udev trigger may bring.
+        let mut first: Vec<String> = handover
+            .plan
+            .rerun
+            .iter()
+            .filter(|u| !handover.plan.rerun_beside_restores.contains(u))
+            .cloned()
+            .collect();
+        for mount in mounts_needed(handover, records) {
+            if !first.contains(&mount) {
+                first.push(mount);
+            }
+        }
+        let mut units = Vec::new();
+        for (name, done) in host.start_together(&first) {
+            if let Err(e) = &done {
+                tracing::error!("{name}: rerun failed: {e}");
+            }
+            let done_usec = match &done {
+                Ok(ms) => reruns_started_usec + (ms * 1000.0) as u64,
+                Err(_) => wall_usec(),
+            };
+            units.push((EarlyWork::Unit(name), done_usec, done.is_ok()));
+        }
+        match probe.join() {
+            Ok((ok, done_usec)) => units.push((EarlyWork::CriuProbe, done_usec, ok)),
+            Err(_) => tracing::error!("CRIU's probe of the new kernel panicked"),
+        }
+        units.sort_by_key(|(_, done_usec, _)| *done_usec);
+        for (work, done_usec, ok) in units {
+            let done_ms = done_usec.saturating_sub(early_steps.resumed_usec) as f64 / 1000.0;
+            early_steps.steps.push(EarlyStep { work, done_ms, ok });
+        }
+    });
+    early_steps.restores_started_usec = wall_usec();
 }
 
 /// The mount units that were active on the old kernel and whose mount
@@ -222,12 +297,7 @@ fn mounts_needed(handover: &KexecHandover, records: &[UnitRecord]) -> Vec<String
 }
 
 /// The report of an upgrade whose units are in `records`.
-fn report(
-    handover: &KexecHandover,
-    records: Vec<UnitRecord>,
-    resumed_usec: u64,
-    restores_started_usec: u64,
-) -> UpgradeReport {
+fn report(handover: &KexecHandover, records: Vec<UnitRecord>, early: Early) -> UpgradeReport {
     let mut units = records;
     let not_dumped = |names: &[String], mode, outcome: Outcome| {
         names
@@ -260,8 +330,9 @@ fn report(
         kernel_to: kernel_release(),
         started_usec: handover.started_usec,
         kexec_usec: handover.kexec_usec,
-        resumed_usec,
-        restores_started_usec,
+        resumed_usec: early.resumed_usec,
+        restores_started_usec: early.restores_started_usec,
+        before_restores: early.steps,
         finished_usec: wall_usec(),
         mode: Some(handover.mode),
         phase1_started_usec: handover.phase1_started_usec,

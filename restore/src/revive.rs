@@ -26,8 +26,11 @@ pub struct Revived {
 pub trait Restorer: Sync {
     fn restore(&self, store: &Store, record: &UnitRecord) -> Result<Revived, RestoreError>;
     /// Lets CRIU learn the new kernel once, ahead of the first restore
-    /// (its kernel probe, cached in /run/criu.kdat for every later CRIU).
-    fn probe_kernel(&self) {}
+    /// (its kernel probe, cached in /run/criu.kdat for every later CRIU);
+    /// false if the probe failed (each restore then probes for itself).
+    fn probe_kernel(&self) -> bool {
+        true
+    }
 }
 
 /// Checks the unit's images against the store's manifest; returns how
@@ -86,7 +89,7 @@ impl CriuRestorer {
 }
 
 impl Restorer for CriuRestorer {
-    fn probe_kernel(&self) {
+    fn probe_kernel(&self) -> bool {
         let started = Instant::now();
         // CRIU tries TCP repair on a loopback connection; the network's
         // rerun units bring lo up too, later (ifup lo is idempotent).
@@ -94,11 +97,17 @@ impl Restorer for CriuRestorer {
             tracing::warn!("cannot bring lo up for CRIU's probe of the new kernel");
         }
         match relive_criu::pid1::check(&self.criu, Path::new("/run/relive/criu-check")) {
-            Ok(version) => tracing::info!(
-                "CRIU {version} probed the new kernel in {:.0} ms, ahead of the restores",
-                started.elapsed().as_secs_f64() * 1000.0
-            ),
-            Err(e) => tracing::warn!("CRIU's probe of the new kernel failed: {e}"),
+            Ok(version) => {
+                tracing::info!(
+                    "CRIU {version} probed the new kernel in {:.0} ms, ahead of the restores",
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!("CRIU's probe of the new kernel failed: {e}");
+                false
+            }
         }
     }
 

@@ -310,3 +310,38 @@ fn the_mounts_restored_namespaces_need_come_with_the_reruns() {
     );
     assert!(first < position(&calls, &HostCall::PrepareRestore("redis".into())));
 }
+
+/// A rerun unit of the services' layer (after basic.target) is started
+/// beside the restores, not before the first one; the early ones are
+/// timed in the report, and the beside ones are done before new
+/// processes take PIDs above the floor.
+#[test]
+fn reruns_of_the_services_layer_go_beside_the_restores() {
+    let (rig, mut handover) = Rig::new(&[("low", false), ("critical", false)]);
+    handover.plan.rerun.push("user-sessions".into());
+    handover.plan.rerun_beside_restores = vec!["user-sessions".into()];
+    let report = rig.resume(handover);
+    let calls = rig.host.calls();
+    let early = position(
+        &calls,
+        &HostCall::StartTogether(vec!["network".into(), "sysctl".into()]),
+    );
+    let beside = position(
+        &calls,
+        &HostCall::StartTogether(vec!["user-sessions".into()]),
+    );
+    let first_restore = position(&calls, &HostCall::PrepareRestore("critical".into()));
+    let floor = position(&calls, &HostCall::PidsAboveFloor);
+    assert!(early < first_restore && early < beside && beside < floor);
+    assert_eq!(outcome(&report, "user-sessions"), &Outcome::Rerun);
+    let steps: Vec<String> = report
+        .before_restores
+        .iter()
+        .map(|s| s.work.to_string())
+        .collect();
+    assert_eq!(steps.first().map(String::as_str), Some("network locks"));
+    for work in ["network", "sysctl", "CRIU's probe"] {
+        assert!(steps.iter().any(|s| s == work), "{work} in {steps:?}");
+    }
+    assert!(!steps.iter().any(|s| s == "user-sessions"), "{steps:?}");
+}

@@ -368,6 +368,21 @@ pub fn report_table(report: &UpgradeReport) -> String {
         secs_between(report.started_usec, report.resumed_usec),
         secs_between(report.started_usec, report.restores_started_usec),
     );
+    if !report.before_restores.is_empty() {
+        let steps: Vec<String> = report
+            .before_restores
+            .iter()
+            .map(|s| {
+                let failed = if s.ok { "" } else { " FAILED" };
+                format!("{} +{:.1} s{failed}", s.work, s.done_ms / 1000.0)
+            })
+            .collect();
+        let _ = write!(
+            table,
+            "\n  before the first restore (from resumed): {}",
+            steps.join(", ")
+        );
+    }
     let _ = write!(
         table,
         "\n  {:<34} {:<9} {:>4} {:>7} {:>9} {:>9} {:>11} {:>11}  outcome",

@@ -137,6 +137,25 @@ impl Manager {
                 plan.why.push((u.name.clone(), DATAGRAM_SOCKET.into()));
             }
         }
+        // What the restores need first is the machine's early layer: file
+        // systems, sockets, sysctls, devices, the network (all ordered
+        // before sysinit.target). A rerun service that comes after
+        // basic.target is a service like the restored ones, started beside
+        // them (on Debian: postgresql.service's wrapper,
+        // systemd-user-sessions, user-runtime-dir@, seconds under
+        // emulation).
+        plan.rerun_beside_restores = plan
+            .rerun
+            .iter()
+            .filter(|name| {
+                self.state
+                    .units
+                    .get(*name)
+                    .and_then(|u| u.config.as_ref())
+                    .is_some_and(|c| c.unit.after.iter().any(|a| a == "basic.target"))
+            })
+            .cloned()
+            .collect();
         preserved.sort_by(|a, b| {
             a.priority
                 .cmp(&b.priority)

@@ -7,6 +7,7 @@ use crate::manager::Manager;
 use relive_api::plan::Plan;
 use relive_host::{HelperOutput, HostError, Job, ParkInfo, UnitHost};
 use std::os::fd::OwnedFd;
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct LoopHost {
@@ -117,7 +118,8 @@ impl UnitHost for LoopHost {
         });
     }
 
-    fn start_together(&self, units: &[String]) -> Vec<(String, HostError)> {
+    fn start_together(&self, units: &[String]) -> Vec<(String, Result<f64, HostError>)> {
+        let started = Instant::now();
         let names = units.to_vec();
         let queued = match self.on_loop(move |m| {
             names
@@ -126,21 +128,44 @@ impl UnitHost for LoopHost {
                 .collect::<Vec<_>>()
         }) {
             Ok(queued) => queued,
-            Err(e) => return units.iter().map(|n| (n.clone(), e.clone())).collect(),
+            Err(e) => return units.iter().map(|n| (n.clone(), Err(e.clone()))).collect(),
         };
-        let mut failed = Vec::new();
-        for (name, job) in queued {
-            let done = match job {
-                Ok(waiting) => async_io::block_on(waiting.recv())
-                    .map_err(|_| "job dropped".to_owned())
-                    .and_then(|r| r.map_err(|e| e.to_string())),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(reason) = done {
-                failed.push((name.clone(), HostError::Job { unit: name, reason }));
-            }
-        }
-        failed
+        // One waiter per job, so that each unit's time is its own and not
+        // the slowest of those listed before it.
+        std::thread::scope(|scope| {
+            let waiters: Vec<_> = queued
+                .into_iter()
+                .map(|(name, job)| {
+                    scope.spawn(move || {
+                        let done = match job {
+                            Ok(waiting) => waiting
+                                .recv_blocking()
+                                .map_err(|_| "job dropped".to_owned())
+                                .and_then(|r| r.map_err(|e| e.to_string())),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let done = done
+                            .map(|()| started.elapsed().as_secs_f64() * 1000.0)
+                            .map_err(|reason| HostError::Job {
+                                unit: name.clone(),
+                                reason,
+                            });
+                        (name, done)
+                    })
+                })
+                .collect();
+            waiters
+                .into_iter()
+                .zip(units)
+                .map(|(waiter, unit)| {
+                    waiter.join().unwrap_or_else(|_| {
+                        let reason = "its waiter panicked".to_owned();
+                        let unit = unit.clone();
+                        (unit.clone(), Err(HostError::Job { unit, reason }))
+                    })
+                })
+                .collect()
+        })
     }
 
     fn run_helper(&self, argv: &[&str]) -> Result<HelperOutput, HostError> {
