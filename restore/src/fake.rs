@@ -7,7 +7,9 @@ use relive_api::report::UnitRecord;
 use relive_host::HostError;
 use relive_store::Store;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct FakeRestorer {
@@ -15,6 +17,10 @@ pub struct FakeRestorer {
     pub restored: Mutex<Vec<String>>,
     /// Units whose restore fails.
     pub failing: Mutex<BTreeSet<String>>,
+    /// How long each restore takes (so that restores run at once overlap).
+    pub takes: Duration,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 impl FakeRestorer {
@@ -25,6 +31,19 @@ impl FakeRestorer {
             .unwrap_or_else(|e| e.into_inner())
             .extend(units.iter().map(|u| u.to_string()));
         fake
+    }
+
+    /// One whose every restore takes `takes`.
+    pub fn taking(takes: Duration) -> FakeRestorer {
+        FakeRestorer {
+            takes,
+            ..FakeRestorer::default()
+        }
+    }
+
+    /// The most restores that ran at the same time.
+    pub fn most_at_once(&self) -> usize {
+        self.most_in_flight.load(Ordering::SeqCst)
     }
 
     pub fn restored(&self) -> Vec<String> {
@@ -41,6 +60,10 @@ impl Restorer for FakeRestorer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(record.name.clone());
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(self.takes);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         if self
             .failing
             .lock()

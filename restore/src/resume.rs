@@ -131,47 +131,15 @@ fn resume_units(
         });
         let verifier = early.unwrap_or_else(|| Verifier::start(store, ahead));
         let mut lost: Vec<String> = Vec::new();
-        // Most critical first.
-        for record in records.iter_mut().rev() {
-            if record.outcome == Some(Outcome::Restored) {
-                continue;
-            }
-            #[cfg(feature = "fault-injection")]
-            {
-                use relive_host::fault::{self, Fault};
-                if fault::injected_in_store(&store.root, Fault::PanicResume, &record.name) {
-                    panic!("injected fault (panic-resume {})", record.name);
-                }
-            }
-            if let Err(e) = host.prepare_restore(&record.name) {
-                tracing::warn!("{}: {e}", record.name);
-            }
-            let restored = verifier.wait(&record.name).and_then(|verify_ms| {
-                revive::restore_verified(seams.restorer, store, record, verify_ms)
-            });
-            match restored {
-                Ok(revived) => {
-                    record.restore_ms = Some(revived.elapsed_ms);
-                    record.verify_ms = Some(revived.verify_ms);
-                    record.running_usec = Some(wall_usec());
-                    record.outcome = Some(Outcome::Restored);
-                    tracing::info!(
-                        "{}: restored as PID {} in {:.0} ms",
-                        record.name,
-                        revived.pid,
-                        revived.elapsed_ms
-                    );
-                    crate::mount_flags::set_again(host, record, revived.pid);
-                    host.unpark(&record.name, revived.pid, revived.outputs);
-                }
-                Err(e) => {
-                    let reason = e.to_string();
-                    host.forget_parked(&record.name, &reason);
-                    record.outcome = Some(Outcome::Lost { reason });
-                    // Started below, once new processes take PIDs above the floor again.
-                    lost.push(record.name.clone());
-                }
-            }
+        // Most critical first: one priority after another, the units of
+        // one priority in parallel.
+        let mut pending: Vec<&mut UnitRecord> = records
+            .iter_mut()
+            .rev()
+            .filter(|r| r.outcome != Some(Outcome::Restored))
+            .collect();
+        for tier in pending.chunk_by_mut(|a, b| a.priority == b.priority) {
+            lost.extend(restore_tier(seams, store, &verifier, tier));
         }
         drop(verifier);
         match beside.join() {
@@ -205,6 +173,92 @@ fn resume_units(
     }
 }
 
+/// How many units of one priority are restored at once: CRIU's restore
+/// is mostly one busy process, so one per CPU, and no more than four
+/// (each also holds its images' pages in the page cache).
+fn restore_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Restores the units of one priority, several at once; returns those
+/// that could not be restored.
+fn restore_tier(
+    seams: Seams,
+    store: &Store,
+    verifier: &Verifier,
+    tier: &mut [&mut UnitRecord],
+) -> Vec<String> {
+    let workers = restore_workers().min(tier.len());
+    if workers <= 1 {
+        return tier
+            .iter_mut()
+            .filter_map(|record| restore_one(seams, store, verifier, record))
+            .collect();
+    }
+    let queue = std::sync::Mutex::new(tier.iter_mut());
+    let lost = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some(record) = next else { break };
+                if let Some(name) = restore_one(seams, store, verifier, record) {
+                    lost.lock().unwrap_or_else(|e| e.into_inner()).push(name);
+                }
+            });
+        }
+    });
+    lost.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Restores one unit from its checked images and hands it back to PID
+/// 1; returns its name if it could not be restored (it is then started
+/// afresh, once new processes take PIDs above the floor again).
+fn restore_one(
+    seams: Seams,
+    store: &Store,
+    verifier: &Verifier,
+    record: &mut UnitRecord,
+) -> Option<String> {
+    let host = seams.host;
+    #[cfg(feature = "fault-injection")]
+    {
+        use relive_host::fault::{self, Fault};
+        if fault::injected_in_store(&store.root, Fault::PanicResume, &record.name) {
+            panic!("injected fault (panic-resume {})", record.name);
+        }
+    }
+    if let Err(e) = host.prepare_restore(&record.name) {
+        tracing::warn!("{}: {e}", record.name);
+    }
+    let restored = verifier
+        .wait(&record.name)
+        .and_then(|verify_ms| revive::restore_verified(seams.restorer, store, record, verify_ms));
+    match restored {
+        Ok(revived) => {
+            record.restore_ms = Some(revived.elapsed_ms);
+            record.verify_ms = Some(revived.verify_ms);
+            record.running_usec = Some(wall_usec());
+            record.outcome = Some(Outcome::Restored);
+            tracing::info!(
+                "{}: restored as PID {} in {:.0} ms",
+                record.name,
+                revived.pid,
+                revived.elapsed_ms
+            );
+            crate::mount_flags::set_again(host, record, revived.pid);
+            host.unpark(&record.name, revived.pid, revived.outputs);
+            None
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            host.forget_parked(&record.name, &reason);
+            record.outcome = Some(Outcome::Lost { reason });
+            Some(record.name.clone())
+        }
+    }
+}
+
 /// The new kernel made ready for the restores: CRIU's network locks
 /// loaded again, CRIU's probe of the kernel run and the early rerun units
 /// (and the mounts restored namespaces bind) started, each timed in
@@ -217,26 +271,27 @@ fn prepare_new_kernel(
     early_steps: &mut Early,
 ) {
     let host = seams.host;
-    // The network lock CRIU held on the old kernel, before any address is up.
-    let locked: Vec<String> = records
-        .iter()
-        .filter(|r| r.lock_saved)
-        .map(|r| r.name.clone())
-        .collect();
-    let failed = netlock::load_all(host, store, &locked);
-    for (unit, e) in &failed {
-        tracing::error!("{unit}: cannot restore its network lock: {e}");
-    }
-    early_steps.done(EarlyWork::NetworkLocks, failed.is_empty());
-    let reruns_started_usec = wall_usec();
     std::thread::scope(|scope| {
-        // CRIU's probe of the new kernel (seconds under emulation), while
-        // the rerun units run, rather than in the first restore, the most
-        // critical unit's.
+        // CRIU's probe of the new kernel (seconds under emulation), from
+        // the start and while the rerun units run, rather than in the
+        // first restore, the most critical unit's. It needs only lo.
         let probe = scope.spawn(|| {
             let ok = seams.restorer.probe_kernel();
             (ok, wall_usec())
         });
+        // The network lock CRIU held on the old kernel, before any
+        // address is up.
+        let locked: Vec<String> = records
+            .iter()
+            .filter(|r| r.lock_saved)
+            .map(|r| r.name.clone())
+            .collect();
+        let failed = netlock::load_all(host, store, &locked);
+        for (unit, e) in &failed {
+            tracing::error!("{unit}: cannot restore its network lock: {e}");
+        }
+        early_steps.done(EarlyWork::NetworkLocks, failed.is_empty());
+        let reruns_started_usec = wall_usec();
         // Together: one after another, they cost every preserved unit
         // seconds of stoppage. With them, the mounts the restored
         // namespaces bind from PID 1's (a separate /run/lock tmpfs on

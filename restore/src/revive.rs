@@ -228,28 +228,41 @@ impl Restorer for CriuRestorer {
 /// scaling — a few bytes — and the connection crawls (an ssh session stalls).
 /// With scaling off while the sockets are created, their scale is 0, as
 /// negotiated; connections that did negotiate scaling get theirs from CRIU.
-struct WindowScalingOff {
-    previous: Option<String>,
-}
+///
+/// Restores run in parallel: the first to start turns scaling off, the
+/// last to end turns it back to what it was.
+struct WindowScalingOff;
+
+/// The restores under way, and the setting they found.
+static SCALING_OFF: std::sync::Mutex<(usize, Option<String>)> = std::sync::Mutex::new((0, None));
 
 const WINDOW_SCALING: &str = "/proc/sys/net/ipv4/tcp_window_scaling";
 
 impl WindowScalingOff {
     fn new() -> WindowScalingOff {
-        let previous = std::fs::read_to_string(WINDOW_SCALING).ok();
-        if previous.as_deref().map(str::trim) != Some("0") {
-            if let Err(e) = std::fs::write(WINDOW_SCALING, "0") {
-                tracing::warn!("{WINDOW_SCALING}: {e}");
+        let mut off = SCALING_OFF.lock().unwrap_or_else(|e| e.into_inner());
+        if off.0 == 0 {
+            let previous = std::fs::read_to_string(WINDOW_SCALING).ok();
+            if previous.as_deref().map(str::trim) != Some("0") {
+                if let Err(e) = std::fs::write(WINDOW_SCALING, "0") {
+                    tracing::warn!("{WINDOW_SCALING}: {e}");
+                }
             }
+            off.1 = previous;
         }
-        WindowScalingOff { previous }
+        off.0 += 1;
+        WindowScalingOff
     }
 }
 
 impl Drop for WindowScalingOff {
     fn drop(&mut self) {
-        if let Some(previous) = &self.previous {
-            let _ = std::fs::write(WINDOW_SCALING, previous.trim());
+        let mut off = SCALING_OFF.lock().unwrap_or_else(|e| e.into_inner());
+        off.0 = off.0.saturating_sub(1);
+        if off.0 == 0 {
+            if let Some(previous) = off.1.take() {
+                let _ = std::fs::write(WINDOW_SCALING, previous.trim());
+            }
         }
     }
 }

@@ -41,6 +41,8 @@ impl Rig {
                 name: name.to_string(),
                 mode: UnitMode::Preserve,
                 main_pid: 2000 + i as i32,
+                // Each its own priority, ascending as the freeze order.
+                priority: 100 * (i as u16 + 1),
                 cgroup: format!("/system.slice/{name}"),
                 rollback: *rollback,
                 frozen_usec: 1,
@@ -344,4 +346,34 @@ fn reruns_of_the_services_layer_go_beside_the_restores() {
         assert!(steps.iter().any(|s| s == work), "{work} in {steps:?}");
     }
     assert!(!steps.iter().any(|s| s == "user-sessions"), "{steps:?}");
+}
+
+/// Units of one priority are restored at once (as many as there are
+/// CPUs, up to four); a higher priority still goes first, alone, and a
+/// lower one after.
+#[test]
+fn units_of_one_priority_are_restored_together_after_the_more_critical() {
+    let (mut rig, mut handover) = Rig::new(&[
+        ("low", false),
+        ("a", false),
+        ("b", false),
+        ("critical", false),
+    ]);
+    for (unit, priority) in handover.units.iter_mut().zip([100, 500, 500, 900]) {
+        unit.priority = priority;
+    }
+    rig.restorer = FakeRestorer::taking(std::time::Duration::from_millis(100));
+    let report = rig.resume(handover);
+    let order = rig.restorer.restored();
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some("critical"),
+        "{order:?}"
+    );
+    assert_eq!(order.last().map(String::as_str), Some("low"), "{order:?}");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(rig.restorer.most_at_once(), cpus.clamp(1, 2), "{order:?}");
+    for unit in ["low", "a", "b", "critical"] {
+        assert_eq!(outcome(&report, unit), &Outcome::Restored);
+    }
 }
