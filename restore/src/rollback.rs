@@ -199,7 +199,9 @@ fn go_back(
         let _ = seams.kexec.unload();
         return e.into();
     }
-    let error = seams.kexec.boot(device.as_deref());
+    let error = seams
+        .kexec
+        .boot(&*relive_store::carrier::for_device(device.as_deref()));
     let _ = seams.kexec.unload();
     error.into()
 }

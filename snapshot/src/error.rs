@@ -4,6 +4,7 @@
 use crate::dump::DumpError;
 use relive_host::HostError;
 use relive_restore::netlock::LockError;
+use relive_store::carrier::CarrierError;
 use relive_store::kexec::BootError;
 use relive_store::memory::MemoryStoreError;
 use relive_store::StoreError;
@@ -26,6 +27,8 @@ pub enum UpgradeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     MemoryStore(#[from] MemoryStoreError),
+    #[error(transparent)]
+    Carrier(#[from] CarrierError),
     /// A helper program (mkfs.ext4) failed.
     #[error(transparent)]
     Host(HostError),

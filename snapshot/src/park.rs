@@ -16,7 +16,7 @@ use relive_criu::activity::ActivitySample;
 use relive_host::{panic_message, Job};
 use relive_restore::{cgroup_dir, netlock, revive};
 use relive_store::handover::{kernel_release, PreviousKernel};
-use relive_store::{memory, KexecHandover, Store};
+use relive_store::{KexecHandover, Store};
 use relive_sys::machine::Scope;
 use relive_sys::wall_usec;
 use std::collections::BTreeMap;
@@ -135,9 +135,7 @@ pub fn execute(
         tracing::warn!("cannot keep CRIU's logs: {e}");
     }
     let _ = store.wipe();
-    if choice.device.is_some() {
-        memory::unmount();
-    }
+    relive_store::carrier::for_choice(&choice).close();
     seams.host.end_upgrade();
     let undone = match aborted.lost.len() {
         0 => "every service runs on the old kernel again".to_owned(),
@@ -358,7 +356,8 @@ impl Parking<'_> {
             0,
             &format!("booting {}", request.kernel.display()),
         ));
-        Err(self.seams.kexec.boot(choice.device.as_deref()).into())
+        let carrier = relive_store::carrier::for_choice(&choice);
+        Err(self.seams.kexec.boot(&*carrier).into())
     }
 
     /// A control client running inside the unit (relivectl from an ssh

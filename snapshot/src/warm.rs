@@ -72,16 +72,12 @@ pub fn prepare(
 /// fresh ext4 mounted at the mount point, unless it is mounted already
 /// (a warm snapshot lives on it). The disk store needs nothing.
 pub fn open_store(host: &dyn UnitHost, choice: &StoreChoice) -> Result<(), UpgradeError> {
-    let Some(device) = &choice.device else {
-        return Ok(());
+    let run = |argv: &[&str]| {
+        relive_host::run_ok(host, argv)
+            .map(drop)
+            .map_err(|e| e.to_string())
     };
-    if memory::is_mounted() {
-        return Ok(());
-    }
-    let argv = memory::mkfs_command(device);
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    relive_host::run_ok(host, &argv).map_err(UpgradeError::Host)?;
-    Ok(memory::mount(device)?)
+    Ok(relive_store::carrier::for_choice(choice).open(&run)?)
 }
 
 fn take(

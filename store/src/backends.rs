@@ -9,8 +9,9 @@
 //! the kexec), is the third: relive cannot use it yet, and Debian's
 //! kernels build it off, but the preflight already tells whether both
 //! kernels offer it, so that an administrator can see what a LUO backend
-//! would need. A new backend is a new [`Backend`] and a new arm in
-//! [`offers`] and in `memory::choose`.
+//! would need. A new backend is a new [`Backend`], an implementation of
+//! [`crate::carrier::Carrier`] (the steps the upgrade asks of it), and a
+//! new arm in [`offers`] and in `memory::choose`.
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! trait, so that tests of the upgrade never touch the machine's kernel
 //! or its root file system ([`fake::FakeKexec`]).
 
-use crate::memory::{self, MemoryStoreError};
+use crate::carrier::{Carrier, CarrierError};
 use relive_sys::kexec::KexecError;
 use std::path::Path;
 
@@ -11,9 +11,10 @@ use std::path::Path;
 /// as before).
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
-    /// The memory store must be clean for the next kernel to mount it.
+    /// The store's carrier could not hand it over (the memory store must
+    /// be unmounted clean for the next kernel to mount it).
     #[error(transparent)]
-    Unmount(#[from] MemoryStoreError),
+    HandOver(#[from] CarrierError),
     #[error("kexec failed: {0}")]
     Kexec(std::io::Error),
 }
@@ -22,11 +23,12 @@ pub enum BootError {
 pub trait Kexec: Sync {
     fn load(&self, kernel: &Path, initrd: Option<&Path>, cmdline: &str) -> Result<(), KexecError>;
     fn unload(&self) -> Result<(), KexecError>;
-    /// Boots the loaded kernel with the store written: syncs, unmounts the
-    /// memory store on `memory_device` (the next kernel mounts it again:
-    /// it must be clean), remounts / read-only (kexec unmounts nothing).
-    /// Returns only on failure, with everything mounted as before.
-    fn boot(&self, memory_device: Option<&Path>) -> BootError;
+    /// Boots the loaded kernel with the store written: syncs, has the
+    /// store's `carrier` hand it over (the memory store unmounted: the
+    /// next kernel mounts it again, it must be clean), remounts /
+    /// read-only (kexec unmounts nothing). Returns only on failure, with
+    /// the store taken back and everything mounted as before.
+    fn boot(&self, carrier: &dyn Carrier) -> BootError;
 }
 
 /// The running kernel's kexec_file_load and reboot(2).
@@ -42,19 +44,17 @@ impl Kexec for LiveKexec {
         relive_sys::kexec::unload()
     }
 
-    fn boot(&self, memory_device: Option<&Path>) -> BootError {
+    fn boot(&self, carrier: &dyn Carrier) -> BootError {
         nix::unistd::sync();
-        if memory_device.is_some() {
-            if let Err(e) = memory::unmount_checked() {
-                return e.into();
-            }
+        if let Err(e) = carrier.hand_over() {
+            return e.into();
         }
         let _ = relive_sys::machine::remount_root(true);
         nix::unistd::sync();
         let e = relive_sys::kexec::boot_loaded();
         let _ = relive_sys::machine::remount_root(false);
-        if let Some(device) = memory_device {
-            let _ = memory::mount(device);
+        if let Err(taken) = carrier.take_back() {
+            tracing::error!("the store after the failed kexec: {taken}");
         }
         BootError::Kexec(e)
     }
@@ -106,7 +106,7 @@ pub mod fake {
             Ok(())
         }
 
-        fn boot(&self, _: Option<&Path>) -> BootError {
+        fn boot(&self, _: &dyn Carrier) -> BootError {
             self.record(KexecCall::Boot);
             BootError::Kexec(std::io::Error::from_raw_os_error(libc_enosys()))
         }

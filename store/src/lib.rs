@@ -6,6 +6,8 @@
 //!   alone, and the choice between it and the disk;
 //! - [`backends`]: which places to keep the store in (disk, memory, the
 //!   kernel's Live Update Orchestrator) each kernel offers;
+//! - [`carrier`]: the interface of such a place, the steps the upgrade
+//!   asks of it (open, hand over, take back, close);
 //! - [`envelope`]: the versioned, checksummed wrapper of PID 1's state,
 //!   for a re-exec and for a kexec;
 //! - [`handover`]: what the old kernel's relive tells the new one;
@@ -14,6 +16,7 @@
 //! - [`kexec`]: booting the loaded kernel with the store written.
 
 pub mod backends;
+pub mod carrier;
 pub mod envelope;
 pub mod handover;
 pub mod kexec;

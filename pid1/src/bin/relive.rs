@@ -227,7 +227,7 @@ fn kexec_handover(config: &Config) -> Option<(Store, KexecHandover, ManagerState
     }
     if let Some(device) = device {
         // The memory store: the same region, as the previous kernel left it.
-        if let Err(e) = memory::attach(&device).and_then(|()| memory::mount(&device)) {
+        if let Err(e) = relive_store::carrier::for_device(Some(&device)).take_back() {
             tracing::error!("live upgrade handover in memory unreadable: {e}; booting afresh");
             return None;
         }

@@ -44,9 +44,9 @@ impl Kexec for FlushingKexec {
         self.0.unload()
     }
 
-    fn boot(&self, memory_device: Option<&std::path::Path>) -> relive_store::kexec::BootError {
+    fn boot(&self, carrier: &dyn relive_store::carrier::Carrier) -> relive_store::kexec::BootError {
         crate::logging::flush();
-        self.0.boot(memory_device)
+        self.0.boot(carrier)
     }
 }
 
