@@ -133,7 +133,7 @@ impl Archive {
         let list = dir.join("sources.list");
         let same_sources = std::fs::read_to_string(&list).is_ok_and(|s| s == sources);
         if !same_sources {
-            std::fs::write(&list, &sources)?;
+            std::fs::write(&list, sources)?;
         }
         if !dir.join("status").exists() {
             std::fs::write(dir.join("status"), "")?;

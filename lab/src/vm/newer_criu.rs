@@ -59,7 +59,7 @@ const GUEST_DIR: &str = "/var/cache/relive-lab/criu-forky";
 /// The .debs, downloaded (again, each run: a few MiB) into
 /// lab/out/trixie/criu-forky/.
 pub fn fetch(paths: &Paths) -> Result<Vec<PathBuf>> {
-    let step = output::step(&format!("fetching CRIU from {SUITE}"));
+    let step = output::step(format!("fetching CRIU from {SUITE}"));
     let state = paths.image_out().join(format!("apt-{SUITE}"));
     let sources = apt::sources_list(&apt::debian_mirror(), &[SUITE.to_owned()]);
     let archive = Archive::private(&state, &sources, false)?;
@@ -91,7 +91,7 @@ pub fn fetch(paths: &Paths) -> Result<Vec<PathBuf>> {
 /// Installs `debs` in the guest on `port` (libnl's parts only where the
 /// guest has them) and returns what `criu --version` says there.
 pub fn install(paths: &Paths, port: u16, debs: &[PathBuf]) -> Result<String> {
-    let step = output::step(&format!("installing {SUITE}'s CRIU in the guest"));
+    let step = output::step(format!("installing {SUITE}'s CRIU in the guest"));
     ssh::run(paths, port, &format!("mkdir -p {GUEST_DIR}"))?;
     for deb in debs {
         copy_in(paths, port, deb)?;
