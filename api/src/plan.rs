@@ -13,6 +13,11 @@ pub struct Plan {
     pub preserved: Vec<PlannedUnit>,
     /// Stopped cleanly before the kexec and started fresh after it.
     pub restarted: Vec<String>,
+    /// Restarted units' state under /run that crosses the kexec (unit,
+    /// paths relative to /run): what they read back when they start
+    /// (logind's sessions, RuntimeDirectoryPreserve= directories).
+    #[serde(default)]
+    pub carried_on_restart: Vec<(String, Vec<String>)>,
     /// Why each unit above is preserved, restarted or rerun (unit,
     /// reason), in the order the units were planned.
     #[serde(default)]

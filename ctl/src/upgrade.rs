@@ -45,6 +45,10 @@ pub fn render(plan: &Plan) -> String {
         }
     };
     let _ = writeln!(out, "Restarted: {}", list(&plan.restarted));
+    for (unit, paths) in &plan.carried_on_restart {
+        let paths: Vec<String> = paths.iter().map(|p| format!("/run/{p}")).collect();
+        let _ = writeln!(out, "  {unit} finds again: {}", paths.join(" "));
+    }
     let _ = writeln!(out, "Rerun:     {}", list(&plan.rerun));
     if !plan.why.is_empty() {
         let _ = writeln!(out, "Why:");
@@ -301,6 +305,7 @@ mod tests {
                 },
             ],
             restarted: vec!["web.service".into()],
+            carried_on_restart: vec![("web.service".into(), vec!["web/sessions".into()])],
             why: vec![(
                 "web.service".into(),
                 "PrivateUsers=yes: CRIU cannot restore ...".into(),
@@ -335,7 +340,10 @@ mod tests {
         let counter = text.find("counter.service").unwrap();
         let echo = text.find("echo.service").unwrap();
         assert!(counter < echo, "{text}");
-        assert!(text.contains("Restarted: web.service\n"), "{text}");
+        assert!(
+            text.contains("Restarted: web.service\n  web.service finds again: /run/web/sessions\n"),
+            "{text}"
+        );
         assert!(
             text.contains("Why:\n  web.service  PrivateUsers=yes: CRIU"),
             "{text}"

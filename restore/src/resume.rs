@@ -163,6 +163,13 @@ fn resume_units(
     }
     host.end_upgrade();
     let target = host.boot_target();
+    // What restarted units read back when they start (logind's sessions,
+    // whose processes crossed with their services above).
+    for (name, _) in &handover.plan.carried_on_restart {
+        if let Err(e) = relive_store::rundir::restore(&store.run_dir(name), Path::new("/run")) {
+            tracing::error!("{name}: its state in /run did not come back: {e}");
+        }
+    }
     for name in &handover.plan.restarted {
         if let Err(e) = host.run_job(name, Job::Start) {
             tracing::error!("{name}: {e}");
@@ -371,6 +378,14 @@ fn report(handover: &KexecHandover, records: Vec<UnitRecord>, early: Early) -> U
         Outcome::Rerun,
     ));
     for unit in units.iter_mut().filter(|u| u.mode != UnitMode::Preserve) {
+        if let Some((_, paths)) = handover
+            .plan
+            .carried_on_restart
+            .iter()
+            .find(|(name, _)| *name == unit.name)
+        {
+            unit.runtime_dirs = paths.clone();
+        }
         if let Some((_, why)) = handover
             .plan
             .why

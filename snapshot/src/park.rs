@@ -268,6 +268,14 @@ impl Parking<'_> {
                     source,
                 })?;
             self.stopped.push(name.clone());
+            // What it reads back when it starts, as it left it.
+            if let Some((_, paths)) = plan.carried_on_restart.iter().find(|(u, _)| u == name) {
+                relive_store::rundir::save(Path::new("/run"), paths, &store.run_dir(name))
+                    .map_err(|source| UpgradeError::RuntimeDirs {
+                        unit: name.clone(),
+                        source,
+                    })?;
+            }
         }
         let mut ended = Vec::new();
         for unit in &plan.preserved {

@@ -1,8 +1,14 @@
 //! relive's built-in live-upgrade policy: services bound to the kernel
-//! they run on, which a live upgrade starts fresh (or runs again) in the
-//! new kernel instead of checkpointing. Every other long-running service
-//! is preserved by default. A unit's own `[X-LiveUpgrade] Mode=`, or a
-//! drop-in's, overrides an entry. relive.unit(5) lists the table.
+//! they run on, and the plumbing whose connections are PID 1's or other
+//! units' (D-Bus, the journal, logind), which a live upgrade starts fresh
+//! (or runs again) in the new kernel instead of checkpointing, as systemd
+//! restarts them. Every other long-running service is preserved by
+//! default. A unit's own `[X-LiveUpgrade] Mode=`, or a drop-in's,
+//! overrides an entry. relive.unit(5) lists the table.
+//!
+//! [`CARRIED_ON_RESTART`] names the state in /run a restarted unit reads
+//! back when it starts (logind's sessions): it crosses the kexec with the
+//! store, so that the fresh process finds it as after a restart.
 
 use crate::model::UpgradeMode;
 
@@ -27,6 +33,26 @@ pub const BUILT_IN: &[(&str, UpgradeMode, &str)] = &[
         "serial-getty@.service",
         UpgradeMode::Restart,
         "kernel-bound: a getty owns its terminal's session; a fresh one gives the prompt again",
+    ),
+    (
+        "dbus.service",
+        UpgradeMode::Restart,
+        "plumbing: its listening socket is PID 1's (socket activation) and each client's connection is a stream to it, which CRIU cannot carry while the two ends are checkpointed apart; restarted as systemd restarts it",
+    ),
+    (
+        "systemd-journald.service",
+        UpgradeMode::Restart,
+        "plumbing: its sockets and its file descriptor store are PID 1's; restarted with them as systemd restarts it, the services' output streams reopened",
+    ),
+    (
+        "systemd-logind.service",
+        UpgradeMode::Restart,
+        "plumbing: a client of dbus-daemon, which is restarted; its sessions, users and seats in /run/systemd cross the kexec and it reads them back",
+    ),
+    (
+        "systemd-timesyncd.service",
+        UpgradeMode::Restart,
+        "plumbing: a client of dbus-daemon, which is restarted; the clock it sets is the new kernel's",
     ),
     (
         "systemd-modules-load.service",
@@ -57,6 +83,21 @@ pub const BUILT_IN: &[(&str, UpgradeMode, &str)] = &[
 
 /// The built-in entry for `name` (an instance matches its template):
 /// its mode and why.
+/// (unit, paths under /run it reads back when it starts): carried across
+/// the kexec when the unit is restarted.
+pub const CARRIED_ON_RESTART: &[(&str, &[&str])] = &[(
+    "systemd-logind.service",
+    &["systemd/sessions", "systemd/users", "systemd/seats"],
+)];
+
+/// What of /run a restarted `name` reads back when it starts.
+pub fn carried_on_restart(name: &str) -> &'static [&'static str] {
+    CARRIED_ON_RESTART
+        .iter()
+        .find(|(unit, _)| *unit == name)
+        .map_or(&[], |(_, paths)| paths)
+}
+
 pub fn built_in(name: &str) -> Option<(UpgradeMode, &'static str)> {
     let template = name
         .split_once('@')
@@ -82,6 +123,15 @@ mod tests {
             Some(UpgradeMode::Restart)
         );
         assert_eq!(built_in("redis-server.service"), None);
+        assert_eq!(
+            built_in("dbus.service").map(|(m, _)| m),
+            Some(UpgradeMode::Restart)
+        );
+        assert_eq!(
+            carried_on_restart("systemd-logind.service"),
+            ["systemd/sessions", "systemd/users", "systemd/seats"]
+        );
+        assert!(carried_on_restart("dbus.service").is_empty());
         assert_eq!(built_in("getty.target"), None);
     }
 }

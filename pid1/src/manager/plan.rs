@@ -108,6 +108,10 @@ impl Manager {
                 UpgradeMode::Restart => {
                     plan.restarted.push(u.name.clone());
                     plan.why.push((u.name.clone(), mode_reason(cfg).into()));
+                    let carried = carried_on_restart(cfg);
+                    if !carried.is_empty() {
+                        plan.carried_on_restart.push((u.name.clone(), carried));
+                    }
                 }
                 UpgradeMode::Rerun => {
                     plan.rerun.push(u.name.clone());
@@ -189,6 +193,23 @@ impl Manager {
         plan.preserved = preserved;
         plan
     }
+}
+
+/// What of /run a restarted unit finds again in the new kernel, as after
+/// a restart under systemd: the built-in entries (logind's sessions) and
+/// its RuntimeDirectory= with RuntimeDirectoryPreserve=.
+fn carried_on_restart(cfg: &relive_units::model::Unit) -> Vec<String> {
+    let built_in = relive_units::upgrade_policy::carried_on_restart(&cfg.name);
+    let preserved = cfg
+        .service
+        .as_ref()
+        .filter(|s| s.runtime_directory_preserve)
+        .map_or(&[][..], |s| &s.runtime_directory[..]);
+    built_in
+        .iter()
+        .map(|p| p.to_string())
+        .chain(preserved.iter().cloned())
+        .collect()
 }
 
 fn is_running_service(u: &UnitState) -> bool {

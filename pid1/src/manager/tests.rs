@@ -186,6 +186,15 @@ mod tempdir {
     }
 }
 
+/// The process spawned last exits with status 0 (a oneshot's done).
+fn exit_last_spawned(m: &mut Manager, k: &FakeKernel) {
+    let pid = match k.0.lock().unwrap().calls.last() {
+        Some(Call::Spawn { pid, .. }) => *pid,
+        other => panic!("{other:?}"),
+    };
+    m.child_exited(pid, ExitStatus::Exited(0));
+}
+
 fn spawned_units(k: &FakeKernel) -> Vec<String> {
     k.0.lock()
         .unwrap()
@@ -618,20 +627,50 @@ fn a_service_active_without_a_process_is_rerun_by_an_upgrade_not_preserved() {
         "[Service]\nType=forking\nGuessMainPID=no\nRemainAfterExit=yes\nExecStart=/etc/init.d/script start\n",
     )]);
     m.request("script.service", JobKind::Start).unwrap();
-    let pid = match k.0.lock().unwrap().calls.last() {
-        Some(Call::Spawn { pid, .. }) => *pid,
-        other => panic!("{other:?}"),
-    };
-    m.child_exited(pid, ExitStatus::Exited(0));
+    exit_last_spawned(&mut m, &k);
     let u = m.unit("script.service").unwrap();
     assert_eq!((u.active, u.sub), (ActiveState::Active, SubState::Exited));
     let plan = m.upgrade_plan();
     assert!(plan.preserved.is_empty(), "{:?}", plan.preserved);
     assert_eq!(plan.rerun, ["script.service"]);
+    // An ordinary service (after basic.target): rerun beside the restores.
+    assert_eq!(plan.rerun_beside_restores, ["script.service"]);
     assert!(
         plan.why[0].1.starts_with("active without a process"),
         "{:?}",
         plan.why
+    );
+}
+
+#[test]
+fn early_reruns_precede_the_restores_and_restarted_units_keep_their_preserved_run_state() {
+    let (mut m, k, _dir) = manager(&[
+        (
+            "early.service",
+            "[Unit]\nDefaultDependencies=no\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
+        ),
+        (
+            "web.service",
+            "[Service]\nExecStart=/bin/web\nRuntimeDirectory=web\nRuntimeDirectoryPreserve=yes\n\
+             [X-LiveUpgrade]\nMode=restart\n",
+        ),
+        (
+            "api.service",
+            "[Service]\nExecStart=/bin/api\nRuntimeDirectory=api\n[X-LiveUpgrade]\nMode=restart\n",
+        ),
+    ]);
+    m.request("early.service", JobKind::Start).unwrap();
+    exit_last_spawned(&mut m, &k);
+    for unit in ["web.service", "api.service"] {
+        m.request(unit, JobKind::Start).unwrap();
+    }
+    let plan = m.upgrade_plan();
+    assert_eq!(plan.rerun, ["early.service"]);
+    assert!(plan.rerun_beside_restores.is_empty(), "{plan:?}");
+    assert_eq!(plan.restarted, ["api.service", "web.service"]);
+    assert_eq!(
+        plan.carried_on_restart,
+        [("web.service".to_string(), vec!["web".to_string()])]
     );
 }
 
