@@ -124,10 +124,30 @@ impl Run<'_> {
             sandbox.stdout.trim() == super::sandbox::WANTED,
             sandbox.stdout.trim().replace('\n', " | "),
         );
+        // (h) In the new kernel, the restored counter's stdout still
+        // reaches journald (restarted there): its lines in this boot's
+        // journal (it prints every 10 s).
+        if phase != "abort" {
+            let lines = self.sh(booted, JOURNAL_LINES)?;
+            v.record(
+                &format!("{phase}: (h) restored output reaches the journal"),
+                lines.stdout.trim().parse::<u32>().is_ok_and(|n| n > 0),
+                format!(
+                    "relive-counter lines in this boot's journal: {}",
+                    lines.stdout.trim()
+                ),
+            );
+        }
         step.finish(v.failed() == failed_before);
         Ok(())
     }
 }
+
+/// relive-counter's lines in the journal of this boot, waited for up to
+/// 30 s.
+const JOURNAL_LINES: &str = "for i in $(seq 30); do \
+     n=$(journalctl -b -q -o cat -u relive-counter.service | wc -l); \
+     [ \"$n\" -gt 0 ] && break; sleep 1; done; echo $n";
 
 /// The attributes (f) reads from /proc and ionice, one line per unit.
 const ATTRIBUTES: &str = "\
@@ -150,13 +170,43 @@ pub(super) fn counter_line(r: &relive_workloads::Report) -> String {
 }
 
 /// What the interactive shell is asked: its kernel, the unit of its
-/// cgroup, and that unit's state.
+/// cgroup, that unit's state, and the scope logind lists for its session
+/// (`logind:SCOPE`, empty when logind does not know the session).
 pub const SESSION_PROBE: &str =
-    "echo $(uname -r) $(sed -n 's|^0::.*/||p' /proc/$$/cgroup) $(systemctl is-active $(sed -n 's|^0::.*/||p' /proc/$$/cgroup))";
+    "echo $(uname -r) $(sed -n 's|^0::.*/||p' /proc/$$/cgroup) $(systemctl is-active $(sed -n 's|^0::.*/||p' /proc/$$/cgroup)) \
+     logind:$(loginctl show-session \"$XDG_SESSION_ID\" -p Scope --value 2>/dev/null)";
 
-/// The probe's answer: on `release`, in an active session scope.
+/// The probe's answer: on `release`, in an active session scope, which
+/// logind lists as that session's.
 pub fn in_session_on(answer: &str, release: &str) -> bool {
     let words: Vec<&str> = answer.split_whitespace().collect();
-    matches!(words.as_slice(), [r, scope, "active"]
-        if *r == release && scope.starts_with("session-") && scope.ends_with(".scope"))
+    matches!(words.as_slice(), [r, scope, "active", logind]
+        if *r == release && scope.starts_with("session-") && scope.ends_with(".scope")
+            && logind.strip_prefix("logind:") == Some(*scope))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_must_be_in_its_scope_and_listed_by_logind() {
+        let r = "6.12.117+deb12-amd64";
+        assert!(in_session_on(
+            &format!("{r} session-3.scope active logind:session-3.scope"),
+            r
+        ));
+        assert!(!in_session_on(
+            &format!("{r} session-3.scope active logind:"),
+            r
+        ));
+        assert!(!in_session_on(
+            &format!("{r} session-3.scope inactive logind:session-3.scope"),
+            r
+        ));
+        assert!(!in_session_on(
+            "6.1.0-47-amd64 session-3.scope active logind:session-3.scope",
+            r
+        ));
+    }
 }
