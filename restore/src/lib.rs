@@ -5,6 +5,8 @@
 //! machine back to its previous kernel (OnRestoreFailure=rollback).
 //!
 //! - [`resume`]: the order of it all, and the report;
+//! - `early`: the new kernel made ready for the restores, and timed;
+//! - `tiers`: the units of one priority restored at once;
 //! - [`verifier`]: checking images ahead of their restores, on a thread;
 //! - [`revive`]: restoring one unit ([`revive::Restorer`], CRIU or a fake),
 //!   also used on the old kernel when an upgrade is undone;
@@ -16,6 +18,7 @@
 //! [`relive_host::UnitHost`]), CRIU, the freezer and kexec, so that the
 //! orders and the failure policies are tested in-process.
 
+mod early;
 pub mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fake;
@@ -25,6 +28,7 @@ pub mod netlock;
 pub mod resume;
 pub mod revive;
 pub mod rollback;
+mod tiers;
 pub mod verifier;
 
 #[cfg(test)]

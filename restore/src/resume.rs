@@ -2,11 +2,11 @@
 //! (rollback units first, then the most critical first), the units whose
 //! state was lost and the restart units started, and the report.
 
+use crate::early::{prepare_new_kernel, Early};
+use crate::tiers::restore_tier;
 use crate::verifier::Verifier;
-use crate::{netlock, revive, rollback, Seams};
-use relive_api::report::{
-    EarlyStep, EarlyWork, Outcome, UnitMode, UnitRecord, UpgradeReport, CLOCK_NOTE,
-};
+use crate::{netlock, rollback, Seams};
+use relive_api::report::{Outcome, UnitMode, UnitRecord, UpgradeReport, CLOCK_NOTE};
 use relive_host::{panic_message, Job};
 use relive_store::handover::{kernel_release, KexecHandover};
 use relive_store::{memory, Store};
@@ -64,21 +64,6 @@ pub fn resume(
     }
     drop_stale_locks(seams, &records);
     report(&handover, records, early)
-}
-
-/// What the resume did before its first restore, and when.
-struct Early {
-    resumed_usec: u64,
-    steps: Vec<EarlyStep>,
-    restores_started_usec: u64,
-}
-
-impl Early {
-    /// `work` done now.
-    fn done(&mut self, work: EarlyWork, ok: bool) {
-        let done_ms = wall_usec().saturating_sub(self.resumed_usec) as f64 / 1000.0;
-        self.steps.push(EarlyStep { work, done_ms, ok });
-    }
 }
 
 /// The network lock of a unit that was not restored holds connections
@@ -178,184 +163,6 @@ fn resume_units(
     if let Err(e) = host.run_job(&target, Job::Start) {
         tracing::error!("{target}: {e}");
     }
-}
-
-/// How many units of one priority are restored at once: CRIU's restore
-/// is mostly one busy process, so one per CPU, and no more than four
-/// (each also holds its images' pages in the page cache).
-fn restore_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
-}
-
-/// Restores the units of one priority, several at once; returns those
-/// that could not be restored.
-fn restore_tier(
-    seams: Seams,
-    store: &Store,
-    verifier: &Verifier,
-    tier: &mut [&mut UnitRecord],
-) -> Vec<String> {
-    let workers = restore_workers().min(tier.len());
-    if workers <= 1 {
-        return tier
-            .iter_mut()
-            .filter_map(|record| restore_one(seams, store, verifier, record))
-            .collect();
-    }
-    let queue = std::sync::Mutex::new(tier.iter_mut());
-    let lost = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                let Some(record) = next else { break };
-                if let Some(name) = restore_one(seams, store, verifier, record) {
-                    lost.lock().unwrap_or_else(|e| e.into_inner()).push(name);
-                }
-            });
-        }
-    });
-    lost.into_inner().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Restores one unit from its checked images and hands it back to PID
-/// 1; returns its name if it could not be restored (it is then started
-/// afresh, once new processes take PIDs above the floor again).
-fn restore_one(
-    seams: Seams,
-    store: &Store,
-    verifier: &Verifier,
-    record: &mut UnitRecord,
-) -> Option<String> {
-    let host = seams.host;
-    #[cfg(feature = "fault-injection")]
-    {
-        use relive_host::fault::{self, Fault};
-        if fault::injected_in_store(&store.root, Fault::PanicResume, &record.name) {
-            panic!("injected fault (panic-resume {})", record.name);
-        }
-    }
-    if let Err(e) = host.prepare_restore(&record.name) {
-        tracing::warn!("{}: {e}", record.name);
-    }
-    let restored = verifier
-        .wait(&record.name)
-        .and_then(|verify_ms| revive::restore_verified(seams.restorer, store, record, verify_ms));
-    match restored {
-        Ok(revived) => {
-            record.restore_ms = Some(revived.elapsed_ms);
-            record.verify_ms = Some(revived.verify_ms);
-            record.running_usec = Some(wall_usec());
-            record.outcome = Some(Outcome::Restored);
-            tracing::info!(
-                "{}: restored as PID {} in {:.0} ms",
-                record.name,
-                revived.pid,
-                revived.elapsed_ms
-            );
-            crate::mount_flags::set_again(host, record, revived.pid);
-            host.unpark(&record.name, revived.pid, revived.outputs);
-            None
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            host.forget_parked(&record.name, &reason);
-            record.outcome = Some(Outcome::Lost { reason });
-            Some(record.name.clone())
-        }
-    }
-}
-
-/// The new kernel made ready for the restores: CRIU's network locks
-/// loaded again, CRIU's probe of the kernel run and the early rerun units
-/// (and the mounts restored namespaces bind) started, each timed in
-/// `early_steps`.
-fn prepare_new_kernel(
-    seams: Seams,
-    store: &Store,
-    handover: &KexecHandover,
-    records: &[UnitRecord],
-    early_steps: &mut Early,
-) {
-    let host = seams.host;
-    std::thread::scope(|scope| {
-        // CRIU's probe of the new kernel (seconds under emulation), from
-        // the start and while the rerun units run, rather than in the
-        // first restore, the most critical unit's. It needs only lo.
-        let probe = scope.spawn(|| {
-            let ok = seams.restorer.probe_kernel();
-            (ok, wall_usec())
-        });
-        // The network lock CRIU held on the old kernel, before any
-        // address is up.
-        let locked: Vec<String> = records
-            .iter()
-            .filter(|r| r.lock_saved)
-            .map(|r| r.name.clone())
-            .collect();
-        let failed = netlock::load_all(host, store, &locked);
-        for (unit, e) in &failed {
-            tracing::error!("{unit}: cannot restore its network lock: {e}");
-        }
-        early_steps.done(EarlyWork::NetworkLocks, failed.is_empty());
-        let reruns_started_usec = wall_usec();
-        // Together: one after another, they cost every preserved unit
-        // seconds of stoppage. With them, the mounts the restored
-        // namespaces bind from PID 1's (a separate /run/lock tmpfs on
-        // Debian 13), whose devices the rerun udev trigger may bring.
-        let mut first: Vec<String> = handover
-            .plan
-            .rerun
-            .iter()
-            .filter(|u| !handover.plan.rerun_beside_restores.contains(u))
-            .cloned()
-            .collect();
-        for mount in mounts_needed(handover, records) {
-            if !first.contains(&mount) {
-                first.push(mount);
-            }
-        }
-        let mut units = Vec::new();
-        for (name, done) in host.start_together(&first) {
-            if let Err(e) = &done {
-                tracing::error!("{name}: rerun failed: {e}");
-            }
-            let done_usec = match &done {
-                Ok(ms) => reruns_started_usec + (ms * 1000.0) as u64,
-                Err(_) => wall_usec(),
-            };
-            units.push((EarlyWork::Unit(name), done_usec, done.is_ok()));
-        }
-        match probe.join() {
-            Ok((ok, done_usec)) => units.push((EarlyWork::CriuProbe, done_usec, ok)),
-            Err(_) => tracing::error!("CRIU's probe of the new kernel panicked"),
-        }
-        units.sort_by_key(|(_, done_usec, _)| *done_usec);
-        for (work, done_usec, ok) in units {
-            let done_ms = done_usec.saturating_sub(early_steps.resumed_usec) as f64 / 1000.0;
-            early_steps.steps.push(EarlyStep { work, done_ms, ok });
-        }
-    });
-    early_steps.restores_started_usec = wall_usec();
-}
-
-/// The mount units that were active on the old kernel and whose mount
-/// point a preserved unit's own mount namespace had: CRIU binds those
-/// from PID 1's mounts when it rebuilds the namespace, and fails ("Can't
-/// stat mountpoint") if nothing is mounted there yet.
-fn mounts_needed(handover: &KexecHandover, records: &[UnitRecord]) -> Vec<String> {
-    handover
-        .plan
-        .mounts
-        .iter()
-        .filter(|(_, path)| path != "/")
-        .filter(|(_, path)| {
-            records
-                .iter()
-                .any(|r| r.mount_flags.iter().any(|(point, _)| point == path))
-        })
-        .map(|(unit, _)| unit.clone())
-        .collect()
 }
 
 /// The report of an upgrade whose units are in `records`.

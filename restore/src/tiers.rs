@@ -1,0 +1,95 @@
+//! The restores of one priority, several at once: CRIU's restore is
+//! mostly one busy process and the trees of different units share
+//! nothing it touches.
+
+use crate::verifier::Verifier;
+use crate::{revive, Seams};
+use relive_api::report::{Outcome, UnitRecord};
+use relive_store::Store;
+use relive_sys::wall_usec;
+
+/// How many units of one priority are restored at once: CRIU's restore
+/// is mostly one busy process, so one per CPU, and no more than four
+/// (each also holds its images' pages in the page cache).
+fn restore_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Restores the units of one priority, several at once; returns those
+/// that could not be restored.
+pub(crate) fn restore_tier(
+    seams: Seams,
+    store: &Store,
+    verifier: &Verifier,
+    tier: &mut [&mut UnitRecord],
+) -> Vec<String> {
+    let workers = restore_workers().min(tier.len());
+    if workers <= 1 {
+        return tier
+            .iter_mut()
+            .filter_map(|record| restore_one(seams, store, verifier, record))
+            .collect();
+    }
+    let queue = std::sync::Mutex::new(tier.iter_mut());
+    let lost = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some(record) = next else { break };
+                if let Some(name) = restore_one(seams, store, verifier, record) {
+                    lost.lock().unwrap_or_else(|e| e.into_inner()).push(name);
+                }
+            });
+        }
+    });
+    lost.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Restores one unit from its checked images and hands it back to PID
+/// 1; returns its name if it could not be restored (it is then started
+/// afresh, once new processes take PIDs above the floor again).
+fn restore_one(
+    seams: Seams,
+    store: &Store,
+    verifier: &Verifier,
+    record: &mut UnitRecord,
+) -> Option<String> {
+    let host = seams.host;
+    #[cfg(feature = "fault-injection")]
+    {
+        use relive_host::fault::{self, Fault};
+        if fault::injected_in_store(&store.root, Fault::PanicResume, &record.name) {
+            panic!("injected fault (panic-resume {})", record.name);
+        }
+    }
+    if let Err(e) = host.prepare_restore(&record.name) {
+        tracing::warn!("{}: {e}", record.name);
+    }
+    let restored = verifier
+        .wait(&record.name)
+        .and_then(|verify_ms| revive::restore_verified(seams.restorer, store, record, verify_ms));
+    match restored {
+        Ok(revived) => {
+            record.restore_ms = Some(revived.elapsed_ms);
+            record.verify_ms = Some(revived.verify_ms);
+            record.running_usec = Some(wall_usec());
+            record.outcome = Some(Outcome::Restored);
+            tracing::info!(
+                "{}: restored as PID {} in {:.0} ms",
+                record.name,
+                revived.pid,
+                revived.elapsed_ms
+            );
+            crate::mount_flags::set_again(host, record, revived.pid);
+            host.unpark(&record.name, revived.pid, revived.outputs);
+            None
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            host.forget_parked(&record.name, &reason);
+            record.outcome = Some(Outcome::Lost { reason });
+            Some(record.name.clone())
+        }
+    }
+}
