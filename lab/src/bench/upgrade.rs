@@ -154,14 +154,20 @@ fn wait_echo_answers(
     interrupt: &Interrupt,
     booted: &mut boot::Booted,
 ) -> Result<f64> {
+    // relivectl reboot returns before the services stop: the old
+    // relive-echo answers for a while yet. The blackout ends only once it
+    // has gone and a new one answers.
+    let mut gone = false;
     loop {
         interrupt.check()?;
         if let Some(status) = booted.qemu.try_wait()? {
             bail!("QEMU exited ({status}) during the reboot");
         }
-        if echo_once(port) {
+        let answered = echo_once(port);
+        if answered && gone {
             return Ok(started.elapsed().as_secs_f64());
         }
+        gone |= !answered;
         if started.elapsed() > Duration::from_secs(300) {
             bail!("relive-echo did not answer within 300 s of the reboot");
         }
