@@ -40,10 +40,15 @@ pub(crate) fn prepare_new_kernel(
         // CRIU's probe of the new kernel (seconds under emulation), from
         // the start and while the rerun units run, rather than in the
         // first restore, the most critical unit's. It needs only lo.
-        let probe = scope.spawn(|| {
-            let ok = seams.restorer.probe_kernel();
-            (ok, wall_usec())
-        });
+        // Without a thread for it (a task limit), the first restore
+        // probes for itself.
+        let probe = std::thread::Builder::new()
+            .name("relive-probe".into())
+            .spawn_scoped(scope, || {
+                let ok = seams.restorer.probe_kernel();
+                (ok, wall_usec())
+            })
+            .inspect_err(|e| tracing::warn!("cannot start CRIU's probe ({e})"));
         // The network lock CRIU held on the old kernel, before any
         // address is up.
         let locked: Vec<String> = records
@@ -84,9 +89,10 @@ pub(crate) fn prepare_new_kernel(
             };
             units.push((EarlyWork::Unit(name), done_usec, done.is_ok()));
         }
-        match probe.join() {
-            Ok((ok, done_usec)) => units.push((EarlyWork::CriuProbe, done_usec, ok)),
-            Err(_) => tracing::error!("CRIU's probe of the new kernel panicked"),
+        match probe.map(|thread| thread.join()) {
+            Ok(Ok((ok, done_usec))) => units.push((EarlyWork::CriuProbe, done_usec, ok)),
+            Ok(Err(_)) => tracing::error!("CRIU's probe of the new kernel panicked"),
+            Err(_) => {}
         }
         units.sort_by_key(|(_, done_usec, _)| *done_usec);
         for (work, done_usec, ok) in units {

@@ -110,10 +110,16 @@ fn resume_units(
     }
     // The services' layer of the reruns goes on beside the restores.
     let lost = std::thread::scope(|scope| {
-        let beside = scope.spawn(|| match &handover.plan.rerun_beside_restores[..] {
+        let rerun_beside = || match &handover.plan.rerun_beside_restores[..] {
             [] => Vec::new(),
             units => host.start_together(units),
-        });
+        };
+        // Without a thread for them (a task limit), they run after the
+        // restores instead.
+        let beside = std::thread::Builder::new()
+            .name("relive-reruns".into())
+            .spawn_scoped(scope, rerun_beside)
+            .inspect_err(|e| tracing::warn!("cannot start the reruns' thread ({e})"));
         let verifier = early.unwrap_or_else(|| Verifier::start(store, ahead));
         let mut lost: Vec<String> = Vec::new();
         // Most critical first: one priority after another, the units of
@@ -127,13 +133,15 @@ fn resume_units(
             lost.extend(restore_tier(seams, store, &verifier, tier));
         }
         drop(verifier);
-        match beside.join() {
-            Ok(done) => {
-                for (name, e) in done.into_iter().filter_map(|(n, d)| Some((n, d.err()?))) {
-                    tracing::error!("{name}: rerun failed: {e}");
-                }
-            }
-            Err(_) => tracing::error!("the reruns beside the restores panicked"),
+        let done = match beside {
+            Ok(thread) => thread.join().unwrap_or_else(|_| {
+                tracing::error!("the reruns beside the restores panicked");
+                Vec::new()
+            }),
+            Err(_) => rerun_beside(),
+        };
+        for (name, e) in done.into_iter().filter_map(|(n, d)| Some((n, d.err()?))) {
+            tracing::error!("{name}: rerun failed: {e}");
         }
         lost
     });

@@ -32,16 +32,25 @@ pub(crate) fn restore_tier(
     }
     let queue = std::sync::Mutex::new(tier.iter_mut());
     let lost = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                let Some(record) = next else { break };
-                if let Some(name) = restore_one(seams, store, verifier, record) {
-                    lost.lock().unwrap_or_else(|e| e.into_inner()).push(name);
-                }
-            });
+    let work = || loop {
+        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+        let Some(record) = next else { break };
+        if let Some(name) = restore_one(seams, store, verifier, record) {
+            lost.lock().unwrap_or_else(|e| e.into_inner()).push(name);
         }
+    };
+    std::thread::scope(|scope| {
+        // This thread is a worker too: if no helper thread can be made
+        // (a task limit), the tier is restored here, one unit at a time.
+        for _ in 1..workers {
+            if let Err(e) = std::thread::Builder::new()
+                .name("relive-restore".into())
+                .spawn_scoped(scope, work)
+            {
+                tracing::warn!("cannot start a restore thread ({e}): fewer at once");
+            }
+        }
+        work();
     });
     lost.into_inner().unwrap_or_else(|e| e.into_inner())
 }

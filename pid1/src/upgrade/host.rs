@@ -130,42 +130,56 @@ impl UnitHost for LoopHost {
             Ok(queued) => queued,
             Err(e) => return units.iter().map(|n| (n.clone(), Err(e.clone()))).collect(),
         };
-        // One waiter per job, so that each unit's time is its own and not
-        // the slowest of those listed before it.
-        std::thread::scope(|scope| {
-            let waiters: Vec<_> = queued
-                .into_iter()
-                .map(|(name, job)| {
-                    scope.spawn(move || {
-                        let done = match job {
-                            Ok(waiting) => waiting
-                                .recv_blocking()
-                                .map_err(|_| "job dropped".to_owned())
-                                .and_then(|r| r.map_err(|e| e.to_string())),
-                            Err(e) => Err(e.to_string()),
-                        };
-                        let done = done
-                            .map(|()| started.elapsed().as_secs_f64() * 1000.0)
-                            .map_err(|reason| HostError::Job {
-                                unit: name.clone(),
-                                reason,
-                            });
-                        (name, done)
+        // Each job's own time, not the slowest of those listed before it:
+        // the jobs are polled together (every 10 ms, a few seconds at most).
+        let mut results: Vec<(String, Option<Result<f64, HostError>>)> = Vec::new();
+        let mut pending = Vec::new();
+        for (i, (name, job)) in queued.into_iter().enumerate() {
+            let failed = |reason: String| HostError::Job {
+                unit: name.clone(),
+                reason,
+            };
+            match job {
+                Ok(waiting) => pending.push((i, waiting)),
+                Err(e) => {
+                    results.push((name.clone(), Some(Err(failed(e.to_string())))));
+                    continue;
+                }
+            }
+            results.push((name, None));
+        }
+        while !pending.is_empty() {
+            pending.retain(|(i, waiting)| {
+                let done = match waiting.try_recv() {
+                    Err(async_channel::TryRecvError::Empty) => return true,
+                    Err(async_channel::TryRecvError::Closed) => Err("job dropped".to_owned()),
+                    Ok(result) => result
+                        .map(|()| started.elapsed().as_secs_f64() * 1000.0)
+                        .map_err(|e| e.to_string()),
+                };
+                let (name, slot) = &mut results[*i];
+                *slot = Some(done.map_err(|reason| HostError::Job {
+                    unit: name.clone(),
+                    reason,
+                }));
+                false
+            });
+            if !pending.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        results
+            .into_iter()
+            .map(|(name, done)| {
+                let done = done.unwrap_or_else(|| {
+                    Err(HostError::Job {
+                        unit: name.clone(),
+                        reason: "never done".into(),
                     })
-                })
-                .collect();
-            waiters
-                .into_iter()
-                .zip(units)
-                .map(|(waiter, unit)| {
-                    waiter.join().unwrap_or_else(|_| {
-                        let reason = "its waiter panicked".to_owned();
-                        let unit = unit.clone();
-                        (unit.clone(), Err(HostError::Job { unit, reason }))
-                    })
-                })
-                .collect()
-        })
+                });
+                (name, done)
+            })
+            .collect()
     }
 
     fn run_helper(&self, argv: &[&str]) -> Result<HelperOutput, HostError> {
