@@ -393,3 +393,72 @@ fn the_fd_store_gives_a_restarted_service_its_descriptors_back() {
     let (status, log) = sandbox.poweroff();
     assert!(status.success(), "{status}\n{log}");
 }
+
+/// FileDescriptorStorePreserve=yes (logind's since systemd 254: it keeps
+/// its sessions' leaders there): the store outlives a stop, and the next
+/// start gets the descriptor back; with the default, a stop for good
+/// empties it.
+#[test]
+fn a_preserved_fd_store_outlives_a_stop() {
+    require_sandbox!();
+    let script = std::env::temp_dir().join(format!("relive-fdkeep-{}.py", std::process::id()));
+    std::fs::write(
+        &script,
+        "import os, socket, time\n\
+         print('got', os.environ.get('LISTEN_FDNAMES', '-'), flush=True)\n\
+         r, w = os.pipe()\n\
+         os.write(w, b'kept')\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.connect(os.environ['NOTIFY_SOCKET'])\n\
+         socket.send_fds(s, [b'FDSTORE=1\\nFDNAME=pipe'], [r])\n\
+         time.sleep(300)\n",
+    )
+    .unwrap();
+    let unit = |preserve: &str| {
+        format!(
+            "[Service]\nFileDescriptorStoreMax=4\n{preserve}NotifyAccess=main\n\
+             ExecStart=/usr/bin/python3 {}\n",
+            script.display()
+        )
+    };
+    let kept = unit("FileDescriptorStorePreserve=yes\n");
+    let dropped = unit("");
+    let target = "[Unit]\nWants=kept.service dropped.service\n";
+    let sandbox = Sandbox::boot(
+        &[
+            ("kept.service", &kept),
+            ("dropped.service", &dropped),
+            ("multi-user.target", target),
+        ],
+        CONFIG,
+    );
+    let got = |name: &str| -> Vec<String> {
+        sandbox.status(name)["output"]
+            .as_array()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|l| l.as_str())
+                    .filter(|l| l.starts_with("got"))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for name in ["kept.service", "dropped.service"] {
+        sandbox.wait_for("the first start", Duration::from_secs(15), || {
+            got(name).len() == 1
+        });
+        // The descriptor is stored before the stop.
+        std::thread::sleep(Duration::from_millis(500));
+        sandbox.ctl_ok(&["stop", name]);
+        sandbox.ctl_ok(&["start", name]);
+        sandbox.wait_for("the second start", Duration::from_secs(15), || {
+            got(name).len() == 2
+        });
+    }
+    assert_eq!(got("kept.service"), ["got -", "got pipe"]);
+    assert_eq!(got("dropped.service"), ["got -", "got -"]);
+    let _ = std::fs::remove_file(&script);
+    let (status, log) = sandbox.poweroff();
+    assert!(status.success(), "{status}\n{log}");
+}

@@ -536,6 +536,9 @@ pub struct ServiceSection {
     /// FileDescriptorStoreMax= (default 0: no store).
     #[serde(default)]
     pub fd_store_max: u32,
+    /// FileDescriptorStorePreserve=: when the store is emptied.
+    #[serde(default)]
+    pub fd_store_preserve: FdStorePreserve,
     /// WatchdogSec=: the service must send WATCHDOG=1 this often.
     #[serde(default)]
     pub watchdog: Option<Duration>,
@@ -638,6 +641,7 @@ impl Default for ServiceSection {
             notify_access: NotifyAccess::None,
             ignore_sigpipe: true,
             fd_store_max: 0,
+            fd_store_preserve: FdStorePreserve::Restart,
             watchdog: None,
             watchdog_signal: libc::SIGABRT,
             syslog_identifier: None,
@@ -782,4 +786,19 @@ fn sigabrt() -> i32 {
 
 fn yes() -> bool {
     true
+}
+
+/// FileDescriptorStorePreserve=: when a service's stored descriptors are
+/// closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FdStorePreserve {
+    /// Each time the service stops, restarts included.
+    No,
+    /// When it stops for good (not when it restarts): systemd's default.
+    #[default]
+    Restart,
+    /// Never while the unit is loaded: a stopped and started service
+    /// (logind 254+ keeps its sessions' leaders there) gets them back.
+    Yes,
 }

@@ -3,8 +3,10 @@
 //! them back, after its sockets, when it starts again (LISTEN_FDS,
 //! LISTEN_FDNAMES). journald keeps its clients' streams there, logind its
 //! sessions' devices, so that a restart loses nothing. The store lives
-//! while the unit is up or restarting, is emptied when it stops for good,
-//! and is handed to the next relive across daemon-reexec.
+//! while the unit is up or restarting, is emptied when it stops for good
+//! (or as FileDescriptorStorePreserve= says: never while the unit is
+//! loaded, or at every stop), and is handed to the next relive across
+//! daemon-reexec.
 
 use super::Manager;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

@@ -7,7 +7,9 @@
 use super::clock;
 use super::state::*;
 use super::{ExitStatus, Manager, ManagerError};
-use relive_units::{KillMode, RestartPolicy, ServiceSection, ServiceType, Timeout};
+use relive_units::{
+    FdStorePreserve, KillMode, RestartPolicy, ServiceSection, ServiceType, Timeout,
+};
 use std::time::Duration;
 
 impl Manager {
@@ -562,8 +564,14 @@ impl Manager {
         let restart =
             !requested_stop && self.state.shutdown.is_none() && should_restart(&svc, &result);
         let restart_job = u.job.as_ref().is_some_and(|j| j.kind == JobKind::Restart);
-        if !restart && !restart_job {
-            // Stopped for good: its stored descriptors are closed.
+        // Its stored descriptors are closed when it stops for good, or as
+        // FileDescriptorStorePreserve= says.
+        let keep_store = match svc.fd_store_preserve {
+            FdStorePreserve::Yes => true,
+            FdStorePreserve::Restart => restart || restart_job,
+            FdStorePreserve::No => false,
+        };
+        if !keep_store {
             self.release_fd_store(name);
         }
         if result == UnitResult::Success {

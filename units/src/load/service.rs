@@ -280,6 +280,16 @@ impl ServiceBuilder {
                     });
                 }
             }
+            "FileDescriptorStorePreserve" => {
+                s.fd_store_preserve = match value {
+                    "" | "restart" => FdStorePreserve::Restart,
+                    v => match parse_bool(v) {
+                        Some(true) => FdStorePreserve::Yes,
+                        Some(false) => FdStorePreserve::No,
+                        None => return Err(bad(ctx)),
+                    },
+                };
+            }
             "FileDescriptorStoreMax" => {
                 s.fd_store_max = if empty {
                     0
