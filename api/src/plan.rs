@@ -92,6 +92,22 @@ pub struct Check {
 }
 
 impl Plan {
+    /// Why `unit` is preserved, restarted or rerun, if the plan says.
+    pub fn why_of(&self, unit: &str) -> Option<&str> {
+        self.why
+            .iter()
+            .find(|(name, _)| name == unit)
+            .map(|(_, why)| why.as_str())
+    }
+
+    /// What of /run the restarted `unit` finds again (none: empty).
+    pub fn carried_on_restart_of(&self, unit: &str) -> &[String] {
+        self.carried_on_restart
+            .iter()
+            .find(|(name, _)| name == unit)
+            .map_or(&[], |(_, paths)| paths)
+    }
+
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
     }

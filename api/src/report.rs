@@ -398,6 +398,17 @@ pub enum EarlyWork {
     Unit(String),
 }
 
+/// "CRIU's probe +4.7 s", " (failed)" after one that failed.
+impl std::fmt::Display for EarlyStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} +{:.1} s", self.work, self.done_ms / 1000.0)?;
+        if !self.ok {
+            f.write_str(" (failed)")?;
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for EarlyWork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -110,19 +110,6 @@ pub fn render_warm(warm: &Warm) -> String {
     out
 }
 
-/// What ran before the first restore, each with when it was done after
-/// relive started in the new kernel ("CRIU's probe +4.7 s").
-fn early_steps(r: &UpgradeReport) -> String {
-    r.before_restores
-        .iter()
-        .map(|step| {
-            let failed = if step.ok { "" } else { " (failed)" };
-            format!("{} +{:.1} s{failed}", step.work, step.done_ms / 1000.0)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The report of the last upgrade: per unit, then the totals.
 pub fn render_report(r: &UpgradeReport) -> String {
     let mut out = String::new();
@@ -143,7 +130,9 @@ pub fn render_report(r: &UpgradeReport) -> String {
         ms(r.started_usec, r.finished_usec)
     );
     if !r.before_restores.is_empty() {
-        let _ = writeln!(out, "Before the first restore: {}", early_steps(r));
+        // Each with when it was done after relive started in the new kernel.
+        let steps: Vec<String> = r.before_restores.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "Before the first restore: {}", steps.join(", "));
     }
     if !r.store.is_empty() {
         let _ = writeln!(out, "Store: {}", r.store);

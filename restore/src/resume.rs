@@ -99,7 +99,7 @@ fn resume_units(
         .filter(|r| !r.rollback || !rollback_first)
         .map(|r| r.name.clone())
         .collect();
-    let early = (!rollback_first).then(|| Verifier::start(store, ahead.clone()));
+    let checking_ahead = (!rollback_first).then(|| Verifier::start(store, ahead.clone()));
     prepare_new_kernel(seams, store, handover, records, early_steps);
     // OnRestoreFailure=rollback units first: their failure sends the
     // machine back to the previous kernel (once).
@@ -120,7 +120,7 @@ fn resume_units(
             .name("relive-reruns".into())
             .spawn_scoped(scope, rerun_beside)
             .inspect_err(|e| tracing::warn!("cannot start the reruns' thread ({e})"));
-        let verifier = early.unwrap_or_else(|| Verifier::start(store, ahead));
+        let verifier = checking_ahead.unwrap_or_else(|| Verifier::start(store, ahead));
         let mut lost: Vec<String> = Vec::new();
         // Most critical first: one priority after another, the units of
         // one priority in parallel.
@@ -193,21 +193,9 @@ fn report(handover: &KexecHandover, records: Vec<UnitRecord>, early: Early) -> U
         Outcome::Rerun,
     ));
     for unit in units.iter_mut().filter(|u| u.mode != UnitMode::Preserve) {
-        if let Some((_, paths)) = handover
-            .plan
-            .carried_on_restart
-            .iter()
-            .find(|(name, _)| *name == unit.name)
-        {
-            unit.runtime_dirs = paths.clone();
-        }
-        if let Some((_, why)) = handover
-            .plan
-            .why
-            .iter()
-            .find(|(name, _)| *name == unit.name)
-        {
-            unit.why = why.clone();
+        unit.runtime_dirs = handover.plan.carried_on_restart_of(&unit.name).to_vec();
+        if let Some(why) = handover.plan.why_of(&unit.name) {
+            unit.why = why.to_owned();
         }
     }
     UpgradeReport {

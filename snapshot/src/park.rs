@@ -269,7 +269,8 @@ impl Parking<'_> {
                 })?;
             self.stopped.push(name.clone());
             // What it reads back when it starts, as it left it.
-            if let Some((_, paths)) = plan.carried_on_restart.iter().find(|(u, _)| u == name) {
+            let paths = plan.carried_on_restart_of(name);
+            if !paths.is_empty() {
                 relive_store::rundir::save(Path::new("/run"), paths, &store.run_dir(name))
                     .map_err(|source| UpgradeError::RuntimeDirs {
                         unit: name.clone(),

@@ -372,10 +372,7 @@ pub fn report_table(report: &UpgradeReport) -> String {
         let steps: Vec<String> = report
             .before_restores
             .iter()
-            .map(|s| {
-                let failed = if s.ok { "" } else { " FAILED" };
-                format!("{} +{:.1} s{failed}", s.work, s.done_ms / 1000.0)
-            })
+            .map(ToString::to_string)
             .collect();
         let _ = write!(
             table,

@@ -387,12 +387,7 @@ impl Run<'_> {
         let (_, plan) = upgrade::dry_run(self.paths, port, self.to_release, "")?;
         let ssh_restarted = plan.restarted.iter().any(|u| u == "ssh.service");
         if ssh_restarted {
-            let why = plan
-                .why
-                .iter()
-                .find(|(unit, _)| unit == "ssh.service")
-                .map(|(_, why)| why.clone())
-                .unwrap_or_default();
+            let why = plan.why_of("ssh.service").unwrap_or_default();
             v.record("upgrade: ssh.service is preserved", false, why);
         }
         let (said, took) = match self.variant.bus_options() {
