@@ -112,8 +112,11 @@ impl Manager {
                 .insert(unit.to_owned(), OutputRate::default());
         }
         let window = self.rt.output_rate.get_mut(unit).expect("inserted above");
+        let main_pid = self.state.units.get(unit).and_then(|u| u.main_pid);
+        crate::journal_log::note_sender(unit, main_pid);
         match window.admit(std::time::Instant::now()) {
-            // The target marks it for the journal (crate::journal_log).
+            // The target marks it for the journal (crate::journal_log),
+            // which sends it as the unit's main process.
             Admit::Log { suppressed: 0 } => tracing::info!(target: "unit", "{unit}: {line}"),
             Admit::Log { suppressed } => {
                 tracing::warn!("{unit}: {suppressed} output lines not logged (more than {OUTPUT_BURST} in {OUTPUT_INTERVAL:?})");
