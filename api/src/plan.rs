@@ -38,6 +38,10 @@ pub struct Plan {
     pub estimated_image_bytes: u64,
     /// Connections of preserved units that will be reset.
     pub doomed_connections: Vec<DoomedConnection>,
+    /// Unix socket connections between two preserved units: the units are
+    /// a group, frozen together and connected again after the restore.
+    #[serde(default)]
+    pub unix_links: Vec<UnixLink>,
     /// Preflight checks, in the order run.
     pub checks: Vec<Check>,
     /// Where the images travel (decided by the preflight).
@@ -74,6 +78,16 @@ pub struct PlannedUnit {
     pub rollback: bool,
 }
 
+/// A unix socket connection between two preserved units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixLink {
+    pub a: String,
+    pub b: String,
+    pub kind: crate::report::UnixKind,
+    /// The address the listening end was bound to, if any.
+    pub name: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DoomedConnection {
     pub unit: String,
@@ -92,6 +106,47 @@ pub struct Check {
 }
 
 impl Plan {
+    /// The preservation groups: units tied by unix sockets, each group's
+    /// members sorted by name, the groups in the order of their first
+    /// member in `preserved`. A unit with no link is in no group.
+    pub fn groups(&self) -> Vec<Vec<String>> {
+        let mut groups: Vec<Vec<String>> = Vec::new();
+        for link in &self.unix_links {
+            let find = |groups: &Vec<Vec<String>>, unit: &str| {
+                groups.iter().position(|g| g.iter().any(|u| u == unit))
+            };
+            match (find(&groups, &link.a), find(&groups, &link.b)) {
+                (Some(x), Some(y)) if x != y => {
+                    let merged = groups.remove(x.max(y));
+                    groups[x.min(y)].extend(merged);
+                }
+                (Some(_), Some(_)) => {}
+                (Some(x), None) => groups[x].push(link.b.clone()),
+                (None, Some(y)) => groups[y].push(link.a.clone()),
+                (None, None) => groups.push(vec![link.a.clone(), link.b.clone()]),
+            }
+        }
+        for group in &mut groups {
+            group.sort();
+            group.dedup();
+        }
+        let first = |group: &Vec<String>| {
+            self.preserved
+                .iter()
+                .position(|u| group.contains(&u.name))
+                .unwrap_or(usize::MAX)
+        };
+        groups.sort_by_key(first);
+        groups
+    }
+
+    /// The group `unit` is in, if any.
+    pub fn group_of(&self, unit: &str) -> Option<Vec<String>> {
+        self.groups()
+            .into_iter()
+            .find(|g| g.iter().any(|u| u == unit))
+    }
+
     /// Why `unit` is preserved, restarted or rerun, if the plan says.
     pub fn why_of(&self, unit: &str) -> Option<&str> {
         self.why

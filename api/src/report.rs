@@ -191,6 +191,57 @@ pub struct ForeignFifo {
     pub run_path: String,
 }
 
+/// A unix socket's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnixKind {
+    #[default]
+    Stream,
+    Dgram,
+    Seqpacket,
+}
+
+impl UnixKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnixKind::Stream => "stream",
+            UnixKind::Dgram => "dgram",
+            UnixKind::Seqpacket => "seqpacket",
+        }
+    }
+}
+
+/// What is at the other end of a unix socket a preserved unit holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TiePeer {
+    /// A socket of another preserved unit: the two are checkpointed as a
+    /// group and connected again at the restore.
+    Unit { unit: String, inode: u64 },
+    /// A process that does not cross the kexec (a restarted unit, relive,
+    /// a passing command): the restored socket's peer is gone, as if the
+    /// other side had closed; `why` says who it was.
+    Reset { why: String },
+}
+
+/// A unix socket of a preserved unit whose other end is not in the unit:
+/// CRIU checkpoints one process tree, so it dumps this end as external
+/// and relive hands the restored process a socket in its place, from a
+/// pair whose other end goes to the peer (or is closed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixTie {
+    /// This end's inode (CRIU's `socket:[INODE]`).
+    pub inode: u64,
+    pub kind: UnixKind,
+    /// The address either end is bound to (a path, `@abstract`), if any.
+    pub name: String,
+    /// The process's descriptor was non-blocking.
+    pub nonblocking: bool,
+    pub peer: TiePeer,
+    /// Bytes waiting to be read, carried with the images.
+    pub queued: u64,
+}
+
 /// One unit's journey through the upgrade.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UnitRecord {
@@ -219,6 +270,9 @@ pub struct UnitRecord {
     /// FIFOs it held that another service's mount namespace opened.
     #[serde(default)]
     pub foreign_fifos: Vec<ForeignFifo>,
+    /// Unix sockets whose other end is outside the unit.
+    #[serde(default)]
+    pub unix_ties: Vec<UnixTie>,
     #[serde(default)]
     pub image_bytes: u64,
     /// Wall clock (µs since the epoch) when it was frozen.

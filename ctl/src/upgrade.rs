@@ -44,6 +44,26 @@ pub fn render(plan: &Plan) -> String {
             names.join(" ")
         }
     };
+    for group in plan.groups() {
+        let _ = writeln!(
+            out,
+            "  group (frozen and restored together): {}",
+            group.join(" ")
+        );
+    }
+    for link in &plan.unix_links {
+        let name = match link.name.as_str() {
+            "" => String::new(),
+            name => format!(" ({name})"),
+        };
+        let _ = writeln!(
+            out,
+            "    {} <-> {}: unix {} socket{name}, kept",
+            link.a,
+            link.b,
+            link.kind.name()
+        );
+    }
     let _ = writeln!(out, "Restarted: {}", list(&plan.restarted));
     for (unit, paths) in &plan.carried_on_restart {
         let paths: Vec<String> = paths.iter().map(|p| format!("/run/{p}")).collect();
@@ -303,6 +323,12 @@ mod tests {
             rerun_beside_restores: vec![],
             mounts: vec![],
             estimated_image_bytes: 17 << 20,
+            unix_links: vec![relive_api::plan::UnixLink {
+                a: "echo.service".into(),
+                b: "counter.service".into(),
+                kind: relive_api::report::UnixKind::Stream,
+                name: "/run/echo.sock".into(),
+            }],
             doomed_connections: vec![DoomedConnection {
                 unit: "echo.service".into(),
                 pid: 20002,
@@ -338,6 +364,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Rerun:     (none)"), "{text}");
+        assert!(
+            text.contains(
+                "  group (frozen and restored together): counter.service echo.service\n    echo.service <-> counter.service: unix stream socket (/run/echo.sock), kept\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("Estimated image size: 17.0 MiB"), "{text}");
         assert!(text.contains("FAIL kexec"), "{text}");
         assert!(text.contains("will be reset"), "{text}");

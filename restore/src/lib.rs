@@ -28,6 +28,7 @@ pub mod netlock;
 pub mod resume;
 pub mod revive;
 pub mod rollback;
+pub mod switchboard;
 mod tiers;
 pub mod verifier;
 

@@ -101,6 +101,8 @@ fn resume_units(
         .collect();
     let checking_ahead = (!rollback_first).then(|| Verifier::start(store, ahead.clone()));
     prepare_new_kernel(seams, store, handover, records, early_steps);
+    // Socket ends that no restore takes are closed once all are done.
+    let hang_up = crate::switchboard::HangUpAfter;
     // OnRestoreFailure=rollback units first: their failure sends the
     // machine back to the previous kernel (once).
     if rollback_first {
@@ -145,6 +147,7 @@ fn resume_units(
         }
         lost
     });
+    drop(hang_up);
     host.pids_above_floor();
     for name in &lost {
         if let Err(e) = host.run_job(name, Job::Start) {

@@ -151,10 +151,19 @@ impl Restorer for CriuRestorer {
                 .map_err(io(&path))?;
             fifos.push((fifo.key.clone(), std::os::fd::OwnedFd::from(file)));
         }
+        // Sockets in place of those tied to other units (or to processes
+        // gone with the old kernel).
+        let mut ties = Vec::new();
+        for tie in &record.unix_ties {
+            let end = crate::switchboard::end_for(store, tie)
+                .map_err(io(&crate::switchboard::queue_dir(store)))?;
+            ties.push((format!("socket:[{}]", tie.inode), end));
+        }
         let keep: Vec<_> = writes
             .iter()
             .map(|w| w.as_fd())
             .chain(fifos.iter().map(|(_, f)| f.as_fd()))
+            .chain(ties.iter().map(|(_, s)| s.as_fd()))
             .collect();
         let client = Criu {
             path: self.criu.clone(),
@@ -183,7 +192,7 @@ impl Restorer for CriuRestorer {
                 key: format!("pipe:[{inode}]"),
                 fd: w.as_fd(),
             })
-            .chain(fifos.iter().map(|(key, f)| InheritFd {
+            .chain(fifos.iter().chain(&ties).map(|(key, f)| InheritFd {
                 key: key.clone(),
                 fd: f.as_fd(),
             }))

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod predump;
 pub mod preflight;
 pub mod request;
+pub mod unix_ties;
 pub mod warm;
 
 #[cfg(test)]

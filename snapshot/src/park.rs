@@ -24,6 +24,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod groups;
+
 /// An upgrade that did not start: the plan (with its failed checks) and why.
 #[derive(Debug)]
 pub struct NotStarted {
@@ -104,6 +106,9 @@ pub fn execute(
         progress,
         records: Vec::new(),
         frozen_only: None,
+        frozen_ahead: Vec::new(),
+        ties: std::collections::HashMap::new(),
+        preserved: plan.preserved.iter().map(|u| u.name.clone()).collect(),
         stopped: Vec::new(),
         full_at_failure: None,
         lock_tables: None,
@@ -183,6 +188,14 @@ struct Parking<'a> {
     /// Units checkpointed so far (their processes are gone).
     records: Vec<UnitRecord>,
     frozen_only: Option<FrozenOnly>,
+    /// Members of a group frozen with the one being parked, not yet
+    /// parked themselves.
+    frozen_ahead: Vec<FrozenOnly>,
+    /// Unix ties of the group being parked, by unit, found once all of
+    /// it was frozen.
+    ties: std::collections::HashMap<String, Vec<crate::unix_ties::HeldTie>>,
+    /// The preserved units' names.
+    preserved: Vec<String>,
     /// Restart units stopped so far.
     stopped: Vec<String>,
     /// The store's file system was full when a dump failed (said before
@@ -284,7 +297,11 @@ impl Parking<'_> {
                 convergence: no_pre_dump_reason(two_phase, self.config, unit),
                 ..Chain::default()
             });
-            match self.checkpoint(&store, unit, chain) {
+            let group = plan.group_of(&unit.name).unwrap_or_default();
+            let parked = self
+                .freeze_group_ahead(&group, &unit.name)
+                .and_then(|()| self.checkpoint(&store, unit, chain, &group));
+            match parked {
                 // Parking is the first step: nothing was done to it.
                 Err(UpgradeError::Park { .. }) if self.seams.host.ended_on_its_own(&unit.name) => {
                     let note = format!(
@@ -396,6 +413,7 @@ impl Parking<'_> {
         store: &Store,
         planned: &PlannedUnit,
         chain: Chain,
+        group: &[String],
     ) -> Result<(), UpgradeError> {
         let name = planned.name.as_str();
         let unit = || name.to_owned();
@@ -422,6 +440,8 @@ impl Parking<'_> {
         };
         (self.progress)(Progress::new(Phase::Freeze, name, 0, "freezing"));
         let frozen_usec = wall_usec();
+        // Tracked as this unit's freeze from now on.
+        self.frozen_ahead.retain(|f| f.name != name);
         self.frozen_only = Some(FrozenOnly {
             name: unit(),
             main_pid: info.main_pid,
@@ -432,6 +452,7 @@ impl Parking<'_> {
             source: e,
         };
         self.seams.freezer.freeze(&cgroup).map_err(freeze)?;
+        let ties = self.take_ties(store, group, name);
         // Read now, frozen: the dump ends the processes. CRIU 3.17 carries
         // neither; the restore sets them again.
         let no_new_privs = relive_sys::sched::no_new_privs_of(info.main_pid);
@@ -485,7 +506,12 @@ impl Parking<'_> {
             cgroup_dir: &cgroup,
             parent: chain.parent.as_ref().map(PathBuf::from),
             estimated_bytes: planned.estimated_bytes,
-            external: info.foreign_fifos.iter().map(|f| f.key.clone()).collect(),
+            external: info
+                .foreign_fifos
+                .iter()
+                .map(|f| f.key.clone())
+                .chain(ties.iter().map(|t| format!("unix[{}]", t.tie.inode)))
+                .collect(),
         };
         let started = Instant::now();
         if let Err(first) = self.seams.dumper.dump(&job) {
@@ -535,6 +561,7 @@ impl Parking<'_> {
             runtime_dirs: info.runtime_dirs.clone(),
             shm_files: info.shm_files.clone(),
             foreign_fifos: info.foreign_fifos.clone(),
+            unix_ties: ties.into_iter().map(|t| t.tie).collect(),
             image_bytes: store.unit_bytes(name),
             frozen_usec,
             dump_ms,
@@ -591,7 +618,8 @@ impl Parking<'_> {
         let store = Store::at(&self.store_dir);
         let host = self.seams.host;
         let mut lost = Vec::new();
-        if let Some(frozen) = self.frozen_only.take() {
+        let ahead = std::mem::take(&mut self.frozen_ahead);
+        for frozen in self.frozen_only.take().into_iter().chain(ahead) {
             if let Err(e) = self.seams.freezer.thaw(&cgroup_dir(&frozen.cgroup)) {
                 tracing::error!("{}: cannot thaw: {e}", frozen.name);
             }
@@ -611,6 +639,7 @@ impl Parking<'_> {
             }
         }
         let records = std::mem::take(&mut self.records);
+        let _hang_up = relive_restore::switchboard::HangUpAfter;
         for record in records.into_iter().rev() {
             match revive::restore(self.seams.restorer, &store, &record) {
                 Ok(revived) => {

@@ -28,6 +28,7 @@ pub mod sched;
 pub mod seccomp;
 pub mod spawn;
 pub mod tty;
+pub mod unix_diag;
 pub mod userns;
 pub mod users;
 

@@ -190,7 +190,11 @@ impl Manager {
             .collect();
         let units = &self.state.units;
         plan.doomed_connections = plan::doomed_connections(&preserved, |u| units.contains_key(u));
+        let (links, doomed) = plan::unix_plan(&preserved, |u| units.contains_key(u));
+        plan.unix_links = links;
+        plan.doomed_connections.extend(doomed);
         plan.preserved = preserved;
+        plan::order_groups(&mut plan);
         plan
     }
 }

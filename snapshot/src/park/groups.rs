@@ -1,0 +1,119 @@
+//! Preservation groups while parking: units tied by unix sockets are all
+//! frozen before the first of them is dumped, and the queues of their
+//! ties read while everything that could write to them is frozen.
+
+use super::{FrozenOnly, Parking};
+use crate::unix_ties::{self, HeldTie, Sockets};
+use crate::UpgradeError;
+use relive_restore::cgroup_dir;
+use relive_store::Store;
+
+impl Parking<'_> {
+    /// Before `name` is parked: the other members of its group that are
+    /// still running are frozen too (each is checkpointed in its turn).
+    pub(super) fn freeze_group_ahead(
+        &mut self,
+        group: &[String],
+        name: &str,
+    ) -> Result<(), UpgradeError> {
+        for member in group.iter().filter(|m| *m != name) {
+            let done = self.records.iter().any(|r| &r.name == member);
+            let frozen = self.frozen_ahead.iter().any(|f| &f.name == member);
+            if done || frozen {
+                continue;
+            }
+            let info = self
+                .seams
+                .host
+                .park(member)
+                .map_err(|source| UpgradeError::Park {
+                    unit: member.clone(),
+                    source,
+                })?;
+            // Recorded first: a failed freeze is thawed by the undo too.
+            self.frozen_ahead.push(FrozenOnly {
+                name: member.clone(),
+                main_pid: info.main_pid,
+                cgroup: info.cgroup.clone(),
+            });
+            self.seams
+                .freezer
+                .freeze(&cgroup_dir(&info.cgroup))
+                .map_err(|source| UpgradeError::Freeze {
+                    unit: member.clone(),
+                    source,
+                })?;
+            tracing::info!("{member}: frozen with {name}, its group");
+        }
+        Ok(())
+    }
+
+    /// Once `name` is frozen (and its group with it): its ties, with what
+    /// waits on them saved in the store for the restore.
+    pub(super) fn take_ties(
+        &mut self,
+        store: &Store,
+        group: &[String],
+        name: &str,
+    ) -> Vec<HeldTie> {
+        if !self.ties.contains_key(name) {
+            self.find_ties(store, group, name);
+        }
+        self.ties.remove(name).unwrap_or_default()
+    }
+
+    fn find_ties(&mut self, store: &Store, group: &[String], name: &str) {
+        let sockets = match Sockets::now() {
+            Ok(sockets) => sockets,
+            Err(e) => {
+                tracing::warn!("{name}: cannot list unix sockets (sock_diag): {e}");
+                return;
+            }
+        };
+        let unit_of = |pid: u32| relive_sys::cgroup::unit_of_pid(pid as i32);
+        let preserved = |unit: &str| self.preserved.iter().any(|p| p == unit);
+        let members: Vec<&str> = if group.is_empty() {
+            vec![name]
+        } else {
+            group.iter().map(String::as_str).collect()
+        };
+        let mut found = Vec::new();
+        for member in members {
+            if self.records.iter().any(|r| r.name == member) {
+                continue;
+            }
+            let pids = crate::predump::cgroup_pids(member);
+            let mut held = unix_ties::ties_of(member, &pids, &sockets, &unit_of, &preserved);
+            for tie in &mut held {
+                save_queue(store, member, tie);
+            }
+            found.push((member.to_owned(), held));
+        }
+        self.ties.extend(found);
+    }
+}
+
+/// What waits on a tie, into the store (`unix-queues/INODE`); a queue
+/// that cannot be read is not carried, and the log says so.
+fn save_queue(store: &Store, unit: &str, held: &mut HeldTie) {
+    if held.tie.queued == 0 {
+        return;
+    }
+    let saved = unix_ties::peek_queue(held).and_then(|bytes| {
+        let dir = relive_restore::switchboard::queue_dir(store);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(held.tie.inode.to_string()), &bytes)?;
+        Ok(bytes.len() as u64)
+    });
+    match saved {
+        Ok(bytes) => held.tie.queued = bytes,
+        Err(e) => {
+            tracing::warn!(
+                "{unit}: {} bytes queued on unix socket {} not carried: {e}",
+                held.tie.queued,
+                held.tie.inode
+            );
+            held.tie.queued = 0;
+        }
+    }
+}
