@@ -38,7 +38,13 @@ pub const DATA_DISK_MARKER: (&str, &str) = ("relive-lab-data", "relive lab data 
 
 /// The lab's workload programs (crate workloads/), copied into
 /// /usr/local/bin; their units are in mkosi/mkosi.extra/etc/systemd/system/.
-const WORKLOAD_BINARIES: &[&str] = &["relive-counter", "relive-echo", "relive-dirty"];
+const WORKLOAD_BINARIES: &[&str] = &[
+    "relive-counter",
+    "relive-echo",
+    "relive-dirty",
+    "relive-slowfile",
+    "relive-fetch",
+];
 
 /// The sources list of the local repository of kernel parts
 /// (`Paths::kernel_debs`): in the skeleton tree for mkosi's apt, removed

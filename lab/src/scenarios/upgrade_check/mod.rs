@@ -14,6 +14,7 @@
 //! attempt, [`stores`] the store decisions and the disk fallback,
 //! [`phase_check`] what each direction asks of the two-phase snapshot.
 
+mod groups;
 mod phase_check;
 mod sandbox;
 mod stores;
@@ -385,6 +386,18 @@ impl Run<'_> {
         // from a session: the upgrade is then asked for detached, and the
         // session's checks say what was lost.
         let (_, plan) = upgrade::dry_run(self.paths, port, self.to_release, "")?;
+        let (grouped, detail) = groups::plan_verdict(&plan);
+        v.record(
+            "(i) plan: nginx and relive-slowfile are a group",
+            grouped,
+            detail,
+        );
+        let fetch = self.sh(booted, groups::START_FETCH)?;
+        v.record(
+            "(i) download through nginx started",
+            fetch.success(),
+            fetch.stderr.trim(),
+        );
         let ssh_restarted = plan.restarted.iter().any(|u| u == "ssh.service");
         if ssh_restarted {
             let why = plan.why_of("ssh.service").unwrap_or_default();
@@ -477,7 +490,6 @@ impl Run<'_> {
             ("networking.service", Outcome::Rerun),
             ("systemd-journald.service", Outcome::Restarted),
             ("dbus.service", Outcome::Restarted),
-            ("nginx.service", Outcome::Restarted),
             (self.postgresql, Outcome::Restarted),
         ];
         let names: Vec<&str> = expected.iter().map(|(n, _)| *n).collect();
@@ -525,6 +537,19 @@ impl Run<'_> {
             .map(|(name, reason)| format!("{name}: {reason}"))
             .collect();
         v.record("report: no state lost", lost.is_empty(), lost.join("; "));
+        let (tied, detail) = groups::report_verdict(&report);
+        v.record(
+            "(i) report: nginx and relive-slowfile restored tied",
+            tied,
+            detail,
+        );
+        let result = self.fetch_result(booted)?;
+        let (intact, detail) = groups::fetch_verdict(&result, &report);
+        v.record(
+            "(i) download in flight across the kexec: complete, intact",
+            intact,
+            detail,
+        );
 
         // (h) the control socket is root's only.
         let out = self.sh(
@@ -546,6 +571,27 @@ impl Run<'_> {
 
         upgrade::print_report(&report);
         Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// relive-fetch's result file once the download has ended (at most
+    /// five minutes: the body takes about three).
+    fn fetch_result(&self, booted: &Booted) -> Result<String> {
+        let step = output::step("waiting for the download through nginx to end");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let out = self.sh(booted, &format!("cat {}", groups::FETCH_RESULT))?;
+            let ended = out
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("done ") || l.starts_with("failed "));
+            if ended || Instant::now() > deadline {
+                step.done();
+                return Ok(out.stdout);
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
     }
 }
 

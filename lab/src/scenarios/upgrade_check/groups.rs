@@ -1,0 +1,122 @@
+//! (i) A preservation group across the kexec: nginx proxies 127.0.0.1:8081
+//! to relive-slowfile over a unix socket (mkosi/mkosi.extra). relive-fetch,
+//! started just before the upgrade, downloads 12 MiB through nginx slowly
+//! enough to be in flight during the stoppage; it must finish intact, and
+//! the plan and the report must show the two units as one group.
+
+use relive_api::plan::Plan;
+use relive_api::report::{TiePeer, UpgradeReport};
+
+/// The download's result file (relive-fetch's --result).
+pub const FETCH_RESULT: &str = "/var/lib/relive-fetch/result";
+/// Starts one download: the result file says `started` at once.
+pub const START_FETCH: &str =
+    "rm -f /var/lib/relive-fetch/result && relivectl restart relive-fetch.service";
+/// relive-slowfile's body (its unit's --kib).
+const BODY_BYTES: usize = 12288 * 1024;
+const GROUP: [&str; 2] = ["nginx.service", "relive-slowfile.service"];
+
+/// The dry-run names nginx and relive-slowfile as one group (and says
+/// which unix sockets will be reset).
+pub fn plan_verdict(plan: &Plan) -> (bool, String) {
+    let groups = plan.groups();
+    let grouped = groups
+        .iter()
+        .any(|g| GROUP.iter().all(|u| g.iter().any(|m| m == u)));
+    let links: Vec<String> = plan
+        .unix_links
+        .iter()
+        .map(|l| format!("{} <-> {} ({} {})", l.a, l.b, l.kind.name(), l.name))
+        .collect();
+    let resets: Vec<String> = plan
+        .doomed_connections
+        .iter()
+        .filter(|c| c.local.starts_with("unix"))
+        .map(|c| format!("{}: {}", c.unit, c.reason))
+        .collect();
+    (
+        grouped,
+        format!(
+            "groups {:?}; links: {}; unix resets: {}",
+            groups,
+            links.join(", "),
+            if resets.is_empty() {
+                "none".into()
+            } else {
+                resets.join("; ")
+            }
+        ),
+    )
+}
+
+/// The report: each of the two restored with a tie to the other.
+pub fn report_verdict(report: &UpgradeReport) -> (bool, String) {
+    let mut ok = true;
+    let mut detail = Vec::new();
+    for (unit, other) in [(GROUP[0], GROUP[1]), (GROUP[1], GROUP[0])] {
+        let record = report.units.iter().find(|r| r.name == unit);
+        let ties: Vec<String> = record
+            .map(|r| {
+                r.unix_ties
+                    .iter()
+                    .map(|t| match &t.peer {
+                        TiePeer::Unit { unit, inode } => {
+                            format!(
+                                "socket {} -> {unit} socket {inode}, {} bytes queued",
+                                t.inode, t.queued
+                            )
+                        }
+                        TiePeer::Reset { why } => format!("socket {} reset ({why})", t.inode),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ok &= record.is_some_and(|r| {
+            r.unix_ties
+                .iter()
+                .any(|t| matches!(&t.peer, TiePeer::Unit { unit, .. } if unit == other))
+        });
+        detail.push(format!("{unit}: {}", ties.join(", ")));
+    }
+    (ok, detail.join("; "))
+}
+
+/// What the result file says, once the download has ended: it started
+/// before the upgrade, ended after the kexec, and got every byte.
+pub fn fetch_verdict(result: &str, report: &UpgradeReport) -> (bool, String) {
+    let words = |prefix: &str| {
+        result
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+    };
+    let started: Option<u64> = words("started ").and_then(|w| w.first()?.parse().ok());
+    let Some(done) = words("done ") else {
+        return (false, result.trim().replace('\n', " | "));
+    };
+    let ended: Option<u64> = done.first().and_then(|w| w.parse().ok());
+    let bytes: Option<usize> = done.get(1).and_then(|w| w.parse().ok());
+    let sum = done.get(2).cloned().unwrap_or_default();
+    let expected = relive_workloads::checksum(&relive_workloads::pattern(BODY_BYTES));
+    let in_flight = started.is_some_and(|s| s * 1_000_000 <= report.started_usec)
+        && ended.is_some_and(|e| e * 1_000_000 >= report.kexec_usec);
+    (
+        in_flight && bytes == Some(BODY_BYTES) && sum == expected,
+        format!(
+            "{} bytes, sha256 {}{}; started {} s before the upgrade, ended {} s after the kexec",
+            bytes.unwrap_or(0),
+            &sum[..sum.len().min(16)],
+            if sum == expected {
+                " (intact)"
+            } else {
+                " (NOT the body sent)"
+            },
+            started.map_or(-1, |s| report.started_usec as i64 / 1_000_000 - s as i64),
+            ended.map_or(-1, |e| e as i64 - report.kexec_usec as i64 / 1_000_000),
+        ),
+    )
+}
