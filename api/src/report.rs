@@ -191,6 +191,14 @@ pub struct ForeignFifo {
     pub run_path: String,
 }
 
+/// The offsets of the time namespace every service reads its clocks in
+/// after a live upgrade (relive_sys::timens): one clock for the system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockOffsets {
+    pub monotonic_ns: i64,
+    pub boottime_ns: i64,
+}
+
 /// A unix socket's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -517,6 +525,11 @@ pub struct UpgradeReport {
     pub longest_stoppage_ms: f64,
     /// How times across the kexec were measured, and their error.
     pub clock: String,
+    /// The offsets of the one time namespace the services read their
+    /// clocks in since this upgrade; None where it could not be made
+    /// (each restored unit then has CRIU's offsets of its own).
+    #[serde(default)]
+    pub clock_offsets: Option<ClockOffsets>,
 }
 
 impl UpgradeReport {

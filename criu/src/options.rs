@@ -283,6 +283,9 @@ pub struct RestoreOptions<'fd> {
     /// Ask CRIU for NOTIFY messages at each script hook ("setup-namespaces",
     /// "post-restore" with the root pid, "network-unlock" ...).
     pub notify_scripts: bool,
+    /// `--join-ns time:PATH`: the restored tree enters this time
+    /// namespace instead of one CRIU makes for it.
+    pub join_time_ns: Option<PathBuf>,
 }
 
 impl<'fd> RestoreOptions<'fd> {
@@ -304,6 +307,7 @@ impl<'fd> RestoreOptions<'fd> {
             log_file: None,
             log_level: LogLevel::default(),
             notify_scripts: false,
+            join_time_ns: None,
         }
     }
 
@@ -349,6 +353,13 @@ impl<'fd> RestoreOptions<'fd> {
             })
             .collect();
         o.external = self.external.clone();
+        if let Some(path) = &self.join_time_ns {
+            o.join_ns.push(proto::JoinNamespace {
+                ns: "time".into(),
+                ns_file: utf8(request, "join_time_ns", path)?,
+                extra_opt: None,
+            });
+        }
         Ok(o)
     }
 }

@@ -279,6 +279,23 @@ pub fn render_report(r: &UpgradeReport) -> String {
         let _ = writeln!(out, "Note: {note}");
     }
     let _ = writeln!(out, "Clock: {}", r.clock);
+    match &r.clock_offsets {
+        Some(o) => {
+            let _ = writeln!(
+                out,
+                "Services' clock: one time namespace, CLOCK_MONOTONIC {:+.3} s and CLOCK_BOOTTIME {:+.3} s from the kernel's",
+                o.monotonic_ns as f64 / 1e9,
+                o.boottime_ns as f64 / 1e9
+            );
+        }
+        None if r.aborted.is_none() => {
+            let _ = writeln!(
+                out,
+                "Services' clock: no shared time namespace; each restored unit has CRIU's offsets"
+            );
+        }
+        None => {}
+    }
     out
 }
 

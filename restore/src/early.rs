@@ -14,6 +14,8 @@ pub(crate) struct Early {
     pub(crate) resumed_usec: u64,
     pub(crate) steps: Vec<EarlyStep>,
     pub(crate) restores_started_usec: u64,
+    /// The services' one clock in the new kernel, if it could be made.
+    pub(crate) clock_offsets: Option<relive_api::report::ClockOffsets>,
 }
 
 impl Early {

@@ -18,6 +18,7 @@
 //! [`relive_host::UnitHost`]), CRIU, the freezer and kexec, so that the
 //! orders and the failure policies are tested in-process.
 
+mod clock;
 mod early;
 pub mod error;
 #[cfg(any(test, feature = "fakes"))]

@@ -30,10 +30,13 @@ pub fn resume(
     resumed_usec: u64,
 ) -> UpgradeReport {
     let mut records = std::mem::take(&mut handover.units);
+    // Before anything is restored or started: they all read this clock.
+    let clock_offsets = seams.restorer.one_clock(Some(&handover.clock));
     let mut early = Early {
         resumed_usec,
         steps: Vec::new(),
         restores_started_usec: 0,
+        clock_offsets,
     };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         resume_units(seams, store, &handover, &mut records, &mut early)
@@ -225,6 +228,7 @@ fn report(handover: &KexecHandover, records: Vec<UnitRecord>, early: Early) -> U
             .fold(0.0, f64::max),
         units,
         clock: CLOCK_NOTE.into(),
+        clock_offsets: early.clock_offsets,
     }
 }
 

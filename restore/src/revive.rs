@@ -3,10 +3,12 @@
 //! Used after the kexec, and on the old kernel when an upgrade aborts.
 
 use crate::RestoreError;
+use relive_api::report::ClockOffsets;
 use relive_api::report::UnitRecord;
 use relive_criu::pid1::{timeout_for, Pid1Spawner};
 use relive_criu::{Criu, InheritFd, LogLevel, RestoreOptions};
 use relive_store::Store;
+use relive_sys::timens::ClockAtKexec;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,6 +32,13 @@ pub trait Restorer: Sync {
     /// false if the probe failed (each restore then probes for itself).
     fn probe_kernel(&self) -> bool {
         true
+    }
+    /// Makes the system's one clock (relive_sys::timens) for what is
+    /// restored and started from now on: in a new kernel continuing the
+    /// clocks `at_kexec` gave, on the kernel that dumped (an undo) the
+    /// one the services had. None where there is none.
+    fn one_clock(&self, _at_kexec: Option<&ClockAtKexec>) -> Option<ClockOffsets> {
+        None
     }
 }
 
@@ -89,6 +98,10 @@ impl CriuRestorer {
 }
 
 impl Restorer for CriuRestorer {
+    fn one_clock(&self, at_kexec: Option<&ClockAtKexec>) -> Option<ClockOffsets> {
+        crate::clock::one_clock(at_kexec)
+    }
+
     fn probe_kernel(&self) -> bool {
         let started = Instant::now();
         // CRIU tries TCP repair on a loopback connection; the network's
@@ -180,6 +193,10 @@ impl Restorer for CriuRestorer {
         options.file_locks = true;
         options.log_file = Some("restore.log".into());
         options.log_level = LogLevel::Info;
+        // Into the system's one clock, when there is one.
+        if relive_sys::timens::open_pinned().is_some() {
+            options.join_time_ns = Some(relive_sys::timens::PATH.into());
+        }
         if record.own_mount_namespace {
             // CRIU builds the service's mount namespace on this root.
             options.root = Some("/".into());

@@ -78,6 +78,7 @@ impl Rig {
                 cmdline: "root=/dev/vda init=/usr/sbin/relive".into(),
             }),
             rolled_back: None,
+            clock: Default::default(),
         };
         let rig = Rig {
             host: FakeHost::default(),

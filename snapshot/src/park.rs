@@ -108,6 +108,7 @@ pub fn execute(
         frozen_only: None,
         frozen_ahead: Vec::new(),
         ties: std::collections::HashMap::new(),
+        held_sockets: Vec::new(),
         preserved: plan.preserved.iter().map(|u| u.name.clone()).collect(),
         stopped: Vec::new(),
         full_at_failure: None,
@@ -194,6 +195,9 @@ struct Parking<'a> {
     /// Unix ties of the group being parked, by unit, found once all of
     /// it was frozen.
     ties: std::collections::HashMap<String, Vec<crate::unix_ties::HeldTie>>,
+    /// Copies of the tied sockets, holding the connections up while the
+    /// members of a group are dumped one after another.
+    held_sockets: Vec<std::os::fd::OwnedFd>,
     /// The preserved units' names.
     preserved: Vec<String>,
     /// Restart units stopped so far.
@@ -354,6 +358,7 @@ impl Parking<'_> {
             .host
             .manager_state()
             .map_err(UpgradeError::State)?;
+        let kexec_usec = wall_usec();
         let handover = KexecHandover {
             state,
             plan: plan.clone(),
@@ -361,7 +366,7 @@ impl Parking<'_> {
             kernel_from: kernel_release(),
             kernel_to: request.kernel.display().to_string(),
             started_usec,
-            kexec_usec: wall_usec(),
+            kexec_usec,
             mode: if two_phase {
                 UpgradeMode::TwoPhase
             } else {
@@ -374,6 +379,7 @@ impl Parking<'_> {
             losses,
             previous: PreviousKernel::running(),
             rolled_back: None,
+            clock: relive_sys::timens::ClockAtKexec::now(kexec_usec),
         };
         store.write_handover(&handover)?;
         (self.progress)(Progress::new(
@@ -639,6 +645,10 @@ impl Parking<'_> {
             }
         }
         let records = std::mem::take(&mut self.records);
+        if !records.is_empty() {
+            // The units undone read one clock again, as before.
+            self.seams.restorer.one_clock(None);
+        }
         let _hang_up = relive_restore::switchboard::HangUpAfter;
         for record in records.into_iter().rev() {
             match revive::restore(self.seams.restorer, &store, &record) {

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 
 use relive_api::report::{TiePeer, UnixKind, UnixTie};
 use relive_sys::unix_diag::UnixSocket;
@@ -30,8 +31,8 @@ pub struct HeldTie {
 /// What the machine's sockets look like now.
 #[derive(Debug, Default)]
 pub struct Sockets {
-    /// Connected unix sockets by inode.
-    pub connected: HashMap<u64, UnixSocket>,
+    /// Unix sockets by inode.
+    pub all: HashMap<u64, UnixSocket>,
     /// Socket inode -> a process holding it.
     pub holders: HashMap<u64, u32>,
 }
@@ -39,7 +40,7 @@ pub struct Sockets {
 impl Sockets {
     pub fn now() -> io::Result<Sockets> {
         Ok(Sockets {
-            connected: relive_sys::unix_diag::connected()?,
+            all: relive_sys::unix_diag::all()?,
             holders: crate::connections::socket_owners(),
         })
     }
@@ -85,10 +86,10 @@ pub fn ties_of(
     let mut held: Vec<_> = socket_fds(pids).into_iter().collect();
     held.sort();
     for (inode, (pid, fd)) in held {
-        let Some(socket) = sockets.connected.get(&inode) else {
+        let Some(socket) = sockets.all.get(&inode).filter(|s| s.peer != 0) else {
             continue;
         };
-        let peer = sockets.connected.get(&socket.peer);
+        let peer = sockets.all.get(&socket.peer);
         // Nobody holds the peer (it is queued somewhere, or closing): CRIU's.
         let Some(&peer_pid) = sockets.holders.get(&socket.peer) else {
             continue;
@@ -151,13 +152,17 @@ fn nonblocking(pid: u32, fd: i32) -> bool {
         .is_some_and(|flags| flags & O_NONBLOCK != 0)
 }
 
-/// What waits to be read on a frozen process's socket, read without
-/// taking it (MSG_PEEK on a copy of the descriptor, pidfd_getfd(2)).
-/// A stream's bytes only: a datagram socket's queue holds messages whose
-/// bounds a peek cannot all see, so there `queued` must be zero.
-pub fn peek_queue(held: &HeldTie) -> io::Result<Vec<u8>> {
+/// A copy of the tied socket (pidfd_getfd(2)), and what waits to be read
+/// on it, read without taking it. Holding the copy keeps the connection
+/// up after the process is dumped and gone, so that its peer, dumped
+/// after it, is still connected to something outside its tree (CRIU
+/// would otherwise dump it as half-closed). A datagram socket's queue
+/// holds messages whose bounds a peek cannot all see: there `queued`
+/// must be zero.
+pub fn hold(held: &HeldTie) -> io::Result<(OwnedFd, Vec<u8>)> {
+    let copy = relive_sys::unix_diag::copy_of(held.pid, held.fd)?;
     if held.tie.queued == 0 {
-        return Ok(Vec::new());
+        return Ok((copy, Vec::new()));
     }
     if held.tie.kind != UnixKind::Stream {
         return Err(io::Error::other(format!(
@@ -166,7 +171,8 @@ pub fn peek_queue(held: &HeldTie) -> io::Result<Vec<u8>> {
             held.tie.kind.name()
         )));
     }
-    relive_sys::unix_diag::peek(held.pid, held.fd)
+    let bytes = relive_sys::unix_diag::peek(copy.as_fd())?;
+    Ok((copy, bytes))
 }
 
 #[cfg(test)]
@@ -198,7 +204,7 @@ mod tests {
                 .ino()
         };
         let mut split = Sockets {
-            connected: sockets.connected,
+            all: sockets.all,
             holders: HashMap::new(),
         };
         split.holders.insert(ino(&a), me);
@@ -215,7 +221,7 @@ mod tests {
         );
         assert!(tie.tie.nonblocking);
         assert_eq!(tie.tie.queued, 13);
-        assert_eq!(peek_queue(tie).unwrap(), b"waiting for a");
+        assert_eq!(hold(tie).unwrap().1, b"waiting for a");
         // The peek took nothing.
         let mut buf = [0u8; 13];
         a.set_nonblocking(false).unwrap();
@@ -230,5 +236,34 @@ mod tests {
                 why: "peer.service, which is not preserved".into()
             }
         );
+    }
+
+    #[test]
+    fn a_datagram_socket_to_a_named_one_is_left_to_criu() {
+        let dir = std::env::temp_dir().join(format!("relive-ties-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::os::unix::net::UnixDatagram::bind(dir.join("log")).unwrap();
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        client.connect(dir.join("log")).unwrap();
+        let ino = |fd: i32| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                .unwrap()
+                .ino()
+        };
+        let me = std::process::id();
+        let mut sockets = Sockets::now().unwrap();
+        sockets.holders.clear();
+        sockets
+            .holders
+            .insert(ino(std::os::fd::AsRawFd::as_raw_fd(&client)), me);
+        sockets
+            .holders
+            .insert(ino(std::os::fd::AsRawFd::as_raw_fd(&log)), 999_999);
+        let unit_of = |pid: u32| (pid == 999_999).then(|| "journald.service".to_string());
+        let ties = ties_of("x.service", &[me], &sockets, &unit_of, &|_| false);
+        let client_fd = std::os::fd::AsRawFd::as_raw_fd(&client);
+        assert!(ties.iter().all(|t| t.fd != client_fd), "{ties:?}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -51,6 +51,11 @@ pub struct KexecHandover {
     /// rolled back. There is no second rollback.
     #[serde(default)]
     pub rolled_back: Option<String>,
+    /// The services' clocks at the kexec, which the new kernel's time
+    /// namespace continues (relive_sys::timens). Zero from a relive that
+    /// did not say: CRIU's own offsets then, one per unit.
+    #[serde(default)]
+    pub clock: relive_sys::timens::ClockAtKexec,
 }
 
 fn single_phase() -> UpgradeMode {

@@ -27,6 +27,7 @@ pub mod process_attrs;
 pub mod sched;
 pub mod seccomp;
 pub mod spawn;
+pub mod timens;
 pub mod tty;
 pub mod unix_diag;
 pub mod userns;

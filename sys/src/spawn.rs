@@ -399,6 +399,8 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         .process
         .oom_score_adj
         .map(|n| n.to_string().into_bytes());
+    // Every service reads the system's one clock, once an upgrade made it.
+    let time_ns = crate::timens::open_pinned();
     let plan = ChildPlan {
         path: request.path.as_ptr(),
         argv: argv.as_ptr(),
@@ -428,6 +430,7 @@ pub fn spawn(request: &SpawnRequest, cgroup_dir: Option<&OwnedFd>) -> Result<Spa
         private_users: request.private_users.as_ref(),
         devnull: devnull.as_raw_fd(),
         status_fd: status_write.as_raw_fd(),
+        time_ns: time_ns.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
     };
 
     let pid = clone_into(cgroup_dir.map(|fd| fd.as_raw_fd()), &plan)?;
@@ -497,6 +500,8 @@ struct ChildPlan<'a> {
     /// PID 1's /dev/null, which the plan's Null streams are.
     devnull: RawFd,
     status_fd: RawFd,
+    /// The system's time namespace (crate::timens), -1: the kernel's.
+    time_ns: RawFd,
 }
 
 /// clone3 into the cgroup; falls back to fork + joining the cgroup from the
@@ -587,6 +592,11 @@ fn child_main(plan: &ChildPlan) -> ! {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // First, while no user namespace is in the way; a service that
+        // cannot enter it reads the kernel's clock rather than not start.
+        if plan.time_ns >= 0 {
+            libc::setns(plan.time_ns, libc::CLONE_NEWTIME);
+        }
 
         if !plan.same_process_group && libc::setsid() < 0 {
             fail(plan, ChildStep::Setsid);

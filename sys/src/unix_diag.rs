@@ -34,12 +34,12 @@ pub fn raw_kind(kind: UnixKind) -> i32 {
     }
 }
 
-/// One connected unix socket.
+/// One unix socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnixSocket {
     pub inode: u64,
     pub kind: UnixKind,
-    /// The socket at the other end.
+    /// The socket at the other end; 0 if none.
     pub peer: u64,
     /// The address it is bound to: a path, `@name` (abstract), or empty.
     pub name: String,
@@ -47,8 +47,9 @@ pub struct UnixSocket {
     pub queued: u32,
 }
 
-/// Every connected unix socket of this network namespace, by inode.
-pub fn connected() -> io::Result<HashMap<u64, UnixSocket>> {
+/// Every unix socket of this network namespace, by inode (`peer` is 0
+/// for one not connected: a listener, an unconnected datagram socket).
+pub fn all() -> io::Result<HashMap<u64, UnixSocket>> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
@@ -57,7 +58,8 @@ pub fn connected() -> io::Result<HashMap<u64, UnixSocket>> {
     let mut request = NetlinkMessage::new(
         header,
         SockDiagMessage::UnixRequest(UnixRequest {
-            state_flags: StateFlags::ESTABLISHED,
+            // Every state: a datagram socket's peer is unconnected (closed).
+            state_flags: StateFlags::from_bits_retain(u32::MAX),
             inode: 0,
             show_flags: ShowFlags::NAME | ShowFlags::PEER | ShowFlags::RQLEN,
             cookie: [0xff; 8],
@@ -114,7 +116,7 @@ fn described(response: &netlink_packet_sock_diag::unix::UnixResponse) -> Option<
             _ => {}
         }
     }
-    (socket.peer != 0).then_some(socket)
+    Some(socket)
 }
 
 fn name_text(name: &netlink_packet_sock_diag::unix::nlas::UnixDiagName) -> String {
@@ -125,11 +127,9 @@ fn name_text(name: &netlink_packet_sock_diag::unix::nlas::UnixDiagName) -> Strin
     }
 }
 
-/// What waits to be read on another process's socket (`fd` of `pid`),
-/// read without taking it: MSG_PEEK on a copy of the descriptor
-/// (pidfd_getfd(2)). For a stream: a datagram peek sees one message.
-pub fn peek(pid: u32, fd: i32) -> io::Result<Vec<u8>> {
-    let copy = descriptor_of(pid, fd)?;
+/// What waits to be read on a socket, read without taking it (MSG_PEEK).
+/// For a stream: a datagram peek sees one message.
+pub fn peek(copy: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     let mut waiting: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the pointer given.
     if unsafe { libc::ioctl(copy.as_raw_fd(), libc::FIONREAD, &mut waiting) } < 0 {
@@ -157,8 +157,8 @@ pub fn peek(pid: u32, fd: i32) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// A copy of another process's descriptor.
-fn descriptor_of(pid: u32, fd: i32) -> io::Result<OwnedFd> {
+/// A copy of another process's descriptor (pidfd_getfd(2)).
+pub fn copy_of(pid: u32, fd: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a PID and flags, returns a new descriptor.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if pidfd < 0 {
@@ -264,7 +264,7 @@ mod tests {
     fn a_pair_is_found_with_its_peer_and_queue() {
         let (a, mut b) = UnixStream::pair().unwrap();
         std::io::Write::write_all(&mut b, b"12345").unwrap();
-        let table = connected().unwrap();
+        let table = all().unwrap();
         let ours = &table[&inode(&a)];
         assert_eq!(ours.kind, UnixKind::Stream);
         assert_eq!(ours.peer, inode(&b));

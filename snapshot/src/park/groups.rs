@@ -7,6 +7,7 @@ use crate::unix_ties::{self, HeldTie, Sockets};
 use crate::UpgradeError;
 use relive_restore::cgroup_dir;
 use relive_store::Store;
+use std::os::fd::OwnedFd;
 
 impl Parking<'_> {
     /// Before `name` is parked: the other members of its group that are
@@ -85,7 +86,9 @@ impl Parking<'_> {
             let pids = crate::predump::cgroup_pids(member);
             let mut held = unix_ties::ties_of(member, &pids, &sockets, &unit_of, &preserved);
             for tie in &mut held {
-                save_queue(store, member, tie);
+                if let Some(copy) = save_queue(store, member, tie) {
+                    self.held_sockets.push(copy);
+                }
             }
             found.push((member.to_owned(), held));
         }
@@ -94,26 +97,39 @@ impl Parking<'_> {
 }
 
 /// What waits on a tie, into the store (`unix-queues/INODE`); a queue
-/// that cannot be read is not carried, and the log says so.
-fn save_queue(store: &Store, unit: &str, held: &mut HeldTie) {
-    if held.tie.queued == 0 {
-        return;
+/// that cannot be read is not carried, and the log says so. Returns the
+/// copy of the socket that keeps the connection up until the parking
+/// ends (unix_ties::hold).
+fn save_queue(store: &Store, unit: &str, held: &mut HeldTie) -> Option<OwnedFd> {
+    let (copy, bytes) = match unix_ties::hold(held) {
+        Ok(got) => got,
+        Err(e) => {
+            tracing::warn!(
+                "{unit}: unix socket {} not held, {} bytes queued on it not carried: {e}",
+                held.tie.inode,
+                held.tie.queued
+            );
+            held.tie.queued = 0;
+            return None;
+        }
+    };
+    if bytes.is_empty() {
+        held.tie.queued = 0;
+        return Some(copy);
     }
-    let saved = unix_ties::peek_queue(held).and_then(|bytes| {
-        let dir = relive_restore::switchboard::queue_dir(store);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join(held.tie.inode.to_string()), &bytes)?;
-        Ok(bytes.len() as u64)
-    });
+    let dir = relive_restore::switchboard::queue_dir(store);
+    let saved = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(held.tie.inode.to_string()), &bytes));
     match saved {
-        Ok(bytes) => held.tie.queued = bytes,
+        Ok(()) => held.tie.queued = bytes.len() as u64,
         Err(e) => {
             tracing::warn!(
                 "{unit}: {} bytes queued on unix socket {} not carried: {e}",
-                held.tie.queued,
+                bytes.len(),
                 held.tie.inode
             );
             held.tie.queued = 0;
         }
     }
+    Some(copy)
 }

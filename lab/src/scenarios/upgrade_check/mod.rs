@@ -14,6 +14,7 @@
 //! attempt, [`stores`] the store decisions and the disk fallback,
 //! [`phase_check`] what each direction asks of the two-phase snapshot.
 
+mod clock;
 mod groups;
 mod phase_check;
 mod sandbox;
@@ -385,18 +386,21 @@ impl Run<'_> {
         // ssh.service (and with it every session), nothing could follow
         // from a session: the upgrade is then asked for detached, and the
         // session's checks say what was lost.
+        // The download first: nginx and relive-slowfile are tied only
+        // while a request is under way.
+        let fetch = self.sh(booted, groups::START_FETCH)?;
+        v.record(
+            "(i) download through nginx started",
+            fetch.success(),
+            fetch.stderr.trim(),
+        );
+        std::thread::sleep(Duration::from_secs(3));
         let (_, plan) = upgrade::dry_run(self.paths, port, self.to_release, "")?;
         let (grouped, detail) = groups::plan_verdict(&plan);
         v.record(
             "(i) plan: nginx and relive-slowfile are a group",
             grouped,
             detail,
-        );
-        let fetch = self.sh(booted, groups::START_FETCH)?;
-        v.record(
-            "(i) download through nginx started",
-            fetch.success(),
-            fetch.stderr.trim(),
         );
         let ssh_restarted = plan.restarted.iter().any(|u| u == "ssh.service");
         if ssh_restarted {
@@ -537,6 +541,13 @@ impl Run<'_> {
             .map(|(name, reason)| format!("{name}: {reason}"))
             .collect();
         v.record("report: no state lost", lost.is_empty(), lost.join("; "));
+        let clocks = self.sh(booted, clock::SCRIPT)?;
+        let (one, detail) = clock::verdict(&clocks.stdout, &report);
+        v.record(
+            "(j) one clock: restored, restarted, new session",
+            one,
+            detail,
+        );
         let (tied, detail) = groups::report_verdict(&report);
         v.record(
             "(i) report: nginx and relive-slowfile restored tied",
