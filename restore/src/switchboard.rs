@@ -15,6 +15,7 @@ use relive_api::report::{TiePeer, UnixTie};
 use relive_store::Store;
 use std::collections::HashMap;
 use std::io;
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -59,6 +60,44 @@ pub fn end_for(store: &Store, tie: &UnixTie) -> io::Result<OwnedFd> {
     };
     relive_sys::unix_diag::set_nonblocking(ours.as_fd(), tie.nonblocking)?;
     Ok(ours)
+}
+
+/// The end waiting for the restore of the unit whose socket `inode` was.
+pub fn take(inode: u64) -> Option<OwnedFd> {
+    let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
+    waiting.as_mut()?.remove(&inode)
+}
+
+/// The length of what was queued on socket `inode` (carried in the store).
+pub fn queued_len(store: &Store, inode: u64) -> u64 {
+    std::fs::metadata(queue_dir(store).join(inode.to_string())).map_or(0, |m| m.len())
+}
+
+/// Joins two stream sockets, each direction on a thread of its own, until
+/// both have ended; the first `skip_*` bytes read from each are dropped
+/// (they were delivered already, from the store). An undo uses it to
+/// connect a group member restored from its images again with a member
+/// that was never dumped and still holds its old socket.
+pub fn relay(a: OwnedFd, skip_a: u64, b: OwnedFd, skip_b: u64, what: &str) -> io::Result<()> {
+    let a = std::os::unix::net::UnixStream::from(a);
+    let b = std::os::unix::net::UnixStream::from(b);
+    a.set_nonblocking(false)?;
+    b.set_nonblocking(false)?;
+    let (a2, b2) = (a.try_clone()?, b.try_clone()?);
+    for (from, to, skip) in [(a, b2, skip_a), (b, a2, skip_b)] {
+        let what = what.to_owned();
+        std::thread::Builder::new()
+            .name("relive-relay".into())
+            .spawn(move || {
+                let copied = std::io::copy(&mut (&from).take(skip), &mut std::io::sink())
+                    .and_then(|_| std::io::copy(&mut &from, &mut &to));
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                if let Err(e) = copied {
+                    tracing::info!("{what}: relay ended: {e}");
+                }
+            })?;
+    }
+    Ok(())
 }
 
 /// Closes, when dropped, every end no restore took.
@@ -150,5 +189,23 @@ mod tests {
         end.read_to_end(&mut all).unwrap();
         assert_eq!(all, b"last words");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_relay_joins_two_sockets_without_repeating_what_was_delivered() {
+        let (mut left, left_end) = UnixStream::pair().unwrap();
+        let (right_end, mut right) = UnixStream::pair().unwrap();
+        left.write_all(b"abcHELLO").unwrap();
+        right.write_all(b"zzWORLD").unwrap();
+        relay(left_end.into(), 3, right_end.into(), 2, "test").unwrap();
+        let mut got = [0u8; 5];
+        right.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"HELLO");
+        left.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"WORLD");
+        drop(left);
+        let mut rest = Vec::new();
+        right.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
     }
 }

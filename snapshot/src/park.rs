@@ -108,7 +108,7 @@ pub fn execute(
         frozen_only: None,
         frozen_ahead: Vec::new(),
         ties: std::collections::HashMap::new(),
-        held_sockets: Vec::new(),
+        held_sockets: std::collections::HashMap::new(),
         preserved: plan.preserved.iter().map(|u| u.name.clone()).collect(),
         stopped: Vec::new(),
         full_at_failure: None,
@@ -197,7 +197,7 @@ struct Parking<'a> {
     ties: std::collections::HashMap<String, Vec<crate::unix_ties::HeldTie>>,
     /// Copies of the tied sockets, holding the connections up while the
     /// members of a group are dumped one after another.
-    held_sockets: Vec<std::os::fd::OwnedFd>,
+    held_sockets: std::collections::HashMap<u64, std::os::fd::OwnedFd>,
     /// The preserved units' names.
     preserved: Vec<String>,
     /// Restart units stopped so far.
@@ -650,11 +650,13 @@ impl Parking<'_> {
             self.seams.restorer.one_clock(None);
         }
         let _hang_up = relive_restore::switchboard::HangUpAfter;
+        let mut restored = Vec::new();
         for record in records.into_iter().rev() {
             match revive::restore(self.seams.restorer, &store, &record) {
                 Ok(revived) => {
                     tracing::info!("{}: restored on the old kernel", record.name);
                     host.unpark(&record.name, revived.pid, revived.outputs);
+                    restored.push(record);
                 }
                 Err(e) => lost.push(self.start_afresh(
                     &record.name,
@@ -662,6 +664,7 @@ impl Parking<'_> {
                 )),
             }
         }
+        self.bridge_half_undone(&store, &restored);
         let stopped = std::mem::take(&mut self.stopped);
         for name in stopped.into_iter().rev() {
             if let Err(e) = host.run_job(&name, Job::Start) {

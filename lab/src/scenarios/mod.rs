@@ -24,6 +24,7 @@ pub mod check;
 pub mod compare;
 pub mod criu_compat;
 pub mod demo;
+pub mod download;
 pub mod echo_client;
 pub mod faults;
 pub mod fleet;

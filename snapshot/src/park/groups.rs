@@ -5,7 +5,9 @@
 use super::{FrozenOnly, Parking};
 use crate::unix_ties::{self, HeldTie, Sockets};
 use crate::UpgradeError;
+use relive_api::report::{TiePeer, UnitRecord};
 use relive_restore::cgroup_dir;
+use relive_restore::switchboard;
 use relive_store::Store;
 use std::os::fd::OwnedFd;
 
@@ -63,6 +65,40 @@ impl Parking<'_> {
         self.ties.remove(name).unwrap_or_default()
     }
 
+    /// After an undo: a member restored from its images is connected
+    /// again with a member of its group that was never dumped (its dump
+    /// failed, or came later) and still holds its old socket, whose peer
+    /// relive held. A relay joins the new end with the held one, so that
+    /// the connection goes on and nothing queued is lost or repeated.
+    pub(super) fn bridge_half_undone(&mut self, store: &Store, restored: &[UnitRecord]) {
+        for record in restored {
+            for tie in &record.unix_ties {
+                let TiePeer::Unit { unit, inode: peer } = &tie.peer else {
+                    continue;
+                };
+                if restored.iter().any(|r| &r.name == unit) {
+                    continue;
+                }
+                let (Some(end), Some(held)) = (
+                    switchboard::take(*peer),
+                    self.held_sockets.remove(&tie.inode),
+                ) else {
+                    continue;
+                };
+                let what = format!("{} <-> {unit}", record.name);
+                // What each side had not read yet was handed to the
+                // restored one from the store, and is still queued on the
+                // old sockets: not twice.
+                let skip_end = switchboard::queued_len(store, *peer);
+                let skip_held = switchboard::queued_len(store, tie.inode);
+                match switchboard::relay(end, skip_end, held, skip_held, &what) {
+                    Ok(()) => tracing::info!("{what}: connected again through relive"),
+                    Err(e) => tracing::warn!("{what}: cannot connect again: {e}"),
+                }
+            }
+        }
+    }
+
     fn find_ties(&mut self, store: &Store, group: &[String], name: &str) {
         let sockets = match Sockets::now() {
             Ok(sockets) => sockets,
@@ -87,7 +123,7 @@ impl Parking<'_> {
             let mut held = unix_ties::ties_of(member, &pids, &sockets, &unit_of, &preserved);
             for tie in &mut held {
                 if let Some(copy) = save_queue(store, member, tie) {
-                    self.held_sockets.push(copy);
+                    self.held_sockets.insert(tie.tie.inode, copy);
                 }
             }
             found.push((member.to_owned(), held));

@@ -83,6 +83,16 @@ pub fn scenarios() -> Vec<Scenario> {
             cause: Says("relive-counter.service: CRIU dump failed"),
         },
         Scenario {
+            name: "a group's second member fails to dump",
+            faults: &["dump-fail relive-slowfile.service"],
+            // nginx and relive-slowfile are a group while a download
+            // through nginx is under way; it must end intact.
+            setup: "relivectl restart relive-fetch.service && sleep 3",
+            args: None,
+            expect: Expect::Undone,
+            cause: Says("relive-slowfile.service: CRIU dump failed"),
+        },
+        Scenario {
             name: "CRIU hangs in the final dump",
             faults: &["dump-hangs relive-idle.service"],
             setup: "",

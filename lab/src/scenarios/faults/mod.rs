@@ -11,6 +11,7 @@ mod matrix;
 
 use crate::output;
 use crate::scenarios::check;
+use crate::scenarios::download;
 use crate::scenarios::upgrade::{self, outcome_text};
 use crate::vm::boot::{self, Booted, Options};
 use crate::vm::guest::Init;
@@ -34,6 +35,8 @@ const UNITS: &[&str] = &[
     "relive-counter.service",
     "relive-idle.service",
     "relive-busy.service",
+    "nginx.service",
+    "relive-slowfile.service",
 ];
 const FAULT_FILE: &str = "/run/relive/fault-inject";
 
@@ -143,6 +146,7 @@ fn run(
             .replace("{I}", &format!("/boot/initrd.img-{target}"))
     };
     let before = Machine::read(paths, port)?;
+    sh(&format!("rm -f {}", download::RESULT))?;
     if !scenario.setup.is_empty() {
         sh(&fill(scenario.setup))?;
     }
@@ -184,6 +188,14 @@ fn run(
         (Expect::Completed, true) => upgrade.completed(booted, scenario, &args, target)?,
     };
     sh(&format!("rm -f {FAULT_FILE}"))?;
+    // A download the scenario started must end intact, whatever happened.
+    let mut download_lost = None;
+    if sh(&format!("test -e {}", download::RESULT))?.success() {
+        let result = download::wait(paths, port, interrupt)?;
+        if let Err(why) = download::intact(&result) {
+            download_lost = Some(why);
+        }
+    }
     let after = Machine::read(paths, port)?;
     let lost = before.lost(&after, &seen.reported_lost);
     let mut observed = seen.observed;
@@ -203,10 +215,13 @@ fn run(
     if !lost.is_empty() {
         observed.push_str(&format!("; LOST {}", lost.join(", ")));
     }
+    if let Some(why) = &download_lost {
+        observed.push_str(&format!("; the download through nginx LOST: {why}"));
+    }
     Ok(FaultResult {
         scenario: scenario.name.into(),
         expected: expected(scenario.expect),
-        ok: seen.named && lost.is_empty() && retry.success(),
+        ok: seen.named && lost.is_empty() && retry.success() && download_lost.is_none(),
         observed,
         lost: lost.len(),
     })

@@ -4,16 +4,10 @@
 //! enough to be in flight during the stoppage; it must finish intact, and
 //! the plan and the report must show the two units as one group.
 
+use crate::scenarios::download;
 use relive_api::plan::Plan;
 use relive_api::report::{TiePeer, UpgradeReport};
 
-/// The download's result file (relive-fetch's --result).
-pub const FETCH_RESULT: &str = "/var/lib/relive-fetch/result";
-/// Starts one download: the result file says `started` at once.
-pub const START_FETCH: &str =
-    "rm -f /var/lib/relive-fetch/result && relivectl restart relive-fetch.service";
-/// relive-slowfile's body (its unit's --kib).
-const BODY_BYTES: usize = 12288 * 1024;
 const GROUP: [&str; 2] = ["nginx.service", "relive-slowfile.service"];
 
 /// The dry-run names nginx and relive-slowfile as one group (and says
@@ -84,39 +78,18 @@ pub fn report_verdict(report: &UpgradeReport) -> (bool, String) {
 /// What the result file says, once the download has ended: it started
 /// before the upgrade, ended after the kexec, and got every byte.
 pub fn fetch_verdict(result: &str, report: &UpgradeReport) -> (bool, String) {
-    let words = |prefix: &str| {
-        result
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(|rest| {
-                rest.split_whitespace()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-    };
-    let started: Option<u64> = words("started ").and_then(|w| w.first()?.parse().ok());
-    let Some(done) = words("done ") else {
-        return (false, result.trim().replace('\n', " | "));
-    };
-    let ended: Option<u64> = done.first().and_then(|w| w.parse().ok());
-    let bytes: Option<usize> = done.get(1).and_then(|w| w.parse().ok());
-    let sum = done.get(2).cloned().unwrap_or_default();
-    let expected = relive_workloads::checksum(&relive_workloads::pattern(BODY_BYTES));
-    let in_flight = started.is_some_and(|s| s * 1_000_000 <= report.started_usec)
-        && ended.is_some_and(|e| e * 1_000_000 >= report.kexec_usec);
-    (
-        in_flight && bytes == Some(BODY_BYTES) && sum == expected,
-        format!(
-            "{} bytes, sha256 {}{}; started {} s before the upgrade, ended {} s after the kexec",
-            bytes.unwrap_or(0),
-            &sum[..sum.len().min(16)],
-            if sum == expected {
-                " (intact)"
-            } else {
-                " (NOT the body sent)"
-            },
-            started.map_or(-1, |s| report.started_usec as i64 / 1_000_000 - s as i64),
-            ended.map_or(-1, |e| e as i64 - report.kexec_usec as i64 / 1_000_000),
-        ),
-    )
+    match download::intact(result) {
+        Ok((started, ended)) => {
+            let before = report.started_usec as i64 / 1_000_000 - started as i64;
+            let after = ended as i64 - report.kexec_usec as i64 / 1_000_000;
+            (
+                before >= 0 && after >= 0,
+                format!(
+                    "{} bytes intact; started {before} s before the upgrade, ended {after} s after the kexec",
+                    download::BODY_BYTES
+                ),
+            )
+        }
+        Err(why) => (false, why),
+    }
 }

@@ -23,6 +23,7 @@ mod watch;
 
 use crate::output;
 use crate::scenarios::check::{self, Verdict, Verdicts};
+use crate::scenarios::download;
 use crate::scenarios::echo_client::EchoClient;
 use crate::scenarios::pids::Pids;
 use crate::scenarios::upgrade;
@@ -388,7 +389,7 @@ impl Run<'_> {
         // session's checks say what was lost.
         // The download first: nginx and relive-slowfile are tied only
         // while a request is under way.
-        let fetch = self.sh(booted, groups::START_FETCH)?;
+        let fetch = self.sh(booted, download::START)?;
         v.record(
             "(i) download through nginx started",
             fetch.success(),
@@ -554,7 +555,7 @@ impl Run<'_> {
             tied,
             detail,
         );
-        let result = self.fetch_result(booted)?;
+        let result = download::wait(self.paths, port, self.interrupt)?;
         let (intact, detail) = groups::fetch_verdict(&result, &report);
         v.record(
             "(i) download in flight across the kexec: complete, intact",
@@ -582,27 +583,6 @@ impl Run<'_> {
 
         upgrade::print_report(&report);
         Ok(())
-    }
-}
-
-impl Run<'_> {
-    /// relive-fetch's result file once the download has ended (at most
-    /// five minutes: the body takes about three).
-    fn fetch_result(&self, booted: &Booted) -> Result<String> {
-        let step = output::step("waiting for the download through nginx to end");
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let out = self.sh(booted, &format!("cat {}", groups::FETCH_RESULT))?;
-            let ended = out
-                .stdout
-                .lines()
-                .any(|l| l.starts_with("done ") || l.starts_with("failed "));
-            if ended || Instant::now() > deadline {
-                step.done();
-                return Ok(out.stdout);
-            }
-            std::thread::sleep(Duration::from_secs(5));
-        }
     }
 }
 
