@@ -129,7 +129,8 @@ fn send_as(sender: Sender, fields: &[(&str, String)]) -> nix::Result<()> {
         socket.as_raw_fd(),
         &[IoSlice::new(&datagram)],
         &control,
-        MsgFlags::MSG_NOSIGNAL,
+        // A journald that does not keep up never holds relive's log writer.
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
         Some(&address),
     )?;
     Ok(())

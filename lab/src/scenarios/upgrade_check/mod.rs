@@ -7,7 +7,10 @@
 //! Watched across both attempts: relive-counter (same PID, counting on,
 //! buffer checksum intact), redis keys (persistence off: memory only), a
 //! host-side echo client on one TCP connection (every line back, in order),
-//! an interactive ssh session, and every preserved unit's PIDs.
+//! an interactive ssh session, and every preserved unit's PIDs. Each
+//! upgrade also checks (i) a preservation group: a download through nginx
+//! from relive-slowfile over a unix socket, in flight across the kexec
+//! ([`groups`]), and (j) one clock for every service ([`clock`]).
 //!
 //! This file runs the scenario: the abort, the upgrade and the report's
 //! checks. [`watch`] holds what is watched and checks it after each
