@@ -23,6 +23,9 @@ struct Args {
     kib_per_tick: usize,
 }
 
+/// Held open for the process's life.
+const SHM_FILE: &str = "/dev/shm/relive-slowfile";
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let _ = std::fs::remove_file(&args.socket);
@@ -34,6 +37,10 @@ fn main() -> Result<()> {
         std::os::unix::fs::PermissionsExt::from_mode(0o666),
     )?;
     let body = std::sync::Arc::new(relive_workloads::pattern(args.kib * 1024));
+    // A file kept open in /dev/shm (a tmpfs the next kernel starts empty):
+    // a live upgrade must carry it with the process.
+    let mut shm = std::fs::File::create(SHM_FILE).with_context(|| SHM_FILE.to_owned())?;
+    writeln!(shm, "relive-slowfile {}", relive_workloads::checksum(&body))?;
     println!(
         "relive-slowfile: {} KiB, sha256 {}, on {}",
         args.kib,

@@ -93,3 +93,22 @@ pub fn fetch_verdict(result: &str, report: &UpgradeReport) -> (bool, String) {
         Err(why) => (false, why),
     }
 }
+
+/// (k) nginx and its backend after the upgrade: `relivectl reload` and
+/// `systemctl reload` work (nginx's PID file crossed the kexec), and the
+/// file relive-slowfile keeps open in /dev/shm is there, as it wrote it.
+pub const AFTER_SCRIPT: &str = "relivectl reload nginx.service && systemctl reload nginx.service && echo reloaded; \
+     cat /run/nginx.pid; systemctl show -p MainPID --value nginx.service; cat /dev/shm/relive-slowfile";
+
+/// What [`AFTER_SCRIPT`] printed, against nginx's main PID before.
+pub fn after_verdict(stdout: &str, nginx_pid: u32) -> (bool, String) {
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    let body = relive_workloads::checksum(&relive_workloads::pattern(download::BODY_BYTES));
+    let pid = nginx_pid.to_string();
+    let ok = lines.len() == 4
+        && lines[0] == "reloaded"
+        && lines[1] == pid
+        && lines[2] == pid
+        && lines[3] == format!("relive-slowfile {body}");
+    (ok, format!("nginx PID before {pid}; {}", lines.join(" | ")))
+}

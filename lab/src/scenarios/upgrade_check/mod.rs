@@ -545,6 +545,18 @@ impl Run<'_> {
             .map(|(name, reason)| format!("{name}: {reason}"))
             .collect();
         v.record("report: no state lost", lost.is_empty(), lost.join("; "));
+        let nginx_pid = watch
+            .pids
+            .units
+            .get("nginx.service")
+            .map_or(0, |(main, _)| *main);
+        let after = self.sh(booted, groups::AFTER_SCRIPT)?;
+        let (ok, detail) = groups::after_verdict(&after.stdout, nginx_pid);
+        v.record(
+            "(k) reload nginx (PID file carried), backend's /dev/shm file kept",
+            ok,
+            detail,
+        );
         let clocks = self.sh(booted, clock::SCRIPT)?;
         let (one, detail) = clock::verdict(&clocks.stdout, &report);
         v.record(
