@@ -2,7 +2,7 @@
 
 use relive_api::human;
 use relive_api::plan::Plan;
-use relive_api::report::{FinalDump, Outcome, UnitMode, UpgradeReport};
+use relive_api::report::{FinalDump, Outcome, TiePeer, UnitMode, UpgradeReport};
 use relive_api::warm::Warm;
 use std::fmt::Write;
 
@@ -235,6 +235,25 @@ pub fn render_report(r: &UpgradeReport) -> String {
             let _ = writeln!(out, "{}: carried {}", u.name, carried.join(" "));
         }
     }
+    for u in &r.units {
+        for tie in &u.unix_ties {
+            let name = match tie.name.as_str() {
+                "" => String::new(),
+                name => format!(" {name}"),
+            };
+            let fate = match &tie.peer {
+                TiePeer::Unit { unit, .. } => format!("to {unit}, kept (its group)"),
+                TiePeer::Reset { why } => format!("to {why}, reset"),
+            };
+            let _ = writeln!(
+                out,
+                "{}: unix {} socket{name} {fate}; {} queued bytes carried",
+                u.name,
+                tie.kind.name(),
+                tie.queued
+            );
+        }
+    }
     for u in r.units.iter().filter(|u| !u.why.is_empty()) {
         let _ = writeln!(out, "{}: {} ({})", u.name, u.mode, u.why);
     }
@@ -427,8 +446,23 @@ mod tests {
                 ],
                 runtime_dirs: vec!["idle".into(), "idle.pid".into()],
                 shm_files: vec!["sem.idle".into()],
+                unix_ties: vec![relive_api::report::UnixTie {
+                    inode: 42,
+                    kind: relive_api::report::UnixKind::Stream,
+                    name: "/run/app.sock".into(),
+                    nonblocking: true,
+                    peer: TiePeer::Unit {
+                        unit: "app.service".into(),
+                        inode: 43,
+                    },
+                    queued: 10,
+                }],
                 ..UnitRecord::default()
             }],
+            clock_offsets: Some(relive_api::report::ClockOffsets {
+                monotonic_ns: 100_500_000_000,
+                boottime_ns: 112_000_000_000,
+            }),
             before_restores: vec![
                 EarlyStep {
                     work: EarlyWork::NetworkLocks,
@@ -462,6 +496,16 @@ mod tests {
         );
         assert!(
             text.contains("idle.service: carried /run/idle /run/idle.pid /dev/shm/sem.idle\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "idle.service: unix stream socket /run/app.sock to app.service, kept (its group); 10 queued bytes carried\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("CLOCK_MONOTONIC +100.500 s and CLOCK_BOOTTIME +112.000 s"),
             "{text}"
         );
         assert!(text.contains("clean-skip"), "{text}");
