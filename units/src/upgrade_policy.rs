@@ -37,7 +37,7 @@ pub const BUILT_IN: &[(&str, UpgradeMode, &str)] = &[
     (
         "dbus.service",
         UpgradeMode::Restart,
-        "plumbing: its listening socket is PID 1's (socket activation) and each client's connection is a stream to it, which CRIU cannot carry while the two ends are checkpointed apart; restarted as systemd restarts it",
+        "plumbing: its listening socket is PID 1's (socket activation, not handed to a restored service yet) and among its clients are PID 1 itself and the plumbing restarted beside it; restarted as systemd restarts it, a preserved client finds its connection closed (the plan lists it)",
     ),
     (
         "systemd-journald.service",
@@ -81,8 +81,6 @@ pub const BUILT_IN: &[(&str, UpgradeMode, &str)] = &[
     ),
 ];
 
-/// The built-in entry for `name` (an instance matches its template):
-/// its mode and why.
 /// (unit, paths under /run it reads back when it starts): carried across
 /// the kexec when the unit is restarted.
 pub const CARRIED_ON_RESTART: &[(&str, &[&str])] = &[(
@@ -98,6 +96,8 @@ pub fn carried_on_restart(name: &str) -> &'static [&'static str] {
         .map_or(&[], |(_, paths)| paths)
 }
 
+/// The built-in entry for `name` (an instance matches its template):
+/// its mode and why.
 pub fn built_in(name: &str) -> Option<(UpgradeMode, &'static str)> {
     let template = name
         .split_once('@')
