@@ -557,6 +557,8 @@ impl Run<'_> {
             ok,
             detail,
         );
+        // A reload gives nginx new workers: the next hop compares with these.
+        watch.pids = Pids::read(self.paths, port)?;
         let clocks = self.sh(booted, clock::SCRIPT)?;
         let (one, detail) = clock::verdict(&clocks.stdout, &report);
         v.record(
