@@ -21,6 +21,7 @@ pub const PRESERVED: &[&str] = &[
     "redis-server.service",
     "relive-echo.service",
     "relive-counter.service",
+    "relive-echo-sock.service",
 ];
 
 /// relive's serial lines (snapshot/src/park.rs, restore/src/resume.rs):

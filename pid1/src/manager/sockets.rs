@@ -162,6 +162,74 @@ impl Manager {
         self.set_state(name, ActiveState::Failed, SubState::Failed);
     }
 
+    /// The listening sockets of relive's socket units that the processes
+    /// of `service` hold (by inode), for a live upgrade.
+    pub(super) fn listeners_held_by(
+        &self,
+        service: &str,
+    ) -> Vec<relive_api::report::SocketListener> {
+        let held: std::collections::HashSet<u64> = self
+            .tree_pids(service)
+            .into_iter()
+            .filter_map(|pid| procfs::process::Process::new(pid).ok())
+            .flat_map(|p| p.fd().into_iter().flatten().flatten())
+            .filter_map(|fd| match fd.target {
+                procfs::process::FDTarget::Socket(inode) => Some(inode),
+                _ => None,
+            })
+            .collect();
+        let mut found = Vec::new();
+        for (socket, fds) in &self.rt.listeners.by_unit {
+            for (index, fd) in fds.iter().enumerate() {
+                let Ok(stat) = nix::sys::stat::fstat(fd) else {
+                    continue;
+                };
+                if held.contains(&stat.st_ino) {
+                    found.push(relive_api::report::SocketListener {
+                        inode: stat.st_ino,
+                        socket: socket.clone(),
+                        index: index as u32,
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// In the new kernel, before the restore of its service: `name`
+    /// listens again and its service counts as running (it is about to
+    /// be); copies of its descriptors, in Listen*= order.
+    pub fn listen_for_restore(&mut self, name: &str) -> Result<Vec<OwnedFd>, String> {
+        let name = &self.load(name);
+        if !self.rt.listeners.by_unit.contains_key(name) {
+            let socket = self
+                .socket_config(name)
+                .ok_or_else(|| format!("{name}: not a socket unit"))?;
+            let owner = self.socket_owner(&socket)?;
+            let mut fds = Vec::new();
+            for listen in &socket.listen {
+                let fd = self
+                    .rt
+                    .kernel
+                    .listen(&listen.listen, &socket, owner)
+                    .map_err(|e| {
+                        format!("{name}: cannot listen on {}: {e}", listen.listen.describe())
+                    })?;
+                fds.push(fd);
+            }
+            self.rt.listeners.by_unit.insert(name.to_owned(), fds);
+            self.state.units.get_mut(name).ok_or("no such unit")?.result = UnitResult::Success;
+            tracing::info!("listening on {name} again, for its restored service");
+            self.set_state(name, ActiveState::Active, SubState::Running);
+        }
+        self.rt
+            .listeners
+            .fds_of(name)
+            .iter()
+            .map(|fd| fd.try_clone().map_err(|e| format!("{name}: {e}")))
+            .collect()
+    }
+
     /// The descriptors of sockets waiting for traffic, for the loop to poll.
     pub fn listening_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.rt
