@@ -250,20 +250,6 @@ pub struct UnixTie {
     pub queued: u64,
 }
 
-/// A listening socket a preserved service got from one of relive's socket
-/// units (sd_listen_fds): in the new kernel relive listens on that unit
-/// again before the restore and hands the service its new socket in
-/// place of the old, so that connections made meanwhile wait in its
-/// queue and the socket unit stays the service's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SocketListener {
-    /// The socket's inode (CRIU's `socket:[INODE]`).
-    pub inode: u64,
-    /// The socket unit, and which of its Listen*= lines (from 0).
-    pub socket: String,
-    pub index: u32,
-}
-
 /// One unit's journey through the upgrade.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UnitRecord {
@@ -295,9 +281,6 @@ pub struct UnitRecord {
     /// Unix sockets whose other end is outside the unit.
     #[serde(default)]
     pub unix_ties: Vec<UnixTie>,
-    /// Listening sockets it got from relive's socket units.
-    #[serde(default)]
-    pub listeners: Vec<SocketListener>,
     #[serde(default)]
     pub image_bytes: u64,
     /// Wall clock (µs since the epoch) when it was frozen.

@@ -79,12 +79,6 @@ impl FakeHost {
 }
 
 impl UnitHost for FakeHost {
-    fn listen_for_restore(&self, socket: &str) -> Result<Vec<OwnedFd>, HostError> {
-        Err(HostError::Manager(format!(
-            "{socket}: no sockets in the fake host"
-        )))
-    }
-
     fn begin_upgrade(&self) -> Result<(), HostError> {
         self.record(HostCall::BeginUpgrade);
         self.with(|s| {

@@ -43,8 +43,6 @@ pub struct ParkInfo {
     pub shm_files: Vec<String>,
     /// FIFOs its processes hold that another mount namespace opened.
     pub foreign_fifos: Vec<relive_api::report::ForeignFifo>,
-    /// Listening sockets it holds from relive's socket units.
-    pub listeners: Vec<relive_api::report::SocketListener>,
 }
 
 /// What a helper program printed and how it ended.
@@ -110,10 +108,6 @@ pub trait UnitHost: Sync {
     /// waits; returns each unit (in the order given) with the time from
     /// the call until its job was done (ms), or why it failed.
     fn start_together(&self, units: &[String]) -> Vec<(String, Result<f64, HostError>)>;
-    /// In the new kernel, before its service's restore: socket unit
-    /// `socket` listens again (its service counts as running) and gives
-    /// copies of its descriptors, in Listen*= order.
-    fn listen_for_restore(&self, socket: &str) -> Result<Vec<OwnedFd>, HostError>;
     /// Runs a helper program (argv[0] an absolute path) to its end.
     fn run_helper(&self, argv: &[&str]) -> Result<HelperOutput, HostError>;
     /// Moves the PID counter above relive's floor again, so that services

@@ -106,11 +106,6 @@ fn resume_units(
     prepare_new_kernel(seams, store, handover, records, early_steps);
     // Socket ends that no restore takes are closed once all are done.
     let hang_up = crate::switchboard::HangUpAfter;
-    // The socket units the preserved services listen through, open again
-    // before any of them is restored.
-    for failed in crate::switchboard::listen_again(host, records) {
-        tracing::warn!("{failed}: its service keeps the listener it had");
-    }
     // OnRestoreFailure=rollback units first: their failure sends the
     // machine back to the previous kernel (once).
     if rollback_first {

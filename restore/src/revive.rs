@@ -172,14 +172,6 @@ impl Restorer for CriuRestorer {
                 .map_err(io(&crate::switchboard::queue_dir(store)))?;
             ties.push((format!("socket:[{}]", tie.inode), end));
         }
-        // The socket units' listeners, opened again by PID 1 (connections
-        // made since wait in their queues); without one the service keeps
-        // its own copy, as CRIU restores it.
-        for listener in &record.listeners {
-            if let Some(fd) = crate::switchboard::listener(listener.inode) {
-                ties.push((format!("socket:[{}]", listener.inode), fd));
-            }
-        }
         let keep: Vec<_> = writes
             .iter()
             .map(|w| w.as_fd())

@@ -100,60 +100,12 @@ pub fn relay(a: OwnedFd, skip_a: u64, b: OwnedFd, skip_b: u64, what: &str) -> io
     Ok(())
 }
 
-/// Listening sockets relive opened again in the new kernel, by the inode
-/// of the one each stands in for (SocketListener).
-static LISTENERS: Mutex<Option<HashMap<u64, OwnedFd>>> = Mutex::new(None);
-
-/// Socket units' listeners of the units about to be restored: each
-/// record's listeners opened again (by PID 1), for [`listener`] to hand
-/// over. Returns what could not be, with why.
-pub fn listen_again(
-    host: &dyn relive_host::UnitHost,
-    records: &[relive_api::report::UnitRecord],
-) -> Vec<String> {
-    let mut failed = Vec::new();
-    let mut sockets: Vec<&str> = records
-        .iter()
-        .flat_map(|r| r.listeners.iter().map(|l| l.socket.as_str()))
-        .collect();
-    sockets.sort_unstable();
-    sockets.dedup();
-    let mut offered = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
-    let offered = offered.get_or_insert_with(HashMap::new);
-    for socket in sockets {
-        match host.listen_for_restore(socket) {
-            Ok(fds) => {
-                for listener in records.iter().flat_map(|r| &r.listeners) {
-                    if listener.socket != socket {
-                        continue;
-                    }
-                    if let Some(fd) = fds.get(listener.index as usize) {
-                        if let Ok(copy) = fd.try_clone() {
-                            offered.insert(listener.inode, copy);
-                        }
-                    }
-                }
-            }
-            Err(e) => failed.push(format!("{socket}: {e}")),
-        }
-    }
-    failed
-}
-
-/// The listening socket to hand to the restore in place of socket
-/// `inode`, if relive opened it again.
-pub fn listener(inode: u64) -> Option<OwnedFd> {
-    let offered = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
-    offered.as_ref()?.get(&inode)?.try_clone().ok()
-}
-
 /// Closes, when dropped, every end no restore took.
 #[derive(Debug)]
 pub struct HangUpAfter;
 
 impl Drop for HangUpAfter {
     fn drop(&mut self) {
-        LISTENERS.lock().unwrap_or_else(|e| e.into_inner()).take();
         let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(left) = waiting.take() {
             if !left.is_empty() {

@@ -568,7 +568,6 @@ impl Parking<'_> {
             shm_files: info.shm_files.clone(),
             foreign_fifos: info.foreign_fifos.clone(),
             unix_ties: ties.into_iter().map(|t| t.tie).collect(),
-            listeners: info.listeners.clone(),
             image_bytes: store.unit_bytes(name),
             frozen_usec,
             dump_ms,
@@ -651,11 +650,6 @@ impl Parking<'_> {
             self.seams.restorer.one_clock(None);
         }
         let _hang_up = relive_restore::switchboard::HangUpAfter;
-        // The socket units' listeners PID 1 still holds: the restored
-        // services get them back rather than binding the same address.
-        for failed in relive_restore::switchboard::listen_again(host, &records) {
-            tracing::warn!("{failed}");
-        }
         let mut restored = Vec::new();
         for record in records.into_iter().rev() {
             match revive::restore(self.seams.restorer, &store, &record) {

@@ -21,7 +21,6 @@ pub const PRESERVED: &[&str] = &[
     "redis-server.service",
     "relive-echo.service",
     "relive-counter.service",
-    "relive-echo-sock.service",
 ];
 
 /// relive's serial lines (snapshot/src/park.rs, restore/src/resume.rs):

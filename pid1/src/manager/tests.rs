@@ -919,23 +919,3 @@ fn files_a_unit_holds_open_or_mapped_on_a_tmpfs_are_found() {
     unsafe { libc::munmap(mapped, 4096) };
     assert_eq!(held, ["PostgreSQL.1", "open.lock"]);
 }
-
-/// In the new kernel a restored socket-activated service is up before its
-/// socket unit: the socket listens again for it (neither refused for its
-/// service being up nor polled), and gives the restore its descriptors.
-#[test]
-fn a_socket_listens_again_for_its_restored_service() {
-    let (mut m, _k, _dir) = manager(&[
-        ("e.socket", "[Socket]\nListenStream=/run/e.sock\n"),
-        ("e.service", "[Service]\nExecStart=/bin/e\n"),
-    ]);
-    m.request("e.service", JobKind::Start).unwrap();
-    let fds = m.listen_for_restore("e.socket").unwrap();
-    assert_eq!(fds.len(), 1);
-    let s = m.unit("e.socket").unwrap();
-    assert_eq!((s.active, s.sub), (ActiveState::Active, SubState::Running));
-    assert!(m.listening_fds().is_empty(), "its service runs: not polled");
-    // Asked again (an undo on the old kernel): the sockets it holds.
-    assert_eq!(m.listen_for_restore("e.socket").unwrap().len(), 1);
-    assert!(m.listen_for_restore("e.service").is_err());
-}

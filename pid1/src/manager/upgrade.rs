@@ -58,7 +58,6 @@ impl Manager {
         let [run_files, shm_files] = self.held_files(name, [Path::new("/run"), shm]);
         runtime_dirs.extend(run_files);
         let foreign_fifos = super::foreign_fifos::of_processes(&self.tree_pids(name));
-        let listeners = self.listeners_held_by(name);
         runtime_dirs.extend(foreign_fifos.iter().map(|f| f.run_path.clone()));
         let u = self
             .state
@@ -84,12 +83,11 @@ impl Manager {
             runtime_dirs,
             shm_files,
             foreign_fifos,
-            listeners,
         })
     }
 
     /// The processes in the unit's cgroup and the cgroups below it.
-    pub(super) fn tree_pids(&self, name: &str) -> Vec<i32> {
+    fn tree_pids(&self, name: &str) -> Vec<i32> {
         let cgroup = self.unit_cgroup(name);
         let children = self.rt.kernel.cgroup_children(&cgroup).unwrap_or_default();
         std::iter::once(cgroup.clone())

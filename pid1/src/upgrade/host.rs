@@ -118,12 +118,6 @@ impl UnitHost for LoopHost {
         });
     }
 
-    fn listen_for_restore(&self, socket: &str) -> Result<Vec<OwnedFd>, HostError> {
-        let socket = socket.to_owned();
-        self.on_loop(move |m| m.listen_for_restore(&socket))?
-            .map_err(HostError::Manager)
-    }
-
     fn start_together(&self, units: &[String]) -> Vec<(String, Result<f64, HostError>)> {
         let started = Instant::now();
         let names = units.to_vec();

@@ -10,9 +10,7 @@
 //! an interactive ssh session, and every preserved unit's PIDs. Each
 //! upgrade also checks (i) a preservation group: a download through nginx
 //! from relive-slowfile over a unix socket, in flight across the kexec
-//! ([`groups`]), (j) one clock for every service ([`clock`]), (k) nginx
-//! reloads and the backend's /dev/shm file, (l) a socket-activated
-//! service on its socket unit's listener ([`listeners`]).
+//! ([`groups`]), and (j) one clock for every service ([`clock`]).
 //!
 //! This file runs the scenario: the abort, the upgrade and the report's
 //! checks. [`watch`] holds what is watched and checks it after each
@@ -21,7 +19,6 @@
 
 mod clock;
 mod groups;
-mod listeners;
 mod phase_check;
 mod sandbox;
 mod stores;
@@ -208,12 +205,6 @@ impl Run<'_> {
             "redis keys set (no persistence)",
             out.stdout.trim() == "OK",
             out.stdout.trim(),
-        );
-        let activated = self.sh(booted, listeners::ACTIVATE)?;
-        v.record(
-            "socket-activated service started by its first connection",
-            activated.stdout.lines().next() == Some("first"),
-            activated.stdout.trim().replace('\n', " | "),
         );
         let marked = self.sh(booted, sandbox::MARK)?;
         v.record(
@@ -568,18 +559,6 @@ impl Run<'_> {
         );
         // A reload gives nginx new workers: the next hop compares with these.
         watch.pids = Pids::read(self.paths, port)?;
-        let sock_pid = watch
-            .pids
-            .units
-            .get("relive-echo-sock.service")
-            .map_or(0, |(main, _)| *main);
-        let after = self.sh(booted, listeners::AFTER)?;
-        let (ok, detail) = listeners::verdict(&after.stdout, &sock_pid.to_string());
-        v.record(
-            "(l) socket-activated service on its socket unit's listener",
-            ok,
-            detail,
-        );
         let clocks = self.sh(booted, clock::SCRIPT)?;
         let (one, detail) = clock::verdict(&clocks.stdout, &report);
         v.record(
