@@ -188,7 +188,10 @@ mod tests {
         a.write_all(b"for b").unwrap();
         a.set_nonblocking(true).unwrap();
         let me = std::process::id();
-        let sockets = Sockets::now().unwrap();
+        let Ok(sockets) = Sockets::now() else {
+            // A kernel without unix_diag (or no module loading here).
+            return eprintln!("skipped: sock_diag for unix sockets unavailable");
+        };
         let fd_a = std::os::fd::AsRawFd::as_raw_fd(&a);
         // Both ends are this process's: it is one unit, no ties.
         let none = ties_of("x.service", &[me], &sockets, &|_| None, &|_| true);
@@ -252,7 +255,9 @@ mod tests {
                 .ino()
         };
         let me = std::process::id();
-        let mut sockets = Sockets::now().unwrap();
+        let Ok(mut sockets) = Sockets::now() else {
+            return eprintln!("skipped: sock_diag for unix sockets unavailable");
+        };
         sockets.holders.clear();
         sockets
             .holders
