@@ -112,3 +112,7 @@ pub fn after_verdict(stdout: &str, nginx_pid: u32) -> (bool, String) {
         && lines[3] == format!("relive-slowfile {body}");
     (ok, format!("nginx PID before {pid}; {}", lines.join(" | ")))
 }
+
+/// Waits (10 s at most) until no nginx worker is left from before a reload.
+pub const OLD_WORKERS_GONE: &str = "for i in $(seq 50); do \
+     pgrep -f 'nginx: worker process is shutting down' >/dev/null || break; sleep 0.2; done";

@@ -557,8 +557,6 @@ impl Run<'_> {
             ok,
             detail,
         );
-        // A reload gives nginx new workers: the next hop compares with these.
-        watch.pids = Pids::read(self.paths, port)?;
         let clocks = self.sh(booted, clock::SCRIPT)?;
         let (one, detail) = clock::verdict(&clocks.stdout, &report);
         v.record(
@@ -579,6 +577,11 @@ impl Run<'_> {
             intact,
             detail,
         );
+        // The reload (k) gave nginx new workers; the old one served the
+        // download to its end and then leaves. The next upgrade on this
+        // guest compares with what runs once it has.
+        self.sh(booted, groups::OLD_WORKERS_GONE)?;
+        watch.pids = Pids::read(self.paths, port)?;
 
         // (h) the control socket is root's only.
         let out = self.sh(
