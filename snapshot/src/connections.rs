@@ -91,35 +91,28 @@ pub fn all_sockets() -> Vec<TcpSocket> {
 /// socket inode → PID, for every process's descriptors.
 pub fn socket_owners() -> HashMap<u64, u32> {
     let mut owners = HashMap::new();
-    let Ok(procs) = fs::read_dir("/proc") else {
+    let Ok(processes) = procfs::process::all_processes() else {
         return owners;
     };
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(target) = fs::read_link(fd.path()) else {
-                continue;
-            };
-            let target = target.to_string_lossy();
-            if let Some(inode) = target
-                .strip_prefix("socket:[")
-                .and_then(|s| s.strip_suffix(']'))
-                .and_then(|s| s.parse().ok())
-            {
-                owners.entry(inode).or_insert(pid);
-            }
+    for pid in processes.flatten().map(|p| p.pid as u32) {
+        for (inode, _) in sockets_of(pid) {
+            owners.entry(inode).or_insert(pid);
         }
     }
     owners
+}
+
+/// The sockets process `pid` holds: (inode, descriptor).
+pub fn sockets_of(pid: u32) -> Vec<(u64, i32)> {
+    let Ok(fds) = procfs::process::Process::new(pid as i32).and_then(|p| p.fd()) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| match fd.target {
+            procfs::process::FDTarget::Socket(inode) => Some((inode, fd.fd)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The established connections of `pids`, with the local peer's PID where

@@ -50,24 +50,8 @@ impl Sockets {
 fn socket_fds(pids: &[u32]) -> HashMap<u64, (u32, i32)> {
     let mut found = HashMap::new();
     for &pid in pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for entry in fds.flatten() {
-            let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            let Ok(target) = std::fs::read_link(entry.path()) else {
-                continue;
-            };
-            let inode = target
-                .to_str()
-                .and_then(|t| t.strip_prefix("socket:["))
-                .and_then(|t| t.strip_suffix(']'))
-                .and_then(|t| t.parse().ok());
-            if let Some(inode) = inode {
-                found.entry(inode).or_insert((pid, fd));
-            }
+        for (inode, fd) in crate::connections::sockets_of(pid) {
+            found.entry(inode).or_insert((pid, fd));
         }
     }
     found

@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// Where the system's time namespace is pinned (a bind mount of it).
@@ -175,19 +175,7 @@ pub fn pin(ns: BorrowedFd<'_>, offsets: ClockOffsets) -> io::Result<()> {
 
 /// The system's time namespace, if an upgrade made one.
 pub fn open_pinned() -> Option<OwnedFd> {
-    // SAFETY: open(2) of a NUL-terminated literal path; the result is
-    // checked before it is owned.
-    let fd = unsafe {
-        libc::open(
-            c"/run/relive/timens".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: open returned a new descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = OwnedFd::from(std::fs::File::open(PATH).ok()?);
     // Only a namespace: a plain file there (the mount gone) is not one.
     is_time_namespace(fd.as_raw_fd()).then_some(fd)
 }
