@@ -29,6 +29,18 @@ pub struct Plan {
     /// than before them, as no restored process waits for them.
     #[serde(default)]
     pub rerun_beside_restores: Vec<String>,
+    /// The rerun units that set up a firewall (ordered before
+    /// network-pre.target): in the new kernel CRIU's network locks are
+    /// loaded once they are done, as a ruleset may flush every table.
+    #[serde(default)]
+    pub rerun_firewall: Vec<String>,
+    /// The rerun units that bring the network up (ordered around
+    /// network.target or after network-pre.target), and those ordered
+    /// after them: they wait for the network locks, so that no peer of a
+    /// preserved connection is answered before its restore. The other
+    /// early reruns run beside the locks' loading.
+    #[serde(default)]
+    pub rerun_network: Vec<String>,
     /// Mount units active now (unit, mount point): kernel state, gone
     /// after the kexec; those a preserved unit's mount namespace holds
     /// are mounted again before the restores (CRIU binds them).

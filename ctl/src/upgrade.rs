@@ -357,6 +357,8 @@ mod tests {
             )],
             rerun: vec![],
             rerun_beside_restores: vec![],
+            rerun_firewall: vec![],
+            rerun_network: vec![],
             mounts: vec![],
             estimated_image_bytes: 17 << 20,
             unix_links: vec![relive_api::plan::UnixLink {

@@ -5,6 +5,7 @@
 
 use crate::{netlock, Seams};
 use relive_api::report::{EarlyStep, EarlyWork, UnitRecord};
+use relive_host::UnitHost;
 use relive_store::handover::KexecHandover;
 use relive_store::Store;
 use relive_sys::wall_usec;
@@ -16,14 +17,6 @@ pub(crate) struct Early {
     pub(crate) restores_started_usec: u64,
     /// The services' one clock in the new kernel, if it could be made.
     pub(crate) clock_offsets: Option<relive_api::report::ClockOffsets>,
-}
-
-impl Early {
-    /// `work` done now.
-    fn done(&mut self, work: EarlyWork, ok: bool) {
-        let done_ms = wall_usec().saturating_sub(self.resumed_usec) as f64 / 1000.0;
-        self.steps.push(EarlyStep { work, done_ms, ok });
-    }
 }
 
 /// The new kernel made ready for the restores: CRIU's network locks
@@ -38,6 +31,26 @@ pub(crate) fn prepare_new_kernel(
     early_steps: &mut Early,
 ) {
     let host = seams.host;
+    // Together: one after another, they cost every preserved unit
+    // seconds of stoppage. With them, the mounts the restored
+    // namespaces bind from PID 1's (a separate /run/lock tmpfs on
+    // Debian 13), whose devices the rerun udev trigger may bring.
+    let mut first: Vec<String> = handover
+        .plan
+        .rerun
+        .iter()
+        .filter(|u| !handover.plan.rerun_beside_restores.contains(u))
+        .cloned()
+        .collect();
+    for mount in mounts_needed(handover, records) {
+        if !first.contains(&mount) {
+            first.push(mount);
+        }
+    }
+    let plan = &handover.plan;
+    let (network_side, rest): (Vec<String>, Vec<String>) = first
+        .into_iter()
+        .partition(|u| plan.rerun_firewall.contains(u) || plan.rerun_network.contains(u));
     std::thread::scope(|scope| {
         // CRIU's probe of the new kernel (seconds under emulation), from
         // the start and while the rerun units run, rather than in the
@@ -51,45 +64,19 @@ pub(crate) fn prepare_new_kernel(
                 (ok, wall_usec())
             })
             .inspect_err(|e| tracing::warn!("cannot start CRIU's probe ({e})"));
-        // The network lock CRIU held on the old kernel, before any
-        // address is up.
-        let locked: Vec<String> = records
-            .iter()
-            .filter(|r| r.lock_saved)
-            .map(|r| r.name.clone())
-            .collect();
-        let failed = netlock::load_all(host, store, &locked);
-        for (unit, e) in &failed {
-            tracing::error!("{unit}: cannot restore its network lock: {e}");
-        }
-        early_steps.done(EarlyWork::NetworkLocks, failed.is_empty());
-        let reruns_started_usec = wall_usec();
-        // Together: one after another, they cost every preserved unit
-        // seconds of stoppage. With them, the mounts the restored
-        // namespaces bind from PID 1's (a separate /run/lock tmpfs on
-        // Debian 13), whose devices the rerun udev trigger may bring.
-        let mut first: Vec<String> = handover
-            .plan
-            .rerun
-            .iter()
-            .filter(|u| !handover.plan.rerun_beside_restores.contains(u))
-            .cloned()
-            .collect();
-        for mount in mounts_needed(handover, records) {
-            if !first.contains(&mount) {
-                first.push(mount);
-            }
-        }
-        let mut units = Vec::new();
-        for (name, done) in host.start_together(&first) {
-            if let Err(e) = &done {
-                tracing::error!("{name}: rerun failed: {e}");
-            }
-            let done_usec = match &done {
-                Ok(ms) => reruns_started_usec + (ms * 1000.0) as u64,
-                Err(_) => wall_usec(),
-            };
-            units.push((EarlyWork::Unit(name), done_usec, done.is_ok()));
+        // The firewall, CRIU's network locks and the network's units, in
+        // that order, beside the other early units: the locks' loading
+        // takes seconds (nft loads its modules into the new kernel).
+        let network = || network_first(host, store, plan, records, &network_side);
+        let beside = std::thread::Builder::new()
+            .name("relive-network".into())
+            .spawn_scoped(scope, network)
+            .inspect_err(|e| tracing::warn!("cannot start the network's thread ({e})"));
+        let mut units = start_timed(host, &rest);
+        match beside.map(|thread| thread.join()) {
+            Ok(Ok(done)) => units.extend(done),
+            Ok(Err(_)) => tracing::error!("the network's early steps panicked"),
+            Err(_) => units.extend(network()),
         }
         match probe.map(|thread| thread.join()) {
             Ok(Ok((ok, done_usec))) => units.push((EarlyWork::CriuProbe, done_usec, ok)),
@@ -103,6 +90,61 @@ pub(crate) fn prepare_new_kernel(
         }
     });
     early_steps.restores_started_usec = wall_usec();
+}
+
+/// An early step's work, when it ended (wall clock, µs) and whether it
+/// went well.
+type Timed = (EarlyWork, u64, bool);
+
+/// Starts `units` together (the manager orders them by After=) and
+/// times each: when it was done, or failed.
+fn start_timed(host: &dyn UnitHost, units: &[String]) -> Vec<Timed> {
+    if units.is_empty() {
+        return Vec::new();
+    }
+    let started_usec = wall_usec();
+    host.start_together(units)
+        .into_iter()
+        .map(|(name, done)| {
+            if let Err(e) = &done {
+                tracing::error!("{name}: rerun failed: {e}");
+            }
+            let done_usec = match &done {
+                Ok(ms) => started_usec + (ms * 1000.0) as u64,
+                Err(_) => wall_usec(),
+            };
+            (EarlyWork::Unit(name), done_usec, done.is_ok())
+        })
+        .collect()
+}
+
+/// The network's early steps, in their order: the firewall units among
+/// `units` (a ruleset may flush every table), CRIU's network locks (before
+/// any address is up), then the units that bring the network up.
+fn network_first(
+    host: &dyn UnitHost,
+    store: &Store,
+    plan: &relive_api::plan::Plan,
+    records: &[UnitRecord],
+    units: &[String],
+) -> Vec<Timed> {
+    let (firewall, network): (Vec<String>, Vec<String>) = units
+        .iter()
+        .cloned()
+        .partition(|u| plan.rerun_firewall.contains(u));
+    let mut steps = start_timed(host, &firewall);
+    let locked: Vec<String> = records
+        .iter()
+        .filter(|r| r.lock_saved)
+        .map(|r| r.name.clone())
+        .collect();
+    let failed = netlock::load_all(host, store, &locked);
+    for (unit, e) in &failed {
+        tracing::error!("{unit}: cannot restore its network lock: {e}");
+    }
+    steps.push((EarlyWork::NetworkLocks, wall_usec(), failed.is_empty()));
+    steps.extend(start_timed(host, &network));
+    steps
 }
 
 /// The mount units that were active on the old kernel and whose mount

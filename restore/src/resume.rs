@@ -113,18 +113,14 @@ fn resume_units(
             tracing::error!("{e}");
         }
     }
-    // The services' layer of the reruns goes on beside the restores.
+    // The services' layer of the reruns goes on beside the restores, once
+    // the most critical units are back: nothing restored waits for it,
+    // and under emulation it took the CPUs from the first restores.
     let lost = std::thread::scope(|scope| {
         let rerun_beside = || match &handover.plan.rerun_beside_restores[..] {
             [] => Vec::new(),
             units => host.start_together(units),
         };
-        // Without a thread for them (a task limit), they run after the
-        // restores instead.
-        let beside = std::thread::Builder::new()
-            .name("relive-reruns".into())
-            .spawn_scoped(scope, rerun_beside)
-            .inspect_err(|e| tracing::warn!("cannot start the reruns' thread ({e})"));
         let verifier = checking_ahead.unwrap_or_else(|| Verifier::start(store, ahead));
         let mut lost: Vec<String> = Vec::new();
         // Most critical first: one priority after another, the units of
@@ -134,7 +130,17 @@ fn resume_units(
             .rev()
             .filter(|r| r.outcome != Some(Outcome::Restored))
             .collect();
-        for tier in pending.chunk_by_mut(|a, b| a.priority == b.priority) {
+        let mut tiers = pending.chunk_by_mut(|a, b| a.priority == b.priority);
+        if let Some(most_critical) = tiers.next() {
+            lost.extend(restore_tier(seams, store, &verifier, most_critical));
+        }
+        // Without a thread for them (a task limit), they run after the
+        // restores instead.
+        let beside = std::thread::Builder::new()
+            .name("relive-reruns".into())
+            .spawn_scoped(scope, rerun_beside)
+            .inspect_err(|e| tracing::warn!("cannot start the reruns' thread ({e})"));
+        for tier in tiers {
             lost.extend(restore_tier(seams, store, &verifier, tier));
         }
         drop(verifier);

@@ -315,9 +315,9 @@ fn the_mounts_restored_namespaces_need_come_with_the_reruns() {
 }
 
 /// A rerun unit of the services' layer (after basic.target) is started
-/// beside the restores, not before the first one; the early ones are
-/// timed in the report, and the beside ones are done before new
-/// processes take PIDs above the floor.
+/// beside the restores once the most critical unit is back, not before;
+/// the early ones are timed in the report, and the beside ones are done
+/// before new processes take PIDs above the floor.
 #[test]
 fn reruns_of_the_services_layer_go_beside_the_restores() {
     let (rig, mut handover) = Rig::new(&[("low", false), ("critical", false)]);
@@ -334,19 +334,52 @@ fn reruns_of_the_services_layer_go_beside_the_restores() {
         &HostCall::StartTogether(vec!["user-sessions".into()]),
     );
     let first_restore = position(&calls, &HostCall::PrepareRestore("critical".into()));
+    let critical_back = calls
+        .iter()
+        .position(|c| matches!(c, HostCall::Unpark { unit, .. } if unit == "critical"))
+        .unwrap_or_else(|| panic!("critical never unparked: {calls:#?}"));
     let floor = position(&calls, &HostCall::PidsAboveFloor);
-    assert!(early < first_restore && early < beside && beside < floor);
+    assert!(early < first_restore && critical_back < beside && beside < floor);
     assert_eq!(outcome(&report, "user-sessions"), &Outcome::Rerun);
     let steps: Vec<String> = report
         .before_restores
         .iter()
         .map(|s| s.work.to_string())
         .collect();
-    assert_eq!(steps.first().map(String::as_str), Some("network locks"));
-    for work in ["network", "sysctl", "CRIU's probe"] {
+    for work in ["network locks", "network", "sysctl", "CRIU's probe"] {
         assert!(steps.iter().any(|s| s == work), "{work} in {steps:?}");
     }
     assert!(!steps.iter().any(|s| s == "user-sessions"), "{steps:?}");
+}
+
+/// In the new kernel a firewall's rules come first (a ruleset may flush
+/// every table), then CRIU's network locks, then the units that bring
+/// the network up; the other early units run beside the locks' loading.
+#[test]
+fn the_network_locks_come_after_the_firewall_and_before_the_network() {
+    let (rig, mut handover) = Rig::new(&[("echo", false)]);
+    handover.units[0].lock_saved = true;
+    handover.plan.rerun = vec!["nftables".into(), "networking".into(), "sysctl".into()];
+    handover.plan.rerun_firewall = vec!["nftables".into()];
+    handover.plan.rerun_network = vec!["networking".into()];
+    let report = rig.resume(handover);
+    let calls = rig.host.calls();
+    let firewall = position(&calls, &HostCall::StartTogether(vec!["nftables".into()]));
+    let locks = calls
+        .iter()
+        .position(|c| matches!(c, HostCall::Helper(argv) if argv.get(1).map(String::as_str) == Some("-f")))
+        .unwrap_or_else(|| panic!("no nft -f: {calls:#?}"));
+    let network = position(&calls, &HostCall::StartTogether(vec!["networking".into()]));
+    let others = position(&calls, &HostCall::StartTogether(vec!["sysctl".into()]));
+    let restore = position(&calls, &HostCall::PrepareRestore("echo".into()));
+    assert!(
+        firewall < locks && locks < network && network < restore,
+        "{calls:#?}"
+    );
+    assert!(others < restore);
+    for unit in ["nftables", "networking", "sysctl"] {
+        assert_eq!(outcome(&report, unit), &Outcome::Rerun);
+    }
 }
 
 /// Units of one priority are restored at once (as many as there are

@@ -23,6 +23,7 @@ mod foreign_fifos;
 mod jobs;
 mod journal;
 mod mounts;
+mod network_reruns;
 pub mod notify;
 mod ordering;
 pub mod output;

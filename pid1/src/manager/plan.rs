@@ -160,6 +160,12 @@ impl Manager {
             })
             .cloned()
             .collect();
+        let order = |name: &str| {
+            let cfg = self.state.units.get(name)?.config.as_ref()?;
+            Some((cfg.unit.after.as_slice(), cfg.unit.before.as_slice()))
+        };
+        (plan.rerun_firewall, plan.rerun_network) =
+            super::network_reruns::split(&plan.rerun, order);
         preserved.sort_by(|a, b| {
             a.priority
                 .cmp(&b.priority)
