@@ -139,3 +139,29 @@ mod tests {
         assert!("warp".parse::<Phase>().is_err());
     }
 }
+
+/// What a cancel found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CancelAnswer {
+    /// The upgrade stops before its stoppage and is undone.
+    Cancelled,
+    /// No upgrade is under way.
+    NoUpgrade,
+    /// The stoppage has begun: too late to cancel.
+    StoppageBegun,
+}
+
+impl std::fmt::Display for CancelAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CancelAnswer::Cancelled => {
+                "Cancelled: phase 1 stops after its current round and the upgrade is undone"
+            }
+            CancelAnswer::NoUpgrade => "No live upgrade is under way",
+            CancelAnswer::StoppageBegun => {
+                "Too late: the stoppage has begun; the upgrade goes on to the kexec or to its undo"
+            }
+        })
+    }
+}

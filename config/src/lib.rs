@@ -125,6 +125,17 @@ pub enum PreDumpMode {
     Splice,
 }
 
+/// What an upgrade does when phase 1 reaches its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadlineAction {
+    /// The stoppage begins with the pre-dumps made so far: the final
+    /// dumps copy the rest.
+    Proceed,
+    /// The upgrade is undone: every service runs on, untouched.
+    Abort,
+}
+
 /// `[upgrade]`: live kernel upgrades.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -164,6 +175,13 @@ pub struct UpgradeConfig {
     /// Run pre-dump CRIU workers at SCHED_IDLE and in the idle I/O class,
     /// so the services keep the CPU and the disk. Default: true.
     pub pre_dump_idle_priority: bool,
+    /// Phase 1 may take this many seconds at most (a saturated machine
+    /// leaves its background copies little time); 0: no deadline.
+    /// Default: 600.
+    pub pre_dump_deadline_sec: u64,
+    /// At the deadline: "proceed" (the stoppage begins with the pre-dumps
+    /// made so far) or "abort" (the upgrade is undone). Default: "proceed".
+    pub pre_dump_deadline_action: DeadlineAction,
     /// Keep a warm snapshot: refresh the pre-dumps every this many seconds,
     /// so an upgrade only tops them up. The images then stay in the store
     /// (root-only) between upgrades. Default: 0 (off).
@@ -189,6 +207,8 @@ impl Default for UpgradeConfig {
             pre_dump_max_growth: 0.10,
             pre_dump_mode: PreDumpMode::Read,
             pre_dump_idle_priority: true,
+            pre_dump_deadline_sec: 600,
+            pre_dump_deadline_action: DeadlineAction::Proceed,
             warm_snapshot_interval_sec: 0,
             strict: false,
         }

@@ -152,7 +152,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct LiveUpgradeArgs {
     /// The kernel image to boot.
-    #[arg(long, value_name = "PATH", required_unless_present_any = ["prepare", "discard", "latest", "release"])]
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["prepare", "discard", "cancel", "latest", "release"])]
     pub kernel: Option<PathBuf>,
     /// The newest kernel installed (/boot/vmlinuz-RELEASE, as Debian's
     /// linux-version orders them) and its initramfs, with the running
@@ -209,6 +209,12 @@ pub struct LiveUpgradeArgs {
     /// Wipe a warm snapshot left by --prepare.
     #[arg(long, conflicts_with_all = ["kernel", "dry_run", "detach", "single_phase"])]
     pub discard: bool,
+    /// Cancel the upgrade under way, if its stoppage has not begun: phase
+    /// 1 stops after its current pre-dump round and the upgrade is undone
+    /// (nothing was frozen for good). Exits 1 if there was nothing to
+    /// cancel or it was too late.
+    #[arg(long, conflicts_with_all = ["kernel", "latest", "release", "dry_run", "detach", "single_phase", "prepare", "discard", "fleet_lock", "check"])]
+    pub cancel: bool,
     /// Take a slot from this FleetLock server first (waiting for one),
     /// and give it back once the upgrade's report is healthy; a failed
     /// upgrade keeps the slot, which holds the rest of the fleet back.

@@ -15,6 +15,7 @@ use zbus::proxy::CacheProperties;
 use crate::cli::LiveUpgradeArgs;
 use crate::error::CtlError;
 use relive_api::plan::Plan;
+use relive_api::progress::CancelAnswer;
 use relive_api::progress::Progress;
 use relive_api::report::UpgradeReport;
 use relive_api::warm::Warm;
@@ -48,6 +49,8 @@ pub trait Api {
     fn prepare_live_upgrade(&self) -> Result<Warm, CtlError>;
     /// Wipes it (`--discard`); true if there was one.
     fn discard_live_upgrade(&self) -> Result<bool, CtlError>;
+    /// Cancels the upgrade under way before its stoppage (`--cancel`).
+    fn cancel_live_upgrade(&self) -> Result<CancelAnswer, CtlError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +222,18 @@ impl Api for Client {
         self.proxy
             .discard_live_upgrade()
             .map_err(CtlError::from_call)
+    }
+
+    fn cancel_live_upgrade(&self) -> Result<CancelAnswer, CtlError> {
+        let json = self
+            .proxy
+            .cancel_live_upgrade()
+            .map_err(CtlError::from_call)?;
+        serde_json::from_str(&json).map_err(|e| {
+            CtlError::Protocol(format!(
+                "relive sent a cancel answer this relivectl cannot read: {e}"
+            ))
+        })
     }
 
     fn unit_security(&self, name: &str) -> Result<Vec<SecurityCheck>, CtlError> {

@@ -486,6 +486,18 @@ fn live_upgrade(
         }
         return Ok(Exit::Success);
     }
+    if args.cancel {
+        let answer = api.cancel_live_upgrade()?;
+        if io.json {
+            io.print_json(&answer)?;
+        } else {
+            io.print(&format!("{answer}.\n"))?;
+        }
+        return Ok(match answer {
+            relive_api::progress::CancelAnswer::Cancelled => Exit::Success,
+            _ => Exit::Failure,
+        });
+    }
     if args.discard {
         let existed = api.discard_live_upgrade()?;
         io.print(if existed {
@@ -836,6 +848,12 @@ mod tests {
             Ok(false)
         }
 
+        fn cancel_live_upgrade(&self) -> Result<relive_api::progress::CancelAnswer, CtlError> {
+            self.check_root()?;
+            self.calls.borrow_mut().push("CancelLiveUpgrade".into());
+            Ok(relive_api::progress::CancelAnswer::NoUpgrade)
+        }
+
         fn live_upgrade(
             &self,
             args: &crate::cli::LiveUpgradeArgs,
@@ -858,6 +876,20 @@ mod tests {
                 ..Default::default()
             })
         }
+    }
+
+    #[test]
+    fn cancel_needs_no_kernel_and_fails_when_there_is_nothing_to_cancel() {
+        let fake = Fake::with(&[]);
+        let (exit, out, _) = run_with(&fake, &["live-upgrade", "--cancel"]);
+        assert_eq!(exit, Exit::Failure);
+        assert_eq!(out, "No live upgrade is under way.\n");
+        assert_eq!(*fake.calls.borrow(), ["CancelLiveUpgrade"]);
+        let err = Cli::try_parse_from(["relivectl", "live-upgrade", "--cancel", "--kernel", "/k"])
+            .map(drop)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be used with"), "{err}");
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub trait Manager1 {
     fn prepare_live_upgrade(&self) -> zbus::Result<String>;
     /// Wipes the warm snapshot; true if there was one.
     fn discard_live_upgrade(&self) -> zbus::Result<bool>;
+    /// Cancels the upgrade under way before its stoppage; says what it
+    /// found, as JSON (`relive_snapshot::control::CancelAnswer`).
+    fn cancel_live_upgrade(&self) -> zbus::Result<String>;
     /// The last completed upgrade's report, as JSON
     /// (`relive_api::report::UpgradeReport`).
     fn upgrade_report(&self) -> zbus::Result<String>;

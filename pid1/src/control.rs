@@ -178,6 +178,12 @@ pub async fn prepare_live_upgrade(commands: &CommandSender) -> Result<String, Ap
     encode(&warm)
 }
 
+/// Cancels the upgrade under way if its stoppage has not begun; says
+/// what it found (JSON: `relive_snapshot::control::CancelAnswer`).
+pub fn cancel_live_upgrade() -> Result<String, ApiError> {
+    encode(&crate::upgrade::cancel())
+}
+
 /// Wipes the warm snapshot; true if there was one.
 pub async fn discard_live_upgrade(commands: &CommandSender) -> Result<bool, ApiError> {
     let upgrades = upgrades(commands).await?;

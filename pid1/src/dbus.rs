@@ -233,6 +233,12 @@ impl ManagerApi {
         control::prepare_live_upgrade(&self.commands).await
     }
 
+    /// Cancels the upgrade under way before its stoppage (JSON answer).
+    async fn cancel_live_upgrade(&self) -> Result<String, ApiError> {
+        self.require_root()?;
+        control::cancel_live_upgrade()
+    }
+
     /// Wipes the warm snapshot; true if there was one.
     async fn discard_live_upgrade(&self) -> Result<bool, ApiError> {
         self.require_root()?;

@@ -74,4 +74,8 @@ pub enum UpgradeError {
     Boot(#[from] BootError),
     #[error("relive's upgrade code panicked: {0}")]
     Panic(String),
+    #[error("cancelled (relivectl live-upgrade --cancel) before the stoppage")]
+    Cancelled,
+    #[error("phase 1 reached its deadline ({secs} s, upgrade.pre_dump_deadline_sec) and upgrade.pre_dump_deadline_action = abort")]
+    Phase1Deadline { secs: u64 },
 }

@@ -9,6 +9,7 @@
 //! - [`preflight`]: every check that can be made before anything changes;
 //! - [`predump`], [`warm`]: phase 1;
 //! - [`park`]: phase 2, the kexec, and the undo;
+//! - [`control`]: a cancel from outside, before the stoppage;
 //! - [`dump`]: CRIU, behind the [`dump::Dumper`] trait.
 //!
 //! Everything outside the process goes through [`Seams`], so that the
@@ -16,6 +17,7 @@
 
 pub mod compat;
 pub mod connections;
+pub mod control;
 pub mod dump;
 pub mod error;
 pub mod park;
@@ -46,6 +48,8 @@ pub struct Seams<'a> {
     pub restorer: &'a dyn Restorer,
     pub freezer: &'a dyn Freezer,
     pub kexec: &'a dyn Kexec,
+    /// Where the upgrade stands, for a cancel from outside its thread.
+    pub control: &'a control::UpgradeControl,
 }
 
 impl std::fmt::Debug for Seams<'_> {

@@ -11,7 +11,7 @@ use crate::{preflight, warm, Seams, UpgradeError, UpgradeRequest};
 use relive_api::plan::{Plan, PlannedUnit, StoreChoice};
 use relive_api::progress::{Phase, Progress};
 use relive_api::report::{FinalDump, Loss, MountFlag, UnitMode, UnitRecord, UpgradeMode};
-use relive_config::UpgradeConfig;
+use relive_config::{DeadlineAction, UpgradeConfig};
 use relive_criu::activity::ActivitySample;
 use relive_host::{panic_message, Job};
 use relive_restore::{cgroup_dir, netlock, revive};
@@ -98,6 +98,7 @@ pub fn execute(
     config: &UpgradeConfig,
     progress: &dyn Fn(Progress),
 ) -> Aborted {
+    seams.control.begin();
     let choice = store_choice(plan, config);
     let mut parking = Parking {
         seams,
@@ -148,6 +149,7 @@ pub fn execute(
         n => format!("every service runs on the old kernel again ({n} started afresh)"),
     };
     progress(Progress::new(Phase::Aborted, "", 0, &undone));
+    seams.control.end();
     aborted
 }
 
@@ -247,15 +249,24 @@ impl Parking<'_> {
                 0,
                 &format!("pre-dumping {count} units in the background"),
             ));
-            let chains = predump::phase1(
+            let control = self.seams.control;
+            let (chains, cut) = predump::phase1(
                 self.seams.dumper,
                 &store,
                 plan,
                 self.config,
                 self.progress,
                 warm,
+                &|| control.cancelled(),
             )?;
             losses = predump::start_lost(self.seams, &chains, self.progress)?;
+            if let Some(predump::Cut::Deadline(after)) = cut {
+                if self.config.pre_dump_deadline_action == DeadlineAction::Abort {
+                    return Err(UpgradeError::Phase1Deadline {
+                        secs: after.as_secs(),
+                    });
+                }
+            }
             // Written out now, so the sync before the kexec flushes only
             // the final dumps.
             nix::unistd::sync();
@@ -269,6 +280,9 @@ impl Parking<'_> {
             BTreeMap::new()
         };
         let phase1_ended_usec = wall_usec();
+        if !self.seams.control.stoppage_begins() {
+            return Err(UpgradeError::Cancelled);
+        }
         (self.progress)(Progress::new(Phase::Phase2, "", 0, "stoppage begins"));
         for name in &plan.restarted {
             (self.progress)(Progress::new(

@@ -48,6 +48,30 @@ pub struct Policy {
     pub max_growth: f64,
     pub mode: PreDumpMode,
     pub idle_priority: bool,
+    /// Phase 1 ends at this age, whatever is left; None: no deadline.
+    pub deadline: Option<Duration>,
+}
+
+/// Why phase 1 ended before every unit's rounds had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// `relivectl live-upgrade --cancel`.
+    Cancelled,
+    /// `upgrade.pre_dump_deadline_sec` passed.
+    Deadline(Duration),
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cut::Cancelled => f.write_str("phase 1 cancelled"),
+            Cut::Deadline(after) => write!(
+                f,
+                "phase 1 reached its deadline ({} s): the final dump copies what changed since the last round",
+                after.as_secs()
+            ),
+        }
+    }
 }
 
 impl Policy {
@@ -58,6 +82,8 @@ impl Policy {
             max_growth: config.pre_dump_max_growth,
             mode: config.pre_dump_mode,
             idle_priority: config.pre_dump_idle_priority,
+            deadline: (config.pre_dump_deadline_sec > 0)
+                .then(|| Duration::from_secs(config.pre_dump_deadline_sec)),
         }
     }
 
@@ -146,7 +172,8 @@ struct Unit<'a> {
 
 /// Phase 1 for the plan's preserved units that allow pre-dumps: the
 /// rounds, then each chain checksummed into the manifest (so the stoppage
-/// hashes only the final dumps).
+/// hashes only the final dumps). Between two rounds it stops once
+/// `cancelled` says so or its deadline has passed, and says which.
 pub fn phase1(
     dumper: &dyn Dumper,
     store: &Store,
@@ -154,25 +181,27 @@ pub fn phase1(
     config: &UpgradeConfig,
     progress: &dyn Fn(Progress),
     warm: BTreeMap<String, Chain>,
-) -> Result<BTreeMap<String, Chain>, UpgradeError> {
+    cancelled: &dyn Fn() -> bool,
+) -> Result<(BTreeMap<String, Chain>, Option<Cut>), UpgradeError> {
     let units: Vec<PlannedUnit> = plan
         .preserved
         .iter()
         .filter(|u| u.pre_dump)
         .cloned()
         .collect();
-    let chains = run(
+    let (chains, cut) = run(
         dumper,
         store,
         &units,
         &Policy::from_config(config),
         progress,
         warm,
+        cancelled,
     );
     for (name, _) in chains.iter().filter(|(_, c)| c.parent.is_some()) {
         store.seal_unit(name)?;
     }
-    Ok(chains)
+    Ok((chains, cut))
 }
 
 /// Starts afresh the units whose main process died with a failed pre-dump
@@ -221,7 +250,19 @@ fn run(
     policy: &Policy,
     progress: &dyn Fn(Progress),
     mut warm: BTreeMap<String, Chain>,
-) -> BTreeMap<String, Chain> {
+    cancelled: &dyn Fn() -> bool,
+) -> (BTreeMap<String, Chain>, Option<Cut>) {
+    let started = std::time::Instant::now();
+    let cut_now = || {
+        if cancelled() {
+            return Some(Cut::Cancelled);
+        }
+        policy
+            .deadline
+            .filter(|deadline| started.elapsed() >= *deadline)
+            .map(Cut::Deadline)
+    };
+    let mut cut = None;
     let mut units: Vec<Unit> = units
         .iter()
         .map(|planned| {
@@ -255,14 +296,30 @@ fn run(
             )
         });
         for unit in pending {
+            cut = cut.or_else(cut_now);
+            if let Some(why) = cut {
+                progress(Progress::new(
+                    Phase::PreDump,
+                    &unit.planned.name,
+                    0,
+                    &why.to_string(),
+                ));
+                unit.chain.convergence = why.to_string();
+                unit.done = true;
+                continue;
+            }
             let round = unit.chain.rounds.last().map_or(1, |r| r.round + 1);
             pre_dump_round(dumper, store, unit, round, policy, progress);
         }
+        if cut.is_some() {
+            break;
+        }
     }
-    units
+    let chains = units
         .into_iter()
         .map(|u| (u.planned.name.clone(), u.chain))
-        .collect()
+        .collect();
+    (chains, cut)
 }
 
 fn pre_dump_round(
@@ -442,6 +499,7 @@ mod tests {
             max_growth: 0.10,
             mode: PreDumpMode::Read,
             idle_priority: true,
+            deadline: None,
         }
     }
 

@@ -3,11 +3,12 @@
 //! fake kexec always fails, as a kexec that returns does, so every run
 //! ends in the undo that a real failure would take.
 
+use crate::control::UpgradeControl;
 use crate::dump::{DumpError, DumpJob, Dumper, PreDumpJob};
 use crate::park::{self, Aborted};
 use crate::{Seams, UpgradeError, UpgradeRequest};
 use relive_api::plan::{Plan, PlannedUnit, StoreChoice};
-use relive_config::UpgradeConfig;
+use relive_config::{DeadlineAction, UpgradeConfig};
 use relive_host::fake::{FakeHost, HostCall};
 use relive_host::{Job, ParkInfo};
 use relive_restore::fake::FakeRestorer;
@@ -25,10 +26,18 @@ struct FakeDumper {
     dumped: Mutex<Vec<String>>,
     failing: BTreeSet<String>,
     panicking: BTreeSet<String>,
+    /// Each pre-dump takes this long.
+    pre_dump_takes: std::time::Duration,
+    /// Cancels the upgrade from its first pre-dump on.
+    cancels: Option<std::sync::Arc<UpgradeControl>>,
 }
 
 impl Dumper for FakeDumper {
     fn pre_dump(&self, job: &PreDumpJob<'_>) -> Result<(), DumpError> {
+        std::thread::sleep(self.pre_dump_takes);
+        if let Some(control) = &self.cancels {
+            assert_eq!(control.cancel(), crate::control::CancelAnswer::Cancelled);
+        }
         if self.failing.contains(job.unit) {
             return Err(DumpError::Io {
                 path: job.dir.to_owned(),
@@ -73,6 +82,7 @@ struct Rig {
     restorer: FakeRestorer,
     freezer: FakeFreezer,
     kexec: FakeKexec,
+    control: std::sync::Arc<UpgradeControl>,
     config: UpgradeConfig,
     store: PathBuf,
 }
@@ -129,6 +139,7 @@ impl Rig {
             restorer: FakeRestorer::default(),
             freezer: FakeFreezer::default(),
             kexec: FakeKexec::default(),
+            control: std::sync::Arc::new(UpgradeControl::new()),
             config: UpgradeConfig {
                 store_dir: store.clone(),
                 pre_dump: false,
@@ -145,18 +156,24 @@ impl Rig {
             restorer: &self.restorer,
             freezer: &self.freezer,
             kexec: &self.kexec,
+            control: &self.control,
         }
     }
 
     /// The upgrade after a passed preflight: it always ends undone.
     fn execute(&self) -> Aborted {
+        self.execute_phases(true)
+    }
+
+    /// The same, with phase 1 unless `single_phase`.
+    fn execute_phases(&self, single_phase: bool) -> Aborted {
         let request = UpgradeRequest {
             kernel: "/boot/vmlinuz-next".into(),
             initrd: None,
             append: String::new(),
             reuse_cmdline: true,
             dry_run: false,
-            single_phase: true,
+            single_phase,
             store: None,
         };
         let plan = self.host.with(|s| s.plan.clone());
@@ -410,13 +427,14 @@ fn phase1_with_a_dead_unit(
     rig.config.pre_dump = true;
     let plan = rig.host.with(|s| s.plan.clone());
     let store = relive_store::Store::create(&rig.store).unwrap();
-    let chains = crate::predump::phase1(
+    let (chains, _) = crate::predump::phase1(
         &rig.dumper,
         &store,
         &plan,
         &rig.config,
         &|_| {},
         Default::default(),
+        &|| false,
     )
     .unwrap();
     (chains, dead)
@@ -487,4 +505,69 @@ fn a_unit_that_cannot_be_parked_while_running_aborts_the_upgrade() {
         matches!(&aborted.error, UpgradeError::Park { unit, .. } if unit == "stuck"),
         "{aborted}"
     );
+}
+
+/// The rig's units with pre-dumps on, and phase 1 on.
+fn two_phase(rig: &mut Rig) {
+    rig.host.with(|s| {
+        for unit in s.plan.preserved.iter_mut() {
+            unit.pre_dump = true;
+        }
+    });
+    rig.config.pre_dump = true;
+}
+
+#[test]
+fn a_cancel_during_phase_1_undoes_the_upgrade_before_anything_is_frozen() {
+    let mut rig = Rig::new(&[("low", 100), ("critical", 900)], &["web"]);
+    two_phase(&mut rig);
+    rig.dumper.cancels = Some(std::sync::Arc::clone(&rig.control));
+    let aborted = rig.execute_phases(false);
+    assert!(
+        matches!(aborted.error, UpgradeError::Cancelled),
+        "{aborted}"
+    );
+    assert!(aborted.lost.is_empty());
+    assert!(
+        rig.dumper.dumped.lock().unwrap().is_empty(),
+        "no final dump"
+    );
+    assert!(rig.freezer.calls().is_empty(), "{:?}", rig.freezer.calls());
+    assert!(
+        !rig.calls()
+            .iter()
+            .any(|c| matches!(c, HostCall::Park(_))
+                || matches!(c, HostCall::Job { job: Job::Stop, .. })),
+        "nothing parked or stopped: {:#?}",
+        rig.calls()
+    );
+    // The upgrade is over: nothing left to cancel.
+    assert_eq!(
+        rig.control.cancel(),
+        crate::control::CancelAnswer::NoUpgrade
+    );
+}
+
+#[test]
+fn phase_1_s_deadline_ends_its_rounds_and_aborts_or_proceeds_as_configured() {
+    for action in [DeadlineAction::Abort, DeadlineAction::Proceed] {
+        let mut rig = Rig::new(&[("low", 100), ("critical", 900)], &[]);
+        two_phase(&mut rig);
+        rig.dumper.pre_dump_takes = std::time::Duration::from_millis(1100);
+        rig.config.pre_dump_deadline_sec = 1;
+        rig.config.pre_dump_deadline_action = action;
+        let aborted = rig.execute_phases(false);
+        let dumped = rig.dumper.dumped.lock().unwrap().clone();
+        match action {
+            DeadlineAction::Abort => {
+                assert!(
+                    matches!(aborted.error, UpgradeError::Phase1Deadline { secs: 1 }),
+                    "{aborted}"
+                );
+                assert!(dumped.is_empty(), "{dumped:?}");
+            }
+            // The stoppage began with one unit's pre-dump round made.
+            DeadlineAction::Proceed => assert_eq!(dumped, ["low", "critical"], "{aborted}"),
+        }
+    }
 }

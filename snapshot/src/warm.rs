@@ -91,7 +91,16 @@ fn take(
     }
     let plan = seams.host.plan().map_err(UpgradeError::Refused)?;
     let (store, chains) = open(dir, &plan, true)?;
-    let chains = predump::phase1(seams.dumper, &store, &plan, config, progress, chains)?;
+    let never = || false;
+    let (chains, _) = predump::phase1(
+        seams.dumper,
+        &store,
+        &plan,
+        config,
+        progress,
+        chains,
+        &never,
+    )?;
     predump::start_lost(seams, &chains, progress)?;
     let mut warm = Warm {
         taken_usec: wall_usec(),

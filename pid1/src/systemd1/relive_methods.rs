@@ -118,6 +118,7 @@ fn answer(call: &Call<'_>, member: &str) -> Result<(), BusError> {
             call.reply(&block(control::start_live_upgrade(commands, args))?)
         }
         "PrepareLiveUpgrade" => call.reply(&block(control::prepare_live_upgrade(commands))?),
+        "CancelLiveUpgrade" => call.reply(&control::cancel_live_upgrade()?),
         "DiscardLiveUpgrade" => call.reply(&block(control::discard_live_upgrade(commands))?),
         "UpgradeReport" => call.reply(&control::upgrade_report()?),
         "PowerOff" => shutdown(call, ShutdownKind::PowerOff),

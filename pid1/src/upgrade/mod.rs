@@ -15,6 +15,7 @@ use relive_api::plan::Plan;
 use relive_api::progress::Progress;
 use relive_config::UpgradeConfig;
 use relive_restore::revive::CriuRestorer;
+use relive_snapshot::control::{CancelAnswer, UpgradeControl};
 use relive_snapshot::dump::CriuDumper;
 use relive_snapshot::warm::Warm;
 use relive_snapshot::{park, preflight, warm, Seams, UpgradeError, UpgradeRequest};
@@ -80,8 +81,18 @@ impl Live {
             restorer: &self.restorer,
             freezer: &self.freezer,
             kexec: &self.kexec,
+            control: &CONTROL,
         }
     }
+}
+
+/// Where this PID 1's upgrade stands, for `relivectl live-upgrade
+/// --cancel`: one upgrade at a time runs in the process.
+static CONTROL: UpgradeControl = UpgradeControl::new();
+
+/// Cancels the upgrade under way, if its stoppage has not begun.
+pub fn cancel() -> CancelAnswer {
+    CONTROL.cancel()
 }
 
 /// The upgrade operations the control API offers. Each blocks its caller
