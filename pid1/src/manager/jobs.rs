@@ -88,6 +88,32 @@ impl Manager {
         name: &str,
         kind: JobKind,
     ) -> Result<async_channel::Receiver<JobOutcome>, ManagerError> {
+        let rx = self.enqueue_waited(name, kind)?;
+        self.dispatch();
+        Ok(rx)
+    }
+
+    /// Start jobs for every unit in `names`, all queued before any runs,
+    /// so that After= orders them among themselves whatever the order of
+    /// the list (queued one by one, a unit listed first would start before
+    /// the job of one it is ordered after existed).
+    pub fn request_starts(
+        &mut self,
+        names: &[String],
+    ) -> Vec<Result<async_channel::Receiver<JobOutcome>, ManagerError>> {
+        let queued = names
+            .iter()
+            .map(|name| self.enqueue_waited(name, JobKind::Start))
+            .collect();
+        self.dispatch();
+        queued
+    }
+
+    fn enqueue_waited(
+        &mut self,
+        name: &str,
+        kind: JobKind,
+    ) -> Result<async_channel::Receiver<JobOutcome>, ManagerError> {
         let id = self.enqueue(name, kind)?;
         let (tx, rx) = async_channel::bounded(1);
         match id {
@@ -96,7 +122,6 @@ impl Manager {
                 let _ = tx.try_send(Ok(()));
             }
         }
-        self.dispatch();
         Ok(rx)
     }
 

@@ -919,3 +919,20 @@ fn files_a_unit_holds_open_or_mapped_on_a_tmpfs_are_found() {
     unsafe { libc::munmap(mapped, 4096) };
     assert_eq!(held, ["PostgreSQL.1", "open.lock"]);
 }
+
+/// Units started together are ordered by After= among themselves, even
+/// when the list names the later one first (the early reruns of a live
+/// upgrade: ifupdown-pre.service before systemd-udev-trigger.service).
+#[test]
+fn starts_requested_together_wait_for_what_they_are_ordered_after() {
+    let service = "[Service]\nType=oneshot\nExecStart=/bin/true\n";
+    let first = format!("[Unit]\nDefaultDependencies=no\n{service}");
+    let later = format!("[Unit]\nDefaultDependencies=no\nAfter=trigger.service\n{service}");
+    let (mut m, k, _dir) = manager(&[("pre.service", &later), ("trigger.service", &first)]);
+    let jobs = m.request_starts(&["pre.service".into(), "trigger.service".into()]);
+    assert!(jobs.iter().all(Result::is_ok));
+    assert_eq!(spawned_units(&k), ["trigger.service"]);
+    exit_last_spawned(&mut m, &k);
+    m.dispatch();
+    assert_eq!(spawned_units(&k), ["trigger.service", "pre.service"]);
+}

@@ -122,10 +122,8 @@ impl UnitHost for LoopHost {
         let started = Instant::now();
         let names = units.to_vec();
         let queued = match self.on_loop(move |m| {
-            names
-                .iter()
-                .map(|name| (name.clone(), m.request(name, JobKind::Start)))
-                .collect::<Vec<_>>()
+            let jobs = m.request_starts(&names);
+            names.into_iter().zip(jobs).collect::<Vec<_>>()
         }) {
             Ok(queued) => queued,
             Err(e) => return units.iter().map(|n| (n.clone(), Err(e.clone()))).collect(),
