@@ -454,7 +454,8 @@ pub struct EarlyStep {
 pub enum EarlyWork {
     /// CRIU's network lock tables loaded again.
     NetworkLocks,
-    /// CRIU's probe of the new kernel (`criu check`).
+    /// CRIU's probe of the new kernel (FEATURE_CHECK: its kerndat, cached
+    /// for the restores).
     CriuProbe,
     /// A rerun unit, or a mount a restored namespace binds.
     Unit(String),

@@ -14,6 +14,7 @@ pub enum Request {
     PreDump,
     Dump,
     Restore,
+    FeatureCheck,
 }
 
 impl Request {
@@ -25,6 +26,7 @@ impl Request {
             Request::PreDump => "PRE_DUMP",
             Request::Dump => "DUMP",
             Request::Restore => "RESTORE",
+            Request::FeatureCheck => "FEATURE_CHECK",
         }
     }
 }

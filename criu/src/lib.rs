@@ -39,7 +39,9 @@ pub use options::{
     CgroupMode, CgroupRoot, CheckOptions, DumpOptions, InheritFd, LogLevel, NetworkLock,
     PreDumpMode, RestoreOptions,
 };
-pub use session::{Criu, CriuVersion, DumpOutcome, Notification, RestoreOutcome, Session};
+pub use session::{
+    Criu, CriuVersion, DumpOutcome, Features, Notification, RestoreOutcome, Session,
+};
 pub use spawn::{CommandSpawner, Spawner};
 pub use stats::{read_dump_stats, DumpStats, StatsError};
 

@@ -109,6 +109,16 @@ pub enum CheckError {
     Criu(#[from] crate::CriuError),
 }
 
+/// CRIU learns the running kernel (FEATURE_CHECK: its kerndat, cached in
+/// /run/criu.kdat for every later CRIU) and says what it offers there.
+pub fn learn_kernel(criu: &Path) -> Result<crate::Features, crate::CriuError> {
+    let client = Criu {
+        path: criu.to_owned(),
+        ..Criu::default()
+    };
+    client.start(&Pid1Spawner::default())?.feature_check()
+}
+
 /// `criu check` over RPC, its log in `work_dir` (created, root-only);
 /// returns the version of the CRIU that passed.
 pub fn check(criu: &Path, work_dir: &Path) -> Result<crate::CriuVersion, CheckError> {

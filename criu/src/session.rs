@@ -129,6 +129,18 @@ pub struct RestoreOutcome {
     pub elapsed: Duration,
 }
 
+/// The optional features CRIU offers on the running kernel, from a
+/// FEATURE_CHECK request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// Memory tracking (soft-dirty): pre-dumps and incremental dumps.
+    pub mem_track: bool,
+    /// Lazy restore (userfaultfd, non-cooperative).
+    pub lazy_pages: bool,
+    /// pidfd_open and pidfd_getfd, for the pidfd store.
+    pub pidfd_store: bool,
+}
+
 /// CRIU's version, from a VERSION request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CriuVersion {
@@ -202,6 +214,36 @@ impl Session {
         let opts = opts.to_proto()?;
         self.exchange(request, Some(opts), Some(log), &mut |_| {})?;
         Ok(())
+    }
+
+    /// Lets CRIU learn the running kernel (its kerndat, cached in
+    /// /run/criu.kdat for every later CRIU) and answer which of the
+    /// optional features it offers. No image directory, no log; CRIU
+    /// exits afterwards. Much less than [`Session::check`], which also
+    /// runs every test of `criu check`.
+    pub fn feature_check(mut self) -> Result<Features, CriuError> {
+        let request = Request::FeatureCheck;
+        self.fresh(request)?;
+        let asked = super::proto::CriuFeatures {
+            mem_track: Some(true),
+            lazy_pages: Some(true),
+            pidfd_store: Some(true),
+        };
+        let req = CriuReq {
+            r#type: req_type(request) as i32,
+            features: Some(asked),
+            ..CriuReq::default()
+        };
+        let (resp, _) = self.exchange_req(request, req, None, &mut |_| {})?;
+        let got = resp.features.ok_or_else(|| CriuError::Unexpected {
+            request,
+            got: "FEATURE_CHECK without features".to_owned(),
+        })?;
+        Ok(Features {
+            mem_track: got.mem_track.unwrap_or(false),
+            lazy_pages: got.lazy_pages.unwrap_or(false),
+            pidfd_store: got.pidfd_store.unwrap_or(false),
+        })
     }
 
     /// Pre-dumps the tree (memory only; the tasks keep running). CRIU
@@ -296,16 +338,25 @@ impl Session {
         log: Option<Log<'_>>,
         on_notify: &mut dyn FnMut(&mut Notification),
     ) -> Result<(CriuResp, Duration), CriuError> {
+        let req = CriuReq {
+            r#type: req_type(request) as i32,
+            opts,
+            ..CriuReq::default()
+        };
+        self.exchange_req(request, req, log, on_notify)
+    }
+
+    /// [`Session::exchange`] with the whole request given.
+    fn exchange_req(
+        &mut self,
+        request: Request,
+        req: CriuReq,
+        log: Option<Log<'_>>,
+        on_notify: &mut dyn FnMut(&mut Notification),
+    ) -> Result<(CriuResp, Duration), CriuError> {
         let expected = req_type(request);
         let start = Instant::now();
-        self.conn.send(
-            request,
-            &CriuReq {
-                r#type: expected as i32,
-                opts,
-                ..CriuReq::default()
-            },
-        )?;
+        self.conn.send(request, &req)?;
         loop {
             let Received { resp, fd } = self.conn.recv(request)?;
             let kind = CriuReqType::try_from(resp.r#type);
@@ -372,6 +423,7 @@ fn req_type(request: Request) -> CriuReqType {
         Request::PreDump => CriuReqType::PreDump,
         Request::Dump => CriuReqType::Dump,
         Request::Restore => CriuReqType::Restore,
+        Request::FeatureCheck => CriuReqType::FeatureCheck,
     }
 }
 

@@ -12,7 +12,7 @@ use nix::sys::socket::{recv, send, sendmsg, ControlMessage, MsgFlags, UnixAddr};
 use prost::Message;
 
 use super::proto::{
-    CriuDumpResp, CriuNotify, CriuReq, CriuReqType, CriuResp, CriuRestoreResp,
+    CriuDumpResp, CriuFeatures, CriuNotify, CriuReq, CriuReqType, CriuResp, CriuRestoreResp,
     CriuVersion as PbVersion,
 };
 use super::transport::socket_pair;
@@ -89,6 +89,37 @@ const LONG: Duration = Duration::from_secs(10);
 
 fn images() -> File {
     File::open("/").unwrap()
+}
+
+#[test]
+fn feature_check_asks_for_every_feature_and_reads_the_answer() {
+    let (session, peer) = fake(LONG, |p| {
+        let req = p.recv();
+        assert_eq!(req.r#type, CriuReqType::FeatureCheck as i32);
+        assert!(req.opts.is_none());
+        let asked = req.features.unwrap();
+        assert_eq!(
+            (asked.mem_track, asked.lazy_pages, asked.pidfd_store),
+            (Some(true), Some(true), Some(true))
+        );
+        let mut resp = answer(CriuReqType::FeatureCheck, true);
+        resp.features = Some(CriuFeatures {
+            mem_track: Some(false),
+            lazy_pages: Some(true),
+            pidfd_store: Some(true),
+        });
+        p.send(&resp);
+    });
+    let features = session.feature_check().unwrap();
+    peer.join().unwrap();
+    assert_eq!(
+        features,
+        Features {
+            mem_track: false,
+            lazy_pages: true,
+            pidfd_store: true
+        }
+    );
 }
 
 #[test]

@@ -109,11 +109,17 @@ impl Restorer for CriuRestorer {
         if !relive_sys::namespace::bring_loopback_up() {
             tracing::warn!("cannot bring lo up for CRIU's probe of the new kernel");
         }
-        match relive_criu::pid1::check(&self.criu, Path::new("/run/relive/criu-check")) {
-            Ok(version) => {
+        // What a restore needs learnt is CRIU's kerndat: a FEATURE_CHECK
+        // computes and caches it, without the rest of `criu check`'s tests
+        // (seconds under emulation; the preflight ran them on the old
+        // kernel, and a restore that fails starts its unit afresh).
+        match relive_criu::pid1::learn_kernel(&self.criu) {
+            Ok(features) => {
                 tracing::info!(
-                    "CRIU {version} probed the new kernel in {:.0} ms, ahead of the restores",
-                    started.elapsed().as_secs_f64() * 1000.0
+                    "CRIU learnt the new kernel in {:.0} ms, ahead of the restores (memory tracking {}, lazy pages {})",
+                    started.elapsed().as_secs_f64() * 1000.0,
+                    yes_no(features.mem_track),
+                    yes_no(features.lazy_pages),
                 );
                 true
             }
@@ -242,6 +248,14 @@ impl Restorer for CriuRestorer {
             elapsed_ms,
             verify_ms: 0.0,
         })
+    }
+}
+
+fn yes_no(yes: bool) -> &'static str {
+    if yes {
+        "yes"
+    } else {
+        "no"
     }
 }
 
