@@ -22,6 +22,7 @@ pub const VERSION: &str = concat!(
 );
 
 pub mod names;
+pub mod network;
 pub mod plan;
 pub mod progress;
 pub mod report;

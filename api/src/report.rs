@@ -454,6 +454,8 @@ pub struct EarlyStep {
 pub enum EarlyWork {
     /// CRIU's network lock tables loaded again.
     NetworkLocks,
+    /// The interfaces' addresses and routes put back by relive.
+    Network,
     /// CRIU's probe of the new kernel (FEATURE_CHECK: its kerndat, cached
     /// for the restores).
     CriuProbe,
@@ -476,6 +478,7 @@ impl std::fmt::Display for EarlyWork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EarlyWork::NetworkLocks => f.write_str("network locks"),
+            EarlyWork::Network => f.write_str("addresses and routes"),
             EarlyWork::CriuProbe => f.write_str("CRIU's probe"),
             EarlyWork::Unit(name) => f.write_str(name),
         }

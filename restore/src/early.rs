@@ -3,7 +3,7 @@
 //! restored namespaces bind ([`prepare_new_kernel`]); what each took goes
 //! into the report's `before_restores`.
 
-use crate::{netlock, Seams};
+use crate::{netlock, netstate, Seams};
 use relive_api::report::{EarlyStep, EarlyWork, UnitRecord};
 use relive_host::UnitHost;
 use relive_store::handover::KexecHandover;
@@ -17,6 +17,9 @@ pub(crate) struct Early {
     pub(crate) restores_started_usec: u64,
     /// The services' one clock in the new kernel, if it could be made.
     pub(crate) clock_offsets: Option<relive_api::report::ClockOffsets>,
+    /// The network's units, when relive put the addresses and routes back
+    /// itself: they run beside the restores instead of before them.
+    pub(crate) network_units_beside: Vec<String>,
 }
 
 /// The new kernel made ready for the restores: CRIU's network locks
@@ -67,17 +70,22 @@ pub(crate) fn prepare_new_kernel(
         // The firewall, CRIU's network locks and the network's units, in
         // that order, beside the other early units: the locks' loading
         // takes seconds (nft loads its modules into the new kernel).
-        let network = || network_first(host, store, plan, records, &network_side);
+        let network = || network_first(host, store, handover, records, &network_side);
         let beside = std::thread::Builder::new()
             .name("relive-network".into())
             .spawn_scoped(scope, network)
             .inspect_err(|e| tracing::warn!("cannot start the network's thread ({e})"));
         let mut units = start_timed(host, &rest);
-        match beside.map(|thread| thread.join()) {
-            Ok(Ok(done)) => units.extend(done),
-            Ok(Err(_)) => tracing::error!("the network's early steps panicked"),
-            Err(_) => units.extend(network()),
-        }
+        let (done, deferred) = match beside.map(|thread| thread.join()) {
+            Ok(Ok(done)) => done,
+            Ok(Err(_)) => {
+                tracing::error!("the network's early steps panicked");
+                (Vec::new(), Vec::new())
+            }
+            Err(_) => network(),
+        };
+        units.extend(done);
+        early_steps.network_units_beside = deferred;
         match probe.map(|thread| thread.join()) {
             Ok(Ok((ok, done_usec))) => units.push((EarlyWork::CriuProbe, done_usec, ok)),
             Ok(Err(_)) => tracing::error!("CRIU's probe of the new kernel panicked"),
@@ -120,18 +128,21 @@ fn start_timed(host: &dyn UnitHost, units: &[String]) -> Vec<Timed> {
 
 /// The network's early steps, in their order: the firewall units among
 /// `units` (a ruleset may flush every table), CRIU's network locks (before
-/// any address is up), then the units that bring the network up.
+/// any address is up), then the addresses and routes the old kernel had
+/// (`netstate`), or where relive could not put them back, the units that
+/// bring the network up. Returns the steps, and the network's units left
+/// to run beside the restores.
 fn network_first(
     host: &dyn UnitHost,
     store: &Store,
-    plan: &relive_api::plan::Plan,
+    handover: &KexecHandover,
     records: &[UnitRecord],
     units: &[String],
-) -> Vec<Timed> {
+) -> (Vec<Timed>, Vec<String>) {
     let (firewall, network): (Vec<String>, Vec<String>) = units
         .iter()
         .cloned()
-        .partition(|u| plan.rerun_firewall.contains(u));
+        .partition(|u| handover.plan.rerun_firewall.contains(u));
     let mut steps = start_timed(host, &firewall);
     let locked: Vec<String> = records
         .iter()
@@ -143,8 +154,23 @@ fn network_first(
         tracing::error!("{unit}: cannot restore its network lock: {e}");
     }
     steps.push((EarlyWork::NetworkLocks, wall_usec(), failed.is_empty()));
+    let state = handover.network.as_ref().filter(|s| !s.links.is_empty());
+    if let Some(state) = state {
+        let run_network = std::path::Path::new("/run/network");
+        let sys = std::path::Path::new("/sys/class/net");
+        match netstate::apply(host, state, sys, run_network, &store.root) {
+            Ok(()) => {
+                steps.push((EarlyWork::Network, wall_usec(), true));
+                return (steps, network);
+            }
+            Err(e) => {
+                tracing::warn!("the network's addresses were not put back ({e}): the restores wait for its units");
+                steps.push((EarlyWork::Network, wall_usec(), false));
+            }
+        }
+    }
     steps.extend(start_timed(host, &network));
-    steps
+    (steps, Vec::new())
 }
 
 /// The mount units that were active on the old kernel and whose mount

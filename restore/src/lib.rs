@@ -26,6 +26,7 @@ pub mod fake;
 pub mod interrupted;
 mod mount_flags;
 pub mod netlock;
+pub mod netstate;
 pub mod resume;
 pub mod revive;
 pub mod rollback;

@@ -37,6 +37,7 @@ pub fn resume(
         steps: Vec::new(),
         restores_started_usec: 0,
         clock_offsets,
+        network_units_beside: Vec::new(),
     };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         resume_units(seams, store, &handover, &mut records, &mut early)
@@ -116,8 +117,14 @@ fn resume_units(
     // The services' layer of the reruns goes on beside the restores, once
     // the most critical units are back: nothing restored waits for it,
     // and under emulation it took the CPUs from the first restores.
+    let beside: Vec<String> = early_steps
+        .network_units_beside
+        .iter()
+        .chain(&handover.plan.rerun_beside_restores)
+        .cloned()
+        .collect();
     let lost = std::thread::scope(|scope| {
-        let rerun_beside = || match &handover.plan.rerun_beside_restores[..] {
+        let rerun_beside = || match &beside[..] {
             [] => Vec::new(),
             units => host.start_together(units),
         };

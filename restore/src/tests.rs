@@ -79,6 +79,7 @@ impl Rig {
             }),
             rolled_back: None,
             clock: Default::default(),
+            network: None,
         };
         let rig = Rig {
             host: FakeHost::default(),
@@ -380,6 +381,56 @@ fn the_network_locks_come_after_the_firewall_and_before_the_network() {
     for unit in ["nftables", "networking", "sysctl"] {
         assert_eq!(outcome(&report, unit), &Outcome::Rerun);
     }
+}
+
+/// With the old kernel's addresses and routes in the handover, relive
+/// puts them back right after the network locks, and the network's own
+/// units run beside the restores, once the most critical unit is back.
+#[test]
+fn the_network_put_back_by_relive_lets_the_restores_go_first() {
+    let (rig, mut handover) = Rig::new(&[("echo", false)]);
+    handover.units[0].lock_saved = true;
+    handover.plan.rerun = vec!["networking".into(), "sysctl".into()];
+    handover.plan.rerun_network = vec!["networking".into()];
+    // lo: an interface every machine running the test has.
+    handover.network = Some(relive_api::network::NetworkState {
+        links: vec![relive_api::network::LinkState {
+            name: "lo".into(),
+            mac: "00:00:00:00:00:00".into(),
+            mtu: 65536,
+            up: true,
+            addresses: Vec::new(),
+        }],
+        ..Default::default()
+    });
+    let report = rig.resume(handover);
+    let calls = rig.host.calls();
+    let helper = |program: &str, arg: &str| {
+        calls
+            .iter()
+            .position(|c| matches!(c, HostCall::Helper(argv) if argv[0].ends_with(program) && argv.get(1).map(String::as_str) == Some(arg)))
+            .unwrap_or_else(|| panic!("no {program} {arg}: {calls:#?}"))
+    };
+    let (locks, addresses) = (helper("nft", "-f"), helper("ip", "-batch"));
+    let restore = position(&calls, &HostCall::PrepareRestore("echo".into()));
+    let echo_back = calls
+        .iter()
+        .position(|c| matches!(c, HostCall::Unpark { unit, .. } if unit == "echo"))
+        .unwrap();
+    let networking = position(&calls, &HostCall::StartTogether(vec!["networking".into()]));
+    assert!(locks < addresses && addresses < restore, "{calls:#?}");
+    assert!(echo_back < networking, "{calls:#?}");
+    let steps: Vec<String> = report
+        .before_restores
+        .iter()
+        .map(|s| s.work.to_string())
+        .collect();
+    assert!(
+        steps.iter().any(|s| s == "addresses and routes"),
+        "{steps:?}"
+    );
+    assert!(!steps.iter().any(|s| s == "networking"), "{steps:?}");
+    assert_eq!(outcome(&report, "networking"), &Outcome::Rerun);
 }
 
 /// Units of one priority are restored at once (as many as there are

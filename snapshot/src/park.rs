@@ -283,6 +283,18 @@ impl Parking<'_> {
         if !self.seams.control.stoppage_begins() {
             return Err(UpgradeError::Cancelled);
         }
+        // Read now rather than in the stoppage: it costs three `ip` runs.
+        let network = relive_restore::netstate::record(
+            self.seams.host,
+            Path::new("/sys/class/net"),
+            Path::new("/run/network"),
+        )
+        .inspect_err(|e| {
+            tracing::warn!(
+                "the network is not recorded ({e}): the restores will wait for its units"
+            )
+        })
+        .ok();
         (self.progress)(Progress::new(Phase::Phase2, "", 0, "stoppage begins"));
         for name in &plan.restarted {
             (self.progress)(Progress::new(
@@ -394,6 +406,7 @@ impl Parking<'_> {
             previous: PreviousKernel::running(),
             rolled_back: None,
             clock: relive_sys::timens::ClockAtKexec::now(kexec_usec),
+            network,
         };
         store.write_handover(&handover)?;
         (self.progress)(Progress::new(

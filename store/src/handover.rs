@@ -56,6 +56,11 @@ pub struct KexecHandover {
     /// did not say: CRIU's own offsets then, one per unit.
     #[serde(default)]
     pub clock: relive_sys::timens::ClockAtKexec,
+    /// The physical interfaces' addresses and routes before the stoppage,
+    /// put back in the new kernel right after CRIU's network locks
+    /// (relive_restore::netstate). None: not recorded.
+    #[serde(default)]
+    pub network: Option<relive_api::network::NetworkState>,
 }
 
 fn single_phase() -> UpgradeMode {
