@@ -10,6 +10,19 @@ use relive_store::handover::KexecHandover;
 use relive_store::Store;
 use relive_sys::wall_usec;
 
+/// The nice value of the resume's critical path in the new kernel (CRIU's
+/// probe, the network locks and addresses, the most critical units'
+/// restores, and the processes they spawn): under emulation the rerun
+/// units and udev's coldplug took the CPUs from it.
+pub(crate) const URGENT_NICE: i32 = -10;
+
+/// Runs the rest of the calling thread at [`URGENT_NICE`] (or at `nice`).
+pub(crate) fn urgent(nice: i32) {
+    if let Err(e) = relive_sys::sched::set_thread_nice(nice) {
+        tracing::warn!("cannot set the resume's priority to nice {nice}: {e}");
+    }
+}
+
 /// What the resume did before its first restore, and when.
 pub(crate) struct Early {
     pub(crate) resumed_usec: u64,
@@ -63,6 +76,7 @@ pub(crate) fn prepare_new_kernel(
         let probe = std::thread::Builder::new()
             .name("relive-probe".into())
             .spawn_scoped(scope, || {
+                urgent(URGENT_NICE);
                 let ok = seams.restorer.probe_kernel();
                 (ok, wall_usec())
             })
@@ -70,7 +84,10 @@ pub(crate) fn prepare_new_kernel(
         // The firewall, CRIU's network locks and the network's units, in
         // that order, beside the other early units: the locks' loading
         // takes seconds (nft loads its modules into the new kernel).
-        let network = || network_first(host, store, handover, records, &network_side);
+        let network = || {
+            urgent(URGENT_NICE);
+            network_first(host, store, handover, records, &network_side)
+        };
         let beside = std::thread::Builder::new()
             .name("relive-network".into())
             .spawn_scoped(scope, network)
@@ -82,7 +99,11 @@ pub(crate) fn prepare_new_kernel(
                 tracing::error!("the network's early steps panicked");
                 (Vec::new(), Vec::new())
             }
-            Err(_) => network(),
+            Err(_) => {
+                let done = network();
+                urgent(0);
+                done
+            }
         };
         units.extend(done);
         early_steps.network_units_beside = deferred;

@@ -139,7 +139,9 @@ fn resume_units(
             .collect();
         let mut tiers = pending.chunk_by_mut(|a, b| a.priority == b.priority);
         if let Some(most_critical) = tiers.next() {
+            crate::early::urgent(crate::early::URGENT_NICE);
             lost.extend(restore_tier(seams, store, &verifier, most_critical));
+            crate::early::urgent(0);
         }
         // Without a thread for them (a task limit), they run after the
         // restores instead.

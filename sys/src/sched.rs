@@ -22,6 +22,34 @@ pub fn make_idle(pid: i32) -> io::Result<()> {
     ioprio_set(pid, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)
 }
 
+/// Sets the calling thread's nice value. Linux keeps it per thread, and
+/// what the thread creates from now on (threads, processes) starts with
+/// it.
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: plain syscalls with integer arguments; no memory is passed.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: as above; `tid` is the caller's own thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The calling thread's nice value.
+pub fn thread_nice() -> io::Result<i32> {
+    // SAFETY: plain syscalls with integer arguments; no memory is passed.
+    let tid = unsafe { libc::gettid() };
+    // getpriority returns -1 both for nice -1 and for an error: errno
+    // tells them apart.
+    nix::errno::Errno::clear();
+    // SAFETY: as above; `tid` is the caller's own thread.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+    match nix::errno::Errno::last_raw() {
+        0 => Ok(nice),
+        code => Err(io::Error::from_raw_os_error(code)),
+    }
+}
+
 /// ioprio_set(2) on one thread (0: the caller). Async-signal-safe: a
 /// spawned child calls it between fork and exec.
 pub(crate) fn ioprio_set(tid: i32, ioprio: i32) -> io::Result<()> {
@@ -102,5 +130,21 @@ mod tests {
         child.wait().unwrap();
         result.unwrap();
         assert_eq!(policy, libc::SCHED_IDLE);
+    }
+
+    #[test]
+    fn a_thread_s_nice_value_is_its_own_and_its_children_s() {
+        let before = thread_nice().unwrap();
+        let lower = (before + 3).min(19);
+        std::thread::spawn(move || {
+            set_thread_nice(lower).unwrap();
+            assert_eq!(thread_nice().unwrap(), lower);
+            let inherited = std::thread::spawn(thread_nice).join().unwrap().unwrap();
+            assert_eq!(inherited, lower);
+        })
+        .join()
+        .unwrap();
+        // This thread was not touched.
+        assert_eq!(thread_nice().unwrap(), before);
     }
 }

@@ -81,6 +81,53 @@ pub const BUILT_IN: &[(&str, UpgradeMode, &str)] = &[
     ),
 ];
 
+/// Early rerun units that run again beside the restores rather than
+/// before the first one: bookkeeping that no restored process waits for,
+/// which under emulation took seconds of CPU from the most critical
+/// restores (unit, why).
+pub const BESIDE_RESTORES: &[(&str, &str)] = &[
+    (
+        "systemd-update-utmp.service",
+        "records the boot in utmp and wtmp, which no restored process reads first",
+    ),
+    (
+        "systemd-journal-flush.service",
+        "moves the journal to /var: journald's own work",
+    ),
+    (
+        "systemd-random-seed.service",
+        "credits the saved seed to the new kernel's pool, which fills on its own meanwhile",
+    ),
+    (
+        "systemd-binfmt.service",
+        "registers binary formats for programs started later; a restore starts none",
+    ),
+    (
+        "systemd-sysusers.service",
+        "creates system users; restored processes hold numeric IDs already",
+    ),
+    (
+        "ldconfig.service",
+        "rebuilds the dynamic linker's cache for programs started later",
+    ),
+    (
+        "systemd-journal-catalog-update.service",
+        "rebuilds journalctl's message catalog",
+    ),
+    (
+        "systemd-update-done.service",
+        "stamps /etc and /var as updated",
+    ),
+];
+
+/// Why `name` reruns beside the restores, if the built-in table says so.
+pub fn beside_restores(name: &str) -> Option<&'static str> {
+    BESIDE_RESTORES
+        .iter()
+        .find(|(unit, _)| *unit == name)
+        .map(|(_, why)| *why)
+}
+
 /// (unit, paths under /run it reads back when it starts): carried across
 /// the kexec when the unit is restarted.
 pub const CARRIED_ON_RESTART: &[(&str, &[&str])] = &[(

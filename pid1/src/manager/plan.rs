@@ -147,19 +147,27 @@ impl Manager {
         // basic.target is a service like the restored ones, started beside
         // them (on Debian: postgresql.service's wrapper,
         // systemd-user-sessions, user-runtime-dir@, seconds under
-        // emulation).
+        // emulation), and so is the early layer's bookkeeping in relive's
+        // built-in table (utmp, the journal's flush, the random seed).
         plan.rerun_beside_restores = plan
             .rerun
             .iter()
             .filter(|name| {
-                self.state
+                let services_layer = self
+                    .state
                     .units
                     .get(*name)
                     .and_then(|u| u.config.as_ref())
-                    .is_some_and(|c| c.unit.after.iter().any(|a| a == "basic.target"))
+                    .is_some_and(|c| c.unit.after.iter().any(|a| a == "basic.target"));
+                services_layer || relive_units::upgrade_policy::beside_restores(name).is_some()
             })
             .cloned()
             .collect();
+        for (name, why) in plan.why.iter_mut() {
+            if let Some(beside) = relive_units::upgrade_policy::beside_restores(name) {
+                why.push_str(&format!("; beside the restores: it {beside}"));
+            }
+        }
         let order = |name: &str| {
             let cfg = self.state.units.get(name)?.config.as_ref()?;
             Some((cfg.unit.after.as_slice(), cfg.unit.before.as_slice()))

@@ -936,3 +936,23 @@ fn starts_requested_together_wait_for_what_they_are_ordered_after() {
     m.dispatch();
     assert_eq!(spawned_units(&k), ["trigger.service", "pre.service"]);
 }
+
+/// The early layer's bookkeeping in relive's built-in table (utmp here)
+/// reruns beside the restores, and the plan says why.
+#[test]
+fn early_bookkeeping_reruns_beside_the_restores() {
+    let oneshot = "[Unit]\nDefaultDependencies=no\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n";
+    let (mut m, k, _dir) = manager(&[
+        ("systemd-update-utmp.service", oneshot),
+        ("early.service", oneshot),
+    ]);
+    for unit in ["systemd-update-utmp.service", "early.service"] {
+        m.request(unit, JobKind::Start).unwrap();
+        exit_last_spawned(&mut m, &k);
+    }
+    let plan = m.upgrade_plan();
+    assert_eq!(plan.rerun, ["early.service", "systemd-update-utmp.service"]);
+    assert_eq!(plan.rerun_beside_restores, ["systemd-update-utmp.service"]);
+    let why = plan.why_of("systemd-update-utmp.service").unwrap();
+    assert!(why.ends_with("beside the restores: it records the boot in utmp and wtmp, which no restored process reads first"), "{why}");
+}

@@ -20,7 +20,7 @@ pub fn run(commands: &CommandSender, argv: &[&str]) -> Result<HelperOutput, Host
         || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| failed(e.to_string()));
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
-    let request = SpawnRequest {
+    let mut request = SpawnRequest {
         stdout: Stdio::Fd(Arc::new(out_write)),
         stderr: Stdio::Fd(Arc::new(err_write)),
         ..SpawnRequest::program(
@@ -29,6 +29,9 @@ pub fn run(commands: &CommandSender, argv: &[&str]) -> Result<HelperOutput, Host
             vec![cstr("PATH=/usr/sbin:/usr/bin:/sbin:/bin")?],
         )
     };
+    // Spawned by the loop's thread, but at the caller's priority, as if
+    // the caller had spawned it (the resume's urgent steps).
+    request.process.nice = relive_sys::sched::thread_nice().ok().filter(|n| *n != 0);
     // The request (with our copies of the write ends) is dropped on the
     // loop's thread right after the spawn, so EOF comes when the helper exits.
     let exited = async_io::block_on(commands.call(move |m| m.run_helper(request)))
