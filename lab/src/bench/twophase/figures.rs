@@ -19,6 +19,9 @@ pub struct UnitFigures {
     /// the unit's own restore.
     pub floor_ms: Option<f64>,
     pub stoppage_over_floor: Option<f64>,
+    /// What relive cannot shorten: the new kernel's boot, from the kexec
+    /// to relive running in it (the targets' floor).
+    pub boot_floor_ms: Option<f64>,
     pub pre_dump_rounds: usize,
     /// relive's figures for each round.
     pub pre_dumps: Vec<PreDumpRound>,

@@ -25,6 +25,7 @@ mod figures;
 mod matrix;
 mod plot;
 mod summary;
+mod targets;
 
 pub use matrix::Matrix;
 pub use summary::{all_good, print_summary};
@@ -123,7 +124,7 @@ impl Outputs {
 struct Document<'a> {
     matrix: &'a Matrix,
     runs: &'a [Run],
-    targets: Vec<summary::Target>,
+    targets: Vec<targets::Target>,
 }
 
 /// Runs the whole matrix; the JSON and the SVG are rewritten after each
@@ -393,6 +394,8 @@ fn unit_figures(
         (report.resumed_usec > report.kexec_usec && report.kexec_usec > 0)
             .then(|| (report.resumed_usec - report.kexec_usec) as f64 / 1000.0 + restore)
     });
+    f.boot_floor_ms = (report.resumed_usec > report.kexec_usec && report.kexec_usec > 0)
+        .then(|| (report.resumed_usec - report.kexec_usec) as f64 / 1000.0);
     f.stoppage_over_floor = match (f.stoppage_ms, f.floor_ms) {
         (Some(s), Some(floor)) if floor > 0.0 => Some(s / floor),
         _ => None,
@@ -420,7 +423,7 @@ fn write_outputs(matrix: &Matrix, runs: &[Run], outputs: &Outputs) -> Result<()>
     let doc = Document {
         matrix,
         runs,
-        targets: summary::targets(runs),
+        targets: targets::targets(runs),
     };
     write(&outputs.json, &serde_json::to_string_pretty(&doc)?)?;
     write(&outputs.svg, &plot::plot(matrix, runs))

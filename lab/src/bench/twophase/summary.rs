@@ -2,11 +2,11 @@
 //! by side, the targets with their measured numbers, the disk/memory
 //! ratios, the failed runs.
 
-use super::figures::{Run, Throughput};
+use super::figures::Run;
 use super::matrix::{rate_label, size_label, Matrix, Mode};
+use super::targets::targets;
 use super::{Outputs, FROM, TO};
 use relive_api::report::FinalDump;
-use serde::Serialize;
 use std::fmt::Write as _;
 
 fn find(runs: &[Run], size: u64, rate: f64, mode: Mode) -> Option<&Run> {
@@ -147,130 +147,6 @@ pub fn store_ratios(matrix: &Matrix, runs: &[Run]) -> String {
     out
 }
 
-/// One target's verdict, with the numbers it rests on.
-#[derive(Debug, Clone, Serialize)]
-pub struct Target {
-    pub name: String,
-    /// None: the matrix did not measure what it needs.
-    pub met: Option<bool>,
-    pub measured: String,
-}
-
-impl Target {
-    pub fn line(&self) -> String {
-        let verdict = match self.met {
-            Some(true) => "met",
-            Some(false) => "not met",
-            None => "not measured",
-        };
-        format!("{}: {} — {verdict}", self.name, self.measured)
-    }
-}
-
-/// The three targets, from whatever the runs measured.
-pub fn targets(runs: &[Run]) -> Vec<Target> {
-    let ok = |r: &&Run| r.error.is_none();
-    let stoppage = |r: Option<&Run>, role: &str| r.and_then(|r| r.unit(role)?.stoppage_ms);
-
-    // (a) A mostly idle 1 GiB unit: single-phase stoppage / two-phase.
-    let mut ratios = Vec::new();
-    for role in ["critical", "normal"] {
-        let single = find(runs, 1024, 0.0, Mode::Single).filter(ok);
-        let two = find(runs, 1024, 0.0, Mode::Two).filter(ok);
-        if let Some(r) = div(stoppage(single, role), stoppage(two, role)) {
-            ratios.push((role, r));
-        }
-    }
-    let a = Target {
-        name: "(a) idle 1G unit, single/two stoppage >= 5x".into(),
-        met: (!ratios.is_empty()).then(|| ratios.iter().all(|&(_, r)| r >= 5.0)),
-        measured: if ratios.is_empty() {
-            "needs size 1G, rate idle, both modes".into()
-        } else {
-            ratios
-                .iter()
-                .map(|(role, r)| format!("{role} {r:.2}x"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
-    };
-
-    // (b) The critical unit, idle, two-phase: near the floor at every size
-    // and about the same at every size.
-    let mut per_size: Vec<(u64, f64, f64)> = runs
-        .iter()
-        .filter(|r| ok(r) && r.mode == Mode::Two && r.rate_mib_per_sec == 0.0)
-        .filter_map(|r| {
-            let u = r.unit("critical")?;
-            Some((r.size_mib, u.stoppage_ms?, u.stoppage_over_floor?))
-        })
-        .collect();
-    per_size.sort_by_key(|&(size, _, _)| size);
-    let b = if per_size.is_empty() {
-        Target {
-            name: "(b) critical idle unit, two-phase stoppage/floor <= 1.2 at each size, spread <= 10 %"
-                .into(),
-            met: None,
-            measured: "needs two-phase runs at rate idle".into(),
-        }
-    } else {
-        let max = per_size.iter().map(|p| p.1).fold(f64::MIN, f64::max);
-        let min = per_size.iter().map(|p| p.1).fold(f64::MAX, f64::min);
-        let spread = if min > 0.0 {
-            max / min - 1.0
-        } else {
-            f64::INFINITY
-        };
-        let near = per_size.iter().all(|p| p.2 <= 1.2);
-        Target {
-            name: "(b) critical idle unit, two-phase stoppage/floor <= 1.2 at each size, spread <= 10 %"
-                .into(),
-            met: Some(near && spread <= 0.10),
-            measured: format!(
-                "stoppage/floor {}; max/min across sizes {:.2} ({:+.0} %)",
-                per_size
-                    .iter()
-                    .map(|(s, _, f)| format!("{} {f:.2}", size_label(*s)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                max / min,
-                spread * 100.0
-            ),
-        }
-    };
-
-    // (c) Throughput of a busy unit while phase 1 runs.
-    let losses: Vec<(u64, f64, Throughput)> = runs
-        .iter()
-        .filter(|r| ok(r))
-        .filter_map(|r| Some((r.size_mib, r.rate_mib_per_sec, r.throughput?)))
-        .collect();
-    let c = Target {
-        name: "(c) busy unit's throughput loss during phase 1 <= 3 %".into(),
-        met: (!losses.is_empty()).then(|| losses.iter().all(|l| l.2.loss <= 0.03)),
-        measured: if losses.is_empty() {
-            "needs two-phase runs with a non-idle rate".into()
-        } else {
-            losses
-                .iter()
-                .map(|(s, r, t)| {
-                    format!(
-                        "{} {} {:.1} % ({:.0} -> {:.0} ops/s over {} s)",
-                        size_label(*s),
-                        rate_label(*r),
-                        t.loss * 100.0,
-                        t.before,
-                        t.during,
-                        t.seconds_during
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        },
-    };
-    vec![a, b, c]
-}
-
 /// The table, then one line per target.
 pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
     println!();
@@ -281,7 +157,7 @@ pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
             .cloned()
             .collect();
         println!(
-            "two-phase vs single-phase stoppage, {FROM} -> {TO}, {store} store (seconds; floor = kexec to relive resumed + the unit's restore)"
+            "two-phase vs single-phase stoppage, {FROM} -> {TO}, {store} store (seconds; floor = kexec to relive resumed + the unit's restore; the targets' floor is kexec to relive resumed)"
         );
         println!(
             "floor, rounds, final dump and stop MiB (written in the stoppage) are the two-phase run's"
@@ -322,48 +198,6 @@ pub fn all_good(runs: &[Run]) -> bool {
 mod tests {
     use super::super::figures::UnitFigures;
     use super::*;
-
-    #[test]
-    fn targets_are_evaluated_from_the_figures() {
-        let mut runs = vec![
-            run(256, 0.0, Mode::Single, 20_000.0, 1000.0),
-            run(256, 0.0, Mode::Two, 1100.0, 1000.0),
-            run(1024, 0.0, Mode::Single, 60_000.0, 1000.0),
-            run(1024, 0.0, Mode::Two, 1150.0, 1000.0),
-        ];
-        let mut busy = run(1024, 50.0, Mode::Two, 3000.0, 1000.0);
-        busy.throughput = Some(Throughput {
-            before: 1000.0,
-            during: 980.0,
-            seconds_during: 30,
-            loss: 0.02,
-        });
-        runs.push(busy);
-        let t = targets(&runs);
-        assert_eq!(t[0].met, Some(true), "{}", t[0].line());
-        assert!(
-            t[0].measured.contains("critical 52.17x"),
-            "{}",
-            t[0].measured
-        );
-        assert_eq!(t[1].met, Some(true), "{}", t[1].line());
-        assert!(t[1].measured.contains("1.05 (+5 %)"), "{}", t[1].measured);
-        assert_eq!(t[2].met, Some(true), "{}", t[2].line());
-
-        // 1G two-phase near its floor but 25 % slower than 256M: (b) fails;
-        // a 4 % loss fails (c).
-        runs[3] = run(1024, 0.0, Mode::Two, 1375.0, 1250.0);
-        runs[4].throughput.as_mut().unwrap().loss = 0.04;
-        let t = targets(&runs);
-        assert_eq!(t[1].met, Some(false), "{}", t[1].line());
-        assert_eq!(t[2].met, Some(false), "{}", t[2].line());
-        assert!(t[2].line().ends_with("not met"));
-
-        // Nothing measured: no verdict, said so.
-        let t = targets(&[]);
-        assert!(t.iter().all(|t| t.met.is_none()));
-        assert!(t[0].line().contains("not measured"));
-    }
 
     #[test]
     fn the_table_shows_both_modes_and_flags_corruption() {
