@@ -178,18 +178,8 @@ mod tests {
             ..UnitFigures::default()
         };
         Run {
-            size_mib: size,
-            rate_mib_per_sec: rate,
-            mode,
-            error: None,
-            report_mode: None,
-            store: "memory".into(),
-            store_requested: "memory".into(),
-            phase1_secs: 0.0,
-            vm_memory_mib: 0,
-            disk_bytes: 0,
             units: vec![unit("critical"), unit("normal")],
-            throughput: None,
+            ..super::super::empty_run(size, rate, mode, "memory")
         }
     }
 
