@@ -94,6 +94,12 @@ fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
         "{plan}"
     );
     assert_eq!(plan["rerun"], serde_json::json!(["loopback.service"]));
+    // Ordered before network.target: it brings the network up, so in the
+    // new kernel it waits for CRIU's network locks.
+    assert_eq!(
+        plan["rerun_network"],
+        serde_json::json!(["loopback.service"])
+    );
     // The keeper holds 8 MiB of anonymous memory.
     assert!(
         plan["estimated_image_bytes"].as_u64().unwrap() >= 8 << 20,
@@ -186,5 +192,17 @@ fn dry_run_prints_the_plan_and_refuses_to_kexec_the_host() {
     for unit in ["server.service", "client.service", "keeper.service"] {
         assert_eq!(sandbox.active_state(unit), "active");
     }
+    // Nothing under way: nothing to cancel, and relivectl says so.
+    let out = sandbox.ctl(&["live-upgrade", "--cancel"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "No live upgrade is under way.\n"
+    );
+    let out = sandbox.ctl(&["--json", "live-upgrade", "--cancel"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "\"no-upgrade\""
+    );
     let _ = sandbox.poweroff();
 }
