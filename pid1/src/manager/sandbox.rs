@@ -120,6 +120,13 @@ pub(super) fn plan(
     // and the copy would keep the store's device busy.
     let handover = Path::new(relive_store::memory::MOUNT_POINT);
     plan.mounts.push(MountStep::Unmount { path: c(handover)? });
+    // Nor the services' time namespace, pinned by a bind mount of its
+    // nsfs file after a live upgrade: a service joins it by its spawn,
+    // and CRIU could not rebuild such a mount in the next kernel ("Failed
+    // to open_tree /run/relive/timens/: Not a directory"), so that the
+    // service's second upgrade would lose its state.
+    let timens = Path::new(relive_sys::timens::PATH);
+    plan.mounts.push(MountStep::Unmount { path: c(timens)? });
     // Below the API file systems, only what relive mounts itself before
     // any restore: what units mount there later (/dev/hugepages,
     // /sys/kernel/config, binfmt_misc, ...) does not exist yet when a
@@ -138,10 +145,9 @@ pub(super) fn plan(
     // runs again, so that CRIU could not rebuild the namespace.
     let foreign_credentials =
         |m: &Path| m.parent() == Some(Path::new(CREDENTIALS)) && m != own_credentials;
-    let (gone, kept): (Vec<PathBuf>, Vec<PathBuf>) = mount_points
-        .iter()
-        .cloned()
-        .partition(|m| m.starts_with(handover) || late_api(m) || foreign_credentials(m));
+    let (gone, kept): (Vec<PathBuf>, Vec<PathBuf>) = mount_points.iter().cloned().partition(|m| {
+        m.starts_with(handover) || m == timens || late_api(m) || foreign_credentials(m)
+    });
     for m in gone
         .iter()
         .filter(|m| late_api(m) || foreign_credentials(m))
@@ -584,6 +590,7 @@ mod tests {
             "/dev/hugepages",
             "/run",
             "/run/relive/handover",
+            "/run/relive/timens",
             "/run/credentials/a.service",
             "/run/credentials/other.service",
         ]
@@ -602,6 +609,8 @@ mod tests {
         let root_ro = position("set 0x1, clear 0x0 on /");
         let run_ro = position("set 0x1, clear 0x0 on /run");
         assert!(position("unmount /run/relive/handover") < root_ro);
+        // The pinned time namespace: CRIU could not rebuild it next time.
+        assert!(position("unmount /run/relive/timens") < root_ro);
         assert!(position("unmount /dev/hugepages") < root_ro);
         // Another unit's credentials go; its own stay.
         assert!(position("unmount /run/credentials/other.service") < root_ro);
