@@ -302,17 +302,18 @@ fn the_mounts_restored_namespaces_need_come_with_the_reruns() {
             vec![relive_api::report::MountFlag::NoExec],
         ),
     ];
+    started_before_redis(&rig, handover, &["network", "sysctl", "run-lock.mount"]);
+}
+
+/// Resumes `handover`, whose unit is "redis": `first` are started
+/// together before its restore.
+fn started_before_redis(rig: &Rig, handover: KexecHandover, first: &[&str]) {
     rig.resume(handover);
     let calls = rig.host.calls();
-    let first = position(
-        &calls,
-        &HostCall::StartTogether(vec![
-            "network".into(),
-            "sysctl".into(),
-            "run-lock.mount".into(),
-        ]),
+    let together = HostCall::StartTogether(first.iter().map(|u| u.to_string()).collect());
+    assert!(
+        position(&calls, &together) < position(&calls, &HostCall::PrepareRestore("redis".into()))
     );
-    assert!(first < position(&calls, &HostCall::PrepareRestore("redis".into())));
 }
 
 /// A service started while root was logged in has /run/user/0 in its
@@ -334,17 +335,11 @@ fn the_runtime_dir_a_restored_namespace_has_comes_before_the_restores() {
             vec![relive_api::report::MountFlag::NoExec],
         ),
     ];
-    rig.resume(handover);
-    let calls = rig.host.calls();
-    let first = position(
-        &calls,
-        &HostCall::StartTogether(vec![
-            "network".into(),
-            "sysctl".into(),
-            "user-runtime-dir@0.service".into(),
-        ]),
+    started_before_redis(
+        &rig,
+        handover,
+        &["network", "sysctl", "user-runtime-dir@0.service"],
     );
-    assert!(first < position(&calls, &HostCall::PrepareRestore("redis".into())));
 }
 
 /// A rerun unit of the services' layer (after basic.target) is started
