@@ -1,7 +1,8 @@
 //! The new kernel made ready for the restores, and timed: CRIU's probe of
-//! the kernel, the network locks, the early rerun units and the mounts
-//! restored namespaces bind ([`prepare_new_kernel`]); what each took goes
-//! into the report's `before_restores`.
+//! the kernel, the firewall, the network locks and the old kernel's
+//! addresses and routes (or the network's units), the early rerun units
+//! and the mounts restored namespaces bind ([`prepare_new_kernel`]); what
+//! each took goes into the report's `before_restores`.
 
 use crate::{netlock, netstate, Seams};
 use relive_api::report::{EarlyStep, EarlyWork, UnitRecord};
@@ -99,8 +100,9 @@ pub(crate) fn prepare_new_kernel(
         let (done, deferred) = match beside.map(|thread| thread.join()) {
             Ok(Ok(done)) => done,
             Ok(Err(_)) => {
+                // Its units still run, beside the restores.
                 tracing::error!("the network's early steps panicked");
-                (Vec::new(), Vec::new())
+                (Vec::new(), network_side.clone())
             }
             Err(_) => {
                 let done = network();
