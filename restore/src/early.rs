@@ -59,12 +59,9 @@ pub(crate) fn prepare_new_kernel(
         .filter(|u| !handover.plan.rerun_beside_restores.contains(u))
         .cloned()
         .collect();
-    for unit in mounts_needed(handover, records)
-        .into_iter()
-        .chain(runtime_dirs_needed(handover, records))
-    {
-        if !first.contains(&unit) {
-            first.push(unit);
+    for mount in mounts_needed(handover, records) {
+        if !first.contains(&mount) {
+            first.push(mount);
         }
     }
     let plan = &handover.plan;
@@ -197,32 +194,6 @@ fn network_first(
     }
     steps.extend(start_timed(host, &network));
     (steps, Vec::new())
-}
-
-/// The user-runtime-dir@UID units (rerun beside the restores) whose
-/// /run/user/UID a preserved unit's own mount namespace has (a service
-/// started while that user was logged in): CRIU rebuilds the namespace
-/// from PID 1's mounts and fails ("Can't stat mountpoint") until the unit
-/// has mounted it again, so it runs before the restores.
-fn runtime_dirs_needed(handover: &KexecHandover, records: &[UnitRecord]) -> Vec<String> {
-    handover
-        .plan
-        .rerun_beside_restores
-        .iter()
-        .filter(|unit| {
-            let Some(uid) = unit
-                .strip_prefix("user-runtime-dir@")
-                .and_then(|rest| rest.strip_suffix(".service"))
-            else {
-                return false;
-            };
-            let dir = format!("/run/user/{uid}");
-            records
-                .iter()
-                .any(|r| r.mount_flags.iter().any(|(point, _)| *point == dir))
-        })
-        .cloned()
-        .collect()
 }
 
 /// The mount units that were active on the old kernel and whose mount

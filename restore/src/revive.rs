@@ -142,6 +142,9 @@ impl Restorer for CriuRestorer {
                 relive_store::rundir::restore(&store.shm_dir(&record.name), shm)
             })
             .map_err(RestoreError::RuntimeDirs)?;
+        for point in missing_mountpoints(record, Path::new("/run")) {
+            std::fs::create_dir_all(&point).map_err(io(&point))?;
+        }
         let cgroup = self.cgroup_root.join(record.cgroup.trim_start_matches('/'));
         std::fs::create_dir_all(&cgroup).map_err(io(&cgroup))?;
         let dir_path = store.root.join("images").join(&record.name);
@@ -251,6 +254,23 @@ impl Restorer for CriuRestorer {
     }
 }
 
+/// The mount points under `run` (/run) of the unit's own mount namespace
+/// that are not there in the new kernel's /run: a mount the namespace
+/// copied when the service started, such as a logged-in user's
+/// /run/user/UID, which logind mounts again only later. CRIU rebuilds
+/// the namespace on PID 1's /run and needs each mount point to exist
+/// ("Can't stat mountpoint"); the restored mount then covers it.
+fn missing_mountpoints(record: &UnitRecord, run: &Path) -> Vec<PathBuf> {
+    record
+        .mount_flags
+        .iter()
+        .filter_map(|(point, _)| Path::new(point).strip_prefix("/run").ok())
+        .filter(|below| !below.as_os_str().is_empty())
+        .map(|below| run.join(below))
+        .filter(|path| !path.exists())
+        .collect()
+}
+
 fn yes_no(yes: bool) -> &'static str {
     if yes {
         "yes"
@@ -304,5 +324,25 @@ impl Drop for WindowScalingOff {
                 let _ = std::fs::write(WINDOW_SCALING, previous.trim());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_s_mount_points_missing_from_run_are_named() {
+        let run = std::env::temp_dir().join(format!("relive-run-{}", std::process::id()));
+        std::fs::create_dir_all(run.join("lock")).unwrap();
+        let record = UnitRecord {
+            mount_flags: ["/", "/run", "/run/lock", "/run/user/0", "/srv/data"]
+                .iter()
+                .map(|p| (p.to_string(), Vec::new()))
+                .collect(),
+            ..UnitRecord::default()
+        };
+        assert_eq!(missing_mountpoints(&record, &run), [run.join("user/0")]);
+        std::fs::remove_dir_all(&run).unwrap();
     }
 }

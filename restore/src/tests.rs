@@ -316,32 +316,6 @@ fn started_before_redis(rig: &Rig, handover: KexecHandover, first: &[&str]) {
     );
 }
 
-/// A service started while root was logged in has /run/user/0 in its
-/// namespace: user-runtime-dir@0 mounts it again before the restores,
-/// not beside them; another user's stays beside.
-#[test]
-fn the_runtime_dir_a_restored_namespace_has_comes_before_the_restores() {
-    let (rig, mut handover) = Rig::new(&[("redis", false)]);
-    let beside = [
-        "user-runtime-dir@0.service",
-        "user-runtime-dir@1000.service",
-    ];
-    handover.plan.rerun.extend(beside.map(String::from));
-    handover.plan.rerun_beside_restores = beside.map(String::from).to_vec();
-    handover.units[0].mount_flags = vec![
-        ("/".into(), vec![]),
-        (
-            "/run/user/0".into(),
-            vec![relive_api::report::MountFlag::NoExec],
-        ),
-    ];
-    started_before_redis(
-        &rig,
-        handover,
-        &["network", "sysctl", "user-runtime-dir@0.service"],
-    );
-}
-
 /// A rerun unit of the services' layer (after basic.target) is started
 /// beside the restores once the most critical unit is back, not before;
 /// the early ones are timed in the report, and the beside ones are done
