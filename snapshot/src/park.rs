@@ -571,14 +571,20 @@ impl Parking<'_> {
             clear_top_level_images(&dir);
             job.parent = None;
             final_dump = FinalDump::Full;
-            self.seams
-                .dumper
-                .dump(&job)
-                .map_err(|second: DumpError| UpgradeError::DumpRetry {
+            self.seams.dumper.dump(&job).map_err(|second: DumpError| {
+                // The undo thaws this unit: its images are of no use,
+                // and a store the dump filled would fail the restores
+                // of the units dumped before it (CRIU makes its work
+                // directories there).
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!("{}: {e}", dir.display());
+                }
+                UpgradeError::DumpRetry {
                     unit: unit(),
                     first: Box::new(first),
                     second: Box::new(second),
-                })?;
+                }
+            })?;
         }
         let dump_ms = started.elapsed().as_secs_f64() * 1000.0;
         // From here on the processes are gone: undoing means restoring.
