@@ -8,34 +8,29 @@
 const NETWORK_TARGETS: [&str; 2] = ["network.target", "network-online.target"];
 const NETWORK_PRE: &str = "network-pre.target";
 
-/// A unit's ordering lists: (After=, Before=).
-pub(super) type Order<'a> = (&'a [String], &'a [String]);
+use super::ordering::OrderIndex;
 
 /// The firewall units among `rerun` (ordered before network-pre.target,
 /// as nftables.service and netfilter-persistent are), and the units that
 /// bring the network up (ordered before network.target, or after
 /// network-pre.target or network.target) together with every rerun unit
-/// ordered after one of those, in `rerun`'s order.
-pub(super) fn split<'a>(
-    rerun: &[String],
-    order: impl Fn(&str) -> Option<Order<'a>>,
-) -> (Vec<String>, Vec<String>) {
+/// ordered after one of those, in `rerun`'s order. `order` is the
+/// manager's After=/Before= graph, both directions merged.
+pub(super) fn split(rerun: &[String], order: &OrderIndex) -> (Vec<String>, Vec<String>) {
     let names =
         |list: &[String], wanted: &[&str]| list.iter().any(|n| wanted.contains(&n.as_str()));
     let firewall: Vec<String> = rerun
         .iter()
-        .filter(|u| order(u).is_some_and(|(_, before)| names(before, &[NETWORK_PRE])))
+        .filter(|u| names(order.ordered_after(u), &[NETWORK_PRE]))
         .cloned()
         .collect();
     let mut network: Vec<String> = rerun
         .iter()
         .filter(|u| !firewall.contains(u))
         .filter(|u| {
-            order(u).is_some_and(|(after, before)| {
-                names(before, &NETWORK_TARGETS)
-                    || names(after, &NETWORK_TARGETS)
-                    || names(after, &[NETWORK_PRE])
-            })
+            names(order.ordered_after(u), &NETWORK_TARGETS)
+                || names(order.ordered_before(u), &NETWORK_TARGETS)
+                || names(order.ordered_before(u), &[NETWORK_PRE])
         })
         .cloned()
         .collect();
@@ -45,14 +40,7 @@ pub(super) fn split<'a>(
         let later: Vec<String> = rerun
             .iter()
             .filter(|u| !firewall.contains(u) && !network.contains(u))
-            .filter(|u| {
-                let after_a_network_unit =
-                    order(u).is_some_and(|(after, _)| after.iter().any(|a| network.contains(a)));
-                let named_by_one = network
-                    .iter()
-                    .any(|n| order(n).is_some_and(|(_, before)| before.iter().any(|b| b == *u)));
-                after_a_network_unit || named_by_one
-            })
+            .filter(|u| order.ordered_before(u).iter().any(|a| network.contains(a)))
             .cloned()
             .collect();
         if later.is_empty() {
@@ -133,9 +121,7 @@ mod tests {
             "systemd-sysctl.service",
             "systemd-udev-trigger.service",
         ]);
-        let (firewall, network) = split(&rerun, |u| {
-            with_hook.get(u).map(|(a, b)| (a.as_slice(), b.as_slice()))
-        });
+        let (firewall, network) = split(&rerun, &OrderIndex::from_lists(&with_hook));
         assert_eq!(firewall, ["nftables.service"]);
         assert_eq!(
             network,
@@ -147,7 +133,10 @@ mod tests {
             ]
         );
         // Units the manager does not know: neither.
-        let (firewall, network) = split(&strings(&["gone.service"]), |_| None);
+        let (firewall, network) = split(
+            &strings(&["gone.service"]),
+            &OrderIndex::from_lists(&HashMap::new()),
+        );
         assert!(firewall.is_empty() && network.is_empty());
     }
 }

@@ -36,6 +36,21 @@ impl OrderIndex {
         index
     }
 
+    /// From each unit's (After=, Before=) lists, without a manager.
+    #[cfg(test)]
+    pub(super) fn from_lists(units: &HashMap<&str, (Vec<String>, Vec<String>)>) -> OrderIndex {
+        let mut index = OrderIndex::default();
+        for (name, (after, before)) in units {
+            for first in after {
+                index.add(first, name);
+            }
+            for later in before {
+                index.add(name, later);
+            }
+        }
+        index
+    }
+
     fn add(&mut self, first: &str, then: &str) {
         self.after
             .entry(then.to_owned())

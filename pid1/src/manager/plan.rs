@@ -168,12 +168,9 @@ impl Manager {
                 why.push_str(&format!("; beside the restores: it {beside}"));
             }
         }
-        let order = |name: &str| {
-            let cfg = self.state.units.get(name)?.config.as_ref()?;
-            Some((cfg.unit.after.as_slice(), cfg.unit.before.as_slice()))
-        };
+        let order = super::ordering::OrderIndex::build(&self.state);
         (plan.rerun_firewall, plan.rerun_network) =
-            super::network_reruns::split(&plan.rerun, order);
+            super::network_reruns::split(&plan.rerun, &order);
         preserved.sort_by(|a, b| {
             a.priority
                 .cmp(&b.priority)
