@@ -191,6 +191,19 @@ pub struct ForeignFifo {
     pub run_path: String,
 }
 
+/// A listening socket of a socket unit (Accept=no) that the preserved
+/// service was handed (socket activation): it crosses the kexec in the
+/// service's images, and PID 1 takes its copy back from the restored
+/// process, so that the socket unit listens on it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedListener {
+    pub socket_unit: String,
+    /// Its place among the socket unit's Listen*= lines.
+    pub index: usize,
+    /// Its descriptor in the service's main process.
+    pub fd: i32,
+}
+
 /// The offsets of the time namespace every service reads its clocks in
 /// after a live upgrade (relive_sys::timens): one clock for the system.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +294,18 @@ pub struct UnitRecord {
     /// Unix sockets whose other end is outside the unit.
     #[serde(default)]
     pub unix_ties: Vec<UnixTie>,
+    /// Its socket units' listening sockets, carried in its images.
+    #[serde(default)]
+    pub listeners: Vec<CarriedListener>,
+    /// The nftables table holding new connections to its TCP listeners
+    /// (`inet relive-hold-MAIN_PID`), saved in the store; empty if none.
+    #[serde(default)]
+    pub hold_table: String,
+    /// Connections to its TCP listeners that the kernel had completed
+    /// before the hold but the service had not accepted when it was
+    /// frozen: CRIU cannot carry them, their clients see a reset.
+    #[serde(default)]
+    pub unaccepted_reset: u32,
     #[serde(default)]
     pub image_bytes: u64,
     /// Wall clock (µs since the epoch) when it was frozen.

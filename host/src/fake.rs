@@ -5,6 +5,7 @@
 
 use crate::{HelperOutput, HostError, Job, ParkInfo, UnitHost};
 use relive_api::plan::Plan;
+use relive_api::report::CarriedListener;
 use relive_sys::ExitStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::OwnedFd;
@@ -17,10 +18,25 @@ pub enum HostCall {
     EndUpgrade,
     Plan,
     Park(String),
-    Unpark { unit: String, main_pid: i32 },
-    ForgetParked { unit: String, reason: String },
+    Unpark {
+        unit: String,
+        main_pid: i32,
+    },
+    ForgetParked {
+        unit: String,
+        reason: String,
+    },
+    AdoptListeners {
+        unit: String,
+        main_pid: i32,
+        fds: Vec<i32>,
+    },
+    ReleaseListeners(String),
     PrepareRestore(String),
-    Job { unit: String, job: Job },
+    Job {
+        unit: String,
+        job: Job,
+    },
     QueueStart(String),
     StartTogether(Vec<String>),
     Helper(Vec<String>),
@@ -132,6 +148,18 @@ impl UnitHost for FakeHost {
             reason: reason.into(),
         });
         self.with(|s| s.parked.remove(unit));
+    }
+
+    fn adopt_listeners(&self, unit: &str, main_pid: i32, listeners: &[CarriedListener]) {
+        self.record(HostCall::AdoptListeners {
+            unit: unit.into(),
+            main_pid,
+            fds: listeners.iter().map(|l| l.fd).collect(),
+        });
+    }
+
+    fn release_listeners(&self, unit: &str) {
+        self.record(HostCall::ReleaseListeners(unit.into()));
     }
 
     fn is_parked(&self, unit: &str) -> bool {

@@ -15,6 +15,7 @@ pub mod fake;
 pub mod fault;
 
 use relive_api::plan::Plan;
+use relive_api::report::CarriedListener;
 use relive_sys::ExitStatus;
 use std::os::fd::OwnedFd;
 
@@ -43,6 +44,8 @@ pub struct ParkInfo {
     pub shm_files: Vec<String>,
     /// FIFOs its processes hold that another mount namespace opened.
     pub foreign_fifos: Vec<relive_api::report::ForeignFifo>,
+    /// The listening sockets its socket units handed it, which it holds.
+    pub listeners: Vec<relive_api::report::CarriedListener>,
 }
 
 /// What a helper program printed and how it ended.
@@ -90,6 +93,14 @@ pub trait UnitHost: Sync {
     /// A parked unit whose state was lost: it is inactive again, to be
     /// started like any unit.
     fn forget_parked(&self, unit: &str, reason: &str);
+    /// After `unit`'s restore (`main_pid` its root): PID 1 copies the
+    /// listening sockets it carried from the restored process, and their
+    /// socket units listen on them again.
+    fn adopt_listeners(&self, unit: &str, main_pid: i32, listeners: &[CarriedListener]);
+    /// Before an undo restores `unit` on the old kernel: PID 1 closes its
+    /// copies of the listening sockets the unit carried, which the
+    /// restore binds again.
+    fn release_listeners(&self, unit: &str);
     fn is_parked(&self, unit: &str) -> bool;
     /// Before a restore: the unit's cgroup and runtime directories, as a
     /// start would make them.

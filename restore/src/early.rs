@@ -172,7 +172,12 @@ fn network_first(
         .filter(|r| r.lock_saved)
         .map(|r| r.name.clone())
         .collect();
-    let failed = netlock::load_all(host, store, &locked);
+    let held: Vec<String> = records
+        .iter()
+        .filter(|r| !r.hold_table.is_empty())
+        .map(|r| r.name.clone())
+        .collect();
+    let failed = netlock::load_all(host, store, &locked, &held);
     for (unit, e) in &failed {
         tracing::error!("{unit}: cannot restore its network lock: {e}");
     }

@@ -12,6 +12,7 @@
 //!   also used on the old kernel when an upgrade is undone;
 //! - [`rollback`]: the rollback units, and going back;
 //! - [`netlock`]: the nftables tables CRIU locks TCP connections with;
+//! - [`syn_hold`]: new connections to a checkpointed service, held;
 //! - [`interrupted`]: the report of an upgrade that never finished.
 //!
 //! Everything outside the process goes through [`Seams`]: PID 1 (a
@@ -31,6 +32,7 @@ pub mod resume;
 pub mod revive;
 pub mod rollback;
 pub mod switchboard;
+pub mod syn_hold;
 mod tiers;
 pub mod verifier;
 

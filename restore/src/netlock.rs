@@ -9,7 +9,7 @@ use relive_host::{run_ok, HostError, UnitHost};
 use relive_store::Store;
 use std::path::PathBuf;
 
-const NFT: &str = "/usr/sbin/nft";
+pub(crate) const NFT: &str = "/usr/sbin/nft";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -88,27 +88,41 @@ pub fn load(host: &dyn UnitHost, store: &Store, unit: &str) -> Result<(), HostEr
     run_ok(host, &[NFT, "-f", &file]).map(drop)
 }
 
-/// Loads the tables of `units` with one `nft` run (each run took most of
-/// a second under emulation, in front of every restore), through a file
-/// that includes theirs; when that fails (nft loads a file whole or not
-/// at all), unit by unit, so that one bad table keeps no other out.
-/// Returns the units whose table could not be loaded, with why.
-pub fn load_all(host: &dyn UnitHost, store: &Store, units: &[String]) -> Vec<(String, HostError)> {
+/// Loads the lock tables of `locked` and the hold tables of `held`
+/// (`syn_hold`) with one `nft` run (each run took most of a second under
+/// emulation, in front of every restore), through a file that includes
+/// theirs; when that fails (nft loads a file whole or not at all), file by
+/// file, so that one bad table keeps no other out. Returns the units
+/// whose table could not be loaded, with why.
+pub fn load_all(
+    host: &dyn UnitHost,
+    store: &Store,
+    locked: &[String],
+    held: &[String],
+) -> Vec<(String, HostError)> {
+    let files: Vec<(&String, PathBuf)> = locked
+        .iter()
+        .map(|unit| (unit, store.lock_file(unit)))
+        .chain(
+            held.iter()
+                .map(|unit| (unit, crate::syn_hold::file(store, unit))),
+        )
+        .collect();
+    let load = |path: &PathBuf| run_ok(host, &[NFT, "-f", &path.display().to_string()]).map(drop);
     let together = || {
-        let includes: String = units
+        let includes: String = files
             .iter()
-            .map(|unit| format!("include \"{}\"\n", store.lock_file(unit).display()))
+            .map(|(_, path)| format!("include \"{}\"\n", path.display()))
             .collect();
         let file = store.root.join("lock").join("all.nft");
-        std::fs::write(&file, includes).is_ok()
-            && run_ok(host, &[NFT, "-f", &file.display().to_string()]).is_ok()
+        std::fs::write(&file, includes).is_ok() && load(&file).is_ok()
     };
-    match units {
+    match files.as_slice() {
         [] => Vec::new(),
         [_, _, ..] if together() => Vec::new(),
-        _ => units
+        _ => files
             .iter()
-            .filter_map(|unit| load(host, store, unit).err().map(|e| (unit.clone(), e)))
+            .filter_map(|(unit, path)| load(path).err().map(|e| ((*unit).clone(), e)))
             .collect(),
     }
 }
@@ -139,6 +153,36 @@ mod tests {
                 .insert(format!("{NFT} list tables inet"), tables.to_owned())
         });
         host
+    }
+
+    #[test]
+    fn holds_are_loaded_with_the_locks_in_one_nft_run() {
+        let dir = std::env::temp_dir().join(format!("relive-netlock-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lock")).unwrap();
+        let store = Store::at(&dir);
+        let host = FakeHost::new(relive_api::plan::Plan::default());
+        let failed = load_all(
+            &host,
+            &store,
+            &["echo.service".into()],
+            &["greet.service".into()],
+        );
+        assert!(failed.is_empty(), "{failed:?}");
+        let all = std::fs::read_to_string(dir.join("lock/all.nft")).unwrap();
+        assert_eq!(
+            all,
+            format!(
+                "include \"{0}/lock/echo.service.nft\"\ninclude \"{0}/lock/greet.service.hold.nft\"\n",
+                dir.display()
+            )
+        );
+        let runs: Vec<_> = host
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, relive_host::fake::HostCall::Helper(_)))
+            .collect();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

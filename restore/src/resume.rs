@@ -46,6 +46,7 @@ pub fn resume(
         let reason = format!("relive's resume code panicked: {}", panic_message(&panic));
         tracing::error!("{reason}; starting every unit not running yet");
         for record in records.iter_mut().filter(|r| r.outcome.is_none()) {
+            crate::syn_hold::ended(seams.host, record);
             record.outcome = Some(Outcome::Lost {
                 reason: reason.clone(),
             });

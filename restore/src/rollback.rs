@@ -125,7 +125,8 @@ fn hold(seams: Seams, store: &Store, record: &UnitRecord) {
     }
 }
 
-/// Lets a held unit run: lock table gone, cgroup thawed.
+/// Lets a held unit run: lock table gone, cgroup thawed, its socket
+/// units' sockets taken back and new connections let in.
 fn release(seams: Seams, record: &UnitRecord) {
     if record.lock_saved {
         let _ = netlock::remove(seams.host, record);
@@ -133,6 +134,8 @@ fn release(seams: Seams, record: &UnitRecord) {
     if let Err(e) = seams.freezer.thaw(&cgroup_dir(&record.cgroup)) {
         tracing::error!("{}: cannot thaw: {e}", record.name);
     }
+    // CRIU gives a restored tree its old PIDs.
+    crate::syn_hold::restored(seams.host, record, record.main_pid);
 }
 
 /// Ends a held unit's processes: the previous kernel restores it from the

@@ -463,3 +463,63 @@ fn units_of_one_priority_are_restored_together_after_the_more_critical() {
         assert_eq!(outcome(&report, unit), &Outcome::Restored);
     }
 }
+
+#[test]
+fn held_connections_come_in_once_their_unit_is_restored_or_lost() {
+    let (mut rig, mut handover) = Rig::new(&[("greet", false), ("web", false)]);
+    rig.restorer = FakeRestorer::failing(&["web"]);
+    for record in handover.units.iter_mut() {
+        record.hold_table = format!("relive-hold-{}", record.main_pid);
+    }
+    handover.units[0].listeners = vec![relive_api::report::CarriedListener {
+        socket_unit: "greet.socket".into(),
+        index: 0,
+        fd: 3,
+    }];
+    let report = rig.resume(handover);
+    assert_eq!(outcome(&report, "greet"), &Outcome::Restored);
+    let calls = rig.host.calls();
+    let nft = |args: &[&str]| {
+        HostCall::Helper(
+            std::iter::once("/usr/sbin/nft")
+                .chain(args.iter().copied())
+                .map(str::to_owned)
+                .collect(),
+        )
+    };
+    let all = rig.store.root.join("lock/all.nft").display().to_string();
+    let loaded = position(&calls, &nft(&["-f", &all]));
+    let first_restore = position(&calls, &HostCall::PrepareRestore("web".into()));
+    assert!(loaded < first_restore, "held before any address is up");
+    // The lost unit's hold goes before it starts afresh...
+    let web_released = position(
+        &calls,
+        &nft(&["delete", "table", "inet", "relive-hold-2001"]),
+    );
+    let web_forgotten = calls
+        .iter()
+        .position(|c| matches!(c, HostCall::ForgetParked { unit, .. } if unit == "web"))
+        .expect("web forgotten");
+    assert!(web_released < web_forgotten, "{calls:#?}");
+    // ...the restored one's once PID 1 has its socket unit's sockets back.
+    let unparked = position(
+        &calls,
+        &HostCall::Unpark {
+            unit: "greet".into(),
+            main_pid: 2000,
+        },
+    );
+    let adopted = position(
+        &calls,
+        &HostCall::AdoptListeners {
+            unit: "greet".into(),
+            main_pid: 2000,
+            fds: vec![3],
+        },
+    );
+    let greet_released = position(
+        &calls,
+        &nft(&["delete", "table", "inet", "relive-hold-2000"]),
+    );
+    assert!(unparked < adopted && adopted < greet_released, "{calls:#?}");
+}

@@ -92,10 +92,12 @@ fn restore_one(
             );
             crate::mount_flags::set_again(host, record, revived.pid);
             host.unpark(&record.name, revived.pid, revived.outputs);
+            crate::syn_hold::restored(host, record, revived.pid);
             None
         }
         Err(e) => {
             let reason = e.to_string();
+            crate::syn_hold::ended(host, record);
             host.forget_parked(&record.name, &reason);
             record.outcome = Some(Outcome::Lost { reason });
             Some(record.name.clone())

@@ -19,11 +19,18 @@ pub struct TcpSocket {
     /// The kernel's state number: 1 ESTABLISHED, 10 LISTEN, ...
     pub state: u8,
     pub inode: u64,
+    /// rx_queue: bytes to read, or for a listener, connections waiting
+    /// to be accepted.
+    pub queued: u32,
 }
 
 impl TcpSocket {
     pub fn is_established(&self) -> bool {
         self.state == 1
+    }
+
+    pub fn is_listening(&self) -> bool {
+        self.state == 10
     }
 }
 
@@ -51,6 +58,9 @@ pub fn parse_proc_net_tcp(text: &str) -> Vec<TcpSocket> {
                 remote: parse_addr(f[2])?,
                 state: u8::from_str_radix(f[3], 16).ok()?,
                 inode: f[9].parse().ok()?,
+                queued: f[4]
+                    .split_once(':')
+                    .and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok())?,
             })
         })
         .collect()

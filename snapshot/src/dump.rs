@@ -191,6 +191,11 @@ impl Dumper for CriuDumper {
         let mut options = DumpOptions::new(job.main_pid, dir.as_fd());
         options.leave_running = false;
         options.tcp_established = true;
+        // A connection the kernel completed on a listener but the service
+        // had not accepted would fail the whole dump; relive held new ones
+        // before the freeze (relive_restore::syn_hold) and counts the rest
+        // in the report, reset.
+        options.tcp_skip_in_flight = true;
         options.ext_unix_sk = true;
         options.file_locks = true;
         options.freeze_cgroup = Some(job.cgroup_dir.to_owned());

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod groups;
+mod holds;
 
 /// An upgrade that did not start: the plan (with its failed checks) and why.
 #[derive(Debug)]
@@ -114,6 +115,7 @@ pub fn execute(
         stopped: Vec::new(),
         full_at_failure: None,
         lock_tables: None,
+        holds: BTreeMap::new(),
     };
     // A bug in this code must not leave services frozen or as images:
     // a panic is undone like any failure.
@@ -211,6 +213,9 @@ struct Parking<'a> {
     /// each dump's own added), to tell the next dump's table: an `nft`
     /// run less per unit in the stoppage.
     lock_tables: Option<Vec<String>>,
+    /// The nftables tables holding new connections to the parked units'
+    /// listeners (`holds`), by unit.
+    holds: BTreeMap<String, String>,
 }
 
 impl Parking<'_> {
@@ -471,6 +476,7 @@ impl Parking<'_> {
             }
             (Some(_), _, _) => FinalDump::Incremental,
         };
+        let unaccepted_reset = self.hold_new_connections(name, info.main_pid);
         (self.progress)(Progress::new(Phase::Freeze, name, 0, "freezing"));
         let frozen_usec = wall_usec();
         // Tracked as this unit's freeze from now on.
@@ -601,6 +607,9 @@ impl Parking<'_> {
             shm_files: info.shm_files.clone(),
             foreign_fifos: info.foreign_fifos.clone(),
             unix_ties: ties.into_iter().map(|t| t.tie).collect(),
+            listeners: info.listeners.clone(),
+            hold_table: self.holds.get(name).cloned().unwrap_or_default(),
+            unaccepted_reset,
             image_bytes: store.unit_bytes(name),
             frozen_usec,
             dump_ms,
@@ -685,10 +694,18 @@ impl Parking<'_> {
         let _hang_up = relive_restore::switchboard::HangUpAfter;
         let mut restored = Vec::new();
         for record in records.into_iter().rev() {
+            if !record.listeners.is_empty() {
+                // PID 1's copies keep the sockets bound: the restore
+                // binds them again.
+                host.release_listeners(&record.name);
+            }
             match revive::restore(self.seams.restorer, &store, &record) {
                 Ok(revived) => {
                     tracing::info!("{}: restored on the old kernel", record.name);
                     host.unpark(&record.name, revived.pid, revived.outputs);
+                    if !record.listeners.is_empty() {
+                        host.adopt_listeners(&record.name, revived.pid, &record.listeners);
+                    }
                     restored.push(record);
                 }
                 Err(e) => lost.push(self.start_afresh(
@@ -698,6 +715,7 @@ impl Parking<'_> {
             }
         }
         self.bridge_half_undone(&store, &restored);
+        self.release_holds();
         let stopped = std::mem::take(&mut self.stopped);
         for name in stopped.into_iter().rev() {
             if let Err(e) = host.run_job(&name, Job::Start) {

@@ -571,3 +571,39 @@ fn phase_1_s_deadline_ends_its_rounds_and_aborts_or_proceeds_as_configured() {
         }
     }
 }
+
+#[test]
+fn an_undone_unit_s_socket_units_let_go_of_its_sockets_for_its_restore_and_take_them_back() {
+    let rig = Rig::new(&[("low", 100), ("greet", 900)], &[]);
+    rig.host.with(|s| {
+        let info = s.parkable.get_mut("greet").unwrap();
+        info.listeners = vec![relive_api::report::CarriedListener {
+            socket_unit: "greet.socket".into(),
+            index: 0,
+            fd: 3,
+        }];
+    });
+    let aborted = rig.execute();
+    assert!(aborted.to_string().starts_with("kexec failed"), "{aborted}");
+    let calls = rig.calls();
+    let pid = std::process::id() as i32;
+    let released = position(&calls, &HostCall::ReleaseListeners("greet".into()));
+    let unparked = position(
+        &calls,
+        &HostCall::Unpark {
+            unit: "greet".into(),
+            main_pid: pid,
+        },
+    );
+    let adopted = position(
+        &calls,
+        &HostCall::AdoptListeners {
+            unit: "greet".into(),
+            main_pid: pid,
+            fds: vec![3],
+        },
+    );
+    assert!(released < unparked && unparked < adopted, "{calls:#?}");
+    // low carried none: PID 1 kept its sockets.
+    assert!(!calls.contains(&HostCall::ReleaseListeners("low".into())));
+}

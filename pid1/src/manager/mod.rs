@@ -7,6 +7,7 @@
 pub mod automounts;
 mod bus_names;
 pub mod bus_ops;
+mod carried_sockets;
 /// What MemoryMax=N% and TasksMax=N% are shares of.
 pub(crate) use conditions::physical_memory;
 pub(crate) use exec::task_limit;

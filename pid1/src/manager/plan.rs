@@ -92,7 +92,16 @@ impl Manager {
                         plan.why.push((u.name.clone(), NO_PROCESS.into()));
                         continue;
                     }
-                    plan.why.push((u.name.clone(), mode_reason(cfg).into()));
+                    let mut why = mode_reason(cfg).to_owned();
+                    let mut sockets = self.sockets_feeding(&u.name);
+                    sockets.retain(|s| !self.rt.listeners.fds_of(s).is_empty());
+                    if !sockets.is_empty() {
+                        why.push_str(&format!(
+                            "; the sockets of {} cross with it, and PID 1 listens on them again once it is restored",
+                            sockets.join(", ")
+                        ));
+                    }
+                    plan.why.push((u.name.clone(), why));
                     let estimated_bytes = pids.iter().map(|p| plan::anonymous_bytes(*p)).sum();
                     preserved.push(PlannedUnit {
                         name: u.name.clone(),

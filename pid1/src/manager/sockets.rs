@@ -56,6 +56,18 @@ impl Listeners {
         self.by_unit.entry(unit.to_owned()).or_default().push(fd);
     }
 
+    /// A socket unit's descriptors, all at once, in Listen*= order (taken
+    /// back from a restored service).
+    pub fn adopt_all(&mut self, unit: &str, fds: Vec<OwnedFd>) {
+        self.by_unit.insert(unit.to_owned(), fds);
+    }
+
+    /// Closes PID 1's copies of a socket unit's descriptors, leaving its
+    /// files (its service keeps the sockets).
+    pub fn drop_unit(&mut self, unit: &str) {
+        self.by_unit.remove(unit);
+    }
+
     pub fn fds_of(&self, unit: &str) -> &[OwnedFd] {
         self.by_unit
             .get(unit)

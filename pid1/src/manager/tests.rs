@@ -956,3 +956,51 @@ fn early_bookkeeping_reruns_beside_the_restores() {
     let why = plan.why_of("systemd-update-utmp.service").unwrap();
     assert!(why.ends_with("beside the restores: it records the boot in utmp and wtmp, which no restored process reads first"), "{why}");
 }
+
+#[test]
+fn a_restored_service_s_socket_unit_listens_on_the_sockets_it_carried() {
+    use std::os::fd::{AsFd, AsRawFd};
+    let (mut m, _k, _dir) = manager(&[
+        ("greet.socket", "[Socket]\nListenStream=127.0.0.1:7100\n"),
+        ("greet.service", "[Service]\nExecStart=/bin/greet\n"),
+    ]);
+    m.request("greet.socket", JobKind::Start).unwrap();
+    m.request("greet.service", JobKind::Start).unwrap();
+    assert_eq!(m.unit("greet.socket").unwrap().sub, SubState::Running);
+    let plan = m.upgrade_plan();
+    let why = plan.why_of("greet.service").unwrap_or_default();
+    assert!(
+        why.contains("the sockets of greet.socket cross with it"),
+        "{why}"
+    );
+    // In the new kernel the socket unit is active, its sockets in the
+    // restored service only; here the restored process is this one.
+    m.rt.listeners.drop_unit("greet.socket");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let carried = relive_api::report::CarriedListener {
+        socket_unit: "greet.socket".into(),
+        index: 0,
+        fd: listener.as_raw_fd(),
+    };
+    m.adopt_listeners("greet.service", std::process::id() as i32, &[carried]);
+    let inode = |fd: std::os::fd::BorrowedFd<'_>| nix::sys::stat::fstat(fd).unwrap().st_ino;
+    let fds = m.rt.listeners.fds_of("greet.socket");
+    assert_eq!(fds.len(), 1);
+    assert_eq!(
+        inode(fds[0].as_fd()),
+        inode(listener.as_fd()),
+        "the same socket"
+    );
+    let u = m.unit("greet.socket").unwrap();
+    assert_eq!((u.active, u.sub), (ActiveState::Active, SubState::Running));
+    // A service whose restore failed starts afresh: its socket unit,
+    // without its sockets, listens anew first.
+    m.rt.listeners.drop_unit("greet.socket");
+    m.forget_parked("greet.service", "its restore failed");
+    assert_eq!(m.rt.listeners.fds_of("greet.socket").len(), 1);
+    let u = m.unit("greet.socket").unwrap();
+    assert_eq!(
+        (u.active, u.sub),
+        (ActiveState::Active, SubState::Listening)
+    );
+}

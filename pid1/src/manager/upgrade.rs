@@ -58,6 +58,11 @@ impl Manager {
         let [run_files, shm_files] = self.held_files(name, [Path::new("/run"), shm]);
         runtime_dirs.extend(run_files);
         let foreign_fifos = super::foreign_fifos::of_processes(&self.tree_pids(name));
+        let listeners = self
+            .unit(name)
+            .and_then(|u| u.main_pid)
+            .map(|main| self.carried_listeners(name, main))
+            .unwrap_or_default();
         runtime_dirs.extend(foreign_fifos.iter().map(|f| f.run_path.clone()));
         let u = self
             .state
@@ -83,6 +88,7 @@ impl Manager {
             runtime_dirs,
             shm_files,
             foreign_fifos,
+            listeners,
         })
     }
 
@@ -196,6 +202,9 @@ impl Manager {
             u.active = ActiveState::Inactive;
             u.sub = SubState::Dead;
         }
+        // Its socket units, if they lost their sockets with it, listen
+        // again before it starts.
+        self.relisten_carried(name);
     }
 
     /// Starts a helper program (nft, ...) on the loop's thread, so its

@@ -5,6 +5,7 @@ use crate::event_loop::CommandSender;
 use crate::manager::state::{ActiveState, JobKind, UnitResult};
 use crate::manager::Manager;
 use relive_api::plan::Plan;
+use relive_api::report::CarriedListener;
 use relive_host::{HelperOutput, HostError, Job, ParkInfo, UnitHost};
 use std::os::fd::OwnedFd;
 use std::time::Instant;
@@ -61,6 +62,16 @@ impl UnitHost for LoopHost {
     fn forget_parked(&self, unit: &str, reason: &str) {
         let (unit, reason) = (unit.to_owned(), reason.to_owned());
         let _ = self.on_loop(move |m| m.forget_parked(&unit, &reason));
+    }
+
+    fn adopt_listeners(&self, unit: &str, main_pid: i32, listeners: &[CarriedListener]) {
+        let (unit, listeners) = (unit.to_owned(), listeners.to_vec());
+        let _ = self.on_loop(move |m| m.adopt_listeners(&unit, main_pid, &listeners));
+    }
+
+    fn release_listeners(&self, unit: &str) {
+        let unit = unit.to_owned();
+        let _ = self.on_loop(move |m| m.release_listeners(&unit));
     }
 
     fn is_parked(&self, unit: &str) -> bool {

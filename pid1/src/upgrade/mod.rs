@@ -259,6 +259,13 @@ pub fn state_for_new_kernel(handover: &KexecHandover) -> Result<ManagerState, se
     let mut state: ManagerState = serde_json::from_value(handover.state.clone())?;
     state.upgrading = true;
     state.shutdown = None;
+    // Socket units whose sockets a preserved service carries: active,
+    // their descriptors taken back from it once it is restored.
+    let carried: std::collections::BTreeSet<&str> = handover
+        .units
+        .iter()
+        .flat_map(|r| r.listeners.iter().map(|l| l.socket_unit.as_str()))
+        .collect();
     for u in state.units.values_mut() {
         u.main_pid = None;
         u.control_pid = None;
@@ -267,7 +274,7 @@ pub fn state_for_new_kernel(handover: &KexecHandover) -> Result<ManagerState, se
         u.deadline = None;
         u.start_times.clear();
         u.parked = handover.units.iter().any(|r| r.name == u.name);
-        if !u.parked {
+        if !u.parked && !carried.contains(u.name.as_str()) {
             u.active = ActiveState::Inactive;
             u.sub = SubState::Dead;
         }
