@@ -207,7 +207,7 @@ pub fn start(
         image.disk.clone()
     };
 
-    let (ssh_port, echo_port) = qemu::free_ports()?;
+    let [ssh_port, echo_port, greet_port] = qemu::free_ports()?;
     let config = qemu::Config {
         accel,
         kernel: kernel.vmlinuz.clone(),
@@ -235,6 +235,7 @@ pub fn start(
         snapshot: !opts.writable,
         ssh_port,
         echo_port,
+        greet_port,
         serial_log: serial_log.clone(),
         stderr_log: qemu_stderr.clone(),
         allow_reboot: opts.allow_reboot,
@@ -259,6 +260,7 @@ pub fn start(
         qemu_pid: qemu.pid(),
         ssh_port: qemu.config.ssh_port,
         echo_port: qemu.config.echo_port,
+        greet_port: qemu.config.greet_port,
         serial_log,
         qemu_stderr,
         distro: image.distro,

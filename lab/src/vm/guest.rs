@@ -52,6 +52,9 @@ pub struct Guest {
     /// Host port forwarded to relive-echo in the guest (0: none).
     #[serde(default)]
     pub echo_port: u16,
+    /// Host port forwarded to relive-greet.socket in the guest (0: none).
+    #[serde(default)]
+    pub greet_port: u16,
     pub serial_log: PathBuf,
     pub qemu_stderr: PathBuf,
     /// The release of the image it booted (guests booted before there

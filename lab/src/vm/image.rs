@@ -44,6 +44,7 @@ const WORKLOAD_BINARIES: &[&str] = &[
     "relive-dirty",
     "relive-slowfile",
     "relive-fetch",
+    "relive-greet",
 ];
 
 /// The sources list of the local repository of kernel parts

@@ -20,6 +20,8 @@ pub enum Accel {
 
 /// Where relive-echo (workloads/) listens in the guest.
 pub const GUEST_ECHO_PORT: u16 = 7000;
+/// Where relive-greet.socket (mkosi.extra/) listens in the guest.
+pub const GUEST_GREET_PORT: u16 = 7002;
 
 /// One guest's QEMU command line, in parts.
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub struct Config {
     pub ssh_port: u16,
     /// Host port forwarded to the guest's relive-echo (port 7000).
     pub echo_port: u16,
+    /// Host port forwarded to the guest's relive-greet.socket (7002).
+    pub greet_port: u16,
     pub serial_log: PathBuf,
     pub stderr_log: PathBuf,
     /// A guest reboot restarts the guest in the same QEMU (bench-upgrade's
@@ -80,8 +84,8 @@ impl Config {
             ))
             .arg("-netdev")
             .arg(format!(
-                "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22,hostfwd=tcp:127.0.0.1:{}-:{GUEST_ECHO_PORT}",
-                self.ssh_port, self.echo_port
+                "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22,hostfwd=tcp:127.0.0.1:{}-:{GUEST_ECHO_PORT},hostfwd=tcp:127.0.0.1:{}-:{GUEST_GREET_PORT}",
+                self.ssh_port, self.echo_port, self.greet_port
             ))
             .args(["-device", "virtio-net-pci,netdev=net0"]);
         if self.snapshot {
@@ -200,13 +204,17 @@ pub fn kill_pid(pid: u32, serial_log: &Path) {
     }
 }
 
-/// Two distinct free TCP ports on 127.0.0.1 for the hostfwds (the kernel
-/// picks them, both held at once so they differ; QEMU binds them a moment
+/// Distinct free TCP ports on 127.0.0.1 for the hostfwds (the kernel
+/// picks them, all held at once so they differ; QEMU binds them a moment
 /// later).
-pub fn free_ports() -> Result<(u16, u16)> {
+pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
     let bind = || std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port");
-    let (a, b) = (bind()?, bind()?);
-    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+    let held = (0..N).map(|_| bind()).collect::<Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&held) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 #[cfg(test)]
@@ -229,6 +237,7 @@ mod tests {
             snapshot: true,
             ssh_port: 0,
             echo_port: 0,
+            greet_port: 0,
             serial_log: PathBuf::new(),
             stderr_log: PathBuf::new(),
             allow_reboot: false,

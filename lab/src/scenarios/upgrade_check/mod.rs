@@ -18,6 +18,7 @@
 //! [`phase_check`] what each direction asks of the two-phase snapshot.
 
 mod clock;
+mod greet;
 mod groups;
 mod phase_check;
 mod sandbox;
@@ -348,6 +349,26 @@ impl Run<'_> {
     }
 
     /// The real upgrade, then (a)–(h).
+    /// (l) After the upgrade: the socket unit active with the service;
+    /// the service stopped, a connection starts it again through the
+    /// socket PID 1 took back from the restored process.
+    fn greet_after(&self, booted: &Booted, v: &mut Verdicts) -> Result<()> {
+        let out = self.sh(booted, greet::STOP_SCRIPT)?;
+        let stopped = greet::stop_verdict(&out.stdout);
+        let again = greet::greet(booted.guest.greet_port, Duration::from_secs(60));
+        let active = self.sh(booted, "relivectl is-active relive-greet.service")?;
+        v.record(
+            "(l) socket unit active; the service stopped, a connection starts it again",
+            stopped && again.as_ref().is_ok_and(|g| g.n == 1) && active.stdout.trim() == "active",
+            format!(
+                "{} | again: {again:?} | then {}",
+                out.stdout.trim().replace('\n', " "),
+                active.stdout.trim()
+            ),
+        );
+        Ok(())
+    }
+
     fn upgrade(&self, booted: &mut Booted, v: &mut Verdicts, watch: &mut Watch) -> Result<()> {
         let port = booted.guest.ssh_port;
         let counter1 = upgrade::counter(self.paths, port)?;
@@ -398,8 +419,23 @@ impl Run<'_> {
             fetch.success(),
             fetch.stderr.trim(),
         );
+        // (l) The socket-activated service runs (its first connection
+        // starts it) when the plan is made.
+        let greet_port = booted.guest.greet_port;
+        let greet_before = greet::greet(greet_port, Duration::from_secs(60));
+        v.record(
+            "(l) relive-greet started by its socket's first connection",
+            greet_before.is_ok(),
+            format!("{greet_before:?}"),
+        );
         std::thread::sleep(Duration::from_secs(3));
         let (_, plan) = upgrade::dry_run(self.paths, port, self.to_release, "")?;
+        let (carried, detail) = greet::plan_verdict(&plan);
+        v.record(
+            "(l) plan: relive-greet's socket crosses with it",
+            carried,
+            detail,
+        );
         let (grouped, detail) = groups::plan_verdict(&plan);
         v.record(
             "(i) plan: nginx and relive-slowfile are a group",
@@ -411,6 +447,7 @@ impl Run<'_> {
             let why = plan.why_of("ssh.service").unwrap_or_default();
             v.record("upgrade: ssh.service is preserved", false, why);
         }
+        let greeter = greet::GreetClient::start(greet_port);
         let (said, took) = match self.variant.bus_options() {
             None if ssh_restarted => upgrade::run_detached_with(
                 booted,
@@ -441,6 +478,15 @@ impl Run<'_> {
             true,
             format!("{:.1} s after the request", took.as_secs_f64()),
         );
+        let attempts = greeter.finish();
+        if let Ok(before) = greet_before {
+            let (answered, detail) = greet::client_verdict(before, &attempts);
+            v.record(
+                "(l) connections to relive-greet during the upgrade: all answered by the restored process",
+                answered,
+                detail,
+            );
+        }
         let out = self.sh(booted, "uname -r")?;
         v.record(
             "upgrade: uname -r",
@@ -577,6 +623,13 @@ impl Run<'_> {
             intact,
             detail,
         );
+        let (restored, detail) = greet::report_verdict(&report);
+        v.record(
+            "(l) report: relive-greet restored with its socket unit's socket",
+            restored,
+            detail,
+        );
+        self.greet_after(booted, v)?;
         // The reload (k) gave nginx new workers; the old one served the
         // download to its end and then leaves. The next upgrade on this
         // guest compares with what runs once it has.
