@@ -37,7 +37,7 @@ pub const BUILT_IN: &[(&str, UpgradeMode, &str)] = &[
     (
         "dbus.service",
         UpgradeMode::Restart,
-        "plumbing: its listening socket is PID 1's (socket activation, not handed to a restored service yet) and among its clients are PID 1 itself and the plumbing restarted beside it; restarted as systemd restarts it, a preserved client finds its connection closed (the plan lists it)",
+        "plumbing: among its clients are PID 1 itself and the plumbing restarted beside it (journald, logind), whose connections cannot be checkpointed with it; restarted as systemd restarts it, a preserved client finds its connection closed (the plan lists it)",
     ),
     (
         "systemd-journald.service",

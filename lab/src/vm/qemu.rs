@@ -21,7 +21,7 @@ pub enum Accel {
 /// Where relive-echo (workloads/) listens in the guest.
 pub const GUEST_ECHO_PORT: u16 = 7000;
 /// Where relive-greet.socket (mkosi.extra/) listens in the guest.
-pub const GUEST_GREET_PORT: u16 = 7002;
+pub const GUEST_GREET_PORT: u16 = 7020;
 
 /// One guest's QEMU command line, in parts.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub struct Config {
     pub ssh_port: u16,
     /// Host port forwarded to the guest's relive-echo (port 7000).
     pub echo_port: u16,
-    /// Host port forwarded to the guest's relive-greet.socket (7002).
+    /// Host port forwarded to the guest's relive-greet.socket (7020).
     pub greet_port: u16,
     pub serial_log: PathBuf,
     pub stderr_log: PathBuf,

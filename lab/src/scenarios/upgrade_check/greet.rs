@@ -1,5 +1,5 @@
 //! (l) A socket-activated service across the kexec: relive-greet.socket
-//! (mkosi/mkosi.extra) listens on 7002 and hands its socket to
+//! (mkosi/mkosi.extra) listens on 7020 and hands its socket to
 //! relive-greet, which answers each connection with its PID and a count.
 //! During the upgrade a client on the host connects every 2 s through
 //! QEMU's forward: every connection, those made while the service was
