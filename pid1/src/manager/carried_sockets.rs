@@ -62,6 +62,31 @@ impl Manager {
         carried
     }
 
+    /// The directories under /run (relative to it) of the carried unix
+    /// sockets' paths: the new kernel's /run is empty, and CRIU binds the
+    /// socket again at its path. The socket itself is not copied.
+    pub(super) fn carried_socket_dirs(&self, listeners: &[CarriedListener]) -> Vec<String> {
+        use relive_units::socket::{Listen, SocketAddress};
+        let mut dirs: Vec<String> = listeners
+            .iter()
+            .filter_map(|l| {
+                let socket = self.state.units.get(&l.socket_unit)?.config.as_ref()?.socket.as_ref()?;
+                let Listen::Socket {
+                    address: SocketAddress::Unix(path),
+                    ..
+                } = &socket.listen.get(l.index)?.listen
+                else {
+                    return None;
+                };
+                let dir = path.parent()?.strip_prefix("/run").ok()?;
+                (!dir.as_os_str().is_empty()).then(|| dir.to_string_lossy().into_owned())
+            })
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
     /// After `service`'s restore: copies of its carried listening sockets
     /// become its socket units' descriptors again. A socket unit whose
     /// sockets did not all come back listens anew.

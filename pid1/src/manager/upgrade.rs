@@ -63,6 +63,7 @@ impl Manager {
             .and_then(|u| u.main_pid)
             .map(|main| self.carried_listeners(name, main))
             .unwrap_or_default();
+        runtime_dirs.extend(self.carried_socket_dirs(&listeners));
         runtime_dirs.extend(foreign_fifos.iter().map(|f| f.run_path.clone()));
         let u = self
             .state
