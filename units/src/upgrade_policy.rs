@@ -1,8 +1,9 @@
 //! relive's built-in live-upgrade policy: services bound to the kernel
-//! they run on, and the plumbing whose connections are PID 1's or other
-//! units' (D-Bus, the journal, logind), which a live upgrade starts fresh
-//! (or runs again) in the new kernel instead of checkpointing, as systemd
-//! restarts them. Every other long-running service is preserved by
+//! they run on, and the plumbing whose state is PID 1's or the kernel's
+//! (the journal, logind), which a live upgrade starts fresh (or runs
+//! again) in the new kernel instead of checkpointing, as systemd
+//! restarts them. dbus-daemon is preserved, with its clients'
+//! connections. Every other long-running service is preserved by
 //! default. A unit's own `[X-LiveUpgrade] Mode=`, or a drop-in's,
 //! overrides an entry. relive.unit(5) lists the table.
 //!
@@ -35,11 +36,6 @@ pub const BUILT_IN: &[(&str, UpgradeMode, &str)] = &[
         "kernel-bound: a getty owns its terminal's session; a fresh one gives the prompt again",
     ),
     (
-        "dbus.service",
-        UpgradeMode::Restart,
-        "plumbing: among its clients are PID 1 itself and the plumbing restarted beside it (journald, logind), whose connections cannot be checkpointed with it; restarted as systemd restarts it, a preserved client finds its connection closed (the plan lists it)",
-    ),
-    (
         "systemd-journald.service",
         UpgradeMode::Restart,
         "plumbing: its sockets and its file descriptor store are PID 1's; restarted with them as systemd restarts it, the services' output streams reopened",
@@ -47,12 +43,12 @@ pub const BUILT_IN: &[(&str, UpgradeMode, &str)] = &[
     (
         "systemd-logind.service",
         UpgradeMode::Restart,
-        "plumbing: a client of dbus-daemon, which is restarted; its sessions, users and seats in /run/systemd cross the kexec and it reads them back",
+        "plumbing: it holds the kernel's seats, input and DRM devices for the sessions and asks PID 1 for their scopes; its sessions, users and seats in /run/systemd cross the kexec and it reads them back",
     ),
     (
         "systemd-timesyncd.service",
         UpgradeMode::Restart,
-        "plumbing: a client of dbus-daemon, which is restarted; the clock it sets is the new kernel's",
+        "kernel-bound: the clock it disciplines is the new kernel's",
     ),
     (
         "systemd-modules-load.service",
@@ -170,10 +166,8 @@ mod tests {
             Some(UpgradeMode::Restart)
         );
         assert_eq!(built_in("redis-server.service"), None);
-        assert_eq!(
-            built_in("dbus.service").map(|(m, _)| m),
-            Some(UpgradeMode::Restart)
-        );
+        // dbus-daemon crosses the kexec with its clients' connections.
+        assert_eq!(built_in("dbus.service"), None);
         assert_eq!(
             carried_on_restart("systemd-logind.service"),
             ["systemd/sessions", "systemd/users", "systemd/seats"]

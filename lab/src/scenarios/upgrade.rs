@@ -21,6 +21,8 @@ pub const PRESERVED: &[&str] = &[
     "redis-server.service",
     "relive-echo.service",
     "relive-counter.service",
+    "dbus.service",
+    "relive-busclient.service",
 ];
 
 /// relive's serial lines (snapshot/src/park.rs, restore/src/resume.rs):

@@ -45,6 +45,7 @@ const WORKLOAD_BINARIES: &[&str] = &[
     "relive-slowfile",
     "relive-fetch",
     "relive-greet",
+    "relive-busclient",
 ];
 
 /// The sources list of the local repository of kernel parts

@@ -421,7 +421,10 @@ fn run(
             let dbus_up = event_loop
                 .manager
                 .unit(relive_units::DBUS_SERVICE)
-                .is_some_and(|u| u.active == relive::manager::state::ActiveState::Active);
+                .is_some_and(|u| {
+                    // Parked: restored by the live upgrade, which says so.
+                    u.active == relive::manager::state::ActiveState::Active && !u.parked
+                });
             if dbus_up {
                 bus.bus_started();
             }

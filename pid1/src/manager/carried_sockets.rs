@@ -70,7 +70,14 @@ impl Manager {
         let mut dirs: Vec<String> = listeners
             .iter()
             .filter_map(|l| {
-                let socket = self.state.units.get(&l.socket_unit)?.config.as_ref()?.socket.as_ref()?;
+                let socket = self
+                    .state
+                    .units
+                    .get(&l.socket_unit)?
+                    .config
+                    .as_ref()?
+                    .socket
+                    .as_ref()?;
                 let Listen::Socket {
                     address: SocketAddress::Unix(path),
                     ..

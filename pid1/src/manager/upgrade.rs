@@ -175,6 +175,11 @@ impl Manager {
             u.sub = SubState::Running;
         }
         self.return_scopes(name);
+        if name == relive_units::DBUS_SERVICE {
+            // Restored (or thawed) dbus-daemon closed relive's old
+            // connection: PID 1 connects again and takes its name.
+            self.system_bus_started();
+        }
         // It may have exited between the restore and now: check.
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             tracing::warn!("{name}: main process {pid} is gone right after its restore");

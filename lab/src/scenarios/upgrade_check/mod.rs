@@ -17,6 +17,7 @@
 //! attempt, [`stores`] the store decisions and the disk fallback,
 //! [`phase_check`] what each direction asks of the two-phase snapshot.
 
+mod bus;
 mod clock;
 mod greet;
 mod groups;
@@ -428,6 +429,15 @@ impl Run<'_> {
             greet_before.is_ok(),
             format!("{greet_before:?}"),
         );
+        // (m) The bus client owns its name and hears a Ping.
+        let bus_before = self.sh(booted, &bus::script(&format!("before-{}", self.to_release)))?;
+        let (heard, detail) =
+            bus::before_verdict(&bus_before.stdout, &format!("before-{}", self.to_release));
+        v.record(
+            "(m) D-Bus client owns its name, hears a Ping",
+            heard,
+            detail,
+        );
         std::thread::sleep(Duration::from_secs(3));
         let (_, plan) = upgrade::dry_run(self.paths, port, self.to_release, "")?;
         let (carried, detail) = greet::plan_verdict(&plan);
@@ -543,7 +553,6 @@ impl Run<'_> {
             ("systemd-udevd.service", Outcome::Restarted),
             ("networking.service", Outcome::Rerun),
             ("systemd-journald.service", Outcome::Restarted),
-            ("dbus.service", Outcome::Restarted),
             (self.postgresql, Outcome::Restarted),
         ];
         let names: Vec<&str> = expected.iter().map(|(n, _)| *n).collect();
@@ -630,6 +639,19 @@ impl Run<'_> {
             detail,
         );
         self.greet_after(booted, v)?;
+        let word = format!("after-{}", self.to_release);
+        let bus_after = self.sh(booted, &bus::script(&word))?;
+        let (kept, detail) = bus::after_verdict(
+            &bus_before.stdout,
+            &bus_after.stdout,
+            &word,
+            upgrade::PRESERVED,
+        );
+        v.record(
+            "(m) D-Bus: same unique names and owner, a Ping sent after the upgrade heard",
+            kept,
+            detail,
+        );
         // The reload (k) gave nginx new workers; the old one served the
         // download to its end and then leaves. The next upgrade on this
         // guest compares with what runs once it has.
