@@ -21,6 +21,7 @@ mod bus;
 mod clock;
 mod greet;
 mod groups;
+mod pg;
 mod phase_check;
 mod sandbox;
 mod stores;
@@ -438,6 +439,14 @@ impl Run<'_> {
             heard,
             detail,
         );
+        // (n) A transaction left open on postgres.
+        let opened = self.sh(booted, &pg::open_script())?;
+        let (rows_before, detail) = pg::open_verdict(&opened.stdout);
+        v.record(
+            "(n) relive-pgapp holds a transaction open on postgres",
+            rows_before.is_some(),
+            detail,
+        );
         std::thread::sleep(Duration::from_secs(3));
         let (_, plan) = upgrade::dry_run(self.paths, port, self.to_release, "")?;
         let (carried, detail) = greet::plan_verdict(&plan);
@@ -553,7 +562,6 @@ impl Run<'_> {
             ("systemd-udevd.service", Outcome::Restarted),
             ("networking.service", Outcome::Rerun),
             ("systemd-journald.service", Outcome::Restarted),
-            (self.postgresql, Outcome::Restarted),
         ];
         let names: Vec<&str> = expected.iter().map(|(n, _)| *n).collect();
         let active = self.sh(
@@ -639,6 +647,19 @@ impl Run<'_> {
             detail,
         );
         self.greet_after(booted, v)?;
+        if let Some(before) = rows_before {
+            let committed = self.sh(booted, &pg::commit_script())?;
+            let (ok, detail) = pg::commit_verdict(&committed.stdout, before);
+            let restored = [self.postgresql, "relive-pgapp.service"]
+                .map(|u| format!("{u} {}", text(outcome(u))));
+            v.record(
+                "(n) the transaction opened before the upgrade commits after it",
+                ok && [self.postgresql, "relive-pgapp.service"]
+                    .iter()
+                    .all(|u| outcome(u) == Some(Outcome::Restored)),
+                format!("{}; {detail}", restored.join(", ")),
+            );
+        }
         let word = format!("after-{}", self.to_release);
         let bus_after = self.sh(booted, &bus::script(&word))?;
         let (kept, detail) = bus::after_verdict(

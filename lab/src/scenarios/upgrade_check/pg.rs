@@ -1,0 +1,84 @@
+//! (n) A database across the kexec: the postgres cluster is preserved
+//! (mkosi/mkosi.extra: PrivateIPC=yes, Mode=preserve), and relive-pgapp
+//! holds a transaction open on it over the unix socket (an uncommitted
+//! row), to be committed only after the upgrade. The row must be
+//! invisible before, and committed by the same connection after.
+
+/// The note of relive-pgapp's row.
+const NOTE: &str = "relive-lab-transaction";
+
+fn count_rows() -> String {
+    format!(
+        "cd / && runuser -u postgres -- psql -tAXc \"select count(*) from relive_lab where note = '{NOTE}'\""
+    )
+}
+
+/// (Re)starts relive-pgapp, which opens its transaction; prints what
+/// psql said, `@@`, and the committed rows with its note.
+pub fn open_script() -> String {
+    format!(
+        "relivectl stop relive-pgapp.service; relivectl start relive-pgapp.service && sleep 5; \
+         cat /run/relive-pgapp/out; echo @@; {}",
+        count_rows()
+    )
+}
+
+/// Tells relive-pgapp to commit; prints the same.
+pub fn commit_script() -> String {
+    format!(
+        "touch /run/relive-pgapp/commit && sleep 5; cat /run/relive-pgapp/out; echo @@; {}",
+        count_rows()
+    )
+}
+
+/// psql's output and the committed rows, from either script.
+fn parse(stdout: &str) -> (String, Option<u64>) {
+    let (out, count) = stdout.split_once("@@").unwrap_or((stdout, ""));
+    (out.trim().to_owned(), count.trim().parse().ok())
+}
+
+/// The transaction is open: psql said so, and its row is not visible.
+/// Returns the committed rows so far.
+pub fn open_verdict(stdout: &str) -> (Option<u64>, String) {
+    let (out, count) = parse(stdout);
+    let open = out.lines().any(|l| l.starts_with("open|"));
+    (
+        count.filter(|_| open),
+        format!(
+            "psql: {}; committed rows: {count:?}",
+            out.replace('\n', " | ")
+        ),
+    )
+}
+
+/// After the upgrade: the same connection committed, one more row.
+pub fn commit_verdict(stdout: &str, before: u64) -> (bool, String) {
+    let (out, count) = parse(stdout);
+    let said = format!("committed|{}", before + 1);
+    (
+        out.lines().any(|l| l == said) && count == Some(before + 1),
+        format!(
+            "psql: {}; committed rows: {count:?} (before: {before})",
+            out.replace('\n', " | ")
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_then_committed_transaction_is_recognized() {
+        let (before, _) = open_verdict("open|812\n@@\n2\n");
+        assert_eq!(before, Some(2));
+        assert_eq!(
+            open_verdict("psql: error: connection refused\n@@\n2\n").0,
+            None
+        );
+        assert!(commit_verdict("open|812\ncommitted|3\n@@\n3\n", 2).0);
+        // A connection lost with the upgrade: psql errors, nothing added.
+        let lost = "open|812\nserver closed the connection unexpectedly\n@@\n2\n";
+        assert!(!commit_verdict(lost, 2).0);
+    }
+}
