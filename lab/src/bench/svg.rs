@@ -1,12 +1,13 @@
-//! Small line charts as hand-written SVG (no plotting crate for one
-//! figure): categorical x, linear y from 0, several charts side by side
-//! sharing one y scale and one legend, so that they compare at a glance.
+//! Small line charts as SVG, drawn with plotters: categorical x, linear y
+//! from 0, several charts side by side sharing one y scale, the legend in
+//! the first, so that they compare at a glance.
 
-use std::fmt::Write as _;
+use plotters::prelude::*;
 
 #[derive(Debug, Clone)]
 pub struct Series {
     pub label: String,
+    /// `#rrggbb`.
     pub color: &'static str,
     pub dashed: bool,
     /// One value per x label; None leaves a gap in the line.
@@ -19,32 +20,6 @@ pub struct Chart {
     pub series: Vec<Series>,
 }
 
-const CHART_W: f64 = 340.0;
-const CHART_H: f64 = 260.0;
-const LEFT: f64 = 55.0;
-const RIGHT: f64 = 15.0;
-const TOP: f64 = 30.0;
-const BOTTOM: f64 = 45.0;
-const LEGEND_H: f64 = 28.0;
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A round step giving about five ticks up to `max` (1, 2 or 5 × 10^k).
-fn tick_step(max: f64) -> f64 {
-    let raw = (max / 5.0).max(f64::MIN_POSITIVE);
-    let magnitude = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * magnitude)
-        .find(|&s| s >= raw)
-        .unwrap_or(10.0 * magnitude)
-}
-
 /// The chart's labels: the title on top, `x` under each x axis (whose
 /// categories are the `x_labels`), `y` beside the first y axis.
 #[derive(Debug, Clone, Copy)]
@@ -54,165 +29,123 @@ pub struct Labels<'a> {
     pub y: &'a str,
 }
 
-/// Renders `charts` side by side, the legend (from the first chart's
-/// series) on top.
+const CHART_W: u32 = 360;
+const CHART_H: u32 = 300;
+const TITLE_H: u32 = 30;
+
+/// `#rrggbb` as plotters' colour; black if it is not one.
+fn rgb(hex: &str) -> RGBColor {
+    let channel = |i: usize| {
+        hex.get(i..i + 2)
+            .and_then(|c| u8::from_str_radix(c, 16).ok())
+            .unwrap_or(0)
+    };
+    RGBColor(channel(1), channel(3), channel(5))
+}
+
+/// The runs of consecutive values of `points`, as (x, y): a gap (None)
+/// ends a run.
+fn runs(points: &[Option<f64>]) -> Vec<Vec<(i32, f64)>> {
+    let mut runs = Vec::new();
+    let mut run = Vec::new();
+    for (x, point) in points.iter().enumerate() {
+        match point {
+            Some(y) => run.push((x as i32, *y)),
+            None if !run.is_empty() => runs.push(std::mem::take(&mut run)),
+            None => {}
+        }
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
+
+/// Renders `charts` side by side, the legend in the first.
 pub fn render(labels: Labels<'_>, x_labels: &[String], charts: &[Chart]) -> String {
-    let Labels {
-        title,
-        x: x_title,
-        y: y_label,
-    } = labels;
-    let max = charts
+    let mut svg = String::new();
+    if let Err(e) = draw(&mut svg, labels, x_labels, charts) {
+        // The figures are printed as text too: the chart only shows them.
+        eprintln!("relive-lab: drawing the chart: {e}");
+    }
+    svg
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+fn draw(svg: &mut String, labels: Labels<'_>, x_labels: &[String], charts: &[Chart]) -> DrawResult {
+    let width = CHART_W * charts.len().max(1) as u32;
+    let root = SVGBackend::with_string(svg, (width, CHART_H + TITLE_H)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(labels.title, ("sans-serif", 16))?;
+    let y_max = charts
         .iter()
         .flat_map(|c| &c.series)
         .flat_map(|s| s.points.iter().flatten())
-        .fold(0.0f64, |m, &v| m.max(v));
-    let step = tick_step(if max > 0.0 { max } else { 1.0 });
-    let top_value = ((if max > 0.0 { max } else { 1.0 }) / step).ceil() * step;
-    // Wide enough for the charts and for the title (~7.5 px a character
-    // at 13 px bold).
-    let width = (CHART_W * charts.len().max(1) as f64 + 10.0)
-        .max(20.0 + 7.5 * title.chars().count() as f64);
-    // Legend items (from the first chart's series) wrap into rows.
-    let legend = charts.first().map_or(&[][..], |c| &c.series[..]);
-    let mut placed = Vec::new();
-    let (mut x, mut row) = (10.0, 0.0);
-    for s in legend {
-        let item_w = 34.0 + 6.5 * s.label.chars().count() as f64;
-        if x > 10.0 && x + item_w > width {
-            (x, row) = (10.0, row + 1.0);
-        }
-        placed.push((s, x, LEGEND_H + 4.0 + 18.0 * row));
-        x += item_w;
-    }
-    let legend_h = LEGEND_H + 18.0 * row;
-    let height = CHART_H + legend_h + 20.0;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="10" y="16" font-size="13" font-weight="bold">{}</text>"#,
-        escape(title)
-    );
-    for (s, x, y) in placed {
-        let dash = if s.dashed {
-            r#" stroke-dasharray="5,3""#
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{x}" y1="{y}" x2="{x2}" y2="{y}" stroke="{c}" stroke-width="2"{dash}/><text x="{tx}" y="{ty}">{l}</text>"#,
-            x2 = x + 20.0,
-            c = s.color,
-            tx = x + 24.0,
-            ty = y + 4.0,
-            l = escape(&s.label)
-        );
-    }
-    for (i, chart) in charts.iter().enumerate() {
-        let ox = i as f64 * CHART_W + LEFT;
-        let oy = legend_h + 20.0 + TOP;
-        let w = CHART_W - LEFT - RIGHT;
-        let h = CHART_H - TOP - BOTTOM;
-        // Categories centred in equal slots, off the axes.
-        let px = |k: usize| ox + w * (k as f64 + 0.5) / x_labels.len().max(1) as f64;
-        let py = |v: f64| oy + h - h * v / top_value;
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="middle" font-weight="bold">{}</text>"#,
-            ox + w / 2.0,
-            oy - 10.0,
-            escape(&chart.title)
-        );
-        // Axes, y ticks with grid lines, x labels.
-        let _ = writeln!(
-            svg,
-            r##"<path d="M{ox},{oy} V{b} H{r}" fill="none" stroke="#000"/>"##,
-            b = oy + h,
-            r = ox + w
-        );
-        // Enough decimals to tell the ticks apart (0.2, 0.4 but 10, 20).
-        let decimals = (-step.log10().floor()).max(0.0) as usize;
-        let mut v = 0.0;
-        while v <= top_value + step / 2.0 {
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{ox}" y1="{y}" x2="{r}" y2="{y}" stroke="#ddd"/><text x="{tx}" y="{ty}" text-anchor="end">{v:.decimals$}</text>"##,
-                y = py(v),
-                r = ox + w,
-                tx = ox - 4.0,
-                ty = py(v) + 4.0,
-            );
-            v += step;
-        }
-        for (k, label) in x_labels.iter().enumerate() {
-            let _ = writeln!(
-                svg,
-                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-                px(k),
-                oy + h + 15.0,
-                escape(label)
-            );
-        }
-        let _ = writeln!(
-            svg,
-            r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">{}</text>"##,
-            ox + w / 2.0,
-            oy + h + 32.0,
-            escape(x_title)
-        );
+        .fold(0.0_f64, |m, &y| m.max(y));
+    let y_top = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+    let n = x_labels.len() as i32;
+    let x_label = |x: &i32| {
+        usize::try_from(*x)
+            .ok()
+            .and_then(|i| x_labels.get(i))
+            .cloned()
+            .unwrap_or_default()
+    };
+    for (i, (area, chart)) in root
+        .split_evenly((1, charts.len().max(1)))
+        .iter()
+        .zip(charts)
+        .enumerate()
+    {
+        let mut builder = ChartBuilder::on(area);
+        builder
+            .caption(&chart.title, ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(40)
+            .y_label_area_size(45);
+        let mut cartesian = builder.build_cartesian_2d(-1..n, 0.0..y_top)?;
+        let mut mesh = cartesian.configure_mesh();
+        mesh.x_labels(x_labels.len() + 2)
+            .x_label_formatter(&x_label)
+            .x_desc(labels.x)
+            .light_line_style(WHITE);
         if i == 0 {
-            let _ = writeln!(
-                svg,
-                r#"<text transform="translate({},{}) rotate(-90)" text-anchor="middle">{}</text>"#,
-                ox - 40.0,
-                oy + h / 2.0,
-                escape(y_label)
-            );
+            mesh.y_desc(labels.y);
         }
-        // One polyline per run of consecutive points, and a dot per point.
-        for s in &chart.series {
-            let dash = if s.dashed {
-                r#" stroke-dasharray="5,3""#
-            } else {
-                ""
-            };
-            let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
-            for (k, p) in s.points.iter().enumerate() {
-                match p {
-                    Some(v) => runs.last_mut().expect("never empty").push((px(k), py(*v))),
-                    None => runs.push(Vec::new()),
+        mesh.draw()?;
+        for series in &chart.series {
+            let color = rgb(series.color);
+            let style = ShapeStyle::from(&color).stroke_width(2);
+            for (j, run) in runs(&series.points).into_iter().enumerate() {
+                let drawn = if series.dashed {
+                    cartesian.draw_series(DashedLineSeries::new(run.clone(), 6, 4, style))?
+                } else {
+                    cartesian.draw_series(LineSeries::new(run.clone(), style))?;
+                    cartesian.draw_series(
+                        run.iter()
+                            .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+                    )?
+                };
+                if i == 0 && j == 0 {
+                    drawn
+                        .label(series.label.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
                 }
             }
-            for run in runs.iter().filter(|r| !r.is_empty()) {
-                let points: Vec<String> =
-                    run.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-                let _ = writeln!(
-                    svg,
-                    r#"<polyline class="series" data-label="{l}" points="{p}" fill="none" stroke="{c}" stroke-width="2"{dash}/>"#,
-                    l = escape(&s.label),
-                    p = points.join(" "),
-                    c = s.color
-                );
-                if !s.dashed {
-                    for (x, y) in run {
-                        let _ = writeln!(
-                            svg,
-                            r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{}"/>"#,
-                            s.color
-                        );
-                    }
-                }
-            }
+        }
+        if i == 0 {
+            cartesian
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font(("sans-serif", 11))
+                .draw()?;
         }
     }
-    svg.push_str("</svg>\n");
-    svg
+    root.present()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -220,14 +153,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticks_are_round() {
-        assert_eq!(tick_step(10.0), 2.0);
-        assert_eq!(tick_step(47.0), 10.0);
-        assert_eq!(tick_step(0.9), 0.2);
+    fn a_gap_splits_a_line_in_runs() {
+        let runs = runs(&[Some(1.0), None, Some(3.0), Some(4.0), None]);
+        assert_eq!(runs, vec![vec![(0, 1.0)], vec![(2, 3.0), (3, 4.0)]]);
+        assert_eq!(rgb("#1f77b4"), RGBColor(0x1f, 0x77, 0xb4));
     }
 
     #[test]
-    fn renders_every_series_with_gaps_and_dashes() {
+    fn renders_every_chart_its_labels_and_the_legend() {
         let chart = |title: &str| Chart {
             title: title.into(),
             series: vec![
@@ -239,7 +172,7 @@ mod tests {
                 },
                 Series {
                     label: "floor <&>".into(),
-                    color: "#444",
+                    color: "#444444",
                     dashed: true,
                     points: vec![Some(0.5); 4],
                 },
@@ -252,14 +185,17 @@ mod tests {
             y: "stoppage (s)",
         };
         let svg = render(text, &labels, &[chart("idle"), chart("50M/s")]);
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        // Per chart: the gap splits the solid line in two, the floor is one.
-        assert_eq!(svg.matches(r#"data-label="two-phase critical""#).count(), 4);
-        assert_eq!(svg.matches("stroke-dasharray").count(), 2 + 1);
-        assert!(svg.contains("floor &lt;&amp;&gt;"));
-        assert!(svg.contains(">idle<") && svg.contains(">50M/s<") && svg.contains(">2G<"));
-        assert!(svg.contains(">memory per unit<") && svg.contains(">stoppage (s)<"));
-        assert!(svg.contains(">memory per unit<") && svg.contains(">stoppage (s)<"));
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
+        // plotters writes each text on a line of its own.
+        let text = |t: &str| format!(">\n{t}\n<");
+        for t in ["idle", "50M/s", "2G", "memory per unit", "stoppage (s)"] {
+            assert!(svg.contains(&text(t)), "{t}: {svg}");
+        }
+        // The legend, once, with the escaped label.
+        assert_eq!(svg.matches(&text("two-phase critical")).count(), 1);
+        assert!(svg.contains(&text("floor &lt;&amp;&gt;")), "{svg}");
+        // Three points per chart where the line has values.
         assert_eq!(svg.matches("<circle").count(), 2 * 3);
     }
 }
