@@ -236,6 +236,28 @@ pub fn render_report(r: &UpgradeReport) -> String {
         }
     }
     for u in &r.units {
+        if !u.listeners.is_empty() {
+            let sockets: Vec<String> = u
+                .listeners
+                .iter()
+                .map(|l| format!("{} #{} (fd {})", l.socket_unit, l.index, l.fd))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{}: listening sockets carried, PID 1 listens on them again: {}",
+                u.name,
+                sockets.join(", ")
+            );
+        }
+        if !u.hold_table.is_empty() || u.unaccepted_reset > 0 {
+            let _ = writeln!(
+                out,
+                "{}: new TCP connections held until its restore; {} it had not accepted reset",
+                u.name, u.unaccepted_reset
+            );
+        }
+    }
+    for u in &r.units {
         for tie in &u.unix_ties {
             let name = match tie.name.as_str() {
                 "" => String::new(),
@@ -448,6 +470,12 @@ mod tests {
                 ],
                 runtime_dirs: vec!["idle".into(), "idle.pid".into()],
                 shm_files: vec!["sem.idle".into()],
+                listeners: vec![relive_api::report::CarriedListener {
+                    socket_unit: "idle.socket".into(),
+                    index: 0,
+                    fd: 3,
+                }],
+                hold_table: "relive-hold-812".into(),
                 unix_ties: vec![relive_api::report::UnixTie {
                     inode: 42,
                     kind: relive_api::report::UnixKind::Stream,
@@ -494,6 +522,14 @@ mod tests {
         );
         assert!(
             text.contains("Mode: two-phase; phase 1 (background pre-dumps) 2.5 s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idle.service: listening sockets carried, PID 1 listens on them again: idle.socket #0 (fd 3)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idle.service: new TCP connections held until its restore; 0 it had not accepted reset\n"),
             "{text}"
         );
         assert!(
