@@ -5,7 +5,7 @@
 //! failure is undone: the units run on, on the old kernel.
 //!
 //! - [`request`]: what the caller asked for;
-//! - [`plan`], [`connections`]: the parts of the plan that read /proc;
+//! - [`plan`], [`connections`], [`pipes`]: the parts of the plan that read /proc;
 //! - [`preflight`]: every check that can be made before anything changes;
 //! - [`predump`], [`warm`]: phase 1;
 //! - [`park`]: phase 2, the kexec, and the undo;
@@ -21,6 +21,7 @@ pub mod control;
 pub mod dump;
 pub mod error;
 pub mod park;
+pub mod pipes;
 pub mod plan;
 pub mod predump;
 pub mod preflight;

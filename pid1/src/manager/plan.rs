@@ -213,6 +213,10 @@ impl Manager {
         let (links, doomed) = plan::unix_plan(&preserved, |u| units.contains_key(u));
         plan.unix_links = links;
         plan.doomed_connections.extend(doomed);
+        plan.doomed_connections
+            .extend(relive_snapshot::pipes::doomed(&preserved, |pid| {
+                relive_sys::cgroup::unit_of_pid(pid as i32).filter(|u| units.contains_key(u))
+            }));
         plan.preserved = preserved;
         plan::order_groups(&mut plan);
         plan
