@@ -104,6 +104,10 @@ pub struct Notification {
     /// A descriptor sent with the notification (the pty master with
     /// "orphan-pts-master"). Take it to keep it; otherwise it is closed.
     pub fd: Option<OwnedFd>,
+    /// Set by the caller to answer with a failure: CRIU then aborts the
+    /// request (a restore at "post-restore" kills the restored tasks
+    /// before they ever ran).
+    pub refuse: bool,
 }
 
 /// A successful PRE_DUMP or DUMP.
@@ -366,12 +370,12 @@ impl Session {
                     script: n.script.unwrap_or_default(),
                     pid: n.pid,
                     fd,
+                    refuse: false,
                 };
                 on_notify(&mut note);
-                drop(note);
-                // CRIU waits for this before going on; false would make it
+                // CRIU waits for this before going on; false makes it
                 // abort the request ("RPC client reported script error").
-                self.conn.send(request, &notify_ack())?;
+                self.conn.send(request, &notify_ack(!note.refuse))?;
                 continue;
             }
             if kind == Ok(expected) || (kind == Ok(CriuReqType::Empty) && !resp.success) {
@@ -427,10 +431,10 @@ fn req_type(request: Request) -> CriuReqType {
     }
 }
 
-fn notify_ack() -> CriuReq {
+fn notify_ack(success: bool) -> CriuReq {
     CriuReq {
         r#type: CriuReqType::Notify as i32,
-        notify_success: Some(true),
+        notify_success: Some(success),
         ..CriuReq::default()
     }
 }

@@ -232,6 +232,29 @@ fn restore_reports_root_pid_and_notified_pids() {
 }
 
 #[test]
+fn a_refused_post_restore_fails_the_restore() {
+    let (session, peer) = fake(LONG, |p| {
+        p.recv();
+        p.send(&p.notify("post-restore", Some(20001)));
+        let ack = p.recv();
+        assert_eq!(ack.r#type, CriuReqType::Notify as i32);
+        assert_eq!(ack.notify_success, Some(false), "the caller refused");
+        // As CRIU answers a request aborted by its client's script.
+        let mut resp = answer(CriuReqType::Restore, false);
+        resp.cr_errmsg = Some("RPC client reported script error".into());
+        p.send(&resp);
+    });
+    let d = images();
+    let mut opts = RestoreOptions::new(d.as_fd());
+    opts.notify_scripts = true;
+    let err = session
+        .restore(&opts, |n| n.refuse = n.script == "post-restore")
+        .unwrap_err();
+    peer.join().unwrap();
+    assert!(matches!(err, CriuError::Failed { .. }), "{err}");
+}
+
+#[test]
 fn restore_success_without_pid_is_unexpected() {
     let (session, peer) = fake(LONG, |p| {
         p.recv();

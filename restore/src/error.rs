@@ -17,6 +17,16 @@ pub enum RestoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The thread checking its images panicked: never run unchecked.
+    #[error("the check of its images panicked")]
+    CheckPanicked,
+    /// The check was asked for twice (a bug): never run unchecked.
+    #[error("the check of its images was asked for twice")]
+    CheckedTwice,
+    /// CRIU resumed its processes without the stop where relive waits
+    /// for the check: they were ended.
+    #[error("CRIU resumed it before its images were checked: ended")]
+    Unchecked,
     #[error("pipe: {0}")]
     Pipe(nix::errno::Errno),
     #[error(transparent)]

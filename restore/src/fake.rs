@@ -13,7 +13,7 @@ use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct FakeRestorer {
-    /// Units restored (or tried), in order.
+    /// Units rebuilt whose check passed (restored, or failed after), in order.
     pub restored: Mutex<Vec<String>>,
     /// Units whose restore fails.
     pub failing: Mutex<BTreeSet<String>>,
@@ -55,15 +55,22 @@ impl FakeRestorer {
 }
 
 impl Restorer for FakeRestorer {
-    fn restore(&self, _store: &Store, record: &UnitRecord) -> Result<Revived, RestoreError> {
-        self.restored
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(record.name.clone());
+    fn restore(
+        &self,
+        _store: &Store,
+        record: &UnitRecord,
+        check: crate::revive::Check<'_>,
+    ) -> Result<Revived, RestoreError> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_in_flight.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep(self.takes);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        // As CRIU at "post-restore": rebuilt, run only if the check passed.
+        let verify_ms = check()?;
+        self.restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record.name.clone());
         if self
             .failing
             .lock()
@@ -79,7 +86,7 @@ impl Restorer for FakeRestorer {
             pid: record.main_pid,
             outputs: Vec::new(),
             elapsed_ms: 1.0,
-            verify_ms: 0.0,
+            verify_ms,
         })
     }
 }

@@ -23,10 +23,21 @@ pub struct Revived {
     pub verify_ms: f64,
 }
 
-/// Restores a unit from images already checked: CRIU on a live system
-/// ([`CriuRestorer`]), a fake in tests.
+/// The check of a unit's images against the manifest, waited for once
+/// CRIU has rebuilt its processes and before they run: its time (ms), or
+/// why the images are refused, in which case they never run.
+pub type Check<'a> = &'a (dyn Fn() -> Result<f64, RestoreError> + Sync);
+
+/// Restores a unit: CRIU on a live system ([`CriuRestorer`]), a fake in
+/// tests. The images are checked meanwhile (`check`): their processes,
+/// rebuilt, run only once it passed.
 pub trait Restorer: Sync {
-    fn restore(&self, store: &Store, record: &UnitRecord) -> Result<Revived, RestoreError>;
+    fn restore(
+        &self,
+        store: &Store,
+        record: &UnitRecord,
+        check: Check<'_>,
+    ) -> Result<Revived, RestoreError>;
     /// Lets CRIU learn the new kernel once, ahead of the first restore
     /// (its kernel probe, cached in /run/criu.kdat for every later CRIU);
     /// false if the probe failed (each restore then probes for itself).
@@ -52,22 +63,35 @@ pub fn verify(store: &Store, name: &str) -> Result<f64, RestoreError> {
     Ok(verifying.elapsed().as_secs_f64() * 1000.0)
 }
 
-/// Verifies, then restores.
+/// Restores a unit while its images are checked on a thread of its own:
+/// the check no longer sits in front of CRIU's restore, and the
+/// processes run only once it passed.
 pub fn restore(
     restorer: &dyn Restorer,
     store: &Store,
     record: &UnitRecord,
 ) -> Result<Revived, RestoreError> {
-    let verify_ms = verify(store, &record.name)?;
-    restore_verified(restorer, store, record, verify_ms)
+    std::thread::scope(|scope| {
+        let checking = std::sync::Mutex::new(Some(scope.spawn(|| verify(store, &record.name))));
+        let check = || {
+            let handle = checking.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match handle.map(|h| h.join()) {
+                Some(Ok(result)) => result,
+                Some(Err(_)) => Err(RestoreError::CheckPanicked),
+                None => Err(RestoreError::CheckedTwice),
+            }
+        };
+        restore_checked(restorer, store, record, &check)
+    })
 }
 
-/// Restores a unit whose images `verify` passed (in `verify_ms`).
-pub fn restore_verified(
+/// Restores a unit whose images `check` checks meanwhile (or waits for,
+/// when a [`crate::verifier::Verifier`] checks them ahead).
+pub fn restore_checked(
     restorer: &dyn Restorer,
     store: &Store,
     record: &UnitRecord,
-    verify_ms: f64,
+    check: Check<'_>,
 ) -> Result<Revived, RestoreError> {
     #[cfg(feature = "fault-injection")]
     {
@@ -76,9 +100,7 @@ pub fn restore_verified(
             return Err(RestoreError::Injected(Fault::RestoreFail.name()));
         }
     }
-    let mut revived = restorer.restore(store, record)?;
-    revived.verify_ms = verify_ms;
-    Ok(revived)
+    restorer.restore(store, record, check)
 }
 
 /// CRIU restores the unit into its cgroup under `cgroup_root`.
@@ -130,7 +152,12 @@ impl Restorer for CriuRestorer {
         }
     }
 
-    fn restore(&self, store: &Store, record: &UnitRecord) -> Result<Revived, RestoreError> {
+    fn restore(
+        &self,
+        store: &Store,
+        record: &UnitRecord,
+        check: Check<'_>,
+    ) -> Result<Revived, RestoreError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| RestoreError::Io { path, source }
@@ -223,9 +250,31 @@ impl Restorer for CriuRestorer {
                 fd: f.as_fd(),
             }))
             .collect();
-        let outcome = {
+        // CRIU stops at "post-restore" with the processes rebuilt and not
+        // yet run: there the images' check (under way since before the
+        // restore) is waited for, and a refusal kills them unrun.
+        options.notify_scripts = true;
+        let mut checked: Option<Result<f64, RestoreError>> = None;
+        let restored = {
             let _unscaled = WindowScalingOff::new();
-            session.restore(&options, |_| {})?
+            session.restore(&options, |note| {
+                if note.script == "post-restore" {
+                    let result = check();
+                    note.refuse = result.is_err();
+                    checked = Some(result);
+                }
+            })
+        };
+        let (verify_ms, outcome) = match (checked, restored) {
+            (Some(Err(refused)), _) => return Err(refused),
+            (_, Err(e)) => return Err(e.into()),
+            (Some(Ok(ms)), Ok(outcome)) => (ms, outcome),
+            (None, Ok(outcome)) => {
+                // CRIU let them run without stopping where it must: they
+                // are ended rather than run from unchecked images.
+                kill_restored(outcome.pid, record);
+                return Err(RestoreError::Unchecked);
+            }
         };
         // CRIU 3.17 does not carry I/O priorities: set each again.
         for &(pid, ioprio) in &record.ioprios {
@@ -249,8 +298,22 @@ impl Restorer for CriuRestorer {
             pid: outcome.pid,
             outputs: reads,
             elapsed_ms,
-            verify_ms: 0.0,
+            verify_ms,
         })
+    }
+}
+
+/// Ends a tree CRIU restored without the stop relive waits at: its root
+/// and the PIDs the unit had (CRIU gives them back).
+fn kill_restored(root: i32, record: &UnitRecord) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    tracing::error!(
+        "{}: CRIU resumed it without stopping at post-restore: ended unchecked",
+        record.name
+    );
+    for pid in std::iter::once(root).chain(record.pids.iter().map(|&p| p as i32)) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 

@@ -75,9 +75,10 @@ fn restore_one(
     if let Err(e) = host.prepare_restore(&record.name) {
         tracing::warn!("{}: {e}", record.name);
     }
-    let restored = verifier
-        .wait(&record.name)
-        .and_then(|verify_ms| revive::restore_verified(seams.restorer, store, record, verify_ms));
+    // The checker thread went through the images ahead; the processes
+    // CRIU rebuilds wait for its verdict on this unit before they run.
+    let check = || verifier.wait(&record.name);
+    let restored = revive::restore_checked(seams.restorer, store, record, &check);
     match restored {
         Ok(revived) => {
             record.restore_ms = Some(revived.elapsed_ms);

@@ -4,8 +4,9 @@
 //! against the manifest, once by CRIU to restore. Checking them in the
 //! background, in restore order, from the moment relive resumes overlaps
 //! the first unit's check with the network locks and the rerun units, and
-//! each next unit's with the restore before it; CRIU then reads from the
-//! page cache.
+//! each next unit's with the restore before it and with its own: CRIU
+//! rebuilds a unit's processes while its check goes on, and they wait
+//! for its verdict (at CRIU's "post-restore") before they run.
 
 use crate::revive;
 use crate::RestoreError;
