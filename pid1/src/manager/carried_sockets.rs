@@ -40,7 +40,7 @@ impl Manager {
     /// socket units that its main process holds too, with the descriptor
     /// it has them on.
     pub(super) fn carried_listeners(&self, service: &str, main_pid: i32) -> Vec<CarriedListener> {
-        let held = held_sockets(main_pid);
+        let held = relive_snapshot::connections::sockets_of(main_pid as u32);
         let mut carried = Vec::new();
         for socket_unit in self.sockets_feeding(service) {
             for (index, fd) in self.rt.listeners.fds_of(&socket_unit).iter().enumerate() {
@@ -173,17 +173,4 @@ impl Manager {
         self.set_state(socket_unit, ActiveState::Inactive, SubState::Dead);
         self.start_socket(socket_unit);
     }
-}
-
-/// The sockets a process holds: (inode, descriptor).
-fn held_sockets(pid: i32) -> Vec<(u64, i32)> {
-    let Ok(fds) = procfs::process::Process::new(pid).and_then(|p| p.fd()) else {
-        return Vec::new();
-    };
-    fds.flatten()
-        .filter_map(|fd| match fd.target {
-            procfs::process::FDTarget::Socket(inode) => Some((inode, fd.fd)),
-            _ => None,
-        })
-        .collect()
 }
