@@ -70,7 +70,7 @@ pub fn doomed(
     // A descendant of a unit's process in another cgroup (an ssh login's
     // session scope) is checkpointed with the unit: PID 1 gathers such
     // scopes into it when it parks it.
-    let unit_of = |pid: u32| {
+    let unit_of_pid = |pid: u32| {
         let mut next = Some(pid);
         while let Some(p) = next.filter(|&p| p > 1) {
             if let Some(unit) = preserved.iter().find(|u| u.pids.contains(&p)) {
@@ -84,6 +84,15 @@ pub fn doomed(
         None
     };
     let fds = all_pipe_fds();
+    // Each holder's ancestry walked once, not once per pipe it holds.
+    let units: BTreeMap<u32, Option<String>> = fds
+        .iter()
+        .map(|&(pid, _)| pid)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|pid| (pid, unit_of_pid(pid)))
+        .collect();
+    let unit_of = |pid: u32| units.get(&pid).cloned().flatten();
     let mut doomed = Vec::new();
     for (inode, holders) in shared(&fds, unit_of) {
         for holder in &holders {

@@ -13,26 +13,27 @@ use relive_api::report::CarriedListener;
 use std::os::fd::OwnedFd;
 
 impl Manager {
-    /// The Accept=no socket units whose sockets `service` is handed: those
-    /// naming it in Service= (or by their name) and those in its Sockets=.
+    /// The socket units whose sockets `service` is handed, by name (the
+    /// order of its descriptors): the Accept=no ones naming it in
+    /// Service= (or by their name) and those in its Sockets=.
     pub(super) fn sockets_feeding(&self, service: &str) -> Vec<String> {
         let listed = self
             .service_config(service)
             .map(|s| s.sockets)
             .unwrap_or_default();
+        let feeds = |name: &String, s: &relive_units::socket::SocketSection| {
+            (!s.accept && s.service.as_deref() == Some(service)) || listed.contains(name)
+        };
         self.state
             .units
-            .values()
-            .filter(|u| {
+            .iter()
+            .filter(|(name, u)| {
                 u.config
                     .as_ref()
                     .and_then(|c| c.socket.as_ref())
-                    .is_some_and(|s| {
-                        !s.accept
-                            && (s.service.as_deref() == Some(service) || listed.contains(&u.name))
-                    })
+                    .is_some_and(|s| feeds(name, s))
             })
-            .map(|u| u.name.clone())
+            .map(|(name, _)| name.clone())
             .collect()
     }
 

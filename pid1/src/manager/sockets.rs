@@ -377,23 +377,16 @@ impl Manager {
         if let Some(conn) = self.rt.listeners.connections.get(service) {
             return vec![(conn.fd.as_raw_fd(), "connection".into())];
         }
-        let listed = self
-            .service_config(service)
-            .map(|s| s.sockets)
-            .unwrap_or_default();
         let mut fds = Vec::new();
-        for (socket, open) in &self.rt.listeners.by_unit {
-            let Some(cfg) = self.socket_ref(socket) else {
+        for socket in self.sockets_feeding(service) {
+            let Some(cfg) = self.socket_ref(&socket) else {
                 continue;
             };
-            let triggers = !cfg.accept && cfg.service.as_deref() == Some(service);
-            if !triggers && !listed.contains(socket) {
-                continue;
-            }
             let fd_name = cfg
                 .file_descriptor_name
                 .clone()
                 .unwrap_or_else(|| socket.clone());
+            let open = self.rt.listeners.fds_of(&socket);
             fds.extend(open.iter().map(|fd| (fd.as_raw_fd(), fd_name.clone())));
         }
         fds
