@@ -122,6 +122,11 @@ pub enum Verb {
         /// Only the scenarios whose name contains this text.
         #[arg(long)]
         only: Option<String>,
+        /// Only the scenarios the test suite runs (scripts/test): the
+        /// full matrix leaves out none of them and adds three that cost
+        /// minutes each along paths the others already take.
+        #[arg(long)]
+        suite: bool,
     },
     /// A rolling live upgrade across N guests with the repository's
     /// Ansible collection: 6.1 -> 6.12 one host at a time (PIDs and echo
@@ -269,6 +274,7 @@ mod tests {
             "bench --sizes 64M,256M,1G,2G --rates idle,1M,50M --modes single,two \
              --store disk,memory --json-out /tmp/b.json --svg-out /tmp/b.svg",
             "faults --from 6.1 --to 6.12 --only CRIU",
+            "faults --suite",
             "fleet --hosts 3",
         ] {
             let args = std::iter::once("relive-lab").chain(line.split_whitespace());

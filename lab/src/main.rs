@@ -144,12 +144,21 @@ fn run(verb: Verb) -> Result<ExitCode> {
                 &paths, &image, &kernels, &interrupt,
             )?));
         }
-        Verb::Faults { from, to, only } => {
+        Verb::Faults {
+            from,
+            to,
+            only,
+            suite,
+        } => {
             if from == to {
                 bail!("--from and --to are the same kernel");
             }
             let (image, interrupt) = vm::prepare(&paths)?;
-            let results = faults::faults(&paths, &image, &from, &to, only.as_deref(), &interrupt)?;
+            let chosen = faults::Chosen {
+                only: only.as_deref(),
+                suite,
+            };
+            let results = faults::faults(&paths, &image, &from, &to, &chosen, &interrupt)?;
             return Ok(passed(faults::print_table(&results)));
         }
         Verb::UpgradeCheck {

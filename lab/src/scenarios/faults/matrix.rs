@@ -29,6 +29,11 @@ pub struct Scenario {
     pub expect: Expect,
     /// How relive must name the cause.
     pub cause: Cause,
+    /// Run by the test suite (`faults --suite`) as well as by the full
+    /// matrix. Left to the full matrix: the scenarios whose path another
+    /// suite scenario already takes and that cost minutes each (a hung
+    /// CRIU waits out its 120 s reply timeout twice).
+    pub suite: bool,
 }
 
 pub fn scenarios() -> Vec<Scenario> {
@@ -40,6 +45,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: Some("--kernel /root/corrupt-vmlinuz --initrd {I} --reuse-cmdline"),
             expect: Expect::Refused,
             cause: Says("truncated x86 kernel image"),
+            suite: true,
         },
         Scenario {
             name: "a kernel of another architecture",
@@ -49,6 +55,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: Some("--kernel /root/arm64-vmlinuz --initrd {I} --reuse-cmdline"),
             expect: Expect::Refused,
             cause: Says("not an x86 kernel image"),
+            suite: true,
         },
         Scenario {
             name: "a missing initrd",
@@ -57,6 +64,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: Some("--kernel {K} --initrd /boot/no-such-initrd --reuse-cmdline"),
             expect: Expect::Refused,
             cause: Says("no-such-initrd"),
+            suite: true,
         },
         Scenario {
             name: "--append that would not start relive",
@@ -65,6 +73,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: Some("--kernel {K} --initrd {I} --append 'root=/dev/vda init=/bin/false'"),
             expect: Expect::Refused,
             cause: Says("not relive"),
+            suite: true,
         },
         Scenario {
             name: "CRIU dump error in one unit",
@@ -73,6 +82,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: None,
             expect: Expect::Undone,
             cause: Says("relive-idle.service: CRIU dump failed"),
+            suite: true,
         },
         Scenario {
             name: "CRIU killed during the final dump",
@@ -81,6 +91,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: None,
             expect: Expect::Undone,
             cause: Says("relive-counter.service: CRIU dump failed"),
+            suite: false,
         },
         Scenario {
             name: "a group's second member fails to dump",
@@ -91,6 +102,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: None,
             expect: Expect::Undone,
             cause: Says("relive-slowfile.service: CRIU dump failed"),
+            suite: true,
         },
         Scenario {
             name: "CRIU hangs in the final dump",
@@ -99,6 +111,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: None,
             expect: Expect::Undone,
             cause: Says("no message from CRIU within"),
+            suite: false,
         },
         Scenario {
             name: "a failed final dump takes the process with it",
@@ -107,6 +120,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: None,
             expect: Expect::Undone,
             cause: Says("relive-counter.service: state lost: its main process"),
+            suite: false,
         },
         Scenario {
             name: "the store full",
@@ -115,6 +129,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: Some("--kernel {K} --initrd {I} --reuse-cmdline --store disk"),
             expect: Expect::Undone,
             cause: Says("is full"),
+            suite: true,
         },
         Scenario {
             name: "a panic in relive's upgrade code",
@@ -123,6 +138,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: None,
             expect: Expect::Undone,
             cause: Says("panicked: injected fault (panic relive-busy.service)"),
+            suite: true,
         },
         Scenario {
             name: "CRIU killed in a pre-dump; a fatal pre-dump; a corrupt image; a restore error",
@@ -139,6 +155,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 unit: "relive-idle.service",
                 reason: "images refused",
             },
+            suite: true,
         },
         Scenario {
             name: "a rollback unit fails to restore in the new kernel",
@@ -147,6 +164,7 @@ pub fn scenarios() -> Vec<Scenario> {
             args: None,
             expect: Expect::RolledBack,
             cause: Says("relive-counter.service could not be restored"),
+            suite: true,
         },
         Scenario {
             name: "a panic in relive's resume code",
@@ -158,6 +176,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 unit: "relive-busy.service",
                 reason: "relive's resume code panicked",
             },
+            suite: true,
         },
     ]
 }

@@ -50,12 +50,20 @@ pub struct FaultResult {
     pub ok: bool,
 }
 
+/// Which scenarios of the matrix run.
+pub struct Chosen<'a> {
+    /// Those whose name contains this text.
+    pub only: Option<&'a str>,
+    /// Those the test suite runs.
+    pub suite: bool,
+}
+
 pub fn faults(
     paths: &Paths,
     image: &Image,
     from: &str,
     to: &str,
-    only: Option<&str>,
+    chosen: &Chosen,
     interrupt: &Interrupt,
 ) -> Result<Vec<FaultResult>> {
     let releases = [
@@ -72,7 +80,8 @@ pub fn faults(
     let mut running = 0;
     let chosen: Vec<Scenario> = scenarios()
         .into_iter()
-        .filter(|s| only.is_none_or(|text| s.name.contains(text)))
+        .filter(|s| chosen.only.is_none_or(|text| s.name.contains(text)))
+        .filter(|s| s.suite || !chosen.suite)
         .collect();
     let count = chosen.len();
     for (i, scenario) in chosen.into_iter().enumerate() {
