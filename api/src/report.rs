@@ -477,6 +477,11 @@ pub struct EarlyStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EarlyWork {
+    /// The store attached (the memory store's modules loaded) and the
+    /// handover read: relive knows what to resume.
+    Handover,
+    /// The generators run and the unit files loaded: the resume starts.
+    Units,
     /// CRIU's network lock tables loaded again.
     NetworkLocks,
     /// The interfaces' addresses and routes put back by relive.
@@ -502,6 +507,8 @@ impl std::fmt::Display for EarlyStep {
 impl std::fmt::Display for EarlyWork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            EarlyWork::Handover => f.write_str("the handover read"),
+            EarlyWork::Units => f.write_str("the units loaded"),
             EarlyWork::NetworkLocks => f.write_str("network locks"),
             EarlyWork::Network => f.write_str("addresses and routes"),
             EarlyWork::CriuProbe => f.write_str("CRIU's probe"),

@@ -24,6 +24,48 @@ pub(crate) fn urgent(nice: i32) {
     }
 }
 
+/// What relive did in the new kernel before the resume began: CRIU's
+/// probe, started as soon as relive runs (it needs only /run and lo, and
+/// under emulation it takes seconds that the handover's reading and the
+/// units' loading would otherwise add to every stoppage), and the steps
+/// that ran meanwhile, each with when it was done (wall clock, µs).
+#[derive(Debug, Default)]
+pub struct Ahead {
+    pub probe: Option<ProbeAhead>,
+    pub steps: Vec<(EarlyWork, u64)>,
+}
+
+/// CRIU's probe of the new kernel on a thread of its own.
+#[derive(Debug)]
+pub struct ProbeAhead(std::thread::JoinHandle<(bool, u64)>);
+
+impl ProbeAhead {
+    /// Starts the probe with `criu`; None (logged) when no thread can be
+    /// made: the resume then probes for itself.
+    pub fn start(criu: &std::path::Path) -> Option<ProbeAhead> {
+        let restorer = crate::revive::CriuRestorer::new(criu);
+        std::thread::Builder::new()
+            .name("relive-probe".into())
+            .spawn(move || {
+                urgent(URGENT_NICE);
+                let ok = crate::revive::Restorer::probe_kernel(&restorer);
+                (ok, wall_usec())
+            })
+            .inspect_err(|e| tracing::warn!("cannot start CRIU's probe ({e})"))
+            .ok()
+            .map(ProbeAhead)
+    }
+
+    /// Whether the probe passed, and when it ended; None if it panicked.
+    fn wait(self) -> Option<(bool, u64)> {
+        let joined = self.0.join();
+        if joined.is_err() {
+            tracing::error!("CRIU's probe of the new kernel panicked");
+        }
+        joined.ok()
+    }
+}
+
 /// What the resume did before its first restore, and when.
 pub(crate) struct Early {
     pub(crate) resumed_usec: u64,
@@ -34,6 +76,8 @@ pub(crate) struct Early {
     /// The network's units, when relive put the addresses and routes back
     /// itself: they run beside the restores instead of before them.
     pub(crate) network_units_beside: Vec<String>,
+    /// The probe started ahead, taken by [`prepare_new_kernel`].
+    pub(crate) probe_ahead: Option<ProbeAhead>,
 }
 
 /// The new kernel made ready for the restores: CRIU's network locks
@@ -74,14 +118,18 @@ pub(crate) fn prepare_new_kernel(
         // first restore, the most critical unit's. It needs only lo.
         // Without a thread for it (a task limit), the first restore
         // probes for itself.
-        let probe = std::thread::Builder::new()
-            .name("relive-probe".into())
-            .spawn_scoped(scope, || {
-                urgent(URGENT_NICE);
-                let ok = seams.restorer.probe_kernel();
-                (ok, wall_usec())
-            })
-            .inspect_err(|e| tracing::warn!("cannot start CRIU's probe ({e})"));
+        // Started ahead by relive's main as a rule.
+        let ahead = early_steps.probe_ahead.take();
+        let probe = ahead.is_none().then(|| {
+            std::thread::Builder::new()
+                .name("relive-probe".into())
+                .spawn_scoped(scope, || {
+                    urgent(URGENT_NICE);
+                    let ok = seams.restorer.probe_kernel();
+                    (ok, wall_usec())
+                })
+                .inspect_err(|e| tracing::warn!("cannot start CRIU's probe ({e})"))
+        });
         // The firewall, CRIU's network locks and the network's units, in
         // that order, beside the other early units: the locks' loading
         // takes seconds (nft loads its modules into the new kernel).
@@ -109,16 +157,26 @@ pub(crate) fn prepare_new_kernel(
         };
         units.extend(done);
         early_steps.network_units_beside = deferred;
-        match probe.map(|thread| thread.join()) {
-            Ok(Ok((ok, done_usec))) => units.push((EarlyWork::CriuProbe, done_usec, ok)),
-            Ok(Err(_)) => tracing::error!("CRIU's probe of the new kernel panicked"),
-            Err(_) => {}
+        let probed = match (ahead, probe) {
+            (Some(ahead), _) => ahead.wait(),
+            (None, Some(Ok(thread))) => thread
+                .join()
+                .inspect_err(|_| tracing::error!("CRIU's probe of the new kernel panicked"))
+                .ok(),
+            (None, _) => None,
+        };
+        if let Some((ok, done_usec)) = probed {
+            units.push((EarlyWork::CriuProbe, done_usec, ok));
         }
         units.sort_by_key(|(_, done_usec, _)| *done_usec);
         for (work, done_usec, ok) in units {
             let done_ms = done_usec.saturating_sub(early_steps.resumed_usec) as f64 / 1000.0;
             early_steps.steps.push(EarlyStep { work, done_ms, ok });
         }
+        // With the steps relive's main did meanwhile, in time order.
+        early_steps
+            .steps
+            .sort_by(|a, b| a.done_ms.total_cmp(&b.done_ms));
     });
     early_steps.restores_started_usec = wall_usec();
 }

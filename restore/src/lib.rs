@@ -39,6 +39,7 @@ pub mod verifier;
 #[cfg(test)]
 mod tests;
 
+pub use early::{Ahead, ProbeAhead};
 pub use error::RestoreError;
 
 use relive_host::UnitHost;

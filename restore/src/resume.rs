@@ -2,11 +2,11 @@
 //! (rollback units first, then the most critical first), the units whose
 //! state was lost and the restart units started, and the report.
 
-use crate::early::{prepare_new_kernel, Early};
+use crate::early::{prepare_new_kernel, Ahead, Early};
 use crate::tiers::restore_tier;
 use crate::verifier::Verifier;
 use crate::{netlock, rollback, Seams};
-use relive_api::report::{Outcome, UnitMode, UnitRecord, UpgradeReport, CLOCK_NOTE};
+use relive_api::report::{EarlyStep, Outcome, UnitMode, UnitRecord, UpgradeReport, CLOCK_NOTE};
 use relive_host::{panic_message, Job};
 use relive_store::handover::{kernel_release, KexecHandover};
 use relive_store::{memory, Store};
@@ -28,16 +28,26 @@ pub fn resume(
     store: &Store,
     mut handover: KexecHandover,
     resumed_usec: u64,
+    ahead: Ahead,
 ) -> UpgradeReport {
     let mut records = std::mem::take(&mut handover.units);
     // Before anything is restored or started: they all read this clock.
     let clock_offsets = seams.restorer.one_clock(Some(&handover.clock));
     let mut early = Early {
         resumed_usec,
-        steps: Vec::new(),
+        steps: ahead
+            .steps
+            .into_iter()
+            .map(|(work, done_usec)| EarlyStep {
+                work,
+                done_ms: done_usec.saturating_sub(resumed_usec) as f64 / 1000.0,
+                ok: true,
+            })
+            .collect(),
         restores_started_usec: 0,
         clock_offsets,
         network_units_beside: Vec::new(),
+        probe_ahead: ahead.probe,
     };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         resume_units(seams, store, &handover, &mut records, &mut early)

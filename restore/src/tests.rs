@@ -101,7 +101,13 @@ impl Rig {
     }
 
     fn resume(&self, handover: KexecHandover) -> relive_api::report::UpgradeReport {
-        resume::resume(self.seams(), &self.store, handover, 3)
+        resume::resume(
+            self.seams(),
+            &self.store,
+            handover,
+            3,
+            crate::Ahead::default(),
+        )
     }
 }
 

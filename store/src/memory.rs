@@ -26,7 +26,7 @@ pub enum MemoryStoreError {
     NotReservedNext(Reservation),
     #[error("{} is missing (relive loads {} at boot when the command line reserves a region)", .0.display(), MODULES.join(" "))]
     NoDevice(PathBuf),
-    #[error("modprobe {module}: {reason}")]
+    #[error("modprobe -a {module}: {reason}")]
     Modprobe { module: String, reason: String },
     #[error("{} did not appear after loading {}", .0.display(), MODULES.join(" "))]
     DeviceDidNotAppear(PathBuf),
@@ -174,19 +174,19 @@ pub fn store_dir() -> PathBuf {
 /// itself.
 pub fn attach(device: &Path) -> Result<(), MemoryStoreError> {
     if !device.exists() {
-        for module in MODULES {
-            let modprobe = |reason: String| MemoryStoreError::Modprobe {
-                module: module.to_string(),
-                reason,
-            };
-            let status = std::process::Command::new("/usr/sbin/modprobe")
-                .arg("-q")
-                .arg(module)
-                .status()
-                .map_err(|e| modprobe(e.to_string()))?;
-            if !status.success() {
-                return Err(modprobe(status.to_string()));
-            }
+        // One modprobe for all: in a new kernel every process started
+        // before the first restore delays it.
+        let modprobe = |reason: String| MemoryStoreError::Modprobe {
+            module: MODULES.join(" "),
+            reason,
+        };
+        let status = std::process::Command::new("/usr/sbin/modprobe")
+            .args(["-q", "-a"])
+            .args(MODULES)
+            .status()
+            .map_err(|e| modprobe(e.to_string()))?;
+        if !status.success() {
+            return Err(modprobe(status.to_string()));
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while !device.exists() {

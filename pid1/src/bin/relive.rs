@@ -10,6 +10,7 @@ use relive::manager::Manager;
 use relive::upgrade::Upgrades;
 use relive_api::names::DEFAULT_SOCKET;
 use relive_api::plan::StoreWanted;
+use relive_api::report::EarlyWork;
 use relive_config::{Config, DEFAULT_CONFIG_PATH};
 use relive_store::{handover, memory, KexecHandover, Store};
 use relive_sys::cgroup::CgroupFs;
@@ -59,6 +60,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // In a new kernel, the end of the upgrade's floor: relive runs.
+    let started_usec = relive::manager::clock::wall_usec();
     let scope = machine::detect_scope();
     // Files relive makes are never group- or world-writable by accident;
     // services get their own UMask= when they start.
@@ -131,6 +134,16 @@ fn main() -> ExitCode {
     if let Some(e) = config_error {
         tracing::error!("{e}; using the defaults");
     }
+    // After a live upgrade's kexec, CRIU's probe of this kernel starts
+    // now, beside the store's attaching, the handover's reading and the
+    // units' loading: the first restore waits for it.
+    let mut ahead = relive_restore::Ahead::default();
+    if scope == Scope::Machine && !resuming {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        if handover::marker(&cmdline).is_some() {
+            ahead.probe = relive_restore::ProbeAhead::start(&config.upgrade.criu);
+        }
+    }
     // A region reserved for the memory store: its device must exist for an
     // upgrade's preflight, and for this boot's resume.
     if scope == Scope::Machine && !resuming && config.upgrade.store != StoreWanted::Disk {
@@ -147,6 +160,11 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    if kexec_handover.is_some() {
+        ahead
+            .steps
+            .push((EarlyWork::Handover, relive::manager::clock::wall_usec()));
+    }
     if scope != Scope::Process && !resuming {
         // Until the preserved services are back, new processes take PIDs
         // below the floor, so that none takes a PID a restore needs.
@@ -157,7 +175,12 @@ fn main() -> ExitCode {
         };
         prepare_system(&config, scope, floor);
     }
-    match run(args, config, scope, kexec_handover) {
+    let resumed = Resumed {
+        handover: kexec_handover,
+        started_usec,
+        ahead,
+    };
+    match run(args, config, scope, resumed) {
         Ok(()) => {
             relive::logging::flush();
             ExitCode::SUCCESS
@@ -233,6 +256,7 @@ fn kexec_handover(config: &Config) -> Option<(Store, KexecHandover, ManagerState
         }
     }
     let store = Store::at(&path);
+    let reading = std::time::Instant::now();
     let read = store.read_handover().and_then(|handover| {
         let state = relive::upgrade::state_for_new_kernel(&handover).map_err(|source| {
             relive_store::StoreError::Decode {
@@ -244,10 +268,12 @@ fn kexec_handover(config: &Config) -> Option<(Store, KexecHandover, ManagerState
     });
     match read {
         Ok((handover, state)) => {
+            let bytes = std::fs::metadata(store.root.join("state.bin")).map_or(0, |m| m.len());
             tracing::info!(
-                "live upgrade from {}: resuming {} preserved units",
+                "live upgrade from {}: resuming {} preserved units (handover of {bytes} bytes read in {:.0} ms)",
                 handover.kernel_from,
-                handover.units.len()
+                handover.units.len(),
+                reading.elapsed().as_secs_f64() * 1000.0
             );
             Some((store, handover, state))
         }
@@ -266,13 +292,21 @@ fn kexec_handover(config: &Config) -> Option<(Store, KexecHandover, ManagerState
     }
 }
 
-fn run(
-    args: Args,
-    config: Config,
-    scope: Scope,
-    kexec_handover: Option<(Store, KexecHandover, ManagerState)>,
-) -> anyhow::Result<()> {
-    let resumed_usec = relive::manager::clock::wall_usec();
+/// A live upgrade's handover found in this new kernel, if any, and what
+/// relive did in it so far.
+struct Resumed {
+    handover: Option<(Store, KexecHandover, ManagerState)>,
+    /// When relive started.
+    started_usec: u64,
+    ahead: relive_restore::Ahead,
+}
+
+fn run(args: Args, config: Config, scope: Scope, resumed: Resumed) -> anyhow::Result<()> {
+    let Resumed {
+        handover: kexec_handover,
+        started_usec,
+        mut ahead,
+    } = resumed;
     let base_dirs: Vec<PathBuf> = if args.units_dirs.is_empty() {
         relive_units::SYSTEM_UNIT_PATH
             .iter()
@@ -441,12 +475,15 @@ fn run(
         event_loop.manager.state = state;
         // A new kernel: its clock starts again, and so does OnStartupSec=.
         event_loop.manager.state.startup_mono = Some(relive::manager::clock::now());
+        ahead
+            .steps
+            .push((EarlyWork::Units, relive::manager::clock::wall_usec()));
         relive::upgrade::resume_after_kexec(
             &event_loop.sender(),
             &event_loop.manager.config.upgrade,
             store,
             kexec,
-            resumed_usec,
+            (started_usec, ahead),
         )
         .map_err(|e| anyhow::anyhow!("cannot start the resume thread: {e}"))?;
     } else {

@@ -233,20 +233,22 @@ pub fn record_interrupted(store: &Store, why: &str) {
 }
 
 /// After a kexec: resumes on a thread of its own (the loop must run
-/// meanwhile: the restores ask it to adopt the units).
+/// meanwhile: the restores ask it to adopt the units). relive started at
+/// `started_usec`; `ahead` is what it did before this (CRIU's probe).
 pub fn resume_after_kexec(
     commands: &CommandSender,
     config: &UpgradeConfig,
     store: Store,
     handover: KexecHandover,
-    resumed_usec: u64,
+    (started_usec, ahead): (u64, relive_restore::Ahead),
 ) -> std::io::Result<()> {
     let live = Live::new(commands, config);
     std::thread::Builder::new()
         .name("upgrade-resume".into())
         .spawn(move || {
             let seams = live.seams().restore();
-            let report = relive_restore::resume::resume(seams, &store, handover, resumed_usec);
+            let report =
+                relive_restore::resume::resume(seams, &store, handover, started_usec, ahead);
             relive_restore::resume::finish(&store, &report);
         })
         .map(drop)
