@@ -4,6 +4,7 @@
 use clap::Parser;
 use relive::event_loop::{EventLoop, LoopExit};
 use relive::final_stage;
+use relive::generators::Generators;
 use relive::manager::notify::NotifySocket;
 use relive::manager::state::{JobKind, ManagerState};
 use relive::manager::Manager;
@@ -134,6 +135,9 @@ fn main() -> ExitCode {
     if let Some(e) = config_error {
         tracing::error!("{e}; using the defaults");
     }
+    // The generators need only /run: they run beside what follows (in a
+    // new kernel, the store's attaching and the handover's reading).
+    let generated = GeneratorsRun::start(&config, scope);
     // After a live upgrade's kexec, CRIU's probe of this kernel starts
     // now, beside the store's attaching, the handover's reading and the
     // units' loading: the first restore waits for it.
@@ -179,6 +183,7 @@ fn main() -> ExitCode {
         handover: kexec_handover,
         started_usec,
         ahead,
+        generated,
     };
     match run(args, config, scope, resumed) {
         Ok(()) => {
@@ -299,6 +304,46 @@ struct Resumed {
     /// When relive started.
     started_usec: u64,
     ahead: relive_restore::Ahead,
+    generated: GeneratorsRun,
+}
+
+/// The generators, run on a thread of their own from relive's start (a
+/// re-exec runs them again, as systemd's does). At boot relive reaps
+/// each itself: no other child is waited for before the loop runs.
+struct GeneratorsRun(Option<std::thread::JoinHandle<Option<Generators>>>);
+
+impl GeneratorsRun {
+    fn start(config: &Config, scope: Scope) -> GeneratorsRun {
+        let generators = relive::manager::generators_for(config, scope);
+        let thread = std::thread::Builder::new()
+            .name("relive-generators".into())
+            .spawn(move || {
+                if let Some(g) = &generators {
+                    g.run(&mut relive::generators::BootSpawner);
+                }
+                generators
+            });
+        match thread {
+            Ok(thread) => GeneratorsRun(Some(thread)),
+            Err(e) => {
+                tracing::warn!("cannot start the generators' thread ({e}): they run later");
+                GeneratorsRun(None)
+            }
+        }
+    }
+
+    /// Waits for the generators (runs them, without a thread); returns
+    /// them, for the unit search path.
+    fn finish(self, config: &Config, scope: Scope) -> Option<Generators> {
+        if let Some(Ok(generators)) = self.0.map(|thread| thread.join()) {
+            return generators;
+        }
+        let generators = relive::manager::generators_for(config, scope);
+        if let Some(g) = &generators {
+            g.run(&mut relive::generators::BootSpawner);
+        }
+        generators
+    }
 }
 
 fn run(args: Args, config: Config, scope: Scope, resumed: Resumed) -> anyhow::Result<()> {
@@ -306,6 +351,7 @@ fn run(args: Args, config: Config, scope: Scope, resumed: Resumed) -> anyhow::Re
         handover: kexec_handover,
         started_usec,
         mut ahead,
+        generated,
     } = resumed;
     let base_dirs: Vec<PathBuf> = if args.units_dirs.is_empty() {
         relive_units::SYSTEM_UNIT_PATH
@@ -315,12 +361,8 @@ fn run(args: Args, config: Config, scope: Scope, resumed: Resumed) -> anyhow::Re
     } else {
         args.units_dirs.clone()
     };
-    // Generators write units before any is loaded (a re-exec runs them
-    // again, as systemd's does).
-    let generators = relive::manager::generators_for(&config, scope);
-    if let Some(g) = &generators {
-        g.run(&mut relive::generators::BootSpawner);
-    }
+    // Generators write units before any is loaded.
+    let generators = generated.finish(&config, scope);
     let unit_dirs =
         relive_units::search_path(&base_dirs, generators.as_ref().map(|g| g.output.as_path()));
     let kernel = RealKernel {
