@@ -243,9 +243,10 @@ impl UnitHost for FakeHost {
         self.record(HostCall::PidsAboveFloor);
     }
 
-    fn manager_state(&self) -> Result<serde_json::Value, HostError> {
+    fn manager_state(&self) -> Result<Box<serde_json::value::RawValue>, HostError> {
         self.record(HostCall::ManagerState);
-        Ok(serde_json::json!({ "units": {} }))
+        serde_json::value::RawValue::from_string(r#"{"units":{}}"#.into())
+            .map_err(|e| HostError::Manager(e.to_string()))
     }
 
     fn control_clients(&self) -> usize {

@@ -126,7 +126,7 @@ pub trait UnitHost: Sync {
     /// restores, which need their old PIDs).
     fn pids_above_floor(&self);
     /// PID 1's whole state, for the kexec handover.
-    fn manager_state(&self) -> Result<serde_json::Value, HostError>;
+    fn manager_state(&self) -> Result<Box<serde_json::value::RawValue>, HostError>;
     /// Open connections to relive's control socket.
     fn control_clients(&self) -> usize;
     /// Those of them made from processes in `cgroup` (a unit's, below the

@@ -50,7 +50,7 @@ impl Rig {
             });
         }
         let handover = KexecHandover {
-            state: serde_json::json!({}),
+            state: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
             plan: Plan {
                 restarted: vec!["cron".into()],
                 rerun: vec!["network".into(), "sysctl".into()],

@@ -17,7 +17,10 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KexecHandover {
     /// PID 1's manager state, as PID 1 serialized it: only PID 1 reads it.
-    pub state: serde_json::Value,
+    /// Kept as its JSON text: PID 1 decodes it once, straight into its
+    /// own types (through a serde_json::Value it took seconds under
+    /// emulation, in front of every restore).
+    pub state: Box<serde_json::value::RawValue>,
     pub plan: Plan,
     /// Preserved units, in freeze order.
     pub units: Vec<UnitRecord>,

@@ -203,8 +203,8 @@ impl UnitHost for LoopHost {
         }
     }
 
-    fn manager_state(&self) -> Result<serde_json::Value, HostError> {
-        self.on_loop(|m| serde_json::to_value(&m.state))?
+    fn manager_state(&self) -> Result<Box<serde_json::value::RawValue>, HostError> {
+        self.on_loop(|m| serde_json::value::to_raw_value(&m.state))?
             .map_err(|e| HostError::Manager(format!("cannot encode the manager's state: {e}")))
     }
 

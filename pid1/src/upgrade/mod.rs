@@ -258,7 +258,7 @@ pub fn resume_after_kexec(
 /// everything that belonged to the old kernel (PIDs, deadlines, jobs)
 /// cleared; preserved units parked until their restore.
 pub fn state_for_new_kernel(handover: &KexecHandover) -> Result<ManagerState, serde_json::Error> {
-    let mut state: ManagerState = serde_json::from_value(handover.state.clone())?;
+    let mut state: ManagerState = serde_json::from_str(handover.state.get())?;
     state.upgrading = true;
     state.shutdown = None;
     // Socket units whose sockets a preserved service carries: active,
