@@ -253,6 +253,7 @@ fn kexec_handover(config: &Config) -> Option<(Store, KexecHandover, ManagerState
         tracing::error!("{e}; booting afresh");
         return None;
     }
+    let attaching = std::time::Instant::now();
     if let Some(device) = device {
         // The memory store: the same region, as the previous kernel left it.
         if let Err(e) = relive_store::carrier::for_device(Some(&device)).take_back() {
@@ -261,6 +262,7 @@ fn kexec_handover(config: &Config) -> Option<(Store, KexecHandover, ManagerState
         }
     }
     let store = Store::at(&path);
+    let attached_ms = attaching.elapsed().as_secs_f64() * 1000.0;
     let reading = std::time::Instant::now();
     let read = store.read_handover().and_then(|handover| {
         let state = relive::upgrade::state_for_new_kernel(&handover).map_err(|source| {
@@ -275,7 +277,7 @@ fn kexec_handover(config: &Config) -> Option<(Store, KexecHandover, ManagerState
         Ok((handover, state)) => {
             let bytes = std::fs::metadata(store.root.join("state.bin")).map_or(0, |m| m.len());
             tracing::info!(
-                "live upgrade from {}: resuming {} preserved units (handover of {bytes} bytes read in {:.0} ms)",
+                "live upgrade from {}: resuming {} preserved units (store attached in {attached_ms:.0} ms, handover of {bytes} bytes read in {:.0} ms)",
                 handover.kernel_from,
                 handover.units.len(),
                 reading.elapsed().as_secs_f64() * 1000.0
