@@ -2,7 +2,7 @@
 //!
 //! Ordering (After=/Before=) only matters between units that both have a
 //! job, as in systemd: a start job waits for the start jobs of the units it
-//! is ordered after; a stop job waits for the stop jobs of the units ordered
+//! is ordered after (and for those being carried across a live upgrade); a stop job waits for the stop jobs of the units ordered
 //! after it. Requirement (Requires=/BindsTo=) decides failure: when a start
 //! job fails, the start jobs of the units that require it fail too.
 
@@ -313,7 +313,7 @@ impl Manager {
                 None => Vec::new(),
             };
             let ready = if ready.is_empty() {
-                match self.stuck_job() {
+                match order.as_ref().and_then(|order| self.stuck_job(order)) {
                     Some(stuck) => {
                         tracing::warn!(
                             "{}: ordering cycle among queued jobs; running this job to break it",
@@ -344,7 +344,7 @@ impl Manager {
     /// Jobs wait only on other queued jobs; if none runs and none can
     /// start, they wait on each other in a cycle. systemd breaks such a
     /// cycle by dropping a job; relive runs one (nothing is left undone).
-    fn stuck_job(&self) -> Option<(String, JobKind)> {
+    fn stuck_job(&self, order: &OrderIndex) -> Option<(String, JobKind)> {
         let any_running = self
             .state
             .units
@@ -353,10 +353,22 @@ impl Manager {
         if any_running {
             return None;
         }
+        // A job waiting for a carried unit is not stuck: the unit's
+        // restore (or fresh start) lets it go.
         self.state
             .units
             .values()
+            .filter(|u| !self.waits_for_carried(order, &u.name))
             .find_map(|u| u.job.as_ref().map(|j| (u.name.clone(), j.kind)))
+    }
+
+    /// Whether `name` is ordered after a unit being carried across a live
+    /// upgrade (parked): it comes back restored, or started afresh.
+    fn waits_for_carried(&self, order: &OrderIndex, name: &str) -> bool {
+        order
+            .ordered_before(name)
+            .iter()
+            .any(|o| self.state.units.get(o).is_some_and(|u| u.parked))
     }
 
     fn job_runnable(&self, order: &OrderIndex, name: &str, kind: JobKind) -> bool {
@@ -368,11 +380,15 @@ impl Manager {
                 .is_some_and(|j| kinds.contains(&j.kind))
         };
         match kind {
+            // A unit carried across a live upgrade is waited for as if it
+            // had a start job (user-runtime-dir@ asks logind through
+            // dbus-daemon).
             JobKind::Start | JobKind::Restart => {
-                !order
-                    .ordered_before(name)
-                    .iter()
-                    .any(|o| waiting_on(o, &[JobKind::Start, JobKind::Restart]))
+                !self.waits_for_carried(order, name)
+                    && !order
+                        .ordered_before(name)
+                        .iter()
+                        .any(|o| waiting_on(o, &[JobKind::Start, JobKind::Restart]))
                     && !order
                         .ordered_after(name)
                         .iter()

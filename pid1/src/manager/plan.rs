@@ -158,6 +158,16 @@ impl Manager {
         // systemd-user-sessions, user-runtime-dir@, seconds under
         // emulation), and so is the early layer's bookkeeping in relive's
         // built-in table (utmp, the journal's flush, the random seed).
+        // A rerun unit ordered after a preserved one waits for its restore
+        // (a start waits for a parked unit it is ordered after): it runs
+        // beside the restores, never in front of them.
+        let order = super::ordering::OrderIndex::build(&self.state);
+        let after_preserved = |name: &str| {
+            order
+                .ordered_before(name)
+                .iter()
+                .any(|o| preserved.iter().any(|p| &p.name == o))
+        };
         plan.rerun_beside_restores = plan
             .rerun
             .iter()
@@ -168,7 +178,9 @@ impl Manager {
                     .get(*name)
                     .and_then(|u| u.config.as_ref())
                     .is_some_and(|c| c.unit.after.iter().any(|a| a == "basic.target"));
-                services_layer || relive_units::upgrade_policy::beside_restores(name).is_some()
+                services_layer
+                    || relive_units::upgrade_policy::beside_restores(name).is_some()
+                    || after_preserved(name)
             })
             .cloned()
             .collect();
@@ -177,7 +189,6 @@ impl Manager {
                 why.push_str(&format!("; beside the restores: it {beside}"));
             }
         }
-        let order = super::ordering::OrderIndex::build(&self.state);
         (plan.rerun_firewall, plan.rerun_network) =
             super::network_reruns::split(&plan.rerun, &order);
         preserved.sort_by(|a, b| {

@@ -937,6 +937,39 @@ fn starts_requested_together_wait_for_what_they_are_ordered_after() {
     assert_eq!(spawned_units(&k), ["trigger.service", "pre.service"]);
 }
 
+/// A start ordered after a unit being carried across a live upgrade waits
+/// for it to come back (user-runtime-dir@ after dbus-daemon), and a rerun
+/// unit ordered so runs beside the restores, never in front of them.
+#[test]
+fn what_is_ordered_after_a_carried_unit_waits_for_its_restore() {
+    let (mut m, k, _dir) = manager(&[
+        ("bus.service", "[Service]\nExecStart=/bin/bus\n"),
+        (
+            "dir.service",
+            "[Unit]\nDefaultDependencies=no\nAfter=bus.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
+        ),
+    ]);
+    m.request("bus.service", JobKind::Start).unwrap();
+    m.request("dir.service", JobKind::Start).unwrap();
+    exit_last_spawned(&mut m, &k);
+    let plan = m.upgrade_plan();
+    assert_eq!(plan.rerun, ["dir.service"]);
+    assert_eq!(plan.rerun_beside_restores, ["dir.service"]);
+    m.state.units.get_mut("bus.service").unwrap().parked = true;
+    m.state.units.get_mut("dir.service").unwrap().active = ActiveState::Inactive;
+    let before = spawned_units(&k).len();
+    let jobs = m.request_starts(&["dir.service".into()]);
+    assert!(jobs.iter().all(Result::is_ok));
+    m.dispatch();
+    assert_eq!(spawned_units(&k).len(), before, "it waits for bus.service");
+    m.unpark("bus.service", 4242, Vec::new());
+    m.dispatch();
+    assert_eq!(
+        spawned_units(&k).last().map(String::as_str),
+        Some("dir.service")
+    );
+}
+
 /// The early layer's bookkeeping in relive's built-in table (utmp here)
 /// reruns beside the restores, and the plan says why.
 #[test]
