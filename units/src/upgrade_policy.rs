@@ -118,10 +118,6 @@ pub const BESIDE_RESTORES: &[(&str, &str)] = &[
         "systemd-udev-trigger.service",
         "replays the device events for udev's rules; the devices are in the new kernel's /dev already, and under emulation its coldplug took the CPUs from the network locks and the most critical restores",
     ),
-    (
-        "systemd-tmpfiles-setup.service",
-        "makes and cleans files under /run, /tmp and /var for services started later; what the restored ones keep there crosses with them",
-    ),
 ];
 
 /// Why `name` reruns beside the restores, if the built-in table says so.
