@@ -115,6 +115,15 @@ fn resume_units(
         .map(|r| r.name.clone())
         .collect();
     let checking_ahead = (!rollback_first).then(|| Verifier::start(store, ahead.clone()));
+    // What restarted units read back when they start (logind's sessions,
+    // whose processes cross with their services): back from the start,
+    // since a D-Bus activation may start logind before the resume does
+    // (PID 1 holds such a start until no unit is parked).
+    for (name, _) in &handover.plan.carried_on_restart {
+        if let Err(e) = relive_store::rundir::restore(&store.run_dir(name), Path::new("/run")) {
+            tracing::error!("{name}: its state in /run did not come back: {e}");
+        }
+    }
     prepare_new_kernel(seams, store, handover, records, early_steps);
     // Socket ends that no restore takes are closed once all are done.
     let hang_up = crate::switchboard::HangUpAfter;
@@ -188,13 +197,6 @@ fn resume_units(
     }
     host.end_upgrade();
     let target = host.boot_target();
-    // What restarted units read back when they start (logind's sessions,
-    // whose processes crossed with their services above).
-    for (name, _) in &handover.plan.carried_on_restart {
-        if let Err(e) = relive_store::rundir::restore(&store.run_dir(name), Path::new("/run")) {
-            tracing::error!("{name}: its state in /run did not come back: {e}");
-        }
-    }
     for name in &handover.plan.restarted {
         if let Err(e) = host.run_job(name, Job::Start) {
             tracing::error!("{name}: {e}");

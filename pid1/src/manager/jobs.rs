@@ -363,12 +363,23 @@ impl Manager {
     }
 
     /// Whether `name` is ordered after a unit being carried across a live
-    /// upgrade (parked): it comes back restored, or started afresh.
+    /// upgrade (parked): it comes back restored, or started afresh. A unit
+    /// the upgrade restarts waits for every parked unit (logind reads
+    /// back sessions whose processes are being restored).
     fn waits_for_carried(&self, order: &OrderIndex, name: &str) -> bool {
+        let parked = |u: &UnitState| u.parked;
+        if self
+            .state
+            .restarted_after_restores
+            .iter()
+            .any(|r| r == name)
+        {
+            return self.state.units.values().any(parked);
+        }
         order
             .ordered_before(name)
             .iter()
-            .any(|o| self.state.units.get(o).is_some_and(|u| u.parked))
+            .any(|o| self.state.units.get(o).is_some_and(parked))
     }
 
     fn job_runnable(&self, order: &OrderIndex, name: &str, kind: JobKind) -> bool {

@@ -34,6 +34,11 @@ pub struct ManagerState {
     /// on whichever kernel that is.
     #[serde(default)]
     pub queued_shutdown: Option<relive_sys::machine::ShutdownKind>,
+    /// In a new kernel, the units the upgrade restarts (logind...): a
+    /// start of one (a D-Bus activation) waits until no unit is parked
+    /// any more, as they read back state whose processes are restored.
+    #[serde(default)]
+    pub restarted_after_restores: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

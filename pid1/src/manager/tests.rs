@@ -970,6 +970,30 @@ fn what_is_ordered_after_a_carried_unit_waits_for_its_restore() {
     );
 }
 
+/// In a new kernel a unit the upgrade restarts (logind) starts only once
+/// no unit is parked, even when a D-Bus activation asks for it earlier:
+/// it reads back sessions whose processes are being restored.
+#[test]
+fn a_restarted_unit_waits_for_every_restore() {
+    let (mut m, k, _dir) = manager(&[
+        ("ssh.service", "[Service]\nExecStart=/bin/ssh\n"),
+        ("logind.service", "[Service]\nExecStart=/bin/logind\n"),
+    ]);
+    m.request("ssh.service", JobKind::Start).unwrap();
+    m.state.units.get_mut("ssh.service").unwrap().parked = true;
+    m.state.restarted_after_restores = vec!["logind.service".into()];
+    let before = spawned_units(&k).len();
+    m.enqueue("logind.service", JobKind::Start).unwrap();
+    m.dispatch();
+    assert_eq!(spawned_units(&k).len(), before, "it waits for ssh.service");
+    m.unpark("ssh.service", 4242, Vec::new());
+    m.dispatch();
+    assert_eq!(
+        spawned_units(&k).last().map(String::as_str),
+        Some("logind.service")
+    );
+}
+
 /// The early layer's bookkeeping in relive's built-in table (utmp here)
 /// reruns beside the restores, and the plan says why.
 #[test]

@@ -28,6 +28,7 @@ impl Manager {
     /// signal that came meanwhile is acted on now.
     pub fn end_upgrade(&mut self) {
         self.state.upgrading = false;
+        self.state.restarted_after_restores.clear();
         for u in self.state.units.values_mut() {
             u.parked = false;
         }

@@ -261,6 +261,7 @@ pub fn state_for_new_kernel(handover: &KexecHandover) -> Result<ManagerState, se
     let mut state: ManagerState = serde_json::from_str(handover.state.get())?;
     state.upgrading = true;
     state.shutdown = None;
+    state.restarted_after_restores = handover.plan.restarted.clone();
     // Socket units whose sockets a preserved service carries: active,
     // their descriptors taken back from it once it is restored.
     let carried: std::collections::BTreeSet<&str> = handover
