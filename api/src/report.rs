@@ -272,6 +272,10 @@ pub struct UnitRecord {
     pub priority: u16,
     #[serde(default)]
     pub main_pid: i32,
+    /// The root of the tree CRIU checkpointed, where it is not the main
+    /// process (a supervisor whose PID file names its child); 0 otherwise.
+    #[serde(default)]
+    pub tree_root: i32,
     #[serde(default)]
     pub pids: Vec<u32>,
     /// Relative to the cgroup2 root.
@@ -427,6 +431,16 @@ pub struct PreDumpRound {
 }
 
 impl UnitRecord {
+    /// The process whose tree CRIU checkpointed: the main one, or the
+    /// supervisor above it.
+    pub fn dumped_root(&self) -> i32 {
+        if self.tree_root != 0 {
+            self.tree_root
+        } else {
+            self.main_pid
+        }
+    }
+
     /// Frozen → running again, in milliseconds (wall clock).
     pub fn stoppage_ms(&self) -> Option<f64> {
         let running = self.running_usec?;

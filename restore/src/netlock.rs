@@ -134,7 +134,7 @@ pub fn remove(
     record: &relive_api::report::UnitRecord,
 ) -> Result<(), HostError> {
     let name = if record.lock_table.is_empty() {
-        table(record.main_pid)
+        table(record.dumped_root())
     } else {
         record.lock_table.clone()
     };

@@ -286,16 +286,23 @@ impl Restorer for CriuRestorer {
             }
         }
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        if outcome.pid != record.main_pid {
+        // CRIU answers with the tree's root: the main process, or the
+        // supervisor above it, which kept its PID as every process did.
+        let root = record.dumped_root();
+        if outcome.pid != root {
             tracing::warn!(
-                "{}: restored as PID {} (was {})",
+                "{}: restored as PID {} (was {root})",
                 record.name,
                 outcome.pid,
-                record.main_pid
             );
         }
+        let main_pid = if record.tree_root != 0 && outcome.pid == root {
+            record.main_pid
+        } else {
+            outcome.pid
+        };
         Ok(Revived {
-            pid: outcome.pid,
+            pid: main_pid,
             outputs: reads,
             elapsed_ms,
             verify_ms,

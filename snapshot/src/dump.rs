@@ -31,7 +31,8 @@ pub enum DumpError {
 #[derive(Debug, Clone)]
 pub struct PreDumpJob<'a> {
     pub unit: &'a str,
-    pub main_pid: i32,
+    /// The process whose tree CRIU dumps: the unit's topmost one.
+    pub root_pid: i32,
     /// Created empty by the caller.
     pub dir: &'a Path,
     /// The previous round's directory, relative to `dir`.
@@ -47,7 +48,8 @@ pub struct PreDumpJob<'a> {
 #[derive(Debug, Clone)]
 pub struct DumpJob<'a> {
     pub unit: &'a str,
-    pub main_pid: i32,
+    /// The process whose tree CRIU dumps: the unit's topmost one.
+    pub root_pid: i32,
     pub dir: &'a Path,
     /// The unit's frozen cgroup (CRIU must be told: LAB.md).
     pub cgroup_dir: &'a Path,
@@ -145,11 +147,11 @@ impl Dumper for CriuDumper {
                 Fault::PreDumpFail,
                 Fault::PreDumpKills,
                 job.unit,
-                job.main_pid,
+                job.root_pid,
             )?;
         }
         let dir = open_dir(job.dir)?;
-        let mut options = DumpOptions::new(job.main_pid, dir.as_fd());
+        let mut options = DumpOptions::new(job.root_pid, dir.as_fd());
         options.track_mem = true;
         options.parent_img = job.parent.clone();
         options.pre_dump_mode = Some(match job.mode {
@@ -168,7 +170,7 @@ impl Dumper for CriuDumper {
         {
             use relive_host::fault::{self, Fault};
             if fault::injected(Fault::CriuKillPreDump, job.unit) {
-                fault::kill_with_parasite_in(session.pid(), job.main_pid);
+                fault::kill_with_parasite_in(session.pid(), job.root_pid);
             }
         }
         if let Err(e) = session.pre_dump(&options, |_| {}) {
@@ -185,10 +187,10 @@ impl Dumper for CriuDumper {
         #[cfg(feature = "fault-injection")]
         {
             use relive_host::fault::Fault;
-            injected_failure(Fault::DumpFail, Fault::DumpKills, job.unit, job.main_pid)?;
+            injected_failure(Fault::DumpFail, Fault::DumpKills, job.unit, job.root_pid)?;
         }
         let dir = open_dir(job.dir)?;
-        let mut options = DumpOptions::new(job.main_pid, dir.as_fd());
+        let mut options = DumpOptions::new(job.root_pid, dir.as_fd());
         options.leave_running = false;
         options.tcp_established = true;
         // A connection the kernel completed on a listener but the service
@@ -213,7 +215,7 @@ impl Dumper for CriuDumper {
         {
             use relive_host::fault::{self, Fault};
             if fault::injected(Fault::CriuKillDump, job.unit) {
-                fault::kill_with_parasite_in(session.pid(), job.main_pid);
+                fault::kill_with_parasite_in(session.pid(), job.root_pid);
             }
             if fault::injected(Fault::DumpHangs, job.unit) {
                 tracing::warn!(

@@ -531,6 +531,9 @@ impl Parking<'_> {
             source,
         };
         let dir = store.unit_dir(name).map_err(images)?;
+        // CRIU dumps from the unit's topmost process, the main one as a
+        // rule (the preflight found every process below it).
+        let root = crate::tree::root(info.main_pid as u32, &frozen_pids) as i32;
         // CRIU 4 names its lock table by a run id: the new one is the unit's.
         let locks_before = match self.lock_tables.take() {
             Some(known) => known,
@@ -540,7 +543,7 @@ impl Parking<'_> {
         // rest are found in the parent images at restore.
         let mut job = DumpJob {
             unit: name,
-            main_pid: info.main_pid,
+            root_pid: root,
             dir: &dir,
             cgroup_dir: &cgroup,
             parent: chain.parent.as_ref().map(PathBuf::from),
@@ -600,6 +603,7 @@ impl Parking<'_> {
             mode: UnitMode::Preserve,
             priority: planned.priority,
             main_pid: info.main_pid,
+            tree_root: if root == info.main_pid { 0 } else { root },
             pids: frozen_pids,
             cgroup: info.cgroup,
             pipes: info.pipes,
@@ -635,10 +639,12 @@ impl Parking<'_> {
                 unit: unit(),
                 source,
             })?;
-        let lock = netlock::save(self.seams.host, store, name, info.main_pid, &locks_before)
-            .map_err(|source| UpgradeError::Lock {
-                unit: unit(),
-                source,
+        let lock =
+            netlock::save(self.seams.host, store, name, root, &locks_before).map_err(|source| {
+                UpgradeError::Lock {
+                    unit: unit(),
+                    source,
+                }
             })?;
         let mut tables = locks_before;
         tables.extend(lock.clone());

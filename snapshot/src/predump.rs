@@ -442,7 +442,7 @@ fn pre_dump(
         .map_err(io(&dir_path))?;
     dumper.pre_dump(&PreDumpJob {
         unit: name,
-        main_pid: unit.planned.main_pid as i32,
+        root_pid: crate::tree::root(unit.planned.main_pid, &unit.planned.pids) as i32,
         dir: &dir_path,
         parent: unit
             .chain

@@ -54,7 +54,7 @@ pub enum PreflightError {
     NotInit,
     #[error("no main process to checkpoint")]
     NoMainProcess,
-    #[error("PIDs {} are not descendants of main PID {main_pid}: CRIU checkpoints one process tree", outside.iter().map(u32::to_string).collect::<Vec<_>>().join(" "))]
+    #[error("PIDs {} are not descendants of main PID {main_pid} or of its parents in the unit: CRIU checkpoints one process tree", outside.iter().map(u32::to_string).collect::<Vec<_>>().join(" "))]
     NotOneTree { main_pid: u32, outside: Vec<u32> },
     #[error("PID {pid} maps SysV shared memory ({segment}) of the machine's IPC namespace: CRIU dumps SysV IPC only with an IPC namespace of the unit's own (PrivateIPC=yes)")]
     HostSysvShm { pid: u32, segment: String },
@@ -333,7 +333,8 @@ fn criu_on_kernels(criu: &relive_criu::CriuVersion, next: Option<&str>) -> Check
 }
 
 /// CRIU dumps the tree under one process: every process of the unit
-/// must descend from its main process.
+/// must descend from its topmost one (the main process, or the
+/// supervisor above it whose PID file names it).
 fn one_tree(main_pid: u32, pids: &[u32]) -> Checked {
     if main_pid == 0 {
         return Err(PreflightError::NoMainProcess);
@@ -348,17 +349,20 @@ fn one_tree(main_pid: u32, pids: &[u32]) -> Checked {
         if attempt > 0 {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let tree = descendants(main_pid);
+        let root = crate::tree::root(main_pid, pids);
+        let tree = crate::tree::descendants(root);
         outside = pids
             .iter()
             .filter(|p| !tree.contains(p) && relive_criu::activity::alive(proc, **p))
             .copied()
             .collect();
         if outside.is_empty() {
-            return Ok(format!(
-                "{} processes under main PID {main_pid}",
-                pids.len()
-            ));
+            let count = pids.len();
+            return Ok(if root == main_pid {
+                format!("{count} processes under main PID {main_pid}")
+            } else {
+                format!("{count} processes under PID {root}, the parent of main PID {main_pid}: checkpointed from there")
+            });
         }
     }
     Err(PreflightError::NotOneTree { main_pid, outside })
@@ -408,30 +412,6 @@ fn vdso_getrandom(pids: &[u32]) -> Result<(), PreflightError> {
         }
     }
     Ok(())
-}
-
-/// `root` and every process below it, from /proc's children files.
-fn descendants(root: u32) -> Vec<u32> {
-    let mut tree = vec![root];
-    let mut i = 0;
-    while i < tree.len() {
-        let pid = tree[i];
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten();
-        for task in tasks {
-            let children =
-                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            tree.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-        i += 1;
-    }
-    tree
 }
 
 /// A bzImage carries "HdrS" at offset 0x202 (the x86 boot protocol).
@@ -677,24 +657,42 @@ mod tests {
     }
 
     #[test]
-    fn a_process_outside_the_main_tree_is_refused() {
+    fn a_process_outside_the_unit_s_tree_is_refused() {
         let me = std::process::id();
-        let child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
+        let sleep = || {
+            std::process::Command::new("sleep")
+                .arg("5")
+                .spawn()
+                .unwrap()
+        };
+        let (mut child, mut sibling) = (sleep(), sleep());
         assert!(one_tree(me, &[me, child.id()]).is_ok());
-        let e = one_tree(child.id(), &[child.id(), me])
+        // A main process below the unit's topmost one (a PID file naming
+        // a supervisor's child): one tree, from the supervisor.
+        let from_parent = one_tree(child.id(), &[child.id(), me]).unwrap();
+        assert!(
+            from_parent.contains(&format!(
+                "under PID {me}, the parent of main PID {}",
+                child.id()
+            )),
+            "{from_parent}"
+        );
+        // Two trees side by side: refused, naming the other.
+        let e = one_tree(child.id(), &[child.id(), sibling.id()])
             .unwrap_err()
             .to_string();
-        assert!(e.contains(&format!("PIDs {me} are not descendants")), "{e}");
+        assert!(
+            e.contains(&format!("PIDs {} are not descendants", sibling.id())),
+            "{e}"
+        );
         // A listed process that has exited since does not count.
         let mut gone = std::process::Command::new("true").spawn().unwrap();
         gone.wait().unwrap();
         assert!(one_tree(me, &[me, gone.id()]).is_ok());
-        let mut child = child;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        for process in [&mut child, &mut sibling] {
+            process.kill().unwrap();
+            process.wait().unwrap();
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod pg;
 mod phase_check;
 mod sandbox;
 mod stores;
+mod supervisor;
 mod watch;
 
 use crate::output;
@@ -447,8 +448,17 @@ impl Run<'_> {
             rows_before.is_some(),
             detail,
         );
+        // (o) A supervisor whose PID file names its child.
+        let supervised = self.sh(booted, &supervisor::setup_script())?;
+        let supervised = supervisor::parse(&supervised.stdout);
         std::thread::sleep(Duration::from_secs(3));
         let (_, plan) = upgrade::dry_run(self.paths, port, self.to_release, "")?;
+        let (planned, detail) = supervisor::plan_verdict(&plan, supervised);
+        v.record(
+            "(o) plan: a unit rooted above its main process is preserved",
+            planned,
+            detail,
+        );
         let (carried, detail) = greet::plan_verdict(&plan);
         v.record(
             "(l) plan: relive-greet's socket crosses with it",
@@ -660,6 +670,17 @@ impl Run<'_> {
                 format!("{}; {detail}", restored.join(", ")),
             );
         }
+        let state = self.sh(booted, supervisor::STATE)?;
+        let (kept, detail) = supervisor::after_verdict(supervised, &state.stdout);
+        v.record(
+            "(o) the supervisor and its child keep their PIDs, the count goes on",
+            kept && outcome(supervisor::UNIT) == Some(Outcome::Restored),
+            format!(
+                "{} {}; {detail}",
+                supervisor::UNIT,
+                text(outcome(supervisor::UNIT))
+            ),
+        );
         let word = format!("after-{}", self.to_release);
         let bus_after = self.sh(booted, &bus::script(&word))?;
         let (kept, detail) = bus::after_verdict(
