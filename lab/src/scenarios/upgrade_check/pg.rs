@@ -23,18 +23,31 @@ pub fn open_script() -> String {
     )
 }
 
-/// Tells relive-pgapp to commit; prints the same.
+/// Tells relive-pgapp to commit; prints the same, then `@@` and the end
+/// of the cluster's log (the evidence when the connection was lost).
 pub fn commit_script() -> String {
     format!(
-        "touch /run/relive-pgapp/commit && sleep 5; cat /run/relive-pgapp/out; echo @@; {}",
+        "touch /run/relive-pgapp/commit && sleep 5; cat /run/relive-pgapp/out; echo @@; {}; \
+         echo @@; tail -n 12 /var/log/postgresql/postgresql-*-main.log",
         count_rows()
     )
 }
 
 /// psql's output and the committed rows, from either script.
 fn parse(stdout: &str) -> (String, Option<u64>) {
-    let (out, count) = stdout.split_once("@@").unwrap_or((stdout, ""));
+    let (out, rest) = stdout.split_once("@@").unwrap_or((stdout, ""));
+    let count = rest.split("@@").next().unwrap_or_default();
     (out.trim().to_owned(), count.trim().parse().ok())
+}
+
+/// The cluster's log lines [`commit_script`] printed.
+fn server_log(stdout: &str) -> String {
+    stdout
+        .splitn(3, "@@")
+        .nth(2)
+        .unwrap_or_default()
+        .trim()
+        .replace('\n', " | ")
 }
 
 /// The transaction is open: psql said so, and its row is not visible.
@@ -58,8 +71,9 @@ pub fn commit_verdict(stdout: &str, before: u64) -> (bool, String) {
     (
         out.lines().any(|l| l == said) && count == Some(before + 1),
         format!(
-            "psql: {}; committed rows: {count:?} (before: {before})",
-            out.replace('\n', " | ")
+            "psql: {}; committed rows: {count:?} (before: {before}); server log: {}",
+            out.replace('\n', " | "),
+            server_log(stdout)
         ),
     )
 }
@@ -80,5 +94,12 @@ mod tests {
         // A connection lost with the upgrade: psql errors, nothing added.
         let lost = "open|812\nserver closed the connection unexpectedly\n@@\n2\n";
         assert!(!commit_verdict(lost, 2).0);
+        let logged = "open|812\n@@\n2\n@@\nLOG:  server process (PID 9) was terminated\n";
+        let (ok, detail) = commit_verdict(logged, 2);
+        assert!(!ok);
+        assert!(
+            detail.contains("server log: LOG:  server process (PID 9)"),
+            "{detail}"
+        );
     }
 }
