@@ -276,6 +276,10 @@ pub struct UnitRecord {
     /// process (a supervisor whose PID file names its child); 0 otherwise.
     #[serde(default)]
     pub tree_root: i32,
+    /// The tree's root led no session of its own: CRIU dumped it as a
+    /// shell job, and restores it so.
+    #[serde(default)]
+    pub shell_job: bool,
     #[serde(default)]
     pub pids: Vec<u32>,
     /// Relative to the cgroup2 root.

@@ -227,6 +227,7 @@ impl Restorer for CriuRestorer {
         options.tcp_established = true;
         options.ext_unix_sk = true;
         options.file_locks = true;
+        options.shell_job = record.shell_job;
         options.log_file = Some("restore.log".into());
         options.log_level = LogLevel::Info;
         // Into the system's one clock, when there is one.

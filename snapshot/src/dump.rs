@@ -33,6 +33,10 @@ pub struct PreDumpJob<'a> {
     pub unit: &'a str,
     /// The process whose tree CRIU dumps: the unit's topmost one.
     pub root_pid: i32,
+    /// The root leads no session of its own (a supervisor whose start
+    /// process, the session's leader, has exited): CRIU dumps it as a
+    /// shell job, its session and group taken as outside the tree.
+    pub shell_job: bool,
     /// Created empty by the caller.
     pub dir: &'a Path,
     /// The previous round's directory, relative to `dir`.
@@ -50,6 +54,10 @@ pub struct DumpJob<'a> {
     pub unit: &'a str,
     /// The process whose tree CRIU dumps: the unit's topmost one.
     pub root_pid: i32,
+    /// The root leads no session of its own (a supervisor whose start
+    /// process, the session's leader, has exited): CRIU dumps it as a
+    /// shell job, its session and group taken as outside the tree.
+    pub shell_job: bool,
     pub dir: &'a Path,
     /// The unit's frozen cgroup (CRIU must be told: LAB.md).
     pub cgroup_dir: &'a Path,
@@ -152,6 +160,7 @@ impl Dumper for CriuDumper {
         }
         let dir = open_dir(job.dir)?;
         let mut options = DumpOptions::new(job.root_pid, dir.as_fd());
+        options.shell_job = job.shell_job;
         options.track_mem = true;
         options.parent_img = job.parent.clone();
         options.pre_dump_mode = Some(match job.mode {
@@ -191,6 +200,7 @@ impl Dumper for CriuDumper {
         }
         let dir = open_dir(job.dir)?;
         let mut options = DumpOptions::new(job.root_pid, dir.as_fd());
+        options.shell_job = job.shell_job;
         options.leave_running = false;
         options.tcp_established = true;
         // A connection the kernel completed on a listener but the service

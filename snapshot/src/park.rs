@@ -541,9 +541,11 @@ impl Parking<'_> {
         };
         // Only the pages dirtied since the last pre-dump are written; the
         // rest are found in the parent images at restore.
+        let shell_job = !crate::tree::leads_its_session(root as u32);
         let mut job = DumpJob {
             unit: name,
             root_pid: root,
+            shell_job,
             dir: &dir,
             cgroup_dir: &cgroup,
             parent: chain.parent.as_ref().map(PathBuf::from),
@@ -604,6 +606,7 @@ impl Parking<'_> {
             priority: planned.priority,
             main_pid: info.main_pid,
             tree_root: if root == info.main_pid { 0 } else { root },
+            shell_job,
             pids: frozen_pids,
             cgroup: info.cgroup,
             pipes: info.pipes,

@@ -440,9 +440,11 @@ fn pre_dump(
         .mode(0o700)
         .create(&dir_path)
         .map_err(io(&dir_path))?;
+    let root = crate::tree::root(unit.planned.main_pid, &unit.planned.pids);
     dumper.pre_dump(&PreDumpJob {
         unit: name,
-        root_pid: crate::tree::root(unit.planned.main_pid, &unit.planned.pids) as i32,
+        root_pid: root as i32,
+        shell_job: !crate::tree::leads_its_session(root),
         dir: &dir_path,
         parent: unit
             .chain

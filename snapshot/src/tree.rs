@@ -42,6 +42,15 @@ pub fn descendants(root: u32) -> Vec<u32> {
     tree
 }
 
+/// Whether `pid` leads its session. CRIU dumps a root that does not only
+/// as a shell job: the session (and process group) it belongs to is then
+/// outside the tree, and the restore gives it CRIU's own.
+pub fn leads_its_session(pid: u32) -> bool {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .is_ok_and(|stat| u32::try_from(stat.session).is_ok_and(|sid| sid == pid))
+}
+
 fn parent(pid: u32) -> Option<u32> {
     let stat = procfs::process::Process::new(pid as i32)
         .ok()?
@@ -67,6 +76,8 @@ mod tests {
         assert_eq!(root(child_pid, &[child_pid]), child_pid);
         assert_eq!(root(child_pid, &[child_pid, me]), me);
         assert!(descendants(me).contains(&child_pid));
+        // The child of a process that is not a session leader leads none.
+        assert!(!leads_its_session(child_pid));
         child.kill().unwrap();
         child.wait().unwrap();
     }
