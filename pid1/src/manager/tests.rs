@@ -957,17 +957,23 @@ fn what_is_ordered_after_a_carried_unit_waits_for_its_restore() {
     assert_eq!(plan.rerun_beside_restores, ["dir.service"]);
     m.state.units.get_mut("bus.service").unwrap().parked = true;
     m.state.units.get_mut("dir.service").unwrap().active = ActiveState::Inactive;
-    let before = spawned_units(&k).len();
     let jobs = m.request_starts(&["dir.service".into()]);
     assert!(jobs.iter().all(Result::is_ok));
-    m.dispatch();
-    assert_eq!(spawned_units(&k).len(), before, "it waits for bus.service");
-    m.unpark("bus.service", 4242, Vec::new());
+    starts_once_unparked(&mut m, &k, "bus.service", "dir.service");
+}
+
+/// `waiting`'s queued start runs only once `parked` is restored.
+fn starts_once_unparked(m: &mut Manager, k: &FakeKernel, parked: &str, waiting: &str) {
+    let before = spawned_units(k).len();
     m.dispatch();
     assert_eq!(
-        spawned_units(&k).last().map(String::as_str),
-        Some("dir.service")
+        spawned_units(k).len(),
+        before,
+        "{waiting} waits for {parked}"
     );
+    m.unpark(parked, 4242, Vec::new());
+    m.dispatch();
+    assert_eq!(spawned_units(k).last().map(String::as_str), Some(waiting));
 }
 
 /// In a new kernel a unit the upgrade restarts (logind) starts only once
@@ -982,16 +988,8 @@ fn a_restarted_unit_waits_for_every_restore() {
     m.request("ssh.service", JobKind::Start).unwrap();
     m.state.units.get_mut("ssh.service").unwrap().parked = true;
     m.state.restarted_after_restores = vec!["logind.service".into()];
-    let before = spawned_units(&k).len();
     m.enqueue("logind.service", JobKind::Start).unwrap();
-    m.dispatch();
-    assert_eq!(spawned_units(&k).len(), before, "it waits for ssh.service");
-    m.unpark("ssh.service", 4242, Vec::new());
-    m.dispatch();
-    assert_eq!(
-        spawned_units(&k).last().map(String::as_str),
-        Some("logind.service")
-    );
+    starts_once_unparked(&mut m, &k, "ssh.service", "logind.service");
 }
 
 /// The early layer's bookkeeping in relive's built-in table (utmp here)
