@@ -46,11 +46,7 @@ impl ProbeAhead {
         let restorer = crate::revive::CriuRestorer::new(criu);
         std::thread::Builder::new()
             .name("relive-probe".into())
-            .spawn(move || {
-                urgent(URGENT_NICE);
-                let ok = crate::revive::Restorer::probe_kernel(&restorer);
-                (ok, wall_usec())
-            })
+            .spawn(move || probe_timed(&restorer))
             .inspect_err(|e| tracing::warn!("cannot start CRIU's probe ({e})"))
             .ok()
             .map(ProbeAhead)
@@ -64,6 +60,13 @@ impl ProbeAhead {
         }
         joined.ok()
     }
+}
+
+/// CRIU's probe at the critical path's priority: whether it passed, and
+/// when it ended (wall clock, µs).
+fn probe_timed(restorer: &dyn crate::revive::Restorer) -> (bool, u64) {
+    urgent(URGENT_NICE);
+    (restorer.probe_kernel(), wall_usec())
 }
 
 /// What the resume did before its first restore, and when.
@@ -123,11 +126,7 @@ pub(crate) fn prepare_new_kernel(
         let probe = ahead.is_none().then(|| {
             std::thread::Builder::new()
                 .name("relive-probe".into())
-                .spawn_scoped(scope, || {
-                    urgent(URGENT_NICE);
-                    let ok = seams.restorer.probe_kernel();
-                    (ok, wall_usec())
-                })
+                .spawn_scoped(scope, || probe_timed(seams.restorer))
                 .inspect_err(|e| tracing::warn!("cannot start CRIU's probe ({e})"))
         });
         // The firewall, CRIU's network locks and the network's units, in
@@ -168,7 +167,6 @@ pub(crate) fn prepare_new_kernel(
         if let Some((ok, done_usec)) = probed {
             units.push((EarlyWork::CriuProbe, done_usec, ok));
         }
-        units.sort_by_key(|(_, done_usec, _)| *done_usec);
         for (work, done_usec, ok) in units {
             let done_ms = done_usec.saturating_sub(early_steps.resumed_usec) as f64 / 1000.0;
             early_steps.steps.push(EarlyStep { work, done_ms, ok });

@@ -297,7 +297,7 @@ impl Restorer for CriuRestorer {
                 outcome.pid,
             );
         }
-        let main_pid = if record.tree_root != 0 && outcome.pid == root {
+        let main_pid = if outcome.pid == root {
             record.main_pid
         } else {
             outcome.pid

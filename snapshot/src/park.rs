@@ -533,7 +533,8 @@ impl Parking<'_> {
         let dir = store.unit_dir(name).map_err(images)?;
         // CRIU dumps from the unit's topmost process, the main one as a
         // rule (the preflight found every process below it).
-        let root = crate::tree::root(info.main_pid as u32, &frozen_pids) as i32;
+        let (root, shell_job) = crate::tree::dump_root(info.main_pid as u32, &frozen_pids);
+        let root = root as i32;
         // CRIU 4 names its lock table by a run id: the new one is the unit's.
         let locks_before = match self.lock_tables.take() {
             Some(known) => known,
@@ -541,7 +542,6 @@ impl Parking<'_> {
         };
         // Only the pages dirtied since the last pre-dump are written; the
         // rest are found in the parent images at restore.
-        let shell_job = !crate::tree::leads_its_session(root as u32);
         let mut job = DumpJob {
             unit: name,
             root_pid: root,

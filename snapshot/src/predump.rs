@@ -440,11 +440,11 @@ fn pre_dump(
         .mode(0o700)
         .create(&dir_path)
         .map_err(io(&dir_path))?;
-    let root = crate::tree::root(unit.planned.main_pid, &unit.planned.pids);
+    let (root, shell_job) = crate::tree::dump_root(unit.planned.main_pid, &unit.planned.pids);
     dumper.pre_dump(&PreDumpJob {
         unit: name,
         root_pid: root as i32,
-        shell_job: !crate::tree::leads_its_session(root),
+        shell_job,
         dir: &dir_path,
         parent: unit
             .chain

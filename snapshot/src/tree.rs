@@ -18,6 +18,13 @@ pub fn root(main_pid: u32, pids: &[u32]) -> u32 {
     root
 }
 
+/// The process CRIU dumps the unit from ([`root`]), and whether as a
+/// shell job (it leads no session: [`leads_its_session`]).
+pub fn dump_root(main_pid: u32, pids: &[u32]) -> (u32, bool) {
+    let root = root(main_pid, pids);
+    (root, !leads_its_session(root))
+}
+
 /// `root` and every process below it, from /proc's children files.
 pub fn descendants(root: u32) -> Vec<u32> {
     let mut tree = vec![root];

@@ -141,26 +141,30 @@ fn main() -> ExitCode {
     // After a live upgrade's kexec, CRIU's probe of this kernel starts
     // now, beside the store's attaching, the handover's reading and the
     // units' loading: the first restore waits for it.
+    // Read once: the probe, the memory store and the handover all go by it.
+    let booted_machine = scope == Scope::Machine && !resuming;
+    let cmdline = if booted_machine {
+        std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
+    } else {
+        String::new()
+    };
     let mut ahead = relive_restore::Ahead::default();
-    if scope == Scope::Machine && !resuming {
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        if handover::marker(&cmdline).is_some() {
-            ahead.probe = relive_restore::ProbeAhead::start(&config.upgrade.criu);
-        }
+    if handover::marker(&cmdline).is_some() {
+        ahead.probe = relive_restore::ProbeAhead::start(&config.upgrade.criu);
     }
     // A region reserved for the memory store: its device must exist for an
     // upgrade's preflight, and for this boot's resume.
-    if scope == Scope::Machine && !resuming && config.upgrade.store != StoreWanted::Disk {
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        if !memory::reservations(&cmdline).is_empty() {
-            if let Err(e) = memory::attach(&config.upgrade.memory_device) {
-                tracing::error!("memory store: {e}; live upgrades use the disk store");
-            }
+    if booted_machine
+        && config.upgrade.store != StoreWanted::Disk
+        && !memory::reservations(&cmdline).is_empty()
+    {
+        if let Err(e) = memory::attach(&config.upgrade.memory_device) {
+            tracing::error!("memory store: {e}; live upgrades use the disk store");
         }
     }
     // After a live upgrade's kexec: the previous kernel's handover.
-    let kexec_handover = if scope == Scope::Machine && !resuming {
-        kexec_handover(&config)
+    let kexec_handover = if booted_machine {
+        kexec_handover(&config, &cmdline)
     } else {
         None
     };
@@ -244,10 +248,9 @@ fn prepare_system(config: &Config, scope: Scope, pid_floor: u32) {
 /// The store named by `relive.handover=` on the kernel command line, if
 /// it holds a valid handover. A store that does not is wiped: its images
 /// are never used.
-fn kexec_handover(config: &Config) -> Option<(Store, KexecHandover, ManagerState)> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let path = handover::marker(&cmdline)?;
-    let device = memory::device_of(&cmdline);
+fn kexec_handover(config: &Config, cmdline: &str) -> Option<(Store, KexecHandover, ManagerState)> {
+    let path = handover::marker(cmdline)?;
+    let device = memory::device_of(cmdline);
     if let Err(e) = handover::check_marker(&path, device.as_deref(), &config.upgrade.store_dir) {
         // Not relive's: not read, not mounted, not wiped.
         tracing::error!("{e}; booting afresh");
@@ -319,12 +322,7 @@ impl GeneratorsRun {
         let generators = relive::manager::generators_for(config, scope);
         let thread = std::thread::Builder::new()
             .name("relive-generators".into())
-            .spawn(move || {
-                if let Some(g) = &generators {
-                    g.run(&mut relive::generators::BootSpawner);
-                }
-                generators
-            });
+            .spawn(move || run_generators(generators));
         match thread {
             Ok(thread) => GeneratorsRun(Some(thread)),
             Err(e) => {
@@ -337,15 +335,19 @@ impl GeneratorsRun {
     /// Waits for the generators (runs them, without a thread); returns
     /// them, for the unit search path.
     fn finish(self, config: &Config, scope: Scope) -> Option<Generators> {
-        if let Some(Ok(generators)) = self.0.map(|thread| thread.join()) {
-            return generators;
+        match self.0.map(|thread| thread.join()) {
+            Some(Ok(generators)) => generators,
+            _ => run_generators(relive::manager::generators_for(config, scope)),
         }
-        let generators = relive::manager::generators_for(config, scope);
-        if let Some(g) = &generators {
-            g.run(&mut relive::generators::BootSpawner);
-        }
-        generators
     }
+}
+
+/// Runs `generators`, if any; returns them.
+fn run_generators(generators: Option<Generators>) -> Option<Generators> {
+    if let Some(g) = &generators {
+        g.run(&mut relive::generators::BootSpawner);
+    }
+    generators
 }
 
 fn run(args: Args, config: Config, scope: Scope, resumed: Resumed) -> anyhow::Result<()> {

@@ -2,8 +2,9 @@
 //!
 //! Ordering (After=/Before=) only matters between units that both have a
 //! job, as in systemd: a start job waits for the start jobs of the units it
-//! is ordered after (and for those being carried across a live upgrade); a stop job waits for the stop jobs of the units ordered
-//! after it. Requirement (Requires=/BindsTo=) decides failure: when a start
+//! is ordered after (and for those being carried across a live upgrade);
+//! a stop job waits for the stop jobs of the units ordered after it.
+//! Requirement (Requires=/BindsTo=) decides failure: when a start
 //! job fails, the start jobs of the units that require it fail too.
 
 use super::ordering::OrderIndex;
