@@ -128,6 +128,27 @@ pub fn beside_restores(name: &str) -> Option<&'static str> {
         .map(|(_, why)| *why)
 }
 
+/// Services relive starts in an IPC namespace of their own (as
+/// `PrivateIPC=yes`) when they are to be preserved (unit or template
+/// name, why): they keep System V shared memory for themselves, and CRIU
+/// dumps System V IPC only with the IPC namespace it lives in, never the
+/// machine's. With `Mode=restart` or `rerun` the unit starts as its file
+/// says.
+pub const OWN_IPC_NAMESPACE: &[(&str, &str)] = &[(
+    "postgresql@.service",
+    "PostgreSQL keeps a System V segment (its interlock against orphaned backends) beside its mmap'd shared memory; CRIU carries it only with an IPC namespace of the cluster's own",
+)];
+
+/// Why `name` gets an IPC namespace of its own when preserved, if the
+/// built-in table says so.
+pub fn own_ipc_namespace(name: &str) -> Option<&'static str> {
+    let template = template_of(name);
+    OWN_IPC_NAMESPACE
+        .iter()
+        .find(|(unit, _)| *unit == name || Some(*unit) == template.as_deref())
+        .map(|(_, why)| *why)
+}
+
 /// (unit, paths under /run it reads back when it starts): carried across
 /// the kexec when the unit is restarted.
 pub const CARRIED_ON_RESTART: &[(&str, &[&str])] = &[(
@@ -146,13 +167,18 @@ pub fn carried_on_restart(name: &str) -> &'static [&'static str] {
 /// The built-in entry for `name` (an instance matches its template):
 /// its mode and why.
 pub fn built_in(name: &str) -> Option<(UpgradeMode, &'static str)> {
-    let template = name
-        .split_once('@')
-        .and_then(|(prefix, rest)| Some(format!("{prefix}@.{}", rest.rsplit_once('.')?.1)));
+    let template = template_of(name);
     BUILT_IN
         .iter()
         .find(|(unit, _, _)| *unit == name || Some(*unit) == template.as_deref())
         .map(|(_, mode, why)| (*mode, *why))
+}
+
+/// `getty@tty1.service` -> `getty@.service`; None for a unit that is
+/// not an instance.
+fn template_of(name: &str) -> Option<String> {
+    name.split_once('@')
+        .and_then(|(prefix, rest)| Some(format!("{prefix}@.{}", rest.rsplit_once('.')?.1)))
 }
 
 #[cfg(test)]
@@ -178,5 +204,7 @@ mod tests {
         );
         assert!(carried_on_restart("dbus.service").is_empty());
         assert_eq!(built_in("getty.target"), None);
+        assert!(own_ipc_namespace("postgresql@15-main.service").is_some());
+        assert_eq!(own_ipc_namespace("redis-server.service"), None);
     }
 }

@@ -488,6 +488,26 @@ fn live_upgrade_defaults_and_explicit() {
     assert_eq!(y.install.wanted_by, ["local-fs.target"]);
 }
 
+/// relive starts a preserved postgres cluster in an IPC namespace of its
+/// own (its System V segment crosses the kexec only with it); restarted,
+/// the cluster starts as its unit says.
+#[test]
+fn a_preserved_postgres_cluster_gets_its_own_ipc_namespace() {
+    let t = Tree::new();
+    let unit = "[Service]\nType=forking\nExecStart=/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i start\n";
+    t.write("lib/postgresql@.service", unit);
+    t.write(
+        "etc/postgresql@16-old.service.d/restart.conf",
+        "[X-LiveUpgrade]\nMode=restart\n",
+    );
+    t.write("lib/other@.service", unit);
+    let l = t.loader(&["etc", "lib"]);
+    let private_ipc = |name: &str| l.load(name).unwrap().service.unwrap().sandbox.private_ipc;
+    assert!(private_ipc("postgresql@15-main.service"));
+    assert!(!private_ipc("postgresql@16-old.service"));
+    assert!(!private_ipc("other@15-main.service"));
+}
+
 #[test]
 fn journald_socket_as_debian_ships_it() {
     let t = Tree::new();

@@ -488,7 +488,7 @@ impl<'a> Builder<'a> {
     /// `fragment` locates unit-wide errors. Target ordering on wanted units
     /// needs the other units, so `load` adds it.
     pub fn finish(mut self, fragment: &Location) -> Result<Built, LoadError> {
-        let service = match self.service.take() {
+        let mut service = match self.service.take() {
             Some(s) => Some(s.finish(fragment, self.success_action)?),
             None => None,
         };
@@ -684,6 +684,9 @@ impl<'a> Builder<'a> {
             Some(_) => UpgradeMode::Preserve,
             None => UpgradeMode::Restart,
         });
+        if let Some(s) = service.as_mut().filter(|_| mode == UpgradeMode::Preserve) {
+            s.sandbox.private_ipc |= crate::upgrade_policy::own_ipc_namespace(&self.name).is_some();
+        }
         let live = LiveUpgrade {
             mode,
             priority: self.priority.unwrap_or(500),

@@ -1,5 +1,6 @@
-//! (n) A database across the kexec: the postgres cluster is preserved
-//! (mkosi/mkosi.extra: PrivateIPC=yes, Mode=preserve), and relive-pgapp
+//! (n) A database across the kexec: the postgres cluster, under Debian's
+//! configuration, is preserved (relive gives it an IPC namespace of its
+//! own; the check reads that it has one), and relive-pgapp
 //! holds a transaction open on it over the unix socket (an uncommitted
 //! row), to be committed only after the upgrade. The row must be
 //! invisible before, and committed by the same connection after.
@@ -13,12 +14,21 @@ fn count_rows() -> String {
     )
 }
 
+/// Prints `ipc-own` when the postmaster runs in an IPC namespace other
+/// than PID 1's while no unit file or drop-in of the image asks for one:
+/// relive gave it.
+const OWN_IPC: &str = "pm=$(head -n 1 /var/lib/postgresql/*/main/postmaster.pid); \
+     if [ \"$(readlink /proc/$pm/ns/ipc)\" != \"$(readlink /proc/1/ns/ipc)\" ] \
+     && ! grep -rqs PrivateIPC /etc/systemd/system/postgresql@.service.d \
+     /lib/systemd/system/postgresql@.service; then echo ipc-own; else echo ipc-shared; fi";
+
 /// (Re)starts relive-pgapp, which opens its transaction; prints what
-/// psql said, `@@`, and the committed rows with its note.
+/// psql said and whether relive gave the cluster its IPC namespace, `@@`,
+/// and the committed rows with its note.
 pub fn open_script() -> String {
     format!(
         "relivectl stop relive-pgapp.service; relivectl start relive-pgapp.service && sleep 5; \
-         cat /run/relive-pgapp/out; echo @@; {}",
+         cat /run/relive-pgapp/out; {OWN_IPC}; echo @@; {}",
         count_rows()
     )
 }
@@ -50,11 +60,12 @@ fn server_log(stdout: &str) -> String {
         .replace('\n', " | ")
 }
 
-/// The transaction is open: psql said so, and its row is not visible.
-/// Returns the committed rows so far.
+/// The transaction is open: psql said so, and its row is not visible;
+/// the cluster runs under Debian's unit in an IPC namespace relive gave
+/// it. Returns the committed rows so far.
 pub fn open_verdict(stdout: &str) -> (Option<u64>, String) {
     let (out, count) = parse(stdout);
-    let open = out.lines().any(|l| l.starts_with("open|"));
+    let open = out.lines().any(|l| l.starts_with("open|")) && out.lines().any(|l| l == "ipc-own");
     (
         count.filter(|_| open),
         format!(
@@ -84,8 +95,10 @@ mod tests {
 
     #[test]
     fn an_open_then_committed_transaction_is_recognized() {
-        let (before, _) = open_verdict("open|812\n@@\n2\n");
+        let (before, _) = open_verdict("open|812\nipc-own\n@@\n2\n");
         assert_eq!(before, Some(2));
+        // The cluster in the machine's IPC namespace: not what relive does.
+        assert_eq!(open_verdict("open|812\nipc-shared\n@@\n2\n").0, None);
         assert_eq!(
             open_verdict("psql: error: connection refused\n@@\n2\n").0,
             None
