@@ -175,6 +175,11 @@ pub enum Verb {
         /// run, at 4 GiB). With both, the ratios disk/memory are printed.
         #[arg(long, default_value = "disk")]
         store: String,
+        /// Small idle units (4 MiB, Priority=500, bench-small-NN) added to
+        /// every run beside the bench units, as on a real server: target
+        /// (f) is judged on the two-phase idle runs that have them (80).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        small_units: usize,
         /// The figures as JSON [default: lab/out/bench-twophase.json].
         #[arg(long, value_name = "PATH")]
         json_out: Option<PathBuf>,
@@ -273,6 +278,7 @@ mod tests {
             "bench-upgrade --json",
             "bench --sizes 64M,256M,1G,2G --rates idle,1M,50M --modes single,two \
              --store disk,memory --json-out /tmp/b.json --svg-out /tmp/b.svg",
+            "bench --sizes 1G --rates idle --modes two --small-units 80",
             "faults --from 6.1 --to 6.12 --only CRIU",
             "faults --suite",
             "fleet --hosts 3",

@@ -233,11 +233,13 @@ fn run(verb: Verb) -> Result<ExitCode> {
             rates,
             modes,
             store,
+            small_units,
             json_out,
             svg_out,
         } => {
             // Parsed before anything boots: a typo fails at once.
-            let matrix = bench::twophase::Matrix::parse(&sizes, &rates, &modes, &store)?;
+            let mut matrix = bench::twophase::Matrix::parse(&sizes, &rates, &modes, &store)?;
+            matrix.small_units = small_units;
             let outputs = bench::twophase::Outputs::new(&paths, json_out, svg_out);
             let (image, interrupt) = vm::prepare(&paths)?;
             let runs = bench::twophase::bench(&paths, &image, &matrix, &outputs, &interrupt)?;

@@ -9,7 +9,7 @@ use serde::Serialize;
 /// One bench unit in one run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UnitFigures {
-    /// "critical" or "normal" (or "busy").
+    /// "critical" or "normal" (or "busy", or "small").
     pub role: String,
     pub name: String,
     pub outcome: String,
@@ -110,6 +110,8 @@ pub struct Run {
     pub phase1_secs: f64,
     pub vm_memory_mib: u64,
     pub disk_bytes: u64,
+    /// Small idle units beside the bench units (target (f)).
+    pub small_units: usize,
     pub units: Vec<UnitFigures>,
     /// bench-busy's ops/s (two-phase runs with a non-idle rate).
     pub throughput: Option<Throughput>,

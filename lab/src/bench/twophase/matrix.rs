@@ -34,6 +34,9 @@ pub struct Matrix {
     pub modes: Vec<Mode>,
     /// "disk" and/or "memory" (`relivectl live-upgrade --store`).
     pub stores: Vec<String>,
+    /// Small idle units added to every run beside the bench units
+    /// (`--small-units`), as on a real server: target (f).
+    pub small_units: usize,
 }
 
 impl Matrix {
@@ -75,6 +78,7 @@ impl Matrix {
             rates,
             modes,
             stores,
+            small_units: 0,
         })
     }
 }
@@ -132,6 +136,15 @@ pub fn rate_label(mib_per_sec: f64) -> String {
 /// much, whatever the size under test.
 pub const BUSY_MIB: u64 = 64;
 
+/// What each of the `--small-units` holds (idle, Priority=500).
+pub const SMALL_MIB: u64 = 4;
+
+/// The memory `n` small units take in the guest: their own and each
+/// process's binary, heap and stacks (~4 MiB of RSS).
+pub fn small_units_mib(n: usize) -> u64 {
+    n as u64 * (SMALL_MIB + 4)
+}
+
 /// The memory store for a run: a region for every unit's images with
 /// their pre-dumps (twice the bench units' memory) and the lab's own
 /// units, placed at 4 GiB (above QEMU's PCI hole, 128 MiB aligned), and
@@ -144,11 +157,13 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    pub fn for_size(size_mib: u64) -> MemoryStore {
-        let region_mib = (2 * size_mib * 2 + 2 * BUSY_MIB + 512).div_ceil(128) * 128;
+    /// For two bench units of `size_mib` and `small_mib` of small units.
+    pub fn for_size(size_mib: u64, small_mib: u64) -> MemoryStore {
+        let region_mib =
+            (2 * size_mib * 2 + 2 * BUSY_MIB + 2 * small_mib + 512).div_ceil(128) * 128;
         MemoryStore {
             region_mib,
-            vm_memory_mib: vm_memory_mib(size_mib).max(3584) + region_mib,
+            vm_memory_mib: vm_memory_mib(size_mib, small_mib).max(3584) + region_mib,
         }
     }
 
@@ -159,17 +174,17 @@ impl MemoryStore {
 }
 
 /// Guest RAM: both bench units' memory twice over (CRIU's pages in flight
-/// and the page cache of the images) plus 1.5 GiB for the system, in
-/// 256 MiB steps.
-pub fn vm_memory_mib(size_mib: u64) -> u64 {
-    (2 * size_mib + 1536).div_ceil(256) * 256
+/// and the page cache of the images) plus the small units' and 1.5 GiB
+/// for the system, in 256 MiB steps.
+pub fn vm_memory_mib(size_mib: u64, small_mib: u64) -> u64 {
+    (2 * size_mib + small_mib + 1536).div_ceil(256) * 256
 }
 
 /// The disk: the image's 4 GiB (~2.6 GiB free) plus room for two units'
 /// images and pre-dumps (twice their memory each) and bench-busy's, in
 /// whole GiB.
-pub fn disk_bytes(size_mib: u64) -> u64 {
-    let mib = 4 * 1024 + 2 * size_mib * 2 + 2 * BUSY_MIB;
+pub fn disk_bytes(size_mib: u64, small_mib: u64) -> u64 {
+    let mib = 4 * 1024 + 2 * size_mib * 2 + 2 * BUSY_MIB + 2 * small_mib;
     (mib.div_ceil(1024) * 1024) << 20
 }
 
@@ -232,14 +247,14 @@ mod tests {
     #[test]
     fn vm_memory_and_disk_grow_with_the_size() {
         // 2 * 64 + 1536 = 1664, rounded up to 1792.
-        assert_eq!(vm_memory_mib(64), 1792);
-        assert_eq!(vm_memory_mib(256), 2048);
-        assert_eq!(vm_memory_mib(1024), 3584);
-        assert_eq!(vm_memory_mib(2048), 5632);
+        assert_eq!(vm_memory_mib(64, 0), 1792);
+        assert_eq!(vm_memory_mib(256, 0), 2048);
+        assert_eq!(vm_memory_mib(1024, 0), 3584);
+        assert_eq!(vm_memory_mib(2048, 0), 5632);
         // 4096 + 256 + 128 MiB -> 5 GiB.
-        assert_eq!(disk_bytes(64), 5 << 30);
+        assert_eq!(disk_bytes(64, 0), 5 << 30);
         // 4096 + 8192 + 128 MiB -> 13 GiB.
-        assert_eq!(disk_bytes(2048), 13 << 30);
+        assert_eq!(disk_bytes(2048, 0), 13 << 30);
     }
 
     #[test]
@@ -255,11 +270,14 @@ mod tests {
 
     #[test]
     fn the_memory_store_region_holds_the_images_above_the_pci_hole() {
-        let m = MemoryStore::for_size(1024);
+        let m = MemoryStore::for_size(1024, 0);
         assert_eq!(m.region_mib, 4736);
         assert_eq!(m.memmap(), "4736M!4G");
         // RAM above 4 GiB is vm - 3 GiB: the region fits, with room to spare.
         assert!(m.vm_memory_mib - 3072 >= m.region_mib + 512, "{m:?}");
+        let with_smalls = MemoryStore::for_size(1024, small_units_mib(80));
+        assert!(with_smalls.region_mib >= m.region_mib + 2 * 80 * SMALL_MIB);
+        assert!(with_smalls.vm_memory_mib >= m.vm_memory_mib + 3 * 80 * SMALL_MIB);
         assert!(Matrix::parse("64M", "idle", "two", "disk,tape").is_err());
         assert_eq!(
             Matrix::parse("64M", "idle", "two", "disk,memory")

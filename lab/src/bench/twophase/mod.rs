@@ -6,7 +6,9 @@
 //! relive-dirty units are added over ssh, bench-critical (Priority=900,
 //! parked last) and bench-normal (100), each holding `size` and dirtying
 //! `rate`; in two-phase runs with a non-idle rate also bench-busy (64 MiB,
-//! --busy, 500), whose ops/s tell what phase 1 costs a busy service. Once
+//! --busy, 500), whose ops/s tell what phase 1 costs a busy service; with
+//! `--small-units N`, N idle units of 4 MiB at 500 (bench-small-NN), as
+//! on a real server (target (f)). Once
 //! every unit answers `report` (its memory is filled) and 10 s have passed:
 //! a detached live upgrade to 6.12 (`--single-phase` for single), relive's
 //! report, each unit's `report` and `verify` (every page must be intact,
@@ -42,7 +44,8 @@ use crate::vm::stop;
 use anyhow::{bail, Context, Result};
 use figures::{phase1_throughput, Run, UnitFigures};
 use matrix::{
-    disk_bytes, rate_label, size_label, unit_text, vm_memory_mib, MemoryStore, Mode, BUSY_MIB,
+    disk_bytes, rate_label, size_label, small_units_mib, unit_text, vm_memory_mib, MemoryStore,
+    Mode, BUSY_MIB, SMALL_MIB,
 };
 use relive_api::report::UpgradeReport;
 use relive_workloads::dirty::{DirtyReport, VerifyReport};
@@ -61,7 +64,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 struct BenchUnit {
     role: &'static str,
-    name: &'static str,
+    name: String,
     size_mib: u64,
     rate: f64,
     busy: bool,
@@ -69,11 +72,14 @@ struct BenchUnit {
     priority: u32,
 }
 
-fn bench_units(size_mib: u64, rate: f64, mode: Mode) -> Vec<BenchUnit> {
+/// The first small unit's report port; the others follow.
+const SMALL_PORT: u16 = 7100;
+
+fn bench_units(size_mib: u64, rate: f64, mode: Mode, small_units: usize) -> Vec<BenchUnit> {
     let mut units = vec![
         BenchUnit {
             role: "critical",
-            name: "bench-critical.service",
+            name: "bench-critical.service".into(),
             size_mib,
             rate,
             busy: false,
@@ -82,7 +88,7 @@ fn bench_units(size_mib: u64, rate: f64, mode: Mode) -> Vec<BenchUnit> {
         },
         BenchUnit {
             role: "normal",
-            name: "bench-normal.service",
+            name: "bench-normal.service".into(),
             size_mib,
             rate,
             busy: false,
@@ -93,7 +99,7 @@ fn bench_units(size_mib: u64, rate: f64, mode: Mode) -> Vec<BenchUnit> {
     if mode == Mode::Two && rate > 0.0 {
         units.push(BenchUnit {
             role: "busy",
-            name: "bench-busy.service",
+            name: "bench-busy.service".into(),
             size_mib: BUSY_MIB,
             rate,
             busy: true,
@@ -101,6 +107,15 @@ fn bench_units(size_mib: u64, rate: f64, mode: Mode) -> Vec<BenchUnit> {
             priority: 500,
         });
     }
+    units.extend((0..small_units).map(|i| BenchUnit {
+        role: "small",
+        name: format!("bench-small-{:02}.service", i + 1),
+        size_mib: SMALL_MIB,
+        rate: 0.0,
+        busy: false,
+        port: SMALL_PORT + i as u16,
+        priority: 500,
+    }));
     units
 }
 
@@ -151,7 +166,7 @@ pub fn bench(
                         rate_label(rate),
                         mode.label()
                     ));
-                    let mut run = empty_run(size, rate, mode, store);
+                    let mut run = empty_run(size, rate, mode, store, matrix.small_units);
                     let result = run_one(paths, image, &mut run, store, &to_release, interrupt);
                     // QEMU is gone by now (powered off, or killed by its guard).
                     // The disk copy grows with the size (up to 12 GiB) and the
@@ -172,10 +187,11 @@ pub fn bench(
     Ok(runs)
 }
 
-fn empty_run(size: u64, rate: f64, mode: Mode, store: &str) -> Run {
+fn empty_run(size: u64, rate: f64, mode: Mode, store: &str, small_units: usize) -> Run {
+    let small_mib = small_units_mib(small_units);
     let vm_memory_mib = match store {
-        "memory" => MemoryStore::for_size(size).vm_memory_mib,
-        _ => vm_memory_mib(size),
+        "memory" => MemoryStore::for_size(size, small_mib).vm_memory_mib,
+        _ => vm_memory_mib(size, small_mib),
     };
     Run {
         size_mib: size,
@@ -187,7 +203,8 @@ fn empty_run(size: u64, rate: f64, mode: Mode, store: &str) -> Run {
         store_requested: store.to_owned(),
         phase1_secs: 0.0,
         vm_memory_mib,
-        disk_bytes: disk_bytes(size),
+        disk_bytes: disk_bytes(size, small_mib),
+        small_units,
         units: Vec::new(),
         throughput: None,
     }
@@ -209,17 +226,23 @@ fn run_one(
         ..Options::new(FROM, Some(Init::Relive))
     };
     if store == "memory" {
-        opts.memory_store = MemoryStore::for_size(run.size_mib).memmap();
+        opts.memory_store =
+            MemoryStore::for_size(run.size_mib, small_units_mib(run.small_units)).memmap();
     }
     let mut booted = boot::start(paths, image, &opts, interrupt)?;
     let port = booted.guest.ssh_port;
-    let units = bench_units(run.size_mib, run.rate_mib_per_sec, run.mode);
-    let step = output::step("starting the bench units, filling their memory");
+    let units = bench_units(
+        run.size_mib,
+        run.rate_mib_per_sec,
+        run.mode,
+        run.small_units,
+    );
+    let step = output::step(format!(
+        "starting the {} bench units, filling their memory",
+        units.len()
+    ));
     install(paths, port, &units)?;
-    let mut before = Vec::new();
-    for unit in &units {
-        before.push(wait_report(paths, port, unit, interrupt)?);
-    }
+    let before = wait_reports(paths, port, &units, interrupt)?;
     step.done();
     let step = output::step(format!("letting them run {} s", SETTLE.as_secs()));
     let settle = Instant::now();
@@ -245,9 +268,9 @@ fn run_one(
         run.phase1_secs = (report.phase1_ended_usec - report.phase1_started_usec) as f64 / 1e6;
     }
 
-    for (unit, before) in units.iter().zip(&before) {
-        let after = ask::<DirtyReport>(paths, port, unit.port, "report");
-        let verify = ask::<VerifyReport>(paths, port, unit.port, "verify");
+    let afters = ask_each::<DirtyReport>(paths, port, &units, "report")?;
+    let verifies = ask_each::<VerifyReport>(paths, port, &units, "verify")?;
+    for (((unit, before), after), verify) in units.iter().zip(&before).zip(afters).zip(verifies) {
         for (what, e) in [
             ("report", after.as_ref().err()),
             ("verify", verify.as_ref().err()),
@@ -257,6 +280,7 @@ fn run_one(
             }
         }
         let after = after.ok();
+        let verify = verify.ok();
         if unit.busy {
             run.throughput = after.as_ref().and_then(|a| {
                 phase1_throughput(
@@ -266,7 +290,7 @@ fn run_one(
                 )
             });
         }
-        let figures = unit_figures(unit, &report, before, after.as_ref(), verify.ok().as_ref());
+        let figures = unit_figures(unit, &report, before, after.as_ref(), verify.as_ref());
         if !figures.intact {
             output::warn(&format!(
                 "{} NOT INTACT: {} corrupt pages (first {:?}), PID {} -> {}",
@@ -297,7 +321,7 @@ fn install(paths: &Paths, port: u16, units: &[BenchUnit]) -> Result<()> {
             u.name
         );
     }
-    let names: Vec<&str> = units.iter().map(|u| u.name).collect();
+    let names: Vec<&str> = units.iter().map(|u| u.name.as_str()).collect();
     script += &format!(
         "relivectl daemon-reload\nrelivectl start {}\n",
         names.join(" ")
@@ -314,51 +338,75 @@ fn install(paths: &Paths, port: u16, units: &[BenchUnit]) -> Result<()> {
     Ok(())
 }
 
-/// Asks relive-dirty in the guest. `nc -N` closes its side after the
-/// request and exits when relive-dirty closes its own: a request sent
-/// while the memory is still being filled waits for the fill, and a
-/// `verify` of GiBs under TCG is not cut short (as `-q1` would).
-fn ask<T: DeserializeOwned>(paths: &Paths, port: u16, guest_port: u16, request: &str) -> Result<T> {
+/// Asks every unit's relive-dirty in the guest, one after another in one
+/// ssh command (a login per unit would take minutes with 80 units under
+/// emulation): one answer per unit, in order. `nc -N` closes its side
+/// after the request and exits when relive-dirty closes its own: a
+/// request sent while the memory is still being filled waits for the
+/// fill, and a `verify` of GiBs under TCG is not cut short (as `-q1`
+/// would).
+fn ask_each<T: DeserializeOwned>(
+    paths: &Paths,
+    port: u16,
+    units: &[BenchUnit],
+    request: &str,
+) -> Result<Vec<Result<T>>> {
+    let ports: Vec<String> = units.iter().map(|u| u.port.to_string()).collect();
     let out = ssh::run(
         paths,
         port,
-        &format!("echo {request} | timeout 900 nc -N 127.0.0.1 {guest_port}"),
+        &format!(
+            "for p in {}; do echo {request} | timeout 900 nc -N 127.0.0.1 $p | head -n 1 | \
+             grep . || echo \"no answer from port $p\"; done",
+            ports.join(" ")
+        ),
     )?;
-    let line = out.stdout.trim();
-    if !out.success() || line.is_empty() {
+    if !out.success() {
         bail!(
-            "`{request}` to 127.0.0.1:{guest_port}: exit {:?}, {:?} {}",
+            "`{request}` to the bench units: exit {:?}, {}",
             out.code,
-            line,
             out.stderr.trim()
         );
     }
-    serde_json::from_str(line).with_context(|| format!("parsing relive-dirty's answer {line:?}"))
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    Ok(units
+        .iter()
+        .enumerate()
+        .map(|(i, unit)| {
+            let line = lines.get(i).copied().unwrap_or_default().trim();
+            serde_json::from_str(line).with_context(|| {
+                format!(
+                    "`{request}` to {} (127.0.0.1:{}): {line:?}",
+                    unit.name, unit.port
+                )
+            })
+        })
+        .collect())
 }
 
-/// The unit's first report: its memory is filled and it answers.
-fn wait_report(
+/// Every unit's first report: its memory is filled and it answers.
+fn wait_reports(
     paths: &Paths,
     port: u16,
-    unit: &BenchUnit,
+    units: &[BenchUnit],
     interrupt: &Interrupt,
-) -> Result<DirtyReport> {
+) -> Result<Vec<DirtyReport>> {
     let started = Instant::now();
     loop {
         interrupt.check()?;
-        match ask::<DirtyReport>(paths, port, unit.port, "report") {
-            Ok(report) => {
+        let answers = ask_each::<DirtyReport>(paths, port, units, "report")?;
+        match answers.into_iter().collect::<Result<Vec<_>>>() {
+            Ok(reports) => {
                 output::note(&format!(
-                    "{} answers (pid {}, {} MiB) after {:.0} s",
-                    unit.name,
-                    report.pid,
-                    report.size_mib,
+                    "{} units answer ({} MiB in all) after {:.0} s",
+                    reports.len(),
+                    reports.iter().map(|r| r.size_mib).sum::<u64>(),
                     started.elapsed().as_secs_f64()
                 ));
-                return Ok(report);
+                return Ok(reports);
             }
             Err(e) if started.elapsed() > Duration::from_secs(900) => {
-                return Err(e.context(format!("{} never answered `report`", unit.name)))
+                return Err(e.context("a bench unit never answered `report`"))
             }
             Err(_) => std::thread::sleep(Duration::from_secs(1)),
         }
@@ -374,7 +422,7 @@ fn unit_figures(
 ) -> UnitFigures {
     let mut f = UnitFigures {
         role: unit.role.into(),
-        name: unit.name.into(),
+        name: unit.name.clone(),
         outcome: "missing from relive's report".into(),
         pid_before: before.pid,
         pid_after: after.map_or(0, |a| a.pid),
@@ -443,7 +491,7 @@ mod tests {
     #[test]
     fn busy_unit_only_in_two_phase_runs_with_a_rate() {
         let roles = |rate, mode| -> Vec<&str> {
-            bench_units(1024, rate, mode)
+            bench_units(1024, rate, mode, 0)
                 .iter()
                 .map(|u| u.role)
                 .collect()
@@ -451,10 +499,17 @@ mod tests {
         assert_eq!(roles(0.0, Mode::Two), ["critical", "normal"]);
         assert_eq!(roles(50.0, Mode::Single), ["critical", "normal"]);
         assert_eq!(roles(50.0, Mode::Two), ["critical", "normal", "busy"]);
-        let busy = &bench_units(1024, 50.0, Mode::Two)[2];
+        let busy = &bench_units(1024, 50.0, Mode::Two, 0)[2];
         assert_eq!(
             (busy.size_mib, busy.port, busy.priority),
             (BUSY_MIB, 7012, 500)
+        );
+        let with_smalls = bench_units(1024, 0.0, Mode::Two, 80);
+        assert_eq!(with_smalls.len(), 82);
+        let last = &with_smalls[81];
+        assert_eq!(
+            (last.name.as_str(), last.port, last.size_mib, last.role),
+            ("bench-small-80.service", 7179, SMALL_MIB, "small")
         );
     }
 

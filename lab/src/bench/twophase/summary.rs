@@ -163,6 +163,9 @@ pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
             "floor, rounds, final dump and stop MiB (written in the stoppage) are the two-phase run's"
         );
         print!("{}", table(matrix, &runs));
+        for line in runs.iter().filter_map(small_units_line) {
+            println!("{line}");
+        }
         println!();
         for target in targets(&runs) {
             println!("{store} store {}", target.line());
@@ -186,6 +189,42 @@ pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
     }
     println!("figures: {}", outputs.json.display());
     println!("plot:    {}", outputs.svg.display());
+}
+
+/// The small units of a run in one line: their stoppages (fewest, median,
+/// most seconds), the floor, where the slowest one's went, and any that
+/// did not come back intact.
+fn small_units_line(run: &Run) -> Option<String> {
+    let smalls: Vec<_> = run.units.iter().filter(|u| u.role == "small").collect();
+    let mut stoppages: Vec<f64> = smalls.iter().filter_map(|u| u.stoppage_ms).collect();
+    stoppages.sort_by(f64::total_cmp);
+    let (first, last) = (stoppages.first()?, stoppages.last()?);
+    let slowest = smalls
+        .iter()
+        .find(|u| u.stoppage_ms == Some(*last))
+        .expect("the longest stoppage is a small unit's");
+    let broken = smalls.iter().filter(|u| !u.intact).count();
+    Some(format!(
+        "{} {} {}-phase, {} small units: stoppage {:.2} / {:.2} / {:.2} s (fewest / median / most), floor {} s; \
+         the slowest ({}): frozen -> kexec {} s, resumed -> its restore {} s, restore {} s; {}",
+        size_label(run.size_mib),
+        rate_label(run.rate_mib_per_sec),
+        run.mode.label(),
+        smalls.len(),
+        first / 1000.0,
+        stoppages[stoppages.len() / 2] / 1000.0,
+        last / 1000.0,
+        secs(slowest.boot_floor_ms),
+        slowest.name,
+        secs(slowest.frozen_to_kexec_ms),
+        secs(slowest.resumed_to_restore_ms),
+        secs(slowest.restore_ms),
+        if broken == 0 {
+            "all intact".to_owned()
+        } else {
+            format!("{broken} NOT INTACT")
+        }
+    ))
 }
 
 /// Every run completed and every unit came back intact.
@@ -221,6 +260,30 @@ mod tests {
     }
 
     #[test]
+    fn small_units_fit_in_one_line() {
+        let mut r = run(1024, 0.0, Mode::Two, 12_000.0, 10_000.0);
+        assert_eq!(small_units_line(&r), None);
+        r.small_units = 3;
+        for (i, ms) in [14_000.0, 11_000.0, 12_500.0].into_iter().enumerate() {
+            r.units.push(UnitFigures {
+                role: "small".into(),
+                name: format!("bench-small-0{}.service", i + 1),
+                stoppage_ms: Some(ms),
+                boot_floor_ms: Some(10_000.0),
+                intact: i != 1,
+                ..UnitFigures::default()
+            });
+        }
+        let line = small_units_line(&r).unwrap();
+        assert!(
+            line.starts_with("1G idle two-phase, 3 small units: stoppage 11.00 / 12.50 / 14.00 s"),
+            "{line}"
+        );
+        assert!(line.contains("floor 10.00 s; the slowest (bench-small-01.service)"));
+        assert!(line.ends_with("1 NOT INTACT"), "{line}");
+    }
+
+    #[test]
     fn store_ratios_put_disk_over_memory() {
         let matrix = Matrix::parse("1G", "idle", "two", "disk,memory").unwrap();
         let disk = run(1024, 0.0, Mode::Two, 30_000.0, 10_000.0);
@@ -243,7 +306,7 @@ mod tests {
         Run {
             store: "disk".into(),
             units: vec![unit("critical"), unit("normal")],
-            ..super::super::empty_run(size, rate, mode, "disk")
+            ..super::super::empty_run(size, rate, mode, "disk", 0)
         }
     }
 }
