@@ -147,6 +147,47 @@ pub fn store_ratios(matrix: &Matrix, runs: &[Run]) -> String {
     out
 }
 
+/// Where each bench unit's stoppage went, per run (the small units are
+/// summed up in their own line): frozen -> kexec on the old kernel, the
+/// floor (kexec -> relive running), relive running -> its restore began
+/// (what ran before it), the image check and the restore.
+pub fn breakdown(runs: &[Run]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>5} {:>8} {:<6} {:<9} {:>9} {:>12} {:>8} {:>14} {:>9} {:>9}",
+        "size",
+        "rate",
+        "mode",
+        "unit",
+        "stoppage",
+        "frozen>kexec",
+        "floor",
+        "resumed>restore",
+        "check",
+        "restore"
+    );
+    for run in runs.iter().filter(|r| r.error.is_none()) {
+        for u in run.units.iter().filter(|u| u.role != "small") {
+            let _ = writeln!(
+                out,
+                "{:>5} {:>8} {:<6} {:<9} {:>9} {:>12} {:>8} {:>14} {:>9} {:>9}",
+                size_label(run.size_mib),
+                rate_label(run.rate_mib_per_sec),
+                run.mode.label(),
+                u.role,
+                secs(u.stoppage_ms),
+                secs(u.frozen_to_kexec_ms),
+                secs(u.boot_floor_ms),
+                secs(u.resumed_to_restore_ms),
+                secs(u.verify_ms),
+                secs(u.restore_ms),
+            );
+        }
+    }
+    out
+}
+
 /// The table, then one line per target.
 pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
     println!();
@@ -166,6 +207,9 @@ pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
         for line in runs.iter().filter_map(small_units_line) {
             println!("{line}");
         }
+        println!();
+        println!("where the stoppage went (seconds; the check overlaps the restore; no lazy restore, so no lazy tail)");
+        print!("{}", breakdown(&runs));
         println!();
         for target in targets(&runs) {
             println!("{store} store {}", target.line());
@@ -257,6 +301,22 @@ mod tests {
         assert!(critical.ends_with("ok"), "{critical}");
         let normal = text.lines().find(|l| l.contains("normal")).unwrap();
         assert!(normal.contains("NOT INTACT (2 corrupt"), "{normal}");
+    }
+
+    #[test]
+    fn the_breakdown_has_a_row_per_bench_unit() {
+        let mut r = run(1024, 0.0, Mode::Two, 12_000.0, 10_000.0);
+        r.units[0].frozen_to_kexec_ms = Some(700.0);
+        r.units[0].boot_floor_ms = Some(10_000.0);
+        r.units[0].restore_ms = Some(1_250.0);
+        let text = breakdown(&[r]);
+        let critical = text.lines().find(|l| l.contains("critical")).unwrap();
+        let cells: Vec<&str> = critical.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            ["1G", "idle", "two", "critical", "12.00", "0.70", "10.00", "-", "-", "1.25"]
+        );
+        assert_eq!(text.lines().count(), 3);
     }
 
     #[test]
