@@ -26,6 +26,7 @@ pub mod plan;
 pub mod predump;
 pub mod preflight;
 pub mod request;
+mod shm_ids;
 pub mod tree;
 pub mod unix_ties;
 pub mod warm;

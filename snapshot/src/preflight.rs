@@ -58,6 +58,8 @@ pub enum PreflightError {
     NotOneTree { main_pid: u32, outside: Vec<u32> },
     #[error("PID {pid} maps SysV shared memory ({segment}) of the machine's IPC namespace: CRIU dumps SysV IPC only with an IPC namespace of the unit's own (PrivateIPC=yes)")]
     HostSysvShm { pid: u32, segment: String },
+    #[error("PID {pid} maps a System V segment whose id {id} is also the inode number of its shared mapping at {start:#x}: CRIU (up to 4.2) takes one for the other and its dump would fail (\"Can't open 0/map_files/...\"); once this relive has started the unit again, its IPC namespace numbers segments out of reach")]
+    ShmIdCollision { pid: u32, id: u64, start: u64 },
     #[error("PID {0} keeps the state of the vDSO's getrandom (glibc 2.41 on Linux 6.11 and later): CRIU (up to 4.2) cannot carry it to another kernel's vDSO, and the process would crash at its next getrandom (sshd did, in the lab)")]
     VdsoGetrandom(u32),
     #[error(transparent)]
@@ -229,12 +231,14 @@ pub fn run(
         let name = format!("unit {}", unit.name);
         let carried = one_tree(unit.main_pid, &unit.pids)
             .and_then(|ok| host_sysv_shm(&unit.pids).map(|()| ok))
+            .and_then(|ok| shm_ids(&unit.pids).map(|()| ok))
             .and_then(|ok| vdso_getrandom(&unit.pids).map(|()| ok));
         match carried {
             Err(
                 e @ (PreflightError::NotOneTree { .. }
                 | PreflightError::NoMainProcess
                 | PreflightError::HostSysvShm { .. }
+                | PreflightError::ShmIdCollision { .. }
                 | PreflightError::VdsoGetrandom { .. }),
             ) if !config.strict => {
                 let why = format!("{e}: restarted instead (upgrade.strict refuses the upgrade)");
@@ -391,6 +395,19 @@ fn host_sysv_shm(pids: &[u32]) -> Result<(), PreflightError> {
         }
     }
     Ok(())
+}
+
+/// A System V segment and a shared mapping CRIU would take for each other
+/// (`crate::shm_ids`).
+fn shm_ids(pids: &[u32]) -> Result<(), PreflightError> {
+    match crate::shm_ids::find_in(pids) {
+        Some(c) => Err(PreflightError::ShmIdCollision {
+            pid: c.pid,
+            id: c.id,
+            start: c.start,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A process that called getrandom through the vDSO keeps per-thread

@@ -131,6 +131,9 @@ pub(crate) unsafe fn enter(plan: &NamespacePlan) -> Result<(), (ChildStep, i32)>
         if libc::unshare(plan.unshare) < 0 {
             return Err((ChildStep::Namespace, -1));
         }
+        if plan.unshare & libc::CLONE_NEWIPC != 0 {
+            first_shm_id_out_of_reach();
+        }
         if plan.unshare & libc::CLONE_NEWNS != 0
             && libc::mount(
                 std::ptr::null(),
@@ -253,6 +256,37 @@ pub fn bring_loopback_up() -> bool {
     // SAFETY: loopback_up makes three system calls on a stack struct; it
     // is only unsafe for its async-signal-safe use in a forked child.
     unsafe { loopback_up() }
+}
+
+/// The id the first System V segment of a service's own IPC namespace
+/// gets (instead of 0, 1, ...): IPC id = sequence << 15 | index, here
+/// sequence 32768, index 0.
+pub const FIRST_SHM_ID: i32 = 1 << 30;
+
+/// Gives the first System V segment made in a new IPC namespace the id
+/// [`FIRST_SHM_ID`] (kernel.shm_next_id, per namespace). CRIU (up to
+/// 4.2) keys a process's shared memory by one number, the id of a System
+/// V segment and the inode number of an anonymous shared mapping alike:
+/// where they meet, its dump fails ("Can't open 0/map_files/..."), as
+/// postgres's did when its segment's small id met its buffers' inode
+/// number. Inode numbers of the kernel's shmem mount count up from 1:
+/// they do not reach 2^30. Best effort: a kernel without the file
+/// (CONFIG_CHECKPOINT_RESTORE off) has no CRIU to feed either.
+unsafe fn first_shm_id_out_of_reach() {
+    // SAFETY: open/write/close on a static path and a stack buffer.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/sys/kernel/shm_next_id".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return;
+        }
+        let text = b"1073741824";
+        const _: () = assert!(FIRST_SHM_ID == 1_073_741_824);
+        libc::write(fd, text.as_ptr().cast(), text.len());
+        libc::close(fd);
+    }
 }
 
 /// `ip link set lo up`, with the SIOCSIFFLAGS ioctl.

@@ -267,6 +267,27 @@ fn secure_bits_reach_the_service_of_root_and_of_another_user() {
     assert_eq!((caps["CapPrm"], caps["CapEff"]), (0, 0), "{user}");
 }
 
+/// PrivateIPC=: the service's own IPC namespace gives its first System V
+/// segment an id no shared mapping's inode number reaches (CRIU takes one
+/// for the other), and the next ones as usual; the machine's namespace is
+/// untouched.
+#[test]
+fn a_private_ipc_namespace_numbers_its_first_segment_out_of_reach() {
+    require_sandbox!();
+    let make_two = "ExecStart=/usr/bin/python3 -c \"import ctypes; libc = ctypes.CDLL(None); \
+        print('ids', libc.shmget(0, 4096, 0o1600), libc.shmget(0, 4096, 0o1600)); \
+        print(open('/proc/self/status').read())\"";
+    let (own, shared) = outputs_of_two_oneshots(
+        "ipcns",
+        &format!("PrivateIPC=yes\n{make_two}"),
+        "ExecStart=/bin/sh -c 'cat /proc/sys/kernel/shm_next_id; grep CapEff /proc/self/status'",
+    );
+    let first_line = |text: &str| text.lines().next().unwrap_or_default().to_owned();
+    // relive_sys::namespace::FIRST_SHM_ID, 1 << 30.
+    assert_eq!(first_line(&own), "ids 1073741824 1", "{own}");
+    assert_eq!(first_line(&shared), "-1", "{shared}");
+}
+
 /// PrivateUsers=: the service runs in a user namespace of its own that
 /// maps root and its own user and group to themselves and nothing else.
 #[test]
