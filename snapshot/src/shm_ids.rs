@@ -24,29 +24,38 @@ pub struct Collision {
     pub start: u64,
 }
 
-/// The first collision in the maps of a unit's processes, if any.
-pub fn find(maps: &[(u32, Vec<MemoryMap>)]) -> Option<Collision> {
-    let mut segments: HashMap<u64, (i32, i32)> = HashMap::new();
+/// The first collision between the System V segments (`segments`: the
+/// ids of the unit's IPC namespace, and any its processes map) and the
+/// anonymous shared mappings of the unit's processes, if any.
+pub fn find(maps: &[(u32, Vec<MemoryMap>)], segments: &[u64]) -> Option<Collision> {
+    let mut ids: HashSet<u64> = segments.iter().copied().collect();
     for map in maps.iter().flat_map(|(_, maps)| maps) {
         if let MMapPath::Vsys(_) = map.pathname {
-            segments.insert(map.inode, map.dev);
+            ids.insert(map.inode);
         }
     }
-    let devices: HashSet<(i32, i32)> = segments.values().copied().collect();
     maps.iter().find_map(|(pid, maps)| {
         maps.iter()
-            .filter(|m| !matches!(m.pathname, MMapPath::Vsys(_)))
-            .filter(|m| m.perms.contains(MMPermissions::SHARED) && devices.contains(&m.dev))
-            .find(|m| segments.contains_key(&m.inode))
+            .filter(|m| is_anonymous_shared(m) && ids.contains(&m.inode))
             .map(|m| Collision {
                 pid: *pid,
                 id: m.inode,
                 start: m.address.0,
             })
+            .next()
     })
 }
 
-/// [`find`] over the live processes `pids` (one that is gone is skipped).
+/// MAP_SHARED | MAP_ANONYMOUS: the kernel backs it with a file of its
+/// shmem mount that /proc/PID/maps names "/dev/zero (deleted)".
+fn is_anonymous_shared(map: &MemoryMap) -> bool {
+    map.perms.contains(MMPermissions::SHARED)
+        && matches!(&map.pathname, MMapPath::Path(p) if p.to_string_lossy().starts_with("/dev/zero"))
+}
+
+/// [`find`] over the live processes `pids` (one that is gone is skipped)
+/// and the System V segments of their IPC namespaces other than relive's
+/// (CRIU dumps a unit's IPC namespace with it).
 pub fn find_in(pids: &[u32]) -> Option<Collision> {
     let maps: Vec<(u32, Vec<MemoryMap>)> = pids
         .iter()
@@ -57,7 +66,48 @@ pub fn find_in(pids: &[u32]) -> Option<Collision> {
             Some((pid, maps.0))
         })
         .collect();
-    find(&maps)
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/ipc")).ok();
+    let ours = ns("self");
+    let mut namespaces = HashMap::new();
+    for &pid in pids {
+        if let Some(n) = ns(&pid.to_string()).filter(|n| Some(n) != ours.as_ref()) {
+            namespaces.entry(n).or_insert(pid);
+        }
+    }
+    let segments: Vec<u64> = namespaces
+        .values()
+        .flat_map(|&pid| namespace_segments(pid))
+        .collect();
+    find(&maps, &segments)
+}
+
+/// The ids of the System V segments in `pid`'s IPC namespace, read from
+/// /proc/sysvipc/shm by a thread that joins it (the file lists its
+/// reader's namespace; only that thread moves, and it ends here).
+fn namespace_segments(pid: u32) -> Vec<u64> {
+    let Ok(ns) = std::fs::File::open(format!("/proc/{pid}/ns/ipc")) else {
+        return Vec::new();
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWIPC).ok()?;
+                std::fs::read_to_string("/proc/sysvipc/shm").ok()
+            })
+            .join()
+            .ok()
+            .flatten()
+            .map(|text| segment_ids(&text))
+            .unwrap_or_default()
+    })
+}
+
+/// The shmid column of /proc/sysvipc/shm.
+fn segment_ids(text: &str) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -71,6 +121,51 @@ mod tests {
             .0
     }
 
+    /// A process in an IPC namespace of its own makes two segments (the
+    /// first numbered as relive numbers it): read from that namespace, not
+    /// ours. Needs root, as relive does.
+    #[test]
+    fn the_segments_of_another_namespace_are_listed() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to unshare an IPC namespace");
+            return;
+        }
+        let script = "import ctypes, sys; libc = ctypes.CDLL(None); \
+            open('/proc/sys/kernel/shm_next_id', 'w').write('1073741824'); \
+            ids = [libc.shmget(0, 4096, 0o1600) for _ in range(2)]; \
+            print(*ids, flush=True); sys.stdin.read()";
+        let mut child = std::process::Command::new("unshare")
+            .args(["--ipc", "python3", "-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let made: Vec<u64> = line
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
+        let mut listed = namespace_segments(child.id());
+        listed.sort_unstable();
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        assert_eq!(made, [1 << 30, 1]);
+        assert_eq!(listed, [1, 1 << 30]);
+    }
+
+    #[test]
+    fn the_namespace_s_segments_are_read_from_proc() {
+        let text = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n\
+              28816 1073741824   600                    56   701   703      6   105   112   105   112 1796612350          0 1796612250                  4096                     0\n\
+         1504584636          1   600                 26976   701   701      6   105   112   105   112          0          0 1796612250                 28672                     0\n";
+        assert_eq!(segment_ids(text), [1073741824, 1]);
+    }
+
     #[test]
     fn a_segment_id_that_is_a_shared_mapping_s_inode_is_found() {
         // postgres: its buffers (anonymous shared, inode 5) and its
@@ -80,7 +175,7 @@ mod tests {
              7f00c6000000-7f00c6001000 rw-s 00000000 00:01 5                          /SYSV0052e2c1 (deleted)\n\
              7f00c7000000-7f00c7001000 r--p 00000000 fe:01 5                          /usr/lib/postgresql/15/bin/postgres\n",
         );
-        let found = find(&[(700, backend.clone())]);
+        let found = find(&[(700, backend.clone())], &[]);
         assert_eq!(
             found,
             Some(Collision {
@@ -92,7 +187,7 @@ mod tests {
         // The id relive gives the first segment of a namespace: no
         // mapping's inode reaches it. A file of another device with
         // inode 5 (the binary) is no collision either.
-        let apart = backend
+        let apart: Vec<MemoryMap> = backend
             .iter()
             .map(|m| {
                 let mut m = m.clone();
@@ -102,9 +197,12 @@ mod tests {
                 m
             })
             .collect();
-        assert_eq!(find(&[(700, apart)]), None);
+        assert_eq!(find(&[(700, apart.clone())], &[]), None);
+        // A segment of its namespace that no process maps meets it all
+        // the same: CRIU dumps the whole namespace.
+        assert_eq!(find(&[(700, apart)], &[1, 5]).map(|c| c.id), Some(5));
         // No segment at all: nothing to meet.
         let plain = maps("7f00bc199000-7f00c5031000 rw-s 00000000 00:01 5 /dev/zero (deleted)\n");
-        assert_eq!(find(&[(701, plain)]), None);
+        assert_eq!(find(&[(701, plain)], &[]), None);
     }
 }
