@@ -14,7 +14,7 @@ use relive_api::report::{FinalDump, Loss, MountFlag, UnitMode, UnitRecord, Upgra
 use relive_config::{DeadlineAction, UpgradeConfig};
 use relive_criu::activity::ActivitySample;
 use relive_host::{panic_message, Job};
-use relive_restore::{cgroup_dir, netlock, revive};
+use relive_restore::{cgroup_dir, revive};
 use relive_store::handover::{kernel_release, PreviousKernel};
 use relive_store::{KexecHandover, Store};
 use relive_sys::machine::Scope;
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 mod groups;
 mod holds;
+mod locks;
 
 /// An upgrade that did not start: the plan (with its failed checks) and why.
 #[derive(Debug)]
@@ -114,7 +115,7 @@ pub fn execute(
         preserved: plan.preserved.iter().map(|u| u.name.clone()).collect(),
         stopped: Vec::new(),
         full_at_failure: None,
-        lock_tables: None,
+        locks: locks::LockBook::default(),
         holds: BTreeMap::new(),
     };
     // A bug in this code must not leave services frozen or as images:
@@ -209,10 +210,8 @@ struct Parking<'a> {
     /// The store's file system was full when a dump failed (said before
     /// the failed dump's files are removed, which frees space again).
     full_at_failure: Option<String>,
-    /// CRIU's network lock tables after the last dump (listed once, then
-    /// each dump's own added), to tell the next dump's table: an `nft`
-    /// run less per unit in the stoppage.
-    lock_tables: Option<Vec<String>>,
+    /// CRIU's network lock tables (`park/locks.rs`).
+    locks: locks::LockBook,
     /// The nftables tables holding new connections to the parked units'
     /// listeners (`holds`), by unit.
     holds: BTreeMap<String, String>,
@@ -362,6 +361,7 @@ impl Parking<'_> {
                 }
             }
         }
+        self.save_deferred_locks(&store)?;
         // The handover carries the configuration the services run with;
         // files edited meanwhile are applied by a daemon-reload, not now.
         let edited = crate::plan::edited_unit_files(plan).into_iter().map(|path| {
@@ -536,10 +536,7 @@ impl Parking<'_> {
         let (root, shell_job) = crate::tree::dump_root(info.main_pid as u32, &frozen_pids);
         let root = root as i32;
         // CRIU 4 names its lock table by a run id: the new one is the unit's.
-        let locks_before = match self.lock_tables.take() {
-            Some(known) => known,
-            None => netlock::tables(self.seams.host),
-        };
+        self.list_locks_before_dump();
         // Only the pages dirtied since the last pre-dump are written; the
         // rest are found in the parent images at restore.
         let mut job = DumpJob {
@@ -642,18 +639,9 @@ impl Parking<'_> {
                 unit: unit(),
                 source,
             })?;
-        let lock =
-            netlock::save(self.seams.host, store, name, root, &locks_before).map_err(|source| {
-                UpgradeError::Lock {
-                    unit: unit(),
-                    source,
-                }
-            })?;
-        let mut tables = locks_before;
-        tables.extend(lock.clone());
-        self.lock_tables = Some(tables);
-        record.lock_saved = lock.is_some();
-        record.lock_table = lock.unwrap_or_default();
+        let lock = self.lock_after_dump(store, name, root)?;
+        record.lock_saved = lock.saved;
+        record.lock_table = lock.table.unwrap_or_default();
         if let Some(last) = self.records.last_mut() {
             *last = record.clone();
         }

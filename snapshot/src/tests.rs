@@ -607,3 +607,46 @@ fn an_undone_unit_s_socket_units_let_go_of_its_sockets_for_its_restore_and_take_
     // low carried none: PID 1 kept its sockets.
     assert!(!calls.contains(&HostCall::ReleaseListeners("low".into())));
 }
+
+/// CRIU 3 names each dump's lock table by its root PID: once the first
+/// dump shows that, the other units' tables are saved together from one
+/// listing before the kexec, not with two `nft` runs each in the stoppage.
+#[test]
+fn lock_tables_named_by_pid_are_saved_from_one_listing() {
+    let rig = Rig::new(&[("low", 100), ("mid", 500), ("critical", 900)], &[]);
+    let table = format!("CRIU-{}", std::process::id());
+    let nft = "/usr/sbin/nft";
+    rig.host.with(|s| {
+        s.helper_stdout.insert(
+            format!("{nft} list tables inet"),
+            format!("table inet {table}\n"),
+        );
+        s.helper_stdout.insert(
+            format!("{nft} list table inet {table}"),
+            format!("table inet {table} {{\n}}\n"),
+        );
+        s.helper_stdout.insert(
+            format!("{nft} list ruleset inet"),
+            format!("table inet {table} {{\n}}\n"),
+        );
+    });
+    let aborted = rig.execute();
+    assert!(matches!(aborted.error, UpgradeError::Boot(_)), "{aborted}");
+    let nft_runs: Vec<String> = rig
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            HostCall::Helper(argv) if argv[0] == nft => Some(argv[1..].join(" ")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        nft_runs,
+        [
+            "list tables inet".to_owned(),
+            "list tables inet".to_owned(),
+            format!("list table inet {table}"),
+            "list ruleset inet".to_owned(),
+        ]
+    );
+}
