@@ -27,6 +27,12 @@ pub fn of_processes(pids: &[i32]) -> Vec<ForeignFifo> {
         };
         let Ok(fds) = process.fd() else { continue };
         for fd in fds.flatten() {
+            // An anonymous pipe (a service's output to PID 1) is a FIFO
+            // too, of the kernel's pipe mount that no namespace lists:
+            // CRIU carries it as a pipe.
+            if let procfs::process::FDTarget::Pipe(_) = fd.target {
+                continue;
+            }
             let link = format!("/proc/{pid}/fd/{}", fd.fd);
             let Ok(meta) = std::fs::metadata(&link) else {
                 continue;
