@@ -25,6 +25,7 @@ pub mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fake;
 pub mod interrupted;
+pub mod lock_merge;
 mod mount_flags;
 pub mod netlock;
 pub mod netstate;

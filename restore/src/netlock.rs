@@ -58,19 +58,30 @@ fn dumped_table(host: &dyn UnitHost, root_pid: i32, before: &[String]) -> Option
 
 /// Saves the unit's lock table into the store; `before` are the tables
 /// there were before its dump. None: there is none (the unit has no TCP
-/// connections); else the table's name.
+/// connections); else the table's name and text.
 pub fn save(
     host: &dyn UnitHost,
     store: &Store,
     unit: &str,
     root_pid: i32,
     before: &[String],
-) -> Result<Option<String>, LockError> {
+) -> Result<Option<(String, String)>, LockError> {
     let Some(table) = dumped_table(host, root_pid, before) else {
         tracing::debug!("{unit}: no new network lock table");
         return Ok(None);
     };
-    let out = host.run_helper(&[NFT, "list", "table", "inet", &table])?;
+    Ok(save_named(host, store, unit, &table)?.map(|text| (table, text)))
+}
+
+/// Saves the table `table` (CRIU 3's name, known without listing every
+/// table) as `unit`'s. Returns its text, or None when there is none.
+pub fn save_named(
+    host: &dyn UnitHost,
+    store: &Store,
+    unit: &str,
+    table: &str,
+) -> Result<Option<String>, LockError> {
+    let out = host.run_helper(&[NFT, "list", "table", "inet", table])?;
     if !out.status.success() || !out.stdout.contains("table inet") {
         tracing::debug!(
             "{unit}: no network lock table {table}: {}",
@@ -79,62 +90,12 @@ pub fn save(
         return Ok(None);
     }
     write(store, unit, &out.stdout)?;
-    Ok(Some(table))
+    Ok(Some(out.stdout))
 }
 
 fn write(store: &Store, unit: &str, text: &str) -> Result<(), LockError> {
     let path = store.lock_file(unit);
     std::fs::write(&path, text).map_err(|source| LockError::Io { path, source })
-}
-
-/// Saves the lock tables of many units, `(unit, table)`, from one listing
-/// of the inet ruleset (an `nft` run per unit cost the stoppage a few
-/// hundred milliseconds each under emulation). Returns the units whose
-/// table was there and saved.
-pub fn save_many(
-    host: &dyn UnitHost,
-    store: &Store,
-    wanted: &[(String, String)],
-) -> Result<Vec<String>, LockError> {
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let out = run_ok(host, &[NFT, "list", "ruleset", "inet"])?;
-    let blocks = table_blocks(&out);
-    let mut saved = Vec::new();
-    for (unit, table) in wanted {
-        match blocks.get(table.as_str()) {
-            Some(block) => {
-                write(store, unit, block)?;
-                saved.push(unit.clone());
-            }
-            None => tracing::debug!("{unit}: no network lock table {table}"),
-        }
-    }
-    Ok(saved)
-}
-
-/// Each `table inet NAME { ... }` of nft's listing, by NAME, as text nft
-/// loads again (nft closes a table with a `}` at the start of a line).
-fn table_blocks(listing: &str) -> std::collections::HashMap<&str, String> {
-    let mut blocks = std::collections::HashMap::new();
-    let mut current: Option<(&str, String)> = None;
-    for line in listing.lines() {
-        if let Some(rest) = line.strip_prefix("table inet ") {
-            let name = rest.trim_end_matches('{').trim();
-            current = Some((name, String::new()));
-        }
-        if let Some((_, text)) = current.as_mut() {
-            text.push_str(line);
-            text.push('\n');
-        }
-        if line == "}" {
-            if let Some((name, text)) = current.take() {
-                blocks.insert(name, text);
-            }
-        }
-    }
-    blocks
 }
 
 /// Puts the unit's saved lock table in place again.
@@ -257,37 +218,5 @@ mod tests {
         // CRIU 3: named by the main PID, whatever else is there.
         let host = host_with_tables("table inet CRIU-812\ntable inet CRIU-9f3e\n");
         assert_eq!(dumped_table(&host, 812, &[]).as_deref(), Some("CRIU-812"));
-    }
-
-    #[test]
-    fn many_tables_are_saved_from_one_listing() {
-        let dir = std::env::temp_dir().join(format!("relive-netlock-many-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("lock")).unwrap();
-        let store = Store::at(&dir);
-        let host = FakeHost::new(relive_api::plan::Plan::default());
-        let criu_812 = "table inet CRIU-812 {\n\tset conns4 {\n\t\ttype ipv4_addr . inet_service\n\t}\n\n\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n\t}\n}\n";
-        let listing = format!(
-            "table inet filter {{\n\tchain input {{\n\t}}\n}}\n{criu_812}table inet CRIU-900 {{\n}}\n"
-        );
-        host.with(|s| {
-            s.helper_stdout
-                .insert(format!("{NFT} list ruleset inet"), listing.clone())
-        });
-        let wanted = [
-            ("echo.service".to_owned(), "CRIU-812".to_owned()),
-            ("gone.service".to_owned(), "CRIU-813".to_owned()),
-            ("greet.service".to_owned(), "CRIU-900".to_owned()),
-        ];
-        let saved = save_many(&host, &store, &wanted).unwrap();
-        assert_eq!(saved, ["echo.service", "greet.service"]);
-        let echo = std::fs::read_to_string(store.lock_file("echo.service")).unwrap();
-        assert_eq!(echo, criu_812);
-        let runs = host
-            .calls()
-            .into_iter()
-            .filter(|c| matches!(c, relive_host::fake::HostCall::Helper(_)))
-            .count();
-        assert_eq!(runs, 1);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -361,7 +361,6 @@ impl Parking<'_> {
                 }
             }
         }
-        self.save_deferred_locks(&store)?;
         // The handover carries the configuration the services run with;
         // files edited meanwhile are applied by a daemon-reload, not now.
         let edited = crate::plan::edited_unit_files(plan).into_iter().map(|path| {
@@ -640,8 +639,8 @@ impl Parking<'_> {
                 source,
             })?;
         let lock = self.lock_after_dump(store, name, root)?;
-        record.lock_saved = lock.saved;
-        record.lock_table = lock.table.unwrap_or_default();
+        record.lock_saved = lock.is_some();
+        record.lock_table = lock.unwrap_or_default();
         if let Some(last) = self.records.last_mut() {
             *last = record.clone();
         }
@@ -696,6 +695,7 @@ impl Parking<'_> {
                 // binds them again.
                 host.release_listeners(&record.name);
             }
+            self.unmerge_lock(&store, &record.name);
             match revive::restore(self.seams.restorer, &store, &record) {
                 Ok(revived) => {
                     tracing::info!("{}: restored on the old kernel", record.name);
@@ -712,6 +712,7 @@ impl Parking<'_> {
             }
         }
         self.bridge_half_undone(&store, &restored);
+        self.drop_merged_locks();
         self.release_holds();
         let stopped = std::mem::take(&mut self.stopped);
         for name in stopped.into_iter().rev() {

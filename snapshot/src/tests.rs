@@ -609,29 +609,32 @@ fn an_undone_unit_s_socket_units_let_go_of_its_sockets_for_its_restore_and_take_
 }
 
 /// CRIU 3 names each dump's lock table by its root PID: once the first
-/// dump shows that, the other units' tables are saved together from one
-/// listing before the kexec, not with two `nft` runs each in the stoppage.
+/// dump shows that, the next ones are listed by name. Each unit's table is
+/// saved, then merged into relive's one table on the old kernel (the
+/// tables piled up, and every nft run reads them all); the undo puts each
+/// back before its restore, and the merged table goes at the end.
 #[test]
-fn lock_tables_named_by_pid_are_saved_from_one_listing() {
-    let rig = Rig::new(&[("low", 100), ("mid", 500), ("critical", 900)], &[]);
+fn lock_tables_are_saved_merged_and_put_back_by_the_undo() {
+    let rig = Rig::new(&[("low", 100), ("critical", 900)], &[]);
     let table = format!("CRIU-{}", std::process::id());
     let nft = "/usr/sbin/nft";
+    let listed = format!(
+        "table inet {table} {{\n\tset conns4 {{\n\t\ttype ipv4_addr . inet_service . ipv4_addr . inet_service\n\t\telements = {{ 127.0.0.1 . 7001 . 127.0.0.1 . 40000 }}\n\t}}\n}}\n"
+    );
     rig.host.with(|s| {
         s.helper_stdout.insert(
             format!("{nft} list tables inet"),
             format!("table inet {table}\n"),
         );
-        s.helper_stdout.insert(
-            format!("{nft} list table inet {table}"),
-            format!("table inet {table} {{\n}}\n"),
-        );
-        s.helper_stdout.insert(
-            format!("{nft} list ruleset inet"),
-            format!("table inet {table} {{\n}}\n"),
-        );
+        s.helper_stdout
+            .insert(format!("{nft} list table inet {table}"), listed.clone());
     });
     let aborted = rig.execute();
     assert!(matches!(aborted.error, UpgradeError::Boot(_)), "{aborted}");
+    let lock = |unit: &str, what: &str| {
+        let file = rig.store.join(format!("lock/{unit}.{what}.nft"));
+        format!("-f {}", file.display())
+    };
     let nft_runs: Vec<String> = rig
         .calls()
         .into_iter()
@@ -646,7 +649,13 @@ fn lock_tables_named_by_pid_are_saved_from_one_listing() {
             "list tables inet".to_owned(),
             "list tables inet".to_owned(),
             format!("list table inet {table}"),
-            "list ruleset inet".to_owned(),
+            lock("low", "merge"),
+            format!("list table inet {table}"),
+            lock("critical", "merge"),
+            // The undo: most critical first.
+            lock("critical", "unmerge"),
+            lock("low", "unmerge"),
+            "delete table inet relive-locks".to_owned(),
         ]
     );
 }
