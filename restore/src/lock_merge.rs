@@ -110,18 +110,44 @@ pub fn merge(
 }
 
 /// Puts `unit`'s saved lock table back and takes its connections out of
-/// the merged table.
-pub fn unmerge(host: &dyn UnitHost, store: &Store, unit: &str) -> Result<(), LockError> {
+/// the merged table, but for those the units in `still_merged` hold too:
+/// a loopback connection between two preserved units is in both units'
+/// tables, and its other end is not restored yet.
+pub fn unmerge(
+    host: &dyn UnitHost,
+    store: &Store,
+    unit: &str,
+    still_merged: &[String],
+) -> Result<(), LockError> {
     let saved = store.lock_file(unit);
-    let text = std::fs::read_to_string(&saved).map_err(|source| LockError::Io {
-        path: saved.clone(),
-        source,
-    })?;
+    let read = |path: std::path::PathBuf| {
+        std::fs::read_to_string(&path).map_err(|source| LockError::Io { path, source })
+    };
+    let text = read(saved.clone())?;
+    let mut kept = std::collections::HashSet::new();
+    for other in still_merged {
+        for (set, elements) in set_elements(&read(store.lock_file(other))?) {
+            kept.extend(split(&elements).map(|e| (set.clone(), e.to_owned())));
+        }
+    }
     let mut batch = format!("include \"{}\"\n", saved.display());
     for (set, elements) in set_elements(&text) {
-        batch += &format!("delete element inet {MERGED} {set} {{ {elements} }}\n");
+        let own: Vec<&str> = split(&elements)
+            .filter(|e| !kept.contains(&(set.clone(), (*e).to_owned())))
+            .collect();
+        if !own.is_empty() {
+            batch += &format!(
+                "delete element inet {MERGED} {set} {{ {} }}\n",
+                own.join(", ")
+            );
+        }
     }
     run_batch(host, store, unit, "unmerge", &batch)
+}
+
+/// The elements of an elements list.
+fn split(elements: &str) -> impl Iterator<Item = &str> {
+    elements.split(',').map(str::trim).filter(|e| !e.is_empty())
 }
 
 /// Deletes the merged table, once no unit's connections need it.
@@ -213,7 +239,7 @@ mod tests {
         assert!(batch.ends_with(
             "add element inet relive-locks conns4 { 127.0.0.1 . 6379 . 127.0.0.1 . 43210, 127.0.0.1 . 43210 . 127.0.0.1 . 6379 }\ndelete table inet CRIU-812\n"
         ), "{batch}");
-        unmerge(&host, &store, "redis.service").unwrap();
+        unmerge(&host, &store, "redis.service", &[]).unwrap();
         let undo = std::fs::read_to_string(dir.join("lock/redis.service.unmerge.nft")).unwrap();
         assert_eq!(
             undo,
@@ -228,6 +254,28 @@ mod tests {
             .filter(|c| matches!(c, relive_host::fake::HostCall::Helper(_)))
             .count();
         assert_eq!(runs, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A loopback connection between two preserved units is in both
+    /// tables: undoing one keeps it dropped for the other, whose restore
+    /// comes later (else the kernel resets it in between).
+    #[test]
+    fn an_undo_keeps_what_another_merged_unit_holds_too() {
+        let dir = std::env::temp_dir().join(format!("relive-lock-shared-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lock")).unwrap();
+        let store = Store::at(&dir);
+        std::fs::write(store.lock_file("redis.service"), LISTED).unwrap();
+        let client = "table inet CRIU-900 {\n\tset conns4 {\n\t\telements = { 127.0.0.1 . 43210 . 127.0.0.1 . 6379, 127.0.0.1 . 6379 . 127.0.0.1 . 43210 }\n\t}\n}\n";
+        std::fs::write(store.lock_file("client.service"), client).unwrap();
+        let host = relive_host::fake::FakeHost::new(relive_api::plan::Plan::default());
+        unmerge(&host, &store, "redis.service", &["client.service".into()]).unwrap();
+        let undo = std::fs::read_to_string(dir.join("lock/redis.service.unmerge.nft")).unwrap();
+        assert!(!undo.contains("delete element"), "{undo}");
+        // The client's own undo, redis back already: all of it goes.
+        unmerge(&host, &store, "client.service", &[]).unwrap();
+        let undo = std::fs::read_to_string(dir.join("lock/client.service.unmerge.nft")).unwrap();
+        assert!(undo.ends_with("delete element inet relive-locks conns4 { 127.0.0.1 . 43210 . 127.0.0.1 . 6379, 127.0.0.1 . 6379 . 127.0.0.1 . 43210 }\n"), "{undo}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -63,7 +63,7 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
             copy_tree(&entry.path(), &to.join(entry.file_name()))?;
         }
     } else if meta.is_file() && meta.len() <= MAX_FILE {
-        fs::copy(from, to)?;
+        copy_file(from, to)?;
     } else if meta.file_type().is_fifo() {
         if fs::symlink_metadata(to).is_ok_and(|m| m.file_type().is_fifo()) {
             return Ok(());
@@ -89,6 +89,19 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )
     .map_err(io::Error::from)
+}
+
+/// `from`'s bytes into `to`. A file that is there already (an undo on the
+/// old kernel: postgres's segments in /dev/shm) is written without
+/// O_CREAT: with fs.protected_regular (systemd sets 1) the kernel refuses
+/// even root an O_CREAT open of another user's file in a sticky
+/// world-writable directory such as /dev/shm or /tmp.
+fn copy_file(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::OpenOptions::new().write(true).truncate(true).open(to) {
+        Ok(mut existing) => io::copy(&mut fs::File::open(from)?, &mut existing).map(drop),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::copy(from, to).map(drop),
+        Err(e) => Err(e),
+    }
 }
 
 /// Extended attributes (SELinux labels, `user.*` notes) as they were; a

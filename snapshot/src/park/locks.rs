@@ -79,7 +79,8 @@ impl Parking<'_> {
     /// table back as CRIU left it (its restore removes it).
     pub(super) fn unmerge_lock(&mut self, store: &Store, name: &str) {
         if self.locks.merged.remove(name) {
-            if let Err(e) = lock_merge::unmerge(self.seams.host, store, name) {
+            let others: Vec<String> = self.locks.merged.iter().cloned().collect();
+            if let Err(e) = lock_merge::unmerge(self.seams.host, store, name, &others) {
                 tracing::warn!("{name}: cannot put its network lock table back: {e}");
             }
         }
