@@ -54,6 +54,10 @@ pub struct Plan {
     /// a group, frozen together and connected again after the restore.
     #[serde(default)]
     pub unix_links: Vec<UnixLink>,
+    /// Pipes and FIFOs held by two or more preserved units and nobody
+    /// else: the units are a group too, and get one pipe again.
+    #[serde(default)]
+    pub pipe_links: Vec<PipeLink>,
     /// Preflight checks, in the order run.
     pub checks: Vec<Check>,
     /// Where the images travel (decided by the preflight).
@@ -100,6 +104,15 @@ pub struct UnixLink {
     pub name: String,
 }
 
+/// A pipe or FIFO between two preserved units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeLink {
+    pub a: String,
+    pub b: String,
+    /// `pipe:[INODE]`, or the FIFO's path.
+    pub name: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DoomedConnection {
     pub unit: String,
@@ -118,24 +131,30 @@ pub struct Check {
 }
 
 impl Plan {
-    /// The preservation groups: units tied by unix sockets, each group's
-    /// members sorted by name, the groups in the order of their first
-    /// member in `preserved`. A unit with no link is in no group.
+    /// The preservation groups: units tied by unix sockets, pipes or
+    /// FIFOs, each group's members sorted by name, the groups in the
+    /// order of their first member in `preserved`. A unit with no link is
+    /// in no group.
     pub fn groups(&self) -> Vec<Vec<String>> {
         let mut groups: Vec<Vec<String>> = Vec::new();
-        for link in &self.unix_links {
+        let links = self
+            .unix_links
+            .iter()
+            .map(|l| (&l.a, &l.b))
+            .chain(self.pipe_links.iter().map(|l| (&l.a, &l.b)));
+        for (a, b) in links {
             let find = |groups: &Vec<Vec<String>>, unit: &str| {
                 groups.iter().position(|g| g.iter().any(|u| u == unit))
             };
-            match (find(&groups, &link.a), find(&groups, &link.b)) {
+            match (find(&groups, a), find(&groups, b)) {
                 (Some(x), Some(y)) if x != y => {
                     let merged = groups.remove(x.max(y));
                     groups[x.min(y)].extend(merged);
                 }
                 (Some(_), Some(_)) => {}
-                (Some(x), None) => groups[x].push(link.b.clone()),
-                (None, Some(y)) => groups[y].push(link.a.clone()),
-                (None, None) => groups.push(vec![link.a.clone(), link.b.clone()]),
+                (Some(x), None) => groups[x].push(b.clone()),
+                (None, Some(y)) => groups[y].push(a.clone()),
+                (None, None) => groups.push(vec![a.clone(), b.clone()]),
             }
         }
         for group in &mut groups {

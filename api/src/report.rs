@@ -263,6 +263,43 @@ pub struct UnixTie {
     pub queued: u64,
 }
 
+/// A pipe or FIFO a preserved unit shares with other preserved units of
+/// its group, and with nobody else. Each unit's restore would otherwise
+/// make a pipe of its own: relive hands every holder's restore the same
+/// new pipe (CRIU's `--inherit-fd pipe:[INODE]`) or keeps the FIFO open
+/// across them, and writes what was waiting in it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeTie {
+    /// The pipe's inode (pipefs), or the FIFO's on its file system.
+    pub inode: u64,
+    /// The FIFO's path, as relive sees it; `None` for an anonymous pipe.
+    pub fifo: Option<String>,
+    /// The other preserved units that hold it.
+    pub units: Vec<String>,
+    /// Its capacity (F_GETPIPE_SZ), given to the new pipe.
+    pub capacity: u64,
+    /// Bytes waiting in it, carried in the store and written back once.
+    pub queued: u64,
+}
+
+impl PipeTie {
+    /// How relive and CRIU name it: `pipe:[INODE]`, or `fifo:PATH`.
+    pub fn key(&self) -> String {
+        match &self.fifo {
+            None => format!("pipe:[{}]", self.inode),
+            Some(path) => format!("fifo:{path}"),
+        }
+    }
+
+    /// Its file in the store's queue directory.
+    pub fn queue_file(&self) -> String {
+        match &self.fifo {
+            None => format!("pipe-{}", self.inode),
+            Some(_) => format!("fifo-{}", self.inode),
+        }
+    }
+}
+
 /// One unit's journey through the upgrade.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UnitRecord {
@@ -302,6 +339,9 @@ pub struct UnitRecord {
     /// Unix sockets whose other end is outside the unit.
     #[serde(default)]
     pub unix_ties: Vec<UnixTie>,
+    /// Pipes and FIFOs shared with other units of its group.
+    #[serde(default)]
+    pub pipe_ties: Vec<PipeTie>,
     /// Its socket units' listening sockets, carried in its images.
     #[serde(default)]
     pub listeners: Vec<CarriedListener>,

@@ -64,6 +64,9 @@ pub fn render(plan: &Plan) -> String {
             link.kind.name()
         );
     }
+    for link in &plan.pipe_links {
+        let _ = writeln!(out, "    {} <-> {}: {}, kept", link.a, link.b, link.name);
+    }
     let _ = writeln!(out, "Restarted: {}", list(&plan.restarted));
     for (unit, paths) in &plan.carried_on_restart {
         let paths: Vec<String> = paths.iter().map(|p| format!("/run/{p}")).collect();
@@ -389,6 +392,11 @@ mod tests {
                 kind: relive_api::report::UnixKind::Stream,
                 name: "/run/echo.sock".into(),
             }],
+            pipe_links: vec![relive_api::plan::PipeLink {
+                a: "counter.service".into(),
+                b: "echo.service".into(),
+                name: "/run/feed".into(),
+            }],
             doomed_connections: vec![DoomedConnection {
                 unit: "echo.service".into(),
                 pid: 20002,
@@ -426,7 +434,7 @@ mod tests {
         assert!(text.contains("Rerun:     (none)"), "{text}");
         assert!(
             text.contains(
-                "  group (frozen and restored together): counter.service echo.service\n    echo.service <-> counter.service: unix stream socket (/run/echo.sock), kept\n"
+                "  group (frozen and restored together): counter.service echo.service\n    echo.service <-> counter.service: unix stream socket (/run/echo.sock), kept\n    counter.service <-> echo.service: /run/feed, kept\n"
             ),
             "{text}"
         );

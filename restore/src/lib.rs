@@ -29,6 +29,7 @@ pub mod lock_merge;
 mod mount_flags;
 pub mod netlock;
 pub mod netstate;
+pub mod pipe_switch;
 pub mod resume;
 pub mod revive;
 pub mod rollback;

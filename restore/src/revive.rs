@@ -208,6 +208,14 @@ impl Restorer for CriuRestorer {
                 .map_err(io(&crate::switchboard::queue_dir(store)))?;
             ties.push((format!("socket:[{}]", tie.inode), end));
         }
+        // One pipe for every holder of a pipe the group shared.
+        for tie in &record.pipe_ties {
+            let end = crate::pipe_switch::end_for(store, tie)
+                .map_err(io(&crate::pipe_switch::queue_dir(store)))?;
+            if let Some(end) = end {
+                ties.push((tie.key(), end));
+            }
+        }
         let keep: Vec<_> = writes
             .iter()
             .map(|w| w.as_fd())

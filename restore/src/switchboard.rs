@@ -100,12 +100,14 @@ pub fn relay(a: OwnedFd, skip_a: u64, b: OwnedFd, skip_b: u64, what: &str) -> io
     Ok(())
 }
 
-/// Closes, when dropped, every end no restore took.
+/// Closes, when dropped, every end no restore took, and relive's copies
+/// of the shared pipes (crate::pipe_switch).
 #[derive(Debug)]
 pub struct HangUpAfter;
 
 impl Drop for HangUpAfter {
     fn drop(&mut self) {
+        crate::pipe_switch::close_all();
         let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(left) = waiting.take() {
             if !left.is_empty() {

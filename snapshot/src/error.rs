@@ -66,6 +66,11 @@ pub enum UpgradeError {
         unit: String,
         source: std::io::Error,
     },
+    #[error("{unit}: carrying what waits in the pipes its group shares: {source}")]
+    Pipes {
+        unit: String,
+        source: std::io::Error,
+    },
     #[error("{unit}: saving its network lock: {source}")]
     Lock { unit: String, source: LockError },
     #[error("cannot take relive's state: {0}")]

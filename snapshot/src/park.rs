@@ -111,6 +111,7 @@ pub fn execute(
         frozen_only: None,
         frozen_ahead: Vec::new(),
         ties: std::collections::HashMap::new(),
+        pipe_ties: std::collections::HashMap::new(),
         held_sockets: std::collections::HashMap::new(),
         preserved: plan.preserved.iter().map(|u| u.name.clone()).collect(),
         stopped: Vec::new(),
@@ -200,6 +201,10 @@ struct Parking<'a> {
     /// Unix ties of the group being parked, by unit, found once all of
     /// it was frozen.
     ties: std::collections::HashMap<String, Vec<crate::unix_ties::HeldTie>>,
+    /// Pipes and FIFOs the group's members share, by unit, found with the
+    /// unix ties (their bytes are in the store, the pipes held by
+    /// relive_restore::pipe_switch).
+    pipe_ties: std::collections::HashMap<String, Vec<relive_api::report::PipeTie>>,
     /// Copies of the tied sockets, holding the connections up while the
     /// members of a group are dumped one after another.
     held_sockets: std::collections::HashMap<u64, std::os::fd::OwnedFd>,
@@ -490,7 +495,7 @@ impl Parking<'_> {
             source: e,
         };
         self.seams.freezer.freeze(&cgroup).map_err(freeze)?;
-        let ties = self.take_ties(store, group, name);
+        let (ties, pipe_ties) = self.take_ties(store, group, name)?;
         // Read now, frozen: the dump ends the processes. CRIU 3.17 carries
         // neither; the restore sets them again.
         let no_new_privs = relive_sys::sched::no_new_privs_of(info.main_pid);
@@ -610,6 +615,7 @@ impl Parking<'_> {
             shm_files: info.shm_files.clone(),
             foreign_fifos: info.foreign_fifos.clone(),
             unix_ties: ties.into_iter().map(|t| t.tie).collect(),
+            pipe_ties,
             listeners: info.listeners.clone(),
             hold_table: self.holds.get(name).cloned().unwrap_or_default(),
             unaccepted_reset,
@@ -663,6 +669,11 @@ impl Parking<'_> {
         let host = self.seams.host;
         let mut lost = Vec::new();
         let ahead = std::mem::take(&mut self.frozen_ahead);
+        // What relive took out of the group's shared pipes goes back
+        // before any of them runs.
+        for (pipe, e) in relive_restore::pipe_switch::put_back() {
+            tracing::error!("{pipe}: what waited in it cannot be put back: {e}");
+        }
         for frozen in self.frozen_only.take().into_iter().chain(ahead) {
             if let Err(e) = self.seams.freezer.thaw(&cgroup_dir(&frozen.cgroup)) {
                 tracing::error!("{}: cannot thaw: {e}", frozen.name);

@@ -224,10 +224,11 @@ impl Manager {
         let (links, doomed) = plan::unix_plan(&preserved, |u| units.contains_key(u));
         plan.unix_links = links;
         plan.doomed_connections.extend(doomed);
-        plan.doomed_connections
-            .extend(relive_snapshot::pipes::doomed(&preserved, |pid| {
-                relive_sys::cgroup::unit_of_pid(pid as i32).filter(|u| units.contains_key(u))
-            }));
+        let (pipe_links, doomed) = relive_snapshot::pipes::plan(&preserved, |pid| {
+            relive_sys::cgroup::unit_of_pid(pid as i32).filter(|u| units.contains_key(u))
+        });
+        plan.pipe_links = pipe_links;
+        plan.doomed_connections.extend(doomed);
         plan.preserved = preserved;
         plan::order_groups(&mut plan);
         plan

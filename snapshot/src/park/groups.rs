@@ -1,15 +1,18 @@
-//! Preservation groups while parking: units tied by unix sockets are all
-//! frozen before the first of them is dumped, and the queues of their
-//! ties read while everything that could write to them is frozen.
+//! Preservation groups while parking: units tied by unix sockets, pipes
+//! or FIFOs are all frozen before the first of them is dumped, and the
+//! queues of their ties read while everything that could write to them
+//! is frozen.
 
 use super::{FrozenOnly, Parking};
+use crate::pipes;
 use crate::unix_ties::{self, HeldTie, Sockets};
 use crate::UpgradeError;
-use relive_api::report::{TiePeer, UnitRecord};
+use relive_api::report::{PipeTie, TiePeer, UnitRecord};
 use relive_restore::cgroup_dir;
-use relive_restore::switchboard;
+use relive_restore::{pipe_switch, switchboard};
 use relive_store::Store;
-use std::os::fd::OwnedFd;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 
 impl Parking<'_> {
     /// Before `name` is parked: the other members of its group that are
@@ -52,18 +55,75 @@ impl Parking<'_> {
         Ok(())
     }
 
-    /// Once `name` is frozen (and its group with it): its ties, with what
-    /// waits on them saved in the store for the restore.
+    /// Once `name` is frozen (and its group with it): its unix ties and
+    /// the pipes it shares with its group, with what waits on them saved
+    /// in the store for the restore.
     pub(super) fn take_ties(
         &mut self,
         store: &Store,
         group: &[String],
         name: &str,
-    ) -> Vec<HeldTie> {
+    ) -> Result<(Vec<HeldTie>, Vec<PipeTie>), UpgradeError> {
         if !self.ties.contains_key(name) {
             self.find_ties(store, group, name);
+            self.find_pipe_ties(store, group, name)
+                .map_err(|source| UpgradeError::Pipes {
+                    unit: name.to_owned(),
+                    source,
+                })?;
         }
-        self.ties.remove(name).unwrap_or_default()
+        Ok((
+            self.ties.remove(name).unwrap_or_default(),
+            self.pipe_ties.remove(name).unwrap_or_default(),
+        ))
+    }
+
+    /// The pipes and FIFOs only members of the group share: what waits in
+    /// each is taken out into the store (no image carries it, the restore
+    /// writes it once), and relive holds each pipe until the kexec or the
+    /// undo, which puts the bytes back.
+    fn find_pipe_ties(
+        &mut self,
+        store: &Store,
+        group: &[String],
+        name: &str,
+    ) -> std::io::Result<()> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        let members: Vec<(String, Vec<u32>)> = group
+            .iter()
+            .filter(|m| m.as_str() == name || !self.records.iter().any(|r| &r.name == *m))
+            .map(|m| (m.clone(), crate::predump::cgroup_pids(m)))
+            .collect();
+        let mut ties = pipes::ties_of_group(&members, &pipes::all_pipe_fds());
+        let mut taken: HashMap<String, (u64, u64)> = HashMap::new();
+        for held in ties.values_mut().flatten() {
+            let key = held.tie.key();
+            if !taken.contains_key(&key) {
+                let copy = relive_sys::unix_diag::copy_of(held.pid, held.fd)?;
+                let pipe = pipe_switch::read_write(copy.as_fd())?;
+                let capacity = pipe_switch::capacity(pipe.as_fd())?;
+                let bytes = pipe_switch::take_out(pipe.as_fd())?;
+                let len = bytes.len() as u64;
+                // Held (with the bytes, for an undo) before the store is
+                // written: a failed write is undone like any park.
+                pipe_switch::hold(&held.tie, pipe, bytes.clone());
+                if len > 0 {
+                    let dir = pipe_switch::queue_dir(store);
+                    std::fs::create_dir_all(&dir)?;
+                    std::fs::write(dir.join(held.tie.queue_file()), &bytes)?;
+                }
+                tracing::info!("{key}: shared by {name}'s group, {len} bytes waiting carried");
+                taken.insert(key.clone(), (capacity, len));
+            }
+            (held.tie.capacity, held.tie.queued) = taken[&key];
+        }
+        self.pipe_ties.extend(
+            ties.into_iter()
+                .map(|(unit, held)| (unit, held.into_iter().map(|h| h.tie).collect())),
+        );
+        Ok(())
     }
 
     /// After an undo: a member restored from its images is connected
