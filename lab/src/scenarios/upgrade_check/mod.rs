@@ -19,6 +19,7 @@
 
 mod bus;
 mod clock;
+mod feed;
 mod greet;
 mod groups;
 mod pg;
@@ -238,7 +239,21 @@ impl Run<'_> {
             pids.units.len() == upgrade::PRESERVED.len(),
             pids.summary(),
         );
-        let mut watch = Watch { echo, shell, pids };
+        // (p) Two units tied by a FIFO, set up before the abort so that
+        // its undo carries them too.
+        let feed = feed::parse(&self.sh(booted, &feed::setup_script())?.stdout);
+        let (fed, detail) = feed::setup_verdict(feed);
+        v.record(
+            "(p) relive-feedreader reads relive-feedwriter's FIFO",
+            fed,
+            detail,
+        );
+        let mut watch = Watch {
+            echo,
+            shell,
+            pids,
+            feed,
+        };
 
         self.store_decisions(booted, v)?;
         self.abort(booted, v, &mut watch, &counter0)?;
@@ -465,6 +480,8 @@ impl Run<'_> {
             carried,
             detail,
         );
+        let (tied, detail) = feed::plan_verdict(&plan);
+        v.record("(p) plan: the FIFO's two units are a group", tied, detail);
         let (grouped, detail) = groups::plan_verdict(&plan);
         v.record(
             "(i) plan: nginx and relive-slowfile are a group",
@@ -670,6 +687,12 @@ impl Run<'_> {
                 format!("{}; {detail}", restored.join(", ")),
             );
         }
+        let (carried, detail) = feed::report_verdict(&report);
+        v.record(
+            "(p) report: the FIFO's units restored, its waiting lines carried",
+            carried,
+            detail,
+        );
         let state = self.sh(booted, supervisor::STATE)?;
         let (kept, detail) = supervisor::after_verdict(supervised, &state.stdout);
         v.record(

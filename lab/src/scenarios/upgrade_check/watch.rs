@@ -18,6 +18,8 @@ pub(super) struct Watch {
     pub(super) echo: EchoClient,
     pub(super) shell: Shell,
     pub(super) pids: Pids,
+    /// (p) relive-feedwriter and relive-feedreader, as set up.
+    pub(super) feed: Option<super::feed::State>,
 }
 
 impl Run<'_> {
@@ -115,6 +117,14 @@ impl Run<'_> {
             &format!("{phase}: (f) process attributes kept"),
             attrs.stdout.trim() == ATTRIBUTES_WANTED,
             attrs.stdout.trim().replace('\n', " | "),
+        );
+        // (p) The FIFO between two units: same processes, every line once.
+        let feed = self.sh(booted, super::feed::STATE)?;
+        let (fed, detail) = super::feed::after_verdict(watch.feed, &feed.stdout);
+        v.record(
+            &format!("{phase}: (p) FIFO between two units kept"),
+            fed,
+            detail,
         );
         // (g) The sandbox: namespace, private /tmp, filters, capabilities,
         // cgroup limits.
