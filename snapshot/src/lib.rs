@@ -25,6 +25,7 @@ pub mod pipes;
 pub mod plan;
 pub mod predump;
 pub mod preflight;
+mod ptys;
 pub mod request;
 mod shm_ids;
 pub mod tree;

@@ -62,6 +62,12 @@ pub enum PreflightError {
     ShmIdCollision { pid: u32, id: u64, start: u64 },
     #[error("PID {0} keeps the state of the vDSO's getrandom (glibc 2.41 on Linux 6.11 and later): CRIU (up to 4.2) cannot carry it to another kernel's vDSO, and the process would crash at its next getrandom (sshd did, in the lab)")]
     VdsoGetrandom(u32),
+    #[error("PID {pid} holds /dev/pts/{index}, whose master PID {master_holder} holds outside the unit: CRIU checkpoints a terminal only with both its ends")]
+    HalfTerminal {
+        pid: u32,
+        index: u32,
+        master_holder: u32,
+    },
     #[error(transparent)]
     Criu(#[from] crate::dump::DumpError),
     #[error("{} in memory, {} needed: reserve a larger region, or use --store disk", human(*capacity), human(*needed))]
@@ -232,14 +238,16 @@ pub fn run(
         let carried = one_tree(unit.main_pid, &unit.pids)
             .and_then(|ok| host_sysv_shm(&unit.pids).map(|()| ok))
             .and_then(|ok| shm_ids(&unit.pids).map(|()| ok))
-            .and_then(|ok| vdso_getrandom(&unit.pids).map(|()| ok));
+            .and_then(|ok| vdso_getrandom(&unit.pids).map(|()| ok))
+            .and_then(|ok| whole_terminals(&unit.pids).map(|()| ok));
         match carried {
             Err(
                 e @ (PreflightError::NotOneTree { .. }
                 | PreflightError::NoMainProcess
                 | PreflightError::HostSysvShm { .. }
                 | PreflightError::ShmIdCollision { .. }
-                | PreflightError::VdsoGetrandom { .. }),
+                | PreflightError::VdsoGetrandom { .. }
+                | PreflightError::HalfTerminal { .. }),
             ) if !config.strict => {
                 let why = format!("{e}: restarted instead (upgrade.strict refuses the upgrade)");
                 check(&name, Ok(why.clone()));
@@ -429,6 +437,18 @@ fn vdso_getrandom(pids: &[u32]) -> Result<(), PreflightError> {
         }
     }
     Ok(())
+}
+
+/// A terminal the unit shares with processes outside it (`crate::ptys`).
+fn whole_terminals(pids: &[u32]) -> Result<(), PreflightError> {
+    match crate::ptys::find_in(pids) {
+        None => Ok(()),
+        Some(half) => Err(PreflightError::HalfTerminal {
+            pid: half.pid,
+            index: half.index,
+            master_holder: half.master_holder,
+        }),
+    }
 }
 
 /// A bzImage carries "HdrS" at offset 0x202 (the x86 boot protocol).
