@@ -27,6 +27,7 @@ pub mod predump;
 pub mod preflight;
 mod ptys;
 pub mod request;
+pub mod shared_memory;
 mod shm_ids;
 pub mod tree;
 pub mod unix_ties;

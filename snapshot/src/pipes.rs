@@ -117,15 +117,13 @@ fn fifo_seen_alike(pid: u32, fd: i32, path: &std::path::Path) -> Option<u64> {
     (here.dev() == held.dev() && here.ino() == held.ino()).then_some(held.ino())
 }
 
-/// The plan's pipe links (pipes held by preserved units only) and its
-/// entries for the pipes a preserved unit shares with others.
-pub fn plan(
+/// The preserved unit each of `pids` is checkpointed with, if any: its
+/// own, or that of an ancestor (an ssh login's session scope is gathered
+/// into ssh.service when PID 1 parks it). Each ancestry walked once.
+pub fn units_of(
     preserved: &[PlannedUnit],
-    unit_of_outsider: impl Fn(u32) -> Option<String>,
-) -> (Vec<PipeLink>, Vec<DoomedConnection>) {
-    // A descendant of a unit's process in another cgroup (an ssh login's
-    // session scope) is checkpointed with the unit: PID 1 gathers such
-    // scopes into it when it parks it.
+    pids: impl Iterator<Item = u32>,
+) -> BTreeMap<u32, Option<String>> {
     let unit_of_pid = |pid: u32| {
         let mut next = Some(pid);
         while let Some(p) = next.filter(|&p| p > 1) {
@@ -139,18 +137,23 @@ pub fn plan(
         }
         None
     };
+    pids.collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|pid| (pid, unit_of_pid(pid)))
+        .collect()
+}
+
+/// The plan's pipe links (pipes held by preserved units only) and its
+/// entries for the pipes a preserved unit shares with others.
+pub fn plan(
+    preserved: &[PlannedUnit],
+    unit_of_outsider: impl Fn(u32) -> Option<String>,
+) -> (Vec<PipeLink>, Vec<DoomedConnection>) {
     let fds: Vec<(u32, PipeRef)> = all_pipe_fds()
         .into_iter()
         .map(|f| (f.pid, f.pipe))
         .collect();
-    // Each holder's ancestry walked once, not once per pipe it holds.
-    let units: BTreeMap<u32, Option<String>> = fds
-        .iter()
-        .map(|(pid, _)| *pid)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .map(|pid| (pid, unit_of_pid(pid)))
-        .collect();
+    let units = units_of(preserved, fds.iter().map(|(pid, _)| *pid));
     let unit_of = |pid: u32| units.get(&pid).cloned().flatten();
     let mut links = Vec::new();
     let mut doomed = Vec::new();

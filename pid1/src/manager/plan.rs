@@ -229,6 +229,14 @@ impl Manager {
         });
         plan.pipe_links = pipe_links;
         plan.doomed_connections.extend(doomed);
+        plan.doomed_connections
+            .extend(relive_snapshot::shared_memory::doomed(&preserved, |pid| {
+                relive_sys::cgroup::unit_of_pid(pid as i32).filter(|u| units.contains_key(u))
+            }));
+        plan.doomed_connections
+            .extend(relive_snapshot::shared_memory::doomed(&preserved, |pid| {
+                relive_sys::cgroup::unit_of_pid(pid as i32).filter(|u| units.contains_key(u))
+            }));
         plan.preserved = preserved;
         plan::order_groups(&mut plan);
         plan
