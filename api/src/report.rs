@@ -346,9 +346,15 @@ pub struct UnitRecord {
     #[serde(default)]
     pub listeners: Vec<CarriedListener>,
     /// The nftables table holding new connections to its TCP listeners
-    /// (`inet relive-hold-MAIN_PID`), saved in the store; empty if none.
+    /// (`inet relive-hold`, shared by the parked units; an older relive
+    /// made `inet relive-hold-MAIN_PID`), saved in the store; empty if
+    /// none.
     #[serde(default)]
     pub hold_table: String,
+    /// The ports held in that table's set (none: the table was the
+    /// unit's own).
+    #[serde(default)]
+    pub hold_ports: Vec<u16>,
     /// Connections to its TCP listeners that the kernel had completed
     /// before the hold but the service had not accepted when it was
     /// frozen: CRIU cannot carry them, their clients see a reset.

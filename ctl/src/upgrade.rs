@@ -278,6 +278,19 @@ pub fn render_report(r: &UpgradeReport) -> String {
                 tie.queued
             );
         }
+        for tie in &u.pipe_ties {
+            let what = tie.fifo.as_ref().map_or_else(
+                || format!("pipe:[{}]", tie.inode),
+                |path| format!("FIFO {path}"),
+            );
+            let _ = writeln!(
+                out,
+                "{}: {what} shared with {}, kept (its group); {} waiting bytes carried",
+                u.name,
+                tie.units.join(" "),
+                tie.queued
+            );
+        }
     }
     for u in r.units.iter().filter(|u| !u.why.is_empty()) {
         let _ = writeln!(out, "{}: {} ({})", u.name, u.mode, u.why);
@@ -483,7 +496,15 @@ mod tests {
                     index: 0,
                     fd: 3,
                 }],
-                hold_table: "relive-hold-812".into(),
+                hold_table: "relive-hold".into(),
+                hold_ports: vec![7002],
+                pipe_ties: vec![relive_api::report::PipeTie {
+                    inode: 77,
+                    fifo: Some("/run/feed".into()),
+                    units: vec!["log.service".into()],
+                    capacity: 65536,
+                    queued: 12,
+                }],
                 unix_ties: vec![relive_api::report::UnixTie {
                     inode: 42,
                     kind: relive_api::report::UnixKind::Stream,
@@ -547,6 +568,12 @@ mod tests {
         assert!(
             text.contains(
                 "idle.service: unix stream socket /run/app.sock to app.service, kept (its group); 10 queued bytes carried\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "idle.service: FIFO /run/feed shared with log.service, kept (its group); 12 waiting bytes carried\n"
             ),
             "{text}"
         );

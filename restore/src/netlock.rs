@@ -116,9 +116,16 @@ pub fn load_all(
     locked: &[String],
     held: &[String],
 ) -> Vec<(String, HostError)> {
+    // The holds' own table first (when saved: an older relive's holds
+    // were tables of their own), then the units' ports into it.
+    let hold_table = crate::syn_hold::table_file(store);
+    let table_unit = crate::syn_hold::TABLE.to_owned();
     let files: Vec<(&String, PathBuf)> = locked
         .iter()
         .map(|unit| (unit, store.lock_file(unit)))
+        .chain(
+            (!held.is_empty() && hold_table.exists()).then_some((&table_unit, hold_table.clone())),
+        )
         .chain(
             held.iter()
                 .map(|unit| (unit, crate::syn_hold::file(store, unit))),
@@ -176,6 +183,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("relive-netlock-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("lock")).unwrap();
         let store = Store::at(&dir);
+        std::fs::write(
+            crate::syn_hold::table_file(&store),
+            crate::syn_hold::table_ruleset(),
+        )
+        .unwrap();
         let host = FakeHost::new(relive_api::plan::Plan::default());
         let failed = load_all(
             &host,
@@ -188,7 +200,7 @@ mod tests {
         assert_eq!(
             all,
             format!(
-                "include \"{0}/lock/echo.service.nft\"\ninclude \"{0}/lock/greet.service.hold.nft\"\n",
+                "include \"{0}/lock/echo.service.nft\"\ninclude \"{0}/lock/relive-hold.nft\"\ninclude \"{0}/lock/greet.service.hold.nft\"\n",
                 dir.display()
             )
         );

@@ -186,6 +186,9 @@ fn resume_units(
         lost
     });
     drop(hang_up);
+    if records.iter().any(|r| !r.hold_ports.is_empty()) {
+        crate::syn_hold::drop_table(host);
+    }
     host.pids_above_floor();
     for name in &lost {
         if let Err(e) = host.run_job(name, Job::Start) {

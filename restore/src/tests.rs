@@ -474,8 +474,9 @@ fn units_of_one_priority_are_restored_together_after_the_more_critical() {
 fn held_connections_come_in_once_their_unit_is_restored_or_lost() {
     let (mut rig, mut handover) = Rig::new(&[("greet", false), ("web", false)]);
     rig.restorer = FakeRestorer::failing(&["web"]);
-    for record in handover.units.iter_mut() {
-        record.hold_table = format!("relive-hold-{}", record.main_pid);
+    for (record, port) in handover.units.iter_mut().zip([7010, 7011]) {
+        record.hold_table = "relive-hold".into();
+        record.hold_ports = vec![port];
     }
     handover.units[0].listeners = vec![relive_api::report::CarriedListener {
         socket_unit: "greet.socket".into(),
@@ -500,7 +501,14 @@ fn held_connections_come_in_once_their_unit_is_restored_or_lost() {
     // The lost unit's hold goes before it starts afresh...
     let web_released = position(
         &calls,
-        &nft(&["delete", "table", "inet", "relive-hold-2001"]),
+        &nft(&[
+            "delete",
+            "element",
+            "inet",
+            "relive-hold",
+            "ports",
+            "{ 7011 }",
+        ]),
     );
     let web_forgotten = calls
         .iter()
@@ -525,7 +533,20 @@ fn held_connections_come_in_once_their_unit_is_restored_or_lost() {
     );
     let greet_released = position(
         &calls,
-        &nft(&["delete", "table", "inet", "relive-hold-2000"]),
+        &nft(&[
+            "delete",
+            "element",
+            "inet",
+            "relive-hold",
+            "ports",
+            "{ 7010 }",
+        ]),
     );
     assert!(unparked < adopted && adopted < greet_released, "{calls:#?}");
+    // The table goes once the restores are over.
+    let dropped = position(&calls, &nft(&["delete", "table", "inet", "relive-hold"]));
+    assert!(
+        greet_released < dropped && web_released < dropped,
+        "{calls:#?}"
+    );
 }

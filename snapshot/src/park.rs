@@ -14,7 +14,7 @@ use relive_api::report::{FinalDump, Loss, MountFlag, UnitMode, UnitRecord, Upgra
 use relive_config::{DeadlineAction, UpgradeConfig};
 use relive_criu::activity::ActivitySample;
 use relive_host::{panic_message, Job};
-use relive_restore::{cgroup_dir, revive};
+use relive_restore::{cgroup_dir, revive, syn_hold};
 use relive_store::handover::{kernel_release, PreviousKernel};
 use relive_store::{KexecHandover, Store};
 use relive_sys::machine::Scope;
@@ -217,9 +217,9 @@ struct Parking<'a> {
     full_at_failure: Option<String>,
     /// CRIU's network lock tables (`park/locks.rs`).
     locks: locks::LockBook,
-    /// The nftables tables holding new connections to the parked units'
-    /// listeners (`holds`), by unit.
-    holds: BTreeMap<String, String>,
+    /// The ports whose new connections are held while their units are
+    /// parked (`holds`, one table for all), by unit.
+    holds: BTreeMap<String, Vec<u16>>,
 }
 
 impl Parking<'_> {
@@ -480,7 +480,7 @@ impl Parking<'_> {
             }
             (Some(_), _, _) => FinalDump::Incremental,
         };
-        let unaccepted_reset = self.hold_new_connections(name, info.main_pid);
+        let unaccepted_reset = self.hold_new_connections(name);
         (self.progress)(Progress::new(Phase::Freeze, name, 0, "freezing"));
         let frozen_usec = wall_usec();
         // Tracked as this unit's freeze from now on.
@@ -617,7 +617,12 @@ impl Parking<'_> {
             unix_ties: ties.into_iter().map(|t| t.tie).collect(),
             pipe_ties,
             listeners: info.listeners.clone(),
-            hold_table: self.holds.get(name).cloned().unwrap_or_default(),
+            hold_table: if self.holds.contains_key(name) {
+                syn_hold::TABLE.to_owned()
+            } else {
+                String::new()
+            },
+            hold_ports: self.holds.get(name).cloned().unwrap_or_default(),
             unaccepted_reset,
             image_bytes: store.unit_bytes(name),
             frozen_usec,

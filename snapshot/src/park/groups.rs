@@ -36,7 +36,7 @@ impl Parking<'_> {
                     unit: member.clone(),
                     source,
                 })?;
-            self.hold_new_connections(member, info.main_pid);
+            self.hold_new_connections(member);
             // Recorded first: a failed freeze is thawed by the undo too.
             self.frozen_ahead.push(FrozenOnly {
                 name: member.clone(),

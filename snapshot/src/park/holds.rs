@@ -21,7 +21,7 @@ impl Parking<'_> {
     /// (once per unit; a group member frozen ahead comes here first).
     /// A hold that cannot be installed only costs the clients a refusal:
     /// the upgrade goes on. Returns the connections still unaccepted.
-    pub(super) fn hold_new_connections(&mut self, name: &str, main_pid: i32) -> u32 {
+    pub(super) fn hold_new_connections(&mut self, name: &str) -> u32 {
         if self.holds.contains_key(name) {
             return 0;
         }
@@ -47,9 +47,10 @@ impl Parking<'_> {
             return 0;
         }
         let store = Store::at(&self.store_dir);
-        match syn_hold::install(self.seams.host, &store, name, main_pid, &ports) {
-            Ok(table) => {
-                self.holds.insert(name.to_owned(), table);
+        let first = self.holds.is_empty();
+        match syn_hold::install(self.seams.host, &store, name, &ports, first) {
+            Ok(()) => {
+                self.holds.insert(name.to_owned(), ports);
             }
             Err(e) => {
                 tracing::warn!("{name}: cannot hold new connections ({e}); they may be refused during the stoppage");
@@ -72,10 +73,8 @@ impl Parking<'_> {
     /// The undo: every hold goes (the services run again, or start
     /// afresh and listen anew).
     pub(super) fn release_holds(&mut self) {
-        for (unit, table) in std::mem::take(&mut self.holds) {
-            if let Err(e) = syn_hold::release(self.seams.host, &unit, &table) {
-                tracing::warn!("{unit}: cannot lift its hold on new connections: {e}");
-            }
+        if !std::mem::take(&mut self.holds).is_empty() {
+            syn_hold::drop_table(self.seams.host);
         }
     }
 }
