@@ -143,6 +143,27 @@ pub fn units_of(
         .collect()
 }
 
+/// The holders of a shared pipe or piece of memory other than `unit`,
+/// named for the plan.
+pub fn others_than(
+    unit: &str,
+    holders: &BTreeSet<Holder>,
+    unit_of_outsider: &impl Fn(u32) -> Option<String>,
+) -> String {
+    let others: Vec<String> = holders
+        .iter()
+        .filter(|h| !matches!(h, Holder::Unit(u) if u == unit))
+        .map(|h| match h {
+            Holder::Unit(u) => format!("{u} (preserved, checkpointed apart)"),
+            Holder::Process(pid) => match unit_of_outsider(*pid) {
+                Some(u) => format!("{u} (not preserved)"),
+                None => format!("PID {pid}, outside any preserved unit"),
+            },
+        })
+        .collect();
+    others.join(", ")
+}
+
 /// The plan's pipe links (pipes held by preserved units only) and its
 /// entries for the pipes a preserved unit shares with others.
 pub fn plan(
@@ -177,17 +198,7 @@ pub fn plan(
             continue;
         }
         for unit in held_by_units {
-            let others: Vec<String> = holders
-                .iter()
-                .filter(|h| !matches!(h, Holder::Unit(u) if u == unit))
-                .map(|h| match h {
-                    Holder::Unit(u) => format!("{u} (preserved)"),
-                    Holder::Process(pid) => match unit_of_outsider(*pid) {
-                        Some(u) => format!("{u} (not preserved)"),
-                        None => format!("PID {pid}, outside any preserved unit"),
-                    },
-                })
-                .collect();
+            let others = others_than(unit, &holders, &unit_of_outsider);
             let pid = fds
                 .iter()
                 .find(|(pid, p)| *p == pipe && unit_of(*pid).as_deref() == Some(unit))
@@ -196,12 +207,11 @@ pub fn plan(
                 unit: unit.clone(),
                 pid,
                 local: pipe.name(),
-                remote: others.join(", "),
                 reason: format!(
-                    "{} shared with {}: each side gets a pipe of its own, they no longer talk",
+                    "{} shared with {others}: each side gets a pipe of its own, they no longer talk",
                     pipe.name(),
-                    others.join(", ")
                 ),
+                remote: others,
             });
         }
     }

@@ -96,17 +96,7 @@ pub fn doomed(
     for (memory, holders) in pipes::shared(&held, unit_of) {
         for holder in &holders {
             let Holder::Unit(unit) = holder else { continue };
-            let others: Vec<String> = holders
-                .iter()
-                .filter(|h| *h != holder)
-                .map(|h| match h {
-                    Holder::Unit(u) => format!("{u} (preserved, checkpointed apart)"),
-                    Holder::Process(pid) => match unit_of_outsider(*pid) {
-                        Some(u) => format!("{u} (not preserved)"),
-                        None => format!("PID {pid}, outside any preserved unit"),
-                    },
-                })
-                .collect();
+            let others = pipes::others_than(unit, &holders, &unit_of_outsider);
             let pid = held
                 .iter()
                 .find(|(pid, m)| *m == memory && unit_of(*pid).as_deref() == Some(unit))
@@ -115,12 +105,11 @@ pub fn doomed(
                 unit: unit.clone(),
                 pid,
                 local: format!("{} (inode {})", memory.name, memory.inode),
-                remote: others.join(", "),
                 reason: format!(
-                    "{} shared with {}: each side gets a copy of its own, they no longer share it",
+                    "{} shared with {others}: each side gets a copy of its own, they no longer share it",
                     memory.name,
-                    others.join(", ")
                 ),
+                remote: others,
             });
         }
     }
