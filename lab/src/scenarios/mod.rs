@@ -27,6 +27,7 @@ pub mod demo;
 pub mod download;
 pub mod echo_client;
 pub mod faults;
+pub mod feed;
 pub mod fleet;
 pub mod kernel_hook;
 pub mod package;

@@ -1,6 +1,7 @@
 //! The fault matrix: each scenario, the faults it injects or the bad
 //! input it gives, what must happen and how relive must name the cause.
 
+use crate::scenarios::feed;
 use relive_api::report::UpgradeReport;
 use Cause::{Lost, Says};
 
@@ -103,6 +104,17 @@ pub fn scenarios() -> Vec<Scenario> {
             expect: Expect::Undone,
             cause: Says("relive-slowfile.service: CRIU dump failed"),
             suite: true,
+        },
+        Scenario {
+            name: "a FIFO group's second member fails to dump",
+            faults: &["dump-fail relive-feedwriter.service"],
+            // relive-feedreader is dumped first, with the lines waiting in
+            // their FIFO taken out: the undo must put them back once.
+            setup: feed::SETUP,
+            args: None,
+            expect: Expect::Undone,
+            cause: Says("relive-feedwriter.service: CRIU dump failed"),
+            suite: false,
         },
         Scenario {
             name: "CRIU hangs in the final dump",

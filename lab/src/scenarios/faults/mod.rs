@@ -12,6 +12,7 @@ mod matrix;
 use crate::output;
 use crate::scenarios::check;
 use crate::scenarios::download;
+use crate::scenarios::feed;
 use crate::scenarios::upgrade::{self, outcome_text};
 use crate::vm::boot::{self, Booted, Options};
 use crate::vm::guest::Init;
@@ -159,6 +160,12 @@ fn run(
     if !scenario.setup.is_empty() {
         sh(&fill(scenario.setup))?;
     }
+    // Two units tied by a FIFO, when the scenario set them up.
+    let feed_before = if scenario.setup == feed::SETUP {
+        feed::parse(&sh(feed::STATE)?.stdout)
+    } else {
+        None
+    };
     sh(&format!(
         "printf '%s\\n' {} > {FAULT_FILE}",
         scenario
@@ -205,6 +212,17 @@ fn run(
             download_lost = Some(why);
         }
     }
+    // The FIFO's lines must all arrive, once and in order, to the same
+    // two processes.
+    let mut feed_lost = None;
+    if feed_before.is_some() {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let (kept, detail) = feed::after_verdict(feed_before, &sh(feed::STATE)?.stdout);
+        if !kept {
+            feed_lost = Some(detail);
+        }
+        sh(feed::TEARDOWN)?;
+    }
     let after = Machine::read(paths, port)?;
     let lost = before.lost(&after, &seen.reported_lost);
     let mut observed = seen.observed;
@@ -227,10 +245,17 @@ fn run(
     if let Some(why) = &download_lost {
         observed.push_str(&format!("; the download through nginx LOST: {why}"));
     }
+    if let Some(why) = &feed_lost {
+        observed.push_str(&format!("; the FIFO's lines LOST: {why}"));
+    }
     Ok(FaultResult {
         scenario: scenario.name.into(),
         expected: expected(scenario.expect),
-        ok: seen.named && lost.is_empty() && retry.success() && download_lost.is_none(),
+        ok: seen.named
+            && lost.is_empty()
+            && retry.success()
+            && download_lost.is_none()
+            && feed_lost.is_none(),
         observed,
         lost: lost.len(),
     })

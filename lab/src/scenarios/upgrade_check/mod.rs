@@ -19,7 +19,6 @@
 
 mod bus;
 mod clock;
-mod feed;
 mod greet;
 mod groups;
 mod pg;
@@ -29,6 +28,7 @@ mod stores;
 mod supervisor;
 mod watch;
 
+use super::feed;
 use crate::output;
 use crate::scenarios::check::{self, Verdict, Verdicts};
 use crate::scenarios::download;

@@ -19,7 +19,7 @@ pub(super) struct Watch {
     pub(super) shell: Shell,
     pub(super) pids: Pids,
     /// (p) relive-feedwriter and relive-feedreader, as set up.
-    pub(super) feed: Option<super::feed::State>,
+    pub(super) feed: Option<crate::scenarios::feed::State>,
 }
 
 impl Run<'_> {
@@ -119,8 +119,8 @@ impl Run<'_> {
             attrs.stdout.trim().replace('\n', " | "),
         );
         // (p) The FIFO between two units: same processes, every line once.
-        let feed = self.sh(booted, super::feed::STATE)?;
-        let (fed, detail) = super::feed::after_verdict(watch.feed, &feed.stdout);
+        let feed = self.sh(booted, crate::scenarios::feed::STATE)?;
+        let (fed, detail) = crate::scenarios::feed::after_verdict(watch.feed, &feed.stdout);
         v.record(
             &format!("{phase}: (p) FIFO between two units kept"),
             fed,

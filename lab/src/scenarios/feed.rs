@@ -1,11 +1,12 @@
-//! (p) A FIFO between two preserved units: relive-feedwriter writes a
+//! A FIFO between two preserved units (upgrade-check (p), and a fault
+//! scenario): relive-feedwriter writes a
 //! numbered line into /run/relive-feed/fifo every 0.2 s, relive-feedreader
 //! reads one every 0.5 s into /var/lib/relive-feed.log, so lines wait in
 //! the FIFO when the upgrade freezes them. The two are a group; across the
 //! abort and the upgrade both keep their PIDs and the log goes on with
 //! every number once, in order: the waiting lines were carried, written
 //! back once, and the two hold one FIFO again. Written into the guest by
-//! [`setup_script`].
+//! [`SETUP`].
 
 use relive_api::plan::Plan;
 use relive_api::report::UpgradeReport;
@@ -14,7 +15,8 @@ pub const WRITER: &str = "relive-feedwriter.service";
 pub const READER: &str = "relive-feedreader.service";
 pub const FIFO: &str = "/run/relive-feed/fifo";
 
-const SETUP: &str = r#"cat > /etc/systemd/system/relive-feedwriter.service <<'END'
+/// Installs and (re)starts the two units, the log emptied.
+pub const SETUP: &str = r#"cat > /etc/systemd/system/relive-feedwriter.service <<'END'
 [Unit]
 Description=relive lab workload: numbered lines into a FIFO
 
@@ -40,7 +42,11 @@ ExecStart=/bin/sh -c 'while read -r line; do echo "$line" >> /var/lib/relive-fee
 Mode=preserve
 Priority=350
 END
-relivectl daemon-reload && relivectl stop relive-feedreader.service relive-feedwriter.service; rm -f /var/lib/relive-feed.log; relivectl start relive-feedwriter.service && relivectl start relive-feedreader.service && sleep 4 && "#;
+relivectl daemon-reload && relivectl stop relive-feedreader.service relive-feedwriter.service; rm -f /var/lib/relive-feed.log; relivectl start relive-feedwriter.service && relivectl start relive-feedreader.service && sleep 4"#;
+
+/// Stops both and removes what they left.
+pub const TEARDOWN: &str = "relivectl stop relive-feedreader.service relive-feedwriter.service; \
+    rm -f /var/lib/relive-feed.log";
 
 /// Prints the writer's and the reader's main PIDs, the log's line count
 /// and how many of its lines are not their own line number.
@@ -50,7 +56,7 @@ pub const STATE: &str = "echo $(systemctl show -p MainPID --value relive-feedwri
 
 /// The script that installs and starts the units and prints their state.
 pub fn setup_script() -> String {
-    format!("{SETUP}{STATE}")
+    format!("{SETUP} && {STATE}")
 }
 
 /// (writer PID, reader PID, lines, lines out of place).
