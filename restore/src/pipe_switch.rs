@@ -34,6 +34,8 @@ struct Held {
     /// Taken out at the park and not yet written back: only the old
     /// kernel's pipes, which an undo refills.
     taken: Option<Vec<u8>>,
+    /// Its file in the store's queue directory.
+    queue_file: String,
 }
 
 fn open_pipes() -> std::sync::MutexGuard<'static, Option<HashMap<String, Held>>> {
@@ -104,8 +106,45 @@ pub fn hold(tie: &PipeTie, pipe: OwnedFd, taken: Vec<u8>) {
         Held {
             pipe,
             taken: Some(taken),
+            queue_file: tie.queue_file(),
         },
     );
+}
+
+/// Writes what waits in a pipe into the store (nothing: no file).
+pub fn save_queue(store: &Store, queue_file: &str, bytes: &[u8]) -> io::Result<()> {
+    let path = queue_dir(store).join(queue_file);
+    if bytes.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    std::fs::create_dir_all(queue_dir(store))?;
+    std::fs::write(path, bytes)
+}
+
+/// After [`put_back`] let a holder run for a moment (a dump tried once
+/// more) and it is frozen again: what waits in each held pipe is taken
+/// out again, into the store. Returns each pipe's key and bytes.
+pub fn take_out_again(store: &Store) -> io::Result<Vec<(String, u64)>> {
+    let mut open = open_pipes();
+    let mut taken = Vec::new();
+    for (key, held) in open.iter_mut().flatten() {
+        if held.taken.is_some() {
+            continue;
+        }
+        let bytes = take_out(held.pipe.as_fd())?;
+        let len = bytes.len() as u64;
+        held.taken = Some(bytes);
+        save_queue(
+            store,
+            &held.queue_file,
+            held.taken.as_deref().unwrap_or_default(),
+        )?;
+        taken.push((key.clone(), len));
+    }
+    Ok(taken)
 }
 
 /// On the old kernel, before an undo lets any holder run again: what was
@@ -149,7 +188,11 @@ pub fn end_for(store: &Store, tie: &PipeTie) -> io::Result<Option<OwnedFd>> {
                 other => other?,
             };
             write_in(pipe.as_fd(), &queued)?;
-            slot.insert(Held { pipe, taken: None })
+            slot.insert(Held {
+                pipe,
+                taken: None,
+                queue_file: tie.queue_file(),
+            })
         }
     };
     match tie.fifo {
@@ -255,6 +298,35 @@ mod tests {
             io::ErrorKind::WouldBlock
         );
         close_all();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_holder_that_ran_again_has_its_pipe_taken_out_again() {
+        let _one = serial();
+        let (dir, store) = store("again");
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let mut writer = std::fs::File::from(w);
+        writer.write_all(b"1\n2\n").unwrap();
+        let copy = read_write(r.as_fd()).unwrap();
+        let taken = take_out(copy.as_fd()).unwrap();
+        let tie = tie(77_004, None);
+        save_queue(&store, &tie.queue_file(), &taken).unwrap();
+        hold(&tie, copy, taken);
+        // Thawed for a moment: the bytes go back first, then it writes on.
+        assert!(put_back().is_empty());
+        writer.write_all(b"3\n").unwrap();
+        let again = take_out_again(&store).unwrap();
+        assert_eq!(again, [(tie.key(), 6)]);
+        let saved = std::fs::read(queue_dir(&store).join(tie.queue_file())).unwrap();
+        assert_eq!(saved, b"1\n2\n3\n");
+        // An undo after that puts all of it back, in order.
+        assert!(put_back().is_empty());
+        drop(writer);
+        close_all();
+        let mut got = String::new();
+        std::fs::File::from(r).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "1\n2\n3\n");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -495,7 +495,7 @@ impl Parking<'_> {
             source: e,
         };
         self.seams.freezer.freeze(&cgroup).map_err(freeze)?;
-        let (ties, pipe_ties) = self.take_ties(store, group, name)?;
+        let (ties, mut pipe_ties) = self.take_ties(store, group, name)?;
         // Read now, frozen: the dump ends the processes. CRIU 3.17 carries
         // neither; the restore sets them again.
         let no_new_privs = relive_sys::sched::no_new_privs_of(info.main_pid);
@@ -568,6 +568,12 @@ impl Parking<'_> {
             let text = format!("{name}: CRIU dump failed: {first}; trying once more");
             tracing::warn!("{text}");
             (self.progress)(Progress::new(Phase::Dump, name, 0, &text));
+            // What relive took out of its group's pipes goes back while
+            // it runs, and is taken out again, with what it wrote, once
+            // it is frozen again.
+            for (pipe, e) in relive_restore::pipe_switch::put_back() {
+                tracing::error!("{pipe}: what waited in it cannot be put back: {e}");
+            }
             self.seams.freezer.thaw(&cgroup).map_err(freeze)?;
             std::thread::sleep(Duration::from_secs(1));
             if !alive(info.main_pid) {
@@ -580,6 +586,17 @@ impl Parking<'_> {
                 });
             }
             self.seams.freezer.freeze(&cgroup).map_err(freeze)?;
+            let again = relive_restore::pipe_switch::take_out_again(store).map_err(|source| {
+                UpgradeError::Pipes {
+                    unit: unit(),
+                    source,
+                }
+            })?;
+            for tie in &mut pipe_ties {
+                if let Some((_, bytes)) = again.iter().find(|(key, _)| *key == tie.key()) {
+                    tie.queued = *bytes;
+                }
+            }
             clear_top_level_images(&dir);
             job.parent = None;
             final_dump = FinalDump::Full;

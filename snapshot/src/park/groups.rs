@@ -109,11 +109,7 @@ impl Parking<'_> {
                 // Held (with the bytes, for an undo) before the store is
                 // written: a failed write is undone like any park.
                 pipe_switch::hold(&held.tie, pipe, bytes.clone());
-                if len > 0 {
-                    let dir = pipe_switch::queue_dir(store);
-                    std::fs::create_dir_all(&dir)?;
-                    std::fs::write(dir.join(held.tie.queue_file()), &bytes)?;
-                }
+                pipe_switch::save_queue(store, &held.tie.queue_file(), &bytes)?;
                 tracing::info!("{key}: shared by {name}'s group, {len} bytes waiting carried");
                 taken.insert(key.clone(), (capacity, len));
             }
