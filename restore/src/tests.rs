@@ -499,17 +499,14 @@ fn held_connections_come_in_once_their_unit_is_restored_or_lost() {
     let first_restore = position(&calls, &HostCall::PrepareRestore("web".into()));
     assert!(loaded < first_restore, "held before any address is up");
     // The lost unit's hold goes before it starts afresh...
-    let web_released = position(
-        &calls,
-        &nft(&[
-            "delete",
-            "element",
-            "inet",
-            "relive-hold",
-            "ports",
-            "{ 7011 }",
-        ]),
-    );
+    // A unit's hold ends when its ports leave the one table's set.
+    let released = |ports: &str| {
+        position(
+            &calls,
+            &nft(&["delete", "element", "inet", "relive-hold", "ports", ports]),
+        )
+    };
+    let web_released = released("{ 7011 }");
     let web_forgotten = calls
         .iter()
         .position(|c| matches!(c, HostCall::ForgetParked { unit, .. } if unit == "web"))
@@ -531,17 +528,7 @@ fn held_connections_come_in_once_their_unit_is_restored_or_lost() {
             fds: vec![3],
         },
     );
-    let greet_released = position(
-        &calls,
-        &nft(&[
-            "delete",
-            "element",
-            "inet",
-            "relive-hold",
-            "ports",
-            "{ 7010 }",
-        ]),
-    );
+    let greet_released = released("{ 7010 }");
     assert!(unparked < adopted && adopted < greet_released, "{calls:#?}");
     // The table goes once the restores are over.
     let dropped = position(&calls, &nft(&["delete", "table", "inet", "relive-hold"]));
