@@ -224,19 +224,17 @@ impl Manager {
         let (links, doomed) = plan::unix_plan(&preserved, |u| units.contains_key(u));
         plan.unix_links = links;
         plan.doomed_connections.extend(doomed);
-        let (pipe_links, doomed) = relive_snapshot::pipes::plan(&preserved, |pid| {
+        let unit_of_outsider = |pid: u32| {
             relive_sys::cgroup::unit_of_pid(pid as i32).filter(|u| units.contains_key(u))
-        });
+        };
+        let (pipe_links, doomed) = relive_snapshot::pipes::plan(&preserved, unit_of_outsider);
         plan.pipe_links = pipe_links;
         plan.doomed_connections.extend(doomed);
         plan.doomed_connections
-            .extend(relive_snapshot::shared_memory::doomed(&preserved, |pid| {
-                relive_sys::cgroup::unit_of_pid(pid as i32).filter(|u| units.contains_key(u))
-            }));
-        plan.doomed_connections
-            .extend(relive_snapshot::shared_memory::doomed(&preserved, |pid| {
-                relive_sys::cgroup::unit_of_pid(pid as i32).filter(|u| units.contains_key(u))
-            }));
+            .extend(relive_snapshot::shared_memory::doomed(
+                &preserved,
+                unit_of_outsider,
+            ));
         plan.preserved = preserved;
         plan::order_groups(&mut plan);
         plan
