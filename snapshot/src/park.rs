@@ -495,7 +495,7 @@ impl Parking<'_> {
             source: e,
         };
         self.seams.freezer.freeze(&cgroup).map_err(freeze)?;
-        let (ties, mut pipe_ties) = self.take_ties(store, group, name)?;
+        let (mut ties, mut pipe_ties) = self.take_ties(store, group, name)?;
         // Read now, frozen: the dump ends the processes. CRIU 3.17 carries
         // neither; the restore sets them again.
         let no_new_privs = relive_sys::sched::no_new_privs_of(info.main_pid);
@@ -570,7 +570,7 @@ impl Parking<'_> {
             (self.progress)(Progress::new(Phase::Dump, name, 0, &text));
             // What relive took out of its group's pipes goes back while
             // it runs, and is taken out again, with what it wrote, once
-            // it is frozen again.
+            // it is frozen again; its unix sockets' queues are read again.
             for (pipe, e) in relive_restore::pipe_switch::put_back() {
                 tracing::error!("{pipe}: what waited in it cannot be put back: {e}");
             }
@@ -597,6 +597,7 @@ impl Parking<'_> {
                     tie.queued = *bytes;
                 }
             }
+            self.peek_queues_again(store, &mut ties);
             clear_top_level_images(&dir);
             job.parent = None;
             final_dump = FinalDump::Full;

@@ -135,7 +135,11 @@ pub fn peek(copy: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     if unsafe { libc::ioctl(copy.as_raw_fd(), libc::FIONREAD, &mut waiting) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut buf = vec![0u8; waiting.max(0) as usize];
+    if waiting <= 0 {
+        // A recv of nothing would fail with EAGAIN: nothing waits.
+        return Ok(Vec::new());
+    }
+    let mut buf = vec![0u8; waiting as usize];
     // SAFETY: recv writes at most buf.len() bytes into buf.
     let got = unsafe {
         libc::recv(

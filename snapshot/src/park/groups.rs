@@ -7,7 +7,7 @@ use super::{FrozenOnly, Parking};
 use crate::pipes;
 use crate::unix_ties::{self, HeldTie, Sockets};
 use crate::UpgradeError;
-use relive_api::report::{PipeTie, TiePeer, UnitRecord};
+use relive_api::report::{PipeTie, TiePeer, UnitRecord, UnixKind};
 use relive_restore::cgroup_dir;
 use relive_restore::{pipe_switch, switchboard};
 use relive_store::Store;
@@ -156,6 +156,22 @@ impl Parking<'_> {
         }
     }
 
+    /// A member ran for a moment (its dump is tried once more) and is
+    /// frozen again: it may have read what waited on its unix sockets, or
+    /// written to its group's. Every held stream socket's queue is read
+    /// again, so that the restore neither repeats nor loses a byte.
+    /// `current` are the ties of the member being dumped, already taken
+    /// out of `self.ties`. A datagram socket's queue cannot be carried
+    /// (see unix_ties::hold): it stays as it was read.
+    pub(super) fn peek_queues_again(&mut self, store: &Store, current: &mut [HeldTie]) {
+        let ties = current
+            .iter_mut()
+            .chain(self.ties.values_mut().flatten())
+            .map(|held| &mut held.tie)
+            .chain(self.records.iter_mut().flat_map(|r| r.unix_ties.iter_mut()));
+        peek_again(store, &self.held_sockets, ties);
+    }
+
     fn find_ties(&mut self, store: &Store, group: &[String], name: &str) {
         let sockets = match Sockets::now() {
             Ok(sockets) => sockets,
@@ -206,14 +222,7 @@ fn save_queue(store: &Store, unit: &str, held: &mut HeldTie) -> Option<OwnedFd> 
             return None;
         }
     };
-    if bytes.is_empty() {
-        held.tie.queued = 0;
-        return Some(copy);
-    }
-    let dir = relive_restore::switchboard::queue_dir(store);
-    let saved = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(dir.join(held.tie.inode.to_string()), &bytes));
-    match saved {
+    match write_queue(store, held.tie.inode, &bytes) {
         Ok(()) => held.tie.queued = bytes.len() as u64,
         Err(e) => {
             tracing::warn!(
@@ -225,4 +234,92 @@ fn save_queue(store: &Store, unit: &str, held: &mut HeldTie) -> Option<OwnedFd> 
         }
     }
     Some(copy)
+}
+
+/// What waits on each of `ties` whose socket relive holds (`held`, by
+/// inode), read again into its queue file and `queued`.
+fn peek_again<'a>(
+    store: &Store,
+    held: &HashMap<u64, OwnedFd>,
+    ties: impl Iterator<Item = &'a mut relive_api::report::UnixTie>,
+) {
+    for tie in ties {
+        let Some(copy) = held.get(&tie.inode) else {
+            continue;
+        };
+        if tie.kind != UnixKind::Stream {
+            continue;
+        }
+        let read = relive_sys::unix_diag::peek(copy.as_fd())
+            .and_then(|bytes| write_queue(store, tie.inode, &bytes).map(|()| bytes.len()));
+        match read {
+            Ok(len) => tie.queued = len as u64,
+            Err(e) => tracing::warn!(
+                "unix socket {}: what waits on it after the retry is not carried: {e}",
+                tie.inode
+            ),
+        }
+    }
+}
+
+/// The queue file of unix socket `inode` (`unix-queues/INODE`): `bytes`,
+/// or no file when nothing waits.
+fn write_queue(store: &Store, inode: u64, bytes: &[u8]) -> std::io::Result<()> {
+    let path = relive_restore::switchboard::queue_dir(store).join(inode.to_string());
+    if bytes.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    std::fs::create_dir_all(relive_restore::switchboard::queue_dir(store))?;
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relive_api::report::UnixTie;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_queue_read_by_a_member_that_ran_again_is_read_again() {
+        let dir = std::env::temp_dir().join(format!("relive-peek-again-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::at(&dir);
+        let (mut writer, mut reader) = UnixStream::pair().unwrap();
+        let inode = 7;
+        let held = HashMap::from([(inode, OwnedFd::from(reader.try_clone().unwrap()))]);
+        let mut tie = UnixTie {
+            inode,
+            kind: UnixKind::Stream,
+            name: String::new(),
+            nonblocking: false,
+            peer: TiePeer::Unit {
+                unit: "peer.service".into(),
+                inode: 8,
+            },
+            queued: 0,
+        };
+        let file = relive_restore::switchboard::queue_dir(&store).join("7");
+        writer.write_all(b"one two").unwrap();
+        peek_again(&store, &held, std::iter::once(&mut tie));
+        assert_eq!(std::fs::read(&file).unwrap(), b"one two");
+        assert_eq!(tie.queued, 7);
+        // The member ran: it read "one " and its peer wrote " three".
+        let mut four = [0u8; 4];
+        reader.read_exact(&mut four).unwrap();
+        writer.write_all(b" three").unwrap();
+        peek_again(&store, &held, std::iter::once(&mut tie));
+        assert_eq!(std::fs::read(&file).unwrap(), b"two three");
+        assert_eq!(tie.queued, 9);
+        // Then everything: no file is left to write twice.
+        let mut rest = [0u8; 9];
+        reader.read_exact(&mut rest).unwrap();
+        peek_again(&store, &held, std::iter::once(&mut tie));
+        assert!(!file.exists());
+        assert_eq!(tie.queued, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
