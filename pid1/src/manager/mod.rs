@@ -29,7 +29,7 @@ pub mod notify;
 mod ordering;
 pub mod output;
 mod paths;
-mod plan;
+pub(crate) mod plan;
 mod remove_ipc;
 mod rundir;
 mod sandbox;

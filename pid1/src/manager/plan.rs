@@ -46,10 +46,23 @@ const IN_OWN_SLICE: &str =
 /// owner may; CRIU 3.17 to 4.2 alike).
 pub const PRIVATE_USERS: &str = "PrivateUsers=yes: CRIU cannot restore a user namespace without a PID namespace of its own; restarted with its sandbox (a drop-in with PrivateUsers=no preserves it, without that namespace)";
 
+/// The names of the units PID 1 knows: what the scans of /proc that
+/// complete a plan need of the manager.
+pub type KnownUnits = std::collections::BTreeSet<String>;
+
 impl Manager {
-    /// Builds the plan from the units' state and /proc. Runs on the loop's
-    /// thread (it reads the manager), and takes milliseconds.
+    /// Builds the plan from the units' state and /proc, on the thread
+    /// that calls it (tests).
     pub fn upgrade_plan(&self) -> Plan {
+        let (mut plan, known) = self.upgrade_plan_from_state();
+        scan_processes(&mut plan, &known);
+        plan
+    }
+
+    /// The part of the plan read from the units' state: runs on the
+    /// loop's thread (it reads the manager) and reads no process;
+    /// [`scan_processes`] completes it off the loop.
+    pub fn upgrade_plan_from_state(&self) -> (Plan, KnownUnits) {
         let mut plan = Plan::default();
         let mut preserved: Vec<PlannedUnit> = Vec::new();
         for u in self.state.units.values().filter(|u| is_running_service(u)) {
@@ -102,13 +115,12 @@ impl Manager {
                         ));
                     }
                     plan.why.push((u.name.clone(), why));
-                    let estimated_bytes = pids.iter().map(|p| plan::anonymous_bytes(*p)).sum();
                     preserved.push(PlannedUnit {
                         name: u.name.clone(),
                         main_pid: u.main_pid.unwrap_or(0) as u32,
                         priority: cfg.live_upgrade.priority,
                         pids,
-                        estimated_bytes,
+                        estimated_bytes: 0,
                         pre_dump: cfg.live_upgrade.pre_dump,
                         pre_dump_max_rounds: cfg.live_upgrade.pre_dump_max_rounds,
                         rollback: cfg.live_upgrade.rollback_on_restore_failure,
@@ -196,18 +208,18 @@ impl Manager {
                 .cmp(&b.priority)
                 .then_with(|| a.name.cmp(&b.name))
         });
-        plan.estimated_image_bytes = preserved.iter().map(|p| p.estimated_bytes).sum();
         let touched: Vec<&str> = preserved
             .iter()
             .map(|p| p.name.as_str())
             .chain(plan.restarted.iter().map(String::as_str))
             .chain(plan.rerun.iter().map(String::as_str))
             .collect();
+        // Their times are read by scan_processes.
         plan.unit_files = touched
             .iter()
             .filter_map(|name| self.state.units.get(*name)?.config.as_ref())
             .flat_map(|c| std::iter::once(&c.fragment).chain(&c.dropins))
-            .map(|path| (path.clone(), plan::modified_ns(path)))
+            .map(|path| (path.clone(), 0))
             .collect();
         plan.mounts = self
             .state
@@ -219,26 +231,40 @@ impl Manager {
                 Some((u.name.clone(), mount.where_.to_string_lossy().into_owned()))
             })
             .collect();
-        let units = &self.state.units;
-        plan.doomed_connections = plan::doomed_connections(&preserved, |u| units.contains_key(u));
-        let (links, doomed) = plan::unix_plan(&preserved, |u| units.contains_key(u));
-        plan.unix_links = links;
-        plan.doomed_connections.extend(doomed);
-        let unit_of_outsider = |pid: u32| {
-            relive_sys::cgroup::unit_of_pid(pid as i32).filter(|u| units.contains_key(u))
-        };
-        let (pipe_links, doomed) = relive_snapshot::pipes::plan(&preserved, unit_of_outsider);
-        plan.pipe_links = pipe_links;
-        plan.doomed_connections.extend(doomed);
-        plan.doomed_connections
-            .extend(relive_snapshot::shared_memory::doomed(
-                &preserved,
-                unit_of_outsider,
-            ));
         plan.preserved = preserved;
-        plan::order_groups(&mut plan);
-        plan
+        (plan, self.state.units.keys().cloned().collect())
     }
+}
+
+/// Completes a plan from /proc, off PID 1's loop (with many processes
+/// the scans take a while): each preserved unit's size, the unit files'
+/// times, and what ties units together or will not survive (sockets,
+/// pipes, shared memory), from which the groups are made.
+pub fn scan_processes(plan: &mut Plan, units: &KnownUnits) {
+    for unit in &mut plan.preserved {
+        unit.estimated_bytes = unit.pids.iter().map(|p| plan::anonymous_bytes(*p)).sum();
+    }
+    plan.estimated_image_bytes = plan.preserved.iter().map(|p| p.estimated_bytes).sum();
+    for (path, modified) in &mut plan.unit_files {
+        *modified = plan::modified_ns(path);
+    }
+    let preserved = &plan.preserved;
+    let known = |u: &str| units.contains(u);
+    let mut doomed = plan::doomed_connections(preserved, known);
+    let (unix_links, unix_doomed) = plan::unix_plan(preserved, known);
+    doomed.extend(unix_doomed);
+    let unit_of_outsider =
+        |pid: u32| relive_sys::cgroup::unit_of_pid(pid as i32).filter(|u| units.contains(u));
+    let (pipe_links, pipe_doomed) = relive_snapshot::pipes::plan(preserved, unit_of_outsider);
+    doomed.extend(pipe_doomed);
+    doomed.extend(relive_snapshot::shared_memory::doomed(
+        preserved,
+        unit_of_outsider,
+    ));
+    plan.doomed_connections = doomed;
+    plan.unix_links = unix_links;
+    plan.pipe_links = pipe_links;
+    plan::order_groups(plan);
 }
 
 /// What of /run a restarted unit finds again in the new kernel, as after

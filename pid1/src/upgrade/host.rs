@@ -46,7 +46,9 @@ impl UnitHost for LoopHost {
     }
 
     fn plan(&self) -> Result<Plan, HostError> {
-        self.on_loop(|m| m.upgrade_plan())
+        let (mut plan, units) = self.on_loop(|m| m.upgrade_plan_from_state())?;
+        crate::manager::plan::scan_processes(&mut plan, &units);
+        Ok(plan)
     }
 
     fn park(&self, unit: &str) -> Result<ParkInfo, HostError> {
