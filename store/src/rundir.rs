@@ -65,12 +65,9 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     } else if meta.is_file() && meta.len() <= MAX_FILE {
         copy_file(from, to)?;
     } else if meta.file_type().is_fifo() {
-        if fs::symlink_metadata(to).is_ok_and(|m| m.file_type().is_fifo()) {
+        if !make_fifo(to)? {
             return Ok(());
         }
-        let _ = fs::remove_file(to);
-        nix::unistd::mkfifo(to, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .map_err(io::Error::from)?;
     } else {
         return Ok(());
     }
@@ -89,6 +86,28 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )
     .map_err(io::Error::from)
+}
+
+/// Makes a FIFO at `to`; false if one is there already, which is kept:
+/// the restores of a group run at once, and each brings back the FIFO
+/// its members share; the first may have opened it and written into it
+/// (relive_restore::pipe_switch), so a later one must never replace it.
+/// Hence mkfifo first and no look before: between a look and a remove,
+/// the other restore's FIFO could appear and be removed.
+fn make_fifo(to: &Path) -> io::Result<bool> {
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+    match nix::unistd::mkfifo(to, mode) {
+        Ok(()) => return Ok(true),
+        Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if fs::symlink_metadata(to)?.file_type().is_fifo() {
+        return Ok(false);
+    }
+    // Something else stands there (a stale file): the FIFO replaces it.
+    fs::remove_file(to)?;
+    nix::unistd::mkfifo(to, mode)?;
+    Ok(true)
 }
 
 /// `from`'s bytes into `to`. A file that is there already (an undo on the
@@ -201,6 +220,32 @@ mod tests {
             );
         }
         fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn restores_bringing_back_one_fifo_at_once_make_it_once() {
+        let base = std::env::temp_dir().join(format!("relive-rundir-race-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let fifo = base.join("fifo");
+        for _ in 0..50 {
+            let _ = fs::remove_file(&fifo);
+            let start = std::sync::Barrier::new(4);
+            let made: Vec<bool> = std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..4)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            make_fifo(&fifo).unwrap()
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            // One made it; the others kept it (none replaced it).
+            assert_eq!(made.iter().filter(|m| **m).count(), 1, "{made:?}");
+        }
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
