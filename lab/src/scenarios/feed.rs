@@ -48,11 +48,13 @@ relivectl daemon-reload && relivectl stop relive-feedreader.service relive-feedw
 pub const TEARDOWN: &str = "relivectl stop relive-feedreader.service relive-feedwriter.service; \
     rm -f /var/lib/relive-feed.log";
 
-/// Prints the writer's and the reader's main PIDs, the log's line count
-/// and how many of its lines are not their own line number.
+/// Prints the writer's and the reader's main PIDs, the log's line count,
+/// how many of its lines are not their own line number, and the first
+/// of those as LINE=NUMBER (a number skipped or written twice).
 pub const STATE: &str = "echo $(systemctl show -p MainPID --value relive-feedwriter.service) \
     $(systemctl show -p MainPID --value relive-feedreader.service) \
-    $(awk 'NR != $1 { bad++ } END { print NR, bad + 0 }' /var/lib/relive-feed.log)";
+    $(awk 'NR != $1 { bad++; if (!first) first = NR \"=\" $1 } END { print NR, bad + 0, first }' \
+    /var/lib/relive-feed.log)";
 
 /// The script that installs and starts the units and prints their state.
 pub fn setup_script() -> String {
@@ -108,9 +110,12 @@ pub fn after_verdict(before: Option<State>, stdout: &str) -> (bool, String) {
         }
         _ => false,
     };
+    let first_wrong = stdout.split_whitespace().nth(4).unwrap_or("none");
     (
         ok,
-        format!("(writer PID, reader PID, lines, out of place) before {before:?}, after {after:?}"),
+        format!(
+            "(writer PID, reader PID, lines, out of place) before {before:?}, after {after:?}; first line out of place (line=number): {first_wrong}"
+        ),
     )
 }
 
@@ -140,7 +145,9 @@ mod tests {
         assert!(setup_verdict(before).0);
         assert!(after_verdict(before, "700 701 90 0").0);
         // A line twice or lost: out of place.
-        assert!(!after_verdict(before, "700 701 90 3").0);
+        let (ok, detail) = after_verdict(before, "700 701 90 3 88=89");
+        assert!(!ok);
+        assert!(detail.ends_with("(line=number): 88=89"), "{detail}");
         // Started afresh.
         assert!(!after_verdict(before, "800 801 90 0").0);
         // Stuck: the reader no longer gets lines.
