@@ -87,6 +87,7 @@ impl Restorer for FakeRestorer {
             outputs: Vec::new(),
             elapsed_ms: 1.0,
             verify_ms,
+            steps: String::new(),
         })
     }
 }

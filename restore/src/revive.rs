@@ -21,6 +21,8 @@ pub struct Revived {
     pub elapsed_ms: f64,
     /// Spent checking the images before the restore.
     pub verify_ms: f64,
+    /// Where the restore's time went (relive_sys::laps), for the log.
+    pub steps: String,
 }
 
 /// The check of a unit's images against the manifest, waited for once
@@ -162,6 +164,7 @@ impl Restorer for CriuRestorer {
             let path = path.to_owned();
             move |source| RestoreError::Io { path, source }
         };
+        let mut laps = relive_sys::laps::Laps::start();
         // /run starts empty in a new kernel: what the unit kept there comes back first.
         relive_store::rundir::restore(&store.run_dir(&record.name), Path::new("/run"))
             .and_then(|()| {
@@ -172,6 +175,7 @@ impl Restorer for CriuRestorer {
         for point in missing_mountpoints(record, Path::new("/run")) {
             std::fs::create_dir_all(&point).map_err(io(&point))?;
         }
+        laps.lap("runtime files");
         let cgroup = self.cgroup_root.join(record.cgroup.trim_start_matches('/'));
         std::fs::create_dir_all(&cgroup).map_err(io(&cgroup))?;
         let dir_path = store.root.join("images").join(&record.name);
@@ -230,7 +234,9 @@ impl Restorer for CriuRestorer {
         let spawner = Pid1Spawner {
             no_new_privs: record.no_new_privs,
         };
+        laps.lap("ends");
         let session = client.start_keeping(&spawner, &keep)?;
+        laps.lap("criu start");
         let mut options = RestoreOptions::new(dir.as_fd());
         options.tcp_established = true;
         options.ext_unix_sk = true;
@@ -268,7 +274,9 @@ impl Restorer for CriuRestorer {
             let _unscaled = WindowScalingOff::new();
             session.restore(&options, |note| {
                 if note.script == "post-restore" {
+                    laps.lap("criu");
                     let result = check();
+                    laps.lap("check wait");
                     note.refuse = result.is_err();
                     checked = Some(result);
                 }
@@ -294,6 +302,7 @@ impl Restorer for CriuRestorer {
                 );
             }
         }
+        laps.lap("criu");
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         // CRIU answers with the tree's root: the main process, or the
         // supervisor above it, which kept its PID as every process did.
@@ -315,6 +324,7 @@ impl Restorer for CriuRestorer {
             outputs: reads,
             elapsed_ms,
             verify_ms,
+            steps: laps.to_string(),
         })
     }
 }

@@ -72,28 +72,33 @@ fn restore_one(
             panic!("injected fault (panic-resume {})", record.name);
         }
     }
+    let mut laps = relive_sys::laps::Laps::start();
     if let Err(e) = host.prepare_restore(&record.name) {
         tracing::warn!("{}: {e}", record.name);
     }
+    laps.lap("prepare");
     // The checker thread went through the images ahead; the processes
     // CRIU rebuilds wait for its verdict on this unit before they run.
     let check = || verifier.wait(&record.name);
     let restored = revive::restore_checked(seams.restorer, store, record, &check);
+    laps.lap("restore");
     match restored {
         Ok(revived) => {
             record.restore_ms = Some(revived.elapsed_ms);
             record.verify_ms = Some(revived.verify_ms);
             record.running_usec = Some(wall_usec());
             record.outcome = Some(Outcome::Restored);
-            tracing::info!(
-                "{}: restored as PID {} in {:.0} ms",
-                record.name,
-                revived.pid,
-                revived.elapsed_ms
-            );
+            let (pid, steps) = (revived.pid, revived.steps);
             crate::mount_flags::set_again(host, record, revived.pid);
+            laps.lap("mount flags");
             host.unpark(&record.name, revived.pid, revived.outputs);
+            laps.lap("hand back");
             crate::syn_hold::restored(host, record, revived.pid);
+            laps.lap("hold");
+            tracing::info!(
+                "{}: restored as PID {pid} in {laps} (the restore's {steps})",
+                record.name
+            );
             None
         }
         Err(e) => {

@@ -459,6 +459,7 @@ impl Parking<'_> {
     ) -> Result<(), UpgradeError> {
         let name = planned.name.as_str();
         let unit = || name.to_owned();
+        let mut laps = relive_sys::laps::Laps::start();
         let info = self
             .seams
             .host
@@ -468,6 +469,7 @@ impl Parking<'_> {
                 source,
             })?;
         self.let_go(name, &info.cgroup);
+        laps.lap("park");
         let cgroup = cgroup_dir(&info.cgroup);
         // Sampled before freezing: entering the freezer costs every task a
         // little CPU time.
@@ -481,6 +483,7 @@ impl Parking<'_> {
             (Some(_), _, _) => FinalDump::Incremental,
         };
         let unaccepted_reset = self.hold_new_connections(name);
+        laps.lap("hold");
         (self.progress)(Progress::new(Phase::Freeze, name, 0, "freezing"));
         let frozen_usec = wall_usec();
         // Tracked as this unit's freeze from now on.
@@ -495,7 +498,9 @@ impl Parking<'_> {
             source: e,
         };
         self.seams.freezer.freeze(&cgroup).map_err(freeze)?;
+        laps.lap("freeze");
         let (mut ties, mut pipe_ties) = self.take_ties(store, group, name)?;
+        laps.lap("ties");
         // Read now, frozen: the dump ends the processes. CRIU 3.17 carries
         // neither; the restore sets them again.
         let no_new_privs = relive_sys::sched::no_new_privs_of(info.main_pid);
@@ -558,6 +563,7 @@ impl Parking<'_> {
                 .chain(ties.iter().map(|t| format!("unix[{}]", t.tie.inode)))
                 .collect(),
         };
+        laps.lap("prepare");
         let started = Instant::now();
         if let Err(first) = self.seams.dumper.dump(&job) {
             self.full_at_failure = self.full_at_failure.take().or_else(|| store_full(&dir));
@@ -617,6 +623,7 @@ impl Parking<'_> {
             })?;
         }
         let dump_ms = started.elapsed().as_secs_f64() * 1000.0;
+        laps.lap("dump");
         // From here on the processes are gone: undoing means restoring.
         self.frozen_only = None;
         let mut record = UnitRecord {
@@ -657,7 +664,9 @@ impl Parking<'_> {
             ..UnitRecord::default()
         };
         self.records.push(record.clone());
+        laps.lap("record");
         store.seal_unit(name).map_err(images)?;
+        laps.lap("seal");
         relive_store::rundir::save(Path::new("/run"), &info.runtime_dirs, &store.run_dir(name))
             .and_then(|()| {
                 let shm = Path::new(relive_store::rundir::SHM);
@@ -667,12 +676,15 @@ impl Parking<'_> {
                 unit: unit(),
                 source,
             })?;
+        laps.lap("runtime files");
         let lock = self.lock_after_dump(store, name, root)?;
+        laps.lap("locks");
         record.lock_saved = lock.is_some();
         record.lock_table = lock.unwrap_or_default();
         if let Some(last) = self.records.last_mut() {
             *last = record.clone();
         }
+        tracing::info!("{name}: parked in {laps}");
         (self.progress)(Progress::new(
             Phase::Dumped,
             name,

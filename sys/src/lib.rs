@@ -17,6 +17,7 @@ pub mod cgroup;
 pub mod device_filter;
 pub mod freezer;
 pub mod kexec;
+pub mod laps;
 pub mod listen;
 pub mod machine;
 pub mod mount_flags;
