@@ -223,10 +223,10 @@ fn network_first(
         .cloned()
         .partition(|u| handover.plan.rerun_firewall.contains(u));
     let mut steps = start_timed(host, &firewall);
-    let locked: Vec<String> = records
+    let locked: Vec<(String, String)> = records
         .iter()
         .filter(|r| r.lock_saved)
-        .map(|r| r.name.clone())
+        .map(|r| (r.name.clone(), netlock::table_of(r)))
         .collect();
     let held: Vec<String> = records
         .iter()

@@ -10,6 +10,15 @@
 //! deleted, in one nft transaction (no packet passes in between). An undo
 //! puts the unit's table back before restoring it on the old kernel, as
 //! CRIU left it, and takes its connections out of the merged table.
+//!
+//! The new kernel gets one table too ([`resume_ruleset`]): every unit's
+//! connections in relive's table, and under each CRIU name an empty
+//! table, which CRIU deletes by name at the end of the unit's restore
+//! (its network unlock). Loaded as 80 CRIU tables, they made every later
+//! nft run slow (a third of a second each under emulation, one per
+//! restore and one per hold). A unit's connections leave relive's table
+//! at CRIU's "post-restore" ([`release_on_resume`]), where CRIU itself
+//! would unlock them: the sockets are rebuilt and the tasks not yet run.
 
 use crate::netlock::{LockError, NFT};
 use relive_host::{run_ok, UnitHost};
@@ -145,6 +154,107 @@ pub fn unmerge(
     run_batch(host, store, unit, "unmerge", &batch)
 }
 
+/// The new kernel's lock ruleset for `locked` (unit, its CRIU table's
+/// name), from their saved tables; None when none could be read.
+pub fn resume_ruleset(store: &Store, locked: &[(String, String)]) -> Option<String> {
+    let texts: Vec<(&str, String)> = locked
+        .iter()
+        .filter_map(|(unit, table)| {
+            let text = std::fs::read_to_string(store.lock_file(unit));
+            text.inspect_err(|e| tracing::warn!("{unit}: its network lock is unreadable: {e}"))
+                .ok()
+                .map(|text| (table.as_str(), text))
+        })
+        .collect();
+    let (_, first) = texts.first()?;
+    let mut ruleset = definition(first);
+    for (table, text) in &texts {
+        for (set, elements) in set_elements(text) {
+            ruleset += &format!("add element inet {MERGED} {set} {{ {elements} }}\n");
+        }
+        ruleset += &format!("add table inet {table}\n");
+    }
+    Some(ruleset)
+}
+
+/// The store whose units' connections wait in the new kernel's merged
+/// table, and those units; None while the units' own tables hold them
+/// (or no upgrade resumes).
+type OnResume = Option<(std::path::PathBuf, Vec<String>)>;
+static ON_RESUME: std::sync::Mutex<OnResume> = std::sync::Mutex::new(None);
+
+fn on_resume() -> std::sync::MutexGuard<'static, OnResume> {
+    ON_RESUME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The merged table of [`resume_ruleset`] was loaded for `units` of
+/// `store`.
+pub fn merged_on_resume(store: &Store, units: Vec<String>) {
+    *on_resume() = Some((store.root.clone(), units));
+}
+
+/// `unit` is restored and its images passed their check: its
+/// connections leave the merged table, but for those a unit not yet
+/// released holds too (a loopback connection's other end). One release
+/// at a time: two at once could each delete an element the other holds,
+/// and a batch that deletes a missing element fails whole.
+pub fn release_on_resume(host: &dyn UnitHost, store: &Store, unit: &str) {
+    let mut waiting = on_resume();
+    let Some((_, units)) = waiting.as_mut().filter(|(root, _)| *root == store.root) else {
+        return;
+    };
+    let Some(at) = units.iter().position(|u| u == unit) else {
+        return;
+    };
+    units.remove(at);
+    let mut batch = String::new();
+    let own = |unit: &str| {
+        std::fs::read_to_string(store.lock_file(unit))
+            .map(|text| set_elements(&text))
+            .unwrap_or_default()
+    };
+    let kept: std::collections::HashSet<(String, String)> = units
+        .iter()
+        .flat_map(|other| own(other))
+        .flat_map(|(set, elements)| {
+            split(&elements)
+                .map(|e| (set.clone(), e.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (set, elements) in own(unit) {
+        let released: Vec<&str> = split(&elements)
+            .filter(|e| !kept.contains(&(set.clone(), (*e).to_owned())))
+            .collect();
+        if !released.is_empty() {
+            batch += &format!(
+                "delete element inet {MERGED} {set} {{ {} }}\n",
+                released.join(", ")
+            );
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(e) = run_batch(host, store, unit, "release", &batch) {
+        tracing::error!("{unit}: its connections stay locked until the restores end: {e}");
+    }
+}
+
+/// Once the restores are over: the merged table goes, with the
+/// connections of units that were not restored.
+pub fn end_on_resume(host: &dyn UnitHost, store: &Store) {
+    let mut waiting = on_resume();
+    if waiting
+        .as_ref()
+        .is_some_and(|(root, _)| *root == store.root)
+    {
+        *waiting = None;
+        drop(waiting);
+        drop_merged(host);
+    }
+}
+
 /// The elements of an elements list.
 fn split(elements: &str) -> impl Iterator<Item = &str> {
     elements.split(',').map(str::trim).filter(|e| !e.is_empty())
@@ -276,6 +386,61 @@ mod tests {
         unmerge(&host, &store, "client.service", &[]).unwrap();
         let undo = std::fs::read_to_string(dir.join("lock/client.service.unmerge.nft")).unwrap();
         assert!(undo.ends_with("delete element inet relive-locks conns4 { 127.0.0.1 . 43210 . 127.0.0.1 . 6379, 127.0.0.1 . 6379 . 127.0.0.1 . 43210 }\n"), "{undo}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// In the new kernel: one table with every unit's connections and an
+    /// empty table under each CRIU name; each restore lets its own
+    /// connections through, a loopback one only once both ends are back.
+    #[test]
+    fn the_new_kernel_gets_one_table_and_each_restore_releases_its_own() {
+        let dir = std::env::temp_dir().join(format!("relive-lock-resume-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lock")).unwrap();
+        let store = Store::at(&dir);
+        std::fs::write(store.lock_file("redis.service"), LISTED).unwrap();
+        let client = "table inet CRIU-900 {\n\tset conns4 {\n\t\telements = { 127.0.0.1 . 43210 . 127.0.0.1 . 6379, 127.0.0.1 . 6379 . 127.0.0.1 . 43210, 10.0.2.15 . 22 . 10.0.2.2 . 5555 }\n\t}\n}\n";
+        std::fs::write(store.lock_file("client.service"), client).unwrap();
+        let locked = [
+            ("redis.service".to_owned(), "CRIU-812".to_owned()),
+            ("client.service".to_owned(), "CRIU-900".to_owned()),
+        ];
+        let ruleset = resume_ruleset(&store, &locked).unwrap();
+        assert!(
+            ruleset.starts_with("table inet relive-locks {"),
+            "{ruleset}"
+        );
+        assert!(!ruleset.contains("table inet CRIU-812 {"), "{ruleset}");
+        assert!(ruleset.contains("add table inet CRIU-812\n"), "{ruleset}");
+        assert!(ruleset.contains("add table inet CRIU-900\n"), "{ruleset}");
+        assert!(ruleset.contains(
+            "add element inet relive-locks conns4 { 127.0.0.1 . 43210 . 127.0.0.1 . 6379, 127.0.0.1 . 6379 . 127.0.0.1 . 43210, 10.0.2.15 . 22 . 10.0.2.2 . 5555 }\n"
+        ), "{ruleset}");
+        let host = relive_host::fake::FakeHost::new(relive_api::plan::Plan::default());
+        let runs = || {
+            host.calls()
+                .into_iter()
+                .filter(|c| matches!(c, relive_host::fake::HostCall::Helper(_)))
+                .count()
+        };
+        // Not merged (each unit's own table loaded): CRIU unlocks.
+        release_on_resume(&host, &store, "redis.service");
+        assert_eq!(runs(), 0);
+        merged_on_resume(&store, locked.iter().map(|(u, _)| u.clone()).collect());
+        // redis's connections are all the client's too: nothing goes yet.
+        release_on_resume(&host, &store, "redis.service");
+        assert_eq!(runs(), 0);
+        release_on_resume(&host, &store, "client.service");
+        assert_eq!(runs(), 1);
+        let released =
+            std::fs::read_to_string(dir.join("lock/client.service.release.nft")).unwrap();
+        assert_eq!(released, "delete element inet relive-locks conns4 { 127.0.0.1 . 43210 . 127.0.0.1 . 6379, 127.0.0.1 . 6379 . 127.0.0.1 . 43210, 10.0.2.15 . 22 . 10.0.2.2 . 5555 }\n");
+        // Released once only; the table goes at the end.
+        release_on_resume(&host, &store, "client.service");
+        assert_eq!(runs(), 1);
+        end_on_resume(&host, &store);
+        assert_eq!(runs(), 2);
+        end_on_resume(&host, &store);
+        assert_eq!(runs(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -104,35 +104,34 @@ pub fn load(host: &dyn UnitHost, store: &Store, unit: &str) -> Result<(), HostEr
     run_ok(host, &[NFT, "-f", &file]).map(drop)
 }
 
-/// Loads the lock tables of `locked` and the hold tables of `held`
-/// (`syn_hold`) with one `nft` run (each run took most of a second under
-/// emulation, in front of every restore), through a file that includes
-/// theirs; when that fails (nft loads a file whole or not at all), file by
-/// file, so that one bad table keeps no other out. Returns the units
-/// whose table could not be loaded, with why.
+/// Loads the network locks of `locked` (unit, its CRIU table's name) and
+/// the holds of `held` (`syn_hold`) with one `nft` run (each run took
+/// most of a second under emulation, in front of every restore), through
+/// a file that includes theirs. The locks are one table
+/// (`lock_merge::resume_ruleset`); when that fails (nft loads a file
+/// whole or not at all), each unit's own table, file by file, so that one
+/// bad table keeps no other out. Returns the units whose lock or hold
+/// could not be loaded, with why.
 pub fn load_all(
     host: &dyn UnitHost,
     store: &Store,
-    locked: &[String],
+    locked: &[(String, String)],
     held: &[String],
 ) -> Vec<(String, HostError)> {
     // The holds' own table first (when saved: an older relive's holds
     // were tables of their own), then the units' ports into it.
     let hold_table = crate::syn_hold::table_file(store);
     let table_unit = crate::syn_hold::TABLE.to_owned();
-    let files: Vec<(&String, PathBuf)> = locked
-        .iter()
-        .map(|unit| (unit, store.lock_file(unit)))
-        .chain(
-            (!held.is_empty() && hold_table.exists()).then_some((&table_unit, hold_table.clone())),
-        )
+    let holds: Vec<(&String, PathBuf)> = (!held.is_empty() && hold_table.exists())
+        .then_some((&table_unit, hold_table.clone()))
+        .into_iter()
         .chain(
             held.iter()
                 .map(|unit| (unit, crate::syn_hold::file(store, unit))),
         )
         .collect();
     let load = |path: &PathBuf| run_ok(host, &[NFT, "-f", &path.display().to_string()]).map(drop);
-    let together = || {
+    let together = |files: &[(&String, PathBuf)]| {
         let includes: String = files
             .iter()
             .map(|(_, path)| format!("include \"{}\"\n", path.display()))
@@ -140,13 +139,44 @@ pub fn load_all(
         let file = store.root.join("lock").join("all.nft");
         std::fs::write(&file, includes).is_ok() && load(&file).is_ok()
     };
+    let merged_unit = crate::lock_merge::MERGED.to_owned();
+    let merged_file = store.root.join("lock").join("resume.nft");
+    let merged = crate::lock_merge::resume_ruleset(store, locked)
+        .filter(|ruleset| std::fs::write(&merged_file, ruleset).is_ok());
+    if merged.is_some() {
+        let files: Vec<(&String, PathBuf)> = std::iter::once((&merged_unit, merged_file))
+            .chain(holds.iter().cloned())
+            .collect();
+        if together(&files) {
+            crate::lock_merge::merged_on_resume(
+                store,
+                locked.iter().map(|(u, _)| u.clone()).collect(),
+            );
+            return Vec::new();
+        }
+        tracing::warn!("the merged network lock table did not load: each unit's own instead");
+    }
+    let files: Vec<(&String, PathBuf)> = locked
+        .iter()
+        .map(|(unit, _)| (unit, store.lock_file(unit)))
+        .chain(holds)
+        .collect();
     match files.as_slice() {
         [] => Vec::new(),
-        [_, _, ..] if together() => Vec::new(),
+        [_, _, ..] if together(&files) => Vec::new(),
         _ => files
             .iter()
             .filter_map(|(unit, path)| load(path).err().map(|e| ((*unit).clone(), e)))
             .collect(),
+    }
+}
+
+/// The name of `record`'s CRIU lock table.
+pub fn table_of(record: &relive_api::report::UnitRecord) -> String {
+    if record.lock_table.is_empty() {
+        table(record.dumped_root())
+    } else {
+        record.lock_table.clone()
     }
 }
 
@@ -156,12 +186,7 @@ pub fn remove(
     host: &dyn UnitHost,
     record: &relive_api::report::UnitRecord,
 ) -> Result<(), HostError> {
-    let name = if record.lock_table.is_empty() {
-        table(record.dumped_root())
-    } else {
-        record.lock_table.clone()
-    };
-    run_ok(host, &[NFT, "delete", "table", "inet", &name]).map(drop)
+    run_ok(host, &[NFT, "delete", "table", "inet", &table_of(record)]).map(drop)
 }
 
 #[cfg(test)]
@@ -192,7 +217,7 @@ mod tests {
         let failed = load_all(
             &host,
             &store,
-            &["echo.service".into()],
+            &[("echo.service".into(), "CRIU-812".into())],
             &["greet.service".into()],
         );
         assert!(failed.is_empty(), "{failed:?}");

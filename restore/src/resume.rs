@@ -186,6 +186,7 @@ fn resume_units(
         lost
     });
     drop(hang_up);
+    crate::lock_merge::end_on_resume(host, store);
     if records.iter().any(|r| !r.hold_ports.is_empty()) {
         crate::syn_hold::drop_table(host);
     }

@@ -92,7 +92,7 @@ pub fn restore_first(
     }
     for &i in &held {
         let record = &mut records[i];
-        release(seams, record);
+        release(seams, store, record);
         record.running_usec = Some(relive_sys::wall_usec());
     }
     Ok(())
@@ -127,10 +127,11 @@ fn hold(seams: Seams, store: &Store, record: &UnitRecord) {
 
 /// Lets a held unit run: lock table gone, cgroup thawed, its socket
 /// units' sockets taken back and new connections let in.
-fn release(seams: Seams, record: &UnitRecord) {
+fn release(seams: Seams, store: &Store, record: &UnitRecord) {
     if record.lock_saved {
         let _ = netlock::remove(seams.host, record);
     }
+    crate::lock_merge::release_on_resume(seams.host, store, &record.name);
     if let Err(e) = seams.freezer.thaw(&cgroup_dir(&record.cgroup)) {
         tracing::error!("{}: cannot thaw: {e}", record.name);
     }

@@ -537,3 +537,65 @@ fn held_connections_come_in_once_their_unit_is_restored_or_lost() {
         "{calls:#?}"
     );
 }
+
+/// The new kernel's network locks are one table with an empty one under
+/// each CRIU name (loaded with one nft run); each unit's connections go
+/// at its post-restore, before it runs; the table goes once all are back.
+#[test]
+fn the_new_kernel_s_locks_are_one_table_each_restore_lets_its_own_through() {
+    let (rig, mut handover) = Rig::new(&[("redis", false), ("echo", false)]);
+    for (record, conn) in handover.units.iter_mut().zip(["6379", "7000"]) {
+        record.lock_saved = true;
+        let text = format!(
+            "table inet CRIU-{} {{\n\tset conns4 {{\n\t\telements = {{ 10.0.2.15 . {conn} . 10.0.2.2 . 5555 }}\n\t}}\n}}\n",
+            record.main_pid
+        );
+        std::fs::write(rig.store.lock_file(&record.name), text).unwrap();
+    }
+    rig.resume(handover);
+    let calls = rig.host.calls();
+    let nft_files: Vec<String> = calls
+        .iter()
+        .filter_map(|c| match c {
+            HostCall::Helper(argv) if argv.get(1).map(String::as_str) == Some("-f") => {
+                Some(argv[2].clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let lock_dir = rig.store.root.join("lock");
+    let all = std::fs::read_to_string(lock_dir.join("all.nft")).unwrap();
+    assert_eq!(
+        all,
+        format!("include \"{}\"\n", lock_dir.join("resume.nft").display())
+    );
+    let ruleset = std::fs::read_to_string(lock_dir.join("resume.nft")).unwrap();
+    assert!(ruleset.contains("add table inet CRIU-2000\n"), "{ruleset}");
+    assert!(ruleset.contains("add table inet CRIU-2001\n"), "{ruleset}");
+    // The load, then echo's release (restored first), then redis's.
+    let release = |unit: &str| {
+        lock_dir
+            .join(format!("{unit}.release.nft"))
+            .display()
+            .to_string()
+    };
+    assert_eq!(
+        nft_files,
+        [
+            lock_dir.join("all.nft").display().to_string(),
+            release("echo"),
+            release("redis")
+        ],
+        "{calls:#?}"
+    );
+    let echo = std::fs::read_to_string(release("echo")).unwrap();
+    assert_eq!(
+        echo,
+        "delete element inet relive-locks conns4 { 10.0.2.15 . 7000 . 10.0.2.2 . 5555 }\n"
+    );
+    let dropped = calls.iter().position(|c| {
+        matches!(c, HostCall::Helper(argv) if argv.join(" ").ends_with("delete table inet relive-locks"))
+    });
+    let last_restore = position(&calls, &HostCall::PrepareRestore("redis".into()));
+    assert!(dropped.is_some_and(|d| d > last_restore), "{calls:#?}");
+}

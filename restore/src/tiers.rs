@@ -79,7 +79,16 @@ fn restore_one(
     laps.lap("prepare");
     // The checker thread went through the images ahead; the processes
     // CRIU rebuilds wait for its verdict on this unit before they run.
-    let check = || verifier.wait(&record.name);
+    // Passed, the unit's connections are let through, where CRIU would
+    // unlock them itself (lock_merge).
+    let name = record.name.clone();
+    let check = || {
+        let checked = verifier.wait(&name);
+        if checked.is_ok() {
+            crate::lock_merge::release_on_resume(host, store, &name);
+        }
+        checked
+    };
     let restored = revive::restore_checked(seams.restorer, store, record, &check);
     laps.lap("restore");
     match restored {
