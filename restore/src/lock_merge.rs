@@ -166,8 +166,18 @@ pub fn resume_ruleset(store: &Store, locked: &[(String, String)]) -> Option<Stri
                 .map(|text| (table.as_str(), text))
         })
         .collect();
-    let (_, first) = texts.first()?;
-    let mut ruleset = definition(first);
+    if texts.is_empty() {
+        return None;
+    }
+    // The first table with sets in it (a unit without TCP connections
+    // saved an empty one), else an empty table of relive's name.
+    let mut ruleset = texts
+        .iter()
+        .find(|(_, text)| text.lines().any(|l| l.trim_start().starts_with("set ")))
+        .map_or_else(
+            || format!("table inet {MERGED} {{\n}}\n"),
+            |(_, text)| definition(text),
+        );
     for (table, text) in &texts {
         for (set, elements) in set_elements(text) {
             ruleset += &format!("add element inet {MERGED} {set} {{ {elements} }}\n");
@@ -441,6 +451,36 @@ mod tests {
         assert_eq!(runs(), 2);
         end_on_resume(&host, &store);
         assert_eq!(runs(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A unit without connections saved an empty table: the definition
+    /// comes from one with sets, and the empty one is only a name.
+    #[test]
+    fn an_empty_table_gives_a_name_not_the_definition() {
+        let dir = std::env::temp_dir().join(format!("relive-lock-empty-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lock")).unwrap();
+        let store = Store::at(&dir);
+        crate::netlock::save_empty(&store, "idle.service", "CRIU-700").unwrap();
+        std::fs::write(store.lock_file("redis.service"), LISTED).unwrap();
+        let only_empty = [("idle.service".to_owned(), "CRIU-700".to_owned())];
+        assert_eq!(
+            resume_ruleset(&store, &only_empty).unwrap(),
+            "table inet relive-locks {\n}\nadd table inet CRIU-700\n"
+        );
+        let both = [
+            only_empty[0].clone(),
+            ("redis.service".to_owned(), "CRIU-812".to_owned()),
+        ];
+        let ruleset = resume_ruleset(&store, &both).unwrap();
+        assert!(
+            ruleset.starts_with("table inet relive-locks {\n\tset conns4 {"),
+            "{ruleset}"
+        );
+        assert!(
+            ruleset.contains("add table inet CRIU-700\nadd element"),
+            "{ruleset}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -93,6 +93,29 @@ pub fn save_named(
     Ok(Some(out.stdout))
 }
 
+/// Saves an empty table named `table` as `unit`'s: a unit without TCP
+/// connections, whose CRIU table holds none (not listed: its name is
+/// known). Its restore deletes the table by that name.
+pub fn save_empty(store: &Store, unit: &str, table: &str) -> Result<(), LockError> {
+    write(store, unit, &format!("table inet {table} {{\n}}\n"))
+}
+
+/// Deletes `tables` with one nft run.
+pub fn delete_tables(host: &dyn UnitHost, tables: &[String]) -> Result<(), HostError> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let batch: Vec<String> = tables
+        .iter()
+        .flat_map(|t| [";", "delete", "table", "inet", t.as_str()].map(str::to_owned))
+        .skip(1)
+        .collect();
+    let mut argv = vec![NFT.to_owned()];
+    argv.extend(batch);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    run_ok(host, &argv).map(drop)
+}
+
 fn write(store: &Store, unit: &str, text: &str) -> Result<(), LockError> {
     let path = store.lock_file(unit);
     std::fs::write(&path, text).map_err(|source| LockError::Io { path, source })
@@ -255,5 +278,26 @@ mod tests {
         // CRIU 3: named by the main PID, whatever else is there.
         let host = host_with_tables("table inet CRIU-812\ntable inet CRIU-9f3e\n");
         assert_eq!(dumped_table(&host, 812, &[]).as_deref(), Some("CRIU-812"));
+    }
+
+    #[test]
+    fn empty_tables_are_deleted_in_one_run() {
+        let host = FakeHost::new(relive_api::plan::Plan::default());
+        delete_tables(&host, &[]).unwrap();
+        delete_tables(&host, &["CRIU-7".into(), "CRIU-8".into()]).unwrap();
+        let runs: Vec<_> = host
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                relive_host::fake::HostCall::Helper(argv) => Some(argv.join(" ")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            runs,
+            [format!(
+                "{NFT} delete table inet CRIU-7 ; delete table inet CRIU-8"
+            )]
+        );
     }
 }

@@ -98,6 +98,26 @@ pub fn all_sockets() -> Vec<TcpSocket> {
         .collect()
 }
 
+/// Whether `pids` hold a TCP socket that is not listening: CRIU locks
+/// each such connection in its dump's nftables table. None when that
+/// cannot be told (no process to read).
+pub fn holds_tcp_connections(pids: &[u32]) -> Option<bool> {
+    if pids.is_empty() {
+        return None;
+    }
+    let held: std::collections::HashSet<u64> = pids
+        .iter()
+        .flat_map(|&pid| sockets_of(pid))
+        .map(|(inode, _)| inode)
+        .collect();
+    Some(
+        !held.is_empty()
+            && all_sockets()
+                .iter()
+                .any(|s| held.contains(&s.inode) && !s.is_listening()),
+    )
+}
+
 /// socket inode → PID, for every process's descriptors.
 pub fn socket_owners() -> HashMap<u64, u32> {
     let mut owners = HashMap::new();
@@ -190,5 +210,15 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].peer_pid, Some(60));
         assert_eq!(c[1].peer_pid, None, "a remote peer has no local PID");
+    }
+
+    #[test]
+    fn a_process_with_a_connection_holds_one() {
+        let me = [std::process::id()];
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert_eq!(holds_tcp_connections(&me), Some(true));
+        // No process to read: it cannot be told.
+        assert_eq!(holds_tcp_connections(&[]), None);
     }
 }

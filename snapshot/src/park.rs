@@ -546,6 +546,8 @@ impl Parking<'_> {
         let root = root as i32;
         // CRIU 4 names its lock table by a run id: the new one is the unit's.
         self.list_locks_before_dump();
+        // Without one, its lock table holds nothing (park/locks.rs).
+        let tcp_connections = crate::connections::holds_tcp_connections(&frozen_pids);
         // Only the pages dirtied since the last pre-dump are written; the
         // rest are found in the parent images at restore.
         let mut job = DumpJob {
@@ -677,7 +679,7 @@ impl Parking<'_> {
                 source,
             })?;
         laps.lap("runtime files");
-        let lock = self.lock_after_dump(store, name, root)?;
+        let lock = self.lock_after_dump(store, name, root, tcp_connections)?;
         laps.lap("locks");
         record.lock_saved = lock.is_some();
         record.lock_table = lock.unwrap_or_default();
