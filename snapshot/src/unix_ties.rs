@@ -44,6 +44,26 @@ impl Sockets {
             holders: crate::connections::socket_owners(),
         })
     }
+
+    /// As [`Sockets::now`] for the processes `pids`, whose ties are
+    /// wanted: who holds each socket is read from every process's
+    /// descriptors only when one of theirs is connected to a socket they
+    /// do not hold themselves (most units have no such socket, and the
+    /// scan of every process is most of the cost).
+    pub fn around(pids: &[u32]) -> io::Result<Sockets> {
+        let all = relive_sys::unix_diag::all()?;
+        let own: std::collections::HashSet<u64> = socket_fds(pids).into_keys().collect();
+        let reaches_out = own
+            .iter()
+            .filter_map(|inode| all.get(inode))
+            .any(|s| s.peer != 0 && !own.contains(&s.peer));
+        let holders = if reaches_out {
+            crate::connections::socket_owners()
+        } else {
+            HashMap::new()
+        };
+        Ok(Sockets { all, holders })
+    }
 }
 
 /// Descriptors of `pids` that are sockets: inode -> (pid, fd).

@@ -173,7 +173,14 @@ impl Parking<'_> {
     }
 
     fn find_ties(&mut self, store: &Store, group: &[String], name: &str) {
-        let sockets = match Sockets::now() {
+        // A unit alone: who holds which socket is read only if it has a
+        // socket connected outside itself.
+        let sockets = if group.is_empty() {
+            Sockets::around(&crate::predump::cgroup_pids(name))
+        } else {
+            Sockets::now()
+        };
+        let sockets = match sockets {
             Ok(sockets) => sockets,
             Err(e) => {
                 tracing::warn!("{name}: cannot list unix sockets (sock_diag): {e}");
