@@ -24,6 +24,7 @@ mod early;
 pub mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fake;
+mod hold_lifter;
 pub mod interrupted;
 pub mod lock_merge;
 mod mount_flags;

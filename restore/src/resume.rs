@@ -149,6 +149,7 @@ fn resume_units(
             units => host.start_together(units),
         };
         let verifier = checking_ahead.unwrap_or_else(|| Verifier::start(store, ahead));
+        let lifter = crate::hold_lifter::HoldLifter::start(scope, host);
         let mut lost: Vec<String> = Vec::new();
         // Most critical first: one priority after another, the units of
         // one priority in parallel.
@@ -160,7 +161,13 @@ fn resume_units(
         let mut tiers = pending.chunk_by_mut(|a, b| a.priority == b.priority);
         if let Some(most_critical) = tiers.next() {
             crate::early::urgent(crate::early::URGENT_NICE);
-            lost.extend(restore_tier(seams, store, &verifier, most_critical));
+            lost.extend(restore_tier(
+                seams,
+                store,
+                &verifier,
+                &lifter,
+                most_critical,
+            ));
             crate::early::urgent(0);
         }
         // Without a thread for them (a task limit), they run after the
@@ -170,9 +177,10 @@ fn resume_units(
             .spawn_scoped(scope, rerun_beside)
             .inspect_err(|e| tracing::warn!("cannot start the reruns' thread ({e})"));
         for tier in tiers {
-            lost.extend(restore_tier(seams, store, &verifier, tier));
+            lost.extend(restore_tier(seams, store, &verifier, &lifter, tier));
         }
         drop(verifier);
+        lifter.finish();
         let done = match beside {
             Ok(thread) => thread.join().unwrap_or_else(|_| {
                 tracing::error!("the reruns beside the restores panicked");

@@ -14,8 +14,9 @@
 //! saved in the store (`lock/UNIT.hold.nft`, beside the table's own
 //! file); the new kernel loads them with CRIU's network locks, before any
 //! address is up, and each unit's ports leave the set once it is restored
-//! (or has failed to be, and starts afresh). The table goes when the
-//! restores are over.
+//! (or has failed to be, and starts afresh), lifted by a thread of
+//! its own (`hold_lifter`) so that no restore waits for the nft run. The
+//! table goes when the restores are over.
 
 use crate::netlock::{LockError, NFT};
 use relive_api::report::UnitRecord;

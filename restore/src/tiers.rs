@@ -2,6 +2,7 @@
 //! mostly one busy process and the trees of different units share
 //! nothing it touches.
 
+use crate::hold_lifter::HoldLifter;
 use crate::verifier::Verifier;
 use crate::{revive, Seams};
 use relive_api::report::{Outcome, UnitRecord};
@@ -21,13 +22,14 @@ pub(crate) fn restore_tier(
     seams: Seams,
     store: &Store,
     verifier: &Verifier,
+    lifter: &HoldLifter,
     tier: &mut [&mut UnitRecord],
 ) -> Vec<String> {
     let workers = restore_workers().min(tier.len());
     if workers <= 1 {
         return tier
             .iter_mut()
-            .filter_map(|record| restore_one(seams, store, verifier, record))
+            .filter_map(|record| restore_one(seams, store, verifier, lifter, record))
             .collect();
     }
     let queue = std::sync::Mutex::new(tier.iter_mut());
@@ -35,7 +37,7 @@ pub(crate) fn restore_tier(
     let work = || loop {
         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
         let Some(record) = next else { break };
-        if let Some(name) = restore_one(seams, store, verifier, record) {
+        if let Some(name) = restore_one(seams, store, verifier, lifter, record) {
             lost.lock().unwrap_or_else(|e| e.into_inner()).push(name);
         }
     };
@@ -62,6 +64,7 @@ fn restore_one(
     seams: Seams,
     store: &Store,
     verifier: &Verifier,
+    lifter: &HoldLifter,
     record: &mut UnitRecord,
 ) -> Option<String> {
     let host = seams.host;
@@ -102,7 +105,7 @@ fn restore_one(
             laps.lap("mount flags");
             host.unpark(&record.name, revived.pid, revived.outputs);
             laps.lap("hand back");
-            crate::syn_hold::restored(host, record, revived.pid);
+            lifter.restored(record, revived.pid);
             laps.lap("hold");
             tracing::info!(
                 "{}: restored as PID {pid} in {laps} (the restore's {steps})",
@@ -112,7 +115,7 @@ fn restore_one(
         }
         Err(e) => {
             let reason = e.to_string();
-            crate::syn_hold::ended(host, record);
+            lifter.ended(record);
             host.forget_parked(&record.name, &reason);
             record.outcome = Some(Outcome::Lost { reason });
             Some(record.name.clone())
