@@ -31,8 +31,8 @@ pub(super) struct LockBook {
     made: bool,
     /// Units whose table was empty (saved as such, not merged).
     emptied: BTreeSet<String>,
-    /// Empty CRIU tables not yet deleted.
-    to_delete: Vec<String>,
+    /// Empty CRIU tables not yet deleted: (unit, table).
+    to_delete: Vec<(String, String)>,
 }
 
 /// Empty tables deleted together in one nft run.
@@ -64,7 +64,7 @@ impl Parking<'_> {
             let table = netlock::table(root);
             netlock::save_empty(store, name, &table).map_err(lock_error)?;
             self.locks.emptied.insert(name.to_owned());
-            self.locks.to_delete.push(table.clone());
+            self.locks.to_delete.push((name.to_owned(), table.clone()));
             if self.locks.to_delete.len() >= DELETE_TOGETHER {
                 self.delete_empty_tables();
             }
@@ -103,8 +103,15 @@ impl Parking<'_> {
     /// table back as CRIU left it (its restore removes it).
     pub(super) fn unmerge_lock(&mut self, store: &Store, name: &str) {
         if self.locks.emptied.remove(name) {
-            if let Err(e) = netlock::load(self.seams.host, store, name) {
-                tracing::warn!("{name}: cannot put its empty network lock table back: {e}");
+            // Still there (not deleted yet): CRIU's restore deletes it.
+            let pending = self.locks.to_delete.iter().position(|(unit, _)| unit == name);
+            match pending {
+                Some(at) => drop(self.locks.to_delete.remove(at)),
+                None => {
+                    if let Err(e) = netlock::load(self.seams.host, store, name) {
+                        tracing::warn!("{name}: cannot put its empty network lock table back: {e}");
+                    }
+                }
             }
         }
         if self.locks.merged.remove(name) {
@@ -125,11 +132,14 @@ impl Parking<'_> {
         }
     }
 
-    /// CRIU's empty tables kept for deletion, deleted in one nft run (the
-    /// undo put back those of the units it restores: gone with the
-    /// restore, they are not in the list).
+    /// CRIU's empty tables kept for deletion, deleted in one nft run (an
+    /// undo takes those of the units it restores out of the list: CRIU's
+    /// restore deletes them).
     fn delete_empty_tables(&mut self) {
-        let tables = std::mem::take(&mut self.locks.to_delete);
+        let tables: Vec<String> = std::mem::take(&mut self.locks.to_delete)
+            .into_iter()
+            .map(|(_, table)| table)
+            .collect();
         if let Err(e) = netlock::delete_tables(self.seams.host, &tables) {
             tracing::warn!("cannot delete CRIU's empty lock tables {tables:?}: {e}");
         }
