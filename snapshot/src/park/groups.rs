@@ -202,7 +202,16 @@ impl Parking<'_> {
             let pids = crate::predump::cgroup_pids(member);
             let mut held = unix_ties::ties_of(member, &pids, &sockets, &unit_of, &preserved);
             for tie in &mut held {
-                if let Some(copy) = save_queue(store, member, tie) {
+                let copy = save_queue(store, member, tie);
+                // A connection to relive itself (its own client of the
+                // bus that dbus-daemon is) must end when CRIU ends the
+                // process: held, it would keep relive waiting on a bus
+                // that is gone, and it would not connect to the one
+                // restored (an undo's logind then waited for its name
+                // until its start timed out).
+                let peer = sockets.all.get(&tie.tie.inode).map(|s| s.peer);
+                let to_relive = peer.and_then(|p| sockets.holders.get(&p)) == Some(&1);
+                if let Some(copy) = copy.filter(|_| !to_relive) {
                     self.held_sockets.insert(tie.tie.inode, copy);
                 }
             }
