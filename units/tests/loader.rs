@@ -155,6 +155,17 @@ fn every_supported_directive() {
 fn service_types_and_exec_start_rules() {
     let notify = one("[Service]\nType=notify\nExecStart=/bin/a\n").unwrap();
     assert_eq!(notify.service.unwrap().notify_access, NotifyAccess::Main);
+    // Pings and stored descriptors need the socket too (logind: Type=dbus,
+    // WatchdogSec=, FileDescriptorStoreMax=), as under systemd.
+    for extra in ["WatchdogSec=3min", "FileDescriptorStoreMax=512"] {
+        let text = format!("[Service]\nType=dbus\nBusName=a.b\nExecStart=/bin/a\n{extra}\n");
+        let u = one(&text).unwrap();
+        assert_eq!(
+            u.service.unwrap().notify_access,
+            NotifyAccess::Main,
+            "{extra}"
+        );
+    }
 
     let u =
         one("[Service]\nExecStart=/bin/a\nExecStart=/bin/b\nType=oneshot\nRestart=on-failure\n")

@@ -104,7 +104,11 @@ impl Parking<'_> {
     pub(super) fn unmerge_lock(&mut self, store: &Store, name: &str) {
         if self.locks.emptied.remove(name) {
             // Still there (not deleted yet): CRIU's restore deletes it.
-            let pending = self.locks.to_delete.iter().position(|(unit, _)| unit == name);
+            let pending = self
+                .locks
+                .to_delete
+                .iter()
+                .position(|(unit, _)| unit == name);
             match pending {
                 Some(at) => drop(self.locks.to_delete.remove(at)),
                 None => {

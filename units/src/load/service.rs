@@ -450,7 +450,11 @@ impl ServiceBuilder {
         if oneshot && !self.start_timeout_set {
             s.timeout_start = Timeout::Infinity;
         }
-        if s.notify_access == NotifyAccess::None && s.service_type.notifies() {
+        // As systemd: a service that needs the notify socket gets it
+        // (WATCHDOG=1 pings, FDSTORE=1), whatever its type: logind is
+        // Type=dbus with WatchdogSec= and FileDescriptorStoreMax=.
+        let needs_notify = s.service_type.notifies() || s.watchdog.is_some() || s.fd_store_max > 0;
+        if s.notify_access == NotifyAccess::None && needs_notify {
             s.notify_access = NotifyAccess::Main;
         }
         let refuse = |m: &str| Err(LoadError::invalid(fragment, m));
