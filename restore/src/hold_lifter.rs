@@ -5,10 +5,10 @@
 //! lifts whatever is waiting in one run; a restored service's new
 //! connections wait only for that run, and no restore waits at all.
 
-use crate::netlock::NFT;
+use crate::netlock::run_commands;
 use crate::syn_hold;
 use relive_api::report::UnitRecord;
-use relive_host::{run_ok, UnitHost};
+use relive_host::UnitHost;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{Scope, ScopedJoinHandle};
 
@@ -99,36 +99,14 @@ fn lift_as_they_come(host: &dyn UnitHost, waiting: Receiver<Lift>) {
     }
 }
 
-/// The nft commands that lift `lift`: its ports out of the one table's
-/// set, or (a record of an older relive) its own table deleted.
-fn commands(lift: &Lift) -> Vec<String> {
-    let mut words = if lift.ports.is_empty() {
-        vec!["delete", "table", "inet", &lift.table]
-    } else {
-        vec!["delete", "element", "inet", &lift.table, "ports"]
-    }
-    .into_iter()
-    .map(str::to_owned)
-    .collect::<Vec<_>>();
-    if !lift.ports.is_empty() {
-        let ports: Vec<String> = lift.ports.iter().map(u16::to_string).collect();
-        words.push(format!("{{ {} }}", ports.join(", ")));
-    }
-    words
-}
-
 /// One nft run for all of `lifts`; if it fails (one missing element
 /// fails the whole run), one run each, so that one keeps no other.
 fn lift_together(host: &dyn UnitHost, lifts: &[Lift]) {
-    let mut argv = vec![NFT.to_owned()];
-    for (i, lift) in lifts.iter().enumerate() {
-        if i > 0 {
-            argv.push(";".into());
-        }
-        argv.extend(commands(lift));
-    }
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let together = lifts.len() > 1 && run_ok(host, &argv).is_ok();
+    let commands: Vec<Vec<String>> = lifts
+        .iter()
+        .map(|lift| syn_hold::lift_command(&lift.table, &lift.ports))
+        .collect();
+    let together = lifts.len() > 1 && run_commands(host, &commands).is_ok();
     for lift in lifts {
         if together {
             tracing::info!("{}: new connections let in again", lift.unit);

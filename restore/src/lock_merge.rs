@@ -133,25 +133,44 @@ pub fn unmerge(
         std::fs::read_to_string(&path).map_err(|source| LockError::Io { path, source })
     };
     let text = read(saved.clone())?;
-    let mut kept = std::collections::HashSet::new();
-    for other in still_merged {
-        for (set, elements) in set_elements(&read(store.lock_file(other))?) {
-            kept.extend(split(&elements).map(|e| (set.clone(), e.to_owned())));
-        }
-    }
-    let mut batch = format!("include \"{}\"\n", saved.display());
-    for (set, elements) in set_elements(&text) {
-        let own: Vec<&str> = split(&elements)
+    let others = still_merged
+        .iter()
+        .map(|other| read(store.lock_file(other)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let batch = format!(
+        "include \"{}\"\n{}",
+        saved.display(),
+        deletions(&text, others.iter().map(String::as_str))
+    );
+    run_batch(host, store, unit, "unmerge", &batch)
+}
+
+/// The `delete element` commands that take the connections of `own` (a
+/// saved table's text) out of the merged table, but for those a table of
+/// `others` holds too.
+fn deletions<'a>(own: &str, others: impl IntoIterator<Item = &'a str>) -> String {
+    let kept: std::collections::HashSet<(String, String)> = others
+        .into_iter()
+        .flat_map(set_elements)
+        .flat_map(|(set, elements)| {
+            split(&elements)
+                .map(|e| (set.clone(), e.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut batch = String::new();
+    for (set, elements) in set_elements(own) {
+        let released: Vec<&str> = split(&elements)
             .filter(|e| !kept.contains(&(set.clone(), (*e).to_owned())))
             .collect();
-        if !own.is_empty() {
+        if !released.is_empty() {
             batch += &format!(
                 "delete element inet {MERGED} {set} {{ {} }}\n",
-                own.join(", ")
+                released.join(", ")
             );
         }
     }
-    run_batch(host, store, unit, "unmerge", &batch)
+    batch
 }
 
 /// The new kernel's lock ruleset for `locked` (unit, its CRIU table's
@@ -188,9 +207,9 @@ pub fn resume_ruleset(store: &Store, locked: &[(String, String)]) -> Option<Stri
 }
 
 /// The store whose units' connections wait in the new kernel's merged
-/// table, and those units; None while the units' own tables hold them
-/// (or no upgrade resumes).
-type OnResume = Option<(std::path::PathBuf, Vec<String>)>;
+/// table, and those units with their saved tables' text (read once);
+/// None while the units' own tables hold them (or no upgrade resumes).
+type OnResume = Option<(std::path::PathBuf, Vec<(String, String)>)>;
 static ON_RESUME: std::sync::Mutex<OnResume> = std::sync::Mutex::new(None);
 
 fn on_resume() -> std::sync::MutexGuard<'static, OnResume> {
@@ -200,7 +219,14 @@ fn on_resume() -> std::sync::MutexGuard<'static, OnResume> {
 /// The merged table of [`resume_ruleset`] was loaded for `units` of
 /// `store`.
 pub fn merged_on_resume(store: &Store, units: Vec<String>) {
-    *on_resume() = Some((store.root.clone(), units));
+    let texts = units
+        .into_iter()
+        .map(|unit| {
+            let text = std::fs::read_to_string(store.lock_file(&unit)).unwrap_or_default();
+            (unit, text)
+        })
+        .collect();
+    *on_resume() = Some((store.root.clone(), texts));
 }
 
 /// `unit` is restored and its images passed their check: its
@@ -213,36 +239,11 @@ pub fn release_on_resume(host: &dyn UnitHost, store: &Store, unit: &str) {
     let Some((_, units)) = waiting.as_mut().filter(|(root, _)| *root == store.root) else {
         return;
     };
-    let Some(at) = units.iter().position(|u| u == unit) else {
+    let Some(at) = units.iter().position(|(u, _)| u == unit) else {
         return;
     };
-    units.remove(at);
-    let mut batch = String::new();
-    let own = |unit: &str| {
-        std::fs::read_to_string(store.lock_file(unit))
-            .map(|text| set_elements(&text))
-            .unwrap_or_default()
-    };
-    let kept: std::collections::HashSet<(String, String)> = units
-        .iter()
-        .flat_map(|other| own(other))
-        .flat_map(|(set, elements)| {
-            split(&elements)
-                .map(|e| (set.clone(), e.to_owned()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    for (set, elements) in own(unit) {
-        let released: Vec<&str> = split(&elements)
-            .filter(|e| !kept.contains(&(set.clone(), (*e).to_owned())))
-            .collect();
-        if !released.is_empty() {
-            batch += &format!(
-                "delete element inet {MERGED} {set} {{ {} }}\n",
-                released.join(", ")
-            );
-        }
-    }
+    let (_, own) = units.remove(at);
+    let batch = deletions(&own, units.iter().map(|(_, text)| text.as_str()));
     if batch.is_empty() {
         return;
     }

@@ -102,17 +102,26 @@ pub fn save_empty(store: &Store, unit: &str, table: &str) -> Result<(), LockErro
 
 /// Deletes `tables` with one nft run.
 pub fn delete_tables(host: &dyn UnitHost, tables: &[String]) -> Result<(), HostError> {
-    if tables.is_empty() {
+    let commands: Vec<Vec<String>> = tables
+        .iter()
+        .map(|t| ["delete", "table", "inet", t].map(str::to_owned).to_vec())
+        .collect();
+    run_commands(host, &commands)
+}
+
+/// Runs `commands` (each its words) in one nft run, one transaction:
+/// if one fails, none is applied. Nothing to run: nothing done.
+pub fn run_commands(host: &dyn UnitHost, commands: &[Vec<String>]) -> Result<(), HostError> {
+    if commands.is_empty() {
         return Ok(());
     }
-    let batch: Vec<String> = tables
-        .iter()
-        .flat_map(|t| [";", "delete", "table", "inet", t.as_str()].map(str::to_owned))
-        .skip(1)
-        .collect();
-    let mut argv = vec![NFT.to_owned()];
-    argv.extend(batch);
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut argv = vec![NFT];
+    for (i, command) in commands.iter().enumerate() {
+        if i > 0 {
+            argv.push(";");
+        }
+        argv.extend(command.iter().map(String::as_str));
+    }
     run_ok(host, &argv).map(drop)
 }
 

@@ -113,14 +113,20 @@ pub fn hold(tie: &PipeTie, pipe: OwnedFd, taken: Vec<u8>) {
 
 /// Writes what waits in a pipe into the store (nothing: no file).
 pub fn save_queue(store: &Store, queue_file: &str, bytes: &[u8]) -> io::Result<()> {
-    let path = queue_dir(store).join(queue_file);
+    write_queue_file(&queue_dir(store), queue_file, bytes)
+}
+
+/// `bytes` into `dir`/`name`, or no file when there are none: a queue
+/// read again after a retry may have emptied, and must not come back.
+pub fn write_queue_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let path = dir.join(name);
     if bytes.is_empty() {
         return match std::fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         };
     }
-    std::fs::create_dir_all(queue_dir(store))?;
+    std::fs::create_dir_all(dir)?;
     std::fs::write(path, bytes)
 }
 

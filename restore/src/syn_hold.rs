@@ -97,17 +97,24 @@ pub fn release(
     table: &str,
     ports: &[u16],
 ) -> Result<(), HostError> {
-    if ports.is_empty() {
-        run_ok(host, &[NFT, "delete", "table", "inet", table])?;
-    } else {
-        let list = port_list(ports);
-        run_ok(
-            host,
-            &[NFT, "delete", "element", "inet", table, "ports", &list],
-        )?;
-    }
+    crate::netlock::run_commands(host, &[lift_command(table, ports)])?;
     tracing::info!("{unit}: new connections let in again");
     Ok(())
+}
+
+/// The nft command that lifts a hold: its ports out of the one table's
+/// set, or (a record of an older relive, no ports) its own table deleted.
+pub fn lift_command(table: &str, ports: &[u16]) -> Vec<String> {
+    let words = if ports.is_empty() {
+        vec!["delete", "table", "inet", table]
+    } else {
+        vec!["delete", "element", "inet", table, "ports"]
+    };
+    let mut command: Vec<String> = words.into_iter().map(str::to_owned).collect();
+    if !ports.is_empty() {
+        command.push(port_list(ports));
+    }
+    command
 }
 
 /// Every hold has ended: the table goes.

@@ -173,12 +173,20 @@ impl Parking<'_> {
     }
 
     fn find_ties(&mut self, store: &Store, group: &[String], name: &str) {
+        let members: Vec<(&str, Vec<u32>)> = if group.is_empty() {
+            vec![name]
+        } else {
+            group.iter().map(String::as_str).collect()
+        }
+        .into_iter()
+        .filter(|member| !self.records.iter().any(|r| r.name == *member))
+        .map(|member| (member, crate::predump::cgroup_pids(member)))
+        .collect();
         // A unit alone: who holds which socket is read only if it has a
         // socket connected outside itself.
-        let sockets = if group.is_empty() {
-            Sockets::around(&crate::predump::cgroup_pids(name))
-        } else {
-            Sockets::now()
+        let sockets = match &members[..] {
+            [(_, pids)] if group.is_empty() => Sockets::around(pids),
+            _ => Sockets::now(),
         };
         let sockets = match sockets {
             Ok(sockets) => sockets,
@@ -189,17 +197,8 @@ impl Parking<'_> {
         };
         let unit_of = |pid: u32| relive_sys::cgroup::unit_of_pid(pid as i32);
         let preserved = |unit: &str| self.preserved.iter().any(|p| p == unit);
-        let members: Vec<&str> = if group.is_empty() {
-            vec![name]
-        } else {
-            group.iter().map(String::as_str).collect()
-        };
         let mut found = Vec::new();
-        for member in members {
-            if self.records.iter().any(|r| r.name == member) {
-                continue;
-            }
-            let pids = crate::predump::cgroup_pids(member);
+        for (member, pids) in members {
             let mut held = unix_ties::ties_of(member, &pids, &sockets, &unit_of, &preserved);
             for tie in &mut held {
                 let copy = save_queue(store, member, tie);
@@ -281,15 +280,8 @@ fn peek_again<'a>(
 /// The queue file of unix socket `inode` (`unix-queues/INODE`): `bytes`,
 /// or no file when nothing waits.
 fn write_queue(store: &Store, inode: u64, bytes: &[u8]) -> std::io::Result<()> {
-    let path = relive_restore::switchboard::queue_dir(store).join(inode.to_string());
-    if bytes.is_empty() {
-        return match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
-    }
-    std::fs::create_dir_all(relive_restore::switchboard::queue_dir(store))?;
-    std::fs::write(path, bytes)
+    let dir = relive_restore::switchboard::queue_dir(store);
+    pipe_switch::write_queue_file(&dir, &inode.to_string(), bytes)
 }
 
 #[cfg(test)]
