@@ -135,7 +135,7 @@ mod tests {
         assert!(refused.contains("pages-1.img does not match"), "{refused}");
         // Not in the thread's list: checked on the spot.
         let unknown = verifier.wait("c.service").unwrap_err().to_string();
-        assert!(unknown.contains("no entry"), "{unknown}");
+        assert!(unknown.contains("no manifest for c.service"), "{unknown}");
         store.wipe().unwrap();
     }
 }

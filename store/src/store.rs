@@ -3,7 +3,7 @@
 //! ```text
 //! STORE/                 mode 0700: images hold process memory
 //!   state.bin            relive's state in the handover envelope
-//!   manifest.json        SHA-256 of every image file, per unit
+//!   manifests/UNIT.json  the checksum of every image file of the unit
 //!   images/UNIT/...      CRIU's images and log for each preserved unit
 //!   lock/UNIT.nft        the network lock CRIU left for the unit's connections
 //!   run/UNIT/...         the unit's RuntimeDirectory= content (/run is a tmpfs)
@@ -58,15 +58,29 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-/// The checksum (hex) of each file, by path relative to the unit's image
-/// dir.
+/// The checksum (hex) of each of a unit's image files, by path relative to
+/// its image dir: one file per unit, so that sealing a unit in the
+/// stoppage reads and writes only its own (the whole store's manifest grew
+/// with every unit parked before it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
+pub struct UnitManifest {
     /// The manifest's format, which names its checksum; a relive that does
     /// not know it refuses it.
     pub version: u32,
-    pub units: BTreeMap<String, BTreeMap<String, String>>,
+    pub files: BTreeMap<String, String>,
 }
+
+/// One manifest for every unit (`manifest.json`), as relive wrote it
+/// before the manifests were split by unit: a store left by such a relive
+/// (the one that ran before the kexec) is still read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoreManifest {
+    version: u32,
+    units: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Where the units' manifests are, under the store's root.
+const MANIFESTS: &str = "manifests";
 
 /// The manifest format this relive writes: XXH3-128 checksums.
 pub const MANIFEST_VERSION: u32 = 2;
@@ -74,31 +88,40 @@ pub const MANIFEST_VERSION: u32 = 2;
 /// (a store written by the relive that ran before the kexec).
 const MANIFEST_VERSION_SHA256: u32 = 1;
 
-impl Default for Manifest {
-    fn default() -> Manifest {
-        Manifest {
-            version: MANIFEST_VERSION,
-            units: BTreeMap::new(),
-        }
+/// The store-wide manifest an older relive wrote.
+const LEGACY_MANIFEST: &str = "manifest.json";
+
+/// Refuses a manifest of a format this relive does not read.
+fn check_version(path: &Path, version: u32) -> Result<(), StoreError> {
+    if [MANIFEST_VERSION, MANIFEST_VERSION_SHA256].contains(&version) {
+        return Ok(());
     }
+    Err(StoreError::Manifest {
+        path: path.to_owned(),
+        reason: format!(
+            "format version {version}, this relive reads versions {MANIFEST_VERSION_SHA256} and {MANIFEST_VERSION}"
+        ),
+    })
 }
 
-/// Parses a manifest, refusing another format version.
-fn parse_manifest(path: &Path, text: &[u8]) -> Result<Manifest, StoreError> {
-    let manifest: Manifest = serde_json::from_slice(text).map_err(|e| StoreError::Manifest {
+/// Parses a manifest file of type `T`.
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, text: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(text).map_err(|e| StoreError::Manifest {
         path: path.to_owned(),
         reason: e.to_string(),
-    })?;
-    if ![MANIFEST_VERSION, MANIFEST_VERSION_SHA256].contains(&manifest.version) {
-        return Err(StoreError::Manifest {
+    })
+}
+
+/// Reads `path`; None if it does not exist.
+fn read_if_there(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match fs::read(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io {
             path: path.to_owned(),
-            reason: format!(
-                "format version {}, this relive reads versions {MANIFEST_VERSION_SHA256} and {MANIFEST_VERSION}",
-                manifest.version
-            ),
-        });
+            source,
+        }),
     }
-    Ok(manifest)
 }
 
 #[derive(Debug, Clone)]
@@ -122,7 +145,11 @@ impl Store {
             .map_err(io_err(&store.root))?;
         fs::set_permissions(&store.root, fs::Permissions::from_mode(0o700))
             .map_err(io_err(&store.root))?;
-        for dir in [store.root.join("images"), store.root.join("lock")] {
+        for dir in [
+            store.root.join("images"),
+            store.root.join("lock"),
+            store.root.join(MANIFESTS),
+        ] {
             fs::DirBuilder::new()
                 .mode(0o700)
                 .create(&dir)
@@ -172,24 +199,55 @@ impl Store {
         write_synced(&self.root.join(name), bytes)
     }
 
-    /// Removes a unit's images and its manifest entry.
+    /// Removes a unit's images and its manifest.
     pub fn forget_unit(&self, unit: &str) -> Result<(), StoreError> {
         let dir = self.root.join("images").join(unit);
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&dir)(e)),
             _ => {}
         }
-        let path = self.root.join("manifest.json");
-        let Ok(text) = fs::read(&path) else {
+        let path = self.manifest_path(unit);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
+            _ => {}
+        }
+        // An older relive's store keeps it in the store-wide manifest.
+        let path = self.root.join(LEGACY_MANIFEST);
+        let Some(text) = read_if_there(&path)? else {
             return Ok(());
         };
-        let mut manifest = parse_manifest(&path, &text)?;
-        manifest.units.remove(unit);
-        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Manifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        write_synced(&path, &text)
+        let mut manifest: StoreManifest = parse_json(&path, &text)?;
+        if manifest.units.remove(unit).is_some() {
+            write_synced(&path, &to_json(&path, &manifest)?)?;
+        }
+        Ok(())
+    }
+
+    /// Where a unit's manifest is.
+    fn manifest_path(&self, unit: &str) -> PathBuf {
+        self.root.join(MANIFESTS).join(format!("{unit}.json"))
+    }
+
+    /// A unit's manifest: its own, or its entry in an older relive's
+    /// store-wide manifest; None if neither has it.
+    fn unit_manifest(&self, unit: &str) -> Result<Option<UnitManifest>, StoreError> {
+        let path = self.manifest_path(unit);
+        if let Some(text) = read_if_there(&path)? {
+            let manifest: UnitManifest = parse_json(&path, &text)?;
+            check_version(&path, manifest.version)?;
+            return Ok(Some(manifest));
+        }
+        let path = self.root.join(LEGACY_MANIFEST);
+        let Some(text) = read_if_there(&path)? else {
+            return Ok(None);
+        };
+        let mut manifest: StoreManifest = parse_json(&path, &text)?;
+        check_version(&path, manifest.version)?;
+        let version = manifest.version;
+        Ok(manifest
+            .units
+            .remove(unit)
+            .map(|files| UnitManifest { version, files }))
     }
 
     /// Writes the state envelope and syncs it.
@@ -232,46 +290,45 @@ impl Store {
         })
     }
 
-    /// Checksums a unit's image files into the manifest (synced): right
+    /// Checksums a unit's image files into its manifest (synced): right
     /// after its dump, so that an abort can already check what it restores.
     /// Files already in the manifest (its pre-dumps, sealed at the end of
     /// phase 1) are not read again: the stoppage pays only for new files.
     pub fn seal_unit(&self, unit: &str) -> Result<(), StoreError> {
-        let path = self.root.join("manifest.json");
-        let mut manifest = match fs::read(&path) {
-            Ok(text) => parse_manifest(&path, &text)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest::default(),
-            Err(e) => return Err(StoreError::Io { path, source: e }),
+        let mut manifest = match self.unit_manifest(unit)? {
+            Some(manifest) => manifest,
+            None => UnitManifest {
+                version: MANIFEST_VERSION,
+                files: BTreeMap::new(),
+            },
         };
-        let version = manifest.version;
-        let sums = manifest.units.entry(unit.to_owned()).or_default();
         let dir = self.root.join("images").join(unit);
         for file in files(&dir, "")? {
-            if let std::collections::btree_map::Entry::Vacant(entry) = sums.entry(file) {
-                let sum = checksum(version, &dir.join(entry.key()))?;
+            if let std::collections::btree_map::Entry::Vacant(entry) = manifest.files.entry(file) {
+                let sum = checksum(manifest.version, &dir.join(entry.key()))?;
                 entry.insert(sum);
             }
         }
-        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Manifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        write_synced(&path, &text)
+        let path = self.manifest_path(unit);
+        let manifests = self.root.join(MANIFESTS);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&manifests)
+            .map_err(io_err(&manifests))?;
+        write_synced(&path, &to_json(&path, &manifest)?)
     }
 
-    /// Checks a unit's images against the manifest: every file present,
+    /// Checks a unit's images against its manifest: every file present,
     /// none changed, none added.
     pub fn verify_unit(&self, unit: &str) -> Result<(), StoreError> {
-        let path = self.root.join("manifest.json");
-        let text = fs::read(&path).map_err(io_err(&path))?;
-        let manifest = parse_manifest(&path, &text)?;
-        let expected = manifest
-            .units
-            .get(unit)
+        let manifest = self
+            .unit_manifest(unit)?
             .ok_or_else(|| StoreError::Manifest {
-                path: path.clone(),
-                reason: format!("no entry for {unit}"),
+                path: self.manifest_path(unit),
+                reason: format!("no manifest for {unit}"),
             })?;
+        let expected = &manifest.files;
         let dir = self.root.join("images").join(unit);
         let mut actual = BTreeMap::new();
         for file in files(&dir, "")? {
@@ -401,6 +458,14 @@ fn checksum(version: u32, path: &Path) -> Result<String, StoreError> {
     Ok(format!("{:032x}", hasher.digest128()))
 }
 
+/// A manifest as pretty JSON.
+fn to_json<T: Serialize>(path: &Path, manifest: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec_pretty(manifest).map_err(|e| StoreError::Manifest {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let mut file = fs::OpenOptions::new()
         .create(true)
@@ -483,7 +548,7 @@ mod tests {
         let dir = store.unit_dir("a.service").unwrap();
         fs::write(dir.join("pages-1.img"), b"pages").unwrap();
         store.seal_unit("a.service").unwrap();
-        let path = store.root.join("manifest.json");
+        let path = store.root.join("manifests/a.service.json");
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"version\": 2"), "{text}");
         fs::write(&path, text.replace("\"version\": 2", "\"version\": 3")).unwrap();
@@ -508,14 +573,20 @@ mod tests {
         fs::write(dir.join("pages-1.img"), b"pageS").unwrap();
         let damaged = store.verify_unit("a.service").unwrap_err().to_string();
         assert!(damaged.contains("does not match its checksum"), "{damaged}");
-        // A unit sealed later into that store keeps its format.
-        let other = store.unit_dir("b.service").unwrap();
-        fs::write(other.join("pages-1.img"), b"pages").unwrap();
-        store.seal_unit("b.service").unwrap();
-        let text = fs::read_to_string(store.root.join("manifest.json")).unwrap();
+        // Topped up by this relive (a warm snapshot), the unit keeps the
+        // format its files were checksummed in, in a manifest of its own.
+        fs::write(dir.join("pages-1.img"), b"pages").unwrap();
+        fs::write(dir.join("pages-2.img"), b"pages").unwrap();
+        store.seal_unit("a.service").unwrap();
+        let text = fs::read_to_string(store.root.join("manifests/a.service.json")).unwrap();
         assert!(text.contains("\"version\": 1"), "{text}");
         assert!(text.contains("bfa062de040f55a1"), "{text}");
-        store.verify_unit("b.service").unwrap();
+        store.verify_unit("a.service").unwrap();
+        // Forgotten, it leaves both manifests.
+        store.forget_unit("a.service").unwrap();
+        let legacy = fs::read_to_string(store.root.join("manifest.json")).unwrap();
+        assert!(!legacy.contains("a.service"), "{legacy}");
+        assert!(!store.root.join("manifests/a.service.json").exists());
         store.wipe().unwrap();
     }
 
