@@ -527,6 +527,39 @@ impl fmt::Display for Loss {
     }
 }
 
+/// What phase 1 cost the machine (snapshot/src/budget.rs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase1Cpu {
+    pub wall_ms: f64,
+    /// CPU time the pre-dumps' CRIU used (its cgroup's cpu.stat); None
+    /// when it did not run in its cgroup.
+    pub criu_cpu_ms: Option<f64>,
+    /// Time in which a service waited for a CPU (system.slice's
+    /// cpu.pressure, "some"); None without PSI.
+    pub services_cpu_wait_ms: Option<f64>,
+    /// The same as a share of time over the 10 s before phase 1 (avg10).
+    pub services_cpu_wait_before_percent: Option<f64>,
+}
+
+impl Phase1Cpu {
+    /// "CRIU used 3.1 s of CPU in 40.2 s; the services waited for a CPU
+    /// 12.0 % of the time (10.5 % before)".
+    pub fn summary(&self) -> String {
+        let mut line = format!("phase 1 took {:.1} s", self.wall_ms / 1000.0);
+        if let Some(criu) = self.criu_cpu_ms {
+            line += &format!(", CRIU used {:.1} s of CPU", criu / 1000.0);
+        }
+        if let Some(wait) = self.services_cpu_wait_ms {
+            let percent = wait / self.wall_ms.max(1.0) * 100.0;
+            line += &format!("; the services waited for a CPU {percent:.1} % of the time");
+            if let Some(before) = self.services_cpu_wait_before_percent {
+                line += &format!(" ({before:.1} % in the 10 s before)");
+            }
+        }
+        line
+    }
+}
+
 /// One piece of work done in the new kernel before the first restore.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStep {
@@ -606,6 +639,9 @@ pub struct UpgradeReport {
     pub phase1_started_usec: u64,
     #[serde(default)]
     pub phase1_ended_usec: u64,
+    /// What phase 1 cost the machine; None for single-phase upgrades.
+    #[serde(default)]
+    pub phase1_cpu: Option<Phase1Cpu>,
     /// Which store carried the images, and why.
     #[serde(default)]
     pub store: String,

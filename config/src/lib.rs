@@ -172,9 +172,19 @@ pub struct UpgradeConfig {
     /// the tasks run again, the shortest freeze) or "splice" (pages
     /// spliced while the tasks stay frozen). Default: "read".
     pub pre_dump_mode: PreDumpMode,
-    /// Run pre-dump CRIU workers at SCHED_IDLE and in the idle I/O class,
-    /// so the services keep the CPU and the disk. Default: true.
+    /// Run pre-dump CRIU workers in the background, so the services keep
+    /// the CPU and the disk: in the idle I/O class, and on the CPU as
+    /// `pre_dump_cpu_share` says. false: at the services' priority.
+    /// Default: true.
     pub pre_dump_idle_priority: bool,
+    /// In the background, the share of the CPUs (percent, 0-100) the
+    /// pre-dumps get when every CPU is busy, and so the most they take
+    /// from busy services: CRIU runs in the cgroup relive-pre-dump,
+    /// weighted beside the others, and gets every idle CPU besides; while
+    /// it holds a unit's tasks frozen it gets the highest weight. 0: at
+    /// SCHED_IDLE instead, with no share of a busy machine (phase 1 may
+    /// then make no progress until its deadline). Default: 3.
+    pub pre_dump_cpu_share: u32,
     /// Phase 1 may take this many seconds at most (a saturated machine
     /// leaves its background copies little time); 0: no deadline.
     /// Default: 600.
@@ -207,6 +217,7 @@ impl Default for UpgradeConfig {
             pre_dump_max_growth: 0.10,
             pre_dump_mode: PreDumpMode::Read,
             pre_dump_idle_priority: true,
+            pre_dump_cpu_share: 3,
             pre_dump_deadline_sec: 600,
             pre_dump_deadline_action: DeadlineAction::Proceed,
             warm_snapshot_interval_sec: 0,
@@ -344,6 +355,13 @@ impl Config {
                 "must be a fraction >= 0",
             ));
         }
+        if u.pre_dump_cpu_share > 100 {
+            return Err(invalid(
+                "upgrade.pre_dump_cpu_share",
+                u.pre_dump_cpu_share.to_string(),
+                "must be a percentage from 0 to 100",
+            ));
+        }
         if !self.upgrade.store_dir.is_absolute() {
             return Err(invalid(
                 "upgrade.store_dir",
@@ -421,6 +439,11 @@ mod tests {
         let e = parse("[upgrade]\npre_dump_max_rounds = 0\n").unwrap_err();
         assert!(
             e.to_string().contains("upgrade.pre_dump_max_rounds = 0"),
+            "{e}"
+        );
+        let e = parse("[upgrade]\npre_dump_cpu_share = 101\n").unwrap_err();
+        assert!(
+            e.to_string().contains("upgrade.pre_dump_cpu_share = 101"),
             "{e}"
         );
         let e = parse("[manager]\nlog_level = \"loud\"\n").unwrap_err();

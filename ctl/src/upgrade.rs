@@ -167,6 +167,9 @@ pub fn render_report(r: &UpgradeReport) -> String {
             ms(r.phase1_started_usec, r.phase1_ended_usec)
         );
     }
+    if let Some(cost) = &r.phase1_cpu {
+        let _ = writeln!(out, "Phase 1's cost: {}", cost.summary());
+    }
     let width = r
         .units
         .iter()
@@ -539,9 +542,22 @@ mod tests {
                     ok: true,
                 },
             ],
+            phase1_cpu: Some(relive_api::report::Phase1Cpu {
+                wall_ms: 2_500.0,
+                criu_cpu_ms: Some(400.0),
+                services_cpu_wait_ms: Some(250.0),
+                services_cpu_wait_before_percent: Some(9.5),
+            }),
             ..UpgradeReport::default()
         };
         let text = render_report(&report);
+        assert!(
+            text.contains(
+                "Phase 1's cost: phase 1 took 2.5 s, CRIU used 0.4 s of CPU; \
+                 the services waited for a CPU 10.0 % of the time (9.5 % in the 10 s before)\n"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "Before the first restore: network locks +0.1 s, \

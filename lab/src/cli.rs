@@ -180,6 +180,11 @@ pub enum Verb {
         /// (f) is judged on the two-phase idle runs that have them (80).
         #[arg(long, default_value_t = 0, value_name = "N")]
         small_units: usize,
+        /// CPU-bound units (bench-burn-N, 4 MiB, Priority=500), one per
+        /// guest CPU, beside bench-busy: phase 1 on a machine whose every
+        /// CPU is busy (target (e) under load; needs a non-idle rate).
+        #[arg(long)]
+        saturate: bool,
         /// The figures as JSON [default: lab/out/bench-twophase.json].
         #[arg(long, value_name = "PATH")]
         json_out: Option<PathBuf>,

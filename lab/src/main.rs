@@ -234,12 +234,14 @@ fn run(verb: Verb) -> Result<ExitCode> {
             modes,
             store,
             small_units,
+            saturate,
             json_out,
             svg_out,
         } => {
             // Parsed before anything boots: a typo fails at once.
             let mut matrix = bench::twophase::Matrix::parse(&sizes, &rates, &modes, &store)?;
             matrix.small_units = small_units;
+            matrix.saturate = saturate;
             let outputs = bench::twophase::Outputs::new(&paths, json_out, svg_out);
             let (image, interrupt) = vm::prepare(&paths)?;
             let runs = bench::twophase::bench(&paths, &image, &matrix, &outputs, &interrupt)?;

@@ -256,6 +256,7 @@ fn report(handover: &KexecHandover, records: Vec<UnitRecord>, early: Early) -> U
         mode: Some(handover.mode),
         phase1_started_usec: handover.phase1_started_usec,
         phase1_ended_usec: handover.phase1_ended_usec,
+        phase1_cpu: handover.phase1_cpu.clone(),
         store: handover.store.clone(),
         notes: handover.notes.clone(),
         losses: handover.losses.clone(),

@@ -68,6 +68,7 @@ impl Rig {
             mode: UpgradeMode::TwoPhase,
             phase1_started_usec: 1,
             phase1_ended_usec: 2,
+            phase1_cpu: None,
             store: "disk store (test)".into(),
             notes: Vec::new(),
             losses: Vec::new(),

@@ -2,6 +2,7 @@
 //! background pre-dump round, the final dump in the stoppage, and `criu
 //! check`. [`CriuDumper`] runs CRIU; tests use a fake.
 
+use crate::budget::{BudgetSpawner, CpuBudget, HeldWatch};
 use relive_config::PreDumpMode;
 use relive_criu::pid1::{timeout_for, IdleSpawner, Pid1Spawner};
 use relive_criu::{CgroupMode, Criu, CriuError, DumpOptions, LogLevel, NetworkLock, Spawner};
@@ -26,6 +27,19 @@ pub enum DumpError {
     Injected(String),
 }
 
+/// How a pre-dump's CRIU gets the CPU and the disk
+/// (`upgrade.pre_dump_idle_priority`, `upgrade.pre_dump_cpu_share`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreDumpPriority {
+    /// The services' own.
+    Normal,
+    /// SCHED_IDLE and the idle I/O class: nothing of a busy machine.
+    Idle,
+    /// The idle I/O class, and this percent of a busy machine's CPUs
+    /// (`budget.rs`).
+    Share(u32),
+}
+
 /// One pre-dump round: the unit's memory into `dir`, its tasks frozen
 /// only while CRIU collects their mappings.
 #[derive(Debug, Clone)]
@@ -42,8 +56,8 @@ pub struct PreDumpJob<'a> {
     /// The previous round's directory, relative to `dir`.
     pub parent: Option<PathBuf>,
     pub mode: PreDumpMode,
-    /// CRIU at idle CPU and I/O priority.
-    pub idle: bool,
+    /// How CRIU gets the CPU and the disk.
+    pub priority: PreDumpPriority,
     /// Roughly what CRIU writes: how long it may stay silent.
     pub estimated_bytes: u64,
 }
@@ -170,7 +184,22 @@ impl Dumper for CriuDumper {
         options.log_file = Some("pre-dump.log".into());
         options.log_level = LogLevel::Info;
         let plain = Pid1Spawner::default();
-        let spawner: &dyn Spawner = if job.idle { &IdleSpawner } else { &plain };
+        let budget = match job.priority {
+            PreDumpPriority::Share(share) => CpuBudget::set_up(share)
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        "cannot set up the pre-dumps' CPU share ({e}): CRIU runs at SCHED_IDLE"
+                    )
+                })
+                .ok(),
+            _ => None,
+        };
+        let budgeted = budget.clone().map(BudgetSpawner);
+        let spawner: &dyn Spawner = match (&budgeted, job.priority) {
+            (Some(budgeted), _) => budgeted,
+            (None, PreDumpPriority::Normal) => &plain,
+            (None, _) => &IdleSpawner,
+        };
         // CRIU waits for another PRE_DUMP or the DUMP after a pre-dump; the
         // session is dropped instead, which ends it: the final dump runs in a
         // CRIU of its own, at normal priority, reading this chain.
@@ -182,6 +211,8 @@ impl Dumper for CriuDumper {
                 fault::kill_with_parasite_in(session.pid(), job.root_pid);
             }
         }
+        // Until CRIU lets go of the tasks, it gets the CPU first.
+        let _held = budget.as_ref().map(|b| HeldWatch::start(b, job.root_pid));
         if let Err(e) = session.pre_dump(&options, |_| {}) {
             if matches!(e, CriuError::Timeout { .. }) {
                 // A CRIU that timed out still holds the tasks: it goes.

@@ -7,7 +7,7 @@
 //! - [`request`]: what the caller asked for;
 //! - [`plan`], [`connections`], [`pipes`]: the parts of the plan that read /proc;
 //! - [`preflight`]: every check that can be made before anything changes;
-//! - [`predump`], [`warm`]: phase 1;
+//! - [`predump`], [`warm`]: phase 1; [`budget`]: its share of the CPUs;
 //! - [`park`]: phase 2, the kexec, and the undo;
 //! - [`control`]: a cancel from outside, before the stoppage;
 //! - [`dump`]: CRIU, behind the [`dump::Dumper`] trait.
@@ -15,6 +15,7 @@
 //! Everything outside the process goes through [`Seams`], so that the
 //! parking order and every undo path are tested in-process.
 
+pub mod budget;
 pub mod compat;
 pub mod connections;
 pub mod control;

@@ -248,6 +248,7 @@ impl Parking<'_> {
             fault::carry_into(&store.root);
         }
         let phase1_started_usec = wall_usec();
+        let phase1_sample = crate::budget::Phase1Sample::take();
         let mut losses = Vec::new();
         let two_phase = self.config.pre_dump && !request.single_phase;
         let chains = if two_phase {
@@ -289,6 +290,10 @@ impl Parking<'_> {
             BTreeMap::new()
         };
         let phase1_ended_usec = wall_usec();
+        let phase1_cpu = two_phase.then(|| phase1_sample.cost());
+        if let Some(cost) = &phase1_cpu {
+            tracing::info!("live upgrade: {}", cost.summary());
+        }
         if !self.seams.control.stoppage_begins() {
             return Err(UpgradeError::Cancelled);
         }
@@ -409,6 +414,7 @@ impl Parking<'_> {
             },
             phase1_started_usec,
             phase1_ended_usec,
+            phase1_cpu,
             store: choice.note.clone(),
             notes,
             losses,

@@ -14,7 +14,7 @@
 //! dropped (the soft-dirty state may be half reset) and its final dump is
 //! full.
 
-use crate::dump::{DumpError, Dumper, PreDumpJob};
+use crate::dump::{DumpError, Dumper, PreDumpJob, PreDumpPriority};
 use crate::{Seams, UpgradeError};
 use relive_api::plan::{Plan, PlannedUnit};
 use relive_api::progress::{Phase, Progress};
@@ -47,7 +47,7 @@ pub struct Policy {
     pub min_dirty_pages: u64,
     pub max_growth: f64,
     pub mode: PreDumpMode,
-    pub idle_priority: bool,
+    pub priority: PreDumpPriority,
     /// Phase 1 ends at this age, whatever is left; None: no deadline.
     pub deadline: Option<Duration>,
 }
@@ -81,7 +81,11 @@ impl Policy {
             min_dirty_pages: config.pre_dump_min_dirty_pages,
             max_growth: config.pre_dump_max_growth,
             mode: config.pre_dump_mode,
-            idle_priority: config.pre_dump_idle_priority,
+            priority: match (config.pre_dump_idle_priority, config.pre_dump_cpu_share) {
+                (false, _) => PreDumpPriority::Normal,
+                (true, 0) => PreDumpPriority::Idle,
+                (true, share) => PreDumpPriority::Share(share),
+            },
             deadline: (config.pre_dump_deadline_sec > 0)
                 .then(|| Duration::from_secs(config.pre_dump_deadline_sec)),
         }
@@ -452,7 +456,7 @@ fn pre_dump(
             .as_ref()
             .map(|p| PathBuf::from("..").join(p)),
         mode: policy.mode,
-        idle: policy.idle_priority,
+        priority: policy.priority,
         estimated_bytes: unit.planned.estimated_bytes,
     })?;
     Ok(dir_path)
@@ -500,7 +504,7 @@ mod tests {
             min_dirty_pages: 64,
             max_growth: 0.10,
             mode: PreDumpMode::Read,
-            idle_priority: true,
+            priority: PreDumpPriority::Share(3),
             deadline: None,
         }
     }

@@ -37,6 +37,9 @@ pub struct KexecHandover {
     pub phase1_started_usec: u64,
     #[serde(default)]
     pub phase1_ended_usec: u64,
+    /// What phase 1 cost the machine.
+    #[serde(default)]
+    pub phase1_cpu: Option<relive_api::report::Phase1Cpu>,
     /// Which store carried the images, and why.
     #[serde(default)]
     pub store: String,

@@ -22,6 +22,12 @@ pub fn make_idle(pid: i32) -> io::Result<()> {
     ioprio_set(pid, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)
 }
 
+/// Puts `pid` in the idle I/O class only: it gets the disk when nothing
+/// else wants it, and the CPU as its cgroup's weight says.
+pub fn make_io_idle(pid: i32) -> io::Result<()> {
+    ioprio_set(pid, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)
+}
+
 /// Sets the calling thread's nice value. Linux keeps it per thread, and
 /// what the thread creates from now on (threads, processes) starts with
 /// it.

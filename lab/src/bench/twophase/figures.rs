@@ -115,6 +115,11 @@ pub struct Run {
     pub units: Vec<UnitFigures>,
     /// bench-busy's ops/s (two-phase runs with a non-idle rate).
     pub throughput: Option<Throughput>,
+    /// CPU-bound units kept every guest CPU busy (`--saturate`).
+    pub saturated: bool,
+    /// What relive's report says phase 1 cost: CRIU's CPU time, the
+    /// services' wait for a CPU.
+    pub phase1_cpu: Option<relive_api::report::Phase1Cpu>,
 }
 
 impl Run {

@@ -37,6 +37,9 @@ pub struct Matrix {
     /// Small idle units added to every run beside the bench units
     /// (`--small-units`), as on a real server: target (f).
     pub small_units: usize,
+    /// CPU-bound units beside bench-busy, one per guest CPU
+    /// (`--saturate`): phase 1 on a machine whose every CPU is busy.
+    pub saturate: bool,
 }
 
 impl Matrix {
@@ -79,6 +82,7 @@ impl Matrix {
             modes,
             stores,
             small_units: 0,
+            saturate: false,
         })
     }
 }
@@ -135,6 +139,10 @@ pub fn rate_label(mib_per_sec: f64) -> String {
 /// The bench-busy unit (two-phase runs with a non-idle rate) holds this
 /// much, whatever the size under test.
 pub const BUSY_MIB: u64 = 64;
+
+/// The guest's CPUs (QEMU's -smp in vm/qemu.rs): `--saturate` runs a
+/// CPU-bound unit for each, beside bench-busy.
+pub const GUEST_CPUS: usize = 2;
 
 /// What each of the `--small-units` holds (idle, Priority=500).
 pub const SMALL_MIB: u64 = 4;

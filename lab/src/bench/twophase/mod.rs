@@ -45,7 +45,7 @@ use anyhow::{bail, Context, Result};
 use figures::{phase1_throughput, Run, UnitFigures};
 use matrix::{
     disk_bytes, rate_label, size_label, small_units_mib, unit_text, vm_memory_mib, MemoryStore,
-    Mode, BUSY_MIB, SMALL_MIB,
+    Mode, BUSY_MIB, GUEST_CPUS, SMALL_MIB,
 };
 use relive_api::report::UpgradeReport;
 use relive_workloads::dirty::{DirtyReport, VerifyReport};
@@ -74,8 +74,16 @@ struct BenchUnit {
 
 /// The first small unit's report port; the others follow.
 const SMALL_PORT: u16 = 7100;
+/// The first CPU burner's report port (`--saturate`).
+const BURN_PORT: u16 = 7090;
 
-fn bench_units(size_mib: u64, rate: f64, mode: Mode, small_units: usize) -> Vec<BenchUnit> {
+fn bench_units(
+    size_mib: u64,
+    rate: f64,
+    mode: Mode,
+    small_units: usize,
+    saturate: bool,
+) -> Vec<BenchUnit> {
     let mut units = vec![
         BenchUnit {
             role: "critical",
@@ -107,6 +115,18 @@ fn bench_units(size_mib: u64, rate: f64, mode: Mode, small_units: usize) -> Vec<
             priority: 500,
         });
     }
+    // With bench-busy, more CPU-bound services than CPUs: every CPU busy,
+    // and a run queue.
+    let burners = if saturate { GUEST_CPUS } else { 0 };
+    units.extend((0..burners).map(|i| BenchUnit {
+        role: "burn",
+        name: format!("bench-burn-{}.service", i + 1),
+        size_mib: SMALL_MIB,
+        rate: 0.0,
+        busy: true,
+        port: BURN_PORT + i as u16,
+        priority: 500,
+    }));
     units.extend((0..small_units).map(|i| BenchUnit {
         role: "small",
         name: format!("bench-small-{:02}.service", i + 1),
@@ -166,7 +186,8 @@ pub fn bench(
                         rate_label(rate),
                         mode.label()
                     ));
-                    let mut run = empty_run(size, rate, mode, store, matrix.small_units);
+                    let mut run =
+                        empty_run(size, rate, mode, store, matrix.small_units, matrix.saturate);
                     let result = run_one(paths, image, &mut run, store, &to_release, interrupt);
                     // QEMU is gone by now (powered off, or killed by its guard).
                     // The disk copy grows with the size (up to 12 GiB) and the
@@ -187,7 +208,14 @@ pub fn bench(
     Ok(runs)
 }
 
-fn empty_run(size: u64, rate: f64, mode: Mode, store: &str, small_units: usize) -> Run {
+fn empty_run(
+    size: u64,
+    rate: f64,
+    mode: Mode,
+    store: &str,
+    small_units: usize,
+    saturated: bool,
+) -> Run {
     let small_mib = small_units_mib(small_units);
     let vm_memory_mib = match store {
         "memory" => MemoryStore::for_size(size, small_mib).vm_memory_mib,
@@ -207,6 +235,8 @@ fn empty_run(size: u64, rate: f64, mode: Mode, store: &str, small_units: usize) 
         small_units,
         units: Vec::new(),
         throughput: None,
+        saturated,
+        phase1_cpu: None,
     }
 }
 
@@ -236,6 +266,7 @@ fn run_one(
         run.rate_mib_per_sec,
         run.mode,
         run.small_units,
+        run.saturated,
     );
     let step = output::step(format!(
         "starting the {} bench units, filling their memory",
@@ -264,6 +295,7 @@ fn run_one(
     let report = upgrade::report(paths, port)?;
     run.report_mode = report.mode;
     run.store = report.store.clone();
+    run.phase1_cpu = report.phase1_cpu.clone();
     if report.phase1_ended_usec > report.phase1_started_usec && report.phase1_started_usec > 0 {
         run.phase1_secs = (report.phase1_ended_usec - report.phase1_started_usec) as f64 / 1e6;
     }
@@ -491,7 +523,7 @@ mod tests {
     #[test]
     fn busy_unit_only_in_two_phase_runs_with_a_rate() {
         let roles = |rate, mode| -> Vec<&str> {
-            bench_units(1024, rate, mode, 0)
+            bench_units(1024, rate, mode, 0, false)
                 .iter()
                 .map(|u| u.role)
                 .collect()
@@ -499,17 +531,32 @@ mod tests {
         assert_eq!(roles(0.0, Mode::Two), ["critical", "normal"]);
         assert_eq!(roles(50.0, Mode::Single), ["critical", "normal"]);
         assert_eq!(roles(50.0, Mode::Two), ["critical", "normal", "busy"]);
-        let busy = &bench_units(1024, 50.0, Mode::Two, 0)[2];
+        let busy = &bench_units(1024, 50.0, Mode::Two, 0, false)[2];
         assert_eq!(
             (busy.size_mib, busy.port, busy.priority),
             (BUSY_MIB, 7012, 500)
         );
-        let with_smalls = bench_units(1024, 0.0, Mode::Two, 80);
+        let with_smalls = bench_units(1024, 0.0, Mode::Two, 80, false);
         assert_eq!(with_smalls.len(), 82);
         let last = &with_smalls[81];
         assert_eq!(
             (last.name.as_str(), last.port, last.size_mib, last.role),
             ("bench-small-80.service", 7179, SMALL_MIB, "small")
+        );
+        // --saturate: bench-busy and a CPU-bound unit per guest CPU.
+        let saturated = bench_units(64, 1.0, Mode::Two, 0, true);
+        let busy: Vec<(&str, u16)> = saturated
+            .iter()
+            .filter(|u| u.busy)
+            .map(|u| (u.name.as_str(), u.port))
+            .collect();
+        assert_eq!(
+            busy,
+            [
+                ("bench-busy.service", 7012),
+                ("bench-burn-1.service", 7090),
+                ("bench-burn-2.service", 7091)
+            ]
         );
     }
 

@@ -94,7 +94,7 @@ mod tests {
         for &size in &matrix.sizes_mib {
             for &rate in &matrix.rates {
                 for &mode in &matrix.modes {
-                    let mut run = empty_run(size, rate, mode, "disk", 0);
+                    let mut run = empty_run(size, rate, mode, "disk", 0, false);
                     for role in ["critical", "normal"] {
                         run.units.push(UnitFigures {
                             role: role.into(),

@@ -207,6 +207,21 @@ pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
         for line in runs.iter().filter_map(small_units_line) {
             println!("{line}");
         }
+        for run in &runs {
+            if let Some(cost) = &run.phase1_cpu {
+                println!(
+                    "{} {}{}: {}",
+                    size_label(run.size_mib),
+                    rate_label(run.rate_mib_per_sec),
+                    if run.saturated {
+                        ", every CPU busy"
+                    } else {
+                        ""
+                    },
+                    cost.summary()
+                );
+            }
+        }
         println!();
         println!("where the stoppage went (seconds; the check overlaps the restore; no lazy restore, so no lazy tail)");
         print!("{}", breakdown(&runs));
@@ -366,7 +381,7 @@ mod tests {
         Run {
             store: "disk".into(),
             units: vec![unit("critical"), unit("normal")],
-            ..super::super::empty_run(size, rate, mode, "disk", 0)
+            ..super::super::empty_run(size, rate, mode, "disk", 0, false)
         }
     }
 }

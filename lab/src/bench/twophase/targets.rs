@@ -207,7 +207,7 @@ mod tests {
         };
         Run {
             units: vec![unit("critical"), unit("normal")],
-            ..super::super::empty_run(size, rate, mode, "memory", 0)
+            ..super::super::empty_run(size, rate, mode, "memory", 0, false)
         }
     }
 
