@@ -65,13 +65,14 @@ impl Spawner for Pid1Spawner {
     }
 }
 
-/// [`Pid1Spawner`], and CRIU then runs at background priority
-/// (SCHED_IDLE, idle I/O class): for the pre-dumps, which must not take
-/// the CPU or the disk from the services they copy.
-#[derive(Debug, Default)]
-pub struct IdleSpawner;
+/// [`Pid1Spawner`], and then `lower(pid)` puts CRIU in the background
+/// before it runs (it waits for its first request): for the pre-dumps,
+/// which must not take the CPU or the disk from the services they copy.
+/// Failing to lower it only costs the services, so `lower` logs.
+#[derive(Debug)]
+pub struct BackgroundSpawner<F>(pub F);
 
-impl Spawner for IdleSpawner {
+impl<F: Fn(i32)> Spawner for BackgroundSpawner<F> {
     fn spawn_swrk(
         &self,
         criu: &Path,
@@ -79,12 +80,15 @@ impl Spawner for IdleSpawner {
         keep: &[BorrowedFd<'_>],
     ) -> io::Result<i32> {
         let pid = Pid1Spawner::default().spawn_swrk(criu, sock, keep)?;
-        // CRIU waits for its first request, so nothing has run yet at the
-        // normal priority. Failing to lower it only costs the services.
-        if let Err(e) = relive_sys::sched::make_idle(pid) {
-            tracing::warn!("criu swrk {pid}: cannot lower its priority: {e}");
-        }
+        (self.0)(pid);
         Ok(pid)
+    }
+}
+
+/// CRIU at SCHED_IDLE and in the idle I/O class.
+pub fn make_idle(pid: i32) {
+    if let Err(e) = relive_sys::sched::make_idle(pid) {
+        tracing::warn!("criu swrk {pid}: cannot lower its priority: {e}");
     }
 }
 

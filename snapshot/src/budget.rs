@@ -18,12 +18,8 @@
 //! the report.
 
 use relive_api::report::Phase1Cpu;
-use relive_criu::pid1::Pid1Spawner;
-use relive_criu::Spawner;
 use relive_sys::cgroup::CgroupFs;
 use std::io;
-use std::os::fd::BorrowedFd;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,37 +69,19 @@ impl CpuBudget {
         Ok(budget)
     }
 
-    /// Moves `pid` (a CRIU about to run) into the cgroup.
-    pub fn place(&self, pid: i32) -> io::Result<()> {
-        self.fs.write(CGROUP, "cgroup.procs", &pid.to_string())
-    }
-
-    fn set_weight(&self, weight: u64) -> io::Result<()> {
-        self.fs.write(CGROUP, "cpu.weight", &weight.to_string())
-    }
-}
-
-/// [`Pid1Spawner`]'s CRIU, placed in the budget's cgroup and the idle I/O
-/// class before it runs (it waits for its first request).
-#[derive(Debug)]
-pub struct BudgetSpawner(pub CpuBudget);
-
-impl Spawner for BudgetSpawner {
-    fn spawn_swrk(
-        &self,
-        criu: &Path,
-        sock: BorrowedFd<'_>,
-        keep: &[BorrowedFd<'_>],
-    ) -> io::Result<i32> {
-        let pid = Pid1Spawner::default().spawn_swrk(criu, sock, keep)?;
-        // Failing either only costs the services.
-        if let Err(e) = self.0.place(pid) {
+    /// Moves `pid` (a CRIU about to run) into the cgroup, and into the
+    /// idle I/O class. Failing either only costs the services: logged.
+    pub fn take_in(&self, pid: i32) {
+        if let Err(e) = self.fs.write(CGROUP, "cgroup.procs", &pid.to_string()) {
             tracing::warn!("criu swrk {pid}: cannot move it into {CGROUP}: {e}");
         }
         if let Err(e) = relive_sys::sched::make_io_idle(pid) {
             tracing::warn!("criu swrk {pid}: cannot lower its I/O priority: {e}");
         }
-        Ok(pid)
+    }
+
+    fn set_weight(&self, weight: u64) -> io::Result<()> {
+        self.fs.write(CGROUP, "cpu.weight", &weight.to_string())
     }
 }
 

@@ -2,9 +2,9 @@
 //! background pre-dump round, the final dump in the stoppage, and `criu
 //! check`. [`CriuDumper`] runs CRIU; tests use a fake.
 
-use crate::budget::{BudgetSpawner, CpuBudget, HeldWatch};
+use crate::budget::{CpuBudget, HeldWatch};
 use relive_config::PreDumpMode;
-use relive_criu::pid1::{timeout_for, IdleSpawner, Pid1Spawner};
+use relive_criu::pid1::{make_idle, timeout_for, BackgroundSpawner, Pid1Spawner};
 use relive_criu::{CgroupMode, Criu, CriuError, DumpOptions, LogLevel, NetworkLock, Spawner};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -194,11 +194,14 @@ impl Dumper for CriuDumper {
                 .ok(),
             _ => None,
         };
-        let budgeted = budget.clone().map(BudgetSpawner);
+        let budgeted = budget
+            .clone()
+            .map(|b| BackgroundSpawner(move |pid| b.take_in(pid)));
+        let idle = BackgroundSpawner(make_idle);
         let spawner: &dyn Spawner = match (&budgeted, job.priority) {
             (Some(budgeted), _) => budgeted,
             (None, PreDumpPriority::Normal) => &plain,
-            (None, _) => &IdleSpawner,
+            (None, _) => &idle,
         };
         // CRIU waits for another PRE_DUMP or the DUMP after a pre-dump; the
         // session is dropped instead, which ends it: the final dump runs in a
