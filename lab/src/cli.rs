@@ -182,7 +182,9 @@ pub enum Verb {
         small_units: usize,
         /// CPU-bound units (bench-burn-N, 4 MiB, Priority=500), one per
         /// guest CPU, beside bench-busy: phase 1 on a machine whose every
-        /// CPU is busy (target (e) under load; needs a non-idle rate).
+        /// CPU is busy (target (e) under load; needs a non-idle rate). Its
+        /// rounds are long and rewrite a dirtying unit whole: with
+        /// `--store disk`, as the memory region is sized for fewer.
         #[arg(long)]
         saturate: bool,
         /// The figures as JSON [default: lab/out/bench-twophase.json].
