@@ -354,7 +354,8 @@ impl Store {
                 Some(_) => {}
             }
         }
-        if let Some(extra) = actual.keys().find(|f| !expected.contains_key(*f)) {
+        let added = |f: &&String| !expected.contains_key(*f) && f.as_str() != RESTORE_LOG;
+        if let Some(extra) = actual.keys().find(added) {
             return Err(StoreError::Corrupt {
                 unit: unit.into(),
                 file: extra.clone(),
@@ -411,18 +412,34 @@ impl Store {
     }
 }
 
+/// What CRIU's restore adds to a unit's image directory, which the check
+/// running beside it must not take for damage: its log, and the cgroup
+/// file systems it mounts there (`.criu.cgyard.XXXXXX`, under which the
+/// write-only cgroup.kill cannot even be read).
+const RESTORE_LOG: &str = "restore.log";
+const CRIU_TEMPORARY: &str = ".criu.";
+
 /// Regular files under `dir`, as paths relative to it (`pre-1/pages-1.img`).
-/// Symbolic links (CRIU's `parent`) are not followed.
+/// Symbolic links (CRIU's `parent`) are not followed, nor are CRIU's
+/// temporary directories or other file systems mounted below.
 fn files(dir: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let device = fs::metadata(dir).map_err(io_err(dir))?.dev();
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
         let kind = entry.file_type().map_err(io_err(dir))?;
-        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let name = format!("{prefix}{file_name}");
         if kind.is_file() {
             found.push(name);
-        } else if kind.is_dir() {
-            found.extend(files(&entry.path(), &format!("{name}/"))?);
+        } else if kind.is_dir() && !file_name.starts_with(CRIU_TEMPORARY) {
+            let path = entry.path();
+            // A mount point (a restore's cgroup yard): not the images.
+            let on = fs::metadata(&path).map_err(io_err(&path))?.dev();
+            if on == device {
+                found.extend(files(&path, &format!("{name}/"))?);
+            }
         }
     }
     Ok(found)
@@ -539,6 +556,25 @@ mod tests {
             store.verify_unit("a.service").unwrap_err().to_string(),
             "a.service: image file pre-1/pages-1.img does not match its checksum"
         );
+        store.wipe().unwrap();
+    }
+
+    #[test]
+    fn what_a_restore_adds_beside_the_check_is_not_damage() {
+        let store = Store::create(temp("restoring")).unwrap();
+        let dir = store.unit_dir("a.service").unwrap();
+        fs::write(dir.join("pages-1.img"), b"pages").unwrap();
+        store.seal_unit("a.service").unwrap();
+        // CRIU's restore, under way: its log and its cgroup yard.
+        fs::write(dir.join("restore.log"), "restoring").unwrap();
+        let yard = dir.join(".criu.cgyard.zaokX9/unified/user.slice");
+        fs::create_dir_all(&yard).unwrap();
+        fs::write(yard.join("cgroup.kill"), "").unwrap();
+        store.verify_unit("a.service").unwrap();
+        // Anything else added is still refused.
+        fs::write(dir.join("core-9.img"), b"core").unwrap();
+        let e = store.verify_unit("a.service").unwrap_err().to_string();
+        assert!(e.contains("core-9.img is not in the manifest"), "{e}");
         store.wipe().unwrap();
     }
 
