@@ -184,6 +184,8 @@ impl Dumper for CriuDumper {
         options.log_file = Some("pre-dump.log".into());
         options.log_level = LogLevel::Info;
         let plain = Pid1Spawner::default();
+        // Set up each round (a few cgroup files beside CRIU's seconds), so
+        // that the weight follows the cgroups populated now.
         let budget = match job.priority {
             PreDumpPriority::Share(share) => CpuBudget::set_up(share)
                 .inspect_err(|e| {

@@ -295,13 +295,10 @@ impl Store {
     /// Files already in the manifest (its pre-dumps, sealed at the end of
     /// phase 1) are not read again: the stoppage pays only for new files.
     pub fn seal_unit(&self, unit: &str) -> Result<(), StoreError> {
-        let mut manifest = match self.unit_manifest(unit)? {
-            Some(manifest) => manifest,
-            None => UnitManifest {
-                version: MANIFEST_VERSION,
-                files: BTreeMap::new(),
-            },
-        };
+        let mut manifest = self.unit_manifest(unit)?.unwrap_or_else(|| UnitManifest {
+            version: MANIFEST_VERSION,
+            files: BTreeMap::new(),
+        });
         let dir = self.root.join("images").join(unit);
         for file in files(&dir, "")? {
             if let std::collections::btree_map::Entry::Vacant(entry) = manifest.files.entry(file) {
@@ -426,6 +423,13 @@ fn files(dir: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {
     use std::os::unix::fs::MetadataExt;
     let device = fs::metadata(dir).map_err(io_err(dir))?.dev();
     let mut found = Vec::new();
+    walk(dir, prefix, device, &mut found)?;
+    Ok(found)
+}
+
+/// [`files`] below `dir`, which is on `device`.
+fn walk(dir: &Path, prefix: &str, device: u64, found: &mut Vec<String>) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
         let kind = entry.file_type().map_err(io_err(dir))?;
@@ -436,13 +440,12 @@ fn files(dir: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {
         } else if kind.is_dir() && !file_name.starts_with(CRIU_TEMPORARY) {
             let path = entry.path();
             // A mount point (a restore's cgroup yard): not the images.
-            let on = fs::metadata(&path).map_err(io_err(&path))?.dev();
-            if on == device {
-                found.extend(files(&path, &format!("{name}/"))?);
+            if fs::metadata(&path).map_err(io_err(&path))?.dev() == device {
+                walk(&path, &format!("{name}/"), device, found)?;
             }
         }
     }
-    Ok(found)
+    Ok(())
 }
 
 /// A file's checksum for a manifest of `version`, lowercase hex. The
