@@ -313,7 +313,8 @@ fn run_one(
         }
         let after = after.ok();
         let verify = verify.ok();
-        if unit.busy {
+        // bench-busy's, not the burners' (also --busy).
+        if unit.role == "busy" {
             run.throughput = after.as_ref().and_then(|a| {
                 phase1_throughput(
                     &a.ops_per_sec,
