@@ -26,9 +26,24 @@ pub trait Kexec: Sync {
     /// Boots the loaded kernel with the store written: syncs, has the
     /// store's `carrier` hand it over (the memory store unmounted: the
     /// next kernel mounts it again, it must be clean), remounts /
-    /// read-only (kexec unmounts nothing). Returns only on failure, with
-    /// the store taken back and everything mounted as before.
+    /// read-only if it can and freezes the local file systems (kexec
+    /// unmounts nothing: the next kernel mounts them without a journal to
+    /// recover). Returns only on failure, with the store taken back and
+    /// everything mounted and writable as before.
     fn boot(&self, carrier: &dyn Carrier) -> BootError;
+}
+
+/// How long the kexec waits for the local file systems to freeze (for
+/// writes in progress to end). Past it, the next kernel recovers the
+/// journals of those that did not.
+const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn display_paths(paths: &[std::path::PathBuf]) -> String {
+    if paths.is_empty() {
+        return "no file system".into();
+    }
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    names.join(", ")
 }
 
 /// The running kernel's kexec_file_load and reboot(2).
@@ -49,9 +64,17 @@ impl Kexec for LiveKexec {
         if let Err(e) = carrier.hand_over() {
             return e.into();
         }
+        // Refused while a file is open for writing (a frozen service's),
+        // as a rule; the freeze is not.
         let _ = relive_sys::machine::remount_root(true);
         nix::unistd::sync();
+        let frozen = relive_sys::fsfreeze::freeze_local(FREEZE_TIMEOUT);
+        tracing::info!(
+            "live upgrade: kexec with {} frozen",
+            display_paths(&frozen.paths())
+        );
         let e = relive_sys::kexec::boot_loaded();
+        frozen.thaw();
         let _ = relive_sys::machine::remount_root(false);
         if let Err(taken) = carrier.take_back() {
             tracing::error!("the store after the failed kexec: {taken}");

@@ -6,7 +6,8 @@
 //! - [`spawn`]: starting a process from a multi-threaded PID 1 (clone3
 //!   into its cgroup, an exec-status pipe);
 //! - [`cgroup`], [`freezer`]: cgroup v2, and freezing one;
-//! - [`kexec`]: loading, unloading and booting a kernel;
+//! - [`kexec`]: loading, unloading and booting a kernel; [`fsfreeze`]: the
+//!   file systems left clean for it;
 //! - [`machine`], [`mounts`]: what PID 1 of a machine sets up and tears down;
 //! - [`pid_space`]: keeping services' PIDs free across a kexec;
 //! - [`sched`], [`users`]: idle priority, user and group look-ups without NSS;
@@ -16,6 +17,7 @@ pub mod autofs;
 pub mod cgroup;
 pub mod device_filter;
 pub mod freezer;
+pub mod fsfreeze;
 pub mod kexec;
 pub mod laps;
 pub mod listen;

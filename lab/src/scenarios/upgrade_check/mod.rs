@@ -563,6 +563,19 @@ impl Run<'_> {
             report.kernel_from == self.from_release && report.kernel_to == self.to_release,
             format!("{} -> {}", report.kernel_from, report.kernel_to),
         );
+        // relive froze them before the kexec: their journals are clean.
+        let recovered = self.sh(
+            booted,
+            "dmesg | grep -E 'EXT4-fs \\((vda|vdb)\\): recovery complete' || true",
+        )?;
+        v.record(
+            "the new kernel mounted / and /srv/data without recovering a journal",
+            recovered.stdout.trim().is_empty(),
+            match recovered.stdout.trim() {
+                "" => "no journal recovery in dmesg".to_string(),
+                lines => lines.replace('\n', " | "),
+            },
+        );
         let outcome = |name: &str| {
             report
                 .units
