@@ -574,6 +574,10 @@ pub struct EarlyStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EarlyWork {
+    /// The kernel modules the first steps need, loaded by one modprobe.
+    Modules,
+    /// systemd's generators run (their unit files written).
+    Generators,
     /// The store attached (the memory store's modules loaded) and the
     /// handover read: relive knows what to resume.
     Handover,
@@ -604,6 +608,8 @@ impl std::fmt::Display for EarlyStep {
 impl std::fmt::Display for EarlyWork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            EarlyWork::Modules => f.write_str("the modules loaded"),
+            EarlyWork::Generators => f.write_str("the generators run"),
             EarlyWork::Handover => f.write_str("the handover read"),
             EarlyWork::Units => f.write_str("the units loaded"),
             EarlyWork::NetworkLocks => f.write_str("network locks"),

@@ -42,7 +42,7 @@ pub mod verifier;
 #[cfg(test)]
 mod tests;
 
-pub use early::{Ahead, ProbeAhead};
+pub use early::{load_modules, Ahead, ProbeAhead, MODULES_AHEAD};
 pub use error::RestoreError;
 
 use relive_host::UnitHost;

@@ -135,12 +135,6 @@ fn main() -> ExitCode {
     if let Some(e) = config_error {
         tracing::error!("{e}; using the defaults");
     }
-    // The generators need only /run: they run beside what follows (in a
-    // new kernel, the store's attaching and the handover's reading).
-    let generated = GeneratorsRun::start(&config, scope);
-    // After a live upgrade's kexec, CRIU's probe of this kernel starts
-    // now, beside the store's attaching, the handover's reading and the
-    // units' loading: the first restore waits for it.
     // Read once: the probe, the memory store and the handover all go by it.
     let booted_machine = scope == Scope::Machine && !resuming;
     let cmdline = if booted_machine {
@@ -148,16 +142,36 @@ fn main() -> ExitCode {
     } else {
         String::new()
     };
-    let mut ahead = relive_restore::Ahead::default();
-    if handover::marker(&cmdline).is_some() {
-        ahead.probe = relive_restore::ProbeAhead::start(&config.upgrade.criu);
-    }
     // A region reserved for the memory store: its device must exist for an
     // upgrade's preflight, and for this boot's resume.
-    if booted_machine
+    let memory_region = booted_machine
         && config.upgrade.store != StoreWanted::Disk
-        && !memory::reservations(&cmdline).is_empty()
-    {
+        && !memory::reservations(&cmdline).is_empty();
+    let mut ahead = relive_restore::Ahead::default();
+    let upgraded = handover::marker(&cmdline).is_some();
+    if upgraded {
+        // Before anything else runs: one modprobe for the modules that
+        // CRIU's probe, the network locks and the memory store would each
+        // have the kernel load one at a time.
+        let mut modules = relive_restore::MODULES_AHEAD.to_vec();
+        if memory_region {
+            modules.extend(memory::MODULES);
+        }
+        relive_restore::load_modules(&modules);
+        ahead
+            .steps
+            .push((EarlyWork::Modules, relive::manager::clock::wall_usec()));
+    }
+    // The generators need only /run: they run beside what follows (in a
+    // new kernel, the store's attaching and the handover's reading).
+    let generated = GeneratorsRun::start(&config, scope);
+    // After a live upgrade's kexec, CRIU's probe of this kernel starts
+    // now, beside the store's attaching, the handover's reading and the
+    // units' loading: the first restore waits for it.
+    if upgraded {
+        ahead.probe = relive_restore::ProbeAhead::start(&config.upgrade.criu);
+    }
+    if memory_region {
         if let Err(e) = memory::attach(&config.upgrade.memory_device) {
             tracing::error!("memory store: {e}; live upgrades use the disk store");
         }
@@ -315,14 +329,17 @@ struct Resumed {
 /// The generators, run on a thread of their own from relive's start (a
 /// re-exec runs them again, as systemd's does). At boot relive reaps
 /// each itself: no other child is waited for before the loop runs.
-struct GeneratorsRun(Option<std::thread::JoinHandle<Option<Generators>>>);
+struct GeneratorsRun(Option<std::thread::JoinHandle<(Option<Generators>, u64)>>);
 
 impl GeneratorsRun {
     fn start(config: &Config, scope: Scope) -> GeneratorsRun {
         let generators = relive::manager::generators_for(config, scope);
         let thread = std::thread::Builder::new()
             .name("relive-generators".into())
-            .spawn(move || run_generators(generators));
+            .spawn(move || {
+                let generators = run_generators(generators);
+                (generators, relive::manager::clock::wall_usec())
+            });
         match thread {
             Ok(thread) => GeneratorsRun(Some(thread)),
             Err(e) => {
@@ -333,11 +350,15 @@ impl GeneratorsRun {
     }
 
     /// Waits for the generators (runs them, without a thread); returns
-    /// them, for the unit search path.
-    fn finish(self, config: &Config, scope: Scope) -> Option<Generators> {
+    /// them, for the unit search path, and when they ended (wall clock,
+    /// µs).
+    fn finish(self, config: &Config, scope: Scope) -> (Option<Generators>, u64) {
         match self.0.map(|thread| thread.join()) {
-            Some(Ok(generators)) => generators,
-            _ => run_generators(relive::manager::generators_for(config, scope)),
+            Some(Ok(ran)) => ran,
+            _ => (
+                run_generators(relive::manager::generators_for(config, scope)),
+                relive::manager::clock::wall_usec(),
+            ),
         }
     }
 }
@@ -366,7 +387,10 @@ fn run(args: Args, config: Config, scope: Scope, resumed: Resumed) -> anyhow::Re
         args.units_dirs.clone()
     };
     // Generators write units before any is loaded.
-    let generators = generated.finish(&config, scope);
+    let (generators, generated_usec) = generated.finish(&config, scope);
+    if kexec_handover.is_some() {
+        ahead.steps.push((EarlyWork::Generators, generated_usec));
+    }
     let unit_dirs =
         relive_units::search_path(&base_dirs, generators.as_ref().map(|g| g.output.as_path()));
     let kernel = RealKernel {
