@@ -25,18 +25,18 @@ pub trait Kexec: Sync {
     fn unload(&self) -> Result<(), KexecError>;
     /// Boots the loaded kernel with the store written: syncs, has the
     /// store's `carrier` hand it over (the memory store unmounted: the
-    /// next kernel mounts it again, it must be clean), remounts /
-    /// read-only if it can and freezes the local file systems (kexec
-    /// unmounts nothing: the next kernel mounts them without a journal to
-    /// recover). Returns only on failure, with the store taken back and
-    /// everything mounted and writable as before.
+    /// next kernel mounts it again, it must be clean), remounts the
+    /// block devices' file systems read-only (kexec unmounts nothing: the
+    /// next kernel mounts them clean, without a journal to recover or a
+    /// check to run). Returns only on failure, with the store taken back
+    /// and everything mounted and writable as before.
     fn boot(&self, carrier: &dyn Carrier) -> BootError;
 }
 
-/// How long the kexec waits for the local file systems to freeze (for
-/// writes in progress to end). Past it, the next kernel recovers the
-/// journals of those that did not.
-const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the kexec waits for the file systems to be read-only (their
+/// dirty blocks written). Past it, the next kernel recovers the journals
+/// of those that are not.
+const READ_ONLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn display_paths(paths: &[std::path::PathBuf]) -> String {
     if paths.is_empty() {
@@ -64,18 +64,15 @@ impl Kexec for LiveKexec {
         if let Err(e) = carrier.hand_over() {
             return e.into();
         }
-        // Refused while a file is open for writing (a frozen service's),
-        // as a rule; the freeze is not.
-        let _ = relive_sys::machine::remount_root(true);
-        nix::unistd::sync();
-        let frozen = relive_sys::fsfreeze::freeze_local(FREEZE_TIMEOUT);
+        // By force: a plain read-only remount is refused while a frozen
+        // service holds a file open for writing.
+        let read_only = relive_sys::readonly::remount_all(READ_ONLY_TIMEOUT);
         tracing::info!(
-            "live upgrade: kexec with {} frozen",
-            display_paths(&frozen.paths())
+            "live upgrade: kexec with {} read-only",
+            display_paths(read_only.paths())
         );
         let e = relive_sys::kexec::boot_loaded();
-        frozen.thaw();
-        let _ = relive_sys::machine::remount_root(false);
+        read_only.undo();
         if let Err(taken) = carrier.take_back() {
             tracing::error!("the store after the failed kexec: {taken}");
         }

@@ -6,7 +6,7 @@
 //! - [`spawn`]: starting a process from a multi-threaded PID 1 (clone3
 //!   into its cgroup, an exec-status pipe);
 //! - [`cgroup`], [`freezer`]: cgroup v2, and freezing one;
-//! - [`kexec`]: loading, unloading and booting a kernel; [`fsfreeze`]: the
+//! - [`kexec`]: loading, unloading and booting a kernel; [`readonly`]: the
 //!   file systems left clean for it;
 //! - [`machine`], [`mounts`]: what PID 1 of a machine sets up and tears down;
 //! - [`pid_space`]: keeping services' PIDs free across a kexec;
@@ -17,7 +17,6 @@ pub mod autofs;
 pub mod cgroup;
 pub mod device_filter;
 pub mod freezer;
-pub mod fsfreeze;
 pub mod kexec;
 pub mod laps;
 pub mod listen;
@@ -27,6 +26,7 @@ pub mod mounts;
 pub mod namespace;
 pub mod pid_space;
 pub mod process_attrs;
+pub mod readonly;
 pub mod sched;
 pub mod seccomp;
 pub mod spawn;
