@@ -17,6 +17,17 @@ use relive_sys::wall_usec;
 /// units and udev's coldplug took the CPUs from it.
 pub(crate) const URGENT_NICE: i32 = -10;
 
+/// Runs the calling thread at [`URGENT_NICE`], until
+/// [`ordinary_thread`].
+pub fn urgent_thread() {
+    urgent(URGENT_NICE);
+}
+
+/// Runs the calling thread at the ordinary priority (nice 0) again.
+pub fn ordinary_thread() {
+    urgent(0);
+}
+
 /// Runs the rest of the calling thread at [`URGENT_NICE`] (or at `nice`).
 pub(crate) fn urgent(nice: i32) {
     if let Err(e) = relive_sys::sched::set_thread_nice(nice) {
@@ -24,13 +35,12 @@ pub(crate) fn urgent(nice: i32) {
     }
 }
 
-/// The kernel modules the resume's first steps need, loaded by one
-/// modprobe before they start: CRIU's probe otherwise has the kernel load
+/// The kernel modules CRIU's probe needs, loaded by one modprobe on the
+/// probe's thread before it runs: the probe otherwise has the kernel load
 /// them one at a time, a modprobe each (its sock_diag families, tun and
-/// veth: 2.1 s of a fresh kernel under emulation, against 0.4 s at once),
-/// and the network locks want nf_tables. A module built in, or missing,
-/// is skipped.
-pub const MODULES_AHEAD: &[&str] = &[
+/// veth); the network locks want nf_tables. A module built in, or
+/// missing, is skipped.
+const MODULES_AHEAD: &[&str] = &[
     "inet_diag",
     "tcp_diag",
     "udp_diag",
@@ -45,7 +55,7 @@ pub const MODULES_AHEAD: &[&str] = &[
 
 /// Loads `modules` with one modprobe; whether it succeeded (logged if
 /// not: each step loads what it misses, as it would without this).
-pub fn load_modules(modules: &[&str]) -> bool {
+fn load_modules(modules: &[&str]) -> bool {
     let status = std::process::Command::new("/usr/sbin/modprobe")
         .args(["-q", "-a"])
         .args(modules)
@@ -76,7 +86,7 @@ pub struct Ahead {
 
 /// CRIU's probe of the new kernel on a thread of its own.
 #[derive(Debug)]
-pub struct ProbeAhead(std::thread::JoinHandle<(bool, u64)>);
+pub struct ProbeAhead(std::thread::JoinHandle<Vec<Timed>>);
 
 impl ProbeAhead {
     /// Starts the probe with `criu`; None (logged) when no thread can be
@@ -91,8 +101,8 @@ impl ProbeAhead {
             .map(ProbeAhead)
     }
 
-    /// Whether the probe passed, and when it ended; None if it panicked.
-    fn wait(self) -> Option<(bool, u64)> {
+    /// The modules' loading and the probe, timed; None if it panicked.
+    fn wait(self) -> Option<Vec<Timed>> {
         let joined = self.0.join();
         if joined.is_err() {
             tracing::error!("CRIU's probe of the new kernel panicked");
@@ -101,11 +111,14 @@ impl ProbeAhead {
     }
 }
 
-/// CRIU's probe at the critical path's priority: whether it passed, and
-/// when it ended (wall clock, µs).
-fn probe_timed(restorer: &dyn crate::revive::Restorer) -> (bool, u64) {
+/// The modules CRIU's probe needs ([`MODULES_AHEAD`]), then the probe,
+/// at the critical path's priority: each step timed.
+fn probe_timed(restorer: &dyn crate::revive::Restorer) -> Vec<Timed> {
     urgent(URGENT_NICE);
-    (restorer.probe_kernel(), wall_usec())
+    let loaded = load_modules(MODULES_AHEAD);
+    let modules = (EarlyWork::Modules, wall_usec(), loaded);
+    let passed = restorer.probe_kernel();
+    vec![modules, (EarlyWork::CriuProbe, wall_usec(), passed)]
 }
 
 /// What the resume did before its first restore, and when.
@@ -203,9 +216,7 @@ pub(crate) fn prepare_new_kernel(
                 .ok(),
             (None, _) => None,
         };
-        if let Some((ok, done_usec)) = probed {
-            units.push((EarlyWork::CriuProbe, done_usec, ok));
-        }
+        units.extend(probed.into_iter().flatten());
         for (work, done_usec, ok) in units {
             let done_ms = done_usec.saturating_sub(early_steps.resumed_usec) as f64 / 1000.0;
             early_steps.steps.push(EarlyStep { work, done_ms, ok });

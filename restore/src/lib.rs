@@ -42,7 +42,7 @@ pub mod verifier;
 #[cfg(test)]
 mod tests;
 
-pub use early::{load_modules, Ahead, ProbeAhead, MODULES_AHEAD};
+pub use early::{ordinary_thread, urgent_thread, Ahead, ProbeAhead};
 pub use error::RestoreError;
 
 use relive_host::UnitHost;

@@ -53,8 +53,7 @@ fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> MemorySt
 
 /// Where relive mounts the memory store (root-only, under its own /run).
 pub const MOUNT_POINT: &str = "/run/relive/handover";
-/// The drivers of the reserved region's device.
-pub const MODULES: &[&str] = &["nd_e820", "nd_pmem"];
+const MODULES: &[&str] = &["nd_e820", "nd_pmem"];
 /// ext4's own metadata and the store's headroom on a small region.
 const USABLE_FRACTION: f64 = 0.9;
 

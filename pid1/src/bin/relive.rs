@@ -150,17 +150,11 @@ fn main() -> ExitCode {
     let mut ahead = relive_restore::Ahead::default();
     let upgraded = handover::marker(&cmdline).is_some();
     if upgraded {
-        // Before anything else runs: one modprobe for the modules that
-        // CRIU's probe, the network locks and the memory store would each
-        // have the kernel load one at a time.
-        let mut modules = relive_restore::MODULES_AHEAD.to_vec();
-        if memory_region {
-            modules.extend(memory::MODULES);
-        }
-        relive_restore::load_modules(&modules);
-        ahead
-            .steps
-            .push((EarlyWork::Modules, relive::manager::clock::wall_usec()));
+        // The handover's reading is on the first restore's path, and the
+        // generators and CRIU's probe compete with it for the CPUs: at the
+        // probe's priority until the handover is read (not longer: the
+        // services this thread starts would inherit it).
+        relive_restore::urgent_thread();
     }
     // The generators need only /run: they run beside what follows (in a
     // new kernel, the store's attaching and the handover's reading).
@@ -186,6 +180,9 @@ fn main() -> ExitCode {
         ahead
             .steps
             .push((EarlyWork::Handover, relive::manager::clock::wall_usec()));
+    }
+    if upgraded {
+        relive_restore::ordinary_thread();
     }
     if scope != Scope::Process && !resuming {
         // Until the preserved services are back, new processes take PIDs
