@@ -423,7 +423,12 @@ impl Parking<'_> {
             clock: relive_sys::timens::ClockAtKexec::now(kexec_usec),
             network,
         };
+        let writing = std::time::Instant::now();
         store.write_handover(&handover)?;
+        tracing::info!(
+            "live upgrade: handover written in {:.0} ms",
+            writing.elapsed().as_secs_f64() * 1000.0
+        );
         (self.progress)(Progress::new(
             Phase::Kexec,
             "",

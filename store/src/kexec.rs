@@ -60,15 +60,21 @@ impl Kexec for LiveKexec {
     }
 
     fn boot(&self, carrier: &dyn Carrier) -> BootError {
+        // In every preserved unit's stoppage, before the next kernel's
+        // boot: logged, lap by lap.
+        let mut laps = relive_sys::laps::Laps::start();
         nix::unistd::sync();
+        laps.lap("sync");
         if let Err(e) = carrier.hand_over() {
             return e.into();
         }
+        laps.lap("store handed over");
         // By force: a plain read-only remount is refused while a frozen
         // service holds a file open for writing.
         let read_only = relive_sys::readonly::remount_all(READ_ONLY_TIMEOUT);
+        laps.lap("read-only");
         tracing::info!(
-            "live upgrade: kexec with {} read-only",
+            "live upgrade: kexec with {} read-only, in {laps}",
             display_paths(read_only.paths())
         );
         let e = relive_sys::kexec::boot_loaded();
