@@ -82,6 +82,9 @@ fn load_modules(modules: &[&str]) -> bool {
 pub struct Ahead {
     pub probe: Option<ProbeAhead>,
     pub steps: Vec<(EarlyWork, u64)>,
+    /// The images' check, started as soon as the handover was read
+    /// ([`crate::verifier::check_ahead`]).
+    pub checks: Option<crate::verifier::Verifier>,
 }
 
 /// CRIU's probe of the new kernel on a thread of its own.
@@ -133,6 +136,8 @@ pub(crate) struct Early {
     pub(crate) network_units_beside: Vec<String>,
     /// The probe started ahead, taken by [`prepare_new_kernel`].
     pub(crate) probe_ahead: Option<ProbeAhead>,
+    /// The images' check started ahead, taken by the resume.
+    pub(crate) checks_ahead: Option<crate::verifier::Verifier>,
 }
 
 /// The new kernel made ready for the restores: CRIU's network locks

@@ -48,6 +48,7 @@ pub fn resume(
         clock_offsets,
         network_units_beside: Vec::new(),
         probe_ahead: ahead.probe,
+        checks_ahead: ahead.checks,
     };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         resume_units(seams, store, &handover, &mut records, &mut early)
@@ -104,17 +105,14 @@ fn resume_units(
 ) {
     let host = seams.host;
     // Rollback units are restored first, each checked on the spot; the
-    // others are checked ahead, most critical first. With rollback units,
-    // only once they are back: a rollback unmounts the memory store, which
-    // the checks would keep busy.
-    let rollback_first = handover.rolled_back.is_none() && records.iter().any(|r| r.rollback);
-    let ahead: Vec<String> = records
-        .iter()
-        .rev()
-        .filter(|r| !r.rollback || !rollback_first)
-        .map(|r| r.name.clone())
-        .collect();
-    let checking_ahead = (!rollback_first).then(|| Verifier::start(store, ahead.clone()));
+    // others are checked ahead, most critical first (from the handover's
+    // reading, as a rule: relive's main started it).
+    let rollback_first = crate::verifier::rollback_first(handover, records);
+    let ahead = crate::verifier::check_order(handover, records);
+    let checking_ahead = early_steps
+        .checks_ahead
+        .take()
+        .or_else(|| (!rollback_first).then(|| Verifier::start(store, ahead.clone())));
     // What restarted units read back when they start (logind's sessions,
     // whose processes cross with their services): back from the start,
     // since a D-Bus activation may start logind before the resume does

@@ -10,9 +10,39 @@
 
 use crate::revive;
 use crate::RestoreError;
+use relive_api::report::UnitRecord;
+use relive_store::handover::KexecHandover;
 use relive_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
+
+/// Whether the rollback units are restored first, each checked on the
+/// spot: then the others are checked only once they are back, since a
+/// rollback unmounts the memory store, which the checks would keep busy.
+pub fn rollback_first(handover: &KexecHandover, records: &[UnitRecord]) -> bool {
+    handover.rolled_back.is_none() && records.iter().any(|r| r.rollback)
+}
+
+/// The units checked ahead, in restore order (most critical first).
+pub fn check_order(handover: &KexecHandover, records: &[UnitRecord]) -> Vec<String> {
+    let rollback_first = rollback_first(handover, records);
+    records
+        .iter()
+        .rev()
+        .filter(|r| !r.rollback || !rollback_first)
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// The check of a new kernel's images, started as soon as the handover
+/// is read, beside the generators, CRIU's probe and the early rerun
+/// units: the most critical unit's check no longer waits for them, and
+/// its restore no longer waits for its check. None with rollback units
+/// ([`rollback_first`]).
+pub fn check_ahead(store: &Store, handover: &KexecHandover) -> Option<Verifier> {
+    (!rollback_first(handover, &handover.units))
+        .then(|| Verifier::start(store, check_order(handover, &handover.units)))
+}
 
 #[derive(Debug, Default)]
 struct Results {

@@ -184,6 +184,10 @@ fn main() -> ExitCode {
     if upgraded {
         relive_restore::ordinary_thread();
     }
+    // The images' check starts now, at nice 0, beside what follows.
+    if let Some((store, handover, _)) = &kexec_handover {
+        ahead.checks = relive_restore::verifier::check_ahead(store, handover);
+    }
     if scope != Scope::Process && !resuming {
         // Until the preserved services are back, new processes take PIDs
         // below the floor, so that none takes a PID a restore needs.
