@@ -2,8 +2,9 @@
 //!
 //! After the kexec, a unit's images are read twice: once to check them
 //! against the manifest, once by CRIU to restore. Checking them in the
-//! background, in restore order, from the moment relive resumes overlaps
-//! the first unit's check with the network locks and the rerun units, and
+//! background, in restore order, from the moment relive has read the
+//! handover overlaps the first unit's check with the generators, CRIU's
+//! probe, the network locks and the rerun units, and
 //! each next unit's with the restore before it and with its own: CRIU
 //! rebuilds a unit's processes while its check goes on, and they wait
 //! for its verdict (at CRIU's "post-restore") before they run.
