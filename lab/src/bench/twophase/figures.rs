@@ -32,8 +32,10 @@ pub struct UnitFigures {
     pub dump_ms: f64,
     pub restore_ms: Option<f64>,
     /// Where the stoppage went besides the floor: from its freeze to the
-    /// kexec, checking its images, and from relive resumed to its restore
-    /// beginning (network locks, rerun units, the restores before it).
+    /// kexec, and from relive resumed to its restore beginning (network
+    /// locks, rerun units, the restores before it). Checking its images
+    /// runs beside (`verify_ms`, not a part of the sum): the restore's own
+    /// time holds what the restored tasks waited for the verdict.
     pub verify_ms: Option<f64>,
     pub frozen_to_kexec_ms: Option<f64>,
     pub resumed_to_restore_ms: Option<f64>,

@@ -492,9 +492,12 @@ fn unit_figures(
     f.verify_ms = u.verify_ms;
     let ms = |from: u64, to: u64| (from > 0 && to >= from).then(|| (to - from) as f64 / 1000.0);
     f.frozen_to_kexec_ms = ms(u.frozen_usec, report.kexec_usec);
+    // The check runs beside the restore (and ahead of it): what the
+    // restored tasks waited for its verdict is in restore_ms already.
     f.resumed_to_restore_ms = match (u.running_usec, u.restore_ms) {
-        (Some(running), Some(restore)) => ms(report.resumed_usec, running)
-            .map(|since| since - restore - u.verify_ms.unwrap_or(0.0)),
+        (Some(running), Some(restore)) => {
+            ms(report.resumed_usec, running).map(|since| since - restore)
+        }
         _ => None,
     };
     f
