@@ -37,12 +37,11 @@ pub fn check_order(handover: &KexecHandover, records: &[UnitRecord]) -> Vec<Stri
 
 /// The check of a new kernel's images, started as soon as the handover
 /// is read, beside the generators, CRIU's probe and the early rerun
-/// units: the most critical unit's check no longer waits for them, and
-/// its restore no longer waits for its check. None with rollback units
-/// ([`rollback_first`]).
+/// units, so that each unit's check is further ahead of its restore.
+/// None with rollback units ([`rollback_first`]).
 pub fn check_ahead(store: &Store, handover: &KexecHandover) -> Option<Verifier> {
-    (!rollback_first(handover, &handover.units))
-        .then(|| Verifier::start(store, check_order(handover, &handover.units)))
+    let units = &handover.units;
+    (!rollback_first(handover, units)).then(|| Verifier::start(store, check_order(handover, units)))
 }
 
 #[derive(Debug, Default)]

@@ -563,7 +563,8 @@ impl Run<'_> {
             report.kernel_from == self.from_release && report.kernel_to == self.to_release,
             format!("{} -> {}", report.kernel_from, report.kernel_to),
         );
-        // relive froze them before the kexec: their journals are clean.
+        // relive remounted them read-only before the kexec: their
+        // journals are clean.
         let recovered = self.sh(
             booted,
             "dmesg | grep -E 'EXT4-fs \\((vda|vdb)\\): recovery complete' || true",
