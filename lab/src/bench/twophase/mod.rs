@@ -293,6 +293,8 @@ fn run_one(
     };
     upgrade::run_detached_within(&mut booted, paths, to_release, &flags, timeout, interrupt)?;
     let report = upgrade::report(paths, port)?;
+    // Where the time before the first restore went, for the breakdown.
+    output::log(&upgrade::report_table(&report));
     run.report_mode = report.mode;
     run.store = report.store.clone();
     run.phase1_cpu = report.phase1_cpu.clone();
