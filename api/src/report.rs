@@ -576,12 +576,14 @@ pub struct EarlyStep {
 pub enum EarlyWork {
     /// The kernel modules the first steps need, loaded by one modprobe.
     Modules,
-    /// systemd's generators run (their unit files written).
+    /// systemd's generators run (their unit files written). No longer
+    /// before the first restore (they run beside the restores since the
+    /// units come from the handover); kept so older reports still read.
     Generators,
     /// The store attached (the memory store's modules loaded) and the
     /// handover read: relive knows what to resume.
     Handover,
-    /// The generators run and the unit files loaded: the resume starts.
+    /// The units set up from the handover: the resume starts.
     Units,
     /// CRIU's network lock tables loaded again.
     NetworkLocks,

@@ -16,6 +16,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The nice value of generators that run beside a live upgrade's
+/// restores: their units are needed only once the restores are done.
+pub const BESIDE_RESTORES_NICE: i32 = 10;
+
+/// One run at a time: a daemon-reload may come while the generators run
+/// beside a live upgrade's resume, and both empty the same directories.
+static RUNNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How long a generator may run (systemd gives them its default timeout;
 /// a boot should not wait that long for one).
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,6 +82,12 @@ impl Generators {
 
     /// Empties the output directories and runs every generator.
     pub fn run(&self, spawner: &mut dyn Spawner) -> Outcome {
+        self.run_at(spawner, None)
+    }
+
+    /// [`Generators::run`], each generator at `nice` if given.
+    pub fn run_at(&self, spawner: &mut dyn Spawner, nice: Option<i32>) -> Outcome {
+        let _one_at_a_time = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
         let outputs = relive_units::generator_dirs(&self.output);
         for dir in &outputs {
             let _ = std::fs::remove_dir_all(dir);
@@ -85,7 +99,7 @@ impl Generators {
         let mut outcome = Outcome::default();
         let mut running: Vec<(String, i32)> = Vec::new();
         for (name, path) in self.find() {
-            match request(&path, &outputs).and_then(|r| spawner.start(r)) {
+            match request(&path, &outputs, nice).and_then(|r| spawner.start(r)) {
                 Ok(pid) => running.push((name, pid)),
                 Err(e) => outcome.failed.push((name, e)),
             }
@@ -128,7 +142,7 @@ impl Generators {
 }
 
 /// `GENERATOR NORMAL EARLY LATE`, with systemd's environment for them.
-fn request(path: &Path, outputs: &[PathBuf; 3]) -> Result<SpawnRequest, String> {
+fn request(path: &Path, outputs: &[PathBuf; 3], nice: Option<i32>) -> Result<SpawnRequest, String> {
     let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
     let path_text = path.to_string_lossy();
     let mut argv = vec![cstr(&path_text)?];
@@ -142,13 +156,15 @@ fn request(path: &Path, outputs: &[PathBuf; 3]) -> Result<SpawnRequest, String> 
     if let Ok(container) = std::env::var("container") {
         env.push(cstr(&format!("container={container}"))?);
     }
-    Ok(SpawnRequest {
+    let mut request = SpawnRequest {
         // Their messages are relive's: the console.
         stdout: Stdio::Inherit,
         stderr: Stdio::Inherit,
         umask: 0o022,
         ..SpawnRequest::program(cstr(&path_text)?, argv, env)
-    })
+    };
+    request.process.nice = nice;
+    Ok(request)
 }
 
 /// At boot, before the loop runs: relive reaps the generators itself.
@@ -206,5 +222,56 @@ impl Spawner for LoopSpawner {
 impl std::fmt::Debug for LoopSpawner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoopSpawner").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records each request; every generator "exits" at once, with 0.
+    #[derive(Default)]
+    struct Recording(Vec<SpawnRequest>);
+
+    impl Spawner for Recording {
+        fn start(&mut self, request: SpawnRequest) -> Result<i32, String> {
+            self.0.push(request);
+            Ok(self.0.len() as i32)
+        }
+
+        fn exited(&mut self, _pid: i32) -> Option<ExitStatus> {
+            Some(ExitStatus::Exited(0))
+        }
+    }
+
+    fn two_generators(root: &Path) -> Generators {
+        let dir = root.join("gens");
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["a", "b"] {
+            let path = dir.join(name);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Generators {
+            dirs: vec![dir],
+            output: root.join("out"),
+        }
+    }
+
+    #[test]
+    fn beside_the_restores_every_generator_runs_at_the_nice_asked() {
+        let root = std::env::temp_dir().join(format!("relive-gen-nice-{}", std::process::id()));
+        let generators = two_generators(&root);
+        let mut niced = Recording::default();
+        let outcome = generators.run_at(&mut niced, Some(BESIDE_RESTORES_NICE));
+        assert_eq!(outcome.ran, ["a", "b"]);
+        assert!(niced
+            .0
+            .iter()
+            .all(|r| r.process.nice == Some(BESIDE_RESTORES_NICE)));
+        let mut plain = Recording::default();
+        generators.run(&mut plain);
+        assert!(plain.0.iter().all(|r| r.process.nice.is_none()));
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

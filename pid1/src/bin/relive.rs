@@ -156,9 +156,15 @@ fn main() -> ExitCode {
         // services this thread starts would inherit it).
         relive_restore::urgent_thread();
     }
-    // The generators need only /run: they run beside what follows (in a
-    // new kernel, the store's attaching and the handover's reading).
-    let generated = GeneratorsRun::start(&config, scope);
+    // The generators need only /run: they run beside what follows. After
+    // a live upgrade's kexec, the units come from the handover and the
+    // generators run beside the restores, once the loop runs (or, if the
+    // handover is refused, before the units load, as at any boot).
+    let generated = if upgraded {
+        GeneratorsRun::later()
+    } else {
+        GeneratorsRun::start(&config, scope)
+    };
     // After a live upgrade's kexec, CRIU's probe of this kernel starts
     // now, beside the store's attaching, the handover's reading and the
     // units' loading: the first restore waits for it.
@@ -350,6 +356,11 @@ impl GeneratorsRun {
         }
     }
 
+    /// The generators run when [`GeneratorsRun::finish`] is called.
+    fn later() -> GeneratorsRun {
+        GeneratorsRun(None)
+    }
+
     /// Waits for the generators (runs them, without a thread); returns
     /// them, for the unit search path, and when they ended (wall clock,
     /// µs).
@@ -362,6 +373,32 @@ impl GeneratorsRun {
             ),
         }
     }
+}
+
+/// After a live upgrade's kexec: the generators, on a thread of their own
+/// at a low priority (their units are needed only once the restores are
+/// done), spawned and reaped by the loop; then the loader reads their
+/// output. The receiver closes when that is done.
+fn generators_beside_restores(
+    generators: Generators,
+    commands: relive::event_loop::CommandSender,
+) -> async_channel::Receiver<()> {
+    let (done, pending) = async_channel::bounded::<()>(1);
+    let run = move || {
+        let mut spawner = relive::generators::LoopSpawner::new(commands.clone());
+        generators.run_at(&mut spawner, Some(relive::generators::BESIDE_RESTORES_NICE));
+        let _ = async_io::block_on(commands.call(|m| m.refresh_loader()));
+        drop(done);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("relive-generators".into())
+        .spawn(run)
+    {
+        tracing::error!(
+            "cannot start the generators' thread ({e}): they run at the next daemon-reload"
+        );
+    }
+    pending
 }
 
 /// Runs `generators`, if any; returns them.
@@ -387,11 +424,13 @@ fn run(args: Args, config: Config, scope: Scope, resumed: Resumed) -> anyhow::Re
     } else {
         args.units_dirs.clone()
     };
-    // Generators write units before any is loaded.
-    let (generators, generated_usec) = generated.finish(&config, scope);
-    if kexec_handover.is_some() {
-        ahead.steps.push((EarlyWork::Generators, generated_usec));
-    }
+    // Generators write units before any is loaded; after a kexec the
+    // units come from the handover, and they run beside the restores.
+    let generators = if kexec_handover.is_some() {
+        relive::manager::generators_for(&config, scope)
+    } else {
+        generated.finish(&config, scope).0
+    };
     let unit_dirs =
         relive_units::search_path(&base_dirs, generators.as_ref().map(|g| g.output.as_path()));
     let kernel = RealKernel {
@@ -549,6 +588,10 @@ fn run(args: Args, config: Config, scope: Scope, resumed: Resumed) -> anyhow::Re
         ahead
             .steps
             .push((EarlyWork::Units, relive::manager::clock::wall_usec()));
+        if let Some(generators) = generators {
+            event_loop.manager.rt.generators_pending =
+                Some(generators_beside_restores(generators, event_loop.sender()));
+        }
         relive::upgrade::resume_after_kexec(
             &event_loop.sender(),
             &event_loop.manager.config.upgrade,

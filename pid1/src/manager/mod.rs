@@ -102,6 +102,10 @@ pub struct Runtime {
     pub next_job_id: u64,
     /// Helpers (nft, ...) whose exit someone waits for, by PID.
     pub pid_waiters: HashMap<i32, async_channel::Sender<ExitStatus>>,
+    /// After a live upgrade's kexec the generators run beside the resume;
+    /// this closes once their output is in the loader: the resume's end
+    /// waits for it before it starts the boot target.
+    pub generators_pending: Option<async_channel::Receiver<()>>,
     /// `relivectl daemon-reexec` asked for a re-exec: the loop hands over.
     pub reexec_requested: bool,
     /// Machine init, namespace init or plain process: what relive may do.
@@ -176,6 +180,7 @@ impl Manager {
                 notify_socket_path,
                 next_job_id: 1,
                 pid_waiters: HashMap::new(),
+                generators_pending: None,
                 reexec_requested: false,
                 scope: relive_sys::machine::Scope::Process,
                 warned: BTreeSet::new(),
@@ -360,8 +365,9 @@ impl Manager {
         Ok(())
     }
 
-    /// Reads the search path's directories again (a unit file was added).
-    fn refresh_loader(&mut self) {
+    /// Reads the search path's directories again (a unit file was added,
+    /// or the generators wrote theirs after the manager was made).
+    pub fn refresh_loader(&mut self) {
         self.loader = Loader::new(self.unit_dirs.clone());
     }
 

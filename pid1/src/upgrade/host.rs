@@ -42,6 +42,10 @@ impl UnitHost for LoopHost {
     }
 
     fn end_upgrade(&self) {
+        // The boot target starts next: with the generators' units.
+        if let Ok(Some(pending)) = self.on_loop(|m| m.rt.generators_pending.take()) {
+            let _ = async_io::block_on(pending.recv());
+        }
         let _ = self.on_loop(|m| m.end_upgrade());
     }
 
