@@ -109,10 +109,12 @@ fn resume_units(
     // reading, as a rule: relive's main started it).
     let rollback_first = crate::verifier::rollback_first(handover, records);
     let ahead = crate::verifier::check_order(handover, records);
-    let checking_ahead = early_steps
-        .checks_ahead
-        .take()
-        .or_else(|| (!rollback_first).then(|| Verifier::start(store, ahead.clone())));
+    let checking_ahead = early_steps.checks_ahead.take().or_else(|| {
+        (!rollback_first).then(|| {
+            let first = crate::verifier::first_tier(records, &ahead);
+            Verifier::start(store, ahead.clone(), first)
+        })
+    });
     // What restarted units read back when they start (logind's sessions,
     // whose processes cross with their services): back from the start,
     // since a D-Bus activation may start logind before the resume does
@@ -146,7 +148,10 @@ fn resume_units(
             [] => Vec::new(),
             units => host.start_together(units),
         };
-        let verifier = checking_ahead.unwrap_or_else(|| Verifier::start(store, ahead));
+        let verifier = checking_ahead.unwrap_or_else(|| {
+            let first = crate::verifier::first_tier(records, &ahead);
+            Verifier::start(store, ahead, first)
+        });
         let lifter = crate::hold_lifter::HoldLifter::start(scope, host);
         let mut lost: Vec<String> = Vec::new();
         // Most critical first: one priority after another, the units of
@@ -168,6 +173,7 @@ fn resume_units(
             ));
             crate::early::urgent(0);
         }
+        verifier.open_rest();
         // Without a thread for them (a task limit), they run after the
         // restores instead.
         let beside = std::thread::Builder::new()

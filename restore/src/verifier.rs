@@ -3,11 +3,13 @@
 //! After the kexec, a unit's images are read twice: once to check them
 //! against the manifest, once by CRIU to restore. Checking them in the
 //! background, in restore order, from the moment relive has read the
-//! handover overlaps the first unit's check with the generators, CRIU's
-//! probe, the network locks and the rerun units, and
-//! each next unit's with the restore before it and with its own: CRIU
-//! rebuilds a unit's processes while its check goes on, and they wait
-//! for its verdict (at CRIU's "post-restore") before they run.
+//! handover overlaps the most critical units' checks with CRIU's probe,
+//! the network locks and the rerun units, and each unit's with its own
+//! restore: CRIU rebuilds a unit's processes while its check goes on,
+//! and they wait for its verdict (at CRIU's "post-restore") before they
+//! run. The other units' checks wait until the most critical units are
+//! restored: under emulation they took a CPU and the disk for seconds
+//! from the probe and the first restores.
 
 use crate::revive;
 use crate::RestoreError;
@@ -35,13 +37,29 @@ pub fn check_order(handover: &KexecHandover, records: &[UnitRecord]) -> Vec<Stri
         .collect()
 }
 
+/// How many of [`check_order`]'s units are the most critical priority's:
+/// the checks beyond them wait until those are restored
+/// ([`Verifier::open_rest`]).
+pub fn first_tier(records: &[UnitRecord], order: &[String]) -> usize {
+    let priority_of = |name: &String| records.iter().find(|r| &r.name == name).map(|r| r.priority);
+    let first = order.first().and_then(priority_of);
+    order
+        .iter()
+        .take_while(|name| priority_of(name) == first)
+        .count()
+}
+
 /// The check of a new kernel's images, started as soon as the handover
-/// is read, beside the generators, CRIU's probe and the early rerun
-/// units, so that each unit's check is further ahead of its restore.
-/// None with rollback units ([`rollback_first`]).
+/// is read, beside CRIU's probe and the early rerun units, so that each
+/// unit's check is further ahead of its restore. None with rollback
+/// units ([`rollback_first`]).
 pub fn check_ahead(store: &Store, handover: &KexecHandover) -> Option<Verifier> {
     let units = &handover.units;
-    (!rollback_first(handover, units)).then(|| Verifier::start(store, check_order(handover, units)))
+    (!rollback_first(handover, units)).then(|| {
+        let order = check_order(handover, units);
+        let first = first_tier(units, &order);
+        Verifier::start(store, order, first)
+    })
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +70,11 @@ struct Results {
     finished: bool,
     /// Asked to stop after the unit it is checking.
     stop: bool,
+    /// The units past the first `gate` wait for [`Verifier::open_rest`].
+    gate: usize,
+    /// Those units, by name.
+    gated: std::collections::HashSet<String>,
+    open: bool,
 }
 
 /// Dropped, it stops the thread and waits for it: the store may be
@@ -75,24 +98,34 @@ impl Drop for Finish {
 }
 
 impl Verifier {
-    /// Starts checking `units`, in that order.
-    pub fn start(store: &Store, units: Vec<String>) -> Verifier {
-        let shared = Arc::new((Mutex::new(Results::default()), Condvar::new()));
+    /// Starts checking `units`, in that order; those past the first
+    /// `first` once [`Verifier::open_rest`] is called. Reading and
+    /// hashing images takes a CPU and the disk for seconds under
+    /// emulation: the later units' checks wait until the most critical
+    /// units' restores, which they would slow down, are done.
+    pub fn start(store: &Store, units: Vec<String>, first: usize) -> Verifier {
+        let results = Results {
+            gate: first,
+            gated: units.iter().skip(first).cloned().collect(),
+            ..Results::default()
+        };
+        let shared = Arc::new((Mutex::new(results), Condvar::new()));
         let thread_shared = Arc::clone(&shared);
         let thread_store = store.clone();
         let spawned = std::thread::Builder::new()
             .name("relive-verify".into())
             .spawn(move || {
                 let _finish = Finish(Arc::clone(&thread_shared));
-                for name in units {
-                    let stop = thread_shared
-                        .0
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .stop;
-                    if stop {
+                for (index, name) in units.into_iter().enumerate() {
+                    let (lock, opened) = &*thread_shared;
+                    let mut results = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while index >= results.gate && !results.open && !results.stop {
+                        results = opened.wait(results).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if results.stop {
                         break;
                     }
+                    drop(results);
                     let result = revive::verify(&thread_store, &name);
                     let (lock, ready) = &*thread_shared;
                     lock.lock()
@@ -117,11 +150,23 @@ impl Verifier {
         }
     }
 
+    /// The checks past the first units go on.
+    pub fn open_rest(&self) {
+        let (lock, ready) = &*self.shared;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).open = true;
+        ready.notify_all();
+    }
+
     /// The check of `name`'s images: waits for the thread's, or checks
     /// here if the thread did not (it was not asked, or it ended early).
+    /// A wait for a unit past the gate opens it: its restore is next.
     pub fn wait(&self, name: &str) -> Result<f64, RestoreError> {
         let (lock, ready) = &*self.shared;
         let mut results = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if results.gated.contains(name) && !results.open {
+            results.open = true;
+            ready.notify_all();
+        }
         loop {
             if let Some(result) = results.done.remove(name) {
                 return result;
@@ -159,13 +204,59 @@ mod tests {
         }
         let b_pages = store.unit_dir("b.service").unwrap().join("pages-1.img");
         std::fs::write(&b_pages, vec![2u8; 8192]).unwrap();
-        let verifier = Verifier::start(&store, vec!["a.service".into(), "b.service".into()]);
+        let verifier = Verifier::start(&store, vec!["a.service".into(), "b.service".into()], 1);
         assert!(verifier.wait("a.service").is_ok());
+        // b.service is past the gate: not checked until someone needs it.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let checked_b = |v: &Verifier| v.shared.0.lock().unwrap().done.contains_key("b.service");
+        assert!(!checked_b(&verifier));
         let refused = verifier.wait("b.service").unwrap_err().to_string();
         assert!(refused.contains("pages-1.img does not match"), "{refused}");
         // Not in the thread's list: checked on the spot.
         let unknown = verifier.wait("c.service").unwrap_err().to_string();
         assert!(unknown.contains("no manifest for c.service"), "{unknown}");
         store.wipe().unwrap();
+    }
+
+    #[test]
+    fn the_units_past_the_first_tier_are_checked_once_it_is_restored() {
+        let root = std::env::temp_dir().join(format!("relive-gate-{}", std::process::id()));
+        let store = Store::create(&root).unwrap();
+        let names = ["a.service", "b.service", "c.service"];
+        for name in names {
+            let dir = store.unit_dir(name).unwrap();
+            std::fs::write(dir.join("pages-1.img"), vec![1u8; 4096]).unwrap();
+            store.seal_unit(name).unwrap();
+        }
+        let verifier = Verifier::start(&store, names.map(String::from).to_vec(), 2);
+        assert!(verifier.wait("a.service").is_ok());
+        assert!(verifier.wait("b.service").is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let checked = |name: &str| verifier.shared.0.lock().unwrap().done.contains_key(name);
+        assert!(!checked("c.service"));
+        verifier.open_rest();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !checked("c.service") && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(checked("c.service"));
+        drop(verifier);
+        store.wipe().unwrap();
+    }
+
+    #[test]
+    fn the_first_tier_is_the_most_critical_priority() {
+        let record = |name: &str, priority| UnitRecord {
+            priority,
+            ..UnitRecord::not_dumped(
+                name,
+                relive_api::report::UnitMode::Preserve,
+                relive_api::report::Outcome::Restored,
+            )
+        };
+        let records = [record("low", 100), record("b", 900), record("a", 900)];
+        let order: Vec<String> = ["a", "b", "low"].map(String::from).to_vec();
+        assert_eq!(first_tier(&records, &order), 2);
+        assert_eq!(first_tier(&records, &[]), 0);
     }
 }
