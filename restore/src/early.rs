@@ -85,6 +85,9 @@ pub struct Ahead {
     /// The images' check, started as soon as the handover was read
     /// ([`crate::verifier::check_ahead`]).
     pub checks: Option<crate::verifier::Verifier>,
+    /// The machine's CPU and disk figures when relive started, for the
+    /// log's account of the time before the first restore.
+    pub load_at_start: Option<relive_sys::load::LoadSample>,
 }
 
 /// CRIU's probe of the new kernel on a thread of its own.
@@ -138,6 +141,8 @@ pub(crate) struct Early {
     pub(crate) probe_ahead: Option<ProbeAhead>,
     /// The images' check started ahead, taken by the resume.
     pub(crate) checks_ahead: Option<crate::verifier::Verifier>,
+    /// [`Ahead::load_at_start`].
+    pub(crate) load_at_start: Option<relive_sys::load::LoadSample>,
 }
 
 /// The new kernel made ready for the restores: CRIU's network locks
@@ -232,6 +237,19 @@ pub(crate) fn prepare_new_kernel(
             .sort_by(|a, b| a.done_ms.total_cmp(&b.done_ms));
     });
     early_steps.restores_started_usec = wall_usec();
+    if let (Some(start), Some(now)) = (
+        early_steps.load_at_start,
+        relive_sys::load::LoadSample::now(),
+    ) {
+        let secs = early_steps
+            .restores_started_usec
+            .saturating_sub(early_steps.resumed_usec) as f64
+            / 1e6;
+        tracing::info!(
+            "the {secs:.1} s before the first restore: {}",
+            start.until(&now)
+        );
+    }
 }
 
 /// An early step's work, when it ended (wall clock, µs) and whether it

@@ -49,6 +49,7 @@ pub fn resume(
         network_units_beside: Vec::new(),
         probe_ahead: ahead.probe,
         checks_ahead: ahead.checks,
+        load_at_start: ahead.load_at_start,
     };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         resume_units(seams, store, &handover, &mut records, &mut early)
@@ -163,6 +164,7 @@ fn resume_units(
             .collect();
         let mut tiers = pending.chunk_by_mut(|a, b| a.priority == b.priority);
         if let Some(most_critical) = tiers.next() {
+            let (started, load) = (wall_usec(), relive_sys::load::LoadSample::now());
             crate::early::urgent(crate::early::URGENT_NICE);
             lost.extend(restore_tier(
                 seams,
@@ -172,6 +174,13 @@ fn resume_units(
                 most_critical,
             ));
             crate::early::urgent(0);
+            if let (Some(load), Some(now)) = (load, relive_sys::load::LoadSample::now()) {
+                let secs = wall_usec().saturating_sub(started) as f64 / 1e6;
+                tracing::info!(
+                    "the {secs:.1} s of the most critical units' restores: {}",
+                    load.until(&now)
+                );
+            }
         }
         verifier.open_rest();
         // Without a thread for them (a task limit), they run after the

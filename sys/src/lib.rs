@@ -20,6 +20,7 @@ pub mod freezer;
 pub mod kexec;
 pub mod laps;
 pub mod listen;
+pub mod load;
 pub mod machine;
 pub mod mount_flags;
 pub mod mounts;

@@ -150,6 +150,7 @@ fn main() -> ExitCode {
     let mut ahead = relive_restore::Ahead::default();
     let upgraded = handover::marker(&cmdline).is_some();
     if upgraded {
+        ahead.load_at_start = relive_sys::load::LoadSample::now();
         // The handover's reading is on the first restore's path, and the
         // generators and CRIU's probe compete with it for the CPUs: at the
         // probe's priority until the handover is read (not longer: the
