@@ -16,6 +16,7 @@ use std::sync::Mutex;
 pub enum HostCall {
     BeginUpgrade,
     EndUpgrade,
+    MostCriticalRestored,
     Plan,
     Park(String),
     Unpark {
@@ -114,6 +115,10 @@ impl UnitHost for FakeHost {
             s.upgrading = false;
             s.parked.clear();
         });
+    }
+
+    fn most_critical_restored(&self) {
+        self.record(HostCall::MostCriticalRestored);
     }
 
     fn plan(&self) -> Result<Plan, HostError> {

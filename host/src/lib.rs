@@ -82,6 +82,9 @@ pub trait UnitHost: Sync {
     /// The upgrade is over (done, undone or abandoned): every unit is
     /// supervised again.
     fn end_upgrade(&self);
+    /// A resume has restored its most critical units: work held back so
+    /// as not to slow their restores (the generators) may run now.
+    fn most_critical_restored(&self) {}
     /// The plan, from the units' state and /proc (no preflight yet).
     fn plan(&self) -> Result<Plan, HostError>;
     /// Takes a running service out of supervision for its checkpoint.

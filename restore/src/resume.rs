@@ -183,6 +183,7 @@ fn resume_units(
             }
         }
         verifier.open_rest();
+        host.most_critical_restored();
         // Without a thread for them (a task limit), they run after the
         // restores instead.
         let beside = std::thread::Builder::new()

@@ -349,6 +349,10 @@ fn reruns_of_the_services_layer_go_beside_the_restores() {
         .unwrap_or_else(|| panic!("critical never unparked: {calls:#?}"));
     let floor = position(&calls, &HostCall::PidsAboveFloor);
     assert!(early < first_restore && critical_back < beside && beside < floor);
+    // The generators, held back until then, run beside the others.
+    let released = position(&calls, &HostCall::MostCriticalRestored);
+    let low_restore = position(&calls, &HostCall::PrepareRestore("low".into()));
+    assert!(critical_back < released && released < low_restore);
     assert_eq!(outcome(&report, "user-sessions"), &Outcome::Rerun);
     let steps: Vec<String> = report
         .before_restores

@@ -378,14 +378,18 @@ impl GeneratorsRun {
 
 /// After a live upgrade's kexec: the generators, on a thread of their own
 /// at a low priority (their units are needed only once the restores are
-/// done), spawned and reaped by the loop; then the loader reads their
-/// output. The receiver closes when that is done.
+/// done), spawned and reaped by the loop, once `hold` closes (the most
+/// critical units restored: before that, their CPU time and the loop's
+/// forks of PID 1 slowed the steps before the first restore); then the
+/// loader reads their output. The receiver closes when that is done.
 fn generators_beside_restores(
     generators: Generators,
+    hold: async_channel::Receiver<()>,
     commands: relive::event_loop::CommandSender,
 ) -> async_channel::Receiver<()> {
     let (done, pending) = async_channel::bounded::<()>(1);
     let run = move || {
+        let _ = async_io::block_on(hold.recv());
         let mut spawner = relive::generators::LoopSpawner::new(commands.clone());
         generators.run_at(&mut spawner, Some(relive::generators::BESIDE_RESTORES_NICE));
         let _ = async_io::block_on(commands.call(|m| m.refresh_loader()));
@@ -590,8 +594,13 @@ fn run(args: Args, config: Config, scope: Scope, resumed: Resumed) -> anyhow::Re
             .steps
             .push((EarlyWork::Units, relive::manager::clock::wall_usec()));
         if let Some(generators) = generators {
-            event_loop.manager.rt.generators_pending =
-                Some(generators_beside_restores(generators, event_loop.sender()));
+            let (held, hold) = async_channel::bounded::<()>(1);
+            event_loop.manager.rt.generators_held = Some(held);
+            event_loop.manager.rt.generators_pending = Some(generators_beside_restores(
+                generators,
+                hold,
+                event_loop.sender(),
+            ));
         }
         relive::upgrade::resume_after_kexec(
             &event_loop.sender(),

@@ -106,6 +106,9 @@ pub struct Runtime {
     /// this closes once their output is in the loader: the resume's end
     /// waits for it before it starts the boot target.
     pub generators_pending: Option<async_channel::Receiver<()>>,
+    /// Dropped, it lets those generators start: once the most critical
+    /// units are restored (or at the resume's end, whichever is first).
+    pub generators_held: Option<async_channel::Sender<()>>,
     /// `relivectl daemon-reexec` asked for a re-exec: the loop hands over.
     pub reexec_requested: bool,
     /// Machine init, namespace init or plain process: what relive may do.
@@ -181,6 +184,7 @@ impl Manager {
                 next_job_id: 1,
                 pid_waiters: HashMap::new(),
                 generators_pending: None,
+                generators_held: None,
                 reexec_requested: false,
                 scope: relive_sys::machine::Scope::Process,
                 warned: BTreeSet::new(),

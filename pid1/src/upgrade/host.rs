@@ -43,10 +43,15 @@ impl UnitHost for LoopHost {
 
     fn end_upgrade(&self) {
         // The boot target starts next: with the generators' units.
+        self.most_critical_restored();
         if let Ok(Some(pending)) = self.on_loop(|m| m.rt.generators_pending.take()) {
             let _ = async_io::block_on(pending.recv());
         }
         let _ = self.on_loop(|m| m.end_upgrade());
+    }
+
+    fn most_critical_restored(&self) {
+        let _ = self.on_loop(|m| drop(m.rt.generators_held.take()));
     }
 
     fn plan(&self) -> Result<Plan, HostError> {
