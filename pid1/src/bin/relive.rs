@@ -151,16 +151,16 @@ fn main() -> ExitCode {
     let upgraded = handover::marker(&cmdline).is_some();
     if upgraded {
         ahead.load_at_start = relive_sys::load::LoadSample::now();
-        // The handover's reading is on the first restore's path, and the
-        // generators and CRIU's probe compete with it for the CPUs: at the
-        // probe's priority until the handover is read (not longer: the
-        // services this thread starts would inherit it).
+        // The handover's reading is on the first restore's path, and
+        // CRIU's probe competes with it for the CPUs: at the probe's
+        // priority until the handover is read (not longer: the services
+        // this thread starts would inherit it).
         relive_restore::urgent_thread();
     }
     // The generators need only /run: they run beside what follows. After
     // a live upgrade's kexec, the units come from the handover and the
-    // generators run beside the restores, once the loop runs (or, if the
-    // handover is refused, before the units load, as at any boot).
+    // generators run once the most critical units are restored (or, if
+    // the handover is refused, before the units load, as at any boot).
     let generated = if upgraded {
         GeneratorsRun::later()
     } else {
@@ -337,17 +337,14 @@ struct Resumed {
 /// The generators, run on a thread of their own from relive's start (a
 /// re-exec runs them again, as systemd's does). At boot relive reaps
 /// each itself: no other child is waited for before the loop runs.
-struct GeneratorsRun(Option<std::thread::JoinHandle<(Option<Generators>, u64)>>);
+struct GeneratorsRun(Option<std::thread::JoinHandle<Option<Generators>>>);
 
 impl GeneratorsRun {
     fn start(config: &Config, scope: Scope) -> GeneratorsRun {
         let generators = relive::manager::generators_for(config, scope);
         let thread = std::thread::Builder::new()
             .name("relive-generators".into())
-            .spawn(move || {
-                let generators = run_generators(generators);
-                (generators, relive::manager::clock::wall_usec())
-            });
+            .spawn(move || run_generators(generators));
         match thread {
             Ok(thread) => GeneratorsRun(Some(thread)),
             Err(e) => {
@@ -363,15 +360,11 @@ impl GeneratorsRun {
     }
 
     /// Waits for the generators (runs them, without a thread); returns
-    /// them, for the unit search path, and when they ended (wall clock,
-    /// µs).
-    fn finish(self, config: &Config, scope: Scope) -> (Option<Generators>, u64) {
+    /// them, for the unit search path.
+    fn finish(self, config: &Config, scope: Scope) -> Option<Generators> {
         match self.0.map(|thread| thread.join()) {
             Some(Ok(ran)) => ran,
-            _ => (
-                run_generators(relive::manager::generators_for(config, scope)),
-                relive::manager::clock::wall_usec(),
-            ),
+            _ => run_generators(relive::manager::generators_for(config, scope)),
         }
     }
 }
@@ -434,7 +427,7 @@ fn run(args: Args, config: Config, scope: Scope, resumed: Resumed) -> anyhow::Re
     let generators = if kexec_handover.is_some() {
         relive::manager::generators_for(&config, scope)
     } else {
-        generated.finish(&config, scope).0
+        generated.finish(&config, scope)
     };
     let unit_dirs =
         relive_units::search_path(&base_dirs, generators.as_ref().map(|g| g.output.as_path()));
