@@ -111,10 +111,7 @@ fn resume_units(
     let rollback_first = crate::verifier::rollback_first(handover, records);
     let ahead = crate::verifier::check_order(handover, records);
     let checking_ahead = early_steps.checks_ahead.take().or_else(|| {
-        (!rollback_first).then(|| {
-            let first = crate::verifier::first_tier(records, &ahead);
-            Verifier::start(store, ahead.clone(), first)
-        })
+        (!rollback_first).then(|| Verifier::by_priority(store, records, ahead.clone()))
     });
     // What restarted units read back when they start (logind's sessions,
     // whose processes cross with their services): back from the start,
@@ -149,10 +146,8 @@ fn resume_units(
             [] => Vec::new(),
             units => host.start_together(units),
         };
-        let verifier = checking_ahead.unwrap_or_else(|| {
-            let first = crate::verifier::first_tier(records, &ahead);
-            Verifier::start(store, ahead, first)
-        });
+        let verifier =
+            checking_ahead.unwrap_or_else(|| Verifier::by_priority(store, records, ahead));
         let lifter = crate::hold_lifter::HoldLifter::start(scope, host);
         let mut lost: Vec<String> = Vec::new();
         // Most critical first: one priority after another, the units of

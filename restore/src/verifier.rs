@@ -40,7 +40,7 @@ pub fn check_order(handover: &KexecHandover, records: &[UnitRecord]) -> Vec<Stri
 /// How many of [`check_order`]'s units are the most critical priority's:
 /// the checks beyond them wait until those are restored
 /// ([`Verifier::open_rest`]).
-pub fn first_tier(records: &[UnitRecord], order: &[String]) -> usize {
+fn first_tier(records: &[UnitRecord], order: &[String]) -> usize {
     let priority_of = |name: &String| records.iter().find(|r| &r.name == name).map(|r| r.priority);
     let first = order.first().and_then(priority_of);
     order
@@ -55,11 +55,8 @@ pub fn first_tier(records: &[UnitRecord], order: &[String]) -> usize {
 /// units ([`rollback_first`]).
 pub fn check_ahead(store: &Store, handover: &KexecHandover) -> Option<Verifier> {
     let units = &handover.units;
-    (!rollback_first(handover, units)).then(|| {
-        let order = check_order(handover, units);
-        let first = first_tier(units, &order);
-        Verifier::start(store, order, first)
-    })
+    (!rollback_first(handover, units))
+        .then(|| Verifier::by_priority(store, units, check_order(handover, units)))
 }
 
 #[derive(Debug, Default)]
@@ -70,9 +67,8 @@ struct Results {
     finished: bool,
     /// Asked to stop after the unit it is checking.
     stop: bool,
-    /// The units past the first `gate` wait for [`Verifier::open_rest`].
-    gate: usize,
-    /// Those units, by name.
+    /// The units past the gate: checked once [`Verifier::open_rest`] is
+    /// called (`open`).
     gated: std::collections::HashSet<String>,
     open: bool,
 }
@@ -105,7 +101,6 @@ impl Verifier {
     /// units' restores, which they would slow down, are done.
     pub fn start(store: &Store, units: Vec<String>, first: usize) -> Verifier {
         let results = Results {
-            gate: first,
             gated: units.iter().skip(first).cloned().collect(),
             ..Results::default()
         };
@@ -116,10 +111,10 @@ impl Verifier {
             .name("relive-verify".into())
             .spawn(move || {
                 let _finish = Finish(Arc::clone(&thread_shared));
-                for (index, name) in units.into_iter().enumerate() {
+                for name in units {
                     let (lock, opened) = &*thread_shared;
                     let mut results = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    while index >= results.gate && !results.open && !results.stop {
+                    while results.gated.contains(&name) && !results.open && !results.stop {
                         results = opened.wait(results).unwrap_or_else(|e| e.into_inner());
                     }
                     if results.stop {
@@ -148,6 +143,13 @@ impl Verifier {
             shared,
             thread,
         }
+    }
+
+    /// Checks `order`'s units, those of the most critical priority first
+    /// and the others once [`Verifier::open_rest`] is called.
+    pub fn by_priority(store: &Store, records: &[UnitRecord], order: Vec<String>) -> Verifier {
+        let first = first_tier(records, &order);
+        Verifier::start(store, order, first)
     }
 
     /// The checks past the first units go on.
