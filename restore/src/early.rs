@@ -238,7 +238,7 @@ pub(crate) fn prepare_new_kernel(
     });
     early_steps.restores_started_usec = wall_usec();
     if let (Some(start), Some(now)) = (
-        early_steps.load_at_start,
+        early_steps.load_at_start.take(),
         relive_sys::load::LoadSample::now(),
     ) {
         let secs = early_steps
@@ -248,6 +248,10 @@ pub(crate) fn prepare_new_kernel(
         tracing::info!(
             "the {secs:.1} s before the first restore: {}",
             start.until(&now)
+        );
+        tracing::info!(
+            "the CPU time before the first restore: {}",
+            start.cpu_until(&now)
         );
     }
 }

@@ -175,6 +175,10 @@ fn resume_units(
                     "the {secs:.1} s of the most critical units' restores: {}",
                     load.until(&now)
                 );
+                tracing::info!(
+                    "the CPU time of the most critical units' restores: {}",
+                    load.cpu_until(&now)
+                );
             }
         }
         verifier.open_rest();

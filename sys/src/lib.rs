@@ -15,6 +15,7 @@
 
 pub mod autofs;
 pub mod cgroup;
+pub mod cpu_where;
 pub mod device_filter;
 pub mod freezer;
 pub mod kexec;

@@ -6,7 +6,7 @@
 use procfs::{CurrentSI, KernelStats};
 
 /// One sample of the machine's CPU times and disk reads.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadSample {
     /// CPU time in clock ticks, all CPUs together.
     busy: u64,
@@ -14,6 +14,8 @@ pub struct LoadSample {
     iowait: u64,
     /// Sectors (512 bytes) read from whole disks.
     sectors_read: u64,
+    /// Where the CPU time went.
+    cpu: crate::cpu_where::CpuWhere,
 }
 
 impl LoadSample {
@@ -38,7 +40,16 @@ impl LoadSample {
             idle: cpu.idle,
             iowait: cpu.iowait.unwrap_or(0),
             sectors_read,
+            cpu: crate::cpu_where::CpuWhere::now(),
         })
+    }
+
+    /// Where the CPU time between `self` and `later` went: "4.10
+    /// CPU-seconds: /system.slice/x.service 1.20 s, relive (PID 1) ...".
+    pub fn cpu_until(&self, later: &LoadSample) -> String {
+        let ticks = later.busy.saturating_sub(self.busy);
+        let usec = ticks * 1_000_000 / procfs::ticks_per_second().max(1);
+        self.cpu.until(&later.cpu, usec)
     }
 
     /// "CPUs busy 92 %, idle 3 %, waiting for I/O 5 %; 340 MiB read from
@@ -71,12 +82,14 @@ mod tests {
             idle: 50,
             iowait: 10,
             sectors_read: 2048,
+            ..LoadSample::default()
         };
         let after = LoadSample {
             busy: 190,
             idle: 55,
             iowait: 15,
             sectors_read: 2048 + 4096,
+            ..LoadSample::default()
         };
         assert_eq!(
             before.until(&after),
