@@ -47,9 +47,7 @@ impl LoadSample {
     /// Where the CPU time between `self` and `later` went: "4.10
     /// CPU-seconds: /system.slice/x.service 1.20 s, relive (PID 1) ...".
     pub fn cpu_until(&self, later: &LoadSample) -> String {
-        let ticks = later.busy.saturating_sub(self.busy);
-        let usec = ticks * 1_000_000 / procfs::ticks_per_second().max(1);
-        self.cpu.until(&later.cpu, usec)
+        self.cpu.until(&later.cpu)
     }
 
     /// "CPUs busy 92 %, idle 3 %, waiting for I/O 5 %; 340 MiB read from
