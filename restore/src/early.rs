@@ -73,6 +73,10 @@ fn load_modules(modules: &[&str]) -> bool {
     }
 }
 
+/// Where the processes that end before the first restore are recorded
+/// ([`Ahead::exits`]): on /run, a tmpfs, removed once read.
+pub const EXITS_FILE: &str = "/run/relive-exits.acct";
+
 /// What relive did in the new kernel before the resume began: CRIU's
 /// probe, started as soon as relive runs (it needs only /run and lo, and
 /// under emulation it takes seconds that the handover's reading and the
@@ -88,6 +92,9 @@ pub struct Ahead {
     /// The machine's CPU and disk figures when relive started, for the
     /// log's account of the time before the first restore.
     pub load_at_start: Option<relive_sys::load::LoadSample>,
+    /// Process accounting from relive's start, for the log's account of
+    /// the processes that ended before the first restore.
+    pub exits: Option<relive_sys::exits::Accounting>,
 }
 
 /// CRIU's probe of the new kernel on a thread of its own.
@@ -143,6 +150,8 @@ pub(crate) struct Early {
     pub(crate) checks_ahead: Option<crate::verifier::Verifier>,
     /// [`Ahead::load_at_start`].
     pub(crate) load_at_start: Option<relive_sys::load::LoadSample>,
+    /// [`Ahead::exits`].
+    pub(crate) exits: Option<relive_sys::exits::Accounting>,
 }
 
 /// The new kernel made ready for the restores: CRIU's network locks
@@ -253,6 +262,18 @@ pub(crate) fn prepare_new_kernel(
             "the CPU time before the first restore: {}",
             start.cpu_until(&now)
         );
+    }
+    match early_steps
+        .exits
+        .take()
+        .map(relive_sys::exits::Accounting::stop)
+    {
+        Some(Ok(exits)) => tracing::info!(
+            "the processes that ended before the first restore: {}",
+            relive_sys::exits::summary(&exits)
+        ),
+        Some(Err(e)) => tracing::warn!("{e}"),
+        None => {}
     }
 }
 

@@ -42,7 +42,7 @@ pub mod verifier;
 #[cfg(test)]
 mod tests;
 
-pub use early::{ordinary_thread, urgent_thread, Ahead, ProbeAhead};
+pub use early::{ordinary_thread, urgent_thread, Ahead, ProbeAhead, EXITS_FILE};
 pub use error::RestoreError;
 
 use relive_host::UnitHost;

@@ -50,6 +50,7 @@ pub fn resume(
         probe_ahead: ahead.probe,
         checks_ahead: ahead.checks,
         load_at_start: ahead.load_at_start,
+        exits: ahead.exits,
     };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         resume_units(seams, store, &handover, &mut records, &mut early)

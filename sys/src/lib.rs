@@ -17,6 +17,7 @@ pub mod autofs;
 pub mod cgroup;
 pub mod cpu_where;
 pub mod device_filter;
+pub mod exits;
 pub mod freezer;
 pub mod kexec;
 pub mod laps;

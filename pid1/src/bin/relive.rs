@@ -151,6 +151,12 @@ fn main() -> ExitCode {
     let upgraded = handover::marker(&cmdline).is_some();
     if upgraded {
         ahead.load_at_start = relive_sys::load::LoadSample::now();
+        // Until the first restore: nothing else turns accounting on
+        // before the services' layer starts.
+        let accounting = std::path::Path::new(relive_restore::EXITS_FILE);
+        ahead.exits = relive_sys::exits::Accounting::start(accounting)
+            .inspect_err(|e| tracing::info!("{e}"))
+            .ok();
         // The handover's reading is on the first restore's path, and
         // CRIU's probe competes with it for the CPUs: at the probe's
         // priority until the handover is read (not longer: the services
@@ -183,6 +189,10 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    if kexec_handover.is_none() {
+        // No resume to account for: accounting off now.
+        ahead.exits = None;
+    }
     if kexec_handover.is_some() {
         ahead
             .steps
