@@ -187,6 +187,11 @@ pub enum Verb {
         /// `--store disk`, as the memory region is sized for fewer.
         #[arg(long)]
         saturate: bool,
+        /// Runs of each combination: the figures vary by seconds from one
+        /// run to the next under TCG; with more than one, the spread
+        /// (median, fewest, most) is printed.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: usize,
         /// The figures as JSON [default: lab/out/bench-twophase.json].
         #[arg(long, value_name = "PATH")]
         json_out: Option<PathBuf>,

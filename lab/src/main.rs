@@ -235,6 +235,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
             store,
             small_units,
             saturate,
+            repeat,
             json_out,
             svg_out,
         } => {
@@ -242,6 +243,10 @@ fn run(verb: Verb) -> Result<ExitCode> {
             let mut matrix = bench::twophase::Matrix::parse(&sizes, &rates, &modes, &store)?;
             matrix.small_units = small_units;
             matrix.saturate = saturate;
+            if repeat == 0 {
+                bail!("--repeat 0: at least one run of each");
+            }
+            matrix.repeat = repeat;
             let outputs = bench::twophase::Outputs::new(&paths, json_out, svg_out);
             let (image, interrupt) = vm::prepare(&paths)?;
             let runs = bench::twophase::bench(&paths, &image, &matrix, &outputs, &interrupt)?;

@@ -40,6 +40,9 @@ pub struct Matrix {
     /// CPU-bound units beside bench-busy, one per guest CPU
     /// (`--saturate`): phase 1 on a machine whose every CPU is busy.
     pub saturate: bool,
+    /// Runs of each (size, rate, mode, store) (`--repeat`): the lab's
+    /// figures vary by seconds from one run to the next.
+    pub repeat: usize,
 }
 
 impl Matrix {
@@ -83,6 +86,7 @@ impl Matrix {
             stores,
             small_units: 0,
             saturate: false,
+            repeat: 1,
         })
     }
 }

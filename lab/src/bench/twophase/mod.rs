@@ -26,6 +26,7 @@
 mod figures;
 mod matrix;
 mod plot;
+mod spread;
 mod summary;
 mod targets;
 
@@ -172,13 +173,16 @@ pub fn bench(
     interrupt: &Interrupt,
 ) -> Result<Vec<Run>> {
     let to_release = image.kernel(TO)?.release.clone();
-    let total =
-        matrix.stores.len() * matrix.sizes_mib.len() * matrix.rates.len() * matrix.modes.len();
+    let total = matrix.stores.len()
+        * matrix.sizes_mib.len()
+        * matrix.rates.len()
+        * matrix.modes.len()
+        * matrix.repeat;
     let mut runs = Vec::new();
     for store in &matrix.stores {
         for &size in &matrix.sizes_mib {
             for &rate in &matrix.rates {
-                for &mode in &matrix.modes {
+                for mode in matrix.modes.iter().flat_map(|&m| vec![m; matrix.repeat]) {
                     let step = output::step(format!(
                         "run {}/{total}: {} per unit, {}, {}-phase, {store} store",
                         runs.len() + 1,

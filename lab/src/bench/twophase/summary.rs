@@ -226,6 +226,12 @@ pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
         println!("where the stoppage went (seconds; the check overlaps the restore; no lazy restore, so no lazy tail)");
         print!("{}", breakdown(&runs));
         println!();
+        let spread = super::spread::spread(&runs);
+        if !spread.is_empty() {
+            println!("the spread of the repeated runs (seconds: median (fewest .. most))");
+            print!("{spread}");
+            println!();
+        }
         for target in targets(&runs) {
             println!("{store} store {}", target.line());
         }
