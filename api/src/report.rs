@@ -622,6 +622,44 @@ impl std::fmt::Display for EarlyWork {
     }
 }
 
+/// Where the new kernel's boot went, by its own clock (CLOCK_BOOTTIME:
+/// ms from its start) and its log: the part of the floor after the
+/// kexec that the kernel can see. Before its clock started: the kexec's
+/// purgatory and the kernel's decompression.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelBoot {
+    /// The initramfs unpacked ("Freeing initrd memory").
+    #[serde(default)]
+    pub initramfs_unpacked_ms: Option<f64>,
+    /// The first process ran ("Run /init as init process").
+    #[serde(default)]
+    pub init_started_ms: Option<f64>,
+    /// The first file system from a disk mounted (the root, by the
+    /// initramfs).
+    #[serde(default)]
+    pub root_mounted_ms: Option<f64>,
+    /// relive started.
+    pub relive_started_ms: f64,
+}
+
+impl std::fmt::Display for KernelBoot {
+    /// "initramfs unpacked at 1.90 s, /init at 2.10 s, root mounted at
+    /// 4.80 s, relive at 6.20 s of the new kernel's clock".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let marks = [
+            ("initramfs unpacked", self.initramfs_unpacked_ms),
+            ("/init", self.init_started_ms),
+            ("root mounted", self.root_mounted_ms),
+            ("relive", Some(self.relive_started_ms)),
+        ];
+        let shown: Vec<String> = marks
+            .iter()
+            .filter_map(|(what, ms)| Some(format!("{what} at {:.2} s", (*ms)? / 1000.0)))
+            .collect();
+        write!(f, "{} of the new kernel's clock", shown.join(", "))
+    }
+}
+
 /// `relivectl upgrade-report`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpgradeReport {
@@ -639,6 +677,9 @@ pub struct UpgradeReport {
     /// `restores_started_usec` went.
     #[serde(default)]
     pub before_restores: Vec<EarlyStep>,
+    /// Where the new kernel's boot went, before relive started.
+    #[serde(default)]
+    pub new_kernel_boot: Option<KernelBoot>,
     pub finished_usec: u64,
     pub units: Vec<UnitRecord>,
     #[serde(default, with = "empty_as_none")]

@@ -152,6 +152,9 @@ pub fn render_report(r: &UpgradeReport) -> String {
         ms(r.resumed_usec, r.restores_started_usec),
         ms(r.started_usec, r.finished_usec)
     );
+    if let Some(boot) = &r.new_kernel_boot {
+        let _ = writeln!(out, "The new kernel's boot: {boot}");
+    }
     if !r.before_restores.is_empty() {
         // Each with when it was done after relive started in the new kernel.
         let steps: Vec<String> = r.before_restores.iter().map(ToString::to_string).collect();
@@ -542,6 +545,12 @@ mod tests {
                     ok: true,
                 },
             ],
+            new_kernel_boot: Some(relive_api::report::KernelBoot {
+                initramfs_unpacked_ms: Some(2_050.0),
+                init_started_ms: Some(2_400.0),
+                root_mounted_ms: None,
+                relive_started_ms: 8_240.0,
+            }),
             phase1_cpu: Some(relive_api::report::Phase1Cpu {
                 wall_ms: 2_500.0,
                 criu_cpu_ms: Some(400.0),
@@ -562,6 +571,13 @@ mod tests {
             text.contains(
                 "Before the first restore: network locks +0.1 s, \
                  systemd-udev-trigger.service +3.1 s (failed), CRIU's probe +4.7 s\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "The new kernel's boot: initramfs unpacked at 2.05 s, /init at 2.40 s, \
+                 relive at 8.24 s of the new kernel's clock\n"
             ),
             "{text}"
         );

@@ -95,6 +95,8 @@ pub struct Ahead {
     /// Process accounting from relive's start, for the log's account of
     /// the processes that ended before the first restore.
     pub exits: Option<relive_sys::exits::Accounting>,
+    /// Where the new kernel's boot went before relive started.
+    pub kernel_boot: Option<relive_api::report::KernelBoot>,
 }
 
 /// CRIU's probe of the new kernel on a thread of its own.
@@ -152,6 +154,8 @@ pub(crate) struct Early {
     pub(crate) load_at_start: Option<relive_sys::load::LoadSample>,
     /// [`Ahead::exits`].
     pub(crate) exits: Option<relive_sys::exits::Accounting>,
+    /// [`Ahead::kernel_boot`].
+    pub(crate) kernel_boot: Option<relive_api::report::KernelBoot>,
 }
 
 /// The new kernel made ready for the restores: CRIU's network locks

@@ -51,6 +51,7 @@ pub fn resume(
         checks_ahead: ahead.checks,
         load_at_start: ahead.load_at_start,
         exits: ahead.exits,
+        kernel_boot: ahead.kernel_boot,
     };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         resume_units(seams, store, &handover, &mut records, &mut early)
@@ -266,6 +267,7 @@ fn report(handover: &KexecHandover, records: Vec<UnitRecord>, early: Early) -> U
         resumed_usec: early.resumed_usec,
         restores_started_usec: early.restores_started_usec,
         before_restores: early.steps,
+        new_kernel_boot: early.kernel_boot,
         finished_usec: wall_usec(),
         mode: Some(handover.mode),
         phase1_started_usec: handover.phase1_started_usec,

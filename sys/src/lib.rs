@@ -19,6 +19,7 @@ pub mod cpu_where;
 pub mod device_filter;
 pub mod exits;
 pub mod freezer;
+pub mod kernel_boot;
 pub mod kexec;
 pub mod laps;
 pub mod listen;

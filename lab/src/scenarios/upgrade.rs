@@ -372,6 +372,9 @@ pub fn report_table(report: &UpgradeReport) -> String {
         secs_between(report.started_usec, report.resumed_usec),
         secs_between(report.started_usec, report.restores_started_usec),
     );
+    if let Some(boot) = &report.new_kernel_boot {
+        let _ = write!(table, "\n  the new kernel's boot: {boot}");
+    }
     if !report.before_restores.is_empty() {
         let steps: Vec<String> = report
             .before_restores

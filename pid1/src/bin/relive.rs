@@ -151,6 +151,10 @@ fn main() -> ExitCode {
     let upgraded = handover::marker(&cmdline).is_some();
     if upgraded {
         ahead.load_at_start = relive_sys::load::LoadSample::now();
+        ahead.kernel_boot = relive_sys::kernel_boot::measure();
+        if let Some(boot) = &ahead.kernel_boot {
+            tracing::info!("the new kernel's boot: {boot}");
+        }
         // Until the first restore: nothing else turns accounting on
         // before the services' layer starts.
         let accounting = std::path::Path::new(relive_restore::EXITS_FILE);

@@ -122,6 +122,8 @@ pub struct Run {
     /// What relive's report says phase 1 cost: CRIU's CPU time, the
     /// services' wait for a CPU.
     pub phase1_cpu: Option<relive_api::report::Phase1Cpu>,
+    /// Where the new kernel's boot went (relive's report).
+    pub kernel_boot: Option<relive_api::report::KernelBoot>,
 }
 
 impl Run {

@@ -24,6 +24,7 @@
 //! what a run measured, [`summary`] prints it and [`plot`] draws it.
 
 mod figures;
+mod floor;
 mod matrix;
 mod plot;
 mod spread;
@@ -241,6 +242,7 @@ fn empty_run(
         throughput: None,
         saturated,
         phase1_cpu: None,
+        kernel_boot: None,
     }
 }
 
@@ -302,6 +304,7 @@ fn run_one(
     run.report_mode = report.mode;
     run.store = report.store.clone();
     run.phase1_cpu = report.phase1_cpu.clone();
+    run.kernel_boot = report.new_kernel_boot.clone();
     if report.phase1_ended_usec > report.phase1_started_usec && report.phase1_started_usec > 0 {
         run.phase1_secs = (report.phase1_ended_usec - report.phase1_started_usec) as f64 / 1e6;
     }

@@ -226,6 +226,14 @@ pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
         println!("where the stoppage went (seconds; the check overlaps the restore; no lazy restore, so no lazy tail)");
         print!("{}", breakdown(&runs));
         println!();
+        let floors: Vec<String> = runs.iter().filter_map(super::floor::line).collect();
+        if !floors.is_empty() {
+            println!("where the floor went (seconds, by the new kernel's clock and log)");
+            for line in floors {
+                println!("{line}");
+            }
+            println!();
+        }
         let spread = super::spread::spread(&runs);
         if !spread.is_empty() {
             println!("the spread of the repeated runs (seconds: median (fewest .. most))");
