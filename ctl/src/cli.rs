@@ -202,6 +202,13 @@ pub struct LiveUpgradeArgs {
     /// reserved with memmap=SIZE!OFFSET), disk, or auto (upgrade.store).
     #[arg(long, value_parser = ["memory", "disk", "auto"])]
     pub store: Option<String>,
+    /// Boot the new kernel with relive's minimal initrd (relive itself,
+    /// its libraries and the modules this machine's root needs: seconds
+    /// off every stoppage) where it can mount the root: a plain disk or
+    /// partition with ext2/3/4, root=/dev/... or root=UUID=...; elsewhere
+    /// with --initrd. The dry run's plan says which.
+    #[arg(long)]
+    pub minimal_initrd: bool,
     /// Run phase 1 now and keep it (a warm snapshot in the store, root
     /// only): the next upgrade only tops it up.
     #[arg(long, conflicts_with_all = ["kernel", "dry_run", "detach", "single_phase", "discard"])]

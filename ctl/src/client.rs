@@ -334,5 +334,8 @@ fn upgrade_options(a: &LiveUpgradeArgs) -> std::collections::HashMap<&str, &str>
     if let Some(store) = &a.store {
         options.insert("store", store.as_str());
     }
+    if a.minimal_initrd {
+        options.insert("initrd", "minimal");
+    }
     options
 }

@@ -36,7 +36,7 @@ pub trait Manager1 {
     /// `append` may be empty.
     /// `options` (any of): "single-phase" = "yes" (no background
     /// pre-dumps), "store" = "memory" | "disk" | "auto" (instead of
-    /// upgrade.store).
+    /// upgrade.store), "initrd" = "minimal" (relive's minimal initrd).
     fn live_upgrade(
         &self,
         kernel: &str,

@@ -192,6 +192,11 @@ pub enum Verb {
         /// (median, fewest, most) is printed.
         #[arg(long, default_value_t = 1, value_name = "N")]
         repeat: usize,
+        /// Upgrade with relive's minimal initrd (`relivectl live-upgrade
+        /// --minimal-initrd`): the floor with relive's initrd rather
+        /// than the distribution's.
+        #[arg(long)]
+        minimal_initrd: bool,
         /// The figures as JSON [default: lab/out/bench-twophase.json].
         #[arg(long, value_name = "PATH")]
         json_out: Option<PathBuf>,

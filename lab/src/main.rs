@@ -236,6 +236,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
             small_units,
             saturate,
             repeat,
+            minimal_initrd,
             json_out,
             svg_out,
         } => {
@@ -247,6 +248,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
                 bail!("--repeat 0: at least one run of each");
             }
             matrix.repeat = repeat;
+            matrix.minimal_initrd = minimal_initrd;
             let outputs = bench::twophase::Outputs::new(&paths, json_out, svg_out);
             let (image, interrupt) = vm::prepare(&paths)?;
             let runs = bench::twophase::bench(&paths, &image, &matrix, &outputs, &interrupt)?;

@@ -23,6 +23,7 @@ pub mod dbus;
 pub mod event_loop;
 pub mod final_stage;
 pub mod generators;
+pub mod initrd_stage;
 pub mod journal_log;
 pub mod logging;
 pub mod manager;

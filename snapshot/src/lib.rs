@@ -21,6 +21,7 @@ pub mod connections;
 pub mod control;
 pub mod dump;
 pub mod error;
+pub mod initrd;
 pub mod park;
 pub mod pipes;
 pub mod plan;

@@ -215,9 +215,42 @@ pub fn run(
     );
     let cmdline_passed = cmdline_ok.is_ok();
     check("cmdline", cmdline_ok.map_err(PreflightError::Cmdline));
+    let minimal = (request.minimal_initrd && is_machine).then(|| {
+        let built = minimal_initrd(
+            plan.next_release.as_deref(),
+            next_config.as_deref(),
+            &own_exe,
+            &cmdline,
+        );
+        let given = request
+            .initrd
+            .as_ref()
+            .map_or("none".into(), |p| p.display().to_string());
+        match built {
+            Ok(initrd) => {
+                check(
+                    "minimal initrd",
+                    Ok(format!(
+                        "relive's, {:.1} MiB, instead of {given}: {}",
+                        initrd.bytes as f64 / 1_048_576.0,
+                        initrd.modules.join(" ")
+                    )),
+                );
+                Some(initrd.path)
+            }
+            Err(e) => {
+                check(
+                    "minimal initrd",
+                    Ok(format!("not used ({e}): the kernel boots with {given}")),
+                );
+                None
+            }
+        }
+    });
+    let initrd = minimal.flatten().or_else(|| request.initrd.clone());
     let loaded = if is_machine && cmdline_passed {
         let result = kexec
-            .load(&request.kernel, request.initrd.as_deref(), &cmdline)
+            .load(&request.kernel, initrd.as_deref(), &cmdline)
             .map(|()| format!("loaded with kexec_file_load; command line: {cmdline}"))
             .map_err(PreflightError::from);
         let ok = result.is_ok();
@@ -296,6 +329,36 @@ pub fn run(
 /// A unit the plan preserved but CRIU cannot checkpoint: stopped before
 /// the kexec and started in the new kernel, like a Mode=restart unit,
 /// with `why` in the plan (and so in the report).
+/// Where relive's minimal initrd is written: RAM, root-only.
+const MINIMAL_INITRD: &str = "/run/relive/upgrade-initrd.img";
+
+/// relive's minimal initrd for kernel `release`, booted with `cmdline`.
+fn minimal_initrd(
+    release: Option<&str>,
+    config: Option<&str>,
+    exe: &Path,
+    cmdline: &str,
+) -> Result<crate::initrd::MinimalInitrd, crate::initrd::InitrdError> {
+    use crate::initrd::{self, InitrdError, Root, Sources};
+    let release = release
+        .ok_or_else(|| InitrdError::Unsupported("the new kernel's release is unknown".into()))?;
+    let root = Root::mounted()?;
+    initrd::root_supported(&root, cmdline)?;
+    let out = Path::new(MINIMAL_INITRD);
+    if let Some(dir) = out.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| InitrdError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+    }
+    initrd::build(&Sources::live(release, exe), &root, config, out)
+}
+
 fn restart_instead(plan: &mut Plan, unit: &str, why: String) {
     if let Some(at) = plan.preserved.iter().position(|u| u.name == unit) {
         let removed = plan.preserved.remove(at);

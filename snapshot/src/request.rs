@@ -17,11 +17,16 @@ pub struct UpgradeRequest {
     pub single_phase: bool,
     /// Instead of `upgrade.store`.
     pub store: Option<StoreWanted>,
+    /// Boot the new kernel with relive's minimal initrd
+    /// ([`crate::initrd`]) where it can mount the root, the distribution's
+    /// (`initrd`) elsewhere.
+    pub minimal_initrd: bool,
 }
 
 impl UpgradeRequest {
     /// From the D-Bus arguments, where an empty initrd means none.
-    /// `options`: "single-phase" = "yes"|"no", "store" = "memory"|"disk"|"auto".
+    /// `options`: "single-phase" = "yes"|"no", "store" = "memory"|"disk"|"auto",
+    /// "initrd" = "minimal"|"given".
     pub fn new(
         kernel: String,
         initrd: String,
@@ -38,6 +43,7 @@ impl UpgradeRequest {
             dry_run,
             single_phase: false,
             store: None,
+            minimal_initrd: false,
         };
         for (key, value) in options {
             let bad = || UpgradeError::BadOption {
@@ -53,6 +59,13 @@ impl UpgradeRequest {
                     }
                 }
                 "store" => request.store = Some(value.parse().map_err(|_| bad())?),
+                "initrd" => {
+                    request.minimal_initrd = match value.as_str() {
+                        "minimal" => true,
+                        "given" => false,
+                        _ => return Err(bad()),
+                    }
+                }
                 _ => return Err(UpgradeError::UnknownOption(key.clone())),
             }
         }

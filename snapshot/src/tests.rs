@@ -175,6 +175,7 @@ impl Rig {
             dry_run: false,
             single_phase,
             store: None,
+            minimal_initrd: false,
         };
         let plan = self.host.with(|s| s.plan.clone());
         self.host.begin_upgrade_for_test();
@@ -377,6 +378,7 @@ fn a_failed_preflight_leaves_everything_as_it_was() {
         dry_run: false,
         single_phase: false,
         store: None,
+        minimal_initrd: false,
     };
     // Not the machine's init: the preflight refuses.
     let failed = park::prepare(

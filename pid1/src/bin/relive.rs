@@ -61,6 +61,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // /init of relive's minimal initrd: mount the root, exec relive there.
+    if relive::initrd_stage::wanted() {
+        return relive::initrd_stage::run();
+    }
     // In a new kernel, the end of the upgrade's floor: relive runs.
     let started_usec = relive::manager::clock::wall_usec();
     let scope = machine::detect_scope();

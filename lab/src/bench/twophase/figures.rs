@@ -124,6 +124,8 @@ pub struct Run {
     pub phase1_cpu: Option<relive_api::report::Phase1Cpu>,
     /// Where the new kernel's boot went (relive's report).
     pub kernel_boot: Option<relive_api::report::KernelBoot>,
+    /// The upgrade asked for relive's minimal initrd.
+    pub minimal_initrd: bool,
 }
 
 impl Run {

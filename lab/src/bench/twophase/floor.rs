@@ -35,8 +35,12 @@ pub fn line(run: &Run) -> Option<String> {
         }
     }
     parts.push(format!("{:.2} to relive", relive - last));
+    let initrd = match run.minimal_initrd {
+        true => "relive's minimal initrd",
+        false => "the distribution's initrd",
+    };
     Some(format!(
-        "{} {} {}: floor {floor:.2} = {}",
+        "{} {} {}, {initrd}: floor {floor:.2} = {}",
         size_label(run.size_mib),
         rate_label(run.rate_mib_per_sec),
         run.mode.label(),
@@ -69,7 +73,7 @@ mod tests {
         };
         assert_eq!(
             line(&run).unwrap(),
-            "64M idle two: floor 9.44 = 1.20 before the kernel's clock (the wall clocks' error is up to 1 s) \
+            "64M idle two, the distribution's initrd: floor 9.44 = 1.20 before the kernel's clock (the wall clocks' error is up to 1 s) \
              + 2.40 to /init (initramfs unpacked at 2.05) + 2.40 to the root mounted + 3.44 to relive"
         );
     }

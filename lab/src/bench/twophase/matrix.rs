@@ -43,6 +43,9 @@ pub struct Matrix {
     /// Runs of each (size, rate, mode, store) (`--repeat`): the lab's
     /// figures vary by seconds from one run to the next.
     pub repeat: usize,
+    /// The upgrades boot relive's minimal initrd (`relivectl live-upgrade
+    /// --minimal-initrd`) instead of the distribution's.
+    pub minimal_initrd: bool,
 }
 
 impl Matrix {
@@ -87,6 +90,7 @@ impl Matrix {
             small_units: 0,
             saturate: false,
             repeat: 1,
+            minimal_initrd: false,
         })
     }
 }

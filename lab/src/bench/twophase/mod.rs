@@ -193,6 +193,7 @@ pub fn bench(
                     ));
                     let mut run =
                         empty_run(size, rate, mode, store, matrix.small_units, matrix.saturate);
+                    run.minimal_initrd = matrix.minimal_initrd;
                     let result = run_one(paths, image, &mut run, store, &to_release, interrupt);
                     // QEMU is gone by now (powered off, or killed by its guard).
                     // The disk copy grows with the size (up to 12 GiB) and the
@@ -243,6 +244,7 @@ fn empty_run(
         saturated,
         phase1_cpu: None,
         kernel_boot: None,
+        minimal_initrd: false,
     }
 }
 
@@ -293,10 +295,13 @@ fn run_one(
     let held: u64 = units.iter().map(|u| u.size_mib).sum();
     let timeout = Duration::from_secs(600 + held / 2);
     // The store named, not relive's "auto": every run measures the same.
-    let flags = match run.mode {
+    let mut flags = match run.mode {
         Mode::Single => format!("--single-phase --store {store}"),
         Mode::Two => format!("--store {store}"),
     };
+    if run.minimal_initrd {
+        flags.push_str(" --minimal-initrd");
+    }
     upgrade::run_detached_within(&mut booted, paths, to_release, &flags, timeout, interrupt)?;
     let report = upgrade::report(paths, port)?;
     // Where the time before the first restore went, for the breakdown.
