@@ -123,6 +123,22 @@ fn mapped_libraries() -> Vec<PathBuf> {
     found.into_iter().collect()
 }
 
+/// The names of the symbolic links beside `file` that lead to it.
+fn links_to(file: &Path) -> Vec<std::ffi::OsString> {
+    let Some(dir) = file.parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+        .filter(|e| std::fs::canonicalize(e.path()).is_ok_and(|target| target == file))
+        .map(|e| e.file_name())
+        .collect()
+}
+
 /// Why the root cannot be mounted by the minimal initrd, if it cannot:
 /// its file system, or root= on the next command line.
 pub fn root_supported(root: &Root, cmdline: &str) -> Result<(), InitrdError> {
@@ -272,6 +288,12 @@ pub fn build(
         archive.file(inside, library, 0o755)?;
         if library.file_name() == Path::new(INTERPRETER).file_name() {
             archive.symlink(Path::new(INTERPRETER), library)?;
+        }
+        // The maps name the file (libseccomp.so.2.5.4); the loader looks
+        // for the soname, a link beside it (libseccomp.so.2).
+        for link in links_to(library) {
+            let name = library.file_name().unwrap_or_default();
+            archive.symlink(&inside.with_file_name(link), Path::new(name))?;
         }
     }
     archive.bytes(Path::new(CONF), conf.as_bytes(), 0o644)?;

@@ -136,12 +136,16 @@ fn the_archive_holds_init_its_libraries_the_modules_and_their_order() {
     std::fs::create_dir_all(dir.join("usr/lib/x86_64-linux-gnu")).unwrap();
     let loader = dir.join("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2");
     std::fs::write(&loader, b"loader").unwrap();
+    let seccomp = dir.join("usr/lib/x86_64-linux-gnu/libseccomp.so.2.5.4");
+    std::fs::write(&seccomp, b"library").unwrap();
+    let soname = dir.join("usr/lib/x86_64-linux-gnu/libseccomp.so.2");
+    symlink("libseccomp.so.2.5.4", soname).unwrap();
     std::fs::write(dir.join("relive"), b"relive").unwrap();
     let sources = Sources {
         sys,
         modules_dir,
         exe: dir.join("relive"),
-        libraries: vec![loader.clone()],
+        libraries: vec![loader.clone(), seccomp],
     };
     let root = Root {
         device: (254, 0),
@@ -207,6 +211,9 @@ fn the_archive_holds_init_its_libraries_the_modules_and_their_order() {
     assert!(names
         .iter()
         .any(|n| n.ends_with("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")));
+    // The soname, as the loader looks for it, beside the file.
+    let soname = "usr/lib/x86_64-linux-gnu/libseccomp.so.2";
+    assert!(names.iter().any(|n| n.ends_with(soname)), "{names:?}");
     let loads: Vec<&str> = conf
         .lines()
         .filter_map(|l| l.strip_prefix("module "))
