@@ -5,7 +5,8 @@
 //! mounting this machine's root needs: relive itself as /init (its
 //! initrd stage, `relive::initrd_stage`), the shared libraries it runs
 //! with, and the new kernel's modules for the root's disk and file
-//! system. It is built when the root is a plain disk (or partition) with
+//! system, and for the network interfaces (their addresses are put back
+//! before the first restore). It is built when the root is a plain disk (or partition) with
 //! an ext2/3/4 file system named by root=/dev/... or root=UUID=...;
 //! anything else (LVM, RAID, encryption, the network) keeps the
 //! distribution's initrd, which knows how.
@@ -66,6 +67,9 @@ pub struct Sources {
     pub exe: PathBuf,
     /// The shared libraries it runs with (from its /proc/self/maps).
     pub libraries: Vec<PathBuf>,
+    /// The other mounted block devices (major, minor): their mount
+    /// units wait for them before the first restore.
+    pub other_disks: Vec<(u32, u32)>,
 }
 
 /// The root file system: its device (major, minor) and type.
@@ -105,8 +109,29 @@ impl Sources {
             modules_dir: Path::new("/lib/modules").join(release),
             exe: exe.to_owned(),
             libraries: mapped_libraries(),
+            other_disks: mounted_disks(),
         }
     }
+}
+
+/// The block devices this process's mounts are on (a major above 0: not
+/// the kernel's own file systems).
+fn mounted_disks() -> Vec<(u32, u32)> {
+    let mounts = procfs::process::Process::myself()
+        .and_then(|p| p.mountinfo())
+        .map(|m| m.into_iter().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut disks: Vec<(u32, u32)> = mounts
+        .iter()
+        .filter_map(|m| {
+            let (major, minor) = m.majmin.split_once(':')?;
+            Some((major.parse().ok()?, minor.parse().ok()?))
+        })
+        .filter(|(major, _)| *major > 0)
+        .collect();
+    disks.sort_unstable();
+    disks.dedup();
+    disks
 }
 
 /// The shared objects this process has mapped (relive's libraries and
@@ -167,15 +192,39 @@ pub fn root_supported(root: &Root, cmdline: &str) -> Result<(), InitrdError> {
 /// loop) is refused.
 pub fn drivers_of(sys: &Path, device: (u32, u32)) -> Result<Vec<String>, InitrdError> {
     let link = sys.join(format!("dev/block/{}:{}", device.0, device.1));
-    let mut dir = std::fs::canonicalize(&link).map_err(io_error(&link))?;
+    let dir = std::fs::canonicalize(&link).map_err(io_error(&link))?;
     if dir.components().any(|c| c.as_os_str() == "virtual") {
         return Err(InitrdError::Unsupported(format!(
             "the root's device {} is virtual (device-mapper, RAID or loop)",
             dir.display()
         )));
     }
-    let devices = sys.join("devices");
     let mut modules = Vec::new();
+    up_the_devices(sys, dir, &mut modules);
+    Ok(modules)
+}
+
+/// The modules of the network interfaces' drivers (those with a device:
+/// not lo, bridges or tunnels): the resume puts the old kernel's
+/// addresses back before the first restore, on interfaces that must
+/// exist by then. The distribution's initrd had udev load them.
+pub fn network_drivers(sys: &Path) -> Vec<String> {
+    let mut modules = Vec::new();
+    let Ok(interfaces) = std::fs::read_dir(sys.join("class/net")) else {
+        return modules;
+    };
+    for interface in interfaces.flatten() {
+        if let Ok(device) = std::fs::canonicalize(interface.path().join("device")) {
+            up_the_devices(sys, device, &mut modules);
+        }
+    }
+    modules
+}
+
+/// Adds to `modules` each device's `driver/module` from `dir` up to the
+/// system's buses.
+fn up_the_devices(sys: &Path, mut dir: PathBuf, modules: &mut Vec<String>) {
+    let devices = sys.join("devices");
     while dir.starts_with(&devices) && dir != devices {
         if let Ok(module) = std::fs::read_link(dir.join("driver/module")) {
             if let Some(name) = module.file_name().and_then(|n| n.to_str()) {
@@ -186,7 +235,6 @@ pub fn drivers_of(sys: &Path, device: (u32, u32)) -> Result<Vec<String>, InitrdE
         }
         dir.pop();
     }
-    Ok(modules)
 }
 
 /// The files of `wanted` modules and their dependencies, dependencies
@@ -248,6 +296,19 @@ pub fn build(
 ) -> Result<MinimalInitrd, InitrdError> {
     let mut wanted = drivers_of(&sources.sys, root.device)?;
     wanted.push(root.fstype.clone());
+    // Another disk's drivers where the device is a plain one (a volume
+    // of LVM's is activated by its own units later, as after the
+    // distribution's initrd).
+    let others = sources
+        .other_disks
+        .iter()
+        .filter(|d| **d != root.device)
+        .filter_map(|d| drivers_of(&sources.sys, *d).ok());
+    for module in others.flatten().chain(network_drivers(&sources.sys)) {
+        if !wanted.contains(&module) {
+            wanted.push(module);
+        }
+    }
     let read = |name: &str| {
         let path = sources.modules_dir.join(name);
         std::fs::read_to_string(&path).map_err(io_error(&path))

@@ -45,6 +45,17 @@ fn sysfs(root: &Path) -> PathBuf {
         sys.join("dev/block/253:0"),
     )
     .unwrap();
+    // eth0 on a virtio device with virtio_net; lo has no device.
+    let nic = sys.join("devices/pci0000:00/0000:00:03.0/virtio0");
+    std::fs::create_dir_all(nic.join("net/eth0")).unwrap();
+    let net_driver = sys.join("bus/virtio/drivers/virtio_net");
+    std::fs::create_dir_all(&net_driver).unwrap();
+    std::fs::create_dir_all(sys.join("module/virtio_net")).unwrap();
+    symlink(sys.join("module/virtio_net"), net_driver.join("module")).unwrap();
+    symlink(&net_driver, nic.join("driver")).unwrap();
+    std::fs::create_dir_all(sys.join("class/net/lo")).unwrap();
+    symlink(nic.join("net/eth0"), sys.join("class/net/eth0")).unwrap();
+    symlink(&nic, nic.join("net/eth0/device")).unwrap();
     sys
 }
 
@@ -55,6 +66,9 @@ kernel/fs/mbcache.ko.xz:
 kernel/lib/crc16.ko.xz:
 kernel/drivers/block/virtio_blk.ko.xz:
 kernel/crypto/crc32c_generic.ko.xz:
+kernel/drivers/net/virtio_net.ko.xz: kernel/drivers/net/net_failover.ko.xz kernel/net/core/failover.ko.xz
+kernel/drivers/net/net_failover.ko.xz: kernel/net/core/failover.ko.xz
+kernel/net/core/failover.ko.xz:
 ";
 
 #[test]
@@ -66,6 +80,7 @@ fn the_root_disk_s_drivers_are_found_up_its_devices() {
     );
     let e = drivers_of(&sys, (253, 0)).unwrap_err();
     assert!(e.to_string().contains("is virtual"), "{e}");
+    assert_eq!(network_drivers(&sys), ["virtio_net"]);
 }
 
 #[test]
@@ -146,6 +161,8 @@ fn the_archive_holds_init_its_libraries_the_modules_and_their_order() {
         modules_dir,
         exe: dir.join("relive"),
         libraries: vec![loader.clone(), seccomp],
+        // The volume is left to LVM's units: no error.
+        other_disks: vec![(253, 0), (254, 0)],
     };
     let root = Root {
         device: (254, 0),
@@ -166,6 +183,9 @@ fn the_archive_holds_init_its_libraries_the_modules_and_their_order() {
             "mbcache",
             "crc16",
             "ext4",
+            "failover",
+            "net_failover",
+            "virtio_net",
             "crc32c_generic"
         ]
     );
@@ -218,7 +238,7 @@ fn the_archive_holds_init_its_libraries_the_modules_and_their_order() {
         .lines()
         .filter_map(|l| l.strip_prefix("module "))
         .collect();
-    assert_eq!(loads.len(), 6);
+    assert_eq!(loads.len(), 9);
     assert!(
         loads[0].ends_with("virtio_blk.ko.xz") && loads[4].ends_with("ext4.ko.xz"),
         "{conf}"
