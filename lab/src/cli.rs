@@ -150,6 +150,10 @@ pub enum Verb {
         /// Print the figures as JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// Upgrade with relive's minimal initrd (`relivectl live-upgrade
+        /// --minimal-initrd`); the cold reboot boots the distribution's.
+        #[arg(long)]
+        minimal_initrd: bool,
     },
     /// The two-phase stoppage benchmark: per memory size, dirty rate and
     /// snapshot mode, a fresh 6.1 guest with two relive-dirty units

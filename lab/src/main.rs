@@ -219,9 +219,17 @@ fn run(verb: Verb) -> Result<ExitCode> {
             let (image, interrupt) = vm::prepare(&paths)?;
             demo::demo(&paths, &image, &interrupt)?;
         }
-        Verb::BenchUpgrade { json } => {
+        Verb::BenchUpgrade {
+            json,
+            minimal_initrd,
+        } => {
             let (image, interrupt) = vm::prepare(&paths)?;
-            let figures = bench::upgrade::bench(&paths, &image, &interrupt)?;
+            let flags = if minimal_initrd {
+                "--minimal-initrd"
+            } else {
+                ""
+            };
+            let figures = bench::upgrade::bench(&paths, &image, flags, &interrupt)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&figures)?);
             } else {

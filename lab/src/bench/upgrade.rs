@@ -67,7 +67,8 @@ pub struct UnitFigures {
     pub stoppage_ms: Option<f64>,
 }
 
-pub fn bench(paths: &Paths, image: &Image, interrupt: &Interrupt) -> Result<Figures> {
+/// `flags`: more `relivectl live-upgrade` flags (`--minimal-initrd`).
+pub fn bench(paths: &Paths, image: &Image, flags: &str, interrupt: &Interrupt) -> Result<Figures> {
     let to_release = image.kernel(TO)?.release.clone();
     let opts = Options {
         allow_reboot: true,
@@ -79,7 +80,7 @@ pub fn bench(paths: &Paths, image: &Image, interrupt: &Interrupt) -> Result<Figu
     // The live upgrade, with the echo client on one connection.
     let echo = EchoClient::start(booted.guest.echo_port)?;
     echo.wait_more(5, Duration::from_secs(30))?;
-    upgrade::run_detached(&mut booted, paths, &to_release, interrupt)?;
+    upgrade::run_detached_with(&mut booted, paths, &to_release, flags, interrupt)?;
     echo.wait_more(5, Duration::from_secs(60))?;
     let stats = echo.finish();
     if let Some(e) = &stats.error {

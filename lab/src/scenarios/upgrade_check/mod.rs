@@ -10,7 +10,10 @@
 //! an interactive ssh session, and every preserved unit's PIDs. Each
 //! upgrade also checks (i) a preservation group: a download through nginx
 //! from relive-slowfile over a unix socket, in flight across the kexec
-//! ([`groups`]), and (j) one clock for every service ([`clock`]).
+//! ([`groups`]), and (j) one clock for every service ([`clock`]). The
+//! two-phase direction boots the new kernel with relive's minimal initrd
+//! and checks (m) that its /init mounted the root; the other boots the
+//! distribution's.
 //!
 //! This file runs the scenario: the abort, the upgrade and the report's
 //! checks. [`watch`] holds what is watched and checks it after each
@@ -539,6 +542,15 @@ impl Run<'_> {
             out.stdout.trim() == self.to_release,
             out.stdout.trim(),
         );
+        if self.variant.flags().contains("--minimal-initrd") {
+            // Its /init says so in the new kernel's log.
+            let out = self.sh(booted, "dmesg | grep 'relive-initrd: .* mounted'")?;
+            v.record(
+                "(m) relive's minimal initrd mounted the root",
+                out.success(),
+                out.stdout.trim(),
+            );
+        }
         self.common_checks(booted, v, watch, &counter1, "upgrade")?;
         if self.variant.bus_options().is_none() && self.newest {
             // Asked again, --latest finds nothing to do: a rollout run a

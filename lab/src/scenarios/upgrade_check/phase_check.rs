@@ -42,7 +42,8 @@ impl Variant {
     /// Extra `relivectl live-upgrade` flags.
     pub fn flags(self) -> &'static str {
         match self {
-            Variant::TwoPhaseMemory => "--store memory",
+            // relive's minimal initrd this way, the distribution's back.
+            Variant::TwoPhaseMemory => "--store memory --minimal-initrd",
             Variant::SinglePhaseMemory => "--single-phase --store memory",
         }
     }
