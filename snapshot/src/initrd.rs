@@ -178,7 +178,12 @@ pub fn root_supported(root: &Root, cmdline: &str) -> Result<(), InitrdError> {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("root="))
         .unwrap_or_default();
-    if !(spec.starts_with("/dev/") || spec.starts_with("UUID=")) {
+    // /dev/NAME is the kernel's own node; /dev/disk/... and
+    // /dev/mapper/... are udev's links, which the initrd has not.
+    let kernel_node = spec
+        .strip_prefix("/dev/")
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'));
+    if !(kernel_node || spec.starts_with("UUID=")) {
         return Err(InitrdError::Unsupported(format!(
             "root={spec:?}: the initrd stage finds /dev/NAME and UUID=..."
         )));

@@ -123,6 +123,8 @@ fn only_plain_roots_named_by_device_or_uuid_are_taken() {
     };
     assert!(root_supported(&ext4, "root=/dev/vda rw quiet").is_ok());
     assert!(root_supported(&ext4, "root=UUID=0b7c-11 ro").is_ok());
+    assert!(root_supported(&ext4, "root=/dev/disk/by-uuid/0b7c-11 ro").is_err());
+    assert!(root_supported(&ext4, "root=/dev/mapper/vg-root ro").is_err());
     let label = root_supported(&ext4, "root=LABEL=root ro").unwrap_err();
     assert!(label.to_string().contains("root=\"LABEL=root\""), "{label}");
     let btrfs = Root {
