@@ -129,6 +129,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// "64M idle two": its size, rate and mode.
+    pub fn label(&self) -> String {
+        format!(
+            "{} {} {}",
+            super::matrix::size_label(self.size_mib),
+            super::matrix::rate_label(self.rate_mib_per_sec),
+            self.mode.label()
+        )
+    }
+
     pub fn unit(&self, role: &str) -> Option<&UnitFigures> {
         self.units.iter().find(|u| u.role == role)
     }

@@ -5,7 +5,6 @@
 //! root mounted, and on to relive.
 
 use super::figures::Run;
-use super::matrix::{rate_label, size_label};
 
 /// "64M idle two: floor 9.44 = 1.20 before the kernel's clock + 2.40 to
 /// /init (initramfs unpacked at 2.05) + 2.40 to the root mounted + 3.44
@@ -40,10 +39,8 @@ pub fn line(run: &Run) -> Option<String> {
         false => "the distribution's initrd",
     };
     Some(format!(
-        "{} {} {}, {initrd}: floor {floor:.2} = {}",
-        size_label(run.size_mib),
-        rate_label(run.rate_mib_per_sec),
-        run.mode.label(),
+        "{}, {initrd}: floor {floor:.2} = {}",
+        run.label(),
         parts.join(" + ")
     ))
 }

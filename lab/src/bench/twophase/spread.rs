@@ -4,7 +4,6 @@
 //! their fewest and most.
 
 use super::figures::{Run, UnitFigures};
-use super::matrix::{rate_label, size_label};
 use std::fmt::Write as _;
 
 /// Each bench unit's figures over the runs of one (size, rate, mode)
@@ -50,10 +49,8 @@ pub fn spread(runs: &[Run]) -> String {
                 .collect();
             let _ = writeln!(
                 out,
-                "{} {} {} {role} ({} runs): {}",
-                size_label(run.size_mib),
-                rate_label(run.rate_mib_per_sec),
-                run.mode.label(),
+                "{} {role} ({} runs): {}",
+                run.label(),
                 units.len(),
                 listed.join(", ")
             );
