@@ -252,10 +252,7 @@ pub fn resolve(
     wanted: &[String],
     optional: &[&str],
 ) -> Result<Vec<String>, InitrdError> {
-    let name_of = |path: &str| {
-        let file = path.rsplit('/').next().unwrap_or(path);
-        file.split(".ko").next().unwrap_or(file).replace('-', "_")
-    };
+    let name_of = |path: &str| file_stem(path).replace('-', "_");
     let entries: Vec<(String, String, Vec<String>)> = modules_dep
         .lines()
         .filter_map(|l| l.split_once(':'))
@@ -288,6 +285,13 @@ pub fn resolve(
         }
     }
     Ok(ordered)
+}
+
+/// A module file's name without its directory and `.ko...` suffix
+/// ("kernel/fs/ext4/ext4.ko.xz" -> "ext4").
+fn file_stem(path: &str) -> &str {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.split(".ko").next().unwrap_or(file)
 }
 
 /// Builds the initrd at `out` (root-only) for the machine's `root` and
@@ -366,13 +370,7 @@ pub fn build(
     let bytes = archive.write(out)?;
     Ok(MinimalInitrd {
         path: out.to_owned(),
-        modules: files
-            .iter()
-            .map(|f| {
-                let file = f.rsplit('/').next().unwrap_or(f);
-                file.split(".ko").next().unwrap_or(file).to_owned()
-            })
-            .collect(),
+        modules: files.iter().map(|f| file_stem(f).to_owned()).collect(),
         bytes,
     })
 }

@@ -5,11 +5,10 @@
 //! the CPUs were busy; this says with what, so the work that delays a
 //! restore can be named and cut.
 
-use procfs::{CurrentSI, KernelStats};
+use crate::cgroup;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// Entries under this are left out of the account's line.
 const NEGLIGIBLE_USEC: u64 = 50_000;
 /// Entries the account's line names at most.
@@ -38,26 +37,16 @@ pub struct CpuWhere {
 }
 
 impl CpuWhere {
-    /// Now; what cannot be read is left out (no cgroup2 mounted yet: no
-    /// cgroups).
-    pub fn now() -> CpuWhere {
+    /// Now, with the machine's CPU times `cpu` (procfs' stat, all CPUs,
+    /// read by the caller); what cannot be read is left out (no cgroup2
+    /// mounted yet: no cgroups).
+    pub fn now(cpu: &procfs::CpuTime) -> CpuWhere {
         let usec = |ticks: u64| ticks * 1_000_000 / procfs::ticks_per_second().max(1);
-        let (machine, interrupts) = KernelStats::current()
-            .map(|stats| {
-                let cpu = stats.total;
-                let interrupts = cpu.irq.unwrap_or(0) + cpu.softirq.unwrap_or(0);
-                let busy = cpu.user + cpu.nice + cpu.system + cpu.steal.unwrap_or(0) + interrupts;
-                (usec(busy), usec(interrupts))
-            })
-            .unwrap_or_default();
+        let machine = usec(crate::load::busy_ticks(cpu));
+        let interrupts = usec(cpu.irq.unwrap_or(0) + cpu.softirq.unwrap_or(0));
         let mut cgroups = BTreeMap::new();
-        walk(Path::new(CGROUP_ROOT), "", &mut cgroups);
-        let pid1_cgroup = std::fs::read_to_string("/proc/1/cgroup")
-            .ok()
-            .and_then(|c| {
-                c.lines()
-                    .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
-            })
+        walk(Path::new(cgroup::ROOT), "", &mut cgroups);
+        let pid1_cgroup = cgroup::cgroup_of(1)
             .map(|p| p.trim_end_matches('/').to_owned())
             .unwrap_or_default();
         let times = |stat: procfs::process::Stat| (stat.comm, usec(stat.utime + stat.stime));
@@ -274,7 +263,9 @@ mod tests {
 
     #[test]
     fn this_machine_can_be_sampled() {
-        let (a, b) = (CpuWhere::now(), CpuWhere::now());
+        use procfs::{CurrentSI, KernelStats};
+        let cpu = || KernelStats::current().unwrap().total;
+        let (a, b) = (CpuWhere::now(&cpu()), CpuWhere::now(&cpu()));
         assert!(a.until(&b).contains("CPU-seconds"));
         assert!(!a.pid1_threads.is_empty() || !Path::new("/proc/1/task").exists());
     }

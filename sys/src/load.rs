@@ -18,16 +18,22 @@ pub struct LoadSample {
     cpu: crate::cpu_where::CpuWhere,
 }
 
+/// The CPUs' busy time in `cpu`, clock ticks: user, nice, system,
+/// interrupts and steal.
+pub(crate) fn busy_ticks(cpu: &procfs::CpuTime) -> u64 {
+    cpu.user
+        + cpu.nice
+        + cpu.system
+        + cpu.irq.unwrap_or(0)
+        + cpu.softirq.unwrap_or(0)
+        + cpu.steal.unwrap_or(0)
+}
+
 impl LoadSample {
     /// Now; None if procfs cannot be read.
     pub fn now() -> Option<LoadSample> {
         let cpu = KernelStats::current().ok()?.total;
-        let busy = cpu.user
-            + cpu.nice
-            + cpu.system
-            + cpu.irq.unwrap_or(0)
-            + cpu.softirq.unwrap_or(0)
-            + cpu.steal.unwrap_or(0);
+        let busy = busy_ticks(&cpu);
         // Partitions' reads are counted in their disk's as well.
         let sectors_read = procfs::diskstats()
             .unwrap_or_default()
@@ -40,7 +46,7 @@ impl LoadSample {
             idle: cpu.idle,
             iowait: cpu.iowait.unwrap_or(0),
             sectors_read,
-            cpu: crate::cpu_where::CpuWhere::now(),
+            cpu: crate::cpu_where::CpuWhere::now(&cpu),
         })
     }
 
