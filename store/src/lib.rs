@@ -11,6 +11,8 @@
 //! - [`envelope`]: the versioned, checksummed wrapper of PID 1's state,
 //!   for a re-exec and for a kexec;
 //! - [`handover`]: what the old kernel's relive tells the new one;
+//! - [`pages`]: page images checked block by block as a lazy restore
+//!   serves them;
 //! - [`rundir`]: RuntimeDirectory= content, carried because /run starts
 //!   empty;
 //! - [`kexec`]: booting the loaded kernel with the store written.
@@ -21,6 +23,7 @@ pub mod envelope;
 pub mod handover;
 pub mod kexec;
 pub mod memory;
+pub mod pages;
 pub mod rundir;
 pub mod store;
 

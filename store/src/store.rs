@@ -68,6 +68,10 @@ pub struct UnitManifest {
     /// not know it refuses it.
     pub version: u32,
     pub files: BTreeMap<String, String>,
+    /// Each page image's block checksums (`crate::pages`), from format
+    /// 3 on: what a lazy restore checks each page against as it serves it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blocks: BTreeMap<String, Vec<u64>>,
 }
 
 /// One manifest for every unit (`manifest.json`), as relive wrote it
@@ -82,8 +86,13 @@ struct StoreManifest {
 /// Where the units' manifests are, under the store's root.
 const MANIFESTS: &str = "manifests";
 
-/// The manifest format this relive writes: XXH3-128 checksums.
-pub const MANIFEST_VERSION: u32 = 2;
+/// The manifest format this relive writes: XXH3-128 checksums, and for
+/// page images one XXH3-64 per block (the file's own checksum is then
+/// the XXH3-128 of its blocks' checksums).
+pub const MANIFEST_VERSION: u32 = 3;
+/// XXH3-128 checksums of whole files (a store written by the relive
+/// that ran before the kexec).
+const MANIFEST_VERSION_XXH3: u32 = 2;
 /// The format of relive 0.1's first stores, still read: SHA-256 checksums
 /// (a store written by the relive that ran before the kexec).
 const MANIFEST_VERSION_SHA256: u32 = 1;
@@ -93,13 +102,13 @@ const LEGACY_MANIFEST: &str = "manifest.json";
 
 /// Refuses a manifest of a format this relive does not read.
 fn check_version(path: &Path, version: u32) -> Result<(), StoreError> {
-    if [MANIFEST_VERSION, MANIFEST_VERSION_SHA256].contains(&version) {
+    if [MANIFEST_VERSION, MANIFEST_VERSION_XXH3, MANIFEST_VERSION_SHA256].contains(&version) {
         return Ok(());
     }
     Err(StoreError::Manifest {
         path: path.to_owned(),
         reason: format!(
-            "format version {version}, this relive reads versions {MANIFEST_VERSION_SHA256} and {MANIFEST_VERSION}"
+            "format version {version}, this relive reads versions {MANIFEST_VERSION_SHA256} to {MANIFEST_VERSION}"
         ),
     })
 }
@@ -247,7 +256,11 @@ impl Store {
         Ok(manifest
             .units
             .remove(unit)
-            .map(|files| UnitManifest { version, files }))
+            .map(|files| UnitManifest {
+                version,
+                files,
+                blocks: BTreeMap::new(),
+            }))
     }
 
     /// Writes the state envelope and syncs it.
@@ -298,11 +311,15 @@ impl Store {
         let mut manifest = self.unit_manifest(unit)?.unwrap_or_else(|| UnitManifest {
             version: MANIFEST_VERSION,
             files: BTreeMap::new(),
+            blocks: BTreeMap::new(),
         });
         let dir = self.root.join("images").join(unit);
         for file in files(&dir, "")? {
             if let std::collections::btree_map::Entry::Vacant(entry) = manifest.files.entry(file) {
-                let sum = checksum(manifest.version, &dir.join(entry.key()))?;
+                let (sum, blocks) = sums(manifest.version, &dir.join(entry.key()))?;
+                if let Some(blocks) = blocks {
+                    manifest.blocks.insert(entry.key().clone(), blocks);
+                }
                 entry.insert(sum);
             }
         }
@@ -319,17 +336,55 @@ impl Store {
     /// Checks a unit's images against its manifest: every file present,
     /// none changed, none added.
     pub fn verify_unit(&self, unit: &str) -> Result<(), StoreError> {
-        let manifest = self
-            .unit_manifest(unit)?
+        self.verify_files(unit, |_| true)
+    }
+
+    /// Checks a unit's images as [`Store::verify_unit`] does, except the
+    /// page images that have block checksums, which are only found there:
+    /// their [`crate::pages::PageSource`] checks each block it reads.
+    pub fn verify_unit_but_pages(&self, unit: &str) -> Result<(), StoreError> {
+        let manifest = self.required_manifest(unit)?;
+        self.verify_files(unit, |file| !manifest.blocks.contains_key(file))
+    }
+
+    /// A unit's page images, read through their block checksums; an
+    /// error if its manifest has none (a store an older relive wrote).
+    pub fn page_source(&self, unit: &str) -> Result<crate::pages::PageSource, StoreError> {
+        let manifest = self.required_manifest(unit)?;
+        let missing = manifest
+            .files
+            .keys()
+            .find(|f| crate::pages::is_page_image(f) && !manifest.blocks.contains_key(*f));
+        if let Some(file) = missing {
+            return Err(StoreError::Manifest {
+                path: self.manifest_path(unit),
+                reason: format!("no block checksums for {file}"),
+            });
+        }
+        let dir = self.root.join("images").join(unit);
+        Ok(crate::pages::PageSource::new(unit, dir, manifest.blocks))
+    }
+
+    fn required_manifest(&self, unit: &str) -> Result<UnitManifest, StoreError> {
+        self.unit_manifest(unit)?
             .ok_or_else(|| StoreError::Manifest {
                 path: self.manifest_path(unit),
                 reason: format!("no manifest for {unit}"),
-            })?;
+            })
+    }
+
+    /// Checks that every file of the manifest is there, none is added, and
+    /// those `read` names match their checksums.
+    fn verify_files(&self, unit: &str, read: impl Fn(&str) -> bool) -> Result<(), StoreError> {
+        let manifest = self.required_manifest(unit)?;
         let expected = &manifest.files;
         let dir = self.root.join("images").join(unit);
         let mut actual = BTreeMap::new();
         for file in files(&dir, "")? {
-            let sum = checksum(manifest.version, &dir.join(&file))?;
+            let sum = match expected.get(&file) {
+                Some(sum) if !read(&file) => sum.clone(),
+                _ => sums(manifest.version, &dir.join(&file))?.0,
+            };
             actual.insert(file, sum);
         }
         for (file, sum) in expected {
@@ -446,6 +501,49 @@ fn walk(dir: &Path, prefix: &str, device: u64, found: &mut Vec<String>) -> Resul
         }
     }
     Ok(())
+}
+
+/// A file's checksum for a manifest of `version`, and from format 3 on
+/// a page image's block checksums, from one read of the file.
+fn sums(version: u32, path: &Path) -> Result<(String, Option<Vec<u64>>), StoreError> {
+    let name = path.to_string_lossy();
+    if version < MANIFEST_VERSION || !crate::pages::is_page_image(&name) {
+        return Ok((checksum(version, path)?, None));
+    }
+    let blocks = block_sums(path)?;
+    Ok((sum_of_blocks(&blocks), Some(blocks)))
+}
+
+/// The checksums of a file's blocks (`crate::pages::BLOCK`).
+fn block_sums(path: &Path) -> Result<Vec<u64>, StoreError> {
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    let mut block = vec![0u8; crate::pages::BLOCK as usize];
+    let mut sums = Vec::new();
+    loop {
+        let mut filled = 0;
+        while filled < block.len() {
+            match io::Read::read(&mut file, &mut block[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(path)(e)),
+            }
+        }
+        if filled == 0 {
+            return Ok(sums);
+        }
+        sums.push(crate::pages::block_sum(&block[..filled]));
+        if filled < block.len() {
+            return Ok(sums);
+        }
+    }
+}
+
+/// A page image's own checksum in a format 3 manifest: the XXH3-128 of
+/// its blocks' checksums.
+fn sum_of_blocks(blocks: &[u64]) -> String {
+    let bytes: Vec<u8> = blocks.iter().flat_map(|b| b.to_le_bytes()).collect();
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
 }
 
 /// A file's checksum for a manifest of `version`, lowercase hex. The
@@ -589,11 +687,11 @@ mod tests {
         store.seal_unit("a.service").unwrap();
         let path = store.root.join("manifests/a.service.json");
         let text = fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"version\": 2"), "{text}");
-        fs::write(&path, text.replace("\"version\": 2", "\"version\": 3")).unwrap();
+        assert!(text.contains("\"version\": 3"), "{text}");
+        fs::write(&path, text.replace("\"version\": 3", "\"version\": 4")).unwrap();
         let e = store.verify_unit("a.service").unwrap_err().to_string();
         assert!(
-            e.contains("format version 3, this relive reads versions 1 and 2"),
+            e.contains("format version 4, this relive reads versions 1 to 3"),
             "{e}"
         );
         store.wipe().unwrap();
