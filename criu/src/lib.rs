@@ -26,6 +26,7 @@ mod error;
 mod images;
 mod log;
 mod options;
+pub mod pagemap;
 pub mod pid1;
 mod proto;
 mod session;

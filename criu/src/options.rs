@@ -286,6 +286,10 @@ pub struct RestoreOptions<'fd> {
     /// `--join-ns time:PATH`: the restored tree enters this time
     /// namespace instead of one CRIU makes for it.
     pub join_time_ns: Option<PathBuf>,
+    /// `--lazy-pages`: the pages a dump marked lazy are left to CRIU's
+    /// lazy-pages daemon, which must listen in the work directory (the
+    /// images directory) before the restore starts.
+    pub lazy_pages: bool,
 }
 
 impl<'fd> RestoreOptions<'fd> {
@@ -308,6 +312,7 @@ impl<'fd> RestoreOptions<'fd> {
             log_level: LogLevel::default(),
             notify_scripts: false,
             join_time_ns: None,
+            lazy_pages: false,
         }
     }
 
@@ -330,6 +335,7 @@ impl<'fd> RestoreOptions<'fd> {
         o.ext_unix_sk = Some(self.ext_unix_sk);
         o.file_locks = Some(self.file_locks);
         o.shell_job = Some(self.shell_job);
+        o.lazy_pages = self.lazy_pages.then_some(true);
         set_cgroup_mode(&mut o, self.manage_cgroups);
         o.cg_root = self
             .cgroup_roots

@@ -208,6 +208,7 @@ fn restore_defaults_make_children_of_the_caller_in_soft_cgroups() {
     assert_eq!(o.pid, None);
     assert_eq!(o.leave_running, None);
     assert_eq!(o.track_mem, None);
+    assert_eq!(o.lazy_pages, None);
 }
 
 #[test]
@@ -233,8 +234,10 @@ fn every_restore_option_lands_in_its_field() {
     opts.log_file = Some("restore.log".into());
     opts.log_level = LogLevel::Info;
     opts.notify_scripts = true;
+    opts.lazy_pages = true;
     let o = opts.to_proto().unwrap();
     assert_eq!(o.rst_sibling, Some(false));
+    assert_eq!(o.lazy_pages, Some(true));
     for flag in [
         o.tcp_established,
         o.ext_unix_sk,
