@@ -404,6 +404,14 @@ pub struct UnitRecord {
     /// OnRestoreFailure=rollback.
     #[serde(default)]
     pub rollback: bool,
+    /// To be restored lazily (`upgrade.lazy_restore`, `relivectl
+    /// live-upgrade --lazy-restore`): its processes run before their
+    /// memory is back, each page served, checked, as they touch it.
+    #[serde(default)]
+    pub lazy_restore: bool,
+    /// How its lazy restore went; None: restored whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy: Option<LazyFigures>,
     /// What CRIU 3.17 does not carry, read when the unit was frozen and
     /// set again by relive: the main process's no_new_privs (CRIU restores
     /// with it, and the restored tree inherits it)...
@@ -426,6 +434,25 @@ pub struct UnitRecord {
     /// it was not preserved).
     #[serde(default)]
     pub why: String,
+}
+
+/// A lazy restore's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LazyFigures {
+    /// Bytes of memory left to the page server.
+    pub lazy_bytes: u64,
+    /// Bytes restored with the processes (the pages a dump keeps eager).
+    pub eager_bytes: u64,
+    /// Bytes the page server sent, and in how many requests.
+    pub served_bytes: u64,
+    pub requests: u64,
+    /// From the processes running again to the last page served (ms):
+    /// the lazy tail. None if none was served.
+    pub tail_ms: Option<f64>,
+    /// Why the page source failed, when it did: its processes were then
+    /// killed and the unit started afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// A per-mount flag a sandbox sets.

@@ -201,6 +201,14 @@ pub struct UpgradeConfig {
     /// main process), instead of restarting that unit with the reason in
     /// the plan and the report. Default: false.
     pub strict: bool,
+    /// Restore the preserved units lazily after the kexec: their processes
+    /// run again before their memory is back, each page served from the
+    /// store as they touch it (checked against the manifest first: a page
+    /// that fails is never served, and the unit is killed and started
+    /// afresh), the rest in the background. `relivectl live-upgrade
+    /// --lazy-restore` asks it for one upgrade. OnRestoreFailure=rollback
+    /// units are always restored whole. Default: false.
+    pub lazy_restore: bool,
 }
 
 impl Default for UpgradeConfig {
@@ -222,6 +230,7 @@ impl Default for UpgradeConfig {
             pre_dump_deadline_action: DeadlineAction::Proceed,
             warm_snapshot_interval_sec: 0,
             strict: false,
+            lazy_restore: false,
         }
     }
 }

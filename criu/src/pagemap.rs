@@ -257,6 +257,8 @@ mod tests {
             Pagemap::decode(&bytes[..bytes.len() - 1]).unwrap_err(),
             "a record is cut short"
         );
-        assert!(Pagemap::decode(&bytes[4..]).unwrap_err().starts_with("magic"));
+        assert!(Pagemap::decode(&bytes[4..])
+            .unwrap_err()
+            .starts_with("magic"));
     }
 }

@@ -209,6 +209,12 @@ pub struct LiveUpgradeArgs {
     /// with --initrd. The dry run's plan says which.
     #[arg(long)]
     pub minimal_initrd: bool,
+    /// Restore the preserved units lazily in the new kernel (as
+    /// upgrade.lazy_restore does): their processes run before their
+    /// memory is back, each page served from the store, checked, as they
+    /// touch it, and the rest in the background.
+    #[arg(long)]
+    pub lazy_restore: bool,
     /// Run phase 1 now and keep it (a warm snapshot in the store, root
     /// only): the next upgrade only tops it up.
     #[arg(long, conflicts_with_all = ["kernel", "dry_run", "detach", "single_phase", "discard"])]

@@ -337,5 +337,8 @@ fn upgrade_options(a: &LiveUpgradeArgs) -> std::collections::HashMap<&str, &str>
     if a.minimal_initrd {
         options.insert("initrd", "minimal");
     }
+    if a.lazy_restore {
+        options.insert("restore", "lazy");
+    }
     options
 }

@@ -56,6 +56,19 @@ pub struct HelperOutput {
     pub stderr: String,
 }
 
+/// A helper started by [`UnitHost::start_helper`].
+pub struct StartedHelper {
+    pub pid: i32,
+    /// Blocks until it has exited; None if its exit was not reported.
+    pub exit: Box<dyn FnOnce() -> Option<ExitStatus> + Send>,
+}
+
+impl std::fmt::Debug for StartedHelper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StartedHelper({})", self.pid)
+    }
+}
+
 /// Why PID 1 did not do what the upgrade asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
@@ -124,6 +137,22 @@ pub trait UnitHost: Sync {
     fn start_together(&self, units: &[String]) -> Vec<(String, Result<f64, HostError>)>;
     /// Runs a helper program (argv[0] an absolute path) to its end.
     fn run_helper(&self, argv: &[&str]) -> Result<HelperOutput, HostError>;
+    /// Starts a helper that outlives the call (CRIU's lazy-pages daemon),
+    /// with `keep` open in it at the same numbers and its output in the
+    /// journal's stead on relive's stderr; returns its PID and a wait for
+    /// its exit. Where there is none, an error: what needs it does
+    /// without.
+    fn start_helper(
+        &self,
+        argv: &[&str],
+        keep: &[std::os::fd::RawFd],
+    ) -> Result<StartedHelper, HostError> {
+        let _ = keep;
+        Err(HostError::Helper {
+            program: argv.first().copied().unwrap_or_default().to_owned(),
+            reason: "this host starts no long-running helpers".into(),
+        })
+    }
     /// Moves the PID counter above relive's floor again, so that services
     /// started from now on leave the low PIDs to the kernel (after the
     /// restores, which need their old PIDs).

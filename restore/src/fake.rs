@@ -60,6 +60,7 @@ impl Restorer for FakeRestorer {
         _store: &Store,
         record: &UnitRecord,
         check: crate::revive::Check<'_>,
+        _lazy: Option<&std::path::Path>,
     ) -> Result<Revived, RestoreError> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_in_flight.fetch_max(now, Ordering::SeqCst);

@@ -26,6 +26,7 @@ pub mod error;
 pub mod fake;
 mod hold_lifter;
 pub mod interrupted;
+pub mod lazy;
 pub mod lock_merge;
 mod mount_flags;
 pub mod netlock;

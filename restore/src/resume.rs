@@ -3,7 +3,7 @@
 //! state was lost and the restart units started, and the report.
 
 use crate::early::{prepare_new_kernel, Ahead, Early};
-use crate::tiers::restore_tier;
+use crate::tiers::{restore_tier, LazyTails};
 use crate::verifier::Verifier;
 use crate::{netlock, rollback, Seams};
 use relive_api::report::{EarlyStep, Outcome, UnitMode, UnitRecord, UpgradeReport, CLOCK_NOTE};
@@ -143,6 +143,7 @@ fn resume_units(
         .chain(&handover.plan.rerun_beside_restores)
         .cloned()
         .collect();
+    let tails = LazyTails::default();
     let lost = std::thread::scope(|scope| {
         let rerun_beside = || match &beside[..] {
             [] => Vec::new(),
@@ -168,6 +169,7 @@ fn resume_units(
                 store,
                 &verifier,
                 &lifter,
+                &tails,
                 most_critical,
             ));
             crate::early::urgent(0);
@@ -192,7 +194,7 @@ fn resume_units(
             .spawn_scoped(scope, rerun_beside)
             .inspect_err(|e| tracing::warn!("cannot start the reruns' thread ({e})"));
         for tier in tiers {
-            lost.extend(restore_tier(seams, store, &verifier, &lifter, tier));
+            lost.extend(restore_tier(seams, store, &verifier, &lifter, &tails, tier));
         }
         drop(verifier);
         lifter.finish();
@@ -232,6 +234,9 @@ fn resume_units(
     if let Err(e) = host.run_job(&target, Job::Start) {
         tracing::error!("{target}: {e}");
     }
+    // The report waits for the lazy restores' last pages (the units run
+    // meanwhile), and the store, which serves them, stays until then.
+    tails.finish(seams, records);
 }
 
 /// The report of an upgrade whose units are in `records`.

@@ -34,12 +34,26 @@ pub type Check<'a> = &'a (dyn Fn() -> Result<f64, RestoreError> + Sync);
 /// tests. The images are checked meanwhile (`check`): their processes,
 /// rebuilt, run only once it passed.
 pub trait Restorer: Sync {
+    /// `lazy`: the view of the images a lazy restore reads
+    /// ([`crate::lazy`]), its daemon listening there; None: the store's
+    /// images, restored whole.
     fn restore(
         &self,
         store: &Store,
         record: &UnitRecord,
         check: Check<'_>,
+        lazy: Option<&Path>,
     ) -> Result<Revived, RestoreError>;
+    /// Starts a lazy restore of `record` (its view, the page server, the
+    /// daemon); None where there are none (tests).
+    fn start_lazy(
+        &self,
+        _host: &dyn relive_host::UnitHost,
+        _store: &Store,
+        _record: &UnitRecord,
+    ) -> Option<Result<crate::lazy::Lazy, crate::lazy::LazyError>> {
+        None
+    }
     /// Lets CRIU learn the new kernel once, ahead of the first restore
     /// (its kernel probe, cached in /run/criu.kdat for every later CRIU);
     /// false if the probe failed (each restore then probes for itself).
@@ -58,10 +72,20 @@ pub trait Restorer: Sync {
 /// Checks the unit's images against the store's manifest; returns how
 /// long that took (ms). Never restore from images that fail it.
 pub fn verify(store: &Store, name: &str) -> Result<f64, RestoreError> {
+    timed(|| store.verify_unit(name))
+}
+
+/// [`verify`], but for the page images of a unit restored lazily, whose
+/// blocks are checked as they are served (`crate::lazy`).
+pub fn verify_but_pages(store: &Store, name: &str) -> Result<f64, RestoreError> {
+    timed(|| store.verify_unit_but_pages(name))
+}
+
+fn timed(
+    check: impl FnOnce() -> Result<(), relive_store::StoreError>,
+) -> Result<f64, RestoreError> {
     let verifying = Instant::now();
-    store
-        .verify_unit(name)
-        .map_err(RestoreError::ImagesRefused)?;
+    check().map_err(RestoreError::ImagesRefused)?;
     Ok(verifying.elapsed().as_secs_f64() * 1000.0)
 }
 
@@ -83,7 +107,7 @@ pub fn restore(
                 None => Err(RestoreError::CheckedTwice),
             }
         };
-        restore_checked(restorer, store, record, &check)
+        restore_checked(restorer, store, record, &check, None)
     })
 }
 
@@ -94,6 +118,7 @@ pub fn restore_checked(
     store: &Store,
     record: &UnitRecord,
     check: Check<'_>,
+    lazy: Option<&Path>,
 ) -> Result<Revived, RestoreError> {
     #[cfg(feature = "fault-injection")]
     {
@@ -102,7 +127,7 @@ pub fn restore_checked(
             return Err(RestoreError::Injected(Fault::RestoreFail.name()));
         }
     }
-    restorer.restore(store, record, check)
+    restorer.restore(store, record, check, lazy)
 }
 
 /// CRIU restores the unit into its cgroup under `cgroup_root`.
@@ -154,11 +179,21 @@ impl Restorer for CriuRestorer {
         }
     }
 
+    fn start_lazy(
+        &self,
+        host: &dyn relive_host::UnitHost,
+        store: &Store,
+        record: &UnitRecord,
+    ) -> Option<Result<crate::lazy::Lazy, crate::lazy::LazyError>> {
+        Some(crate::lazy::start(host, &self.criu, store, record))
+    }
+
     fn restore(
         &self,
         store: &Store,
         record: &UnitRecord,
         check: Check<'_>,
+        lazy: Option<&Path>,
     ) -> Result<Revived, RestoreError> {
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -178,7 +213,10 @@ impl Restorer for CriuRestorer {
         laps.lap("runtime files");
         let cgroup = self.cgroup_root.join(record.cgroup.trim_start_matches('/'));
         std::fs::create_dir_all(&cgroup).map_err(io(&cgroup))?;
-        let dir_path = store.root.join("images").join(&record.name);
+        let dir_path = match lazy {
+            Some(view) => view.to_owned(),
+            None => store.root.join("images").join(&record.name),
+        };
         let dir = std::fs::File::open(&dir_path).map_err(io(&dir_path))?;
         // New pipes stand in for the ones the unit wrote to: CRIU gives the
         // restored processes our write ends, we keep the read ends.
@@ -244,6 +282,7 @@ impl Restorer for CriuRestorer {
         options.shell_job = record.shell_job;
         options.log_file = Some("restore.log".into());
         options.log_level = LogLevel::Info;
+        options.lazy_pages = lazy.is_some();
         // Into the system's one clock, when there is one.
         if relive_sys::timens::open_pinned().is_some() {
             options.join_time_ns = Some(relive_sys::timens::PATH.into());

@@ -16,7 +16,7 @@ use crate::RestoreError;
 use relive_api::report::UnitRecord;
 use relive_store::handover::KexecHandover;
 use relive_store::Store;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Whether the rollback units are restored first, each checked on the
@@ -78,6 +78,8 @@ struct Results {
 #[derive(Debug)]
 pub struct Verifier {
     store: Store,
+    /// The units restored lazily, whose page images are not read here.
+    served: Arc<HashSet<String>>,
     shared: Arc<(Mutex<Results>, Condvar)>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -99,7 +101,16 @@ impl Verifier {
     /// hashing images takes a CPU and the disk for seconds under
     /// emulation: the later units' checks wait until the most critical
     /// units' restores, which they would slow down, are done.
-    pub fn start(store: &Store, units: Vec<String>, first: usize) -> Verifier {
+    /// Those in `served` are restored lazily: their page images are
+    /// checked block by block as they are served, not here.
+    pub fn start(
+        store: &Store,
+        units: Vec<String>,
+        first: usize,
+        served: HashSet<String>,
+    ) -> Verifier {
+        let served = Arc::new(served);
+        let thread_served = Arc::clone(&served);
         let results = Results {
             gated: units.iter().skip(first).cloned().collect(),
             ..Results::default()
@@ -121,7 +132,7 @@ impl Verifier {
                         break;
                     }
                     drop(results);
-                    let result = revive::verify(&thread_store, &name);
+                    let result = check(&thread_store, &thread_served, &name);
                     let (lock, ready) = &*thread_shared;
                     lock.lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -140,6 +151,7 @@ impl Verifier {
         };
         Verifier {
             store: store.clone(),
+            served,
             shared,
             thread,
         }
@@ -149,7 +161,12 @@ impl Verifier {
     /// and the others once [`Verifier::open_rest`] is called.
     pub fn by_priority(store: &Store, records: &[UnitRecord], order: Vec<String>) -> Verifier {
         let first = first_tier(records, &order);
-        Verifier::start(store, order, first)
+        let served = records
+            .iter()
+            .filter(|r| r.lazy_restore)
+            .map(|r| r.name.clone())
+            .collect();
+        Verifier::start(store, order, first, served)
     }
 
     /// The checks past the first units go on.
@@ -175,10 +192,19 @@ impl Verifier {
             }
             if results.finished {
                 drop(results);
-                return revive::verify(&self.store, name);
+                return check(&self.store, &self.served, name);
             }
             results = ready.wait(results).unwrap_or_else(|e| e.into_inner());
         }
+    }
+}
+
+/// A unit's check: whole, or but its page images for one restored lazily.
+fn check(store: &Store, served: &HashSet<String>, name: &str) -> Result<f64, RestoreError> {
+    if served.contains(name) {
+        revive::verify_but_pages(store, name)
+    } else {
+        revive::verify(store, name)
     }
 }
 
@@ -206,7 +232,12 @@ mod tests {
         }
         let b_pages = store.unit_dir("b.service").unwrap().join("pages-1.img");
         std::fs::write(&b_pages, vec![2u8; 8192]).unwrap();
-        let verifier = Verifier::start(&store, vec!["a.service".into(), "b.service".into()], 1);
+        let verifier = Verifier::start(
+            &store,
+            vec!["a.service".into(), "b.service".into()],
+            1,
+            HashSet::new(),
+        );
         assert!(verifier.wait("a.service").is_ok());
         // b.service is past the gate: not checked until someone needs it.
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -230,7 +261,7 @@ mod tests {
             std::fs::write(dir.join("pages-1.img"), vec![1u8; 4096]).unwrap();
             store.seal_unit(name).unwrap();
         }
-        let verifier = Verifier::start(&store, names.map(String::from).to_vec(), 2);
+        let verifier = Verifier::start(&store, names.map(String::from).to_vec(), 2, HashSet::new());
         assert!(verifier.wait("a.service").is_ok());
         assert!(verifier.wait("b.service").is_ok());
         std::thread::sleep(std::time::Duration::from_millis(200));

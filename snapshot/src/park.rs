@@ -118,6 +118,7 @@ pub fn execute(
         full_at_failure: None,
         locks: locks::LockBook::default(),
         holds: BTreeMap::new(),
+        lazy_restore: request.lazy_restore || config.lazy_restore,
     };
     // A bug in this code must not leave services frozen or as images:
     // a panic is undone like any failure.
@@ -220,6 +221,9 @@ struct Parking<'a> {
     /// The ports whose new connections are held while their units are
     /// parked (`holds`, one table for all), by unit.
     holds: BTreeMap<String, Vec<u16>>,
+    /// The units are to be restored lazily (the request or the
+    /// configuration), but for the rollback units.
+    lazy_restore: bool,
 }
 
 impl Parking<'_> {
@@ -670,6 +674,7 @@ impl Parking<'_> {
             pre_dumps: chain.rounds,
             convergence: chain.convergence,
             rollback: planned.rollback,
+            lazy_restore: self.lazy_restore && !planned.rollback,
             no_new_privs,
             ioprios,
             own_mount_namespace,

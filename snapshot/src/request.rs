@@ -21,12 +21,14 @@ pub struct UpgradeRequest {
     /// ([`crate::initrd`]) where it can mount the root, the distribution's
     /// (`initrd`) elsewhere.
     pub minimal_initrd: bool,
+    /// Restore the preserved units lazily, as `upgrade.lazy_restore` does.
+    pub lazy_restore: bool,
 }
 
 impl UpgradeRequest {
     /// From the D-Bus arguments, where an empty initrd means none.
     /// `options`: "single-phase" = "yes"|"no", "store" = "memory"|"disk"|"auto",
-    /// "initrd" = "minimal"|"given".
+    /// "initrd" = "minimal"|"given", "restore" = "lazy"|"whole".
     pub fn new(
         kernel: String,
         initrd: String,
@@ -44,6 +46,7 @@ impl UpgradeRequest {
             single_phase: false,
             store: None,
             minimal_initrd: false,
+            lazy_restore: false,
         };
         for (key, value) in options {
             let bad = || UpgradeError::BadOption {
@@ -63,6 +66,13 @@ impl UpgradeRequest {
                     request.minimal_initrd = match value.as_str() {
                         "minimal" => true,
                         "given" => false,
+                        _ => return Err(bad()),
+                    }
+                }
+                "restore" => {
+                    request.lazy_restore = match value.as_str() {
+                        "lazy" => true,
+                        "whole" => false,
                         _ => return Err(bad()),
                     }
                 }
@@ -91,6 +101,8 @@ mod tests {
             )
         };
         assert!(new("single-phase", "yes").unwrap().single_phase);
+        assert!(new("restore", "lazy").unwrap().lazy_restore);
+        assert!(!new("restore", "whole").unwrap().lazy_restore);
         assert_eq!(new("store", "disk").unwrap().store, Some(StoreWanted::Disk));
         let e = new("store", "tape").unwrap_err().to_string();
         assert_eq!(e, "option store: invalid value \"tape\"");

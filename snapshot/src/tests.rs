@@ -176,6 +176,7 @@ impl Rig {
             single_phase,
             store: None,
             minimal_initrd: false,
+            lazy_restore: false,
         };
         let plan = self.host.with(|s| s.plan.clone());
         self.host.begin_upgrade_for_test();
@@ -379,6 +380,7 @@ fn a_failed_preflight_leaves_everything_as_it_was() {
         single_phase: false,
         store: None,
         minimal_initrd: false,
+        lazy_restore: false,
     };
     // Not the machine's init: the preflight refuses.
     let failed = park::prepare(

@@ -194,12 +194,21 @@ mod tests {
         let source = store.page_source("a.service").unwrap();
         let mut buf = vec![0u8; 3 * 4096];
         let offset = BLOCK - 4096;
-        source.read_checked("pages-2.img", offset, &mut buf).unwrap();
-        assert_eq!(buf, pattern(len)[offset as usize..offset as usize + buf.len()]);
+        source
+            .read_checked("pages-2.img", offset, &mut buf)
+            .unwrap();
+        assert_eq!(
+            buf,
+            pattern(len)[offset as usize..offset as usize + buf.len()]
+        );
         let mut tail = vec![0u8; 5000];
-        source.read_checked("pages-2.img", 3 * BLOCK, &mut tail).unwrap();
+        source
+            .read_checked("pages-2.img", 3 * BLOCK, &mut tail)
+            .unwrap();
         let mut page = vec![0u8; 4096];
-        source.read_checked("pre-1/pages-1.img", 0, &mut page).unwrap();
+        source
+            .read_checked("pre-1/pages-1.img", 0, &mut page)
+            .unwrap();
         assert_eq!(page, pattern(4096));
 
         // One bit flipped in the third block: its pages are refused, the
@@ -215,7 +224,9 @@ mod tests {
             e.to_string(),
             "a.service: image file pages-2.img block 2 (bytes 524288..786432) does not match its checksum"
         );
-        source.read_checked("pages-2.img", BLOCK, &mut page).unwrap();
+        source
+            .read_checked("pages-2.img", BLOCK, &mut page)
+            .unwrap();
         store.verify_unit_but_pages("a.service").unwrap();
         assert!(store.verify_unit("a.service").is_err());
         assert!(source.check("pages-2.img", 0, 3 * BLOCK).is_err());
@@ -232,8 +243,14 @@ mod tests {
         let e = source
             .read_checked("pages-2.img", BLOCK + 4096, &mut page)
             .unwrap_err();
-        assert!(e.to_string().contains("is shorter than the 4096 bytes asked for"), "{e}");
-        let e = source.read_checked("pages-9.img", 0, &mut page).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is shorter than the 4096 bytes asked for"),
+            "{e}"
+        );
+        let e = source
+            .read_checked("pages-9.img", 0, &mut page)
+            .unwrap_err();
         assert!(e.to_string().contains("no block checksums"), "{e}");
         // Still there: the check of the rest does not read it, but finds
         // a file missing.
@@ -252,7 +269,10 @@ mod tests {
         manifest.blocks.clear();
         fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
         let e = store.page_source("a.service").unwrap_err();
-        assert!(e.to_string().contains("no block checksums for pages-2.img"), "{e}");
+        assert!(
+            e.to_string().contains("no block checksums for pages-2.img"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -102,7 +102,13 @@ const LEGACY_MANIFEST: &str = "manifest.json";
 
 /// Refuses a manifest of a format this relive does not read.
 fn check_version(path: &Path, version: u32) -> Result<(), StoreError> {
-    if [MANIFEST_VERSION, MANIFEST_VERSION_XXH3, MANIFEST_VERSION_SHA256].contains(&version) {
+    if [
+        MANIFEST_VERSION,
+        MANIFEST_VERSION_XXH3,
+        MANIFEST_VERSION_SHA256,
+    ]
+    .contains(&version)
+    {
         return Ok(());
     }
     Err(StoreError::Manifest {
@@ -253,14 +259,11 @@ impl Store {
         let mut manifest: StoreManifest = parse_json(&path, &text)?;
         check_version(&path, manifest.version)?;
         let version = manifest.version;
-        Ok(manifest
-            .units
-            .remove(unit)
-            .map(|files| UnitManifest {
-                version,
-                files,
-                blocks: BTreeMap::new(),
-            }))
+        Ok(manifest.units.remove(unit).map(|files| UnitManifest {
+            version,
+            files,
+            blocks: BTreeMap::new(),
+        }))
     }
 
     /// Writes the state envelope and syncs it.
@@ -406,7 +409,9 @@ impl Store {
                 Some(_) => {}
             }
         }
-        let added = |f: &&String| !expected.contains_key(*f) && f.as_str() != RESTORE_LOG;
+        let added = |f: &&String| {
+            !expected.contains_key(*f) && ![RESTORE_LOG, LAZY_PAGES_LOG].contains(&f.as_str())
+        };
         if let Some(extra) = actual.keys().find(added) {
             return Err(StoreError::Corrupt {
                 unit: unit.into(),
@@ -429,7 +434,7 @@ impl Store {
         for unit in units.flatten() {
             let name = unit.file_name().to_string_lossy().into_owned();
             let mut logs = Vec::new();
-            for log in ["dump.log", "restore.log"] {
+            for log in ["dump.log", RESTORE_LOG, LAZY_PAGES_LOG] {
                 logs.push((unit.path().join(log), format!("{name}-{log}")));
             }
             for round in fs::read_dir(unit.path()).into_iter().flatten().flatten() {
@@ -469,6 +474,8 @@ impl Store {
 /// file systems it mounts there (`.criu.cgyard.XXXXXX`, under which the
 /// write-only cgroup.kill cannot even be read).
 const RESTORE_LOG: &str = "restore.log";
+/// The log of a lazy restore's daemon (relive_restore::lazy), kept there.
+pub const LAZY_PAGES_LOG: &str = "lazy-pages.log";
 const CRIU_TEMPORARY: &str = ".criu.";
 
 /// Regular files under `dir`, as paths relative to it (`pre-1/pages-1.img`).

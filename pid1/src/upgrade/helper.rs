@@ -3,7 +3,7 @@
 //! reports their exit, so nobody else can reap it), their output read here.
 
 use crate::event_loop::CommandSender;
-use relive_host::{HelperOutput, HostError};
+use relive_host::{HelperOutput, HostError, StartedHelper};
 use relive_sys::spawn::{SpawnRequest, Stdio};
 use std::ffi::CString;
 use std::io::Read;
@@ -50,5 +50,36 @@ pub fn run(commands: &CommandSender, argv: &[&str]) -> Result<HelperOutput, Host
         status,
         stdout,
         stderr,
+    })
+}
+
+/// Starts `argv` (argv[0] an absolute path) with `keep` open at the same
+/// numbers, its output on relive's stderr; the loop reports its exit.
+pub fn start(
+    commands: &CommandSender,
+    argv: &[&str],
+    keep: &[std::os::fd::RawFd],
+) -> Result<StartedHelper, HostError> {
+    let failed = |reason: String| HostError::Helper {
+        program: argv.first().copied().unwrap_or_default().to_owned(),
+        reason,
+    };
+    let cstr = |s: &str| CString::new(s).map_err(|_| failed(format!("NUL byte in {s:?}")));
+    let mut request = SpawnRequest {
+        stderr: Stdio::Inherit,
+        keep_fds: keep.to_vec(),
+        ..SpawnRequest::program(
+            cstr(argv[0])?,
+            argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+            vec![cstr("PATH=/usr/sbin:/usr/bin:/sbin:/bin")?],
+        )
+    };
+    request.process.nice = relive_sys::sched::thread_nice().ok().filter(|n| *n != 0);
+    let (pid, exited) = async_io::block_on(commands.call(move |m| m.run_helper_pid(request)))
+        .map_err(|_| HostError::LoopGone)?
+        .map_err(failed)?;
+    Ok(StartedHelper {
+        pid,
+        exit: Box::new(move || async_io::block_on(exited.recv()).ok()),
     })
 }

@@ -206,6 +206,14 @@ impl UnitHost for LoopHost {
         super::helper::run(&self.commands, argv)
     }
 
+    fn start_helper(
+        &self,
+        argv: &[&str],
+        keep: &[std::os::fd::RawFd],
+    ) -> Result<relive_host::StartedHelper, HostError> {
+        super::helper::start(&self.commands, argv, keep)
+    }
+
     fn pids_above_floor(&self) {
         let floor = self.on_loop(|m| m.config.pids.floor).unwrap_or(0);
         let sysctls = relive_sys::pid_space::PidSysctls::default();

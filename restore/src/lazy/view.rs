@@ -1,0 +1,343 @@
+//! The images a lazy restore reads: a directory beside the store's
+//! (root-only, under /run) whose page maps leave every lazy page to the
+//! page server, wherever in the pre-dump chain it lies.
+//!
+//! CRIU restores lazily only the runs its top page map marks lazy; a
+//! page the final dump found unchanged since a pre-dump is marked "in the
+//! parent" and CRIU reads it eagerly. After two-phase pre-dumps that is
+//! nearly all of a service's memory, so relive flattens the chain: each
+//! process's runs are followed down the parents, and written again as
+//! lazy without data (the page server finds them in the store), or, for
+//! the few pages a dump kept eager (the threads' stack pages), as
+//! present, their data copied into the view's own page image, read
+//! through the manifest's block checksums. Every other image is a link to
+//! the store's, which the check reads.
+
+use relive_criu::pagemap::{Pagemap, Run, PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT};
+use relive_store::pages::PageSource;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Why a unit's images cannot be restored lazily (it is then restored
+/// eagerly from the store's images).
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pagemap(#[from] relive_criu::pagemap::PagemapError),
+    #[error("{0}")]
+    Chain(String),
+    #[error(transparent)]
+    Store(#[from] relive_store::StoreError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ViewError + '_ {
+    move |source| ViewError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Lazy pages of one process: from `start` to `end`, at `offset` of the
+/// page image `file` (relative to the unit's image directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub start: u64,
+    pub end: u64,
+    pub file: String,
+    pub offset: u64,
+    pub lazy: bool,
+}
+
+/// Where the page server finds each process's lazy pages: by PID, its
+/// pieces in address order.
+pub type LazyMap = BTreeMap<u32, Vec<Piece>>;
+
+/// A view made: its directory, the lazy pages, and what it copied.
+#[derive(Debug)]
+pub struct View {
+    pub dir: PathBuf,
+    pub lazy: LazyMap,
+    /// Bytes left to the page server.
+    pub lazy_bytes: u64,
+    /// Bytes copied into the view (restored eagerly).
+    pub eager_bytes: u64,
+}
+
+/// One image directory of the chain: the final dump's (`""`) or a
+/// pre-dump's (`pre-N`), relative to the unit's image directory.
+struct Layer {
+    rel: String,
+}
+
+/// The chain from the final dump down through its `parent` links, each
+/// relative to `unit_dir` (which they must not leave).
+fn chain(unit_dir: &Path) -> Result<Vec<Layer>, ViewError> {
+    let mut layers = vec![Layer { rel: String::new() }];
+    loop {
+        let here = unit_dir.join(&layers.last().expect("one layer").rel);
+        let link = here.join("parent");
+        let target = match std::fs::read_link(&link) {
+            Ok(target) => target,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(layers),
+            Err(e) => return Err(io(&link)(e)),
+        };
+        let rel = inside(&Path::new(&layers.last().expect("one layer").rel).join(target))
+            .ok_or_else(|| {
+                ViewError::Chain(format!("{}: leaves the unit's images", link.display()))
+            })?;
+        if layers.iter().any(|l| l.rel == rel) || layers.len() > 64 {
+            return Err(ViewError::Chain(format!("{}: a loop", link.display())));
+        }
+        layers.push(Layer { rel });
+    }
+}
+
+/// `path` (relative) with `.` and `..` resolved, if it stays inside.
+fn inside(path: &Path) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+fn join(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
+/// A process's page map in one layer: its page image (relative to the
+/// unit's image directory) and its runs with their offsets there.
+struct LayerMap {
+    pages: String,
+    runs: Vec<(Run, Option<u64>)>,
+}
+
+/// The page maps of `pid` down the chain (None where a layer has none:
+/// a process forked after that pre-dump).
+fn maps_of(
+    unit_dir: &Path,
+    layers: &[Layer],
+    pid: u32,
+) -> Result<Vec<Option<LayerMap>>, ViewError> {
+    layers
+        .iter()
+        .map(|layer| {
+            let path = unit_dir.join(join(&layer.rel, &format!("pagemap-{pid}.img")));
+            if !path.exists() {
+                return Ok(None);
+            }
+            let map = Pagemap::read(&path)?;
+            Ok(Some(LayerMap {
+                pages: join(&layer.rel, &format!("pages-{}.img", map.pages_id)),
+                runs: map.with_offsets(),
+            }))
+        })
+        .collect()
+}
+
+/// The pieces of `start..end` in layer `at` and below.
+fn resolve(
+    layers: &[Layer],
+    maps: &[Option<LayerMap>],
+    at: usize,
+    start: u64,
+    end: u64,
+    out: &mut Vec<Piece>,
+) -> Result<(), ViewError> {
+    let Some(map) = maps.get(at).and_then(Option::as_ref) else {
+        return Err(ViewError::Chain(format!(
+            "pages {start:#x}..{end:#x} are in a parent that has no page map for the process"
+        )));
+    };
+    let mut covered = start;
+    let first = map.runs.partition_point(|(run, _)| run.end() <= start);
+    for &(run, offset) in &map.runs[first..] {
+        let (from, to) = (run.vaddr.max(start), run.end().min(end));
+        if from >= to || from != covered {
+            break;
+        }
+        if run.is(PE_PARENT) {
+            resolve(layers, maps, at + 1, from, to, out)?;
+        } else if let Some(offset) = offset {
+            out.push(Piece {
+                start: from,
+                end: to,
+                file: map.pages.clone(),
+                offset: offset + (from - run.vaddr),
+                lazy: run.is(PE_LAZY),
+            });
+        } else {
+            return Err(ViewError::Chain(format!(
+                "pages {from:#x}..{to:#x} are neither in the images nor in a parent"
+            )));
+        }
+        covered = to;
+    }
+    if covered != end {
+        return Err(ViewError::Chain(format!(
+            "pages {covered:#x}..{end:#x} are missing from {}",
+            if layers[at].rel.is_empty() {
+                "the final dump"
+            } else {
+                &layers[at].rel
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// A process's runs, followed down the chain.
+fn flatten(unit_dir: &Path, layers: &[Layer], pid: u32) -> Result<Vec<Piece>, ViewError> {
+    let maps = maps_of(unit_dir, layers, pid)?;
+    let top = maps[0]
+        .as_ref()
+        .expect("the final dump has the process's page map");
+    let mut pieces = Vec::new();
+    for (run, _) in &top.runs {
+        resolve(layers, &maps, 0, run.vaddr, run.end(), &mut pieces)?;
+    }
+    Ok(pieces)
+}
+
+/// The processes whose page maps the final dump holds.
+fn pids(unit_dir: &Path) -> Result<Vec<u32>, ViewError> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir(unit_dir).map_err(io(unit_dir))? {
+        let name = entry.map_err(io(unit_dir))?.file_name();
+        let name = name.to_string_lossy();
+        let pid = name
+            .strip_prefix("pagemap-")
+            .and_then(|rest| rest.strip_suffix(".img"))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        pids.extend(pid);
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// The largest page image id in `dir`, so that the view's own do not
+/// take one that a link names.
+fn largest_pages_id(dir: &Path) -> Result<u32, ViewError> {
+    let mut largest = 0;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let name = entry.map_err(io(dir))?.file_name();
+        let id = name
+            .to_string_lossy()
+            .strip_prefix("pages-")
+            .and_then(|rest| rest.strip_suffix(".img"))
+            .and_then(|id| id.parse::<u32>().ok());
+        largest = largest.max(id.unwrap_or(0));
+    }
+    Ok(largest)
+}
+
+/// Makes the view of the unit whose page images `source` reads, in
+/// `dir` (made afresh, root-only).
+pub fn make(source: &PageSource, dir: &Path) -> Result<View, ViewError> {
+    let unit_dir = source.dir();
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))?;
+    let layers = chain(unit_dir)?;
+    let pids = pids(unit_dir)?;
+    let mut view = View {
+        dir: dir.to_owned(),
+        lazy: LazyMap::new(),
+        lazy_bytes: 0,
+        eager_bytes: 0,
+    };
+    let first_id = largest_pages_id(unit_dir)? + 1;
+    for (next_id, &pid) in (first_id..).zip(&pids) {
+        let pieces = flatten(unit_dir, &layers, pid)?;
+        let pages_path = dir.join(format!("pages-{next_id}.img"));
+        let mut pages = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&pages_path)
+            .map_err(io(&pages_path))?;
+        let mut runs: Vec<Run> = Vec::new();
+        for piece in &pieces {
+            let len = piece.end - piece.start;
+            let flags = if piece.lazy {
+                view.lazy_bytes += len;
+                PE_LAZY
+            } else {
+                let mut data = vec![0u8; len as usize];
+                source.read_checked(&piece.file, piece.offset, &mut data)?;
+                pages.write_all(&data).map_err(io(&pages_path))?;
+                view.eager_bytes += len;
+                PE_PRESENT
+            };
+            match runs.last_mut() {
+                Some(last) if last.end() == piece.start && last.flags == flags => {
+                    last.nr_pages += (len / PAGE_SIZE) as u32;
+                }
+                _ => runs.push(Run {
+                    vaddr: piece.start,
+                    nr_pages: (len / PAGE_SIZE) as u32,
+                    flags,
+                }),
+            }
+        }
+        let map = Pagemap {
+            pages_id: next_id,
+            runs,
+        };
+        let map_path = dir.join(format!("pagemap-{pid}.img"));
+        std::fs::write(&map_path, map.encode()).map_err(io(&map_path))?;
+        view.lazy
+            .insert(pid, pieces.into_iter().filter(|p| p.lazy).collect());
+    }
+    link_the_rest(unit_dir, dir, &pids)?;
+    Ok(view)
+}
+
+/// Links every other image of the final dump, and its parent, into the
+/// view: CRIU reads them there (the parent for shared memory's pages).
+fn link_the_rest(unit_dir: &Path, dir: &Path, pids: &[u32]) -> Result<(), ViewError> {
+    let own: Vec<String> = pids
+        .iter()
+        .map(|pid| format!("pagemap-{pid}.img"))
+        .collect();
+    for entry in std::fs::read_dir(unit_dir).map_err(io(unit_dir))? {
+        let entry = entry.map_err(io(unit_dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kind = entry.file_type().map_err(io(unit_dir))?;
+        let target = if name == "parent" && kind.is_symlink() {
+            let link = entry.path();
+            let to = std::fs::read_link(&link).map_err(io(&link))?;
+            unit_dir.join(to)
+        } else if kind.is_file() && name.ends_with(".img") && !own.contains(&name) {
+            entry.path()
+        } else {
+            continue;
+        };
+        let link = dir.join(&name);
+        std::os::unix::fs::symlink(&target, &link).map_err(io(&link))?;
+    }
+    Ok(())
+}
