@@ -201,6 +201,11 @@ pub enum Verb {
         /// than the distribution's.
         #[arg(long)]
         minimal_initrd: bool,
+        /// Restore lazily (`relivectl live-upgrade --lazy-restore`): the
+        /// units run before their memory is back; the lazy tail is
+        /// printed beside each unit's stoppage.
+        #[arg(long)]
+        lazy_restore: bool,
         /// The figures as JSON [default: lab/out/bench-twophase.json].
         #[arg(long, value_name = "PATH")]
         json_out: Option<PathBuf>,

@@ -245,6 +245,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
             saturate,
             repeat,
             minimal_initrd,
+            lazy_restore,
             json_out,
             svg_out,
         } => {
@@ -257,6 +258,7 @@ fn run(verb: Verb) -> Result<ExitCode> {
             }
             matrix.repeat = repeat;
             matrix.minimal_initrd = minimal_initrd;
+            matrix.lazy_restore = lazy_restore;
             let outputs = bench::twophase::Outputs::new(&paths, json_out, svg_out);
             let (image, interrupt) = vm::prepare(&paths)?;
             let runs = bench::twophase::bench(&paths, &image, &matrix, &outputs, &interrupt)?;

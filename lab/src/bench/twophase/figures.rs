@@ -126,6 +126,9 @@ pub struct Run {
     pub kernel_boot: Option<relive_api::report::KernelBoot>,
     /// The upgrade asked for relive's minimal initrd.
     pub minimal_initrd: bool,
+    /// The upgrade asked for lazy restores.
+    #[serde(default)]
+    pub lazy_restore: bool,
 }
 
 impl Run {

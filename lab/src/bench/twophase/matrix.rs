@@ -46,6 +46,8 @@ pub struct Matrix {
     /// The upgrades boot relive's minimal initrd (`relivectl live-upgrade
     /// --minimal-initrd`) instead of the distribution's.
     pub minimal_initrd: bool,
+    /// The upgrades restore lazily (`--lazy-restore`).
+    pub lazy_restore: bool,
 }
 
 impl Matrix {
@@ -91,6 +93,7 @@ impl Matrix {
             saturate: false,
             repeat: 1,
             minimal_initrd: false,
+            lazy_restore: false,
         })
     }
 }

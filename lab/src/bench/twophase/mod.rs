@@ -194,6 +194,7 @@ pub fn bench(
                     let mut run =
                         empty_run(size, rate, mode, store, matrix.small_units, matrix.saturate);
                     run.minimal_initrd = matrix.minimal_initrd;
+                    run.lazy_restore = matrix.lazy_restore;
                     let result = run_one(paths, image, &mut run, store, &to_release, interrupt);
                     // QEMU is gone by now (powered off, or killed by its guard).
                     // The disk copy grows with the size (up to 12 GiB) and the
@@ -245,6 +246,7 @@ fn empty_run(
         phase1_cpu: None,
         kernel_boot: None,
         minimal_initrd: false,
+        lazy_restore: false,
     }
 }
 
@@ -301,6 +303,9 @@ fn run_one(
     };
     if run.minimal_initrd {
         flags.push_str(" --minimal-initrd");
+    }
+    if run.lazy_restore {
+        flags.push_str(" --lazy-restore");
     }
     upgrade::run_detached_within(&mut booted, paths, to_release, &flags, timeout, interrupt)?;
     let report = upgrade::report(paths, port)?;
