@@ -13,7 +13,7 @@ use prost::Message;
 use std::io;
 use std::path::Path;
 
-const IMG_COMMON_MAGIC: u32 = 0x5476_4319;
+const IMG_COMMON_MAGIC: u32 = 0x5456_4319;
 const PAGEMAP_MAGIC: u32 = 0x5608_4025;
 
 /// The pages are in the parent images.
@@ -219,6 +219,28 @@ mod tests {
         assert_eq!(Pagemap::decode(&bytes).unwrap(), map);
         let offsets: Vec<_> = map.with_offsets().into_iter().map(|(_, o)| o).collect();
         assert_eq!(offsets, [Some(0), None, Some(8192)]);
+    }
+
+    #[test]
+    fn an_image_as_criu_writes_it_is_read() {
+        // CRIU's magic.h: IMG_COMMON_MAGIC 0x54564319, PAGEMAP_MAGIC
+        // 0x56084025, little-endian on x86-64; then pagemap_head
+        // {pages_id: 1} and one entry {vaddr 0x1000, 2 pages, flags 6}.
+        let bytes = [
+            0x19, 0x43, 0x56, 0x54, 0x25, 0x40, 0x08, 0x56, //
+            2, 0, 0, 0, 0x08, 0x01, //
+            7, 0, 0, 0, 0x08, 0x80, 0x20, 0x10, 0x02, 0x20, 0x06,
+        ];
+        let map = Pagemap::decode(&bytes).unwrap();
+        assert_eq!(map.pages_id, 1);
+        assert_eq!(
+            map.runs,
+            [Run {
+                vaddr: 0x1000,
+                nr_pages: 2,
+                flags: PE_PRESENT | PE_LAZY
+            }]
+        );
     }
 
     #[test]

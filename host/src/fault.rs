@@ -35,7 +35,11 @@
 //!   hung CRIU must be killed before the retry and the undo;
 //! - `restore-fail-new UNIT`: like `restore-fail`, but only in the new
 //!   kernel (a rollback unit's failure sends the machine back, where the
-//!   restore then succeeds).
+//!   restore then succeeds);
+//! - `lazy-pages-damaged UNIT`: restored lazily in the new kernel, once
+//!   its first page is served, one byte of a page it has yet to be served
+//!   is flipped in the store, so that the page server must refuse it (the
+//!   unit is killed and started afresh, the report says why).
 //!
 //! Compiled only with the cargo feature `fault-injection`, which only the
 //! lab's build turns on: a release relive holds none of this.
@@ -60,10 +64,11 @@ pub enum Fault {
     StoreFull,
     RestoreFail,
     RestoreFailNew,
+    LazyPagesDamaged,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 14] = [
         Fault::DumpFail,
         Fault::PreDumpFail,
         Fault::CorruptImage,
@@ -77,6 +82,7 @@ impl Fault {
         Fault::StoreFull,
         Fault::RestoreFail,
         Fault::RestoreFailNew,
+        Fault::LazyPagesDamaged,
     ];
 
     /// Its name in the fault file.
@@ -95,6 +101,7 @@ impl Fault {
             Fault::StoreFull => "store-full",
             Fault::RestoreFail => "restore-fail",
             Fault::RestoreFailNew => "restore-fail-new",
+            Fault::LazyPagesDamaged => "lazy-pages-damaged",
         }
     }
 }
@@ -228,11 +235,23 @@ pub fn corrupt_images(images_dir: &Path) -> std::io::Result<std::path::PathBuf> 
         .ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no page image to corrupt")
         })?;
-    let mut bytes = std::fs::read(&path)?;
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&path, bytes)?;
+    let middle = std::fs::metadata(&path)?.len() / 2;
+    flip_byte(&path, middle)?;
     Ok(path)
+}
+
+/// Flips the byte at `offset` of `path`, in place.
+pub fn flip_byte(path: &Path, offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, offset)?;
+    byte[0] ^= 0xff;
+    file.write_all_at(&byte, offset)?;
+    file.sync_all()
 }
 
 #[cfg(test)]

@@ -140,12 +140,17 @@ pub fn start(
         ..LazyFigures::default()
     };
     let daemon_pid = daemon.pid;
-    let cgroup = crate::cgroup_dir(&record.cgroup);
-    let unit = record.name.clone();
-    let logs_to = source.dir().to_owned();
+    let serving = Serving {
+        cgroup: crate::cgroup_dir(&record.cgroup),
+        unit: record.name.clone(),
+        damage: damage_injected(store, &record.name, &made),
+        made,
+        source,
+        daemon,
+    };
     let server = std::thread::Builder::new()
         .name("relive-pages".into())
-        .spawn(move || serve_until_done(ours, made, source, daemon, &cgroup, &unit, &logs_to))
+        .spawn(move || serving.until_done(ours))
         .map_err(|e| LazyError::Daemon(format!("cannot start the page server's thread: {e}")))?;
     Ok(Lazy {
         view_dir,
@@ -175,49 +180,109 @@ fn wait_ready(ready: std::os::fd::OwnedFd) -> Result<(), String> {
     }
 }
 
-/// The page server's thread: serves until the daemon hangs up, then
-/// waits for the daemon's exit. On any failure the unit's processes are
-/// killed before the daemon's connection is dropped, so that no process
-/// runs on with a page it was not given.
-fn serve_until_done(
-    mut ours: UnixStream,
+/// What the page server's thread serves, and for whom.
+struct Serving {
     made: view::View,
     source: PageSource,
     daemon: StartedHelper,
-    cgroup: &Path,
-    unit: &str,
-    logs_to: &Path,
-) -> Tail {
-    let started = Instant::now();
-    let served = server::serve(&mut ours, &made.lazy, &source);
-    let mut failure = match &served {
-        Ok(done) if done.closed => None,
-        Ok(_) => Some("the lazy-pages daemon hung up before it was done".to_owned()),
-        Err(e) => Some(e.to_string()),
-    };
-    if let Some(why) = &failure {
-        kill_unit(cgroup, unit, why);
-    }
-    drop(ours);
-    let status = (daemon.exit)();
-    if failure.is_none() && !status.is_some_and(|s| s.success()) {
-        let why = format!(
-            "CRIU's lazy-pages daemon failed ({})",
-            status.map_or("its exit unseen".into(), |s| s.describe())
-        );
-        kill_unit(cgroup, unit, &why);
-        failure = Some(why);
-    }
-    for log in [DAEMON_LOG, "restore.log"] {
-        let _ = std::fs::copy(made.dir.join(log), logs_to.join(log));
-    }
-    let _ = std::fs::remove_dir_all(&made.dir);
-    Tail {
-        served: served.unwrap_or_default(),
-        failure,
-        started,
+    /// The unit's cgroup directory, killed on a failure.
+    cgroup: PathBuf,
+    unit: String,
+    /// The lab's injected damage, if any.
+    damage: Option<(PathBuf, u64)>,
+}
+
+impl Serving {
+    /// The page server's thread: serves until the daemon hangs up, then
+    /// waits for the daemon's exit. On any failure the unit's processes are
+    /// killed before the daemon's connection is dropped, so that no process
+    /// runs on with a page it was not given.
+    fn until_done(self, mut ours: UnixStream) -> Tail {
+        let Serving {
+            made,
+            source,
+            daemon,
+            cgroup,
+            unit,
+            mut damage,
+        } = self;
+        let (cgroup, unit, logs_to) = (cgroup.as_path(), unit.as_str(), source.dir().to_owned());
+        let started = Instant::now();
+        let mut after_each = |_: &server::Served| {
+            if let Some((path, offset)) = damage.take() {
+                damage_store(&path, offset);
+            }
+        };
+        let served = server::serve(&mut ours, &made.lazy, &source, &mut after_each);
+        let mut failure = match &served {
+            Ok(done) if done.closed => None,
+            Ok(_) => Some("the lazy-pages daemon hung up before it was done".to_owned()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = &failure {
+            kill_unit(cgroup, unit, why);
+        }
+        drop(ours);
+        let status = (daemon.exit)();
+        if failure.is_none() && !status.is_some_and(|s| s.success()) {
+            let why = format!(
+                "CRIU's lazy-pages daemon failed ({})",
+                status.map_or("its exit unseen".into(), |s| s.describe())
+            );
+            kill_unit(cgroup, unit, &why);
+            failure = Some(why);
+        }
+        for log in [DAEMON_LOG, "restore.log"] {
+            let _ = std::fs::copy(made.dir.join(log), logs_to.join(log));
+        }
+        let _ = std::fs::remove_dir_all(&made.dir);
+        Tail {
+            served: served.unwrap_or_default(),
+            failure,
+            started,
+        }
     }
 }
+
+/// With the lab's `lazy-pages-damaged UNIT`: where to flip a byte once
+/// the first page is served, in a page yet to be served (the middle of
+/// the largest lazy piece).
+#[cfg(feature = "fault-injection")]
+fn damage_injected(store: &Store, unit: &str, made: &view::View) -> Option<(PathBuf, u64)> {
+    use relive_host::fault::{self, Fault};
+    if !fault::injected_in_store(&store.root, Fault::LazyPagesDamaged, unit) {
+        return None;
+    }
+    let piece = made
+        .lazy
+        .values()
+        .flatten()
+        .max_by_key(|p| p.end - p.start)?;
+    let middle = piece.offset + (piece.end - piece.start) / 2;
+    Some((
+        store.root.join("images").join(unit).join(&piece.file),
+        middle,
+    ))
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn damage_injected(_: &Store, _: &str, _: &view::View) -> Option<(PathBuf, u64)> {
+    None
+}
+
+#[cfg(feature = "fault-injection")]
+fn damage_store(path: &Path, offset: u64) {
+    match relive_host::fault::flip_byte(path, offset) {
+        Ok(()) => tracing::warn!(
+            "injected fault: flipped byte {offset} of {}",
+            path.display()
+        ),
+        Err(e) => tracing::warn!("injected fault lazy-pages-damaged: {}: {e}", path.display()),
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn damage_store(_: &Path, _: u64) {}
 
 /// Kills every process of the unit's cgroup (cgroup.kill), at once.
 fn kill_unit(cgroup: &Path, unit: &str, why: &str) {

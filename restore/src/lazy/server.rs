@@ -106,11 +106,13 @@ pub struct Served {
     pub last_page_ms: f64,
 }
 
-/// Answers the daemon on `connection` until it hangs up.
+/// Answers the daemon on `connection` until it hangs up; `after_each`
+/// sees the figures after each answer (the lab's fault injection).
 pub fn serve(
     connection: &mut (impl Read + Write),
     lazy: &LazyMap,
     source: &PageSource,
+    after_each: &mut dyn FnMut(&Served),
 ) -> Result<Served, ServeError> {
     let started = Instant::now();
     let mut served = Served::default();
@@ -150,6 +152,7 @@ pub fn serve(
                 served.requests += 1;
                 served.bytes += data.len() as u64;
                 served.last_page_ms = started.elapsed().as_secs_f64() * 1000.0;
+                after_each(&served);
             }
             PS_IOV_CLOSE | PS_IOV_FORCE_CLOSE => {
                 connection

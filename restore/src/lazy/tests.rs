@@ -143,7 +143,7 @@ fn serving(
     let source = store.page_source("big.service").unwrap();
     let made = view::make(&source, &view_dir(store)).unwrap();
     let (mut ours, daemon) = std::os::unix::net::UnixStream::pair().unwrap();
-    let server = std::thread::spawn(move || serve(&mut ours, &made.lazy, &source));
+    let server = std::thread::spawn(move || serve(&mut ours, &made.lazy, &source, &mut |_| {}));
     (daemon, server)
 }
 

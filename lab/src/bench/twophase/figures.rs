@@ -39,6 +39,10 @@ pub struct UnitFigures {
     pub verify_ms: Option<f64>,
     pub frozen_to_kexec_ms: Option<f64>,
     pub resumed_to_restore_ms: Option<f64>,
+    /// Restored lazily: from running again to its last page served
+    /// (relive's report), and the bytes served then.
+    pub lazy_tail_ms: Option<f64>,
+    pub lazy_served_bytes: Option<u64>,
     /// relive-dirty's `verify` after the upgrade.
     pub verified_pages: u64,
     pub corrupt_pages: u64,

@@ -509,6 +509,8 @@ fn unit_figures(
     f.dump_ms = u.dump_ms;
     f.restore_ms = u.restore_ms;
     f.verify_ms = u.verify_ms;
+    f.lazy_tail_ms = u.lazy.as_ref().and_then(|l| l.tail_ms);
+    f.lazy_served_bytes = u.lazy.as_ref().map(|l| l.served_bytes);
     let ms = |from: u64, to: u64| (from > 0 && to >= from).then(|| (to - from) as f64 / 1000.0);
     f.frozen_to_kexec_ms = ms(u.frozen_usec, report.kexec_usec);
     // The check runs beside the restore (and ahead of it): what the

@@ -150,12 +150,13 @@ pub fn store_ratios(matrix: &Matrix, runs: &[Run]) -> String {
 /// Where each bench unit's stoppage went, per run (the small units are
 /// summed up in their own line): frozen -> kexec on the old kernel, the
 /// floor (kexec -> relive running), relive running -> its restore began
-/// (what ran before it), the image check and the restore.
+/// (what ran before it), the image check, the restore, and for a lazy
+/// restore its tail (running again -> its last page served).
 pub fn breakdown(runs: &[Run]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>5} {:>8} {:<6} {:<9} {:>9} {:>12} {:>8} {:>14} {:>9} {:>9}",
+        "{:>5} {:>8} {:<6} {:<9} {:>9} {:>12} {:>8} {:>14} {:>9} {:>9} {:>9}",
         "size",
         "rate",
         "mode",
@@ -165,13 +166,14 @@ pub fn breakdown(runs: &[Run]) -> String {
         "floor",
         "resumed>restore",
         "check",
-        "restore"
+        "restore",
+        "lazy tail"
     );
     for run in runs.iter().filter(|r| r.error.is_none()) {
         for u in run.units.iter().filter(|u| u.role != "small") {
             let _ = writeln!(
                 out,
-                "{:>5} {:>8} {:<6} {:<9} {:>9} {:>12} {:>8} {:>14} {:>9} {:>9}",
+                "{:>5} {:>8} {:<6} {:<9} {:>9} {:>12} {:>8} {:>14} {:>9} {:>9} {:>9}",
                 size_label(run.size_mib),
                 rate_label(run.rate_mib_per_sec),
                 run.mode.label(),
@@ -182,6 +184,7 @@ pub fn breakdown(runs: &[Run]) -> String {
                 secs(u.resumed_to_restore_ms),
                 secs(u.verify_ms),
                 secs(u.restore_ms),
+                secs(u.lazy_tail_ms),
             );
         }
     }
@@ -223,7 +226,7 @@ pub fn print_summary(matrix: &Matrix, runs: &[Run], outputs: &Outputs) {
             }
         }
         println!();
-        println!("where the stoppage went (seconds; the check overlaps the restore; no lazy restore, so no lazy tail)");
+        println!("where the stoppage went (seconds; the check overlaps the restore; lazy tail: a lazy restore's last page served after the unit ran again)");
         print!("{}", breakdown(&runs));
         println!();
         let floors: Vec<String> = runs.iter().filter_map(super::floor::line).collect();
@@ -338,12 +341,13 @@ mod tests {
         r.units[0].frozen_to_kexec_ms = Some(700.0);
         r.units[0].boot_floor_ms = Some(10_000.0);
         r.units[0].restore_ms = Some(1_250.0);
+        r.units[0].lazy_tail_ms = Some(3_400.0);
         let text = breakdown(&[r]);
         let critical = text.lines().find(|l| l.contains("critical")).unwrap();
         let cells: Vec<&str> = critical.split_whitespace().collect();
         assert_eq!(
             cells,
-            ["1G", "idle", "two", "critical", "12.00", "0.70", "10.00", "-", "-", "1.25"]
+            ["1G", "idle", "two", "critical", "12.00", "0.70", "10.00", "-", "-", "1.25", "3.40"]
         );
         assert_eq!(text.lines().count(), 3);
     }

@@ -179,6 +179,20 @@ pub fn scenarios() -> Vec<Scenario> {
             suite: true,
         },
         Scenario {
+            name: "a lazily restored unit's page source damaged while it runs",
+            faults: &["lazy-pages-damaged relive-idle.service"],
+            setup: "",
+            args: Some("--kernel {K} --initrd {I} --reuse-cmdline --lazy-restore"),
+            expect: Expect::Completed,
+            cause: Lost {
+                unit: "relive-idle.service",
+                reason: "its page source failed",
+            },
+            // Its own run of minutes; the suite's other scenarios restore
+            // whole. Run with the full matrix (`relive-lab faults`).
+            suite: false,
+        },
+        Scenario {
             name: "a panic in relive's resume code",
             faults: &["panic-resume relive-busy.service"],
             setup: "",
