@@ -68,8 +68,9 @@ pub struct UnitManifest {
     /// not know it refuses it.
     pub version: u32,
     pub files: BTreeMap<String, String>,
-    /// Each page image's block checksums (`crate::pages`), from format
-    /// 3 on: what a lazy restore checks each page against as it serves it.
+    /// Each page image's block checksums (`crate::pages`): what a lazy
+    /// restore checks each page against as it serves it. Absent from the
+    /// manifests of relives before lazy restore (no page source then).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub blocks: BTreeMap<String, Vec<u64>>,
 }
@@ -86,13 +87,9 @@ struct StoreManifest {
 /// Where the units' manifests are, under the store's root.
 const MANIFESTS: &str = "manifests";
 
-/// The manifest format this relive writes: XXH3-128 checksums, and for
-/// page images one XXH3-64 per block (the file's own checksum is then
-/// the XXH3-128 of its blocks' checksums).
-pub const MANIFEST_VERSION: u32 = 3;
-/// XXH3-128 checksums of whole files (a store written by the relive
-/// that ran before the kexec).
-const MANIFEST_VERSION_XXH3: u32 = 2;
+/// The manifest format this relive writes: XXH3-128 checksums (and, an
+/// added field, one XXH3-64 per block of each page image).
+pub const MANIFEST_VERSION: u32 = 2;
 /// The format of relive 0.1's first stores, still read: SHA-256 checksums
 /// (a store written by the relive that ran before the kexec).
 const MANIFEST_VERSION_SHA256: u32 = 1;
@@ -102,19 +99,13 @@ const LEGACY_MANIFEST: &str = "manifest.json";
 
 /// Refuses a manifest of a format this relive does not read.
 fn check_version(path: &Path, version: u32) -> Result<(), StoreError> {
-    if [
-        MANIFEST_VERSION,
-        MANIFEST_VERSION_XXH3,
-        MANIFEST_VERSION_SHA256,
-    ]
-    .contains(&version)
-    {
+    if [MANIFEST_VERSION, MANIFEST_VERSION_SHA256].contains(&version) {
         return Ok(());
     }
     Err(StoreError::Manifest {
         path: path.to_owned(),
         reason: format!(
-            "format version {version}, this relive reads versions {MANIFEST_VERSION_SHA256} to {MANIFEST_VERSION}"
+            "format version {version}, this relive reads versions {MANIFEST_VERSION_SHA256} and {MANIFEST_VERSION}"
         ),
     })
 }
@@ -319,7 +310,7 @@ impl Store {
         let dir = self.root.join("images").join(unit);
         for file in files(&dir, "")? {
             if let std::collections::btree_map::Entry::Vacant(entry) = manifest.files.entry(file) {
-                let (sum, blocks) = sums(manifest.version, &dir.join(entry.key()))?;
+                let (sum, blocks) = sums(manifest.version, &dir.join(entry.key()), true)?;
                 if let Some(blocks) = blocks {
                     manifest.blocks.insert(entry.key().clone(), blocks);
                 }
@@ -386,7 +377,7 @@ impl Store {
         for file in files(&dir, "")? {
             let sum = match expected.get(&file) {
                 Some(sum) if !read(&file) => sum.clone(),
-                _ => sums(manifest.version, &dir.join(&file))?.0,
+                _ => checksum(manifest.version, &dir.join(&file))?,
             };
             actual.insert(file, sum);
         }
@@ -510,22 +501,34 @@ fn walk(dir: &Path, prefix: &str, device: u64, found: &mut Vec<String>) -> Resul
     Ok(())
 }
 
-/// A file's checksum for a manifest of `version`, and from format 3 on
-/// a page image's block checksums, from one read of the file.
-fn sums(version: u32, path: &Path) -> Result<(String, Option<Vec<u64>>), StoreError> {
-    let name = path.to_string_lossy();
-    if version < MANIFEST_VERSION || !crate::pages::is_page_image(&name) {
-        return Ok((checksum(version, path)?, None));
-    }
-    let blocks = block_sums(path)?;
-    Ok((sum_of_blocks(&blocks), Some(blocks)))
+/// A file's checksum for a manifest of `version`, lowercase hex. The
+/// checksums guard against damage (a region the next kernel reused, a torn
+/// write), not against an attacker, who would need root: XXH3-128 does
+/// that several times faster than SHA-256, and every byte of a 1 GiB unit
+/// is hashed again inside the stoppage, before its restore.
+fn checksum(version: u32, path: &Path) -> Result<String, StoreError> {
+    Ok(sums(version, path, false)?.0)
 }
 
-/// The checksums of a file's blocks (`crate::pages::BLOCK`).
-fn block_sums(path: &Path) -> Result<Vec<u64>, StoreError> {
+/// [`checksum`], and for a page image when `blocks` asks (format 2 from
+/// relive 0.2 on: an added field older relives ignore) the checksums of
+/// its blocks (`crate::pages`), from the same read of the file.
+fn sums(version: u32, path: &Path, blocks: bool) -> Result<(String, Option<Vec<u64>>), StoreError> {
     let mut file = fs::File::open(path).map_err(io_err(path))?;
+    if version == MANIFEST_VERSION_SHA256 {
+        let mut hasher = Sha256::new();
+        io::copy(&mut file, &mut hasher).map_err(io_err(path))?;
+        let hex = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        return Ok((hex, None));
+    }
+    let blocks = blocks && crate::pages::is_page_image(&path.to_string_lossy());
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut block_sums = Vec::new();
     let mut block = vec![0u8; crate::pages::BLOCK as usize];
-    let mut sums = Vec::new();
     loop {
         let mut filled = 0;
         while filled < block.len() {
@@ -536,51 +539,15 @@ fn block_sums(path: &Path) -> Result<Vec<u64>, StoreError> {
                 Err(e) => return Err(io_err(path)(e)),
             }
         }
-        if filled == 0 {
-            return Ok(sums);
+        hasher.update(&block[..filled]);
+        if blocks && filled > 0 {
+            block_sums.push(crate::pages::block_sum(&block[..filled]));
         }
-        sums.push(crate::pages::block_sum(&block[..filled]));
         if filled < block.len() {
-            return Ok(sums);
+            let hex = format!("{:032x}", hasher.digest128());
+            return Ok((hex, blocks.then_some(block_sums)));
         }
     }
-}
-
-/// A page image's own checksum in a format 3 manifest: the XXH3-128 of
-/// its blocks' checksums.
-fn sum_of_blocks(blocks: &[u64]) -> String {
-    let bytes: Vec<u8> = blocks.iter().flat_map(|b| b.to_le_bytes()).collect();
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
-}
-
-/// A file's checksum for a manifest of `version`, lowercase hex. The
-/// checksums guard against damage (a region the next kernel reused, a torn
-/// write), not against an attacker, who would need root: XXH3-128 does
-/// that several times faster than SHA-256, and every byte of a 1 GiB unit
-/// is hashed again inside the stoppage, before its restore.
-fn checksum(version: u32, path: &Path) -> Result<String, StoreError> {
-    let mut file = fs::File::open(path).map_err(io_err(path))?;
-    if version == MANIFEST_VERSION_SHA256 {
-        let mut hasher = Sha256::new();
-        io::copy(&mut file, &mut hasher).map_err(io_err(path))?;
-        return Ok(hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect());
-    }
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = match io::Read::read(&mut file, &mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(path)(e)),
-        };
-        hasher.update(&buffer[..n]);
-    }
-    Ok(format!("{:032x}", hasher.digest128()))
 }
 
 /// A manifest as pretty JSON.
@@ -694,11 +661,11 @@ mod tests {
         store.seal_unit("a.service").unwrap();
         let path = store.root.join("manifests/a.service.json");
         let text = fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"version\": 3"), "{text}");
-        fs::write(&path, text.replace("\"version\": 3", "\"version\": 4")).unwrap();
+        assert!(text.contains("\"version\": 2"), "{text}");
+        fs::write(&path, text.replace("\"version\": 2", "\"version\": 3")).unwrap();
         let e = store.verify_unit("a.service").unwrap_err().to_string();
         assert!(
-            e.contains("format version 4, this relive reads versions 1 to 3"),
+            e.contains("format version 3, this relive reads versions 1 and 2"),
             "{e}"
         );
         store.wipe().unwrap();
