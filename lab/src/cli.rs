@@ -123,8 +123,9 @@ pub enum Verb {
         #[arg(long)]
         only: Option<String>,
         /// Only the scenarios the test suite runs (scripts/test): the
-        /// full matrix leaves out none of them and adds three that cost
-        /// minutes each along paths the others already take.
+        /// full matrix leaves out none of them and adds those that cost
+        /// minutes each along paths the others already take, and a lazy
+        /// restore whose page source is damaged while the unit runs.
         #[arg(long)]
         suite: bool,
     },

@@ -467,6 +467,9 @@ impl Store {
 const RESTORE_LOG: &str = "restore.log";
 /// The log of a lazy restore's daemon (relive_restore::lazy), kept there.
 pub const LAZY_PAGES_LOG: &str = "lazy-pages.log";
+/// The images a lazy restore reads (relive_restore::lazy::view), made in
+/// the unit's image directory in the new kernel: not images of the dump.
+pub const LAZY_VIEW: &str = "lazy-view";
 const CRIU_TEMPORARY: &str = ".criu.";
 
 /// Regular files under `dir`, as paths relative to it (`pre-1/pages-1.img`).
@@ -490,7 +493,8 @@ fn walk(dir: &Path, prefix: &str, device: u64, found: &mut Vec<String>) -> Resul
         let name = format!("{prefix}{file_name}");
         if kind.is_file() {
             found.push(name);
-        } else if kind.is_dir() && !file_name.starts_with(CRIU_TEMPORARY) {
+        } else if kind.is_dir() && !file_name.starts_with(CRIU_TEMPORARY) && file_name != LAZY_VIEW
+        {
             let path = entry.path();
             // A mount point (a restore's cgroup yard): not the images.
             if fs::metadata(&path).map_err(io_err(&path))?.dev() == device {

@@ -364,6 +364,14 @@ impl Manager {
                 "a live upgrade is running; re-execute once it has completed or been undone".into(),
             ));
         }
+        let serving = relive_restore::lazy::serving();
+        if serving > 0 {
+            // The page servers' threads would be gone with this process,
+            // and the processes they serve would get empty pages.
+            return Err(ManagerError::Refused(format!(
+                "{serving} lazily restored units still have pages to be served; re-execute once they are back"
+            )));
+        }
         tracing::info!("re-executing relive");
         self.rt.reexec_requested = true;
         Ok(())

@@ -33,11 +33,34 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Where the lazy restores' views go (root-only, like /run/relive).
-pub const VIEWS: &str = "/run/relive/lazy";
-
 /// The daemon's log, in the view, kept with CRIU's other logs.
 pub const DAEMON_LOG: &str = relive_store::store::LAZY_PAGES_LOG;
+
+/// The page servers running: relive must not re-execute while one is
+/// (its thread would be gone, the daemon's connection with it, and the
+/// processes it serves would be given empty pages).
+static SERVING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many lazily restored units still have pages to be served.
+pub fn serving() -> usize {
+    SERVING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Counts a page server from its start to its thread's end.
+struct Counted;
+
+impl Counted {
+    fn new() -> Counted {
+        SERVING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Counted
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        SERVING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// How long the daemon may take to listen.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -83,15 +106,7 @@ pub fn start(
     record: &UnitRecord,
 ) -> Result<Lazy, LazyError> {
     let source = store.page_source(&record.name)?;
-    let view_dir = Path::new(VIEWS).join(&record.name);
-    if let Some(views) = view_dir.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(views)
-            .map_err(|e| LazyError::Daemon(format!("{}: {e}", views.display())))?;
-    }
+    let view_dir = source.dir().join(relive_store::store::LAZY_VIEW);
     let made = view::make(&source, &view_dir)?;
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| LazyError::Daemon(format!("socketpair: {e}")))?;
@@ -148,9 +163,13 @@ pub fn start(
         source,
         daemon,
     };
+    let counted = Counted::new();
     let server = std::thread::Builder::new()
         .name("relive-pages".into())
-        .spawn(move || serving.until_done(ours))
+        .spawn(move || {
+            let _counted = counted;
+            serving.until_done(ours)
+        })
         .map_err(|e| LazyError::Daemon(format!("cannot start the page server's thread: {e}")))?;
     Ok(Lazy {
         view_dir,

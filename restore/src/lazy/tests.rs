@@ -6,6 +6,7 @@ use super::view;
 use relive_criu::pagemap::{Pagemap, Run, PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT};
 use relive_store::Store;
 use std::io::{Read, Write};
+use std::path::Path;
 
 fn page(tag: u8) -> Vec<u8> {
     vec![tag; PAGE_SIZE as usize]
@@ -58,7 +59,8 @@ fn chain(tag: &str) -> Store {
 }
 
 fn view_dir(store: &Store) -> std::path::PathBuf {
-    store.root.join("view")
+    let unit = store.unit_dir("big.service").unwrap();
+    unit.join(relive_store::store::LAZY_VIEW)
 }
 
 #[test]
@@ -90,16 +92,24 @@ fn the_view_leaves_every_lazy_page_to_the_server_wherever_it_lies() {
             (0x12000, 0x14000, "pages-2.img", 0)
         ]
     );
-    // The rest are links to the store's images; shared memory's page map
-    // is not a process's.
+    // The rest are relative links to the store's images (a restored
+    // process follows `parent` from its own mount namespace); shared
+    // memory's page map is not a process's.
     let link = |name: &str| std::fs::read_link(made.dir.join(name)).unwrap();
-    assert_eq!(link("core-10.img"), source.dir().join("core-10.img"));
+    assert_eq!(link("core-10.img"), Path::new("../core-10.img"));
     assert_eq!(
         link("pagemap-shmem-77.img"),
-        source.dir().join("pagemap-shmem-77.img")
+        Path::new("../pagemap-shmem-77.img")
     );
-    assert_eq!(link("parent"), source.dir().join("pre-1"));
+    assert_eq!(link("parent"), Path::new("../pre-1"));
+    let parent = std::fs::canonicalize(made.dir.join("parent")).unwrap();
+    assert_eq!(
+        parent,
+        std::fs::canonicalize(source.dir().join("pre-1")).unwrap()
+    );
     assert!(!made.lazy.contains_key(&77));
+    // The store's checks pass over the view.
+    store.verify_unit("big.service").unwrap();
 }
 
 #[test]

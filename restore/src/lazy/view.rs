@@ -1,6 +1,7 @@
-//! The images a lazy restore reads: a directory beside the store's
-//! (root-only, under /run) whose page maps leave every lazy page to the
-//! page server, wherever in the pre-dump chain it lies.
+//! The images a lazy restore reads: a directory inside the unit's image
+//! directory (`relive_store::store::LAZY_VIEW`, which the store's checks
+//! pass over) whose page maps leave every lazy page to the page server,
+//! wherever in the pre-dump chain it lies.
 //!
 //! CRIU restores lazily only the runs its top page map marks lazy; a
 //! page the final dump found unchanged since a pre-dump is marked "in the
@@ -11,7 +12,9 @@
 //! the few pages a dump kept eager (the threads' stack pages), as
 //! present, their data copied into the view's own page image, read
 //! through the manifest's block checksums. Every other image is a link to
-//! the store's, which the check reads.
+//! the store's, which the check reads, relative: a restored process
+//! follows the `parent` link itself, from inside its own mount namespace,
+//! where the store's absolute path may not be there (a sandbox).
 
 use relive_criu::pagemap::{Pagemap, Run, PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT};
 use relive_store::pages::PageSource;
@@ -317,7 +320,8 @@ pub fn make(source: &PageSource, dir: &Path) -> Result<View, ViewError> {
 }
 
 /// Links every other image of the final dump, and its parent, into the
-/// view: CRIU reads them there (the parent for shared memory's pages).
+/// view (`dir`, directly inside `unit_dir`): CRIU reads them there (the
+/// parent for shared memory's pages).
 fn link_the_rest(unit_dir: &Path, dir: &Path, pids: &[u32]) -> Result<(), ViewError> {
     let own: Vec<String> = pids
         .iter()
@@ -327,12 +331,13 @@ fn link_the_rest(unit_dir: &Path, dir: &Path, pids: &[u32]) -> Result<(), ViewEr
         let entry = entry.map_err(io(unit_dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let kind = entry.file_type().map_err(io(unit_dir))?;
+        let up = Path::new("..");
         let target = if name == "parent" && kind.is_symlink() {
             let link = entry.path();
-            let to = std::fs::read_link(&link).map_err(io(&link))?;
-            unit_dir.join(to)
+            // Relative to the unit's directory, so one level more.
+            up.join(std::fs::read_link(&link).map_err(io(&link))?)
         } else if kind.is_file() && name.ends_with(".img") && !own.contains(&name) {
-            entry.path()
+            up.join(&name)
         } else {
             continue;
         };
