@@ -582,6 +582,14 @@ impl Run<'_> {
             report.kernel_from == self.from_release && report.kernel_to == self.to_release,
             format!("{} -> {}", report.kernel_from, report.kernel_to),
         );
+        if self.variant.flags().contains("--lazy-restore") {
+            let (lazily, detail) = lazy_verdict(&report);
+            v.record(
+                "(r) lazy restores: every unit restored lazily, every page served",
+                lazily,
+                detail,
+            );
+        }
         // relive remounted them read-only before the kexec: their
         // journals are clean.
         let recovered = self.sh(
@@ -796,4 +804,43 @@ fn summarize(label: &str, verdicts: &[Verdict], secs: f64) -> bool {
         ));
         false
     }
+}
+
+/// (r): every unit the report has restored and the upgrade asked to
+/// restore lazily (all but rollback units) was, its page server done
+/// without a failure, and pages were served.
+fn lazy_verdict(report: &relive_api::report::UpgradeReport) -> (bool, String) {
+    use relive_api::report::Outcome;
+    let restored: Vec<_> = report
+        .units
+        .iter()
+        .filter(|u| u.outcome == Some(Outcome::Restored) && u.lazy_restore)
+        .collect();
+    let whole: Vec<&str> = restored
+        .iter()
+        .filter(|u| u.lazy.as_ref().is_none_or(|l| l.failure.is_some()))
+        .map(|u| u.name.as_str())
+        .collect();
+    let served: u64 = restored
+        .iter()
+        .filter_map(|u| u.lazy.as_ref())
+        .map(|l| l.served_bytes)
+        .sum();
+    let longest_tail = restored
+        .iter()
+        .filter_map(|u| u.lazy.as_ref()?.tail_ms)
+        .fold(0.0, f64::max);
+    let ok = whole.is_empty() && !restored.is_empty() && served > 0;
+    let detail = format!(
+        "{} units restored, {} MiB served lazily, the longest tail {:.1} s{}",
+        restored.len(),
+        served >> 20,
+        longest_tail / 1000.0,
+        if whole.is_empty() {
+            String::new()
+        } else {
+            format!("; not lazily: {}", whole.join(", "))
+        }
+    );
+    (ok, detail)
 }

@@ -42,8 +42,9 @@ impl Variant {
     /// Extra `relivectl live-upgrade` flags.
     pub fn flags(self) -> &'static str {
         match self {
-            // relive's minimal initrd this way, the distribution's back.
-            Variant::TwoPhaseMemory => "--store memory --minimal-initrd",
+            // relive's minimal initrd this way, the distribution's back;
+            // lazy restores this way, whole restores back.
+            Variant::TwoPhaseMemory => "--store memory --minimal-initrd --lazy-restore",
             Variant::SinglePhaseMemory => "--single-phase --store memory",
         }
     }
