@@ -137,12 +137,17 @@ pub fn start(
     let daemon = host
         .start_helper(&argv, &[theirs.as_raw_fd(), ready_write.as_raw_fd()])
         .map_err(|e| LazyError::Daemon(e.to_string()))?;
+    // It alone holds the processes' userfaultfds: killed by the OOM
+    // killer, it would leave them empty pages.
+    let _ = std::fs::write(format!("/proc/{}/oom_score_adj", daemon.pid), "-1000");
     drop(theirs);
     drop(ready_write);
     if let Err(e) = wait_ready(ready_read) {
-        // It never listened: no restore has used it, nothing to kill.
+        // It never listened: no restore has used it. Ended, if it still
+        // runs (not ready in time), before its exit is waited for.
         let _ = std::fs::remove_dir_all(&view_dir);
         drop(ours);
+        kill_daemon(daemon.pid);
         let status = (daemon.exit)();
         return Err(LazyError::Daemon(format!(
             "CRIU's lazy-pages daemon did not start ({e}; it ended {})",
@@ -303,6 +308,13 @@ fn damage_store(path: &Path, offset: u64) {
 #[cfg(not(feature = "fault-injection"))]
 fn damage_store(_: &Path, _: u64) {}
 
+/// Ends CRIU's lazy-pages daemon (SIGKILL): it waits for a restore that
+/// will not come.
+fn kill_daemon(pid: i32) {
+    use nix::sys::signal::{kill, Signal};
+    let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+}
+
 /// Kills every process of the unit's cgroup (cgroup.kill), at once.
 fn kill_unit(cgroup: &Path, unit: &str, why: &str) {
     tracing::error!("{unit}: {why}: its processes are killed, and it starts afresh");
@@ -315,10 +327,7 @@ impl Lazy {
     /// Ends a lazy restore whose restore failed: the daemon may still
     /// wait for it.
     pub fn abandon(self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.daemon_pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        kill_daemon(self.daemon_pid);
         let _ = self.server.join();
     }
 
