@@ -256,6 +256,9 @@ impl Serving {
             kill_unit(cgroup, unit, &why);
             failure = Some(why);
         }
+        if let (Some(why), Some(said)) = (&mut failure, first_error(&made.dir.join(DAEMON_LOG))) {
+            why.push_str(&format!(" (its log: {said})"));
+        }
         for log in [DAEMON_LOG, "restore.log"] {
             let _ = std::fs::copy(made.dir.join(log), logs_to.join(log));
         }
@@ -307,6 +310,15 @@ fn damage_store(path: &Path, offset: u64) {
 
 #[cfg(not(feature = "fault-injection"))]
 fn damage_store(_: &Path, _: u64) {}
+
+/// The first error CRIU's log at `path` names, but those of the socket
+/// options the daemon sets for TCP, which relive's socketpair refuses.
+fn first_error(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.contains("Error (") && !l.contains("TCP_CORK") && !l.contains("TCP_NODELAY"))
+        .map(|l| l.trim().to_owned())
+}
 
 /// Ends CRIU's lazy-pages daemon (SIGKILL): it waits for a restore that
 /// will not come.
