@@ -257,6 +257,7 @@ impl Serving {
             failure = Some(why);
         }
         if let (Some(why), Some(said)) = (&mut failure, first_error(&made.dir.join(DAEMON_LOG))) {
+            tracing::error!("{unit}: CRIU's lazy-pages daemon said: {said}");
             why.push_str(&format!(" (its log: {said})"));
         }
         for log in [DAEMON_LOG, "restore.log"] {

@@ -229,3 +229,39 @@ fn pages_the_images_do_not_have_stop_the_server() {
         "the lazy-pages daemon asked for pages the images do not have: PID 11 at 0x10000"
     );
 }
+
+#[test]
+fn the_view_s_runs_stay_short_enough_for_criu_s_daemon() {
+    let store = chain("long");
+    let unit = store.unit_dir("big.service").unwrap();
+    // 2.3 GiB of lazy pages in one run of the parent, and the final
+    // dump's lazy pages right after it: one piece, cut into many runs.
+    let huge = 600_000u32;
+    let pre_map = Pagemap {
+        pages_id: 1,
+        runs: vec![run(0x1_0000_0000, huge, PE_PRESENT | PE_LAZY)],
+    };
+    std::fs::write(unit.join("pre-1/pagemap-10.img"), pre_map.encode()).unwrap();
+    let end = 0x1_0000_0000 + u64::from(huge) * PAGE_SIZE;
+    let top = Pagemap {
+        pages_id: 2,
+        runs: vec![
+            run(0x1_0000_0000, huge, PE_PARENT),
+            run(end, 2, PE_PRESENT | PE_LAZY),
+        ],
+    };
+    std::fs::write(unit.join("pagemap-10.img"), top.encode()).unwrap();
+    store.seal_unit("big.service").unwrap();
+    let source = store.page_source("big.service").unwrap();
+    let made = view::make(&source, &view_dir(&store)).unwrap();
+    let map = Pagemap::read(&made.dir.join("pagemap-10.img")).unwrap();
+    assert!(map
+        .runs
+        .iter()
+        .all(|r| u64::from(r.nr_pages) <= view::MAX_RUN_PAGES));
+    assert!(map.runs.windows(2).all(|w| w[0].end() == w[1].vaddr));
+    let pages: u64 = map.runs.iter().map(|r| u64::from(r.nr_pages)).sum();
+    assert_eq!(pages, u64::from(huge) + 2);
+    assert_eq!(map.runs.len() as u64, pages.div_ceil(view::MAX_RUN_PAGES));
+    assert_eq!(made.lazy_bytes, pages * PAGE_SIZE);
+}

@@ -252,6 +252,43 @@ fn largest_pages_id(dir: &Path) -> Result<u32, ViewError> {
     Ok(largest)
 }
 
+/// The most pages in one run of the view's page maps. CRIU 3.17's
+/// lazy-pages daemon keeps a run's length in an int and allocates a
+/// buffer as long as the longest run: a run of 2 GiB made it fail
+/// (criu/uffd.c, collect_iovs). It asks for 4 MiB at most at a time, and
+/// its pace does not restart at a run's start, so shorter runs cost
+/// nothing.
+pub const MAX_RUN_PAGES: u64 = (64 << 20) / PAGE_SIZE;
+
+/// Appends `pages` pages at `vaddr` to `runs`: merged with the last run
+/// when they follow it with the same flags, cut at [`MAX_RUN_PAGES`].
+fn add_run(runs: &mut Vec<Run>, mut vaddr: u64, mut pages: u64, flags: u32) {
+    while pages > 0 {
+        let taken = match runs.last_mut() {
+            Some(last)
+                if last.end() == vaddr
+                    && last.flags == flags
+                    && u64::from(last.nr_pages) < MAX_RUN_PAGES =>
+            {
+                let taken = (MAX_RUN_PAGES - u64::from(last.nr_pages)).min(pages);
+                last.nr_pages += taken as u32;
+                taken
+            }
+            _ => {
+                let taken = pages.min(MAX_RUN_PAGES);
+                runs.push(Run {
+                    vaddr,
+                    nr_pages: taken as u32,
+                    flags,
+                });
+                taken
+            }
+        };
+        vaddr += taken * PAGE_SIZE;
+        pages -= taken;
+    }
+}
+
 /// Makes the view of the unit whose page images `source` reads, in
 /// `dir` (made afresh, root-only).
 pub fn make(source: &PageSource, dir: &Path) -> Result<View, ViewError> {
@@ -295,16 +332,7 @@ pub fn make(source: &PageSource, dir: &Path) -> Result<View, ViewError> {
                 view.eager_bytes += len;
                 PE_PRESENT
             };
-            match runs.last_mut() {
-                Some(last) if last.end() == piece.start && last.flags == flags => {
-                    last.nr_pages += (len / PAGE_SIZE) as u32;
-                }
-                _ => runs.push(Run {
-                    vaddr: piece.start,
-                    nr_pages: (len / PAGE_SIZE) as u32,
-                    flags,
-                }),
-            }
+            add_run(&mut runs, piece.start, len / PAGE_SIZE, flags);
         }
         let map = Pagemap {
             pages_id: next_id,
