@@ -256,7 +256,12 @@ impl Serving {
             kill_unit(cgroup, unit, &why);
             failure = Some(why);
         }
-        if let (Some(why), Some(said)) = (&mut failure, first_error(&made.dir.join(DAEMON_LOG))) {
+        // When the server refused, the daemon's error is only the hang-up.
+        let daemon_failed = served.is_ok();
+        let said = daemon_failed
+            .then(|| first_error(&made.dir.join(DAEMON_LOG)))
+            .flatten();
+        if let (Some(why), Some(said)) = (&mut failure, said) {
             tracing::error!("{unit}: CRIU's lazy-pages daemon said: {said}");
             why.push_str(&format!(" (its log: {said})"));
         }
