@@ -214,16 +214,9 @@ impl Manager {
         self.relisten_carried(name);
     }
 
-    /// Starts a helper program (nft, ...) on the loop's thread, so its
-    /// exit cannot be reaped before someone waits for it.
-    pub fn run_helper(
-        &mut self,
-        request: SpawnRequest,
-    ) -> Result<async_channel::Receiver<ExitStatus>, String> {
-        self.run_helper_pid(request).map(|(_, rx)| rx)
-    }
-
-    /// [`Manager::run_helper`], with the helper's PID.
+    /// Starts a helper program (nft, CRIU's lazy-pages daemon...) on the
+    /// loop's thread, so its exit cannot be reaped before someone waits
+    /// for it: its PID, and its exit to come.
     pub fn run_helper_pid(
         &mut self,
         request: SpawnRequest,

@@ -220,36 +220,43 @@ fn flatten(unit_dir: &Path, layers: &[Layer], pid: u32) -> Result<Vec<Piece>, Vi
     Ok(pieces)
 }
 
-/// The processes whose page maps the final dump holds.
-fn pids(unit_dir: &Path) -> Result<Vec<u32>, ViewError> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir(unit_dir).map_err(io(unit_dir))? {
-        let name = entry.map_err(io(unit_dir))?.file_name();
-        let name = name.to_string_lossy();
-        let pid = name
-            .strip_prefix("pagemap-")
-            .and_then(|rest| rest.strip_suffix(".img"))
-            .and_then(|pid| pid.parse::<u32>().ok());
-        pids.extend(pid);
+/// The entries directly in `dir`: name and type, read once.
+fn listing(dir: &Path) -> Result<Vec<(String, std::fs::FileType)>, ViewError> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let kind = entry.file_type().map_err(io(dir))?;
+        entries.push((entry.file_name().to_string_lossy().into_owned(), kind));
     }
-    pids.sort_unstable();
-    Ok(pids)
+    Ok(entries)
 }
 
-/// The largest page image id in `dir`, so that the view's own do not
-/// take one that a link names.
-fn largest_pages_id(dir: &Path) -> Result<u32, ViewError> {
-    let mut largest = 0;
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let name = entry.map_err(io(dir))?.file_name();
-        let id = name
-            .to_string_lossy()
-            .strip_prefix("pages-")
-            .and_then(|rest| rest.strip_suffix(".img"))
-            .and_then(|id| id.parse::<u32>().ok());
-        largest = largest.max(id.unwrap_or(0));
-    }
-    Ok(largest)
+/// N of an image named `{prefix}N.img`.
+fn image_number(name: &str, prefix: &str) -> Option<u32> {
+    name.strip_prefix(prefix)?
+        .strip_suffix(".img")?
+        .parse()
+        .ok()
+}
+
+/// The processes whose page maps the final dump holds.
+fn pids(entries: &[(String, std::fs::FileType)]) -> Vec<u32> {
+    let mut pids: Vec<u32> = entries
+        .iter()
+        .filter_map(|(name, _)| image_number(name, "pagemap-"))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// The largest page image id in the final dump, so that the view's own
+/// do not take one that a link names.
+fn largest_pages_id(entries: &[(String, std::fs::FileType)]) -> u32 {
+    entries
+        .iter()
+        .filter_map(|(name, _)| image_number(name, "pages-"))
+        .max()
+        .unwrap_or(0)
 }
 
 /// The most pages in one run of the view's page maps. CRIU 3.17's
@@ -302,14 +309,15 @@ pub fn make(source: &PageSource, dir: &Path) -> Result<View, ViewError> {
         .create(dir)
         .map_err(io(dir))?;
     let layers = chain(unit_dir)?;
-    let pids = pids(unit_dir)?;
+    let entries = listing(unit_dir)?;
+    let pids = pids(&entries);
     let mut view = View {
         dir: dir.to_owned(),
         lazy: LazyMap::new(),
         lazy_bytes: 0,
         eager_bytes: 0,
     };
-    let first_id = largest_pages_id(unit_dir)? + 1;
+    let first_id = largest_pages_id(&entries) + 1;
     for (next_id, &pid) in (first_id..).zip(&pids) {
         let pieces = flatten(unit_dir, &layers, pid)?;
         let pages_path = dir.join(format!("pages-{next_id}.img"));
@@ -343,33 +351,35 @@ pub fn make(source: &PageSource, dir: &Path) -> Result<View, ViewError> {
         view.lazy
             .insert(pid, pieces.into_iter().filter(|p| p.lazy).collect());
     }
-    link_the_rest(unit_dir, dir, &pids)?;
+    link_the_rest(unit_dir, &entries, dir, &pids)?;
     Ok(view)
 }
 
 /// Links every other image of the final dump, and its parent, into the
 /// view (`dir`, directly inside `unit_dir`): CRIU reads them there (the
 /// parent for shared memory's pages).
-fn link_the_rest(unit_dir: &Path, dir: &Path, pids: &[u32]) -> Result<(), ViewError> {
+fn link_the_rest(
+    unit_dir: &Path,
+    entries: &[(String, std::fs::FileType)],
+    dir: &Path,
+    pids: &[u32],
+) -> Result<(), ViewError> {
     let own: Vec<String> = pids
         .iter()
         .map(|pid| format!("pagemap-{pid}.img"))
         .collect();
-    for entry in std::fs::read_dir(unit_dir).map_err(io(unit_dir))? {
-        let entry = entry.map_err(io(unit_dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let kind = entry.file_type().map_err(io(unit_dir))?;
+    for (name, kind) in entries {
         let up = Path::new("..");
         let target = if name == "parent" && kind.is_symlink() {
-            let link = entry.path();
+            let link = unit_dir.join(name);
             // Relative to the unit's directory, so one level more.
             up.join(std::fs::read_link(&link).map_err(io(&link))?)
-        } else if kind.is_file() && name.ends_with(".img") && !own.contains(&name) {
-            up.join(&name)
+        } else if kind.is_file() && name.ends_with(".img") && !own.contains(name) {
+            up.join(name)
         } else {
             continue;
         };
-        let link = dir.join(&name);
+        let link = dir.join(name);
         std::os::unix::fs::symlink(&target, &link).map_err(io(&link))?;
     }
     Ok(())
